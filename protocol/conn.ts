@@ -1,0 +1,116 @@
+/**
+ * Frames over a byte stream (a `Deno.Conn` in practice). The only protocol module that does I/O.
+ *
+ * @module
+ */
+
+import { DfsError } from "./errors.ts";
+import { encodeDataHeader, encodeFrame, readFrameLength } from "./frame.ts";
+import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
+
+/** The part of `Deno.Conn` the framing needs. */
+export interface ByteStream {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+}
+
+/** Bytes read from the socket at a time for small frames; large bodies are read straight in place. */
+export const READ_BUFFER_BYTES = 64 * 1024;
+
+/** Reads length-prefixed frames; each frame body comes back in its own buffer. */
+export class FrameReader {
+  #stream: ByteStream;
+  #frameSizeBytesMax: number;
+  #buffer = new Uint8Array(READ_BUFFER_BYTES);
+  #start = 0;
+  #end = 0;
+
+  constructor(stream: ByteStream, options: { frameSizeBytesMax?: number } = {}) {
+    this.#stream = stream;
+    this.#frameSizeBytesMax = options.frameSizeBytesMax ?? FRAME_SIZE_BYTES_MAX;
+  }
+
+  /**
+   * Reads the next frame body into a fresh buffer that owns exactly its bytes. Returns null when the
+   * stream ends cleanly between frames.
+   *
+   * @throws {DfsError} `TOO_LARGE` for a length over the limit (nothing allocated);
+   *   `INVALID_REQUEST` when the stream ends inside a frame.
+   */
+  async read(): Promise<Uint8Array | null> {
+    if (!await this.#fill(FRAME_HEADER_BYTES)) {
+      if (this.#end === this.#start) return null;
+      throw new DfsError("INVALID_REQUEST", "Connection ended inside a frame header");
+    }
+    const length = readFrameLength(
+      this.#buffer.subarray(this.#start, this.#end),
+      this.#frameSizeBytesMax,
+    );
+    this.#start += FRAME_HEADER_BYTES;
+    const body = new Uint8Array(length);
+    const buffered = Math.min(length, this.#end - this.#start);
+    body.set(this.#buffer.subarray(this.#start, this.#start + buffered));
+    this.#start += buffered;
+    let filled = buffered;
+    while (filled < length) {
+      // Large bodies: read straight into the frame's own buffer, no copy through #buffer.
+      const n = await this.#stream.read(body.subarray(filled));
+      if (n === null) {
+        throw new DfsError("INVALID_REQUEST", "Connection ended inside a frame body");
+      }
+      filled += n;
+    }
+    return body;
+  }
+
+  /** Makes at least `bytes` buffered bytes available; false at end of stream. */
+  async #fill(bytes: number): Promise<boolean> {
+    if (this.#end - this.#start >= bytes) return true;
+    if (this.#start > 0) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.#end < bytes) {
+      const n = await this.#stream.read(this.#buffer.subarray(this.#end));
+      if (n === null) return false;
+      this.#end += n;
+    }
+    return true;
+  }
+}
+
+/** Writes whole frames, one at a time, so concurrent senders never interleave bytes. */
+export class FrameWriter {
+  #stream: ByteStream;
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor(stream: ByteStream) {
+    this.#stream = stream;
+  }
+
+  /** Encodes and writes one message. Resolves when the bytes are handed to the socket. */
+  send(message: unknown): Promise<void> {
+    const frame = encodeFrame(message);
+    return this.#enqueue([frame]);
+  }
+
+  /** Writes a data frame `{ op: "data", id, bytes }` without copying the payload. */
+  sendData(id: number, payload: Uint8Array): Promise<void> {
+    return this.#enqueue([encodeDataHeader(id, payload.length), payload]);
+  }
+
+  #enqueue(parts: Uint8Array[]): Promise<void> {
+    const done = this.#tail.then(() => this.#writeAll(parts));
+    // Later writes wait for this one but must not inherit its failure twice.
+    this.#tail = done.catch(() => {});
+    return done;
+  }
+
+  async #writeAll(parts: Uint8Array[]): Promise<void> {
+    for (const part of parts) {
+      let written = 0;
+      while (written < part.length) written += await this.#stream.write(part.subarray(written));
+    }
+  }
+}

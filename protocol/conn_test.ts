@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { DfsError } from "./errors.ts";
+import { FrameReader, FrameWriter } from "./conn.ts";
+import { decodeFrameBody, encodeFrame } from "./frame.ts";
+
+/** An in-memory stream that returns its input in reads of at most `step` bytes. */
+function memoryStream(input: Uint8Array, step: number) {
+  let at = 0;
+  const written: Uint8Array[] = [];
+  return {
+    written,
+    read(p: Uint8Array): Promise<number | null> {
+      if (at >= input.length) return Promise.resolve(null);
+      const n = Math.min(step, p.length, input.length - at);
+      p.set(input.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+    write(p: Uint8Array): Promise<number> {
+      const n = Math.min(p.length, 1000); // short writes, as sockets may do
+      written.push(p.slice(0, n));
+      return Promise.resolve(n);
+    },
+  };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+Deno.test("FrameReader.read() reassembles frames from any read sizes and ends with null", async () => {
+  const big = new Uint8Array(300_000).map((_, i) => i % 251);
+  const input = concat([encodeFrame({ a: 1 }), encodeFrame({ bytes: big }), encodeFrame("x")]);
+  for (const step of [1, 7, 4096, 1 << 20]) {
+    const reader = new FrameReader(memoryStream(input, step));
+    assert.deepEqual(decodeFrameBody((await reader.read())!), { a: 1 });
+    const second = decodeFrameBody((await reader.read())!) as { bytes: Uint8Array };
+    assert.deepEqual(second.bytes, big);
+    assert.equal(decodeFrameBody((await reader.read())!), "x");
+    assert.equal(await reader.read(), null);
+  }
+});
+
+Deno.test("FrameReader.read() gives each frame its own buffer", async () => {
+  const input = concat([
+    encodeFrame({ b: Uint8Array.of(1) }),
+    encodeFrame({ b: Uint8Array.of(2) }),
+  ]);
+  const reader = new FrameReader(memoryStream(input, 1 << 20));
+  const first = decodeFrameBody((await reader.read())!) as { b: Uint8Array };
+  await reader.read();
+  assert.deepEqual(first.b, Uint8Array.of(1));
+});
+
+Deno.test("FrameReader.read() rejects an oversized length without reading the body", async () => {
+  const reader = new FrameReader(memoryStream(Uint8Array.of(0, 1, 0, 0, 9), 64), {
+    frameSizeBytesMax: 1000,
+  });
+  await assert.rejects(
+    () => reader.read(),
+    (e: unknown) => e instanceof DfsError && e.code === "TOO_LARGE" && /65536/.test(e.message),
+  );
+});
+
+Deno.test("FrameReader.read() rejects a stream that ends inside a frame", async () => {
+  const frame = encodeFrame({ hello: "world" });
+  for (const cut of [2, frame.length - 1]) {
+    const reader = new FrameReader(memoryStream(frame.subarray(0, cut), 3));
+    await assert.rejects(
+      () => reader.read(),
+      (e: unknown) =>
+        e instanceof DfsError && e.code === "INVALID_REQUEST" && /ended inside/.test(e.message),
+    );
+  }
+});
+
+Deno.test("FrameWriter writes concurrent frames whole and in order despite short writes", async () => {
+  const stream = memoryStream(new Uint8Array(0), 1);
+  const writer = new FrameWriter(stream);
+  const payload = new Uint8Array(5000).fill(9);
+  await Promise.all([writer.send({ n: 1 }), writer.sendData(3, payload), writer.send({ n: 2 })]);
+  const reader = new FrameReader(memoryStream(concat(stream.written), 100));
+  assert.deepEqual(decodeFrameBody((await reader.read())!), { n: 1 });
+  assert.deepEqual(decodeFrameBody((await reader.read())!), { op: "data", id: 3, bytes: payload });
+  assert.deepEqual(decodeFrameBody((await reader.read())!), { n: 2 });
+  assert.equal(await reader.read(), null);
+});

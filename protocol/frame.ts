@@ -1,0 +1,104 @@
+/**
+ * Framing: every message is a u32 big-endian length followed by that many bytes of CBOR. Pure: no I/O.
+ *
+ * Data frames (`{ op: "data", id, bytes }`) carry up to `DATA_BYTES_MAX` bytes. To avoid copying the
+ * payload into the CBOR encoder, their header is built by hand (`encodeDataHeader`) and the payload
+ * is written after it; any CBOR decoder reads the two as one map.
+ *
+ * @module
+ */
+
+import { decode, Encoder } from "cbor-x";
+import { assert, DfsError } from "./errors.ts";
+import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
+
+const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
+
+/**
+ * Encodes a message as one frame (length prefix included) in a fresh buffer.
+ *
+ * @throws {DfsError} `TOO_LARGE` if the encoded message exceeds `FRAME_SIZE_BYTES_MAX`.
+ */
+export function encodeFrame(message: unknown): Uint8Array {
+  // encode() returns a view into the encoder's shared buffer: copy it out before the next call.
+  const body = encoder.encode(message);
+  if (body.length > FRAME_SIZE_BYTES_MAX) {
+    throw new DfsError(
+      "TOO_LARGE",
+      `Message is ${body.length} bytes, over the frame limit of ${FRAME_SIZE_BYTES_MAX}`,
+    );
+  }
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
+  new DataView(frame.buffer).setUint32(0, body.length);
+  frame.set(body, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Reads a frame's length prefix and checks it against the limit before the caller allocates.
+ *
+ * @throws {DfsError} `TOO_LARGE` for a length over `frameSizeBytesMax`.
+ */
+export function readFrameLength(
+  header: Uint8Array,
+  frameSizeBytesMax: number = FRAME_SIZE_BYTES_MAX,
+): number {
+  assert(header.length >= FRAME_HEADER_BYTES, "frame header has 4 bytes");
+  const length = new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES).getUint32(0);
+  if (length > frameSizeBytesMax) {
+    throw new DfsError(
+      "TOO_LARGE",
+      `Frame of ${length} bytes is over the limit of ${frameSizeBytesMax}`,
+    );
+  }
+  return length;
+}
+
+/**
+ * Decodes a frame body. Byte strings in the result are views into `body`, so `body` must not be
+ * reused afterwards (give every frame its own buffer).
+ *
+ * @throws {DfsError} `INVALID_REQUEST` if the bytes are not one well-formed CBOR item.
+ */
+export function decodeFrameBody(body: Uint8Array): unknown {
+  try {
+    return decode(body);
+  } catch (error) {
+    throw new DfsError("INVALID_REQUEST", `Malformed frame: ${(error as Error).message}`);
+  }
+}
+
+const DATA_KEYS = new TextEncoder().encode("\x62op\x64data\x62id");
+const BYTES_KEY = new TextEncoder().encode("\x65bytes");
+
+/**
+ * Builds the length prefix and CBOR header of a data frame `{ op: "data", id, bytes }` whose payload
+ * of `payloadBytes` follows it on the wire.
+ */
+export function encodeDataHeader(id: number, payloadBytes: number): Uint8Array {
+  assert(Number.isSafeInteger(id) && id >= 0 && id <= 0xffff_ffff, "data frame id is a u32");
+  assert(payloadBytes >= 0 && payloadBytes <= 0xffff_ffff, "data frame payload fits a u32");
+  const idHead = cborHead(0, id);
+  const bytesHead = cborHead(2, payloadBytes);
+  const cborBytes = 1 + DATA_KEYS.length + idHead.length + BYTES_KEY.length + bytesHead.length;
+  const header = new Uint8Array(FRAME_HEADER_BYTES + cborBytes);
+  new DataView(header.buffer).setUint32(0, cborBytes + payloadBytes);
+  let at = FRAME_HEADER_BYTES;
+  for (const part of [[0xa3], DATA_KEYS, idHead, BYTES_KEY, bytesHead]) {
+    header.set(part, at);
+    at += part.length;
+  }
+  return header;
+}
+
+/** The CBOR head of a major type with an unsigned argument (RFC 8949 section 3). */
+function cborHead(major: number, value: number): Uint8Array {
+  const type = major << 5;
+  if (value < 24) return Uint8Array.of(type | value);
+  if (value < 0x100) return Uint8Array.of(type | 24, value);
+  if (value < 0x10000) return Uint8Array.of(type | 25, value >> 8, value & 0xff);
+  const head = new Uint8Array(5);
+  head[0] = type | 26;
+  new DataView(head.buffer).setUint32(1, value);
+  return head;
+}

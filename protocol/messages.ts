@@ -1,0 +1,160 @@
+/**
+ * The client protocol's messages and their validation. Pure: no I/O.
+ *
+ * A connection starts with `hello` from the client; the server answers `hello` or an error and
+ * closes. Every later request carries an `id` (a u32 the client picks, unique among its requests in
+ * flight); every reply frame for that request carries the same id.
+ *
+ * | request | frames back |
+ * | --- | --- |
+ * | `put {name, size?}`, then `data {bytes}`..., then `end {sha256?}` | `ok {result: FileMeta}` |
+ * | `get {name}` | `ok {result: FileMeta}`, `data {bytes}`..., `end` |
+ * | `meta {name}` | `ok {result: FileMeta}` |
+ * | `list {prefix?}` | `entries {entries}`..., `end` |
+ *
+ * Any request can end in `error {code, message}` instead, after which no more frames for its id
+ * follow. A client ends a put early with `abort`.
+ *
+ * @module
+ */
+
+import { DfsError, type WireError } from "./errors.ts";
+import { DATA_BYTES_MAX, FILE_SIZE_BYTES_MAX } from "./limits.ts";
+import { validateName, validatePrefix } from "./names.ts";
+
+/** What the server knows of a stored file. */
+export interface FileMeta {
+  name: string;
+  /** Bytes. */
+  size: number;
+  /** Lowercase hex SHA-256 of the whole content. */
+  sha256: string;
+  /** Milliseconds since the Unix epoch, set when the version was committed. */
+  modified: number;
+  /** Grows with every committed upload across the store; the highest version of a name wins. */
+  version: number;
+  /** In file order: each chunk's size and the ranks holding a replica of it. */
+  chunks: { size: number; ranks: number[] }[];
+}
+
+/** One `list` entry. */
+export interface ListEntry {
+  name: string;
+  size: number;
+  modified: number;
+}
+
+export interface HelloRequest {
+  op: "hello";
+  version: number;
+}
+
+export type Request =
+  | { op: "put"; id: number; name: string; size?: number }
+  | { op: "data"; id: number; bytes: Uint8Array }
+  | { op: "end"; id: number; sha256?: string }
+  | { op: "abort"; id: number }
+  | { op: "get"; id: number; name: string }
+  | { op: "meta"; id: number; name: string }
+  | { op: "list"; id: number; prefix: string };
+
+export type Reply =
+  | { op: "hello"; version: number; server: string; chunkSizeBytes: number }
+  | { op: "ok"; id: number; result?: FileMeta }
+  | { op: "data"; id: number; bytes: Uint8Array }
+  | { op: "entries"; id: number; entries: ListEntry[] }
+  | { op: "end"; id: number }
+  | ({ op: "error"; id: number } & WireError);
+
+const SHA256_HEX_PATTERN = /^[0-9a-f]{64}$/;
+
+/**
+ * Checks that a decoded frame is a well-formed request and returns it typed.
+ *
+ * @throws {DfsError} `INVALID_REQUEST` naming the first problem; `TOO_LARGE` for an oversized
+ *   data payload or declared size.
+ */
+export function parseRequest(value: unknown): Request {
+  const m = asRecord(value);
+  const op = m.op;
+  const id = m.id;
+  if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 0xffff_ffff) {
+    throw invalid("id must be an integer from 0 to 4294967295");
+  }
+  switch (op) {
+    case "put": {
+      const name = validateName(m.name);
+      if (m.size === undefined || m.size === null) return { op, id, name };
+      return { op, id, name, size: checkSize(m.size) };
+    }
+    case "data": {
+      if (!(m.bytes instanceof Uint8Array)) throw invalid("data bytes must be a byte string");
+      if (m.bytes.length > DATA_BYTES_MAX) {
+        throw new DfsError(
+          "TOO_LARGE",
+          `Data frame of ${m.bytes.length} bytes is over the limit of ${DATA_BYTES_MAX}`,
+        );
+      }
+      return { op, id, bytes: m.bytes };
+    }
+    case "end": {
+      if (m.sha256 === undefined || m.sha256 === null) return { op, id };
+      if (typeof m.sha256 !== "string" || !SHA256_HEX_PATTERN.test(m.sha256)) {
+        throw invalid("sha256 must be 64 lowercase hex digits");
+      }
+      return { op, id, sha256: m.sha256 };
+    }
+    case "abort":
+      return { op, id };
+    case "get":
+    case "meta":
+      return { op, id, name: validateName(m.name) };
+    case "list":
+      return { op, id, prefix: validatePrefix(m.prefix) };
+    default:
+      throw invalid(`unknown operation ${JSON.stringify(String(op)).slice(0, 80)}`);
+  }
+}
+
+/**
+ * Checks the first frame of a connection.
+ *
+ * @throws {DfsError} `INVALID_REQUEST` if it is not a hello; `VERSION_MISMATCH` for another version.
+ */
+export function parseHello(value: unknown, supportedVersion: number): HelloRequest {
+  const m = asRecord(value);
+  if (m.op !== "hello") throw invalid("the first frame must be a hello");
+  if (m.version !== supportedVersion) {
+    throw new DfsError(
+      "VERSION_MISMATCH",
+      `Protocol version ${
+        String(m.version).slice(0, 20)
+      } is not supported (server speaks ${supportedVersion})`,
+    );
+  }
+  return { op: "hello", version: supportedVersion };
+}
+
+function checkSize(size: unknown): number {
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
+    throw invalid("size must be a non-negative integer");
+  }
+  if (size > FILE_SIZE_BYTES_MAX) {
+    throw new DfsError(
+      "TOO_LARGE",
+      `File of ${size} bytes is over the limit of ${FILE_SIZE_BYTES_MAX}`,
+    );
+  }
+  return size;
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalid("a message must be a CBOR map");
+  }
+  return value as Record<string, unknown>;
+}
+
+function invalid(why: string): DfsError {
+  return new DfsError("INVALID_REQUEST", `Invalid request: ${why}`);
+}

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { DfsError } from "./errors.ts";
+import { DATA_BYTES_MAX, FILE_SIZE_BYTES_MAX, PROTOCOL_VERSION } from "./limits.ts";
+import { parseHello, parseRequest } from "./messages.ts";
+
+function assertRefused(value: unknown, code: string, pattern: RegExp) {
+  assert.throws(() => parseRequest(value), (e: unknown) => {
+    assert.ok(e instanceof DfsError, String(e));
+    assert.equal(e.code, code);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+Deno.test("parseRequest() accepts each well-formed request", () => {
+  assert.deepEqual(parseRequest({ op: "put", id: 1, name: "a" }), { op: "put", id: 1, name: "a" });
+  assert.deepEqual(parseRequest({ op: "put", id: 1, name: "a", size: 5 }), {
+    op: "put",
+    id: 1,
+    name: "a",
+    size: 5,
+  });
+  const bytes = new Uint8Array(3);
+  assert.deepEqual(parseRequest({ op: "data", id: 2, bytes }), { op: "data", id: 2, bytes });
+  assert.deepEqual(parseRequest({ op: "end", id: 3 }), { op: "end", id: 3 });
+  assert.deepEqual(parseRequest({ op: "get", id: 4, name: "x/y" }), {
+    op: "get",
+    id: 4,
+    name: "x/y",
+  });
+  assert.deepEqual(parseRequest({ op: "list", id: 5 }), { op: "list", id: 5, prefix: "" });
+});
+
+Deno.test("parseRequest() refuses wrong shapes and types as INVALID_REQUEST", () => {
+  assertRefused(null, "INVALID_REQUEST", /CBOR map/);
+  assertRefused([1, 2], "INVALID_REQUEST", /CBOR map/);
+  assertRefused("put", "INVALID_REQUEST", /CBOR map/);
+  assertRefused({ op: "get", name: "a" }, "INVALID_REQUEST", /id must be/);
+  assertRefused({ op: "get", id: -1, name: "a" }, "INVALID_REQUEST", /id must be/);
+  assertRefused({ op: "get", id: 1.5, name: "a" }, "INVALID_REQUEST", /id must be/);
+  assertRefused({ op: "rm", id: 1 }, "INVALID_REQUEST", /unknown operation "rm"/);
+  assertRefused({ op: "get", id: 1, name: "../a" }, "INVALID_REQUEST", /"\.\." segment/);
+  assertRefused({ op: "data", id: 1, bytes: "text" }, "INVALID_REQUEST", /byte string/);
+  assertRefused({ op: "put", id: 1, name: "a", size: -1 }, "INVALID_REQUEST", /size/);
+  assertRefused({ op: "end", id: 1, sha256: "XYZ" }, "INVALID_REQUEST", /sha256/);
+});
+
+Deno.test("parseRequest() refuses an oversized payload or declared size as TOO_LARGE", () => {
+  assertRefused(
+    { op: "data", id: 1, bytes: new Uint8Array(DATA_BYTES_MAX + 1) },
+    "TOO_LARGE",
+    /over the limit/,
+  );
+  assertRefused(
+    { op: "put", id: 1, name: "a", size: FILE_SIZE_BYTES_MAX + 1 },
+    "TOO_LARGE",
+    /File/,
+  );
+});
+
+Deno.test("parseHello() refuses a wrong version with VERSION_MISMATCH", () => {
+  assert.deepEqual(parseHello({ op: "hello", version: PROTOCOL_VERSION }, PROTOCOL_VERSION), {
+    op: "hello",
+    version: PROTOCOL_VERSION,
+  });
+  assert.throws(
+    () => parseHello({ op: "hello", version: 99 }, PROTOCOL_VERSION),
+    (e: unknown) => e instanceof DfsError && e.code === "VERSION_MISMATCH" && /99/.test(e.message),
+  );
+  assert.throws(
+    () => parseHello({ op: "get", id: 1 }, PROTOCOL_VERSION),
+    (e: unknown) => e instanceof DfsError && e.code === "INVALID_REQUEST",
+  );
+});

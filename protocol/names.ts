@@ -1,0 +1,55 @@
+/**
+ * File names. A name is an opaque key: it never becomes a path on disk (chunks are stored under random
+ * ids). The rules keep names printable as paths for users and scripts.
+ *
+ * @module
+ */
+
+import { DfsError } from "./errors.ts";
+import { NAME_BYTES_MAX } from "./limits.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * Checks a file name and returns it unchanged. Names are UTF-8, 1 to `NAME_BYTES_MAX` bytes, with no
+ * NUL, no leading `/`, and no empty, `.` or `..` segment between slashes.
+ *
+ * @throws {DfsError} `INVALID_REQUEST` saying which rule the name breaks.
+ */
+export function validateName(name: unknown): string {
+  if (typeof name !== "string") throw invalid("name must be a string");
+  if (name.length === 0) throw invalid("name is empty");
+  if (!name.isWellFormed()) throw invalid("name is not valid UTF-8");
+  const bytes = encoder.encode(name).length;
+  if (bytes > NAME_BYTES_MAX) {
+    throw invalid(`name is ${bytes} bytes, over the limit of ${NAME_BYTES_MAX}`);
+  }
+  if (name.includes("\0")) throw invalid("name contains a NUL character");
+  if (name.startsWith("/")) throw invalid('name starts with "/"');
+  for (const segment of name.split("/")) {
+    if (segment === "") throw invalid("name has an empty segment");
+    if (segment === "." || segment === "..") throw invalid(`name has a "${segment}" segment`);
+  }
+  return name;
+}
+
+/**
+ * Checks a `list` prefix: any string a name could start with (empty lists everything), at most
+ * `NAME_BYTES_MAX` bytes, no NUL.
+ *
+ * @throws {DfsError} `INVALID_REQUEST` for anything else.
+ */
+export function validatePrefix(prefix: unknown): string {
+  if (prefix === undefined || prefix === null) return "";
+  if (typeof prefix !== "string") throw invalid("prefix must be a string");
+  if (!prefix.isWellFormed()) throw invalid("prefix is not valid UTF-8");
+  if (encoder.encode(prefix).length > NAME_BYTES_MAX) {
+    throw invalid(`prefix is over the limit of ${NAME_BYTES_MAX} bytes`);
+  }
+  if (prefix.includes("\0")) throw invalid("prefix contains a NUL character");
+  return prefix;
+}
+
+function invalid(why: string): DfsError {
+  return new DfsError("INVALID_REQUEST", `Invalid name: ${why}`);
+}
