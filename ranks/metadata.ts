@@ -1,0 +1,258 @@
+/**
+ * File metadata: manifests, rank 0's index, the data nodes' manifest tables and log records, and the
+ * start-up recovery plan. Pure: no I/O.
+ *
+ * Where metadata lives: every data node that holds a chunk of a file also holds that file's manifest
+ * in its own durable log. Rank 0 keeps no state on disk; at start it gathers the manifests from the
+ * ranks and rebuilds its index (`planRecovery`). The highest committed version of a name wins.
+ *
+ * @module
+ */
+
+import { decode, Encoder } from "cbor-x";
+import { assert } from "../protocol/errors.ts";
+import type { FileMeta, ListEntry } from "../protocol/messages.ts";
+
+/** One chunk of a file: its random id, size in bytes, and the ranks holding a replica. */
+export interface ChunkRef {
+  id: string;
+  size: number;
+  ranks: number[];
+}
+
+/** A committed version of a file. */
+export interface Manifest {
+  name: string;
+  version: number;
+  size: number;
+  sha256: string;
+  modified: number;
+  chunks: ChunkRef[];
+}
+
+/** What a data node appends to its log. */
+export type LogRecord =
+  | { kind: "commit"; manifest: Manifest }
+  | { kind: "release"; name: string; version: number };
+
+const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
+
+/** Encodes a log record in a fresh buffer. */
+export function encodeRecord(record: LogRecord): Uint8Array {
+  return encoder.encode(record).slice();
+}
+
+/** Decodes a log record read back from disk, checking its shape. */
+export function decodeRecord(bytes: Uint8Array): LogRecord {
+  const record = decode(bytes) as LogRecord;
+  assert(record.kind === "commit" || record.kind === "release", "log record has a known kind");
+  if (record.kind === "commit") checkManifest(record.manifest);
+  return record;
+}
+
+/** Asserts a manifest is internally consistent (sizes add up, every chunk has a replica). */
+export function checkManifest(m: Manifest): void {
+  assert(typeof m.name === "string" && m.name.length > 0, "manifest has a name");
+  assert(Number.isSafeInteger(m.version) && m.version > 0, "manifest version is positive");
+  let total = 0;
+  for (const chunk of m.chunks) {
+    assert(chunk.ranks.length > 0, "every chunk has a replica");
+    total += chunk.size;
+  }
+  assert(total === m.size, `manifest of "${m.name}" sizes add up`);
+}
+
+/** The public metadata of a manifest (chunk ids stay internal). */
+export function fileMetaOf(m: Manifest): FileMeta {
+  return {
+    name: m.name,
+    size: m.size,
+    sha256: m.sha256,
+    modified: m.modified,
+    version: m.version,
+    chunks: m.chunks.map((c) => ({ size: c.size, ranks: [...c.ranks] })),
+  };
+}
+
+/** The ids of a manifest's chunks that one rank holds. */
+export function chunkIdsOn(m: Manifest, rank: number): string[] {
+  return m.chunks.filter((c) => c.ranks.includes(rank)).map((c) => c.id);
+}
+
+/** The ranks holding any chunk of a manifest. */
+export function holdersOf(m: Manifest): Set<number> {
+  return new Set(m.chunks.flatMap((c) => c.ranks));
+}
+
+/** A data node's manifests, rebuilt from its log. Several versions of a name may coexist until the
+ * older ones are released (a reader may still be reading them). */
+export class ManifestTable {
+  #byName = new Map<string, Map<number, Manifest>>();
+
+  apply(record: LogRecord): void {
+    if (record.kind === "commit") {
+      const { manifest } = record;
+      let versions = this.#byName.get(manifest.name);
+      if (!versions) this.#byName.set(manifest.name, versions = new Map());
+      versions.set(manifest.version, manifest);
+    } else {
+      const versions = this.#byName.get(record.name);
+      versions?.delete(record.version);
+      if (versions?.size === 0) this.#byName.delete(record.name);
+    }
+  }
+
+  get(name: string, version: number): Manifest | undefined {
+    return this.#byName.get(name)?.get(version);
+  }
+
+  /** Every manifest held, all versions. */
+  *all(): Iterable<Manifest> {
+    for (const versions of this.#byName.values()) yield* versions.values();
+  }
+
+  /** The newest version held of each name starting with `prefix`, as list entries with versions. */
+  latest(prefix: string): (ListEntry & { version: number })[] {
+    const out: (ListEntry & { version: number })[] = [];
+    for (const [name, versions] of this.#byName) {
+      if (!name.startsWith(prefix)) continue;
+      let best: Manifest | undefined;
+      for (const m of versions.values()) if (!best || m.version > best.version) best = m;
+      if (best) out.push({ name, size: best.size, modified: best.modified, version: best.version });
+    }
+    return out;
+  }
+}
+
+/**
+ * Merges per-rank list entries: for each name the highest version wins, then names sort by UTF-16
+ * code units (byte order for ASCII).
+ */
+export function mergeListings(listings: Iterable<(ListEntry & { version: number })[]>): ListEntry[] {
+  const best = new Map<string, ListEntry & { version: number }>();
+  for (const entries of listings) {
+    for (const entry of entries) {
+      const seen = best.get(entry.name);
+      if (!seen || entry.version > seen.version) best.set(entry.name, entry);
+    }
+  }
+  return [...best.values()]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map(({ name, size, modified }) => ({ name, size, modified }));
+}
+
+/** Rank 0's view: the committed manifest of every name. */
+export class FileIndex {
+  #files = new Map<string, Manifest>();
+  #version = 0;
+
+  get size(): number {
+    return this.#files.size;
+  }
+
+  get(name: string): Manifest | undefined {
+    return this.#files.get(name);
+  }
+
+  /** The next version number; versions grow across the whole store, so later commits win. */
+  nextVersion(): number {
+    return ++this.#version;
+  }
+
+  /**
+   * Installs a committed manifest unless a higher version of the name is already installed.
+   * Returns the manifest no longer current (the previous one, or `m` itself if it lost).
+   */
+  install(m: Manifest): { installed: boolean; superseded?: Manifest } {
+    this.#version = Math.max(this.#version, m.version);
+    const current = this.#files.get(m.name);
+    if (current && current.version >= m.version) return { installed: false, superseded: m };
+    this.#files.set(m.name, m);
+    return { installed: true, superseded: current };
+  }
+
+  values(): Iterable<Manifest> {
+    return this.#files.values();
+  }
+}
+
+/** What one data node reports at start-up. */
+export interface RankScan {
+  rank: number;
+  manifests: Manifest[];
+  /** Chunk id and size of every chunk file present. */
+  chunks: [string, number][];
+}
+
+/** What one data node must do to match the recovered state. */
+export interface RankRepair {
+  /** Exactly the manifests this rank must hold from now on (its log is rewritten to these). */
+  keep: Manifest[];
+  /** Chunk files to remove: leftovers of cut-off uploads and of superseded versions. */
+  deleteChunks: string[];
+  /** Bytes of the chunks it keeps. */
+  bytesHeld: number;
+}
+
+/** The outcome of start-up recovery. */
+export interface RecoveryPlan {
+  /** The winning manifest of every name. */
+  files: Manifest[];
+  repairs: Map<number, RankRepair>;
+  /** Names whose newest version had a chunk with no replica present, with the version used instead
+   * (or none). Only damage to the disks causes this. */
+  damaged: { name: string; version: number; fallback?: number }[];
+}
+
+/**
+ * Decides the state after a restart from every data node's scan: for each name the highest version
+ * whose every chunk has at least one replica present wins; every rank then holds exactly the winning
+ * manifests it has chunks of (missing ones are added, stale ones dropped) and deletes every chunk file
+ * no winner references.
+ */
+export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
+  const present = new Map<number, Map<string, number>>();
+  const candidates = new Map<string, Map<number, Manifest>>();
+  for (const scan of scans) {
+    present.set(scan.rank, new Map(scan.chunks));
+    for (const m of scan.manifests) {
+      let versions = candidates.get(m.name);
+      if (!versions) candidates.set(m.name, versions = new Map());
+      versions.set(m.version, m);
+    }
+  }
+  const isStored = (c: ChunkRef) => c.ranks.some((r) => present.get(r)?.get(c.id) === c.size);
+
+  const files: Manifest[] = [];
+  const damaged: RecoveryPlan["damaged"] = [];
+  for (const [name, versions] of candidates) {
+    const ordered = [...versions.values()].sort((a, b) => b.version - a.version);
+    const winner = ordered.find((m) => m.chunks.every(isStored));
+    if (winner !== ordered[0]) {
+      damaged.push({ name, version: ordered[0].version, fallback: winner?.version });
+    }
+    if (winner) files.push(winner);
+  }
+
+  const repairs = new Map<number, RankRepair>();
+  for (const scan of scans) repairs.set(scan.rank, { keep: [], deleteChunks: [], bytesHeld: 0 });
+  const referenced = new Map<number, Set<string>>();
+  for (const m of files) {
+    for (const rank of holdersOf(m)) repairs.get(rank)?.keep.push(m);
+    for (const c of m.chunks) {
+      for (const rank of c.ranks) {
+        if (!referenced.has(rank)) referenced.set(rank, new Set());
+        referenced.get(rank)!.add(c.id);
+      }
+    }
+  }
+  for (const [rank, chunks] of present) {
+    const repair = repairs.get(rank)!;
+    const keepIds = referenced.get(rank) ?? new Set<string>();
+    for (const [id, size] of chunks) {
+      if (keepIds.has(id)) repair.bytesHeld += size;
+      else repair.deleteChunks.push(id);
+    }
+  }
+  return { files, repairs, damaged };
+}

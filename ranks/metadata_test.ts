@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import {
+  decodeRecord,
+  encodeRecord,
+  FileIndex,
+  fileMetaOf,
+  type Manifest,
+  ManifestTable,
+  mergeListings,
+  planRecovery,
+} from "./metadata.ts";
+
+function manifest(name: string, version: number, chunks: [string, number, number[]][]): Manifest {
+  return {
+    name,
+    version,
+    size: chunks.reduce((n, [, size]) => n + size, 0),
+    sha256: "0".repeat(64),
+    modified: 1000 + version,
+    chunks: chunks.map(([id, size, ranks]) => ({ id, size, ranks })),
+  };
+}
+
+Deno.test("encodeRecord() and decodeRecord() round-trip commit and release records", () => {
+  const m = manifest("a/b", 3, [["c1", 10, [1, 2]]]);
+  assert.deepEqual(decodeRecord(encodeRecord({ kind: "commit", manifest: m })), {
+    kind: "commit",
+    manifest: m,
+  });
+  const release = { kind: "release" as const, name: "a/b", version: 3 };
+  assert.deepEqual(decodeRecord(encodeRecord(release)), release);
+});
+
+Deno.test("decodeRecord() refuses a manifest whose chunk sizes do not add up", () => {
+  const m = { ...manifest("a", 1, [["c1", 10, [1]]]), size: 11 };
+  assert.throws(() => decodeRecord(encodeRecord({ kind: "commit", manifest: m })), /sizes add up/);
+});
+
+Deno.test("fileMetaOf() exposes sizes and ranks but not chunk ids", () => {
+  const meta = fileMetaOf(manifest("a", 1, [["c1", 10, [1, 2]], ["c2", 5, [2, 3]]]));
+  assert.deepEqual(meta.chunks, [{ size: 10, ranks: [1, 2] }, { size: 5, ranks: [2, 3] }]);
+  assert.equal(JSON.stringify(meta).includes("c1"), false);
+});
+
+Deno.test("ManifestTable keeps versions until released and lists the newest by prefix", () => {
+  const table = new ManifestTable();
+  table.apply({ kind: "commit", manifest: manifest("d/a", 1, [["c1", 1, [1]]]) });
+  table.apply({ kind: "commit", manifest: manifest("d/a", 4, [["c2", 2, [1]]]) });
+  table.apply({ kind: "commit", manifest: manifest("e", 2, [["c3", 3, [1]]]) });
+  assert.deepEqual(table.latest("d/"), [{ name: "d/a", size: 2, modified: 1004, version: 4 }]);
+  assert.equal([...table.all()].length, 3);
+  table.apply({ kind: "release", name: "d/a", version: 1 });
+  assert.equal(table.get("d/a", 1), undefined);
+  assert.equal(table.get("d/a", 4)?.size, 2);
+  table.apply({ kind: "release", name: "d/a", version: 4 });
+  assert.deepEqual(table.latest(""), [{ name: "e", size: 3, modified: 1002, version: 2 }]);
+});
+
+Deno.test("mergeListings() keeps the highest version of each name, sorted by name", () => {
+  const merged = mergeListings([
+    [{ name: "b", size: 1, modified: 1, version: 1 }, { name: "a", size: 5, modified: 5, version: 5 }],
+    [{ name: "b", size: 2, modified: 2, version: 7 }],
+  ]);
+  assert.deepEqual(merged, [{ name: "a", size: 5, modified: 5 }, { name: "b", size: 2, modified: 2 }]);
+});
+
+Deno.test("FileIndex.install() lets the higher version win whatever the arrival order", () => {
+  const index = new FileIndex();
+  const v2 = manifest("a", 2, []);
+  const v1 = manifest("a", 1, []);
+  assert.deepEqual(index.install(v2), { installed: true, superseded: undefined });
+  assert.deepEqual(index.install(v1), { installed: false, superseded: v1 });
+  assert.equal(index.get("a"), v2);
+  assert.equal(index.nextVersion(), 3);
+});
+
+Deno.test("planRecovery() picks the newest complete version and repairs every rank", () => {
+  const old = manifest("f", 1, [["old1", 4, [1, 2]]]);
+  const fresh = manifest("f", 2, [["new1", 8, [2, 3]]]);
+  const plan = planRecovery([
+    // Rank 1 never saw version 2 and still holds version 1.
+    { rank: 1, manifests: [old], chunks: [["old1", 4], ["orphan", 9]] },
+    // Rank 2 committed version 2 but was cut off before releasing version 1.
+    { rank: 2, manifests: [old, fresh], chunks: [["old1", 4], ["new1", 8]] },
+    // Rank 3 holds the new chunk but crashed before its manifest was appended.
+    { rank: 3, manifests: [], chunks: [["new1", 8]] },
+  ]);
+  assert.deepEqual(plan.files, [fresh]);
+  assert.deepEqual(plan.damaged, []);
+  assert.deepEqual(plan.repairs.get(1), { keep: [], deleteChunks: ["old1", "orphan"], bytesHeld: 0 });
+  assert.deepEqual(plan.repairs.get(2), { keep: [fresh], deleteChunks: ["old1"], bytesHeld: 8 });
+  assert.deepEqual(plan.repairs.get(3), { keep: [fresh], deleteChunks: [], bytesHeld: 8 });
+});
+
+Deno.test("planRecovery() falls back to an older version when every replica of a chunk is gone", () => {
+  const v1 = manifest("g", 1, [["a", 1, [1, 2]]]);
+  const v2 = manifest("g", 2, [["b", 1, [1, 2]]]);
+  const plan = planRecovery([
+    { rank: 1, manifests: [v1, v2], chunks: [["a", 1]] },
+    { rank: 2, manifests: [v1, v2], chunks: [["a", 1], ["b", 7]] }, // wrong size: not a replica
+  ]);
+  assert.deepEqual(plan.files, [v1]);
+  assert.deepEqual(plan.damaged, [{ name: "g", version: 2, fallback: 1 }]);
+  assert.deepEqual(plan.repairs.get(2)?.deleteChunks, ["b"]);
+});
