@@ -1,0 +1,320 @@
+/**
+ * The dfs client library: connect, put, get, meta, list, close. The CLI (`main.ts`) is built on it.
+ *
+ * ```ts
+ * await using client = await DfsClient.connect("127.0.0.1:7070");
+ * await client.put("notes/a.txt", new TextEncoder().encode("hello"));
+ * const text = new TextDecoder().decode(await client.getBytes("notes/a.txt"));
+ * ```
+ *
+ * One client holds one connection and runs one operation at a time on it (a `get` holds it until
+ * its stream is read to the end or cancelled); open several clients for parallel transfers. A
+ * cancelled get closes the connection, and the next operation reconnects.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { FrameReader, FrameWriter } from "./protocol/conn.ts";
+import { DfsError } from "./protocol/errors.ts";
+import { decodeFrameBody } from "./protocol/frame.ts";
+import { CHUNK_SIZE_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
+import type { FileMeta, ListEntry, Reply } from "./protocol/messages.ts";
+
+export { DfsError } from "./protocol/errors.ts";
+export type { ErrorCode } from "./protocol/errors.ts";
+export type { FileMeta, ListEntry } from "./protocol/messages.ts";
+
+/** The address used when none is given: `DFS_SERVER`, else this. */
+export const DEFAULT_SERVER = "127.0.0.1:7070";
+/** How long connecting and the handshake may take. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+export interface ClientOptions {
+  /** Check SHA-256 end to end: sent with every put, compared after every get. Default true. */
+  verify?: boolean;
+  connectTimeoutMs?: number;
+}
+
+/** Bytes to upload: a whole buffer, a stream, or any (async) iterable of byte arrays. */
+export type PutSource =
+  | Uint8Array
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array>
+  | Iterable<Uint8Array>;
+
+/** Parses `HOST:PORT` (IPv6 as `[::1]:7070`). */
+export function parseAddress(address: string): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new DfsError("INVALID_REQUEST", `Invalid server address "${address}": expected HOST:PORT`);
+  }
+  return { hostname: match[1] ?? match[2], port };
+}
+
+interface Link {
+  conn: Deno.Conn;
+  reader: FrameReader;
+  writer: FrameWriter;
+}
+
+export class DfsClient {
+  #address: { hostname: string; port: number };
+  #options: Required<ClientOptions>;
+  #link: Link | null = null;
+  #busy: Promise<void> = Promise.resolve();
+  #nextId = 1;
+  #closed = false;
+
+  private constructor(address: string, options: ClientOptions) {
+    this.#address = parseAddress(address);
+    this.#options = { verify: true, connectTimeoutMs: CONNECT_TIMEOUT_MS, ...options };
+  }
+
+  /**
+   * Connects and completes the handshake.
+   *
+   * @throws {DfsError} `UNAVAILABLE` if the server cannot be reached; `VERSION_MISMATCH`.
+   */
+  static async connect(address: string = DEFAULT_SERVER, options: ClientOptions = {}): Promise<DfsClient> {
+    const client = new DfsClient(address, options);
+    await client.#exclusive(async () => void await client.#connected());
+    return client;
+  }
+
+  /**
+   * Uploads `source` as `name`, replacing any previous version atomically. Streams: memory use does
+   * not grow with the file. Pass `size` to have the server enforce it.
+   */
+  put(name: string, source: PutSource, options: { size?: number } = {}): Promise<FileMeta> {
+    return this.#exclusive(async () => {
+      const { reader, writer } = await this.#connected();
+      const id = this.#id();
+      const size = source instanceof Uint8Array ? source.length : options.size;
+      await writer.send({ op: "put", id, name, size });
+      // An early refusal (bad name, full disk) arrives while we send: watch for it.
+      let answer: Reply | null = null;
+      const watching = this.#readReply(reader).then((r) => answer = r);
+      watching.catch(() => {});
+      const hash = this.#options.verify ? createHash("sha256") : null;
+      for await (const piece of rechunk(source)) {
+        if (answer) break;
+        hash?.update(piece);
+        await writer.sendData(id, piece);
+      }
+      if (answer) {
+        // Refused early: the server drops the rest of this upload and answers nothing more for it.
+        await writer.send({ op: "abort", id });
+        throw expectOk(answer);
+      }
+      await writer.send({ op: "end", id, sha256: hash?.digest("hex") });
+      return expectOk(await watching).result!;
+    });
+  }
+
+  /** Metadata of the current version of `name`. @throws {DfsError} `NOT_FOUND`. */
+  meta(name: string): Promise<FileMeta> {
+    return this.#exclusive(async () => {
+      const { reader, writer } = await this.#connected();
+      await writer.send({ op: "meta", id: this.#id(), name });
+      return expectOk(await this.#readReply(reader)).result!;
+    });
+  }
+
+  /** Every name under `prefix` (all when empty), sorted, with size and modified time. */
+  list(prefix = ""): Promise<ListEntry[]> {
+    return this.#exclusive(async () => {
+      const { reader, writer } = await this.#connected();
+      await writer.send({ op: "list", id: this.#id(), prefix });
+      const entries: ListEntry[] = [];
+      while (true) {
+        const reply = await this.#readReply(reader);
+        if (reply.op === "entries") entries.push(...reply.entries);
+        else if (reply.op === "end") return entries;
+        else throw expectOk(reply) && unexpected(reply);
+      }
+    });
+  }
+
+  /**
+   * Opens `name` for reading: resolves with its metadata and a stream of its bytes once the server
+   * has found it. The stream errors with `CORRUPTED` if the bytes do not match the SHA-256.
+   *
+   * @throws {DfsError} `NOT_FOUND` if there is no such file.
+   */
+  async open(name: string): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => release = resolve);
+    let link!: Link;
+    // The connection stays ours until the stream is read to the end, fails or is cancelled.
+    const meta = await this.#exclusive(async () => {
+      link = await this.#connected();
+      await link.writer.send({ op: "get", id: this.#id(), name });
+      return expectOk(await this.#readReply(link.reader)).result!;
+    }, held);
+    const hash = this.#options.verify ? createHash("sha256") : null;
+    const stream = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        try {
+          const reply = await this.#readReply(link.reader);
+          if (reply.op === "data") {
+            hash?.update(reply.bytes);
+            controller.enqueue(reply.bytes);
+            return;
+          }
+          if (reply.op !== "end") throw expectOk(reply) && unexpected(reply);
+          if (hash && hash.digest("hex") !== meta.sha256) {
+            throw new DfsError("CORRUPTED", `Content of "${name}" does not match its SHA-256`);
+          }
+          controller.close();
+          release();
+        } catch (error) {
+          this.#drop(link);
+          release();
+          controller.error(error);
+        }
+      },
+      cancel: () => {
+        this.#drop(link); // unread frames are in flight: this connection cannot be reused
+        release();
+      },
+    }, { highWaterMark: 0 });
+    return { meta, stream };
+  }
+
+  /** The bytes of `name` as a stream. @throws {DfsError} `NOT_FOUND`. */
+  async get(name: string): Promise<ReadableStream<Uint8Array>> {
+    return (await this.open(name)).stream;
+  }
+
+  /** The whole content of `name` in memory (for small files). */
+  async getBytes(name: string): Promise<Uint8Array> {
+    const { meta, stream } = await this.open(name);
+    const out = new Uint8Array(meta.size);
+    let at = 0;
+    for await (const piece of stream) {
+      out.set(piece, at);
+      at += piece.length;
+    }
+    return out;
+  }
+
+  /** Closes the connection; later calls fail. */
+  close(): void {
+    this.#closed = true;
+    if (this.#link) this.#drop(this.#link);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  #id(): number {
+    const id = this.#nextId;
+    this.#nextId = id >= 0xffff_ffff ? 1 : id + 1;
+    return id;
+  }
+
+  /** Runs one operation at a time on the connection; after a success, the next waits for `hold`. */
+  #exclusive<T>(work: () => Promise<T>, hold?: Promise<void>): Promise<T> {
+    const run = this.#busy.then(() => {
+      if (this.#closed) throw new DfsError("UNAVAILABLE", "Client is closed");
+      return work().catch((error) => {
+        // After a transport failure the stream position is unknown: start afresh next time.
+        if (!(error instanceof DfsError) || error.code === "UNAVAILABLE") this.#dropCurrent();
+        throw error;
+      });
+    });
+    this.#busy = run.then(() => hold, () => {});
+    return run;
+  }
+
+  async #connected(): Promise<Link> {
+    if (this.#link) return this.#link;
+    const { hostname, port } = this.#address;
+    let conn: Deno.Conn;
+    try {
+      conn = await Deno.connect({ hostname, port, signal: AbortSignal.timeout(this.#options.connectTimeoutMs) });
+    } catch (error) {
+      throw new DfsError("UNAVAILABLE", `Cannot connect to ${hostname}:${port}: ${(error as Error).message}`);
+    }
+    const link = { conn, reader: new FrameReader(conn), writer: new FrameWriter(conn) };
+    try {
+      await link.writer.send({ op: "hello", version: PROTOCOL_VERSION });
+      const reply = await this.#readReply(link.reader);
+      if (reply.op !== "hello") throw expectOk(reply) && unexpected(reply);
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+    this.#link = link;
+    return link;
+  }
+
+  async #readReply(reader: FrameReader): Promise<Reply> {
+    let body: Uint8Array | null;
+    try {
+      body = await reader.read();
+    } catch (error) {
+      if (error instanceof DfsError) throw error;
+      throw new DfsError("UNAVAILABLE", `Connection to the server failed: ${(error as Error).message}`);
+    }
+    if (body === null) throw new DfsError("UNAVAILABLE", "Server closed the connection");
+    return decodeFrameBody(body) as Reply;
+  }
+
+  #dropCurrent(): void {
+    if (this.#link) this.#drop(this.#link);
+  }
+
+  #drop(link: Link): void {
+    if (this.#link === link) this.#link = null;
+    try {
+      link.conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** Returns an `ok` reply; throws the error a reply carries, or a protocol error. */
+function expectOk(reply: Reply): Extract<Reply, { op: "ok" }> {
+  if (reply.op === "ok") return reply;
+  if (reply.op === "error") throw DfsError.fromWire(reply);
+  throw unexpected(reply);
+}
+
+function unexpected(reply: Reply): DfsError {
+  return new DfsError("INTERNAL", `Unexpected reply "${String(reply.op).slice(0, 40)}" from the server`);
+}
+
+/** Turns any source into pieces of exactly `CHUNK_SIZE_BYTES` (the last one shorter). */
+async function* rechunk(source: PutSource): AsyncIterable<Uint8Array> {
+  if (source instanceof Uint8Array) {
+    for (let at = 0; at < source.length; at += CHUNK_SIZE_BYTES) {
+      yield source.subarray(at, at + CHUNK_SIZE_BYTES);
+    }
+    return;
+  }
+  let buffer = new Uint8Array(CHUNK_SIZE_BYTES);
+  let filled = 0;
+  for await (const piece of source as AsyncIterable<Uint8Array>) {
+    let at = 0;
+    while (at < piece.length) {
+      const n = Math.min(piece.length - at, CHUNK_SIZE_BYTES - filled);
+      buffer.set(piece.subarray(at, at + n), filled);
+      filled += n;
+      at += n;
+      if (filled === CHUNK_SIZE_BYTES) {
+        yield buffer;
+        // The writer has written it by the time we resume, but a new buffer keeps that obvious.
+        buffer = new Uint8Array(CHUNK_SIZE_BYTES);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) yield buffer.subarray(0, filled);
+}

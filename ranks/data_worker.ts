@@ -1,0 +1,65 @@
+/**
+ * Web Worker entry of a data node. The first message is a `NodeInit`; the worker opens its folder,
+ * says it is ready on `READY_TAG`, then answers rank 0's calls and collectives until terminated.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { join } from "node:path";
+import { DfsError } from "../protocol/errors.ts";
+import { openDiskChunkStore } from "./chunk_store.ts";
+import { Comm, reply } from "./comm.ts";
+import { DataNode } from "./data_node.ts";
+import type { NodeCall, NodeCollective, NodeInit } from "./node_protocol.ts";
+import { READY_TAG } from "./node_protocol.ts";
+import { PortTransport } from "./port_transport.ts";
+import { openRecordLog } from "./record_log.ts";
+
+self.onmessage = (event: MessageEvent<NodeInit>) => {
+  const { rank, size, dir } = event.data.init;
+  // The transport takes over self.onmessage; rank 0 sends nothing more until we say we are ready.
+  const comm = new Comm(new PortTransport(rank, size, new Map([[0, self]])));
+  void start(comm, dir);
+};
+
+async function start(comm: Comm, dir: string): Promise<void> {
+  let node: DataNode;
+  try {
+    const store = await openDiskChunkStore(join(dir, "chunks"));
+    const { log, records } = await openRecordLog(join(dir, "meta.log"));
+    node = new DataNode(comm.rank, { store, log, records });
+  } catch (error) {
+    comm.send(0, READY_TAG, { error: DfsError.wireOf(error), detail: String(error) });
+    return;
+  }
+  comm.send(0, READY_TAG, { ok: true });
+  void answerCollectives(comm, node);
+  await comm.serve(async ({ body }) => {
+    const call = body as NodeCall;
+    const result = await node.handle(call);
+    // Chunk bytes read from disk own their buffer: move it to rank 0 instead of copying.
+    return result instanceof Uint8Array ? reply(result, [result.buffer as ArrayBuffer]) : result;
+  });
+}
+
+/** Takes rank 0's broadcasts in order and answers each with a gather on the tag it names. */
+async function answerCollectives(comm: Comm, node: DataNode): Promise<void> {
+  while (true) {
+    let question: NodeCollective;
+    try {
+      question = await comm.bcast<NodeCollective>(0, undefined);
+    } catch {
+      return; // the Comm closed
+    }
+    const answer = question.op === "list" ? Promise.resolve(node.list(question.prefix)) : node.scan();
+    void answer.then(
+      (value) => comm.gather(0, value, { tag: question.tag }),
+      (error) => {
+        console.error(`dfs: rank ${comm.rank} cannot answer ${question.op}:`, error);
+        return comm.gather(0, undefined, { tag: question.tag });
+      },
+    );
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Messages between rank 0 and the data nodes. Point-to-point requests go through `Comm.call`;
+ * cluster-wide questions (`list`, `scan`) are a `bcast` from rank 0 followed by a `gather` on the
+ * tag the broadcast names.
+ *
+ * @module
+ */
+
+import type { ListEntry } from "../protocol/messages.ts";
+import type { Manifest, RankRepair, RankScan } from "./metadata.ts";
+
+/** A request rank 0 sends to one data node. */
+export type NodeCall =
+  /** Store a chunk durably (bytes fsynced; directory entry made durable by the next commit). */
+  | { op: "write"; id: string; bytes: Uint8Array }
+  /** Read a chunk back; the reply is its bytes, transferred. */
+  | { op: "read"; id: string; size: number }
+  /** Make the chunks' directory entries durable, then append the manifest to the log. */
+  | { op: "commit"; manifest: Manifest }
+  /** Drop a superseded version: log it, then remove its chunks on this node. */
+  | { op: "release"; name: string; version: number }
+  /** Remove chunks of an upload that never committed. */
+  | { op: "discard"; ids: string[] }
+  /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteChunks`. */
+  | { op: "repair"; repair: RankRepair };
+
+/** A question rank 0 broadcasts to every data node; each answers with `gather` on `tag`. */
+export type NodeCollective =
+  | { op: "list"; prefix: string; tag: number }
+  | { op: "scan"; tag: number };
+
+/** A data node's answer to `list`. */
+export type ListAnswer = (ListEntry & { version: number })[];
+
+/** A data node's answer to `scan`. */
+export type ScanAnswer = RankScan & { bytesHeld: number };
+
+/** The first message rank 0 posts to a new data node Worker. */
+export interface NodeInit {
+  init: { rank: number; size: number; dir: string };
+}
+
+/** The tag a data node sends on once it has opened its storage (`Comm.nextTag()` never yields 0). */
+export const READY_TAG = 0;

@@ -1,0 +1,334 @@
+/**
+ * Rank 0's client socket: accepts connections, speaks the framed CBOR protocol and hands each
+ * request to the `Coordinator`. Every connection is independent; requests on different names never
+ * wait for each other.
+ *
+ * @module
+ */
+
+import { FrameReader, FrameWriter } from "../protocol/conn.ts";
+import { DfsError } from "../protocol/errors.ts";
+import { decodeFrameBody } from "../protocol/frame.ts";
+import {
+  CHUNK_SIZE_BYTES,
+  FRAME_SIZE_BYTES_MAX,
+  LIST_PAGE_ENTRIES_MAX,
+  PROTOCOL_VERSION,
+} from "../protocol/limits.ts";
+import { parseHello, parseRequest, type Request } from "../protocol/messages.ts";
+import type { Coordinator, Upload } from "./coordinator.ts";
+
+/** Server limits, each settable on `dfs serve`. */
+export interface ServerLimits {
+  /** Open client connections; one more is answered `UNAVAILABLE` and closed. */
+  connectionsMax: number;
+  /** Requests in flight on one connection. */
+  requestsInflightMax: number;
+  /** A connection with no request in flight and no frame for this long is closed. */
+  idleTimeoutMs: number;
+  /** A new connection must complete the handshake within this time. */
+  handshakeTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  connectionsMax: 1024,
+  requestsInflightMax: 64,
+  idleTimeoutMs: 5 * 60_000,
+  handshakeTimeoutMs: 10_000,
+};
+
+/** The version string the server reports in its handshake. */
+export const SERVER_NAME = "dfs/0.1.0";
+
+/** A running client listener. */
+export interface ClientServer {
+  readonly hostname: string;
+  readonly port: number;
+  /** Stops accepting, closes every connection and waits for their handlers. */
+  close(): Promise<void>;
+}
+
+/** Listens on `hostname:port` (port 0 picks a free one) and serves clients until closed. */
+export function serveClients(
+  coordinator: Coordinator,
+  options: { hostname: string; port: number; limits?: Partial<ServerLimits> },
+): ClientServer {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS };
+  for (const [key, value] of Object.entries(options.limits ?? {})) {
+    if (value !== undefined) limits[key as keyof ServerLimits] = value;
+  }
+  const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
+  const connections = new Set<Connection>();
+  const done = (async () => {
+    for await (const conn of listener) {
+      if (connections.size >= limits.connectionsMax) {
+        void refuse(conn, new DfsError("UNAVAILABLE", `Server is at its limit of ${limits.connectionsMax} connections`));
+        continue;
+      }
+      const connection = new Connection(conn, coordinator, limits);
+      connections.add(connection);
+      void connection.run().finally(() => connections.delete(connection));
+    }
+  })().catch(() => {}); // the listener was closed
+  const addr = listener.addr as Deno.NetAddr;
+  return {
+    hostname: addr.hostname,
+    port: addr.port,
+    async close() {
+      try {
+        listener.close();
+      } catch { /* already closed */ }
+      await done;
+      await Promise.all([...connections].map((c) => c.close()));
+    },
+  };
+}
+
+async function refuse(conn: Deno.Conn, error: DfsError): Promise<void> {
+  try {
+    await new FrameWriter(conn).send({ op: "error", id: 0, ...error.toWire() });
+  } catch { /* the client is gone */ }
+  closeQuietly(conn);
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
+/** One client connection. */
+class Connection {
+  #conn: Deno.Conn;
+  #coordinator: Coordinator;
+  #limits: ServerLimits;
+  #reader: FrameReader;
+  #writer: FrameWriter;
+  #uploads = new Map<number, Upload>();
+  /** Ids of uploads that failed: their remaining data frames are dropped until `end` or `abort`. */
+  #failedUploads = new Set<number>();
+  #tasks = new Map<number, Promise<void>>();
+  #readers = new Set<{ close(): void }>();
+  #closed = false;
+  #finished: Promise<void> | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(conn: Deno.Conn, coordinator: Coordinator, limits: ServerLimits) {
+    this.#conn = conn;
+    this.#coordinator = coordinator;
+    this.#limits = limits;
+    this.#reader = new FrameReader(conn, { frameSizeBytesMax: FRAME_SIZE_BYTES_MAX });
+    this.#writer = new FrameWriter(conn);
+  }
+
+  run(): Promise<void> {
+    this.#finished = this.#run();
+    return this.#finished;
+  }
+
+  async close(): Promise<void> {
+    this.#shut();
+    await this.#finished;
+  }
+
+  async #run(): Promise<void> {
+    try {
+      this.#arm(this.#limits.handshakeTimeoutMs);
+      const hello = await this.#reader.read();
+      if (hello === null) return;
+      parseHello(decodeFrameBody(hello), PROTOCOL_VERSION);
+      await this.#writer.send({
+        op: "hello",
+        version: PROTOCOL_VERSION,
+        server: SERVER_NAME,
+        chunkSizeBytes: CHUNK_SIZE_BYTES,
+      });
+      while (!this.#closed) {
+        this.#arm(this.#limits.idleTimeoutMs);
+        const body = await this.#reader.read();
+        if (body === null) break;
+        await this.#dispatch(body);
+      }
+    } catch (error) {
+      if (!this.#closed) await this.#sendError(0, error);
+    } finally {
+      this.#shut();
+      await Promise.allSettled(this.#tasks.values());
+      // A client that vanished mid-upload leaves nothing behind.
+      await Promise.allSettled([...this.#uploads.values()].map((u) => u.abort()));
+      for (const reader of this.#readers) reader.close();
+    }
+  }
+
+  /** Closes the socket after `ms` unless a frame arrives or a request is in flight. */
+  #arm(ms: number): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      if (this.#tasks.size === 0 && this.#uploads.size === 0) this.#shut();
+      else this.#arm(ms);
+    }, ms);
+  }
+
+  #shut(): void {
+    clearTimeout(this.#timer);
+    if (this.#closed) return;
+    this.#closed = true;
+    closeQuietly(this.#conn);
+  }
+
+  async #dispatch(body: Uint8Array): Promise<void> {
+    let request: Request;
+    try {
+      request = parseRequest(decodeFrameBody(body));
+    } catch (error) {
+      // The framing is intact, so the connection goes on; say which request was refused if we can.
+      const refusedId = requestIdOf(body);
+      if (refusedId !== null && isPutFrame(body) && !this.#uploads.has(refusedId)) {
+        this.#dropUpload(refusedId);
+      }
+      return await this.#sendError(refusedId ?? 0, error);
+    }
+    const { id } = request;
+    try {
+      switch (request.op) {
+        case "put":
+          this.#checkFreeId(id);
+          this.#uploads.set(id, this.#coordinator.beginUpload(request.name, { size: request.size }));
+          return;
+        case "data":
+          return await this.#data(id, request.bytes);
+        case "end":
+          return this.#end(id, request.sha256);
+        case "abort":
+          return this.#abort(id);
+        case "get":
+          this.#checkFreeId(id);
+          return this.#spawn(id, () => this.#get(id, request.name));
+        case "meta":
+          this.#checkFreeId(id);
+          return this.#spawn(id, () => this.#writer.send({ op: "ok", id, result: this.#coordinator.meta(request.name) }));
+        case "list":
+          this.#checkFreeId(id);
+          return this.#spawn(id, () => this.#list(id, request.prefix));
+      }
+    } catch (error) {
+      if (request.op === "put" && !this.#uploads.has(id) && !this.#tasks.has(id)) this.#dropUpload(id);
+      await this.#sendError(id, error);
+    }
+  }
+
+  /** Remembers a refused or failed upload so its data frames are dropped quietly. */
+  #dropUpload(id: number): void {
+    if (this.#failedUploads.size >= 2 * this.#limits.requestsInflightMax) {
+      throw new DfsError("INVALID_REQUEST", "Too many refused uploads on this connection");
+    }
+    this.#failedUploads.add(id);
+  }
+
+  #checkFreeId(id: number): void {
+    if (this.#uploads.has(id) || this.#tasks.has(id) || this.#failedUploads.has(id)) {
+      throw new DfsError("INVALID_REQUEST", `Request id ${id} is already in use on this connection`);
+    }
+    const inflight = this.#uploads.size + this.#tasks.size + this.#failedUploads.size;
+    if (inflight >= this.#limits.requestsInflightMax) {
+      throw new DfsError(
+        "UNAVAILABLE",
+        `Connection is at its limit of ${this.#limits.requestsInflightMax} requests in flight`,
+      );
+    }
+  }
+
+  async #data(id: number, bytes: Uint8Array): Promise<void> {
+    if (this.#failedUploads.has(id)) return;
+    const upload = this.#uploads.get(id);
+    if (!upload) throw new DfsError("INVALID_REQUEST", `No upload in progress with id ${id}`);
+    try {
+      await upload.write(bytes);
+    } catch (error) {
+      this.#uploads.delete(id);
+      this.#dropUpload(id);
+      await upload.abort();
+      throw error;
+    }
+  }
+
+  #end(id: number, sha256: string | undefined): void {
+    if (this.#failedUploads.delete(id)) return; // already answered with its error
+    const upload = this.#uploads.get(id);
+    if (!upload) throw new DfsError("INVALID_REQUEST", `No upload in progress with id ${id}`);
+    this.#uploads.delete(id);
+    this.#spawn(id, async () => {
+      const result = await upload.commit({ sha256 });
+      await this.#writer.send({ op: "ok", id, result });
+    });
+  }
+
+  #abort(id: number): void {
+    if (this.#failedUploads.delete(id)) return;
+    const upload = this.#uploads.get(id);
+    if (!upload) return;
+    this.#uploads.delete(id);
+    this.#spawn(id, async () => {
+      await upload.abort();
+      await this.#writer.send({ op: "error", id, code: "INVALID_REQUEST", message: "Upload aborted by the client" });
+    });
+  }
+
+  async #get(id: number, name: string): Promise<void> {
+    const reader = this.#coordinator.openRead(name);
+    this.#readers.add(reader);
+    try {
+      await this.#writer.send({ op: "ok", id, result: reader.meta });
+      for await (const chunk of reader.chunks()) {
+        if (this.#closed) return;
+        await this.#writer.sendData(id, chunk);
+      }
+      await this.#writer.send({ op: "end", id });
+    } finally {
+      reader.close();
+      this.#readers.delete(reader);
+    }
+  }
+
+  async #list(id: number, prefix: string): Promise<void> {
+    const entries = await this.#coordinator.list(prefix);
+    for (let at = 0; at < entries.length; at += LIST_PAGE_ENTRIES_MAX) {
+      await this.#writer.send({ op: "entries", id, entries: entries.slice(at, at + LIST_PAGE_ENTRIES_MAX) });
+    }
+    await this.#writer.send({ op: "end", id });
+  }
+
+  /** Runs a request concurrently with the connection's reading; its error goes back to the client. */
+  #spawn(id: number, work: () => Promise<void>): void {
+    const task = work()
+      .catch((error) => this.#sendError(id, error))
+      .finally(() => this.#tasks.delete(id));
+    this.#tasks.set(id, task);
+  }
+
+  async #sendError(id: number, error: unknown): Promise<void> {
+    if (!(error instanceof DfsError)) console.error("dfs: internal error:", error);
+    if (this.#closed) return;
+    try {
+      await this.#writer.send({ op: "error", id, ...DfsError.wireOf(error) });
+    } catch { /* the client is gone */ }
+  }
+}
+
+/** The id of a request that failed validation, when the frame has a usable one. */
+function requestIdOf(body: Uint8Array): number | null {
+  try {
+    const id = (decodeFrameBody(body) as { id?: unknown })?.id;
+    return typeof id === "number" && Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff ? id : null;
+  } catch {
+    return null;
+  }
+}
+
+function isPutFrame(body: Uint8Array): boolean {
+  try {
+    return (decodeFrameBody(body) as { op?: unknown })?.op === "put";
+  } catch {
+    return false;
+  }
+}
