@@ -8,7 +8,7 @@
  * @module
  */
 
-import { decode, Encoder } from "cbor-x";
+import { decode, Encoder } from "./cbor.ts";
 import { assert, DfsError } from "./errors.ts";
 import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
 

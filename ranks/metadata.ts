@@ -9,7 +9,7 @@
  * @module
  */
 
-import { decode, Encoder } from "cbor-x";
+import { decode, Encoder } from "../protocol/cbor.ts";
 import { assert } from "../protocol/errors.ts";
 import type { FileMeta, ListEntry } from "../protocol/messages.ts";
 

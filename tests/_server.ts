@@ -1,0 +1,142 @@
+/**
+ * Test helpers: start a real `dfs serve` process on 127.0.0.1 with port 0 and a temp data
+ * directory, stop it with a signal, start it again on the same directory.
+ *
+ * @module
+ */
+
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
+export const DENO = Deno.execPath();
+/** How long a server may take to print its ready line. */
+export const SERVER_START_TIMEOUT_MS = 60_000;
+
+export interface ServerOptions {
+  ranks?: number;
+  replicas?: number;
+  /** Reuse a data directory (for restarts); a fresh temp one otherwise. */
+  dataDir?: string;
+  extraArgs?: string[];
+}
+
+export class TestServer implements AsyncDisposable {
+  readonly dataDir: string;
+  readonly address: string;
+  readonly process: Deno.ChildProcess;
+  readonly stderr: Promise<string>;
+  #ownsDir: boolean;
+  #status: Promise<Deno.CommandStatus>;
+
+  private constructor(
+    init: { dataDir: string; address: string; process: Deno.ChildProcess; stderr: Promise<string> },
+    ownsDir: boolean,
+  ) {
+    this.dataDir = init.dataDir;
+    this.address = init.address;
+    this.process = init.process;
+    this.stderr = init.stderr;
+    this.#ownsDir = ownsDir;
+    this.#status = init.process.status;
+  }
+
+  /** Starts `dfs serve` and waits for its `listening on` line. */
+  static async start(options: ServerOptions = {}): Promise<TestServer> {
+    const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "dfs-test-" });
+    const args = [
+      "run",
+      "-A",
+      "--quiet",
+      `${ROOT}main.ts`,
+      "serve",
+      "--port",
+      "0",
+      "--data",
+      dataDir,
+      "--ranks",
+      String(options.ranks ?? 4),
+      "--replicas",
+      String(options.replicas ?? 2),
+      ...(options.extraArgs ?? []),
+    ];
+    const process = new Deno.Command(DENO, { args, stdout: "piped", stderr: "piped", cwd: ROOT }).spawn();
+    const stderr = new Response(process.stderr).text();
+    const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    const timer = setTimeout(() => process.kill("SIGKILL"), SERVER_START_TIMEOUT_MS);
+    try {
+      while (true) {
+        const { value, done } = await lines.read();
+        if (done) throw new Error(`Server exited before it was ready: ${seen}${await stderr}`);
+        seen += value;
+        const match = /listening on ([\d.]+:\d+)/.exec(seen);
+        if (match) {
+          // Keep draining stdout so the server never blocks on a full pipe.
+          void (async () => {
+            while (!(await lines.read()).done) { /* drain */ }
+          })().catch(() => {});
+          return new TestServer({ dataDir, address: match[1], process, stderr }, options.dataDir === undefined);
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends a signal and waits for the process to exit. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    try {
+      this.process.kill(signal);
+    } catch { /* already exited */ }
+    const status = await this.#status;
+    await this.stderr.catch(() => "");
+    return status;
+  }
+
+  /** Starts a new server on the same data directory (after `stop`). */
+  restart(options: Omit<ServerOptions, "dataDir"> = {}): Promise<TestServer> {
+    this.#ownsDir = false;
+    return TestServer.start({ ...options, dataDir: this.dataDir }).then((s) => {
+      s.#ownsDir = true;
+      return s;
+    });
+  }
+
+  /** Peak resident memory of the server process so far, in bytes (Linux VmHWM). */
+  async peakRssBytes(): Promise<number> {
+    const status = await Deno.readTextFile(`/proc/${this.process.pid}/status`);
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL");
+    if (this.#ownsDir) await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Deterministic pseudo-random bytes (xorshift32), so content differs per seed and offset. */
+export function pseudoRandomBytes(size: number, seed: number): Uint8Array {
+  const out = new Uint8Array(size);
+  const words = new Uint32Array(out.buffer, 0, Math.floor(size / 4));
+  let x = seed >>> 0 || 0x9e3779b9;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  for (let i = words.length * 4; i < size; i++) out[i] = (seed + i) & 0xff;
+  return out;
+}
+
+/** Chunk files on disk under a data directory, across all ranks. */
+export async function chunkFilesOnDisk(dataDir: string): Promise<string[]> {
+  const files: string[] = [];
+  for await (const rank of Deno.readDir(dataDir)) {
+    if (!rank.isDirectory) continue;
+    try {
+      for await (const f of Deno.readDir(`${dataDir}/${rank.name}/chunks`)) files.push(`${rank.name}/${f.name}`);
+    } catch { /* no chunks folder yet */ }
+  }
+  return files.sort();
+}
