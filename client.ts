@@ -227,7 +227,9 @@ export class DfsClient {
       return work().catch((error) => {
         // After a transport failure the stream position is unknown: start afresh next time.
         if (!(error instanceof DfsError) || error.code === "UNAVAILABLE") this.#dropCurrent();
-        throw error;
+        throw isConnectionError(error)
+          ? new DfsError("UNAVAILABLE", `Connection to the server failed: ${error.message}`)
+          : error;
       });
     });
     this.#busy = run.then(() => hold, () => {});
@@ -278,6 +280,16 @@ export class DfsClient {
       link.conn.close();
     } catch { /* already closed */ }
   }
+}
+
+/** A socket failure (the server went away), as opposed to an error of the caller's source. */
+function isConnectionError(error: unknown): error is Error {
+  return error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
 }
 
 /** Returns an `ok` reply; throws the error a reply carries, or a protocol error. */
