@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { BufferPool } from "./buffer_pool.ts";
 import { DfsError } from "./errors.ts";
 import { encodeDataHeader, encodeFrame, readFrameLength } from "./frame.ts";
 import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
@@ -21,18 +22,24 @@ export const READ_BUFFER_BYTES = 64 * 1024;
 export class FrameReader {
   #stream: ByteStream;
   #frameSizeBytesMax: number;
+  #pool: BufferPool | undefined;
   #buffer = new Uint8Array(READ_BUFFER_BYTES);
   #start = 0;
   #end = 0;
 
-  constructor(stream: ByteStream, options: { frameSizeBytesMax?: number } = {}) {
+  /**
+   * With a `pool`, bodies larger than `READ_BUFFER_BYTES` that fit a pooled buffer are read into one
+   * (the caller may hand it back to the pool when done); others get a buffer of their own.
+   */
+  constructor(stream: ByteStream, options: { frameSizeBytesMax?: number; pool?: BufferPool } = {}) {
     this.#stream = stream;
     this.#frameSizeBytesMax = options.frameSizeBytesMax ?? FRAME_SIZE_BYTES_MAX;
+    this.#pool = options.pool;
   }
 
   /**
-   * Reads the next frame body into a fresh buffer that owns exactly its bytes. Returns null when the
-   * stream ends cleanly between frames.
+   * Reads the next frame body into a buffer of its own (never reused by the reader). Returns null
+   * when the stream ends cleanly between frames.
    *
    * @throws {DfsError} `TOO_LARGE` for a length over the limit (nothing allocated);
    *   `INVALID_REQUEST` when the stream ends inside a frame.
@@ -47,7 +54,8 @@ export class FrameReader {
       this.#frameSizeBytesMax,
     );
     this.#start += FRAME_HEADER_BYTES;
-    const body = new Uint8Array(length);
+    const pooled = this.#pool && length > READ_BUFFER_BYTES && length <= this.#pool.bufferBytes;
+    const body = pooled ? this.#pool!.take().subarray(0, length) : new Uint8Array(length);
     const buffered = Math.min(length, this.#end - this.#start);
     body.set(this.#buffer.subarray(this.#start, this.#start + buffered));
     this.#start += buffered;

@@ -91,3 +91,17 @@ Deno.test("FrameWriter writes concurrent frames whole and in order despite short
   assert.deepEqual(decodeFrameBody((await reader.read())!), { n: 2 });
   assert.equal(await reader.read(), null);
 });
+
+Deno.test("FrameReader.read() puts large bodies in pooled buffers and small ones in their own", async () => {
+  const { BufferPool } = await import("./buffer_pool.ts");
+  const pool = new BufferPool(200_000, { buffersMax: 2 });
+  const big = new Uint8Array(150_000).fill(3);
+  const input = concat([encodeFrame({ bytes: big }), encodeFrame({ small: 1 })]);
+  const reader = new FrameReader(memoryStream(input, 4096), { pool });
+  const first = (await reader.read())!;
+  assert.equal(first.buffer.byteLength, 200_000);
+  assert.deepEqual((decodeFrameBody(first) as { bytes: Uint8Array }).bytes, big);
+  const second = (await reader.read())!;
+  assert.equal(second.buffer.byteLength, second.length);
+  assert.equal(pool.allocated, 1);
+});
