@@ -48,7 +48,10 @@ export function parseAddress(address: string): { hostname: string; port: number 
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
   const port = Number(match?.[3]);
   if (!match || port > 65535) {
-    throw new DfsError("INVALID_REQUEST", `Invalid server address "${address}": expected HOST:PORT`);
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `Invalid server address "${address}": expected HOST:PORT`,
+    );
   }
   return { hostname: match[1] ?? match[2], port };
 }
@@ -77,7 +80,10 @@ export class DfsClient {
    *
    * @throws {DfsError} `UNAVAILABLE` if the server cannot be reached; `VERSION_MISMATCH`.
    */
-  static async connect(address: string = DEFAULT_SERVER, options: ClientOptions = {}): Promise<DfsClient> {
+  static async connect(
+    address: string = DEFAULT_SERVER,
+    options: ClientOptions = {},
+  ): Promise<DfsClient> {
     const client = new DfsClient(address, options);
     await client.#exclusive(async () => void await client.#connected());
     return client;
@@ -210,8 +216,9 @@ export class DfsClient {
     this.close();
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
+  [Symbol.asyncDispose](): Promise<void> {
     this.close();
+    return Promise.resolve();
   }
 
   #id(): number {
@@ -241,9 +248,16 @@ export class DfsClient {
     const { hostname, port } = this.#address;
     let conn: Deno.Conn;
     try {
-      conn = await Deno.connect({ hostname, port, signal: AbortSignal.timeout(this.#options.connectTimeoutMs) });
+      conn = await Deno.connect({
+        hostname,
+        port,
+        signal: AbortSignal.timeout(this.#options.connectTimeoutMs),
+      });
     } catch (error) {
-      throw new DfsError("UNAVAILABLE", `Cannot connect to ${hostname}:${port}: ${(error as Error).message}`);
+      throw new DfsError(
+        "UNAVAILABLE",
+        `Cannot connect to ${hostname}:${port}: ${(error as Error).message}`,
+      );
     }
     const link = { conn, reader: new FrameReader(conn), writer: new FrameWriter(conn) };
     try {
@@ -264,7 +278,10 @@ export class DfsClient {
       body = await reader.read();
     } catch (error) {
       if (error instanceof DfsError) throw error;
-      throw new DfsError("UNAVAILABLE", `Connection to the server failed: ${(error as Error).message}`);
+      throw new DfsError(
+        "UNAVAILABLE",
+        `Connection to the server failed: ${(error as Error).message}`,
+      );
     }
     if (body === null) throw new DfsError("UNAVAILABLE", "Server closed the connection");
     return decodeFrameBody(body) as Reply;
@@ -300,7 +317,10 @@ function expectOk(reply: Reply): Extract<Reply, { op: "ok" }> {
 }
 
 function unexpected(reply: Reply): DfsError {
-  return new DfsError("INTERNAL", `Unexpected reply "${String(reply.op).slice(0, 40)}" from the server`);
+  return new DfsError(
+    "INTERNAL",
+    `Unexpected reply "${String(reply.op).slice(0, 40)}" from the server`,
+  );
 }
 
 /** Turns any source into pieces of exactly `CHUNK_SIZE_BYTES` (the last one shorter). */

@@ -50,8 +50,8 @@ export async function main(args: string[]): Promise<number> {
       console.error(`dfs: ${error.message}`);
       return 1;
     }
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
-      console.error(`dfs: ${(error as Error).message}`);
+    if (isOsError(error)) {
+      console.error(`dfs: ${error.message}`);
       return 1;
     }
     console.error("dfs: internal error:", error);
@@ -110,7 +110,9 @@ async function serve(args: string[]): Promise<void> {
   try {
     cluster = await startCluster({ ranks, replicas, dataDir: values.data });
   } catch (error) {
-    if (error instanceof DfsError && error.code === "INVALID_REQUEST") throw new UsageError(error.message);
+    if (error instanceof DfsError && error.code === "INVALID_REQUEST") {
+      throw new UsageError(error.message);
+    }
     throw error;
   }
   for (const d of cluster.recovery.damaged) {
@@ -146,7 +148,11 @@ async function serve(args: string[]): Promise<void> {
 }
 
 async function put(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: CLIENT_OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: CLIENT_OPTIONS,
+    allowPositionals: true,
+  });
   const [local, nameArg, extra] = positionals;
   if (local === undefined) throw new UsageError("put needs a LOCAL file (or - for stdin)");
   if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
@@ -162,11 +168,17 @@ async function put(args: string[]): Promise<void> {
     if (!isFile) throw new DfsError("INVALID_REQUEST", `Cannot put "${local}": not a regular file`);
     result = await client.put(name, file.readable, { size });
   }
-  console.log(`${result.name}: ${result.size} bytes, version ${result.version}, sha256 ${result.sha256}`);
+  console.log(
+    `${result.name}: ${result.size} bytes, version ${result.version}, sha256 ${result.sha256}`,
+  );
 }
 
 async function get(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: CLIENT_OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: CLIENT_OPTIONS,
+    allowPositionals: true,
+  });
   const [name, localArg, extra] = positionals;
   if (name === undefined) throw new UsageError("get needs a NAME");
   if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
@@ -191,7 +203,11 @@ async function saveAtomically(path: string, stream: ReadableStream<Uint8Array>):
 }
 
 async function meta(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: CLIENT_OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: CLIENT_OPTIONS,
+    allowPositionals: true,
+  });
   if (positionals.length !== 1) throw new UsageError("meta needs exactly one NAME");
   await using client = await connect(values.server);
   const m = await client.meta(positionals[0]);
@@ -217,7 +233,11 @@ export function formatMeta(m: FileMeta): string {
 }
 
 async function list(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, options: CLIENT_OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: CLIENT_OPTIONS,
+    allowPositionals: true,
+  });
   if (positionals.length > 1) throw new UsageError("list takes at most one PREFIX");
   await using client = await connect(values.server);
   const entries = await client.list(positionals[0] ?? "");
@@ -229,7 +249,12 @@ async function list(args: string[]): Promise<void> {
 async function legacy(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
-    options: { a: { type: "boolean" }, r: { type: "boolean" }, m: { type: "boolean" }, server: { type: "string" } },
+    options: {
+      a: { type: "boolean" },
+      r: { type: "boolean" },
+      m: { type: "boolean" },
+      server: { type: "string" },
+    },
     allowPositionals: true,
   });
   const modes = [values.a, values.r, values.m].filter(Boolean).length;
@@ -250,8 +275,14 @@ function integer(text: string, option: string): number {
   return Number(text);
 }
 
+/** A failure reported by the operating system (missing file, closed pipe, a directory in the way). */
+function isOsError(error: unknown): error is Error {
+  return Object.values(Deno.errors).some((kind) => error instanceof kind);
+}
+
 function isParseArgsError(error: unknown): boolean {
-  return error instanceof TypeError && String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS");
+  return error instanceof TypeError &&
+    String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS");
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -78,10 +78,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       coordinator,
       comm: c,
       recovery,
-      async close() {
+      close() {
+        // Every acknowledged write is already durable: the Workers can simply stop.
         c.close();
         for (const worker of workers) worker.terminate();
         lock.close();
+        return Promise.resolve();
       },
     };
   } catch (error) {
@@ -94,7 +96,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 
 function checkOptions(ranks: number, replicas: number): void {
   if (!Number.isInteger(ranks) || ranks < 2 || ranks > RANKS_MAX) {
-    throw new DfsError("INVALID_REQUEST", `--ranks must be an integer from 2 to ${RANKS_MAX}, got ${ranks}`);
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `--ranks must be an integer from 2 to ${RANKS_MAX}, got ${ranks}`,
+    );
   }
   if (!Number.isInteger(replicas) || replicas < 1) {
     throw new DfsError("INVALID_REQUEST", `--replicas must be a positive integer, got ${replicas}`);
@@ -102,7 +107,9 @@ function checkOptions(ranks: number, replicas: number): void {
   if (ranks - 1 < replicas) {
     throw new DfsError(
       "INVALID_REQUEST",
-      `--replicas ${replicas} needs at least ${replicas} data nodes, but --ranks ${ranks} gives ${ranks - 1}`,
+      `--replicas ${replicas} needs at least ${replicas} data nodes, but --ranks ${ranks} gives ${
+        ranks - 1
+      }`,
     );
   }
 }
@@ -113,7 +120,10 @@ async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new DfsError("UNAVAILABLE", `Data directory ${dataDir} is in use by another dfs server`)),
+      () =>
+        reject(
+          new DfsError("UNAVAILABLE", `Data directory ${dataDir} is in use by another dfs server`),
+        ),
       LOCK_TIMEOUT_MS,
     );
   });
@@ -135,7 +145,9 @@ async function checkRankFolders(dataDir: string, ranks: number): Promise<void> {
     if (match && Number(match[1]) >= ranks) {
       throw new DfsError(
         "INVALID_REQUEST",
-        `Data directory ${dataDir} holds ${entry.name}: start with --ranks ${Number(match[1]) + 1} or more`,
+        `Data directory ${dataDir} holds ${entry.name}: start with --ranks ${
+          Number(match[1]) + 1
+        } or more`,
       );
     }
   }

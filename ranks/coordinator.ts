@@ -172,7 +172,11 @@ export class Coordinator {
     for (let i = 0; i < chunk.ranks.length; i++) {
       const rank = chunk.ranks[(index + i) % chunk.ranks.length];
       try {
-        const bytes = await this.#call<Uint8Array>(rank, { op: "read", id: chunk.id, size: chunk.size });
+        const bytes = await this.#call<Uint8Array>(rank, {
+          op: "read",
+          id: chunk.id,
+          size: chunk.size,
+        });
         if (bytes.length === chunk.size) return bytes;
         lastError = new DfsError("CORRUPTED", `Chunk on rank ${rank} has the wrong size`);
       } catch (error) {
@@ -208,7 +212,9 @@ export class Coordinator {
         this.#loads.add(rank, -ref.size);
       }
     }
-    await Promise.allSettled([...byRank].map(([rank, ids]) => this.#call(rank, { op: "discard", ids })));
+    await Promise.allSettled(
+      [...byRank].map(([rank, ids]) => this.#call(rank, { op: "discard", ids })),
+    );
   }
 
   /**
@@ -223,9 +229,13 @@ export class Coordinator {
     );
     const failed = results.filter((r) => r.status === "rejected");
     if (failed.length === holders.length) {
-      throw new DfsError("UNAVAILABLE", `Cannot commit "${m.name}": no data node stored its metadata`, {
-        cause: (failed[0] as PromiseRejectedResult).reason,
-      });
+      throw new DfsError(
+        "UNAVAILABLE",
+        `Cannot commit "${m.name}": no data node stored its metadata`,
+        {
+          cause: (failed[0] as PromiseRejectedResult).reason,
+        },
+      );
     }
     const { superseded } = this.#index.install(m);
     if (superseded) this.#retire(superseded);
@@ -246,7 +256,9 @@ export class Coordinator {
     results.forEach((r, i) => {
       if (r.status === "rejected") {
         // Not lost: the next start-up drops superseded versions.
-        console.error(`dfs: cannot release "${m.name}" v${m.version} on rank ${holders[i]}: ${r.reason}`);
+        console.error(
+          `dfs: cannot release "${m.name}" v${m.version} on rank ${holders[i]}: ${r.reason}`,
+        );
       }
     });
   }
@@ -329,7 +341,10 @@ export class Upload {
       if (this.#buffered > 0 || this.#chunks.length === 0) await this.#flush(); // an empty file has one empty chunk
       const sha256 = this.#hash.digest("hex");
       if (options.sha256 !== undefined && options.sha256 !== sha256) {
-        throw new DfsError("CORRUPTED", `Upload of "${this.#name}" does not match the client's SHA-256`);
+        throw new DfsError(
+          "CORRUPTED",
+          `Upload of "${this.#name}" does not match the client's SHA-256`,
+        );
       }
       await Promise.all(this.#inflight);
       this.#done = true;

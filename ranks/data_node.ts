@@ -111,13 +111,19 @@ export class DataNode {
    * makes it durable; a failed append is undone in the table.
    */
   async #append(record: LogRecord): Promise<void> {
-    const released = record.kind === "release" ? this.#table.get(record.name, record.version) : undefined;
+    const released = record.kind === "release"
+      ? this.#table.get(record.name, record.version)
+      : undefined;
     this.#apply(record);
     try {
       await this.#log.append(encodeRecord(record));
     } catch (error) {
       if (record.kind === "commit") {
-        this.#apply({ kind: "release", name: record.manifest.name, version: record.manifest.version });
+        this.#apply({
+          kind: "release",
+          name: record.manifest.name,
+          version: record.manifest.version,
+        });
       } else if (released) {
         this.#apply({ kind: "commit", manifest: released });
       }
@@ -138,8 +144,13 @@ export class DataNode {
 
   /** Rewrites the log once dead records outnumber live ones and it has grown large. */
   async #compactIfWorthIt(): Promise<void> {
-    if (this.#log.sizeBytes < LOG_COMPACT_BYTES_MIN || this.#deadRecords <= this.#liveRecords) return;
-    const records = [...this.#table.all()].map((manifest) => ({ kind: "commit" as const, manifest }));
+    if (this.#log.sizeBytes < LOG_COMPACT_BYTES_MIN || this.#deadRecords <= this.#liveRecords) {
+      return;
+    }
+    const records = [...this.#table.all()].map((manifest) => ({
+      kind: "commit" as const,
+      manifest,
+    }));
     await this.#log.rewrite(records.map(encodeRecord));
     this.#liveRecords = records.length;
     this.#deadRecords = 0;

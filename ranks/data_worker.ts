@@ -53,7 +53,9 @@ async function answerCollectives(comm: Comm, node: DataNode): Promise<void> {
     } catch {
       return; // the Comm closed
     }
-    const answer = question.op === "list" ? Promise.resolve(node.list(question.prefix)) : node.scan();
+    const answer = question.op === "list"
+      ? Promise.resolve(node.list(question.prefix))
+      : node.scan();
     void answer.then(
       (value) => comm.gather(0, value, { tag: question.tag }),
       (error) => {

@@ -128,7 +128,9 @@ export class ManifestTable {
  * Merges per-rank list entries: for each name the highest version wins, then names sort by UTF-16
  * code units (byte order for ASCII).
  */
-export function mergeListings(listings: Iterable<(ListEntry & { version: number })[]>): ListEntry[] {
+export function mergeListings(
+  listings: Iterable<(ListEntry & { version: number })[]>,
+): ListEntry[] {
   const best = new Map<string, ListEntry & { version: number }>();
   for (const entries of listings) {
     for (const entry of entries) {

@@ -58,10 +58,19 @@ Deno.test("ManifestTable keeps versions until released and lists the newest by p
 
 Deno.test("mergeListings() keeps the highest version of each name, sorted by name", () => {
   const merged = mergeListings([
-    [{ name: "b", size: 1, modified: 1, version: 1 }, { name: "a", size: 5, modified: 5, version: 5 }],
+    [{ name: "b", size: 1, modified: 1, version: 1 }, {
+      name: "a",
+      size: 5,
+      modified: 5,
+      version: 5,
+    }],
     [{ name: "b", size: 2, modified: 2, version: 7 }],
   ]);
-  assert.deepEqual(merged, [{ name: "a", size: 5, modified: 5 }, { name: "b", size: 2, modified: 2 }]);
+  assert.deepEqual(merged, [{ name: "a", size: 5, modified: 5 }, {
+    name: "b",
+    size: 2,
+    modified: 2,
+  }]);
 });
 
 Deno.test("FileIndex.install() lets the higher version win whatever the arrival order", () => {
@@ -87,7 +96,11 @@ Deno.test("planRecovery() picks the newest complete version and repairs every ra
   ]);
   assert.deepEqual(plan.files, [fresh]);
   assert.deepEqual(plan.damaged, []);
-  assert.deepEqual(plan.repairs.get(1), { keep: [], deleteChunks: ["old1", "orphan"], bytesHeld: 0 });
+  assert.deepEqual(plan.repairs.get(1), {
+    keep: [],
+    deleteChunks: ["old1", "orphan"],
+    bytesHeld: 0,
+  });
   assert.deepEqual(plan.repairs.get(2), { keep: [fresh], deleteChunks: ["old1"], bytesHeld: 8 });
   assert.deepEqual(plan.repairs.get(3), { keep: [fresh], deleteChunks: [], bytesHeld: 8 });
 });

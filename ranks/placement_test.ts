@@ -14,7 +14,8 @@ Deno.test("chooseRanks() skips excluded ranks and refuses too few with UNAVAILAB
   assert.deepEqual(chooseRanks(held, 2, { exclude: new Set([1]) }), [2, 3]);
   assert.throws(
     () => chooseRanks(held, 2, { exclude: new Set([1, 2]) }),
-    (e: unknown) => e instanceof DfsError && e.code === "UNAVAILABLE" && /2 replicas wanted, 1/.test(e.message),
+    (e: unknown) =>
+      e instanceof DfsError && e.code === "UNAVAILABLE" && /2 replicas wanted, 1/.test(e.message),
   );
 });
 

@@ -57,12 +57,22 @@ export function serveClients(
   for (const [key, value] of Object.entries(options.limits ?? {})) {
     if (value !== undefined) limits[key as keyof ServerLimits] = value;
   }
-  const listener = Deno.listen({ hostname: options.hostname, port: options.port, transport: "tcp" });
+  const listener = Deno.listen({
+    hostname: options.hostname,
+    port: options.port,
+    transport: "tcp",
+  });
   const connections = new Set<Connection>();
   const done = (async () => {
     for await (const conn of listener) {
       if (connections.size >= limits.connectionsMax) {
-        void refuse(conn, new DfsError("UNAVAILABLE", `Server is at its limit of ${limits.connectionsMax} connections`));
+        void refuse(
+          conn,
+          new DfsError(
+            "UNAVAILABLE",
+            `Server is at its limit of ${limits.connectionsMax} connections`,
+          ),
+        );
         continue;
       }
       const connection = new Connection(conn, coordinator, limits);
@@ -193,7 +203,10 @@ class Connection {
       switch (request.op) {
         case "put":
           this.#checkFreeId(id);
-          this.#uploads.set(id, this.#coordinator.beginUpload(request.name, { size: request.size }));
+          this.#uploads.set(
+            id,
+            this.#coordinator.beginUpload(request.name, { size: request.size }),
+          );
           return;
         case "data":
           return await this.#data(id, request.bytes);
@@ -206,13 +219,18 @@ class Connection {
           return this.#spawn(id, () => this.#get(id, request.name));
         case "meta":
           this.#checkFreeId(id);
-          return this.#spawn(id, () => this.#writer.send({ op: "ok", id, result: this.#coordinator.meta(request.name) }));
+          return this.#spawn(
+            id,
+            () => this.#writer.send({ op: "ok", id, result: this.#coordinator.meta(request.name) }),
+          );
         case "list":
           this.#checkFreeId(id);
           return this.#spawn(id, () => this.#list(id, request.prefix));
       }
     } catch (error) {
-      if (request.op === "put" && !this.#uploads.has(id) && !this.#tasks.has(id)) this.#dropUpload(id);
+      if (request.op === "put" && !this.#uploads.has(id) && !this.#tasks.has(id)) {
+        this.#dropUpload(id);
+      }
       await this.#sendError(id, error);
     }
   }
@@ -227,7 +245,10 @@ class Connection {
 
   #checkFreeId(id: number): void {
     if (this.#uploads.has(id) || this.#tasks.has(id) || this.#failedUploads.has(id)) {
-      throw new DfsError("INVALID_REQUEST", `Request id ${id} is already in use on this connection`);
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `Request id ${id} is already in use on this connection`,
+      );
     }
     const inflight = this.#uploads.size + this.#tasks.size + this.#failedUploads.size;
     if (inflight >= this.#limits.requestsInflightMax) {
@@ -270,7 +291,12 @@ class Connection {
     this.#uploads.delete(id);
     this.#spawn(id, async () => {
       await upload.abort();
-      await this.#writer.send({ op: "error", id, code: "INVALID_REQUEST", message: "Upload aborted by the client" });
+      await this.#writer.send({
+        op: "error",
+        id,
+        code: "INVALID_REQUEST",
+        message: "Upload aborted by the client",
+      });
     });
   }
 
@@ -293,7 +319,11 @@ class Connection {
   async #list(id: number, prefix: string): Promise<void> {
     const entries = await this.#coordinator.list(prefix);
     for (let at = 0; at < entries.length; at += LIST_PAGE_ENTRIES_MAX) {
-      await this.#writer.send({ op: "entries", id, entries: entries.slice(at, at + LIST_PAGE_ENTRIES_MAX) });
+      await this.#writer.send({
+        op: "entries",
+        id,
+        entries: entries.slice(at, at + LIST_PAGE_ENTRIES_MAX),
+      });
     }
     await this.#writer.send({ op: "end", id });
   }
@@ -319,7 +349,9 @@ class Connection {
 function requestIdOf(body: Uint8Array): number | null {
   try {
     const id = (decodeFrameBody(body) as { id?: unknown })?.id;
-    return typeof id === "number" && Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff ? id : null;
+    return typeof id === "number" && Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff
+      ? id
+      : null;
   } catch {
     return null;
   }

@@ -59,7 +59,8 @@ export class TestServer implements AsyncDisposable {
       String(options.replicas ?? 2),
       ...(options.extraArgs ?? []),
     ];
-    const process = new Deno.Command(DENO, { args, stdout: "piped", stderr: "piped", cwd: ROOT }).spawn();
+    const process = new Deno.Command(DENO, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
+      .spawn();
     const stderr = new Response(process.stderr).text();
     const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let seen = "";
@@ -75,7 +76,10 @@ export class TestServer implements AsyncDisposable {
           void (async () => {
             while (!(await lines.read()).done) { /* drain */ }
           })().catch(() => {});
-          return new TestServer({ dataDir, address: match[1], process, stderr }, options.dataDir === undefined);
+          return new TestServer(
+            { dataDir, address: match[1], process, stderr },
+            options.dataDir === undefined,
+          );
         }
       }
     } finally {
@@ -135,7 +139,9 @@ export async function chunkFilesOnDisk(dataDir: string): Promise<string[]> {
   for await (const rank of Deno.readDir(dataDir)) {
     if (!rank.isDirectory) continue;
     try {
-      for await (const f of Deno.readDir(`${dataDir}/${rank.name}/chunks`)) files.push(`${rank.name}/${f.name}`);
+      for await (const f of Deno.readDir(`${dataDir}/${rank.name}/chunks`)) {
+        files.push(`${rank.name}/${f.name}`);
+      }
     } catch { /* no chunks folder yet */ }
   }
   return files.sort();

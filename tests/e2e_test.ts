@@ -51,7 +51,17 @@ Deno.test("dfs end to end through the client library", async (t) => {
   await using client = await DfsClient.connect(server.address);
 
   await t.step("put then get returns every size byte for byte", async () => {
-    for (const size of [0, 1, 4096, CHUNK_SIZE_BYTES - 1, CHUNK_SIZE_BYTES, CHUNK_SIZE_BYTES + 1, 5 * MiB + 17]) {
+    for (
+      const size of [
+        0,
+        1,
+        4096,
+        CHUNK_SIZE_BYTES - 1,
+        CHUNK_SIZE_BYTES,
+        CHUNK_SIZE_BYTES + 1,
+        5 * MiB + 17,
+      ]
+    ) {
       const data = pseudoRandomBytes(size, size + 1);
       const meta = await client.put(`sizes/${size}`, data);
       assert.equal(meta.size, size);
@@ -60,21 +70,29 @@ Deno.test("dfs end to end through the client library", async (t) => {
     }
   });
 
-  await t.step("meta reports size, SHA-256, version, modified time and each chunk's ranks", async () => {
-    const data = pseudoRandomBytes(3 * MiB + 5, 7);
-    const before = Date.now();
-    const put = await client.put("meta/file.bin", data);
-    const meta = await client.meta("meta/file.bin");
-    assert.deepEqual(meta, put);
-    assert.equal(meta.name, "meta/file.bin");
-    assert.equal(meta.sha256, sha256(data));
-    assert.ok(meta.modified >= before - 1000 && meta.modified <= Date.now() + 1000);
-    assert.deepEqual(meta.chunks.map((c) => c.size), [MiB, MiB, MiB, 5]);
-    for (const chunk of meta.chunks) {
-      assert.equal(new Set(chunk.ranks).size, 2, "two distinct replicas");
-      for (const rank of chunk.ranks) assert.ok(rank >= 1 && rank <= 3, `rank ${rank} is a data node`);
-    }
-  });
+  await t.step(
+    "meta reports size, SHA-256, version, modified time and each chunk's ranks",
+    async () => {
+      const data = pseudoRandomBytes(3 * MiB + 5, 7);
+      const before = Date.now();
+      const put = await client.put("meta/file.bin", data);
+      const meta = await client.meta("meta/file.bin");
+      assert.deepEqual(meta, put);
+      assert.equal(meta.name, "meta/file.bin");
+      assert.equal(meta.sha256, sha256(data));
+      assert.ok(meta.modified >= before - 1000 && meta.modified <= Date.now() + 1000);
+      assert.deepEqual(meta.chunks.map((c) => c.size), [MiB, MiB, MiB, 5]);
+      for (const chunk of meta.chunks) {
+        assert.equal(new Set(chunk.ranks).size, 2, "two distinct replicas");
+        for (const rank of chunk.ranks) {
+          assert.ok(
+            rank >= 1 && rank <= 3,
+            `rank ${rank} is a data node`,
+          );
+        }
+      }
+    },
+  );
 
   await t.step("a large file spreads its chunks over every data node", async () => {
     const meta = await client.put("spread.bin", pseudoRandomBytes(12 * MiB, 3));
@@ -82,70 +100,110 @@ Deno.test("dfs end to end through the client library", async (t) => {
     assert.deepEqual([...ranks].sort(), [1, 2, 3]);
   });
 
-  await t.step("uploading an existing name replaces it, bumps the version and frees the old chunks", async () => {
-    const first = await client.put("over/x", pseudoRandomBytes(3 * MiB, 1));
-    const data = pseudoRandomBytes(2 * MiB + 3, 2);
-    const second = await client.put("over/x", data);
-    assert.ok(second.version > first.version);
-    assert.deepEqual(await client.getBytes("over/x"), data);
-    assert.equal((await client.meta("over/x")).sha256, sha256(data));
-    await assertNoStrayChunks(server, client);
-  });
+  await t.step(
+    "uploading an existing name replaces it, bumps the version and frees the old chunks",
+    async () => {
+      const first = await client.put("over/x", pseudoRandomBytes(3 * MiB, 1));
+      const data = pseudoRandomBytes(2 * MiB + 3, 2);
+      const second = await client.put("over/x", data);
+      assert.ok(second.version > first.version);
+      assert.deepEqual(await client.getBytes("over/x"), data);
+      assert.equal((await client.meta("over/x")).sha256, sha256(data));
+      await assertNoStrayChunks(server, client);
+    },
+  );
 
-  await t.step("list gathers every name sorted, filters by prefix, with size and modified", async () => {
-    await client.put("l/b", pseudoRandomBytes(10, 1));
-    await client.put("l/a", pseudoRandomBytes(20, 2));
-    await client.put("l/sub/c", pseudoRandomBytes(30, 3));
-    await client.put("lz", pseudoRandomBytes(1, 4));
-    const entries = await client.list("l/");
-    assert.deepEqual(entries.map((e) => [e.name, e.size]), [["l/a", 20], ["l/b", 10], ["l/sub/c", 30]]);
-    for (const e of entries) assert.equal(e.modified, (await client.meta(e.name)).modified);
-    const all = (await client.list()).map((e) => e.name);
-    assert.ok(all.includes("lz") && all.includes("spread.bin"));
-    assert.deepEqual(all, [...all].sort());
-    assert.deepEqual(await client.list("nothing/"), []);
-  });
+  await t.step(
+    "list gathers every name sorted, filters by prefix, with size and modified",
+    async () => {
+      await client.put("l/b", pseudoRandomBytes(10, 1));
+      await client.put("l/a", pseudoRandomBytes(20, 2));
+      await client.put("l/sub/c", pseudoRandomBytes(30, 3));
+      await client.put("lz", pseudoRandomBytes(1, 4));
+      const entries = await client.list("l/");
+      assert.deepEqual(entries.map((e) => [e.name, e.size]), [["l/a", 20], ["l/b", 10], [
+        "l/sub/c",
+        30,
+      ]]);
+      for (const e of entries) assert.equal(e.modified, (await client.meta(e.name)).modified);
+      const all = (await client.list()).map((e) => e.name);
+      assert.ok(all.includes("lz") && all.includes("spread.bin"));
+      assert.deepEqual(all, [...all].sort());
+      assert.deepEqual(await client.list("nothing/"), []);
+    },
+  );
 
   await t.step("errors come back as DfsError with a code and a message", async () => {
-    await assertDfsError(client.meta("missing"), "NOT_FOUND", /Cannot find "missing": file does not exist/);
+    await assertDfsError(
+      client.meta("missing"),
+      "NOT_FOUND",
+      /Cannot find "missing": file does not exist/,
+    );
     await assertDfsError(client.getBytes("missing"), "NOT_FOUND", /does not exist/);
-    await assertDfsError(client.put("../etc/passwd", Uint8Array.of(1)), "INVALID_REQUEST", /"\.\." segment/);
-    await assertDfsError(client.put("/abs", Uint8Array.of(1)), "INVALID_REQUEST", /starts with "\/"/);
+    await assertDfsError(
+      client.put("../etc/passwd", Uint8Array.of(1)),
+      "INVALID_REQUEST",
+      /"\.\." segment/,
+    );
+    await assertDfsError(
+      client.put("/abs", Uint8Array.of(1)),
+      "INVALID_REQUEST",
+      /starts with "\/"/,
+    );
     await assertDfsError(client.put("a\0b", Uint8Array.of(1)), "INVALID_REQUEST", /NUL/);
-    await assertDfsError(client.put("x".repeat(1025), Uint8Array.of(1)), "INVALID_REQUEST", /1025 bytes/);
+    await assertDfsError(
+      client.put("x".repeat(1025), Uint8Array.of(1)),
+      "INVALID_REQUEST",
+      /1025 bytes/,
+    );
     // The connection is still good after refusals.
     assert.equal((await client.meta("l/a")).size, 20);
   });
 
   await t.step("a refused large upload stops early and leaves nothing", async () => {
-    await assertDfsError(client.put("a//bad", pseudoRandomBytes(8 * MiB, 9)), "INVALID_REQUEST", /empty segment/);
+    await assertDfsError(
+      client.put("a//bad", pseudoRandomBytes(8 * MiB, 9)),
+      "INVALID_REQUEST",
+      /empty segment/,
+    );
     await assertNoStrayChunks(server, client);
   });
 
-  await t.step("put streams from a ReadableStream of odd-sized pieces with no declared size", async () => {
-    const data = pseudoRandomBytes(3 * MiB + 123, 11);
-    const pieces = [7, 100_000, 1, MiB + 3, 2 * MiB];
-    let at = 0;
-    const stream = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        if (at >= data.length) return controller.close();
-        const n = pieces[at % pieces.length] ?? 4096;
-        controller.enqueue(data.slice(at, at + n));
-        at += n;
-      },
-    });
-    const meta = await client.put("stream.bin", stream);
-    assert.equal(meta.size, data.length);
-    const got = await client.get("stream.bin");
-    const parts: Uint8Array[] = [];
-    for await (const part of got) parts.push(part);
-    assert.deepEqual(new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer()), data);
-  });
+  await t.step(
+    "put streams from a ReadableStream of odd-sized pieces with no declared size",
+    async () => {
+      const data = pseudoRandomBytes(3 * MiB + 123, 11);
+      const pieces = [7, 100_000, 1, MiB + 3, 2 * MiB];
+      let at = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (at >= data.length) return controller.close();
+          const n = pieces[at % pieces.length] ?? 4096;
+          controller.enqueue(data.slice(at, at + n));
+          at += n;
+        },
+      });
+      const meta = await client.put("stream.bin", stream);
+      assert.equal(meta.size, data.length);
+      const got = await client.get("stream.bin");
+      const parts: Uint8Array[] = [];
+      for await (const part of got) parts.push(part);
+      assert.deepEqual(new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer()), data);
+    },
+  );
 
   await t.step("more data than the declared size is refused and nothing is committed", async () => {
     const source = [pseudoRandomBytes(MiB, 1), pseudoRandomBytes(MiB, 2)];
-    await assertDfsError(client.put("declared", source, { size: MiB + 10 }), "INVALID_REQUEST", /more than its declared/);
-    await assertDfsError(client.put("declared", [Uint8Array.of(1)], { size: 2 }), "INVALID_REQUEST", /ended after 1 of/);
+    await assertDfsError(
+      client.put("declared", source, { size: MiB + 10 }),
+      "INVALID_REQUEST",
+      /more than its declared/,
+    );
+    await assertDfsError(
+      client.put("declared", [Uint8Array.of(1)], { size: 2 }),
+      "INVALID_REQUEST",
+      /ended after 1 of/,
+    );
     await assertDfsError(client.meta("declared"), "NOT_FOUND", /does not exist/);
     await assertNoStrayChunks(server, client);
   });
@@ -170,7 +228,9 @@ Deno.test("dfs end to end through the client library", async (t) => {
   });
 
   await t.step("many clients at once each read back exactly what they wrote", async () => {
-    const clients = await Promise.all(Array.from({ length: 24 }, () => DfsClient.connect(server.address)));
+    const clients = await Promise.all(
+      Array.from({ length: 24 }, () => DfsClient.connect(server.address)),
+    );
     try {
       await Promise.all(clients.map(async (c, i) => {
         for (let j = 0; j < 3; j++) {
@@ -195,7 +255,11 @@ Deno.test("dfs end to end through the client library", async (t) => {
       assert.ok(winner >= 0, "the stored content is one of the uploads, not a mix");
       const meta = await client.meta("race");
       assert.equal(meta.sha256, sha256(final));
-      assert.equal(meta.version, Math.max(...results.map((r) => r.version)), "the last commit wins");
+      assert.equal(
+        meta.version,
+        Math.max(...results.map((r) => r.version)),
+        "the last commit wins",
+      );
       await assertNoStrayChunks(server, client);
     } finally {
       for (const c of clients) c.close();
@@ -203,11 +267,16 @@ Deno.test("dfs end to end through the client library", async (t) => {
   });
 
   await t.step("a client that vanishes mid-upload leaves nothing behind", async () => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(server.address.split(":")[1]) });
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(server.address.split(":")[1]),
+    });
     const write = async (m: unknown) => void await conn.write(encodeFrame(m));
     await write({ op: "hello", version: PROTOCOL_VERSION });
     await write({ op: "put", id: 1, name: "vanished" });
-    for (let i = 0; i < 3; i++) await write({ op: "data", id: 1, bytes: pseudoRandomBytes(MiB, i) });
+    for (let i = 0; i < 3; i++) {
+      await write({ op: "data", id: 1, bytes: pseudoRandomBytes(MiB, i) });
+    }
     conn.close();
     await new Promise((r) => setTimeout(r, 300));
     await assertDfsError(client.meta("vanished"), "NOT_FOUND", /does not exist/);
@@ -215,7 +284,10 @@ Deno.test("dfs end to end through the client library", async (t) => {
   });
 
   await t.step("a malformed frame gets an error and the connection keeps serving", async () => {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(server.address.split(":")[1]) });
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(server.address.split(":")[1]),
+    });
     try {
       const { FrameReader } = await import("../protocol/conn.ts");
       const { decodeFrameBody } = await import("../protocol/frame.ts");

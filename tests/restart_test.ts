@@ -82,7 +82,10 @@ Deno.test("a put cut off by SIGKILL leaves the previous version and start-up rem
   await killed.promise;
   await assert.rejects(cutOff, (e: unknown) => e instanceof DfsError && e.code === "UNAVAILABLE");
   writer.close();
-  assert.ok((await chunkFilesOnDisk(first.dataDir)).length > 6, "the cut-off upload left chunks on disk");
+  assert.ok(
+    (await chunkFilesOnDisk(first.dataDir)).length > 6,
+    "the cut-off upload left chunks on disk",
+  );
 
   await using second = await first.restart();
   await using client = await DfsClient.connect(second.address);
@@ -121,7 +124,18 @@ Deno.test("dfs serve refuses impossible options with a usage error", async () =>
   const dataDir = await Deno.makeTempDir({ prefix: "dfs-test-" });
   const serve = async (...args: string[]) => {
     const out = await new Deno.Command(DENO, {
-      args: ["run", "-A", "--quiet", `${ROOT}main.ts`, "serve", "--port", "0", "--data", dataDir, ...args],
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        `${ROOT}main.ts`,
+        "serve",
+        "--port",
+        "0",
+        "--data",
+        dataDir,
+        ...args,
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -140,7 +154,10 @@ Deno.test("dfs serve refuses impossible options with a usage error", async () =>
 
 Deno.test("dfs serve refuses a data directory in use or written with more ranks", async () => {
   await using server = await TestServer.start({ ranks: 5, replicas: 2 });
-  await assert.rejects(TestServer.start({ dataDir: server.dataDir }), /in use by another dfs server/);
+  await assert.rejects(
+    TestServer.start({ dataDir: server.dataDir }),
+    /in use by another dfs server/,
+  );
   await server.stop("SIGTERM");
   await assert.rejects(
     TestServer.start({ dataDir: server.dataDir, ranks: 3 }),
