@@ -13,7 +13,8 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { assert, DfsError } from "../protocol/errors.ts";
-import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
+import { BufferPool } from "../protocol/buffer_pool.ts";
+import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
 import type { FileMeta, ListEntry } from "../protocol/messages.ts";
 import { newChunkId } from "./chunk_store.ts";
 import type { Comm } from "./comm.ts";
@@ -34,6 +35,8 @@ import { LoadTracker } from "./placement.ts";
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
 /** Chunk reads of one download in flight ahead of the socket. */
 export const READ_CHUNKS_INFLIGHT_MAX = 8;
+/** Idle chunk buffers rank 0 keeps for reuse (each `FRAME_SIZE_BYTES_MAX`). */
+export const POOL_BUFFERS_MAX = 64;
 /** How long rank 0 waits for a data node's answer to one request. */
 export const NODE_CALL_TIMEOUT_MS = 60_000;
 
@@ -54,6 +57,11 @@ export interface FileReader {
 }
 
 export class Coordinator {
+  /**
+   * Chunk buffers: socket frames are read into them, they travel to the data nodes and come back
+   * with the answer, so steady transfers allocate nothing.
+   */
+  readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, { buffersMax: POOL_BUFFERS_MAX });
   #comm: Comm;
   #dataRanks: number[];
   #replicas: number;
@@ -194,13 +202,22 @@ export class Coordinator {
   storeChunk(bytes: Uint8Array): { ref: ChunkRef; durable: Promise<void> } {
     const ranks = this.#loads.place(bytes.length, this.#replicas);
     const ref = { id: newChunkId(), size: bytes.length, ranks };
-    const writes = ranks.map((rank, i) => {
+    const writes = ranks.map(async (rank, i) => {
       // The last replica takes the caller's buffer; the others get copies (transfer detaches).
-      const copy = i === ranks.length - 1 ? bytes : bytes.slice();
+      // Each node hands the buffer back with its answer, and it returns to the pool.
+      const copy = i === ranks.length - 1 ? bytes : this.#copy(bytes);
       const call: NodeCall = { op: "write", id: ref.id, bytes: copy };
-      return this.#call(rank, call, [copy.buffer as ArrayBuffer]);
+      this.pool.give(await this.#call<ArrayBuffer>(rank, call, [copy.buffer as ArrayBuffer]));
     });
     return { ref, durable: Promise.all(writes).then(() => {}) };
+  }
+
+  #copy(bytes: Uint8Array): Uint8Array {
+    const copy = bytes.length <= this.pool.bufferBytes
+      ? this.pool.take().subarray(0, bytes.length)
+      : new Uint8Array(bytes.length);
+    copy.set(bytes);
+    return copy;
   }
 
   /** Removes chunks of an upload that will never commit (best effort: start-up cleans the rest). */
@@ -314,7 +331,7 @@ export class Upload {
     }
     let at = 0;
     while (at < bytes.length) {
-      this.#buffer ??= new Uint8Array(CHUNK_SIZE_BYTES);
+      this.#buffer ??= this.#coordinator.pool.take();
       const n = Math.min(bytes.length - at, CHUNK_SIZE_BYTES - this.#buffered);
       this.#buffer.set(bytes.subarray(at, at + n), this.#buffered);
       this.#buffered += n;
@@ -374,7 +391,7 @@ export class Upload {
   }
 
   async #flush(): Promise<void> {
-    const bytes = (this.#buffer ?? new Uint8Array(0)).subarray(0, this.#buffered);
+    const bytes = (this.#buffer ?? this.#coordinator.pool.take()).subarray(0, this.#buffered);
     this.#buffer = null;
     this.#buffered = 0;
     await this.#send(bytes);

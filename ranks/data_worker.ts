@@ -39,7 +39,9 @@ async function start(comm: Comm, dir: string): Promise<void> {
   await comm.serve(async ({ body }) => {
     const call = body as NodeCall;
     const result = await node.handle(call);
-    // Chunk bytes read from disk own their buffer: move it to rank 0 instead of copying.
+    // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read
+    // chunk's bytes as the answer.
+    if (call.op === "write") return reply(call.bytes.buffer, [call.bytes.buffer as ArrayBuffer]);
     return result instanceof Uint8Array ? reply(result, [result.buffer as ArrayBuffer]) : result;
   });
 }

@@ -127,7 +127,10 @@ class Connection {
     this.#conn = conn;
     this.#coordinator = coordinator;
     this.#limits = limits;
-    this.#reader = new FrameReader(conn, { frameSizeBytesMax: FRAME_SIZE_BYTES_MAX });
+    this.#reader = new FrameReader(conn, {
+      frameSizeBytesMax: FRAME_SIZE_BYTES_MAX,
+      pool: coordinator.pool,
+    });
     this.#writer = new FrameWriter(conn);
   }
 
