@@ -44,9 +44,14 @@ export interface ChunkStore {
   /**
    * Reads a whole chunk into a fresh Uint8Array that owns its own ArrayBuffer exactly (byteOffset
    * 0, buffer.byteLength === length) so it can be transferred with postMessage. Missing -> DfsError
-   * NOT_FOUND. If expectedSize is given and differs -> DfsError CORRUPTED.
+   * NOT_FOUND. If expectedSize is given and differs -> DfsError CORRUPTED. With `into` (at least
+   * expectedSize bytes, e.g. a pooled buffer) the bytes may instead be read into its start and a
+   * view of it returned, so that steady reads allocate nothing.
    */
-  read(id: string, options?: { expectedSize?: number }): Promise<Uint8Array<ArrayBuffer>>;
+  read(
+    id: string,
+    options?: { expectedSize?: number; into?: Uint8Array<ArrayBuffer> },
+  ): Promise<Uint8Array<ArrayBuffer>>;
   /** Removes chunks; missing ids are ignored. Durable after the next syncEntries(). */
   delete(ids: readonly string[]): Promise<void>;
   /**
@@ -127,16 +132,23 @@ export class DiskChunkStore implements ChunkStore {
 
   async read(
     id: string,
-    options: { expectedSize?: number } = {},
+    options: { expectedSize?: number; into?: Uint8Array<ArrayBuffer> } = {},
   ): Promise<Uint8Array<ArrayBuffer>> {
     const path = this.#path(id);
-    const expectedSize = options.expectedSize;
+    const { expectedSize, into } = options;
     assert(expectedSize === undefined || expectedSize >= 0, "expectedSize is not negative");
+    const target = into && expectedSize !== undefined && into.length >= expectedSize
+      ? into.subarray(0, expectedSize)
+      : undefined;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      bytes = expectedSize !== undefined && expectedSize > SMALL_READ_BYTES_MAX
-        ? await readExactly(id, path, expectedSize)
-        : ownBuffer(await Deno.readFile(path));
+      if (target && expectedSize! > SMALL_READ_BYTES_MAX) {
+        bytes = await readExactly(id, path, expectedSize!, target);
+      } else if (expectedSize !== undefined && expectedSize > SMALL_READ_BYTES_MAX) {
+        bytes = await readExactly(id, path, expectedSize, new Uint8Array(expectedSize));
+      } else {
+        bytes = ownBuffer(await Deno.readFile(path));
+      }
     } catch (error) {
       if (error instanceof DfsError) throw error;
       if (error instanceof Deno.errors.NotFound) {
@@ -150,8 +162,8 @@ export class DiskChunkStore implements ChunkStore {
       throw sizeError(id, expectedSize, bytes.length);
     }
     assert(
-      bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length,
-      "read owns its buffer",
+      bytes === target || (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length),
+      "read owns its buffer or fills the caller's",
     );
     return bytes;
   }
@@ -239,7 +251,10 @@ export class MemoryChunkStore implements ChunkStore {
     });
   }
 
-  read(id: string, options: { expectedSize?: number } = {}): Promise<Uint8Array<ArrayBuffer>> {
+  read(
+    id: string,
+    options: { expectedSize?: number; into?: Uint8Array<ArrayBuffer> } = {},
+  ): Promise<Uint8Array<ArrayBuffer>> {
     return Promise.try(() => {
       this.#check(id);
       const bytes = this.#chunks.get(id);
@@ -250,7 +265,10 @@ export class MemoryChunkStore implements ChunkStore {
       if (expectedSize !== undefined && bytes.length !== expectedSize) {
         throw sizeError(id, expectedSize, bytes.length);
       }
-      return bytes.slice();
+      const { into } = options;
+      if (!into || into.length < bytes.length) return bytes.slice();
+      into.set(bytes);
+      return into.subarray(0, bytes.length);
     });
   }
 
@@ -342,9 +360,10 @@ async function readExactly(
   id: string,
   path: string,
   size: number,
+  bytes: Uint8Array<ArrayBuffer>,
 ): Promise<Uint8Array<ArrayBuffer>> {
+  assert(bytes.length === size, "the target has exactly the expected size");
   using file = await Deno.open(path, { read: true });
-  const bytes = new Uint8Array(size);
   let offset = 0;
   while (offset < size) {
     const read = await file.read(bytes.subarray(offset));

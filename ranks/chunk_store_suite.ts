@@ -30,6 +30,22 @@ export function runChunkStoreSuite(options: ChunkStoreSuiteOptions): void {
     });
   };
 
+  test("read() with into fills the caller's buffer when the chunk fits", async (store) => {
+    for (const size of [4096, 256 * 1024 + 1, 1024 * 1024]) {
+      const id = newChunkId();
+      const bytes = randomBytes(size);
+      await store.write(id, bytes);
+      const into = new Uint8Array(1024 * 1024 + 4096);
+      const read = await store.read(id, { expectedSize: size, into });
+      assert.deepEqual(read, bytes);
+      assert.ok(read.buffer === into.buffer || read.buffer.byteLength === size, "into or its own");
+      const small = new Uint8Array(size - 1);
+      const own = await store.read(id, { expectedSize: size, into: small });
+      assert.deepEqual(own, bytes);
+      assert.notEqual(own.buffer, small.buffer);
+    }
+  });
+
   test("read() returns the bytes written, in a buffer of their own", async (store) => {
     for (const size of [0, 1, 4096, 256 * 1024 + 1, 1024 * 1024 + 3]) {
       const id = newChunkId();

@@ -53,6 +53,8 @@ export interface FileReader {
   readonly meta: FileMeta;
   /** The file's bytes, chunk by chunk, in order. */
   chunks(): AsyncIterable<Uint8Array>;
+  /** Hands a chunk's buffer back for reuse once it has been written out. */
+  recycle(chunk: Uint8Array): void;
   close(): void;
 }
 
@@ -61,7 +63,9 @@ export class Coordinator {
    * Chunk buffers: socket frames are read into them, they travel to the data nodes and come back
    * with the answer, so steady transfers allocate nothing.
    */
-  readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, { buffersMax: POOL_BUFFERS_MAX });
+  readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, {
+    buffersMax: POOL_BUFFERS_MAX,
+  });
   #comm: Comm;
   #dataRanks: number[];
   #replicas: number;
@@ -132,7 +136,8 @@ export class Coordinator {
       this.#pins.delete(m);
       if (this.#retiring.delete(m)) void this.#release(m);
     };
-    return { meta: fileMetaOf(m), chunks: () => this.#readChunks(m), close };
+    const recycle = (chunk: Uint8Array) => this.pool.give(chunk.buffer);
+    return { meta: fileMetaOf(m), chunks: () => this.#readChunks(m), recycle, close };
   }
 
   /** All names under `prefix`, gathered from the data nodes, with size and modified time. */

@@ -48,7 +48,10 @@ export class DataNode {
         await this.#store.write(call.id, call.bytes);
         return true;
       case "read":
-        return await this.#store.read(call.id, { expectedSize: call.size });
+        return await this.#store.read(call.id, {
+          expectedSize: call.size,
+          into: call.into && new Uint8Array(call.into),
+        });
       case "commit":
         await this.#store.syncEntries();
         await this.#append({ kind: "commit", manifest: call.manifest });

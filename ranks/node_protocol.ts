@@ -13,8 +13,8 @@ import type { Manifest, RankRepair, RankScan } from "./metadata.ts";
 export type NodeCall =
   /** Store a chunk durably (bytes fsynced; directory entry made durable by the next commit). */
   | { op: "write"; id: string; bytes: Uint8Array }
-  /** Read a chunk back; the reply is its bytes, transferred. */
-  | { op: "read"; id: string; size: number }
+  /** Read a chunk back; the reply is its bytes, transferred. `into` is a spare buffer to fill. */
+  | { op: "read"; id: string; size: number; into?: ArrayBuffer }
   /** Make the chunks' directory entries durable, then append the manifest to the log. */
   | { op: "commit"; manifest: Manifest }
   /** Drop a superseded version: log it, then remove its chunks on this node. */

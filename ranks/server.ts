@@ -311,6 +311,7 @@ class Connection {
       for await (const chunk of reader.chunks()) {
         if (this.#closed) return;
         await this.#writer.sendData(id, chunk);
+        reader.recycle(chunk);
       }
       await this.#writer.send({ op: "end", id });
     } finally {
