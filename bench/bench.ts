@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
 import { DfsClient } from "../client.ts";
+import { bareGet, barePut } from "./bare.ts";
 import { DENO, pseudoRandomBytes, ROOT, TestServer } from "../tests/_server.ts";
 
 const MiB = 1024 * 1024;
@@ -58,6 +59,10 @@ function source(size: number): ReadableStream<Uint8Array> {
   }, { highWaterMark: 0 });
 }
 
+async function sourceFile(path: string): Promise<void> {
+  await source(SIZE).pipeTo((await Deno.create(path)).writable);
+}
+
 async function timed(work: () => Promise<unknown>): Promise<number> {
   const start = performance.now();
   await work();
@@ -88,7 +93,7 @@ const figures: Figure[] = [];
   const dir = await Deno.makeTempDir({ prefix: "dfs-bench-" });
   try {
     const local = `${dir}/file.bin`;
-    await source(SIZE).pipeTo((await Deno.create(local)).writable);
+    await sourceFile(local);
     const cli = async (...args: string[]) => {
       const out = await new Deno.Command(DENO, {
         args: ["run", "-A", "--quiet", `${ROOT}main.ts`, ...args, "--server", server.address],
@@ -105,6 +110,25 @@ const figures: Figure[] = [];
     }
     figures.push(figure("put, CLI (file to server)", "MB/s", put));
     figures.push(figure("get, CLI (server to file)", "MB/s", get));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+{
+  // The machine's own limits in the same run: plain TCP into two fsynced files (put), and a file
+  // read and sent over TCP into one file (get).
+  const dir = await Deno.makeTempDir({ prefix: "dfs-bare-" });
+  try {
+    const source = `${dir}/source.bin`;
+    await sourceFile(source);
+    const put: number[] = [];
+    const get: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      put.push(await barePut(SIZE, dir));
+      get.push(await bareGet(SIZE, source, dir));
+    }
+    figures.push(figure("bare put limit (TCP into 2 fsynced files)", "MB/s", put));
+    figures.push(figure("bare get limit (file, TCP, 1 file)", "MB/s", get));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -131,4 +155,14 @@ if (values.json) {
     const n = (x: number) => x.toFixed(0);
     console.log(`| ${f.name} (${f.unit}) | ${n(f.median)} | ${n(f.min)} | ${n(f.max)} |`);
   }
+  const median = (name: string) => figures.find((f) => f.name.startsWith(name))!.median;
+  const ratio = (a: string, b: string) => `${(100 * median(a) / median(b)).toFixed(0)}%`;
+  console.log(
+    `\nput / bare put limit: ${ratio("put, client", "bare put")} (library), ` +
+      `${ratio("put, CLI", "bare put")} (CLI)`,
+  );
+  console.log(
+    `get / bare get limit: ${ratio("get, client", "bare get")} (library), ` +
+      `${ratio("get, CLI", "bare get")} (CLI)`,
+  );
 }

@@ -196,7 +196,14 @@ class Connection {
     } catch (error) {
       // The framing is intact, so the connection goes on; say which request was refused if we can.
       const refusedId = requestIdOf(body);
-      if (refusedId !== null && isPutFrame(body) && !this.#uploads.has(refusedId)) {
+      const upload = refusedId === null ? undefined : this.#uploads.get(refusedId);
+      if (upload) {
+        // A refused frame of an upload in progress (an oversized chunk, say) fails that upload:
+        // committing the rest would store a file with a hole in it.
+        this.#uploads.delete(refusedId!);
+        this.#dropUpload(refusedId!);
+        await upload.abort();
+      } else if (refusedId !== null && isPutFrame(body)) {
         this.#dropUpload(refusedId);
       }
       return await this.#sendError(refusedId ?? 0, error);

@@ -245,6 +245,30 @@ Deno.test("dfs end to end through the client library", async (t) => {
     }
   });
 
+  await t.step("a stalled upload does not hold up operations on other names", async () => {
+    await using slow = await DfsClient.connect(server.address);
+    const stalled = Promise.withResolvers<void>();
+    let sent = 0;
+    const upload = slow.put(
+      "stalled",
+      new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (sent === 2) await stalled.promise; // hold the upload open mid-stream
+          if (sent === 3) return controller.close();
+          controller.enqueue(pseudoRandomBytes(MiB, 900 + sent++));
+        },
+      }),
+    );
+    await using other = await DfsClient.connect(server.address);
+    const data = pseudoRandomBytes(2 * MiB, 901);
+    await other.put("not-stalled", data);
+    assert.deepEqual(await other.getBytes("not-stalled"), data);
+    assert.equal((await other.meta("l/a")).size, 20);
+    await assertDfsError(other.meta("stalled"), "NOT_FOUND", /does not exist/);
+    stalled.resolve();
+    assert.equal((await upload).size, 3 * MiB);
+  });
+
   await t.step("concurrent uploads of one name leave exactly one of them, whole", async () => {
     const contents = Array.from({ length: 8 }, (_, i) => pseudoRandomBytes(2 * MiB + i, 500 + i));
     const clients = await Promise.all(contents.map(() => DfsClient.connect(server.address)));
@@ -264,6 +288,35 @@ Deno.test("dfs end to end through the client library", async (t) => {
     } finally {
       for (const c of clients) c.close();
     }
+  });
+
+  await t.step("an oversized data frame fails its upload, which then commits nothing", async () => {
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(server.address.split(":")[1]),
+    });
+    try {
+      const { FrameReader } = await import("../protocol/conn.ts");
+      const { decodeFrameBody } = await import("../protocol/frame.ts");
+      const reader = new FrameReader(conn);
+      const next = async () => decodeFrameBody((await reader.read())!) as Record<string, unknown>;
+      const write = async (m: unknown) => void await conn.write(encodeFrame(m));
+      await write({ op: "hello", version: PROTOCOL_VERSION });
+      assert.equal((await next()).op, "hello");
+      await write({ op: "put", id: 4, name: "holey" });
+      await write({ op: "data", id: 4, bytes: pseudoRandomBytes(1000, 1) });
+      await write({ op: "data", id: 4, bytes: new Uint8Array(CHUNK_SIZE_BYTES + 1) });
+      const refused = await next();
+      assert.deepEqual([refused.op, refused.id, refused.code], ["error", 4, "TOO_LARGE"]);
+      await write({ op: "data", id: 4, bytes: pseudoRandomBytes(1000, 2) });
+      await write({ op: "end", id: 4 });
+      await write({ op: "meta", id: 5, name: "holey" });
+      const meta = await next();
+      assert.deepEqual([meta.op, meta.id, meta.code], ["error", 5, "NOT_FOUND"]);
+    } finally {
+      conn.close();
+    }
+    await assertNoStrayChunks(server, client);
   });
 
   await t.step("a client that vanishes mid-upload leaves nothing behind", async () => {
