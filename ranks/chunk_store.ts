@@ -7,6 +7,7 @@
 
 import { dirname } from "node:path";
 import { assert, DfsError } from "../protocol/errors.ts";
+import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 
 /** A chunk id: 128 random bits in lower-case hex, made by the server (never a client's name). */
 export const CHUNK_ID_PATTERN = /^[0-9a-f]{32}$/;
@@ -346,15 +347,6 @@ class GroupSync {
   }
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const written = await file.write(bytes.subarray(offset));
-    assert(written > 0, "write() makes progress");
-    offset += written;
-  }
-}
-
 /** Reads chunk `id`, expected to hold `size` bytes, into a new buffer; CORRUPTED if it does not. */
 async function readExactly(
   id: string,
@@ -392,19 +384,6 @@ function statSizeOrUndefined(path: string): number | undefined {
   }
 }
 
-async function removeIfExists(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-}
-
-async function syncDirectory(path: string): Promise<void> {
-  using handle = await Deno.open(path, { read: true });
-  await handle.sync();
-}
-
 /** Runs `action` on every item, at most `DISK_OPS_PARALLEL_MAX` at once; rejects on the first error. */
 async function forEachParallel<T>(items: readonly T[], action: (item: T) => Promise<void>) {
   let next = 0;
@@ -426,8 +405,4 @@ function sizeError(id: string, expected: number, found: number): DfsError {
     "CORRUPTED",
     `Cannot read chunk ${id}: expected ${expected} bytes, found ${found}`,
   );
-}
-
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -12,6 +12,7 @@
 import { dirname } from "node:path";
 import { crc32 } from "node:zlib";
 import { assert, DfsError } from "../protocol/errors.ts";
+import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 
 /** Bytes of the header in front of every record: body length and CRC32, both u32 big-endian. */
 export const RECORD_HEADER_SIZE_BYTES = 8;
@@ -405,32 +406,6 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
   return whole;
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const written = await file.write(bytes.subarray(offset));
-    assert(written > 0, "write() makes progress");
-    offset += written;
-  }
-}
-
-async function removeIfExists(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-}
-
-async function syncDirectory(path: string): Promise<void> {
-  using handle = await Deno.open(path, { read: true });
-  await handle.sync();
-}
-
 function rewriteError(error: unknown): DfsError {
   return new DfsError("UNAVAILABLE", `Cannot rewrite log: ${reasonOf(error)}`, { cause: error });
-}
-
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -6,6 +6,9 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { FrameReader } from "../protocol/conn.ts";
+import { decodeFrameBody, encodeFrame } from "../protocol/frame.ts";
+import { PROTOCOL_VERSION } from "../protocol/limits.ts";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();
@@ -145,4 +148,52 @@ export async function chunkFilesOnDisk(dataDir: string): Promise<string[]> {
     } catch { /* no chunks folder yet */ }
   }
   return files.sort();
+}
+
+/** A bare protocol connection for tests that send what the client library never would. */
+export interface RawConnection extends Disposable {
+  /** Encodes and sends one message as a frame. */
+  send(message: unknown): Promise<void>;
+  /** Sends raw bytes. */
+  sendBytes(bytes: Uint8Array): Promise<void>;
+  /** The next frame from the server, decoded. */
+  next(): Promise<Record<string, unknown>>;
+  close(): void;
+}
+
+/** Connects to a test server; with `hello`, completes the handshake first. */
+export async function rawConnection(
+  address: string,
+  options: { hello?: boolean } = {},
+): Promise<RawConnection> {
+  const [hostname, port] = address.split(":");
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const reader = new FrameReader(conn);
+  let closed = false;
+  const raw: RawConnection = {
+    send: (message) => raw.sendBytes(encodeFrame(message)),
+    async sendBytes(bytes) {
+      let at = 0;
+      while (at < bytes.length) at += await conn.write(bytes.subarray(at));
+    },
+    async next() {
+      const body = await reader.read();
+      if (body === null) throw new Error("Server closed the connection");
+      return decodeFrameBody(body) as Record<string, unknown>;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      conn.close();
+    },
+    [Symbol.dispose]() {
+      raw.close();
+    },
+  };
+  if (options.hello) {
+    await raw.send({ op: "hello", version: PROTOCOL_VERSION });
+    const hello = await raw.next();
+    if (hello.op !== "hello") throw new Error(`Handshake refused: ${JSON.stringify(hello)}`);
+  }
+  return raw;
 }

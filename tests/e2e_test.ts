@@ -6,9 +6,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DfsClient, DfsError } from "../client.ts";
-import { encodeFrame } from "../protocol/frame.ts";
-import { CHUNK_SIZE_BYTES, PROTOCOL_VERSION } from "../protocol/limits.ts";
-import { chunkFilesOnDisk, pseudoRandomBytes, TestServer } from "./_server.ts";
+import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
+import { chunkFilesOnDisk, pseudoRandomBytes, rawConnection, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 
@@ -291,73 +290,42 @@ Deno.test("dfs end to end through the client library", async (t) => {
   });
 
   await t.step("an oversized data frame fails its upload, which then commits nothing", async () => {
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: Number(server.address.split(":")[1]),
-    });
-    try {
-      const { FrameReader } = await import("../protocol/conn.ts");
-      const { decodeFrameBody } = await import("../protocol/frame.ts");
-      const reader = new FrameReader(conn);
-      const next = async () => decodeFrameBody((await reader.read())!) as Record<string, unknown>;
-      const write = async (m: unknown) => void await conn.write(encodeFrame(m));
-      await write({ op: "hello", version: PROTOCOL_VERSION });
-      assert.equal((await next()).op, "hello");
-      await write({ op: "put", id: 4, name: "holey" });
-      await write({ op: "data", id: 4, bytes: pseudoRandomBytes(1000, 1) });
-      await write({ op: "data", id: 4, bytes: new Uint8Array(CHUNK_SIZE_BYTES + 1) });
-      const refused = await next();
-      assert.deepEqual([refused.op, refused.id, refused.code], ["error", 4, "TOO_LARGE"]);
-      await write({ op: "data", id: 4, bytes: pseudoRandomBytes(1000, 2) });
-      await write({ op: "end", id: 4 });
-      await write({ op: "meta", id: 5, name: "holey" });
-      const meta = await next();
-      assert.deepEqual([meta.op, meta.id, meta.code], ["error", 5, "NOT_FOUND"]);
-    } finally {
-      conn.close();
-    }
+    using raw = await rawConnection(server.address, { hello: true });
+    await raw.send({ op: "put", id: 4, name: "holey" });
+    await raw.send({ op: "data", id: 4, bytes: pseudoRandomBytes(1000, 1) });
+    await raw.send({ op: "data", id: 4, bytes: new Uint8Array(CHUNK_SIZE_BYTES + 1) });
+    const refused = await raw.next();
+    assert.deepEqual([refused.op, refused.id, refused.code], ["error", 4, "TOO_LARGE"]);
+    await raw.send({ op: "data", id: 4, bytes: pseudoRandomBytes(1000, 2) });
+    await raw.send({ op: "end", id: 4 });
+    await raw.send({ op: "meta", id: 5, name: "holey" });
+    const meta = await raw.next();
+    assert.deepEqual([meta.op, meta.id, meta.code], ["error", 5, "NOT_FOUND"]);
+    raw.close();
     await assertNoStrayChunks(server, client);
   });
 
   await t.step("a client that vanishes mid-upload leaves nothing behind", async () => {
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: Number(server.address.split(":")[1]),
-    });
-    const write = async (m: unknown) => void await conn.write(encodeFrame(m));
-    await write({ op: "hello", version: PROTOCOL_VERSION });
-    await write({ op: "put", id: 1, name: "vanished" });
+    const raw = await rawConnection(server.address, { hello: true });
+    await raw.send({ op: "put", id: 1, name: "vanished" });
     for (let i = 0; i < 3; i++) {
-      await write({ op: "data", id: 1, bytes: pseudoRandomBytes(MiB, i) });
+      await raw.send({ op: "data", id: 1, bytes: pseudoRandomBytes(MiB, i) });
     }
-    conn.close();
+    raw.close();
     await new Promise((r) => setTimeout(r, 300));
     await assertDfsError(client.meta("vanished"), "NOT_FOUND", /does not exist/);
     await assertNoStrayChunks(server, client);
   });
 
   await t.step("a malformed frame gets an error and the connection keeps serving", async () => {
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: Number(server.address.split(":")[1]),
-    });
-    try {
-      const { FrameReader } = await import("../protocol/conn.ts");
-      const { decodeFrameBody } = await import("../protocol/frame.ts");
-      const reader = new FrameReader(conn);
-      const next = async () => decodeFrameBody((await reader.read())!) as Record<string, unknown>;
-      await conn.write(encodeFrame({ op: "hello", version: PROTOCOL_VERSION }));
-      assert.equal((await next()).op, "hello");
-      await conn.write(Uint8Array.of(0, 0, 0, 3, 0xff, 0xff, 0xff)); // not CBOR
-      const error = await next();
-      assert.equal(error.op, "error");
-      assert.equal(error.code, "INVALID_REQUEST");
-      await conn.write(encodeFrame({ op: "meta", id: 9, name: "l/a" }));
-      const ok = await next();
-      assert.equal(ok.op, "ok");
-      assert.equal(ok.id, 9);
-    } finally {
-      conn.close();
-    }
+    using raw = await rawConnection(server.address, { hello: true });
+    await raw.sendBytes(Uint8Array.of(0, 0, 0, 3, 0xff, 0xff, 0xff)); // not CBOR
+    const error = await raw.next();
+    assert.equal(error.op, "error");
+    assert.equal(error.code, "INVALID_REQUEST");
+    await raw.send({ op: "meta", id: 9, name: "l/a" });
+    const ok = await raw.next();
+    assert.equal(ok.op, "ok");
+    assert.equal(ok.id, 9);
   });
 });
