@@ -15,6 +15,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/auth.ts";
 import { FrameReader, FrameWriter } from "./protocol/conn.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
@@ -34,6 +35,10 @@ export interface ClientOptions {
   /** Check SHA-256 end to end: sent with every put, compared after every get. Default true. */
   verify?: boolean;
   connectTimeoutMs?: number;
+  /** The shared secret of a server started with `--token-file`. */
+  token?: Uint8Array;
+  /** PEM certificates to trust: the connection uses TLS and checks the server against them. */
+  tlsCaCerts?: string[];
 }
 
 /** Bytes to upload: a whole buffer, a stream, or any (async) iterable of byte arrays. */
@@ -64,7 +69,7 @@ interface Link {
 
 export class DfsClient {
   #address: { hostname: string; port: number };
-  #options: Required<ClientOptions>;
+  #options: Required<Pick<ClientOptions, "verify" | "connectTimeoutMs">> & ClientOptions;
   #link: Link | null = null;
   #busy: Promise<void> = Promise.resolve();
   #nextId = 1;
@@ -246,30 +251,52 @@ export class DfsClient {
   async #connected(): Promise<Link> {
     if (this.#link) return this.#link;
     const { hostname, port } = this.#address;
-    let conn: Deno.Conn;
-    try {
-      conn = await Deno.connect({
-        hostname,
-        port,
-        signal: AbortSignal.timeout(this.#options.connectTimeoutMs),
-      });
-    } catch (error) {
-      throw new DfsError(
+    const unreachable = (error: unknown) =>
+      new DfsError(
         "UNAVAILABLE",
         `Cannot connect to ${hostname}:${port}: ${(error as Error).message}`,
       );
+    let conn: Deno.Conn;
+    const signal = AbortSignal.timeout(this.#options.connectTimeoutMs);
+    try {
+      const { tlsCaCerts } = this.#options;
+      conn = tlsCaCerts
+        ? await withTimeout(Deno.connectTls({ hostname, port, caCerts: tlsCaCerts }), signal)
+        : await Deno.connect({ hostname, port, signal });
+    } catch (error) {
+      throw unreachable(error);
     }
     const link = { conn, reader: new FrameReader(conn), writer: new FrameWriter(conn) };
     try {
       await link.writer.send({ op: "hello", version: PROTOCOL_VERSION });
       const reply = await this.#readReply(link.reader);
       if (reply.op !== "hello") throw expectOk(reply) && unexpected(reply);
+      if (reply.challenge) await this.#authenticate(link, reply.challenge);
     } catch (error) {
       conn.close();
-      throw error;
+      // A TLS certificate the client does not trust fails the first read or write.
+      throw error instanceof DfsError ? error : unreachable(error);
     }
     this.#link = link;
     return link;
+  }
+
+  /** Answers the server's challenge and checks that the server holds the secret too. */
+  async #authenticate(link: Link, challenge: Uint8Array): Promise<void> {
+    const { token } = this.#options;
+    if (!token) {
+      throw new DfsError(
+        "UNAUTHORIZED",
+        "Server requires a token: set DFS_TOKEN or pass --token-file",
+      );
+    }
+    const nonce = newNonce();
+    await link.writer.send({ op: "auth", nonce, proof: clientProof(token, challenge, nonce) });
+    const reply = await this.#readReply(link.reader);
+    if (reply.op === "error") throw DfsError.fromWire(reply);
+    if (reply.op !== "auth" || !proofMatches(reply.proof, serverProof(token, challenge, nonce))) {
+      throw new DfsError("UNAUTHORIZED", "Server could not prove that it holds the token");
+    }
   }
 
   async #readReply(reader: FrameReader): Promise<Reply> {
@@ -297,6 +324,15 @@ export class DfsClient {
       link.conn.close();
     } catch { /* already closed */ }
   }
+}
+
+/** Rejects when `signal` aborts first; a connection made too late is closed. */
+function withTimeout(connecting: Promise<Deno.Conn>, signal: AbortSignal): Promise<Deno.Conn> {
+  const aborted = new Promise<never>((_, reject) => {
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+  connecting.then((conn) => signal.aborted && conn.close(), () => {});
+  return Promise.race([connecting, aborted]);
 }
 
 /** A socket failure (the server went away), as opposed to an error of the caller's source. */

@@ -8,6 +8,7 @@
 import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_SERVER, DfsClient, DfsError, type FileMeta } from "./client.ts";
+import { readTokenFile, tokenFromText } from "./protocol/auth.ts";
 import { startCluster } from "./ranks/cluster.ts";
 import { DEFAULT_LIMITS, serveClients } from "./ranks/server.ts";
 
@@ -25,6 +26,12 @@ Usage:
 
 Client options:
   --server HOST:PORT          server address (default: $DFS_SERVER, else ${DEFAULT_SERVER})
+  --token-file F              shared secret of a server with --token-file (default: $DFS_TOKEN)
+  --tls-ca F                  connect with TLS, trusting the PEM certificates in F ($DFS_TLS_CA)
+
+Server security (off by default):
+  --token-file F              clients must prove they hold the secret in F (HMAC challenge)
+  --tls-cert F --tls-key F    serve TLS with this PEM certificate chain and key
 
 Server limits (defaults):
   --connections-max ${DEFAULT_LIMITS.connectionsMax}  --requests-inflight-max ${DEFAULT_LIMITS.requestsInflightMax}
@@ -34,7 +41,19 @@ Server limits (defaults):
 /** A mistake in how the command was called (exit 2). */
 class UsageError extends Error {}
 
-const CLIENT_OPTIONS = { server: { type: "string" }, json: { type: "boolean" } } as const;
+const CONNECTION_OPTIONS = {
+  server: { type: "string" },
+  "token-file": { type: "string" },
+  "tls-ca": { type: "string" },
+} as const;
+const CLIENT_OPTIONS = { ...CONNECTION_OPTIONS, json: { type: "boolean" } } as const;
+
+/** How to reach the server, from the command line and the environment. */
+interface ConnectionValues {
+  server?: string;
+  "token-file"?: string;
+  "tls-ca"?: string;
+}
 
 /** Runs the command line and returns the exit status. */
 export async function main(args: string[]): Promise<number> {
@@ -98,8 +117,29 @@ async function serve(args: string[]): Promise<void> {
       "requests-inflight-max": { type: "string" },
       "idle-timeout-ms": { type: "string" },
       "handshake-timeout-ms": { type: "string" },
+      "token-file": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
     },
   });
+  if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  let secret: Uint8Array | undefined;
+  let tls: { cert: string; key: string } | undefined;
+  try {
+    secret = values["token-file"] === undefined
+      ? undefined
+      : await readTokenFile(values["token-file"]);
+    if (values["tls-cert"] !== undefined) {
+      tls = {
+        cert: await Deno.readTextFile(values["tls-cert"]),
+        key: await Deno.readTextFile(values["tls-key"]!),
+      };
+    }
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const ranks = integer(values.ranks, "--ranks");
   const replicas = integer(values.replicas, "--replicas");
   const port = integer(values.port, "--port");
@@ -124,6 +164,8 @@ async function serve(args: string[]): Promise<void> {
   const server = serveClients(cluster.coordinator, {
     hostname: values.host,
     port,
+    secret,
+    tls,
     limits: {
       connectionsMax: limit("connections-max"),
       requestsInflightMax: limit("requests-inflight-max"),
@@ -133,7 +175,8 @@ async function serve(args: string[]): Promise<void> {
   });
   console.log(
     `dfs: listening on ${values.host}:${server.port} ` +
-      `(${ranks} ranks, ${replicas} replicas, ${cluster.coordinator.fileCount} files in ${values.data})`,
+      `(${ranks} ranks, ${replicas} replicas, ${cluster.coordinator.fileCount} files in ${values.data}` +
+      `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})`,
   );
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();
@@ -158,7 +201,7 @@ async function put(args: string[]): Promise<void> {
   if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
   if (local === "-" && nameArg === undefined) throw new UsageError("put - needs a NAME");
   const name = nameArg ?? basename(local);
-  await using client = await connect(values.server);
+  await using client = await connect(values);
   let result: FileMeta;
   if (local === "-") {
     result = await client.put(name, Deno.stdin.readable);
@@ -182,7 +225,7 @@ async function get(args: string[]): Promise<void> {
   const [name, localArg, extra] = positionals;
   if (name === undefined) throw new UsageError("get needs a NAME");
   if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
-  await using client = await connect(values.server);
+  await using client = await connect(values);
   const { stream } = await client.open(name);
   if (localArg === "-") return await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
   await saveAtomically(localArg ?? basename(name), stream);
@@ -209,7 +252,7 @@ async function meta(args: string[]): Promise<void> {
     allowPositionals: true,
   });
   if (positionals.length !== 1) throw new UsageError("meta needs exactly one NAME");
-  await using client = await connect(values.server);
+  await using client = await connect(values);
   const m = await client.meta(positionals[0]);
   if (values.json) return void console.log(JSON.stringify(m));
   console.log(formatMeta(m));
@@ -239,7 +282,7 @@ async function list(args: string[]): Promise<void> {
     allowPositionals: true,
   });
   if (positionals.length > 1) throw new UsageError("list takes at most one PREFIX");
-  await using client = await connect(values.server);
+  await using client = await connect(values);
   const entries = await client.list(positionals[0] ?? "");
   if (values.json) return void console.log(JSON.stringify(entries));
   if (entries.length > 0) console.log(entries.map((e) => e.name).join("\n"));
@@ -253,21 +296,35 @@ async function legacy(args: string[]): Promise<void> {
       a: { type: "boolean" },
       r: { type: "boolean" },
       m: { type: "boolean" },
-      server: { type: "string" },
+      ...CONNECTION_OPTIONS,
     },
     allowPositionals: true,
   });
   const modes = [values.a, values.r, values.m].filter(Boolean).length;
   if (positionals.length !== 1 || modes !== 1) throw new UsageError(`unknown command "${args[0]}"`);
-  const server = values.server === undefined ? [] : ["--server", values.server];
+  const connection = Object.keys(CONNECTION_OPTIONS).flatMap((key) => {
+    const value = values[key as keyof ConnectionValues];
+    return value === undefined ? [] : [`--${key}`, value];
+  });
   const [name] = positionals;
-  if (values.a) return await put([name, ...server]);
-  if (values.r) return await get([name, ...server]);
-  return await meta([name, ...server]);
+  if (values.a) return await put([name, ...connection]);
+  if (values.r) return await get([name, ...connection]);
+  return await meta([name, ...connection]);
 }
 
-function connect(server: string | undefined): Promise<DfsClient> {
-  return DfsClient.connect(server ?? Deno.env.get("DFS_SERVER") ?? DEFAULT_SERVER);
+/** Connects with the options given, falling back on DFS_SERVER, DFS_TOKEN and DFS_TLS_CA. */
+async function connect(values: ConnectionValues): Promise<DfsClient> {
+  const address = values.server ?? Deno.env.get("DFS_SERVER") ?? DEFAULT_SERVER;
+  const tokenFile = values["token-file"];
+  const tokenText = Deno.env.get("DFS_TOKEN");
+  const caFile = values["tls-ca"] ?? Deno.env.get("DFS_TLS_CA");
+  const token = tokenFile !== undefined
+    ? await readTokenFile(tokenFile)
+    : tokenText === undefined
+    ? undefined
+    : tokenFromText(tokenText, "DFS_TOKEN variable");
+  const tlsCaCerts = caFile === undefined ? undefined : [await Deno.readTextFile(caFile)];
+  return await DfsClient.connect(address, { token, tlsCaCerts });
 }
 
 function integer(text: string, option: string): number {

@@ -2,7 +2,9 @@
  * The client protocol's messages and their validation. Pure: no I/O.
  *
  * A connection starts with `hello` from the client; the server answers `hello` or an error and
- * closes. Every later request carries an `id` (a u32 the client picks, unique among its requests in
+ * closes. A server with a shared secret puts a `challenge` nonce in its hello; the client must then
+ * send `auth {nonce, proof}` (see `auth.ts`) and gets `auth {proof}` back, or `UNAUTHORIZED` and
+ * the connection closed. Every later request carries an `id` (a u32 the client picks, unique among its requests in
  * flight); every reply frame for that request carries the same id.
  *
  * | request | frames back |
@@ -59,7 +61,8 @@ export type Request =
   | { op: "list"; id: number; prefix: string };
 
 export type Reply =
-  | { op: "hello"; version: number; server: string; chunkSizeBytes: number }
+  | { op: "hello"; version: number; server: string; chunkSizeBytes: number; challenge?: Uint8Array }
+  | { op: "auth"; proof: Uint8Array }
   | { op: "ok"; id: number; result?: FileMeta }
   | { op: "data"; id: number; bytes: Uint8Array }
   | { op: "entries"; id: number; entries: ListEntry[] }

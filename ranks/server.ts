@@ -6,6 +6,13 @@
  * @module
  */
 
+import {
+  AUTH_NONCE_BYTES,
+  clientProof,
+  newNonce,
+  proofMatches,
+  serverProof,
+} from "../protocol/auth.ts";
 import { FrameReader, FrameWriter } from "../protocol/conn.ts";
 import { DfsError } from "../protocol/errors.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
@@ -48,20 +55,27 @@ export interface ClientServer {
   close(): Promise<void>;
 }
 
+/** How clients must prove themselves and how the socket is protected; both optional. */
+export interface ServerSecurity {
+  /** Shared secret: every client must answer the hello's challenge with an HMAC of it. */
+  secret?: Uint8Array;
+  /** PEM certificate chain and private key: the listener speaks TLS. */
+  tls?: { cert: string; key: string };
+}
+
 /** Listens on `hostname:port` (port 0 picks a free one) and serves clients until closed. */
 export function serveClients(
   coordinator: Coordinator,
-  options: { hostname: string; port: number; limits?: Partial<ServerLimits> },
+  options: { hostname: string; port: number; limits?: Partial<ServerLimits> } & ServerSecurity,
 ): ClientServer {
   const limits: ServerLimits = { ...DEFAULT_LIMITS };
   for (const [key, value] of Object.entries(options.limits ?? {})) {
     if (value !== undefined) limits[key as keyof ServerLimits] = value;
   }
-  const listener = Deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-    transport: "tcp",
-  });
+  const address = { hostname: options.hostname, port: options.port, transport: "tcp" as const };
+  const listener: Deno.Listener = options.tls
+    ? Deno.listenTls({ ...address, cert: options.tls.cert, key: options.tls.key })
+    : Deno.listen(address);
   const connections = new Set<Connection>();
   const done = (async () => {
     for await (const conn of listener) {
@@ -75,7 +89,7 @@ export function serveClients(
         );
         continue;
       }
-      const connection = new Connection(conn, coordinator, limits);
+      const connection = new Connection(conn, coordinator, { limits, secret: options.secret });
       connections.add(connection);
       void connection.run().finally(() => connections.delete(connection));
     }
@@ -112,6 +126,7 @@ class Connection {
   #conn: Deno.Conn;
   #coordinator: Coordinator;
   #limits: ServerLimits;
+  #secret: Uint8Array | undefined;
   #reader: FrameReader;
   #writer: FrameWriter;
   #uploads = new Map<number, Upload>();
@@ -123,10 +138,15 @@ class Connection {
   #finished: Promise<void> | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(conn: Deno.Conn, coordinator: Coordinator, limits: ServerLimits) {
+  constructor(
+    conn: Deno.Conn,
+    coordinator: Coordinator,
+    options: { limits: ServerLimits; secret?: Uint8Array },
+  ) {
     this.#conn = conn;
     this.#coordinator = coordinator;
-    this.#limits = limits;
+    this.#limits = options.limits;
+    this.#secret = options.secret;
     this.#reader = new FrameReader(conn, {
       frameSizeBytesMax: FRAME_SIZE_BYTES_MAX,
       pool: coordinator.pool,
@@ -150,12 +170,15 @@ class Connection {
       const hello = await this.#reader.read();
       if (hello === null) return;
       parseHello(decodeFrameBody(hello), PROTOCOL_VERSION);
+      const challenge = this.#secret ? newNonce() : undefined;
       await this.#writer.send({
         op: "hello",
         version: PROTOCOL_VERSION,
         server: SERVER_NAME,
         chunkSizeBytes: CHUNK_SIZE_BYTES,
+        challenge,
       });
+      if (challenge && !await this.#authenticate(this.#secret!, challenge)) return;
       while (!this.#closed) {
         this.#arm(this.#limits.idleTimeoutMs);
         const body = await this.#reader.read();
@@ -171,6 +194,30 @@ class Connection {
       await Promise.allSettled([...this.#uploads.values()].map((u) => u.abort()));
       for (const reader of this.#readers) reader.close();
     }
+  }
+
+  /**
+   * Reads the client's answer to the hello's challenge, still within the handshake time. A wrong or
+   * missing answer gets `UNAUTHORIZED` and nothing else; the caller then closes the connection.
+   */
+  async #authenticate(secret: Uint8Array, challenge: Uint8Array): Promise<boolean> {
+    const body = await this.#reader.read();
+    if (body === null) return false;
+    type Answer = { op?: unknown; nonce?: unknown; proof?: unknown } | null;
+    let answer: Answer = null;
+    try {
+      answer = decodeFrameBody(body) as Answer;
+    } catch { /* treated as a wrong answer */ }
+    const nonce = answer?.nonce;
+    const valid = answer?.op === "auth" && nonce instanceof Uint8Array &&
+      nonce.length === AUTH_NONCE_BYTES &&
+      proofMatches(answer.proof, clientProof(secret, challenge, nonce));
+    if (!valid) {
+      await this.#sendError(0, new DfsError("UNAUTHORIZED", "Authentication failed"));
+      return false;
+    }
+    await this.#writer.send({ op: "auth", proof: serverProof(secret, challenge, nonce) });
+    return true;
   }
 
   /** Closes the socket after `ms` unless a frame arrives or a request is in flight. */

@@ -1,0 +1,102 @@
+/**
+ * Shared-secret authentication by challenge and response. The secret never crosses the wire:
+ * the server sends a random nonce in its hello, the client answers with its own nonce and
+ * HMAC-SHA256(secret, "dfs-auth-v1 client" | server nonce | client nonce), and the server, once it
+ * has checked that in constant time, proves it holds the secret too with the "server" HMAC. Pure
+ * but for `readTokenFile`.
+ *
+ * @module
+ */
+
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { DfsError } from "./errors.ts";
+
+/** Random bytes in each side's nonce. */
+export const AUTH_NONCE_BYTES = 32;
+/** Bytes of an HMAC-SHA256 proof. */
+export const AUTH_PROOF_BYTES = 32;
+/** Shortest secret accepted (a token file with less is refused at start). */
+export const TOKEN_BYTES_MIN = 16;
+/** Longest token file read. */
+export const TOKEN_BYTES_MAX = 4096;
+
+/** A fresh random nonce. */
+export function newNonce(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(AUTH_NONCE_BYTES));
+}
+
+/** What the client sends to prove it holds `secret`. */
+export function clientProof(
+  secret: Uint8Array,
+  serverNonce: Uint8Array,
+  clientNonce: Uint8Array,
+): Uint8Array {
+  return proof(secret, "dfs-auth-v1 client", serverNonce, clientNonce);
+}
+
+/** What the server sends back to prove it holds `secret` too. */
+export function serverProof(
+  secret: Uint8Array,
+  serverNonce: Uint8Array,
+  clientNonce: Uint8Array,
+): Uint8Array {
+  return proof(secret, "dfs-auth-v1 server", serverNonce, clientNonce);
+}
+
+/** Compares a received proof with the expected one in constant time. */
+export function proofMatches(received: unknown, expected: Uint8Array): boolean {
+  if (!(received instanceof Uint8Array) || received.length !== expected.length) return false;
+  return timingSafeEqual(received, expected);
+}
+
+function proof(
+  secret: Uint8Array,
+  label: string,
+  serverNonce: Uint8Array,
+  clientNonce: Uint8Array,
+): Uint8Array {
+  const hmac = createHmac("sha256", secret);
+  hmac.update(label);
+  hmac.update(serverNonce);
+  hmac.update(clientNonce);
+  return new Uint8Array(hmac.digest());
+}
+
+/**
+ * Reads a secret from a token file: its content without surrounding white space.
+ *
+ * @throws {DfsError} `INVALID_REQUEST` for a file that is too short, too long or unreadable.
+ */
+export async function readTokenFile(path: string): Promise<Uint8Array> {
+  let text: string;
+  try {
+    const bytes = await Deno.readFile(path);
+    if (bytes.length > TOKEN_BYTES_MAX) {
+      throw new DfsError("INVALID_REQUEST", `Token file ${path} is over ${TOKEN_BYTES_MAX} bytes`);
+    }
+    text = new TextDecoder().decode(bytes).trim();
+  } catch (error) {
+    if (error instanceof DfsError) throw error;
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `Cannot read token file ${path}: ${(error as Error).message}`,
+    );
+  }
+  return tokenFromText(text, `token file ${path}`);
+}
+
+/**
+ * Checks a secret given as text (a token file's content or `DFS_TOKEN`).
+ *
+ * @throws {DfsError} `INVALID_REQUEST` if it is shorter than `TOKEN_BYTES_MIN` bytes.
+ */
+export function tokenFromText(text: string, source: string): Uint8Array {
+  const secret = new TextEncoder().encode(text.trim());
+  if (secret.length < TOKEN_BYTES_MIN) {
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `The ${source} holds ${secret.length} bytes; a token needs at least ${TOKEN_BYTES_MIN}`,
+    );
+  }
+  return secret;
+}

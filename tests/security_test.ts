@@ -1,0 +1,335 @@
+/**
+ * Access control: shared-secret authentication (accepted, refused, never sent in clear, server
+ * proven) and TLS (round trip, untrusted certificate refused), through the library and the CLI.
+ */
+
+import assert from "node:assert/strict";
+import { DfsClient, DfsError } from "../client.ts";
+import { clientProof, newNonce, serverProof } from "../protocol/auth.ts";
+import { FrameReader, FrameWriter } from "../protocol/conn.ts";
+import { decodeFrameBody } from "../protocol/frame.ts";
+import { PROTOCOL_VERSION } from "../protocol/limits.ts";
+import { pseudoRandomBytes, rawConnection, ROOT, TestServer } from "./_server.ts";
+
+const SECRET = "s3cret-token-for-tests-0123456789";
+
+async function assertDfsError(promise: Promise<unknown>, code: string, pattern: RegExp) {
+  await assert.rejects(promise, (e: unknown) => {
+    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
+    assert.equal(e.code, code);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+async function cli(args: string[], env: Record<string, string> = {}) {
+  const out = await new Deno.Command(`${ROOT}dfs`, { args, env, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+Deno.test("a server with --token-file serves clients that hold the token and refuses others", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-auth-" });
+  const tokenFile = `${dir}/token`;
+  await Deno.writeTextFile(tokenFile, `${SECRET}\n`);
+  const wrongFile = `${dir}/wrong`;
+  await Deno.writeTextFile(wrongFile, "not-the-right-token-at-all");
+  await using server = await TestServer.start({ extraArgs: ["--token-file", tokenFile] });
+  const token = new TextEncoder().encode(SECRET);
+  try {
+    await t.step("a client with the token puts and gets", async () => {
+      await using client = await DfsClient.connect(server.address, { token });
+      const data = pseudoRandomBytes(100_000, 1);
+      await client.put("secret/a", data);
+      assert.deepEqual(await client.getBytes("secret/a"), data);
+    });
+
+    await t.step("a client without a token gets UNAUTHORIZED", async () => {
+      await assertDfsError(DfsClient.connect(server.address), "UNAUTHORIZED", /requires a token/);
+    });
+
+    await t.step("a client with a wrong token gets UNAUTHORIZED", async () => {
+      const wrong = new TextEncoder().encode("not-the-right-token-at-all");
+      await assertDfsError(
+        DfsClient.connect(server.address, { token: wrong }),
+        "UNAUTHORIZED",
+        /Authentication failed/,
+      );
+    });
+
+    await t.step("a request instead of the answer gets UNAUTHORIZED and nothing else", async () => {
+      using raw = await rawConnection(server.address);
+      await raw.send({ op: "hello", version: PROTOCOL_VERSION });
+      const hello = await raw.next();
+      assert.ok(hello.challenge instanceof Uint8Array);
+      await raw.send({ op: "get", id: 1, name: "secret/a" });
+      const refused = await raw.next();
+      assert.deepEqual([refused.op, refused.code], ["error", "UNAUTHORIZED"]);
+      await assert.rejects(raw.next(), /closed the connection/);
+    });
+
+    await t.step("the secret never crosses the wire in clear", async () => {
+      // A proxy in the middle records every byte the client sends.
+      const [, port] = server.address.split(":");
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const sent: Uint8Array[] = [];
+      const relay = (async () => {
+        const inbound = await listener.accept();
+        const outbound = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+        const copy = async (from: Deno.Conn, to: Deno.Conn, record: boolean) => {
+          const buffer = new Uint8Array(64 * 1024);
+          try {
+            for (let n; (n = await from.read(buffer)) !== null;) {
+              if (record) sent.push(buffer.slice(0, n));
+              await to.write(buffer.subarray(0, n));
+            }
+          } catch { /* one side closed */ }
+          try {
+            to.close();
+          } catch { /* already closed */ }
+        };
+        await Promise.all([copy(inbound, outbound, true), copy(outbound, inbound, false)]);
+      })();
+      const proxied = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+      {
+        await using client = await DfsClient.connect(proxied, { token });
+        assert.equal((await client.meta("secret/a")).size, 100_000);
+      }
+      await relay;
+      listener.close();
+      const wire = new TextDecoder("latin1").decode(
+        new Uint8Array(await new Blob(sent as BlobPart[]).arrayBuffer()),
+      );
+      assert.ok(wire.length > 0);
+      assert.ok(!wire.includes(SECRET), "the token is not on the wire");
+    });
+
+    await t.step("the CLI reads --token-file or DFS_TOKEN, and fails without", async () => {
+      const local = `${dir}/local.txt`;
+      await Deno.writeTextFile(local, "hello");
+      const withFile = await cli([
+        "put",
+        local,
+        "cli/a",
+        "--server",
+        server.address,
+        "--token-file",
+        tokenFile,
+      ]);
+      assert.equal(withFile.code, 0, withFile.stderr);
+      const withEnv = await cli(["get", "cli/a", "-", "--server", server.address], {
+        DFS_TOKEN: SECRET,
+      });
+      assert.equal(withEnv.code, 0, withEnv.stderr);
+      assert.equal(withEnv.stdout, "hello");
+      const without = await cli(["list", "--server", server.address]);
+      assert.equal(without.code, 1);
+      assert.match(
+        without.stderr.trim(),
+        /^dfs: Server requires a token: set DFS_TOKEN or pass --token-file$/,
+      );
+      const wrong = await cli(["list", "--server", server.address, "--token-file", wrongFile]);
+      assert.equal(wrong.code, 1);
+      assert.match(wrong.stderr.trim(), /^dfs: Authentication failed$/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dfs serve refuses a token file that is too short", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-auth-" });
+  try {
+    await Deno.writeTextFile(`${dir}/token`, "short");
+    const out = await cli([
+      "serve",
+      "--port",
+      "0",
+      "--data",
+      `${dir}/data`,
+      "--token-file",
+      `${dir}/token`,
+    ]);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr, /holds 5 bytes; a token needs at least 16/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a client refuses a server that cannot prove it holds the token", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const impostor = (async () => {
+    const conn = await listener.accept();
+    const reader = new FrameReader(conn);
+    const writer = new FrameWriter(conn);
+    await reader.read();
+    const challenge = newNonce();
+    await writer.send({
+      op: "hello",
+      version: PROTOCOL_VERSION,
+      server: "x",
+      chunkSizeBytes: 1,
+      challenge,
+    });
+    const answer = decodeFrameBody((await reader.read())!) as { nonce: Uint8Array };
+    // It accepts anything and answers with a proof made from a guessed secret.
+    const guess = new TextEncoder().encode("guessed-secret-0123456789");
+    await writer.send({ op: "auth", proof: serverProof(guess, challenge, answer.nonce) });
+    await reader.read().catch(() => null);
+    conn.close();
+  })();
+  const token = new TextEncoder().encode(SECRET);
+  await assertDfsError(
+    DfsClient.connect(`127.0.0.1:${(listener.addr as Deno.NetAddr).port}`, { token }),
+    "UNAUTHORIZED",
+    /could not prove/,
+  );
+  await impostor;
+  listener.close();
+  // And the client's proof is bound to the server's challenge: replaying it elsewhere fails.
+  const a = clientProof(token, newNonce(), newNonce());
+  assert.notDeepEqual(a, clientProof(token, newNonce(), newNonce()));
+});
+
+/** A CA and a certificate for 127.0.0.1 and localhost signed by it, made with openssl. */
+async function makeCertificates(dir: string): Promise<void> {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+  };
+  const days = ["-days", "2"];
+  await run(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-subj",
+    "/CN=dfs test CA",
+    ...days,
+  );
+  await run(
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=localhost",
+  );
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+  );
+  await run(
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-extfile",
+    "ext.cnf",
+    ...days,
+  );
+  await run(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "other.key",
+    "-out",
+    "other.pem",
+    "-subj",
+    "/CN=another CA",
+    ...days,
+  );
+}
+
+Deno.test("TLS: a round trip with a trusted certificate, refusal without it", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-tls-" });
+  try {
+    await makeCertificates(dir);
+    await Deno.writeTextFile(`${dir}/token`, SECRET);
+    await using server = await TestServer.start({
+      extraArgs: [
+        "--tls-cert",
+        `${dir}/server.pem`,
+        "--tls-key",
+        `${dir}/server.key`,
+        "--token-file",
+        `${dir}/token`,
+      ],
+    });
+    const token = new TextEncoder().encode(SECRET);
+    const ca = await Deno.readTextFile(`${dir}/ca.pem`);
+
+    await t.step("a client trusting the CA puts and gets over TLS with the token", async () => {
+      await using client = await DfsClient.connect(server.address, { token, tlsCaCerts: [ca] });
+      const data = pseudoRandomBytes(3 * 1024 * 1024 + 1, 5);
+      await client.put("tls/a", data);
+      assert.deepEqual(await client.getBytes("tls/a"), data);
+    });
+
+    await t.step("a client trusting another CA is refused", async () => {
+      const other = await Deno.readTextFile(`${dir}/other.pem`);
+      await assertDfsError(
+        DfsClient.connect(server.address, { token, tlsCaCerts: [other] }),
+        "UNAVAILABLE",
+        /Cannot connect/,
+      );
+    });
+
+    await t.step("a plain TCP client cannot talk to the TLS server", async () => {
+      await assert.rejects(
+        DfsClient.connect(server.address, { token, connectTimeoutMs: 2000 }),
+        DfsError,
+      );
+    });
+
+    await t.step("the CLI connects with --tls-ca and with DFS_TLS_CA", async () => {
+      const list = await cli(["list", "--server", server.address, "--tls-ca", `${dir}/ca.pem`], {
+        DFS_TOKEN: SECRET,
+      });
+      assert.equal(list.code, 0, list.stderr);
+      assert.equal(list.stdout, "tls/a\n");
+      const meta = await cli(["meta", "tls/a", "--json", "--server", server.address], {
+        DFS_TOKEN: SECRET,
+        DFS_TLS_CA: `${dir}/ca.pem`,
+      });
+      assert.equal(meta.code, 0, meta.stderr);
+      assert.equal(JSON.parse(meta.stdout).size, 3 * 1024 * 1024 + 1);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
