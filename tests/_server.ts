@@ -20,6 +20,8 @@ export interface ServerOptions {
   replicas?: number;
   /** Reuse a data directory (for restarts); a fresh temp one otherwise. */
   dataDir?: string;
+  /** Start through the `./dfs` launcher (narrowed permissions) instead of `deno run -A`. */
+  launcher?: boolean;
   extraArgs?: string[];
 }
 
@@ -46,11 +48,9 @@ export class TestServer implements AsyncDisposable {
   /** Starts `dfs serve` and waits for its `listening on` line. */
   static async start(options: ServerOptions = {}): Promise<TestServer> {
     const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "dfs-test-" });
+    const command = options.launcher ? `${ROOT}dfs` : DENO;
     const args = [
-      "run",
-      "-A",
-      "--quiet",
-      `${ROOT}main.ts`,
+      ...(options.launcher ? [] : ["run", "-A", "--quiet", `${ROOT}main.ts`]),
       "serve",
       "--port",
       "0",
@@ -62,7 +62,7 @@ export class TestServer implements AsyncDisposable {
       String(options.replicas ?? 2),
       ...(options.extraArgs ?? []),
     ];
-    const process = new Deno.Command(DENO, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
+    const process = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
       .spawn();
     const stderr = new Response(process.stderr).text();
     const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();

@@ -333,3 +333,21 @@ Deno.test("TLS: a round trip with a trusted certificate, refusal without it", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the launcher runs the server with permissions narrowed to its host and data folder", async () => {
+  await using server = await TestServer.start({ launcher: true });
+  const cmdline = (await Deno.readTextFile(`/proc/${server.process.pid}/cmdline`)).split("\0");
+  assert.ok(!cmdline.includes("--allow-all") && !cmdline.includes("-A"), cmdline.join(" "));
+  assert.ok(cmdline.includes("--allow-net=127.0.0.1"), cmdline.join(" "));
+  assert.ok(cmdline.includes(`--allow-write=${server.dataDir}`), cmdline.join(" "));
+  assert.ok(
+    cmdline.includes(`--allow-read=${ROOT.replace(/\/$/, "")},${server.dataDir}`),
+    cmdline.join(" "),
+  );
+  // Everything still works within those permissions, Workers included.
+  await using client = await DfsClient.connect(server.address);
+  const data = pseudoRandomBytes(2 * 1024 * 1024 + 9, 77);
+  await client.put("narrow/a", data);
+  assert.deepEqual(await client.getBytes("narrow/a"), data);
+  assert.deepEqual((await client.list()).map((e) => e.name), ["narrow/a"]);
+});
