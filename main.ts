@@ -36,6 +36,7 @@ Server security (off by default):
 Server limits (defaults):
   --connections-max ${DEFAULT_LIMITS.connectionsMax}  --requests-inflight-max ${DEFAULT_LIMITS.requestsInflightMax}
   --idle-timeout-ms ${DEFAULT_LIMITS.idleTimeoutMs}  --handshake-timeout-ms ${DEFAULT_LIMITS.handshakeTimeoutMs}
+  --write-timeout-ms ${DEFAULT_LIMITS.writeTimeoutMs}
 `;
 
 /** A mistake in how the command was called (exit 2). */
@@ -117,6 +118,7 @@ async function serve(args: string[]): Promise<void> {
       "requests-inflight-max": { type: "string" },
       "idle-timeout-ms": { type: "string" },
       "handshake-timeout-ms": { type: "string" },
+      "write-timeout-ms": { type: "string" },
       "token-file": { type: "string" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
@@ -171,6 +173,7 @@ async function serve(args: string[]): Promise<void> {
       requestsInflightMax: limit("requests-inflight-max"),
       idleTimeoutMs: limit("idle-timeout-ms"),
       handshakeTimeoutMs: limit("handshake-timeout-ms"),
+      writeTimeoutMs: limit("write-timeout-ms"),
     },
   });
   console.log(

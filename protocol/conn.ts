@@ -92,9 +92,18 @@ export class FrameReader {
 export class FrameWriter {
   #stream: ByteStream;
   #tail: Promise<void> = Promise.resolve();
+  #stall: { timeoutMs: number; onStall: () => void } | undefined;
 
-  constructor(stream: ByteStream) {
+  /**
+   * With `stallTimeoutMs`, a single write that makes no progress for that long calls `onStall`
+   * (which should close the stream, failing the write): a peer that stops reading cannot hold the
+   * writer's buffers forever.
+   */
+  constructor(stream: ByteStream, options: { stallTimeoutMs?: number; onStall?: () => void } = {}) {
     this.#stream = stream;
+    if (options.stallTimeoutMs !== undefined && options.onStall) {
+      this.#stall = { timeoutMs: options.stallTimeoutMs, onStall: options.onStall };
+    }
   }
 
   /** Encodes and writes one message. Resolves when the bytes are handed to the socket. */
@@ -118,7 +127,18 @@ export class FrameWriter {
   async #writeAll(parts: Uint8Array[]): Promise<void> {
     for (const part of parts) {
       let written = 0;
-      while (written < part.length) written += await this.#stream.write(part.subarray(written));
+      while (written < part.length) written += await this.#write(part.subarray(written));
+    }
+  }
+
+  async #write(bytes: Uint8Array): Promise<number> {
+    if (!this.#stall) return await this.#stream.write(bytes);
+    const { timeoutMs, onStall } = this.#stall;
+    const timer = setTimeout(onStall, timeoutMs);
+    try {
+      return await this.#stream.write(bytes);
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -105,3 +105,27 @@ Deno.test("FrameReader.read() puts large bodies in pooled buffers and small ones
   assert.equal(second.buffer.byteLength, second.length);
   assert.equal(pool.allocated, 1);
 });
+
+Deno.test("FrameWriter calls onStall when a write makes no progress for stallTimeoutMs", async () => {
+  let stalled = false;
+  let release!: (n: number) => void;
+  const stuck = {
+    read: () => Promise.resolve(null),
+    write: (p: Uint8Array) => new Promise<number>((resolve) => release = () => resolve(p.length)),
+  };
+  const writer = new FrameWriter(stuck, { stallTimeoutMs: 20, onStall: () => stalled = true });
+  const sending = writer.send({ n: 1 });
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(stalled, true);
+  release(0);
+  await sending;
+});
+
+Deno.test("FrameWriter does not call onStall for writes that complete in time", async () => {
+  let stalled = false;
+  const stream = memoryStream(new Uint8Array(0), 1);
+  const writer = new FrameWriter(stream, { stallTimeoutMs: 50, onStall: () => stalled = true });
+  for (let i = 0; i < 20; i++) await writer.send({ i });
+  await new Promise((r) => setTimeout(r, 80));
+  assert.equal(stalled, false);
+});

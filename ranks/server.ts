@@ -35,6 +35,8 @@ export interface ServerLimits {
   idleTimeoutMs: number;
   /** A new connection must complete the handshake within this time. */
   handshakeTimeoutMs: number;
+  /** A connection whose socket accepts no bytes for this long (a client not reading) is closed. */
+  writeTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -42,6 +44,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   requestsInflightMax: 64,
   idleTimeoutMs: 5 * 60_000,
   handshakeTimeoutMs: 10_000,
+  writeTimeoutMs: 60_000,
 };
 
 /** The version string the server reports in its handshake. */
@@ -151,7 +154,10 @@ class Connection {
       frameSizeBytesMax: FRAME_SIZE_BYTES_MAX,
       pool: coordinator.pool,
     });
-    this.#writer = new FrameWriter(conn);
+    this.#writer = new FrameWriter(conn, {
+      stallTimeoutMs: this.#limits.writeTimeoutMs,
+      onStall: () => this.#shut(),
+    });
   }
 
   run(): Promise<void> {
