@@ -185,11 +185,10 @@ export class Coordinator {
     for (let i = 0; i < chunk.ranks.length; i++) {
       const rank = chunk.ranks[(index + i) % chunk.ranks.length];
       try {
-        const bytes = await this.#call<Uint8Array>(rank, {
-          op: "read",
-          id: chunk.id,
-          size: chunk.size,
-        });
+        // Lend the node a pooled buffer to read into; it comes back holding the chunk.
+        const into = chunk.size <= this.pool.bufferBytes ? this.pool.take().buffer : undefined;
+        const call: NodeCall = { op: "read", id: chunk.id, size: chunk.size, into };
+        const bytes = await this.#call<Uint8Array>(rank, call, into && [into]);
         if (bytes.length === chunk.size) return bytes;
         lastError = new DfsError("CORRUPTED", `Chunk on rank ${rank} has the wrong size`);
       } catch (error) {
