@@ -20,11 +20,11 @@ import { FrameReader, FrameWriter } from "./protocol/conn.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
-import type { FileMeta, ListEntry, Reply } from "./protocol/messages.ts";
+import type { FileMeta, ListEntry, RankCapacity, Reply, Usage } from "./protocol/messages.ts";
 
 export { DfsError } from "./protocol/errors.ts";
 export type { ErrorCode } from "./protocol/errors.ts";
-export type { FileMeta, ListEntry } from "./protocol/messages.ts";
+export type { FileMeta, ListEntry, RankCapacity, Usage } from "./protocol/messages.ts";
 
 /** The address used when none is given: `DFS_SERVER`, else this. */
 export const DEFAULT_SERVER = "127.0.0.1:7070";
@@ -96,14 +96,19 @@ export class DfsClient {
 
   /**
    * Uploads `source` as `name`, replacing any previous version atomically. Streams: memory use does
-   * not grow with the file. Pass `size` to have the server enforce it.
+   * not grow with the file. Pass `size` to have the server enforce it, `replicas` to keep another
+   * number of copies than the server's default (1 up to the number of data nodes).
    */
-  put(name: string, source: PutSource, options: { size?: number } = {}): Promise<FileMeta> {
+  put(
+    name: string,
+    source: PutSource,
+    options: { size?: number; replicas?: number } = {},
+  ): Promise<FileMeta> {
     return this.#exclusive(async () => {
       const { reader, writer } = await this.#connected();
       const id = this.#id();
       const size = source instanceof Uint8Array ? source.length : options.size;
-      await writer.send({ op: "put", id, name, size });
+      await writer.send({ op: "put", id, name, size, replicas: options.replicas });
       // An early refusal (bad name, full disk) arrives while we send: watch for it.
       let answer: Reply | null = null;
       const watching = this.#readReply(reader).then((r) => answer = r);
@@ -120,7 +125,7 @@ export class DfsClient {
         throw expectOk(answer);
       }
       await writer.send({ op: "end", id, sha256: hash?.digest("hex") });
-      return expectOk(await watching).result!;
+      return resultOf<FileMeta>(await watching);
     });
   }
 
@@ -129,7 +134,45 @@ export class DfsClient {
     return this.#exclusive(async () => {
       const { reader, writer } = await this.#connected();
       await writer.send({ op: "meta", id: this.#id(), name });
-      return expectOk(await this.#readReply(reader)).result!;
+      return resultOf<FileMeta>(await this.#readReply(reader));
+    });
+  }
+
+  /** Removes `name` everywhere. @throws {DfsError} `NOT_FOUND`. */
+  async remove(name: string): Promise<void> {
+    await this.#request({ op: "rm", name });
+  }
+
+  /** Removes every file whose name starts with `prefix`; returns how many. */
+  async removePrefix(prefix: string): Promise<number> {
+    return (await this.#request<{ removed: number }>({ op: "rm", prefix })).removed;
+  }
+
+  /**
+   * Renames `from` to `to` atomically: readers see one name or the other, never both or neither.
+   *
+   * @throws {DfsError} `NOT_FOUND`; `ALREADY_EXISTS` if `to` exists and `force` is not set.
+   */
+  rename(from: string, to: string, options: { force?: boolean } = {}): Promise<FileMeta> {
+    return this.#request<FileMeta>({ op: "mv", from, to, force: options.force === true });
+  }
+
+  /** Files under `prefix`, their bytes, and the bytes stored for them counting every replica. */
+  usage(prefix = ""): Promise<Usage> {
+    return this.#request<Usage>({ op: "du", prefix });
+  }
+
+  /** Each data node's bytes held, and the size and free space of the file system it is on. */
+  capacity(): Promise<RankCapacity[]> {
+    return this.#request<RankCapacity[]>({ op: "df" });
+  }
+
+  /** Sends one request and returns the result of its single `ok` reply. */
+  #request<T>(message: Record<string, unknown>): Promise<T> {
+    return this.#exclusive(async () => {
+      const { reader, writer } = await this.#connected();
+      await writer.send({ ...message, id: this.#id() });
+      return resultOf<T>(await this.#readReply(reader));
     });
   }
 
@@ -150,21 +193,28 @@ export class DfsClient {
 
   /**
    * Opens `name` for reading: resolves with its metadata and a stream of its bytes once the server
-   * has found it. The stream errors with `CORRUPTED` if the bytes do not match the SHA-256.
+   * has found it. The stream errors with `CORRUPTED` if the bytes do not match the SHA-256. With
+   * `start` and/or `end` (byte offsets, end exclusive) only that range comes, and the server reads
+   * only the chunks holding it (a range is not checked against the whole file's SHA-256).
    *
-   * @throws {DfsError} `NOT_FOUND` if there is no such file.
+   * @throws {DfsError} `NOT_FOUND` if there is no such file; `INVALID_REQUEST` for a range outside
+   *   it.
    */
-  async open(name: string): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }> {
+  async open(
+    name: string,
+    range: { start?: number; end?: number } = {},
+  ): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }> {
     let release!: () => void;
     const held = new Promise<void>((resolve) => release = resolve);
     let link!: Link;
     // The connection stays ours until the stream is read to the end, fails or is cancelled.
     const meta = await this.#exclusive(async () => {
       link = await this.#connected();
-      await link.writer.send({ op: "get", id: this.#id(), name });
-      return expectOk(await this.#readReply(link.reader)).result!;
+      await link.writer.send({ op: "get", id: this.#id(), name, ...range });
+      return resultOf<FileMeta>(await this.#readReply(link.reader));
     }, held);
-    const hash = this.#options.verify ? createHash("sha256") : null;
+    const whole = range.start === undefined && range.end === undefined;
+    const hash = this.#options.verify && whole ? createHash("sha256") : null;
     const stream = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         try {
@@ -194,15 +244,18 @@ export class DfsClient {
     return { meta, stream };
   }
 
-  /** The bytes of `name` as a stream. @throws {DfsError} `NOT_FOUND`. */
-  async get(name: string): Promise<ReadableStream<Uint8Array>> {
-    return (await this.open(name)).stream;
+  /** The bytes of `name` (or of a range of it) as a stream. @throws {DfsError} `NOT_FOUND`. */
+  async get(
+    name: string,
+    range: { start?: number; end?: number } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    return (await this.open(name, range)).stream;
   }
 
-  /** The whole content of `name` in memory (for small files). */
-  async getBytes(name: string): Promise<Uint8Array> {
-    const { meta, stream } = await this.open(name);
-    const out = new Uint8Array(meta.size);
+  /** The content of `name` (or a range of it) in memory (for small files). */
+  async getBytes(name: string, range: { start?: number; end?: number } = {}): Promise<Uint8Array> {
+    const { meta, stream } = await this.open(name, range);
+    const out = new Uint8Array((range.end ?? meta.size) - (range.start ?? 0));
     let at = 0;
     for await (const piece of stream) {
       out.set(piece, at);
@@ -350,6 +403,11 @@ function expectOk(reply: Reply): Extract<Reply, { op: "ok" }> {
   if (reply.op === "ok") return reply;
   if (reply.op === "error") throw DfsError.fromWire(reply);
   throw unexpected(reply);
+}
+
+/** The result an `ok` reply carries, as the request's caller expects it. */
+function resultOf<T>(reply: Reply): T {
+  return expectOk(reply).result as T;
 }
 
 function unexpected(reply: Reply): DfsError {

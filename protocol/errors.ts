@@ -8,6 +8,7 @@
 /** Every error code the server and client use. */
 export const ERROR_CODES = [
   "NOT_FOUND",
+  "ALREADY_EXISTS",
   "INVALID_REQUEST",
   "TOO_LARGE",
   "UNAVAILABLE",

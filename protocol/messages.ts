@@ -13,6 +13,10 @@
  * | `get {name}` | `ok {result: FileMeta}`, `data {bytes}`..., `end` |
  * | `meta {name}` | `ok {result: FileMeta}` |
  * | `list {prefix?}` | `entries {entries}`..., `end` |
+ * | `get {name, start, end}` | as `get`, only bytes `start` to `end` (exclusive) |
+ * | `rm {name}` or `rm {prefix}` | `ok {result: {removed}}` |
+ * | `mv {from, to, force?}` | `ok {result: FileMeta}` of the new name |
+ * | `du {prefix?}` / `df` | `ok {result: Usage}` / `ok {result: RankCapacity[]}` |
  *
  * Any request can end in `error {code, message}` instead, after which no more frames for its id
  * follow. A client ends a put early with `abort`.
@@ -35,6 +39,8 @@ export interface FileMeta {
   modified: number;
   /** Grows with every committed upload across the store; the highest version of a name wins. */
   version: number;
+  /** Copies of every chunk (the fewest, should a chunk have fewer). */
+  replicas: number;
   /** In file order: each chunk's size and the ranks holding a replica of it. */
   chunks: { size: number; ranks: number[] }[];
 }
@@ -44,6 +50,7 @@ export interface ListEntry {
   name: string;
   size: number;
   modified: number;
+  replicas: number;
 }
 
 export interface HelloRequest {
@@ -52,18 +59,38 @@ export interface HelloRequest {
 }
 
 export type Request =
-  | { op: "put"; id: number; name: string; size?: number }
+  | { op: "put"; id: number; name: string; size?: number; replicas?: number }
   | { op: "data"; id: number; bytes: Uint8Array }
   | { op: "end"; id: number; sha256?: string }
   | { op: "abort"; id: number }
-  | { op: "get"; id: number; name: string }
+  | { op: "get"; id: number; name: string; start?: number; end?: number }
   | { op: "meta"; id: number; name: string }
-  | { op: "list"; id: number; prefix: string };
+  | { op: "list"; id: number; prefix: string }
+  | { op: "rm"; id: number; name: string }
+  | { op: "rm"; id: number; prefix: string }
+  | { op: "mv"; id: number; from: string; to: string; force: boolean }
+  | { op: "du"; id: number; prefix: string }
+  | { op: "df"; id: number };
+
+/** `du`: files under a prefix, their bytes, and the bytes stored for them on all replicas. */
+export interface Usage {
+  files: number;
+  bytes: number;
+  storedBytes: number;
+}
+
+/** `df`: one data node's bytes held, and its file system's size and free space. */
+export interface RankCapacity {
+  rank: number;
+  bytesHeld: number;
+  totalBytes: number;
+  availableBytes: number;
+}
 
 export type Reply =
   | { op: "hello"; version: number; server: string; chunkSizeBytes: number; challenge?: Uint8Array }
   | { op: "auth"; proof: Uint8Array }
-  | { op: "ok"; id: number; result?: FileMeta }
+  | { op: "ok"; id: number; result?: FileMeta | Usage | RankCapacity[] | { removed: number } }
   | { op: "data"; id: number; bytes: Uint8Array }
   | { op: "entries"; id: number; entries: ListEntry[] }
   | { op: "end"; id: number }
@@ -86,9 +113,12 @@ export function parseRequest(value: unknown): Request {
   }
   switch (op) {
     case "put": {
-      const name = validateName(m.name);
-      if (m.size === undefined || m.size === null) return { op, id, name };
-      return { op, id, name, size: checkSize(m.size) };
+      const request: Request = { op, id, name: validateName(m.name) };
+      if (m.size !== undefined && m.size !== null) request.size = checkSize(m.size);
+      if (m.replicas !== undefined && m.replicas !== null) {
+        request.replicas = checkCount(m.replicas, "replicas");
+      }
+      return request;
     }
     case "data": {
       if (!(m.bytes instanceof Uint8Array)) throw invalid("data bytes must be a byte string");
@@ -109,11 +139,33 @@ export function parseRequest(value: unknown): Request {
     }
     case "abort":
       return { op, id };
-    case "get":
+    case "get": {
+      const request: Request = { op, id, name: validateName(m.name) };
+      if (m.start !== undefined && m.start !== null) request.start = checkSize(m.start);
+      if (m.end !== undefined && m.end !== null) request.end = checkSize(m.end);
+      return request;
+    }
     case "meta":
       return { op, id, name: validateName(m.name) };
     case "list":
+    case "du":
       return { op, id, prefix: validatePrefix(m.prefix) };
+    case "rm":
+      if (m.name !== undefined && m.prefix !== undefined) {
+        throw invalid("rm takes a name or a prefix");
+      }
+      if (m.name !== undefined) return { op, id, name: validateName(m.name) };
+      return { op, id, prefix: validatePrefix(m.prefix) };
+    case "mv":
+      return {
+        op,
+        id,
+        from: validateName(m.from),
+        to: validateName(m.to),
+        force: m.force === true,
+      };
+    case "df":
+      return { op, id };
     default:
       throw invalid(`unknown operation ${JSON.stringify(String(op)).slice(0, 80)}`);
   }
@@ -149,6 +201,13 @@ function checkSize(size: unknown): number {
     );
   }
   return size;
+}
+
+function checkCount(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+    throw invalid(`${what} must be a positive integer`);
+  }
+  return value;
 }
 
 function asRecord(value: unknown): Record<string, unknown> {

@@ -38,7 +38,7 @@ Deno.test("parseRequest() refuses wrong shapes and types as INVALID_REQUEST", ()
   assertRefused({ op: "get", name: "a" }, "INVALID_REQUEST", /id must be/);
   assertRefused({ op: "get", id: -1, name: "a" }, "INVALID_REQUEST", /id must be/);
   assertRefused({ op: "get", id: 1.5, name: "a" }, "INVALID_REQUEST", /id must be/);
-  assertRefused({ op: "rm", id: 1 }, "INVALID_REQUEST", /unknown operation "rm"/);
+  assertRefused({ op: "chmod", id: 1 }, "INVALID_REQUEST", /unknown operation "chmod"/);
   assertRefused({ op: "get", id: 1, name: "../a" }, "INVALID_REQUEST", /"\.\." segment/);
   assertRefused({ op: "data", id: 1, bytes: "text" }, "INVALID_REQUEST", /byte string/);
   assertRefused({ op: "put", id: 1, name: "a", size: -1 }, "INVALID_REQUEST", /size/);
@@ -70,5 +70,51 @@ Deno.test("parseHello() refuses a wrong version with VERSION_MISMATCH", () => {
   assert.throws(
     () => parseHello({ op: "get", id: 1 }, PROTOCOL_VERSION),
     (e: unknown) => e instanceof DfsError && e.code === "INVALID_REQUEST",
+  );
+});
+
+Deno.test("parseRequest() accepts rm, mv, du, df, a ranged get and per-file replicas", () => {
+  assert.deepEqual(parseRequest({ op: "rm", id: 1, name: "a" }), { op: "rm", id: 1, name: "a" });
+  assert.deepEqual(parseRequest({ op: "rm", id: 1, prefix: "d/" }), {
+    op: "rm",
+    id: 1,
+    prefix: "d/",
+  });
+  assert.deepEqual(parseRequest({ op: "mv", id: 2, from: "a", to: "b" }), {
+    op: "mv",
+    id: 2,
+    from: "a",
+    to: "b",
+    force: false,
+  });
+  assert.deepEqual(parseRequest({ op: "du", id: 3 }), { op: "du", id: 3, prefix: "" });
+  assert.deepEqual(parseRequest({ op: "df", id: 4 }), { op: "df", id: 4 });
+  assert.deepEqual(parseRequest({ op: "get", id: 5, name: "a", start: 10, end: 20 }), {
+    op: "get",
+    id: 5,
+    name: "a",
+    start: 10,
+    end: 20,
+  });
+  assert.deepEqual(parseRequest({ op: "put", id: 6, name: "a", replicas: 3 }), {
+    op: "put",
+    id: 6,
+    name: "a",
+    replicas: 3,
+  });
+});
+
+Deno.test("parseRequest() refuses bad rm, mv, range and replicas fields", () => {
+  assertRefused(
+    { op: "rm", id: 1, name: "a", prefix: "b" },
+    "INVALID_REQUEST",
+    /a name or a prefix/,
+  );
+  assertRefused({ op: "mv", id: 1, from: "a", to: "../b" }, "INVALID_REQUEST", /"\.\." segment/);
+  assertRefused({ op: "get", id: 1, name: "a", start: -1 }, "INVALID_REQUEST", /non-negative/);
+  assertRefused(
+    { op: "put", id: 1, name: "a", replicas: 0 },
+    "INVALID_REQUEST",
+    /replicas must be/,
   );
 });

@@ -15,7 +15,7 @@ import { createHash, type Hash } from "node:crypto";
 import { assert, DfsError } from "../protocol/errors.ts";
 import { BufferPool } from "../protocol/buffer_pool.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
-import type { FileMeta, ListEntry } from "../protocol/messages.ts";
+import type { FileMeta, ListEntry, RankCapacity, Usage } from "../protocol/messages.ts";
 import { newChunkId } from "./chunk_store.ts";
 import type { Comm } from "./comm.ts";
 import {
@@ -27,6 +27,7 @@ import {
   mergeListings,
   planRecovery,
   type RecoveryPlan,
+  tombstoneOf,
 } from "./metadata.ts";
 import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "./node_protocol.ts";
 import { LoadTracker } from "./placement.ts";
@@ -37,8 +38,15 @@ export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
 export const READ_CHUNKS_INFLIGHT_MAX = 8;
 /** Idle chunk buffers rank 0 keeps for reuse (each `FRAME_SIZE_BYTES_MAX`). */
 export const POOL_BUFFERS_MAX = 64;
+/** Files `removePrefix` removes at a time. */
+export const REMOVE_PARALLEL_MAX = 16;
 /** How long rank 0 waits for a data node's answer to one request. */
 export const NODE_CALL_TIMEOUT_MS = 60_000;
+
+/** What identifies a version's stored data: its first chunk's id (chunk ids are never reused). */
+function dataKey(m: Manifest): string {
+  return m.chunks[0]?.id ?? `${m.name}\0${m.version}`;
+}
 
 export interface CoordinatorOptions {
   /** Ranks of the data nodes (1..N-1). */
@@ -55,6 +63,9 @@ export interface FileReader {
   chunks(): AsyncIterable<Uint8Array>;
   /** Hands a chunk's buffer back for reuse once it has been written out. */
   recycle(chunk: Uint8Array): void;
+  /** The byte range being read (end exclusive). */
+  readonly start: number;
+  readonly end: number;
   close(): void;
 }
 
@@ -72,8 +83,12 @@ export class Coordinator {
   #timeoutMs: number;
   #index = new FileIndex();
   #loads: LoadTracker;
-  #pins = new Map<Manifest, number>();
-  #retiring = new Set<Manifest>();
+  /** Open readers per stored data, keyed by `dataKey` (a rename keeps the data, so the key). */
+  #pins = new Map<string, number>();
+  /** Superseded versions waiting for their readers to finish, by `dataKey`. */
+  #retiring = new Map<string, Manifest>();
+  /** Per-name queues: metadata changes of one name happen one at a time. */
+  #locks = new Map<string, Promise<void>>();
 
   constructor(comm: Comm, options: CoordinatorOptions) {
     if (options.dataRanks.length < options.replicas) {
@@ -109,8 +124,21 @@ export class Coordinator {
   }
 
   /** Starts an upload of `name`; `size`, when given, is enforced. */
-  beginUpload(name: string, options: { size?: number } = {}): Upload {
-    return new Upload(this, name, options.size);
+  /**
+   * Starts an upload of `name`; `size`, when given, is enforced; `replicas` (default: the server's)
+   * may be anything from 1 to the number of data nodes.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for a replica count the cluster cannot keep.
+   */
+  beginUpload(name: string, options: { size?: number; replicas?: number } = {}): Upload {
+    const replicas = options.replicas ?? this.#replicas;
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > this.#dataRanks.length) {
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `Cannot keep ${replicas} replicas: there are ${this.#dataRanks.length} data nodes`,
+      );
+    }
+    return new Upload(this, name, { declaredSize: options.size, replicas });
   }
 
   /** @throws {DfsError} `NOT_FOUND` if no version of `name` is committed. */
@@ -122,22 +150,132 @@ export class Coordinator {
    * Opens the current version of `name` for reading. A later overwrite does not disturb the reader:
    * the version it opened stays readable until `close()`.
    *
-   * @throws {DfsError} `NOT_FOUND` if no version of `name` is committed.
+   * With `start`/`end` (byte offsets, end exclusive), only the chunks that range covers are read.
+   *
+   * @throws {DfsError} `NOT_FOUND` if no version of `name` is committed; `INVALID_REQUEST` for a
+   *   range outside the file.
    */
-  openRead(name: string): FileReader {
+  openRead(name: string, range: { start?: number; end?: number } = {}): FileReader {
     const m = this.#lookup(name);
-    this.#pins.set(m, (this.#pins.get(m) ?? 0) + 1);
+    const start = range.start ?? 0;
+    const end = range.end ?? m.size;
+    if (!(0 <= start && start <= end && end <= m.size)) {
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `Cannot read bytes ${start} to ${end} of "${name}": it has ${m.size} bytes`,
+      );
+    }
+    const key = dataKey(m);
+    this.#pins.set(key, (this.#pins.get(key) ?? 0) + 1);
     let open = true;
     const close = () => {
       if (!open) return;
       open = false;
-      const left = this.#pins.get(m)! - 1;
-      if (left > 0) return void this.#pins.set(m, left);
-      this.#pins.delete(m);
-      if (this.#retiring.delete(m)) void this.#release(m);
+      const left = this.#pins.get(key)! - 1;
+      if (left > 0) return void this.#pins.set(key, left);
+      this.#pins.delete(key);
+      const retired = this.#retiring.get(key);
+      if (retired) {
+        this.#retiring.delete(key);
+        void this.#release(retired);
+      }
     };
     const recycle = (chunk: Uint8Array) => this.pool.give(chunk.buffer);
-    return { meta: fileMetaOf(m), chunks: () => this.#readChunks(m), recycle, close };
+    const chunks = () => this.#readChunks(m, start, end);
+    return { meta: fileMetaOf(m), start, end, chunks, recycle, close };
+  }
+
+  /**
+   * Removes `name`: a tombstone goes to every data node, then the file's chunks are released once
+   * no reader has it open. A later restart never brings it back.
+   *
+   * @throws {DfsError} `NOT_FOUND` if there is no such file.
+   */
+  remove(name: string): Promise<void> {
+    return this.#exclusive([name], async () => {
+      this.#lookup(name);
+      const tombstone = tombstoneOf(name, this.#index.nextVersion(), Date.now());
+      await this.#onEveryNode(`remove "${name}"`, { op: "commit", manifest: tombstone });
+      const { superseded } = this.#index.install(tombstone);
+      if (superseded) this.#retire(superseded);
+    });
+  }
+
+  /** Removes every file whose name starts with `prefix`; returns how many. */
+  async removePrefix(prefix: string): Promise<number> {
+    const names = [...this.#index.values()].map((m) => m.name).filter((n) => n.startsWith(prefix));
+    let removed = 0;
+    let next = 0;
+    const worker = async () => {
+      while (next < names.length) {
+        const name = names[next++];
+        try {
+          await this.remove(name);
+          removed++;
+        } catch (error) {
+          if (!(error instanceof DfsError && error.code === "NOT_FOUND")) throw error;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: REMOVE_PARALLEL_MAX }, worker));
+    return removed;
+  }
+
+  /**
+   * Renames `from` to `to` at once: one record on every data node moves the chunks to the new name
+   * and leaves a tombstone on the old one, so no reader ever sees both names or neither.
+   *
+   * @throws {DfsError} `NOT_FOUND` for a missing `from`; `ALREADY_EXISTS` if `to` exists and
+   *   `force` is not set (with it, the old `to` is replaced and released).
+   */
+  rename(from: string, to: string, options: { force?: boolean } = {}): Promise<FileMeta> {
+    return this.#exclusive([from, to], async () => {
+      const m = this.#lookup(from);
+      if (from === to) return fileMetaOf(m);
+      if (this.#index.get(to) && !options.force) {
+        throw new DfsError(
+          "ALREADY_EXISTS",
+          `Cannot move "${from}" to "${to}": "${to}" exists (--force replaces it)`,
+        );
+      }
+      const version = this.#index.nextVersion();
+      const moved: Manifest = { ...m, name: to, version };
+      const tombstone = tombstoneOf(from, version, Date.now());
+      await this.#onEveryNode(`move "${from}"`, {
+        op: "rename",
+        fromVersion: m.version,
+        tombstone,
+        manifest: moved,
+      });
+      this.#index.install(tombstone); // `m` is not released: its chunks now belong to `moved`
+      const { superseded } = this.#index.install(moved);
+      if (superseded) this.#retire(superseded);
+      return fileMetaOf(moved);
+    });
+  }
+
+  /** Files, bytes and bytes stored (all replicas) under `prefix`. */
+  usage(prefix: string): Usage {
+    let files = 0;
+    let bytes = 0;
+    let storedBytes = 0;
+    for (const m of this.#index.values()) {
+      if (!m.name.startsWith(prefix)) continue;
+      files++;
+      bytes += m.size;
+      for (const c of m.chunks) storedBytes += c.size * c.ranks.length;
+    }
+    return { files, bytes, storedBytes };
+  }
+
+  /** Each data node's bytes held and its file system's size and free space. */
+  async capacity(): Promise<RankCapacity[]> {
+    return await Promise.all(this.#dataRanks.map(async (rank) => {
+      const fs = await this.#call<{ totalBytes: number; availableBytes: number }>(rank, {
+        op: "statfs",
+      });
+      return { rank, bytesHeld: this.#loads.bytesHeld.get(rank) ?? 0, ...fs };
+    }));
   }
 
   /** All names under `prefix`, gathered from the data nodes, with size and modified time. */
@@ -161,16 +299,26 @@ export class Coordinator {
     return answers!.filter((a, rank): a is T => rank !== 0 && a !== undefined);
   }
 
-  async *#readChunks(m: Manifest): AsyncIterable<Uint8Array> {
+  /** The bytes `start` to `end` of `m`, reading only the chunks that hold them. */
+  async *#readChunks(m: Manifest, start: number, end: number): AsyncIterable<Uint8Array> {
+    // Each wanted chunk with the part of it to send.
+    const wanted: { index: number; from: number; to: number }[] = [];
+    let offset = 0;
+    m.chunks.forEach((chunk, index) => {
+      const from = Math.max(start - offset, 0);
+      const to = Math.min(end - offset, chunk.size);
+      if (from < to) wanted.push({ index, from, to });
+      offset += chunk.size;
+    });
     const reads: Promise<Uint8Array>[] = [];
     let next = 0;
     try {
-      while (next < m.chunks.length || reads.length > 0) {
-        while (next < m.chunks.length && reads.length < READ_CHUNKS_INFLIGHT_MAX) {
-          const read = this.#readChunk(m.chunks[next], next);
+      while (next < wanted.length || reads.length > 0) {
+        while (next < wanted.length && reads.length < READ_CHUNKS_INFLIGHT_MAX) {
+          const { index, from, to } = wanted[next++];
+          const read = this.#readChunk(m.chunks[index], index).then((b) => b.subarray(from, to));
           read.catch(() => {}); // awaited below in order; avoid an unhandled rejection meanwhile
           reads.push(read);
-          next++;
         }
         yield await reads.shift()!;
       }
@@ -203,8 +351,8 @@ export class Coordinator {
   // ---- used by Upload ----
 
   /** Sends a chunk to the least loaded data nodes; resolves when every replica is durable. */
-  storeChunk(bytes: Uint8Array): { ref: ChunkRef; durable: Promise<void> } {
-    const ranks = this.#loads.place(bytes.length, this.#replicas);
+  storeChunk(bytes: Uint8Array, replicas: number): { ref: ChunkRef; durable: Promise<void> } {
+    const ranks = this.#loads.place(bytes.length, replicas);
     const ref = { id: newChunkId(), size: bytes.length, ranks };
     const writes = ranks.map(async (rank, i) => {
       // The last replica takes the caller's buffer; the others get copies (transfer detaches).
@@ -242,7 +390,11 @@ export class Coordinator {
    * Commits an upload whose chunks are all durable: appends its manifest on every holder, then
    * installs it. Committed once any holder has it durably (recovery would pick it up).
    */
-  async commit(draft: Omit<Manifest, "version" | "modified">): Promise<FileMeta> {
+  commit(draft: Omit<Manifest, "version" | "modified">): Promise<FileMeta> {
+    return this.#exclusive([draft.name], () => this.#commit(draft));
+  }
+
+  async #commit(draft: Omit<Manifest, "version" | "modified">): Promise<FileMeta> {
     const m: Manifest = { ...draft, version: this.#index.nextVersion(), modified: Date.now() };
     const holders = [...holdersOf(m)];
     const results = await Promise.allSettled(
@@ -264,8 +416,39 @@ export class Coordinator {
   }
 
   #retire(m: Manifest): void {
-    if (this.#pins.has(m)) this.#retiring.add(m);
+    const key = dataKey(m);
+    if (this.#pins.has(key)) this.#retiring.set(key, m);
     else void this.#release(m);
+  }
+
+  /**
+   * Runs `work` once every earlier metadata change of these names is done. All names are queued at
+   * once, in one synchronous step, so two changes never wait for each other in a cycle.
+   */
+  async #exclusive<T>(names: string[], work: () => Promise<T>): Promise<T> {
+    const keys = [...new Set(names)];
+    const earlier = keys.map((key) => this.#locks.get(key));
+    const done = Promise.withResolvers<void>();
+    for (const key of keys) this.#locks.set(key, done.promise);
+    try {
+      await Promise.all(earlier);
+      return await work();
+    } finally {
+      done.resolve();
+      for (const key of keys) if (this.#locks.get(key) === done.promise) this.#locks.delete(key);
+    }
+  }
+
+  /** Sends one call to every data node; fine if at least one stored it durably. */
+  async #onEveryNode(what: string, call: NodeCall): Promise<void> {
+    const results = await Promise.allSettled(this.#dataRanks.map((rank) => this.#call(rank, call)));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed.length === results.length) {
+      throw new DfsError("UNAVAILABLE", `Cannot ${what}: no data node stored it`, {
+        cause: failed[0].reason,
+      });
+    }
+    for (const f of failed) console.error(`dfs: a data node could not ${what}: ${f.reason}`);
   }
 
   async #release(m: Manifest): Promise<void> {
@@ -294,6 +477,7 @@ export class Upload {
   #coordinator: Coordinator;
   #name: string;
   #declaredSize: number | undefined;
+  #replicas: number;
   #hash: Hash = createHash("sha256");
   #received = 0;
   #chunks: ChunkRef[] = [];
@@ -303,10 +487,15 @@ export class Upload {
   #failure: unknown = null;
   #done = false;
 
-  constructor(coordinator: Coordinator, name: string, declaredSize: number | undefined) {
+  constructor(
+    coordinator: Coordinator,
+    name: string,
+    options: { declaredSize: number | undefined; replicas: number },
+  ) {
     this.#coordinator = coordinator;
     this.#name = name;
-    this.#declaredSize = declaredSize;
+    this.#declaredSize = options.declaredSize;
+    this.#replicas = options.replicas;
   }
 
   get receivedBytes(): number {
@@ -402,7 +591,7 @@ export class Upload {
   }
 
   async #send(bytes: Uint8Array): Promise<void> {
-    const { ref, durable } = this.#coordinator.storeChunk(bytes);
+    const { ref, durable } = this.#coordinator.storeChunk(bytes, this.#replicas);
     this.#chunks.push(ref);
     this.#inflight.push(durable);
     durable.catch((error) => this.#failure ??= error);

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { statfs } from "node:fs/promises";
 import { DfsError } from "../protocol/errors.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import {
@@ -25,6 +26,7 @@ export const LOG_COMPACT_BYTES_MIN = 64 * 1024 * 1024;
 export class DataNode {
   readonly rank: number;
   #store: ChunkStore;
+  #dir: string;
   #log: RecordLog;
   #table = new ManifestTable();
   #liveRecords = 0;
@@ -33,9 +35,10 @@ export class DataNode {
   /** Rebuilds the node's manifest table from the records replayed out of its log. */
   constructor(
     rank: number,
-    storage: { store: ChunkStore; log: RecordLog; records: readonly Uint8Array[] },
+    storage: { store: ChunkStore; log: RecordLog; records: readonly Uint8Array[]; dir: string },
   ) {
     this.rank = rank;
+    this.#dir = storage.dir;
     this.#store = storage.store;
     this.#log = storage.log;
     for (const bytes of storage.records) this.#apply(decodeRecord(bytes));
@@ -56,11 +59,20 @@ export class DataNode {
         await this.#store.syncEntries();
         await this.#append({ kind: "commit", manifest: call.manifest });
         return true;
+      case "rename": {
+        const { fromVersion, tombstone, manifest } = call;
+        await this.#append({ kind: "rename", fromVersion, tombstone, manifest });
+        return true;
+      }
       case "release":
         return await this.#release(call.name, call.version);
       case "discard":
         await this.#store.delete(call.ids);
         return true;
+      case "statfs": {
+        const fs = await statfs(this.#dir);
+        return { totalBytes: fs.blocks * fs.bsize, availableBytes: fs.bavail * fs.bsize };
+      }
       case "repair":
         await this.#repair(call.repair);
         return true;
@@ -114,23 +126,35 @@ export class DataNode {
    * makes it durable; a failed append is undone in the table.
    */
   async #append(record: LogRecord): Promise<void> {
-    const released = record.kind === "release"
-      ? this.#table.get(record.name, record.version)
-      : undefined;
+    const undo = this.#undoOf(record);
     this.#apply(record);
     try {
       await this.#log.append(encodeRecord(record));
     } catch (error) {
-      if (record.kind === "commit") {
-        this.#apply({
-          kind: "release",
-          name: record.manifest.name,
-          version: record.manifest.version,
-        });
-      } else if (released) {
-        this.#apply({ kind: "commit", manifest: released });
-      }
+      for (const step of undo) this.#table.apply(step);
       throw error;
+    }
+  }
+
+  /** The table changes that take back `record`, should its append fail. */
+  #undoOf(record: LogRecord): LogRecord[] {
+    const releaseOf = (m: { name: string; version: number }): LogRecord => ({
+      kind: "release",
+      name: m.name,
+      version: m.version,
+    });
+    switch (record.kind) {
+      case "commit":
+        return [releaseOf(record.manifest)];
+      case "release": {
+        const released = this.#table.get(record.name, record.version);
+        return released ? [{ kind: "commit", manifest: released }] : [];
+      }
+      case "rename": {
+        const renamed = this.#table.get(record.tombstone.name, record.fromVersion);
+        const undo = [releaseOf(record.manifest), releaseOf(record.tombstone)];
+        return renamed ? [...undo, { kind: "commit", manifest: renamed }] : undo;
+      }
     }
   }
 

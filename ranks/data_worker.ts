@@ -29,7 +29,7 @@ async function start(comm: Comm, dir: string): Promise<void> {
   try {
     const store = await openDiskChunkStore(join(dir, "chunks"));
     const { log, records } = await openRecordLog(join(dir, "meta.log"));
-    node = new DataNode(comm.rank, { store, log, records });
+    node = new DataNode(comm.rank, { store, log, records, dir });
   } catch (error) {
     comm.send(0, READY_TAG, { error: DfsError.wireOf(error), detail: String(error) });
     return;

@@ -20,7 +20,11 @@ export interface ChunkRef {
   ranks: number[];
 }
 
-/** A committed version of a file. */
+/**
+ * A committed version of a file, or with `deleted` a tombstone: the name was removed at this
+ * version (no chunks). A tombstone outranks every older manifest of its name, at run time and at
+ * recovery, so a removed file never comes back.
+ */
 export interface Manifest {
   name: string;
   version: number;
@@ -28,12 +32,28 @@ export interface Manifest {
   sha256: string;
   modified: number;
   chunks: ChunkRef[];
+  deleted?: true;
 }
 
 /** What a data node appends to its log. */
 export type LogRecord =
   | { kind: "commit"; manifest: Manifest }
-  | { kind: "release"; name: string; version: number };
+  | { kind: "release"; name: string; version: number }
+  /**
+   * A rename, applied at once: version `fromVersion` of `tombstone.name` becomes `manifest` (same
+   * chunks, new name and version) and `tombstone` marks the old name removed.
+   */
+  | { kind: "rename"; fromVersion: number; tombstone: Manifest; manifest: Manifest };
+
+/** A tombstone for `name` at `version`. */
+export function tombstoneOf(name: string, version: number, modified: number): Manifest {
+  return { name, version, size: 0, sha256: "", modified, chunks: [], deleted: true };
+}
+
+/** Replicas of a file: the fewest ranks any of its chunks is on. */
+export function replicasOf(m: Manifest): number {
+  return m.chunks.length === 0 ? 0 : Math.min(...m.chunks.map((c) => c.ranks.length));
+}
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
 
@@ -45,8 +65,15 @@ export function encodeRecord(record: LogRecord): Uint8Array {
 /** Decodes a log record read back from disk, checking its shape. */
 export function decodeRecord(bytes: Uint8Array): LogRecord {
   const record = decode(bytes) as LogRecord;
-  assert(record.kind === "commit" || record.kind === "release", "log record has a known kind");
+  assert(
+    record.kind === "commit" || record.kind === "release" || record.kind === "rename",
+    "log record has a known kind",
+  );
   if (record.kind === "commit") checkManifest(record.manifest);
+  if (record.kind === "rename") {
+    checkManifest(record.manifest);
+    checkManifest(record.tombstone);
+  }
   return record;
 }
 
@@ -54,6 +81,7 @@ export function decodeRecord(bytes: Uint8Array): LogRecord {
 export function checkManifest(m: Manifest): void {
   assert(typeof m.name === "string" && m.name.length > 0, "manifest has a name");
   assert(Number.isSafeInteger(m.version) && m.version > 0, "manifest version is positive");
+  assert(!m.deleted || m.chunks.length === 0, "a tombstone has no chunks");
   let total = 0;
   for (const chunk of m.chunks) {
     assert(chunk.ranks.length > 0, "every chunk has a replica");
@@ -70,6 +98,7 @@ export function fileMetaOf(m: Manifest): FileMeta {
     sha256: m.sha256,
     modified: m.modified,
     version: m.version,
+    replicas: replicasOf(m),
     chunks: m.chunks.map((c) => ({ size: c.size, ranks: [...c.ranks] })),
   };
 }
@@ -90,16 +119,28 @@ export class ManifestTable {
   #byName = new Map<string, Map<number, Manifest>>();
 
   apply(record: LogRecord): void {
-    if (record.kind === "commit") {
-      const { manifest } = record;
-      let versions = this.#byName.get(manifest.name);
-      if (!versions) this.#byName.set(manifest.name, versions = new Map());
-      versions.set(manifest.version, manifest);
-    } else {
-      const versions = this.#byName.get(record.name);
-      versions?.delete(record.version);
-      if (versions?.size === 0) this.#byName.delete(record.name);
+    switch (record.kind) {
+      case "commit":
+        return this.#add(record.manifest);
+      case "release":
+        return this.#remove(record.name, record.version);
+      case "rename":
+        this.#remove(record.tombstone.name, record.fromVersion);
+        this.#add(record.tombstone);
+        return this.#add(record.manifest);
     }
+  }
+
+  #add(manifest: Manifest): void {
+    let versions = this.#byName.get(manifest.name);
+    if (!versions) this.#byName.set(manifest.name, versions = new Map());
+    versions.set(manifest.version, manifest);
+  }
+
+  #remove(name: string, version: number): void {
+    const versions = this.#byName.get(name);
+    versions?.delete(version);
+    if (versions?.size === 0) this.#byName.delete(name);
   }
 
   get(name: string, version: number): Manifest | undefined {
@@ -111,27 +152,35 @@ export class ManifestTable {
     for (const versions of this.#byName.values()) yield* versions.values();
   }
 
-  /** The newest version held of each name starting with `prefix`, as list entries with versions. */
-  latest(prefix: string): (ListEntry & { version: number })[] {
-    const out: (ListEntry & { version: number })[] = [];
+  /**
+   * The newest version held of each name starting with `prefix`, as list entries with versions;
+   * tombstones included (with `deleted`), so that merging hides older versions held elsewhere.
+   */
+  latest(prefix: string): VersionedEntry[] {
+    const out: VersionedEntry[] = [];
     for (const [name, versions] of this.#byName) {
       if (!name.startsWith(prefix)) continue;
       let best: Manifest | undefined;
       for (const m of versions.values()) if (!best || m.version > best.version) best = m;
-      if (best) out.push({ name, size: best.size, modified: best.modified, version: best.version });
+      if (!best) continue;
+      const { size, modified, version } = best;
+      const entry: VersionedEntry = { name, size, modified, version, replicas: replicasOf(best) };
+      if (best.deleted) entry.deleted = true;
+      out.push(entry);
     }
     return out;
   }
 }
 
+/** A data node's list entry: the newest version it holds of a name (maybe a tombstone). */
+export type VersionedEntry = ListEntry & { version: number; deleted?: true };
+
 /**
- * Merges per-rank list entries: for each name the highest version wins, then names sort by UTF-16
- * code units (byte order for ASCII).
+ * Merges per-rank list entries: for each name the highest version wins (a removed name drops
+ * out), then names sort by UTF-16 code units (byte order for ASCII).
  */
-export function mergeListings(
-  listings: Iterable<(ListEntry & { version: number })[]>,
-): ListEntry[] {
-  const best = new Map<string, ListEntry & { version: number }>();
+export function mergeListings(listings: Iterable<VersionedEntry[]>): ListEntry[] {
+  const best = new Map<string, VersionedEntry>();
   for (const entries of listings) {
     for (const entry of entries) {
       const seen = best.get(entry.name);
@@ -139,21 +188,26 @@ export function mergeListings(
     }
   }
   return [...best.values()]
+    .filter((e) => !e.deleted)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .map(({ name, size, modified }) => ({ name, size, modified }));
+    .map(({ name, size, modified, replicas }) => ({ name, size, modified, replicas }));
 }
 
-/** Rank 0's view: the committed manifest of every name. */
+/** Rank 0's view: the committed manifest of every name, and tombstones of removed names. */
 export class FileIndex {
   #files = new Map<string, Manifest>();
+  #tombstones = 0;
   #version = 0;
 
+  /** Files present (tombstones not counted). */
   get size(): number {
-    return this.#files.size;
+    return this.#files.size - this.#tombstones;
   }
 
+  /** The current version of `name`; undefined if there is none or it was removed. */
   get(name: string): Manifest | undefined {
-    return this.#files.get(name);
+    const m = this.#files.get(name);
+    return m?.deleted ? undefined : m;
   }
 
   /** The next version number; versions grow across the whole store, so later commits win. */
@@ -170,11 +224,13 @@ export class FileIndex {
     const current = this.#files.get(m.name);
     if (current && current.version >= m.version) return { installed: false, superseded: m };
     this.#files.set(m.name, m);
-    return { installed: true, superseded: current };
+    this.#tombstones += (m.deleted ? 1 : 0) - (current?.deleted ? 1 : 0);
+    return { installed: true, superseded: current?.deleted ? undefined : current };
   }
 
-  values(): Iterable<Manifest> {
-    return this.#files.values();
+  /** Every present file (no tombstones). */
+  *values(): Iterable<Manifest> {
+    for (const m of this.#files.values()) if (!m.deleted) yield m;
   }
 }
 
@@ -233,7 +289,8 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
     if (winner !== ordered[0]) {
       damaged.push({ name, version: ordered[0].version, fallback: winner?.version });
     }
-    if (winner) files.push(winner);
+    // A winning tombstone means removed: every node drops the name, tombstone included.
+    if (winner && !winner.deleted) files.push(winner);
   }
 
   const repairs = new Map<number, RankRepair>();

@@ -8,6 +8,7 @@ import {
   ManifestTable,
   mergeListings,
   planRecovery,
+  tombstoneOf,
 } from "./metadata.ts";
 
 function manifest(name: string, version: number, chunks: [string, number, number[]][]): Manifest {
@@ -47,30 +48,91 @@ Deno.test("ManifestTable keeps versions until released and lists the newest by p
   table.apply({ kind: "commit", manifest: manifest("d/a", 1, [["c1", 1, [1]]]) });
   table.apply({ kind: "commit", manifest: manifest("d/a", 4, [["c2", 2, [1]]]) });
   table.apply({ kind: "commit", manifest: manifest("e", 2, [["c3", 3, [1]]]) });
-  assert.deepEqual(table.latest("d/"), [{ name: "d/a", size: 2, modified: 1004, version: 4 }]);
+  assert.deepEqual(table.latest("d/"), [
+    { name: "d/a", size: 2, modified: 1004, version: 4, replicas: 1 },
+  ]);
   assert.equal([...table.all()].length, 3);
   table.apply({ kind: "release", name: "d/a", version: 1 });
   assert.equal(table.get("d/a", 1), undefined);
   assert.equal(table.get("d/a", 4)?.size, 2);
   table.apply({ kind: "release", name: "d/a", version: 4 });
-  assert.deepEqual(table.latest(""), [{ name: "e", size: 3, modified: 1002, version: 2 }]);
+  assert.deepEqual(table.latest(""), [
+    { name: "e", size: 3, modified: 1002, version: 2, replicas: 1 },
+  ]);
 });
 
 Deno.test("mergeListings() keeps the highest version of each name, sorted by name", () => {
   const merged = mergeListings([
-    [{ name: "b", size: 1, modified: 1, version: 1 }, {
-      name: "a",
-      size: 5,
-      modified: 5,
-      version: 5,
-    }],
-    [{ name: "b", size: 2, modified: 2, version: 7 }],
+    [
+      { name: "b", size: 1, modified: 1, version: 1, replicas: 2 },
+      { name: "a", size: 5, modified: 5, version: 5, replicas: 2 },
+    ],
+    [{ name: "b", size: 2, modified: 2, version: 7, replicas: 3 }],
   ]);
-  assert.deepEqual(merged, [{ name: "a", size: 5, modified: 5 }, {
-    name: "b",
-    size: 2,
-    modified: 2,
-  }]);
+  assert.deepEqual(merged, [
+    { name: "a", size: 5, modified: 5, replicas: 2 },
+    { name: "b", size: 2, modified: 2, replicas: 3 },
+  ]);
+});
+
+Deno.test("mergeListings() drops a name whose newest version anywhere is a tombstone", () => {
+  const merged = mergeListings([
+    [{ name: "gone", size: 9, modified: 1, version: 3, replicas: 2 }],
+    [{ name: "gone", size: 0, modified: 2, version: 4, replicas: 0, deleted: true }],
+  ]);
+  assert.deepEqual(merged, []);
+});
+
+Deno.test("ManifestTable applies a rename at once: old name tombstoned, new name holds the chunks", () => {
+  const table = new ManifestTable();
+  const m = manifest("old", 3, [["c1", 4, [1, 2]]]);
+  table.apply({ kind: "commit", manifest: m });
+  const moved = { ...m, name: "new", version: 5 };
+  table.apply({
+    kind: "rename",
+    fromVersion: 3,
+    tombstone: tombstoneOf("old", 5, 9),
+    manifest: moved,
+  });
+  assert.equal(table.get("old", 3), undefined);
+  assert.deepEqual(table.get("new", 5)?.chunks, m.chunks);
+  assert.deepEqual(mergeListings([table.latest("")]).map((e) => e.name), ["new"]);
+});
+
+Deno.test("FileIndex hides removed names and refuses older versions after a tombstone", () => {
+  const index = new FileIndex();
+  const v1 = manifest("a", 1, [["c1", 1, [1]]]);
+  index.install(v1);
+  assert.deepEqual(index.install(tombstoneOf("a", 2, 0)), { installed: true, superseded: v1 });
+  assert.equal(index.get("a"), undefined);
+  assert.equal(index.size, 0);
+  assert.equal(index.install(manifest("a", 1, [["c9", 1, [1]]])).installed, false);
+  const v3 = manifest("a", 3, [["c3", 1, [1]]]);
+  assert.deepEqual(index.install(v3), { installed: true, superseded: undefined });
+  assert.equal(index.get("a"), v3);
+  assert.equal(index.size, 1);
+});
+
+Deno.test("planRecovery() lets a tombstone win: the name and its chunks are gone everywhere", () => {
+  const m = manifest("r", 1, [["c1", 4, [1, 2]]]);
+  const plan = planRecovery([
+    { rank: 1, manifests: [m], chunks: [["c1", 4]] }, // missed the removal
+    { rank: 2, manifests: [m, tombstoneOf("r", 2, 0)], chunks: [["c1", 4]] },
+  ]);
+  assert.deepEqual(plan.files, []);
+  assert.deepEqual(plan.repairs.get(1), { keep: [], deleteChunks: ["c1"], bytesHeld: 0 });
+  assert.deepEqual(plan.repairs.get(2), { keep: [], deleteChunks: ["c1"], bytesHeld: 0 });
+});
+
+Deno.test("planRecovery() keeps a renamed file's chunks on a node that missed the rename", () => {
+  const m = manifest("old", 1, [["c1", 4, [1, 2]]]);
+  const moved = { ...m, name: "new", version: 2 };
+  const plan = planRecovery([
+    { rank: 1, manifests: [m], chunks: [["c1", 4]] },
+    { rank: 2, manifests: [tombstoneOf("old", 2, 0), moved], chunks: [["c1", 4]] },
+  ]);
+  assert.deepEqual(plan.files, [moved]);
+  assert.deepEqual(plan.repairs.get(1), { keep: [moved], deleteChunks: [], bytesHeld: 4 });
 });
 
 Deno.test("FileIndex.install() lets the higher version win whatever the arrival order", () => {

@@ -6,8 +6,7 @@
  * @module
  */
 
-import type { ListEntry } from "../protocol/messages.ts";
-import type { Manifest, RankRepair, RankScan } from "./metadata.ts";
+import type { Manifest, RankRepair, RankScan, VersionedEntry } from "./metadata.ts";
 
 /** A request rank 0 sends to one data node. */
 export type NodeCall =
@@ -17,10 +16,14 @@ export type NodeCall =
   | { op: "read"; id: string; size: number; into?: ArrayBuffer }
   /** Make the chunks' directory entries durable, then append the manifest to the log. */
   | { op: "commit"; manifest: Manifest }
+  /** Rename at once: the version `fromVersion` of the tombstone's name becomes `manifest`. */
+  | { op: "rename"; fromVersion: number; tombstone: Manifest; manifest: Manifest }
   /** Drop a superseded version: log it, then remove its chunks on this node. */
   | { op: "release"; name: string; version: number }
   /** Remove chunks of an upload that never committed. */
   | { op: "discard"; ids: string[] }
+  /** The size and free space of the file system under this node's folder. */
+  | { op: "statfs" }
   /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteChunks`. */
   | { op: "repair"; repair: RankRepair };
 
@@ -30,7 +33,7 @@ export type NodeCollective =
   | { op: "scan"; tag: number };
 
 /** A data node's answer to `list`. */
-export type ListAnswer = (ListEntry & { version: number })[];
+export type ListAnswer = VersionedEntry[];
 
 /** A data node's answer to `scan`. */
 export type ScanAnswer = RankScan & { bytesHeld: number };

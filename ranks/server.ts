@@ -268,7 +268,10 @@ class Connection {
           this.#checkFreeId(id);
           this.#uploads.set(
             id,
-            this.#coordinator.beginUpload(request.name, { size: request.size }),
+            this.#coordinator.beginUpload(request.name, {
+              size: request.size,
+              replicas: request.replicas,
+            }),
           );
           return;
         case "data":
@@ -279,7 +282,7 @@ class Connection {
           return this.#abort(id);
         case "get":
           this.#checkFreeId(id);
-          return this.#spawn(id, () => this.#get(id, request.name));
+          return this.#spawn(id, () => this.#get(id, request));
         case "meta":
           this.#checkFreeId(id);
           return this.#spawn(
@@ -289,6 +292,33 @@ class Connection {
         case "list":
           this.#checkFreeId(id);
           return this.#spawn(id, () => this.#list(id, request.prefix));
+        case "rm":
+          this.#checkFreeId(id);
+          return this.#spawn(id, async () => {
+            let removed = 1;
+            if ("name" in request) await this.#coordinator.remove(request.name);
+            else removed = await this.#coordinator.removePrefix(request.prefix);
+            await this.#writer.send({ op: "ok", id, result: { removed } });
+          });
+        case "mv":
+          this.#checkFreeId(id);
+          return this.#spawn(id, async () => {
+            const { from, to, force } = request;
+            const result = await this.#coordinator.rename(from, to, { force });
+            await this.#writer.send({ op: "ok", id, result });
+          });
+        case "du":
+          this.#checkFreeId(id);
+          return this.#spawn(
+            id,
+            () =>
+              this.#writer.send({ op: "ok", id, result: this.#coordinator.usage(request.prefix) }),
+          );
+        case "df":
+          this.#checkFreeId(id);
+          return this.#spawn(id, async () => {
+            await this.#writer.send({ op: "ok", id, result: await this.#coordinator.capacity() });
+          });
       }
     } catch (error) {
       if (request.op === "put" && !this.#uploads.has(id) && !this.#tasks.has(id)) {
@@ -363,8 +393,12 @@ class Connection {
     });
   }
 
-  async #get(id: number, name: string): Promise<void> {
-    const reader = this.#coordinator.openRead(name);
+  async #get(
+    id: number,
+    request: { name: string; start?: number; end?: number },
+  ): Promise<void> {
+    const { name, start, end } = request;
+    const reader = this.#coordinator.openRead(name, { start, end });
     this.#readers.add(reader);
     try {
       await this.#writer.send({ op: "ok", id, result: reader.meta });
