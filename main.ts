@@ -1,5 +1,5 @@
 /**
- * The `dfs` command: `dfs serve` runs a server; `put`, `get`, `meta` and `list` are clients.
+ * The `dfs` command: `dfs serve` runs a server; the other commands are clients of it.
  * Exit status: 0 on success, 1 on an operational error, 2 on a usage error.
  *
  * @module
@@ -8,53 +8,38 @@
 import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_SERVER, DfsClient, DfsError, type FileMeta } from "./client.ts";
+import {
+  commandHelp,
+  type CommandName,
+  COMMANDS,
+  completionScript,
+  mainHelp,
+} from "./cli/commands.ts";
+import {
+  formatCapacity,
+  formatLongList,
+  formatMeta,
+  formatUsage,
+  parseRange,
+} from "./cli/format.ts";
+import { Progress } from "./cli/progress.ts";
 import { readTokenFile, tokenFromText } from "./protocol/auth.ts";
 import { startCluster } from "./ranks/cluster.ts";
-import { DEFAULT_LIMITS, serveClients } from "./ranks/server.ts";
+import { serveClients } from "./ranks/server.ts";
 
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";
 
-const USAGE = `dfs ${VERSION}: a distributed file store
+/** A mistake in how the command was called (exit 2); `command` names the help to point to. */
+class UsageError extends Error {
+  readonly command: string | undefined;
 
-Usage:
-  dfs serve [--ranks 4] [--host 127.0.0.1] [--port 7070] [--data ./dfs-data] [--replicas 2]
-  dfs put LOCAL [NAME]        upload a file (LOCAL - reads stdin; NAME is then required)
-  dfs get NAME [LOCAL]        download a file (LOCAL - writes stdout)
-  dfs meta NAME [--json]      show a file's metadata
-  dfs list [PREFIX] [--json]  list names, optionally under a prefix
-  dfs NAME -a | -r | -m       the original forms of put, get and meta
-
-Client options:
-  --server HOST:PORT          server address (default: $DFS_SERVER, else ${DEFAULT_SERVER})
-  --token-file F              shared secret of a server with --token-file (default: $DFS_TOKEN)
-  --tls-ca F                  connect with TLS, trusting the PEM certificates in F ($DFS_TLS_CA)
-
-Server security (off by default):
-  --token-file F              clients must prove they hold the secret in F (HMAC challenge)
-  --tls-cert F --tls-key F    serve TLS with this PEM certificate chain and key
-
-Server limits (defaults):
-  --connections-max ${DEFAULT_LIMITS.connectionsMax}  --requests-inflight-max ${DEFAULT_LIMITS.requestsInflightMax}
-  --idle-timeout-ms ${DEFAULT_LIMITS.idleTimeoutMs}  --handshake-timeout-ms ${DEFAULT_LIMITS.handshakeTimeoutMs}
-  --write-timeout-ms ${DEFAULT_LIMITS.writeTimeoutMs}
-`;
-
-/** A mistake in how the command was called (exit 2). */
-class UsageError extends Error {}
-
-const CONNECTION_OPTIONS = {
-  server: { type: "string" },
-  "token-file": { type: "string" },
-  "tls-ca": { type: "string" },
-} as const;
-const CLIENT_OPTIONS = { ...CONNECTION_OPTIONS, json: { type: "boolean" } } as const;
-
-/** How to reach the server, from the command line and the environment. */
-interface ConnectionValues {
-  server?: string;
-  "token-file"?: string;
-  "tls-ca"?: string;
+  constructor(message: string, command?: string) {
+    super(message);
+    this.command = command;
+  }
 }
+
+type Values = Record<string, string | boolean | undefined>;
 
 /** Runs the command line and returns the exit status. */
 export async function main(args: string[]): Promise<number> {
@@ -62,15 +47,12 @@ export async function main(args: string[]): Promise<number> {
     await run(args);
     return 0;
   } catch (error) {
-    if (error instanceof UsageError || isParseArgsError(error)) {
-      console.error(`dfs: ${(error as Error).message}\nTry "dfs --help".`);
+    if (error instanceof UsageError) {
+      const help = error.command ? `dfs ${error.command} --help` : "dfs --help";
+      console.error(`dfs: ${error.message}\nTry "${help}".`);
       return 2;
     }
-    if (error instanceof DfsError) {
-      console.error(`dfs: ${error.message}`);
-      return 1;
-    }
-    if (isOsError(error)) {
+    if (error instanceof DfsError || isOsError(error)) {
       console.error(`dfs: ${error.message}`);
       return 1;
     }
@@ -80,80 +62,98 @@ export async function main(args: string[]): Promise<number> {
 }
 
 async function run(args: string[]): Promise<void> {
-  const [command, ...rest] = args;
-  switch (command) {
-    case undefined:
-      throw new UsageError("missing command");
-    case "-h":
-    case "--help":
-    case "help":
-      return void console.log(USAGE);
-    case "--version":
-      return void console.log(`dfs ${VERSION}`);
-    case "serve":
-      return await serve(rest);
-    case "put":
-      return await put(rest);
-    case "get":
-      return await get(rest);
-    case "meta":
-      return await meta(rest);
-    case "list":
-      return await list(rest);
-    default:
-      return await legacy(args);
+  const [first, ...rest] = args;
+  if (first === undefined) throw new UsageError("missing command");
+  if (first === "-h" || first === "--help" || first === "help") {
+    const topic = first === "help" ? rest[0] : undefined;
+    if (topic !== undefined && !(topic in COMMANDS)) {
+      throw new UsageError(`unknown command "${topic}"`);
+    }
+    return void console.log(topic ? commandHelp(topic as CommandName) : mainHelp(VERSION));
   }
+  if (first === "--version" || first === "-V") return void console.log(`dfs ${VERSION}`);
+  if (!(first in COMMANDS)) return await legacy(args);
+  const command = first as CommandName;
+  const { values, positionals } = parse(command, rest);
+  if (values.help) return void console.log(commandHelp(command));
+  await RUNNERS[command](values, positionals);
 }
 
-async function serve(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ranks: { type: "string", default: "4" },
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "7070" },
-      data: { type: "string", default: "./dfs-data" },
-      replicas: { type: "string", default: "2" },
-      "connections-max": { type: "string" },
-      "requests-inflight-max": { type: "string" },
-      "idle-timeout-ms": { type: "string" },
-      "handshake-timeout-ms": { type: "string" },
-      "write-timeout-ms": { type: "string" },
-      "token-file": { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-    },
-  });
+/** Parses a command's arguments by its spec; mistakes become usage errors pointing to its help. */
+function parse(command: CommandName, args: string[]): { values: Values; positionals: string[] } {
+  const spec = COMMANDS[command];
+  const options: Record<string, { type: "string" | "boolean"; short?: string; multiple?: false }> =
+    {};
+  for (const o of spec.options) {
+    options[o.name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+  }
+  options.help = { type: "boolean", short: "h" };
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message, command);
+  }
+  const values = parsed.values as Values;
+  for (const o of spec.options) {
+    if (values[o.name] === undefined && o.default !== undefined) values[o.name] = o.default;
+  }
+  if (!values.help) {
+    const [min, max] = spec.positionals;
+    const n = parsed.positionals.length;
+    if (n < min) {
+      throw new UsageError(`${command} needs ${spec.usage.split(" ").slice(1).join(" ")}`, command);
+    }
+    if (n > max) throw new UsageError(`unexpected argument "${parsed.positionals[max]}"`, command);
+  }
+  return { values, positionals: parsed.positionals };
+}
+
+const RUNNERS: Record<CommandName, (values: Values, positionals: string[]) => Promise<void>> = {
+  serve,
+  put,
+  get,
+  meta,
+  list,
+  rm,
+  mv,
+  du,
+  df,
+  completion: () => Promise.resolve(void console.log(completionScript())),
+};
+
+async function serve(values: Values): Promise<void> {
+  const ranks = integer(values.ranks, "--ranks", "serve");
+  const replicas = integer(values.replicas, "--replicas", "serve");
+  const port = integer(values.port, "--port", "serve");
+  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`, "serve");
+  const optional = (name: string) =>
+    values[name] === undefined ? undefined : integer(values[name], `--${name}`, "serve");
   if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
-    throw new UsageError("--tls-cert and --tls-key go together");
+    throw new UsageError("--tls-cert and --tls-key go together", "serve");
   }
   let secret: Uint8Array | undefined;
   let tls: { cert: string; key: string } | undefined;
   try {
-    secret = values["token-file"] === undefined
-      ? undefined
-      : await readTokenFile(values["token-file"]);
+    if (values["token-file"] !== undefined) {
+      secret = await readTokenFile(String(values["token-file"]));
+    }
     if (values["tls-cert"] !== undefined) {
       tls = {
-        cert: await Deno.readTextFile(values["tls-cert"]),
-        key: await Deno.readTextFile(values["tls-key"]!),
+        cert: await Deno.readTextFile(String(values["tls-cert"])),
+        key: await Deno.readTextFile(String(values["tls-key"])),
       };
     }
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError((error as Error).message, "serve");
   }
-  const ranks = integer(values.ranks, "--ranks");
-  const replicas = integer(values.replicas, "--replicas");
-  const port = integer(values.port, "--port");
-  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
-  const limit = (name: keyof typeof values) =>
-    values[name] === undefined ? undefined : integer(values[name] as string, `--${name}`);
+  const dataDir = String(values.data);
   let cluster;
   try {
-    cluster = await startCluster({ ranks, replicas, dataDir: values.data });
+    cluster = await startCluster({ ranks, replicas, dataDir });
   } catch (error) {
     if (error instanceof DfsError && error.code === "INVALID_REQUEST") {
-      throw new UsageError(error.message);
+      throw new UsageError(error.message, "serve");
     }
     throw error;
   }
@@ -164,21 +164,21 @@ async function serve(args: string[]): Promise<void> {
     );
   }
   const server = serveClients(cluster.coordinator, {
-    hostname: values.host,
+    hostname: String(values.host),
     port,
     secret,
     tls,
     limits: {
-      connectionsMax: limit("connections-max"),
-      requestsInflightMax: limit("requests-inflight-max"),
-      idleTimeoutMs: limit("idle-timeout-ms"),
-      handshakeTimeoutMs: limit("handshake-timeout-ms"),
-      writeTimeoutMs: limit("write-timeout-ms"),
+      connectionsMax: optional("connections-max"),
+      requestsInflightMax: optional("requests-inflight-max"),
+      idleTimeoutMs: optional("idle-timeout-ms"),
+      handshakeTimeoutMs: optional("handshake-timeout-ms"),
+      writeTimeoutMs: optional("write-timeout-ms"),
     },
   });
   console.log(
     `dfs: listening on ${values.host}:${server.port} ` +
-      `(${ranks} ranks, ${replicas} replicas, ${cluster.coordinator.fileCount} files in ${values.data}` +
+      `(${ranks} ranks, ${replicas} replicas, ${cluster.coordinator.fileCount} files in ${dataDir}` +
       `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})`,
   );
   const stopped = Promise.withResolvers<void>();
@@ -193,45 +193,65 @@ async function serve(args: string[]): Promise<void> {
   console.error("dfs: stopped");
 }
 
-async function put(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: CLIENT_OPTIONS,
-    allowPositionals: true,
-  });
-  const [local, nameArg, extra] = positionals;
-  if (local === undefined) throw new UsageError("put needs a LOCAL file (or - for stdin)");
-  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
-  if (local === "-" && nameArg === undefined) throw new UsageError("put - needs a NAME");
+async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
+  if (local === "-" && nameArg === undefined) throw new UsageError("put - needs a NAME", "put");
   const name = nameArg ?? basename(local);
+  const replicas = values.replicas === undefined
+    ? undefined
+    : integer(values.replicas, "--replicas", "put");
   await using client = await connect(values);
-  let result: FileMeta;
+  let source: ReadableStream<Uint8Array>;
+  let size: number | undefined;
+  let file: Deno.FsFile | undefined;
   if (local === "-") {
-    result = await client.put(name, Deno.stdin.readable);
+    source = Deno.stdin.readable;
   } else {
-    using file = await Deno.open(local, { read: true });
-    const { size, isFile } = await file.stat();
-    if (!isFile) throw new DfsError("INVALID_REQUEST", `Cannot put "${local}": not a regular file`);
-    result = await client.put(name, file.readable, { size });
+    file = await Deno.open(local, { read: true });
+    const info = await file.stat();
+    if (!info.isFile) {
+      file.close();
+      throw new DfsError("INVALID_REQUEST", `Cannot put "${local}": not a regular file`);
+    }
+    size = info.size;
+    source = file.readable;
   }
+  const progress = showProgress(values) ? new Progress(size, { out: Deno.stderr }) : undefined;
+  const result = await client.put(
+    name,
+    progress ? source.pipeThrough(progress.counter()) : source,
+    {
+      size,
+      replicas,
+    },
+  );
+  progress?.finish();
+  if (values.quiet) return;
   console.log(
-    `${result.name}: ${result.size} bytes, version ${result.version}, sha256 ${result.sha256}`,
+    `${result.name}: ${result.size} bytes, version ${result.version}, ` +
+      `${result.replicas} replicas, sha256 ${result.sha256}`,
   );
 }
 
-async function get(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: CLIENT_OPTIONS,
-    allowPositionals: true,
-  });
-  const [name, localArg, extra] = positionals;
-  if (name === undefined) throw new UsageError("get needs a NAME");
-  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+async function get(values: Values, [name, localArg]: string[]): Promise<void> {
+  let range: { start: number; end?: number } | undefined;
+  if (values.range !== undefined) {
+    try {
+      range = parseRange(String(values.range));
+    } catch (error) {
+      throw new UsageError((error as Error).message, "get");
+    }
+  }
   await using client = await connect(values);
-  const { stream } = await client.open(name);
-  if (localArg === "-") return await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
-  await saveAtomically(localArg ?? basename(name), stream);
+  const { meta, stream } = await client.open(name, range ?? {});
+  const total = (range?.end ?? meta.size) - (range?.start ?? 0);
+  const progress = showProgress(values) ? new Progress(total, { out: Deno.stderr }) : undefined;
+  const counted = progress ? stream.pipeThrough(progress.counter()) : stream;
+  if (localArg === "-") {
+    await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
+  } else {
+    await saveAtomically(localArg ?? basename(name), counted);
+  }
+  progress?.finish();
 }
 
 /** Writes to a temporary file beside `path` and renames it into place: a failed get leaves nothing. */
@@ -248,79 +268,99 @@ async function saveAtomically(path: string, stream: ReadableStream<Uint8Array>):
   }
 }
 
-async function meta(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: CLIENT_OPTIONS,
-    allowPositionals: true,
-  });
-  if (positionals.length !== 1) throw new UsageError("meta needs exactly one NAME");
+async function meta(values: Values, [name]: string[]): Promise<void> {
   await using client = await connect(values);
-  const m = await client.meta(positionals[0]);
-  if (values.json) return void console.log(JSON.stringify(m));
-  console.log(formatMeta(m));
+  const m = await client.meta(name);
+  console.log(values.json ? JSON.stringify(m) : formatMeta(m));
 }
 
-/** The human form of `dfs meta`. */
-export function formatMeta(m: FileMeta): string {
-  const lines = [
-    `name      ${m.name}`,
-    `size      ${m.size} bytes`,
-    `sha256    ${m.sha256}`,
-    `version   ${m.version}`,
-    `modified  ${new Date(m.modified).toISOString()}`,
-    `chunks    ${m.chunks.length}`,
-  ];
-  const width = String(m.chunks.length - 1).length;
-  m.chunks.forEach((c, i) => {
-    lines.push(`  ${String(i).padStart(width)}  ${c.size} bytes on ranks ${c.ranks.join(", ")}`);
-  });
-  return lines.join("\n");
-}
-
-async function list(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: CLIENT_OPTIONS,
-    allowPositionals: true,
-  });
-  if (positionals.length > 1) throw new UsageError("list takes at most one PREFIX");
+async function list(values: Values, [prefix]: string[]): Promise<void> {
   await using client = await connect(values);
-  const entries = await client.list(positionals[0] ?? "");
+  const entries = await client.list(prefix ?? "");
   if (values.json) return void console.log(JSON.stringify(entries));
-  if (entries.length > 0) console.log(entries.map((e) => e.name).join("\n"));
+  if (entries.length === 0) return;
+  console.log(values.long ? formatLongList(entries) : entries.map((e) => e.name).join("\n"));
+}
+
+async function rm(values: Values, names: string[]): Promise<void> {
+  const prefix = values.prefix;
+  if ((prefix === undefined) === (names.length === 0)) {
+    throw new UsageError("rm takes NAME... or --prefix P", "rm");
+  }
+  if (prefix === "") {
+    throw new UsageError("--prefix must not be empty (it would remove everything)", "rm");
+  }
+  await using client = await connect(values);
+  if (prefix !== undefined) {
+    const removed = await client.removePrefix(String(prefix));
+    if (!values.quiet) {
+      console.log(`removed ${removed} file${removed === 1 ? "" : "s"} under ${prefix}`);
+    }
+    return;
+  }
+  for (const name of names) {
+    await client.remove(name);
+    if (!values.quiet) console.log(`removed ${name}`);
+  }
+}
+
+async function mv(values: Values, [from, to]: string[]): Promise<void> {
+  await using client = await connect(values);
+  const moved = await client.rename(from, to, { force: values.force === true });
+  if (!values.quiet) console.log(`${from} -> ${moved.name}`);
+}
+
+async function du(values: Values, [prefix]: string[]): Promise<void> {
+  await using client = await connect(values);
+  const usage = await client.usage(prefix ?? "");
+  console.log(values.json ? JSON.stringify(usage) : formatUsage(usage, prefix ?? ""));
+}
+
+async function df(values: Values): Promise<void> {
+  await using client = await connect(values);
+  const ranks = await client.capacity();
+  console.log(values.json ? JSON.stringify(ranks) : formatCapacity(ranks));
 }
 
 /** The original client's forms: `dfs NAME -a` (put), `-r` (get), `-m` (meta). */
 async function legacy(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      a: { type: "boolean" },
-      r: { type: "boolean" },
-      m: { type: "boolean" },
-      ...CONNECTION_OPTIONS,
-    },
-    allowPositionals: true,
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        a: { type: "boolean" },
+        r: { type: "boolean" },
+        m: { type: "boolean" },
+        server: { type: "string" },
+        "token-file": { type: "string" },
+        "tls-ca": { type: "string" },
+      },
+      allowPositionals: true,
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
   const modes = [values.a, values.r, values.m].filter(Boolean).length;
   if (positionals.length !== 1 || modes !== 1) throw new UsageError(`unknown command "${args[0]}"`);
-  const connection = Object.keys(CONNECTION_OPTIONS).flatMap((key) => {
-    const value = values[key as keyof ConnectionValues];
-    return value === undefined ? [] : [`--${key}`, value];
-  });
+  const connection: Values = {
+    server: values.server,
+    "token-file": values["token-file"],
+    "tls-ca": values["tls-ca"],
+  };
   const [name] = positionals;
-  if (values.a) return await put([name, ...connection]);
-  if (values.r) return await get([name, ...connection]);
-  return await meta([name, ...connection]);
+  if (values.a) return await put(connection, [name]);
+  if (values.r) return await get(connection, [name]);
+  return await meta(connection, [name]);
 }
 
 /** Connects with the options given, falling back on DFS_SERVER, DFS_TOKEN and DFS_TLS_CA. */
-async function connect(values: ConnectionValues): Promise<DfsClient> {
-  const address = values.server ?? Deno.env.get("DFS_SERVER") ?? DEFAULT_SERVER;
-  const tokenFile = values["token-file"];
+async function connect(values: Values): Promise<DfsClient> {
+  const address = str(values.server) ?? Deno.env.get("DFS_SERVER") ?? DEFAULT_SERVER;
+  const tokenFile = str(values["token-file"]);
   const tokenText = Deno.env.get("DFS_TOKEN");
-  const caFile = values["tls-ca"] ?? Deno.env.get("DFS_TLS_CA");
+  const caFile = str(values["tls-ca"]) ?? Deno.env.get("DFS_TLS_CA");
   const token = tokenFile !== undefined
     ? await readTokenFile(tokenFile)
     : tokenText === undefined
@@ -330,8 +370,19 @@ async function connect(values: ConnectionValues): Promise<DfsClient> {
   return await DfsClient.connect(address, { token, tlsCaCerts });
 }
 
-function integer(text: string, option: string): number {
-  if (!/^\d+$/.test(text)) throw new UsageError(`${option} must be a whole number, got "${text}"`);
+/** Progress goes to stderr when it is a terminal and --quiet was not given. */
+function showProgress(values: Values): boolean {
+  return !values.quiet && Deno.stderr.isTerminal();
+}
+
+function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+function integer(text: string | boolean | undefined, option: string, command: string): number {
+  if (typeof text !== "string" || !/^\d+$/.test(text)) {
+    throw new UsageError(`${option} must be a whole number, got "${text}"`, command);
+  }
   return Number(text);
 }
 
@@ -340,9 +391,6 @@ function isOsError(error: unknown): error is Error {
   return Object.values(Deno.errors).some((kind) => error instanceof kind);
 }
 
-function isParseArgsError(error: unknown): boolean {
-  return error instanceof TypeError &&
-    String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS");
-}
+export type { FileMeta };
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -85,6 +85,8 @@ export interface RankCapacity {
   bytesHeld: number;
   totalBytes: number;
   availableBytes: number;
+  /** The file system's device number: nodes sharing one disk count once in totals. */
+  device?: number;
 }
 
 export type Reply =

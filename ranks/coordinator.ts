@@ -271,7 +271,7 @@ export class Coordinator {
   /** Each data node's bytes held and its file system's size and free space. */
   async capacity(): Promise<RankCapacity[]> {
     return await Promise.all(this.#dataRanks.map(async (rank) => {
-      const fs = await this.#call<{ totalBytes: number; availableBytes: number }>(rank, {
+      const fs = await this.#call<Omit<RankCapacity, "rank" | "bytesHeld">>(rank, {
         op: "statfs",
       });
       return { rank, bytesHeld: this.#loads.bytesHeld.get(rank) ?? 0, ...fs };

@@ -71,7 +71,12 @@ export class DataNode {
         return true;
       case "statfs": {
         const fs = await statfs(this.#dir);
-        return { totalBytes: fs.blocks * fs.bsize, availableBytes: fs.bavail * fs.bsize };
+        const { dev } = await Deno.stat(this.#dir);
+        return {
+          totalBytes: fs.blocks * fs.bsize,
+          availableBytes: fs.bavail * fs.bsize,
+          device: dev,
+        };
       }
       case "repair":
         await this.#repair(call.repair);

@@ -74,15 +74,18 @@ function assertOperationalError(result: RunResult, pattern: RegExp): void {
   assert.match(message, pattern);
 }
 
-/** A usage error: exit 2, nothing on stdout, `dfs: ...` then the help hint on stderr. */
-function assertUsageError(result: RunResult, pattern: RegExp): void {
+/**
+ * A usage error: exit 2, nothing on stdout, `dfs: ...` then the help hint on stderr, pointing to
+ * the command's own help when the mistake is in a command's arguments.
+ */
+function assertUsageError(result: RunResult, pattern: RegExp, hint = USAGE_HINT): void {
   assert.equal(result.code, 2, `exit code (stderr: ${result.stderr})`);
   assert.equal(result.text, "");
   const lines = result.stderr.trimEnd().split("\n");
   assert.equal(lines.length, 2, `error and hint lines, got:\n${result.stderr}`);
   assert.match(lines[0], /^dfs: /);
   assert.match(lines[0], pattern);
-  assert.equal(lines[1], USAGE_HINT);
+  assert.equal(lines[1], hint);
 }
 
 interface MetaJson {
@@ -165,7 +168,11 @@ Deno.test("dfs command line against a real server", async (t) => {
         // NAME defaults to LOCAL's base name.
         assert.match(
           put.text,
-          new RegExp(`^round\\.bin: ${data.length} bytes, version \\d+, sha256 ${sha256(data)}\n$`),
+          new RegExp(
+            `^round\\.bin: ${data.length} bytes, version \\d+, 2 replicas, sha256 ${
+              sha256(data)
+            }\n$`,
+          ),
         );
 
         const get = await run(["get", "round.bin", "copy.bin", ...at]);
@@ -465,20 +472,28 @@ Deno.test("dfs command line against a real server", async (t) => {
       const cases: [string[], RegExp][] = [
         [[], /missing command/],
         [["frobnicate", ...at], /unknown command "frobnicate"/],
-        [["list", "--bogus", ...at], /Unknown option '--bogus'/],
         [["legacy.bin", "-x", ...at], /Unknown option '-x'/],
         [["legacy.bin", "-a", "-r", ...at], /unknown command "legacy\.bin"/],
         [["legacy.bin", ...at], /unknown command "legacy\.bin"/],
-        [["put", ...at], /put needs a LOCAL file/],
-        [["put", "-", ...at], /put - needs a NAME/],
-        [["put", "a", "b", "c", ...at], /unexpected argument "c"/],
-        [["get", ...at], /get needs a NAME/],
-        [["get", "a", "b", "c", ...at], /unexpected argument "c"/],
-        [["meta", ...at], /meta needs exactly one NAME/],
-        [["list", "a", "b", ...at], /list takes at most one PREFIX/],
-        [["list", "--server"], /'--server <value>' argument missing/],
       ];
       for (const [args, pattern] of cases) assertUsageError(await run(args), pattern);
+      const commandCases: [string[], RegExp][] = [
+        [["list", "--bogus", ...at], /Unknown option '--bogus'/],
+        [["put", ...at], /put needs LOCAL \[NAME\]/],
+        [["put", "-", ...at], /put - needs a NAME/],
+        [["put", "a", "b", "c", ...at], /unexpected argument "c"/],
+        [["get", ...at], /get needs NAME \[LOCAL\]/],
+        [["get", "a", "b", "c", ...at], /unexpected argument "c"/],
+        [["meta", ...at], /meta needs NAME/],
+        [["list", "a", "b", ...at], /unexpected argument "b"/],
+        [["list", "--server"], /'--server <value>' argument missing/],
+        [["get", "a", "--range", "9-3", ...at], /ends before it starts/],
+        [["rm", ...at], /rm takes NAME\.\.\. or --prefix P/],
+        [["mv", "a", ...at], /mv needs OLD NEW/],
+      ];
+      for (const [args, pattern] of commandCases) {
+        assertUsageError(await run(args), pattern, `Try "dfs ${args[0]} --help".`);
+      }
     });
   } finally {
     await Deno.remove(cwd, { recursive: true });

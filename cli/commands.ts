@@ -1,0 +1,272 @@
+/**
+ * Every command of `dfs` with its arguments and options (and their defaults). One table drives the
+ * parsing, `dfs --help`, `dfs COMMAND --help` and the shell completion. Pure.
+ *
+ * @module
+ */
+
+import { DEFAULT_SERVER } from "../client.ts";
+import { DEFAULT_LIMITS } from "../ranks/server.ts";
+
+export interface OptionSpec {
+  name: string;
+  type: "string" | "boolean";
+  short?: string;
+  /** Placeholder for the value in help, e.g. `HOST:PORT`. */
+  value?: string;
+  /** Applied when the option is absent. */
+  default?: string;
+  /** Shown as the default in help when there is no `default` (e.g. an environment variable). */
+  defaultText?: string;
+  help: string;
+}
+
+export interface CommandSpec {
+  usage: string;
+  summary: string;
+  /** Fewest and most positional arguments. */
+  positionals: [number, number];
+  options: OptionSpec[];
+}
+
+const CONNECTION: OptionSpec[] = [
+  {
+    name: "server",
+    type: "string",
+    value: "HOST:PORT",
+    defaultText: `$DFS_SERVER, else ${DEFAULT_SERVER}`,
+    help: "server address",
+  },
+  {
+    name: "token-file",
+    type: "string",
+    value: "F",
+    defaultText: "the token in $DFS_TOKEN",
+    help: "shared secret of a server started with --token-file",
+  },
+  {
+    name: "tls-ca",
+    type: "string",
+    value: "F",
+    defaultText: "$DFS_TLS_CA; none: plain TCP",
+    help: "connect with TLS, trusting the PEM certificates in F",
+  },
+];
+const JSON_OPTION: OptionSpec = { name: "json", type: "boolean", help: "print JSON" };
+const QUIET: OptionSpec = {
+  name: "quiet",
+  type: "boolean",
+  short: "q",
+  help: "print nothing but errors (no progress bar, no summary)",
+};
+const limit = (name: string, value: number, help: string): OptionSpec => ({
+  name,
+  type: "string",
+  value: "N",
+  defaultText: String(value),
+  help,
+});
+
+export const COMMANDS = {
+  serve: {
+    usage: "serve",
+    summary: "run a server: rank 0 and N-1 data nodes",
+    positionals: [0, 0],
+    options: [
+      { name: "ranks", type: "string", value: "N", default: "4", help: "ranks, rank 0 included" },
+      { name: "host", type: "string", value: "HOST", default: "127.0.0.1", help: "listen address" },
+      {
+        name: "port",
+        type: "string",
+        value: "PORT",
+        default: "7070",
+        help: "listen port (0: any)",
+      },
+      { name: "data", type: "string", value: "DIR", default: "./dfs-data", help: "data folder" },
+      { name: "replicas", type: "string", value: "K", default: "2", help: "copies of every chunk" },
+      limit("connections-max", DEFAULT_LIMITS.connectionsMax, "open client connections"),
+      limit("requests-inflight-max", DEFAULT_LIMITS.requestsInflightMax, "requests per connection"),
+      limit("idle-timeout-ms", DEFAULT_LIMITS.idleTimeoutMs, "close idle connections after"),
+      limit("handshake-timeout-ms", DEFAULT_LIMITS.handshakeTimeoutMs, "time to complete hello"),
+      limit("write-timeout-ms", DEFAULT_LIMITS.writeTimeoutMs, "close a client that stops reading"),
+      {
+        name: "token-file",
+        type: "string",
+        value: "F",
+        defaultText: "none",
+        help: "require this secret",
+      },
+      {
+        name: "tls-cert",
+        type: "string",
+        value: "F",
+        defaultText: "none",
+        help: "serve TLS: PEM chain",
+      },
+      {
+        name: "tls-key",
+        type: "string",
+        value: "F",
+        defaultText: "none",
+        help: "serve TLS: PEM key",
+      },
+    ],
+  },
+  put: {
+    usage: "put LOCAL [NAME]",
+    summary: "upload LOCAL (- reads stdin) as NAME (default: LOCAL's base name)",
+    positionals: [1, 2],
+    options: [
+      {
+        name: "replicas",
+        type: "string",
+        value: "K",
+        defaultText: "the server's",
+        help: "copies of this file, 1 to the number of data nodes",
+      },
+      QUIET,
+      ...CONNECTION,
+    ],
+  },
+  get: {
+    usage: "get NAME [LOCAL]",
+    summary: "download NAME to LOCAL (default: NAME's base name; - writes stdout)",
+    positionals: [1, 2],
+    options: [
+      {
+        name: "range",
+        type: "string",
+        value: "START-END",
+        defaultText: "the whole file",
+        help: "only bytes START to END (inclusive; START- runs to the end)",
+      },
+      QUIET,
+      ...CONNECTION,
+    ],
+  },
+  meta: {
+    usage: "meta NAME",
+    summary: "show a file's metadata",
+    positionals: [1, 1],
+    options: [JSON_OPTION, ...CONNECTION],
+  },
+  list: {
+    usage: "list [PREFIX]",
+    summary: "list names, one per line, optionally under PREFIX",
+    positionals: [0, 1],
+    options: [
+      { name: "long", type: "boolean", short: "l", help: "size, modified (UTC), replicas, name" },
+      JSON_OPTION,
+      ...CONNECTION,
+    ],
+  },
+  rm: {
+    usage: "rm NAME...",
+    summary: "remove files (or every file under --prefix)",
+    positionals: [0, Infinity],
+    options: [
+      { name: "prefix", type: "string", value: "P", help: "remove every name starting with P" },
+      QUIET,
+      ...CONNECTION,
+    ],
+  },
+  mv: {
+    usage: "mv OLD NEW",
+    summary: "rename atomically",
+    positionals: [2, 2],
+    options: [
+      { name: "force", type: "boolean", short: "f", help: "replace NEW if it exists" },
+      QUIET,
+      ...CONNECTION,
+    ],
+  },
+  du: {
+    usage: "du [PREFIX]",
+    summary: "bytes used by files under PREFIX, and stored over all replicas",
+    positionals: [0, 1],
+    options: [JSON_OPTION, ...CONNECTION],
+  },
+  df: {
+    usage: "df",
+    summary: "each data node's use and the room on its disk",
+    positionals: [0, 0],
+    options: [JSON_OPTION, ...CONNECTION],
+  },
+  completion: {
+    usage: "completion",
+    summary: "print a bash completion script (source <(dfs completion))",
+    positionals: [0, 0],
+    options: [],
+  },
+} satisfies Record<string, CommandSpec>;
+
+export type CommandName = keyof typeof COMMANDS;
+
+/** `dfs --help`. */
+export function mainHelp(version: string): string {
+  const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length));
+  const lines = [
+    `dfs ${version}: a distributed file store`,
+    "",
+    "Usage: dfs COMMAND [ARGS] [OPTIONS]",
+    "",
+    "Commands:",
+    ...Object.values(COMMANDS).map((c) => `  dfs ${c.usage.padEnd(width)}  ${c.summary}`),
+    `  dfs ${"NAME -a | -r | -m".padEnd(width)}  the original forms of put, get and meta`,
+    "",
+    "Client commands take --server HOST:PORT (default: $DFS_SERVER, else " +
+    `${DEFAULT_SERVER}), --token-file F and --tls-ca F; meta, list, du and df take --json.`,
+    '"dfs COMMAND --help" lists every option of a command with its default. dfs --version.',
+  ];
+  return lines.join("\n");
+}
+
+/** `dfs COMMAND --help`: usage, summary and every option with its default. */
+export function commandHelp(name: CommandName): string {
+  const spec: CommandSpec = COMMANDS[name];
+  const flag = (o: OptionSpec) =>
+    `${o.short ? `-${o.short}, ` : ""}--${o.name}${o.value ? ` ${o.value}` : ""}`;
+  const width = Math.max(0, ...spec.options.map((o) => flag(o).length));
+  const lines = [
+    `Usage: dfs ${spec.usage} [OPTIONS]`,
+    "",
+    `${spec.summary[0].toUpperCase()}${spec.summary.slice(1)}.`,
+  ];
+  if (spec.options.length > 0) lines.push("", "Options:");
+  for (const o of spec.options) {
+    const fallback = o.default ?? o.defaultText;
+    const suffix = fallback === undefined ? "" : ` (default: ${fallback})`;
+    lines.push(`  ${flag(o).padEnd(width)}  ${o.help}${suffix}`);
+  }
+  lines.push(`  ${"-h, --help".padEnd(width)}  show this help`);
+  return lines.join("\n");
+}
+
+/** A bash completion script for commands, options and (for NAME arguments) stored names. */
+export function completionScript(): string {
+  const commands = Object.keys(COMMANDS).join(" ");
+  const cases = Object.entries(COMMANDS as Record<string, CommandSpec>).map(([name, spec]) => {
+    const options = [...spec.options.map((o) => `--${o.name}`), "--help"].join(" ");
+    return `    ${name}) opts="${options}" ;;`;
+  });
+  return `# bash completion for dfs: source <(dfs completion)
+_dfs() {
+  local cur="\${COMP_WORDS[COMP_CWORD]}" cmd="\${COMP_WORDS[1]}" opts=""
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "${commands} --help --version" -- "$cur"))
+    return
+  fi
+  case "$cmd" in
+${cases.join("\n")}
+  esac
+  if [[ "$cur" == -* ]]; then
+    COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  elif [[ "$cmd" =~ ^(get|meta|rm|mv)$ ]]; then
+    COMPREPLY=($(compgen -W "$(dfs list "$cur" 2>/dev/null)" -- "$cur"))
+  else
+    COMPREPLY=($(compgen -f -- "$cur"))
+  fi
+}
+complete -F _dfs dfs
+`;
+}

@@ -1,0 +1,112 @@
+/**
+ * What the CLI prints: sizes, tables, `meta`, `list -l`, `du`, `df`, ranges. Pure.
+ *
+ * @module
+ */
+
+import type { FileMeta, ListEntry, RankCapacity, Usage } from "../client.ts";
+
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+/** Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `3.0 GiB`. */
+export function formatBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${UNITS[unit]}`;
+}
+
+/** Milliseconds since the epoch as `YYYY-MM-DD HH:MM` in UTC. */
+export function formatTime(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+}
+
+/** Rows of cells as aligned columns; columns listed in `right` are right-aligned. */
+export function table(rows: string[][], right: ReadonlySet<number> = new Set()): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, cell.length));
+  }
+  return rows.map((row) =>
+    row.map((cell, i) => {
+      if (i === row.length - 1 && !right.has(i)) return cell; // no trailing spaces
+      return right.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]);
+    }).join("  ")
+  ).join("\n");
+}
+
+/** `dfs list -l`: size, modified time (UTC), replicas and name, in aligned columns. */
+export function formatLongList(entries: readonly ListEntry[]): string {
+  const rows = entries.map((
+    e,
+  ) => [formatBytes(e.size), formatTime(e.modified), String(e.replicas), e.name]);
+  return table(rows, new Set([0, 2]));
+}
+
+/** The human form of `dfs meta`. */
+export function formatMeta(m: FileMeta): string {
+  const lines = [
+    `name      ${m.name}`,
+    `size      ${m.size} bytes`,
+    `sha256    ${m.sha256}`,
+    `version   ${m.version}`,
+    `modified  ${new Date(m.modified).toISOString()}`,
+    `replicas  ${m.replicas}`,
+    `chunks    ${m.chunks.length}`,
+  ];
+  const width = String(m.chunks.length - 1).length;
+  m.chunks.forEach((c, i) => {
+    lines.push(`  ${String(i).padStart(width)}  ${c.size} bytes on ranks ${c.ranks.join(", ")}`);
+  });
+  return lines.join("\n");
+}
+
+/** `dfs du`: one line with the file count, bytes, and bytes stored over all replicas. */
+export function formatUsage(usage: Usage, prefix: string): string {
+  const files = `${usage.files} file${usage.files === 1 ? "" : "s"}`;
+  const stored = `${formatBytes(usage.storedBytes)} stored`;
+  return `${formatBytes(usage.bytes)}  ${stored}  ${files}  ${prefix === "" ? "(all)" : prefix}`;
+}
+
+/**
+ * `dfs df`: each data node's bytes held, the size and free space of its file system, and a total
+ * in which file systems shared by several nodes count once.
+ */
+export function formatCapacity(ranks: readonly (RankCapacity & { device?: number })[]): string {
+  const rows = [["rank", "held", "size", "available", "use%"]];
+  const row = (name: string, held: number, total: number, available: number) => {
+    const used = total === 0 ? 0 : (100 * (total - available)) / total;
+    rows.push([
+      name,
+      formatBytes(held),
+      formatBytes(total),
+      formatBytes(available),
+      `${used.toFixed(0)}%`,
+    ]);
+  };
+  for (const r of ranks) row(String(r.rank), r.bytesHeld, r.totalBytes, r.availableBytes);
+  const devices = new Map<string, RankCapacity>();
+  for (const r of ranks) devices.set(String(r.device ?? r.rank), r);
+  const held = ranks.reduce((n, r) => n + r.bytesHeld, 0);
+  const total = [...devices.values()].reduce((n, r) => n + r.totalBytes, 0);
+  const available = [...devices.values()].reduce((n, r) => n + r.availableBytes, 0);
+  row("total", held, total, available);
+  return table(rows, new Set([1, 2, 3, 4]));
+}
+
+/**
+ * Parses `--range START-END` (inclusive byte offsets, as HTTP and curl have them; `START-` runs to
+ * the end) into `{ start, end }` with `end` exclusive, or throws an Error naming the problem.
+ */
+export function parseRange(text: string): { start: number; end?: number } {
+  const match = /^(\d+)-(\d*)$/.exec(text);
+  if (!match) throw new Error(`--range must be START-END or START-, got "${text}"`);
+  const start = Number(match[1]);
+  if (match[2] === "") return { start };
+  const last = Number(match[2]);
+  if (last < start) throw new Error(`--range ${text} ends before it starts`);
+  return { start, end: last + 1 };
+}

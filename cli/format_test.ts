@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import {
+  formatBytes,
+  formatCapacity,
+  formatLongList,
+  formatUsage,
+  parseRange,
+  table,
+} from "./format.ts";
+import { Progress, progressLine } from "./progress.ts";
+
+Deno.test("formatBytes() uses binary units with one decimal", () => {
+  assert.equal(formatBytes(0), "0 B");
+  assert.equal(formatBytes(1023), "1023 B");
+  assert.equal(formatBytes(1536), "1.5 KiB");
+  assert.equal(formatBytes(3 * 2 ** 30), "3.0 GiB");
+});
+
+Deno.test("table() aligns columns and leaves no trailing spaces", () => {
+  assert.equal(table([["a", "bb"], ["ccc", "d"]]), "a    bb\nccc  d");
+  assert.equal(table([["1", "x"], ["100", "y"]], new Set([0])), "  1  x\n100  y");
+});
+
+Deno.test("formatLongList() shows size, UTC time, replicas and name in columns", () => {
+  const text = formatLongList([
+    { name: "a", size: 10, modified: Date.UTC(2026, 10, 24, 6, 5), replicas: 2 },
+    { name: "dir/b", size: 3 * 2 ** 20, modified: Date.UTC(2026, 0, 2, 3, 4), replicas: 3 },
+  ]);
+  assert.equal(text, "   10 B  2026-11-24 06:05  2  a\n3.0 MiB  2026-01-02 03:04  3  dir/b");
+});
+
+Deno.test("formatUsage() and formatCapacity() count shared file systems once", () => {
+  assert.equal(
+    formatUsage({ files: 2, bytes: 2048, storedBytes: 4096 }, "d/"),
+    "2.0 KiB  4.0 KiB stored  2 files  d/",
+  );
+  const text = formatCapacity([
+    { rank: 1, bytesHeld: 1024, totalBytes: 4096, availableBytes: 1024, device: 7 },
+    { rank: 2, bytesHeld: 2048, totalBytes: 4096, availableBytes: 1024, device: 7 },
+  ]);
+  const lines = text.split("\n");
+  assert.equal(lines.length, 4);
+  assert.match(lines[0], /^rank\s+held\s+size\s+available\s+use%$/);
+  assert.match(lines[3], /^total\s+3\.0 KiB\s+4\.0 KiB\s+1\.0 KiB\s+75%$/);
+});
+
+Deno.test("parseRange() reads inclusive START-END and open START-", () => {
+  assert.deepEqual(parseRange("0-99"), { start: 0, end: 100 });
+  assert.deepEqual(parseRange("5-"), { start: 5 });
+  assert.throws(() => parseRange("9-3"), /ends before it starts/);
+  assert.throws(() => parseRange("x-3"), /START-END/);
+});
+
+Deno.test("progressLine() shows done, total, percent, rate and time left", () => {
+  assert.equal(
+    progressLine(2 ** 20, 4 * 2 ** 20, 1000),
+    "1.0 MiB / 4.0 MiB  25%  1.0 MiB/s  3 s left",
+  );
+  assert.equal(progressLine(2048, undefined, 2000), "2.0 KiB  1.0 KiB/s");
+});
+
+Deno.test("Progress redraws at most every PROGRESS_REDRAW_MS and ends with a newline", () => {
+  const written: string[] = [];
+  let now = 0;
+  const out = { writeSync: (p: Uint8Array) => written.push(new TextDecoder().decode(p)) };
+  const progress = new Progress(100, { out, now: () => now });
+  for (let i = 0; i < 10; i++) {
+    now += 10;
+    progress.add(10);
+  }
+  progress.finish();
+  assert.equal(written.length, 3); // the first add, the final line, the newline
+  assert.equal(written.at(-1), "\n");
+  assert.ok(written.at(-2)!.startsWith("\r100 B / 100 B  100%"), written.at(-2));
+});
