@@ -71,5 +71,5 @@ Deno.test("Progress redraws at most every PROGRESS_REDRAW_MS and ends with a new
   progress.finish();
   assert.equal(written.length, 3); // the first add, the final line, the newline
   assert.equal(written.at(-1), "\n");
-  assert.ok(written.at(-2)!.startsWith("\r100 B / 100 B  100%"), written.at(-2));
+  assert.ok(written.at(-2)!.startsWith("\r100 B / 100 B  100%"), written.at(-2)!);
 });
