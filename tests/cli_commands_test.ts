@@ -57,7 +57,7 @@ async function chunksMatchMetadata(server: TestServer): Promise<void> {
 }
 
 Deno.test("dfs everyday commands through the CLI", async (t) => {
-  let server = await TestServer.start();
+  let server = await TestServer.start({ launcher: true });
   const cwd = await Deno.makeTempDir({ prefix: "dfs-cli-more-" });
   const at = () => ["--server", server.address];
   const data = pseudoRandomBytes(3 * MiB + 5, 1);
@@ -77,7 +77,7 @@ Deno.test("dfs everyday commands through the CLI", async (t) => {
         assert.equal(missing.code, 1);
         assert.match(missing.stderr, /^dfs: Cannot find "rm\/a": file does not exist\n$/);
         await server.stop("SIGKILL");
-        server = await server.restart();
+        server = await server.restart({ launcher: true });
         assert.equal(ok(await dfs(["list", "rm/", ...at()])).stdout, "rm/keep\n");
         await chunksMatchMetadata(server);
       },
@@ -114,7 +114,7 @@ Deno.test("dfs everyday commands through the CLI", async (t) => {
         );
         ok(await dfs(["mv", "--force", "mv/new", "mv/other", ...at()]));
         await server.stop("SIGKILL");
-        server = await server.restart();
+        server = await server.restart({ launcher: true });
         assert.equal(ok(await dfs(["list", "mv/", ...at()])).stdout, "mv/other\n");
         assert.deepEqual(ok(await dfs(["get", "mv/other", "-", ...at()])).bytes, data);
         await chunksMatchMetadata(server);
