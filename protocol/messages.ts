@@ -169,7 +169,7 @@ export function parseRequest(value: unknown): Request {
     case "df":
       return { op, id };
     default:
-      throw invalid(`unknown operation ${JSON.stringify(String(op)).slice(0, 80)}`);
+      throw invalid(`unknown operation ${describe(op)}`);
   }
 }
 
@@ -185,7 +185,7 @@ export function parseHello(value: unknown, supportedVersion: number): HelloReque
     throw new DfsError(
       "VERSION_MISMATCH",
       `Protocol version ${
-        String(m.version).slice(0, 20)
+        describe(m.version)
       } is not supported (server speaks ${supportedVersion})`,
     );
   }
@@ -212,10 +212,20 @@ function checkCount(value: unknown, what: string): number {
   return value;
 }
 
+/** A short, safe rendering of any decoded value for an error message (never throws). */
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.slice(0, 40));
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (value === null || value === undefined) return String(value);
+  return `of type ${
+    value instanceof Uint8Array ? "bytes" : Array.isArray(value) ? "array" : typeof value
+  }`;
+}
+
 function asRecord(value: unknown): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw invalid("a message must be a CBOR map");
-  }
+  const plain = typeof value === "object" && value !== null &&
+    Object.getPrototypeOf(value) === Object.prototype;
+  if (!plain) throw invalid("a message must be a CBOR map");
   return value as Record<string, unknown>;
 }
 

@@ -118,3 +118,19 @@ Deno.test("parseRequest() refuses bad rm, mv, range and replicas fields", () => 
     /replicas must be/,
   );
 });
+
+Deno.test("parseRequest() and parseHello() describe odd values without throwing", () => {
+  assertRefused(new Uint8Array(8), "INVALID_REQUEST", /CBOR map/);
+  assertRefused(new Map([["op", "get"]]), "INVALID_REQUEST", /CBOR map/);
+  assertRefused(
+    { op: { toString: 1 }, id: 1 },
+    "INVALID_REQUEST",
+    /unknown operation of type object/,
+  );
+  assertRefused({ op: "x".repeat(1000), id: 1 }, "INVALID_REQUEST", /unknown operation "x{40}"$/);
+  assert.throws(
+    () => parseHello({ op: "hello", version: { toString: 1 } }, PROTOCOL_VERSION),
+    (e: unknown) =>
+      e instanceof DfsError && e.code === "VERSION_MISMATCH" && /of type object/.test(e.message),
+  );
+});

@@ -12,14 +12,16 @@ const encoder = new TextEncoder();
 
 /**
  * Checks a file name and returns it unchanged. Names are UTF-8, 1 to `NAME_BYTES_MAX` bytes, with no
- * NUL, no leading `/`, and no empty, `.` or `..` segment between slashes.
+ * NUL, no U+FFFD (what invalid UTF-8 decodes to), no leading `/`, and no empty, `.` or `..`
+ * segment between slashes.
  *
  * @throws {DfsError} `INVALID_REQUEST` saying which rule the name breaks.
  */
 export function validateName(name: unknown): string {
   if (typeof name !== "string") throw invalid("name must be a string");
   if (name.length === 0) throw invalid("name is empty");
-  if (!name.isWellFormed()) throw invalid("name is not valid UTF-8");
+  // The decoder turns invalid UTF-8 into U+FFFD, so that character stands for it here.
+  if (!name.isWellFormed() || name.includes("\uFFFD")) throw invalid("name is not valid UTF-8");
   const bytes = encoder.encode(name).length;
   if (bytes > NAME_BYTES_MAX) {
     throw invalid(`name is ${bytes} bytes, over the limit of ${NAME_BYTES_MAX}`);
@@ -42,7 +44,9 @@ export function validateName(name: unknown): string {
 export function validatePrefix(prefix: unknown): string {
   if (prefix === undefined || prefix === null) return "";
   if (typeof prefix !== "string") throw invalid("prefix must be a string");
-  if (!prefix.isWellFormed()) throw invalid("prefix is not valid UTF-8");
+  if (!prefix.isWellFormed() || prefix.includes("\uFFFD")) {
+    throw invalid("prefix is not valid UTF-8");
+  }
   if (encoder.encode(prefix).length > NAME_BYTES_MAX) {
     throw invalid(`prefix is over the limit of ${NAME_BYTES_MAX} bytes`);
   }

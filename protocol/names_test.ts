@@ -49,3 +49,8 @@ Deno.test("validatePrefix() allows an empty or partial prefix and rejects NUL", 
   assert.throws(() => validatePrefix("a\0"), /NUL/);
   assert.throws(() => validatePrefix(7), /must be a string/);
 });
+
+Deno.test("validateName() refuses U+FFFD, which stands for invalid UTF-8 after decoding", () => {
+  assertInvalid("a\uFFFDb", /not valid UTF-8/);
+  assert.throws(() => validatePrefix("\uFFFD"), /not valid UTF-8/);
+});

@@ -435,12 +435,23 @@ class Connection {
   }
 
   async #sendError(id: number, error: unknown): Promise<void> {
+    // A client that went away mid-request is no fault of the server's.
+    if (this.#closed || isConnectionError(error)) return;
     if (!(error instanceof DfsError)) console.error("dfs: internal error:", error);
-    if (this.#closed) return;
     try {
       await this.#writer.send({ op: "error", id, ...DfsError.wireOf(error) });
     } catch { /* the client is gone */ }
   }
+}
+
+/** A socket failure: the client closed or reset the connection. */
+function isConnectionError(error: unknown): boolean {
+  return error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
 }
 
 /** The id of a request that failed validation, when the frame has a usable one. */
