@@ -16,7 +16,7 @@
 
 import { createHash } from "node:crypto";
 import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/auth.ts";
-import { FrameReader, FrameWriter } from "./protocol/conn.ts";
+import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
@@ -386,16 +386,6 @@ function withTimeout(connecting: Promise<Deno.Conn>, signal: AbortSignal): Promi
   });
   connecting.then((conn) => signal.aborted && conn.close(), () => {});
   return Promise.race([connecting, aborted]);
-}
-
-/** A socket failure (the server went away), as opposed to an error of the caller's source. */
-function isConnectionError(error: unknown): error is Error {
-  return error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted;
 }
 
 /** Returns an `ok` reply; throws the error a reply carries, or a protocol error. */

@@ -142,3 +142,13 @@ export class FrameWriter {
     }
   }
 }
+
+/** A socket failure: the peer closed or reset the connection, or it was closed under us. */
+export function isConnectionError(error: unknown): error is Error {
+  return error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}

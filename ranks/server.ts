@@ -13,7 +13,7 @@ import {
   proofMatches,
   serverProof,
 } from "../protocol/auth.ts";
-import { FrameReader, FrameWriter } from "../protocol/conn.ts";
+import { FrameReader, FrameWriter, isConnectionError } from "../protocol/conn.ts";
 import { DfsError } from "../protocol/errors.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
 import {
@@ -442,16 +442,6 @@ class Connection {
       await this.#writer.send({ op: "error", id, ...DfsError.wireOf(error) });
     } catch { /* the client is gone */ }
   }
-}
-
-/** A socket failure: the client closed or reset the connection. */
-function isConnectionError(error: unknown): boolean {
-  return error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.NotConnected ||
-    error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted;
 }
 
 /** The id of a request that failed validation, when the frame has a usable one. */
