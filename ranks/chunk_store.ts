@@ -43,6 +43,11 @@ export interface ChunkStore {
    */
   write(id: string, bytes: Uint8Array): Promise<void>;
   /**
+   * Replaces a chunk's content atomically (a repair from a good replica): writes a temporary file,
+   * fsyncs it, renames it over the chunk and fsyncs the folder. The chunk may be missing before.
+   */
+  replace(id: string, bytes: Uint8Array): Promise<void>;
+  /**
    * Reads a whole chunk into a fresh Uint8Array that owns its own ArrayBuffer exactly (byteOffset
    * 0, buffer.byteLength === length) so it can be transferred with postMessage. Missing -> DfsError
    * NOT_FOUND. If expectedSize is given and differs -> DfsError CORRUPTED. With `into` (at least
@@ -106,6 +111,26 @@ export class DiskChunkStore implements ChunkStore {
   /** How many fsyncs of the chunk folder were started (to observe group commit). */
   get syncCount(): number {
     return this.#entries.count;
+  }
+
+  async replace(id: string, bytes: Uint8Array): Promise<void> {
+    const path = this.#path(id);
+    const temporary = `${path}.repair`; // not a chunk id: scan() removes a leftover
+    await removeIfExists(temporary);
+    let file: Deno.FsFile | undefined;
+    try {
+      file = await Deno.open(temporary, { createNew: true, write: true });
+      await writeAll(file, bytes);
+      await file.syncData();
+      file.close();
+      file = undefined;
+      await Deno.rename(temporary, path);
+      await this.syncEntries();
+    } catch (error) {
+      file?.close();
+      await removeIfExists(temporary).catch(() => {});
+      throw storeError(id, error);
+    }
   }
 
   async write(id: string, bytes: Uint8Array): Promise<void> {
@@ -248,6 +273,13 @@ export class MemoryChunkStore implements ChunkStore {
       if (this.#chunks.has(id)) {
         throw new DfsError("INTERNAL", `Cannot store chunk ${id}: chunk already exists`);
       }
+      this.#chunks.set(id, bytes.slice());
+    });
+  }
+
+  replace(id: string, bytes: Uint8Array): Promise<void> {
+    return Promise.try(() => {
+      this.#check(id);
       this.#chunks.set(id, bytes.slice());
     });
   }

@@ -30,6 +30,18 @@ export function runChunkStoreSuite(options: ChunkStoreSuiteOptions): void {
     });
   };
 
+  test("replace() overwrites a chunk, or recreates a missing one", async (store) => {
+    const id = newChunkId();
+    await store.write(id, randomBytes(1000));
+    const fresh = randomBytes(700);
+    await store.replace(id, fresh);
+    assert.deepEqual(await store.read(id), fresh);
+    await store.delete([id]);
+    await store.replace(id, fresh);
+    assert.deepEqual(await store.read(id, { expectedSize: 700 }), fresh);
+    assert.deepEqual([...(await store.scan())], [[id, 700]]);
+  });
+
   test("read() with into fills the caller's buffer when the chunk fits", async (store) => {
     for (const size of [4096, 256 * 1024 + 1, 1024 * 1024]) {
       const id = newChunkId();

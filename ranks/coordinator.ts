@@ -12,6 +12,7 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { assert, DfsError } from "../protocol/errors.ts";
 import { BufferPool } from "../protocol/buffer_pool.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
@@ -77,6 +78,8 @@ export class Coordinator {
   readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, {
     buffersMax: POOL_BUFFERS_MAX,
   });
+  /** Replicas rewritten from a good copy since start (read repair). */
+  repairs = 0;
   #comm: Comm;
   #dataRanks: number[];
   #replicas: number;
@@ -328,19 +331,33 @@ export class Coordinator {
   }
 
   /** Reads one chunk from one of its replicas (spread by chunk index), failing over to the others. */
+  /**
+   * Reads one chunk from one of its replicas (spread by chunk index), failing over to the others.
+   * A replica found corrupted (bad CRC32 or size) or missing is rewritten from the good bytes
+   * (read repair) without delaying the read.
+   */
   async #readChunk(chunk: ChunkRef, index: number): Promise<Uint8Array> {
     let lastError: unknown;
+    const damaged: number[] = [];
     for (let i = 0; i < chunk.ranks.length; i++) {
       const rank = chunk.ranks[(index + i) % chunk.ranks.length];
       try {
         // Lend the node a pooled buffer to read into; it comes back holding the chunk.
         const into = chunk.size <= this.pool.bufferBytes ? this.pool.take().buffer : undefined;
-        const call: NodeCall = { op: "read", id: chunk.id, size: chunk.size, into };
+        const call: NodeCall = {
+          op: "read",
+          id: chunk.id,
+          size: chunk.size,
+          crc32: chunk.crc32,
+          into,
+        };
         const bytes = await this.#call<Uint8Array>(rank, call, into && [into]);
-        if (bytes.length === chunk.size) return bytes;
-        lastError = new DfsError("CORRUPTED", `Chunk on rank ${rank} has the wrong size`);
+        if (damaged.length > 0) this.#repair(chunk, bytes, damaged);
+        return bytes;
       } catch (error) {
         lastError = error;
+        const code = error instanceof DfsError ? error.code : undefined;
+        if (code === "CORRUPTED" || code === "NOT_FOUND") damaged.push(rank);
       }
     }
     throw lastError instanceof DfsError
@@ -348,17 +365,33 @@ export class Coordinator {
       : new DfsError("UNAVAILABLE", `Cannot read a chunk from ranks ${chunk.ranks.join(", ")}`);
   }
 
+  /** Rewrites a chunk on the ranks that had it damaged or missing, from good bytes. */
+  #repair(chunk: ChunkRef, good: Uint8Array, ranks: readonly number[]): void {
+    for (const rank of ranks) {
+      const copy = this.#copy(good);
+      const call: NodeCall = { op: "restore", id: chunk.id, bytes: copy, crc32: chunk.crc32 };
+      this.#call(rank, call, [copy.buffer as ArrayBuffer]).then(
+        () => {
+          this.repairs++;
+          console.error(`dfs: repaired chunk ${chunk.id} on rank ${rank} from a good replica`);
+        },
+        (error) => console.error(`dfs: cannot repair chunk ${chunk.id} on rank ${rank}: ${error}`),
+      );
+    }
+  }
+
   // ---- used by Upload ----
 
   /** Sends a chunk to the least loaded data nodes; resolves when every replica is durable. */
   storeChunk(bytes: Uint8Array, replicas: number): { ref: ChunkRef; durable: Promise<void> } {
     const ranks = this.#loads.place(bytes.length, replicas);
-    const ref = { id: newChunkId(), size: bytes.length, ranks };
+    // The checksum is taken as the bytes arrive; each data node checks it before writing.
+    const ref: ChunkRef = { id: newChunkId(), size: bytes.length, ranks, crc32: crc32(bytes) };
     const writes = ranks.map(async (rank, i) => {
       // The last replica takes the caller's buffer; the others get copies (transfer detaches).
       // Each node hands the buffer back with its answer, and it returns to the pool.
       const copy = i === ranks.length - 1 ? bytes : this.#copy(bytes);
-      const call: NodeCall = { op: "write", id: ref.id, bytes: copy };
+      const call: NodeCall = { op: "write", id: ref.id, bytes: copy, crc32: ref.crc32 };
       this.pool.give(await this.#call<ArrayBuffer>(rank, call, [copy.buffer as ArrayBuffer]));
     });
     return { ref, durable: Promise.all(writes).then(() => {}) };

@@ -7,6 +7,7 @@
  */
 
 import { statfs } from "node:fs/promises";
+import { crc32 } from "node:zlib";
 import { DfsError } from "../protocol/errors.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import {
@@ -48,13 +49,21 @@ export class DataNode {
   async handle(call: NodeCall): Promise<unknown> {
     switch (call.op) {
       case "write":
+        this.#verify(call.id, call.bytes, call.crc32, "arrived damaged");
         await this.#store.write(call.id, call.bytes);
         return true;
-      case "read":
-        return await this.#store.read(call.id, {
+      case "restore":
+        this.#verify(call.id, call.bytes, call.crc32, "arrived damaged");
+        await this.#store.replace(call.id, call.bytes);
+        return true;
+      case "read": {
+        const bytes = await this.#store.read(call.id, {
           expectedSize: call.size,
           into: call.into && new Uint8Array(call.into),
         });
+        this.#verify(call.id, bytes, call.crc32, `on rank ${this.rank} is corrupted`);
+        return bytes;
+      }
       case "commit":
         await this.#store.syncEntries();
         await this.#append({ kind: "commit", manifest: call.manifest });
@@ -84,6 +93,12 @@ export class DataNode {
       default:
         throw new DfsError("INVALID_REQUEST", `Unknown node call ${JSON.stringify(call)}`);
     }
+  }
+
+  /** Checks bytes against their CRC32 right before writing and right after reading. */
+  #verify(id: string, bytes: Uint8Array, expected: number | undefined, what: string): void {
+    if (expected === undefined || crc32(bytes) === expected) return;
+    throw new DfsError("CORRUPTED", `Chunk ${id} ${what}: its CRC32 does not match`);
   }
 
   /** This node's newest version of each name under `prefix`. */

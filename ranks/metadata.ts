@@ -18,6 +18,8 @@ export interface ChunkRef {
   id: string;
   size: number;
   ranks: number[];
+  /** CRC32 of the chunk's bytes, computed by rank 0 when they arrived. */
+  crc32?: number;
 }
 
 /**

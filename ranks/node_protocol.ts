@@ -11,9 +11,11 @@ import type { Manifest, RankRepair, RankScan, VersionedEntry } from "./metadata.
 /** A request rank 0 sends to one data node. */
 export type NodeCall =
   /** Store a chunk durably (bytes fsynced; directory entry made durable by the next commit). */
-  | { op: "write"; id: string; bytes: Uint8Array }
+  | { op: "write"; id: string; bytes: Uint8Array; crc32?: number }
+  /** Rewrite a damaged or missing replica from a good one (read repair), atomically. */
+  | { op: "restore"; id: string; bytes: Uint8Array; crc32?: number }
   /** Read a chunk back; the reply is its bytes, transferred. `into` is a spare buffer to fill. */
-  | { op: "read"; id: string; size: number; into?: ArrayBuffer }
+  | { op: "read"; id: string; size: number; crc32?: number; into?: ArrayBuffer }
   /** Make the chunks' directory entries durable, then append the manifest to the log. */
   | { op: "commit"; manifest: Manifest }
   /** Rename at once: the version `fromVersion` of the tombstone's name becomes `manifest`. */
