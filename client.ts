@@ -20,11 +20,26 @@ import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts"
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
-import type { FileMeta, ListEntry, RankCapacity, Reply, Usage } from "./protocol/messages.ts";
+import type {
+  FileMeta,
+  FsckReport,
+  ListEntry,
+  RankCapacity,
+  Reply,
+  StatusReport,
+  Usage,
+} from "./protocol/messages.ts";
 
 export { DfsError } from "./protocol/errors.ts";
 export type { ErrorCode } from "./protocol/errors.ts";
-export type { FileMeta, ListEntry, RankCapacity, Usage } from "./protocol/messages.ts";
+export type {
+  FileMeta,
+  FsckReport,
+  ListEntry,
+  RankCapacity,
+  StatusReport,
+  Usage,
+} from "./protocol/messages.ts";
 
 /** The address used when none is given: `DFS_SERVER`, else this. */
 export const DEFAULT_SERVER = "127.0.0.1:7070";
@@ -165,6 +180,20 @@ export class DfsClient {
   /** Each data node's bytes held, and the size and free space of the file system it is on. */
   capacity(): Promise<RankCapacity[]> {
     return this.#request<RankCapacity[]>({ op: "df" });
+  }
+
+  /**
+   * Checks every replica of every chunk against its CRC32 and repairs what it can: files healthy,
+   * repaired, under-replicated (a replica could not be checked or rewritten) and lost (a chunk with
+   * no good replica).
+   */
+  fsck(): Promise<FsckReport> {
+    return this.#request<FsckReport>({ op: "fsck" });
+  }
+
+  /** Each data node's state, bytes and chunks held, and the repair and scrub counters. */
+  status(): Promise<StatusReport> {
+    return this.#request<StatusReport>({ op: "status" });
   }
 
   /** Sends one request and returns the result of its single `ok` reply. */

@@ -17,8 +17,10 @@ import {
 } from "./cli/commands.ts";
 import {
   formatCapacity,
+  formatFsck,
   formatLongList,
   formatMeta,
+  formatStatus,
   formatUsage,
   parseRange,
 } from "./cli/format.ts";
@@ -119,6 +121,8 @@ const RUNNERS: Record<CommandName, (values: Values, positionals: string[]) => Pr
   mv,
   du,
   df,
+  fsck,
+  status,
   completion: () => Promise.resolve(void console.log(completionScript())),
 };
 
@@ -181,6 +185,13 @@ async function serve(values: Values): Promise<void> {
       `(${ranks} ranks, ${replicas} replicas, ${cluster.coordinator.fileCount} files in ${dataDir}` +
       `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})`,
   );
+  const scrubBytesPerSec = integer(values["scrub-bytes-per-sec"], "--scrub-bytes-per-sec", "serve");
+  const scrubbing = new AbortController();
+  const scrubber = scrubBytesPerSec === 0 ? Promise.resolve() : cluster.coordinator.scrub({
+    bytesPerSec: scrubBytesPerSec,
+    pauseMs: integer(values["scrub-pause-ms"], "--scrub-pause-ms", "serve"),
+    signal: scrubbing.signal,
+  }).catch((error) => console.error("dfs: the scrubber stopped:", error));
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();
   Deno.addSignalListener("SIGINT", stop);
@@ -188,7 +199,9 @@ async function serve(values: Values): Promise<void> {
   await stopped.promise;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
+  scrubbing.abort();
   await server.close();
+  await scrubber;
   await cluster.close();
   console.error("dfs: stopped");
 }
@@ -314,6 +327,24 @@ async function du(values: Values, [prefix]: string[]): Promise<void> {
   await using client = await connect(values);
   const usage = await client.usage(prefix ?? "");
   console.log(values.json ? JSON.stringify(usage) : formatUsage(usage, prefix ?? ""));
+}
+
+async function fsck(values: Values): Promise<void> {
+  await using client = await connect(values);
+  const report = await client.fsck();
+  console.log(values.json ? JSON.stringify(report) : formatFsck(report));
+  if (report.lost.length > 0) {
+    throw new DfsError(
+      "CORRUPTED",
+      `${report.lost.length} file(s) lost: no good replica of a chunk`,
+    );
+  }
+}
+
+async function status(values: Values): Promise<void> {
+  await using client = await connect(values);
+  const report = await client.status();
+  console.log(values.json ? JSON.stringify(report) : formatStatus(report));
 }
 
 async function df(values: Values): Promise<void> {

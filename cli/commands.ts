@@ -8,6 +8,11 @@
 import { DEFAULT_SERVER } from "../client.ts";
 import { DEFAULT_LIMITS } from "../ranks/server.ts";
 
+/** Bytes per second the background scrubber reads by default (over all replicas). */
+export const SCRUB_BYTES_PER_SEC = 16 * 1024 * 1024;
+/** Pause between two scrub passes by default. */
+export const SCRUB_PAUSE_MS = 60_000;
+
 export interface OptionSpec {
   name: string;
   type: "string" | "boolean";
@@ -89,6 +94,20 @@ export const COMMANDS = {
       limit("idle-timeout-ms", DEFAULT_LIMITS.idleTimeoutMs, "close idle connections after"),
       limit("handshake-timeout-ms", DEFAULT_LIMITS.handshakeTimeoutMs, "time to complete hello"),
       limit("write-timeout-ms", DEFAULT_LIMITS.writeTimeoutMs, "close a client that stops reading"),
+      {
+        name: "scrub-bytes-per-sec",
+        type: "string",
+        value: "N",
+        default: String(SCRUB_BYTES_PER_SEC),
+        help: "background scrub rate, all replicas (0: off)",
+      },
+      {
+        name: "scrub-pause-ms",
+        type: "string",
+        value: "N",
+        default: String(SCRUB_PAUSE_MS),
+        help: "pause between scrub passes",
+      },
       {
         name: "token-file",
         type: "string",
@@ -189,6 +208,18 @@ export const COMMANDS = {
   df: {
     usage: "df",
     summary: "each data node's use and the room on its disk",
+    positionals: [0, 0],
+    options: [JSON_OPTION, ...CONNECTION],
+  },
+  fsck: {
+    usage: "fsck",
+    summary: "check every replica of every chunk now, repair what can be; exit 1 if a file is lost",
+    positionals: [0, 0],
+    options: [JSON_OPTION, ...CONNECTION],
+  },
+  status: {
+    usage: "status",
+    summary: "each rank's state and load, repairs, scrub progress and problems",
     positionals: [0, 0],
     options: [JSON_OPTION, ...CONNECTION],
   },

@@ -4,7 +4,14 @@
  * @module
  */
 
-import type { FileMeta, ListEntry, RankCapacity, Usage } from "../client.ts";
+import type {
+  FileMeta,
+  FsckReport,
+  ListEntry,
+  RankCapacity,
+  StatusReport,
+  Usage,
+} from "../client.ts";
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
@@ -109,4 +116,34 @@ export function parseRange(text: string): { start: number; end?: number } {
   const last = Number(match[2]);
   if (last < start) throw new Error(`--range ${text} ends before it starts`);
   return { start, end: last + 1 };
+}
+
+/** `dfs fsck`: a summary line, then the names of files that are not healthy, by kind. */
+export function formatFsck(r: FsckReport): string {
+  const lines = [
+    `${r.files} files, ${r.chunks} chunks, ${formatBytes(r.bytesChecked)} checked: ` +
+    `${r.healthy} healthy, ${r.repaired.length} repaired, ` +
+    `${r.underReplicated.length} under-replicated, ${r.lost.length} lost`,
+  ];
+  for (const name of r.repaired) lines.push(`repaired          ${name}`);
+  for (const name of r.underReplicated) lines.push(`under-replicated  ${name}`);
+  for (const name of r.lost) {
+    lines.push(`LOST              ${name} (no good replica of some chunk)`);
+  }
+  return lines.join("\n");
+}
+
+/** `dfs status`: one row per rank, then the store-wide counters. */
+export function formatStatus(s: StatusReport): string {
+  const rows = [["rank", "state", "held", "chunks"]];
+  for (const r of s.ranks) {
+    rows.push([String(r.rank), r.state, formatBytes(r.bytesHeld), String(r.chunks)]);
+  }
+  return [
+    table(rows, new Set([2, 3])),
+    `${s.files} files; ${s.repairs} replicas repaired; scrub: ${s.scrub.passes} passes, ` +
+    `${
+      formatBytes(s.scrub.bytes)
+    } checked; recently ${s.underReplicated} under-replicated, ${s.lost} lost`,
+  ].join("\n");
 }

@@ -17,6 +17,7 @@
  * | `rm {name}` or `rm {prefix}` | `ok {result: {removed}}` |
  * | `mv {from, to, force?}` | `ok {result: FileMeta}` of the new name |
  * | `du {prefix?}` / `df` | `ok {result: Usage}` / `ok {result: RankCapacity[]}` |
+ * | `fsck` / `status` | `ok {result: FsckReport}` / `ok {result: StatusReport}` |
  *
  * Any request can end in `error {code, message}` instead, after which no more frames for its id
  * follow. A client ends a put early with `abort`.
@@ -53,6 +54,27 @@ export interface ListEntry {
   replicas: number;
 }
 
+/** What `dfs fsck` found: files by health, with names. */
+export interface FsckReport {
+  files: number;
+  chunks: number;
+  bytesChecked: number;
+  healthy: number;
+  repaired: string[];
+  underReplicated: string[];
+  lost: string[];
+}
+
+/** What `dfs status` shows. */
+export interface StatusReport {
+  files: number;
+  ranks: { rank: number; state: "up" | "down"; bytesHeld: number; chunks: number }[];
+  repairs: number;
+  scrub: { passes: number; bytes: number };
+  underReplicated: number;
+  lost: number;
+}
+
 export interface HelloRequest {
   op: "hello";
   version: number;
@@ -70,7 +92,9 @@ export type Request =
   | { op: "rm"; id: number; prefix: string }
   | { op: "mv"; id: number; from: string; to: string; force: boolean }
   | { op: "du"; id: number; prefix: string }
-  | { op: "df"; id: number };
+  | { op: "df"; id: number }
+  | { op: "fsck"; id: number }
+  | { op: "status"; id: number };
 
 /** `du`: files under a prefix, their bytes, and the bytes stored for them on all replicas. */
 export interface Usage {
@@ -92,7 +116,7 @@ export interface RankCapacity {
 export type Reply =
   | { op: "hello"; version: number; server: string; chunkSizeBytes: number; challenge?: Uint8Array }
   | { op: "auth"; proof: Uint8Array }
-  | { op: "ok"; id: number; result?: FileMeta | Usage | RankCapacity[] | { removed: number } }
+  | { op: "ok"; id: number; result?: unknown }
   | { op: "data"; id: number; bytes: Uint8Array }
   | { op: "entries"; id: number; entries: ListEntry[] }
   | { op: "end"; id: number }
@@ -167,6 +191,8 @@ export function parseRequest(value: unknown): Request {
         force: m.force === true,
       };
     case "df":
+    case "fsck":
+    case "status":
       return { op, id };
     default:
       throw invalid(`unknown operation ${describe(op)}`);

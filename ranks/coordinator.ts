@@ -16,7 +16,14 @@ import { crc32 } from "node:zlib";
 import { assert, DfsError } from "../protocol/errors.ts";
 import { BufferPool } from "../protocol/buffer_pool.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
-import type { FileMeta, ListEntry, RankCapacity, Usage } from "../protocol/messages.ts";
+import type {
+  FileMeta,
+  FsckReport,
+  ListEntry,
+  RankCapacity,
+  StatusReport,
+  Usage,
+} from "../protocol/messages.ts";
 import { newChunkId } from "./chunk_store.ts";
 import type { Comm } from "./comm.ts";
 import {
@@ -39,6 +46,12 @@ export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
 export const READ_CHUNKS_INFLIGHT_MAX = 8;
 /** Idle chunk buffers rank 0 keeps for reuse (each `FRAME_SIZE_BYTES_MAX`). */
 export const POOL_BUFFERS_MAX = 64;
+/** Files `fsck` checks at a time. */
+export const FSCK_FILES_PARALLEL_MAX = 8;
+/** Problems the scrubber remembers for `status` (the oldest are dropped). */
+export const SCRUB_PROBLEMS_KEPT_MAX = 1000;
+/** How long `status` waits for a data node before calling it down. */
+export const STATUS_TIMEOUT_MS = 2_000;
 /** Files `removePrefix` removes at a time. */
 export const REMOVE_PARALLEL_MAX = 16;
 /** How long rank 0 waits for a data node's answer to one request. */
@@ -111,6 +124,47 @@ export class Coordinator {
     return this.#index.size;
   }
 
+  /** What the background scrubber has done since start. */
+  readonly scrubbed: {
+    passes: number;
+    bytes: number;
+    problems: { name: string; outcome: string; at: number }[];
+  } = { passes: 0, bytes: 0, problems: [] };
+
+  /**
+   * Each data node's state (up: it answered within `STATUS_TIMEOUT_MS`), bytes and chunks held by
+   * the index's count, and the repair and scrub counters.
+   */
+  async status(): Promise<StatusReport> {
+    const chunks = new Map<number, number>(this.#dataRanks.map((r) => [r, 0]));
+    for (const m of this.#index.values()) {
+      for (const c of m.chunks) for (const r of c.ranks) chunks.set(r, (chunks.get(r) ?? 0) + 1);
+    }
+    const ranks = await Promise.all(this.#dataRanks.map(async (rank) => {
+      let state: "up" | "down" = "up";
+      try {
+        await this.#comm.call(rank, { op: "statfs" }, { timeoutMs: STATUS_TIMEOUT_MS });
+      } catch {
+        state = "down";
+      }
+      return {
+        rank,
+        state,
+        bytesHeld: this.#loads.bytesHeld.get(rank) ?? 0,
+        chunks: chunks.get(rank) ?? 0,
+      };
+    }));
+    const recent = this.scrubbed.problems;
+    return {
+      files: this.#index.size,
+      ranks,
+      repairs: this.repairs,
+      scrub: { passes: this.scrubbed.passes, bytes: this.scrubbed.bytes },
+      underReplicated: recent.filter((p) => p.outcome === "underReplicated").length,
+      lost: recent.filter((p) => p.outcome === "lost").length,
+    };
+  }
+
   /**
    * Start-up recovery: gathers every data node's manifests and chunk list, decides the committed
    * state (`planRecovery`), has every node repair itself to it, and loads the index.
@@ -174,18 +228,23 @@ export class Coordinator {
     const close = () => {
       if (!open) return;
       open = false;
-      const left = this.#pins.get(key)! - 1;
-      if (left > 0) return void this.#pins.set(key, left);
-      this.#pins.delete(key);
-      const retired = this.#retiring.get(key);
-      if (retired) {
-        this.#retiring.delete(key);
-        void this.#release(retired);
-      }
+      this.#unpin(key);
     };
     const recycle = (chunk: Uint8Array) => this.pool.give(chunk.buffer);
     const chunks = () => this.#readChunks(m, start, end);
     return { meta: fileMetaOf(m), start, end, chunks, recycle, close };
+  }
+
+  /** Drops one pin of stored data; the last one out releases it if it was superseded meanwhile. */
+  #unpin(key: string): void {
+    const left = this.#pins.get(key)! - 1;
+    if (left > 0) return void this.#pins.set(key, left);
+    this.#pins.delete(key);
+    const retired = this.#retiring.get(key);
+    if (retired) {
+      this.#retiring.delete(key);
+      void this.#release(retired);
+    }
   }
 
   /**
@@ -363,6 +422,142 @@ export class Coordinator {
     throw lastError instanceof DfsError
       ? lastError
       : new DfsError("UNAVAILABLE", `Cannot read a chunk from ranks ${chunk.ranks.join(", ")}`);
+  }
+
+  /**
+   * Checks every replica of every chunk of every file (reading and checking each against its CRC32)
+   * and repairs what it can from a good replica. Lost: some chunk has no good replica left.
+   */
+  async fsck(): Promise<FsckReport> {
+    const report: FsckReport = {
+      files: 0,
+      chunks: 0,
+      bytesChecked: 0,
+      healthy: 0,
+      repaired: [],
+      underReplicated: [],
+      lost: [],
+    };
+    const files = [...this.#index.values()];
+    let next = 0;
+    const worker = async () => {
+      while (next < files.length) {
+        const m = files[next++];
+        const outcome = await this.#checkFile(m, report);
+        report.files++;
+        if (outcome === "healthy") report.healthy++;
+        else report[outcome].push(m.name);
+      }
+    };
+    await Promise.all(Array.from({ length: FSCK_FILES_PARALLEL_MAX }, worker));
+    for (const list of [report.repaired, report.underReplicated, report.lost]) list.sort();
+    return report;
+  }
+
+  /**
+   * The background scrubber: re-reads every replica of every chunk, at most `bytesPerSec`, repairs
+   * what it finds, and starts over after `pauseMs`. Stops when `signal` aborts.
+   */
+  async scrub(
+    options: { bytesPerSec: number; pauseMs: number; signal: AbortSignal },
+  ): Promise<void> {
+    const { bytesPerSec, pauseMs, signal } = options;
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+      });
+    while (!signal.aborted) {
+      for (const m of [...this.#index.values()]) {
+        if (signal.aborted) return;
+        if (this.#index.get(m.name) !== m) continue; // replaced meanwhile
+        const report = { bytesChecked: 0, chunks: 0 };
+        const outcome = await this.#checkFile(m, report);
+        this.scrubbed.bytes += report.bytesChecked;
+        if (outcome !== "healthy") {
+          this.scrubbed.problems.push({ name: m.name, outcome, at: Date.now() });
+        }
+        if (this.scrubbed.problems.length > SCRUB_PROBLEMS_KEPT_MAX) this.scrubbed.problems.shift();
+        await sleep((1000 * report.bytesChecked) / bytesPerSec);
+      }
+      this.scrubbed.passes++;
+      await sleep(pauseMs);
+    }
+  }
+
+  /** Checks one file's replicas, repairing bad ones; says how the file stands. */
+  async #checkFile(
+    m: Manifest,
+    counts: { bytesChecked: number; chunks: number },
+  ): Promise<"healthy" | "repaired" | "underReplicated" | "lost"> {
+    const key = dataKey(m);
+    this.#pins.set(key, (this.#pins.get(key) ?? 0) + 1); // keep the chunks while we look
+    let outcome: "healthy" | "repaired" | "underReplicated" | "lost" = "healthy";
+    const worse = (o: typeof outcome) => {
+      const order = ["healthy", "repaired", "underReplicated", "lost"];
+      if (order.indexOf(o) > order.indexOf(outcome)) outcome = o;
+    };
+    try {
+      for (const chunk of m.chunks) {
+        counts.chunks++;
+        const { good, damaged, unreachable } = await this.#checkChunk(chunk, counts);
+        if (!good) {
+          worse("lost");
+          continue;
+        }
+        if (damaged.length > 0) {
+          const fixed = await this.#restore(chunk, good, damaged);
+          worse(fixed ? "repaired" : "underReplicated");
+        }
+        if (unreachable.length > 0) worse("underReplicated");
+        this.pool.give(good.buffer);
+      }
+    } finally {
+      this.#unpin(key);
+    }
+    return outcome;
+  }
+
+  /** Reads a chunk from every replica; returns good bytes (if any) and which replicas failed. */
+  async #checkChunk(
+    chunk: ChunkRef,
+    counts: { bytesChecked: number },
+  ): Promise<{ good?: Uint8Array; damaged: number[]; unreachable: number[] }> {
+    const damaged: number[] = [];
+    const unreachable: number[] = [];
+    let good: Uint8Array | undefined;
+    for (const rank of chunk.ranks) {
+      const into = chunk.size <= this.pool.bufferBytes ? this.pool.take().buffer : undefined;
+      const call: NodeCall = {
+        op: "read",
+        id: chunk.id,
+        size: chunk.size,
+        crc32: chunk.crc32,
+        into,
+      };
+      try {
+        const bytes = await this.#call<Uint8Array>(rank, call, into && [into]);
+        counts.bytesChecked += bytes.length;
+        if (good) this.pool.give(bytes.buffer);
+        else good = bytes;
+      } catch (error) {
+        const code = error instanceof DfsError ? error.code : undefined;
+        if (code === "CORRUPTED" || code === "NOT_FOUND") damaged.push(rank);
+        else unreachable.push(rank);
+      }
+    }
+    return { good, damaged, unreachable };
+  }
+
+  /** Rewrites a chunk on `ranks` from good bytes and waits; true if all were rewritten. */
+  async #restore(chunk: ChunkRef, good: Uint8Array, ranks: readonly number[]): Promise<boolean> {
+    const results = await Promise.allSettled(ranks.map((rank) => {
+      const copy = this.#copy(good);
+      const call: NodeCall = { op: "restore", id: chunk.id, bytes: copy, crc32: chunk.crc32 };
+      return this.#call(rank, call, [copy.buffer as ArrayBuffer]);
+    }));
+    this.repairs += results.filter((r) => r.status === "fulfilled").length;
+    return results.every((r) => r.status === "fulfilled");
   }
 
   /** Rewrites a chunk on the ranks that had it damaged or missing, from good bytes. */

@@ -314,6 +314,16 @@ class Connection {
             () =>
               this.#writer.send({ op: "ok", id, result: this.#coordinator.usage(request.prefix) }),
           );
+        case "fsck":
+          this.#checkFreeId(id);
+          return this.#spawn(id, async () => {
+            await this.#writer.send({ op: "ok", id, result: await this.#coordinator.fsck() });
+          });
+        case "status":
+          this.#checkFreeId(id);
+          return this.#spawn(id, async () => {
+            await this.#writer.send({ op: "ok", id, result: await this.#coordinator.status() });
+          });
         case "df":
           this.#checkFreeId(id);
           return this.#spawn(id, async () => {

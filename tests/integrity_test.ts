@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { DfsClient, DfsError, type FileMeta } from "../client.ts";
-import { pseudoRandomBytes, TestServer } from "./_server.ts";
+import { pseudoRandomBytes, ROOT, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 
@@ -122,4 +122,87 @@ Deno.test("damaged replicas never reach a client and are repaired from a good on
       assert.deepEqual(await client.getBytes("other.bin"), other);
     },
   );
+});
+
+async function dfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(`${ROOT}dfs`, { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+async function flipByte(path: string, at: number): Promise<void> {
+  const file = await Deno.open(path, { read: true, write: true });
+  const one = new Uint8Array(1);
+  await file.seek(at, Deno.SeekMode.Start);
+  await file.read(one);
+  await file.seek(at, Deno.SeekMode.Start);
+  await file.write(Uint8Array.of(one[0] ^ 0x10));
+  file.close();
+}
+
+Deno.test("dfs fsck finds and repairs bad replicas reads never touch, and reports lost files", async () => {
+  await using server = await TestServer.start({ extraArgs: ["--scrub-bytes-per-sec", "0"] });
+  await using client = await DfsClient.connect(server.address);
+  const good = pseudoRandomBytes(2 * MiB, 1);
+  const doomed = pseudoRandomBytes(MiB, 2);
+  const goodFiles = await chunkFiles(server.dataDir, good, await client.put("good.bin", good));
+  const doomedFiles = await chunkFiles(
+    server.dataDir,
+    doomed,
+    await client.put("doomed.bin", doomed),
+  );
+  const at = ["--server", server.address];
+
+  const healthy = JSON.parse((await dfs(["fsck", "--json", ...at])).stdout);
+  assert.deepEqual(healthy, {
+    files: 2,
+    chunks: 3,
+    bytesChecked: 2 * (3 * MiB),
+    healthy: 2,
+    repaired: [],
+    underReplicated: [],
+    lost: [],
+  });
+
+  // The replica a read of chunk 0 would not start from.
+  await flipByte(goodFiles[0][1], 100);
+  await Deno.remove(goodFiles[1][0]);
+  for (const path of doomedFiles[0]) await flipByte(path, 5);
+  const out = await dfs(["fsck", ...at]);
+  assert.equal(out.code, 1);
+  assert.match(
+    out.stdout,
+    /^2 files, 3 chunks, [\d.]+ MiB checked: 0 healthy, 1 repaired, 0 under-replicated, 1 lost\n/,
+  );
+  assert.match(out.stdout, /\nrepaired {10}good\.bin\n/);
+  assert.match(out.stdout, /\nLOST {14}doomed\.bin \(no good replica of some chunk\)\n/);
+  assert.match(out.stderr, /^dfs: 1 file\(s\) lost: no good replica of a chunk\n$/);
+  assert.ok(await holds(goodFiles[0][1], good.subarray(0, MiB)), "flipped replica repaired");
+  assert.ok(await holds(goodFiles[1][0], good.subarray(MiB)), "missing replica recreated");
+  const again = JSON.parse((await dfs(["fsck", "--json", ...at])).stdout);
+  assert.equal(again.healthy, 1);
+  assert.deepEqual(again.lost, ["doomed.bin"]);
+});
+
+Deno.test("the background scrubber repairs a bad replica with no client reading it", async () => {
+  await using server = await TestServer.start({
+    extraArgs: ["--scrub-bytes-per-sec", String(256 * MiB), "--scrub-pause-ms", "200"],
+  });
+  await using client = await DfsClient.connect(server.address);
+  const data = pseudoRandomBytes(MiB + 3, 3);
+  const files = await chunkFiles(server.dataDir, data, await client.put("scrubbed.bin", data));
+  await flipByte(files[0][1], 999);
+  await eventually(() => holds(files[0][1], data.subarray(0, MiB)), "the scrubber repairs it");
+  const status = JSON.parse((await dfs(["status", "--json", "--server", server.address])).stdout);
+  assert.deepEqual(status.ranks.map((r: { rank: number; state: string }) => [r.rank, r.state]), [
+    [1, "up"],
+    [2, "up"],
+    [3, "up"],
+  ]);
+  assert.ok(status.repairs >= 1, JSON.stringify(status));
+  assert.ok(status.scrub.passes >= 1 && status.scrub.bytes > 0, JSON.stringify(status));
+  assert.equal(status.files, 1);
+  const human = (await dfs(["status", "--server", server.address])).stdout;
+  assert.match(human, /^rank\s+state\s+held\s+chunks\n1\s+up\s+/);
 });
