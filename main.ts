@@ -154,7 +154,8 @@ async function serve(values: Values): Promise<void> {
   const dataDir = String(values.data);
   let cluster;
   try {
-    cluster = await startCluster({ ranks, replicas, dataDir });
+    const testHooks = values["test-hooks"] === true;
+    cluster = await startCluster({ ranks, replicas, dataDir, testHooks });
   } catch (error) {
     if (error instanceof DfsError && error.code === "INVALID_REQUEST") {
       throw new UsageError(error.message, "serve");
@@ -172,6 +173,7 @@ async function serve(values: Values): Promise<void> {
     port,
     secret,
     tls,
+    testHooks: values["test-hooks"] === true,
     limits: {
       connectionsMax: optional("connections-max"),
       requestsInflightMax: optional("requests-inflight-max"),

@@ -129,6 +129,11 @@ export const COMMANDS = {
         defaultText: "none",
         help: "serve TLS: PEM key",
       },
+      {
+        name: "test-hooks",
+        type: "boolean",
+        help: "let clients crash or hang a data node (fault-injection tests only; off)",
+      },
     ],
   },
   put: {

@@ -68,7 +68,7 @@ export interface FsckReport {
 /** What `dfs status` shows. */
 export interface StatusReport {
   files: number;
-  ranks: { rank: number; state: "up" | "down"; bytesHeld: number; chunks: number }[];
+  ranks: { rank: number; state: "up" | "down" | "restarting"; bytesHeld: number; chunks: number }[];
   repairs: number;
   scrub: { passes: number; bytes: number };
   underReplicated: number;
@@ -94,6 +94,7 @@ export type Request =
   | { op: "du"; id: number; prefix: string }
   | { op: "df"; id: number }
   | { op: "fsck"; id: number }
+  | { op: "test-hook"; id: number; rank: number; mode: "crash" | "hang" }
   | { op: "status"; id: number };
 
 /** `du`: files under a prefix, their bytes, and the bytes stored for them on all replicas. */
@@ -167,8 +168,8 @@ export function parseRequest(value: unknown): Request {
       return { op, id };
     case "get": {
       const request: Request = { op, id, name: validateName(m.name) };
-      if (m.start !== undefined && m.start !== null) request.start = checkSize(m.start);
-      if (m.end !== undefined && m.end !== null) request.end = checkSize(m.end);
+      if (m.start !== undefined && m.start !== null) request.start = checkSize(m.start, "start");
+      if (m.end !== undefined && m.end !== null) request.end = checkSize(m.end, "end");
       return request;
     }
     case "meta":
@@ -177,10 +178,12 @@ export function parseRequest(value: unknown): Request {
     case "du":
       return { op, id, prefix: validatePrefix(m.prefix) };
     case "rm":
-      if (m.name !== undefined && m.prefix !== undefined) {
-        throw invalid("rm takes a name or a prefix");
+      // Exactly one of the two: a frame with neither must never mean "everything".
+      if ((m.name === undefined) === (m.prefix === undefined)) {
+        throw invalid("rm takes exactly one of name and prefix");
       }
       if (m.name !== undefined) return { op, id, name: validateName(m.name) };
+      if (typeof m.prefix !== "string") throw invalid("prefix must be a string");
       return { op, id, prefix: validatePrefix(m.prefix) };
     case "mv":
       return {
@@ -190,6 +193,9 @@ export function parseRequest(value: unknown): Request {
         to: validateName(m.to),
         force: m.force === true,
       };
+    case "test-hook":
+      if (m.mode !== "crash" && m.mode !== "hang") throw invalid("mode must be crash or hang");
+      return { op, id, rank: checkCount(m.rank, "rank"), mode: m.mode };
     case "df":
     case "fsck":
     case "status":
@@ -218,9 +224,9 @@ export function parseHello(value: unknown, supportedVersion: number): HelloReque
   return { op: "hello", version: supportedVersion };
 }
 
-function checkSize(size: unknown): number {
+function checkSize(size: unknown, what = "size"): number {
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
-    throw invalid("size must be a non-negative integer");
+    throw invalid(`${what} must be a non-negative integer`);
   }
   if (size > FILE_SIZE_BYTES_MAX) {
     throw new DfsError(

@@ -26,6 +26,8 @@ export interface ClusterOptions {
   ranks: number;
   replicas: number;
   dataDir: string;
+  /** Lets clients crash or hang a data node (`--test-hooks`; tests only). */
+  testHooks?: boolean;
 }
 
 export interface Cluster {
@@ -35,8 +37,16 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
+/** How often rank 0 checks that every data node answers. */
+export const HEARTBEAT_INTERVAL_MS = 1_000;
+/** A data node that does not answer a heartbeat within this time is taken for hung. */
+export const HEARTBEAT_TIMEOUT_MS = 5_000;
+/** Wait between two attempts to restart a data node. */
+export const RESTART_BACKOFF_MS = 2_000;
+
 /**
- * Starts `ranks - 1` data node Workers on `dataDir` and recovers the store.
+ * Starts `ranks - 1` data node Workers on `dataDir` and recovers the store. While it runs, a data
+ * node that crashes or stops answering is marked down, restarted on its folder and reconciled.
  *
  * @throws {DfsError} `INVALID_REQUEST` for impossible options or a data directory written with more
  *   ranks; `UNAVAILABLE` if another server holds the directory or a node cannot start.
@@ -46,51 +56,136 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   checkOptions(ranks, replicas);
   await Deno.mkdir(dataDir, { recursive: true });
   const lock = await lockDataDir(dataDir);
-  const workers: Worker[] = [];
+  const workers = new Map<number, Worker>();
   let comm: Comm | undefined;
+  let supervisor: Supervisor | undefined;
+  const init = (rank: number): NodeInit => ({
+    init: { rank, size: ranks, dir: join(dataDir, `rank-${rank}`), testHooks: options.testHooks },
+  });
   try {
     await checkRankFolders(dataDir, ranks);
-    const ports = new Map<number, Worker>();
-    for (let rank = 1; rank < ranks; rank++) {
-      const worker = new Worker(new URL("./data_worker.ts", import.meta.url).href, {
-        type: "module",
-        name: `rank-${rank}`,
-      });
-      workers.push(worker);
-      ports.set(rank, worker);
-    }
-    comm = new Comm(new PortTransport(0, ranks, ports));
-    for (const [rank, worker] of ports) {
-      const init: NodeInit = { init: { rank, size: ranks, dir: join(dataDir, `rank-${rank}`) } };
-      worker.postMessage(init);
-    }
-    for (let rank = 1; rank < ranks; rank++) {
-      const { body } = await comm.recv<{ ok?: true; detail?: string }>(rank, READY_TAG, {
-        timeoutMs: NODE_START_TIMEOUT_MS,
-      });
-      if (!body.ok) throw new DfsError("UNAVAILABLE", `Rank ${rank} cannot start: ${body.detail}`);
-    }
-    const dataRanks = [...ports.keys()];
+    for (let rank = 1; rank < ranks; rank++) workers.set(rank, spawnWorker(rank));
+    const transport = new PortTransport(0, ranks, new Map(workers));
+    comm = new Comm(transport, {
+      onPeerError: (rank, error) => supervisor?.lost(rank, String(error)),
+    });
+    for (const [rank, worker] of workers) worker.postMessage(init(rank));
+    for (let rank = 1; rank < ranks; rank++) await awaitReady(comm, rank);
+    const dataRanks = [...workers.keys()];
     const coordinator = new Coordinator(comm, { dataRanks, replicas });
     const recovery = await coordinator.recover();
+    supervisor = new Supervisor({ comm, transport, coordinator, workers, init });
     const c = comm;
+    const s = supervisor;
     return {
       coordinator,
       comm: c,
       recovery,
       close() {
         // Every acknowledged write is already durable: the Workers can simply stop.
+        s.close();
         c.close();
-        for (const worker of workers) worker.terminate();
+        for (const worker of workers.values()) worker.terminate();
         lock.close();
         return Promise.resolve();
       },
     };
   } catch (error) {
+    supervisor?.close();
     comm?.close();
-    for (const worker of workers) worker.terminate();
+    for (const worker of workers.values()) worker.terminate();
     lock.close();
     throw error;
+  }
+}
+
+function spawnWorker(rank: number): Worker {
+  return new Worker(new URL("./data_worker.ts", import.meta.url).href, {
+    type: "module",
+    name: `rank-${rank}`,
+  });
+}
+
+async function awaitReady(comm: Comm, rank: number): Promise<void> {
+  const { body } = await comm.recv<{ ok?: true; detail?: string }>(rank, READY_TAG, {
+    timeoutMs: NODE_START_TIMEOUT_MS,
+  });
+  if (!body.ok) throw new DfsError("UNAVAILABLE", `Rank ${rank} cannot start: ${body.detail}`);
+}
+
+/** Watches the data nodes: heartbeats, and restart with reconciliation of any that fails. */
+class Supervisor {
+  #comm: Comm;
+  #transport: PortTransport;
+  #coordinator: Coordinator;
+  #workers: Map<number, Worker>;
+  #init: (rank: number) => NodeInit;
+  #restarting = new Set<number>();
+  #closed = false;
+  #timer: ReturnType<typeof setInterval>;
+
+  constructor(parts: {
+    comm: Comm;
+    transport: PortTransport;
+    coordinator: Coordinator;
+    workers: Map<number, Worker>;
+    init: (rank: number) => NodeInit;
+  }) {
+    this.#comm = parts.comm;
+    this.#transport = parts.transport;
+    this.#coordinator = parts.coordinator;
+    this.#workers = parts.workers;
+    this.#init = parts.init;
+    this.#timer = setInterval(() => this.#heartbeat(), HEARTBEAT_INTERVAL_MS);
+  }
+
+  /** A data node crashed or stopped answering: restart it (once at a time per rank). */
+  lost(rank: number, reason: string): void {
+    if (this.#closed || this.#restarting.has(rank)) return;
+    this.#restarting.add(rank);
+    void this.#restart(rank, reason).finally(() => this.#restarting.delete(rank));
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+  }
+
+  #heartbeat(): void {
+    for (const rank of this.#workers.keys()) {
+      if (this.#restarting.has(rank)) continue;
+      this.#comm.call(rank, { op: "ping" }, { timeoutMs: HEARTBEAT_TIMEOUT_MS }).catch((error) => {
+        if (!this.#restarting.has(rank)) {
+          this.lost(rank, `no answer to a heartbeat: ${error.message}`);
+        }
+      });
+    }
+  }
+
+  async #restart(rank: number, reason: string): Promise<void> {
+    this.#coordinator.markDown(rank);
+    console.error(`dfs: rank ${rank} is down (${reason}); restarting it`);
+    this.#comm.failPeer(rank, `rank ${rank} is down`);
+    this.#workers.get(rank)?.terminate();
+    while (!this.#closed) {
+      const worker = spawnWorker(rank);
+      this.#workers.set(rank, worker);
+      this.#transport.setPort(rank, worker);
+      try {
+        worker.postMessage(this.#init(rank));
+        await awaitReady(this.#comm, rank);
+        const { dropped, restored } = await this.#coordinator.reconcile(rank);
+        this.#coordinator.markUp(rank);
+        console.error(
+          `dfs: rank ${rank} is back (${dropped} stale chunks dropped, ${restored} restored)`,
+        );
+        return;
+      } catch (error) {
+        console.error(`dfs: cannot restart rank ${rank}: ${(error as Error).message}`);
+        worker.terminate();
+        await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS));
+      }
+    }
   }
 }
 

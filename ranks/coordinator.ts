@@ -35,6 +35,7 @@ import {
   mergeListings,
   planRecovery,
   type RecoveryPlan,
+  replicasOf,
   tombstoneOf,
 } from "./metadata.ts";
 import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "./node_protocol.ts";
@@ -141,11 +142,13 @@ export class Coordinator {
       for (const c of m.chunks) for (const r of c.ranks) chunks.set(r, (chunks.get(r) ?? 0) + 1);
     }
     const ranks = await Promise.all(this.#dataRanks.map(async (rank) => {
-      let state: "up" | "down" = "up";
-      try {
-        await this.#comm.call(rank, { op: "statfs" }, { timeoutMs: STATUS_TIMEOUT_MS });
-      } catch {
-        state = "down";
+      let state: "up" | "down" | "restarting" = this.#down.has(rank) ? "restarting" : "up";
+      if (state === "up") {
+        try {
+          await this.#comm.call(rank, { op: "ping" }, { timeoutMs: STATUS_TIMEOUT_MS });
+        } catch {
+          state = "down";
+        }
       }
       return {
         rank,
@@ -342,6 +345,18 @@ export class Coordinator {
 
   /** All names under `prefix`, gathered from the data nodes, with size and modified time. */
   async list(prefix: string): Promise<ListEntry[]> {
+    // While a node is down (being restarted) no collective can include it: answer from the index.
+    if (this.#down.size > 0) {
+      return [...this.#index.values()]
+        .filter((m) => m.name.startsWith(prefix))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+        .map((m) => ({
+          name: m.name,
+          size: m.size,
+          modified: m.modified,
+          replicas: replicasOf(m),
+        }));
+    }
     const answers = await this.#collective<ListAnswer>((tag) => ({ op: "list", prefix, tag }));
     return mergeListings(answers);
   }
@@ -579,7 +594,7 @@ export class Coordinator {
 
   /** Sends a chunk to the least loaded data nodes; resolves when every replica is durable. */
   storeChunk(bytes: Uint8Array, replicas: number): { ref: ChunkRef; durable: Promise<void> } {
-    const ranks = this.#loads.place(bytes.length, replicas);
+    const ranks = this.#loads.place(bytes.length, replicas, this.#down);
     // The checksum is taken as the bytes arrive; each data node checks it before writing.
     const ref: ChunkRef = { id: newChunkId(), size: bytes.length, ranks, crc32: crc32(bytes) };
     const writes = ranks.map(async (rank, i) => {
@@ -695,7 +710,69 @@ export class Coordinator {
     });
   }
 
+  /** Data nodes currently down (crashed or hung, being restarted): nothing is sent to them. */
+  readonly #down = new Set<number>();
+
+  /** Marks a data node down: reads fail over at once, new chunks and metadata go elsewhere. */
+  markDown(rank: number): void {
+    this.#down.add(rank);
+  }
+
+  /** Marks a reconciled data node up again. */
+  markUp(rank: number): void {
+    this.#down.delete(rank);
+  }
+
+  /**
+   * Brings a restarted data node in line with the index: it keeps exactly the manifests of current
+   * files it holds chunks of, drops every other chunk (released or removed while it was down, so
+   * nothing deleted comes back, and nothing is counted twice), and gets back any chunk it lost,
+   * copied from a good replica. Call it while the node is still marked down.
+   */
+  async reconcile(rank: number): Promise<{ dropped: number; restored: number }> {
+    const direct = <T>(call: NodeCall, transfer?: ArrayBuffer[]) =>
+      this.#comm.call<T>(rank, call, { transfer, timeoutMs: this.#timeoutMs });
+    const scan = await direct<ScanAnswer>({ op: "scan" });
+    const keep = [...this.#index.values()].filter((m) => holdersOf(m).has(rank));
+    const wanted = new Map<string, ChunkRef>();
+    for (const m of keep) for (const c of m.chunks) if (c.ranks.includes(rank)) wanted.set(c.id, c);
+    const present = new Map(scan.chunks);
+    const deleteChunks = [...present.keys()].filter((id) => !wanted.has(id));
+    let bytesHeld = 0;
+    for (const c of wanted.values()) bytesHeld += c.size;
+    await direct({ op: "repair", repair: { keep, deleteChunks, bytesHeld } });
+    this.#loads.set(rank, bytesHeld);
+    let restored = 0;
+    for (const chunk of wanted.values()) {
+      if (present.get(chunk.id) === chunk.size) continue;
+      const others = { ...chunk, ranks: chunk.ranks.filter((r) => r !== rank) };
+      const { good } = await this.#checkChunk(others, { bytesChecked: 0 });
+      if (!good) {
+        console.error(
+          `dfs: chunk ${chunk.id} has no good replica left to restore rank ${rank} from`,
+        );
+        continue;
+      }
+      const copy = this.#copy(good);
+      this.pool.give(good.buffer);
+      await direct({ op: "restore", id: chunk.id, bytes: copy, crc32: chunk.crc32 }, [
+        copy.buffer as ArrayBuffer,
+      ]);
+      restored++;
+      this.repairs++;
+    }
+    return { dropped: deleteChunks.length, restored };
+  }
+
+  /** Test hook: makes a data node crash or hang (the server allows it only with --test-hooks). */
+  testHook(rank: number, mode: "crash" | "hang"): void {
+    this.#comm.call(rank, { op: mode }, { timeoutMs: 1000 }).catch(() => {});
+  }
+
   #call<T = unknown>(rank: number, call: NodeCall, transfer?: ArrayBuffer[]): Promise<T> {
+    if (this.#down.has(rank)) {
+      return Promise.reject(new DfsError("UNAVAILABLE", `Rank ${rank} is down`));
+    }
     return this.#comm.call<T>(rank, call, { transfer, timeoutMs: this.#timeoutMs });
   }
 }

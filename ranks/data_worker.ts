@@ -18,13 +18,13 @@ import { PortTransport } from "./port_transport.ts";
 import { openRecordLog } from "./record_log.ts";
 
 self.onmessage = (event: MessageEvent<NodeInit>) => {
-  const { rank, size, dir } = event.data.init;
+  const { rank, size, dir, testHooks } = event.data.init;
   // The transport takes over self.onmessage; rank 0 sends nothing more until we say we are ready.
   const comm = new Comm(new PortTransport(rank, size, new Map([[0, self]])));
-  void start(comm, dir);
+  void start(comm, dir, testHooks === true);
 };
 
-async function start(comm: Comm, dir: string): Promise<void> {
+async function start(comm: Comm, dir: string, testHooks: boolean): Promise<void> {
   let node: DataNode;
   try {
     const store = await openDiskChunkStore(join(dir, "chunks"));
@@ -36,9 +36,20 @@ async function start(comm: Comm, dir: string): Promise<void> {
   }
   comm.send(0, READY_TAG, { ok: true });
   void answerCollectives(comm, node);
+  let hung = false;
   await comm.serve(async ({ body }) => {
     const call = body as NodeCall;
-    const result = await node.handle(call);
+    if (hung) return await new Promise(() => {}); // a hung node answers nothing, ever
+    if (call.op === "ping") return true;
+    if (call.op === "crash" || call.op === "hang") {
+      if (!testHooks) throw new DfsError("INVALID_REQUEST", "Test hooks are off");
+      if (call.op === "hang") hung = true;
+      else {setTimeout(() => {
+          throw new Error(`rank ${comm.rank} crashed on purpose (test hook)`);
+        });}
+      return true;
+    }
+    const result = call.op === "scan" ? await node.scan() : await node.handle(call);
     // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read
     // chunk's bytes as the answer.
     if (call.op === "write") return reply(call.bytes.buffer, [call.bytes.buffer as ArrayBuffer]);

@@ -26,6 +26,13 @@ export type NodeCall =
   | { op: "discard"; ids: string[] }
   /** The size and free space of the file system under this node's folder. */
   | { op: "statfs" }
+  /** A heartbeat: answered at once. */
+  | { op: "ping" }
+  /** What this node holds, for reconciling it after a restart. */
+  | { op: "scan" }
+  /** Test hooks (only with `testHooks`): die with an uncaught error, or stop answering. */
+  | { op: "crash" }
+  | { op: "hang" }
   /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteChunks`. */
   | { op: "repair"; repair: RankRepair };
 
@@ -42,7 +49,8 @@ export type ScanAnswer = RankScan & { bytesHeld: number };
 
 /** The first message rank 0 posts to a new data node Worker. */
 export interface NodeInit {
-  init: { rank: number; size: number; dir: string };
+  /** `testHooks` enables the `crash` and `hang` calls (tests only; off in normal serving). */
+  init: { rank: number; size: number; dir: string; testHooks?: boolean };
 }
 
 /** The tag a data node sends on once it has opened its storage (`Comm.nextTag()` never yields 0). */

@@ -42,10 +42,15 @@ export class LoadTracker {
   }
 
   /** Places a chunk of `size` bytes and counts it against the chosen ranks at once. */
-  place(size: number, replicas: number): number[] {
-    const ranks = chooseRanks(this.#bytes, replicas);
+  place(size: number, replicas: number, exclude?: ReadonlySet<number>): number[] {
+    const ranks = chooseRanks(this.#bytes, replicas, { exclude });
     for (const rank of ranks) this.add(rank, size);
     return ranks;
+  }
+
+  /** Sets the bytes a rank holds (after reconciling it). */
+  set(rank: number, size: number): void {
+    this.add(rank, size - (this.#bytes.get(rank) ?? 0));
   }
 
   /** Adds (or with a negative size, removes) bytes on a rank. */

@@ -62,6 +62,8 @@ export interface ClientServer {
 export interface ServerSecurity {
   /** Shared secret: every client must answer the hello's challenge with an HMAC of it. */
   secret?: Uint8Array;
+  /** Allow the `test-hook` request that crashes or hangs a data node (tests only). */
+  testHooks?: boolean;
   /** PEM certificate chain and private key: the listener speaks TLS. */
   tls?: { cert: string; key: string };
 }
@@ -92,7 +94,11 @@ export function serveClients(
         );
         continue;
       }
-      const connection = new Connection(conn, coordinator, { limits, secret: options.secret });
+      const connection = new Connection(conn, coordinator, {
+        limits,
+        secret: options.secret,
+        testHooks: options.testHooks === true,
+      });
       connections.add(connection);
       void connection.run().finally(() => connections.delete(connection));
     }
@@ -130,6 +136,7 @@ class Connection {
   #coordinator: Coordinator;
   #limits: ServerLimits;
   #secret: Uint8Array | undefined;
+  #testHooks: boolean;
   #reader: FrameReader;
   #writer: FrameWriter;
   #uploads = new Map<number, Upload>();
@@ -144,8 +151,9 @@ class Connection {
   constructor(
     conn: Deno.Conn,
     coordinator: Coordinator,
-    options: { limits: ServerLimits; secret?: Uint8Array },
+    options: { limits: ServerLimits; secret?: Uint8Array; testHooks: boolean },
   ) {
+    this.#testHooks = options.testHooks;
     this.#conn = conn;
     this.#coordinator = coordinator;
     this.#limits = options.limits;
@@ -314,6 +322,10 @@ class Connection {
             () =>
               this.#writer.send({ op: "ok", id, result: this.#coordinator.usage(request.prefix) }),
           );
+        case "test-hook":
+          if (!this.#testHooks) throw new DfsError("INVALID_REQUEST", "Test hooks are off");
+          this.#coordinator.testHook(request.rank, request.mode);
+          return void await this.#writer.send({ op: "ok", id });
         case "fsck":
           this.#checkFreeId(id);
           return this.#spawn(id, async () => {
