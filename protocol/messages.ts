@@ -180,7 +180,7 @@ export function parseRequest(value: unknown): Request {
     case "rm":
       // Exactly one of the two: a frame with neither must never mean "everything".
       if ((m.name === undefined) === (m.prefix === undefined)) {
-        throw invalid("rm takes exactly one of name and prefix");
+        throw invalid("rm takes a name or a prefix");
       }
       if (m.name !== undefined) return { op, id, name: validateName(m.name) };
       if (typeof m.prefix !== "string") throw invalid("prefix must be a string");

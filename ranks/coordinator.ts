@@ -40,6 +40,7 @@ import {
 } from "./metadata.ts";
 import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "./node_protocol.ts";
 import { LoadTracker } from "./placement.ts";
+import { Semaphore } from "./semaphore.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as durable. */
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
@@ -47,6 +48,11 @@ export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
 export const READ_CHUNKS_INFLIGHT_MAX = 8;
 /** Idle chunk buffers rank 0 keeps for reuse (each `FRAME_SIZE_BYTES_MAX`). */
 export const POOL_BUFFERS_MAX = 64;
+/**
+ * Uploads in progress at once, server-wide: each may hold a chunk buffer being filled plus
+ * `UPLOAD_CHUNKS_INFLIGHT_MAX` chunks on their way to the data nodes, so this bounds their memory.
+ */
+export const UPLOADS_INFLIGHT_MAX = 64;
 /** Files `fsck` checks at a time. */
 export const FSCK_FILES_PARALLEL_MAX = 8;
 /** Problems the scrubber remembers for `status` (the oldest are dropped). */
@@ -69,6 +75,8 @@ export interface CoordinatorOptions {
   /** Copies of every chunk. */
   replicas: number;
   nodeCallTimeoutMs?: number;
+  /** Uploads in progress at once, server-wide (default `UPLOADS_INFLIGHT_MAX`). */
+  uploadsMax?: number;
 }
 
 /** An open read of one committed version; holds that version's chunks until closed. */
@@ -95,6 +103,8 @@ export class Coordinator {
   /** Replicas rewritten from a good copy since start (read repair). */
   repairs = 0;
   #comm: Comm;
+  #uploads = 0;
+  #uploadsMax: number;
   #dataRanks: number[];
   #replicas: number;
   #timeoutMs: number;
@@ -119,6 +129,7 @@ export class Coordinator {
     this.#replicas = options.replicas;
     this.#timeoutMs = options.nodeCallTimeoutMs ?? NODE_CALL_TIMEOUT_MS;
     this.#loads = new LoadTracker(options.dataRanks);
+    this.#uploadsMax = options.uploadsMax ?? UPLOADS_INFLIGHT_MAX;
   }
 
   get fileCount(): number {
@@ -191,6 +202,12 @@ export class Coordinator {
    * @throws {DfsError} `INVALID_REQUEST` for a replica count the cluster cannot keep.
    */
   beginUpload(name: string, options: { size?: number; replicas?: number } = {}): Upload {
+    if (this.#uploads >= this.#uploadsMax) {
+      throw new DfsError(
+        "UNAVAILABLE",
+        `Server is at its limit of ${this.#uploadsMax} uploads in progress; try again later`,
+      );
+    }
     const replicas = options.replicas ?? this.#replicas;
     if (!Number.isInteger(replicas) || replicas < 1 || replicas > this.#dataRanks.length) {
       throw new DfsError(
@@ -198,7 +215,13 @@ export class Coordinator {
         `Cannot keep ${replicas} replicas: there are ${this.#dataRanks.length} data nodes`,
       );
     }
-    return new Upload(this, name, { declaredSize: options.size, replicas });
+    this.#uploads++;
+    let ended = false;
+    const onEnd = () => {
+      if (!ended) this.#uploads--;
+      ended = true;
+    };
+    return new Upload(this, name, { declaredSize: options.size, replicas, onEnd });
   }
 
   /** @throws {DfsError} `NOT_FOUND` if no version of `name` is committed. */
@@ -215,7 +238,11 @@ export class Coordinator {
    * @throws {DfsError} `NOT_FOUND` if no version of `name` is committed; `INVALID_REQUEST` for a
    *   range outside the file.
    */
-  openRead(name: string, range: { start?: number; end?: number } = {}): FileReader {
+  openRead(
+    name: string,
+    range: { start?: number; end?: number } = {},
+    options: { budget?: Semaphore } = {},
+  ): FileReader {
     const m = this.#lookup(name);
     const start = range.start ?? 0;
     const end = range.end ?? m.size;
@@ -232,9 +259,22 @@ export class Coordinator {
       if (!open) return;
       open = false;
       this.#unpin(key);
+      for (; held > 0; held--) budget.release(); // chunks read but never written out
     };
-    const recycle = (chunk: Uint8Array) => this.pool.give(chunk.buffer);
-    const chunks = () => this.#readChunks(m, start, end);
+    // Every chunk read ahead holds a permit of the caller's budget until it is written out, so
+    // all the reads of one connection share `budget` (default: this read alone).
+    const budget = options.budget ?? new Semaphore(READ_CHUNKS_INFLIGHT_MAX);
+    let held = 0;
+    const permits = {
+      acquire: async () => void (await budget.acquire(), held++),
+      tryAcquire: () => budget.tryAcquire() && ++held > 0,
+      release: () => void (held > 0 && (held--, budget.release())),
+    };
+    const recycle = (chunk: Uint8Array) => {
+      this.pool.give(chunk.buffer);
+      permits.release();
+    };
+    const chunks = () => this.#readChunks(m, start, end, permits);
     return { meta: fileMetaOf(m), start, end, chunks, recycle, close };
   }
 
@@ -377,7 +417,12 @@ export class Coordinator {
   }
 
   /** The bytes `start` to `end` of `m`, reading only the chunks that hold them. */
-  async *#readChunks(m: Manifest, start: number, end: number): AsyncIterable<Uint8Array> {
+  async *#readChunks(
+    m: Manifest,
+    start: number,
+    end: number,
+    permits: { acquire(): Promise<void>; tryAcquire(): boolean; release(): void },
+  ): AsyncIterable<Uint8Array> {
     // Each wanted chunk with the part of it to send.
     const wanted: { index: number; from: number; to: number }[] = [];
     let offset = 0;
@@ -392,6 +437,9 @@ export class Coordinator {
     try {
       while (next < wanted.length || reads.length > 0) {
         while (next < wanted.length && reads.length < READ_CHUNKS_INFLIGHT_MAX) {
+          // Read ahead only while the budget allows; with nothing in flight, wait for a permit.
+          if (reads.length === 0) await permits.acquire();
+          else if (!permits.tryAcquire()) break;
           const { index, from, to } = wanted[next++];
           const read = this.#readChunk(m.chunks[index], index).then((b) => b.subarray(from, to));
           read.catch(() => {}); // awaited below in order; avoid an unhandled rejection meanwhile
@@ -400,7 +448,11 @@ export class Coordinator {
         yield await reads.shift()!;
       }
     } finally {
-      await Promise.allSettled(reads);
+      // Reads never handed out: their buffers and permits come back here.
+      for (const settled of await Promise.allSettled(reads)) {
+        if (settled.status === "fulfilled") this.pool.give(settled.value.buffer);
+        permits.release();
+      }
     }
   }
 
@@ -783,6 +835,8 @@ export class Upload {
   #name: string;
   #declaredSize: number | undefined;
   #replicas: number;
+  /** Called once when the upload commits or is dropped (frees its slot). */
+  #onEnd: () => void;
   #hash: Hash = createHash("sha256");
   #received = 0;
   #chunks: ChunkRef[] = [];
@@ -795,12 +849,13 @@ export class Upload {
   constructor(
     coordinator: Coordinator,
     name: string,
-    options: { declaredSize: number | undefined; replicas: number },
+    options: { declaredSize: number | undefined; replicas: number; onEnd: () => void },
   ) {
     this.#coordinator = coordinator;
     this.#name = name;
     this.#declaredSize = options.declaredSize;
     this.#replicas = options.replicas;
+    this.#onEnd = options.onEnd;
   }
 
   get receivedBytes(): number {
@@ -870,6 +925,7 @@ export class Upload {
         chunks: this.#chunks,
       });
       this.#chunks = []; // committed: they belong to the file now, abort() must not touch them
+      this.#onEnd();
       return meta;
     } catch (error) {
       await this.abort();
@@ -879,6 +935,9 @@ export class Upload {
 
   /** Drops the upload and removes whatever it stored. Safe to call more than once. */
   async abort(): Promise<void> {
+    this.#onEnd();
+    if (this.#buffer) this.#coordinator.pool.give(this.#buffer.buffer);
+    this.#buffer = null;
     if (this.#done && this.#chunks.length === 0) return;
     this.#done = true;
     await Promise.allSettled(this.#inflight);

@@ -23,7 +23,8 @@ import {
   PROTOCOL_VERSION,
 } from "../protocol/limits.ts";
 import { parseHello, parseRequest, type Request } from "../protocol/messages.ts";
-import type { Coordinator, Upload } from "./coordinator.ts";
+import { type Coordinator, READ_CHUNKS_INFLIGHT_MAX, type Upload } from "./coordinator.ts";
+import { Semaphore } from "./semaphore.ts";
 
 /** Server limits, each settable on `dfs serve`. */
 export interface ServerLimits {
@@ -137,6 +138,8 @@ class Connection {
   #limits: ServerLimits;
   #secret: Uint8Array | undefined;
   #testHooks: boolean;
+  /** Chunks read ahead for all of this connection's gets together (bounds its memory). */
+  #readBudget = new Semaphore(READ_CHUNKS_INFLIGHT_MAX);
   #reader: FrameReader;
   #writer: FrameWriter;
   #uploads = new Map<number, Upload>();
@@ -238,7 +241,9 @@ class Connection {
   #arm(ms: number): void {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
-      if (this.#tasks.size === 0 && this.#uploads.size === 0) this.#shut();
+      // Gets and commits in progress keep it open (a stalled reader meets the write timeout); an
+      // upload that has sent nothing for this long does not.
+      if (this.#tasks.size === 0) this.#shut();
       else this.#arm(ms);
     }, ms);
   }
@@ -375,7 +380,7 @@ class Connection {
   }
 
   async #data(id: number, bytes: Uint8Array): Promise<void> {
-    if (this.#failedUploads.has(id)) return;
+    if (this.#failedUploads.has(id)) return this.#coordinator.pool.give(bytes.buffer);
     const upload = this.#uploads.get(id);
     if (!upload) throw new DfsError("INVALID_REQUEST", `No upload in progress with id ${id}`);
     try {
@@ -420,7 +425,7 @@ class Connection {
     request: { name: string; start?: number; end?: number },
   ): Promise<void> {
     const { name, start, end } = request;
-    const reader = this.#coordinator.openRead(name, { start, end });
+    const reader = this.#coordinator.openRead(name, { start, end }, { budget: this.#readBudget });
     this.#readers.add(reader);
     try {
       await this.#writer.send({ op: "ok", id, result: reader.meta });

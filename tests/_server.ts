@@ -5,7 +5,9 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import type { DfsClient } from "../client.ts";
 import { FrameReader } from "../protocol/conn.ts";
 import { decodeFrameBody, encodeFrame } from "../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../protocol/limits.ts";
@@ -115,6 +117,12 @@ export class TestServer implements AsyncDisposable {
     return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
   }
 
+  /** Resident memory of the server process now, in bytes (Linux VmRSS). */
+  async rssBytes(): Promise<number> {
+    const status = await Deno.readTextFile(`/proc/${this.process.pid}/status`);
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop("SIGKILL");
     if (this.#ownsDir) await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
@@ -150,14 +158,41 @@ export async function chunkFilesOnDisk(dataDir: string): Promise<string[]> {
   return files.sort();
 }
 
+/** Chunk files the store should hold: every chunk of every listed file on each of its ranks. */
+export async function expectedChunkFiles(client: DfsClient): Promise<number> {
+  let total = 0;
+  for (const entry of await client.list()) {
+    for (const chunk of (await client.meta(entry.name)).chunks) total += chunk.ranks.length;
+  }
+  return total;
+}
+
+/**
+ * Polls (for up to 5 s: releases and discards are asynchronous) until the chunk files on disk are
+ * exactly the chunks the metadata references; fails with both counts otherwise.
+ */
+export async function assertNoStrayChunks(server: TestServer, client: DfsClient): Promise<void> {
+  let expected = -1;
+  let actual = -2;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    expected = await expectedChunkFiles(client);
+    actual = (await chunkFilesOnDisk(server.dataDir)).length;
+    if (actual === expected) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(actual, expected, "chunk files on disk match the chunks in metadata");
+}
+
 /** A bare protocol connection for tests that send what the client library never would. */
 export interface RawConnection extends Disposable {
   /** Encodes and sends one message as a frame. */
   send(message: unknown): Promise<void>;
   /** Sends raw bytes. */
   sendBytes(bytes: Uint8Array): Promise<void>;
-  /** The next frame from the server, decoded. */
+  /** The next frame from the server, decoded. Throws when the server closed the connection. */
   next(): Promise<Record<string, unknown>>;
+  /** Ends the sending side only (TCP half-close): the server sees end of stream, replies still arrive. */
+  closeWrite(): Promise<void>;
   close(): void;
 }
 
@@ -181,6 +216,7 @@ export async function rawConnection(
       if (body === null) throw new Error("Server closed the connection");
       return decodeFrameBody(body) as Record<string, unknown>;
     },
+    closeWrite: () => conn.closeWrite(),
     close() {
       if (closed) return;
       closed = true;
