@@ -33,6 +33,7 @@ export class TestServer implements AsyncDisposable {
   readonly process: Deno.ChildProcess;
   readonly stderr: Promise<string>;
   #ownsDir: boolean;
+  #stderrSeen = { text: "" };
   #status: Promise<Deno.CommandStatus>;
 
   private constructor(
@@ -66,7 +67,13 @@ export class TestServer implements AsyncDisposable {
     ];
     const process = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
       .spawn();
-    const stderr = new Response(process.stderr).text();
+    const stderrSeen = { text: "" };
+    const stderr = (async () => {
+      for await (const piece of process.stderr.pipeThrough(new TextDecoderStream())) {
+        stderrSeen.text += piece;
+      }
+      return stderrSeen.text;
+    })();
     const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let seen = "";
     const timer = setTimeout(() => process.kill("SIGKILL"), SERVER_START_TIMEOUT_MS);
@@ -81,15 +88,22 @@ export class TestServer implements AsyncDisposable {
           void (async () => {
             while (!(await lines.read()).done) { /* drain */ }
           })().catch(() => {});
-          return new TestServer(
+          const server = new TestServer(
             { dataDir, address: match[1], process, stderr },
             options.dataDir === undefined,
           );
+          server.#stderrSeen = stderrSeen;
+          return server;
         }
       }
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** What the server has written to stderr so far. */
+  stderrSoFar(): Promise<string> {
+    return Promise.resolve(this.#stderrSeen.text);
   }
 
   /** Sends a signal and waits for the process to exit. */

@@ -1,0 +1,95 @@
+/**
+ * A data node that crashes or hangs: reads go to the other replica, new chunks go to live nodes,
+ * rank 0 restarts the node on its folder and reconciles it, and nothing changed while it was down
+ * (an overwrite, a removal) is undone when it comes back, or after a full restart.
+ */
+
+import assert from "node:assert/strict";
+import { DfsClient, DfsError } from "../client.ts";
+import { assertNoStrayChunks, pseudoRandomBytes, rawConnection, TestServer } from "./_server.ts";
+
+const MiB = 1024 * 1024;
+
+async function hook(server: TestServer, rank: number, mode: "crash" | "hang"): Promise<void> {
+  using raw = await rawConnection(server.address, { hello: true });
+  await raw.send({ op: "test-hook", id: 1, rank, mode });
+  assert.equal((await raw.next()).op, "ok");
+}
+
+async function waitForState(client: DfsClient, rank: number, state: string, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const status = await client.status();
+    if (status.ranks.find((r) => r.rank === rank)?.state === state) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`rank ${rank} did not become ${state} within ${timeoutMs} ms`);
+}
+
+Deno.test("a crashed data node: reads fail over, puts go elsewhere, it is restarted and reconciled", async () => {
+  await using server = await TestServer.start({
+    extraArgs: ["--test-hooks", "--scrub-bytes-per-sec", "0"],
+  });
+  await using client = await DfsClient.connect(server.address);
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 6; i++) {
+    const data = pseudoRandomBytes(2 * MiB + i, i);
+    files.set(`f${i}`, data);
+    await client.put(`f${i}`, data);
+  }
+  const doomed = pseudoRandomBytes(MiB, 99);
+  await client.put("removed-while-down", doomed);
+
+  await hook(server, 1, "crash");
+  // While rank 1 is down or restarting, every file still reads back.
+  for (const [name, data] of files) assert.deepEqual(await client.getBytes(name), data, name);
+  // Overwrite and remove while it may be down; then let it come back.
+  const fresh = pseudoRandomBytes(3 * MiB, 7);
+  files.set("f0", fresh);
+  await client.put("f0", fresh);
+  await client.remove("removed-while-down");
+  await waitForState(client, 1, "up", 20_000);
+  assert.match(await server.stderrSoFar(), /rank 1 is down .*restarting it[\s\S]*rank 1 is back/);
+
+  for (const [name, data] of files) assert.deepEqual(await client.getBytes(name), data, name);
+  await assert.rejects(
+    client.meta("removed-while-down"),
+    (e: unknown) => e instanceof DfsError && e.code === "NOT_FOUND",
+  );
+  await assertNoStrayChunks(server, client);
+  const fsck = await client.fsck();
+  assert.deepEqual([fsck.healthy, fsck.lost, fsck.underReplicated], [files.size, [], []]);
+
+  // Nothing comes back after a full restart either.
+  await server.stop("SIGTERM");
+  await using again = await server.restart({ extraArgs: ["--test-hooks"] });
+  await using after = await DfsClient.connect(again.address);
+  assert.deepEqual((await after.list()).map((e) => e.name), [...files.keys()].sort());
+  for (const [name, data] of files) assert.deepEqual(await after.getBytes(name), data, name);
+});
+
+Deno.test("a hung data node is detected by the heartbeat and restarted; reads go on meanwhile", async () => {
+  await using server = await TestServer.start({
+    extraArgs: ["--test-hooks", "--scrub-bytes-per-sec", "0"],
+  });
+  await using client = await DfsClient.connect(server.address);
+  const data = pseudoRandomBytes(6 * MiB, 3);
+  await client.put("hang.bin", data);
+  await hook(server, 2, "hang");
+  const started = Date.now();
+  assert.deepEqual(await client.getBytes("hang.bin"), data);
+  // A put while rank 2 hangs or restarts: it either lands on live nodes or fails clearly.
+  const other = pseudoRandomBytes(2 * MiB, 4);
+  try {
+    const meta = await client.put("during.bin", other);
+    for (const c of meta.chunks) assert.equal(c.ranks.length, 2);
+  } catch (error) {
+    assert.ok(error instanceof DfsError && error.code === "UNAVAILABLE", String(error));
+  }
+  await waitForState(client, 2, "up", 30_000);
+  assert.ok(Date.now() - started < 30_000);
+  assert.deepEqual(await client.getBytes("hang.bin"), data);
+  const fsck = await client.fsck();
+  assert.deepEqual([fsck.lost, fsck.underReplicated], [[], []]);
+  await assertNoStrayChunks(server, client);
+});
