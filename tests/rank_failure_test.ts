@@ -93,3 +93,54 @@ Deno.test("a hung data node is detected by the heartbeat and restarted; reads go
   assert.deepEqual([fsck.lost, fsck.underReplicated], [[], []]);
   await assertNoStrayChunks(server, client);
 });
+
+Deno.test("a data node crashing during a get and during a put loses nothing acknowledged", async () => {
+  await using server = await TestServer.start({
+    extraArgs: ["--test-hooks", "--scrub-bytes-per-sec", "0"],
+  });
+  await using client = await DfsClient.connect(server.address);
+  const data = pseudoRandomBytes(24 * MiB, 5);
+  await client.put("stream.bin", data);
+
+  // Crash rank 3 once the get is under way: the stream completes from the other replicas.
+  const parts: Uint8Array[] = [];
+  let crashed = false;
+  for await (const piece of await client.get("stream.bin")) {
+    parts.push(piece.slice());
+    if (!crashed && parts.length === 3) {
+      crashed = true;
+      await hook(server, 3, "crash");
+    }
+  }
+  assert.deepEqual(new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer()), data);
+  await waitForState(client, 3, "up", 20_000);
+
+  // Crash rank 1 during a put: it completes on live nodes or fails with UNAVAILABLE, never half.
+  let sent = 0;
+  const upload = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (sent === 8 * MiB) return controller.close();
+      if (sent === 2 * MiB) await hook(server, 1, "crash");
+      controller.enqueue(data.slice(sent, sent + MiB));
+      sent += MiB;
+    },
+  });
+  let committed = false;
+  try {
+    await client.put("during-put.bin", upload);
+    committed = true;
+  } catch (error) {
+    assert.ok(error instanceof DfsError && error.code === "UNAVAILABLE", String(error));
+  }
+  await waitForState(client, 1, "up", 20_000);
+  if (committed) {
+    assert.deepEqual(await client.getBytes("during-put.bin"), data.slice(0, 8 * MiB));
+    for (const c of (await client.meta("during-put.bin")).chunks) assert.equal(c.ranks.length, 2);
+  } else {
+    await assert.rejects(client.meta("during-put.bin"), DfsError);
+  }
+  assert.deepEqual(await client.getBytes("stream.bin"), data);
+  const fsck = await client.fsck();
+  assert.deepEqual([fsck.lost, fsck.underReplicated], [[], []]);
+  await assertNoStrayChunks(server, client);
+});
