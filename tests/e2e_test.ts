@@ -7,33 +7,12 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { DfsClient, DfsError } from "../client.ts";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
-import { chunkFilesOnDisk, pseudoRandomBytes, rawConnection, TestServer } from "./_server.ts";
+import { assertNoStrayChunks, pseudoRandomBytes, rawConnection, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** Chunk files the store should hold: every chunk of every listed file on each of its ranks. */
-async function expectedChunkFiles(client: DfsClient): Promise<number> {
-  let total = 0;
-  for (const entry of await client.list()) {
-    for (const chunk of (await client.meta(entry.name)).chunks) total += chunk.ranks.length;
-  }
-  return total;
-}
-
-/** Polls until the chunk files on disk match what the metadata references (releases are async). */
-async function assertNoStrayChunks(server: TestServer, client: DfsClient): Promise<void> {
-  const expected = await expectedChunkFiles(client);
-  let actual = -1;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    actual = (await chunkFilesOnDisk(server.dataDir)).length;
-    if (actual === expected) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.equal(actual, expected, "chunk files on disk match the chunks in metadata");
 }
 
 async function assertDfsError(promise: Promise<unknown>, code: string, pattern: RegExp) {
