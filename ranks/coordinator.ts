@@ -468,16 +468,7 @@ export class Coordinator {
     for (let i = 0; i < chunk.ranks.length; i++) {
       const rank = chunk.ranks[(index + i) % chunk.ranks.length];
       try {
-        // Lend the node a pooled buffer to read into; it comes back holding the chunk.
-        const into = chunk.size <= this.pool.bufferBytes ? this.pool.take().buffer : undefined;
-        const call: NodeCall = {
-          op: "read",
-          id: chunk.id,
-          size: chunk.size,
-          crc32: chunk.crc32,
-          into,
-        };
-        const bytes = await this.#call<Uint8Array>(rank, call, into && [into]);
+        const bytes = await this.#readReplica(chunk, rank);
         if (damaged.length > 0) this.#repair(chunk, bytes, damaged);
         return bytes;
       } catch (error) {
@@ -594,16 +585,8 @@ export class Coordinator {
     const unreachable: number[] = [];
     let good: Uint8Array | undefined;
     for (const rank of chunk.ranks) {
-      const into = chunk.size <= this.pool.bufferBytes ? this.pool.take().buffer : undefined;
-      const call: NodeCall = {
-        op: "read",
-        id: chunk.id,
-        size: chunk.size,
-        crc32: chunk.crc32,
-        into,
-      };
       try {
-        const bytes = await this.#call<Uint8Array>(rank, call, into && [into]);
+        const bytes = await this.#readReplica(chunk, rank);
         counts.bytesChecked += bytes.length;
         if (good) this.pool.give(bytes.buffer);
         else good = bytes;
@@ -627,19 +610,21 @@ export class Coordinator {
     return results.every((r) => r.status === "fulfilled");
   }
 
-  /** Rewrites a chunk on the ranks that had it damaged or missing, from good bytes. */
+  /** Rewrites a chunk on the ranks that had it damaged or missing, in the background. */
   #repair(chunk: ChunkRef, good: Uint8Array, ranks: readonly number[]): void {
-    for (const rank of ranks) {
-      const copy = this.#copy(good);
-      const call: NodeCall = { op: "restore", id: chunk.id, bytes: copy, crc32: chunk.crc32 };
-      this.#call(rank, call, [copy.buffer as ArrayBuffer]).then(
-        () => {
-          this.repairs++;
-          console.error(`dfs: repaired chunk ${chunk.id} on rank ${rank} from a good replica`);
-        },
-        (error) => console.error(`dfs: cannot repair chunk ${chunk.id} on rank ${rank}: ${error}`),
+    this.#restore(chunk, good, ranks).then((all) => {
+      const where = `chunk ${chunk.id} on ranks ${ranks.join(", ")}`;
+      console.error(
+        all ? `dfs: repaired ${where} from a good replica` : `dfs: cannot repair ${where}`,
       );
-    }
+    });
+  }
+
+  /** Reads one replica into a pooled buffer lent to the node; it comes back holding the chunk. */
+  #readReplica(chunk: ChunkRef, rank: number): Promise<Uint8Array> {
+    const into = chunk.size <= this.pool.bufferBytes ? this.pool.take().buffer : undefined;
+    const call: NodeCall = { op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32, into };
+    return this.#call<Uint8Array>(rank, call, into && [into]);
   }
 
   // ---- used by Upload ----

@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { DfsClient } from "../client.ts";
+import { DfsError } from "../protocol/errors.ts";
 import { FrameReader } from "../protocol/conn.ts";
 import { decodeFrameBody, encodeFrame } from "../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../protocol/limits.ts";
@@ -246,4 +247,18 @@ export async function rawConnection(
     if (hello.op !== "hello") throw new Error(`Handshake refused: ${JSON.stringify(hello)}`);
   }
   return raw;
+}
+
+/** Asserts that `promise` rejects with a `DfsError` of `code` whose message matches `pattern`. */
+export async function assertDfsError(
+  promise: Promise<unknown>,
+  code: string,
+  pattern: RegExp,
+): Promise<void> {
+  await assert.rejects(promise, (e: unknown) => {
+    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
+    assert.equal(e.code, code);
+    assert.match(e.message, pattern);
+    return true;
+  });
 }

@@ -5,23 +5,20 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { DfsClient, DfsError } from "../client.ts";
+import { DfsClient } from "../client.ts";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
-import { assertNoStrayChunks, pseudoRandomBytes, rawConnection, TestServer } from "./_server.ts";
+import {
+  assertDfsError,
+  assertNoStrayChunks,
+  pseudoRandomBytes,
+  rawConnection,
+  TestServer,
+} from "./_server.ts";
 
 const MiB = 1024 * 1024;
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
-}
-
-async function assertDfsError(promise: Promise<unknown>, code: string, pattern: RegExp) {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, pattern);
-    return true;
-  });
 }
 
 Deno.test("dfs end to end through the client library", async (t) => {

@@ -9,18 +9,9 @@ import { clientProof, newNonce, serverProof } from "../protocol/auth.ts";
 import { FrameReader, FrameWriter } from "../protocol/conn.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../protocol/limits.ts";
-import { pseudoRandomBytes, rawConnection, ROOT, TestServer } from "./_server.ts";
+import { assertDfsError, pseudoRandomBytes, rawConnection, ROOT, TestServer } from "./_server.ts";
 
 const SECRET = "s3cret-token-for-tests-0123456789";
-
-async function assertDfsError(promise: Promise<unknown>, code: string, pattern: RegExp) {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, pattern);
-    return true;
-  });
-}
 
 async function cli(args: string[], env: Record<string, string> = {}) {
   const out = await new Deno.Command(`${ROOT}dfs`, { args, env, stdout: "piped", stderr: "piped" })
