@@ -19,7 +19,11 @@ import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/aut
 import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
-import { CHUNK_SIZE_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
+import {
+  CHUNK_SIZE_BYTES,
+  DATA_FRAME_OVERHEAD_BYTES,
+  PROTOCOL_VERSION,
+} from "./protocol/limits.ts";
 import type {
   FileMeta,
   FsckReport,
@@ -80,6 +84,8 @@ interface Link {
   conn: Deno.Conn;
   reader: FrameReader;
   writer: FrameWriter;
+  /** Largest data payload the server accepts in one frame (from its hello). */
+  dataBytesMax: number;
 }
 
 export class DfsClient {
@@ -120,7 +126,7 @@ export class DfsClient {
     options: { size?: number; replicas?: number } = {},
   ): Promise<FileMeta> {
     return this.#exclusive(async () => {
-      const { reader, writer } = await this.#connected();
+      const { reader, writer, dataBytesMax } = await this.#connected();
       const id = this.#id();
       const size = source instanceof Uint8Array ? source.length : options.size;
       await writer.send({ op: "put", id, name, size, replicas: options.replicas });
@@ -129,7 +135,7 @@ export class DfsClient {
       const watching = this.#readReply(reader).then((r) => answer = r);
       watching.catch(() => {});
       const hash = this.#options.verify ? createHash("sha256") : null;
-      for await (const piece of rechunk(source)) {
+      for await (const piece of rechunk(source, dataBytesMax)) {
         if (answer) break;
         hash?.update(piece);
         await writer.sendData(id, piece);
@@ -348,11 +354,17 @@ export class DfsClient {
     } catch (error) {
       throw unreachable(error);
     }
-    const link = { conn, reader: new FrameReader(conn), writer: new FrameWriter(conn) };
+    const link: Link = {
+      conn,
+      reader: new FrameReader(conn),
+      writer: new FrameWriter(conn),
+      dataBytesMax: CHUNK_SIZE_BYTES,
+    };
     try {
       await link.writer.send({ op: "hello", version: PROTOCOL_VERSION });
       const reply = await this.#readReply(link.reader);
       if (reply.op !== "hello") throw expectOk(reply) && unexpected(reply);
+      link.dataBytesMax = dataBytesFor(reply.frameSizeBytesMax);
       if (reply.challenge) await this.#authenticate(link, reply.challenge);
     } catch (error) {
       conn.close();
@@ -436,27 +448,34 @@ function unexpected(reply: Reply): DfsError {
   );
 }
 
-/** Turns any source into pieces of exactly `CHUNK_SIZE_BYTES` (the last one shorter). */
-async function* rechunk(source: PutSource): AsyncIterable<Uint8Array> {
+/**
+ * The data payload that fits a server's frame limit: a whole chunk normally; less for a server
+ * started with a smaller `--frame-size-bytes-max` (it joins the pieces back into chunks).
+ */
+function dataBytesFor(frameSizeBytesMax: number | undefined): number {
+  if (typeof frameSizeBytesMax !== "number") return CHUNK_SIZE_BYTES;
+  return Math.max(1, Math.min(CHUNK_SIZE_BYTES, frameSizeBytesMax - DATA_FRAME_OVERHEAD_BYTES));
+}
+
+/** Turns any source into pieces of exactly `size` bytes (the last one shorter). */
+async function* rechunk(source: PutSource, size: number): AsyncIterable<Uint8Array> {
   if (source instanceof Uint8Array) {
-    for (let at = 0; at < source.length; at += CHUNK_SIZE_BYTES) {
-      yield source.subarray(at, at + CHUNK_SIZE_BYTES);
-    }
+    for (let at = 0; at < source.length; at += size) yield source.subarray(at, at + size);
     return;
   }
-  let buffer = new Uint8Array(CHUNK_SIZE_BYTES);
+  let buffer = new Uint8Array(size);
   let filled = 0;
   for await (const piece of source as AsyncIterable<Uint8Array>) {
     let at = 0;
     while (at < piece.length) {
-      const n = Math.min(piece.length - at, CHUNK_SIZE_BYTES - filled);
+      const n = Math.min(piece.length - at, size - filled);
       buffer.set(piece.subarray(at, at + n), filled);
       filled += n;
       at += n;
-      if (filled === CHUNK_SIZE_BYTES) {
+      if (filled === size) {
         yield buffer;
         // The writer has written it by the time we resume, but a new buffer keeps that obvious.
-        buffer = new Uint8Array(CHUNK_SIZE_BYTES);
+        buffer = new Uint8Array(size);
         filled = 0;
       }
     }

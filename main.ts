@@ -26,6 +26,7 @@ import {
 } from "./cli/format.ts";
 import { Progress } from "./cli/progress.ts";
 import { readTokenFile, tokenFromText } from "./protocol/auth.ts";
+import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
 import { startCluster } from "./ranks/cluster.ts";
 import { serveClients } from "./ranks/server.ts";
 
@@ -151,6 +152,16 @@ async function serve(values: Values): Promise<void> {
   } catch (error) {
     throw new UsageError((error as Error).message, "serve");
   }
+  const frameSize = optional("frame-size-bytes-max");
+  if (
+    frameSize !== undefined &&
+    (frameSize < FRAME_SIZE_BYTES_MIN || frameSize > FRAME_SIZE_BYTES_MAX)
+  ) {
+    throw new UsageError(
+      `--frame-size-bytes-max must be from ${FRAME_SIZE_BYTES_MIN} to ${FRAME_SIZE_BYTES_MAX}`,
+      "serve",
+    );
+  }
   const dataDir = String(values.data);
   let cluster;
   try {
@@ -180,6 +191,7 @@ async function serve(values: Values): Promise<void> {
       idleTimeoutMs: optional("idle-timeout-ms"),
       handshakeTimeoutMs: optional("handshake-timeout-ms"),
       writeTimeoutMs: optional("write-timeout-ms"),
+      frameSizeBytesMax: frameSize,
     },
   });
   console.log(

@@ -94,6 +94,7 @@ export const COMMANDS = {
       limit("idle-timeout-ms", DEFAULT_LIMITS.idleTimeoutMs, "close idle connections after"),
       limit("handshake-timeout-ms", DEFAULT_LIMITS.handshakeTimeoutMs, "time to complete hello"),
       limit("write-timeout-ms", DEFAULT_LIMITS.writeTimeoutMs, "close a client that stops reading"),
+      limit("frame-size-bytes-max", DEFAULT_LIMITS.frameSizeBytesMax, "largest frame accepted"),
       {
         name: "scrub-bytes-per-sec",
         type: "string",

@@ -17,8 +17,18 @@ export const CHUNK_SIZE_BYTES = 1024 * 1024;
 /** Largest payload of one data frame (put or get). A data frame never spans two chunks. */
 export const DATA_BYTES_MAX = CHUNK_SIZE_BYTES;
 
-/** Largest frame body accepted, checked against the length prefix before anything is allocated. */
-export const FRAME_SIZE_BYTES_MAX = DATA_BYTES_MAX + 4096;
+/** Room in a data frame for everything but its payload (CBOR keys, id, byte-string head). */
+export const DATA_FRAME_OVERHEAD_BYTES = 4096;
+
+/**
+ * Largest frame body accepted by default, checked against the length prefix before anything is
+ * allocated. A server may be started with a smaller one (`--frame-size-bytes-max`, at least
+ * `FRAME_SIZE_BYTES_MIN`); it says so in its hello and clients send smaller data frames.
+ */
+export const FRAME_SIZE_BYTES_MAX = DATA_BYTES_MAX + DATA_FRAME_OVERHEAD_BYTES;
+
+/** Smallest frame limit a server may be given: room for a list page of long names, say. */
+export const FRAME_SIZE_BYTES_MIN = 64 * 1024;
 
 /** Bytes of the length prefix in front of every frame (u32, big-endian). */
 export const FRAME_HEADER_BYTES = 4;

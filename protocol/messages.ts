@@ -115,7 +115,14 @@ export interface RankCapacity {
 }
 
 export type Reply =
-  | { op: "hello"; version: number; server: string; chunkSizeBytes: number; challenge?: Uint8Array }
+  | {
+    op: "hello";
+    version: number;
+    server: string;
+    chunkSizeBytes: number;
+    frameSizeBytesMax?: number;
+    challenge?: Uint8Array;
+  }
   | { op: "auth"; proof: Uint8Array }
   | { op: "ok"; id: number; result?: unknown }
   | { op: "data"; id: number; bytes: Uint8Array }

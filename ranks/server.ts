@@ -19,6 +19,7 @@ import { decodeFrameBody } from "../protocol/frame.ts";
 import {
   CHUNK_SIZE_BYTES,
   FRAME_SIZE_BYTES_MAX,
+  FRAME_SIZE_BYTES_MIN,
   LIST_PAGE_ENTRIES_MAX,
   PROTOCOL_VERSION,
 } from "../protocol/limits.ts";
@@ -38,6 +39,8 @@ export interface ServerLimits {
   handshakeTimeoutMs: number;
   /** A connection whose socket accepts no bytes for this long (a client not reading) is closed. */
   writeTimeoutMs: number;
+  /** Largest frame accepted, at least `FRAME_SIZE_BYTES_MIN`; announced in the hello. */
+  frameSizeBytesMax: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -46,7 +49,12 @@ export const DEFAULT_LIMITS: ServerLimits = {
   idleTimeoutMs: 5 * 60_000,
   handshakeTimeoutMs: 10_000,
   writeTimeoutMs: 60_000,
+  frameSizeBytesMax: FRAME_SIZE_BYTES_MAX,
 };
+
+/** Bytes a list entry takes in a frame besides its name (keys, size, time, replicas), at most. */
+const LIST_ENTRY_OVERHEAD_BYTES = 64;
+const encoder = new TextEncoder();
 
 /** The version string the server reports in its handshake. */
 export const SERVER_NAME = "dfs/0.1.0";
@@ -77,6 +85,13 @@ export function serveClients(
   const limits: ServerLimits = { ...DEFAULT_LIMITS };
   for (const [key, value] of Object.entries(options.limits ?? {})) {
     if (value !== undefined) limits[key as keyof ServerLimits] = value;
+  }
+  const frame = limits.frameSizeBytesMax;
+  if (frame < FRAME_SIZE_BYTES_MIN || frame > FRAME_SIZE_BYTES_MAX) {
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `--frame-size-bytes-max must be from ${FRAME_SIZE_BYTES_MIN} to ${FRAME_SIZE_BYTES_MAX}, got ${frame}`,
+    );
   }
   const address = { hostname: options.hostname, port: options.port, transport: "tcp" as const };
   const listener: Deno.Listener = options.tls
@@ -162,7 +177,7 @@ class Connection {
     this.#limits = options.limits;
     this.#secret = options.secret;
     this.#reader = new FrameReader(conn, {
-      frameSizeBytesMax: FRAME_SIZE_BYTES_MAX,
+      frameSizeBytesMax: this.#limits.frameSizeBytesMax,
       pool: coordinator.pool,
     });
     this.#writer = new FrameWriter(conn, {
@@ -193,6 +208,7 @@ class Connection {
         version: PROTOCOL_VERSION,
         server: SERVER_NAME,
         chunkSizeBytes: CHUNK_SIZE_BYTES,
+        frameSizeBytesMax: this.#limits.frameSizeBytesMax,
         challenge,
       });
       if (challenge && !await this.#authenticate(this.#secret!, challenge)) return;
@@ -443,13 +459,21 @@ class Connection {
 
   async #list(id: number, prefix: string): Promise<void> {
     const entries = await this.#coordinator.list(prefix);
-    for (let at = 0; at < entries.length; at += LIST_PAGE_ENTRIES_MAX) {
-      await this.#writer.send({
-        op: "entries",
-        id,
-        entries: entries.slice(at, at + LIST_PAGE_ENTRIES_MAX),
-      });
+    // Pages are bounded by count and by bytes, so long names never make a frame too large.
+    const pageBytesMax = this.#limits.frameSizeBytesMax / 2;
+    let page: typeof entries = [];
+    let pageBytes = 0;
+    for (const entry of entries) {
+      const bytes = encoder.encode(entry.name).length + LIST_ENTRY_OVERHEAD_BYTES;
+      if (page.length === LIST_PAGE_ENTRIES_MAX || pageBytes + bytes > pageBytesMax) {
+        await this.#writer.send({ op: "entries", id, entries: page });
+        page = [];
+        pageBytes = 0;
+      }
+      page.push(entry);
+      pageBytes += bytes;
     }
+    if (page.length > 0) await this.#writer.send({ op: "entries", id, entries: page });
     await this.#writer.send({ op: "end", id });
   }
 

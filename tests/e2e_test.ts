@@ -305,3 +305,26 @@ Deno.test("dfs end to end through the client library", async (t) => {
     assert.equal(ok.id, 9);
   });
 });
+
+Deno.test("a server with a small --frame-size-bytes-max gets smaller data frames and lists long names", async () => {
+  await using server = await TestServer.start({ extraArgs: ["--frame-size-bytes-max", "65536"] });
+  await using client = await DfsClient.connect(server.address);
+  const data = pseudoRandomBytes(3 * MiB + 11, 8);
+  const meta = await client.put("small-frames.bin", data);
+  // The client sent pieces that fit 64 KiB frames; the server joined them into whole chunks.
+  assert.deepEqual(meta.chunks.map((c) => c.size), [MiB, MiB, MiB, 11]);
+  assert.deepEqual(await client.getBytes("small-frames.bin"), data);
+  using raw = await rawConnection(server.address, { hello: true });
+  await raw.send({ op: "data", id: 1, bytes: new Uint8Array(70_000) });
+  const refused = await raw.next();
+  assert.deepEqual([refused.op, refused.code], ["error", "TOO_LARGE"]);
+  // 300 names of the longest length fit no single 64 KiB frame: the listing comes in pages.
+  const long = (i: number) => `${String(i).padStart(4, "0")}/${"n".repeat(1019)}`;
+  await Promise.all(Array.from({ length: 4 }, async (_, w) => {
+    await using c = await DfsClient.connect(server.address);
+    for (let i = w; i < 300; i += 4) await c.put(long(i), Uint8Array.of(i & 0xff));
+  }));
+  const names = (await client.list("0")).map((e) => e.name);
+  assert.equal(names.length, 300);
+  assert.deepEqual(names, Array.from({ length: 300 }, (_, i) => long(i)));
+});
