@@ -16,7 +16,7 @@
 
 import { createHash } from "node:crypto";
 import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/auth.ts";
-import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts";
+import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "./protocol/conn.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
 import {
@@ -351,6 +351,7 @@ export class DfsClient {
       conn = tlsCaCerts
         ? await withTimeout(Deno.connectTls({ hostname, port, caCerts: tlsCaCerts }), signal)
         : await Deno.connect({ hostname, port, signal });
+      setNoDelay(conn);
     } catch (error) {
       throw unreachable(error);
     }

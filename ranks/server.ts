@@ -13,7 +13,7 @@ import {
   proofMatches,
   serverProof,
 } from "../protocol/auth.ts";
-import { FrameReader, FrameWriter, isConnectionError } from "../protocol/conn.ts";
+import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "../protocol/conn.ts";
 import { DfsError } from "../protocol/errors.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
 import {
@@ -110,6 +110,7 @@ export function serveClients(
         );
         continue;
       }
+      setNoDelay(conn);
       const connection = new Connection(conn, coordinator, {
         limits,
         secret: options.secret,
