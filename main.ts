@@ -166,7 +166,8 @@ async function serve(values: Values): Promise<void> {
   let cluster;
   try {
     const testHooks = values["test-hooks"] === true;
-    cluster = await startCluster({ ranks, replicas, dataDir, testHooks });
+    const rereplicateAfterMs = optional("rereplicate-after-ms");
+    cluster = await startCluster({ ranks, replicas, dataDir, testHooks, rereplicateAfterMs });
   } catch (error) {
     if (error instanceof DfsError && error.code === "INVALID_REQUEST") {
       throw new UsageError(error.message, "serve");

@@ -6,6 +6,7 @@
  */
 
 import { DEFAULT_SERVER } from "../client.ts";
+import { REREPLICATE_AFTER_MS } from "../ranks/cluster.ts";
 import { DEFAULT_LIMITS } from "../ranks/server.ts";
 
 /** Bytes per second the background scrubber reads by default (over all replicas). */
@@ -95,6 +96,11 @@ export const COMMANDS = {
       limit("handshake-timeout-ms", DEFAULT_LIMITS.handshakeTimeoutMs, "time to complete hello"),
       limit("write-timeout-ms", DEFAULT_LIMITS.writeTimeoutMs, "close a client that stops reading"),
       limit("frame-size-bytes-max", DEFAULT_LIMITS.frameSizeBytesMax, "largest frame accepted"),
+      limit(
+        "rereplicate-after-ms",
+        REREPLICATE_AFTER_MS,
+        "copy a down rank's replicas elsewhere after",
+      ),
       {
         name: "scrub-bytes-per-sec",
         type: "string",

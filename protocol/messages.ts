@@ -94,7 +94,7 @@ export type Request =
   | { op: "du"; id: number; prefix: string }
   | { op: "df"; id: number }
   | { op: "fsck"; id: number }
-  | { op: "test-hook"; id: number; rank: number; mode: "crash" | "hang" }
+  | { op: "test-hook"; id: number; rank: number; mode: "crash" | "hang" | "kill" }
   | { op: "status"; id: number };
 
 /** `du`: files under a prefix, their bytes, and the bytes stored for them on all replicas. */
@@ -201,7 +201,9 @@ export function parseRequest(value: unknown): Request {
         force: m.force === true,
       };
     case "test-hook":
-      if (m.mode !== "crash" && m.mode !== "hang") throw invalid("mode must be crash or hang");
+      if (m.mode !== "crash" && m.mode !== "hang" && m.mode !== "kill") {
+        throw invalid("mode must be crash, hang or kill");
+      }
       return { op, id, rank: checkCount(m.rank, "rank"), mode: m.mode };
     case "df":
     case "fsck":

@@ -28,6 +28,8 @@ export interface ClusterOptions {
   dataDir: string;
   /** Lets clients crash or hang a data node (`--test-hooks`; tests only). */
   testHooks?: boolean;
+  /** A data node down this long has its replicas copied to live nodes (default below). */
+  rereplicateAfterMs?: number;
 }
 
 export interface Cluster {
@@ -41,6 +43,8 @@ export interface Cluster {
 export const HEARTBEAT_INTERVAL_MS = 1_000;
 /** A data node that does not answer a heartbeat within this time is taken for hung. */
 export const HEARTBEAT_TIMEOUT_MS = 5_000;
+/** A data node down this long (its restarts failing) has its replicas copied to live nodes. */
+export const REREPLICATE_AFTER_MS = 60_000;
 /** Wait between two attempts to restart a data node. */
 export const RESTART_BACKOFF_MS = 2_000;
 
@@ -74,7 +78,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const dataRanks = [...workers.keys()];
     const coordinator = new Coordinator(comm, { dataRanks, replicas });
     const recovery = await coordinator.recover();
-    supervisor = new Supervisor({ comm, transport, coordinator, workers, init });
+    supervisor = new Supervisor({
+      comm,
+      transport,
+      coordinator,
+      workers,
+      init,
+      rereplicateAfterMs: options.rereplicateAfterMs ?? REREPLICATE_AFTER_MS,
+    });
     const c = comm;
     const s = supervisor;
     return {
@@ -121,6 +132,7 @@ class Supervisor {
   #workers: Map<number, Worker>;
   #init: (rank: number) => NodeInit;
   #restarting = new Set<number>();
+  #rereplicateAfterMs: number;
   #closed = false;
   #timer: ReturnType<typeof setInterval>;
 
@@ -130,7 +142,9 @@ class Supervisor {
     coordinator: Coordinator;
     workers: Map<number, Worker>;
     init: (rank: number) => NodeInit;
+    rereplicateAfterMs: number;
   }) {
+    this.#rereplicateAfterMs = parts.rereplicateAfterMs;
     this.#comm = parts.comm;
     this.#transport = parts.transport;
     this.#coordinator = parts.coordinator;
@@ -167,7 +181,21 @@ class Supervisor {
     console.error(`dfs: rank ${rank} is down (${reason}); restarting it`);
     this.#comm.failPeer(rank, `rank ${rank} is down`);
     this.#workers.get(rank)?.terminate();
+    const downSince = Date.now();
+    let rereplicated = false;
     while (!this.#closed) {
+      if (!rereplicated && Date.now() - downSince >= this.#rereplicateAfterMs) {
+        rereplicated = true;
+        await this.#coordinator.rereplicate(rank).then(
+          (n) =>
+            console.error(`dfs: rank ${rank} stays down: ${n} chunk replicas copied to live nodes`),
+          (error) => console.error(`dfs: cannot re-replicate rank ${rank}: ${error.message}`),
+        );
+      }
+      if (this.#coordinator.keptDown.has(rank)) {
+        await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS / 4));
+        continue;
+      }
       const worker = spawnWorker(rank);
       this.#workers.set(rank, worker);
       this.#transport.setPort(rank, worker);

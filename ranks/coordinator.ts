@@ -801,9 +801,65 @@ export class Coordinator {
     return { dropped: deleteChunks.length, restored };
   }
 
-  /** Test hook: makes a data node crash or hang (the server allows it only with --test-hooks). */
-  testHook(rank: number, mode: "crash" | "hang"): void {
-    this.#comm.call(rank, { op: mode }, { timeoutMs: 1000 }).catch(() => {});
+  /**
+   * Moves every replica a down rank held to live nodes: each chunk with a replica on `rank` is
+   * copied from a good replica to the least loaded live node that lacks it, then the file gets a
+   * new version of its manifest (same data, new placement) through one rename record per node, so
+   * every file has its replica count again. Returns how many chunks were copied.
+   *
+   * @throws {DfsError} `UNAVAILABLE` if no live node can take a replica, or none is left to copy.
+   */
+  async rereplicate(rank: number): Promise<number> {
+    let copied = 0;
+    for (const m of [...this.#index.values()]) {
+      if (!holdersOf(m).has(rank)) continue;
+      copied += await this.#exclusive([m.name], async () => {
+        const current = this.#index.get(m.name);
+        if (!current || !holdersOf(current).has(rank) || !this.#down.has(rank)) return 0;
+        const chunks: ChunkRef[] = [];
+        for (const chunk of current.chunks) {
+          if (!chunk.ranks.includes(rank)) {
+            chunks.push(chunk);
+            continue;
+          }
+          const live = chunk.ranks.filter((r) => r !== rank);
+          const { good } = await this.#checkChunk({ ...chunk, ranks: live }, { bytesChecked: 0 });
+          if (!good) {
+            throw new DfsError("UNAVAILABLE", `No good replica of chunk ${chunk.id} is left`);
+          }
+          const [target] = this.#loads.place(
+            chunk.size,
+            1,
+            new Set([...this.#down, ...chunk.ranks]),
+          );
+          const copy = this.#copy(good);
+          this.pool.give(good.buffer);
+          const call: NodeCall = { op: "restore", id: chunk.id, bytes: copy, crc32: chunk.crc32 };
+          await this.#call(target, call, [copy.buffer as ArrayBuffer]);
+          this.#loads.add(rank, -chunk.size);
+          chunks.push({ ...chunk, ranks: [...live, target] });
+        }
+        const next: Manifest = { ...current, version: this.#index.nextVersion(), chunks };
+        await this.#onEveryNode(`re-replicate "${current.name}"`, {
+          op: "rename",
+          fromVersion: current.version,
+          manifest: next,
+        });
+        this.#index.install(next); // the same data: `current` must not be released
+        return chunks.filter((c, i) => c !== current.chunks[i]).length;
+      });
+    }
+    return copied;
+  }
+
+  /** Ranks a `kill` test hook took down for good: the supervisor does not restart them. */
+  readonly keptDown = new Set<number>();
+
+  /** Test hook: makes a data node crash, hang, or die for good (only with --test-hooks). */
+  testHook(rank: number, mode: "crash" | "hang" | "kill"): void {
+    if (mode === "kill") this.keptDown.add(rank);
+    const op = mode === "hang" ? "hang" : "crash";
+    this.#comm.call(rank, { op }, { timeoutMs: 1000 }).catch(() => {});
   }
 
   #call<T = unknown>(rank: number, call: NodeCall, transfer?: ArrayBuffer[]): Promise<T> {

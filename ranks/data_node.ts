@@ -17,6 +17,7 @@ import {
   type LogRecord,
   ManifestTable,
   type RankRepair,
+  renamedFrom,
 } from "./metadata.ts";
 import type { ListAnswer, NodeCall, ScanAnswer } from "./node_protocol.ts";
 import type { RecordLog } from "./record_log.ts";
@@ -171,8 +172,9 @@ export class DataNode {
         return released ? [{ kind: "commit", manifest: released }] : [];
       }
       case "rename": {
-        const renamed = this.#table.get(record.tombstone.name, record.fromVersion);
-        const undo = [releaseOf(record.manifest), releaseOf(record.tombstone)];
+        const renamed = this.#table.get(renamedFrom(record), record.fromVersion);
+        const undo = [releaseOf(record.manifest)];
+        if (record.tombstone) undo.push(releaseOf(record.tombstone));
         return renamed ? [...undo, { kind: "commit", manifest: renamed }] : undo;
       }
     }

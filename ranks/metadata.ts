@@ -45,7 +45,15 @@ export type LogRecord =
    * A rename, applied at once: version `fromVersion` of `tombstone.name` becomes `manifest` (same
    * chunks, new name and version) and `tombstone` marks the old name removed.
    */
-  | { kind: "rename"; fromVersion: number; tombstone: Manifest; manifest: Manifest };
+  | { kind: "rename"; fromVersion: number; tombstone?: Manifest; manifest: Manifest };
+
+/**
+ * The name a rename record moves from: the tombstone's, or, for a record without one (a new
+ * version of the same file with its chunks placed anew, after re-replication), the manifest's.
+ */
+export function renamedFrom(record: { tombstone?: Manifest; manifest: Manifest }): string {
+  return record.tombstone?.name ?? record.manifest.name;
+}
 
 /** A tombstone for `name` at `version`. */
 export function tombstoneOf(name: string, version: number, modified: number): Manifest {
@@ -74,7 +82,7 @@ export function decodeRecord(bytes: Uint8Array): LogRecord {
   if (record.kind === "commit") checkManifest(record.manifest);
   if (record.kind === "rename") {
     checkManifest(record.manifest);
-    checkManifest(record.tombstone);
+    if (record.tombstone) checkManifest(record.tombstone);
   }
   return record;
 }
@@ -127,8 +135,8 @@ export class ManifestTable {
       case "release":
         return this.#remove(record.name, record.version);
       case "rename":
-        this.#remove(record.tombstone.name, record.fromVersion);
-        this.#add(record.tombstone);
+        this.#remove(renamedFrom(record), record.fromVersion);
+        if (record.tombstone) this.#add(record.tombstone);
         return this.#add(record.manifest);
     }
   }

@@ -19,7 +19,7 @@ export type NodeCall =
   /** Make the chunks' directory entries durable, then append the manifest to the log. */
   | { op: "commit"; manifest: Manifest }
   /** Rename at once: the version `fromVersion` of the tombstone's name becomes `manifest`. */
-  | { op: "rename"; fromVersion: number; tombstone: Manifest; manifest: Manifest }
+  | { op: "rename"; fromVersion: number; tombstone?: Manifest; manifest: Manifest }
   /** Drop a superseded version: log it, then remove its chunks on this node. */
   | { op: "release"; name: string; version: number }
   /** Remove chunks of an upload that never committed. */

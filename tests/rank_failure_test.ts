@@ -10,7 +10,11 @@ import { assertNoStrayChunks, pseudoRandomBytes, rawConnection, TestServer } fro
 
 const MiB = 1024 * 1024;
 
-async function hook(server: TestServer, rank: number, mode: "crash" | "hang"): Promise<void> {
+async function hook(
+  server: TestServer,
+  rank: number,
+  mode: "crash" | "hang" | "kill",
+): Promise<void> {
   using raw = await rawConnection(server.address, { hello: true });
   await raw.send({ op: "test-hook", id: 1, rank, mode });
   assert.equal((await raw.next()).op, "ok");
@@ -143,4 +147,39 @@ Deno.test("a data node crashing during a get and during a put loses nothing ackn
   const fsck = await client.fsck();
   assert.deepEqual([fsck.lost, fsck.underReplicated], [[], []]);
   await assertNoStrayChunks(server, client);
+});
+
+Deno.test("a data node that stays down has its replicas copied to live nodes", async () => {
+  const args = ["--test-hooks", "--scrub-bytes-per-sec", "0", "--rereplicate-after-ms", "500"];
+  await using server = await TestServer.start({ ranks: 5, extraArgs: args });
+  await using client = await DfsClient.connect(server.address);
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 5; i++) {
+    const data = pseudoRandomBytes(3 * MiB + i, 40 + i);
+    files.set(`r${i}`, data);
+    await client.put(`r${i}`, data);
+  }
+  await hook(server, 2, "kill");
+  const deadline = Date.now() + 20_000;
+  while (!/rank 2 stays down: \d+ chunk replicas copied/.test(await server.stderrSoFar())) {
+    assert.ok(Date.now() < deadline, `no re-replication:\n${await server.stderrSoFar()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const [name, data] of files) {
+    const meta = await client.meta(name);
+    for (const c of meta.chunks) {
+      assert.equal(new Set(c.ranks).size, 2, `${name}: two replicas`);
+      assert.ok(!c.ranks.includes(2), `${name}: nothing left on the dead rank`);
+    }
+    assert.deepEqual(await client.getBytes(name), data);
+  }
+  const fsck = await client.fsck();
+  assert.deepEqual([fsck.healthy, fsck.underReplicated, fsck.lost], [files.size, [], []]);
+
+  // After a full restart the old node is back with stale replicas: they are dropped.
+  await server.stop("SIGTERM");
+  await using again = await server.restart({ ranks: 5, extraArgs: ["--scrub-bytes-per-sec", "0"] });
+  await using after = await DfsClient.connect(again.address);
+  for (const [name, data] of files) assert.deepEqual(await after.getBytes(name), data, name);
+  await assertNoStrayChunks(again, after);
 });
