@@ -24,7 +24,7 @@ import type {
   StatusReport,
   Usage,
 } from "../protocol/messages.ts";
-import { newChunkId } from "./chunk_store.ts";
+import { newChunkId, SMALL_READ_BYTES_MAX } from "./chunk_store.ts";
 import type { Comm } from "./comm.ts";
 import {
   type ChunkRef,
@@ -186,15 +186,21 @@ export class Coordinator {
   async recover(): Promise<RecoveryPlan> {
     const scans = await this.#collective<ScanAnswer>((tag) => ({ op: "scan", tag }));
     const plan = planRecovery(scans);
-    await Promise.all(
-      [...plan.repairs].map(([rank, repair]) => this.#call(rank, { op: "repair", repair })),
-    );
+    // A node already holding exactly what it should (the usual clean restart) is left alone:
+    // rewriting its whole log would be most of the start-up time.
+    const held = new Map(scans.map((s) => [s.rank, s.manifests]));
+    const key = (m: Manifest) => `${m.name}\0${m.version}`;
+    const needed = [...plan.repairs].filter(([rank, repair]) => {
+      const have = new Set((held.get(rank) ?? []).map(key));
+      return repair.deleteChunks.length > 0 || have.size !== repair.keep.length ||
+        repair.keep.some((m) => !have.has(key(m)));
+    });
+    await Promise.all(needed.map(([rank, repair]) => this.#call(rank, { op: "repair", repair })));
     for (const [rank, repair] of plan.repairs) this.#loads.add(rank, repair.bytesHeld);
     for (const m of plan.files) this.#index.install(m);
     return plan;
   }
 
-  /** Starts an upload of `name`; `size`, when given, is enforced. */
   /**
    * Starts an upload of `name`; `size`, when given, is enforced; `replicas` (default: the server's)
    * may be anything from 1 to the number of data nodes.
@@ -622,7 +628,9 @@ export class Coordinator {
 
   /** Reads one replica into a pooled buffer lent to the node; it comes back holding the chunk. */
   #readReplica(chunk: ChunkRef, rank: number): Promise<Uint8Array> {
-    const into = chunk.size <= this.pool.bufferBytes ? this.pool.take().buffer : undefined;
+    // Small chunks are read whole by the store into a buffer of their own: lend nothing then.
+    const lend = chunk.size > SMALL_READ_BYTES_MAX && chunk.size <= this.pool.bufferBytes;
+    const into = lend ? this.pool.take().buffer : undefined;
     const call: NodeCall = { op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32, into };
     return this.#call<Uint8Array>(rank, call, into && [into]);
   }
@@ -644,10 +652,12 @@ export class Coordinator {
     return { ref, durable: Promise.all(writes).then(() => {}) };
   }
 
+  /** A copy in a pooled buffer for large chunks, or an exact one for small chunks. */
   #copy(bytes: Uint8Array): Uint8Array {
-    const copy = bytes.length <= this.pool.bufferBytes
-      ? this.pool.take().subarray(0, bytes.length)
-      : new Uint8Array(bytes.length);
+    if (bytes.length <= SMALL_READ_BYTES_MAX || bytes.length > this.pool.bufferBytes) {
+      return bytes.slice();
+    }
+    const copy = this.pool.take().subarray(0, bytes.length);
     copy.set(bytes);
     return copy;
   }
@@ -989,7 +999,13 @@ export class Upload {
   }
 
   async #flush(): Promise<void> {
-    const bytes = (this.#buffer ?? this.#coordinator.pool.take()).subarray(0, this.#buffered);
+    const buffer = this.#buffer;
+    let bytes = (buffer ?? new Uint8Array(0)).subarray(0, this.#buffered);
+    if (buffer && this.#buffered <= SMALL_READ_BYTES_MAX) {
+      // A small last chunk (or a small file) travels in an exact copy; the big buffer goes back.
+      bytes = bytes.slice();
+      this.#coordinator.pool.give(buffer.buffer);
+    }
     this.#buffer = null;
     this.#buffered = 0;
     await this.#send(bytes);

@@ -33,8 +33,14 @@ const digest = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 
 Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no acknowledged byte`, async () => {
   const next = random(SEED);
-  /** Per name: the SHA-256 of every content it may legitimately hold after a crash. */
-  const allowed = new Map<string, Set<string>>();
+  /**
+   * Per name, what it may legitimately hold after a crash: the acknowledged put with the highest
+   * version (last commit wins) or any put still in flight (it may have committed after that).
+   */
+  const acked = new Map<string, { version: number; hash: string }>();
+  const inflight = new Map<string, Set<string>>();
+  const allowedOf = (name: string) =>
+    new Set([...(acked.has(name) ? [acked.get(name)!.hash] : []), ...(inflight.get(name) ?? [])]);
   /** Names with at least one acknowledged put: they must exist after every restart. */
   const everAcknowledged = new Set<string>();
   let server = await TestServer.start();
@@ -54,18 +60,22 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
                 cycle * 1000 + w * 100 + acknowledged,
               );
               const hash = digest(data);
-              // In flight, the new content may or may not survive a crash...
-              const before = allowed.get(name) ?? new Set();
-              allowed.set(name, new Set([...before, hash]));
-              await client.put(name, data);
-              // ...once acknowledged, only it may.
-              allowed.set(name, new Set([hash]));
+              // In flight, the new content may or may not survive a crash (a cut-off put stays
+              // "in flight" until the restart shows what happened)...
+              if (!inflight.has(name)) inflight.set(name, new Set());
+              inflight.get(name)!.add(hash);
+              const { version } = await client.put(name, data);
+              // ...once acknowledged, it wins over every put of a lower version.
+              inflight.get(name)!.delete(hash);
+              if (!acked.has(name) || acked.get(name)!.version < version) {
+                acked.set(name, { version, hash });
+              }
               everAcknowledged.add(name);
               acknowledged++;
-            } else if (allowed.has(name)) {
+            } else if (acked.has(name)) {
               const got = digest(await client.getBytes(name).catch(() => new Uint8Array(0)));
               assert.ok(
-                allowed.get(name)!.has(got) || got === digest(new Uint8Array(0)),
+                allowedOf(name).has(got) || got === digest(new Uint8Array(0)),
                 `read of ${name}`,
               );
             }
@@ -83,9 +93,12 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
 
       await using client = await DfsClient.connect(server.address);
       const listed = await client.list();
-      for (const entry of listed) assert.ok(allowed.has(entry.name), `${entry.name} was written`);
+      for (const entry of listed) {
+        assert.ok(allowedOf(entry.name).size > 0, `${entry.name} was written`);
+      }
       let referenced = 0;
-      for (const [name, hashes] of allowed) {
+      for (const name of new Set([...acked.keys(), ...inflight.keys()])) {
+        const hashes = allowedOf(name);
         let content: Uint8Array | undefined;
         try {
           content = await client.getBytes(name);
@@ -95,6 +108,7 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
         if (content === undefined) {
           assert.ok(!listed.some((e) => e.name === name), `${name} listed but unreadable`);
           assert.ok(!everAcknowledged.has(name), `cycle ${cycle}: acknowledged ${name} is gone`);
+          inflight.delete(name);
           continue;
         }
         const hash = digest(content);
@@ -102,8 +116,10 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
           hashes.has(hash),
           `cycle ${cycle}: ${name} holds content that was never put whole`,
         );
-        allowed.set(name, new Set([hash]));
-        for (const chunk of (await client.meta(name)).chunks) referenced += chunk.ranks.length;
+        const meta = await client.meta(name);
+        acked.set(name, { version: meta.version, hash });
+        inflight.delete(name);
+        for (const chunk of meta.chunks) referenced += chunk.ranks.length;
       }
       assert.equal(
         (await chunkFilesOnDisk(server.dataDir)).length,
