@@ -5,6 +5,9 @@
  * - get limit: a sender reads the file from disk and streams it over TCP to a receiver that writes
  *   it to one file.
  * Both on 127.0.0.1 with 1 MiB writes, as dfs does.
+ * - small-file put limit: what a data node's disk work costs per small file, without dfs: create a
+ *   file in each of two folders (the two replicas), write it, fdatasync both, from several lanes
+ *   at once.
  *
  * @module
  */
@@ -107,6 +110,45 @@ export async function bareGet(size: number, source: string, dir: string): Promis
   } finally {
     out.close();
     await Deno.remove(`${dir}/bare-out`);
+  }
+}
+
+/** Longest the small-file put limit may run before it reports what it did. */
+export const BARE_SMALL_PUT_TIMEOUT_MS = 120_000;
+
+/**
+ * Small-file put limit: `lanes` loops at once, each creating the next file in two folders under
+ * `dir`, writing `sizeBytes` and fdatasyncing both copies, until `files` files or
+ * `BARE_SMALL_PUT_TIMEOUT_MS`. Returns files (pairs of copies) per second.
+ */
+export async function bareSmallPut(
+  files: number,
+  dir: string,
+  options: { lanes: number; sizeBytes: number },
+): Promise<number> {
+  const folders = [`${dir}/bare-small-a`, `${dir}/bare-small-b`];
+  for (const folder of folders) await Deno.mkdir(folder);
+  const bytes = crypto.getRandomValues(new Uint8Array(options.sizeBytes));
+  const deadline = performance.now() + BARE_SMALL_PUT_TIMEOUT_MS;
+  let next = 0;
+  let done = 0;
+  const lane = async () => {
+    while (next < files && performance.now() < deadline) {
+      const i = next++;
+      await Promise.all(folders.map(async (folder) => {
+        using file = await Deno.open(`${folder}/${i}`, { createNew: true, write: true });
+        await writeAll(file, bytes);
+        await file.syncData();
+      }));
+      done++;
+    }
+  };
+  try {
+    const start = performance.now();
+    await Promise.all(Array.from({ length: options.lanes }, lane));
+    return done / ((performance.now() - start) / 1000);
+  } finally {
+    for (const folder of folders) await Deno.remove(folder, { recursive: true });
   }
 }
 

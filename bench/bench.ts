@@ -1,168 +1,79 @@
 /**
- * `deno task bench`: starts a real 4-rank server in a temp folder and measures 1 GiB put and get
- * through the client library and through the CLI, each the median of `--runs` runs (min and max
- * shown), and the server's peak resident memory. `--json` prints the results as JSON.
+ * `deno task bench`: starts real `dfs serve` processes (4 ranks, 2 replicas) in temp folders on
+ * 127.0.0.1 and prints a table of figures, each the median of `--runs` runs with min and max:
+ * - a large file (1 GiB) put and got through the client library and through the CLI, the machine's
+ *   bare limits measured in the same run, and the server's peak resident memory;
+ * - 10,000 files of 4 KiB put, then got, then their metadata asked, by 16 concurrent clients:
+ *   files/s, p50/p99 latency, CPU of the server and of the clients;
+ * - `list` of 100,000 names, and the start-up time on an empty store and on those 100,000 files.
+ *
+ * `--scaling` runs the scaling suite instead (ranks 2 to 16, clients 1 to 64; see `_scaling.ts`).
+ * `--json` prints the results as JSON; `--quick` is a short smoke run (1 run, small sizes).
+ * Progress goes to stderr.
  *
  * @module
  */
 
-import { createHash } from "node:crypto";
-import { parseArgs } from "node:util";
-import { DfsClient } from "../client.ts";
-import { bareGet, barePut } from "./bare.ts";
-import { DENO, pseudoRandomBytes, ROOT, TestServer } from "../tests/_server.ts";
+import { type BenchConfig, parseConfig, USAGE } from "./_config.ts";
+import { runDefault } from "./_default.ts";
+import { figureTable, gridTable } from "./_report.ts";
+import { runScaling } from "./_scaling.ts";
+import type { Figure } from "./_stats.ts";
+import { progress } from "./_timing.ts";
 
 const MiB = 1024 * 1024;
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    runs: { type: "string", default: "3" },
-    "size-mib": { type: "string", default: "1024" },
-    ranks: { type: "string", default: "4" },
-    json: { type: "boolean", default: false },
-  },
-});
-const RUNS = Number(values.runs);
-const SIZE = Number(values["size-mib"]) * MiB;
 
-interface Figure {
-  name: string;
-  unit: string;
-  median: number;
-  min: number;
-  max: number;
+let config: BenchConfig;
+try {
+  config = parseConfig(Deno.args);
+} catch (error) {
+  console.error(`bench: ${(error as Error).message}\nusage: ${USAGE}`);
+  Deno.exit(2);
 }
 
-function figure(name: string, unit: string, samples: number[]): Figure {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return {
-    name,
-    unit,
-    median: sorted[Math.floor(sorted.length / 2)],
-    min: sorted[0],
-    max: sorted.at(-1)!,
-  };
-}
+const notes: string[] = [];
+progress(`${config.scaling ? "scaling" : "default"} suite, ${config.runs} run(s) each`);
+const bench = { config, notes };
+const figures = config.scaling ? await runScaling(bench) : await runDefault(bench);
+const ratios = config.scaling ? {} : ratiosOf(figures, config);
 
-/** A stream of `size` bytes made from a few random blocks, each MiB stamped with its offset. */
-function source(size: number): ReadableStream<Uint8Array> {
-  const blocks = Array.from({ length: 8 }, (_, i) => pseudoRandomBytes(MiB, i + 1));
-  let sent = 0;
-  return new ReadableStream({
-    pull(controller) {
-      if (sent >= size) return controller.close();
-      const block = blocks[(sent / MiB) % blocks.length].slice(0, Math.min(MiB, size - sent));
-      new DataView(block.buffer).setFloat64(0, sent);
-      controller.enqueue(block);
-      sent += block.length;
-    },
-  }, { highWaterMark: 0 });
-}
-
-async function sourceFile(path: string): Promise<void> {
-  await source(SIZE).pipeTo((await Deno.create(path)).writable);
-}
-
-async function timed(work: () => Promise<unknown>): Promise<number> {
-  const start = performance.now();
-  await work();
-  return (performance.now() - start) / 1000;
-}
-
-const mbps = (seconds: number) => SIZE / 1e6 / seconds;
-
-await using server = await TestServer.start({ ranks: Number(values.ranks) });
-const figures: Figure[] = [];
-{
-  await using client = await DfsClient.connect(server.address);
-  const put: number[] = [];
-  const get: number[] = [];
-  for (let run = 0; run < RUNS; run++) {
-    put.push(mbps(await timed(() => client.put("bench/lib.bin", source(SIZE)))));
-    get.push(mbps(
-      await timed(async () => {
-        const hash = createHash("sha256");
-        for await (const piece of await client.get("bench/lib.bin")) hash.update(piece);
-      }),
-    ));
-  }
-  figures.push(figure("put, client library", "MB/s", put));
-  figures.push(figure("get, client library", "MB/s", get));
-}
-{
-  const dir = await Deno.makeTempDir({ prefix: "dfs-bench-" });
-  try {
-    const local = `${dir}/file.bin`;
-    await sourceFile(local);
-    const cli = async (...args: string[]) => {
-      const out = await new Deno.Command(DENO, {
-        args: ["run", "-A", "--quiet", `${ROOT}main.ts`, ...args, "--server", server.address],
-        stdout: "null",
-        stderr: "piped",
-      }).output();
-      if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-    };
-    const put: number[] = [];
-    const get: number[] = [];
-    for (let run = 0; run < RUNS; run++) {
-      put.push(mbps(await timed(() => cli("put", local, "bench/cli.bin"))));
-      get.push(mbps(await timed(() => cli("get", "bench/cli.bin", `${dir}/back.bin`))));
-    }
-    figures.push(figure("put, CLI (file to server)", "MB/s", put));
-    figures.push(figure("get, CLI (server to file)", "MB/s", get));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-{
-  // The machine's own limits in the same run: plain TCP into two fsynced files (put), and a file
-  // read and sent over TCP into one file (get).
-  const dir = await Deno.makeTempDir({ prefix: "dfs-bare-" });
-  try {
-    const source = `${dir}/source.bin`;
-    await sourceFile(source);
-    const put: number[] = [];
-    const get: number[] = [];
-    for (let run = 0; run < RUNS; run++) {
-      put.push(await barePut(SIZE, dir));
-      get.push(await bareGet(SIZE, source, dir));
-    }
-    figures.push(figure("bare put limit (TCP into 2 fsynced files)", "MB/s", put));
-    figures.push(figure("bare get limit (file, TCP, 1 file)", "MB/s", get));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-const peak = await server.peakRssBytes() / MiB;
-figures.push({
-  name: "server peak resident memory",
-  unit: "MiB",
-  median: peak,
-  min: peak,
-  max: peak,
-});
-
-if (values.json) {
-  console.log(
-    JSON.stringify({ sizeBytes: SIZE, runs: RUNS, ranks: Number(values.ranks), figures }, null, 2),
-  );
+if (config.json) {
+  const mode = config.scaling ? "scaling" : "default";
+  console.log(JSON.stringify({ mode, config, figures, ratios, notes }, null, 2));
 } else {
-  console.log(
-    `dfs bench: ${SIZE / MiB} MiB file, ${values.ranks} ranks, 2 replicas, ${RUNS} runs each`,
-  );
-  console.log("| what | median | min | max |\n| --- | --- | --- | --- |");
-  for (const f of figures) {
-    const n = (x: number) => x.toFixed(0);
-    console.log(`| ${f.name} (${f.unit}) | ${n(f.median)} | ${n(f.min)} | ${n(f.max)} |`);
+  console.log(heading(config));
+  console.log(config.scaling ? gridTable(figures) : figureTable(figures));
+  for (const [what, ratio] of Object.entries(ratios)) {
+    console.log(`${what}: ${ratio >= 2 ? `${ratio.toFixed(1)}x` : `${(100 * ratio).toFixed(0)}%`}`);
   }
-  const median = (name: string) => figures.find((f) => f.name.startsWith(name))!.median;
-  const ratio = (a: string, b: string) => `${(100 * median(a) / median(b)).toFixed(0)}%`;
-  console.log(
-    `\nput / bare put limit: ${ratio("put, client", "bare put")} (library), ` +
-      `${ratio("put, CLI", "bare put")} (CLI)`,
-  );
-  console.log(
-    `get / bare get limit: ${ratio("get, client", "bare get")} (library), ` +
-      `${ratio("get, CLI", "bare get")} (CLI)`,
-  );
+  for (const note of notes) console.log(`note: ${note}`);
+}
+
+function heading(c: BenchConfig): string {
+  const runs = `median of ${c.runs} run${c.runs === 1 ? "" : "s"} (min-max)`;
+  if (c.scaling) {
+    const size = c.scalingSizeBytes / MiB;
+    return `dfs bench --scaling: ${size} MiB put/get (split over the clients), ${c.files} files ` +
+      `of 4 KiB put; "1/${c.clients} clients" means 1 client for the large file and ` +
+      `${c.clients} for the small ones; 2 replicas unless noted; ${runs}\n`;
+  }
+  return `dfs bench: ${c.ranks} ranks, 2 replicas; ${c.sizeBytes / MiB} MiB file; ${c.files} ` +
+    `files of 4 KiB; list and start-up on ${c.listFiles} tiny files; ${runs}\n`;
+}
+
+/** Our figures over the machine's bare limits measured in the same run (medians). */
+function ratiosOf(all: readonly Figure[], c: BenchConfig): Record<string, number> {
+  const median = (prefix: string) => all.find((f) => f.name.startsWith(prefix))?.median;
+  const ratios: Record<string, number> = {};
+  const add = (what: string, ours: string, bare: string) => {
+    const [a, b] = [median(ours), median(bare)];
+    if (a !== undefined && b !== undefined) ratios[what] = a / b;
+  };
+  add("put, library / bare put limit", "put, client", "bare put");
+  add("put, CLI / bare put limit", "put, CLI", "bare put");
+  add("get, library / bare get limit", "get, client", "bare get");
+  add("get, CLI / bare get limit", "get, CLI", "bare get");
+  add("4 KiB put / bare 4 KiB put limit", `4 KiB put, ${c.clients} clients`, "bare 4 KiB put");
+  add("start-up, empty store / bare start-up limit", "start-up, empty", "bare start-up");
+  return ratios;
 }

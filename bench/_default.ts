@@ -1,0 +1,352 @@
+/**
+ * The default suite: a large file through the library and the CLI with the machine's bare limits,
+ * many small files from concurrent clients, `list` of a large store, and the server's start-up
+ * time on an empty store and on that large one.
+ *
+ * @module
+ */
+
+import type { DfsClient } from "../client.ts";
+import { DENO, type TestServer } from "../tests/_server.ts";
+import { bareGet, barePut, bareSmallPut } from "./bare.ts";
+import type { BenchConfig, BenchContext } from "./_config.ts";
+import {
+  cli,
+  getConcurrently,
+  putConcurrently,
+  TRANSFER_TIMEOUT_MS,
+  writeSourceFile,
+} from "./_large_file.ts";
+import {
+  connectClients,
+  type PhaseResult,
+  runPhase,
+  SMALL_FILE_SIZE_BYTES,
+  type SmallOp,
+} from "./_small_files.ts";
+import { type Figure, figureOf, percentile } from "./_stats.ts";
+import { progress, timed, withTimeout } from "./_timing.ts";
+import { withServer } from "./_with_server.ts";
+
+const MiB = 1024 * 1024;
+/** Size of each file put to fill the store that `list` and the start-up are measured on. */
+export const TINY_FILE_SIZE_BYTES = 64;
+/** Longest filling that store may take; `list` and the start-up are then measured on fewer files. */
+export const FILL_TIMEOUT_MS = 600_000;
+/** Longest one `list` may take. */
+export const LIST_TIMEOUT_MS = 120_000;
+/** Longest a bare `deno` process may take to start and exit. */
+export const BARE_START_TIMEOUT_MS = 60_000;
+
+/** Runs the default suite; `bench.notes` receives what the reader of the figures must know. */
+export async function runDefault(bench: BenchContext): Promise<Figure[]> {
+  const { config } = bench;
+  const figures: Figure[] = [];
+  await withServer({ ranks: config.ranks }, async (server) => {
+    progress(`large file through the client library, ${config.sizeBytes / MiB} MiB`);
+    figures.push(...await largeFile(server, config));
+    progress("large file through the CLI");
+    figures.push(...await largeFileCli(server, config));
+    figures.push(await peakMemory(server, "server peak resident memory, large files"));
+    progress("bare limits");
+    figures.push(...await bareLimits(config));
+    progress("bare small-file put limit");
+    figures.push(await bareSmallPutFigure(config));
+    progress(`${config.files} small files, ${config.clients} clients`);
+    figures.push(...await smallFiles(server, bench));
+    figures.push(await peakMemory(server, "server peak resident memory, then small files"));
+  });
+  figures.push(...await manyFiles(bench));
+  return figures;
+}
+
+async function peakMemory(server: TestServer, name: string): Promise<Figure> {
+  return figureOf(name, [await server.peakRssBytes() / MiB], { unit: "MiB" });
+}
+
+/** Repeats `measure` `runs` times, collecting one sample per run for each figure it returns. */
+async function repeat(
+  runs: number,
+  measure: (run: number) => Promise<Record<string, number>>,
+): Promise<Map<string, number[]>> {
+  const samples = new Map<string, number[]>();
+  for (let run = 0; run < runs; run++) {
+    for (const [key, value] of Object.entries(await measure(run))) {
+      samples.set(key, [...(samples.get(key) ?? []), value]);
+    }
+  }
+  return samples;
+}
+
+async function largeFile(server: TestServer, config: BenchConfig): Promise<Figure[]> {
+  const clients = await connectClients(server.address, 1);
+  const files = { prefix: "bench/lib-", sizeBytes: config.sizeBytes };
+  try {
+    const samples = await repeat(config.runs, async () => ({
+      put: await putConcurrently(clients, files),
+      get: await getConcurrently(clients, files),
+    }));
+    return [
+      figureOf("put, client library", samples.get("put")!, { unit: "MB/s" }),
+      figureOf("get, client library", samples.get("get")!, { unit: "MB/s" }),
+    ];
+  } finally {
+    closeAll(clients);
+  }
+}
+
+async function largeFileCli(server: TestServer, config: BenchConfig): Promise<Figure[]> {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-bench-" });
+  try {
+    const local = `${dir}/file.bin`;
+    await writeSourceFile(local, config.sizeBytes);
+    const mbps = (seconds: number) => config.sizeBytes / 1e6 / seconds;
+    const samples = await repeat(config.runs, async () => ({
+      put: mbps(await cli(server.address, ["put", local, "bench/cli.bin"])),
+      get: mbps(await cli(server.address, ["get", "bench/cli.bin", `${dir}/back.bin`])),
+    }));
+    return [
+      figureOf("put, CLI (file to server)", samples.get("put")!, { unit: "MB/s" }),
+      figureOf("get, CLI (server to file)", samples.get("get")!, { unit: "MB/s" }),
+    ];
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * The machine's own limits in the same run: plain TCP into two fsynced files (put), and a file
+ * read and sent over TCP into one file (get).
+ */
+async function bareLimits(config: BenchConfig): Promise<Figure[]> {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-bare-" });
+  try {
+    const source = `${dir}/source.bin`;
+    await writeSourceFile(source, config.sizeBytes);
+    const limit = (work: Promise<number>) =>
+      withTimeout(work, { timeoutMs: TRANSFER_TIMEOUT_MS, what: "bare limit" });
+    const samples = await repeat(config.runs, async () => ({
+      put: await limit(barePut(config.sizeBytes, dir)),
+      get: await limit(bareGet(config.sizeBytes, source, dir)),
+    }));
+    return [
+      figureOf("bare put limit (TCP into 2 fsynced files)", samples.get("put")!, { unit: "MB/s" }),
+      figureOf("bare get limit (file, TCP, 1 file)", samples.get("get")!, { unit: "MB/s" }),
+    ];
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Small files put without dfs: two fsynced copies each, as many lanes as clients. */
+async function bareSmallPutFigure(config: BenchConfig): Promise<Figure> {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-bare-" });
+  try {
+    const samples: number[] = [];
+    for (let run = 0; run < config.runs; run++) {
+      const options = { lanes: config.clients, sizeBytes: SMALL_FILE_SIZE_BYTES };
+      samples.push(await bareSmallPut(config.files, dir, options));
+    }
+    const name = `bare 4 KiB put limit (create + fdatasync 2 files, ${config.clients} lanes)`;
+    return figureOf(name, samples, { unit: "files/s" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** `files` small files put, then read, then their metadata asked, by `clients` clients. */
+async function smallFiles(server: TestServer, bench: BenchContext): Promise<Figure[]> {
+  const { config, notes } = bench;
+  const clients = await connectClients(server.address, config.clients);
+  const ops: SmallOp[] = ["put", "get", "meta"];
+  try {
+    const samples = await repeat(config.runs, async (run) => {
+      const out: Record<string, number> = {};
+      for (const op of ops) {
+        const result = await runPhase(clients, op, {
+          nameOf: (i) => `small/r${run}/d${i % 100}/f${i}`,
+          files: config.files,
+          serverPid: server.process.pid,
+        });
+        if (result.files < config.files) notes.push(incomplete(result, config.files));
+        Object.assign(out, phaseFigures(result));
+      }
+      return out;
+    });
+    const figure = (name: string, key: string, unit: string) =>
+      figureOf(name, samples.get(key)!, { unit });
+    return ops.flatMap((op) => [
+      figure(`4 KiB ${op}, ${config.clients} clients`, `${op} rate`, "files/s"),
+      figure(`4 KiB ${op} latency p50`, `${op} p50`, "ms"),
+      figure(`4 KiB ${op} latency p99`, `${op} p99`, "ms"),
+      figure(`4 KiB ${op}, server CPU`, `${op} server cpu`, "% of a core"),
+      figure(`4 KiB ${op}, bench (clients) CPU`, `${op} bench cpu`, "% of a core"),
+    ]);
+  } finally {
+    closeAll(clients);
+  }
+}
+
+function phaseFigures(result: PhaseResult): Record<string, number> {
+  const { op, files, seconds, latenciesMs } = result;
+  return {
+    [`${op} rate`]: files / seconds,
+    [`${op} p50`]: percentile(latenciesMs, 50),
+    [`${op} p99`]: percentile(latenciesMs, 99),
+    [`${op} server cpu`]: 100 * result.serverCpuSeconds / seconds,
+    [`${op} bench cpu`]: 100 * result.benchCpuSeconds / seconds,
+  };
+}
+
+function incomplete(result: PhaseResult, asked: number): string {
+  return `${result.op}: only ${result.files} of ${asked} files within the time limit`;
+}
+
+/**
+ * A store of `listFiles` tiny files: the rate they were put at, `list` of all of them, and the
+ * start-up time on it and on an empty store, with a bare Deno start-up for comparison.
+ */
+async function manyFiles(bench: BenchContext): Promise<Figure[]> {
+  const { config, notes } = bench;
+  const figures: Figure[] = [];
+  const dataDir = await Deno.makeTempDir({ prefix: "dfs-bench-many-" });
+  try {
+    const names = await withServer({ ranks: config.ranks, dataDir }, async (server) => {
+      progress(`filling a store with ${config.listFiles} tiny files`);
+      const fill = await fillStore(server, config);
+      if (fill.files < config.listFiles) notes.push(incomplete(fill, config.listFiles));
+      const { files, seconds } = fill;
+      const rate = `put of ${files} tiny files, ${config.fillClients} clients`;
+      const core = { unit: "% of a core" };
+      figures.push(
+        figureOf(rate, [files / seconds], { unit: "files/s" }),
+        figureOf("tiny-file put, server CPU", [100 * fill.serverCpuSeconds / seconds], core),
+        figureOf(
+          "tiny-file put, bench (clients) CPU",
+          [100 * fill.benchCpuSeconds / seconds],
+          core,
+        ),
+      );
+      progress("list");
+      figures.push(await listFigure(server, { runs: config.runs, names: files }));
+      figures.push(await peakMemory(server, `server peak resident memory, ${files} files`));
+      return files;
+    });
+    progress("start-up");
+    figures.push(
+      await startFigure(config, { name: "start-up, empty store", dirOf: emptyDir }),
+      await startFigure(config, { name: `start-up, ${names} files`, dirOf: () => dataDir, names }),
+      await bareStartFigure(config.runs),
+    );
+  } finally {
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
+  return figures;
+}
+
+async function fillStore(server: TestServer, config: BenchConfig): Promise<PhaseResult> {
+  const clients = await connectClients(server.address, config.fillClients);
+  try {
+    return await runPhase(clients, "put", {
+      nameOf: manyName,
+      files: config.listFiles,
+      sizeBytes: TINY_FILE_SIZE_BYTES,
+      serverPid: server.process.pid,
+      timeoutMs: FILL_TIMEOUT_MS,
+    });
+  } finally {
+    closeAll(clients);
+  }
+}
+
+function manyName(i: number): string {
+  return `many/d${i % 100}/f${i}`;
+}
+
+/** Seconds to list the whole store, which holds `names` names. */
+async function listFigure(
+  server: TestServer,
+  options: { runs: number; names: number },
+): Promise<Figure> {
+  const { runs, names } = options;
+  const [client] = await connectClients(server.address, 1);
+  try {
+    const samples: number[] = [];
+    for (let run = 0; run < runs; run++) {
+      const { seconds, value } = await timed(() =>
+        withTimeout(client.list(""), { timeoutMs: LIST_TIMEOUT_MS, what: "list" })
+      );
+      if (value.length !== names) {
+        throw new Error(`list returned ${value.length} of ${names} names`);
+      }
+      samples.push(seconds);
+    }
+    return figureOf(`list of ${names} names`, samples, { unit: "s" });
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Seconds from spawning `dfs serve` to its `listening on` line, on the data directory `dirOf`
+ * gives for each run (stopped with SIGTERM after each). With `names`, the directory is the many
+ * files' store (kept), and the first and last of its files are checked after the start; without,
+ * each run's directory is removed.
+ */
+async function startFigure(
+  config: BenchConfig,
+  options: { name: string; dirOf: () => string | Promise<string>; names?: number },
+): Promise<Figure> {
+  const { name, dirOf, names } = options;
+  const samples: number[] = [];
+  for (let run = 0; run < config.runs; run++) {
+    const dataDir = await dirOf();
+    const started = performance.now();
+    try {
+      await withServer({ ranks: config.ranks, dataDir }, async (server) => {
+        samples.push((performance.now() - started) / 1000);
+        if (names !== undefined && names > 0) {
+          await checkFiles(server, [0, names - 1].map(manyName));
+        }
+      });
+    } finally {
+      if (names === undefined) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  }
+  return figureOf(name, samples, { unit: "s" });
+}
+
+function emptyDir(): Promise<string> {
+  return Deno.makeTempDir({ prefix: "dfs-bench-empty-" });
+}
+
+async function checkFiles(server: TestServer, names: string[]): Promise<void> {
+  const [client] = await connectClients(server.address, 1);
+  try {
+    for (const name of names) await client.meta(name);
+  } finally {
+    client.close();
+  }
+}
+
+/** Seconds for `deno` to start, print a line and exit: the floor under any start-up. */
+async function bareStartFigure(runs: number): Promise<Figure> {
+  const samples: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const { seconds, value: out } = await timed(() =>
+      new Deno.Command(DENO, {
+        args: ["eval", "--quiet", "console.log('listening on')"],
+        stdout: "null",
+        stderr: "null",
+        signal: AbortSignal.timeout(BARE_START_TIMEOUT_MS),
+      }).output()
+    );
+    if (!out.success) throw new Error("deno eval failed");
+    samples.push(seconds);
+  }
+  return figureOf("bare start-up limit (deno prints a line)", samples, { unit: "s" });
+}
+
+function closeAll(clients: readonly DfsClient[]): void {
+  for (const client of clients) client.close();
+}
