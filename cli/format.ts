@@ -141,9 +141,8 @@ export function formatStatus(s: StatusReport): string {
   }
   return [
     table(rows, new Set([2, 3])),
-    `${s.files} files; ${s.repairs} replicas repaired; scrub: ${s.scrub.passes} passes, ` +
-    `${
-      formatBytes(s.scrub.bytes)
-    } checked; recently ${s.underReplicated} under-replicated, ${s.lost} lost`,
+    `${s.files} files; chunks under-replicated: ${s.underReplicatedChunks}; corrupt replicas ` +
+    `found: ${s.corruptReplicasFound}, repaired: ${s.repairs}; lost files: ${s.lostFiles}; ` +
+    `scrub: ${s.scrub.passes} passes, ${formatBytes(s.scrub.bytes)} checked`,
   ].join("\n");
 }

@@ -69,10 +69,15 @@ export interface FsckReport {
 export interface StatusReport {
   files: number;
   ranks: { rank: number; state: "up" | "down" | "restarting"; bytesHeld: number; chunks: number }[];
+  /** Replicas rewritten from a good copy since start. */
   repairs: number;
   scrub: { passes: number; bytes: number };
-  underReplicated: number;
-  lost: number;
+  /** Chunks with a replica on a data node that is down, now. */
+  underReplicatedChunks: number;
+  /** Replicas found corrupted or missing since start (each then repaired, or reported). */
+  corruptReplicasFound: number;
+  /** Files the scrubber found with no good replica of some chunk (recent passes). */
+  lostFiles: number;
 }
 
 export interface HelloRequest {

@@ -100,8 +100,10 @@ export class Coordinator {
   readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, {
     buffersMax: POOL_BUFFERS_MAX,
   });
-  /** Replicas rewritten from a good copy since start (read repair). */
+  /** Replicas rewritten from a good copy since start (read repair, scrub, fsck, reconcile). */
   repairs = 0;
+  /** Replicas found corrupted (bad CRC32 or size) or missing since start. */
+  corruptReplicasFound = 0;
   #comm: Comm;
   #uploads = 0;
   #uploadsMax: number;
@@ -168,14 +170,20 @@ export class Coordinator {
         chunks: chunks.get(rank) ?? 0,
       };
     }));
+    // Under-replicated now: chunks with a replica on a node that is down.
+    let underReplicatedChunks = 0;
+    for (const m of this.#index.values()) {
+      for (const c of m.chunks) if (c.ranks.some((r) => this.#down.has(r))) underReplicatedChunks++;
+    }
     const recent = this.scrubbed.problems;
     return {
       files: this.#index.size,
       ranks,
       repairs: this.repairs,
       scrub: { passes: this.scrubbed.passes, bytes: this.scrubbed.bytes },
-      underReplicated: recent.filter((p) => p.outcome === "underReplicated").length,
-      lost: recent.filter((p) => p.outcome === "lost").length,
+      underReplicatedChunks,
+      corruptReplicasFound: this.corruptReplicasFound,
+      lostFiles: recent.filter((p) => p.outcome === "lost").length,
     };
   }
 
@@ -480,7 +488,10 @@ export class Coordinator {
       } catch (error) {
         lastError = error;
         const code = error instanceof DfsError ? error.code : undefined;
-        if (code === "CORRUPTED" || code === "NOT_FOUND") damaged.push(rank);
+        if (code === "CORRUPTED" || code === "NOT_FOUND") {
+          damaged.push(rank);
+          this.corruptReplicasFound++;
+        }
       }
     }
     throw lastError instanceof DfsError
@@ -598,8 +609,10 @@ export class Coordinator {
         else good = bytes;
       } catch (error) {
         const code = error instanceof DfsError ? error.code : undefined;
-        if (code === "CORRUPTED" || code === "NOT_FOUND") damaged.push(rank);
-        else unreachable.push(rank);
+        if (code === "CORRUPTED" || code === "NOT_FOUND") {
+          damaged.push(rank);
+          this.corruptReplicasFound++;
+        } else unreachable.push(rank);
       }
     }
     return { good, damaged, unreachable };

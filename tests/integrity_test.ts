@@ -201,6 +201,8 @@ Deno.test("the background scrubber repairs a bad replica with no client reading 
     [3, "up"],
   ]);
   assert.ok(status.repairs >= 1, JSON.stringify(status));
+  assert.ok(status.corruptReplicasFound >= 1, JSON.stringify(status));
+  assert.equal(status.underReplicatedChunks, 0);
   assert.ok(status.scrub.passes >= 1 && status.scrub.bytes > 0, JSON.stringify(status));
   assert.equal(status.files, 1);
   const human = (await dfs(["status", "--server", server.address])).stdout;

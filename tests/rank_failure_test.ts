@@ -160,6 +160,8 @@ Deno.test("a data node that stays down has its replicas copied to live nodes", a
     await client.put(`r${i}`, data);
   }
   await hook(server, 2, "kill");
+  await waitForState(client, 2, "restarting", 10_000);
+  assert.ok((await client.status()).underReplicatedChunks > 0, "chunks on the dead rank count");
   const deadline = Date.now() + 20_000;
   while (!/rank 2 stays down: \d+ chunk replicas copied/.test(await server.stderrSoFar())) {
     assert.ok(Date.now() < deadline, `no re-replication:\n${await server.stderrSoFar()}`);
@@ -175,6 +177,7 @@ Deno.test("a data node that stays down has its replicas copied to live nodes", a
   }
   const fsck = await client.fsck();
   assert.deepEqual([fsck.healthy, fsck.underReplicated, fsck.lost], [files.size, [], []]);
+  assert.equal((await client.status()).underReplicatedChunks, 0);
 
   // After a full restart the old node is back with stale replicas: they are dropped.
   await server.stop("SIGTERM");
