@@ -470,7 +470,6 @@ export class Coordinator {
     }
   }
 
-  /** Reads one chunk from one of its replicas (spread by chunk index), failing over to the others. */
   /**
    * Reads one chunk from one of its replicas (spread by chunk index), failing over to the others.
    * A replica found corrupted (bad CRC32 or size) or missing is rewritten from the good bytes
