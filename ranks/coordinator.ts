@@ -266,8 +266,7 @@ export class Coordinator {
         `Cannot read bytes ${start} to ${end} of "${name}": it has ${m.size} bytes`,
       );
     }
-    const key = dataKey(m);
-    this.#pins.set(key, (this.#pins.get(key) ?? 0) + 1);
+    const key = this.#pin(m);
     let open = true;
     const close = () => {
       if (!open) return;
@@ -290,6 +289,13 @@ export class Coordinator {
     };
     const chunks = () => this.#readChunks(m, start, end, permits);
     return { meta: fileMetaOf(m), start, end, chunks, recycle, close };
+  }
+
+  /** Pins a version's stored data so that a later overwrite does not release it; returns its key. */
+  #pin(m: Manifest): string {
+    const key = dataKey(m);
+    this.#pins.set(key, (this.#pins.get(key) ?? 0) + 1);
+    return key;
   }
 
   /** Drops one pin of stored data; the last one out releases it if it was superseded meanwhile. */
@@ -401,15 +407,13 @@ export class Coordinator {
   async list(prefix: string): Promise<ListEntry[]> {
     // While a node is down (being restarted) no collective can include it: answer from the index.
     if (this.#down.size > 0) {
-      return [...this.#index.values()]
+      const entries = [...this.#index.values()]
         .filter((m) => m.name.startsWith(prefix))
-        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-        .map((m) => ({
-          name: m.name,
-          size: m.size,
-          modified: m.modified,
-          replicas: replicasOf(m),
-        }));
+        .map((m) => {
+          const { name, size, modified, version } = m;
+          return { name, size, modified, version, replicas: replicasOf(m) };
+        });
+      return mergeListings([entries]);
     }
     const answers = await this.#collective<ListAnswer>((tag) => ({ op: "list", prefix, tag }));
     return mergeListings(answers);
@@ -564,8 +568,7 @@ export class Coordinator {
     m: Manifest,
     counts: { bytesChecked: number; chunks: number },
   ): Promise<"healthy" | "repaired" | "underReplicated" | "lost"> {
-    const key = dataKey(m);
-    this.#pins.set(key, (this.#pins.get(key) ?? 0) + 1); // keep the chunks while we look
+    const key = this.#pin(m); // keep the chunks while we look
     let outcome: "healthy" | "repaired" | "underReplicated" | "lost" = "healthy";
     const worse = (o: typeof outcome) => {
       const order = ["healthy", "repaired", "underReplicated", "lost"];

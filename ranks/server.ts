@@ -274,11 +274,13 @@ class Connection {
 
   async #dispatch(body: Uint8Array): Promise<void> {
     let request: Request;
+    let decoded: unknown;
     try {
-      request = parseRequest(decodeFrameBody(body));
+      decoded = decodeFrameBody(body);
+      request = parseRequest(decoded);
     } catch (error) {
       // The framing is intact, so the connection goes on; say which request was refused if we can.
-      const refusedId = requestIdOf(body);
+      const { id: refusedId, isPut } = describeRefused(decoded);
       const upload = refusedId === null ? undefined : this.#uploads.get(refusedId);
       if (upload) {
         // A refused frame of an upload in progress (an oversized chunk, say) fails that upload:
@@ -286,7 +288,7 @@ class Connection {
         this.#uploads.delete(refusedId!);
         this.#dropUpload(refusedId!);
         await upload.abort();
-      } else if (refusedId !== null && isPutFrame(body)) {
+      } else if (refusedId !== null && isPut) {
         this.#dropUpload(refusedId);
       }
       return await this.#sendError(refusedId ?? 0, error);
@@ -496,22 +498,16 @@ class Connection {
   }
 }
 
-/** The id of a request that failed validation, when the frame has a usable one. */
-function requestIdOf(body: Uint8Array): number | null {
-  try {
-    const id = (decodeFrameBody(body) as { id?: unknown })?.id;
-    return typeof id === "number" && Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff
-      ? id
-      : null;
-  } catch {
-    return null;
-  }
-}
-
-function isPutFrame(body: Uint8Array): boolean {
-  try {
-    return (decodeFrameBody(body) as { op?: unknown })?.op === "put";
-  } catch {
-    return false;
-  }
+/**
+ * What can be told of a refused message (undefined when it was not even CBOR): its id when it
+ * has a usable one, and whether it asked to start an upload.
+ */
+function describeRefused(decoded: unknown): { id: number | null; isPut: boolean } {
+  const m = (typeof decoded === "object" && decoded !== null ? decoded : {}) as {
+    id?: unknown;
+    op?: unknown;
+  };
+  const id = m.id;
+  const usable = typeof id === "number" && Number.isInteger(id) && id >= 0 && id <= 0xffff_ffff;
+  return { id: usable ? id : null, isPut: m.op === "put" };
 }
