@@ -1,5 +1,7 @@
 /**
- * The chunk storage of a data node: one flat directory with one file per chunk, named by its id.
+ * The chunk storage of a data node: one flat directory of blob files, one per upload, each chunk
+ * at its offset in its blob (see `chunk_id.ts`). Writes are made durable in bulk: an upload's
+ * chunks are written as they come, and `sync()` fdatasyncs each blob once, at commit.
  * `MemoryChunkStore` has the same behaviour in memory, for tests of the layers above.
  *
  * @module
@@ -8,67 +10,73 @@
 import { dirname } from "node:path";
 import { assert, DfsError } from "../protocol/errors.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
-
-/** A chunk id: 128 random bits in lower-case hex, made by the server (never a client's name). */
-export const CHUNK_ID_PATTERN = /^[0-9a-f]{32}$/;
+import { BLOB_ID_PATTERN, blobOf, CHUNK_ID_PATTERN, offsetOf } from "./chunk_id.ts";
 
 /**
- * Chunks up to this size are read with one `Deno.readFile` op (~3x the rate of open+read for
- * 4 KiB); bigger ones are read into a buffer of the expected size, which measured faster when
- * several 1 MiB reads run at once.
+ * Chunks up to this size at the start of their blob are read with one `Deno.readFile` op (~3x the
+ * rate of open+seek+read for 4 KiB); others are read into a buffer of their size.
  */
 export const SMALL_READ_BYTES_MAX = 256 * 1024;
 
-/** File system ops run at once by `delete()` and `scan()` (Deno runs them on a thread pool). */
+/**
+ * Bytes of one blob written and not yet fdatasynced after which a `write()` waits for an
+ * fdatasync of it: bounds the dirty pages one upload leaves and the work left for its commit.
+ */
+export const BLOB_UNSYNCED_BYTES_MAX = 1024 * 1024 * 1024;
+
+/** File system ops run at once by `delete()`, `sync()` and `scan()` (Deno runs them on a thread pool). */
 export const DISK_OPS_PARALLEL_MAX = 16;
 
 /**
- * Chunks `scan()` stats synchronously before it lets other work run: `Deno.statSync` measured 5x
- * the rate of 16 parallel `Deno.stat` (100k chunks: 0.3 s against 1.4 s); 4096 take ~10 ms.
+ * Blobs `scan()` stats synchronously before it lets other work run: `Deno.statSync` measured 5x
+ * the rate of 16 parallel `Deno.stat` (100k files: 0.3 s against 1.4 s); 4096 take ~10 ms.
  */
 export const SCAN_STATS_PER_TURN_MAX = 4096;
 
-/** Makes a new random chunk id matching `CHUNK_ID_PATTERN`. */
-export function newChunkId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-/** Stores whole chunks by id. Ids are checked with assertions: a bad id is a bug of the caller. */
+/**
+ * Stores chunks by id (`<blob>-<offset>`). Ids are checked with assertions: a bad id is a bug of
+ * the caller.
+ */
 export interface ChunkStore {
   /**
-   * Writes a new chunk and makes its bytes durable (write + fdatasync) before resolving. Refuses
-   * an id that exists (INTERNAL) or a malformed id (assertion). The caller still has to call
-   * syncEntries() before the chunk's existence is durable.
+   * Writes a chunk's bytes at its offset in its blob, creating the blob. Not durable until
+   * `sync()` names it. May wait for an fdatasync of the blob once `BLOB_UNSYNCED_BYTES_MAX` of it
+   * are unsynced.
    */
   write(id: string, bytes: Uint8Array): Promise<void>;
   /**
-   * Replaces a chunk's content atomically (a repair from a good replica): writes a temporary file,
-   * fsyncs it, renames it over the chunk and fsyncs the folder. The chunk may be missing before.
+   * Makes written chunks durable: one fdatasync per blob with unsynced writes, then an fsync of
+   * the folder (shared by concurrent callers), so that the blobs' entries survive a crash too.
+   */
+  sync(ids: readonly string[]): Promise<void>;
+  /**
+   * Rewrites a chunk in place from good bytes (a repair) and makes it durable; its blob may be
+   * missing before.
    */
   replace(id: string, bytes: Uint8Array): Promise<void>;
   /**
-   * Reads a whole chunk into a fresh Uint8Array that owns its own ArrayBuffer exactly (byteOffset
-   * 0, buffer.byteLength === length) so it can be transferred with postMessage. Missing -> DfsError
-   * NOT_FOUND. If expectedSize is given and differs -> DfsError CORRUPTED. With `into` (at least
-   * expectedSize bytes, e.g. a pooled buffer) the bytes may instead be read into its start and a
+   * Reads a chunk of `size` bytes into a fresh Uint8Array that owns its own ArrayBuffer exactly
+   * (byteOffset 0, buffer.byteLength === size) so it can be transferred with postMessage. Missing
+   * blob -> DfsError NOT_FOUND; a blob too short to hold it -> DfsError CORRUPTED. With `into` (at
+   * least `size` bytes, e.g. a pooled buffer) the bytes may instead be read into its start and a
    * view of it returned, so that steady reads allocate nothing.
    */
   read(
     id: string,
-    options?: { expectedSize?: number; into?: Uint8Array<ArrayBuffer> },
+    size: number,
+    options?: { into?: Uint8Array<ArrayBuffer> },
   ): Promise<Uint8Array<ArrayBuffer>>;
-  /** Removes chunks; missing ids are ignored. Durable after the next syncEntries(). */
-  delete(ids: readonly string[]): Promise<void>;
   /**
-   * Makes created/removed directory entries durable (fsync of the chunk directory). Concurrent
-   * callers share one fsync when they can (group commit: a call that arrives while an fsync is
-   * running waits for the next one).
+   * Removes the blobs of these chunk ids (or these blob ids): a node holds all of an upload's
+   * chunks that were placed on it, or none. Missing ones are ignored. Durable after the next
+   * `syncEntries()`.
    */
+  delete(ids: readonly string[]): Promise<void>;
+  /** Makes created/removed directory entries durable (fsync of the folder; group commit). */
   syncEntries(): Promise<void>;
   /**
-   * Every chunk present with its size in bytes (used at start-up to find orphans and to count
-   * bytes held). Files that are not valid chunk ids (e.g. leftover temp files) are removed.
+   * Every blob present with its size in bytes (used at start-up to find orphans and missing
+   * chunks). Files that are not valid blob ids (e.g. leftovers) are removed.
    */
   scan(): Promise<Map<string, number>>;
   /** Waits for a running syncEntries() and releases the store; using it afterwards is a bug. */
@@ -99,6 +107,9 @@ export class DiskChunkStore implements ChunkStore {
   #dir: string;
   #handle: Deno.FsFile;
   #entries: GroupSync;
+  /** Blobs written since their last fdatasync, with the bytes written. */
+  #unsynced = new Map<string, number>();
+  #blobSyncs = 0;
   #closed = false;
 
   /** Use `openDiskChunkStore()`; `handle` is the open chunk folder, owned by the store from now on. */
@@ -113,67 +124,64 @@ export class DiskChunkStore implements ChunkStore {
     return this.#entries.count;
   }
 
-  async replace(id: string, bytes: Uint8Array): Promise<void> {
-    const path = this.#path(id);
-    const temporary = `${path}.repair`; // not a chunk id: scan() removes a leftover
-    await removeIfExists(temporary);
-    let file: Deno.FsFile | undefined;
-    try {
-      file = await Deno.open(temporary, { createNew: true, write: true });
-      await writeAll(file, bytes);
-      await file.syncData();
-      file.close();
-      file = undefined;
-      await Deno.rename(temporary, path);
-      await this.syncEntries();
-    } catch (error) {
-      file?.close();
-      await removeIfExists(temporary).catch(() => {});
-      throw storeError(id, error);
-    }
+  /** How many fdatasyncs of blobs were started (to observe that each blob is synced once). */
+  get blobSyncCount(): number {
+    return this.#blobSyncs;
   }
 
   async write(id: string, bytes: Uint8Array): Promise<void> {
-    const path = this.#path(id);
-    let file: Deno.FsFile;
+    const blob = this.#blob(id, { chunkOnly: true });
+    const offset = offsetOf(id);
+    const fresh = !this.#unsynced.has(blob) && offset === 0;
+    this.#unsynced.set(blob, this.#unsynced.get(blob) ?? 0);
     try {
-      file = await Deno.open(path, { createNew: true, write: true });
+      await writeAt(this.#path(blob), offset, bytes);
     } catch (error) {
-      if (error instanceof Deno.errors.AlreadyExists) {
-        throw new DfsError("INTERNAL", `Cannot store chunk ${id}: chunk already exists`);
-      }
+      // A full disk must not leave a partial blob behind.
+      if (fresh) await removeIfExists(this.#path(blob)).catch(() => {});
       throw storeError(id, error);
     }
+    const unsynced = (this.#unsynced.get(blob) ?? 0) + bytes.length;
+    this.#unsynced.set(blob, unsynced);
+    if (unsynced >= BLOB_UNSYNCED_BYTES_MAX) await this.#syncBlob(blob, id);
+  }
+
+  async sync(ids: readonly string[]): Promise<void> {
+    const blobs = [...new Set(ids.map((id) => this.#blob(id, { chunkOnly: true })))];
+    await forEachParallel(blobs.filter((b) => this.#unsynced.has(b)), async (blob) => {
+      await this.#syncBlob(blob, `${blob}-0`);
+    });
+    await this.syncEntries();
+  }
+
+  async replace(id: string, bytes: Uint8Array): Promise<void> {
+    const blob = this.#blob(id, { chunkOnly: true });
     try {
-      await writeAll(file, bytes);
-      await file.syncData();
+      await writeAt(this.#path(blob), offsetOf(id), bytes, { sync: true });
     } catch (error) {
-      file.close();
-      // A full disk must not leave a partial chunk behind.
-      await removeIfExists(path).catch(() => {});
       throw storeError(id, error);
     }
-    file.close();
+    await this.syncEntries();
   }
 
   async read(
     id: string,
-    options: { expectedSize?: number; into?: Uint8Array<ArrayBuffer> } = {},
+    size: number,
+    options: { into?: Uint8Array<ArrayBuffer> } = {},
   ): Promise<Uint8Array<ArrayBuffer>> {
-    const path = this.#path(id);
-    const { expectedSize, into } = options;
-    assert(expectedSize === undefined || expectedSize >= 0, "expectedSize is not negative");
-    const target = into && expectedSize !== undefined && into.length >= expectedSize
-      ? into.subarray(0, expectedSize)
-      : undefined;
+    assert(Number.isSafeInteger(size) && size >= 0, "a chunk size is a whole number");
+    const path = this.#path(this.#blob(id, { chunkOnly: true }));
+    const offset = offsetOf(id);
+    const { into } = options;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      if (target && expectedSize! > SMALL_READ_BYTES_MAX) {
-        bytes = await readExactly(id, path, expectedSize!, target);
-      } else if (expectedSize !== undefined && expectedSize > SMALL_READ_BYTES_MAX) {
-        bytes = await readExactly(id, path, expectedSize, new Uint8Array(expectedSize));
+      if (offset === 0 && size <= SMALL_READ_BYTES_MAX) {
+        const whole = await Deno.readFile(path);
+        if (whole.length < size) throw sizeError(id, size, whole.length);
+        bytes = ownBuffer(whole.subarray(0, size));
       } else {
-        bytes = ownBuffer(await Deno.readFile(path));
+        const target = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
+        bytes = await readAt(id, path, offset, target);
       }
     } catch (error) {
       if (error instanceof DfsError) throw error;
@@ -184,23 +192,17 @@ export class DiskChunkStore implements ChunkStore {
         cause: error,
       });
     }
-    if (expectedSize !== undefined && bytes.length !== expectedSize) {
-      throw sizeError(id, expectedSize, bytes.length);
-    }
-    assert(
-      bytes === target || (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length),
-      "read owns its buffer or fills the caller's",
-    );
     return bytes;
   }
 
   async delete(ids: readonly string[]): Promise<void> {
-    for (const id of ids) this.#path(id);
-    await forEachParallel(ids, async (id) => {
+    const blobs = [...new Set(ids.map((id) => this.#blob(id)))];
+    await forEachParallel(blobs, async (blob) => {
       try {
-        await removeIfExists(this.#path(id));
+        this.#unsynced.delete(blob);
+        await removeIfExists(this.#path(blob));
       } catch (error) {
-        throw new DfsError("UNAVAILABLE", `Cannot delete chunk ${id}: ${reasonOf(error)}`, {
+        throw new DfsError("UNAVAILABLE", `Cannot delete blob ${blob}: ${reasonOf(error)}`, {
           cause: error,
         });
       }
@@ -221,20 +223,20 @@ export class DiskChunkStore implements ChunkStore {
   async scan(): Promise<Map<string, number>> {
     assert(!this.#closed, "chunk store is open");
     try {
-      const ids: string[] = [];
+      const blobs: string[] = [];
       const strays: string[] = [];
       for await (const entry of Deno.readDir(this.#dir)) {
-        const chunk = CHUNK_ID_PATTERN.test(entry.name);
-        if (chunk && entry.isFile) ids.push(entry.name);
+        const blob = BLOB_ID_PATTERN.test(entry.name);
+        if (blob && entry.isFile) blobs.push(entry.name);
         else if (entry.isFile || entry.isSymlink) strays.push(`${this.#dir}/${entry.name}`);
       }
       await forEachParallel(strays, removeIfExists);
       const sizes = new Map<string, number>();
-      for (let start = 0; start < ids.length; start += SCAN_STATS_PER_TURN_MAX) {
+      for (let start = 0; start < blobs.length; start += SCAN_STATS_PER_TURN_MAX) {
         if (start > 0) await new Promise((resolve) => setTimeout(resolve, 0));
-        for (const id of ids.slice(start, start + SCAN_STATS_PER_TURN_MAX)) {
-          const size = statSizeOrUndefined(this.#path(id));
-          if (size !== undefined) sizes.set(id, size);
+        for (const blob of blobs.slice(start, start + SCAN_STATS_PER_TURN_MAX)) {
+          const size = statSizeOrUndefined(this.#path(blob));
+          if (size !== undefined) sizes.set(blob, size);
         }
       }
       return sizes;
@@ -252,10 +254,31 @@ export class DiskChunkStore implements ChunkStore {
     this.#handle.close();
   }
 
-  #path(id: string): string {
+  /** fdatasyncs a blob; writes that land meanwhile stay counted as unsynced. */
+  async #syncBlob(blob: string, id: string): Promise<void> {
+    const before = this.#unsynced.get(blob) ?? 0;
+    this.#blobSyncs++;
+    try {
+      using file = await Deno.open(this.#path(blob), { write: true });
+      await file.syncData();
+    } catch (error) {
+      throw storeError(id, error);
+    }
+    const now = this.#unsynced.get(blob);
+    if (now === undefined) return; // deleted meanwhile
+    if (now === before) this.#unsynced.delete(blob);
+    else this.#unsynced.set(blob, now - before);
+  }
+
+  /** The blob of a chunk id (or, unless `chunkOnly`, of a blob id), checked. */
+  #blob(id: string, options: { chunkOnly?: boolean } = {}): string {
     assert(!this.#closed, "chunk store is open");
-    assert(CHUNK_ID_PATTERN.test(id), `chunk id ${JSON.stringify(id)} is 32 lower-case hex digits`);
-    return `${this.#dir}/${id}`;
+    checkId(id, options);
+    return blobOf(id);
+  }
+
+  #path(blob: string): string {
+    return `${this.#dir}/${blob}`;
   }
 }
 
@@ -264,51 +287,48 @@ export class DiskChunkStore implements ChunkStore {
  * rejected promise, as from the disk store.
  */
 export class MemoryChunkStore implements ChunkStore {
-  #chunks = new Map<string, Uint8Array<ArrayBuffer>>();
+  #blobs = new Map<string, Uint8Array<ArrayBuffer>>();
   #closed = false;
 
   write(id: string, bytes: Uint8Array): Promise<void> {
-    return Promise.try(() => {
-      this.#check(id);
-      if (this.#chunks.has(id)) {
-        throw new DfsError("INTERNAL", `Cannot store chunk ${id}: chunk already exists`);
-      }
-      this.#chunks.set(id, bytes.slice());
-    });
+    return Promise.try(() => this.#put(id, bytes));
+  }
+
+  sync(ids: readonly string[]): Promise<void> {
+    return Promise.try(() => void ids.forEach((id) => this.#check(id, { chunkOnly: true })));
   }
 
   replace(id: string, bytes: Uint8Array): Promise<void> {
-    return Promise.try(() => {
-      this.#check(id);
-      this.#chunks.set(id, bytes.slice());
-    });
+    return Promise.try(() => this.#put(id, bytes));
   }
 
   read(
     id: string,
-    options: { expectedSize?: number; into?: Uint8Array<ArrayBuffer> } = {},
+    size: number,
+    options: { into?: Uint8Array<ArrayBuffer> } = {},
   ): Promise<Uint8Array<ArrayBuffer>> {
     return Promise.try(() => {
-      this.#check(id);
-      const bytes = this.#chunks.get(id);
-      if (bytes === undefined) {
+      this.#check(id, { chunkOnly: true });
+      const blob = this.#blobs.get(blobOf(id));
+      if (blob === undefined) {
         throw new DfsError("NOT_FOUND", `Cannot read chunk ${id}: chunk does not exist`);
       }
-      const { expectedSize } = options;
-      if (expectedSize !== undefined && bytes.length !== expectedSize) {
-        throw sizeError(id, expectedSize, bytes.length);
+      const offset = offsetOf(id);
+      if (blob.length < offset + size) {
+        throw sizeError(id, size, Math.max(blob.length - offset, 0));
       }
+      const bytes = blob.subarray(offset, offset + size);
       const { into } = options;
-      if (!into || into.length < bytes.length) return bytes.slice();
+      if (!into || into.length < size || size <= SMALL_READ_BYTES_MAX) return bytes.slice();
       into.set(bytes);
-      return into.subarray(0, bytes.length);
+      return into.subarray(0, size);
     });
   }
 
   delete(ids: readonly string[]): Promise<void> {
     return Promise.try(() => {
       for (const id of ids) this.#check(id);
-      for (const id of ids) this.#chunks.delete(id);
+      for (const id of ids) this.#blobs.delete(blobOf(id));
     });
   }
 
@@ -319,7 +339,7 @@ export class MemoryChunkStore implements ChunkStore {
   scan(): Promise<Map<string, number>> {
     return Promise.try(() => {
       assert(!this.#closed, "chunk store is open");
-      return new Map([...this.#chunks].map(([id, bytes]) => [id, bytes.length]));
+      return new Map([...this.#blobs].map(([blob, bytes]) => [blob, bytes.length]));
     });
   }
 
@@ -328,10 +348,28 @@ export class MemoryChunkStore implements ChunkStore {
     return Promise.resolve();
   }
 
-  #check(id: string): void {
-    assert(!this.#closed, "chunk store is open");
-    assert(CHUNK_ID_PATTERN.test(id), `chunk id ${JSON.stringify(id)} is 32 lower-case hex digits`);
+  #put(id: string, bytes: Uint8Array): void {
+    this.#check(id, { chunkOnly: true });
+    const offset = offsetOf(id);
+    const old = this.#blobs.get(blobOf(id)) ?? new Uint8Array(0);
+    const blob = old.length >= offset + bytes.length ? old : new Uint8Array(offset + bytes.length);
+    if (blob !== old) blob.set(old);
+    blob.set(bytes, offset);
+    this.#blobs.set(blobOf(id), blob);
   }
+
+  #check(id: string, options: { chunkOnly?: boolean } = {}): void {
+    assert(!this.#closed, "chunk store is open");
+    checkId(id, options);
+  }
+}
+
+/** Asserts `id` is a chunk id or, unless `chunkOnly`, a blob id. */
+function checkId(id: string, options: { chunkOnly?: boolean }): void {
+  assert(
+    CHUNK_ID_PATTERN.test(id) || (!options.chunkOnly && BLOB_ID_PATTERN.test(id)),
+    `chunk id ${JSON.stringify(id)} is a blob id (32 lower-case hex digits), a dash and an offset`,
+  );
 }
 
 /**
@@ -379,25 +417,36 @@ class GroupSync {
   }
 }
 
-/** Reads chunk `id`, expected to hold `size` bytes, into a new buffer; CORRUPTED if it does not. */
-async function readExactly(
+/** Reads chunk `id` at `offset` of the blob at `path` into `bytes`; CORRUPTED if the blob ends first. */
+async function readAt(
   id: string,
   path: string,
-  size: number,
+  offset: number,
   bytes: Uint8Array<ArrayBuffer>,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  assert(bytes.length === size, "the target has exactly the expected size");
   using file = await Deno.open(path, { read: true });
-  let offset = 0;
-  while (offset < size) {
-    const read = await file.read(bytes.subarray(offset));
+  if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+  let filled = 0;
+  while (filled < bytes.length) {
+    const read = await file.read(bytes.subarray(filled));
     if (read === null) break;
-    offset += read;
+    filled += read;
   }
-  if (offset < size || await file.read(new Uint8Array(1)) !== null) {
-    throw sizeError(id, size, (await file.stat()).size);
-  }
+  if (filled < bytes.length) throw sizeError(id, bytes.length, filled);
   return bytes;
+}
+
+/** Writes `bytes` at `offset` of the file at `path`, creating it; with `sync`, fdatasyncs it. */
+async function writeAt(
+  path: string,
+  offset: number,
+  bytes: Uint8Array,
+  options: { sync?: boolean } = {},
+): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true });
+  if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+  await writeAll(file, bytes);
+  if (options.sync) await file.syncData();
 }
 
 /** `bytes` itself if it owns its whole ArrayBuffer, else a copy that does. */

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  BLOB_ID_PATTERN,
+  blobOf,
   CHUNK_ID_PATTERN,
-  DiskChunkStore,
-  MemoryChunkStore,
-  newChunkId,
-  openDiskChunkStore,
-} from "./chunk_store.ts";
+  chunkIdOf,
+  newBlobId,
+  offsetOf,
+} from "./chunk_id.ts";
+import { DiskChunkStore, MemoryChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { randomBytes, runChunkStoreSuite } from "./chunk_store_suite.ts";
 import { canMountTmpfs, mountTmpfs } from "./_tmpfs_test_util.ts";
 
@@ -34,40 +36,48 @@ async function openTempStore(): Promise<{ store: DiskChunkStore; dir: string } &
   };
 }
 
-Deno.test("newChunkId() makes distinct ids matching CHUNK_ID_PATTERN", () => {
-  const ids = new Set(Array.from({ length: 1000 }, newChunkId));
+Deno.test("newBlobId() makes distinct ids; chunkIdOf(), blobOf() and offsetOf() agree", () => {
+  const ids = new Set(Array.from({ length: 1000 }, newBlobId));
   assert.equal(ids.size, 1000);
-  for (const id of ids) assert.match(id, CHUNK_ID_PATTERN);
+  for (const blob of ids) {
+    assert.match(blob, BLOB_ID_PATTERN);
+    for (const offset of [0, 1, 1024 * 1024, 2 ** 40 + 5]) {
+      const id = chunkIdOf(blob, offset);
+      assert.match(id, CHUNK_ID_PATTERN);
+      assert.equal(blobOf(id), blob);
+      assert.equal(offsetOf(id), offset);
+    }
+  }
 });
 
-Deno.test("openDiskChunkStore() creates a missing folder and chunks survive a reopen", async () => {
+Deno.test("openDiskChunkStore() creates a missing folder and synced chunks survive a reopen", async () => {
   const root = await Deno.makeTempDir();
   const dir = `${root}/a/b/chunks`;
-  const id = newChunkId();
+  const blob = newBlobId();
   const bytes = randomBytes(5000);
   const first = await openDiskChunkStore(dir);
-  await first.write(id, bytes);
-  await first.syncEntries();
+  await first.write(chunkIdOf(blob, 1000), bytes);
+  await first.sync([chunkIdOf(blob, 1000)]);
   await first.close();
   const second = await openDiskChunkStore(dir);
-  assert.deepEqual(await second.scan(), new Map([[id, 5000]]));
-  assert.deepEqual(await second.read(id), bytes);
+  assert.deepEqual(await second.scan(), new Map([[blob, 6000]]));
+  assert.deepEqual(await second.read(chunkIdOf(blob, 1000), 5000), bytes);
   await second.close();
   await Deno.remove(root, { recursive: true });
 });
 
-Deno.test("DiskChunkStore scan() removes stray files and keeps chunks and folders", async () => {
+Deno.test("DiskChunkStore scan() removes stray files and keeps blobs and folders", async () => {
   await using opened = await openTempStore();
   const { store, dir } = opened;
-  const id = newChunkId();
-  await store.write(id, new Uint8Array(3));
-  const strays = [`${id}.tmp`, id.toUpperCase(), id.slice(1), "notes.txt"];
+  const blob = newBlobId();
+  await store.write(chunkIdOf(blob, 0), new Uint8Array(3));
+  const strays = [`${blob}.tmp`, `${blob}-0`, blob.toUpperCase(), blob.slice(1), "notes.txt"];
   for (const name of strays) await Deno.writeTextFile(`${dir}/${name}`, "x");
   await Deno.mkdir(`${dir}/folder`);
-  assert.deepEqual(await store.scan(), new Map([[id, 3]]));
+  assert.deepEqual(await store.scan(), new Map([[blob, 3]]));
   const left = [];
   for await (const entry of Deno.readDir(dir)) left.push(entry.name);
-  assert.deepEqual(left.sort(), [id, "folder"].sort());
+  assert.deepEqual(left.sort(), [blob, "folder"].sort());
 });
 
 Deno.test("DiskChunkStore syncEntries() shares one fsync among concurrent callers", async () => {
@@ -81,32 +91,48 @@ Deno.test("DiskChunkStore syncEntries() shares one fsync among concurrent caller
   assert.equal(store.syncCount, 4);
 });
 
-Deno.test("DiskChunkStore read() detects a chunk file that is shorter or longer", async () => {
+Deno.test("DiskChunkStore sync() fdatasyncs each blob with unsynced writes once", async () => {
+  await using opened = await openTempStore();
+  const { store } = opened;
+  const [a, b] = [newBlobId(), newBlobId()];
+  const ids = [chunkIdOf(a, 0), chunkIdOf(a, 10), chunkIdOf(a, 20), chunkIdOf(b, 0)];
+  for (const id of ids) await store.write(id, randomBytes(10));
+  await store.sync(ids);
+  assert.equal(store.blobSyncCount, 2);
+  await store.sync(ids);
+  assert.equal(store.blobSyncCount, 2, "nothing left unsynced");
+  await store.write(chunkIdOf(b, 10), randomBytes(10));
+  await store.sync(ids);
+  assert.equal(store.blobSyncCount, 3);
+});
+
+Deno.test("DiskChunkStore read() detects a blob cut short, and reads a longer one", async () => {
   await using opened = await openTempStore();
   const { store, dir } = opened;
   for (const size of [100, 1024 * 1024]) {
-    const [shorter, longer] = [newChunkId(), newChunkId()];
-    await store.write(shorter, randomBytes(size));
-    await store.write(longer, randomBytes(size));
+    const [shorter, longer] = [newBlobId(), newBlobId()];
+    await store.write(chunkIdOf(shorter, 0), randomBytes(size));
+    const bytes = randomBytes(size);
+    await store.write(chunkIdOf(longer, 0), bytes);
     await Deno.truncate(`${dir}/${shorter}`, size - 1);
     await Deno.writeFile(`${dir}/${longer}`, new Uint8Array(1), { append: true });
-    for (const [id, found] of [[shorter, size - 1], [longer, size + 1]] as const) {
-      await assert.rejects(store.read(id, { expectedSize: size }), {
-        name: "DfsError",
-        code: "CORRUPTED",
-        message: `Cannot read chunk ${id}: expected ${size} bytes, found ${found}`,
-      });
-    }
+    const id = chunkIdOf(shorter, 0);
+    await assert.rejects(store.read(id, size), {
+      name: "DfsError",
+      code: "CORRUPTED",
+      message: `Cannot read chunk ${id}: expected ${size} bytes, found ${size - 1}`,
+    });
+    assert.deepEqual(await store.read(chunkIdOf(longer, 0), size), bytes);
   }
 });
 
 Deno.test({
-  name: "DiskChunkStore write() on a full disk fails with UNAVAILABLE and leaves no partial file",
+  name: "DiskChunkStore write() on a full disk fails with UNAVAILABLE and leaves no partial blob",
   ignore: !await canMountTmpfs(),
   async fn() {
     await using disk = await mountTmpfs(1024 * 1024);
     const store = await openDiskChunkStore(`${disk.dir}/chunks`);
-    const id = newChunkId();
+    const id = chunkIdOf(newBlobId(), 0);
     await assert.rejects(store.write(id, randomBytes(2 * 1024 * 1024)), {
       name: "DfsError",
       code: "UNAVAILABLE",
@@ -114,7 +140,7 @@ Deno.test({
     });
     assert.deepEqual(await store.scan(), new Map());
     await store.write(id, randomBytes(4096));
-    assert.deepEqual(await store.scan(), new Map([[id, 4096]]));
+    assert.deepEqual(await store.scan(), new Map([[blobOf(id), 4096]]));
     await store.close();
   },
 });

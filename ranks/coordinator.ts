@@ -24,7 +24,8 @@ import type {
   StatusReport,
   Usage,
 } from "../protocol/messages.ts";
-import { newChunkId, SMALL_READ_BYTES_MAX } from "./chunk_store.ts";
+import { blobOf, chunkIdOf, newBlobId, offsetOf } from "./chunk_id.ts";
+import { SMALL_READ_BYTES_MAX } from "./chunk_store.ts";
 import type { Comm } from "./comm.ts";
 import {
   type ChunkRef,
@@ -42,7 +43,7 @@ import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "./node_pr
 import { LoadTracker } from "./placement.ts";
 import { Semaphore } from "./semaphore.ts";
 
-/** Chunks of one upload sent to data nodes and not yet acknowledged as durable. */
+/** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
 /** Chunk reads of one download in flight ahead of the socket. */
 export const READ_CHUNKS_INFLIGHT_MAX = 8;
@@ -200,7 +201,7 @@ export class Coordinator {
     const key = (m: Manifest) => `${m.name}\0${m.version}`;
     const needed = [...plan.repairs].filter(([rank, repair]) => {
       const have = new Set((held.get(rank) ?? []).map(key));
-      return repair.deleteChunks.length > 0 || have.size !== repair.keep.length ||
+      return repair.deleteBlobs.length > 0 || have.size !== repair.keep.length ||
         repair.keep.some((m) => !have.has(key(m)));
     });
     await Promise.all(needed.map(([rank, repair]) => this.#call(rank, { op: "repair", repair })));
@@ -652,11 +653,18 @@ export class Coordinator {
 
   // ---- used by Upload ----
 
-  /** Sends a chunk to the least loaded data nodes; resolves when every replica is durable. */
-  storeChunk(bytes: Uint8Array, replicas: number): { ref: ChunkRef; durable: Promise<void> } {
+  /**
+   * Sends a chunk to the least loaded data nodes; `written` resolves when every replica is written
+   * into its blob (the commit makes them durable).
+   */
+  storeChunk(
+    id: string,
+    bytes: Uint8Array,
+    replicas: number,
+  ): { ref: ChunkRef; written: Promise<void> } {
     const ranks = this.#loads.place(bytes.length, replicas, this.#down);
     // The checksum is taken as the bytes arrive; each data node checks it before writing.
-    const ref: ChunkRef = { id: newChunkId(), size: bytes.length, ranks, crc32: crc32(bytes) };
+    const ref: ChunkRef = { id, size: bytes.length, ranks, crc32: crc32(bytes) };
     const writes = ranks.map(async (rank, i) => {
       // The last replica takes the caller's buffer; the others get copies (transfer detaches).
       // Each node hands the buffer back with its answer, and it returns to the pool.
@@ -664,7 +672,7 @@ export class Coordinator {
       const call: NodeCall = { op: "write", id: ref.id, bytes: copy, crc32: ref.crc32 };
       this.pool.give(await this.#call<ArrayBuffer>(rank, call, [copy.buffer as ArrayBuffer]));
     });
-    return { ref, durable: Promise.all(writes).then(() => {}) };
+    return { ref, written: Promise.all(writes).then(() => {}) };
   }
 
   /** A copy in a pooled buffer for large chunks, or an exact one for small chunks. */
@@ -692,8 +700,9 @@ export class Coordinator {
   }
 
   /**
-   * Commits an upload whose chunks are all durable: appends its manifest on every holder, then
-   * installs it. Committed once any holder has it durably (recovery would pick it up).
+   * Commits an upload whose chunks are all written: every holder makes its chunks durable and
+   * appends the manifest, then rank 0 installs it. Committed once any holder has it durably
+   * (recovery would pick it up; a holder whose commit failed is repaired like a damaged replica).
    */
   commit(draft: Omit<Manifest, "version" | "modified">): Promise<FileMeta> {
     return this.#exclusive([draft.name], () => this.#commit(draft));
@@ -798,15 +807,16 @@ export class Coordinator {
     const keep = [...this.#index.values()].filter((m) => holdersOf(m).has(rank));
     const wanted = new Map<string, ChunkRef>();
     for (const m of keep) for (const c of m.chunks) if (c.ranks.includes(rank)) wanted.set(c.id, c);
-    const present = new Map(scan.chunks);
-    const deleteChunks = [...present.keys()].filter((id) => !wanted.has(id));
+    const present = new Map(scan.blobs);
+    const wantedBlobs = new Set([...wanted.keys()].map(blobOf));
+    const deleteBlobs = [...present.keys()].filter((blob) => !wantedBlobs.has(blob));
     let bytesHeld = 0;
     for (const c of wanted.values()) bytesHeld += c.size;
-    await direct({ op: "repair", repair: { keep, deleteChunks, bytesHeld } });
+    await direct({ op: "repair", repair: { keep, deleteBlobs, bytesHeld } });
     this.#loads.set(rank, bytesHeld);
     let restored = 0;
     for (const chunk of wanted.values()) {
-      if (present.get(chunk.id) === chunk.size) continue;
+      if ((present.get(blobOf(chunk.id)) ?? -1) >= offsetOf(chunk.id) + chunk.size) continue;
       const others = { ...chunk, ranks: chunk.ranks.filter((r) => r !== rank) };
       const { good } = await this.#checkChunk(others, { bytesChecked: 0 });
       if (!good) {
@@ -823,7 +833,7 @@ export class Coordinator {
       restored++;
       this.repairs++;
     }
-    return { dropped: deleteChunks.length, restored };
+    return { dropped: deleteBlobs.length, restored };
   }
 
   /**
@@ -905,6 +915,10 @@ export class Upload {
   #onEnd: () => void;
   #hash: Hash = createHash("sha256");
   #received = 0;
+  /** This upload's blob on every data node it writes to (see `chunk_id.ts`). */
+  #blob = newBlobId();
+  /** Bytes handed to `storeChunk()` so far: the next chunk's offset. */
+  #sent = 0;
   #chunks: ChunkRef[] = [];
   #inflight: Promise<void>[] = [];
   #buffer: Uint8Array | null = null;
@@ -960,7 +974,7 @@ export class Upload {
   }
 
   /**
-   * Waits for every chunk to be durable and commits the file.
+   * Waits for every chunk to be written and commits the file.
    *
    * @throws {DfsError} `INVALID_REQUEST` if fewer bytes than declared arrived; `CORRUPTED` if
    *   `sha256` is given and differs from the bytes received.
@@ -1027,10 +1041,12 @@ export class Upload {
   }
 
   async #send(bytes: Uint8Array): Promise<void> {
-    const { ref, durable } = this.#coordinator.storeChunk(bytes, this.#replicas);
+    const id = chunkIdOf(this.#blob, this.#sent);
+    this.#sent += bytes.length;
+    const { ref, written } = this.#coordinator.storeChunk(id, bytes, this.#replicas);
     this.#chunks.push(ref);
-    this.#inflight.push(durable);
-    durable.catch((error) => this.#failure ??= error);
+    this.#inflight.push(written);
+    written.catch((error) => this.#failure ??= error);
     if (this.#inflight.length >= UPLOAD_CHUNKS_INFLIGHT_MAX) {
       await this.#inflight.shift();
     }

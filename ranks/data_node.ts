@@ -58,15 +58,14 @@ export class DataNode {
         await this.#store.replace(call.id, call.bytes);
         return true;
       case "read": {
-        const bytes = await this.#store.read(call.id, {
-          expectedSize: call.size,
+        const bytes = await this.#store.read(call.id, call.size, {
           into: call.into && new Uint8Array(call.into),
         });
         this.#verify(call.id, bytes, call.crc32, `on rank ${this.rank} is corrupted`);
         return bytes;
       }
       case "commit":
-        await this.#store.syncEntries();
+        await this.#store.sync(chunkIdsOn(call.manifest, this.rank));
         await this.#append({ kind: "commit", manifest: call.manifest });
         return true;
       case "rename": {
@@ -109,10 +108,8 @@ export class DataNode {
 
   /** Everything this node holds, for start-up recovery. */
   async scan(): Promise<ScanAnswer> {
-    const chunks = await this.#store.scan();
-    let bytesHeld = 0;
-    for (const size of chunks.values()) bytesHeld += size;
-    return { rank: this.rank, manifests: [...this.#table.all()], chunks: [...chunks], bytesHeld };
+    const blobs = await this.#store.scan();
+    return { rank: this.rank, manifests: [...this.#table.all()], blobs: [...blobs] };
   }
 
   async close(): Promise<void> {
@@ -138,7 +135,7 @@ export class DataNode {
     this.#table = new ManifestTable();
     this.#liveRecords = this.#deadRecords = 0;
     for (const record of records) this.#apply(record);
-    await this.#store.delete(repair.deleteChunks);
+    await this.#store.delete(repair.deleteBlobs);
     await this.#store.syncEntries();
   }
 

@@ -12,8 +12,9 @@
 import { decode, Encoder } from "../protocol/cbor.ts";
 import { assert } from "../protocol/errors.ts";
 import type { FileMeta, ListEntry } from "../protocol/messages.ts";
+import { blobOf, offsetOf } from "./chunk_id.ts";
 
-/** One chunk of a file: its random id, size in bytes, and the ranks holding a replica. */
+/** One chunk of a file: its id (`<blob>-<offset>`), size in bytes, and the ranks holding a replica. */
 export interface ChunkRef {
   id: string;
   size: number;
@@ -248,16 +249,16 @@ export class FileIndex {
 export interface RankScan {
   rank: number;
   manifests: Manifest[];
-  /** Chunk id and size of every chunk file present. */
-  chunks: [string, number][];
+  /** Blob id and size of every blob file present (see `chunk_id.ts`). */
+  blobs: [string, number][];
 }
 
 /** What one data node must do to match the recovered state. */
 export interface RankRepair {
   /** Exactly the manifests this rank must hold from now on (its log is rewritten to these). */
   keep: Manifest[];
-  /** Chunk files to remove: leftovers of cut-off uploads and of superseded versions. */
-  deleteChunks: string[];
+  /** Blob files to remove: leftovers of cut-off uploads and of superseded versions. */
+  deleteBlobs: string[];
   /** Bytes of the chunks it keeps. */
   bytesHeld: number;
 }
@@ -275,21 +276,23 @@ export interface RecoveryPlan {
 /**
  * Decides the state after a restart from every data node's scan: for each name the highest version
  * whose every chunk has at least one replica present wins; every rank then holds exactly the winning
- * manifests it has chunks of (missing ones are added, stale ones dropped) and deletes every chunk file
- * no winner references.
+ * manifests it has chunks of (missing ones are added, stale ones dropped) and deletes every blob file
+ * no winner references. A chunk is present on a rank when its blob there reaches past its end.
  */
 export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   const present = new Map<number, Map<string, number>>();
   const candidates = new Map<string, Map<number, Manifest>>();
   for (const scan of scans) {
-    present.set(scan.rank, new Map(scan.chunks));
+    present.set(scan.rank, new Map(scan.blobs));
     for (const m of scan.manifests) {
       let versions = candidates.get(m.name);
       if (!versions) candidates.set(m.name, versions = new Map());
       versions.set(m.version, m);
     }
   }
-  const isStored = (c: ChunkRef) => c.ranks.some((r) => present.get(r)?.get(c.id) === c.size);
+  const isOn = (c: ChunkRef, rank: number) =>
+    (present.get(rank)?.get(blobOf(c.id)) ?? -1) >= offsetOf(c.id) + c.size;
+  const isStored = (c: ChunkRef) => c.ranks.some((r) => isOn(c, r));
 
   const files: Manifest[] = [];
   const damaged: RecoveryPlan["damaged"] = [];
@@ -304,24 +307,22 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   }
 
   const repairs = new Map<number, RankRepair>();
-  for (const scan of scans) repairs.set(scan.rank, { keep: [], deleteChunks: [], bytesHeld: 0 });
+  for (const scan of scans) repairs.set(scan.rank, { keep: [], deleteBlobs: [], bytesHeld: 0 });
   const referenced = new Map<number, Set<string>>();
   for (const m of files) {
     for (const rank of holdersOf(m)) repairs.get(rank)?.keep.push(m);
     for (const c of m.chunks) {
       for (const rank of c.ranks) {
         if (!referenced.has(rank)) referenced.set(rank, new Set());
-        referenced.get(rank)!.add(c.id);
+        referenced.get(rank)!.add(blobOf(c.id));
+        const repair = repairs.get(rank);
+        if (repair && isOn(c, rank)) repair.bytesHeld += c.size;
       }
     }
   }
-  for (const [rank, chunks] of present) {
-    const repair = repairs.get(rank)!;
-    const keepIds = referenced.get(rank) ?? new Set<string>();
-    for (const [id, size] of chunks) {
-      if (keepIds.has(id)) repair.bytesHeld += size;
-      else repair.deleteChunks.push(id);
-    }
+  for (const [rank, blobs] of present) {
+    const keep = referenced.get(rank) ?? new Set<string>();
+    for (const blob of blobs.keys()) if (!keep.has(blob)) repairs.get(rank)!.deleteBlobs.push(blob);
   }
   return { files, repairs, damaged };
 }

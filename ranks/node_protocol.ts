@@ -10,13 +10,13 @@ import type { Manifest, RankRepair, RankScan, VersionedEntry } from "./metadata.
 
 /** A request rank 0 sends to one data node. */
 export type NodeCall =
-  /** Store a chunk durably (bytes fsynced; directory entry made durable by the next commit). */
+  /** Write a chunk into its blob (made durable by the commit that names it). */
   | { op: "write"; id: string; bytes: Uint8Array; crc32?: number }
   /** Rewrite a damaged or missing replica from a good one (read repair), atomically. */
   | { op: "restore"; id: string; bytes: Uint8Array; crc32?: number }
   /** Read a chunk back; the reply is its bytes, transferred. `into` is a spare buffer to fill. */
   | { op: "read"; id: string; size: number; crc32?: number; into?: ArrayBuffer }
-  /** Make the chunks' directory entries durable, then append the manifest to the log. */
+  /** Make the manifest's chunks on this node durable, then append the manifest to the log. */
   | { op: "commit"; manifest: Manifest }
   /** Rename at once: the version `fromVersion` of the tombstone's name becomes `manifest`. */
   | { op: "rename"; fromVersion: number; tombstone?: Manifest; manifest: Manifest }
@@ -33,7 +33,7 @@ export type NodeCall =
   /** Test hooks (only with `testHooks`): die with an uncaught error, or stop answering. */
   | { op: "crash" }
   | { op: "hang" }
-  /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteChunks`. */
+  /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteBlobs`. */
   | { op: "repair"; repair: RankRepair };
 
 /** A question rank 0 broadcasts to every data node; each answers with `gather` on `tag`. */
@@ -45,7 +45,7 @@ export type NodeCollective =
 export type ListAnswer = VersionedEntry[];
 
 /** A data node's answer to `scan`. */
-export type ScanAnswer = RankScan & { bytesHeld: number };
+export type ScanAnswer = RankScan;
 
 /** The first message rank 0 posts to a new data node Worker. */
 export interface NodeInit {

@@ -159,7 +159,7 @@ export function pseudoRandomBytes(size: number, seed: number): Uint8Array {
   return out;
 }
 
-/** Chunk files on disk under a data directory, across all ranks. */
+/** Blob files on disk under a data directory, across all ranks (one per upload and rank). */
 export async function chunkFilesOnDisk(dataDir: string): Promise<string[]> {
   const files: string[] = [];
   for await (const rank of Deno.readDir(dataDir)) {
@@ -173,13 +173,19 @@ export async function chunkFilesOnDisk(dataDir: string): Promise<string[]> {
   return files.sort();
 }
 
-/** Chunk files the store should hold: every chunk of every listed file on each of its ranks. */
+/**
+ * Blob files the store should hold: one for every listed file on each rank holding any of its
+ * chunks (a file's chunks on one rank share the blob of its upload).
+ */
 export async function expectedChunkFiles(client: DfsClient): Promise<number> {
   let total = 0;
-  for (const entry of await client.list()) {
-    for (const chunk of (await client.meta(entry.name)).chunks) total += chunk.ranks.length;
-  }
+  for (const entry of await client.list()) total += blobFilesOf(await client.meta(entry.name));
   return total;
+}
+
+/** Blob files a file has on disk: one on each rank holding any of its chunks. */
+export function blobFilesOf(meta: { chunks: { ranks: number[] }[] }): number {
+  return new Set(meta.chunks.flatMap((chunk) => chunk.ranks)).size;
 }
 
 /**

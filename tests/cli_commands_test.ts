@@ -5,7 +5,13 @@
 
 import assert from "node:assert/strict";
 import { DfsClient } from "../client.ts";
-import { chunkFilesOnDisk, pseudoRandomBytes, ROOT, TestServer } from "./_server.ts";
+import {
+  chunkFilesOnDisk,
+  expectedChunkFiles,
+  pseudoRandomBytes,
+  ROOT,
+  TestServer,
+} from "./_server.ts";
 
 const MiB = 1024 * 1024;
 
@@ -44,10 +50,7 @@ function ok(result: Result): Result {
 
 async function chunksMatchMetadata(server: TestServer): Promise<void> {
   await using client = await DfsClient.connect(server.address);
-  let expected = 0;
-  for (const e of await client.list()) {
-    for (const c of (await client.meta(e.name)).chunks) expected += c.ranks.length;
-  }
+  const expected = await expectedChunkFiles(client);
   let actual = -1;
   for (let i = 0; i < 50 && actual !== expected; i++) {
     actual = (await chunkFilesOnDisk(server.dataDir)).length;

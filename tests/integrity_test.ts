@@ -1,6 +1,6 @@
 /**
- * Fault injection on the disks of a running server: bit rot, a truncated chunk file and a missing
- * chunk file on one replica never reach a client, and the bad replica is rewritten from the good
+ * Fault injection on the disks of a running server: bit rot, a truncated blob file and a missing
+ * blob file on one replica never reach a client, and the bad replica is rewritten from the good
  * one (read repair). With every replica of a chunk bad, the client gets CORRUPTED, never bad bytes.
  */
 
@@ -10,30 +10,43 @@ import { pseudoRandomBytes, ROOT, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 
-/** The chunk files holding each chunk of `data` on each of its ranks (found by content). */
-async function chunkFiles(dataDir: string, data: Uint8Array, meta: FileMeta): Promise<string[][]> {
-  const contents = new Map<string, string>(); // "rank:bytes-hash" lookups by content
-  const key = (bytes: Uint8Array) =>
-    `${bytes.length}:${bytes.slice(0, 64).join(",")}:${bytes.slice(-64).join(",")}`;
+/** Where one replica of a chunk sits: its blob file, and the chunk's offset in it. */
+interface Replica {
+  path: string;
+  offset: number;
+}
+
+/**
+ * The replicas of each chunk of `data` on each of its ranks, found by content: a chunk sits at its
+ * offset in the file, in the blob of the upload on each rank holding it.
+ */
+async function chunkFiles(dataDir: string, data: Uint8Array, meta: FileMeta): Promise<Replica[][]> {
+  const blobs: { rank: number; path: string; bytes: Uint8Array }[] = [];
   for (const rank of [1, 2, 3]) {
     const dir = `${dataDir}/rank-${rank}/chunks`;
     for await (const entry of Deno.readDir(dir)) {
-      contents.set(
-        `${rank}:${key(await Deno.readFile(`${dir}/${entry.name}`))}`,
-        `${dir}/${entry.name}`,
-      );
+      const path = `${dir}/${entry.name}`;
+      blobs.push({ rank, path, bytes: await Deno.readFile(path) });
     }
   }
   let offset = 0;
   return meta.chunks.map((chunk) => {
-    const bytes = data.subarray(offset, offset + chunk.size);
+    const start = offset;
+    const bytes = data.subarray(start, start + chunk.size);
     offset += chunk.size;
     return chunk.ranks.map((rank) => {
-      const path = contents.get(`${rank}:${key(bytes)}`);
-      assert.ok(path, `chunk on rank ${rank} found`);
-      return path;
+      const blob = blobs.find((b) =>
+        b.rank === rank && b.bytes.length >= start + bytes.length &&
+        equal(b.bytes.subarray(start, start + bytes.length), bytes)
+      );
+      assert.ok(blob, `chunk on rank ${rank} found`);
+      return { path: blob.path, offset: start };
     });
   });
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
 async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
@@ -44,13 +57,25 @@ async function eventually(check: () => Promise<boolean>, what: string): Promise<
   assert.fail(`timed out waiting until ${what}`);
 }
 
-async function holds(path: string, bytes: Uint8Array): Promise<boolean> {
+/** True if `replica` holds exactly `bytes`. */
+async function holds(replica: Replica, bytes: Uint8Array): Promise<boolean> {
   try {
-    const onDisk = await Deno.readFile(path);
-    return onDisk.length === bytes.length && onDisk.every((b, i) => b === bytes[i]);
+    const onDisk = await Deno.readFile(replica.path);
+    return equal(onDisk.subarray(replica.offset, replica.offset + bytes.length), bytes);
   } catch {
     return false;
   }
+}
+
+/** Flips bits of the byte at `at` in `replica`. */
+async function flipByte(replica: Replica, at: number, bits = 0x10): Promise<void> {
+  const file = await Deno.open(replica.path, { read: true, write: true });
+  const one = new Uint8Array(1);
+  await file.seek(replica.offset + at, Deno.SeekMode.Start);
+  await file.read(one);
+  await file.seek(replica.offset + at, Deno.SeekMode.Start);
+  await file.write(Uint8Array.of(one[0] ^ bits));
+  file.close();
 }
 
 Deno.test("damaged replicas never reach a client and are repaired from a good one", async (t) => {
@@ -62,32 +87,36 @@ Deno.test("damaged replicas never reach a client and are repaired from a good on
   const chunk = (i: number) => data.subarray(i * MiB, (i + 1) * MiB);
   // Reads of chunk i start at replica i % 2, so damage that one to be sure it is read.
   const firstRead = (i: number) => files[i][i % files[i].length];
+  /** Has fsck restore every replica, and checks that nothing was lost. */
+  const healed = async () => {
+    const report = await client.fsck();
+    assert.deepEqual(report.lost, []);
+    assert.equal((await client.fsck()).healthy, 1);
+  };
 
   await t.step("a flipped byte is caught by the CRC32 and repaired", async () => {
-    const file = await Deno.open(firstRead(0), { read: true, write: true });
-    await file.seek(12345, Deno.SeekMode.Start);
-    await file.write(Uint8Array.of(chunk(0)[12345] ^ 0x40));
-    file.close();
+    await flipByte(firstRead(0), 12345, 0x40);
     assert.deepEqual(await client.getBytes("victim.bin"), data);
     await eventually(() => holds(firstRead(0), chunk(0)), "the flipped replica is rewritten");
   });
 
-  await t.step("a truncated chunk file is caught and repaired", async () => {
-    await Deno.truncate(firstRead(1), 1000);
+  await t.step("a truncated blob is caught and repaired", async () => {
+    await Deno.truncate(firstRead(1).path, firstRead(1).offset + 1000);
     assert.deepEqual(await client.getBytes("victim.bin"), data);
     await eventually(() => holds(firstRead(1), chunk(1)), "the truncated replica is rewritten");
+    // The cut also took the blob's later chunks, which reads did not touch: fsck restores them.
+    await healed();
   });
 
-  await t.step("a missing chunk file is recreated", async () => {
-    await Deno.remove(firstRead(2));
+  await t.step("a missing blob is recreated", async () => {
+    await Deno.remove(firstRead(2).path);
     assert.deepEqual(await client.getBytes("victim.bin"), data);
     await eventually(() => holds(firstRead(2), chunk(2)), "the missing replica is recreated");
+    await healed();
   });
 
   await t.step("a ranged read is checked and repaired too", async () => {
-    const file = await Deno.open(firstRead(3), { read: true, write: true });
-    await file.write(Uint8Array.of(chunk(3)[0] ^ 1));
-    file.close();
+    await flipByte(firstRead(3), 0, 1);
     assert.deepEqual(
       await client.getBytes("victim.bin", { start: 3 * MiB + 5, end: 3 * MiB + 9 }),
       data.slice(3 * MiB + 5, 3 * MiB + 9),
@@ -98,12 +127,7 @@ Deno.test("damaged replicas never reach a client and are repaired from a good on
   await t.step(
     "with every replica of a chunk bad the client gets CORRUPTED, not bad bytes",
     async () => {
-      for (const path of files[1]) {
-        const file = await Deno.open(path, { read: true, write: true });
-        await file.seek(7, Deno.SeekMode.Start);
-        await file.write(Uint8Array.of(chunk(1)[7] ^ 0xff));
-        file.close();
-      }
+      for (const replica of files[1]) await flipByte(replica, 7, 0xff);
       const received: Uint8Array[] = [];
       await assert.rejects(
         async () => {
@@ -129,16 +153,6 @@ async function dfs(args: string[]): Promise<{ code: number; stdout: string; stde
     .output();
   const text = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
-
-async function flipByte(path: string, at: number): Promise<void> {
-  const file = await Deno.open(path, { read: true, write: true });
-  const one = new Uint8Array(1);
-  await file.seek(at, Deno.SeekMode.Start);
-  await file.read(one);
-  await file.seek(at, Deno.SeekMode.Start);
-  await file.write(Uint8Array.of(one[0] ^ 0x10));
-  file.close();
 }
 
 Deno.test("dfs fsck finds and repairs bad replicas reads never touch, and reports lost files", async () => {
@@ -167,7 +181,7 @@ Deno.test("dfs fsck finds and repairs bad replicas reads never touch, and report
 
   // The replica a read of chunk 0 would not start from.
   await flipByte(goodFiles[0][1], 100);
-  await Deno.remove(goodFiles[1][0]);
+  await Deno.remove(goodFiles[1][0].path);
   for (const path of doomedFiles[0]) await flipByte(path, 5);
   const out = await dfs(["fsck", ...at]);
   assert.equal(out.code, 1);

@@ -1,0 +1,45 @@
+/**
+ * Where a chunk lives on a data node. Each upload writes its chunks into one blob file per data
+ * node, each chunk at its offset in the file (so a node's blob is sparse where other nodes hold the
+ * chunks): a chunk id is `<blob>-<offset>`, the blob a random 128-bit id, the offset in hex.
+ *
+ * One file per upload and node instead of one per chunk: creating and fsyncing a file per 1 MiB
+ * chunk cost ext4 about 5x the kernel time of writing the same bytes into one file.
+ *
+ * @module
+ */
+
+import { assert } from "../protocol/errors.ts";
+
+/** A blob id: 128 random bits in lower-case hex, made by the server (never a client's name). */
+export const BLOB_ID_PATTERN = /^[0-9a-f]{32}$/;
+/** A chunk id: its blob id, a dash, and its byte offset in the blob in lower-case hex. */
+export const CHUNK_ID_PATTERN = /^[0-9a-f]{32}-(?:0|[1-9a-f][0-9a-f]{0,12})$/;
+
+/** Makes a new random blob id matching `BLOB_ID_PATTERN`. */
+export function newBlobId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/** The id of the chunk at byte `offset` of blob `blob`. */
+export function chunkIdOf(blob: string, offset: number): string {
+  assert(BLOB_ID_PATTERN.test(blob), `blob id ${JSON.stringify(blob)} is 32 lower-case hex digits`);
+  assert(Number.isSafeInteger(offset) && offset >= 0, "a chunk offset is a whole number");
+  return `${blob}-${offset.toString(16)}`;
+}
+
+/** The blob a chunk id (or a blob id) names. */
+export function blobOf(id: string): string {
+  return id.slice(0, 32);
+}
+
+/** A chunk's byte offset in its blob. */
+export function offsetOf(chunkId: string): number {
+  return parseInt(chunkId.slice(33), 16);
+}
+
+/** True for a well-formed chunk id. */
+export function isChunkId(id: string): boolean {
+  return CHUNK_ID_PATTERN.test(id);
+}
