@@ -15,7 +15,9 @@
  */
 
 import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/auth.ts";
+import { ChunkChecker } from "./protocol/checksums.ts";
 import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "./protocol/conn.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
@@ -51,7 +53,11 @@ export const DEFAULT_SERVER = "127.0.0.1:7070";
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 export interface ClientOptions {
-  /** Check SHA-256 end to end: sent with every put, compared after every get. Default true. */
+  /**
+   * Check every byte end to end. A put sends each frame's CRC32, which the server checks, and the
+   * file's SHA-256, which it records; a get checks each chunk against the CRC32 in its metadata (or,
+   * for a file stored without them, the whole file against its SHA-256). Default true.
+   */
   verify?: boolean;
   connectTimeoutMs?: number;
   /** The shared secret of a server started with `--token-file`. */
@@ -129,7 +135,8 @@ export class DfsClient {
       const { reader, writer, dataBytesMax } = await this.#connected();
       const id = this.#id();
       const size = source instanceof Uint8Array ? source.length : options.size;
-      await writer.send({ op: "put", id, name, size, replicas: options.replicas });
+      const checksums = this.#options.verify;
+      await writer.send({ op: "put", id, name, size, replicas: options.replicas, checksums });
       // An early refusal (bad name, full disk) arrives while we send: watch for it.
       let answer: Reply | null = null;
       const watching = this.#readReply(reader).then((r) => answer = r);
@@ -138,7 +145,7 @@ export class DfsClient {
       for await (const piece of rechunk(source, dataBytesMax)) {
         if (answer) break;
         hash?.update(piece);
-        await writer.sendData(id, piece);
+        await writer.sendData(id, piece, checksums ? crc32(piece) : undefined);
       }
       if (answer) {
         // Refused early: the server drops the rest of this upload and answers nothing more for it.
@@ -228,9 +235,9 @@ export class DfsClient {
 
   /**
    * Opens `name` for reading: resolves with its metadata and a stream of its bytes once the server
-   * has found it. The stream errors with `CORRUPTED` if the bytes do not match the SHA-256. With
-   * `start` and/or `end` (byte offsets, end exclusive) only that range comes, and the server reads
-   * only the chunks holding it (a range is not checked against the whole file's SHA-256).
+   * has found it. The stream errors with `CORRUPTED` if a chunk does not match its CRC32 (or the
+   * file its SHA-256). With `start` and/or `end` (byte offsets, end exclusive) only that range
+   * comes, and the server reads only the chunks holding it; the chunks it covers whole are checked.
    *
    * @throws {DfsError} `NOT_FOUND` if there is no such file; `INVALID_REQUEST` for a range outside
    *   it.
@@ -249,17 +256,23 @@ export class DfsClient {
       return resultOf<FileMeta>(await this.#readReply(link.reader));
     }, held);
     const whole = range.start === undefined && range.end === undefined;
-    const hash = this.#options.verify && whole ? createHash("sha256") : null;
+    const { verify } = this.#options;
+    const span = { start: range.start ?? 0, end: range.end ?? meta.size };
+    const checker = verify ? new ChunkChecker(name, meta.chunks, span) : null;
+    // A whole file stored without CRC32s is checked against its SHA-256 instead.
+    const hash = verify && whole && !checker!.coversEveryByte ? createHash("sha256") : null;
     const stream = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         try {
           const reply = await this.#readReply(link.reader);
           if (reply.op === "data") {
+            checker?.update(reply.bytes);
             hash?.update(reply.bytes);
             controller.enqueue(reply.bytes);
             return;
           }
           if (reply.op !== "end") throw expectOk(reply) && unexpected(reply);
+          checker?.finish();
           if (hash && hash.digest("hex") !== meta.sha256) {
             throw new DfsError("CORRUPTED", `Content of "${name}" does not match its SHA-256`);
           }

@@ -112,9 +112,9 @@ export class FrameWriter {
     return this.#enqueue([frame]);
   }
 
-  /** Writes a data frame `{ op: "data", id, bytes }` without copying the payload. */
-  sendData(id: number, payload: Uint8Array): Promise<void> {
-    return this.#enqueue([encodeDataHeader(id, payload.length), payload]);
+  /** Writes a data frame `{ op: "data", id, crc32?, bytes }` without copying the payload. */
+  sendData(id: number, payload: Uint8Array, crc32?: number): Promise<void> {
+    return this.#enqueue([encodeDataHeader(id, payload.length, crc32), payload]);
   }
 
   #enqueue(parts: Uint8Array[]): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * Framing: every message is a u32 big-endian length followed by that many bytes of CBOR. Pure: no I/O.
  *
- * Data frames (`{ op: "data", id, bytes }`) carry up to `DATA_BYTES_MAX` bytes. To avoid copying the
+ * Data frames (`{ op: "data", id, crc32?, bytes }`) carry up to `DATA_BYTES_MAX` bytes. To avoid copying the
  * payload into the CBOR encoder, their header is built by hand (`encodeDataHeader`) and the payload
  * is written after it; any CBOR decoder reads the two as one map.
  *
@@ -70,21 +70,29 @@ export function decodeFrameBody(body: Uint8Array): unknown {
 
 const DATA_KEYS = new TextEncoder().encode("\x62op\x64data\x62id");
 const BYTES_KEY = new TextEncoder().encode("\x65bytes");
+const CRC32_KEY = new TextEncoder().encode("\x65crc32");
 
 /**
- * Builds the length prefix and CBOR header of a data frame `{ op: "data", id, bytes }` whose payload
- * of `payloadBytes` follows it on the wire.
+ * Builds the length prefix and CBOR header of a data frame `{ op: "data", id, crc32?, bytes }`
+ * whose payload of `payloadBytes` follows it on the wire. `crc32` is the payload's CRC32, for the
+ * receiver to check.
  */
-export function encodeDataHeader(id: number, payloadBytes: number): Uint8Array {
+export function encodeDataHeader(id: number, payloadBytes: number, crc32?: number): Uint8Array {
   assert(Number.isSafeInteger(id) && id >= 0 && id <= 0xffff_ffff, "data frame id is a u32");
   assert(payloadBytes >= 0 && payloadBytes <= 0xffff_ffff, "data frame payload fits a u32");
-  const idHead = cborHead(0, id);
-  const bytesHead = cborHead(2, payloadBytes);
-  const cborBytes = 1 + DATA_KEYS.length + idHead.length + BYTES_KEY.length + bytesHead.length;
+  assert(
+    crc32 === undefined || (Number.isInteger(crc32) && crc32 >= 0 && crc32 <= 0xffff_ffff),
+    "a CRC32 is a u32",
+  );
+  const parts: ArrayLike<number>[] = [[crc32 === undefined ? 0xa3 : 0xa4], DATA_KEYS];
+  parts.push(cborHead(0, id));
+  if (crc32 !== undefined) parts.push(CRC32_KEY, cborHead(0, crc32));
+  parts.push(BYTES_KEY, cborHead(2, payloadBytes));
+  const cborBytes = parts.reduce((n, part) => n + part.length, 0);
   const header = new Uint8Array(FRAME_HEADER_BYTES + cborBytes);
   new DataView(header.buffer).setUint32(0, cborBytes + payloadBytes);
   let at = FRAME_HEADER_BYTES;
-  for (const part of [[0xa3], DATA_KEYS, idHead, BYTES_KEY, bytesHead]) {
+  for (const part of parts) {
     header.set(part, at);
     at += part.length;
   }

@@ -60,16 +60,20 @@ Deno.test("decodeFrameBody() turns non-CBOR bytes into INVALID_REQUEST", () => {
 Deno.test("encodeDataHeader() plus payload decodes as a data message for every size class", () => {
   for (const size of [0, 1, 23, 24, 255, 256, 65535, 65536, 1024 * 1024]) {
     for (const id of [0, 23, 24, 300, 70000, 0xffff_ffff]) {
-      const payload = new Uint8Array(size).map((_, i) => i * 7);
-      const frame = concat(encodeDataHeader(id, size), payload);
-      assert.equal(readFrameLength(frame), frame.length - FRAME_HEADER_BYTES);
-      const message = decodeFrameBody(frame.subarray(FRAME_HEADER_BYTES)) as Record<
-        string,
-        unknown
-      >;
-      assert.equal(message.op, "data");
-      assert.equal(message.id, id);
-      assert.deepEqual(message.bytes, payload);
+      for (const crc32 of [undefined, 0, 24, 0xffff_ffff]) {
+        const payload = new Uint8Array(size).map((_, i) => i * 7);
+        const frame = concat(encodeDataHeader(id, size, crc32), payload);
+        assert.equal(readFrameLength(frame), frame.length - FRAME_HEADER_BYTES);
+        const message = decodeFrameBody(frame.subarray(FRAME_HEADER_BYTES)) as Record<
+          string,
+          unknown
+        >;
+        assert.equal(message.op, "data");
+        assert.equal(message.id, id);
+        assert.equal(message.crc32, crc32);
+        assert.deepEqual(message.bytes, payload);
+        assert.equal(Object.keys(message).length, crc32 === undefined ? 3 : 4);
+      }
     }
   }
 });

@@ -9,7 +9,7 @@
  *
  * | request | frames back |
  * | --- | --- |
- * | `put {name, size?}`, then `data {bytes}`..., then `end {sha256?}` | `ok {result: FileMeta}` |
+ * | `put {name, size?, replicas?, checksums?}`, then `data {bytes, crc32?}`..., then `end {sha256?}` | `ok {result: FileMeta}` |
  * | `get {name}` | `ok {result: FileMeta}`, `data {bytes}`..., `end` |
  * | `meta {name}` | `ok {result: FileMeta}` |
  * | `list {prefix?}` | `entries {entries}`..., `end` |
@@ -21,6 +21,12 @@
  *
  * Any request can end in `error {code, message}` instead, after which no more frames for its id
  * follow. A client ends a put early with `abort`.
+ *
+ * Checksums: a data frame's `crc32`, when present, is checked on arrival. A put with `checksums`
+ * promises a `crc32` in every data frame and the file's SHA-256 in `end`: the server checks every
+ * CRC32 and records that SHA-256 rather than hashing the bytes a second time. Without it, the
+ * server computes the SHA-256 itself and checks the one in `end`, if any. `FileMeta` gives each
+ * chunk's CRC32, so a reader checks a whole file chunk by chunk at CRC32 speed.
  *
  * @module
  */
@@ -42,8 +48,8 @@ export interface FileMeta {
   version: number;
   /** Copies of every chunk (the fewest, should a chunk have fewer). */
   replicas: number;
-  /** In file order: each chunk's size and the ranks holding a replica of it. */
-  chunks: { size: number; ranks: number[] }[];
+  /** In file order: each chunk's size, the ranks holding a replica of it, and its CRC32. */
+  chunks: { size: number; ranks: number[]; crc32?: number }[];
 }
 
 /** One `list` entry. */
@@ -86,8 +92,8 @@ export interface HelloRequest {
 }
 
 export type Request =
-  | { op: "put"; id: number; name: string; size?: number; replicas?: number }
-  | { op: "data"; id: number; bytes: Uint8Array }
+  | { op: "put"; id: number; name: string; size?: number; replicas?: number; checksums?: boolean }
+  | { op: "data"; id: number; bytes: Uint8Array; crc32?: number }
   | { op: "end"; id: number; sha256?: string }
   | { op: "abort"; id: number }
   | { op: "get"; id: number; name: string; start?: number; end?: number }
@@ -157,6 +163,10 @@ export function parseRequest(value: unknown): Request {
       if (m.replicas !== undefined && m.replicas !== null) {
         request.replicas = checkCount(m.replicas, "replicas");
       }
+      if (m.checksums !== undefined && m.checksums !== null) {
+        if (typeof m.checksums !== "boolean") throw invalid("checksums must be true or false");
+        request.checksums = m.checksums;
+      }
       return request;
     }
     case "data": {
@@ -167,7 +177,14 @@ export function parseRequest(value: unknown): Request {
           `Data frame of ${m.bytes.length} bytes is over the limit of ${DATA_BYTES_MAX}`,
         );
       }
-      return { op, id, bytes: m.bytes };
+      if (m.crc32 === undefined || m.crc32 === null) return { op, id, bytes: m.bytes };
+      const crc32 = m.crc32;
+      if (
+        typeof crc32 !== "number" || !Number.isInteger(crc32) || crc32 < 0 || crc32 > 0xffff_ffff
+      ) {
+        throw invalid("crc32 must be an integer from 0 to 4294967295");
+      }
+      return { op, id, bytes: m.bytes, crc32 };
     }
     case "end": {
       if (m.sha256 === undefined || m.sha256 === null) return { op, id };

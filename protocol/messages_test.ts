@@ -137,3 +137,25 @@ Deno.test("parseRequest() and parseHello() describe odd values without throwing"
       e instanceof DfsError && e.code === "VERSION_MISMATCH" && /of type object/.test(e.message),
   );
 });
+
+Deno.test("parseRequest() takes a put's checksums promise and a data frame's CRC32", () => {
+  assert.deepEqual(parseRequest({ op: "put", id: 1, name: "a", checksums: true }), {
+    op: "put",
+    id: 1,
+    name: "a",
+    checksums: true,
+  });
+  const bytes = new Uint8Array(3);
+  for (const crc32 of [0, 1, 0xffff_ffff]) {
+    assert.deepEqual(parseRequest({ op: "data", id: 2, bytes, crc32 }), {
+      op: "data",
+      id: 2,
+      bytes,
+      crc32,
+    });
+  }
+  assertRefused({ op: "put", id: 1, name: "a", checksums: 1 }, "INVALID_REQUEST", /checksums/);
+  for (const crc32 of [-1, 2 ** 32, 1.5, "5", [1]]) {
+    assertRefused({ op: "data", id: 2, bytes, crc32 }, "INVALID_REQUEST", /crc32 must be/);
+  }
+});

@@ -212,11 +212,16 @@ export class Coordinator {
 
   /**
    * Starts an upload of `name`; `size`, when given, is enforced; `replicas` (default: the server's)
-   * may be anything from 1 to the number of data nodes.
+   * may be anything from 1 to the number of data nodes. With `checksums`, every write must come
+   * with its CRC32 and the commit with the client's SHA-256, which is recorded instead of hashing
+   * the bytes again (see `protocol/messages.ts`).
    *
    * @throws {DfsError} `INVALID_REQUEST` for a replica count the cluster cannot keep.
    */
-  beginUpload(name: string, options: { size?: number; replicas?: number } = {}): Upload {
+  beginUpload(
+    name: string,
+    options: { size?: number; replicas?: number; checksums?: boolean } = {},
+  ): Upload {
     if (this.#uploads >= this.#uploadsMax) {
       throw new DfsError(
         "UNAVAILABLE",
@@ -236,7 +241,8 @@ export class Coordinator {
       if (!ended) this.#uploads--;
       ended = true;
     };
-    return new Upload(this, name, { declaredSize: options.size, replicas, onEnd });
+    const checksums = options.checksums === true;
+    return new Upload(this, name, { declaredSize: options.size, replicas, checksums, onEnd });
   }
 
   /** @throws {DfsError} `NOT_FOUND` if no version of `name` is committed. */
@@ -660,11 +666,12 @@ export class Coordinator {
   storeChunk(
     id: string,
     bytes: Uint8Array,
-    replicas: number,
+    options: { replicas: number; crc32?: number },
   ): { ref: ChunkRef; written: Promise<void> } {
-    const ranks = this.#loads.place(bytes.length, replicas, this.#down);
-    // The checksum is taken as the bytes arrive; each data node checks it before writing.
-    const ref: ChunkRef = { id, size: bytes.length, ranks, crc32: crc32(bytes) };
+    const ranks = this.#loads.place(bytes.length, options.replicas, this.#down);
+    // The checksum is taken as the bytes arrive (or was checked against the client's); each data
+    // node checks it before writing.
+    const ref: ChunkRef = { id, size: bytes.length, ranks, crc32: options.crc32 ?? crc32(bytes) };
     const writes = ranks.map(async (rank, i) => {
       // The last replica takes the caller's buffer; the others get copies (transfer detaches).
       // Each node hands the buffer back with its answer, and it returns to the pool.
@@ -913,7 +920,8 @@ export class Upload {
   #replicas: number;
   /** Called once when the upload commits or is dropped (frees its slot). */
   #onEnd: () => void;
-  #hash: Hash = createHash("sha256");
+  /** The SHA-256 of the bytes, unless the client sends its own (`checksums`). */
+  #hash: Hash | null;
   #received = 0;
   /** This upload's blob on every data node it writes to (see `chunk_id.ts`). */
   #blob = newBlobId();
@@ -929,9 +937,15 @@ export class Upload {
   constructor(
     coordinator: Coordinator,
     name: string,
-    options: { declaredSize: number | undefined; replicas: number; onEnd: () => void },
+    options: {
+      declaredSize: number | undefined;
+      replicas: number;
+      checksums: boolean;
+      onEnd: () => void;
+    },
   ) {
     this.#coordinator = coordinator;
+    this.#hash = options.checksums ? null : createHash("sha256");
     this.#name = name;
     this.#declaredSize = options.declaredSize;
     this.#replicas = options.replicas;
@@ -943,14 +957,29 @@ export class Upload {
   }
 
   /**
-   * Takes the next bytes of the file. Takes ownership of `bytes` (its buffer may be transferred to a
-   * data node). Waits while `UPLOAD_CHUNKS_INFLIGHT_MAX` chunks are unacknowledged.
+   * Takes the next bytes of the file, with their CRC32 as the client computed it (required with
+   * `checksums`). Takes ownership of `bytes` (its buffer may be transferred to a data node). Waits
+   * while `UPLOAD_CHUNKS_INFLIGHT_MAX` chunks are unacknowledged.
    *
-   * @throws {DfsError} `INVALID_REQUEST` past the declared size; any error of an earlier chunk.
+   * @throws {DfsError} `INVALID_REQUEST` past the declared size or for a missing CRC32;
+   *   `CORRUPTED` for bytes that do not match their CRC32; any error of an earlier chunk.
    */
-  async write(bytes: Uint8Array): Promise<void> {
+  async write(bytes: Uint8Array, expectedCrc32?: number): Promise<void> {
     assert(!this.#done, "write() after commit() or abort()");
     if (this.#failure) throw this.#failure;
+    if (expectedCrc32 === undefined && !this.#hash) {
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `Upload of "${this.#name}" promised checksums, but a data frame has no crc32`,
+      );
+    }
+    const received = expectedCrc32 === undefined ? undefined : crc32(bytes);
+    if (received !== expectedCrc32) {
+      throw new DfsError(
+        "CORRUPTED",
+        `Upload of "${this.#name}": a data frame arrived damaged (its CRC32 does not match)`,
+      );
+    }
     if (this.#declaredSize !== undefined && this.#received + bytes.length > this.#declaredSize) {
       throw new DfsError(
         "INVALID_REQUEST",
@@ -958,9 +987,10 @@ export class Upload {
       );
     }
     this.#received += bytes.length;
-    this.#hash.update(bytes);
+    this.#hash?.update(bytes);
     if (this.#buffered === 0 && bytes.length === CHUNK_SIZE_BYTES) {
-      return await this.#send(bytes); // the common case: one client frame is one chunk, no copy
+      // The common case: one client frame is one chunk, no copy, its CRC32 taken once.
+      return await this.#send(bytes, received);
     }
     let at = 0;
     while (at < bytes.length) {
@@ -989,7 +1019,13 @@ export class Upload {
         );
       }
       if (this.#buffered > 0 || this.#chunks.length === 0) await this.#flush(); // an empty file has one empty chunk
-      const sha256 = this.#hash.digest("hex");
+      if (!this.#hash && options.sha256 === undefined) {
+        throw new DfsError(
+          "INVALID_REQUEST",
+          `Upload of "${this.#name}" promised checksums, but its end has no sha256`,
+        );
+      }
+      const sha256 = this.#hash?.digest("hex") ?? options.sha256!;
       if (options.sha256 !== undefined && options.sha256 !== sha256) {
         throw new DfsError(
           "CORRUPTED",
@@ -1040,10 +1076,11 @@ export class Upload {
     await this.#send(bytes);
   }
 
-  async #send(bytes: Uint8Array): Promise<void> {
+  async #send(bytes: Uint8Array, crc32?: number): Promise<void> {
     const id = chunkIdOf(this.#blob, this.#sent);
     this.#sent += bytes.length;
-    const { ref, written } = this.#coordinator.storeChunk(id, bytes, this.#replicas);
+    const options = { replicas: this.#replicas, crc32 };
+    const { ref, written } = this.#coordinator.storeChunk(id, bytes, options);
     this.#chunks.push(ref);
     this.#inflight.push(written);
     written.catch((error) => this.#failure ??= error);

@@ -101,7 +101,7 @@ export function checkManifest(m: Manifest): void {
   assert(total === m.size, `manifest of "${m.name}" sizes add up`);
 }
 
-/** The public metadata of a manifest (chunk ids stay internal). */
+/** The public metadata of a manifest (chunk ids stay internal; their CRC32s are for readers). */
 export function fileMetaOf(m: Manifest): FileMeta {
   return {
     name: m.name,
@@ -110,7 +110,10 @@ export function fileMetaOf(m: Manifest): FileMeta {
     modified: m.modified,
     version: m.version,
     replicas: replicasOf(m),
-    chunks: m.chunks.map((c) => ({ size: c.size, ranks: [...c.ranks] })),
+    chunks: m.chunks.map((c) => {
+      const chunk = { size: c.size, ranks: [...c.ranks] };
+      return c.crc32 === undefined ? chunk : { ...chunk, crc32: c.crc32 };
+    }),
   };
 }
 

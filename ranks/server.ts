@@ -303,11 +303,12 @@ class Connection {
             this.#coordinator.beginUpload(request.name, {
               size: request.size,
               replicas: request.replicas,
+              checksums: request.checksums,
             }),
           );
           return;
         case "data":
-          return await this.#data(id, request.bytes);
+          return await this.#data(id, request.bytes, request.crc32);
         case "end":
           return this.#end(id, request.sha256);
         case "abort":
@@ -398,12 +399,12 @@ class Connection {
     }
   }
 
-  async #data(id: number, bytes: Uint8Array): Promise<void> {
+  async #data(id: number, bytes: Uint8Array, crc32: number | undefined): Promise<void> {
     if (this.#failedUploads.has(id)) return this.#coordinator.pool.give(bytes.buffer);
     const upload = this.#uploads.get(id);
     if (!upload) throw new DfsError("INVALID_REQUEST", `No upload in progress with id ${id}`);
     try {
-      await upload.write(bytes);
+      await upload.write(bytes, crc32);
     } catch (error) {
       this.#uploads.delete(id);
       this.#dropUpload(id);
