@@ -39,6 +39,22 @@ export function offsetOf(chunkId: string): number {
   return parseInt(chunkId.slice(33), 16);
 }
 
+/**
+ * Files up to this size travel to their data nodes with their commit and are kept in the nodes'
+ * logs (see `data_node.ts`): one trip and one group-committed append instead of a blob of their
+ * own, written and synced apart. A log batch of `RECORD_BATCH_BYTES_MAX` still holds 16 of them.
+ */
+export const LOG_FILE_BYTES_MAX = 64 * 1024;
+
+/**
+ * True for the chunk of a file kept in the log: the only chunk of a file of at most
+ * `LOG_FILE_BYTES_MAX` (every chunk but the last is `CHUNK_SIZE_BYTES`, so a first chunk this small
+ * is the whole file).
+ */
+export function isKeptInLog(chunkId: string, size: number): boolean {
+  return offsetOf(chunkId) === 0 && size <= LOG_FILE_BYTES_MAX;
+}
+
 /** True for a well-formed chunk id. */
 export function isChunkId(id: string): boolean {
   return CHUNK_ID_PATTERN.test(id);

@@ -24,7 +24,7 @@ import type {
   StatusReport,
   Usage,
 } from "../protocol/messages.ts";
-import { blobOf, chunkIdOf, newBlobId, offsetOf } from "./chunk_id.ts";
+import { blobOf, chunkIdOf, LOG_FILE_BYTES_MAX, newBlobId, offsetOf } from "./chunk_id.ts";
 import { SMALL_READ_BYTES_MAX } from "./chunk_store.ts";
 import type { Comm } from "./comm.ts";
 import {
@@ -668,10 +668,8 @@ export class Coordinator {
     bytes: Uint8Array,
     options: { replicas: number; crc32?: number },
   ): { ref: ChunkRef; written: Promise<void> } {
-    const ranks = this.#loads.place(bytes.length, options.replicas, this.#down);
-    // The checksum is taken as the bytes arrive (or was checked against the client's); each data
-    // node checks it before writing.
-    const ref: ChunkRef = { id, size: bytes.length, ranks, crc32: options.crc32 ?? crc32(bytes) };
+    const ref = this.placeChunk(id, bytes, options);
+    const { ranks } = ref;
     const writes = ranks.map(async (rank, i) => {
       // The last replica takes the caller's buffer; the others get copies (transfer detaches).
       // Each node hands the buffer back with its answer, and it returns to the pool.
@@ -680,6 +678,20 @@ export class Coordinator {
       this.pool.give(await this.#call<ArrayBuffer>(rank, call, [copy.buffer as ArrayBuffer]));
     });
     return { ref, written: Promise.all(writes).then(() => {}) };
+  }
+
+  /**
+   * Picks the least loaded data nodes for a chunk and counts it on them (without sending it).
+   * The checksum is taken as the bytes arrive (or was checked against the client's); each data
+   * node checks it before writing.
+   */
+  placeChunk(
+    id: string,
+    bytes: Uint8Array,
+    options: { replicas: number; crc32?: number },
+  ): ChunkRef {
+    const ranks = this.#loads.place(bytes.length, options.replicas, this.#down);
+    return { id, size: bytes.length, ranks, crc32: options.crc32 ?? crc32(bytes) };
   }
 
   /** A copy in a pooled buffer for large chunks, or an exact one for small chunks. */
@@ -711,16 +723,22 @@ export class Coordinator {
    * appends the manifest, then rank 0 installs it. Committed once any holder has it durably
    * (recovery would pick it up; a holder whose commit failed is repaired like a damaged replica).
    */
-  commit(draft: Omit<Manifest, "version" | "modified">): Promise<FileMeta> {
-    return this.#exclusive([draft.name], () => this.#commit(draft));
+  commit(draft: Omit<Manifest, "version" | "modified">, data?: Uint8Array): Promise<FileMeta> {
+    return this.#exclusive([draft.name], () => this.#commit(draft, data));
   }
 
-  async #commit(draft: Omit<Manifest, "version" | "modified">): Promise<FileMeta> {
+  /** With `data`, the manifest's one chunk travels with it (a copy to each holder). */
+  async #commit(
+    draft: Omit<Manifest, "version" | "modified">,
+    data: Uint8Array | undefined,
+  ): Promise<FileMeta> {
     const m: Manifest = { ...draft, version: this.#index.nextVersion(), modified: Date.now() };
     const holders = [...holdersOf(m)];
-    const results = await Promise.allSettled(
-      holders.map((rank) => this.#call(rank, { op: "commit", manifest: m })),
-    );
+    const results = await Promise.allSettled(holders.map((rank) => {
+      if (data === undefined) return this.#call(rank, { op: "commit", manifest: m });
+      const copy = data.slice();
+      return this.#call(rank, { op: "commit", manifest: m, data: copy }, [copy.buffer]);
+    }));
     const failed = results.filter((r) => r.status === "rejected");
     if (failed.length === holders.length) {
       throw new DfsError(
@@ -1018,7 +1036,11 @@ export class Upload {
           `Upload of "${this.#name}" ended after ${this.#received} of its declared ${this.#declaredSize} bytes`,
         );
       }
-      if (this.#buffered > 0 || this.#chunks.length === 0) await this.#flush(); // an empty file has one empty chunk
+      // A small file (an empty one too: one empty chunk) goes with its commit.
+      const data = this.#chunks.length === 0 && this.#buffered <= LOG_FILE_BYTES_MAX
+        ? this.#takeBuffered()
+        : undefined;
+      if (this.#buffered > 0) await this.#flush();
       if (!this.#hash && options.sha256 === undefined) {
         throw new DfsError(
           "INVALID_REQUEST",
@@ -1034,12 +1056,12 @@ export class Upload {
       }
       await Promise.all(this.#inflight);
       this.#done = true;
-      const meta = await this.#coordinator.commit({
-        name: this.#name,
-        size: this.#received,
-        sha256,
-        chunks: this.#chunks,
-      });
+      if (data) {
+        const id = chunkIdOf(this.#blob, 0);
+        this.#chunks.push(this.#coordinator.placeChunk(id, data, { replicas: this.#replicas }));
+      }
+      const draft = { name: this.#name, size: this.#received, sha256, chunks: this.#chunks };
+      const meta = await this.#coordinator.commit(draft, data);
       this.#chunks = []; // committed: they belong to the file now, abort() must not touch them
       this.#onEnd();
       return meta;
@@ -1061,6 +1083,15 @@ export class Upload {
     this.#chunks = [];
     this.#inflight = [];
     await this.#coordinator.discardChunks(chunks);
+  }
+
+  /** The bytes buffered, in an exact copy (the pooled buffer goes back). */
+  #takeBuffered(): Uint8Array {
+    const bytes = (this.#buffer ?? new Uint8Array(0)).slice(0, this.#buffered);
+    if (this.#buffer) this.#coordinator.pool.give(this.#buffer.buffer);
+    this.#buffer = null;
+    this.#buffered = 0;
+    return bytes;
   }
 
   async #flush(): Promise<void> {

@@ -3,6 +3,11 @@
  * `NodeCollective`s and answers them; owns no socket. The Worker entry (`data_worker.ts`) wires it
  * to a `Comm`; tests drive it directly.
  *
+ * A small file's one chunk comes with its commit and is kept in the log record itself, not in a
+ * blob: one group-committed log append makes both durable, where a blob of its own costs a file
+ * creation and an fdatasync of it and of the folder, each a separate trip to the disk. Reads find
+ * its bytes in the log file; log rewrites carry them over.
+ *
  * @module
  */
 
@@ -10,11 +15,13 @@ import { statfs } from "node:fs/promises";
 import { crc32 } from "node:zlib";
 import { DfsError } from "../protocol/errors.ts";
 import type { ChunkStore } from "./chunk_store.ts";
+import { blobOf, isKeptInLog, offsetOf } from "./chunk_id.ts";
 import {
   chunkIdsOn,
-  decodeRecord,
+  decodeRecordWithData,
   encodeRecord,
   type LogRecord,
+  type Manifest,
   ManifestTable,
   type RankRepair,
   renamedFrom,
@@ -33,17 +40,36 @@ export class DataNode {
   #table = new ManifestTable();
   #liveRecords = 0;
   #deadRecords = 0;
+  /** Chunks kept in the log: where their bytes are in the log file. */
+  #inLog = new Map<string, { offset: number; size: number }>();
+  /** Reads of chunks kept in the log now running, and a log rewrite waiting for them or running. */
+  #logReads = 0;
+  #logReadsDone: PromiseWithResolvers<void> | null = null;
+  #rewriting: Promise<void> | null = null;
 
-  /** Rebuilds the node's manifest table from the records replayed out of its log. */
+  /**
+   * Rebuilds the node's manifest table from the records replayed out of its log, `offsets` being
+   * where each record's body starts in the file.
+   */
   constructor(
     rank: number,
-    storage: { store: ChunkStore; log: RecordLog; records: readonly Uint8Array[]; dir: string },
+    storage: {
+      store: ChunkStore;
+      log: RecordLog;
+      records: readonly Uint8Array[];
+      offsets: readonly number[];
+      dir: string;
+    },
   ) {
     this.rank = rank;
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#log = storage.log;
-    for (const bytes of storage.records) this.#apply(decodeRecord(bytes));
+    storage.records.forEach((bytes, i) => {
+      const { record, data } = decodeRecordWithData(bytes);
+      this.#apply(record);
+      if (data) this.#placeInLog(record, storage.offsets[i] + data.offset, data.size);
+    });
   }
 
   /** Answers one point-to-point request. A `read` answers with bytes the caller may transfer. */
@@ -55,19 +81,36 @@ export class DataNode {
         return true;
       case "restore":
         this.#verify(call.id, call.bytes, call.crc32, "arrived damaged");
-        await this.#store.replace(call.id, call.bytes);
+        if (this.#inLog.has(call.id) || isKeptInLog(call.id, call.bytes.length)) {
+          await this.#append({ kind: "data", id: call.id }, call.bytes);
+        } else {
+          await this.#store.replace(call.id, call.bytes);
+        }
         return true;
       case "read": {
-        const bytes = await this.#store.read(call.id, call.size, {
-          into: call.into && new Uint8Array(call.into),
-        });
+        const bytes = this.#inLog.has(call.id)
+          ? await this.#readFromLog(call.id, call.size)
+          : await this.#store.read(call.id, call.size, {
+            into: call.into && new Uint8Array(call.into),
+          });
         this.#verify(call.id, bytes, call.crc32, `on rank ${this.rank} is corrupted`);
         return bytes;
       }
-      case "commit":
-        await this.#store.sync(chunkIdsOn(call.manifest, this.rank));
-        await this.#append({ kind: "commit", manifest: call.manifest });
+      case "commit": {
+        const { manifest, data } = call;
+        if (data === undefined) {
+          await this.#store.sync(chunkIdsOn(manifest, this.rank));
+          await this.#append({ kind: "commit", manifest });
+          return true;
+        }
+        const [chunk] = manifest.chunks;
+        if (manifest.chunks.length !== 1 || !chunk.ranks.includes(this.rank)) {
+          throw new DfsError("INTERNAL", `Commit of "${manifest.name}" with data is not one chunk`);
+        }
+        this.#verify(chunk.id, data, chunk.crc32, "arrived damaged");
+        await this.#append({ kind: "commit", manifest }, data);
         return true;
+      }
       case "rename": {
         const { fromVersion, tombstone, manifest } = call;
         await this.#append({ kind: "rename", fromVersion, tombstone, manifest });
@@ -106,9 +149,13 @@ export class DataNode {
     return this.#table.latest(prefix);
   }
 
-  /** Everything this node holds, for start-up recovery. */
+  /** Everything this node holds, for start-up recovery; a chunk kept in the log counts as a blob. */
   async scan(): Promise<ScanAnswer> {
     const blobs = await this.#store.scan();
+    for (const [id, { size }] of this.#inLog) {
+      const blob = blobOf(id);
+      blobs.set(blob, Math.max(blobs.get(blob) ?? 0, offsetOf(id) + size));
+    }
     return { rank: this.rank, manifests: [...this.#table.all()], blobs: [...blobs] };
   }
 
@@ -130,24 +177,104 @@ export class DataNode {
   async #repair(repair: RankRepair): Promise<void> {
     // Rewrite the log to exactly the kept manifests (compaction included), then drop chunks: a
     // crash in between leaves only orphans.
-    const records: LogRecord[] = repair.keep.map((manifest) => ({ kind: "commit", manifest }));
-    await this.#log.rewrite(records.map(encodeRecord));
-    this.#table = new ManifestTable();
-    this.#liveRecords = this.#deadRecords = 0;
-    for (const record of records) this.#apply(record);
+    await this.#rewriteLog(repair.keep, { reset: true });
     await this.#store.delete(repair.deleteBlobs);
     await this.#store.syncEntries();
   }
 
   /**
-   * Applies a record to the table first, so that a compaction running meanwhile includes it, then
-   * makes it durable; a failed append is undone in the table.
+   * Rewrites the log to commit records of exactly `manifests`, carrying over the bytes of their
+   * chunks kept in the log. With `reset`, the table is rebuilt from them (a start-up repair: nothing
+   * else runs); without, it is a compaction of the table as it was, and records appended meanwhile
+   * follow in the new file. Reads from the log wait meanwhile.
    */
-  async #append(record: LogRecord): Promise<void> {
+  async #rewriteLog(manifests: readonly Manifest[], options: { reset: boolean }): Promise<void> {
+    while (this.#rewriting) await this.#rewriting;
+    const done = Promise.withResolvers<void>();
+    this.#rewriting = done.promise;
+    try {
+      while (this.#logReads > 0) {
+        this.#logReadsDone = Promise.withResolvers();
+        await this.#logReadsDone.promise;
+      }
+      const inLog = (m: Manifest) => {
+        const [chunk] = m.chunks;
+        return m.chunks.length === 1 ? this.#inLog.get(chunk.id) : undefined;
+      };
+      const log = this.#log;
+      /** Where each record's data starts in its body, for those that carry some. */
+      const dataAt: (number | undefined)[] = [];
+      const records = (async function* () {
+        for (const manifest of manifests) {
+          const place = inLog(manifest);
+          const data = place && await log.read(place.offset, place.size);
+          const bytes = encodeRecord({ kind: "commit", manifest }, data);
+          dataAt.push(data && bytes.length - data.length);
+          yield bytes;
+        }
+      })();
+      const offsets = await this.#log.rewrite(records);
+      if (options.reset) {
+        this.#table = new ManifestTable();
+        this.#inLog = new Map();
+        this.#liveRecords = this.#deadRecords = 0;
+        for (const manifest of manifests) this.#apply({ kind: "commit", manifest });
+      } else {
+        this.#liveRecords = manifests.length;
+        this.#deadRecords = 0;
+      }
+      manifests.forEach((manifest, i) => {
+        const at = dataAt[i];
+        const [chunk] = manifest.chunks;
+        // A compaction skips chunks released meanwhile.
+        if (at !== undefined && (options.reset || this.#inLog.has(chunk.id))) {
+          this.#placeInLog({ kind: "commit", manifest }, offsets[i] + at, chunk.size);
+        }
+      });
+    } finally {
+      this.#rewriting = null;
+      done.resolve();
+    }
+  }
+
+  /** Reads a chunk kept in the log, waiting for a log rewrite that runs. */
+  async #readFromLog(id: string, size: number): Promise<Uint8Array<ArrayBuffer>> {
+    while (this.#rewriting) await this.#rewriting;
+    const place = this.#inLog.get(id);
+    if (!place) return await this.#store.read(id, size); // released meanwhile: NOT_FOUND
+    if (place.size !== size) {
+      throw new DfsError(
+        "CORRUPTED",
+        `Cannot read chunk ${id}: expected ${size} bytes, found ${place.size}`,
+      );
+    }
+    this.#logReads++;
+    try {
+      return await this.#log.read(place.offset, size);
+    } finally {
+      if (--this.#logReads === 0) this.#logReadsDone?.resolve();
+    }
+  }
+
+  /** Notes where the bytes a record carries are in the log file. */
+  #placeInLog(record: LogRecord, offset: number, size: number): void {
+    if (record.kind === "data") this.#inLog.set(record.id, { offset, size });
+    else if (record.kind === "commit") {
+      this.#inLog.set(record.manifest.chunks[0].id, { offset, size });
+    }
+  }
+
+  /**
+   * Applies a record to the table first, so that a compaction running meanwhile includes it, then
+   * makes it durable; a failed append is undone in the table. `data` travels in the record.
+   */
+  async #append(record: LogRecord, data?: Uint8Array): Promise<void> {
     const undo = this.#undoOf(record);
     this.#apply(record);
     try {
-      await this.#log.append(encodeRecord(record));
+      const bytes = encodeRecord(record, data);
+      const offset = await this.#log.append(bytes);
+      if (data) this.#placeInLog(record, offset + bytes.length - data.length, data.length);
     } catch (error) {
       for (const step of undo) this.#table.apply(step);
       throw error;
@@ -174,13 +301,21 @@ export class DataNode {
         if (record.tombstone) undo.push(releaseOf(record.tombstone));
         return renamed ? [...undo, { kind: "commit", manifest: renamed }] : undo;
       }
+      case "data":
+        return [];
     }
   }
 
   #apply(record: LogRecord): void {
+    if (record.kind === "release") {
+      const released = this.#table.get(record.name, record.version);
+      if (released) { for (const id of chunkIdsOn(released, this.rank)) this.#inLog.delete(id); }
+    }
     this.#table.apply(record);
     if (record.kind === "commit") {
       this.#liveRecords++;
+    } else if (record.kind === "data") {
+      this.#deadRecords++; // folded into its commit record by the next rewrite
     } else {
       // A release kills itself and the commit it releases.
       this.#liveRecords--;
@@ -193,12 +328,6 @@ export class DataNode {
     if (this.#log.sizeBytes < LOG_COMPACT_BYTES_MIN || this.#deadRecords <= this.#liveRecords) {
       return;
     }
-    const records = [...this.#table.all()].map((manifest) => ({
-      kind: "commit" as const,
-      manifest,
-    }));
-    await this.#log.rewrite(records.map(encodeRecord));
-    this.#liveRecords = records.length;
-    this.#deadRecords = 0;
+    await this.#rewriteLog([...this.#table.all()], { reset: false });
   }
 }

@@ -28,8 +28,8 @@ async function start(comm: Comm, dir: string, testHooks: boolean): Promise<void>
   let node: DataNode;
   try {
     const store = await openDiskChunkStore(join(dir, "chunks"));
-    const { log, records } = await openRecordLog(join(dir, "meta.log"));
-    node = new DataNode(comm.rank, { store, log, records, dir });
+    const { log, records, offsets } = await openRecordLog(join(dir, "meta.log"));
+    node = new DataNode(comm.rank, { store, log, records, offsets, dir });
   } catch (error) {
     comm.send(0, READY_TAG, { error: DfsError.wireOf(error), detail: String(error) });
     return;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { chunkIdOf } from "./chunk_id.ts";
 import {
   decodeRecord,
+  decodeRecordWithData,
   encodeRecord,
   FileIndex,
   fileMetaOf,
@@ -206,4 +207,21 @@ Deno.test("planRecovery() falls back to an older version when every replica of a
   assert.deepEqual(plan.files, [v1]);
   assert.deepEqual(plan.damaged, [{ name: "g", version: 2, fallback: 1 }]);
   assert.deepEqual(plan.repairs.get(2)?.deleteBlobs, [blob(0xb)]);
+});
+
+Deno.test("encodeRecord() with data round-trips through decodeRecordWithData()", () => {
+  const record = { kind: "commit" as const, manifest: manifest("s", 3, [[chunk(1), 5, [1, 2]]]) };
+  const data = Uint8Array.of(9, 8, 7, 6, 5);
+  const bytes = encodeRecord(record, data);
+  const decoded = decodeRecordWithData(bytes);
+  assert.deepEqual(decoded.record, record);
+  assert.deepEqual(decoded.data, { offset: bytes.length - 5, size: 5 });
+  assert.deepEqual(bytes.subarray(decoded.data!.offset), data);
+  assert.deepEqual(decodeRecord(bytes), record, "decodeRecord() reads past the data");
+  const plain = encodeRecord(record);
+  assert.deepEqual(decodeRecordWithData(plain), { record });
+  const empty = decodeRecordWithData(
+    encodeRecord({ kind: "data", id: chunk(2) }, new Uint8Array()),
+  );
+  assert.deepEqual(empty.data?.size, 0);
 });

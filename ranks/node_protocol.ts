@@ -16,8 +16,11 @@ export type NodeCall =
   | { op: "restore"; id: string; bytes: Uint8Array; crc32?: number }
   /** Read a chunk back; the reply is its bytes, transferred. `into` is a spare buffer to fill. */
   | { op: "read"; id: string; size: number; crc32?: number; into?: ArrayBuffer }
-  /** Make the manifest's chunks on this node durable, then append the manifest to the log. */
-  | { op: "commit"; manifest: Manifest }
+  /**
+   * Make the manifest's chunks on this node durable, then append the manifest to the log; with
+   * `data` (a small file's one chunk), keep the chunk in the log record itself.
+   */
+  | { op: "commit"; manifest: Manifest; data?: Uint8Array }
   /** Rename at once: the version `fromVersion` of the tombstone's name becomes `manifest`. */
   | { op: "rename"; fromVersion: number; tombstone?: Manifest; manifest: Manifest }
   /** Drop a superseded version: log it, then remove its chunks on this node. */

@@ -61,30 +61,55 @@ export function frameRecord(record: Uint8Array): Uint8Array {
 
 /**
  * Parses framed records from the start of `bytes` (no I/O). Stops at the first record that is not
- * intact: a short header, an empty or oversized length, a short body or a CRC mismatch (a zero-filled
- * tail is thus never taken for records). Records are views into `bytes`.
+ * intact and is not followed by an intact one: a short header, an empty or oversized length, a
+ * short body or a CRC mismatch (a torn tail; a zero-filled tail is thus never taken for records).
+ * A record whose body fails its CRC but which an intact record follows is bit rot, not a torn
+ * write: it is skipped and counted in `damaged`, and parsing goes on. Records are views into
+ * `bytes`; `offsets` are where their bodies start.
  */
-export function parseRecords(bytes: Uint8Array): { records: Uint8Array[]; intactBytes: number } {
+export function parseRecords(
+  bytes: Uint8Array,
+): { records: Uint8Array[]; offsets: number[]; intactBytes: number; damaged: number } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const records: Uint8Array[] = [];
-  let offset = 0;
-  while (bytes.length - offset >= RECORD_HEADER_SIZE_BYTES) {
+  const offsets: number[] = [];
+  let damaged = 0;
+  /** The end of the record framed at `offset`, if its header is sane and its body all there. */
+  const endOf = (offset: number): number | undefined => {
+    if (bytes.length - offset < RECORD_HEADER_SIZE_BYTES) return undefined;
     const length = view.getUint32(offset);
-    if (length === 0 || length > RECORD_SIZE_BYTES_MAX) break;
+    if (length === 0 || length > RECORD_SIZE_BYTES_MAX) return undefined;
     const end = offset + RECORD_HEADER_SIZE_BYTES + length;
-    if (end > bytes.length) break;
-    const body = bytes.subarray(offset + RECORD_HEADER_SIZE_BYTES, end);
-    if (crc32(body) !== view.getUint32(offset + 4)) break;
-    records.push(body);
+    return end <= bytes.length ? end : undefined;
+  };
+  const intact = (offset: number, end: number): boolean =>
+    crc32(bytes.subarray(offset + RECORD_HEADER_SIZE_BYTES, end)) === view.getUint32(offset + 4);
+  let offset = 0;
+  let intactBytes = 0;
+  while (true) {
+    const end = endOf(offset);
+    if (end === undefined) break;
+    if (intact(offset, end)) {
+      records.push(bytes.subarray(offset + RECORD_HEADER_SIZE_BYTES, end));
+      offsets.push(offset + RECORD_HEADER_SIZE_BYTES);
+      offset = intactBytes = end;
+      continue;
+    }
+    const next = endOf(end);
+    if (next === undefined || !intact(end, next)) break; // a torn tail
+    damaged++;
     offset = end;
   }
-  return { records, intactBytes: offset };
+  return { records, offsets, intactBytes, damaged };
 }
 
 /**
- * Opens (creating if missing) the log at path, replays it and returns every intact record in order.
+ * Opens (creating if missing) the log at path, replays it and returns every intact record in order,
+ * with the file offset of each record's body.
  * A torn or corrupt tail (short header, length over RECORD_SIZE_BYTES_MAX, short body, CRC mismatch)
  * ends the replay: the file is truncated to the last intact record and that truncation is fsynced.
+ * A damaged record followed by intact ones is skipped (see `parseRecords`) and reported on stderr:
+ * the other replicas of what it held make up for it.
  * A stale `path + ".tmp"` left by an interrupted `rewrite()` is removed. Records are views into one
  * buffer holding the whole file.
  *
@@ -92,7 +117,7 @@ export function parseRecords(bytes: Uint8Array): { records: Uint8Array[]; intact
  */
 export async function openRecordLog(
   path: string,
-): Promise<{ log: RecordLog; records: Uint8Array[] }> {
+): Promise<{ log: RecordLog; records: Uint8Array[]; offsets: number[] }> {
   let bytes = new Uint8Array(0);
   let created = false;
   let file: Deno.FsFile | undefined;
@@ -104,14 +129,15 @@ export async function openRecordLog(
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       created = true;
     }
-    const { records, intactBytes } = parseRecords(bytes);
+    const { records, offsets, intactBytes, damaged } = parseRecords(bytes);
+    if (damaged > 0) console.error(`dfs: log "${path}": skipped ${damaged} damaged record(s)`);
     file = await Deno.open(path, { append: true, create: true });
     if (intactBytes < bytes.length) {
       await file.truncate(intactBytes);
       await file.sync();
     }
     if (created) await syncDirectory(dirname(path));
-    return { log: new RecordLog(path, file, intactBytes), records };
+    return { log: new RecordLog(path, file, intactBytes), records, offsets };
   } catch (error) {
     file?.close();
     throw new DfsError("UNAVAILABLE", `Cannot open log "${path}": ${reasonOf(error)}`, {
@@ -122,13 +148,21 @@ export async function openRecordLog(
 
 /** A call waiting for the writer: an append not yet queued, or a rewrite. */
 type Waiting =
-  & { resolve: () => void; reject: (error: unknown) => void }
-  & ({ record: Uint8Array } | { records: readonly Uint8Array[] });
+  | { record: Uint8Array; resolve: (offset: number) => void; reject: (error: unknown) => void }
+  | {
+    records: Records;
+    resolve: (offsets: number[]) => void;
+    reject: (error: unknown) => void;
+  };
+
+/** The records of a rewrite: a list, or produced one by one as they are written. */
+export type Records = readonly Uint8Array[] | AsyncIterable<Uint8Array>;
 
 /** A framed append, queued for the next batches. */
 interface Queued {
   frame: Uint8Array;
-  resolve: () => void;
+  /** Called with the file offset of the record's body once it is durable. */
+  resolve: (offset: number) => void;
   reject: (error: unknown) => void;
 }
 
@@ -170,7 +204,8 @@ export class RecordLog {
   }
 
   /**
-   * Appends one record; resolves once it is durable (write + fdatasync). Appends arriving while a
+   * Appends one record; resolves once it is durable (write + fdatasync), with the file offset of the
+   * record's body (valid until the next `rewrite()`). Appends arriving while a
    * batch is written are batched into the next single write + fdatasync of up to
    * `RECORD_BATCH_BYTES_MAX`. The record is copied when it is queued: at once, unless
    * `RECORD_QUEUE_BYTES_MAX` or `RECORD_QUEUE_RECORDS_MAX` are reached or a rewrite is pending, so
@@ -179,7 +214,7 @@ export class RecordLog {
    * @throws {DfsError} TOO_LARGE over `RECORD_SIZE_BYTES_MAX`; UNAVAILABLE if the write or
    * fdatasync of its batch fails (a full disk): then no record of the batch is in the log.
    */
-  async append(record: Uint8Array): Promise<void> {
+  async append(record: Uint8Array): Promise<number> {
     assert(!this.#closing, "append() is not called after close()");
     if (record.length > RECORD_SIZE_BYTES_MAX) {
       throw new DfsError(
@@ -188,35 +223,58 @@ export class RecordLog {
       );
     }
     assert(record.length > 0, "a record is not empty");
-    await new Promise<void>((resolve, reject) => {
+    return await new Promise<number>((resolve, reject) => {
       this.#waiting.push({ record, resolve, reject });
       this.#admit();
     });
   }
 
   /**
-   * Replaces the whole log with these records atomically (compaction): writes `path + ".tmp"`,
+   * Replaces the whole log with these records atomically (compaction): writes `path + ".tmp"` (taking
+   * the records one by one from an async iterable, if given one, when their turn comes),
    * fdatasyncs it, renames it over path, fsyncs the folder, then appends to the new file. Appends
    * called before rewrite() land in the old file first; appends called after it wait and land in
-   * the new file.
+   * the new file. Resolves with the file offset of each record's body in the new file.
    *
    * @throws {DfsError} TOO_LARGE if a record is over `RECORD_SIZE_BYTES_MAX` (nothing changes);
    * UNAVAILABLE if writing fails (the old log stays, unless the rename was done).
    */
-  async rewrite(records: readonly Uint8Array[]): Promise<void> {
+  async rewrite(records: Records): Promise<number[]> {
     assert(!this.#closing, "rewrite() is not called after close()");
-    const tooLarge = records.find((record) => record.length > RECORD_SIZE_BYTES_MAX);
-    if (tooLarge) {
-      throw new DfsError(
-        "TOO_LARGE",
-        `Cannot rewrite log: a record of ${tooLarge.length} bytes is over the limit of ${RECORD_SIZE_BYTES_MAX}`,
-      );
-    }
-    assert(records.every((record) => record.length > 0), "a record is not empty");
-    await new Promise<void>((resolve, reject) => {
+    if (Array.isArray(records)) { for (const record of records) checkRewritten(record); }
+    return await new Promise<number[]>((resolve, reject) => {
       this.#waiting.push({ records, resolve, reject });
       this.#admit();
     });
+  }
+
+  /**
+   * Reads `size` bytes at `offset` of the log file (part of a record appended earlier). Offsets
+   * change with `rewrite()`: the caller must not read across one.
+   *
+   * @throws {DfsError} UNAVAILABLE if the file cannot be read; CORRUPTED if it ends first.
+   */
+  async read(offset: number, size: number): Promise<Uint8Array<ArrayBuffer>> {
+    const bytes = new Uint8Array(size);
+    try {
+      using file = await Deno.open(this.#path, { read: true });
+      await file.seek(offset, Deno.SeekMode.Start);
+      let filled = 0;
+      while (filled < size) {
+        const read = await file.read(bytes.subarray(filled));
+        if (read === null) break;
+        filled += read;
+      }
+      if (filled < size) {
+        throw new DfsError("CORRUPTED", `Log "${this.#path}" ends before byte ${offset + size}`);
+      }
+    } catch (error) {
+      if (error instanceof DfsError) throw error;
+      throw new DfsError("UNAVAILABLE", `Cannot read log "${this.#path}": ${reasonOf(error)}`, {
+        cause: error,
+      });
+    }
+    return bytes;
   }
 
   /** Waits for every append and rewrite called before, then closes the file. */
@@ -249,7 +307,7 @@ export class RecordLog {
         (this.#queuedBytes + frameSize <= RECORD_QUEUE_BYTES_MAX &&
           this.#queue.length < RECORD_QUEUE_RECORDS_MAX);
       if (!fits) break;
-      const { resolve, reject } = waiting;
+      const { resolve, reject } = waiting as Extract<Waiting, { record: Uint8Array }>;
       this.#queue.push({ frame: frameRecord(waiting.record), resolve, reject });
       this.#queuedBytes += frameSize;
       admitted++;
@@ -275,7 +333,10 @@ export class RecordLog {
       const next = this.#waiting.shift();
       if (next === undefined) return;
       assert("records" in next, "an append waits only behind a rewrite or a full queue");
-      await this.#replace(next.records).then(next.resolve, next.reject);
+      await this.#replace(next.records).then(
+        (offsets) => (next.resolve as (offsets: number[]) => void)(offsets),
+        next.reject,
+      );
     }
   }
 
@@ -303,8 +364,12 @@ export class RecordLog {
       this.#syncCount++;
       await writeAll(this.#file, data);
       await this.#file.syncData();
+      let offset = this.#sizeBytes;
       this.#sizeBytes += data.length;
-      for (const queued of batch) queued.resolve();
+      for (const queued of batch) {
+        queued.resolve(offset + RECORD_HEADER_SIZE_BYTES);
+        offset += queued.frame.length;
+      }
     } catch (error) {
       const failure = error instanceof DfsError ? error : new DfsError(
         "UNAVAILABLE",
@@ -332,9 +397,9 @@ export class RecordLog {
     }
   }
 
-  async #replace(records: readonly Uint8Array[]): Promise<void> {
+  async #replace(records: Records): Promise<number[]> {
     const tmp = `${this.#path}.tmp`;
-    const { file, sizeBytes } = await writeLogFile(tmp, records);
+    const { file, sizeBytes, offsets } = await writeLogFile(tmp, records);
     try {
       await Deno.rename(tmp, this.#path);
     } catch (error) {
@@ -351,49 +416,57 @@ export class RecordLog {
     } catch (error) {
       throw rewriteError(error);
     }
+    return offsets;
   }
 }
 
 /**
- * Writes a new log file of `records` at `path` and fdatasyncs it; returns it open for appending.
- * On failure the file is removed.
+ * Writes a new log file of `records` at `path` and fdatasyncs it; returns it open for appending,
+ * with the file offset of each record's body. On failure the file is removed.
  */
 async function writeLogFile(
   path: string,
-  records: readonly Uint8Array[],
-): Promise<{ file: Deno.FsFile; sizeBytes: number }> {
+  records: Records,
+): Promise<{ file: Deno.FsFile; sizeBytes: number; offsets: number[] }> {
   let file: Deno.FsFile | undefined;
   try {
     await removeIfExists(path);
     file = await Deno.open(path, { append: true, createNew: true });
+    const offsets: number[] = [];
     let sizeBytes = 0;
-    for (const batch of batches(records)) {
-      await writeAll(file, batch);
-      sizeBytes += batch.length;
+    let frames: Uint8Array[] = [];
+    let bytes = 0;
+    for await (const record of records) {
+      checkRewritten(record);
+      const frame = frameRecord(record);
+      if (frames.length > 0 && bytes + frame.length > RECORD_BATCH_BYTES_MAX) {
+        await writeAll(file, concat(frames));
+        [frames, bytes] = [[], 0];
+      }
+      offsets.push(sizeBytes + RECORD_HEADER_SIZE_BYTES);
+      sizeBytes += frame.length;
+      frames.push(frame);
+      bytes += frame.length;
     }
+    if (frames.length > 0) await writeAll(file, concat(frames));
     await file.syncData();
-    return { file, sizeBytes };
+    return { file, sizeBytes, offsets };
   } catch (error) {
     file?.close();
     await removeIfExists(path).catch(() => {});
-    throw rewriteError(error);
+    throw error instanceof DfsError ? error : rewriteError(error);
   }
 }
 
-/** Frames records into buffers of about `RECORD_BATCH_BYTES_MAX` each. */
-function* batches(records: readonly Uint8Array[]): Generator<Uint8Array> {
-  let frames: Uint8Array[] = [];
-  let bytes = 0;
-  for (const record of records) {
-    const frame = frameRecord(record);
-    if (frames.length > 0 && bytes + frame.length > RECORD_BATCH_BYTES_MAX) {
-      yield concat(frames);
-      [frames, bytes] = [[], 0];
-    }
-    frames.push(frame);
-    bytes += frame.length;
+/** @throws {DfsError} TOO_LARGE for a record over `RECORD_SIZE_BYTES_MAX`. */
+function checkRewritten(record: Uint8Array): void {
+  if (record.length > RECORD_SIZE_BYTES_MAX) {
+    throw new DfsError(
+      "TOO_LARGE",
+      `Cannot rewrite log: a record of ${record.length} bytes is over the limit of ${RECORD_SIZE_BYTES_MAX}`,
+    );
   }
-  if (frames.length > 0) yield concat(frames);
+  assert(record.length > 0, "a record is not empty");
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {

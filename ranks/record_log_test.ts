@@ -101,6 +101,26 @@ Deno.test("openRecordLog() detects a flipped bit anywhere in the last record", a
   }
 });
 
+Deno.test("openRecordLog() skips a damaged record that intact ones follow (bit rot)", async () => {
+  await using temp = await tempLogPath();
+  const { log } = await openRecordLog(temp.path);
+  for (const text of ["first", "rotten", "third", "fourth"]) await log.append(encoder.encode(text));
+  await log.close();
+  const whole = await Deno.readFile(temp.path);
+  const rottenStart = RECORD_HEADER_SIZE_BYTES + "first".length;
+  for (let at = rottenStart + 4; at < rottenStart + RECORD_HEADER_SIZE_BYTES + 6; at++) {
+    const corrupt = whole.slice();
+    corrupt[at] ^= 0x01; // its CRC32 or its body
+    const parsed = parseRecords(corrupt);
+    assert.deepEqual(texts(parsed.records), ["first", "third", "fourth"], `flip at ${at}`);
+    assert.equal(parsed.damaged, 1);
+    assert.equal(parsed.intactBytes, whole.length);
+    await Deno.writeFile(temp.path, corrupt);
+    await assertReplays(temp.path, ["first", "third", "fourth"]);
+    assert.equal((await Deno.stat(temp.path)).size, whole.length, "nothing cut off");
+  }
+});
+
 Deno.test("openRecordLog() stops at a length over RECORD_SIZE_BYTES_MAX", async () => {
   await using temp = await tempLogPath();
   const header = new Uint8Array(RECORD_HEADER_SIZE_BYTES + 4);

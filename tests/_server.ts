@@ -12,6 +12,7 @@ import { DfsError } from "../protocol/errors.ts";
 import { FrameReader } from "../protocol/conn.ts";
 import { decodeFrameBody, encodeFrame } from "../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../protocol/limits.ts";
+import { LOG_FILE_BYTES_MAX } from "../ranks/chunk_id.ts";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();
@@ -183,8 +184,12 @@ export async function expectedChunkFiles(client: DfsClient): Promise<number> {
   return total;
 }
 
-/** Blob files a file has on disk: one on each rank holding any of its chunks. */
-export function blobFilesOf(meta: { chunks: { ranks: number[] }[] }): number {
+/**
+ * Blob files a file has on disk: one on each rank holding any of its chunks, or none for a small
+ * file, which its data nodes keep in their logs.
+ */
+export function blobFilesOf(meta: { size: number; chunks: { ranks: number[] }[] }): number {
+  if (meta.size <= LOG_FILE_BYTES_MAX) return 0;
   return new Set(meta.chunks.flatMap((chunk) => chunk.ranks)).size;
 }
 
