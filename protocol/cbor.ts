@@ -7,4 +7,14 @@
  * @module
  */
 
+import { decode } from "cbor-x/encode";
+
 export { decode, Encoder } from "cbor-x/encode";
+
+/**
+ * Makes cbor-x let go of the last buffer it decoded from (it keeps a view of it in module state),
+ * e.g. after replaying a log, whose read buffer would otherwise stay alive.
+ */
+export function releaseDecodeInput(): void {
+  decode(Uint8Array.of(0xf6)); // null
+}

@@ -104,6 +104,41 @@ Deno.test("PortTransport drops malformed packets and reports them through onPeer
   port2.close();
 });
 
+Deno.test("PortTransport posts the packets of one turn to a peer as one message, in order", async () => {
+  const posted: { message: unknown; transfer: Transferable[] }[] = [];
+  const port: PortLike = {
+    postMessage: (message, transfer) => void posted.push({ message, transfer }),
+    onmessage: null,
+  };
+  const transport = new PortTransport(0, 2, new Map([[1, port]]));
+  for (const n of [1, 2, 3]) transport.send(1, n, `body ${n}`);
+  equal(posted.length, 0, "nothing is posted within the turn");
+  await Promise.resolve();
+  deepEqual(posted, [{
+    message: [1, 2, 3].map((n) => ({ s: 0, t: n, b: `body ${n}` })),
+    transfer: [],
+  }]);
+  // A packet that transfers a buffer goes at once, after the ones pending before it.
+  transport.send(1, 4, "before");
+  const buffer = new ArrayBuffer(8);
+  transport.send(1, 5, buffer, [buffer]);
+  deepEqual(posted[1], {
+    message: [{ s: 0, t: 4, b: "before" }, { s: 0, t: 5, b: buffer }],
+    transfer: [buffer],
+  });
+  transport.send(1, 6, "alone");
+  await Promise.resolve();
+  deepEqual(posted[2], { message: { s: 0, t: 6, b: "alone" }, transfer: [] });
+  // A batch arriving is taken apart in order.
+  const arrived: unknown[] = [];
+  transport.onPacket = (packet) => arrived.push(packet.tag);
+  port.onmessage!(
+    new MessageEvent("message", { data: [{ s: 1, t: 8, b: 0 }, { s: 1, t: 9, b: 0 }] }),
+  );
+  deepEqual(arrived, [8, 9]);
+  transport.close();
+});
+
 Deno.test("Comm fails receives from a peer that sends a body Comm does not know", async () => {
   const { port1, port2 } = new MessageChannel();
   const failed: number[] = [];

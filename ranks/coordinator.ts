@@ -37,6 +37,7 @@ import {
   planRecovery,
   type RecoveryPlan,
   replicasOf,
+  toListing,
   tombstoneOf,
 } from "./metadata.ts";
 import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "./node_protocol.ts";
@@ -62,6 +63,11 @@ export const SCRUB_PROBLEMS_KEPT_MAX = 1000;
 export const STATUS_TIMEOUT_MS = 2_000;
 /** Files `removePrefix` removes at a time. */
 export const REMOVE_PARALLEL_MAX = 16;
+/**
+ * Releases rank 0 keeps for a data node that is down, to send once it is back (beyond this, the
+ * next start-up cleans up instead).
+ */
+export const MISSED_RELEASES_MAX = 10_000;
 /** How long rank 0 waits for a data node's answer to one request. */
 export const NODE_CALL_TIMEOUT_MS = 60_000;
 
@@ -197,13 +203,7 @@ export class Coordinator {
     const plan = planRecovery(scans);
     // A node already holding exactly what it should (the usual clean restart) is left alone:
     // rewriting its whole log would be most of the start-up time.
-    const held = new Map(scans.map((s) => [s.rank, s.manifests]));
-    const key = (m: Manifest) => `${m.name}\0${m.version}`;
-    const needed = [...plan.repairs].filter(([rank, repair]) => {
-      const have = new Set((held.get(rank) ?? []).map(key));
-      return repair.deleteBlobs.length > 0 || have.size !== repair.keep.length ||
-        repair.keep.some((m) => !have.has(key(m)));
-    });
+    const needed = [...plan.repairs].filter(([rank]) => !plan.unchanged.has(rank));
     await Promise.all(needed.map(([rank, repair]) => this.#call(rank, { op: "repair", repair })));
     for (const [rank, repair] of plan.repairs) this.#loads.add(rank, repair.bytesHeld);
     for (const m of plan.files) this.#index.install(m);
@@ -420,7 +420,7 @@ export class Coordinator {
           const { name, size, modified, version } = m;
           return { name, size, modified, version, replicas: replicasOf(m) };
         });
-      return mergeListings([entries]);
+      return mergeListings([toListing(entries)]);
     }
     const answers = await this.#collective<ListAnswer>((tag) => ({ op: "list", prefix, tag }));
     return mergeListings(answers);
@@ -735,9 +735,9 @@ export class Coordinator {
     const m: Manifest = { ...draft, version: this.#index.nextVersion(), modified: Date.now() };
     const holders = [...holdersOf(m)];
     const results = await Promise.allSettled(holders.map((rank) => {
-      if (data === undefined) return this.#call(rank, { op: "commit", manifest: m });
-      const copy = data.slice();
-      return this.#call(rank, { op: "commit", manifest: m, data: copy }, [copy.buffer]);
+      // A small file's bytes are copied by postMessage: not transferring them lets the commit
+      // travel with other packets to the same node (see `port_transport.ts`).
+      return this.#call(rank, { op: "commit", manifest: m, data });
     }));
     const failed = results.filter((r) => r.status === "rejected");
     if (failed.length === holders.length) {
@@ -797,14 +797,21 @@ export class Coordinator {
       holders.map((rank) => this.#call(rank, { op: "release", name: m.name, version: m.version })),
     );
     results.forEach((r, i) => {
-      if (r.status === "rejected") {
-        // Not lost: the next start-up drops superseded versions.
-        console.error(
-          `dfs: cannot release "${m.name}" v${m.version} on rank ${holders[i]}: ${r.reason}`,
-        );
+      if (r.status === "fulfilled") return;
+      const rank = holders[i];
+      const missed = this.#missedReleases.get(rank) ?? [];
+      if (this.#down.has(rank) && missed.length < MISSED_RELEASES_MAX) {
+        // A reconcile running now may have kept it: send it again once the node is back.
+        this.#missedReleases.set(rank, [...missed, m]);
+        return;
       }
+      // Not lost: the next start-up drops superseded versions.
+      console.error(`dfs: cannot release "${m.name}" v${m.version} on rank ${rank}: ${r.reason}`);
     });
   }
+
+  /** Releases a down node missed, by rank: sent once it is back up (`markUp`). */
+  readonly #missedReleases = new Map<number, Manifest[]>();
 
   /** Data nodes currently down (crashed or hung, being restarted): nothing is sent to them. */
   readonly #down = new Set<number>();
@@ -817,6 +824,13 @@ export class Coordinator {
   /** Marks a reconciled data node up again. */
   markUp(rank: number): void {
     this.#down.delete(rank);
+    const missed = this.#missedReleases.get(rank) ?? [];
+    this.#missedReleases.delete(rank);
+    for (const m of missed) {
+      this.#call(rank, { op: "release", name: m.name, version: m.version }).catch((error) => {
+        console.error(`dfs: cannot release "${m.name}" v${m.version} on rank ${rank}: ${error}`);
+      });
+    }
   }
 
   /**

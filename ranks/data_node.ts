@@ -13,6 +13,7 @@
 
 import { statfs } from "node:fs/promises";
 import { crc32 } from "node:zlib";
+import { releaseDecodeInput } from "../protocol/cbor.ts";
 import { DfsError } from "../protocol/errors.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { blobOf, isKeptInLog, offsetOf } from "./chunk_id.ts";
@@ -27,10 +28,35 @@ import {
   renamedFrom,
 } from "./metadata.ts";
 import type { ListAnswer, NodeCall, ScanAnswer } from "./node_protocol.ts";
-import type { RecordLog } from "./record_log.ts";
+import { type RecordLog, replayRecordLog } from "./record_log.ts";
 
 /** Log bytes below which the log is never compacted at run time. */
 export const LOG_COMPACT_BYTES_MIN = 64 * 1024 * 1024;
+
+/** A record replayed from the log, with where the bytes it carries are in the file. */
+export interface Replayed {
+  record: LogRecord;
+  data?: { offset: number; size: number };
+}
+
+/**
+ * Opens a data node on `store` and the log at `logPath`: replays the log piece by piece, keeping
+ * the decoded records only (never the log's bytes), and builds the node from them.
+ *
+ * @throws {DfsError} UNAVAILABLE if the log cannot be opened.
+ */
+export async function openDataNode(
+  rank: number,
+  storage: { store: ChunkStore; logPath: string; dir: string },
+): Promise<DataNode> {
+  const replayed: Replayed[] = [];
+  const log = await replayRecordLog(storage.logPath, (body, offset) => {
+    const { record, data } = decodeRecordWithData(body);
+    replayed.push({ record, data: data && { offset: offset + data.offset, size: data.size } });
+  });
+  releaseDecodeInput();
+  return new DataNode(rank, { store: storage.store, log, replayed, dir: storage.dir });
+}
 
 export class DataNode {
   readonly rank: number;
@@ -48,28 +74,21 @@ export class DataNode {
   #rewriting: Promise<void> | null = null;
 
   /**
-   * Rebuilds the node's manifest table from the records replayed out of its log, `offsets` being
-   * where each record's body starts in the file.
+   * Rebuilds the node's manifest table from the records replayed out of its log, each with where
+   * the bytes it carries are in the log file, if it carries any. Open one with `openDataNode()`.
    */
   constructor(
     rank: number,
-    storage: {
-      store: ChunkStore;
-      log: RecordLog;
-      records: readonly Uint8Array[];
-      offsets: readonly number[];
-      dir: string;
-    },
+    storage: { store: ChunkStore; log: RecordLog; replayed: readonly Replayed[]; dir: string },
   ) {
     this.rank = rank;
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#log = storage.log;
-    storage.records.forEach((bytes, i) => {
-      const { record, data } = decodeRecordWithData(bytes);
+    for (const { record, data } of storage.replayed) {
       this.#apply(record);
-      if (data) this.#placeInLog(record, storage.offsets[i] + data.offset, data.size);
-    });
+      if (data) this.#placeInLog(record, data.offset, data.size);
+    }
   }
 
   /** Answers one point-to-point request. A `read` answers with bytes the caller may transfer. */

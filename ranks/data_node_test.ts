@@ -2,17 +2,15 @@ import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { chunkIdOf, newBlobId } from "./chunk_id.ts";
 import { MemoryChunkStore } from "./chunk_store.ts";
-import { DataNode } from "./data_node.ts";
+import { type DataNode, openDataNode } from "./data_node.ts";
 import type { Manifest } from "./metadata.ts";
-import { openRecordLog } from "./record_log.ts";
 
 const RANK = 1;
 
 /** A data node on a memory chunk store and a real log in `dir`, replaying what the log holds. */
 async function openNode(dir: string, store = new MemoryChunkStore()) {
-  const { log, records, offsets } = await openRecordLog(`${dir}/meta.log`);
-  const node = new DataNode(RANK, { store, log, records, offsets, dir });
-  return { node, store, log, [Symbol.asyncDispose]: () => log.close() };
+  const node = await openDataNode(RANK, { store, logPath: `${dir}/meta.log`, dir });
+  return { node, store, [Symbol.asyncDispose]: () => node.close() };
 }
 
 /** A one-chunk manifest of `bytes` on ranks 1 and 2. */

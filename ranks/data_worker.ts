@@ -11,11 +11,10 @@ import { join } from "node:path";
 import { DfsError } from "../protocol/errors.ts";
 import { openDiskChunkStore } from "./chunk_store.ts";
 import { Comm, reply } from "./comm.ts";
-import { DataNode } from "./data_node.ts";
+import { type DataNode, openDataNode } from "./data_node.ts";
 import type { NodeCall, NodeCollective, NodeInit } from "./node_protocol.ts";
 import { READY_TAG } from "./node_protocol.ts";
 import { PortTransport } from "./port_transport.ts";
-import { openRecordLog } from "./record_log.ts";
 
 self.onmessage = (event: MessageEvent<NodeInit>) => {
   const { rank, size, dir, testHooks } = event.data.init;
@@ -28,8 +27,7 @@ async function start(comm: Comm, dir: string, testHooks: boolean): Promise<void>
   let node: DataNode;
   try {
     const store = await openDiskChunkStore(join(dir, "chunks"));
-    const { log, records, offsets } = await openRecordLog(join(dir, "meta.log"));
-    node = new DataNode(comm.rank, { store, log, records, offsets, dir });
+    node = await openDataNode(comm.rank, { store, logPath: join(dir, "meta.log"), dir });
   } catch (error) {
     comm.send(0, READY_TAG, { error: DfsError.wireOf(error), detail: String(error) });
     return;

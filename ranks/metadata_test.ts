@@ -10,6 +10,7 @@ import {
   ManifestTable,
   mergeListings,
   planRecovery,
+  toListing,
   tombstoneOf,
 } from "./metadata.ts";
 
@@ -59,37 +60,49 @@ Deno.test("ManifestTable keeps versions until released and lists the newest by p
   table.apply({ kind: "commit", manifest: manifest("d/a", 1, [["c1", 1, [1]]]) });
   table.apply({ kind: "commit", manifest: manifest("d/a", 4, [["c2", 2, [1]]]) });
   table.apply({ kind: "commit", manifest: manifest("e", 2, [["c3", 3, [1]]]) });
-  assert.deepEqual(table.latest("d/"), [
-    { name: "d/a", size: 2, modified: 1004, version: 4, replicas: 1 },
-  ]);
+  assert.deepEqual(
+    table.latest("d/"),
+    toListing([{ name: "d/a", size: 2, modified: 1004, version: 4, replicas: 1 }]),
+  );
   assert.equal([...table.all()].length, 3);
   table.apply({ kind: "release", name: "d/a", version: 1 });
   assert.equal(table.get("d/a", 1), undefined);
   assert.equal(table.get("d/a", 4)?.size, 2);
   table.apply({ kind: "release", name: "d/a", version: 4 });
-  assert.deepEqual(table.latest(""), [
-    { name: "e", size: 3, modified: 1002, version: 2, replicas: 1 },
-  ]);
+  assert.deepEqual(
+    table.latest(""),
+    toListing([{ name: "e", size: 3, modified: 1002, version: 2, replicas: 1 }]),
+  );
 });
 
 Deno.test("mergeListings() keeps the highest version of each name, sorted by name", () => {
   const merged = mergeListings([
-    [
+    toListing([
       { name: "b", size: 1, modified: 1, version: 1, replicas: 2 },
       { name: "a", size: 5, modified: 5, version: 5, replicas: 2 },
-    ],
-    [{ name: "b", size: 2, modified: 2, version: 7, replicas: 3 }],
+      { name: "a/é", size: 6, modified: 6, version: 6, replicas: 2 },
+    ]),
+    toListing([]),
+    toListing([
+      { name: "b", size: 2, modified: 2, version: 7, replicas: 3 },
+      { name: "B", size: 8, modified: 8, version: 8, replicas: 1 },
+      { name: "c", size: 3, modified: 3, version: 2, replicas: 2 },
+    ]),
+    toListing([{ name: "b", size: 4, modified: 4, version: 6, replicas: 2 }]),
   ]);
   assert.deepEqual(merged, [
+    { name: "B", size: 8, modified: 8, replicas: 1 },
     { name: "a", size: 5, modified: 5, replicas: 2 },
+    { name: "a/é", size: 6, modified: 6, replicas: 2 },
     { name: "b", size: 2, modified: 2, replicas: 3 },
+    { name: "c", size: 3, modified: 3, replicas: 2 },
   ]);
 });
 
 Deno.test("mergeListings() drops a name whose newest version anywhere is a tombstone", () => {
   const merged = mergeListings([
-    [{ name: "gone", size: 9, modified: 1, version: 3, replicas: 2 }],
-    [{ name: "gone", size: 0, modified: 2, version: 4, replicas: 0, deleted: true }],
+    toListing([{ name: "gone", size: 9, modified: 1, version: 3, replicas: 2 }]),
+    toListing([{ name: "gone", size: 0, modified: 2, version: 4, replicas: 0, deleted: true }]),
   ]);
   assert.deepEqual(merged, []);
 });
@@ -224,4 +237,17 @@ Deno.test("encodeRecord() with data round-trips through decodeRecordWithData()",
     encodeRecord({ kind: "data", id: chunk(2) }, new Uint8Array()),
   );
   assert.deepEqual(empty.data?.size, 0);
+});
+
+Deno.test("planRecovery() says which ranks already hold exactly what they should", () => {
+  const a = manifest("a", 1, [[chunk(1), 4, [1, 2]]]);
+  const b = manifest("b", 2, [[chunk(2), 4, [2, 3]]]);
+  const stale = manifest("a", 3, [[chunk(3), 4, [3]]]);
+  const plan = planRecovery([
+    { rank: 1, manifests: [a], blobs: [[blob(1), 4]] },
+    { rank: 2, manifests: [{ ...a }, b], blobs: [[blob(1), 4], [blob(2), 4]] }, // copies, not the same objects
+    { rank: 3, manifests: [b, stale], blobs: [[blob(2), 4]] }, // stale's chunk is gone
+  ]);
+  assert.deepEqual(plan.files.map((m) => m.name).sort(), ["a", "b"]);
+  assert.deepEqual([...plan.unchanged].sort(), [1, 2]);
 });

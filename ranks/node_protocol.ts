@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Manifest, RankRepair, RankScan, VersionedEntry } from "./metadata.ts";
+import type { Listing, Manifest, RankRepair, RankScan } from "./metadata.ts";
 
 /** A request rank 0 sends to one data node. */
 export type NodeCall =
@@ -45,7 +45,7 @@ export type NodeCollective =
   | { op: "scan"; tag: number };
 
 /** A data node's answer to `list`. */
-export type ListAnswer = VersionedEntry[];
+export type ListAnswer = Listing;
 
 /** A data node's answer to `scan`. */
 export type ScanAnswer = RankScan;

@@ -3,7 +3,12 @@
  * `self`, or a `MessagePort`. Each peer rank has its own port; a star (rank 0 holds one port per
  * worker, each worker holds rank 0's) or a full mesh of MessageChannels both work.
  *
- * On the wire a packet is the plain object `{ s: source, t: tag, b: body }`.
+ * On the wire a packet is the plain object `{ s: source, t: tag, b: body }`. Packets sent to one
+ * peer in the same turn of the event loop travel together in one message, an array of them: each
+ * postMessage wakes the receiving thread, and with 16 clients of small files at once rank 0 spent
+ * 17% of its time in postMessage, about 90 microseconds a call. A packet that transfers buffers
+ * goes at once, with those pending before it, so that its buffers are detached when `send()`
+ * returns.
  *
  * @module
  */
@@ -32,6 +37,8 @@ export class PortTransport implements Transport {
   onPacket: ((packet: Packet) => void) | null = null;
   onPeerError: ((rank: number, error: unknown) => void) | null = null;
   #ports = new Map<number, PortLike>();
+  /** Packets not yet posted, per peer, with their port and the buffers they transfer. */
+  #pending = new Map<number, { port: PortLike; packets: WirePacket[]; transfer: ArrayBuffer[] }>();
   #closed = false;
 
   /** Attaches to `ports` (peer rank to port); takes over their `onmessage` handlers. */
@@ -81,12 +88,31 @@ export class PortTransport implements Transport {
       throw new DfsError("UNAVAILABLE", `Cannot send to rank ${dest}: ${why}`);
     }
     const packet: WirePacket = { s: this.rank, t: tag, b: body };
-    port.postMessage(packet, transfer);
+    let pending = this.#pending.get(dest);
+    if (pending?.port !== port) {
+      if (pending) this.#flush(dest); // the port was replaced: what was meant for the old one goes
+      pending = { port, packets: [], transfer: [] };
+      this.#pending.set(dest, pending);
+      queueMicrotask(() => this.#flush(dest));
+    }
+    pending.packets.push(packet);
+    pending.transfer.push(...transfer);
+    if (transfer.length > 0) this.#flush(dest);
+  }
+
+  /** Posts the packets pending for `dest`: one alone, several as an array. */
+  #flush(dest: number): void {
+    const pending = this.#pending.get(dest);
+    if (!pending) return;
+    this.#pending.delete(dest);
+    const { port, packets, transfer } = pending;
+    port.postMessage(packets.length === 1 ? packets[0] : packets, transfer);
   }
 
   /** Detaches every handler and closes MessagePorts; Workers are left to their owner. */
   close(): void {
     if (this.#closed) return;
+    for (const dest of [...this.#pending.keys()]) this.#flush(dest);
     this.#closed = true;
     for (const port of this.#ports.values()) {
       detach(port);
@@ -98,6 +124,10 @@ export class PortTransport implements Transport {
   }
 
   #receive(peer: number, data: unknown): void {
+    if (Array.isArray(data)) {
+      for (const packet of data) this.#receive(peer, packet);
+      return;
+    }
     if (!isWirePacket(data) || data.s !== peer) {
       this.#peerError(
         peer,

@@ -103,47 +103,96 @@ export function parseRecords(
   return { records, offsets, intactBytes, damaged };
 }
 
+/** Bytes read at a time while replaying a log (the buffer grows for a bigger record). */
+export const REPLAY_READ_BYTES = 4 * 1024 * 1024;
+
 /**
- * Opens (creating if missing) the log at path, replays it and returns every intact record in order,
- * with the file offset of each record's body.
- * A torn or corrupt tail (short header, length over RECORD_SIZE_BYTES_MAX, short body, CRC mismatch)
- * ends the replay: the file is truncated to the last intact record and that truncation is fsynced.
- * A damaged record followed by intact ones is skipped (see `parseRecords`) and reported on stderr:
- * the other replicas of what it held make up for it.
- * A stale `path + ".tmp"` left by an interrupted `rewrite()` is removed. Records are views into one
- * buffer holding the whole file.
+ * Opens (creating if missing) the log at path and replays it, reading it piece by piece: each
+ * intact record goes to `onRecord` with the file offset of its body, as a view that is only valid
+ * during the call (so a log holding file data never has to fit in memory). A torn or corrupt tail
+ * (short header, length over RECORD_SIZE_BYTES_MAX, short body, CRC mismatch) ends the replay: the
+ * file is truncated to the last intact record and that truncation is fsynced. A damaged record
+ * followed by intact ones is skipped (see `parseRecords`) and reported on stderr: the other
+ * replicas of what it held make up for it. A stale `path + ".tmp"` left by an interrupted
+ * `rewrite()` is removed.
  *
  * @throws {DfsError} UNAVAILABLE if the file cannot be read, created or truncated.
  */
-export async function openRecordLog(
+export async function replayRecordLog(
   path: string,
-): Promise<{ log: RecordLog; records: Uint8Array[]; offsets: number[] }> {
-  let bytes = new Uint8Array(0);
-  let created = false;
+  onRecord: (body: Uint8Array, offset: number) => void,
+): Promise<RecordLog> {
   let file: Deno.FsFile | undefined;
   try {
     await removeIfExists(`${path}.tmp`);
+    let created = false;
+    let intactBytes = 0;
+    let damaged = 0;
+    let size = 0;
     try {
-      bytes = await Deno.readFile(path);
+      using reader = await Deno.open(path, { read: true });
+      let buffer = new Uint8Array(REPLAY_READ_BYTES);
+      let start = 0; // buffer[start, end) are the file's bytes from intactBytes on
+      let end = 0;
+      let eof = false;
+      while (true) {
+        const parsed = parseRecords(buffer.subarray(start, end));
+        parsed.records.forEach((body, i) => onRecord(body, intactBytes + parsed.offsets[i]));
+        damaged += parsed.damaged;
+        intactBytes += parsed.intactBytes;
+        start += parsed.intactBytes;
+        if (eof) break;
+        if (start > 0) {
+          buffer.copyWithin(0, start, end);
+          end -= start;
+          start = 0;
+        }
+        if (end === buffer.length) { // one record fills the buffer: make room for it
+          const bigger = new Uint8Array(2 * buffer.length);
+          bigger.set(buffer);
+          buffer = bigger;
+        }
+        const read = await reader.read(buffer.subarray(end));
+        if (read === null) eof = true;
+        else end += read;
+      }
+      size = intactBytes + (end - start);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       created = true;
     }
-    const { records, offsets, intactBytes, damaged } = parseRecords(bytes);
     if (damaged > 0) console.error(`dfs: log "${path}": skipped ${damaged} damaged record(s)`);
     file = await Deno.open(path, { append: true, create: true });
-    if (intactBytes < bytes.length) {
+    if (intactBytes < size) {
       await file.truncate(intactBytes);
       await file.sync();
     }
     if (created) await syncDirectory(dirname(path));
-    return { log: new RecordLog(path, file, intactBytes), records, offsets };
+    return new RecordLog(path, file, intactBytes);
   } catch (error) {
     file?.close();
     throw new DfsError("UNAVAILABLE", `Cannot open log "${path}": ${reasonOf(error)}`, {
       cause: error,
     });
   }
+}
+
+/**
+ * Opens the log like `replayRecordLog()` and returns every intact record (as copies) in order,
+ * with the file offset of each record's body.
+ *
+ * @throws {DfsError} UNAVAILABLE if the file cannot be read, created or truncated.
+ */
+export async function openRecordLog(
+  path: string,
+): Promise<{ log: RecordLog; records: Uint8Array[]; offsets: number[] }> {
+  const records: Uint8Array[] = [];
+  const offsets: number[] = [];
+  const log = await replayRecordLog(path, (body, offset) => {
+    records.push(body.slice());
+    offsets.push(offset);
+  });
+  return { log, records, offsets };
 }
 
 /** A call waiting for the writer: an append not yet queued, or a rewrite. */

@@ -260,3 +260,23 @@ Deno.test({
     await assertReplays(path, ["first", "after", "last"]);
   },
 });
+
+Deno.test("openRecordLog() replays records across read boundaries, bigger ones too, with offsets", async () => {
+  await using temp = await tempLogPath();
+  const { log } = await openRecordLog(temp.path);
+  const sizes = [1_500_000, 1_500_000, 1_500_000, 5_000_000, 10, 3_000_000];
+  const bodies = sizes.map((size, i) => new Uint8Array(size).fill(i + 1));
+  const appended = [];
+  for (const body of bodies) appended.push(await log.append(body));
+  for (const [i, offset] of appended.entries()) {
+    assert.deepEqual(await log.read(offset, 10), bodies[i].subarray(0, 10));
+  }
+  await log.close();
+  const replayed = await openRecordLog(temp.path);
+  assert.deepEqual(replayed.offsets, appended);
+  assert.deepEqual(
+    replayed.records.map((r) => [r.length, r[0], r[r.length - 1]]),
+    bodies.map((b) => [b.length, b[0], b[b.length - 1]]),
+  );
+  await replayed.log.close();
+});
