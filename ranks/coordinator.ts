@@ -847,6 +847,7 @@ export class Coordinator {
     const wanted = new Map<string, ChunkRef>();
     for (const m of keep) for (const c of m.chunks) if (c.ranks.includes(rank)) wanted.set(c.id, c);
     const present = new Map(scan.blobs);
+    const inLog = new Set(scan.inLog ? scan.inLog.split("\0") : []);
     const wantedBlobs = new Set([...wanted.keys()].map(blobOf));
     const deleteBlobs = [...present.keys()].filter((blob) => !wantedBlobs.has(blob));
     let bytesHeld = 0;
@@ -855,6 +856,7 @@ export class Coordinator {
     this.#loads.set(rank, bytesHeld);
     let restored = 0;
     for (const chunk of wanted.values()) {
+      if (inLog.has(chunk.id)) continue;
       if ((present.get(blobOf(chunk.id)) ?? -1) >= offsetOf(chunk.id) + chunk.size) continue;
       const others = { ...chunk, ranks: chunk.ranks.filter((r) => r !== rank) };
       const { good } = await this.#checkChunk(others, { bytesChecked: 0 });

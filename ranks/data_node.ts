@@ -16,7 +16,7 @@ import { crc32 } from "node:zlib";
 import { releaseDecodeInput } from "../protocol/cbor.ts";
 import { DfsError } from "../protocol/errors.ts";
 import type { ChunkStore } from "./chunk_store.ts";
-import { blobOf, isKeptInLog, offsetOf } from "./chunk_id.ts";
+import { isKeptInLog } from "./chunk_id.ts";
 import {
   chunkIdsOn,
   decodeRecordWithData,
@@ -168,14 +168,11 @@ export class DataNode {
     return this.#table.latest(prefix);
   }
 
-  /** Everything this node holds, for start-up recovery; a chunk kept in the log counts as a blob. */
+  /** Everything this node holds, for start-up recovery. */
   async scan(): Promise<ScanAnswer> {
     const blobs = await this.#store.scan();
-    for (const [id, { size }] of this.#inLog) {
-      const blob = blobOf(id);
-      blobs.set(blob, Math.max(blobs.get(blob) ?? 0, offsetOf(id) + size));
-    }
-    return { rank: this.rank, manifests: [...this.#table.all()], blobs: [...blobs] };
+    const inLog = [...this.#inLog.keys()].join("\0");
+    return { rank: this.rank, manifests: [...this.#table.all()], blobs: [...blobs], inLog };
   }
 
   async close(): Promise<void> {

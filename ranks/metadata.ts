@@ -339,6 +339,8 @@ export interface RankScan {
   manifests: Manifest[];
   /** Blob id and size of every blob file present (see `chunk_id.ts`). */
   blobs: [string, number][];
+  /** The ids of the chunks kept whole in the node's log (small files), joined by NUL. */
+  inLog?: string;
 }
 
 /** What one data node must do to match the recovered state. */
@@ -367,15 +369,18 @@ export interface RecoveryPlan {
  * Decides the state after a restart from every data node's scan: for each name the highest version
  * whose every chunk has at least one replica present wins; every rank then holds exactly the winning
  * manifests it has chunks of (missing ones are added, stale ones dropped) and deletes every blob file
- * no winner references. A chunk is present on a rank when its blob there reaches past its end.
+ * no winner references. A chunk is present on a rank when the rank keeps it in its log or when its
+ * blob there reaches past its end.
  */
 export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   const present = new Map<number, Map<string, number>>();
+  const presentInLog = new Map<number, Set<string>>();
   const candidates = new Map<string, Map<number, Manifest>>();
   /** The ranks that reported each candidate (the first copy of a name and version seen). */
   const reporters = new Map<Manifest, Set<number>>();
   for (const scan of scans) {
     present.set(scan.rank, new Map(scan.blobs));
+    presentInLog.set(scan.rank, new Set(scan.inLog ? scan.inLog.split("\0") : []));
     for (const m of scan.manifests) {
       let versions = candidates.get(m.name);
       if (!versions) candidates.set(m.name, versions = new Map());
@@ -387,13 +392,21 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
       }
     }
   }
+  const inLog = (c: ChunkRef, rank: number) => presentInLog.get(rank)?.has(c.id) === true;
   const isOn = (c: ChunkRef, rank: number) =>
-    (present.get(rank)?.get(blobOf(c.id)) ?? -1) >= offsetOf(c.id) + c.size;
+    inLog(c, rank) || (present.get(rank)?.get(blobOf(c.id)) ?? -1) >= offsetOf(c.id) + c.size;
   const isStored = (c: ChunkRef) => c.ranks.some((r) => isOn(c, r));
 
   const files: Manifest[] = [];
   const damaged: RecoveryPlan["damaged"] = [];
   for (const [name, versions] of candidates) {
+    if (versions.size === 1) { // the usual case: no sorting
+      const [only] = versions.values();
+      if (only.chunks.every(isStored)) {
+        if (!only.deleted) files.push(only);
+      } else damaged.push({ name, version: only.version, fallback: undefined });
+      continue;
+    }
     const ordered = [...versions.values()].sort((a, b) => b.version - a.version);
     const winner = ordered.find((m) => m.chunks.every(isStored));
     if (winner !== ordered[0]) {
@@ -407,12 +420,17 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   for (const scan of scans) repairs.set(scan.rank, { keep: [], deleteBlobs: [], bytesHeld: 0 });
   const referenced = new Map<number, Set<string>>();
   for (const m of files) {
-    for (const rank of holdersOf(m)) repairs.get(rank)?.keep.push(m);
+    const holders = m.chunks.length === 1 ? m.chunks[0].ranks : holdersOf(m);
+    for (const rank of holders) repairs.get(rank)?.keep.push(m);
     for (const c of m.chunks) {
       for (const rank of c.ranks) {
+        const repair = repairs.get(rank);
+        if (inLog(c, rank)) {
+          if (repair) repair.bytesHeld += c.size;
+          continue;
+        }
         if (!referenced.has(rank)) referenced.set(rank, new Set());
         referenced.get(rank)!.add(blobOf(c.id));
-        const repair = repairs.get(rank);
         if (repair && isOn(c, rank)) repair.bytesHeld += c.size;
       }
     }

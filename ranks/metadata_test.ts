@@ -251,3 +251,16 @@ Deno.test("planRecovery() says which ranks already hold exactly what they should
   assert.deepEqual(plan.files.map((m) => m.name).sort(), ["a", "b"]);
   assert.deepEqual([...plan.unchanged].sort(), [1, 2]);
 });
+
+Deno.test("planRecovery() counts a chunk kept in a rank's log as present there", () => {
+  const small = manifest("s", 1, [[chunk(7), 64, [1, 2]]]);
+  const plan = planRecovery([
+    { rank: 1, manifests: [small], blobs: [], inLog: [chunk(7), chunk(8)].join("\0") },
+    { rank: 2, manifests: [small], blobs: [] }, // lost it: rank 1's copy is enough
+  ]);
+  assert.deepEqual(plan.files, [small]);
+  assert.deepEqual(plan.repairs.get(1), { keep: [small], deleteBlobs: [], bytesHeld: 64 });
+  assert.deepEqual(plan.repairs.get(2), { keep: [small], deleteBlobs: [], bytesHeld: 0 });
+  const gone = planRecovery([{ rank: 1, manifests: [small], blobs: [], inLog: "" }]);
+  assert.deepEqual(gone.damaged, [{ name: "s", version: 1, fallback: undefined }]);
+});
