@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DfsError } from "./errors.ts";
-import { FrameReader, FrameWriter } from "./conn.ts";
+import { COALESCE_BYTES_MAX, FrameReader, FrameWriter } from "./conn.ts";
 import { decodeFrameBody, encodeFrame } from "./frame.ts";
 
 /** An in-memory stream that returns its input in reads of at most `step` bytes. */
@@ -128,4 +128,36 @@ Deno.test("FrameWriter does not call onStall for writes that complete in time", 
   for (let i = 0; i < 20; i++) await writer.send({ i });
   await new Promise((r) => setTimeout(r, 80));
   assert.equal(stalled, false);
+});
+
+Deno.test("FrameWriter writes small frames queued together in one write, big payloads apart", async () => {
+  const calls: number[] = [];
+  const bytes: Uint8Array[] = [];
+  const stream = {
+    read: () => Promise.resolve(null),
+    write(p: Uint8Array): Promise<number> {
+      calls.push(p.length);
+      bytes.push(p.slice());
+      return Promise.resolve(p.length);
+    },
+  };
+  const writer = new FrameWriter(stream);
+  const small = new Uint8Array(4096).fill(1);
+  await Promise.all([writer.send({ op: "ok" }), writer.sendData(1, small), writer.send({ n: 2 })]);
+  assert.equal(calls.length, 1, "three small frames, one write");
+  const big = new Uint8Array(COALESCE_BYTES_MAX).fill(2);
+  await Promise.all([writer.send({ n: 3 }), writer.sendData(2, big), writer.send({ n: 4 })]);
+  // A big payload is never copied into a batch: frame, header, payload, frame.
+  assert.deepEqual(calls.slice(1).map((n) => n >= COALESCE_BYTES_MAX), [false, false, true, false]);
+  const reader = new FrameReader(memoryStream(concat(bytes), 100_000));
+  const frames = [];
+  for (let f; (f = await reader.read()) !== null;) frames.push(decodeFrameBody(f));
+  assert.deepEqual(frames, [
+    { op: "ok" },
+    { op: "data", id: 1, bytes: small },
+    { n: 2 },
+    { n: 3 },
+    { op: "data", id: 2, bytes: big },
+    { n: 4 },
+  ]);
 });

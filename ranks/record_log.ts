@@ -103,6 +103,13 @@ export function parseRecords(
   return { records, offsets, intactBytes, damaged };
 }
 
+/**
+ * Reads of the log up to this size (small files kept in it) use synchronous file calls: from the
+ * page cache they take microseconds, and each async call hops to a thread pool and back, four
+ * times per read.
+ */
+export const SYNC_READ_BYTES_MAX = 64 * 1024;
+
 /** Bytes read at a time while replaying a log (the buffer grows for a bigger record). */
 export const REPLAY_READ_BYTES = 4 * 1024 * 1024;
 
@@ -306,13 +313,23 @@ export class RecordLog {
   async read(offset: number, size: number): Promise<Uint8Array<ArrayBuffer>> {
     const bytes = new Uint8Array(size);
     try {
-      using file = await Deno.open(this.#path, { read: true });
-      await file.seek(offset, Deno.SeekMode.Start);
       let filled = 0;
-      while (filled < size) {
-        const read = await file.read(bytes.subarray(filled));
-        if (read === null) break;
-        filled += read;
+      if (size <= SYNC_READ_BYTES_MAX) {
+        using file = Deno.openSync(this.#path, { read: true });
+        file.seekSync(offset, Deno.SeekMode.Start);
+        while (filled < size) {
+          const read = file.readSync(bytes.subarray(filled));
+          if (read === null) break;
+          filled += read;
+        }
+      } else {
+        using file = await Deno.open(this.#path, { read: true });
+        await file.seek(offset, Deno.SeekMode.Start);
+        while (filled < size) {
+          const read = await file.read(bytes.subarray(filled));
+          if (read === null) break;
+          filled += read;
+        }
       }
       if (filled < size) {
         throw new DfsError("CORRUPTED", `Log "${this.#path}" ends before byte ${offset + size}`);

@@ -13,7 +13,13 @@ import {
   proofMatches,
   serverProof,
 } from "../protocol/auth.ts";
-import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "../protocol/conn.ts";
+import {
+  COALESCE_BYTES_MAX,
+  FrameReader,
+  FrameWriter,
+  isConnectionError,
+  setNoDelay,
+} from "../protocol/conn.ts";
 import { DfsError } from "../protocol/errors.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
 import {
@@ -448,6 +454,18 @@ class Connection {
     const reader = this.#coordinator.openRead(name, { start, end }, { budget: this.#readBudget });
     this.#readers.add(reader);
     try {
+      if (reader.end - reader.start <= COALESCE_BYTES_MAX) {
+        // A small read: its bytes first, then every frame of the answer in one write.
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of reader.chunks()) chunks.push(chunk);
+        await Promise.all([
+          this.#writer.send({ op: "ok", id, result: reader.meta }),
+          ...chunks.map((chunk) => this.#writer.sendData(id, chunk)),
+          this.#writer.send({ op: "end", id }),
+        ]);
+        for (const chunk of chunks) reader.recycle(chunk);
+        return;
+      }
       await this.#writer.send({ op: "ok", id, result: reader.meta });
       for await (const chunk of reader.chunks()) {
         if (this.#closed) return;
