@@ -57,6 +57,12 @@ export const POOL_BUFFERS_MAX = 64;
 export const UPLOADS_INFLIGHT_MAX = 64;
 /** Files `fsck` checks at a time. */
 export const FSCK_FILES_PARALLEL_MAX = 8;
+/**
+ * What the scrubber charges against its byte rate for reading one replica of a chunk smaller than
+ * this: a read costs a round trip to a data node and a log or file access whatever its size, so a
+ * store of small files is scrubbed at a bounded number of reads per second, not thousands.
+ */
+export const SCRUB_READ_COST_BYTES_MIN = 64 * 1024;
 /** Problems the scrubber remembers for `status` (the oldest are dropped). */
 export const SCRUB_PROBLEMS_KEPT_MAX = 1000;
 /** How long `status` waits for a data node before calling it down. */
@@ -549,8 +555,13 @@ export class Coordinator {
     const { bytesPerSec, pauseMs, signal } = options;
     const sleep = (ms: number) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+        const wake = () => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, ms);
+        signal.addEventListener("abort", wake);
       });
     while (!signal.aborted) {
       for (const m of [...this.#index.values()]) {
@@ -563,7 +574,7 @@ export class Coordinator {
           this.scrubbed.problems.push({ name: m.name, outcome, at: Date.now() });
         }
         if (this.scrubbed.problems.length > SCRUB_PROBLEMS_KEPT_MAX) this.scrubbed.problems.shift();
-        await sleep((1000 * report.bytesChecked) / bytesPerSec);
+        await sleep((1000 * scrubCostBytes(m)) / bytesPerSec);
       }
       this.scrubbed.passes++;
       await sleep(pauseMs);
@@ -1135,4 +1146,13 @@ export class Upload {
       await this.#inflight.shift();
     }
   }
+}
+
+/** The bytes the scrubber charges for checking every replica of `m` (`SCRUB_READ_COST_BYTES_MIN`). */
+export function scrubCostBytes(m: Manifest): number {
+  let cost = 0;
+  for (const chunk of m.chunks) {
+    cost += chunk.ranks.length * Math.max(chunk.size, SCRUB_READ_COST_BYTES_MIN);
+  }
+  return cost;
 }

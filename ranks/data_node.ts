@@ -47,7 +47,7 @@ export interface Replayed {
  */
 export async function openDataNode(
   rank: number,
-  storage: { store: ChunkStore; logPath: string; dir: string },
+  storage: { store: ChunkStore; logPath: string; dir: string; compactBytesMin?: number },
 ): Promise<DataNode> {
   const replayed: Replayed[] = [];
   const log = await replayRecordLog(storage.logPath, (body, offset) => {
@@ -55,7 +55,7 @@ export async function openDataNode(
     replayed.push({ record, data: data && { offset: offset + data.offset, size: data.size } });
   });
   releaseDecodeInput();
-  return new DataNode(rank, { store: storage.store, log, replayed, dir: storage.dir });
+  return new DataNode(rank, { ...storage, log, replayed });
 }
 
 export class DataNode {
@@ -72,6 +72,12 @@ export class DataNode {
   #logReads = 0;
   #logReadsDone: PromiseWithResolvers<void> | null = null;
   #rewriting: Promise<void> | null = null;
+  /**
+   * The bytes of records carrying data whose append has not resolved yet, by chunk id: a compaction
+   * that starts meanwhile includes their manifests, and takes their bytes from here.
+   */
+  #appending = new Map<string, Uint8Array>();
+  #compactBytesMin: number;
 
   /**
    * Rebuilds the node's manifest table from the records replayed out of its log, each with where
@@ -79,9 +85,17 @@ export class DataNode {
    */
   constructor(
     rank: number,
-    storage: { store: ChunkStore; log: RecordLog; replayed: readonly Replayed[]; dir: string },
+    storage: {
+      store: ChunkStore;
+      log: RecordLog;
+      replayed: readonly Replayed[];
+      dir: string;
+      /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
+      compactBytesMin?: number;
+    },
   ) {
     this.rank = rank;
+    this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#log = storage.log;
@@ -183,9 +197,11 @@ export class DataNode {
   async #release(name: string, version: number): Promise<boolean> {
     const manifest = this.#table.get(name, version);
     if (!manifest) return false;
+    // Chunks kept in the log go with the release record; only the others have blob files.
+    const inBlobs = chunkIdsOn(manifest, this.rank).filter((id) => !this.#inLog.has(id));
     // Log first: a crash before the chunks go leaves only orphans, which start-up removes.
     await this.#append({ kind: "release", name, version });
-    await this.#store.delete(chunkIdsOn(manifest, this.rank));
+    if (inBlobs.length > 0) await this.#store.delete(inBlobs);
     await this.#compactIfWorthIt();
     return true;
   }
@@ -199,12 +215,16 @@ export class DataNode {
   }
 
   /**
-   * Rewrites the log to commit records of exactly `manifests`, carrying over the bytes of their
-   * chunks kept in the log. With `reset`, the table is rebuilt from them (a start-up repair: nothing
-   * else runs); without, it is a compaction of the table as it was, and records appended meanwhile
-   * follow in the new file. Reads from the log wait meanwhile.
+   * Rewrites the log to commit records of exactly the `kept` manifests, carrying over the bytes of
+   * their chunks kept in the log. With `reset`, the table is rebuilt from them (a start-up repair:
+   * nothing else runs); without, it is a compaction of the table as it stands once reads let the
+   * rewrite start ("table"), and records appended meanwhile follow in the new file. Reads from the
+   * log wait meanwhile.
    */
-  async #rewriteLog(manifests: readonly Manifest[], options: { reset: boolean }): Promise<void> {
+  async #rewriteLog(
+    kept: readonly Manifest[] | "table",
+    options: { reset: boolean },
+  ): Promise<void> {
     while (this.#rewriting) await this.#rewriting;
     const done = Promise.withResolvers<void>();
     this.#rewriting = done.promise;
@@ -213,17 +233,22 @@ export class DataNode {
         this.#logReadsDone = Promise.withResolvers();
         await this.#logReadsDone.promise;
       }
+      // The table is read in the same turn as rewrite() is called below: every record appended
+      // before is in it, every one appended after lands in the new file.
+      const manifests = kept === "table" ? [...this.#table.all()] : kept;
       const inLog = (m: Manifest) => {
         const [chunk] = m.chunks;
         return m.chunks.length === 1 ? this.#inLog.get(chunk.id) : undefined;
       };
       const log = this.#log;
+      const appending = this.#appending;
       /** Where each record's data starts in its body, for those that carry some. */
       const dataAt: (number | undefined)[] = [];
       const records = (async function* () {
         for (const manifest of manifests) {
           const place = inLog(manifest);
-          const data = place && await log.read(place.offset, place.size);
+          const data = (manifest.chunks.length === 1 && appending.get(manifest.chunks[0].id)) ||
+            (place && await log.read(place.offset, place.size));
           const bytes = encodeRecord({ kind: "commit", manifest }, data);
           dataAt.push(data && bytes.length - data.length);
           yield bytes;
@@ -287,13 +312,25 @@ export class DataNode {
   async #append(record: LogRecord, data?: Uint8Array): Promise<void> {
     const undo = this.#undoOf(record);
     this.#apply(record);
+    const id = !data
+      ? undefined
+      : record.kind === "data"
+      ? record.id
+      : record.kind === "commit"
+      ? record.manifest.chunks[0].id
+      : undefined;
+    if (id && data) this.#appending.set(id, data);
     try {
       const bytes = encodeRecord(record, data);
       const offset = await this.#log.append(bytes);
+      // This runs before any rewrite called after the append can replace the file (the rewrite
+      // starts with file I/O; this is the append's next microtask), so the offset still holds.
       if (data) this.#placeInLog(record, offset + bytes.length - data.length, data.length);
     } catch (error) {
       for (const step of undo) this.#table.apply(step);
       throw error;
+    } finally {
+      if (id && this.#appending.get(id) === data) this.#appending.delete(id);
     }
   }
 
@@ -341,9 +378,9 @@ export class DataNode {
 
   /** Rewrites the log once dead records outnumber live ones and it has grown large. */
   async #compactIfWorthIt(): Promise<void> {
-    if (this.#log.sizeBytes < LOG_COMPACT_BYTES_MIN || this.#deadRecords <= this.#liveRecords) {
+    if (this.#log.sizeBytes < this.#compactBytesMin || this.#deadRecords <= this.#liveRecords) {
       return;
     }
-    await this.#rewriteLog([...this.#table.all()], { reset: false });
+    await this.#rewriteLog("table", { reset: false });
   }
 }

@@ -293,6 +293,7 @@ class Connection {
     this.#timer = undefined;
     if (this.#closed) return;
     this.#closed = true;
+    this.#writer.close();
     closeQuietly(this.#conn);
   }
 
