@@ -16,6 +16,8 @@ import { LOG_FILE_BYTES_MAX } from "../ranks/chunk_id.ts";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();
+/** The V8 flags `./dfs serve` and `deno task serve` run the server with (young generation 2 MiB). */
+export const SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=2";
 /** How long a server may take to print its ready line. */
 export const SERVER_START_TIMEOUT_MS = 60_000;
 
@@ -55,7 +57,7 @@ export class TestServer implements AsyncDisposable {
     const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "dfs-test-" });
     const command = options.launcher ? `${ROOT}dfs` : DENO;
     const args = [
-      ...(options.launcher ? [] : ["run", "-A", "--quiet", `${ROOT}main.ts`]),
+      ...(options.launcher ? [] : ["run", "-A", "--quiet", SERVER_V8_FLAGS, `${ROOT}main.ts`]),
       "serve",
       "--port",
       "0",
