@@ -43,13 +43,9 @@ export async function runDefault(bench: BenchContext): Promise<Figure[]> {
   const { config } = bench;
   const figures: Figure[] = [];
   await withServer({ ranks: config.ranks }, async (server) => {
-    progress(`large file through the client library, ${config.sizeBytes / MiB} MiB`);
-    figures.push(...await largeFile(server, config));
-    progress("large file through the CLI");
-    figures.push(...await largeFileCli(server, config));
+    progress(`large file (${config.sizeBytes / MiB} MiB) and the bare limits`);
+    figures.push(...await largeFiles(server, config));
     figures.push(await peakMemory(server, "server peak resident memory, large files"));
-    progress("bare limits");
-    figures.push(...await bareLimits(config));
     progress("bare small-file put limit");
     figures.push(await bareSmallPutFigure(config));
     progress(`${config.files} small files, ${config.clients} clients`);
@@ -78,62 +74,59 @@ async function repeat(
   return samples;
 }
 
-async function largeFile(server: TestServer, config: BenchConfig): Promise<Figure[]> {
+/**
+ * The large file through the library and the CLI, and the machine's bare limits, interleaved run by
+ * run: the disk's speed drifts by 2x within minutes here, so each run's figures are set against
+ * the bare limits measured right beside them, and the ratios are the medians of those pairs.
+ */
+async function largeFiles(server: TestServer, config: BenchConfig): Promise<Figure[]> {
   const clients = await connectClients(server.address, 1);
-  const files = { prefix: "bench/lib-", sizeBytes: config.sizeBytes };
-  try {
-    const samples = await repeat(config.runs, async () => ({
-      put: await putConcurrently(clients, files),
-      get: await getConcurrently(clients, files),
-    }));
-    return [
-      figureOf("put, client library", samples.get("put")!, { unit: "MB/s" }),
-      figureOf("get, client library", samples.get("get")!, { unit: "MB/s" }),
-    ];
-  } finally {
-    closeAll(clients);
-  }
-}
-
-async function largeFileCli(server: TestServer, config: BenchConfig): Promise<Figure[]> {
   const dir = await Deno.makeTempDir({ prefix: "dfs-bench-" });
   try {
+    const files = { prefix: "bench/lib-", sizeBytes: config.sizeBytes };
     const local = `${dir}/file.bin`;
     await writeSourceFile(local, config.sizeBytes);
     const mbps = (seconds: number) => config.sizeBytes / 1e6 / seconds;
-    const samples = await repeat(config.runs, async () => ({
-      put: mbps(await cli(server.address, ["put", local, "bench/cli.bin"])),
-      get: mbps(await cli(server.address, ["get", "bench/cli.bin", `${dir}/back.bin`])),
-    }));
-    return [
-      figureOf("put, CLI (file to server)", samples.get("put")!, { unit: "MB/s" }),
-      figureOf("get, CLI (server to file)", samples.get("get")!, { unit: "MB/s" }),
-    ];
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/**
- * The machine's own limits in the same run: plain TCP into two fsynced files (put), and a file
- * read and sent over TCP into one file (get).
- */
-async function bareLimits(config: BenchConfig): Promise<Figure[]> {
-  const dir = await Deno.makeTempDir({ prefix: "dfs-bare-" });
-  try {
-    const source = `${dir}/source.bin`;
-    await writeSourceFile(source, config.sizeBytes);
     const limit = (work: Promise<number>) =>
       withTimeout(work, { timeoutMs: TRANSFER_TIMEOUT_MS, what: "bare limit" });
-    const samples = await repeat(config.runs, async () => ({
-      put: await limit(barePut(config.sizeBytes, dir)),
-      get: await limit(bareGet(config.sizeBytes, source, dir)),
-    }));
+    const samples = await repeat(config.runs, async (run) => {
+      progress(`large file, run ${run + 1}: library, bare limits, CLI`);
+      const put = await putConcurrently(clients, files);
+      const barePutMbps = await limit(barePut(config.sizeBytes, dir));
+      const get = await getConcurrently(clients, files);
+      const bareGetMbps = await limit(bareGet(config.sizeBytes, local, dir));
+      const cliPut = mbps(await cli(server.address, ["put", local, "bench/cli.bin"]));
+      const cliGet = mbps(await cli(server.address, ["get", "bench/cli.bin", `${dir}/back.bin`]));
+      return {
+        put,
+        get,
+        cliPut,
+        cliGet,
+        barePut: barePutMbps,
+        bareGet: bareGetMbps,
+        putRatio: 100 * put / barePutMbps,
+        getRatio: 100 * get / bareGetMbps,
+        cliPutRatio: 100 * cliPut / barePutMbps,
+        cliGetRatio: 100 * cliGet / bareGetMbps,
+      };
+    });
+    const mb = { unit: "MB/s" };
+    const pct = { unit: "%" };
+    const of = (key: string) => samples.get(key)!;
     return [
-      figureOf("bare put limit (TCP into 2 fsynced files)", samples.get("put")!, { unit: "MB/s" }),
-      figureOf("bare get limit (file, TCP, 1 file)", samples.get("get")!, { unit: "MB/s" }),
+      figureOf("put, client library", of("put"), mb),
+      figureOf("get, client library", of("get"), mb),
+      figureOf("put, CLI (file to server)", of("cliPut"), mb),
+      figureOf("get, CLI (server to file)", of("cliGet"), mb),
+      figureOf("bare put limit (TCP into 2 fsynced files)", of("barePut"), mb),
+      figureOf("bare get limit (file, TCP, 1 file)", of("bareGet"), mb),
+      figureOf("put, library / bare put limit of the same run", of("putRatio"), pct),
+      figureOf("get, library / bare get limit of the same run", of("getRatio"), pct),
+      figureOf("put, CLI / bare put limit of the same run", of("cliPutRatio"), pct),
+      figureOf("get, CLI / bare get limit of the same run", of("cliGetRatio"), pct),
     ];
   } finally {
+    closeAll(clients);
     await Deno.remove(dir, { recursive: true });
   }
 }

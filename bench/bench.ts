@@ -61,7 +61,10 @@ function heading(c: BenchConfig): string {
     `files of 4 KiB; list and start-up on ${c.listFiles} tiny files; ${runs}\n`;
 }
 
-/** Our figures over the machine's bare limits measured in the same run (medians). */
+/**
+ * Our figures over the machine's bare limits measured in the same run (medians); the large file's
+ * are figures of their own, paired run by run.
+ */
 function ratiosOf(all: readonly Figure[], c: BenchConfig): Record<string, number> {
   const median = (prefix: string) => all.find((f) => f.name.startsWith(prefix))?.median;
   const ratios: Record<string, number> = {};
@@ -69,10 +72,6 @@ function ratiosOf(all: readonly Figure[], c: BenchConfig): Record<string, number
     const [a, b] = [median(ours), median(bare)];
     if (a !== undefined && b !== undefined) ratios[what] = a / b;
   };
-  add("put, library / bare put limit", "put, client", "bare put");
-  add("put, CLI / bare put limit", "put, CLI", "bare put");
-  add("get, library / bare get limit", "get, client", "bare get");
-  add("get, CLI / bare get limit", "get, CLI", "bare get");
   add("4 KiB put / bare 4 KiB put limit", `4 KiB put, ${c.clients} clients`, "bare 4 KiB put");
   add("start-up, empty store / bare start-up limit", "start-up, empty", "bare start-up");
   return ratios;
