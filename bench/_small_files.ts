@@ -10,12 +10,14 @@
 import { DfsClient } from "../client.ts";
 import { pseudoRandomBytes } from "../tests/_server.ts";
 import { CLIENTS_MAX } from "./_config.ts";
-import { cpuSeconds, withTimeout } from "./_timing.ts";
+import { cpuSeconds } from "./_timing.ts";
 
 /** Size of a small file. */
 export const SMALL_FILE_SIZE_BYTES = 4096;
 /** Longest one put, get or meta of a small file may take before the benchmark fails. */
 export const SMALL_OP_TIMEOUT_MS = 60_000;
+/** How often the phase's watchdog looks for an operation over `SMALL_OP_TIMEOUT_MS`. */
+export const WATCHDOG_INTERVAL_MS = 1_000;
 /** Longest one phase may run: after it, clients take no new file and the phase reports what it did. */
 export const PHASE_TIMEOUT_MS = 300_000;
 
@@ -83,20 +85,37 @@ export async function runPhase(
   const latenciesMs: number[] = [];
   const deadline = performance.now() + (options.timeoutMs ?? PHASE_TIMEOUT_MS);
   let next = 0;
-  const lane = async (client: DfsClient) => {
+  /** Each lane's operation in progress: which file, since when (`performance.now()`). */
+  const current: ({ i: number; since: number } | undefined)[] = clients.map(() => undefined);
+  const lane = async (client: DfsClient, laneIndex: number) => {
     while (next < files && performance.now() < deadline) {
       const i = next++;
       const start = performance.now();
-      await withTimeout(work(client, nameOf(i), i), {
-        timeoutMs: SMALL_OP_TIMEOUT_MS,
-        what: `${op} "${nameOf(i)}"`,
-      });
+      current[laneIndex] = { i, since: start };
+      await work(client, nameOf(i), i);
+      current[laneIndex] = undefined;
       latenciesMs.push(performance.now() - start);
     }
   };
+  // One watchdog for the phase, not a timer per operation: the benchmark's own CPU competes with
+  // the server's on this machine.
+  const stuck = Promise.withResolvers<never>();
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    const late = current.find((c) => c !== undefined && now - c.since > SMALL_OP_TIMEOUT_MS);
+    if (late) {
+      stuck.reject(
+        new Error(`${op} "${nameOf(late.i)}" took longer than ${SMALL_OP_TIMEOUT_MS} ms`),
+      );
+    }
+  }, WATCHDOG_INTERVAL_MS);
   const [server0, bench0] = await Promise.all([cpuSeconds(serverPid), cpuSeconds(Deno.pid)]);
   const start = performance.now();
-  await Promise.all(clients.map(lane));
+  try {
+    await Promise.race([Promise.all(clients.map(lane)), stuck.promise]);
+  } finally {
+    clearInterval(watchdog);
+  }
   const seconds = (performance.now() - start) / 1000;
   const [server1, bench1] = await Promise.all([cpuSeconds(serverPid), cpuSeconds(Deno.pid)]);
   return {
