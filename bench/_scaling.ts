@@ -1,5 +1,5 @@
 /**
- * The scaling suite (`--scaling`): large-file put/get throughput and the 4 KiB put rate as the
+ * The scaling suite (`--scaling`): large-file put/get throughput and the 4 KiB put and get rates as the
  * number of ranks grows (one client for the large file, `--clients` for the small ones), then as
  * the number of concurrent clients grows on `--ranks` ranks (the large file's bytes split evenly
  * over the clients). Every setup gets a fresh server and store.
@@ -76,21 +76,21 @@ async function measure(
   const get: number[] = [];
   const rate: number[] = [];
   const p99: number[] = [];
+  const getRate: number[] = [];
   const done: number[] = [];
   try {
     for (let run = 0; run < config.runs; run++) {
       const files = { prefix: `scale/r${run}/c`, sizeBytes: eachBytes };
       put.push(await putConcurrently(large, files));
       get.push(await getConcurrently(large, files));
-      const result = await runPhase(small, "put", {
-        nameOf: (i) => `small/r${run}/d${i % 100}/f${i}`,
-        files: config.files,
-        serverPid: server.process.pid,
-        timeoutMs: SCALING_PHASE_TIMEOUT_MS,
-      });
+      const nameOf = (i: number) => `small/r${run}/d${i % 100}/f${i}`;
+      const phase = { nameOf, serverPid: server.process.pid, timeoutMs: SCALING_PHASE_TIMEOUT_MS };
+      const result = await runPhase(small, "put", { ...phase, files: config.files });
       done.push(result.files);
       rate.push(result.files / result.seconds);
       p99.push(percentile(result.latenciesMs, 99));
+      const got = await runPhase(small, "get", { ...phase, files: result.files });
+      getRate.push(got.files / got.seconds);
     }
   } finally {
     for (const client of [...large, ...small]) client.close();
@@ -107,6 +107,7 @@ async function measure(
     figureOf(`${setup.label}: get`, get, { unit: "MB/s" }),
     figureOf(`${setup.label}: 4 KiB put`, rate, { unit: "files/s" }),
     figureOf(`${setup.label}: 4 KiB put p99`, p99, { unit: "ms" }),
+    figureOf(`${setup.label}: 4 KiB get`, getRate, { unit: "files/s" }),
     figureOf(`${setup.label}: server peak RSS`, [peak], { unit: "MiB" }),
   ];
 }

@@ -54,7 +54,7 @@ function heading(c: BenchConfig): string {
   if (c.scaling) {
     const size = c.scalingSizeBytes / MiB;
     return `dfs bench --scaling: ${size} MiB put/get (split over the clients), ${c.files} files ` +
-      `of 4 KiB put; "1/${c.clients} clients" means 1 client for the large file and ` +
+      `of 4 KiB put then got; "1/${c.clients} clients" means 1 client for the large file and ` +
       `${c.clients} for the small ones; 2 replicas unless noted; ${runs}\n`;
   }
   return `dfs bench: ${c.ranks} ranks, 2 replicas; ${c.sizeBytes / MiB} MiB file; ${c.files} ` +
