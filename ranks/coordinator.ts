@@ -55,6 +55,16 @@ export const POOL_BUFFERS_MAX = 64;
  * `UPLOAD_CHUNKS_INFLIGHT_MAX` chunks on their way to the data nodes, so this bounds their memory.
  */
 export const UPLOADS_INFLIGHT_MAX = 64;
+/**
+ * Chunks read ahead server-wide, beyond the one each read may always have in flight: with many
+ * clients reading at once, memory stays near one chunk per reader plus this many.
+ */
+export const READ_AHEAD_CHUNKS_SERVER_MAX = 32;
+/**
+ * Chunks on their way to the data nodes server-wide, every upload's together (each holds its
+ * buffer and a copy for the second replica); uploads take turns for them.
+ */
+export const UPLOAD_CHUNKS_SERVER_MAX = 32;
 /** Files `fsck` checks at a time. */
 export const FSCK_FILES_PARALLEL_MAX = 8;
 /**
@@ -115,6 +125,10 @@ export class Coordinator {
   });
   /** Replicas rewritten from a good copy since start (read repair, scrub, fsck, reconcile). */
   repairs = 0;
+  /** Read-ahead permits shared by every read (`READ_AHEAD_CHUNKS_SERVER_MAX`). */
+  readonly readAhead = new Semaphore(READ_AHEAD_CHUNKS_SERVER_MAX);
+  /** Chunks of every upload on their way to the data nodes (`UPLOAD_CHUNKS_SERVER_MAX`). */
+  readonly uploadWindow = new Semaphore(UPLOAD_CHUNKS_SERVER_MAX);
   /** Replicas found corrupted (bad CRC32 or size) or missing since start. */
   corruptReplicasFound = 0;
   #comm: Comm;
@@ -285,16 +299,27 @@ export class Coordinator {
       if (!open) return;
       open = false;
       this.#unpin(key);
-      for (; held > 0; held--) budget.release(); // chunks read but never written out
+      while (held.length > 0) permits.release(); // chunks read but never written out
     };
     // Every chunk read ahead holds a permit of the caller's budget until it is written out, so
-    // all the reads of one connection share `budget` (default: this read alone).
+    // all the reads of one connection share `budget` (default: this read alone); a chunk read
+    // ahead of the first also holds one of the server-wide `readAhead`. Permits go back in the
+    // order they were taken (chunks are written out in order): `held` says which had both.
     const budget = options.budget ?? new Semaphore(READ_CHUNKS_INFLIGHT_MAX);
-    let held = 0;
+    const held: boolean[] = [];
     const permits = {
-      acquire: async () => void (await budget.acquire(), held++),
-      tryAcquire: () => budget.tryAcquire() && ++held > 0,
-      release: () => void (held > 0 && (held--, budget.release())),
+      acquire: async () => void (await budget.acquire(), held.push(false)),
+      tryAcquire: () => {
+        if (!budget.tryAcquire()) return false;
+        if (!this.readAhead.tryAcquire()) return (budget.release(), false);
+        held.push(true);
+        return true;
+      },
+      release: () => {
+        if (held.length === 0) return;
+        if (held.shift()) this.readAhead.release();
+        budget.release();
+      },
     };
     const recycle = (chunk: Uint8Array) => {
       this.pool.give(chunk.buffer);
@@ -1135,16 +1160,19 @@ export class Upload {
   }
 
   async #send(bytes: Uint8Array, crc32?: number): Promise<void> {
+    // This upload's window, then the server's: chunks in flight hold a permit until written
+    // (never waiting on a client, so the permits always come back).
+    while (this.#inflight.length >= UPLOAD_CHUNKS_INFLIGHT_MAX) await this.#inflight.shift();
+    const window = this.#coordinator.uploadWindow;
+    await window.acquire();
     const id = chunkIdOf(this.#blob, this.#sent);
     this.#sent += bytes.length;
     const options = { replicas: this.#replicas, crc32 };
     const { ref, written } = this.#coordinator.storeChunk(id, bytes, options);
+    const settled = written.finally(() => window.release());
     this.#chunks.push(ref);
-    this.#inflight.push(written);
-    written.catch((error) => this.#failure ??= error);
-    if (this.#inflight.length >= UPLOAD_CHUNKS_INFLIGHT_MAX) {
-      await this.#inflight.shift();
-    }
+    this.#inflight.push(settled);
+    settled.catch((error) => this.#failure ??= error);
   }
 }
 

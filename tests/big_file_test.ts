@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { DfsClient } from "../client.ts";
@@ -61,3 +62,23 @@ Deno.test({
 if (free < DISK_BYTES_NEEDED) {
   console.warn(`big_file_test: skipped, ${(free / 2 ** 30).toFixed(1)} GiB free in ${tmpdir()}`);
 }
+
+Deno.test("64 clients putting and getting 4 MiB each at once keep the server under 300 MiB", async () => {
+  const CLIENTS = 64;
+  const EACH_BYTES = 4 * MiB;
+  await using server = await TestServer.start();
+  const clients = await Promise.all(
+    Array.from({ length: CLIENTS }, () => DfsClient.connect(server.address)),
+  );
+  try {
+    const contents = clients.map((_, i) => pseudoRandomBytes(EACH_BYTES, i + 1));
+    await Promise.all(clients.map((client, i) => client.put(`many/${i}`, contents[i])));
+    const back = await Promise.all(clients.map((client, i) => client.getBytes(`many/${i}`)));
+    back.forEach((bytes, i) => assert.ok(Buffer.from(bytes).equals(contents[i]), `many/${i}`));
+    const peak = await server.peakRssBytes();
+    console.log(`server peak resident memory, ${CLIENTS} clients: ${(peak / MiB).toFixed(0)} MiB`);
+    assert.ok(peak < SERVER_RSS_BYTES_MAX, `server peak RSS ${(peak / MiB).toFixed(0)} MiB`);
+  } finally {
+    for (const client of clients) client.close();
+  }
+});
