@@ -167,7 +167,11 @@ export function holdersOf(m: Manifest): Set<number> {
 /** A data node's manifests, rebuilt from its log. Several versions of a name may coexist until the
  * older ones are released (a reader may still be reading them). */
 export class ManifestTable {
-  #byName = new Map<string, Map<number, Manifest>>();
+  /**
+   * Each name's versions: the manifest itself when there is one (nearly always; a Map per name
+   * cost ~200 bytes a file), an array of them while several coexist.
+   */
+  #byName = new Map<string, Manifest | Manifest[]>();
 
   apply(record: LogRecord): void {
     switch (record.kind) {
@@ -185,24 +189,43 @@ export class ManifestTable {
   }
 
   #add(manifest: Manifest): void {
-    let versions = this.#byName.get(manifest.name);
-    if (!versions) this.#byName.set(manifest.name, versions = new Map());
-    versions.set(manifest.version, manifest);
+    const held = this.#byName.get(manifest.name);
+    if (held === undefined || (!Array.isArray(held) && held.version === manifest.version)) {
+      this.#byName.set(manifest.name, manifest);
+      return;
+    }
+    const versions = Array.isArray(held) ? held : [held];
+    const at = versions.findIndex((m) => m.version === manifest.version);
+    if (at >= 0) versions[at] = manifest;
+    else versions.push(manifest);
+    this.#byName.set(manifest.name, versions);
   }
 
   #remove(name: string, version: number): void {
-    const versions = this.#byName.get(name);
-    versions?.delete(version);
-    if (versions?.size === 0) this.#byName.delete(name);
+    const held = this.#byName.get(name);
+    if (held === undefined) return;
+    if (!Array.isArray(held)) {
+      if (held.version === version) this.#byName.delete(name);
+      return;
+    }
+    const left = held.filter((m) => m.version !== version);
+    if (left.length === 0) this.#byName.delete(name);
+    else this.#byName.set(name, left.length === 1 ? left[0] : left);
   }
 
   get(name: string, version: number): Manifest | undefined {
-    return this.#byName.get(name)?.get(version);
+    const held = this.#byName.get(name);
+    if (held === undefined) return undefined;
+    if (!Array.isArray(held)) return held.version === version ? held : undefined;
+    return held.find((m) => m.version === version);
   }
 
   /** Every manifest held, all versions. */
   *all(): Iterable<Manifest> {
-    for (const versions of this.#byName.values()) yield* versions.values();
+    for (const held of this.#byName.values()) {
+      if (Array.isArray(held)) yield* held;
+      else yield held;
+    }
   }
 
   /**
@@ -211,10 +234,12 @@ export class ManifestTable {
    */
   latest(prefix: string): Listing {
     const out: VersionedEntry[] = [];
-    for (const [name, versions] of this.#byName) {
+    for (const [name, held] of this.#byName) {
       if (!name.startsWith(prefix)) continue;
       let best: Manifest | undefined;
-      for (const m of versions.values()) if (!best || m.version > best.version) best = m;
+      for (const m of Array.isArray(held) ? held : [held]) {
+        if (!best || m.version > best.version) best = m;
+      }
       if (!best) continue;
       const { size, modified, version } = best;
       const entry: VersionedEntry = { name, size, modified, version, replicas: replicasOf(best) };
