@@ -8,6 +8,7 @@
 
 import { join } from "node:path";
 import { DfsError } from "../protocol/errors.ts";
+import { syncDirectory } from "./_fs.ts";
 import { Comm } from "./comm.ts";
 import { Coordinator } from "./coordinator.ts";
 import type { RecoveryPlan } from "./metadata.ts";
@@ -263,9 +264,12 @@ async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
 
 /** Refuses to start with fewer ranks than the data directory holds: their files would vanish. */
 async function checkRankFolders(dataDir: string, ranks: number): Promise<void> {
+  let holdsRanks = false;
   for await (const entry of Deno.readDir(dataDir)) {
     const match = /^rank-(\d+)$/.exec(entry.name);
-    if (match && Number(match[1]) >= ranks) {
+    if (!match) continue;
+    holdsRanks = true;
+    if (Number(match[1]) >= ranks) {
       throw new DfsError(
         "INVALID_REQUEST",
         `Data directory ${dataDir} holds ${entry.name}: start with --ranks ${
@@ -274,4 +278,47 @@ async function checkRankFolders(dataDir: string, ranks: number): Promise<void> {
       );
     }
   }
+  await checkFormat(dataDir, holdsRanks);
+}
+
+/**
+ * The on-disk format this dfs reads and writes (blob files per upload, files up to 64 KiB in the
+ * logs). A data directory records the one it was written in (`FORMAT_FILE`); a different one, or
+ * rank folders without the file, make the start fail before anything is read or changed: an older
+ * layout read as this one would look like lost chunks, which start-up would clean up.
+ */
+export const DATA_FORMAT_VERSION = 3;
+/** The file in the data directory that names its on-disk format. */
+export const FORMAT_FILE = "FORMAT";
+
+async function checkFormat(dataDir: string, holdsRanks: boolean): Promise<void> {
+  const path = join(dataDir, FORMAT_FILE);
+  const expected = `dfs data format ${DATA_FORMAT_VERSION}\n`;
+  let found: string | undefined;
+  try {
+    found = await Deno.readTextFile(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  if (found === expected) return;
+  if (found !== undefined || holdsRanks) {
+    const what = found === undefined
+      ? `no ${FORMAT_FILE} file (an older dfs)`
+      : `${JSON.stringify(found.trim().slice(0, 64))} in ${FORMAT_FILE}`;
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `Data directory ${dataDir} was written in another on-disk format (${what}); this dfs ` +
+        `reads format ${DATA_FORMAT_VERSION}. Nothing was changed: use the dfs that wrote it, or ` +
+        `copy the files out with it and into a new data directory.`,
+    );
+  }
+  // A new data directory: record the format durably before any rank writes to it.
+  const tmp = `${path}.tmp`;
+  await Deno.writeTextFile(tmp, expected);
+  {
+    using file = await Deno.open(tmp, { read: true, write: true });
+    await file.sync();
+  }
+  await Deno.rename(tmp, path);
+  await syncDirectory(dataDir);
 }

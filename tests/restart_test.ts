@@ -164,3 +164,47 @@ Deno.test("dfs serve refuses a data directory in use or written with more ranks"
     /holds rank-4: start with --ranks 5 or more/,
   );
 });
+
+Deno.test("dfs serve refuses a data directory in another on-disk format and changes nothing", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "dfs-test-" });
+  try {
+    // What an older dfs left: rank folders with a log and a chunk file, and no FORMAT file.
+    await Deno.mkdir(`${dataDir}/rank-1/chunks`, { recursive: true });
+    await Deno.writeTextFile(`${dataDir}/rank-1/meta.log`, "older log");
+    await Deno.writeTextFile(`${dataDir}/rank-1/chunks/c0`, "older chunk");
+    const before = await snapshot(dataDir);
+    await assert.rejects(
+      TestServer.start({ dataDir }),
+      /another on-disk format \(no FORMAT file \(an older dfs\)\); this dfs reads format \d+/,
+    );
+    assert.deepEqual(await snapshot(dataDir), before);
+    await Deno.writeTextFile(`${dataDir}/FORMAT`, "dfs data format 999\n");
+    await assert.rejects(TestServer.start({ dataDir }), /"dfs data format 999" in FORMAT/);
+    assert.equal(await Deno.readTextFile(`${dataDir}/rank-1/chunks/c0`), "older chunk");
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a new data directory records its on-disk format and starts again on it", async () => {
+  await using server = await TestServer.start({ ranks: 3 });
+  const format = await Deno.readTextFile(`${server.dataDir}/FORMAT`);
+  assert.match(format, /^dfs data format \d+\n$/);
+  await server.stop("SIGTERM");
+  await using again = await server.restart({ ranks: 3 });
+  assert.equal(await Deno.readTextFile(`${again.dataDir}/FORMAT`), format);
+});
+
+/** Every file under `dir` (but the lock) with its content, to show nothing changed. */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  const walk = async (at: string) => {
+    for await (const entry of Deno.readDir(at)) {
+      const path = `${at}/${entry.name}`;
+      if (entry.isDirectory) await walk(path);
+      else if (entry.name !== "LOCK") files[path] = await Deno.readTextFile(path);
+    }
+  };
+  await walk(dir);
+  return files;
+}
