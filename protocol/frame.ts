@@ -84,29 +84,47 @@ export function encodeDataHeader(id: number, payloadBytes: number, crc32?: numbe
     crc32 === undefined || (Number.isInteger(crc32) && crc32 >= 0 && crc32 <= 0xffff_ffff),
     "a CRC32 is a u32",
   );
-  const parts: ArrayLike<number>[] = [[crc32 === undefined ? 0xa3 : 0xa4], DATA_KEYS];
-  parts.push(cborHead(0, id));
-  if (crc32 !== undefined) parts.push(CRC32_KEY, cborHead(0, crc32));
-  parts.push(BYTES_KEY, cborHead(2, payloadBytes));
-  const cborBytes = parts.reduce((n, part) => n + part.length, 0);
-  const header = new Uint8Array(FRAME_HEADER_BYTES + cborBytes);
-  new DataView(header.buffer).setUint32(0, cborBytes + payloadBytes);
+  // Written in place (one per data frame, so no intermediate arrays): at most 4 + 1 + 12 + 5 +
+  // 6 + 5 + 6 + 5 bytes.
+  const header = new Uint8Array(FRAME_HEADER_BYTES + 1 + DATA_KEYS.length + 5 + 6 + 5 + 6 + 5);
   let at = FRAME_HEADER_BYTES;
-  for (const part of parts) {
-    header.set(part, at);
-    at += part.length;
+  header[at++] = crc32 === undefined ? 0xa3 : 0xa4;
+  header.set(DATA_KEYS, at);
+  at += DATA_KEYS.length;
+  at = writeCborHead(header, at, 0, id);
+  if (crc32 !== undefined) {
+    header.set(CRC32_KEY, at);
+    at = writeCborHead(header, at + CRC32_KEY.length, 0, crc32);
   }
-  return header;
+  header.set(BYTES_KEY, at);
+  at = writeCborHead(header, at + BYTES_KEY.length, 2, payloadBytes);
+  const cborBytes = at - FRAME_HEADER_BYTES;
+  new DataView(header.buffer).setUint32(0, cborBytes + payloadBytes);
+  return header.subarray(0, at);
 }
 
-/** The CBOR head of a major type with an unsigned argument (RFC 8949 section 3). */
-function cborHead(major: number, value: number): Uint8Array {
+/** Writes the CBOR head of a major type with a u32 argument at `at`; returns where it ends. */
+function writeCborHead(out: Uint8Array, at: number, major: number, value: number): number {
   const type = major << 5;
-  if (value < 24) return Uint8Array.of(type | value);
-  if (value < 0x100) return Uint8Array.of(type | 24, value);
-  if (value < 0x10000) return Uint8Array.of(type | 25, value >> 8, value & 0xff);
-  const head = new Uint8Array(5);
-  head[0] = type | 26;
-  new DataView(head.buffer).setUint32(1, value);
-  return head;
+  if (value < 24) {
+    out[at] = type | value;
+    return at + 1;
+  }
+  if (value < 0x100) {
+    out[at] = type | 24;
+    out[at + 1] = value;
+    return at + 2;
+  }
+  if (value < 0x10000) {
+    out[at] = type | 25;
+    out[at + 1] = value >> 8;
+    out[at + 2] = value & 0xff;
+    return at + 3;
+  }
+  out[at] = type | 26;
+  out[at + 1] = value >>> 24;
+  out[at + 2] = (value >>> 16) & 0xff;
+  out[at + 3] = (value >>> 8) & 0xff;
+  out[at + 4] = value & 0xff;
+  return at + 5;
 }

@@ -9,6 +9,7 @@
 
 import { join } from "node:path";
 import { DfsError } from "../protocol/errors.ts";
+import { LOG_FILE_BYTES_MAX } from "./chunk_id.ts";
 import { openDiskChunkStore } from "./chunk_store.ts";
 import { Comm, reply } from "./comm.ts";
 import { type DataNode, openDataNode } from "./data_node.ts";
@@ -49,9 +50,13 @@ async function start(comm: Comm, dir: string, testHooks: boolean): Promise<void>
     }
     const result = call.op === "scan" ? await node.scan() : await node.handle(call);
     // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read
-    // chunk's bytes as the answer.
+    // chunk's bytes as the answer. Bytes of a small read in a buffer of their own (none was lent)
+    // are copied: cheaper than a transfer, which also posts at once instead of with the turn's
+    // other answers.
     if (call.op === "write") return reply(call.bytes.buffer, [call.bytes.buffer as ArrayBuffer]);
-    return result instanceof Uint8Array ? reply(result, [result.buffer as ArrayBuffer]) : result;
+    if (!(result instanceof Uint8Array)) return result;
+    if (call.op === "read" && !call.into && result.byteLength <= LOG_FILE_BYTES_MAX) return result;
+    return reply(result, [result.buffer as ArrayBuffer]);
   });
 }
 
