@@ -8,7 +8,8 @@
 import { DfsError } from "./errors.ts";
 import { NAME_BYTES_MAX } from "./limits.ts";
 
-const encoder = new TextEncoder();
+/** A `.` or `..` segment: at the start or after a `/`, and at the end or before one. */
+const DOT_SEGMENT = /(?:^|\/)(\.\.?)(?:\/|$)/;
 
 /**
  * Checks a file name and returns it unchanged. Names are UTF-8, 1 to `NAME_BYTES_MAX` bytes, with no
@@ -22,16 +23,15 @@ export function validateName(name: unknown): string {
   if (name.length === 0) throw invalid("name is empty");
   // The decoder turns invalid UTF-8 into U+FFFD, so that character stands for it here.
   if (!name.isWellFormed() || name.includes("\uFFFD")) throw invalid("name is not valid UTF-8");
-  const bytes = encoder.encode(name).length;
+  const bytes = utf8ByteLength(name);
   if (bytes > NAME_BYTES_MAX) {
     throw invalid(`name is ${bytes} bytes, over the limit of ${NAME_BYTES_MAX}`);
   }
   if (name.includes("\0")) throw invalid("name contains a NUL character");
   if (name.startsWith("/")) throw invalid('name starts with "/"');
-  for (const segment of name.split("/")) {
-    if (segment === "") throw invalid("name has an empty segment");
-    if (segment === "." || segment === "..") throw invalid(`name has a "${segment}" segment`);
-  }
+  if (name.includes("//") || name.endsWith("/")) throw invalid("name has an empty segment");
+  const dots = DOT_SEGMENT.exec(name);
+  if (dots) throw invalid(`name has a "${dots[1]}" segment`);
   return name;
 }
 
@@ -47,11 +47,29 @@ export function validatePrefix(prefix: unknown): string {
   if (!prefix.isWellFormed() || prefix.includes("\uFFFD")) {
     throw invalid("prefix is not valid UTF-8");
   }
-  if (encoder.encode(prefix).length > NAME_BYTES_MAX) {
+  if (utf8ByteLength(prefix) > NAME_BYTES_MAX) {
     throw invalid(`prefix is over the limit of ${NAME_BYTES_MAX} bytes`);
   }
   if (prefix.includes("\0")) throw invalid("prefix contains a NUL character");
   return prefix;
+}
+
+/**
+ * The length of a well-formed string in UTF-8, without encoding it (names are checked on every
+ * request and measured for every `list` entry).
+ */
+export function utf8ByteLength(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      bytes += 4; // a surrogate pair: one code point above U+FFFF
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
 }
 
 function invalid(why: string): DfsError {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DfsError } from "./errors.ts";
 import { NAME_BYTES_MAX } from "./limits.ts";
-import { validateName, validatePrefix } from "./names.ts";
+import { utf8ByteLength, validateName, validatePrefix } from "./names.ts";
 
 function assertInvalid(name: unknown, pattern: RegExp) {
   assert.throws(() => validateName(name), (error: unknown) => {
@@ -41,6 +41,12 @@ Deno.test("validateName() rejects NUL, a lone surrogate, a leading slash and dot
   assertInvalid("../x", /"\.\." segment/);
   assertInvalid("a/./b", /"\." segment/);
   assertInvalid("..", /"\.\." segment/);
+  assertInvalid("a/..", /"\.\." segment/);
+  assertInvalid(".", /"\." segment/);
+  assertInvalid("a/.", /"\." segment/);
+  for (const fine of ["...", "a/.b", "a/b./c", ".hidden/x", "a/...b"]) {
+    assert.equal(validateName(fine), fine);
+  }
 });
 
 Deno.test("validatePrefix() allows an empty or partial prefix and rejects NUL", () => {
@@ -53,4 +59,24 @@ Deno.test("validatePrefix() allows an empty or partial prefix and rejects NUL", 
 Deno.test("validateName() refuses U+FFFD, which stands for invalid UTF-8 after decoding", () => {
   assertInvalid("a\uFFFDb", /not valid UTF-8/);
   assert.throws(() => validatePrefix("\uFFFD"), /not valid UTF-8/);
+});
+
+Deno.test("utf8ByteLength matches TextEncoder for ASCII, 2-, 3- and 4-byte characters", () => {
+  const encoder = new TextEncoder();
+  for (
+    const text of [
+      "",
+      "a",
+      "photos/2024/img.jpg",
+      "é",
+      "ü/ß",
+      "日本語",
+      "€",
+      "😀",
+      "a😀b€é",
+      "\u07ff\u0800\uffff",
+    ]
+  ) {
+    assert.equal(utf8ByteLength(text), encoder.encode(text).length, text);
+  }
 });

@@ -30,6 +30,7 @@ import {
   PROTOCOL_VERSION,
 } from "../protocol/limits.ts";
 import { parseHello, parseRequest, type Request } from "../protocol/messages.ts";
+import { utf8ByteLength } from "../protocol/names.ts";
 import { type Coordinator, READ_CHUNKS_INFLIGHT_MAX, type Upload } from "./coordinator.ts";
 import { Semaphore } from "./semaphore.ts";
 
@@ -60,7 +61,6 @@ export const DEFAULT_LIMITS: ServerLimits = {
 
 /** Bytes a list entry takes in a frame besides its name (keys, size, time, replicas), at most. */
 const LIST_ENTRY_OVERHEAD_BYTES = 64;
-const encoder = new TextEncoder();
 
 /** The version string the server reports in its handshake. */
 export const SERVER_NAME = "dfs/0.1.0";
@@ -505,7 +505,7 @@ class Connection {
     let page: typeof entries = [];
     let pageBytes = 0;
     for (const entry of entries) {
-      const bytes = encoder.encode(entry.name).length + LIST_ENTRY_OVERHEAD_BYTES;
+      const bytes = utf8ByteLength(entry.name) + LIST_ENTRY_OVERHEAD_BYTES;
       if (page.length === LIST_PAGE_ENTRIES_MAX || pageBytes + bytes > pageBytesMax) {
         await this.#writer.send({ op: "entries", id, entries: page });
         page = [];
