@@ -13,6 +13,8 @@ export class BufferPool {
   readonly buffersMax: number;
   #free: ArrayBuffer[] = [];
   #allocated = 0;
+  /** When `take()` was last called (`performance.now()`). */
+  #usedAt = 0;
 
   /** Keeps at most `buffersMax` idle buffers of `bufferBytes` each. */
   constructor(bufferBytes: number, options: { buffersMax: number }) {
@@ -33,6 +35,7 @@ export class BufferPool {
 
   /** A buffer of `bufferBytes`: a recycled one if any is idle, else a new one. Contents are stale. */
   take(): Uint8Array<ArrayBuffer> {
+    this.#usedAt = performance.now();
     const buffer = this.#free.pop();
     if (buffer) return new Uint8Array(buffer);
     this.#allocated++;
@@ -46,5 +49,16 @@ export class BufferPool {
   give(buffer: ArrayBufferLike | undefined): void {
     if (!(buffer instanceof ArrayBuffer) || buffer.byteLength !== this.bufferBytes) return;
     if (this.#free.length < this.buffersMax) this.#free.push(buffer);
+  }
+
+  /**
+   * Lets go of idle buffers beyond `keep` if no buffer was taken for `idleMs`: a burst of
+   * transfers does not hold its buffers for good. Returns how many were let go.
+   */
+  trim(options: { keep: number; idleMs: number }): number {
+    if (performance.now() - this.#usedAt < options.idleMs) return 0;
+    const dropped = Math.max(0, this.#free.length - options.keep);
+    this.#free.length -= dropped;
+    return dropped;
   }
 }

@@ -28,3 +28,16 @@ Deno.test("BufferPool.give() ignores detached, foreign-sized and missing buffers
   pool.give(undefined);
   assert.equal(pool.idle, 0);
 });
+
+Deno.test("BufferPool.trim() lets go of idle buffers beyond keep only after idleMs without a take", async () => {
+  const pool = new BufferPool(16, { buffersMax: 8 });
+  const taken = Array.from({ length: 6 }, () => pool.take());
+  for (const bytes of taken) pool.give(bytes.buffer);
+  assert.equal(pool.idle, 6);
+  assert.equal(pool.trim({ keep: 2, idleMs: 60_000 }), 0, "taken just now");
+  assert.equal(pool.idle, 6);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(pool.trim({ keep: 2, idleMs: 10 }), 4);
+  assert.equal(pool.idle, 2);
+  assert.equal(pool.trim({ keep: 2, idleMs: 10 }), 0, "nothing beyond keep");
+});

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { DfsError } from "../protocol/errors.ts";
 import { syncDirectory } from "./_fs.ts";
 import { Comm } from "./comm.ts";
-import { Coordinator } from "./coordinator.ts";
+import { Coordinator, POOL_BUFFERS_KEPT_IDLE, POOL_IDLE_TRIM_MS } from "./coordinator.ts";
 import type { RecoveryPlan } from "./metadata.ts";
 import { type NodeInit, READY_TAG } from "./node_protocol.ts";
 import { PortTransport } from "./port_transport.ts";
@@ -167,6 +167,7 @@ class Supervisor {
   }
 
   #heartbeat(): void {
+    this.#coordinator.pool.trim({ keep: POOL_BUFFERS_KEPT_IDLE, idleMs: POOL_IDLE_TRIM_MS });
     for (const rank of this.#workers.keys()) {
       if (this.#restarting.has(rank)) continue;
       this.#comm.call(rank, { op: "ping" }, { timeoutMs: HEARTBEAT_TIMEOUT_MS }).catch((error) => {

@@ -50,6 +50,10 @@ export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
 export const READ_CHUNKS_INFLIGHT_MAX = 8;
 /** Idle chunk buffers rank 0 keeps for reuse (each `FRAME_SIZE_BYTES_MAX`). */
 export const POOL_BUFFERS_MAX = 64;
+/** Idle chunk buffers kept once no transfer has taken one for `POOL_IDLE_TRIM_MS`. */
+export const POOL_BUFFERS_KEPT_IDLE = 8;
+/** Quiet time after which the pool lets go of its idle buffers beyond `POOL_BUFFERS_KEPT_IDLE`. */
+export const POOL_IDLE_TRIM_MS = 5_000;
 /**
  * Uploads in progress at once, server-wide: each may hold a chunk buffer being filled plus
  * `UPLOAD_CHUNKS_INFLIGHT_MAX` chunks on their way to the data nodes, so this bounds their memory.
