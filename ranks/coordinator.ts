@@ -832,22 +832,26 @@ export class Coordinator {
 
   async #release(m: Manifest): Promise<void> {
     for (const c of m.chunks) for (const rank of c.ranks) this.#loads.add(rank, -c.size);
-    const holders = [...holdersOf(m)];
-    const results = await Promise.allSettled(
-      holders.map((rank) => this.#call(rank, { op: "release", name: m.name, version: m.version })),
-    );
-    results.forEach((r, i) => {
-      if (r.status === "fulfilled") return;
-      const rank = holders[i];
-      const missed = this.#missedReleases.get(rank) ?? [];
-      if (this.#down.has(rank) && missed.length < MISSED_RELEASES_MAX) {
-        // A reconcile running now may have kept it: send it again once the node is back.
-        this.#missedReleases.set(rank, [...missed, m]);
-        return;
-      }
+    const call: NodeCall = { op: "release", name: m.name, version: m.version };
+    const cannot = (rank: number, error: unknown) => {
       // Not lost: the next start-up drops superseded versions.
-      console.error(`dfs: cannot release "${m.name}" v${m.version} on rank ${rank}: ${r.reason}`);
-    });
+      console.error(`dfs: cannot release "${m.name}" v${m.version} on rank ${rank}: ${error}`);
+    };
+    await Promise.all([...holdersOf(m)].map(async (rank) => {
+      try {
+        await this.#call(rank, call);
+      } catch (error) {
+        // Decided as each call fails, not once all have: the node may be back up by then.
+        const missed = this.#missedReleases.get(rank) ?? [];
+        if (this.#down.has(rank) && missed.length < MISSED_RELEASES_MAX) {
+          // A reconcile running now may have kept it: send it again once the node is back.
+          this.#missedReleases.set(rank, [...missed, m]);
+        } else if (!this.#down.has(rank)) {
+          // Back up since the call failed (its reconcile may have kept the version): once more.
+          await this.#call(rank, call).catch((again) => cannot(rank, again));
+        } else cannot(rank, error);
+      }
+    }));
   }
 
   /** Releases a down node missed, by rank: sent once it is back up (`markUp`). */
