@@ -8,7 +8,7 @@
 
 import { join } from "node:path";
 import { DfsError } from "../protocol/errors.ts";
-import { syncDirectory } from "./_fs.ts";
+import { syncDirectory, writeAll } from "./_fs.ts";
 import { Comm } from "./comm.ts";
 import { Coordinator, POOL_BUFFERS_KEPT_IDLE, POOL_IDLE_TRIM_MS } from "./coordinator.ts";
 import type { RecoveryPlan } from "./metadata.ts";
@@ -315,9 +315,9 @@ async function checkFormat(dataDir: string, holdsRanks: boolean): Promise<void> 
   }
   // A new data directory: record the format durably before any rank writes to it.
   const tmp = `${path}.tmp`;
-  await Deno.writeTextFile(tmp, expected);
   {
-    using file = await Deno.open(tmp, { read: true, write: true });
+    using file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    await writeAll(file, new TextEncoder().encode(expected));
     await file.sync();
   }
   await Deno.rename(tmp, path);

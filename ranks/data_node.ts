@@ -236,18 +236,15 @@ export class DataNode {
       // The table is read in the same turn as rewrite() is called below: every record appended
       // before is in it, every one appended after lands in the new file.
       const manifests = kept === "table" ? [...this.#table.all()] : kept;
-      const inLog = (m: Manifest) => {
-        const [chunk] = m.chunks;
-        return m.chunks.length === 1 ? this.#inLog.get(chunk.id) : undefined;
-      };
       const log = this.#log;
-      const appending = this.#appending;
+      const [inLog, appending] = [this.#inLog, this.#appending];
       /** Where each record's data starts in its body, for those that carry some. */
       const dataAt: (number | undefined)[] = [];
       const records = (async function* () {
         for (const manifest of manifests) {
-          const place = inLog(manifest);
-          const data = (manifest.chunks.length === 1 && appending.get(manifest.chunks[0].id)) ||
+          const id = manifest.chunks.length === 1 ? manifest.chunks[0].id : undefined;
+          const place = id === undefined ? undefined : inLog.get(id);
+          const data = (id !== undefined && appending.get(id)) ||
             (place && await log.read(place.offset, place.size));
           const bytes = encodeRecord({ kind: "commit", manifest }, data);
           dataAt.push(data && bytes.length - data.length);
@@ -299,10 +296,8 @@ export class DataNode {
 
   /** Notes where the bytes a record carries are in the log file. */
   #placeInLog(record: LogRecord, offset: number, size: number): void {
-    if (record.kind === "data") this.#inLog.set(record.id, { offset, size });
-    else if (record.kind === "commit") {
-      this.#inLog.set(record.manifest.chunks[0].id, { offset, size });
-    }
+    const id = carriedChunkId(record);
+    if (id !== undefined) this.#inLog.set(id, { offset, size });
   }
 
   /**
@@ -312,14 +307,8 @@ export class DataNode {
   async #append(record: LogRecord, data?: Uint8Array): Promise<void> {
     const undo = this.#undoOf(record);
     this.#apply(record);
-    const id = !data
-      ? undefined
-      : record.kind === "data"
-      ? record.id
-      : record.kind === "commit"
-      ? record.manifest.chunks[0].id
-      : undefined;
-    if (id && data) this.#appending.set(id, data);
+    const id = data && carriedChunkId(record);
+    if (id !== undefined && data) this.#appending.set(id, data);
     try {
       const bytes = encodeRecord(record, data);
       const offset = await this.#log.append(bytes);
@@ -330,7 +319,7 @@ export class DataNode {
       for (const step of undo) this.#table.apply(step);
       throw error;
     } finally {
-      if (id && this.#appending.get(id) === data) this.#appending.delete(id);
+      if (id !== undefined && this.#appending.get(id) === data) this.#appending.delete(id);
     }
   }
 
@@ -383,4 +372,11 @@ export class DataNode {
     }
     await this.#rewriteLog("table", { reset: false });
   }
+}
+
+/** The chunk whose bytes a record carries when it carries any: a restored chunk's, or a small file's. */
+function carriedChunkId(record: LogRecord): string | undefined {
+  if (record.kind === "data") return record.id;
+  if (record.kind === "commit") return record.manifest.chunks[0]?.id;
+  return undefined;
 }

@@ -211,6 +211,30 @@ export async function assertNoStrayChunks(server: TestServer, client: DfsClient)
   assert.equal(actual, expected, "chunk files on disk match the chunks in metadata");
 }
 
+/**
+ * Copies `from` into `to` until either side closes, then closes `to`: one direction of a test
+ * proxy. `inspect` sees each piece (and may change it) before it goes on, with its offset in the
+ * stream.
+ */
+export async function relay(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  inspect?: (piece: Uint8Array, offset: number) => void,
+): Promise<void> {
+  const buffer = new Uint8Array(64 * 1024);
+  let passed = 0;
+  try {
+    for (let n; (n = await from.read(buffer)) !== null;) {
+      inspect?.(buffer.subarray(0, n), passed);
+      passed += n;
+      await to.write(buffer.subarray(0, n));
+    }
+  } catch { /* one side closed */ }
+  try {
+    to.close();
+  } catch { /* already closed */ }
+}
+
 /** A bare protocol connection for tests that send what the client library never would. */
 export interface RawConnection extends Disposable {
   /** Encodes and sends one message as a frame. */

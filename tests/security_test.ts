@@ -9,7 +9,14 @@ import { clientProof, newNonce, serverProof } from "../protocol/auth.ts";
 import { FrameReader, FrameWriter } from "../protocol/conn.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../protocol/limits.ts";
-import { assertDfsError, pseudoRandomBytes, rawConnection, ROOT, TestServer } from "./_server.ts";
+import {
+  assertDfsError,
+  pseudoRandomBytes,
+  rawConnection,
+  relay,
+  ROOT,
+  TestServer,
+} from "./_server.ts";
 
 const SECRET = "s3cret-token-for-tests-0123456789";
 
@@ -65,29 +72,18 @@ Deno.test("a server with --token-file serves clients that hold the token and ref
       const [, port] = server.address.split(":");
       const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
       const sent: Uint8Array[] = [];
-      const relay = (async () => {
+      const proxy = (async () => {
         const inbound = await listener.accept();
         const outbound = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
-        const copy = async (from: Deno.Conn, to: Deno.Conn, record: boolean) => {
-          const buffer = new Uint8Array(64 * 1024);
-          try {
-            for (let n; (n = await from.read(buffer)) !== null;) {
-              if (record) sent.push(buffer.slice(0, n));
-              await to.write(buffer.subarray(0, n));
-            }
-          } catch { /* one side closed */ }
-          try {
-            to.close();
-          } catch { /* already closed */ }
-        };
-        await Promise.all([copy(inbound, outbound, true), copy(outbound, inbound, false)]);
+        const record = (piece: Uint8Array) => void sent.push(piece.slice());
+        await Promise.all([relay(inbound, outbound, record), relay(outbound, inbound)]);
       })();
       const proxied = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
       {
         await using client = await DfsClient.connect(proxied, { token });
         assert.equal((await client.meta("secret/a")).size, 100_000);
       }
-      await relay;
+      await proxy;
       listener.close();
       const wire = new TextDecoder("latin1").decode(
         new Uint8Array(await new Blob(sent as BlobPart[]).arrayBuffer()),
