@@ -27,8 +27,8 @@ import {
 import { Progress } from "./cli/progress.ts";
 import { readTokenFile, tokenFromText } from "./protocol/auth.ts";
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
-import { startCluster } from "./ranks/cluster.ts";
-import { serveClients } from "./ranks/server.ts";
+import { startCluster } from "./ranks/rank0/cluster.ts";
+import { serveClients } from "./ranks/gateway/server.ts";
 
 export const VERSION = "0.2.0";
 

@@ -6,8 +6,8 @@
  */
 
 import { DEFAULT_SERVER } from "../client.ts";
-import { REREPLICATE_AFTER_MS } from "../ranks/cluster.ts";
-import { DEFAULT_LIMITS } from "../ranks/server.ts";
+import { REREPLICATE_AFTER_MS } from "../ranks/rank0/cluster.ts";
+import { DEFAULT_LIMITS } from "../ranks/gateway/server.ts";
 
 /** Bytes per second the background scrubber reads by default (over all replicas). */
 export const SCRUB_BYTES_PER_SEC = 16 * 1024 * 1024;

@@ -12,7 +12,7 @@ import { DfsError } from "../protocol/errors.ts";
 import { FrameReader } from "../protocol/conn.ts";
 import { decodeFrameBody, encodeFrame } from "../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../protocol/limits.ts";
-import { LOG_FILE_BYTES_MAX } from "../ranks/chunk_id.ts";
+import { LOG_FILE_BYTES_MAX } from "../ranks/common/chunk_id.ts";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();

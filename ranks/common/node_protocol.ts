@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Listing, Manifest, RankRepair, RankScan } from "./metadata.ts";
+import type { Listing, Manifest, RankRepair, RankScan } from "./manifest.ts";
 
 /** A request rank 0 sends to one data node. */
 export type NodeCall =

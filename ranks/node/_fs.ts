@@ -4,7 +4,7 @@
  * @module
  */
 
-import { assert } from "../protocol/errors.ts";
+import { assert } from "../../protocol/errors.ts";
 
 /** Writes every byte, looping over short writes. */
 export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

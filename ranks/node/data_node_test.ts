@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
-import { chunkIdOf, newBlobId } from "./chunk_id.ts";
+import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { MemoryChunkStore } from "./chunk_store.ts";
 import { type DataNode, openDataNode } from "./data_node.ts";
-import type { Manifest } from "./metadata.ts";
+import type { Manifest } from "../common/manifest.ts";
 
 const RANK = 1;
 

@@ -8,14 +8,14 @@
 /// <reference lib="deno.worker" />
 
 import { join } from "node:path";
-import { DfsError } from "../protocol/errors.ts";
-import { LOG_FILE_BYTES_MAX } from "./chunk_id.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
 import { openDiskChunkStore } from "./chunk_store.ts";
-import { Comm, reply } from "./comm.ts";
+import { Comm, reply } from "../comm/comm.ts";
 import { type DataNode, openDataNode } from "./data_node.ts";
-import type { NodeCall, NodeCollective, NodeInit } from "./node_protocol.ts";
-import { READY_TAG } from "./node_protocol.ts";
-import { PortTransport } from "./port_transport.ts";
+import type { NodeCall, NodeCollective, NodeInit } from "../common/node_protocol.ts";
+import { READY_TAG } from "../common/node_protocol.ts";
+import { PortTransport } from "../comm/port_transport.ts";
 
 self.onmessage = (event: MessageEvent<NodeInit>) => {
   const { rank, size, dir, testHooks } = event.data.init;

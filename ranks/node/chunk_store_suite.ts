@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { chunkIdOf, newBlobId } from "./chunk_id.ts";
+import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 
 /** A store under test; disposing it closes the store and removes whatever it left behind. */

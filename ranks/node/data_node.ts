@@ -13,10 +13,10 @@
 
 import { statfs } from "node:fs/promises";
 import { crc32 } from "node:zlib";
-import { releaseDecodeInput } from "../protocol/cbor.ts";
-import { DfsError } from "../protocol/errors.ts";
+import { releaseDecodeInput } from "../../protocol/cbor.ts";
+import { DfsError } from "../../protocol/errors.ts";
 import type { ChunkStore } from "./chunk_store.ts";
-import { isKeptInLog } from "./chunk_id.ts";
+import { isKeptInLog } from "../common/chunk_id.ts";
 import {
   chunkIdsOn,
   decodeRecordWithData,
@@ -26,8 +26,8 @@ import {
   ManifestTable,
   type RankRepair,
   renamedFrom,
-} from "./metadata.ts";
-import type { ListAnswer, NodeCall, ScanAnswer } from "./node_protocol.ts";
+} from "../common/manifest.ts";
+import type { ListAnswer, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
 
 /** Log bytes below which the log is never compacted at run time. */

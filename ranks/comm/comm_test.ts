@@ -1,5 +1,5 @@
 import { deepEqual, equal, rejects, throws } from "node:assert/strict";
-import { DfsError } from "../protocol/errors.ts";
+import { DfsError } from "../../protocol/errors.ts";
 import {
   ANY_SOURCE,
   COLLECTIVE_TAG,

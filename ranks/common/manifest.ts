@@ -9,9 +9,9 @@
  * @module
  */
 
-import { decode, Encoder } from "../protocol/cbor.ts";
-import { assert } from "../protocol/errors.ts";
-import type { FileMeta, ListEntry } from "../protocol/messages.ts";
+import { decode, Encoder } from "../../protocol/cbor.ts";
+import { assert } from "../../protocol/errors.ts";
+import type { FileMeta, ListEntry } from "../../protocol/messages.ts";
 import { blobOf, offsetOf } from "./chunk_id.ts";
 
 /** One chunk of a file: its id (`<blob>-<offset>`), size in bytes, and the ranks holding a replica. */

@@ -11,7 +11,7 @@
 
 import { dirname } from "node:path";
 import { crc32 } from "node:zlib";
-import { assert, DfsError } from "../protocol/errors.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 
 /** Bytes of the header in front of every record: body length and CRC32, both u32 big-endian. */

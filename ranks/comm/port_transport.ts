@@ -13,7 +13,7 @@
  * @module
  */
 
-import { assert, DfsError } from "../protocol/errors.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
 import type { Packet, Transport } from "./transport.ts";
 
 /** The part of `Worker`, `MessagePort` and a worker's `self` that PortTransport uses. */

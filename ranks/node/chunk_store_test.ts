@@ -6,7 +6,7 @@ import {
   chunkIdOf,
   newBlobId,
   offsetOf,
-} from "./chunk_id.ts";
+} from "../common/chunk_id.ts";
 import { DiskChunkStore, MemoryChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { randomBytes, runChunkStoreSuite } from "./chunk_store_suite.ts";
 import { canMountTmpfs, mountTmpfs } from "./_tmpfs_test_util.ts";

@@ -12,27 +12,27 @@ import {
   newNonce,
   proofMatches,
   serverProof,
-} from "../protocol/auth.ts";
+} from "../../protocol/auth.ts";
 import {
   COALESCE_BYTES_MAX,
   FrameReader,
   FrameWriter,
   isConnectionError,
   setNoDelay,
-} from "../protocol/conn.ts";
-import { DfsError } from "../protocol/errors.ts";
-import { decodeFrameBody } from "../protocol/frame.ts";
+} from "../../protocol/conn.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { decodeFrameBody } from "../../protocol/frame.ts";
 import {
   CHUNK_SIZE_BYTES,
   FRAME_SIZE_BYTES_MAX,
   FRAME_SIZE_BYTES_MIN,
   LIST_PAGE_ENTRIES_MAX,
   PROTOCOL_VERSION,
-} from "../protocol/limits.ts";
-import { parseHello, parseRequest, type Request } from "../protocol/messages.ts";
-import { utf8ByteLength } from "../protocol/names.ts";
-import { type Coordinator, READ_CHUNKS_INFLIGHT_MAX, type Upload } from "./coordinator.ts";
-import { Semaphore } from "./semaphore.ts";
+} from "../../protocol/limits.ts";
+import { parseHello, parseRequest, type Request } from "../../protocol/messages.ts";
+import { utf8ByteLength } from "../../protocol/names.ts";
+import { type Coordinator, READ_CHUNKS_INFLIGHT_MAX, type Upload } from "../rank0/coordinator.ts";
+import { Semaphore } from "../common/semaphore.ts";
 
 /** Server limits, each settable on `dfs serve`. */
 export interface ServerLimits {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DfsError } from "../protocol/errors.ts";
+import { DfsError } from "../../protocol/errors.ts";
 import { chooseRanks, LoadTracker } from "./placement.ts";
 
 Deno.test("chooseRanks() picks the least loaded ranks, ties to the lower rank", () => {

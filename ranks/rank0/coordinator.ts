@@ -13,9 +13,9 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
-import { assert, DfsError } from "../protocol/errors.ts";
-import { BufferPool } from "../protocol/buffer_pool.ts";
-import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
+import { BufferPool } from "../../protocol/buffer_pool.ts";
+import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import type {
   FileMeta,
   FsckReport,
@@ -23,10 +23,10 @@ import type {
   RankCapacity,
   StatusReport,
   Usage,
-} from "../protocol/messages.ts";
-import { blobOf, chunkIdOf, LOG_FILE_BYTES_MAX, newBlobId, offsetOf } from "./chunk_id.ts";
-import { SMALL_READ_BYTES_MAX } from "./chunk_store.ts";
-import type { Comm } from "./comm.ts";
+} from "../../protocol/messages.ts";
+import { blobOf, chunkIdOf, LOG_FILE_BYTES_MAX, newBlobId, offsetOf } from "../common/chunk_id.ts";
+import { SMALL_READ_BYTES_MAX } from "../node/chunk_store.ts";
+import type { Comm } from "../comm/comm.ts";
 import {
   type ChunkRef,
   FileIndex,
@@ -39,10 +39,10 @@ import {
   replicasOf,
   toListing,
   tombstoneOf,
-} from "./metadata.ts";
-import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "./node_protocol.ts";
+} from "../common/manifest.ts";
+import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "../common/node_protocol.ts";
 import { LoadTracker } from "./placement.ts";
-import { Semaphore } from "./semaphore.ts";
+import { Semaphore } from "../common/semaphore.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;

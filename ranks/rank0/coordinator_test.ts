@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SCRUB_READ_COST_BYTES_MIN, scrubCostBytes } from "./coordinator.ts";
-import type { Manifest } from "./metadata.ts";
+import type { Manifest } from "../common/manifest.ts";
 
 const MiB = 1024 * 1024;
 

@@ -8,9 +8,9 @@
  */
 
 import { dirname } from "node:path";
-import { assert, DfsError } from "../protocol/errors.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
-import { BLOB_ID_PATTERN, blobOf, CHUNK_ID_PATTERN, offsetOf } from "./chunk_id.ts";
+import { BLOB_ID_PATTERN, blobOf, CHUNK_ID_PATTERN, offsetOf } from "../common/chunk_id.ts";
 
 /**
  * Chunks up to this size at the start of their blob are read with one `Deno.readFile` op (~3x the

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { assert } from "../protocol/errors.ts";
+import { assert } from "../../protocol/errors.ts";
 
 /** A blob id: 32 lower-case hex digits made by the server (never from a client's name). */
 export const BLOB_ID_PATTERN = /^[0-9a-f]{32}$/;

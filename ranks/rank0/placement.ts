@@ -4,7 +4,7 @@
  * @module
  */
 
-import { assert, DfsError } from "../protocol/errors.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
 
 /**
  * Picks `replicas` distinct ranks, least bytes held first (ties to the lower rank), skipping ranks in

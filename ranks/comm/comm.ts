@@ -16,7 +16,7 @@
  * @module
  */
 
-import { assert, DfsError, type WireError } from "../protocol/errors.ts";
+import { assert, DfsError, type WireError } from "../../protocol/errors.ts";
 import type { Packet, Transport } from "./transport.ts";
 
 /** Matches a message from any rank. */

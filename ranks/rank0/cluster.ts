@@ -7,13 +7,13 @@
  */
 
 import { join } from "node:path";
-import { DfsError } from "../protocol/errors.ts";
-import { syncDirectory, writeAll } from "./_fs.ts";
-import { Comm } from "./comm.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { syncDirectory, writeAll } from "../node/_fs.ts";
+import { Comm } from "../comm/comm.ts";
 import { Coordinator, POOL_BUFFERS_KEPT_IDLE, POOL_IDLE_TRIM_MS } from "./coordinator.ts";
-import type { RecoveryPlan } from "./metadata.ts";
-import { type NodeInit, READY_TAG } from "./node_protocol.ts";
-import { PortTransport } from "./port_transport.ts";
+import type { RecoveryPlan } from "../common/manifest.ts";
+import { type NodeInit, READY_TAG } from "../common/node_protocol.ts";
+import { PortTransport } from "../comm/port_transport.ts";
 
 /** How long a data node may take to open its storage. */
 export const NODE_START_TIMEOUT_MS = 60_000;
@@ -112,7 +112,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 }
 
 function spawnWorker(rank: number): Worker {
-  return new Worker(new URL("./data_worker.ts", import.meta.url).href, {
+  return new Worker(new URL("../node/worker.ts", import.meta.url).href, {
     type: "module",
     name: `rank-${rank}`,
   });

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { assert } from "../protocol/errors.ts";
+import { assert } from "../../protocol/errors.ts";
 
 export class Semaphore {
   #free: number;

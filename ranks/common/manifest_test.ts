@@ -12,7 +12,7 @@ import {
   planRecovery,
   toListing,
   tombstoneOf,
-} from "./metadata.ts";
+} from "./manifest.ts";
 
 /** A blob id made from a number, and the id of a chunk in it. */
 const blob = (n: number) => n.toString(16).padStart(32, "0");

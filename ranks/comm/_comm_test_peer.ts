@@ -5,7 +5,7 @@
  * @module
  */
 
-import { DfsError, type ErrorCode } from "../protocol/errors.ts";
+import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
 import { type Comm, type Envelope, reply } from "./comm.ts";
 
 /** What rank 0 asks a peer; `op` selects the behaviour. */
