@@ -146,6 +146,11 @@ export class Comm {
     return this.#transport.size;
   }
 
+  /** Whether buffers named in `transfer` are moved rather than serialized (see `Transport`). */
+  get movesBuffers(): boolean {
+    return this.#transport.movesBuffers;
+  }
+
   /** Counts of pending receives and calls, buffered messages and running handlers. */
   get stats(): CommStats {
     return {

@@ -34,6 +34,7 @@ interface WirePacket {
 export class PortTransport implements Transport {
   readonly rank: number;
   readonly size: number;
+  readonly movesBuffers = true;
   onPacket: ((packet: Packet) => void) | null = null;
   onPeerError: ((rank: number, error: unknown) => void) | null = null;
   #ports = new Map<number, PortLike>();

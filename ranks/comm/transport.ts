@@ -17,6 +17,12 @@ export interface Transport {
   readonly rank: number;
   readonly size: number;
   /**
+   * True when `send()` moves the `transfer` buffers to the receiver (postMessage between threads):
+   * handing a buffer back, or lending an empty one to be filled, then costs nothing. False when
+   * bodies are serialized (a socket): then both would only double the bytes on the wire.
+   */
+  readonly movesBuffers: boolean;
+  /**
    * Sends a packet to `dest`; `transfer` lists ArrayBuffers moved without copying (detached at the
    * sender). Throws DfsError UNAVAILABLE if dest is unknown/closed.
    */

@@ -1,0 +1,119 @@
+/**
+ * `FileStore`: the operations every gateway serves. Rank 0's store (`rank0/store.ts`) implements
+ * it in-process; the client library (`client.ts`) implements it over the CBOR protocol; the CBOR
+ * gateway (`gateway/`) is a table from protocol request to store call, and an HTTP/S3 gateway is
+ * a second such table. One behaviour suite (`tests/file_store_suite.ts`) runs against both.
+ *
+ * `StreamingFileStore` adds what a gateway that receives and sends frames needs to do so without
+ * copying: an upload fed frame by frame with each frame's CRC32, a read handed out chunk by chunk
+ * with the chunk buffers recycled, and the pool those buffers come from.
+ *
+ * @module
+ */
+
+import type { BufferPool } from "../../protocol/buffer_pool.ts";
+import type {
+  FileMeta,
+  FsckReport,
+  ListEntry,
+  RankCapacity,
+  StatusReport,
+  Usage,
+} from "../../protocol/messages.ts";
+import type { Semaphore } from "./semaphore.ts";
+
+export type { FileMeta, FsckReport, ListEntry, RankCapacity, StatusReport, Usage };
+
+/** Bytes to store: a whole buffer, a stream, or any (async) iterable of byte arrays. */
+export type ByteSource =
+  | Uint8Array
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array>
+  | Iterable<Uint8Array>;
+
+/** A byte range of a file: `start` (default 0) to `end` (default the size), end exclusive. */
+export interface ByteRange {
+  start?: number;
+  end?: number;
+}
+
+/** How `list` pages: names after `after` (exclusive), at most `limit` of them. */
+export interface ListOptions {
+  after?: string;
+  limit?: number;
+}
+
+/** The operations of a file store, whichever side of a socket it is on. */
+export interface FileStore {
+  /**
+   * Stores `data` as `name`, replacing any previous version atomically once every replica is
+   * durable. `size`, when given, is enforced; `replicas` from 1 to the number of data nodes.
+   */
+  put(
+    name: string,
+    data: ByteSource,
+    options?: { size?: number; replicas?: number },
+  ): Promise<FileMeta>;
+  /** The current version's metadata and a stream of its bytes (or of `range` of them). */
+  open(
+    name: string,
+    range?: ByteRange,
+  ): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }>;
+  meta(name: string): Promise<FileMeta>;
+  /** Names under `prefix` in byte order, after `options.after`, at most `options.limit`. */
+  list(prefix?: string, options?: ListOptions): Promise<ListEntry[]>;
+  remove(name: string): Promise<void>;
+  /** Removes every name under a non-empty `prefix`; returns how many. */
+  removePrefix(prefix: string): Promise<number>;
+  rename(from: string, to: string, options?: { force?: boolean }): Promise<FileMeta>;
+  usage(prefix?: string): Promise<Usage>;
+  capacity(): Promise<RankCapacity[]>;
+  fsck(): Promise<FsckReport>;
+  status(): Promise<StatusReport>;
+}
+
+/** One upload in progress: `write()` its bytes, then `commit()` or `abort()`. */
+export interface Upload {
+  readonly receivedBytes: number;
+  /**
+   * Takes the next bytes, with the CRC32 the sender computed (required when the upload promised
+   * checksums). Takes ownership of `bytes`. Waits while the upload's window is full.
+   */
+  write(bytes: Uint8Array, crc32?: number): Promise<void>;
+  /** Waits for every chunk to be written and commits the file. */
+  commit(options?: { sha256?: string }): Promise<FileMeta>;
+  /** Drops the upload and whatever it stored; safe to call more than once. */
+  abort(): Promise<void>;
+}
+
+/** An open read of one committed version; holds that version's chunks until closed. */
+export interface FileReader {
+  readonly meta: FileMeta;
+  /** The byte range being read (end exclusive). */
+  readonly start: number;
+  readonly end: number;
+  /** The range's bytes, chunk by chunk, in order. */
+  chunks(): AsyncIterable<Uint8Array>;
+  /** Hands a chunk's buffer back once it has been written out. */
+  recycle(chunk: Uint8Array): void;
+  close(): void;
+}
+
+/** A `FileStore` that a frame-speaking gateway can feed and drain without copies. */
+export interface StreamingFileStore extends FileStore {
+  /** Buffers that incoming data frames are read into (they travel on to the data nodes). */
+  readonly pool: BufferPool;
+  /**
+   * Starts an upload. With `checksums`, every write must carry its CRC32 and the commit the
+   * sender's SHA-256, which is recorded instead of hashing the bytes again.
+   */
+  beginUpload(
+    name: string,
+    options?: { size?: number; replicas?: number; checksums?: boolean },
+  ): Upload;
+  /**
+   * Opens the current version of `name`; its chunks are read ahead within `budget` (shared by
+   * the caller's reads, e.g. one connection's) and the server-wide read-ahead.
+   */
+  openRead(name: string, range?: ByteRange, options?: { budget?: Semaphore }): FileReader;
+}

@@ -1,0 +1,106 @@
+/**
+ * The environment a rank runs in: its clock, its randomness, its disk and its log, in one small
+ * object handed down from where the rank starts. `denoEnv()` is the real one; tests and the
+ * simulator pass a fake clock, seeded randomness and a memory file system (`env/mod.ts`), so a
+ * whole cluster can run in one thread and a run can be replayed from its seed.
+ *
+ * Nothing below `ranks/` calls `Date.now`, `setTimeout`, `crypto.getRandomValues` or `Deno.open`
+ * directly: it asks its `Env`.
+ *
+ * @module
+ */
+
+/** Time: the wall clock for what is recorded, a monotonic one for what is measured, and timers. */
+export interface Clock {
+  /** Milliseconds since the Unix epoch (what `Date.now()` gives). */
+  now(): number;
+  /** Milliseconds from an arbitrary start, never going back (what `performance.now()` gives). */
+  monotonic(): number;
+  /** Calls `callback` once after `ms`; returns a handle for `clearTimeout`. */
+  setTimeout(callback: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle | undefined): void;
+}
+
+/** An opaque timer handle (each clock has its own kind). */
+export type TimerHandle = unknown;
+
+/** Randomness. */
+export interface Random {
+  /** Fills `bytes` with random bytes and returns it. */
+  fill<T extends Uint8Array>(bytes: T): T;
+}
+
+/** Where a rank writes what an operator should see (warnings, repairs, failures). */
+export interface Log {
+  error(message: string, ...details: unknown[]): void;
+}
+
+/** What `statfs` says of the file system under a path. */
+export interface FsStats {
+  totalBytes: number;
+  availableBytes: number;
+  /** The device the path is on: paths on one device share its space. */
+  device: number;
+}
+
+/** An entry of `readDir`. */
+export interface DirEntry {
+  name: string;
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
+
+/** How `open` opens a file (the subset of `Deno.OpenOptions` dfs uses). */
+export interface OpenOptions {
+  read?: boolean;
+  write?: boolean;
+  append?: boolean;
+  create?: boolean;
+  createNew?: boolean;
+  truncate?: boolean;
+}
+
+/** An open file: the subset of `Deno.FsFile` dfs uses. */
+export interface FileHandle extends Disposable {
+  read(into: Uint8Array): Promise<number | null>;
+  readSync(into: Uint8Array): number | null;
+  write(bytes: Uint8Array): Promise<number>;
+  seek(offset: number, whence: Deno.SeekMode): Promise<number>;
+  seekSync(offset: number, whence: Deno.SeekMode): number;
+  truncate(length?: number): Promise<void>;
+  /** fsync: the file's data and metadata are durable. */
+  sync(): Promise<void>;
+  /** fdatasync: the file's data (and its size) are durable. */
+  syncData(): Promise<void>;
+  /** An exclusive (or shared) advisory lock on the whole file; waits until it is granted. */
+  lock(exclusive?: boolean): Promise<void>;
+  close(): void;
+}
+
+/**
+ * The file system: the subset of Deno's file API that the data node's log, chunk store and data
+ * folder use. Errors are Deno's (`Deno.errors.NotFound`, `AlreadyExists`, ...), in every
+ * implementation, so callers tell them apart the same way.
+ */
+export interface FileSystem {
+  open(path: string, options: OpenOptions): Promise<FileHandle>;
+  openSync(path: string, options: OpenOptions): FileHandle;
+  readFile(path: string): Promise<Uint8Array<ArrayBuffer>>;
+  readTextFile(path: string): Promise<string>;
+  /** Size in bytes of the file at `path`. */
+  statSync(path: string): { size: number; isFile: boolean; isDirectory: boolean; dev: number };
+  mkdir(path: string, options?: { recursive?: boolean }): Promise<void>;
+  readDir(path: string): AsyncIterable<DirEntry>;
+  remove(path: string, options?: { recursive?: boolean }): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  statfs(path: string): Promise<FsStats>;
+}
+
+/** Clock, randomness, disk and log: everything a rank takes from the world. */
+export interface Env {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly fs: FileSystem;
+  readonly log: Log;
+}
