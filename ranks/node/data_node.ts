@@ -17,16 +17,9 @@ import { releaseDecodeInput } from "../../protocol/cbor.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
-import {
-  chunkIdsOn,
-  decodeRecordWithData,
-  encodeRecord,
-  type LogRecord,
-  type Manifest,
-  ManifestTable,
-  type RankRepair,
-  renamedFrom,
-} from "../common/manifest.ts";
+import { chunkIdsOn, type Manifest, type RankRepair } from "../common/manifest.ts";
+import { decodeRecordWithData, encodeRecord, type LogRecord, renamedFrom } from "./log_record.ts";
+import { ManifestTable } from "./manifest_table.ts";
 import type { ListAnswer, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
 

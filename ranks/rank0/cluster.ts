@@ -11,7 +11,7 @@ import { DfsError } from "../../protocol/errors.ts";
 import { syncDirectory, writeAll } from "../node/_fs.ts";
 import { Comm } from "../comm/comm.ts";
 import { Coordinator, POOL_BUFFERS_KEPT_IDLE, POOL_IDLE_TRIM_MS } from "./coordinator.ts";
-import type { RecoveryPlan } from "../common/manifest.ts";
+import type { RecoveryPlan } from "./plans.ts";
 import { type NodeInit, READY_TAG } from "../common/node_protocol.ts";
 import { PortTransport } from "../comm/port_transport.ts";
 

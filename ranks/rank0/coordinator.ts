@@ -29,17 +29,16 @@ import { SMALL_READ_BYTES_MAX } from "../node/chunk_store.ts";
 import type { Comm } from "../comm/comm.ts";
 import {
   type ChunkRef,
-  FileIndex,
   fileMetaOf,
   holdersOf,
   type Manifest,
   mergeListings,
-  planRecovery,
-  type RecoveryPlan,
   replicasOf,
   toListing,
   tombstoneOf,
 } from "../common/manifest.ts";
+import { FileIndex } from "./file_index.ts";
+import { planRecovery, type RecoveryPlan } from "./plans.ts";
 import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "../common/node_protocol.ts";
 import { LoadTracker } from "./placement.ts";
 import { Semaphore } from "../common/semaphore.ts";
