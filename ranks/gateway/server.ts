@@ -345,7 +345,12 @@ class Connection {
           this.#checkFreeId(id);
           return this.#spawn(
             id,
-            () => this.#writer.send({ op: "ok", id, result: this.#coordinator.meta(request.name) }),
+            async () =>
+              await this.#writer.send({
+                op: "ok",
+                id,
+                result: await this.#coordinator.meta(request.name),
+              }),
           );
         case "list":
           this.#checkFreeId(id);
@@ -369,8 +374,12 @@ class Connection {
           this.#checkFreeId(id);
           return this.#spawn(
             id,
-            () =>
-              this.#writer.send({ op: "ok", id, result: this.#coordinator.usage(request.prefix) }),
+            async () =>
+              await this.#writer.send({
+                op: "ok",
+                id,
+                result: await this.#coordinator.usage(request.prefix),
+              }),
           );
         case "test-hook":
           if (!this.#testHooks) throw new DfsError("INVALID_REQUEST", "Test hooks are off");

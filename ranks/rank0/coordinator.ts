@@ -41,6 +41,14 @@ import { FileIndex } from "./file_index.ts";
 import { planRecovery, type RecoveryPlan } from "./plans.ts";
 import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "../common/node_protocol.ts";
 import { LoadTracker } from "./placement.ts";
+import type {
+  ByteRange,
+  ByteSource,
+  FileReader,
+  ListOptions,
+  StreamingFileStore,
+  Upload as UploadApi,
+} from "../common/file_store.ts";
 import { Semaphore } from "../common/semaphore.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
@@ -105,20 +113,7 @@ export interface CoordinatorOptions {
   uploadsMax?: number;
 }
 
-/** An open read of one committed version; holds that version's chunks until closed. */
-export interface FileReader {
-  readonly meta: FileMeta;
-  /** The file's bytes, chunk by chunk, in order. */
-  chunks(): AsyncIterable<Uint8Array>;
-  /** Hands a chunk's buffer back for reuse once it has been written out. */
-  recycle(chunk: Uint8Array): void;
-  /** The byte range being read (end exclusive). */
-  readonly start: number;
-  readonly end: number;
-  close(): void;
-}
-
-export class Coordinator {
+export class Coordinator implements StreamingFileStore {
   /**
    * Chunk buffers: socket frames are read into them, they travel to the data nodes and come back
    * with the answer, so steady transfers allocate nothing.
@@ -269,8 +264,59 @@ export class Coordinator {
   }
 
   /** @throws {DfsError} `NOT_FOUND` if no version of `name` is committed. */
-  meta(name: string): FileMeta {
-    return fileMetaOf(this.#lookup(name));
+  meta(name: string): Promise<FileMeta> {
+    return Promise.try(() => fileMetaOf(this.#lookup(name)));
+  }
+
+  /** Stores `data` as `name` through an upload (see `beginUpload`). */
+  async put(
+    name: string,
+    data: ByteSource,
+    options: { size?: number; replicas?: number } = {},
+  ): Promise<FileMeta> {
+    const size = data instanceof Uint8Array ? data.length : options.size;
+    const upload = this.beginUpload(name, { size, replicas: options.replicas });
+    try {
+      for await (const piece of data instanceof Uint8Array ? [data] : data) {
+        await upload.write(piece.slice()); // the upload takes ownership of what it is given
+      }
+    } catch (error) {
+      await upload.abort();
+      throw error;
+    }
+    return await upload.commit();
+  }
+
+  /** Opens `name` (or `range` of it) as a stream; the version stays readable until it ends. */
+  open(
+    name: string,
+    range: ByteRange = {},
+  ): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }> {
+    return Promise.try(() => {
+      const reader = this.openRead(name, range);
+      const chunks = reader.chunks()[Symbol.asyncIterator]();
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          try {
+            const next = await chunks.next();
+            if (next.done) {
+              reader.close();
+              return controller.close();
+            }
+            controller.enqueue(next.value.slice());
+            reader.recycle(next.value);
+          } catch (error) {
+            reader.close();
+            controller.error(error);
+          }
+        },
+        async cancel() {
+          await chunks.return?.();
+          reader.close();
+        },
+      }, { highWaterMark: 0 });
+      return { meta: reader.meta, stream };
+    });
   }
 
   /**
@@ -421,7 +467,11 @@ export class Coordinator {
   }
 
   /** Files, bytes and bytes stored (all replicas) under `prefix`. */
-  usage(prefix: string): Usage {
+  usage(prefix = ""): Promise<Usage> {
+    return Promise.resolve(this.#usage(prefix));
+  }
+
+  #usage(prefix: string): Usage {
     let files = 0;
     let bytes = 0;
     let storedBytes = 0;
@@ -444,8 +494,22 @@ export class Coordinator {
     }));
   }
 
-  /** All names under `prefix`, gathered from the data nodes, with size and modified time. */
-  async list(prefix: string): Promise<ListEntry[]> {
+  /**
+   * Names under `prefix`, gathered from the data nodes, with size and modified time, in order;
+   * those after `options.after`, at most `options.limit`.
+   */
+  async list(prefix = "", options: ListOptions = {}): Promise<ListEntry[]> {
+    const all = await this.#list(prefix);
+    const { after, limit } = options;
+    let from = 0;
+    if (after !== undefined) {
+      while (from < all.length && all[from].name <= after) from++;
+    }
+    const to = limit === undefined ? all.length : Math.min(all.length, from + limit);
+    return from === 0 && to === all.length ? all : all.slice(from, to);
+  }
+
+  async #list(prefix: string): Promise<ListEntry[]> {
     // While a node is down (being restarted) no collective can include it: answer from the index.
     if (this.#down.size > 0) {
       const entries = [...this.#index.values()]
@@ -990,7 +1054,7 @@ export class Coordinator {
 }
 
 /** One upload in progress. Feed it with `write()`, then `commit()` or `abort()`. */
-export class Upload {
+export class Upload implements UploadApi {
   #coordinator: Coordinator;
   #name: string;
   #declaredSize: number | undefined;
