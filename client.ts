@@ -11,6 +11,9 @@
  * its stream is read to the end or cancelled); open several clients for parallel transfers. A
  * cancelled get closes the connection, and the next operation reconnects.
  *
+ * `DfsClient` is a `FileStore` (`ranks/common/file_store.ts`), the same interface rank 0's store
+ * implements in-process: code written against it runs on either side of the socket.
+ *
  * @module
  */
 
@@ -35,6 +38,7 @@ import type {
   StatusReport,
   Usage,
 } from "./protocol/messages.ts";
+import type { ByteRange, ByteSource, FileStore, ListOptions } from "./ranks/common/file_store.ts";
 
 export { DfsError } from "./protocol/errors.ts";
 export type { ErrorCode } from "./protocol/errors.ts";
@@ -46,6 +50,7 @@ export type {
   StatusReport,
   Usage,
 } from "./protocol/messages.ts";
+export type { ByteRange, ByteSource, FileStore, ListOptions } from "./ranks/common/file_store.ts";
 
 /** The address used when none is given: `DFS_SERVER`, else this. */
 export const DEFAULT_SERVER = "127.0.0.1:7070";
@@ -67,11 +72,7 @@ export interface ClientOptions {
 }
 
 /** Bytes to upload: a whole buffer, a stream, or any (async) iterable of byte arrays. */
-export type PutSource =
-  | Uint8Array
-  | ReadableStream<Uint8Array>
-  | AsyncIterable<Uint8Array>
-  | Iterable<Uint8Array>;
+export type PutSource = ByteSource;
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:7070`). */
 export function parseAddress(address: string): { hostname: string; port: number } {
@@ -94,7 +95,8 @@ interface Link {
   dataBytesMax: number;
 }
 
-export class DfsClient {
+/** A connection to a dfs server, speaking the CBOR protocol; a `FileStore` over the socket. */
+export class DfsClient implements FileStore {
   #address: { hostname: string; port: number };
   #options: Required<Pick<ClientOptions, "verify" | "connectTimeoutMs">> & ClientOptions;
   #link: Link | null = null;
@@ -218,11 +220,20 @@ export class DfsClient {
     });
   }
 
-  /** Every name under `prefix` (all when empty), sorted, with size and modified time. */
-  list(prefix = ""): Promise<ListEntry[]> {
+  /**
+   * Names under `prefix` (all when empty), sorted, with size and modified time: those after
+   * `options.after` (exclusive), at most `options.limit` (1 to `LIST_LIMIT_ENTRIES_MAX`). To page
+   * through a long listing, pass the last name of one page as the next one's `after`.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for a bad prefix, cursor or limit.
+   */
+  list(prefix = "", options: ListOptions = {}): Promise<ListEntry[]> {
     return this.#exclusive(async () => {
       const { reader, writer } = await this.#connected();
-      await writer.send({ op: "list", id: this.#id(), prefix });
+      const request: Record<string, unknown> = { op: "list", id: this.#id(), prefix };
+      if (options.after !== undefined) request.after = options.after;
+      if (options.limit !== undefined) request.limit = options.limit;
+      await writer.send(request);
       const entries: ListEntry[] = [];
       while (true) {
         const reply = await this.#readReply(reader);
@@ -244,7 +255,7 @@ export class DfsClient {
    */
   async open(
     name: string,
-    range: { start?: number; end?: number } = {},
+    range: ByteRange = {},
   ): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }> {
     let release!: () => void;
     const held = new Promise<void>((resolve) => release = resolve);
@@ -286,7 +297,7 @@ export class DfsClient {
   /** The bytes of `name` (or of a range of it) as a stream. @throws {DfsError} `NOT_FOUND`. */
   async get(
     name: string,
-    range: { start?: number; end?: number } = {},
+    range: ByteRange = {},
   ): Promise<ReadableStream<Uint8Array>> {
     return (await this.open(name, range)).stream;
   }
@@ -295,7 +306,7 @@ export class DfsClient {
    * The content of `name` (or a range of it) in memory (for small files), checked like `open()`'s
    * stream. Reads the frames straight off the connection, without a stream in between.
    */
-  getBytes(name: string, range: { start?: number; end?: number } = {}): Promise<Uint8Array> {
+  getBytes(name: string, range: ByteRange = {}): Promise<Uint8Array> {
     return this.#exclusive(async () => {
       const link = await this.#connected();
       await link.writer.send({ op: "get", id: this.#id(), name, ...range });
@@ -329,7 +340,7 @@ export class DfsClient {
   #checker(
     name: string,
     meta: FileMeta,
-    range: { start?: number; end?: number },
+    range: ByteRange,
   ): { check: (bytes: Uint8Array) => void; finish: () => void } {
     if (!this.#options.verify) return { check: () => {}, finish: () => {} };
     const whole = range.start === undefined && range.end === undefined;

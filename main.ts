@@ -27,8 +27,7 @@ import {
 import { Progress } from "./cli/progress.ts";
 import { readTokenFile, tokenFromText } from "./protocol/auth.ts";
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
-import { startCluster } from "./ranks/rank0/cluster.ts";
-import { serveClients } from "./ranks/gateway/server.ts";
+import { startServer } from "./ranks/server.ts";
 
 export const VERSION = "0.2.0";
 
@@ -163,50 +162,47 @@ async function serve(values: Values): Promise<void> {
     );
   }
   const dataDir = String(values.data);
-  let cluster;
+  let server;
   try {
-    const testHooks = values["test-hooks"] === true;
-    const rereplicateAfterMs = optional("rereplicate-after-ms");
-    cluster = await startCluster({ ranks, replicas, dataDir, testHooks, rereplicateAfterMs });
+    server = await startServer({
+      ranks,
+      replicas,
+      dataDir,
+      rereplicateAfterMs: optional("rereplicate-after-ms"),
+      hostname: String(values.host),
+      port,
+      secret,
+      tls,
+      limits: {
+        connectionsMax: optional("connections-max"),
+        requestsInflightMax: optional("requests-inflight-max"),
+        idleTimeoutMs: optional("idle-timeout-ms"),
+        handshakeTimeoutMs: optional("handshake-timeout-ms"),
+        writeTimeoutMs: optional("write-timeout-ms"),
+        frameSizeBytesMax: frameSize,
+      },
+      scrub: {
+        bytesPerSec: integer(values["scrub-bytes-per-sec"], "--scrub-bytes-per-sec", "serve"),
+        pauseMs: integer(values["scrub-pause-ms"], "--scrub-pause-ms", "serve"),
+      },
+    });
   } catch (error) {
     if (error instanceof DfsError && error.code === "INVALID_REQUEST") {
       throw new UsageError(error.message, "serve");
     }
     throw error;
   }
-  for (const d of cluster.recovery.damaged) {
+  for (const d of server.cluster.recovery.damaged) {
     console.error(
       `dfs: warning: "${d.name}" version ${d.version} lost a chunk on every replica; ` +
         (d.fallback ? `serving version ${d.fallback}` : "no intact version remains"),
     );
   }
-  const server = serveClients(cluster.coordinator, {
-    hostname: String(values.host),
-    port,
-    secret,
-    tls,
-    testHooks: values["test-hooks"] === true,
-    limits: {
-      connectionsMax: optional("connections-max"),
-      requestsInflightMax: optional("requests-inflight-max"),
-      idleTimeoutMs: optional("idle-timeout-ms"),
-      handshakeTimeoutMs: optional("handshake-timeout-ms"),
-      writeTimeoutMs: optional("write-timeout-ms"),
-      frameSizeBytesMax: frameSize,
-    },
-  });
   console.log(
-    `dfs: listening on ${values.host}:${server.port} ` +
-      `(${ranks} ranks, ${replicas} replicas, ${cluster.coordinator.fileCount} files in ${dataDir}` +
+    `dfs: listening on ${values.host}:${server.gateway.port} ` +
+      `(${ranks} ranks, ${replicas} replicas, ${server.store.fileCount} files in ${dataDir}` +
       `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})`,
   );
-  const scrubBytesPerSec = integer(values["scrub-bytes-per-sec"], "--scrub-bytes-per-sec", "serve");
-  const scrubbing = new AbortController();
-  const scrubber = scrubBytesPerSec === 0 ? Promise.resolve() : cluster.coordinator.scrub({
-    bytesPerSec: scrubBytesPerSec,
-    pauseMs: integer(values["scrub-pause-ms"], "--scrub-pause-ms", "serve"),
-    signal: scrubbing.signal,
-  }).catch((error) => console.error("dfs: the scrubber stopped:", error));
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();
   Deno.addSignalListener("SIGINT", stop);
@@ -214,10 +210,7 @@ async function serve(values: Values): Promise<void> {
   await stopped.promise;
   Deno.removeSignalListener("SIGINT", stop);
   Deno.removeSignalListener("SIGTERM", stop);
-  scrubbing.abort();
   await server.close();
-  await scrubber;
-  await cluster.close();
   console.error("dfs: stopped");
 }
 

@@ -8,6 +8,7 @@
 
 import type { DfsClient } from "../client.ts";
 import { DENO, type TestServer } from "../tests/_server.ts";
+import { withTimeout } from "../tests/_wait.ts";
 import { bareGet, barePut, bareSmallPut } from "./bare.ts";
 import type { BenchConfig, BenchContext } from "./_config.ts";
 import {
@@ -25,7 +26,7 @@ import {
   type SmallOp,
 } from "./_small_files.ts";
 import { type Figure, figureOf, percentile } from "./_stats.ts";
-import { progress, timed, withTimeout } from "./_timing.ts";
+import { progress, timed } from "./_timing.ts";
 import { withServer } from "./_with_server.ts";
 
 const MiB = 1024 * 1024;

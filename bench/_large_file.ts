@@ -6,8 +6,10 @@
  */
 
 import { DfsClient } from "../client.ts";
-import { DENO, pseudoRandomBytes, ROOT } from "../tests/_server.ts";
-import { timed, withTimeout } from "./_timing.ts";
+import { pseudoRandomBytes } from "../tests/_bytes.ts";
+import { DENO, ROOT } from "../tests/_server.ts";
+import { withTimeout } from "../tests/_wait.ts";
+import { timed } from "./_timing.ts";
 
 const MiB = 1024 * 1024;
 /** Blocks of distinct random content the generated files cycle through. */

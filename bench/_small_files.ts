@@ -8,7 +8,7 @@
  */
 
 import { DfsClient } from "../client.ts";
-import { pseudoRandomBytes } from "../tests/_server.ts";
+import { pseudoRandomBytes } from "../tests/_bytes.ts";
 import { CLIENTS_MAX } from "./_config.ts";
 import { cpuSeconds } from "./_timing.ts";
 

@@ -1,6 +1,6 @@
 /**
- * Timing helpers for the benchmark: wall time, a time limit on any awaited work, and the CPU time
- * a process has used (Linux `/proc`).
+ * Timing helpers for the benchmark: wall time and the CPU time a process has used (Linux `/proc`).
+ * The time limit on awaited work is `withTimeout` in `tests/_wait.ts`, shared with the tests.
  *
  * @module
  */
@@ -13,31 +13,6 @@ export async function timed<T>(work: () => Promise<T>): Promise<{ seconds: numbe
   const start = performance.now();
   const value = await work();
   return { seconds: (performance.now() - start) / 1000, value };
-}
-
-/**
- * Resolves as `promise` does, or rejects after `timeoutMs` (the work itself is not cancelled: the
- * caller stops waiting and fails the benchmark).
- *
- * @throws {Error} `"WHAT took longer than TIMEOUT ms"` when the time is up.
- */
-export async function withTimeout<T>(
-  promise: Promise<T>,
-  options: { timeoutMs: number; what: string },
-): Promise<T> {
-  const { timeoutMs, what } = options;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what} took longer than ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** CPU seconds (user + system, every thread) process `pid` has used so far. Linux only. */

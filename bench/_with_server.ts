@@ -6,7 +6,7 @@
  */
 
 import { type ServerOptions, TestServer } from "../tests/_server.ts";
-import { withTimeout } from "./_timing.ts";
+import { withTimeout } from "../tests/_wait.ts";
 
 /** Characters of the server's stderr added to an error. */
 export const STDERR_TAIL_CHARS_MAX = 4000;

@@ -6,8 +6,8 @@
  */
 
 import { DEFAULT_SERVER } from "../client.ts";
-import { REREPLICATE_AFTER_MS } from "../ranks/rank0/cluster.ts";
-import { DEFAULT_LIMITS } from "../ranks/gateway/server.ts";
+import { REREPLICATE_AFTER_MS } from "../ranks/rank0/supervisor.ts";
+import { DEFAULT_LIMITS } from "../ranks/gateway/mod.ts";
 
 /** Bytes per second the background scrubber reads by default (over all replicas). */
 export const SCRUB_BYTES_PER_SEC = 16 * 1024 * 1024;
@@ -135,11 +135,6 @@ export const COMMANDS = {
         value: "F",
         defaultText: "none",
         help: "serve TLS: PEM key",
-      },
-      {
-        name: "test-hooks",
-        type: "boolean",
-        help: "let clients crash or hang a data node (fault-injection tests only; off)",
       },
     ],
   },

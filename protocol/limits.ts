@@ -41,3 +41,9 @@ export const FILE_SIZE_BYTES_MAX = 2 ** 40;
 
 /** Entries per `list` reply frame; a long listing streams as several frames. */
 export const LIST_PAGE_ENTRIES_MAX = 1000;
+
+/**
+ * Most entries one `list` request may ask for with `limit`; a client pages through a longer
+ * listing with `after`. (A `list` without `limit` answers every name, as it always has.)
+ */
+export const LIST_LIMIT_ENTRIES_MAX = 10_000;

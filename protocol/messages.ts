@@ -12,7 +12,7 @@
  * | `put {name, size?, replicas?, checksums?}`, then `data {bytes, crc32?}`..., then `end {sha256?}` | `ok {result: FileMeta}` |
  * | `get {name}` | `ok {result: FileMeta}`, `data {bytes}`..., `end` |
  * | `meta {name}` | `ok {result: FileMeta}` |
- * | `list {prefix?}` | `entries {entries}`..., `end` |
+ * | `list {prefix?, after?, limit?}` | `entries {entries}`..., `end`: names after `after`, at most `limit` |
  * | `get {name, start, end}` | as `get`, only bytes `start` to `end` (exclusive) |
  * | `rm {name}` or `rm {prefix}` | `ok {result: {removed}}` |
  * | `mv {from, to, force?}` | `ok {result: FileMeta}` of the new name |
@@ -32,8 +32,13 @@
  */
 
 import { DfsError, type WireError } from "./errors.ts";
-import { DATA_BYTES_MAX, FILE_SIZE_BYTES_MAX } from "./limits.ts";
-import { validateName, validatePrefix } from "./names.ts";
+import {
+  DATA_BYTES_MAX,
+  FILE_SIZE_BYTES_MAX,
+  LIST_LIMIT_ENTRIES_MAX,
+  NAME_BYTES_MAX,
+} from "./limits.ts";
+import { utf8ByteLength, validateName, validatePrefix } from "./names.ts";
 
 /** What the server knows of a stored file. */
 export interface FileMeta {
@@ -98,14 +103,13 @@ export type Request =
   | { op: "abort"; id: number }
   | { op: "get"; id: number; name: string; start?: number; end?: number }
   | { op: "meta"; id: number; name: string }
-  | { op: "list"; id: number; prefix: string }
+  | { op: "list"; id: number; prefix: string; after?: string; limit?: number }
   | { op: "rm"; id: number; name: string }
   | { op: "rm"; id: number; prefix: string }
   | { op: "mv"; id: number; from: string; to: string; force: boolean }
   | { op: "du"; id: number; prefix: string }
   | { op: "df"; id: number }
   | { op: "fsck"; id: number }
-  | { op: "test-hook"; id: number; rank: number; mode: "crash" | "hang" | "kill" }
   | { op: "status"; id: number };
 
 /** `du`: files under a prefix, their bytes, and the bytes stored for them on all replicas. */
@@ -203,7 +207,12 @@ export function parseRequest(value: unknown): Request {
     }
     case "meta":
       return { op, id, name: validateName(m.name) };
-    case "list":
+    case "list": {
+      const request: Request = { op, id, prefix: validatePrefix(m.prefix) };
+      if (m.after !== undefined && m.after !== null) request.after = checkAfter(m.after);
+      if (m.limit !== undefined && m.limit !== null) request.limit = checkListLimit(m.limit);
+      return request;
+    }
     case "du":
       return { op, id, prefix: validatePrefix(m.prefix) };
     case "rm":
@@ -222,11 +231,6 @@ export function parseRequest(value: unknown): Request {
         to: validateName(m.to),
         force: m.force === true,
       };
-    case "test-hook":
-      if (m.mode !== "crash" && m.mode !== "hang" && m.mode !== "kill") {
-        throw invalid("mode must be crash, hang or kill");
-      }
-      return { op, id, rank: checkCount(m.rank, "rank"), mode: m.mode };
     case "df":
     case "fsck":
     case "status":
@@ -273,6 +277,30 @@ function checkCount(value: unknown, what: string): number {
     throw invalid(`${what} must be a positive integer`);
   }
   return value;
+}
+
+/** A `list` cursor: any string a name could be (the last name of the previous page, say). */
+function checkAfter(after: unknown): string {
+  if (typeof after !== "string") throw invalid("after must be a string");
+  if (!after.isWellFormed() || after.includes("\uFFFD")) throw invalid("after is not valid UTF-8");
+  const bytes = utf8ByteLength(after);
+  if (bytes > NAME_BYTES_MAX) {
+    throw invalid(`after is ${bytes} bytes, over the limit of ${NAME_BYTES_MAX}`);
+  }
+  if (after.includes("\0")) throw invalid("after contains a NUL character");
+  return after;
+}
+
+function checkListLimit(limit: unknown): number {
+  if (
+    typeof limit !== "number" || !Number.isSafeInteger(limit) || limit < 1 ||
+    limit > LIST_LIMIT_ENTRIES_MAX
+  ) {
+    throw invalid(
+      `limit must be an integer from 1 to ${LIST_LIMIT_ENTRIES_MAX}, got ${describe(limit)}`,
+    );
+  }
+  return limit;
 }
 
 /** A short, safe rendering of any decoded value for an error message (never throws). */

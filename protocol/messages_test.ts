@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { DfsError } from "./errors.ts";
-import { DATA_BYTES_MAX, FILE_SIZE_BYTES_MAX, PROTOCOL_VERSION } from "./limits.ts";
+import {
+  DATA_BYTES_MAX,
+  FILE_SIZE_BYTES_MAX,
+  LIST_LIMIT_ENTRIES_MAX,
+  NAME_BYTES_MAX,
+  PROTOCOL_VERSION,
+} from "./limits.ts";
 import { parseHello, parseRequest } from "./messages.ts";
 
 function assertRefused(value: unknown, code: string, pattern: RegExp) {
@@ -157,5 +163,94 @@ Deno.test("parseRequest() takes a put's checksums promise and a data frame's CRC
   assertRefused({ op: "put", id: 1, name: "a", checksums: 1 }, "INVALID_REQUEST", /checksums/);
   for (const crc32 of [-1, 2 ** 32, 1.5, "5", [1]]) {
     assertRefused({ op: "data", id: 2, bytes, crc32 }, "INVALID_REQUEST", /crc32 must be/);
+  }
+});
+
+Deno.test("parseRequest() takes a list's cursor and limit, and leaves them out when absent", () => {
+  assert.deepEqual(parseRequest({ op: "list", id: 1, prefix: "d/" }), {
+    op: "list",
+    id: 1,
+    prefix: "d/",
+  });
+  assert.deepEqual(parseRequest({ op: "list", id: 1, after: null, limit: null }), {
+    op: "list",
+    id: 1,
+    prefix: "",
+  });
+  assert.deepEqual(parseRequest({ op: "list", id: 2, prefix: "d/", after: "d/b", limit: 1 }), {
+    op: "list",
+    id: 2,
+    prefix: "d/",
+    after: "d/b",
+    limit: 1,
+  });
+  // A cursor need not be a valid name, nor under the prefix: entries strictly after it come.
+  assert.deepEqual(parseRequest({ op: "list", id: 3, after: "", limit: LIST_LIMIT_ENTRIES_MAX }), {
+    op: "list",
+    id: 3,
+    prefix: "",
+    after: "",
+    limit: LIST_LIMIT_ENTRIES_MAX,
+  });
+  assert.deepEqual(parseRequest({ op: "list", id: 4, after: "d/" }), {
+    op: "list",
+    id: 4,
+    prefix: "",
+    after: "d/",
+  });
+});
+
+Deno.test("parseRequest() refuses a bad list cursor or limit as INVALID_REQUEST", () => {
+  const list = { op: "list", id: 1, prefix: "d/" };
+  for (const after of [5, true, new Uint8Array(2), ["a"]]) {
+    assertRefused(
+      { ...list, after },
+      "INVALID_REQUEST",
+      /^Invalid request: after must be a string$/,
+    );
+  }
+  assertRefused(
+    { ...list, after: "a\uFFFDb" },
+    "INVALID_REQUEST",
+    /^Invalid request: after is not valid UTF-8$/,
+  );
+  assertRefused(
+    { ...list, after: "a\uD800" },
+    "INVALID_REQUEST",
+    /^Invalid request: after is not valid UTF-8$/,
+  );
+  assertRefused(
+    { ...list, after: "é".repeat(NAME_BYTES_MAX / 2 + 1) },
+    "INVALID_REQUEST",
+    new RegExp(
+      `^Invalid request: after is ${
+        NAME_BYTES_MAX + 2
+      } bytes, over the limit of ${NAME_BYTES_MAX}$`,
+    ),
+  );
+  assertRefused(
+    { ...list, after: "a\0b" },
+    "INVALID_REQUEST",
+    /^Invalid request: after contains a NUL character$/,
+  );
+  const range = `from 1 to ${LIST_LIMIT_ENTRIES_MAX}`;
+  for (
+    const [limit, shown] of [
+      [0, "0"],
+      [-1, "-1"],
+      [1.5, "1.5"],
+      [LIST_LIMIT_ENTRIES_MAX + 1, String(LIST_LIMIT_ENTRIES_MAX + 1)],
+      [2 ** 53, String(2 ** 53)],
+      ["10", '"10"'],
+      [[1], "of type array"],
+    ] as const
+  ) {
+    assertRefused(
+      { ...list, limit },
+      "INVALID_REQUEST",
+      new RegExp(
+        `^Invalid request: limit must be an integer ${range}, got ${RegExp.escape(shown)}$`,
+      ),
+    );
   }
 });

@@ -9,10 +9,13 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { DfsClient } from "../client.ts";
 import { DfsError } from "../protocol/errors.ts";
-import { FrameReader } from "../protocol/conn.ts";
-import { decodeFrameBody, encodeFrame } from "../protocol/frame.ts";
-import { PROTOCOL_VERSION } from "../protocol/limits.ts";
 import { LOG_FILE_BYTES_MAX } from "../ranks/common/chunk_id.ts";
+import { sleep } from "./_wait.ts";
+
+// Moved to _bytes.ts and _frames.ts; still exported here for rank_failure_test.ts, which imports
+// them from this module.
+export { pseudoRandomBytes } from "./_bytes.ts";
+export { type RawConnection, rawConnection } from "./_frames.ts";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();
@@ -147,21 +150,6 @@ export class TestServer implements AsyncDisposable {
   }
 }
 
-/** Deterministic pseudo-random bytes (xorshift32), so content differs per seed and offset. */
-export function pseudoRandomBytes(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  const words = new Uint32Array(out.buffer, 0, Math.floor(size / 4));
-  let x = seed >>> 0 || 0x9e3779b9;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  for (let i = words.length * 4; i < size; i++) out[i] = (seed + i) & 0xff;
-  return out;
-}
-
 /** Blob files on disk under a data directory, across all ranks (one per upload and rank). */
 export async function chunkFilesOnDisk(dataDir: string): Promise<string[]> {
   const files: string[] = [];
@@ -199,14 +187,17 @@ export function blobFilesOf(meta: { size: number; chunks: { ranks: number[] }[] 
  * Polls (for up to 5 s: releases and discards are asynchronous) until the chunk files on disk are
  * exactly the chunks the metadata references; fails with both counts otherwise.
  */
-export async function assertNoStrayChunks(server: TestServer, client: DfsClient): Promise<void> {
+export async function assertNoStrayChunks(
+  server: { dataDir: string },
+  client: DfsClient,
+): Promise<void> {
   let expected = -1;
   let actual = -2;
   for (let attempt = 0; attempt < 50; attempt++) {
     expected = await expectedChunkFiles(client);
     actual = (await chunkFilesOnDisk(server.dataDir)).length;
     if (actual === expected) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   assert.equal(actual, expected, "chunk files on disk match the chunks in metadata");
 }
@@ -233,57 +224,6 @@ export async function relay(
   try {
     to.close();
   } catch { /* already closed */ }
-}
-
-/** A bare protocol connection for tests that send what the client library never would. */
-export interface RawConnection extends Disposable {
-  /** Encodes and sends one message as a frame. */
-  send(message: unknown): Promise<void>;
-  /** Sends raw bytes. */
-  sendBytes(bytes: Uint8Array): Promise<void>;
-  /** The next frame from the server, decoded. Throws when the server closed the connection. */
-  next(): Promise<Record<string, unknown>>;
-  /** Ends the sending side only (TCP half-close): the server sees end of stream, replies still arrive. */
-  closeWrite(): Promise<void>;
-  close(): void;
-}
-
-/** Connects to a test server; with `hello`, completes the handshake first. */
-export async function rawConnection(
-  address: string,
-  options: { hello?: boolean } = {},
-): Promise<RawConnection> {
-  const [hostname, port] = address.split(":");
-  const conn = await Deno.connect({ hostname, port: Number(port) });
-  const reader = new FrameReader(conn);
-  let closed = false;
-  const raw: RawConnection = {
-    send: (message) => raw.sendBytes(encodeFrame(message)),
-    async sendBytes(bytes) {
-      let at = 0;
-      while (at < bytes.length) at += await conn.write(bytes.subarray(at));
-    },
-    async next() {
-      const body = await reader.read();
-      if (body === null) throw new Error("Server closed the connection");
-      return decodeFrameBody(body) as Record<string, unknown>;
-    },
-    closeWrite: () => conn.closeWrite(),
-    close() {
-      if (closed) return;
-      closed = true;
-      conn.close();
-    },
-    [Symbol.dispose]() {
-      raw.close();
-    },
-  };
-  if (options.hello) {
-    await raw.send({ op: "hello", version: PROTOCOL_VERSION });
-    const hello = await raw.next();
-    if (hello.op !== "hello") throw new Error(`Handshake refused: ${JSON.stringify(hello)}`);
-  }
-  return raw;
 }
 
 /** Asserts that `promise` rejects with a `DfsError` of `code` whose message matches `pattern`. */

@@ -8,7 +8,8 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { DfsClient } from "../client.ts";
-import { pseudoRandomBytes, TestServer } from "./_server.ts";
+import { pseudoRandomBytes } from "./_bytes.ts";
+import { TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 const FILE_BYTES = 4 * 1024 * MiB;

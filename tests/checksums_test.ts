@@ -5,21 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { DfsClient } from "../client.ts";
 import { encodeDataHeader } from "../protocol/frame.ts";
-import {
-  assertDfsError,
-  assertNoStrayChunks,
-  pseudoRandomBytes,
-  rawConnection,
-  relay,
-  TestServer,
-} from "./_server.ts";
+import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
+import { rawConnection } from "./_frames.ts";
+import { assertDfsError, assertNoStrayChunks, relay, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 Deno.test("the server checks CRC32s and SHA-256s of uploads", async (t) => {
   await using server = await TestServer.start();

@@ -5,58 +5,21 @@
 
 import assert from "node:assert/strict";
 import { DfsClient } from "../client.ts";
-import {
-  chunkFilesOnDisk,
-  expectedChunkFiles,
-  pseudoRandomBytes,
-  ROOT,
-  TestServer,
-} from "./_server.ts";
+import { pseudoRandomBytes } from "./_bytes.ts";
+import { dfs, type DfsRun } from "./_cli.ts";
+import { assertNoStrayChunks, ROOT, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-  bytes: Uint8Array;
-}
-
-async function dfs(
-  args: string[],
-  options: { cwd?: string; stdin?: Uint8Array } = {},
-): Promise<Result> {
-  const child = new Deno.Command(`${ROOT}dfs`, {
-    args,
-    cwd: options.cwd,
-    stdin: options.stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin) {
-    const writer = child.stdin.getWriter();
-    await writer.write(options.stdin);
-    await writer.close();
-  }
-  const out = await child.output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr), bytes: out.stdout };
-}
-
-function ok(result: Result): Result {
+function ok(result: DfsRun): DfsRun {
   assert.equal(result.code, 0, `exit ${result.code}: ${result.stderr}`);
   return result;
 }
 
+/** The chunk files on disk are exactly those of listed files (asked on a connection of its own). */
 async function chunksMatchMetadata(server: TestServer): Promise<void> {
   await using client = await DfsClient.connect(server.address);
-  const expected = await expectedChunkFiles(client);
-  let actual = -1;
-  for (let i = 0; i < 50 && actual !== expected; i++) {
-    actual = (await chunkFilesOnDisk(server.dataDir)).length;
-    if (actual !== expected) await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.equal(actual, expected, "chunk files on disk are exactly those of listed files");
+  await assertNoStrayChunks(server, client);
 }
 
 Deno.test("dfs everyday commands through the CLI", async (t) => {

@@ -4,9 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
-import { pseudoRandomBytes, ROOT, TestServer } from "./_server.ts";
+import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
+import { dfs, type DfsRun, type DfsRunOptions } from "./_cli.ts";
+import { ROOT, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 const DFS = `${ROOT}dfs`;
@@ -14,60 +15,16 @@ const DFS = `${ROOT}dfs`;
 const UNREACHABLE = "127.0.0.1:1";
 const USAGE_HINT = 'Try "dfs --help".';
 
-interface RunResult {
-  code: number;
-  stdout: Uint8Array;
-  /** stdout decoded as UTF-8. */
-  text: string;
-  stderr: string;
-}
-
-interface RunOptions {
-  cwd: string;
-  /** Bytes for stdin; stdin is closed (null) when absent. */
-  stdin?: Uint8Array;
-  env?: Record<string, string>;
-}
-
-/** Runs `./dfs ARGS` and collects its exit code, stdout and stderr. */
-async function dfs(args: string[], options: RunOptions): Promise<RunResult> {
-  const child = new Deno.Command(DFS, {
-    args,
-    cwd: options.cwd,
-    env: options.env,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = child.output();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(options.stdin);
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await output;
-  return {
-    code,
-    stdout,
-    text: new TextDecoder().decode(stdout),
-    stderr: new TextDecoder().decode(stderr),
-  };
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
 /** Success: exit 0 and nothing on stderr. */
-function assertOk(result: RunResult, what: string): void {
+function assertOk(result: DfsRun, what: string): void {
   assert.equal(result.stderr, "", `${what}: stderr`);
   assert.equal(result.code, 0, `${what}: exit code`);
 }
 
 /** An operational error: exit 1, nothing on stdout, exactly one `dfs: ...` line on stderr. */
-function assertOperationalError(result: RunResult, pattern: RegExp): void {
+function assertOperationalError(result: DfsRun, pattern: RegExp): void {
   assert.equal(result.code, 1, `exit code (stderr: ${result.stderr})`);
-  assert.equal(result.text, "");
+  assert.equal(result.stdout, "");
   const message = result.stderr.trim();
   assert.ok(!message.includes("\n"), `one line on stderr, got:\n${result.stderr}`);
   assert.match(message, /^dfs: /);
@@ -78,9 +35,9 @@ function assertOperationalError(result: RunResult, pattern: RegExp): void {
  * A usage error: exit 2, nothing on stdout, `dfs: ...` then the help hint on stderr, pointing to
  * the command's own help when the mistake is in a command's arguments.
  */
-function assertUsageError(result: RunResult, pattern: RegExp, hint = USAGE_HINT): void {
+function assertUsageError(result: DfsRun, pattern: RegExp, hint = USAGE_HINT): void {
   assert.equal(result.code, 2, `exit code (stderr: ${result.stderr})`);
-  assert.equal(result.text, "");
+  assert.equal(result.stdout, "");
   const lines = result.stderr.trimEnd().split("\n");
   assert.equal(lines.length, 2, `error and hint lines, got:\n${result.stderr}`);
   assert.match(lines[0], /^dfs: /);
@@ -119,13 +76,13 @@ Deno.test("dfs command line against a real server", async (t) => {
   await using server = await TestServer.start();
   const cwd = await Deno.makeTempDir({ prefix: "dfs-cli-test-" });
   const at = ["--server", server.address];
-  const run = (args: string[], options: Omit<RunOptions, "cwd"> = {}) =>
+  const run = (args: string[], options: Omit<DfsRunOptions, "cwd"> = {}) =>
     dfs(args, { cwd, ...options });
   const metaJson = async (name: string): Promise<MetaJson> => {
     const result = await run(["meta", name, "--json", ...at]);
     assertOk(result, `meta ${name} --json`);
-    assert.equal(result.text.trim().split("\n").length, 1, "one JSON object on one line");
-    return JSON.parse(result.text);
+    assert.equal(result.stdout.trim().split("\n").length, 1, "one JSON object on one line");
+    return JSON.parse(result.stdout);
   };
 
   try {
@@ -148,11 +105,11 @@ Deno.test("dfs command line against a real server", async (t) => {
             "--json",
           ]
         ) {
-          assert.ok(help.text.includes(word), `--help mentions ${word}`);
+          assert.ok(help.stdout.includes(word), `--help mentions ${word}`);
         }
         const version = await run(["--version"]);
         assertOk(version, "--version");
-        assert.match(version.text, /^dfs \d+\.\d+\.\d+\n$/);
+        assert.match(version.stdout, /^dfs \d+\.\d+\.\d+\n$/);
       },
     );
 
@@ -167,7 +124,7 @@ Deno.test("dfs command line against a real server", async (t) => {
         assertOk(put, "put");
         // NAME defaults to LOCAL's base name.
         assert.match(
-          put.text,
+          put.stdout,
           new RegExp(
             `^round\\.bin: ${data.length} bytes, version \\d+, 2 replicas, sha256 ${
               sha256(data)
@@ -177,7 +134,7 @@ Deno.test("dfs command line against a real server", async (t) => {
 
         const get = await run(["get", "round.bin", "copy.bin", ...at]);
         assertOk(get, "get");
-        assert.equal(get.text, "");
+        assert.equal(get.stdout, "");
         assert.deepEqual(await Deno.readFile(`${cwd}/copy.bin`), data);
 
         const meta = await metaJson("round.bin");
@@ -235,15 +192,15 @@ Deno.test("dfs command line against a real server", async (t) => {
       const meta = await metaJson("deep/dir/leaf.txt");
       const result = await run(["meta", "deep/dir/leaf.txt", ...at]);
       assertOk(result, "meta");
-      assert.match(result.text, /^name +deep\/dir\/leaf\.txt$/m);
-      assert.match(result.text, /^size +7 bytes$/m);
-      assert.match(result.text, new RegExp(`^sha256 +${meta.sha256}$`, "m"));
-      assert.match(result.text, new RegExp(`^version +${meta.version}$`, "m"));
+      assert.match(result.stdout, /^name +deep\/dir\/leaf\.txt$/m);
+      assert.match(result.stdout, /^size +7 bytes$/m);
+      assert.match(result.stdout, new RegExp(`^sha256 +${meta.sha256}$`, "m"));
+      assert.match(result.stdout, new RegExp(`^version +${meta.version}$`, "m"));
       assert.match(
-        result.text,
+        result.stdout,
         new RegExp(`^modified +${new Date(meta.modified).toISOString()}$`, "m"),
       );
-      assert.match(result.text, /^chunks +1$/m);
+      assert.match(result.stdout, /^chunks +1$/m);
     });
 
     await t.step(
@@ -253,19 +210,19 @@ Deno.test("dfs command line against a real server", async (t) => {
         assertOk(await run(["put", "-", "pipe/text.txt", ...at], { stdin: text }), "put - text");
         const textOut = await run(["get", "pipe/text.txt", "-", ...at]);
         assertOk(textOut, "get - text");
-        assert.deepEqual(textOut.stdout, text);
+        assert.deepEqual(textOut.bytes, text);
 
         const data = pseudoRandomBytes(5 * MiB + 3, 13);
         const put = await run(["put", "-", "pipe/big.bin", ...at], { stdin: data });
         assertOk(put, "put - binary");
         assert.match(
-          put.text,
+          put.stdout,
           new RegExp(`^pipe/big\\.bin: ${data.length} bytes, .*sha256 ${sha256(data)}\n$`),
         );
         const get = await run(["get", "pipe/big.bin", "-", ...at]);
         assertOk(get, "get - binary");
-        assert.equal(get.stdout.length, data.length);
-        assert.ok(sha256(get.stdout) === sha256(data), "stdout matches the piped-in bytes");
+        assert.equal(get.bytes.length, data.length);
+        assert.ok(sha256(get.bytes) === sha256(data), "stdout matches the piped-in bytes");
         assert.equal((await metaJson("pipe/big.bin")).sha256, sha256(data));
         assert.deepEqual(await partialFiles(cwd), [], "get - leaves no file behind");
       },
@@ -281,7 +238,7 @@ Deno.test("dfs command line against a real server", async (t) => {
       assert.equal(meta.sha256, sha256(new Uint8Array(0)));
       const get = await run(["get", "pipe/empty", "-", ...at]);
       assertOk(get, "get - empty");
-      assert.equal(get.stdout.length, 0);
+      assert.equal(get.bytes.length, 0);
     });
 
     await t.step(
@@ -297,11 +254,11 @@ Deno.test("dfs command line against a real server", async (t) => {
         }
         const plain = await run(["list", "ls/", ...at]);
         assertOk(plain, "list ls/");
-        assert.equal(plain.text, "ls/a\nls/b\nls/sub/c\n");
+        assert.equal(plain.stdout, "ls/a\nls/b\nls/sub/c\n");
 
         const json = await run(["list", "ls/", "--json", ...at]);
         assertOk(json, "list --json");
-        const entries: { name: string; size: number; modified: number }[] = JSON.parse(json.text);
+        const entries: { name: string; size: number; modified: number }[] = JSON.parse(json.stdout);
         assert.deepEqual(entries.map((e) => [e.name, e.size]), [["ls/a", 1], ["ls/b", 2], [
           "ls/sub/c",
           3,
@@ -310,7 +267,7 @@ Deno.test("dfs command line against a real server", async (t) => {
 
         const all = await run(["list", ...at]);
         assertOk(all, "list");
-        const names = all.text.trimEnd().split("\n");
+        const names = all.stdout.trimEnd().split("\n");
         for (const name of ["ls/a", "lsz", "round.bin", "pipe/big.bin", "deep/dir/leaf.txt"]) {
           assert.ok(names.includes(name), `list shows ${name}`);
         }
@@ -318,10 +275,10 @@ Deno.test("dfs command line against a real server", async (t) => {
 
         const none = await run(["list", "nothing/", ...at]);
         assertOk(none, "list of an empty prefix");
-        assert.equal(none.text, "");
+        assert.equal(none.stdout, "");
         const noneJson = await run(["list", "nothing/", "--json", ...at]);
         assertOk(noneJson, "list --json of an empty prefix");
-        assert.deepEqual(JSON.parse(noneJson.text), []);
+        assert.deepEqual(JSON.parse(noneJson.stdout), []);
       },
     );
 
@@ -337,13 +294,13 @@ Deno.test("dfs command line against a real server", async (t) => {
 
         const meta = await run(["legacy.bin", "-m", ...at]);
         assertOk(meta, "-m");
-        assert.match(meta.text, /^name +legacy\.bin$/m);
-        assert.match(meta.text, new RegExp(`^sha256 +${sha256(data)}$`, "m"));
-        assert.match(meta.text, /^chunks +3$/m);
+        assert.match(meta.stdout, /^name +legacy\.bin$/m);
+        assert.match(meta.stdout, new RegExp(`^sha256 +${sha256(data)}$`, "m"));
+        assert.match(meta.stdout, /^chunks +3$/m);
 
         const list = await run(["list", ...at]);
         assertOk(list, "list");
-        assert.ok(list.text.split("\n").includes("legacy.bin"));
+        assert.ok(list.stdout.split("\n").includes("legacy.bin"));
       },
     );
 
@@ -354,14 +311,14 @@ Deno.test("dfs command line against a real server", async (t) => {
           env: { DFS_SERVER: server.address },
         });
         assertOk(viaEnv, "meta with DFS_SERVER");
-        assert.equal(JSON.parse(viaEnv.text).name, "legacy.bin");
+        assert.equal(JSON.parse(viaEnv.stdout).name, "legacy.bin");
 
         const wrongEnv = await run(["meta", "legacy.bin"], { env: { DFS_SERVER: UNREACHABLE } });
         assertOperationalError(wrongEnv, /Cannot connect to 127\.0\.0\.1:1/);
 
         const overridden = await run(["list", "ls/", ...at], { env: { DFS_SERVER: UNREACHABLE } });
         assertOk(overridden, "--server over DFS_SERVER");
-        assert.equal(overridden.text, "ls/a\nls/b\nls/sub/c\n");
+        assert.equal(overridden.stdout, "ls/a\nls/b\nls/sub/c\n");
       },
     );
 
@@ -421,7 +378,7 @@ Deno.test("dfs command line against a real server", async (t) => {
         );
         const list = await run(["list", ...at]);
         assertOk(list, "list");
-        const names = list.text.split("\n");
+        const names = list.stdout.split("\n");
         assert.ok(
           !names.includes("x") && !names.includes("../x"),
           "the refused name was not stored",

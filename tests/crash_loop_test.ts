@@ -6,9 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { DfsClient } from "../client.ts";
-import { blobFilesOf, chunkFilesOnDisk, pseudoRandomBytes, TestServer } from "./_server.ts";
+import { Prng, pseudoRandomBytes, sha256 } from "./_bytes.ts";
+import { blobFilesOf, chunkFilesOnDisk, TestServer } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
 const CYCLES = 20;
 const CLIENTS = 3;
@@ -17,22 +18,8 @@ const SEED = 20261124;
 const FILE_BYTES_MAX = 2.5 * 1024 * 1024;
 const RUN_MS_MAX = 600;
 
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const digest = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-
 Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no acknowledged byte`, async () => {
-  const next = random(SEED);
+  const rng = new Prng(SEED);
   /**
    * Per name, what it may legitimately hold after a crash: the acknowledged put with the highest
    * version (last commit wins) or any put still in flight (it may have committed after that).
@@ -48,18 +35,18 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
   let cutOff = 0;
   try {
     for (let cycle = 0; cycle < CYCLES; cycle++) {
-      const stop = Date.now() + 100 + next() * RUN_MS_MAX;
+      const stop = Date.now() + 100 + rng.float() * RUN_MS_MAX;
       const workers = Array.from({ length: CLIENTS }, async (_, w) => {
         const client = await DfsClient.connect(server.address);
         try {
           while (Date.now() < stop) {
-            const name = `f${Math.floor(next() * NAMES)}`;
-            if (next() < 0.7) {
+            const name = `f${rng.int(NAMES)}`;
+            if (rng.chance(0.7)) {
               const data = pseudoRandomBytes(
-                Math.floor(next() ** 2 * FILE_BYTES_MAX),
+                Math.floor(rng.float() ** 2 * FILE_BYTES_MAX),
                 cycle * 1000 + w * 100 + acknowledged,
               );
-              const hash = digest(data);
+              const hash = sha256(data);
               // In flight, the new content may or may not survive a crash (a cut-off put stays
               // "in flight" until the restart shows what happened)...
               if (!inflight.has(name)) inflight.set(name, new Set());
@@ -73,9 +60,9 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
               everAcknowledged.add(name);
               acknowledged++;
             } else if (acked.has(name)) {
-              const got = digest(await client.getBytes(name).catch(() => new Uint8Array(0)));
+              const got = sha256(await client.getBytes(name).catch(() => new Uint8Array(0)));
               assert.ok(
-                allowedOf(name).has(got) || got === digest(new Uint8Array(0)),
+                allowedOf(name).has(got) || got === sha256(new Uint8Array(0)),
                 `read of ${name}`,
               );
             }
@@ -86,7 +73,7 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
           client.close();
         }
       });
-      await new Promise((r) => setTimeout(r, Math.max(0, stop - Date.now() - next() * 100)));
+      await sleep(Math.max(0, stop - Date.now() - rng.float() * 100));
       await server.stop("SIGKILL");
       await Promise.all(workers);
       server = await server.restart();
@@ -111,7 +98,7 @@ Deno.test(`${CYCLES} SIGKILL cycles during puts, overwrites and reads lose no ac
           inflight.delete(name);
           continue;
         }
-        const hash = digest(content);
+        const hash = sha256(content);
         assert.ok(
           hashes.has(hash),
           `cycle ${cycle}: ${name} holds content that was never put whole`,

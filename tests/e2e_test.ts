@@ -4,22 +4,14 @@
  */
 
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { DfsClient } from "../client.ts";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
-import {
-  assertDfsError,
-  assertNoStrayChunks,
-  pseudoRandomBytes,
-  rawConnection,
-  TestServer,
-} from "./_server.ts";
+import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
+import { rawConnection } from "./_frames.ts";
+import { assertDfsError, assertNoStrayChunks, TestServer } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
 
 Deno.test("dfs end to end through the client library", async (t) => {
   await using server = await TestServer.start();
@@ -288,7 +280,7 @@ Deno.test("dfs end to end through the client library", async (t) => {
       await raw.send({ op: "data", id: 1, bytes: pseudoRandomBytes(MiB, i) });
     }
     raw.close();
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     await assertDfsError(client.meta("vanished"), "NOT_FOUND", /does not exist/);
     await assertNoStrayChunks(server, client);
   });

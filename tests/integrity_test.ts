@@ -5,8 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { DfsClient, DfsError, type FileMeta } from "../client.ts";
-import { pseudoRandomBytes, ROOT, TestServer } from "./_server.ts";
+import { DfsClient, type FileMeta } from "../client.ts";
+import { pseudoRandomBytes } from "./_bytes.ts";
+import { dfs } from "./_cli.ts";
+import { assertDfsError, TestServer } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;
 
@@ -52,7 +55,7 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
 async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
   for (let i = 0; i < 50; i++) {
     if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   assert.fail(`timed out waiting until ${what}`);
 }
@@ -129,12 +132,12 @@ Deno.test("damaged replicas never reach a client and are repaired from a good on
     async () => {
       for (const replica of files[1]) await flipByte(replica, 7, 0xff);
       const received: Uint8Array[] = [];
-      await assert.rejects(
-        async () => {
+      await assertDfsError(
+        (async () => {
           for await (const piece of await client.get("victim.bin")) received.push(piece.slice());
-        },
-        (e: unknown) =>
-          e instanceof DfsError && e.code === "CORRUPTED" && /CRC32 does not match/.test(e.message),
+        })(),
+        "CORRUPTED",
+        /CRC32 does not match/,
       );
       // What arrived before the error is the good first chunk only.
       const got = new Uint8Array(await new Blob(received as BlobPart[]).arrayBuffer());
@@ -147,13 +150,6 @@ Deno.test("damaged replicas never reach a client and are repaired from a good on
     },
   );
 });
-
-async function dfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(`${ROOT}dfs`, { args, stdout: "piped", stderr: "piped" })
-    .output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
 
 Deno.test("dfs fsck finds and repairs bad replicas reads never touch, and reports lost files", async () => {
   await using server = await TestServer.start({ extraArgs: ["--scrub-bytes-per-sec", "0"] });

@@ -1,39 +1,31 @@
 /**
  * A data node that crashes or hangs: reads go to the other replica, new chunks go to live nodes,
  * rank 0 restarts the node on its folder and reconciles it, and nothing changed while it was down
- * (an overwrite, a removal) is undone when it comes back, or after a full restart.
+ * (an overwrite, a removal) is undone when it comes back, or after a full restart. The server runs
+ * in this process, so the faults come through its launch seam (`FaultyLauncher`).
  */
 
 import assert from "node:assert/strict";
 import { DfsClient, DfsError } from "../client.ts";
-import { assertNoStrayChunks, pseudoRandomBytes, rawConnection, TestServer } from "./_server.ts";
+import { pseudoRandomBytes } from "./_bytes.ts";
+import { InProcessServer } from "./_in_process.ts";
+import { assertNoStrayChunks } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;
-
-async function hook(
-  server: TestServer,
-  rank: number,
-  mode: "crash" | "hang" | "kill",
-): Promise<void> {
-  using raw = await rawConnection(server.address, { hello: true });
-  await raw.send({ op: "test-hook", id: 1, rank, mode });
-  assert.equal((await raw.next()).op, "ok");
-}
 
 async function waitForState(client: DfsClient, rank: number, state: string, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const status = await client.status();
     if (status.ranks.find((r) => r.rank === rank)?.state === state) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   assert.fail(`rank ${rank} did not become ${state} within ${timeoutMs} ms`);
 }
 
 Deno.test("a crashed data node: reads fail over, puts go elsewhere, it is restarted and reconciled", async () => {
-  await using server = await TestServer.start({
-    extraArgs: ["--test-hooks", "--scrub-bytes-per-sec", "0"],
-  });
+  await using server = await InProcessServer.start();
   await using client = await DfsClient.connect(server.address);
   const files = new Map<string, Uint8Array>();
   for (let i = 0; i < 6; i++) {
@@ -44,7 +36,7 @@ Deno.test("a crashed data node: reads fail over, puts go elsewhere, it is restar
   const doomed = pseudoRandomBytes(MiB, 99);
   await client.put("removed-while-down", doomed);
 
-  await hook(server, 1, "crash");
+  server.launcher.crash(1);
   // While rank 1 is down or restarting, every file still reads back.
   for (const [name, data] of files) assert.deepEqual(await client.getBytes(name), data, name);
   // Overwrite and remove while it may be down; then let it come back.
@@ -53,7 +45,7 @@ Deno.test("a crashed data node: reads fail over, puts go elsewhere, it is restar
   await client.put("f0", fresh);
   await client.remove("removed-while-down");
   await waitForState(client, 1, "up", 20_000);
-  assert.match(await server.stderrSoFar(), /rank 1 is down .*restarting it[\s\S]*rank 1 is back/);
+  assert.match(server.log, /rank 1 is down .*restarting it[\s\S]*rank 1 is back/);
 
   for (const [name, data] of files) assert.deepEqual(await client.getBytes(name), data, name);
   await assert.rejects(
@@ -65,21 +57,19 @@ Deno.test("a crashed data node: reads fail over, puts go elsewhere, it is restar
   assert.deepEqual([fsck.healthy, fsck.lost, fsck.underReplicated], [files.size, [], []]);
 
   // Nothing comes back after a full restart either.
-  await server.stop("SIGTERM");
-  await using again = await server.restart({ extraArgs: ["--test-hooks"] });
+  await server.stop();
+  await using again = await server.restart();
   await using after = await DfsClient.connect(again.address);
   assert.deepEqual((await after.list()).map((e) => e.name), [...files.keys()].sort());
   for (const [name, data] of files) assert.deepEqual(await after.getBytes(name), data, name);
 });
 
 Deno.test("a hung data node is detected by the heartbeat and restarted; reads go on meanwhile", async () => {
-  await using server = await TestServer.start({
-    extraArgs: ["--test-hooks", "--scrub-bytes-per-sec", "0"],
-  });
+  await using server = await InProcessServer.start();
   await using client = await DfsClient.connect(server.address);
   const data = pseudoRandomBytes(6 * MiB, 3);
   await client.put("hang.bin", data);
-  await hook(server, 2, "hang");
+  server.launcher.hang(2);
   const started = Date.now();
   assert.deepEqual(await client.getBytes("hang.bin"), data);
   // A put while rank 2 hangs or restarts: it either lands on live nodes or fails clearly.
@@ -99,9 +89,7 @@ Deno.test("a hung data node is detected by the heartbeat and restarted; reads go
 });
 
 Deno.test("a data node crashing during a get and during a put loses nothing acknowledged", async () => {
-  await using server = await TestServer.start({
-    extraArgs: ["--test-hooks", "--scrub-bytes-per-sec", "0"],
-  });
+  await using server = await InProcessServer.start();
   await using client = await DfsClient.connect(server.address);
   const data = pseudoRandomBytes(24 * MiB, 5);
   await client.put("stream.bin", data);
@@ -113,7 +101,7 @@ Deno.test("a data node crashing during a get and during a put loses nothing ackn
     parts.push(piece.slice());
     if (!crashed && parts.length === 3) {
       crashed = true;
-      await hook(server, 3, "crash");
+      server.launcher.crash(3);
     }
   }
   assert.deepEqual(new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer()), data);
@@ -122,9 +110,9 @@ Deno.test("a data node crashing during a get and during a put loses nothing ackn
   // Crash rank 1 during a put: it completes on live nodes or fails with UNAVAILABLE, never half.
   let sent = 0;
   const upload = new ReadableStream<Uint8Array>({
-    async pull(controller) {
+    pull(controller) {
       if (sent === 8 * MiB) return controller.close();
-      if (sent === 2 * MiB) await hook(server, 1, "crash");
+      if (sent === 2 * MiB) server.launcher.crash(1);
       controller.enqueue(data.slice(sent, sent + MiB));
       sent += MiB;
     },
@@ -150,8 +138,7 @@ Deno.test("a data node crashing during a get and during a put loses nothing ackn
 });
 
 Deno.test("a data node that stays down has its replicas copied to live nodes", async () => {
-  const args = ["--test-hooks", "--scrub-bytes-per-sec", "0", "--rereplicate-after-ms", "500"];
-  await using server = await TestServer.start({ ranks: 5, extraArgs: args });
+  await using server = await InProcessServer.start({ ranks: 5, rereplicateAfterMs: 500 });
   await using client = await DfsClient.connect(server.address);
   const files = new Map<string, Uint8Array>();
   for (let i = 0; i < 5; i++) {
@@ -159,13 +146,13 @@ Deno.test("a data node that stays down has its replicas copied to live nodes", a
     files.set(`r${i}`, data);
     await client.put(`r${i}`, data);
   }
-  await hook(server, 2, "kill");
+  server.launcher.kill(2);
   await waitForState(client, 2, "restarting", 10_000);
   assert.ok((await client.status()).underReplicatedChunks > 0, "chunks on the dead rank count");
   const deadline = Date.now() + 20_000;
-  while (!/rank 2 stays down: \d+ chunk replicas copied/.test(await server.stderrSoFar())) {
-    assert.ok(Date.now() < deadline, `no re-replication:\n${await server.stderrSoFar()}`);
-    await new Promise((r) => setTimeout(r, 100));
+  while (!/rank 2 stays down: \d+ chunk replicas copied/.test(server.log)) {
+    assert.ok(Date.now() < deadline, `no re-replication:\n${server.log}`);
+    await sleep(100);
   }
   for (const [name, data] of files) {
     const meta = await client.meta(name);
@@ -180,8 +167,8 @@ Deno.test("a data node that stays down has its replicas copied to live nodes", a
   assert.equal((await client.status()).underReplicatedChunks, 0);
 
   // After a full restart the old node is back with stale replicas: they are dropped.
-  await server.stop("SIGTERM");
-  await using again = await server.restart({ ranks: 5, extraArgs: ["--scrub-bytes-per-sec", "0"] });
+  await server.stop();
+  await using again = await server.restart({ ranks: 5 });
   await using after = await DfsClient.connect(again.address);
   for (const [name, data] of files) assert.deepEqual(await after.getBytes(name), data, name);
   await assertNoStrayChunks(again, after);

@@ -5,14 +5,9 @@
 
 import assert from "node:assert/strict";
 import { DfsClient, DfsError } from "../client.ts";
-import {
-  chunkFilesOnDisk,
-  DENO,
-  expectedChunkFiles,
-  pseudoRandomBytes,
-  ROOT,
-  TestServer,
-} from "./_server.ts";
+import { pseudoRandomBytes } from "./_bytes.ts";
+import { chunkFilesOnDisk, DENO, expectedChunkFiles, ROOT, TestServer } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;
 
@@ -71,7 +66,7 @@ Deno.test("a put cut off by SIGKILL leaves the previous version and start-up rem
   const slow = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (sent === 6) {
-        await new Promise((r) => setTimeout(r, 300)); // let the chunks reach the disks
+        await sleep(300); // let the chunks reach the disks
         await first.stop("SIGKILL");
         killed.resolve();
       }

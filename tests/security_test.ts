@@ -9,23 +9,12 @@ import { clientProof, newNonce, serverProof } from "../protocol/auth.ts";
 import { FrameReader, FrameWriter } from "../protocol/conn.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../protocol/limits.ts";
-import {
-  assertDfsError,
-  pseudoRandomBytes,
-  rawConnection,
-  relay,
-  ROOT,
-  TestServer,
-} from "./_server.ts";
+import { pseudoRandomBytes } from "./_bytes.ts";
+import { dfs } from "./_cli.ts";
+import { rawConnection } from "./_frames.ts";
+import { assertDfsError, relay, ROOT, TestServer } from "./_server.ts";
 
 const SECRET = "s3cret-token-for-tests-0123456789";
-
-async function cli(args: string[], env: Record<string, string> = {}) {
-  const out = await new Deno.Command(`${ROOT}dfs`, { args, env, stdout: "piped", stderr: "piped" })
-    .output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
 
 Deno.test("a server with --token-file serves clients that hold the token and refuses others", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "dfs-auth-" });
@@ -95,7 +84,7 @@ Deno.test("a server with --token-file serves clients that hold the token and ref
     await t.step("the CLI reads --token-file or DFS_TOKEN, and fails without", async () => {
       const local = `${dir}/local.txt`;
       await Deno.writeTextFile(local, "hello");
-      const withFile = await cli([
+      const withFile = await dfs([
         "put",
         local,
         "cli/a",
@@ -105,18 +94,18 @@ Deno.test("a server with --token-file serves clients that hold the token and ref
         tokenFile,
       ]);
       assert.equal(withFile.code, 0, withFile.stderr);
-      const withEnv = await cli(["get", "cli/a", "-", "--server", server.address], {
-        DFS_TOKEN: SECRET,
+      const withEnv = await dfs(["get", "cli/a", "-", "--server", server.address], {
+        env: { DFS_TOKEN: SECRET },
       });
       assert.equal(withEnv.code, 0, withEnv.stderr);
       assert.equal(withEnv.stdout, "hello");
-      const without = await cli(["list", "--server", server.address]);
+      const without = await dfs(["list", "--server", server.address]);
       assert.equal(without.code, 1);
       assert.match(
         without.stderr.trim(),
         /^dfs: Server requires a token: set DFS_TOKEN or pass --token-file$/,
       );
-      const wrong = await cli(["list", "--server", server.address, "--token-file", wrongFile]);
+      const wrong = await dfs(["list", "--server", server.address, "--token-file", wrongFile]);
       assert.equal(wrong.code, 1);
       assert.match(wrong.stderr.trim(), /^dfs: Authentication failed$/);
     });
@@ -129,7 +118,7 @@ Deno.test("dfs serve refuses a token file that is too short", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dfs-auth-" });
   try {
     await Deno.writeTextFile(`${dir}/token`, "short");
-    const out = await cli([
+    const out = await dfs([
       "serve",
       "--port",
       "0",
@@ -194,36 +183,21 @@ async function makeCertificates(dir: string): Promise<void> {
     }
   };
   const days = ["-days", "2"];
-  await run(
-    "req",
-    "-x509",
+  /** `openssl req` arguments for a new P-256 key in NAME.key. */
+  const newKey = (name: string) => [
     "-newkey",
     "ec",
     "-pkeyopt",
     "ec_paramgen_curve:P-256",
     "-nodes",
     "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-    "-subj",
-    "/CN=dfs test CA",
-    ...days,
-  );
-  await run(
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    "server.key",
-    "-out",
-    "server.csr",
-    "-subj",
-    "/CN=localhost",
-  );
+    `${name}.key`,
+  ];
+  /** A new key and a self-signed CA certificate for it in NAME.pem. */
+  const selfSigned = (name: string, subject: string) =>
+    run("req", "-x509", ...newKey(name), "-out", `${name}.pem`, "-subj", subject, ...days);
+  await selfSigned("ca", "/CN=dfs test CA");
+  await run("req", ...newKey("server"), "-out", "server.csr", "-subj", "/CN=localhost");
   await Deno.writeTextFile(
     `${dir}/ext.cnf`,
     "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
@@ -244,22 +218,7 @@ async function makeCertificates(dir: string): Promise<void> {
     "ext.cnf",
     ...days,
   );
-  await run(
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    "other.key",
-    "-out",
-    "other.pem",
-    "-subj",
-    "/CN=another CA",
-    ...days,
-  );
+  await selfSigned("other", "/CN=another CA");
 }
 
 Deno.test("TLS: a round trip with a trusted certificate, refusal without it", async (t) => {
@@ -304,14 +263,13 @@ Deno.test("TLS: a round trip with a trusted certificate, refusal without it", as
     });
 
     await t.step("the CLI connects with --tls-ca and with DFS_TLS_CA", async () => {
-      const list = await cli(["list", "--server", server.address, "--tls-ca", `${dir}/ca.pem`], {
-        DFS_TOKEN: SECRET,
+      const list = await dfs(["list", "--server", server.address, "--tls-ca", `${dir}/ca.pem`], {
+        env: { DFS_TOKEN: SECRET },
       });
       assert.equal(list.code, 0, list.stderr);
       assert.equal(list.stdout, "tls/a\n");
-      const meta = await cli(["meta", "tls/a", "--json", "--server", server.address], {
-        DFS_TOKEN: SECRET,
-        DFS_TLS_CA: `${dir}/ca.pem`,
+      const meta = await dfs(["meta", "tls/a", "--json", "--server", server.address], {
+        env: { DFS_TOKEN: SECRET, DFS_TLS_CA: `${dir}/ca.pem` },
       });
       assert.equal(meta.code, 0, meta.stderr);
       assert.equal(JSON.parse(meta.stdout).size, 3 * 1024 * 1024 + 1);

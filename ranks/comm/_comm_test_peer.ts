@@ -6,6 +6,8 @@
  */
 
 import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
+import type { Clock } from "../env/env.ts";
+import { systemClock } from "../env/deno_env.ts";
 import { type Comm, type Envelope, reply } from "./comm.ts";
 
 /** What rank 0 asks a peer; `op` selects the behaviour. */
@@ -20,7 +22,7 @@ export type PeerRequest =
   | { op: "fail"; code: ErrorCode; message: string }
   /** Throws a plain Error. */
   | { op: "crash" }
-  /** Answers `value` after `ms` milliseconds. */
+  /** Answers `value` after `ms` milliseconds of the peer's clock. */
   | { op: "sleep"; ms: number; value: unknown }
   /** Sends the caller `count` messages 0, 1, ... on each of `tags` in turn, then answers count. */
   | { op: "stream"; tags: number[]; count: number }
@@ -33,17 +35,27 @@ export type PeerRequest =
   /** Throws an uncaught error outside any handler (kills a Worker). */
   | { op: "die" };
 
-/** Serves PeerRequests on `comm` until it closes; then cancels any sleep still running. */
-export async function runPeer(comm: Comm): Promise<void> {
+/**
+ * Serves PeerRequests on `comm` until it closes; then cancels any sleep still running. Sleeps on
+ * `clock` (default systemClock); "die" always uses a real timer, as it kills a real Worker.
+ */
+export async function runPeer(comm: Comm, options: { clock?: Clock } = {}): Promise<void> {
   const stop = new AbortController();
+  const clock = options.clock ?? systemClock;
   try {
-    await comm.serve((envelope) => answer(comm, envelope as Envelope<PeerRequest>, stop.signal));
+    await comm.serve((envelope) =>
+      answer(comm, envelope as Envelope<PeerRequest>, { clock, stop: stop.signal })
+    );
   } finally {
     stop.abort();
   }
 }
 
-async function answer(comm: Comm, { source, body }: Envelope<PeerRequest>, stop: AbortSignal) {
+async function answer(
+  comm: Comm,
+  { source, body }: Envelope<PeerRequest>,
+  { clock, stop }: { clock: Clock; stop: AbortSignal },
+) {
   switch (body.op) {
     case "echo":
       return body.value;
@@ -59,7 +71,7 @@ async function answer(comm: Comm, { source, body }: Envelope<PeerRequest>, stop:
     case "crash":
       throw new Error("Peer crashed on purpose");
     case "sleep":
-      await sleep(body.ms, stop);
+      await sleep(clock, body.ms, stop);
       return body.value;
     case "stream":
       for (let i = 0; i < body.count; i++) {
@@ -84,13 +96,13 @@ async function answer(comm: Comm, { source, body }: Envelope<PeerRequest>, stop:
   }
 }
 
-function sleep(ms: number, stop: AbortSignal): Promise<void> {
+function sleep(clock: Clock, ms: number, stop: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const onStop = () => {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       reject(new DfsError("UNAVAILABLE", "Peer stopped while sleeping"));
     };
-    const timer = setTimeout(() => {
+    const timer = clock.setTimeout(() => {
       stop.removeEventListener("abort", onStop);
       resolve();
     }, ms);

@@ -17,6 +17,8 @@
  */
 
 import { assert, DfsError, type WireError } from "../../protocol/errors.ts";
+import type { Clock, TimerHandle } from "../env/env.ts";
+import { systemClock } from "../env/deno_env.ts";
 import type { Packet, Transport } from "./transport.ts";
 
 /** Matches a message from any rank. */
@@ -49,6 +51,8 @@ export interface CommOptions {
   onOverflow?: (envelope: Envelope) => void;
   /** Told of a peer's failure, after its pending receives failed; default: console.error. */
   onPeerError?: (rank: number, error: unknown) => void;
+  /** Times every deadline (`monotonic()`) and runs the one timeout timer; default systemClock. */
+  clock?: Clock;
 }
 
 /** Counts of a Comm's waiting state, for tests and monitoring. */
@@ -82,7 +86,7 @@ interface Waiter<T> {
   reject(error: unknown): void;
 }
 
-/** A wait with a deadline (`performance.now()` time; Infinity for none). */
+/** A wait with a deadline (the clock's `monotonic()` time; Infinity for none). */
 interface Deadline {
   deadline: number;
   timeoutMs?: number;
@@ -120,7 +124,8 @@ export class Comm {
   #handlers = 0;
   #served: (() => void) | null = null;
   #tag = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #clock: Clock;
+  #timer: TimerHandle | undefined;
   #timerAt = Infinity;
   #closed = false;
 
@@ -128,6 +133,7 @@ export class Comm {
   constructor(transport: Transport, options: CommOptions = {}) {
     this.#transport = transport;
     this.#mailboxMessagesMax = options.mailboxMessagesMax ?? MAILBOX_MESSAGES_MAX;
+    this.#clock = options.clock ?? systemClock;
     this.#onOverflow = options.onOverflow ?? ((e) => {
       console.error(`Rank ${this.rank} dropped a message from rank ${e.source}: mailbox is full`);
     });
@@ -249,7 +255,7 @@ export class Comm {
     assert(this.#isPeer(dest), `dest ${dest} is not a peer rank`);
     const tag = this.nextTag();
     const timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
-    const deadline = deadlineOf(timeoutMs);
+    const deadline = this.#deadlineOf(timeoutMs);
     const [promise, waiter] = wait<unknown>();
     this.#calls.set(tag, { dest, deadline, timeoutMs, waiter });
     this.#watch(deadline);
@@ -355,7 +361,7 @@ export class Comm {
     const pending: PendingRecv = {
       source,
       tag,
-      deadline: deadlineOf(timeoutMs),
+      deadline: this.#deadlineOf(timeoutMs),
       timeoutMs,
       waiter,
     };
@@ -364,17 +370,26 @@ export class Comm {
     return promise as Promise<Envelope<T>>;
   }
 
+  #deadlineOf(timeoutMs: number | undefined): number {
+    assert(
+      timeoutMs === undefined || timeoutMs >= 0,
+      `timeoutMs ${timeoutMs} must not be negative`,
+    );
+    return timeoutMs === undefined ? Infinity : this.#clock.monotonic() + timeoutMs;
+  }
+
   /** Arms the timer for `deadline` unless it already fires sooner. */
   #watch(deadline: number): void {
     if (deadline >= this.#timerAt) return;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timerAt = deadline;
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, deadline - performance.now()));
+    const delayMs = Math.max(0, deadline - this.#clock.monotonic());
+    this.#timer = this.#clock.setTimeout(() => this.#expire(), delayMs);
   }
 
   #unwatchIfIdle(): void {
     if (this.#timer === undefined || this.#calls.size > 0 || this.#recvs.length > 0) return;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
   }
@@ -383,7 +398,7 @@ export class Comm {
   #expire(): void {
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    const now = performance.now();
+    const now = this.#clock.monotonic();
     let next = Infinity;
     for (const [tag, pending] of this.#calls) {
       if (pending.deadline > now) {
@@ -516,11 +531,6 @@ function isTag(tag: number): boolean {
 function matches(source: number, tag: number, envelope: Envelope): boolean {
   return (source === ANY_SOURCE || source === envelope.source) &&
     (tag === ANY_TAG || tag === envelope.tag);
-}
-
-function deadlineOf(timeoutMs: number | undefined): number {
-  assert(timeoutMs === undefined || timeoutMs >= 0, `timeoutMs ${timeoutMs} must not be negative`);
-  return timeoutMs === undefined ? Infinity : performance.now() + timeoutMs;
 }
 
 /**

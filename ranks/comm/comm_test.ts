@@ -1,5 +1,6 @@
 import { deepEqual, equal, rejects, throws } from "node:assert/strict";
 import { DfsError } from "../../protocol/errors.ts";
+import { FakeClock } from "../env/fake_clock.ts";
 import {
   ANY_SOURCE,
   COLLECTIVE_TAG,
@@ -189,6 +190,28 @@ Deno.test("Comm fails each wait at its own deadline, whatever order they were se
   a.close();
   await rejects(unanswered, unavailable("Comm of rank 0 is closed"));
   b.close();
+});
+
+Deno.test("Comm times every wait on the clock it is given, with one timer for all deadlines", async () => {
+  const clock = new FakeClock();
+  const [a, b] = meshComms(2, { clock });
+  const settled: string[] = [];
+  const note = (name: string) => () => settled.push(`${name}@${clock.monotonic()}`);
+  const calls = [300, 100, 200].map((timeoutMs) =>
+    a.call(1, "b never serves", { timeoutMs }).catch(note(`call ${timeoutMs}`))
+  );
+  const received = a.recv(1, 1, { timeoutMs: 150 }).catch(note("recv 150"));
+  equal(clock.pending, 1);
+  equal(clock.nextDeadline(), 100);
+  await new Promise((resolve) => setTimeout(resolve, 20)); // real time does not count
+  deepEqual(settled, []);
+  await clock.advance(299);
+  deepEqual(settled, ["call 100@100", "recv 150@150", "call 200@200"]);
+  await clock.advance(1);
+  await Promise.all([...calls, received]);
+  equal(settled.at(-1), "call 300@300");
+  equal(clock.pending, 0);
+  closeAll([a, b]);
 });
 
 Deno.test("Comm.bcast() and Comm.gather() work from any root over a full mesh", async () => {

@@ -12,7 +12,7 @@ export interface Packet {
   body: unknown;
 }
 
-/** Moves packets between ranks. Implementations: PortTransport today; TCP and a simulated network later. */
+/** Moves packets between ranks. Implementations: PortTransport, LoopbackNetwork's; TCP later. */
 export interface Transport {
   readonly rank: number;
   readonly size: number;

@@ -11,25 +11,39 @@
  */
 
 import { assert } from "../../protocol/errors.ts";
+import { systemRandom } from "../env/deno_env.ts";
+import type { Random } from "../env/env.ts";
 
 /** A blob id: 32 lower-case hex digits made by the server (never from a client's name). */
 export const BLOB_ID_PATTERN = /^[0-9a-f]{32}$/;
 /** A chunk id: its blob id, a dash, and its byte offset in the blob in lower-case hex. */
 export const CHUNK_ID_PATTERN = /^[0-9a-f]{32}-(?:0|[1-9a-f][0-9a-f]{0,12})$/;
 
-/** 64 random bits for this process, the first half of every blob id it makes. */
-const BLOB_ID_PREFIX = Array.from(
-  crypto.getRandomValues(new Uint8Array(8)),
-  (byte) => byte.toString(16).padStart(2, "0"),
-).join("");
-let blobCount = 0;
-
 /**
- * Makes a new blob id matching `BLOB_ID_PATTERN`: this process's random prefix and a counter, so
- * ids never repeat within a process, nor (but with chance 2^-64) across restarts.
+ * Makes blob ids matching `BLOB_ID_PATTERN`: 64 random bits drawn once, then a counter, so ids
+ * never repeat within one source, nor (but with chance 2^-64) across restarts. Rank 0 makes one
+ * from its environment's randomness, so a seeded run makes the same ids.
  */
+export class BlobIds {
+  #prefix: string;
+  #count = 0;
+
+  constructor(random: Random) {
+    const bits = random.fill(new Uint8Array(8));
+    this.#prefix = Array.from(bits, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
+  /** A new blob id. */
+  next(): string {
+    return this.#prefix + (this.#count++).toString(16).padStart(16, "0");
+  }
+}
+
+const systemBlobIds = new BlobIds(systemRandom);
+
+/** A new blob id from the system's randomness (for tests and tools; rank 0 has its own). */
 export function newBlobId(): string {
-  return BLOB_ID_PREFIX + (blobCount++).toString(16).padStart(16, "0");
+  return systemBlobIds.next();
 }
 
 /** The id of the chunk at byte `offset` of blob `blob`. */

@@ -1,7 +1,22 @@
 /**
- * Messages between rank 0 and the data nodes. Point-to-point requests go through `Comm.call`;
- * cluster-wide questions (`list`, `scan`) are a `bcast` from rank 0 followed by a `gather` on the
- * tag the broadcast names.
+ * Messages between rank 0 and the data nodes. Point-to-point requests go through `Comm.call`
+ * (rank 0's typed client of them is `rank0/node_client.ts`); cluster-wide questions (`list`,
+ * `scan`) are a `bcast` from rank 0 followed by a `gather` on the tag the broadcast names.
+ *
+ * Glossary of the verbs:
+ * - `write`: a chunk's bytes into its upload's blob; not durable until a `commit` names it.
+ * - `commit`: make a manifest's chunks durable and append the manifest to the log (a small file's
+ *   one chunk travels with it and is kept in the log record).
+ * - `read`: a chunk's bytes back, checked against its CRC32.
+ * - `restore`: rewrite a damaged or missing replica from good bytes, durably (repairs).
+ * - `rename`: one log record that moves a version to a new name (or new placement) at once.
+ * - `release`: drop a superseded version: logged, then its chunks removed.
+ * - `discard`: remove the chunks of an upload that will never commit.
+ * - `repair`: hold exactly these manifests from now on and delete these blobs (start-up,
+ *   reconcile).
+ * - `scan`: everything the node holds (manifests, blobs, chunks in its log).
+ * - `list`: the node's newest version of each name under a prefix.
+ * - `statfs`, `ping`: the size and free space of its disk; a heartbeat.
  *
  * @module
  */
@@ -33,9 +48,6 @@ export type NodeCall =
   | { op: "ping" }
   /** What this node holds, for reconciling it after a restart. */
   | { op: "scan" }
-  /** Test hooks (only with `testHooks`): die with an uncaught error, or stop answering. */
-  | { op: "crash" }
-  | { op: "hang" }
   /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteBlobs`. */
   | { op: "repair"; repair: RankRepair };
 
@@ -52,8 +64,7 @@ export type ScanAnswer = RankScan;
 
 /** The first message rank 0 posts to a new data node Worker. */
 export interface NodeInit {
-  /** `testHooks` enables the `crash` and `hang` calls (tests only; off in normal serving). */
-  init: { rank: number; size: number; dir: string; testHooks?: boolean };
+  init: { rank: number; size: number; dir: string };
 }
 
 /** The tag a data node sends on once it has opened its storage (`Comm.nextTag()` never yields 0). */

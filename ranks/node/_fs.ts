@@ -1,13 +1,15 @@
 /**
- * File system helpers shared by the data node's stores (private to `ranks/`).
+ * File system helpers shared by the data node's stores and its data folder (private to `node/`):
+ * each takes the `FileSystem` to go through.
  *
  * @module
  */
 
 import { assert } from "../../protocol/errors.ts";
+import type { FileHandle, FileSystem } from "../env/env.ts";
 
 /** Writes every byte, looping over short writes. */
-export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+export async function writeAll(file: FileHandle, bytes: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < bytes.length) {
     const written = await file.write(bytes.subarray(offset));
@@ -17,17 +19,17 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
 }
 
 /** Removes a file; one that is already gone is fine. */
-export async function removeIfExists(path: string): Promise<void> {
+export async function removeIfExists(fs: FileSystem, path: string): Promise<void> {
   try {
-    await Deno.remove(path);
+    await fs.remove(path);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
 }
 
 /** Makes a folder's entries (files created, renamed or removed in it) durable. */
-export async function syncDirectory(path: string): Promise<void> {
-  using handle = await Deno.open(path, { read: true });
+export async function syncDirectory(fs: FileSystem, path: string): Promise<void> {
+  using handle = await fs.open(path, { read: true });
   await handle.sync();
 }
 

@@ -1,20 +1,23 @@
 /**
  * The chunk storage of a data node: one flat directory of blob files, one per upload, each chunk
  * at its offset in its blob (see `chunk_id.ts`). Writes are made durable in bulk: an upload's
- * chunks are written as they come, and `sync()` fdatasyncs each blob once, at commit.
- * `MemoryChunkStore` has the same behaviour in memory, for tests of the layers above.
+ * chunks are written as they come, and `sync()` fdatasyncs each blob once, at commit. All I/O goes
+ * through the `FileSystem` the store is opened with: Deno's for a server, a `MemoryFileSystem` for
+ * tests and the simulator (the same store, so tests of the layers above test it too).
  *
  * @module
  */
 
 import { dirname } from "node:path";
 import { assert, DfsError } from "../../protocol/errors.ts";
+import { denoFileSystem, systemClock } from "../env/deno_env.ts";
+import type { Clock, FileHandle, FileSystem } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 import { BLOB_ID_PATTERN, blobOf, CHUNK_ID_PATTERN, offsetOf } from "../common/chunk_id.ts";
 
 /**
- * Chunks up to this size at the start of their blob are read with one `Deno.readFile` op (~3x the
- * rate of open+seek+read for 4 KiB); others are read into a buffer of their size.
+ * Chunks up to this size at the start of their blob are read with one `readFile` op (~3x the
+ * rate of open+seek+read for 4 KiB on Deno); others are read into a buffer of their size.
  */
 export const SMALL_READ_BYTES_MAX = 256 * 1024;
 
@@ -28,8 +31,9 @@ export const BLOB_UNSYNCED_BYTES_MAX = 1024 * 1024 * 1024;
 export const DISK_OPS_PARALLEL_MAX = 16;
 
 /**
- * Blobs `scan()` stats synchronously before it lets other work run: `Deno.statSync` measured 5x
- * the rate of 16 parallel `Deno.stat` (100k files: 0.3 s against 1.4 s); 4096 take ~10 ms.
+ * Blobs `scan()` stats synchronously before it lets other work run (a 0 ms timer of its clock):
+ * `Deno.statSync` measured 5x the rate of 16 parallel `Deno.stat` (100k files: 0.3 s against
+ * 1.4 s); 4096 take ~10 ms.
  */
 export const SCAN_STATS_PER_TURN_MAX = 4096;
 
@@ -84,17 +88,31 @@ export interface ChunkStore {
 }
 
 /**
+ * Where a chunk store does its I/O, and the clock whose 0 ms timer `scan()` yields to between
+ * batches of stats (so that other I/O and messages run): Deno's file system and the system clock
+ * unless told (an `Env` will do).
+ */
+export interface ChunkStoreOptions {
+  fs?: FileSystem;
+  clock?: Clock;
+}
+
+/**
  * Opens the chunk store in `dir`, creating the folder (and its parents) if missing.
  *
  * @throws {DfsError} UNAVAILABLE if the folder cannot be created or opened.
  */
-export async function openDiskChunkStore(dir: string): Promise<DiskChunkStore> {
+export async function openDiskChunkStore(
+  dir: string,
+  options: ChunkStoreOptions = {},
+): Promise<DiskChunkStore> {
+  const { fs = denoFileSystem, clock = systemClock } = options;
   try {
-    await Deno.mkdir(dir, { recursive: true });
-    const handle = await Deno.open(dir, { read: true });
+    await fs.mkdir(dir, { recursive: true });
+    const handle = await fs.open(dir, { read: true });
     // A folder created just now must itself survive a crash.
-    await syncDirectory(dirname(dir));
-    return new DiskChunkStore(dir, handle);
+    await syncDirectory(fs, dirname(dir));
+    return new DiskChunkStore(dir, { fs, clock, handle });
   } catch (error) {
     throw new DfsError("UNAVAILABLE", `Cannot open chunk store "${dir}": ${reasonOf(error)}`, {
       cause: error,
@@ -102,10 +120,12 @@ export async function openDiskChunkStore(dir: string): Promise<DiskChunkStore> {
   }
 }
 
-/** The on-disk `ChunkStore`. Open it with `openDiskChunkStore()`. */
+/** The `ChunkStore`, on a file system. Open it with `openDiskChunkStore()`. */
 export class DiskChunkStore implements ChunkStore {
   #dir: string;
-  #handle: Deno.FsFile;
+  #fs: FileSystem;
+  #clock: Clock;
+  #handle: FileHandle;
   #entries: GroupSync;
   /** Blobs written since their last fdatasync, with the bytes written. */
   #unsynced = new Map<string, number>();
@@ -117,10 +137,15 @@ export class DiskChunkStore implements ChunkStore {
   #writes: Promise<void> = Promise.resolve();
   #closed = false;
 
-  /** Use `openDiskChunkStore()`; `handle` is the open chunk folder, owned by the store from now on. */
-  constructor(dir: string, handle: Deno.FsFile) {
+  /**
+   * Use `openDiskChunkStore()`; `handle` is the chunk folder open on `fs`, owned by the store from
+   * now on.
+   */
+  constructor(dir: string, opened: { fs: FileSystem; clock: Clock; handle: FileHandle }) {
     this.#dir = dir;
-    this.#handle = handle;
+    this.#fs = opened.fs;
+    this.#clock = opened.clock;
+    this.#handle = opened.handle;
     this.#entries = new GroupSync(() => this.#handle.sync());
   }
 
@@ -140,12 +165,12 @@ export class DiskChunkStore implements ChunkStore {
     const fresh = !this.#unsynced.has(blob) && offset === 0;
     this.#unsynced.set(blob, this.#unsynced.get(blob) ?? 0);
     try {
-      const turn = this.#writes.then(() => writeAt(this.#path(blob), offset, bytes));
+      const turn = this.#writes.then(() => this.#writeAt(id, bytes));
       this.#writes = turn.catch(() => {});
       await turn;
     } catch (error) {
       // A full disk must not leave a partial blob behind.
-      if (fresh) await removeIfExists(this.#path(blob)).catch(() => {});
+      if (fresh) await removeIfExists(this.#fs, this.#path(blob)).catch(() => {});
       throw storeError(id, error);
     }
     const unsynced = (this.#unsynced.get(blob) ?? 0) + bytes.length;
@@ -162,9 +187,9 @@ export class DiskChunkStore implements ChunkStore {
   }
 
   async replace(id: string, bytes: Uint8Array): Promise<void> {
-    const blob = this.#blob(id, { chunkOnly: true });
+    this.#blob(id, { chunkOnly: true });
     try {
-      await writeAt(this.#path(blob), offsetOf(id), bytes, { sync: true });
+      await this.#writeAt(id, bytes, { sync: true });
     } catch (error) {
       throw storeError(id, error);
     }
@@ -178,17 +203,16 @@ export class DiskChunkStore implements ChunkStore {
   ): Promise<Uint8Array<ArrayBuffer>> {
     assert(Number.isSafeInteger(size) && size >= 0, "a chunk size is a whole number");
     const path = this.#path(this.#blob(id, { chunkOnly: true }));
-    const offset = offsetOf(id);
     const { into } = options;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
-      if (offset === 0 && size <= SMALL_READ_BYTES_MAX) {
-        const whole = await Deno.readFile(path);
+      if (offsetOf(id) === 0 && size <= SMALL_READ_BYTES_MAX) {
+        const whole = await this.#fs.readFile(path);
         if (whole.length < size) throw sizeError(id, size, whole.length);
         bytes = ownBuffer(whole.subarray(0, size));
       } else {
         const target = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
-        bytes = await readAt(id, path, offset, target);
+        bytes = await this.#readAt(id, target);
       }
     } catch (error) {
       if (error instanceof DfsError) throw error;
@@ -207,7 +231,7 @@ export class DiskChunkStore implements ChunkStore {
     await forEachParallel(blobs, async (blob) => {
       try {
         this.#unsynced.delete(blob);
-        await removeIfExists(this.#path(blob));
+        await removeIfExists(this.#fs, this.#path(blob));
       } catch (error) {
         throw new DfsError("UNAVAILABLE", `Cannot delete blob ${blob}: ${reasonOf(error)}`, {
           cause: error,
@@ -232,17 +256,17 @@ export class DiskChunkStore implements ChunkStore {
     try {
       const blobs: string[] = [];
       const strays: string[] = [];
-      for await (const entry of Deno.readDir(this.#dir)) {
+      for await (const entry of this.#fs.readDir(this.#dir)) {
         const blob = BLOB_ID_PATTERN.test(entry.name);
         if (blob && entry.isFile) blobs.push(entry.name);
         else if (entry.isFile || entry.isSymlink) strays.push(`${this.#dir}/${entry.name}`);
       }
-      await forEachParallel(strays, removeIfExists);
+      await forEachParallel(strays, (path) => removeIfExists(this.#fs, path));
       const sizes = new Map<string, number>();
       for (let start = 0; start < blobs.length; start += SCAN_STATS_PER_TURN_MAX) {
-        if (start > 0) await new Promise((resolve) => setTimeout(resolve, 0));
+        if (start > 0) await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, 0));
         for (const blob of blobs.slice(start, start + SCAN_STATS_PER_TURN_MAX)) {
-          const size = statSizeOrUndefined(this.#path(blob));
+          const size = statSizeOrUndefined(this.#fs, this.#path(blob));
           if (size !== undefined) sizes.set(blob, size);
         }
       }
@@ -266,7 +290,7 @@ export class DiskChunkStore implements ChunkStore {
     const before = this.#unsynced.get(blob) ?? 0;
     this.#blobSyncs++;
     try {
-      using file = await Deno.open(this.#path(blob), { write: true });
+      using file = await this.#fs.open(this.#path(blob), { write: true });
       await file.syncData();
     } catch (error) {
       throw storeError(id, error);
@@ -287,87 +311,29 @@ export class DiskChunkStore implements ChunkStore {
   #path(blob: string): string {
     return `${this.#dir}/${blob}`;
   }
-}
 
-/**
- * An in-memory `ChunkStore` with the same behaviour as the disk one, for tests. Every failure is a
- * rejected promise, as from the disk store.
- */
-export class MemoryChunkStore implements ChunkStore {
-  #blobs = new Map<string, Uint8Array<ArrayBuffer>>();
-  #closed = false;
-
-  write(id: string, bytes: Uint8Array): Promise<void> {
-    return Promise.try(() => this.#put(id, bytes));
-  }
-
-  sync(ids: readonly string[]): Promise<void> {
-    return Promise.try(() => void ids.forEach((id) => this.#check(id, { chunkOnly: true })));
-  }
-
-  replace(id: string, bytes: Uint8Array): Promise<void> {
-    return Promise.try(() => this.#put(id, bytes));
-  }
-
-  read(
-    id: string,
-    size: number,
-    options: { into?: Uint8Array<ArrayBuffer> } = {},
-  ): Promise<Uint8Array<ArrayBuffer>> {
-    return Promise.try(() => {
-      this.#check(id, { chunkOnly: true });
-      const blob = this.#blobs.get(blobOf(id));
-      if (blob === undefined) {
-        throw new DfsError("NOT_FOUND", `Cannot read chunk ${id}: chunk does not exist`);
-      }
-      const offset = offsetOf(id);
-      if (blob.length < offset + size) {
-        throw sizeError(id, size, Math.max(blob.length - offset, 0));
-      }
-      const bytes = blob.subarray(offset, offset + size);
-      const { into } = options;
-      if (!into || into.length < size || size <= SMALL_READ_BYTES_MAX) return bytes.slice();
-      into.set(bytes);
-      return into.subarray(0, size);
-    });
-  }
-
-  delete(ids: readonly string[]): Promise<void> {
-    return Promise.try(() => {
-      for (const id of ids) this.#check(id);
-      for (const id of ids) this.#blobs.delete(blobOf(id));
-    });
-  }
-
-  syncEntries(): Promise<void> {
-    return Promise.try(() => assert(!this.#closed, "chunk store is open"));
-  }
-
-  scan(): Promise<Map<string, number>> {
-    return Promise.try(() => {
-      assert(!this.#closed, "chunk store is open");
-      return new Map([...this.#blobs].map(([blob, bytes]) => [blob, bytes.length]));
-    });
-  }
-
-  close(): Promise<void> {
-    this.#closed = true;
-    return Promise.resolve();
-  }
-
-  #put(id: string, bytes: Uint8Array): void {
-    this.#check(id, { chunkOnly: true });
+  /** Reads chunk `id` into `bytes`; CORRUPTED if its blob ends first. */
+  async #readAt(id: string, bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
     const offset = offsetOf(id);
-    const old = this.#blobs.get(blobOf(id)) ?? new Uint8Array(0);
-    const blob = old.length >= offset + bytes.length ? old : new Uint8Array(offset + bytes.length);
-    if (blob !== old) blob.set(old);
-    blob.set(bytes, offset);
-    this.#blobs.set(blobOf(id), blob);
+    using file = await this.#fs.open(this.#path(blobOf(id)), { read: true });
+    if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+    let filled = 0;
+    while (filled < bytes.length) {
+      const read = await file.read(bytes.subarray(filled));
+      if (read === null) break;
+      filled += read;
+    }
+    if (filled < bytes.length) throw sizeError(id, bytes.length, filled);
+    return bytes;
   }
 
-  #check(id: string, options: { chunkOnly?: boolean } = {}): void {
-    assert(!this.#closed, "chunk store is open");
-    checkId(id, options);
+  /** Writes chunk `id` at its offset in its blob, creating it; with `sync`, fdatasyncs it. */
+  async #writeAt(id: string, bytes: Uint8Array, options: { sync?: boolean } = {}): Promise<void> {
+    const offset = offsetOf(id);
+    using file = await this.#fs.open(this.#path(blobOf(id)), { write: true, create: true });
+    if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
+    await writeAll(file, bytes);
+    if (options.sync) await file.syncData();
   }
 }
 
@@ -424,38 +390,6 @@ class GroupSync {
   }
 }
 
-/** Reads chunk `id` at `offset` of the blob at `path` into `bytes`; CORRUPTED if the blob ends first. */
-async function readAt(
-  id: string,
-  path: string,
-  offset: number,
-  bytes: Uint8Array<ArrayBuffer>,
-): Promise<Uint8Array<ArrayBuffer>> {
-  using file = await Deno.open(path, { read: true });
-  if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
-  let filled = 0;
-  while (filled < bytes.length) {
-    const read = await file.read(bytes.subarray(filled));
-    if (read === null) break;
-    filled += read;
-  }
-  if (filled < bytes.length) throw sizeError(id, bytes.length, filled);
-  return bytes;
-}
-
-/** Writes `bytes` at `offset` of the file at `path`, creating it; with `sync`, fdatasyncs it. */
-async function writeAt(
-  path: string,
-  offset: number,
-  bytes: Uint8Array,
-  options: { sync?: boolean } = {},
-): Promise<void> {
-  using file = await Deno.open(path, { write: true, create: true });
-  if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
-  await writeAll(file, bytes);
-  if (options.sync) await file.syncData();
-}
-
 /** `bytes` itself if it owns its whole ArrayBuffer, else a copy that does. */
 function ownBuffer(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
   const exact = bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length;
@@ -463,9 +397,9 @@ function ownBuffer(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
 }
 
 /** The size of the file at `path`, or undefined if it was removed meanwhile. */
-function statSizeOrUndefined(path: string): number | undefined {
+function statSizeOrUndefined(fs: FileSystem, path: string): number | undefined {
   try {
-    return Deno.statSync(path).size;
+    return fs.statSync(path).size;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;

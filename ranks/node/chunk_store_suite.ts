@@ -1,33 +1,39 @@
 /**
- * One behaviour suite that every `ChunkStore` passes (the disk one and the memory one).
+ * One behaviour suite for the chunk store, run over every file system it may sit on (Deno's and
+ * the memory one): the same assertions must hold on both.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
-import type { ChunkStore } from "./chunk_store.ts";
+import { blobOf, chunkIdOf, newBlobId } from "../common/chunk_id.ts";
+import type { FileSystem } from "../env/env.ts";
+import { type DiskChunkStore, openDiskChunkStore } from "./chunk_store.ts";
+import { type TestFileSystem, writeFileTo } from "./_test_fs.ts";
 
-/** A store under test; disposing it closes the store and removes whatever it left behind. */
-export interface OpenedChunkStore extends AsyncDisposable {
-  store: ChunkStore;
+/** A store under test, in `dir` on `fs`. */
+interface Opened {
+  store: DiskChunkStore;
+  fs: FileSystem;
+  dir: string;
 }
 
-/** How to test one `ChunkStore` implementation. */
-export interface ChunkStoreSuiteOptions {
-  /** Names the implementation in test names, e.g. `"DiskChunkStore"`. */
-  name: string;
-  /** Opens a new, empty store. */
-  open: () => Promise<OpenedChunkStore>;
-}
-
-/** Registers the shared `ChunkStore` tests with `Deno.test`. */
-export function runChunkStoreSuite(options: ChunkStoreSuiteOptions): void {
-  const { name, open } = options;
-  const test = (behaviour: string, body: (store: ChunkStore) => Promise<void>) => {
+/** Registers the chunk store tests over one file system with `Deno.test`. */
+export function runChunkStoreSuite(testFs: TestFileSystem): void {
+  const name = `DiskChunkStore${testFs.suffix}`;
+  const test = (
+    behaviour: string,
+    body: (store: DiskChunkStore, opened: Opened) => Promise<void>,
+  ) => {
     Deno.test(`${name} ${behaviour}`, async () => {
-      await using opened = await open();
-      await body(opened.store);
+      await using root = await testFs.newRoot();
+      const dir = `${root.dir}/chunks`;
+      const store = await openDiskChunkStore(dir, root);
+      try {
+        await body(store, { store, fs: root.fs, dir });
+      } finally {
+        await store.close();
+      }
     });
   };
 
@@ -178,6 +184,96 @@ export function runChunkStoreSuite(options: ChunkStoreSuiteOptions): void {
       assert.deepEqual(await store.read(id, bytes.length), bytes);
     }));
     assert.equal((await store.scan()).size, 8);
+  });
+
+  Deno.test(`openDiskChunkStore()${testFs.suffix} creates a missing folder and synced chunks survive a reopen`, async () => {
+    await using root = await testFs.newRoot();
+    const dir = `${root.dir}/a/b/chunks`;
+    const blob = newBlobId();
+    const bytes = randomBytes(5000);
+    const first = await openDiskChunkStore(dir, root);
+    await first.write(chunkIdOf(blob, 1000), bytes);
+    await first.sync([chunkIdOf(blob, 1000)]);
+    await first.close();
+    const second = await openDiskChunkStore(dir, root);
+    assert.deepEqual(await second.scan(), new Map([[blob, 6000]]));
+    assert.deepEqual(await second.read(chunkIdOf(blob, 1000), 5000), bytes);
+    await second.close();
+  });
+
+  test("scan() removes stray files and keeps blobs and folders", async (store, { fs, dir }) => {
+    const blob = newBlobId();
+    await store.write(chunkIdOf(blob, 0), new Uint8Array(3));
+    const strays = [`${blob}.tmp`, `${blob}-0`, blob.toUpperCase(), blob.slice(1), "notes.txt"];
+    for (const name of strays) await writeFileTo(`${dir}/${name}`, Uint8Array.of(120), { fs });
+    await fs.mkdir(`${dir}/folder`);
+    assert.deepEqual(await store.scan(), new Map([[blob, 3]]));
+    const left = [];
+    for await (const entry of fs.readDir(dir)) left.push(entry.name);
+    assert.deepEqual(left.sort(), [blob, "folder"].sort());
+  });
+
+  test("syncEntries() shares one fsync among concurrent callers", async (store) => {
+    await store.syncEntries();
+    await store.syncEntries();
+    assert.equal(store.syncCount, 2);
+    // The first call starts an fsync; the 19 calls that arrive while it runs share the next one.
+    await Promise.all(Array.from({ length: 20 }, () => store.syncEntries()));
+    assert.equal(store.syncCount, 4);
+  });
+
+  test("sync() fdatasyncs each blob with unsynced writes once", async (store) => {
+    const [a, b] = [newBlobId(), newBlobId()];
+    const ids = [chunkIdOf(a, 0), chunkIdOf(a, 10), chunkIdOf(a, 20), chunkIdOf(b, 0)];
+    for (const id of ids) await store.write(id, randomBytes(10));
+    await store.sync(ids);
+    assert.equal(store.blobSyncCount, 2);
+    await store.sync(ids);
+    assert.equal(store.blobSyncCount, 2, "nothing left unsynced");
+    await store.write(chunkIdOf(b, 10), randomBytes(10));
+    await store.sync(ids);
+    assert.equal(store.blobSyncCount, 3);
+  });
+
+  test("read() detects a blob cut short, and reads a longer one", async (store, { fs, dir }) => {
+    for (const size of [100, 1024 * 1024]) {
+      const [shorter, longer] = [newBlobId(), newBlobId()];
+      await store.write(chunkIdOf(shorter, 0), randomBytes(size));
+      const bytes = randomBytes(size);
+      await store.write(chunkIdOf(longer, 0), bytes);
+      {
+        using file = await fs.open(`${dir}/${shorter}`, { write: true });
+        await file.truncate(size - 1);
+      }
+      await writeFileTo(`${dir}/${longer}`, new Uint8Array(1), { fs, append: true });
+      const id = chunkIdOf(shorter, 0);
+      await assert.rejects(store.read(id, size), {
+        name: "DfsError",
+        code: "CORRUPTED",
+        message: `Cannot read chunk ${id}: expected ${size} bytes, found ${size - 1}`,
+      });
+      assert.deepEqual(await store.read(chunkIdOf(longer, 0), size), bytes);
+    }
+  });
+
+  const { newSmallRoot } = testFs;
+  Deno.test({
+    name: `${name} write() on a full disk fails with UNAVAILABLE and leaves no partial blob`,
+    ignore: newSmallRoot === undefined,
+    async fn() {
+      await using root = await newSmallRoot!(1024 * 1024);
+      const store = await openDiskChunkStore(`${root.dir}/chunks`, root);
+      const id = chunkIdOf(newBlobId(), 0);
+      await assert.rejects(store.write(id, randomBytes(2 * 1024 * 1024)), {
+        name: "DfsError",
+        code: "UNAVAILABLE",
+        message: new RegExp(`^Cannot store chunk ${id}: No space left on device`),
+      });
+      assert.deepEqual(await store.scan(), new Map());
+      await store.write(id, randomBytes(4096));
+      assert.deepEqual(await store.scan(), new Map([[blobOf(id), 4096]]));
+      await store.close();
+    },
   });
 }
 

@@ -7,34 +7,14 @@ import {
   newBlobId,
   offsetOf,
 } from "../common/chunk_id.ts";
-import { DiskChunkStore, MemoryChunkStore, openDiskChunkStore } from "./chunk_store.ts";
+import { FakeClock } from "../env/fake_clock.ts";
+import { MemoryFileSystem } from "../env/memory_fs.ts";
+import { openDiskChunkStore, SCAN_STATS_PER_TURN_MAX } from "./chunk_store.ts";
 import { randomBytes, runChunkStoreSuite } from "./chunk_store_suite.ts";
-import { canMountTmpfs, mountTmpfs } from "./_tmpfs_test_util.ts";
+import { DENO_TEST_FS, MEMORY_TEST_FS } from "./_test_fs.ts";
 
-runChunkStoreSuite({
-  name: "MemoryChunkStore",
-  open: () => {
-    const store = new MemoryChunkStore();
-    return Promise.resolve({ store, [Symbol.asyncDispose]: () => store.close() });
-  },
-});
-
-runChunkStoreSuite({ name: "DiskChunkStore", open: openTempStore });
-
-/** A disk store in a new temp folder, removed on dispose. */
-async function openTempStore(): Promise<{ store: DiskChunkStore; dir: string } & AsyncDisposable> {
-  const root = await Deno.makeTempDir();
-  const dir = `${root}/chunks`;
-  const store = await openDiskChunkStore(dir);
-  return {
-    store,
-    dir,
-    async [Symbol.asyncDispose]() {
-      await store.close();
-      await Deno.remove(root, { recursive: true });
-    },
-  };
-}
+runChunkStoreSuite(DENO_TEST_FS);
+runChunkStoreSuite(MEMORY_TEST_FS);
 
 Deno.test("newBlobId() makes distinct ids; chunkIdOf(), blobOf() and offsetOf() agree", () => {
   const ids = new Set(Array.from({ length: 1000 }, newBlobId));
@@ -50,97 +30,67 @@ Deno.test("newBlobId() makes distinct ids; chunkIdOf(), blobOf() and offsetOf() 
   }
 });
 
-Deno.test("openDiskChunkStore() creates a missing folder and synced chunks survive a reopen", async () => {
-  const root = await Deno.makeTempDir();
-  const dir = `${root}/a/b/chunks`;
-  const blob = newBlobId();
+Deno.test("DiskChunkStore after a crash keeps synced chunks and deletes, not the others", async () => {
+  const fs = new MemoryFileSystem();
+  const dir = "/data/rank-1/chunks";
+  await fs.mkdir("/data/rank-1", { recursive: true });
+  fs.syncAll(); // the node's folder, made durable as a server makes it
+  const [kept, deleted, unsynced] = [newBlobId(), newBlobId(), newBlobId()];
   const bytes = randomBytes(5000);
-  const first = await openDiskChunkStore(dir);
-  await first.write(chunkIdOf(blob, 1000), bytes);
-  await first.sync([chunkIdOf(blob, 1000)]);
-  await first.close();
-  const second = await openDiskChunkStore(dir);
-  assert.deepEqual(await second.scan(), new Map([[blob, 6000]]));
-  assert.deepEqual(await second.read(chunkIdOf(blob, 1000), 5000), bytes);
-  await second.close();
-  await Deno.remove(root, { recursive: true });
-});
-
-Deno.test("DiskChunkStore scan() removes stray files and keeps blobs and folders", async () => {
-  await using opened = await openTempStore();
-  const { store, dir } = opened;
-  const blob = newBlobId();
-  await store.write(chunkIdOf(blob, 0), new Uint8Array(3));
-  const strays = [`${blob}.tmp`, `${blob}-0`, blob.toUpperCase(), blob.slice(1), "notes.txt"];
-  for (const name of strays) await Deno.writeTextFile(`${dir}/${name}`, "x");
-  await Deno.mkdir(`${dir}/folder`);
-  assert.deepEqual(await store.scan(), new Map([[blob, 3]]));
-  const left = [];
-  for await (const entry of Deno.readDir(dir)) left.push(entry.name);
-  assert.deepEqual(left.sort(), [blob, "folder"].sort());
-});
-
-Deno.test("DiskChunkStore syncEntries() shares one fsync among concurrent callers", async () => {
-  await using opened = await openTempStore();
-  const { store } = opened;
+  const store = await openDiskChunkStore(dir, { fs });
+  await store.write(chunkIdOf(kept, 0), bytes);
+  await store.write(chunkIdOf(deleted, 0), bytes);
+  await store.sync([chunkIdOf(kept, 0), chunkIdOf(deleted, 0)]);
+  await store.delete([deleted]);
   await store.syncEntries();
-  await store.syncEntries();
-  assert.equal(store.syncCount, 2);
-  // The first call starts an fsync; the 19 calls that arrive while it runs share the next one.
-  await Promise.all(Array.from({ length: 20 }, () => store.syncEntries()));
-  assert.equal(store.syncCount, 4);
+  await store.write(chunkIdOf(unsynced, 0), bytes);
+  await store.write(chunkIdOf(kept, 5000), bytes);
+  fs.crash();
+  const reopened = await openDiskChunkStore(dir, { fs });
+  assert.deepEqual(await reopened.scan(), new Map([[kept, 5000]]));
+  assert.deepEqual(await reopened.read(chunkIdOf(kept, 0), 5000), bytes);
+  await assert.rejects(reopened.read(chunkIdOf(kept, 5000), 5000), { code: "CORRUPTED" });
+  await reopened.close();
 });
 
-Deno.test("DiskChunkStore sync() fdatasyncs each blob with unsynced writes once", async () => {
-  await using opened = await openTempStore();
-  const { store } = opened;
-  const [a, b] = [newBlobId(), newBlobId()];
-  const ids = [chunkIdOf(a, 0), chunkIdOf(a, 10), chunkIdOf(a, 20), chunkIdOf(b, 0)];
-  for (const id of ids) await store.write(id, randomBytes(10));
-  await store.sync(ids);
-  assert.equal(store.blobSyncCount, 2);
-  await store.sync(ids);
-  assert.equal(store.blobSyncCount, 2, "nothing left unsynced");
-  await store.write(chunkIdOf(b, 10), randomBytes(10));
-  await store.sync(ids);
-  assert.equal(store.blobSyncCount, 3);
+Deno.test("DiskChunkStore on an injected EIO fails with UNAVAILABLE and leaves no partial blob", async () => {
+  const fs = new MemoryFileSystem();
+  const store = await openDiskChunkStore("/chunks", { fs });
+  const id = chunkIdOf(newBlobId(), 0);
+  fs.failNext("/chunks", "write", "EIO");
+  await assert.rejects(store.write(id, randomBytes(10)), {
+    name: "DfsError",
+    code: "UNAVAILABLE",
+    message: `Cannot store chunk ${id}: Input/output error (os error 5)`,
+  });
+  assert.deepEqual(await store.scan(), new Map());
+  await store.write(id, randomBytes(10));
+  fs.failNext("/chunks", "sync", "EIO");
+  await assert.rejects(store.sync([id]), { code: "UNAVAILABLE" });
+  fs.failNext(`/chunks/${blobOf(id)}`, "read", "EIO");
+  await assert.rejects(store.read(id, 10), {
+    name: "DfsError",
+    code: "UNAVAILABLE",
+    message: `Cannot read chunk ${id}: Input/output error (os error 5)`,
+  });
+  await store.close();
 });
 
-Deno.test("DiskChunkStore read() detects a blob cut short, and reads a longer one", async () => {
-  await using opened = await openTempStore();
-  const { store, dir } = opened;
-  for (const size of [100, 1024 * 1024]) {
-    const [shorter, longer] = [newBlobId(), newBlobId()];
-    await store.write(chunkIdOf(shorter, 0), randomBytes(size));
-    const bytes = randomBytes(size);
-    await store.write(chunkIdOf(longer, 0), bytes);
-    await Deno.truncate(`${dir}/${shorter}`, size - 1);
-    await Deno.writeFile(`${dir}/${longer}`, new Uint8Array(1), { append: true });
-    const id = chunkIdOf(shorter, 0);
-    await assert.rejects(store.read(id, size), {
-      name: "DfsError",
-      code: "CORRUPTED",
-      message: `Cannot read chunk ${id}: expected ${size} bytes, found ${size - 1}`,
-    });
-    assert.deepEqual(await store.read(chunkIdOf(longer, 0), size), bytes);
+Deno.test("DiskChunkStore scan() yields to its clock's 0 ms timer between batches of stats", async () => {
+  const fs = new MemoryFileSystem();
+  const clock = new FakeClock();
+  const store = await openDiskChunkStore("/chunks", { fs, clock });
+  for (let i = 0; i <= SCAN_STATS_PER_TURN_MAX; i++) {
+    await store.write(chunkIdOf(newBlobId(), 0), new Uint8Array(1));
   }
-});
-
-Deno.test({
-  name: "DiskChunkStore write() on a full disk fails with UNAVAILABLE and leaves no partial blob",
-  ignore: !await canMountTmpfs(),
-  async fn() {
-    await using disk = await mountTmpfs(1024 * 1024);
-    const store = await openDiskChunkStore(`${disk.dir}/chunks`);
-    const id = chunkIdOf(newBlobId(), 0);
-    await assert.rejects(store.write(id, randomBytes(2 * 1024 * 1024)), {
-      name: "DfsError",
-      code: "UNAVAILABLE",
-      message: new RegExp(`^Cannot store chunk ${id}: No space left on device`),
-    });
-    assert.deepEqual(await store.scan(), new Map());
-    await store.write(id, randomBytes(4096));
-    assert.deepEqual(await store.scan(), new Map([[blobOf(id), 4096]]));
-    await store.close();
-  },
+  let done = false;
+  const scanning = store.scan().finally(() => done = true);
+  for (let turn = 0; clock.pending === 0; turn++) {
+    assert.ok(turn < 1_000_000, "scan() sets a timer");
+    await null;
+  }
+  assert.equal(done, false, "waits for the clock");
+  await clock.advance(0);
+  assert.equal((await scanning).size, SCAN_STATS_PER_TURN_MAX + 1);
+  await store.close();
 });

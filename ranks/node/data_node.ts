@@ -1,7 +1,7 @@
 /**
  * A data node: stores chunks and the manifests of the files they belong to. Takes `NodeCall`s and
- * `NodeCollective`s and answers them; owns no socket. The Worker entry (`data_worker.ts`) wires it
- * to a `Comm`; tests drive it directly.
+ * `NodeCollective`s and answers them; owns no socket, and reaches the disk and the operator only
+ * through its `Env`. `serveNode()` (`serve.ts`) wires it to a `Comm`; tests drive it directly.
  *
  * A small file's one chunk comes with its commit and is kept in the log record itself, not in a
  * blob: one group-committed log append makes both durable, where a blob of its own costs a file
@@ -11,11 +11,14 @@
  * @module
  */
 
-import { statfs } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
 import { releaseDecodeInput } from "../../protocol/cbor.ts";
 import { DfsError } from "../../protocol/errors.ts";
-import type { ChunkStore } from "./chunk_store.ts";
+import { denoEnv } from "../env/deno_env.ts";
+import type { Env } from "../env/env.ts";
+import { reasonOf, syncDirectory } from "./_fs.ts";
+import { type ChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type Manifest, type RankRepair } from "../common/manifest.ts";
 import { decodeRecordWithData, encodeRecord, type LogRecord, renamedFrom } from "./log_record.ts";
@@ -26,6 +29,19 @@ import { type RecordLog, replayRecordLog } from "./record_log.ts";
 /** Log bytes below which the log is never compacted at run time. */
 export const LOG_COMPACT_BYTES_MIN = 64 * 1024 * 1024;
 
+/** The folder of a node's blobs, in its folder. */
+export const CHUNKS_DIR = "chunks";
+/** The node's log, in its folder. */
+export const LOG_FILE = "meta.log";
+
+/** Options of `openDataNode()`. */
+export interface DataNodeOptions {
+  /** The node's disk, log and clock; default `denoEnv()`. */
+  env?: Env;
+  /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
+  compactBytesMin?: number;
+}
+
 /** A record replayed from the log, with where the bytes it carries are in the file. */
 export interface Replayed {
   record: LogRecord;
@@ -33,26 +49,45 @@ export interface Replayed {
 }
 
 /**
- * Opens a data node on `store` and the log at `logPath`: replays the log piece by piece, keeping
- * the decoded records only (never the log's bytes), and builds the node from them.
+ * Opens the data node of `rank` in folder `dir` (created if missing, its entry made durable) on
+ * `options.env`: opens its chunk store (`CHUNKS_DIR`) and replays its log (`LOG_FILE`) piece by
+ * piece, keeping the decoded records only (never the log's bytes), and builds the node from them.
  *
- * @throws {DfsError} UNAVAILABLE if the log cannot be opened.
+ * @throws {DfsError} UNAVAILABLE if the folder, the chunk store or the log cannot be opened.
  */
 export async function openDataNode(
   rank: number,
-  storage: { store: ChunkStore; logPath: string; dir: string; compactBytesMin?: number },
+  dir: string,
+  options: DataNodeOptions = {},
 ): Promise<DataNode> {
-  const replayed: Replayed[] = [];
-  const log = await replayRecordLog(storage.logPath, (body, offset) => {
-    const { record, data } = decodeRecordWithData(body);
-    replayed.push({ record, data: data && { offset: offset + data.offset, size: data.size } });
-  });
-  releaseDecodeInput();
-  return new DataNode(rank, { ...storage, log, replayed });
+  const env = options.env ?? denoEnv();
+  try {
+    await env.fs.mkdir(dir, { recursive: true });
+    await syncDirectory(env.fs, dirname(dir));
+  } catch (error) {
+    throw new DfsError("UNAVAILABLE", `Cannot open node folder "${dir}": ${reasonOf(error)}`, {
+      cause: error,
+    });
+  }
+  const store = await openDiskChunkStore(join(dir, CHUNKS_DIR), env);
+  try {
+    const replayed: Replayed[] = [];
+    const log = await replayRecordLog(join(dir, LOG_FILE), (body, offset) => {
+      const { record, data } = decodeRecordWithData(body);
+      replayed.push({ record, data: data && { offset: offset + data.offset, size: data.size } });
+    }, env);
+    releaseDecodeInput();
+    return new DataNode(rank, { ...options, env, dir, store, log, replayed });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
 }
 
+/** A data node's state and its answers to rank 0 (see the module doc). */
 export class DataNode {
   readonly rank: number;
+  #env: Env;
   #store: ChunkStore;
   #dir: string;
   #log: RecordLog;
@@ -79,15 +114,18 @@ export class DataNode {
   constructor(
     rank: number,
     storage: {
+      env: Env;
       store: ChunkStore;
       log: RecordLog;
       replayed: readonly Replayed[];
+      /** The node's folder (`statfs` reports the file system under it). */
       dir: string;
       /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
       compactBytesMin?: number;
     },
   ) {
     this.rank = rank;
+    this.#env = storage.env;
     this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
     this.#dir = storage.dir;
     this.#store = storage.store;
@@ -147,15 +185,8 @@ export class DataNode {
       case "discard":
         await this.#store.delete(call.ids);
         return true;
-      case "statfs": {
-        const fs = await statfs(this.#dir);
-        const { dev } = await Deno.stat(this.#dir);
-        return {
-          totalBytes: fs.blocks * fs.bsize,
-          availableBytes: fs.bavail * fs.bsize,
-          device: dev,
-        };
-      }
+      case "statfs":
+        return await this.#env.fs.statfs(this.#dir);
       case "repair":
         await this.#repair(call.repair);
         return true;

@@ -1,21 +1,31 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
-import { MemoryChunkStore } from "./chunk_store.ts";
-import { type DataNode, openDataNode } from "./data_node.ts";
+import { denoEnv } from "../env/deno_env.ts";
+import type { Env, FileSystem } from "../env/env.ts";
+import { MemoryFileSystem } from "../env/memory_fs.ts";
+import { type DataNode, LOG_FILE, openDataNode } from "./data_node.ts";
 import type { Manifest } from "../common/manifest.ts";
+import { TEST_FILE_SYSTEMS } from "./_test_fs.ts";
 
 const RANK = 1;
 
-/** A data node on a memory chunk store and a real log in `dir`, replaying what the log holds. */
-async function openNode(dir: string, store = new MemoryChunkStore(), compactBytesMin?: number) {
-  const node = await openDataNode(RANK, {
-    store,
-    logPath: `${dir}/meta.log`,
-    dir,
+/** A data node in `dir` on `fs`, replaying what its log holds. */
+async function openNode(
+  dir: string,
+  options: { fs: FileSystem; compactBytesMin?: number; log?: Env["log"] },
+) {
+  const { fs, compactBytesMin, log } = options;
+  const node = await openDataNode(RANK, dir, {
+    env: denoEnv({ fs, ...log && { log } }),
     compactBytesMin,
   });
-  return { node, store, [Symbol.asyncDispose]: () => node.close() };
+  return { node, [Symbol.asyncDispose]: () => node.close() };
+}
+
+/** The blobs a node holds (chunks kept in its log are not among them). */
+async function blobsOf(node: DataNode): Promise<[string, number][]> {
+  return (await node.scan()).blobs;
 }
 
 /** A one-chunk manifest of `bytes` on ranks 1 and 2. */
@@ -33,161 +43,227 @@ function smallFile(name: string, version: number, bytes: Uint8Array): Manifest {
 
 const bytesOf = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * seed) & 0xff);
 
-Deno.test("DataNode keeps a small file's chunk in its log, through reopen, repair and restore", async () => {
-  const dir = await Deno.makeTempDir();
-  const first = bytesOf(4096, 7);
-  const m = smallFile("a", 1, first);
-  const [chunk] = m.chunks;
-  const read = (node: DataNode) =>
-    node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
-  {
-    await using opened = await openNode(dir);
-    const { node, store } = opened;
-    assert.equal(await node.handle({ op: "commit", manifest: m, data: first.slice() }), true);
-    assert.deepEqual(await read(node), first);
-    assert.deepEqual(await store.scan(), new Map(), "no blob was written");
-    const scan = await node.scan();
-    assert.deepEqual([scan.blobs, scan.inLog], [[], chunk.id]);
-  }
-  const other = smallFile("b", 2, bytesOf(100, 3));
-  {
-    await using opened = await openNode(dir);
-    const { node } = opened;
-    assert.deepEqual(await read(node), first, "replayed from the log");
-    await node.handle({ op: "commit", manifest: other, data: bytesOf(100, 3) });
-    // A repair rewrites the log to the kept manifests and carries their bytes over.
-    await node.handle({
-      op: "repair",
-      repair: { keep: [other, m], deleteBlobs: [], bytesHeld: 0 },
-    });
-    assert.deepEqual(await read(node), first);
-    // A restore of a chunk kept in the log appends its new bytes to the log.
-    const fixed = first.slice();
-    await node.handle({ op: "restore", id: chunk.id, bytes: fixed, crc32: chunk.crc32 });
-    assert.deepEqual(await read(node), first);
-  }
-  {
-    await using opened = await openNode(dir);
-    const { node, store } = opened;
-    assert.deepEqual(await read(node), first, "replayed after the repair and the restore");
-    const b = other.chunks[0];
-    assert.deepEqual(await node.handle({ op: "read", id: b.id, size: 100 }), bytesOf(100, 3));
-    assert.deepEqual(await store.scan(), new Map(), "still no blob");
-    await node.handle({ op: "release", name: "a", version: 1 });
-    await assert.rejects(read(node), { code: "NOT_FOUND" });
-  }
-  await Deno.remove(dir, { recursive: true });
-});
-
-Deno.test("DataNode refuses a small file's bytes that do not match its CRC32", async () => {
-  const dir = await Deno.makeTempDir();
-  {
-    await using opened = await openNode(dir);
-    const m = smallFile("a", 1, bytesOf(10, 1));
-    await assert.rejects(opened.node.handle({ op: "commit", manifest: m, data: bytesOf(10, 2) }), {
-      code: "CORRUPTED",
-      message: /arrived damaged/,
-    });
-    assert.deepEqual((await opened.node.scan()).manifests, []);
-  }
-  await Deno.remove(dir, { recursive: true });
-});
-
-Deno.test("DataNode keeps a restored small chunk it never had in its log, not in a blob", async () => {
-  const dir = await Deno.makeTempDir();
-  {
-    await using opened = await openNode(dir);
-    const { node, store } = opened;
-    const bytes = bytesOf(500, 5);
-    const m = smallFile("r", 1, bytes);
+for (const testFs of TEST_FILE_SYSTEMS) {
+  Deno.test(`DataNode keeps a small file's chunk in its log, through reopen, repair and restore${testFs.suffix}`, async () => {
+    await using root = await testFs.newRoot();
+    const { fs, dir } = root;
+    const first = bytesOf(4096, 7);
+    const m = smallFile("a", 1, first);
     const [chunk] = m.chunks;
-    await node.handle({ op: "restore", id: chunk.id, bytes: bytes.slice(), crc32: chunk.crc32 });
-    assert.deepEqual(await store.scan(), new Map());
-    assert.deepEqual(await node.handle({ op: "read", id: chunk.id, size: 500 }), bytes);
-  }
-  await Deno.remove(dir, { recursive: true });
-});
+    const read = (node: DataNode) =>
+      node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
+    {
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      assert.equal(await node.handle({ op: "commit", manifest: m, data: first.slice() }), true);
+      assert.deepEqual(await read(node), first);
+      assert.deepEqual(await blobsOf(node), [], "no blob was written");
+      const scan = await node.scan();
+      assert.deepEqual([scan.blobs, scan.inLog], [[], chunk.id]);
+    }
+    const other = smallFile("b", 2, bytesOf(100, 3));
+    {
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      assert.deepEqual(await read(node), first, "replayed from the log");
+      await node.handle({ op: "commit", manifest: other, data: bytesOf(100, 3) });
+      // A repair rewrites the log to the kept manifests and carries their bytes over.
+      await node.handle({
+        op: "repair",
+        repair: { keep: [other, m], deleteBlobs: [], bytesHeld: 0 },
+      });
+      assert.deepEqual(await read(node), first);
+      // A restore of a chunk kept in the log appends its new bytes to the log.
+      const fixed = first.slice();
+      await node.handle({ op: "restore", id: chunk.id, bytes: fixed, crc32: chunk.crc32 });
+      assert.deepEqual(await read(node), first);
+    }
+    {
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      assert.deepEqual(await read(node), first, "replayed after the repair and the restore");
+      const b = other.chunks[0];
+      assert.deepEqual(await node.handle({ op: "read", id: b.id, size: 100 }), bytesOf(100, 3));
+      assert.deepEqual(await blobsOf(node), [], "still no blob");
+      await node.handle({ op: "release", name: "a", version: 1 });
+      await assert.rejects(read(node), { code: "NOT_FOUND" });
+    }
+  });
 
-Deno.test("DataNode: bit rot in a small file's bytes in the log is caught and restored", async () => {
-  const dir = await Deno.makeTempDir();
-  const good = bytesOf(3000, 11);
-  const m = smallFile("rot", 1, good);
-  const [chunk] = m.chunks;
-  const after = smallFile("after", 2, bytesOf(50, 13));
-  const read = (node: DataNode) =>
-    node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
-  {
-    await using opened = await openNode(dir);
-    const { node } = opened;
-    await node.handle({ op: "commit", manifest: m, data: good.slice() });
-    await node.handle({ op: "commit", manifest: after, data: bytesOf(50, 13) });
-    // Flip a bit in the middle of the file's bytes in the log.
-    const log = await Deno.readFile(`${dir}/meta.log`);
-    const at = indexOf(log, good.subarray(1000, 1064)) + 20;
-    assert.ok(at > 20, "the bytes are in the log");
-    using file = await Deno.open(`${dir}/meta.log`, { read: true, write: true });
-    await file.seek(at, Deno.SeekMode.Start);
-    await file.write(Uint8Array.of(log[at] ^ 0x08));
-    await assert.rejects(read(node), { code: "CORRUPTED", message: /CRC32 does not match/ });
-    await node.handle({ op: "restore", id: chunk.id, bytes: good.slice(), crc32: chunk.crc32 });
-    assert.deepEqual(await read(node), good);
-  }
-  {
-    // The damaged record is skipped at replay; the restored bytes and later records are there.
-    await using opened = await openNode(dir);
-    assert.deepEqual(await read(opened.node), good);
-    const [b] = after.chunks;
-    assert.deepEqual(await opened.node.handle({ op: "read", id: b.id, size: 50 }), bytesOf(50, 13));
-  }
-  await Deno.remove(dir, { recursive: true });
-});
+  Deno.test(`DataNode refuses a small file's bytes that do not match its CRC32${testFs.suffix}`, async () => {
+    await using root = await testFs.newRoot();
+    const { fs, dir } = root;
+    {
+      await using opened = await openNode(dir, { fs });
+      const m = smallFile("a", 1, bytesOf(10, 1));
+      await assert.rejects(
+        opened.node.handle({ op: "commit", manifest: m, data: bytesOf(10, 2) }),
+        {
+          code: "CORRUPTED",
+          message: /arrived damaged/,
+        },
+      );
+      assert.deepEqual((await opened.node.scan()).manifests, []);
+    }
+  });
 
-Deno.test("DataNode: compactions racing overwrites keep every small file's bytes", async () => {
-  const dir = await Deno.makeTempDir();
-  const NAMES = 24;
-  const VERSIONS = 30;
-  const content = (n: number, v: number) => bytesOf(2000 + n, n * 31 + v);
-  const latest = new Map<string, Manifest>();
-  const read = (node: DataNode, m: Manifest) => {
+  Deno.test(`DataNode keeps a restored small chunk it never had in its log, not in a blob${testFs.suffix}`, async () => {
+    await using root = await testFs.newRoot();
+    const { fs, dir } = root;
+    {
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      const bytes = bytesOf(500, 5);
+      const m = smallFile("r", 1, bytes);
+      const [chunk] = m.chunks;
+      await node.handle({ op: "restore", id: chunk.id, bytes: bytes.slice(), crc32: chunk.crc32 });
+      assert.deepEqual(await blobsOf(node), []);
+      assert.deepEqual(await node.handle({ op: "read", id: chunk.id, size: 500 }), bytes);
+    }
+  });
+
+  Deno.test(`DataNode: bit rot in a small file's bytes in the log is caught and restored${testFs.suffix}`, async () => {
+    await using root = await testFs.newRoot();
+    const { fs, dir } = root;
+    const good = bytesOf(3000, 11);
+    const m = smallFile("rot", 1, good);
     const [chunk] = m.chunks;
-    return node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
-  };
-  {
-    // Compacting from 16 KiB on: every round of overwrites rewrites the log while commits of the
-    // next versions are still being appended.
-    await using opened = await openNode(dir, new MemoryChunkStore(), 16 * 1024);
-    const { node } = opened;
-    for (let v = 1; v <= VERSIONS; v++) {
-      await Promise.all(Array.from({ length: NAMES }, async (_, n) => {
-        const name = `f${n}`;
-        const m = smallFile(name, v, content(n, v));
-        const older = latest.get(name);
-        latest.set(name, m);
-        // Staggered, with reads of the older version in flight: a compaction waits for reads, and
-        // commits arrive while it waits and while it runs.
-        await new Promise((resolve) => setTimeout(resolve, n % 4));
-        if (older) await read(node, older);
-        await Promise.all([
-          node.handle({ op: "commit", manifest: m, data: content(n, v) }),
-          older && node.handle({ op: "release", name, version: older.version }),
-        ]);
-      }));
+    const after = smallFile("after", 2, bytesOf(50, 13));
+    const read = (node: DataNode) =>
+      node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
+    {
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      await node.handle({ op: "commit", manifest: m, data: good.slice() });
+      await node.handle({ op: "commit", manifest: after, data: bytesOf(50, 13) });
+      // Flip a bit in the middle of the file's bytes in the log.
+      const log = await fs.readFile(`${dir}/${LOG_FILE}`);
+      const at = indexOf(log, good.subarray(1000, 1064)) + 20;
+      assert.ok(at > 20, "the bytes are in the log");
+      using file = await fs.open(`${dir}/${LOG_FILE}`, { read: true, write: true });
+      await file.seek(at, Deno.SeekMode.Start);
+      await file.write(Uint8Array.of(log[at] ^ 0x08));
+      await assert.rejects(read(node), { code: "CORRUPTED", message: /CRC32 does not match/ });
+      await node.handle({ op: "restore", id: chunk.id, bytes: good.slice(), crc32: chunk.crc32 });
+      assert.deepEqual(await read(node), good);
+    }
+    {
+      // The damaged record is skipped at replay, and said so in the env's log; the restored bytes
+      // and later records are there.
+      const messages: string[] = [];
+      const log = { error: (message: string) => void messages.push(message) };
+      await using opened = await openNode(dir, { fs, log });
+      assert.deepEqual(messages, [`dfs: log "${dir}/${LOG_FILE}": skipped 1 damaged record(s)`]);
+      assert.deepEqual(await read(opened.node), good);
+      const [b] = after.chunks;
+      assert.deepEqual(
+        await opened.node.handle({ op: "read", id: b.id, size: 50 }),
+        bytesOf(50, 13),
+      );
+    }
+  });
+
+  Deno.test(`DataNode: compactions racing overwrites keep every small file's bytes${testFs.suffix}`, async () => {
+    await using root = await testFs.newRoot();
+    const { fs, dir } = root;
+    const NAMES = 24;
+    const VERSIONS = 30;
+    const content = (n: number, v: number) => bytesOf(2000 + n, n * 31 + v);
+    const latest = new Map<string, Manifest>();
+    const read = (node: DataNode, m: Manifest) => {
+      const [chunk] = m.chunks;
+      return node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
+    };
+    {
+      // Compacting from 16 KiB on: every round of overwrites rewrites the log while commits of the
+      // next versions are still being appended.
+      await using opened = await openNode(dir, { fs, compactBytesMin: 16 * 1024 });
+      const { node } = opened;
+      for (let v = 1; v <= VERSIONS; v++) {
+        await Promise.all(Array.from({ length: NAMES }, async (_, n) => {
+          const name = `f${n}`;
+          const m = smallFile(name, v, content(n, v));
+          const older = latest.get(name);
+          latest.set(name, m);
+          // Staggered, with reads of the older version in flight: a compaction waits for reads, and
+          // commits arrive while it waits and while it runs.
+          await new Promise((resolve) => setTimeout(resolve, n % 4));
+          if (older) await read(node, older);
+          await Promise.all([
+            node.handle({ op: "commit", manifest: m, data: content(n, v) }),
+            older && node.handle({ op: "release", name, version: older.version }),
+          ]);
+        }));
+        for (const [name, m] of latest) {
+          assert.deepEqual(await read(node, m), content(Number(name.slice(1)), v), `${name} v${v}`);
+        }
+      }
+      const log = fs.statSync(`${dir}/${LOG_FILE}`);
+      assert.ok(log.size < NAMES * VERSIONS * 2000, `the log was compacted (${log.size} bytes)`);
+    }
+    {
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      assert.equal((await node.scan()).manifests.length, NAMES);
       for (const [name, m] of latest) {
-        assert.deepEqual(await read(node, m), content(Number(name.slice(1)), v), `${name} v${v}`);
+        assert.deepEqual(await read(node, m), content(Number(name.slice(1)), VERSIONS), name);
       }
     }
-    const log = await Deno.stat(`${dir}/meta.log`);
-    assert.ok(log.size < NAMES * VERSIONS * 2000, `the log was compacted (${log.size} bytes)`);
-  }
+  });
+}
+
+Deno.test("DataNode answers statfs from its env's file system", async () => {
+  const fs = new MemoryFileSystem({ capacityBytes: 1 << 30, device: 9 });
+  await using opened = await openNode("/data/rank-1", { fs });
+  const stats = await opened.node.handle({ op: "statfs" });
+  assert.deepEqual(stats, {
+    totalBytes: 1 << 30,
+    availableBytes: (1 << 30) - fs.usedBytes,
+    device: 9,
+  });
+});
+
+Deno.test("DataNode after a crash holds every commit that was answered", async () => {
+  const fs = new MemoryFileSystem();
+  const dir = "/data/rank-1";
+  await fs.mkdir("/data");
+  fs.syncAll();
+  const small = smallFile("small", 1, bytesOf(100, 3));
+  const blob = newBlobId();
+  const big: Manifest = {
+    name: "big",
+    version: 2,
+    size: 100_000,
+    sha256: "0".repeat(64),
+    modified: 1,
+    chunks: [{
+      id: chunkIdOf(blob, 0),
+      size: 100_000,
+      ranks: [RANK],
+      crc32: crc32(bytesOf(100_000, 5)),
+    }],
+  };
   {
-    await using opened = await openNode(dir);
-    const { node } = opened;
-    assert.equal((await node.scan()).manifests.length, NAMES);
-    for (const [name, m] of latest) {
-      assert.deepEqual(await read(node, m), content(Number(name.slice(1)), VERSIONS), name);
-    }
+    const { node } = await openNode(dir, { fs });
+    await node.handle({ op: "commit", manifest: small, data: bytesOf(100, 3) });
+    await node.handle({ op: "write", id: big.chunks[0].id, bytes: bytesOf(100_000, 5) });
+    await node.handle({ op: "commit", manifest: big });
+    await node.handle({ op: "write", id: chunkIdOf(newBlobId(), 0), bytes: bytesOf(10, 1) });
+    fs.crash();
   }
-  await Deno.remove(dir, { recursive: true });
+  await using opened = await openNode(dir, { fs });
+  const { node } = opened;
+  const scan = await node.scan();
+  assert.deepEqual(scan.manifests.map((m) => m.name).sort(), ["big", "small"]);
+  assert.deepEqual(scan.blobs, [[blob, 100_000]], "the uncommitted write is gone");
+  assert.deepEqual(
+    await node.handle({ op: "read", id: big.chunks[0].id, size: 100_000 }),
+    bytesOf(100_000, 5),
+  );
+  assert.deepEqual(
+    await node.handle({ op: "read", id: small.chunks[0].id, size: 100 }),
+    bytesOf(100, 3),
+  );
 });
 
 function indexOf(haystack: Uint8Array, needle: Uint8Array): number {

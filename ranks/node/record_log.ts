@@ -2,23 +2,24 @@
  * The metadata log of a data node: an append-only file of checksummed records, written with group
  * commit (appends that arrive while a write+fdatasync runs share the next one).
  *
- * A record on disk is `[u32 BE body length][u32 BE CRC32 of body][body]`. Records are opaque,
- * non-empty bytes (the caller CBOR-encodes them). Framing and parsing are pure; `RecordLog` only
- * carries out the file I/O.
+ * Records are opaque, non-empty bytes (the caller CBOR-encodes them), framed on disk with their
+ * length and CRC32 (`record_frame.ts`, pure); this module carries out the file I/O, through the
+ * `FileSystem` it is given (Deno's by default).
  *
  * @module
  */
 
 import { dirname } from "node:path";
-import { crc32 } from "node:zlib";
 import { assert, DfsError } from "../../protocol/errors.ts";
+import { denoFileSystem, stderrLog } from "../env/deno_env.ts";
+import type { FileHandle, FileSystem, Log } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
-
-/** Bytes of the header in front of every record: body length and CRC32, both u32 big-endian. */
-export const RECORD_HEADER_SIZE_BYTES = 8;
-
-/** Largest record body. A length prefix over this marks a corrupt tail at replay. */
-export const RECORD_SIZE_BYTES_MAX = 16 * 1024 * 1024;
+import {
+  frameRecord,
+  parseRecords,
+  RECORD_HEADER_SIZE_BYTES,
+  RECORD_SIZE_BYTES_MAX,
+} from "./record_frame.ts";
 
 /**
  * Framed bytes per write+fdatasync; a record bigger than this is written alone. Metadata records
@@ -44,66 +45,6 @@ export const RECORD_QUEUE_RECORDS_MAX = 16 * 1024;
 const BATCH_GATHER_MICROTASKS = 16;
 
 /**
- * Frames one record for the log: header then a copy of the body.
- *
- * @throws {Error} an assertion if `record` is empty or over `RECORD_SIZE_BYTES_MAX`.
- */
-export function frameRecord(record: Uint8Array): Uint8Array {
-  assert(record.length > 0, "a record is not empty");
-  assert(record.length <= RECORD_SIZE_BYTES_MAX, "a record is within RECORD_SIZE_BYTES_MAX");
-  const frame = new Uint8Array(RECORD_HEADER_SIZE_BYTES + record.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, record.length);
-  view.setUint32(4, crc32(record));
-  frame.set(record, RECORD_HEADER_SIZE_BYTES);
-  return frame;
-}
-
-/**
- * Parses framed records from the start of `bytes` (no I/O). Stops at the first record that is not
- * intact and is not followed by an intact one: a short header, an empty or oversized length, a
- * short body or a CRC mismatch (a torn tail; a zero-filled tail is thus never taken for records).
- * A record whose body fails its CRC but which an intact record follows is bit rot, not a torn
- * write: it is skipped and counted in `damaged`, and parsing goes on. Records are views into
- * `bytes`; `offsets` are where their bodies start.
- */
-export function parseRecords(
-  bytes: Uint8Array,
-): { records: Uint8Array[]; offsets: number[]; intactBytes: number; damaged: number } {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const records: Uint8Array[] = [];
-  const offsets: number[] = [];
-  let damaged = 0;
-  /** The end of the record framed at `offset`, if its header is sane and its body all there. */
-  const endOf = (offset: number): number | undefined => {
-    if (bytes.length - offset < RECORD_HEADER_SIZE_BYTES) return undefined;
-    const length = view.getUint32(offset);
-    if (length === 0 || length > RECORD_SIZE_BYTES_MAX) return undefined;
-    const end = offset + RECORD_HEADER_SIZE_BYTES + length;
-    return end <= bytes.length ? end : undefined;
-  };
-  const intact = (offset: number, end: number): boolean =>
-    crc32(bytes.subarray(offset + RECORD_HEADER_SIZE_BYTES, end)) === view.getUint32(offset + 4);
-  let offset = 0;
-  let intactBytes = 0;
-  while (true) {
-    const end = endOf(offset);
-    if (end === undefined) break;
-    if (intact(offset, end)) {
-      records.push(bytes.subarray(offset + RECORD_HEADER_SIZE_BYTES, end));
-      offsets.push(offset + RECORD_HEADER_SIZE_BYTES);
-      offset = intactBytes = end;
-      continue;
-    }
-    const next = endOf(end);
-    if (next === undefined || !intact(end, next)) break; // a torn tail
-    damaged++;
-    offset = end;
-  }
-  return { records, offsets, intactBytes, damaged };
-}
-
-/**
  * Reads of the log up to this size (small files kept in it) use synchronous file calls: from the
  * page cache they take microseconds, and each async call hops to a thread pool and back, four
  * times per read.
@@ -114,12 +55,21 @@ export const SYNC_READ_BYTES_MAX = 64 * 1024;
 export const REPLAY_READ_BYTES = 4 * 1024 * 1024;
 
 /**
+ * Where a record log does its I/O and reports damage: Deno's file system and stderr unless told
+ * (an `Env` will do).
+ */
+export interface RecordLogOptions {
+  fs?: FileSystem;
+  log?: Log;
+}
+
+/**
  * Opens (creating if missing) the log at path and replays it, reading it piece by piece: each
  * intact record goes to `onRecord` with the file offset of its body, as a view that is only valid
  * during the call (so a log holding file data never has to fit in memory). A torn or corrupt tail
  * (short header, length over RECORD_SIZE_BYTES_MAX, short body, CRC mismatch) ends the replay: the
  * file is truncated to the last intact record and that truncation is fsynced. A damaged record
- * followed by intact ones is skipped (see `parseRecords`) and reported on stderr: the other
+ * followed by intact ones is skipped (see `parseRecords`) and reported to `options.log`: the other
  * replicas of what it held make up for it. A stale `path + ".tmp"` left by an interrupted
  * `rewrite()` is removed.
  *
@@ -128,16 +78,18 @@ export const REPLAY_READ_BYTES = 4 * 1024 * 1024;
 export async function replayRecordLog(
   path: string,
   onRecord: (body: Uint8Array, offset: number) => void,
+  options: RecordLogOptions = {},
 ): Promise<RecordLog> {
-  let file: Deno.FsFile | undefined;
+  const { fs = denoFileSystem, log = stderrLog } = options;
+  let file: FileHandle | undefined;
   try {
-    await removeIfExists(`${path}.tmp`);
+    await removeIfExists(fs, `${path}.tmp`);
     let created = false;
     let intactBytes = 0;
     let damaged = 0;
     let size = 0;
     try {
-      using reader = await Deno.open(path, { read: true });
+      using reader = await fs.open(path, { read: true });
       let buffer = new Uint8Array(REPLAY_READ_BYTES);
       let start = 0; // buffer[start, end) are the file's bytes from intactBytes on
       let end = 0;
@@ -168,14 +120,14 @@ export async function replayRecordLog(
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       created = true;
     }
-    if (damaged > 0) console.error(`dfs: log "${path}": skipped ${damaged} damaged record(s)`);
-    file = await Deno.open(path, { append: true, create: true });
+    if (damaged > 0) log.error(`dfs: log "${path}": skipped ${damaged} damaged record(s)`);
+    file = await fs.open(path, { append: true, create: true });
     if (intactBytes < size) {
       await file.truncate(intactBytes);
       await file.sync();
     }
-    if (created) await syncDirectory(dirname(path));
-    return new RecordLog(path, file, intactBytes);
+    if (created) await syncDirectory(fs, dirname(path));
+    return new RecordLog(path, { fs, file, sizeBytes: intactBytes });
   } catch (error) {
     file?.close();
     throw new DfsError("UNAVAILABLE", `Cannot open log "${path}": ${reasonOf(error)}`, {
@@ -192,13 +144,14 @@ export async function replayRecordLog(
  */
 export async function openRecordLog(
   path: string,
+  options: RecordLogOptions = {},
 ): Promise<{ log: RecordLog; records: Uint8Array[]; offsets: number[] }> {
   const records: Uint8Array[] = [];
   const offsets: number[] = [];
   const log = await replayRecordLog(path, (body, offset) => {
     records.push(body.slice());
     offsets.push(offset);
-  });
+  }, options);
   return { log, records, offsets };
 }
 
@@ -228,9 +181,10 @@ interface Queued {
  */
 export class RecordLog {
   #path: string;
-  #file: Deno.FsFile;
+  #fs: FileSystem;
+  #file: FileHandle;
   /** Opened by the first small read and kept (an open per read cost a third of a node's read time). */
-  #reader: Deno.FsFile | null = null;
+  #reader: FileHandle | null = null;
   #sizeBytes: number;
   #syncCount = 0;
   /** Calls not yet queued: appends while the queue is full, and everything behind a rewrite. */
@@ -244,11 +198,15 @@ export class RecordLog {
   #broken: DfsError | undefined;
   #closing = false;
 
-  /** Use `openRecordLog()`; `file` is open for appending and owned by the log from now on. */
-  constructor(path: string, file: Deno.FsFile, sizeBytes: number) {
+  /**
+   * Use `openRecordLog()`; `file` is open for appending on `fs`, `sizeBytes` long, and owned by
+   * the log from now on.
+   */
+  constructor(path: string, opened: { fs: FileSystem; file: FileHandle; sizeBytes: number }) {
     this.#path = path;
-    this.#file = file;
-    this.#sizeBytes = sizeBytes;
+    this.#fs = opened.fs;
+    this.#file = opened.file;
+    this.#sizeBytes = opened.sizeBytes;
   }
 
   /** Bytes of the log file that are durable: every record whose append() has resolved. */
@@ -318,7 +276,7 @@ export class RecordLog {
       let filled = 0;
       if (size <= SYNC_READ_BYTES_MAX) {
         // Synchronous, so no other read moves the shared handle's position meanwhile.
-        const file = this.#reader ??= Deno.openSync(this.#path, { read: true });
+        const file = this.#reader ??= this.#fs.openSync(this.#path, { read: true });
         file.seekSync(offset, Deno.SeekMode.Start);
         while (filled < size) {
           const read = file.readSync(bytes.subarray(filled));
@@ -326,7 +284,7 @@ export class RecordLog {
           filled += read;
         }
       } else {
-        using file = await Deno.open(this.#path, { read: true });
+        using file = await this.#fs.open(this.#path, { read: true });
         await file.seek(offset, Deno.SeekMode.Start);
         while (filled < size) {
           const read = await file.read(bytes.subarray(filled));
@@ -478,12 +436,12 @@ export class RecordLog {
 
   async #replace(records: Records): Promise<number[]> {
     const tmp = `${this.#path}.tmp`;
-    const { file, sizeBytes, offsets } = await writeLogFile(tmp, records);
+    const { file, sizeBytes, offsets } = await writeLogFile(tmp, records, { fs: this.#fs });
     try {
-      await Deno.rename(tmp, this.#path);
+      await this.#fs.rename(tmp, this.#path);
     } catch (error) {
       file.close();
-      await removeIfExists(tmp).catch(() => {});
+      await removeIfExists(this.#fs, tmp).catch(() => {});
       throw rewriteError(error);
     }
     this.#file.close();
@@ -492,7 +450,7 @@ export class RecordLog {
     this.#sizeBytes = sizeBytes;
     this.#broken = undefined;
     try {
-      await syncDirectory(dirname(this.#path));
+      await syncDirectory(this.#fs, dirname(this.#path));
     } catch (error) {
       throw rewriteError(error);
     }
@@ -507,11 +465,12 @@ export class RecordLog {
 async function writeLogFile(
   path: string,
   records: Records,
-): Promise<{ file: Deno.FsFile; sizeBytes: number; offsets: number[] }> {
-  let file: Deno.FsFile | undefined;
+  { fs }: { fs: FileSystem },
+): Promise<{ file: FileHandle; sizeBytes: number; offsets: number[] }> {
+  let file: FileHandle | undefined;
   try {
-    await removeIfExists(path);
-    file = await Deno.open(path, { append: true, createNew: true });
+    await removeIfExists(fs, path);
+    file = await fs.open(path, { append: true, createNew: true });
     const offsets: number[] = [];
     let sizeBytes = 0;
     let frames: Uint8Array[] = [];
@@ -533,7 +492,7 @@ async function writeLogFile(
     return { file, sizeBytes, offsets };
   } catch (error) {
     file?.close();
-    await removeIfExists(path).catch(() => {});
+    await removeIfExists(fs, path).catch(() => {});
     throw error instanceof DfsError ? error : rewriteError(error);
   }
 }

@@ -1,282 +1,355 @@
 import assert from "node:assert/strict";
+import type { FileSystem, Log } from "../env/env.ts";
 import {
   frameRecord,
-  openRecordLog,
   parseRecords,
-  RECORD_BATCH_BYTES_MAX,
   RECORD_HEADER_SIZE_BYTES,
+  RECORD_SIZE_BYTES_MAX,
+} from "./record_frame.ts";
+import {
+  openRecordLog,
+  RECORD_BATCH_BYTES_MAX,
   RECORD_QUEUE_BYTES_MAX,
   RECORD_QUEUE_RECORDS_MAX,
-  RECORD_SIZE_BYTES_MAX,
 } from "./record_log.ts";
-import { canMountTmpfs, mountTmpfs } from "./_tmpfs_test_util.ts";
+import {
+  MEMORY_TEST_FS,
+  TEST_FILE_SYSTEMS,
+  type TestFileSystem,
+  type TestRoot,
+  writeFileTo,
+} from "./_test_fs.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const texts = (records: readonly Uint8Array[]) => records.map((record) => decoder.decode(record));
 
-/** A temp folder with a log path in it, removed on dispose. */
-async function tempLogPath(): Promise<{ path: string } & AsyncDisposable> {
-  const dir = await Deno.makeTempDir();
-  return {
-    path: `${dir}/node.log`,
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
+/** A fresh folder on a test file system with a log path in it; disposing removes the folder. */
+async function tempLogPath(testFs: TestFileSystem): Promise<TestRoot & { path: string }> {
+  const root = await testFs.newRoot();
+  return Object.assign(root, { path: `${root.dir}/node.log` });
 }
 
-/** Opens the log at `path`, checks it replays `expected`, and closes it. */
-async function assertReplays(path: string, expected: readonly string[]): Promise<void> {
-  const { log, records } = await openRecordLog(path);
+/** A `Log` that keeps its messages. */
+function recordingLog(): Log & { messages: string[] } {
+  const messages: string[] = [];
+  return { messages, error: (message) => void messages.push(message) };
+}
+
+/** Opens the log at `path` on `fs`, checks it replays `expected`, and closes it. */
+async function assertReplays(
+  path: string,
+  expected: readonly string[],
+  options: { fs: FileSystem; log?: Log },
+): Promise<void> {
+  const { log, records } = await openRecordLog(path, options);
   await log.close();
   assert.deepEqual(texts(records), expected);
 }
 
-Deno.test("frameRecord() and parseRecords() round-trip records", () => {
-  const records = ["a", "bc", "x".repeat(70_000)].map((text) => encoder.encode(text));
-  const framed = new Uint8Array(records.flatMap((record) => [...frameRecord(record)]));
-  const { records: parsed, intactBytes } = parseRecords(framed);
-  assert.deepEqual(parsed, records);
-  assert.equal(intactBytes, framed.length);
-  assert.equal(framed.length, 3 * RECORD_HEADER_SIZE_BYTES + 70_003);
-});
-
-Deno.test("parseRecords() stops at a zero-filled tail", () => {
-  const frame = frameRecord(encoder.encode("kept"));
-  const bytes = new Uint8Array(frame.length + 64);
-  bytes.set(frame);
-  const { records, intactBytes } = parseRecords(bytes);
-  assert.deepEqual(texts(records), ["kept"]);
-  assert.equal(intactBytes, frame.length);
-});
-
-Deno.test("openRecordLog() creates a missing log and replays appended records in order", async () => {
-  await using temp = await tempLogPath();
-  const first = await openRecordLog(temp.path);
-  assert.deepEqual(first.records, []);
-  assert.equal(first.log.sizeBytes, 0);
-  for (const text of ["one", "two", "three"]) await first.log.append(encoder.encode(text));
-  assert.equal(first.log.sizeBytes, 3 * RECORD_HEADER_SIZE_BYTES + 11);
-  assert.equal((await Deno.stat(temp.path)).size, first.log.sizeBytes);
-  await first.log.close();
-  const second = await openRecordLog(temp.path);
-  assert.deepEqual(texts(second.records), ["one", "two", "three"]);
-  assert.equal(second.log.sizeBytes, first.log.sizeBytes);
-  await second.log.append(encoder.encode("four"));
-  await second.log.close();
-  await assertReplays(temp.path, ["one", "two", "three", "four"]);
-});
-
-Deno.test("openRecordLog() truncates a torn tail at every byte offset and keeps intact records", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  for (const text of ["first", "second", "the last record"]) await log.append(encoder.encode(text));
-  await log.close();
-  const whole = await Deno.readFile(temp.path);
-  const lastStart = whole.length - RECORD_HEADER_SIZE_BYTES - "the last record".length;
-  for (let cut = lastStart; cut < whole.length; cut++) {
-    await Deno.writeFile(temp.path, whole.subarray(0, cut));
-    const { log, records } = await openRecordLog(temp.path);
-    assert.deepEqual(texts(records), ["first", "second"], `cut at ${cut}`);
-    assert.equal((await Deno.stat(temp.path)).size, lastStart);
-    assert.equal(log.sizeBytes, lastStart);
-    await log.append(encoder.encode("after"));
-    await log.close();
-    await assertReplays(temp.path, ["first", "second", "after"]);
-  }
-});
-
-Deno.test("openRecordLog() detects a flipped bit anywhere in the last record", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  for (const text of ["kept", "flipped"]) await log.append(encoder.encode(text));
-  await log.close();
-  const whole = await Deno.readFile(temp.path);
-  const lastStart = whole.length - RECORD_HEADER_SIZE_BYTES - "flipped".length;
-  for (let offset = lastStart; offset < whole.length; offset++) {
-    const corrupt = whole.slice();
-    corrupt[offset] ^= 0x10;
-    await Deno.writeFile(temp.path, corrupt);
-    await assertReplays(temp.path, ["kept"]);
-    assert.equal((await Deno.stat(temp.path)).size, lastStart);
-  }
-});
-
-Deno.test("openRecordLog() skips a damaged record that intact ones follow (bit rot)", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  for (const text of ["first", "rotten", "third", "fourth"]) await log.append(encoder.encode(text));
-  await log.close();
-  const whole = await Deno.readFile(temp.path);
-  const rottenStart = RECORD_HEADER_SIZE_BYTES + "first".length;
-  for (let at = rottenStart + 4; at < rottenStart + RECORD_HEADER_SIZE_BYTES + 6; at++) {
-    const corrupt = whole.slice();
-    corrupt[at] ^= 0x01; // its CRC32 or its body
-    const parsed = parseRecords(corrupt);
-    assert.deepEqual(texts(parsed.records), ["first", "third", "fourth"], `flip at ${at}`);
-    assert.equal(parsed.damaged, 1);
-    assert.equal(parsed.intactBytes, whole.length);
-    await Deno.writeFile(temp.path, corrupt);
-    await assertReplays(temp.path, ["first", "third", "fourth"]);
-    assert.equal((await Deno.stat(temp.path)).size, whole.length, "nothing cut off");
-  }
-});
-
-Deno.test("openRecordLog() stops at a length over RECORD_SIZE_BYTES_MAX", async () => {
-  await using temp = await tempLogPath();
-  const header = new Uint8Array(RECORD_HEADER_SIZE_BYTES + 4);
-  new DataView(header.buffer).setUint32(0, RECORD_SIZE_BYTES_MAX + 1);
-  const kept = frameRecord(encoder.encode("kept"));
-  await Deno.writeFile(temp.path, new Uint8Array([...kept, ...header]));
-  await assertReplays(temp.path, ["kept"]);
-  assert.equal((await Deno.stat(temp.path)).size, kept.length);
-});
-
-Deno.test("openRecordLog() removes a stale .tmp file", async () => {
-  await using temp = await tempLogPath();
-  await Deno.writeTextFile(`${temp.path}.tmp`, "half a rewrite");
-  await assertReplays(temp.path, []);
-  await assert.rejects(Deno.stat(`${temp.path}.tmp`), Deno.errors.NotFound);
-});
-
-Deno.test("append() batches 1000 concurrent appends into far fewer fsyncs, in call order", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  const expected = Array.from({ length: 1000 }, (_, i) => `record ${i}`);
-  await Promise.all(expected.map((text) => log.append(encoder.encode(text))));
-  // The first append is written alone; the 999 that arrive meanwhile share the next batch.
-  assert.equal(log.syncCount, 2);
-  await log.close();
-  await assertReplays(temp.path, expected);
-});
-
-Deno.test("append() waits while the queue is full and keeps call order", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  const big = Math.ceil(RECORD_QUEUE_BYTES_MAX / 8);
-  const expected = [
-    ...Array.from({ length: 12 }, (_, i) => `${i}`.padEnd(big, ".")),
-    ...Array.from({ length: RECORD_QUEUE_RECORDS_MAX + 100 }, (_, i) => `small ${i}`),
-  ];
-  await Promise.all(expected.map((text) => log.append(encoder.encode(text))));
-  await log.close();
-  await assertReplays(temp.path, expected);
-});
-
-Deno.test("append() copies the record, so the caller may reuse its buffer at once", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  const reused = new Uint8Array(1);
-  const appends = [];
-  for (const byte of [1, 2, 3]) {
-    reused[0] = byte;
-    appends.push(log.append(reused));
-  }
-  await Promise.all(appends);
-  await log.close();
-  const { log: reopened, records } = await openRecordLog(temp.path);
-  await reopened.close();
-  assert.deepEqual(records.map((record) => record[0]), [1, 2, 3]);
-});
-
-Deno.test("append() rejects a record over RECORD_SIZE_BYTES_MAX with TOO_LARGE", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  await assert.rejects(log.append(new Uint8Array(RECORD_SIZE_BYTES_MAX + 1)), {
-    name: "DfsError",
-    code: "TOO_LARGE",
-    message: `Cannot append record: ${
-      RECORD_SIZE_BYTES_MAX + 1
-    } bytes is over the limit of ${RECORD_SIZE_BYTES_MAX}`,
+for (const testFs of TEST_FILE_SYSTEMS) {
+  Deno.test(`openRecordLog() creates a missing log and replays appended records in order${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const first = await openRecordLog(temp.path, { fs });
+    assert.deepEqual(first.records, []);
+    assert.equal(first.log.sizeBytes, 0);
+    for (const text of ["one", "two", "three"]) await first.log.append(encoder.encode(text));
+    assert.equal(first.log.sizeBytes, 3 * RECORD_HEADER_SIZE_BYTES + 11);
+    assert.equal(fs.statSync(temp.path).size, first.log.sizeBytes);
+    await first.log.close();
+    const second = await openRecordLog(temp.path, { fs });
+    assert.deepEqual(texts(second.records), ["one", "two", "three"]);
+    assert.equal(second.log.sizeBytes, first.log.sizeBytes);
+    await second.log.append(encoder.encode("four"));
+    await second.log.close();
+    await assertReplays(temp.path, ["one", "two", "three", "four"], { fs });
   });
-  await assert.rejects(log.rewrite([new Uint8Array(RECORD_SIZE_BYTES_MAX + 1)]), {
-    name: "DfsError",
-    code: "TOO_LARGE",
-  });
-  await log.append(new Uint8Array(RECORD_SIZE_BYTES_MAX).fill(7));
-  await log.close();
-  const { log: reopened, records } = await openRecordLog(temp.path);
-  await reopened.close();
-  assert.equal(records.length, 1);
-  assert.equal(records[0].length, RECORD_SIZE_BYTES_MAX);
-});
 
-Deno.test("rewrite() replaces the log, then appends follow it and replay after reopen", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  const compacted = Array.from({ length: 3000 }, (_, i) => `compacted ${i}`.padEnd(1000, "."));
-  const before = ["a", "b", "c"].map((text) => log.append(encoder.encode(text)));
-  const rewrite = log.rewrite(compacted.map((text) => encoder.encode(text)));
-  const after = ["d", "e"].map((text) => log.append(encoder.encode(text)));
-  await Promise.all([...before, rewrite, ...after]);
-  const sizeBytes = compacted.length * (RECORD_HEADER_SIZE_BYTES + 1000) +
-    2 * (RECORD_HEADER_SIZE_BYTES + 1);
-  assert.equal(log.sizeBytes, sizeBytes);
-  await log.append(encoder.encode("f"));
-  await log.close();
-  await assertReplays(temp.path, [...compacted, "d", "e", "f"]);
-  await assert.rejects(Deno.stat(`${temp.path}.tmp`), Deno.errors.NotFound);
-});
-
-Deno.test({
-  name: "append() on a full disk rejects its whole batch with UNAVAILABLE and cuts the file back",
-  ignore: !await canMountTmpfs(),
-  async fn() {
-    await using disk = await mountTmpfs(1024 * 1024);
-    const path = `${disk.dir}/node.log`;
-    await Deno.writeFile(`${disk.dir}/filler`, new Uint8Array(512 * 1024));
-    const { log } = await openRecordLog(path);
-    // "first" is written alone; "small" and the big record fill the next batch, which does not fit
-    // on the disk; "after" goes in the batch after that.
-    const big = new Uint8Array(RECORD_BATCH_BYTES_MAX - 2 * RECORD_HEADER_SIZE_BYTES - 5).fill(1);
-    const outcomes = await Promise.allSettled([
-      log.append(encoder.encode("first")),
-      log.append(encoder.encode("small")),
-      log.append(big),
-      log.append(encoder.encode("after")),
-    ]);
-    assert.deepEqual(outcomes.map((outcome) => outcome.status), [
-      "fulfilled",
-      "rejected",
-      "rejected",
-      "fulfilled",
-    ]);
-    for (const outcome of outcomes.slice(1, 3)) {
-      const { reason } = outcome as PromiseRejectedResult;
-      assert.equal(reason.name, "DfsError");
-      assert.equal(reason.code, "UNAVAILABLE");
-      assert.match(reason.message, /^Cannot append record: No space left on device/);
+  Deno.test(`openRecordLog() truncates a torn tail at every byte offset and keeps intact records${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    for (const text of ["first", "second", "the last record"]) {
+      await log.append(encoder.encode(text));
     }
-    assert.equal(log.syncCount, 3);
-    assert.equal((await Deno.stat(path)).size, log.sizeBytes);
-    // A rewrite that does not fit fails and leaves the old log in use.
-    await assert.rejects(log.rewrite([big, big]), {
-      name: "DfsError",
-      code: "UNAVAILABLE",
-      message: /^Cannot rewrite log: No space left on device/,
-    });
-    await assert.rejects(Deno.stat(`${path}.tmp`), Deno.errors.NotFound);
-    await log.append(encoder.encode("last"));
     await log.close();
-    await assertReplays(path, ["first", "after", "last"]);
-  },
+    const whole = await fs.readFile(temp.path);
+    const lastStart = whole.length - RECORD_HEADER_SIZE_BYTES - "the last record".length;
+    for (let cut = lastStart; cut < whole.length; cut++) {
+      await writeFileTo(temp.path, whole.subarray(0, cut), { fs });
+      const { log, records } = await openRecordLog(temp.path, { fs });
+      assert.deepEqual(texts(records), ["first", "second"], `cut at ${cut}`);
+      assert.equal(fs.statSync(temp.path).size, lastStart);
+      assert.equal(log.sizeBytes, lastStart);
+      await log.append(encoder.encode("after"));
+      await log.close();
+      await assertReplays(temp.path, ["first", "second", "after"], { fs });
+    }
+  });
+
+  Deno.test(`openRecordLog() detects a flipped bit anywhere in the last record${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    for (const text of ["kept", "flipped"]) await log.append(encoder.encode(text));
+    await log.close();
+    const whole = await fs.readFile(temp.path);
+    const lastStart = whole.length - RECORD_HEADER_SIZE_BYTES - "flipped".length;
+    for (let offset = lastStart; offset < whole.length; offset++) {
+      const corrupt = whole.slice();
+      corrupt[offset] ^= 0x10;
+      await writeFileTo(temp.path, corrupt, { fs });
+      await assertReplays(temp.path, ["kept"], { fs });
+      assert.equal(fs.statSync(temp.path).size, lastStart);
+    }
+  });
+
+  Deno.test(`openRecordLog() skips a damaged record that intact ones follow (bit rot)${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    for (const text of ["first", "rotten", "third", "fourth"]) {
+      await log.append(encoder.encode(text));
+    }
+    await log.close();
+    const whole = await fs.readFile(temp.path);
+    const rottenStart = RECORD_HEADER_SIZE_BYTES + "first".length;
+    for (let at = rottenStart + 4; at < rottenStart + RECORD_HEADER_SIZE_BYTES + 6; at++) {
+      const corrupt = whole.slice();
+      corrupt[at] ^= 0x01; // its CRC32 or its body
+      const parsed = parseRecords(corrupt);
+      assert.deepEqual(texts(parsed.records), ["first", "third", "fourth"], `flip at ${at}`);
+      assert.equal(parsed.damaged, 1);
+      assert.equal(parsed.intactBytes, whole.length);
+      await writeFileTo(temp.path, corrupt, { fs });
+      const damage = recordingLog();
+      await assertReplays(temp.path, ["first", "third", "fourth"], { fs, log: damage });
+      assert.deepEqual(damage.messages, [
+        `dfs: log "${temp.path}": skipped 1 damaged record(s)`,
+      ]);
+      assert.equal(fs.statSync(temp.path).size, whole.length, "nothing cut off");
+    }
+  });
+
+  Deno.test(`openRecordLog() stops at a length over RECORD_SIZE_BYTES_MAX${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const header = new Uint8Array(RECORD_HEADER_SIZE_BYTES + 4);
+    new DataView(header.buffer).setUint32(0, RECORD_SIZE_BYTES_MAX + 1);
+    const kept = frameRecord(encoder.encode("kept"));
+    await writeFileTo(temp.path, new Uint8Array([...kept, ...header]), { fs });
+    await assertReplays(temp.path, ["kept"], { fs });
+    assert.equal(fs.statSync(temp.path).size, kept.length);
+  });
+
+  Deno.test(`openRecordLog() removes a stale .tmp file${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    await writeFileTo(`${temp.path}.tmp`, encoder.encode("half a rewrite"), { fs });
+    await assertReplays(temp.path, [], { fs });
+    assert.throws(() => fs.statSync(`${temp.path}.tmp`), Deno.errors.NotFound);
+  });
+
+  Deno.test(`append() batches 1000 concurrent appends into far fewer fsyncs, in call order${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    const expected = Array.from({ length: 1000 }, (_, i) => `record ${i}`);
+    await Promise.all(expected.map((text) => log.append(encoder.encode(text))));
+    // The first append is written alone; the 999 that arrive meanwhile share the next batch.
+    assert.equal(log.syncCount, 2);
+    await log.close();
+    await assertReplays(temp.path, expected, { fs });
+  });
+
+  Deno.test(`append() waits while the queue is full and keeps call order${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    const big = Math.ceil(RECORD_QUEUE_BYTES_MAX / 8);
+    const expected = [
+      ...Array.from({ length: 12 }, (_, i) => `${i}`.padEnd(big, ".")),
+      ...Array.from({ length: RECORD_QUEUE_RECORDS_MAX + 100 }, (_, i) => `small ${i}`),
+    ];
+    await Promise.all(expected.map((text) => log.append(encoder.encode(text))));
+    await log.close();
+    await assertReplays(temp.path, expected, { fs });
+  });
+
+  Deno.test(`append() copies the record, so the caller may reuse its buffer at once${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    const reused = new Uint8Array(1);
+    const appends = [];
+    for (const byte of [1, 2, 3]) {
+      reused[0] = byte;
+      appends.push(log.append(reused));
+    }
+    await Promise.all(appends);
+    await log.close();
+    const { log: reopened, records } = await openRecordLog(temp.path, { fs });
+    await reopened.close();
+    assert.deepEqual(records.map((record) => record[0]), [1, 2, 3]);
+  });
+
+  Deno.test(`append() rejects a record over RECORD_SIZE_BYTES_MAX with TOO_LARGE${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    await assert.rejects(log.append(new Uint8Array(RECORD_SIZE_BYTES_MAX + 1)), {
+      name: "DfsError",
+      code: "TOO_LARGE",
+      message: `Cannot append record: ${
+        RECORD_SIZE_BYTES_MAX + 1
+      } bytes is over the limit of ${RECORD_SIZE_BYTES_MAX}`,
+    });
+    await assert.rejects(log.rewrite([new Uint8Array(RECORD_SIZE_BYTES_MAX + 1)]), {
+      name: "DfsError",
+      code: "TOO_LARGE",
+    });
+    await log.append(new Uint8Array(RECORD_SIZE_BYTES_MAX).fill(7));
+    await log.close();
+    const { log: reopened, records } = await openRecordLog(temp.path, { fs });
+    await reopened.close();
+    assert.equal(records.length, 1);
+    assert.equal(records[0].length, RECORD_SIZE_BYTES_MAX);
+  });
+
+  Deno.test(`rewrite() replaces the log, then appends follow it and replay after reopen${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    const compacted = Array.from({ length: 3000 }, (_, i) => `compacted ${i}`.padEnd(1000, "."));
+    const before = ["a", "b", "c"].map((text) => log.append(encoder.encode(text)));
+    const rewrite = log.rewrite(compacted.map((text) => encoder.encode(text)));
+    const after = ["d", "e"].map((text) => log.append(encoder.encode(text)));
+    await Promise.all([...before, rewrite, ...after]);
+    const sizeBytes = compacted.length * (RECORD_HEADER_SIZE_BYTES + 1000) +
+      2 * (RECORD_HEADER_SIZE_BYTES + 1);
+    assert.equal(log.sizeBytes, sizeBytes);
+    await log.append(encoder.encode("f"));
+    await log.close();
+    await assertReplays(temp.path, [...compacted, "d", "e", "f"], { fs });
+    assert.throws(() => fs.statSync(`${temp.path}.tmp`), Deno.errors.NotFound);
+  });
+
+  Deno.test({
+    name:
+      `append() on a full disk rejects its whole batch with UNAVAILABLE and cuts the file back${testFs.suffix}`,
+    ignore: testFs.newSmallRoot === undefined,
+    async fn() {
+      await using disk = await testFs.newSmallRoot!(1024 * 1024);
+      const { fs } = disk;
+      const path = `${disk.dir}/node.log`;
+      await writeFileTo(`${disk.dir}/filler`, new Uint8Array(512 * 1024), { fs });
+      const { log } = await openRecordLog(path, { fs });
+      // "first" is written alone; "small" and the big record fill the next batch, which does not fit
+      // on the disk; "after" goes in the batch after that.
+      const big = new Uint8Array(RECORD_BATCH_BYTES_MAX - 2 * RECORD_HEADER_SIZE_BYTES - 5).fill(1);
+      const outcomes = await Promise.allSettled([
+        log.append(encoder.encode("first")),
+        log.append(encoder.encode("small")),
+        log.append(big),
+        log.append(encoder.encode("after")),
+      ]);
+      assert.deepEqual(outcomes.map((outcome) => outcome.status), [
+        "fulfilled",
+        "rejected",
+        "rejected",
+        "fulfilled",
+      ]);
+      for (const outcome of outcomes.slice(1, 3)) {
+        const { reason } = outcome as PromiseRejectedResult;
+        assert.equal(reason.name, "DfsError");
+        assert.equal(reason.code, "UNAVAILABLE");
+        assert.match(reason.message, /^Cannot append record: No space left on device/);
+      }
+      assert.equal(log.syncCount, 3);
+      assert.equal(fs.statSync(path).size, log.sizeBytes);
+      // A rewrite that does not fit fails and leaves the old log in use.
+      await assert.rejects(log.rewrite([big, big]), {
+        name: "DfsError",
+        code: "UNAVAILABLE",
+        message: /^Cannot rewrite log: No space left on device/,
+      });
+      assert.throws(() => fs.statSync(`${path}.tmp`), Deno.errors.NotFound);
+      await log.append(encoder.encode("last"));
+      await log.close();
+      await assertReplays(path, ["first", "after", "last"], { fs });
+    },
+  });
+
+  Deno.test(`openRecordLog() replays records across read boundaries, bigger ones too, with offsets${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    const sizes = [1_500_000, 1_500_000, 1_500_000, 5_000_000, 10, 3_000_000];
+    const bodies = sizes.map((size, i) => new Uint8Array(size).fill(i + 1));
+    const appended = [];
+    for (const body of bodies) appended.push(await log.append(body));
+    for (const [i, offset] of appended.entries()) {
+      assert.deepEqual(await log.read(offset, 10), bodies[i].subarray(0, 10));
+    }
+    await log.close();
+    const replayed = await openRecordLog(temp.path, { fs });
+    assert.deepEqual(replayed.offsets, appended);
+    assert.deepEqual(
+      replayed.records.map((r) => [r.length, r[0], r[r.length - 1]]),
+      bodies.map((b) => [b.length, b[0], b[b.length - 1]]),
+    );
+    await replayed.log.close();
+  });
+}
+
+Deno.test("RecordLog after a crash replays every append that resolved, and no other", async () => {
+  await using temp = await tempLogPath(MEMORY_TEST_FS);
+  const fs = temp.memory!;
+  const { log } = await openRecordLog(temp.path, { fs });
+  for (const text of ["one", "two"]) await log.append(encoder.encode(text));
+  const lost = log.append(encoder.encode("in flight"));
+  fs.crash();
+  await assert.rejects(lost, { name: "DfsError", code: "UNAVAILABLE" });
+  await assertReplays(temp.path, ["one", "two"], { fs });
+  // A crash after a rewrite keeps the rewritten log, and the appends after it.
+  const reopened = await openRecordLog(temp.path, { fs });
+  await reopened.log.rewrite(["a", "b"].map((text) => encoder.encode(text)));
+  await reopened.log.append(encoder.encode("c"));
+  fs.crash();
+  await assertReplays(temp.path, ["a", "b", "c"], { fs });
 });
 
-Deno.test("openRecordLog() replays records across read boundaries, bigger ones too, with offsets", async () => {
-  await using temp = await tempLogPath();
-  const { log } = await openRecordLog(temp.path);
-  const sizes = [1_500_000, 1_500_000, 1_500_000, 5_000_000, 10, 3_000_000];
-  const bodies = sizes.map((size, i) => new Uint8Array(size).fill(i + 1));
-  const appended = [];
-  for (const body of bodies) appended.push(await log.append(body));
-  for (const [i, offset] of appended.entries()) {
-    assert.deepEqual(await log.read(offset, 10), bodies[i].subarray(0, 10));
-  }
+Deno.test("RecordLog: an append whose fdatasync fails is rejected and cut off the file", async () => {
+  await using temp = await tempLogPath(MEMORY_TEST_FS);
+  const fs = temp.memory!;
+  const { log } = await openRecordLog(temp.path, { fs });
+  await log.append(encoder.encode("kept"));
+  fs.failNext(temp.path, "sync", "EIO");
+  await assert.rejects(log.append(encoder.encode("failed")), {
+    name: "DfsError",
+    code: "UNAVAILABLE",
+    message: "Cannot append record: Input/output error (os error 5)",
+  });
+  assert.equal(fs.statSync(temp.path).size, log.sizeBytes);
+  await log.append(encoder.encode("after"));
+  fs.crash();
+  await assertReplays(temp.path, ["kept", "after"], { fs });
+});
+
+Deno.test("RecordLog: a rewrite whose rename fails keeps the old log in use", async () => {
+  await using temp = await tempLogPath(MEMORY_TEST_FS);
+  const fs = temp.memory!;
+  const { log } = await openRecordLog(temp.path, { fs });
+  await log.append(encoder.encode("old"));
+  fs.failNext(temp.path, "rename", "EIO");
+  await assert.rejects(log.rewrite([encoder.encode("new")]), {
+    name: "DfsError",
+    code: "UNAVAILABLE",
+    message: "Cannot rewrite log: Input/output error (os error 5)",
+  });
+  assert.throws(() => fs.statSync(`${temp.path}.tmp`), Deno.errors.NotFound);
+  await log.append(encoder.encode("appended"));
   await log.close();
-  const replayed = await openRecordLog(temp.path);
-  assert.deepEqual(replayed.offsets, appended);
-  assert.deepEqual(
-    replayed.records.map((r) => [r.length, r[0], r[r.length - 1]]),
-    bodies.map((b) => [b.length, b[0], b[b.length - 1]]),
-  );
-  await replayed.log.close();
+  await assertReplays(temp.path, ["old", "appended"], { fs });
 });

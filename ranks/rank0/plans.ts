@@ -5,6 +5,7 @@
  * @module
  */
 
+import { assert } from "../../protocol/errors.ts";
 import { blobOf, offsetOf } from "../common/chunk_id.ts";
 import {
   type ChunkRef,
@@ -13,6 +14,29 @@ import {
   type RankRepair,
   type RankScan,
 } from "../common/manifest.ts";
+import { chooseRanks } from "./placement.ts";
+
+/** What a data node has on disk, as its scan reports it. */
+export interface Holdings {
+  /** Blob id to size in bytes, for every blob file present. */
+  blobs: ReadonlyMap<string, number>;
+  /** Ids of the chunks kept in the node's log. */
+  inLog: ReadonlySet<string>;
+}
+
+/** A node's holdings from its scan. */
+export function holdingsOf(scan: RankScan): Holdings {
+  return { blobs: new Map(scan.blobs), inLog: new Set(scan.inLog ? scan.inLog.split("\0") : []) };
+}
+
+/**
+ * The one rule of "a replica is present": the node keeps the chunk in its log, or its blob there
+ * reaches past the chunk's end (blobs are sparse; a cut-off upload leaves a shorter one).
+ */
+export function isPresent(chunk: ChunkRef, holdings: Holdings): boolean {
+  if (holdings.inLog.has(chunk.id)) return true;
+  return (holdings.blobs.get(blobOf(chunk.id)) ?? -1) >= offsetOf(chunk.id) + chunk.size;
+}
 
 /** The outcome of start-up recovery. */
 export interface RecoveryPlan {
@@ -34,14 +58,12 @@ export interface RecoveryPlan {
  * blob there reaches past its end.
  */
 export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
-  const present = new Map<number, Map<string, number>>();
-  const presentInLog = new Map<number, Set<string>>();
+  const holdings = new Map<number, Holdings>();
   const candidates = new Map<string, Map<number, Manifest>>();
   /** The ranks that reported each candidate (the first copy of a name and version seen). */
   const reporters = new Map<Manifest, Set<number>>();
   for (const scan of scans) {
-    present.set(scan.rank, new Map(scan.blobs));
-    presentInLog.set(scan.rank, new Set(scan.inLog ? scan.inLog.split("\0") : []));
+    holdings.set(scan.rank, holdingsOf(scan));
     for (const m of scan.manifests) {
       let versions = candidates.get(m.name);
       if (!versions) candidates.set(m.name, versions = new Map());
@@ -53,9 +75,11 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
       }
     }
   }
-  const inLog = (c: ChunkRef, rank: number) => presentInLog.get(rank)?.has(c.id) === true;
-  const isOn = (c: ChunkRef, rank: number) =>
-    inLog(c, rank) || (present.get(rank)?.get(blobOf(c.id)) ?? -1) >= offsetOf(c.id) + c.size;
+  const inLog = (c: ChunkRef, rank: number) => holdings.get(rank)?.inLog.has(c.id) === true;
+  const isOn = (c: ChunkRef, rank: number) => {
+    const held = holdings.get(rank);
+    return held !== undefined && isPresent(c, held);
+  };
   const isStored = (c: ChunkRef) => c.ranks.some((r) => isOn(c, r));
 
   const files: Manifest[] = [];
@@ -96,7 +120,7 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
       }
     }
   }
-  for (const [rank, blobs] of present) {
+  for (const [rank, { blobs }] of holdings) {
     const keep = referenced.get(rank) ?? new Set<string>();
     for (const blob of blobs.keys()) if (!keep.has(blob)) repairs.get(rank)!.deleteBlobs.push(blob);
   }
@@ -108,4 +132,77 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
     if (same) unchanged.add(scan.rank);
   }
   return { files, repairs, damaged, unchanged };
+}
+
+/** What reconciling a restarted data node must do. */
+export interface ReconcilePlan {
+  /** Exactly the manifests it keeps, the blobs it deletes, and the bytes it then holds. */
+  repair: RankRepair;
+  /** Chunks it should hold but lacks: each is copied to it from a good replica. */
+  restore: ChunkRef[];
+}
+
+/**
+ * Brings a restarted node in line with the current files: it keeps exactly the manifests of the
+ * files it holds chunks of, drops every other blob (released or removed while it was down, so
+ * nothing deleted comes back, and nothing is counted twice), and gets back every chunk it lacks.
+ */
+export function planReconcile(files: Iterable<Manifest>, scan: RankScan): ReconcilePlan {
+  const { rank } = scan;
+  const keep: Manifest[] = [];
+  const wanted = new Map<string, ChunkRef>();
+  for (const m of files) {
+    let holds = false;
+    for (const c of m.chunks) {
+      if (!c.ranks.includes(rank)) continue;
+      holds = true;
+      wanted.set(c.id, c);
+    }
+    if (holds) keep.push(m);
+  }
+  const holdings = holdingsOf(scan);
+  const wantedBlobs = new Set([...wanted.keys()].map(blobOf));
+  const deleteBlobs = [...holdings.blobs.keys()].filter((blob) => !wantedBlobs.has(blob));
+  let bytesHeld = 0;
+  for (const c of wanted.values()) bytesHeld += c.size;
+  const restore = [...wanted.values()].filter((c) => !isPresent(c, holdings));
+  return { repair: { keep, deleteBlobs, bytesHeld }, restore };
+}
+
+/** How a file's replicas on a lost node move to live ones. */
+export interface RereplicationPlan {
+  /** The file's chunks placed anew (the same ids, sizes and checksums). */
+  chunks: ChunkRef[];
+  /** Each chunk to copy: from its live replicas to its new node. */
+  copies: { chunk: ChunkRef; sources: number[]; target: number }[];
+}
+
+/**
+ * Moves every replica of `m` on `lost` to the least loaded live node that lacks that chunk, as
+ * placement would (counting each copy as it is placed).
+ *
+ * @throws {DfsError} `UNAVAILABLE` if no live node can take a replica (from `chooseRanks`).
+ */
+export function planRereplication(
+  m: Manifest,
+  lost: number,
+  placement: { bytesHeld: ReadonlyMap<number, number>; down: ReadonlySet<number> },
+): RereplicationPlan {
+  const loads = new Map(placement.bytesHeld);
+  const chunks: ChunkRef[] = [];
+  const copies: RereplicationPlan["copies"] = [];
+  for (const chunk of m.chunks) {
+    if (!chunk.ranks.includes(lost)) {
+      chunks.push(chunk);
+      continue;
+    }
+    const sources = chunk.ranks.filter((r) => r !== lost);
+    const exclude = new Set([...placement.down, ...chunk.ranks]);
+    const [target] = chooseRanks(loads, 1, { exclude });
+    loads.set(target, (loads.get(target) ?? 0) + chunk.size);
+    copies.push({ chunk, sources, target });
+    chunks.push({ ...chunk, ranks: [...sources, target] });
+  }
+  assert(copies.length > 0, `"${m.name}" has a replica on rank ${lost}`);
+  return { chunks, copies };
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { planRecovery } from "./plans.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { isPresent, planReconcile, planRecovery, planRereplication } from "./plans.ts";
 import { tombstoneOf } from "../common/manifest.ts";
 import { blob, chunk, manifest } from "../common/_test_manifests.ts";
 
@@ -102,4 +103,76 @@ Deno.test("planRecovery() counts a chunk kept in a rank's log as present there",
   assert.deepEqual(plan.repairs.get(2), { keep: [small], deleteBlobs: [], bytesHeld: 0 });
   const gone = planRecovery([{ rank: 1, manifests: [small], blobs: [], inLog: "" }]);
   assert.deepEqual(gone.damaged, [{ name: "s", version: 1, fallback: undefined }]);
+});
+
+Deno.test("planReconcile() keeps the node's files, drops stray blobs, restores what it lacks", () => {
+  const kept = manifest("kept", 4, [[chunk(1), 10, [1, 2]], [chunk(1, 10), 5, [2, 3]]]);
+  const small = manifest("small", 5, [[chunk(2), 7, [2, 3]]]);
+  const elsewhere = manifest("elsewhere", 6, [[chunk(3), 9, [1, 3]]]);
+  const plan = planReconcile([kept, small, elsewhere], {
+    rank: 2,
+    manifests: [],
+    // blob 1 holds only the first chunk (its second chunk was written after the node went
+    // down); blob 9 is stray (released while it was down); the small file is in its log.
+    blobs: [[blob(1), 10], [blob(9), 4]],
+    inLog: chunk(2),
+  });
+  assert.deepEqual(plan.repair.keep.map((m) => m.name), ["kept", "small"]);
+  assert.deepEqual(plan.repair.deleteBlobs, [blob(9)]);
+  assert.equal(plan.repair.bytesHeld, 10 + 5 + 7);
+  assert.deepEqual(plan.restore.map((c) => c.id), [chunk(1, 10)]);
+});
+
+Deno.test("planReconcile() of a node that holds nothing any more deletes every blob", () => {
+  const plan = planReconcile([manifest("a", 1, [[chunk(1), 3, [1, 3]]])], {
+    rank: 2,
+    manifests: [manifest("a", 1, [[chunk(1), 3, [1, 2]]])],
+    blobs: [[blob(1), 3]],
+  });
+  assert.deepEqual(plan, {
+    repair: { keep: [], deleteBlobs: [blob(1)], bytesHeld: 0 },
+    restore: [],
+  });
+});
+
+Deno.test("planRereplication() moves a lost rank's replicas to the least loaded live nodes", () => {
+  const m = manifest("f", 3, [[chunk(1), 100, [1, 2]], [chunk(1, 100), 100, [2, 3]], [
+    chunk(1, 200),
+    50,
+    [3, 4],
+  ]]);
+  const bytesHeld = new Map([[1, 0], [2, 500], [3, 10], [4, 60], [5, 20]]);
+  const plan = planRereplication(m, 2, { bytesHeld, down: new Set([2, 5]) });
+  // Chunk 0 (on 1, 2) may not go to 1 (has it), 2 (lost) or 5 (down): 3 is least loaded.
+  // Chunk 1 (on 2, 3): 3 has it; 1 is least loaded. Chunk 2 is not on rank 2: unchanged.
+  assert.deepEqual(plan.copies.map((c) => [c.chunk.id, c.sources, c.target]), [
+    [chunk(1), [1], 3],
+    [chunk(1, 100), [3], 1],
+  ]);
+  assert.deepEqual(plan.chunks.map((c) => c.ranks), [[1, 3], [3, 1], [3, 4]]);
+  assert.equal(bytesHeld.get(3), 10, "the caller's loads are not changed");
+});
+
+Deno.test("planRereplication() counts each copy as it places it", () => {
+  const m = manifest("f", 3, [[chunk(1), 100, [1, 2]], [chunk(1, 100), 100, [1, 2]]]);
+  const bytesHeld = new Map([[1, 0], [2, 0], [3, 0], [4, 50]]);
+  const plan = planRereplication(m, 2, { bytesHeld, down: new Set([2]) });
+  assert.deepEqual(plan.copies.map((c) => c.target), [3, 4]);
+});
+
+Deno.test("planRereplication() throws UNAVAILABLE when no live node can take a replica", () => {
+  const m = manifest("f", 3, [[chunk(1), 100, [1, 2]]]);
+  assert.throws(
+    () => planRereplication(m, 2, { bytesHeld: new Map([[1, 0], [2, 0]]), down: new Set([2]) }),
+    (e: unknown) =>
+      e instanceof DfsError && e.code === "UNAVAILABLE" && /Cannot place/.test(e.message),
+  );
+});
+
+Deno.test("isPresent() is the one rule: kept in the log, or a blob reaching past the chunk", () => {
+  const holdings = { blobs: new Map([[blob(1), 15]]), inLog: new Set([chunk(2)]) };
+  assert.ok(isPresent({ id: chunk(1, 10), size: 5, ranks: [1] }, holdings));
+  assert.ok(!isPresent({ id: chunk(1, 10), size: 6, ranks: [1] }, holdings));
+  assert.ok(isPresent({ id: chunk(2), size: 100, ranks: [1] }, holdings));
+  assert.ok(!isPresent({ id: chunk(3), size: 0, ranks: [1] }, holdings));
 });

@@ -1,0 +1,33 @@
+/**
+ * The rank library: MPI-like communication between ranks (`Comm`) over a small `Transport`
+ * interface, with its transports: `PortTransport` (Workers, MessagePorts) and `LoopbackNetwork`
+ * (every rank in one thread, with fault injection, for tests and the simulator). It knows nothing
+ * of files or stores.
+ *
+ * @module
+ */
+
+export {
+  ANY_SOURCE,
+  ANY_TAG,
+  CALL_TIMEOUT_MS,
+  COLLECTIVE_TAG,
+  Comm,
+  type CommOptions,
+  type CommStats,
+  type Envelope,
+  MAILBOX_MESSAGES_MAX,
+  Reply,
+  reply,
+  SERVE_HANDLERS_MAX,
+  TAG_MAX,
+} from "./comm.ts";
+export type { Packet, Transport } from "./transport.ts";
+export { type PortLike, PortTransport } from "./port_transport.ts";
+export {
+  LOOPBACK_PACKETS_QUEUED_MAX,
+  LoopbackNetwork,
+  type LoopbackOptions,
+  type LoopbackPacket,
+  type LoopbackTraceEntry,
+} from "./loopback_transport.ts";

@@ -1,0 +1,55 @@
+/**
+ * The vocabulary rank 0, the data nodes and the gateways share: the `FileStore` interface
+ * (`file_store.ts`), manifests and chunk refs (`manifest.ts`), chunk and blob ids (`chunk_id.ts`),
+ * the node protocol with a glossary of its verbs (`node_protocol.ts`), the rules of replication
+ * (`replication.ts`), and two small tools: a semaphore and a bounded parallel loop.
+ *
+ * @module
+ */
+
+export type {
+  ByteRange,
+  ByteSource,
+  FileReader,
+  FileStore,
+  ListOptions,
+  StreamingFileStore,
+  Upload,
+} from "./file_store.ts";
+export {
+  BLOB_ID_PATTERN,
+  BlobIds,
+  blobOf,
+  CHUNK_ID_PATTERN,
+  chunkIdOf,
+  isChunkId,
+  isKeptInLog,
+  LOG_FILE_BYTES_MAX,
+  offsetOf,
+} from "./chunk_id.ts";
+export {
+  checkManifest,
+  chunkIdsOn,
+  type ChunkRef,
+  fileMetaOf,
+  holdersOf,
+  type Listing,
+  type Manifest,
+  mergeListings,
+  type RankRepair,
+  type RankScan,
+  replicasOf,
+  toListing,
+  tombstoneOf,
+} from "./manifest.ts";
+export {
+  type ListAnswer,
+  type NodeCall,
+  type NodeCollective,
+  type NodeInit,
+  READY_TAG,
+  type ScanAnswer,
+} from "./node_protocol.ts";
+export { checkReplicas, isDamaged } from "./replication.ts";
+export { forEachParallel } from "./parallel.ts";
+export { Semaphore } from "./semaphore.ts";

@@ -1,0 +1,29 @@
+/**
+ * The environment a rank runs in (`env.ts`): clock, randomness, file system and log, in one
+ * object. `denoEnv()` is the real one; `FakeClock`, `SeededRandom` and `MemoryFileSystem` make
+ * a run of the whole cluster in one thread repeatable from a seed.
+ *
+ * @module
+ */
+
+export type {
+  Clock,
+  DirEntry,
+  Env,
+  FileHandle,
+  FileSystem,
+  FsStats,
+  Log,
+  OpenOptions,
+  Random,
+  TimerHandle,
+} from "./env.ts";
+export { denoEnv, denoFileSystem, stderrLog, systemClock, systemRandom } from "./deno_env.ts";
+export { FAKE_CLOCK_EPOCH_MS, FakeClock, type FakeClockOptions } from "./fake_clock.ts";
+export { SeededRandom } from "./seeded_random.ts";
+export {
+  type FaultError,
+  type FaultOp,
+  MEMORY_FS_CAPACITY_BYTES_DEFAULT,
+  MemoryFileSystem,
+} from "./memory_fs.ts";

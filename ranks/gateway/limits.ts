@@ -1,0 +1,75 @@
+/**
+ * The CBOR gateway's limits and names: what `dfs serve` can set (`ServerLimits`, whose defaults
+ * its help text shows), the server name it announces, and the fixed bounds on one connection's
+ * work. Pure: no I/O.
+ *
+ * @module
+ */
+
+import { DfsError } from "../../protocol/errors.ts";
+import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "../../protocol/limits.ts";
+
+/** Server limits, each settable on `dfs serve`. */
+export interface ServerLimits {
+  /** Open client connections; one more is answered `UNAVAILABLE` and closed. */
+  connectionsMax: number;
+  /** Requests in flight on one connection. */
+  requestsInflightMax: number;
+  /** A connection with no request in flight and no frame for this long is closed. */
+  idleTimeoutMs: number;
+  /** A new connection must complete the handshake within this time. */
+  handshakeTimeoutMs: number;
+  /** A connection whose socket accepts no bytes for this long (a client not reading) is closed. */
+  writeTimeoutMs: number;
+  /** Largest frame accepted, at least `FRAME_SIZE_BYTES_MIN`; announced in the hello. */
+  frameSizeBytesMax: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  connectionsMax: 1024,
+  requestsInflightMax: 64,
+  idleTimeoutMs: 5 * 60_000,
+  handshakeTimeoutMs: 10_000,
+  writeTimeoutMs: 60_000,
+  frameSizeBytesMax: FRAME_SIZE_BYTES_MAX,
+};
+
+/** The version string the server reports in its handshake. */
+export const SERVER_NAME = "dfs/0.1.0";
+
+/** Bytes a list entry takes in a frame besides its name (keys, size, time, replicas), at most. */
+export const LIST_ENTRY_OVERHEAD_BYTES = 64;
+
+/**
+ * Chunks read ahead for all of one connection's gets together (bounds its memory). The same as
+ * one read's own budget in rank 0's store, so one get on a connection reads ahead as far as one
+ * get in-process.
+ */
+export const CONNECTION_READ_AHEAD_CHUNKS_MAX = 8;
+
+/**
+ * Refused or failed uploads a connection may have whose remaining data frames are still being
+ * dropped, per request it may have in flight.
+ */
+export const FAILED_UPLOADS_PER_REQUEST_MAX = 2;
+
+/**
+ * `DEFAULT_LIMITS` with the given ones in place (undefined ones keep their default).
+ *
+ * @throws {DfsError} `INVALID_REQUEST` for a frame limit outside `FRAME_SIZE_BYTES_MIN` to
+ *   `FRAME_SIZE_BYTES_MAX`.
+ */
+export function resolveLimits(given: Partial<ServerLimits> = {}): ServerLimits {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS };
+  for (const [key, value] of Object.entries(given)) {
+    if (value !== undefined) limits[key as keyof ServerLimits] = value;
+  }
+  const frame = limits.frameSizeBytesMax;
+  if (frame < FRAME_SIZE_BYTES_MIN || frame > FRAME_SIZE_BYTES_MAX) {
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `--frame-size-bytes-max must be from ${FRAME_SIZE_BYTES_MIN} to ${FRAME_SIZE_BYTES_MAX}, got ${frame}`,
+    );
+  }
+  return limits;
+}

@@ -1,0 +1,28 @@
+import assert from "node:assert/strict";
+import { DfsError } from "../../protocol/errors.ts";
+import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "../../protocol/limits.ts";
+import { DEFAULT_LIMITS, resolveLimits } from "./limits.ts";
+
+Deno.test("resolveLimits() keeps the defaults for limits not given or undefined", () => {
+  assert.deepEqual(resolveLimits(), DEFAULT_LIMITS);
+  assert.deepEqual(resolveLimits({ connectionsMax: 2, idleTimeoutMs: undefined }), {
+    ...DEFAULT_LIMITS,
+    connectionsMax: 2,
+  });
+  assert.equal(resolveLimits({ frameSizeBytesMax: FRAME_SIZE_BYTES_MIN }).frameSizeBytesMax, 65536);
+});
+
+Deno.test("resolveLimits() refuses a frame limit outside its range as INVALID_REQUEST", () => {
+  for (const frameSizeBytesMax of [FRAME_SIZE_BYTES_MIN - 1, FRAME_SIZE_BYTES_MAX + 1]) {
+    assert.throws(() => resolveLimits({ frameSizeBytesMax }), (e: unknown) => {
+      assert.ok(e instanceof DfsError);
+      assert.equal(e.code, "INVALID_REQUEST");
+      assert.equal(
+        e.message,
+        `--frame-size-bytes-max must be from ${FRAME_SIZE_BYTES_MIN} to ${FRAME_SIZE_BYTES_MAX}, ` +
+          `got ${frameSizeBytesMax}`,
+      );
+      return true;
+    });
+  }
+});

@@ -1,0 +1,22 @@
+/**
+ * The CBOR gateway: rank 0's client socket, serving the framed CBOR protocol
+ * (`protocol/messages.ts`) over any `StreamingFileStore`. `listener.ts` accepts connections,
+ * `session.ts` serves one, `ops.ts` is the table from request to store call, `limits.ts` holds
+ * what `dfs serve` can set.
+ *
+ * @module
+ */
+
+export {
+  type ClientServer,
+  serveClients,
+  type ServeOptions,
+  type ServerSecurity,
+} from "./listener.ts";
+export {
+  DEFAULT_LIMITS,
+  LIST_ENTRY_OVERHEAD_BYTES,
+  SERVER_NAME,
+  type ServerLimits,
+} from "./limits.ts";
+export { CBOR_OPS, type Op, type OpContext } from "./ops.ts";

@@ -1,0 +1,81 @@
+/**
+ * Serves a data node on a `Comm`: answers rank 0's point-to-point calls and its collectives
+ * (`list` and `scan` broadcasts, answered by a gather), over any transport, so a data node can run
+ * in its own Worker (`worker.ts`) or beside others in one thread.
+ *
+ * @module
+ */
+
+import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
+import type { NodeCall, NodeCollective } from "../common/node_protocol.ts";
+import { type Comm, reply } from "../comm/comm.ts";
+import { stderrLog } from "../env/deno_env.ts";
+import type { Log } from "../env/env.ts";
+import type { DataNode } from "./data_node.ts";
+
+/** Options of `serveNode()`. */
+export interface ServeNodeOptions {
+  /** Where a collective the node cannot answer is reported; default stderr. */
+  log?: Log;
+}
+
+/**
+ * Answers rank 0's calls to `node` and its collectives until `comm` closes. Buffers move only
+ * when `comm.movesBuffers`: then a write's answer hands the chunk's buffer back, a read fills the
+ * buffer rank 0 lent (`into`) and its answer moves the bytes; otherwise a write answers `true`,
+ * `into` is ignored and nothing is echoed (it would only double the bytes on the wire). Errors go
+ * back to the caller as `Comm.serve` sends them.
+ */
+export async function serveNode(
+  comm: Comm,
+  node: DataNode,
+  options: ServeNodeOptions = {},
+): Promise<void> {
+  const { log = stderrLog } = options;
+  void answerCollectives(comm, node, log);
+  await comm.serve(({ body }) => {
+    const call = body as NodeCall;
+    return answerCall(comm, node, call);
+  });
+}
+
+/** Answers one call, with buffers moved as `comm.movesBuffers` allows. */
+async function answerCall(comm: Comm, node: DataNode, call: NodeCall): Promise<unknown> {
+  if (call.op === "ping") return true;
+  if (call.op === "scan") return await node.scan();
+  const moves = comm.movesBuffers;
+  const result = await node.handle(
+    call.op === "read" && !moves ? { ...call, into: undefined } : call,
+  );
+  if (!moves) return result;
+  // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read
+  // chunk's bytes as the answer. Bytes of a small read in a buffer of their own (none was lent)
+  // are copied: cheaper than a transfer, which also posts at once instead of with the turn's
+  // other answers.
+  if (call.op === "write") return reply(call.bytes.buffer, [call.bytes.buffer as ArrayBuffer]);
+  if (!(result instanceof Uint8Array)) return result;
+  if (call.op === "read" && !call.into && result.byteLength <= LOG_FILE_BYTES_MAX) return result;
+  return reply(result, [result.buffer as ArrayBuffer]);
+}
+
+/** Takes rank 0's broadcasts in order and answers each with a gather on the tag it names. */
+async function answerCollectives(comm: Comm, node: DataNode, log: Log): Promise<void> {
+  while (true) {
+    let question: NodeCollective;
+    try {
+      question = await comm.bcast<NodeCollective>(0, undefined);
+    } catch {
+      return; // the Comm closed
+    }
+    const answer = question.op === "list"
+      ? Promise.resolve(node.list(question.prefix))
+      : node.scan();
+    void answer.then(
+      (value) => comm.gather(0, value, { tag: question.tag }),
+      (error) => {
+        log.error(`dfs: rank ${comm.rank} cannot answer ${question.op}:`, error);
+        return comm.gather(0, undefined, { tag: question.tag });
+      },
+    );
+  }
+}

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
+import type { ListAnswer, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
+import { Comm } from "../comm/comm.ts";
+import { LoopbackNetwork } from "../comm/loopback_transport.ts";
+import { denoEnv } from "../env/deno_env.ts";
+import { MemoryFileSystem } from "../env/memory_fs.ts";
+import { SMALL_READ_BYTES_MAX } from "./chunk_store.ts";
+import { openDataNode } from "./data_node.ts";
+import { serveNode, type ServeNodeOptions } from "./serve.ts";
+
+/** Rank 0's Comm and a served data node (rank 1) on a memory disk, over one loopback network. */
+async function serveOne(movesBuffers: boolean, options: ServeNodeOptions = {}) {
+  const network = new LoopbackNetwork(2, { movesBuffers });
+  const rank0 = new Comm(network.transport(0));
+  const comm = new Comm(network.transport(1));
+  const env = denoEnv({ fs: new MemoryFileSystem() });
+  const node = await openDataNode(1, "/data/rank-1", { env });
+  const served = serveNode(comm, node, options);
+  return {
+    rank0,
+    node,
+    async [Symbol.asyncDispose]() {
+      comm.close();
+      rank0.close();
+      await served;
+      await node.close();
+    },
+  };
+}
+
+const SIZE = SMALL_READ_BYTES_MAX + 4096; // read into a lent buffer when one is lent
+const bytesOf = (size: number) => new Uint8Array(size).map((_, i) => i % 251);
+
+Deno.test("serveNode() over a transport that moves buffers hands them back", async () => {
+  await using served = await serveOne(true);
+  const { rank0 } = served;
+  const id = chunkIdOf(newBlobId(), 0);
+  const sent = bytesOf(SIZE);
+  const answer = await rank0.call<ArrayBuffer>(1, { op: "write", id, bytes: sent } as NodeCall, {
+    transfer: [sent.buffer],
+  });
+  assert.ok(answer instanceof ArrayBuffer, "the chunk's buffer comes back");
+  assert.equal(answer.byteLength, SIZE);
+  assert.equal(sent.byteLength, 0, "moved, not copied");
+  const into = new ArrayBuffer(2 * SIZE);
+  const read = await rank0.call<Uint8Array>(1, { op: "read", id, size: SIZE, into }, {
+    transfer: [into],
+  });
+  assert.deepEqual(read, bytesOf(SIZE));
+  assert.equal(read.buffer.byteLength, 2 * SIZE, "read into the lent buffer, which came back");
+});
+
+Deno.test("serveNode() over a transport that copies answers a write with true and ignores into", async () => {
+  await using served = await serveOne(false);
+  const { rank0 } = served;
+  const id = chunkIdOf(newBlobId(), 0);
+  assert.equal(await rank0.call(1, { op: "write", id, bytes: bytesOf(SIZE) }), true);
+  const into = new ArrayBuffer(2 * SIZE);
+  const read = await rank0.call<Uint8Array>(1, { op: "read", id, size: SIZE, into });
+  assert.deepEqual(read, bytesOf(SIZE));
+  assert.equal(read.buffer.byteLength, SIZE, "a buffer of its own, not the lent one");
+});
+
+Deno.test("serveNode() answers ping, scan and the list and scan collectives", async () => {
+  await using served = await serveOne(false);
+  const { rank0 } = served;
+  assert.equal(await rank0.call(1, { op: "ping" }), true);
+  const id = chunkIdOf(newBlobId(), 0);
+  await rank0.call(1, { op: "write", id, bytes: bytesOf(10) });
+  const scan = await rank0.call<ScanAnswer>(1, { op: "scan" });
+  assert.deepEqual([scan.rank, scan.manifests, scan.blobs], [1, [], [[id.slice(0, 32), 10]]]);
+  const listTag = rank0.nextTag();
+  await rank0.bcast(0, { op: "list", prefix: "", tag: listTag });
+  const listed = await rank0.gather<ListAnswer | undefined>(0, undefined, { tag: listTag });
+  assert.deepEqual(listed?.[1], served.node.list(""));
+  const scanTag = rank0.nextTag();
+  await rank0.bcast(0, { op: "scan", tag: scanTag });
+  const scans = await rank0.gather<ScanAnswer | undefined>(0, undefined, { tag: scanTag });
+  assert.deepEqual(scans?.[1], scan);
+});

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { SCRUB_READ_COST_BYTES_MIN, scrubCostBytes } from "./integrity.ts";
+import type { Manifest } from "../common/manifest.ts";
+import { MemoryCluster } from "../testing/memory_cluster.ts";
+import { blobPath, bytesOf, flipByte } from "../testing/_cluster_test_util.ts";
+
+const MiB = 1024 * 1024;
+
+function manifestOf(chunks: { size: number; ranks: number[] }[]): Manifest {
+  return {
+    name: "f",
+    size: chunks.reduce((sum, c) => sum + c.size, 0),
+    version: 1,
+    sha256: "",
+    modified: 0,
+    chunks: chunks.map((c, i) => ({ id: `c${i}`, size: c.size, crc32: 0, ranks: c.ranks })),
+  };
+}
+
+Deno.test("scrubCostBytes charges every replica, small chunks at SCRUB_READ_COST_BYTES_MIN", () => {
+  assert.equal(
+    scrubCostBytes(manifestOf([{ size: 4096, ranks: [1, 2] }])),
+    2 * SCRUB_READ_COST_BYTES_MIN,
+  );
+  assert.equal(scrubCostBytes(manifestOf([{ size: 4 * MiB, ranks: [1, 2] }])), 8 * MiB);
+  assert.equal(
+    scrubCostBytes(manifestOf([{ size: 4 * MiB, ranks: [1, 2, 3] }, { size: 10, ranks: [3] }])),
+    12 * MiB + SCRUB_READ_COST_BYTES_MIN,
+  );
+  assert.equal(scrubCostBytes(manifestOf([])), 0);
+});
+
+Deno.test("fsck repairs damaged and missing replicas, the repair sticks, and a lost chunk is reported", async () => {
+  await using cluster = await MemoryCluster.start();
+  await cluster.store.put("healthy", bytesOf(2 * MiB, 1));
+  await cluster.store.put("flipped", bytesOf(2 * MiB, 2));
+  await cluster.store.put("missing", bytesOf(2 * MiB, 3));
+  await cluster.store.put("lost", bytesOf(MiB, 4));
+  await cluster.store.put("small", bytesOf(100, 5));
+  const chunks = async (name: string) => {
+    for (const rank of cluster.store.nodes.dataRanks) {
+      const scan = await (await cluster.node(rank)).scan();
+      const m = scan.manifests.find((m) => m.name === name);
+      if (m) return m.chunks;
+    }
+    throw new Error(name);
+  };
+  const [flipped] = await chunks("flipped");
+  await flipByte(cluster.disk(flipped.ranks[1]), blobPath(flipped.ranks[1], flipped.id), 99);
+  const [, missing] = await chunks("missing");
+  await cluster.disk(missing.ranks[0]).remove(blobPath(missing.ranks[0], missing.id));
+  const [lost] = await chunks("lost");
+  for (const rank of lost.ranks) await flipByte(cluster.disk(rank), blobPath(rank, lost.id), 0);
+
+  const first = await cluster.store.fsck();
+  assert.deepEqual(
+    [first.files, first.healthy, first.repaired, first.underReplicated, first.lost],
+    [5, 2, ["flipped", "missing"], [], ["lost"]],
+  );
+  assert.equal(first.chunks, 2 + 2 + 2 + 1 + 1);
+  const again = await cluster.store.fsck();
+  assert.deepEqual([again.healthy, again.repaired, again.lost], [4, [], ["lost"]]);
+  const status = await cluster.store.status();
+  assert.equal(status.repairs, 2);
+  assert.equal(status.corruptReplicasFound, 2 + 2 + 2, "each bad replica, each time it was read");
+});
+
+Deno.test("the scrubber finds and repairs damage at its byte rate, and reports lost files", async () => {
+  await using cluster = await MemoryCluster.start();
+  await cluster.store.put("a", bytesOf(2 * MiB, 1));
+  await cluster.store.put("b", bytesOf(100, 2));
+  const scan = await (await cluster.node(1)).scan();
+  const chunk = scan.manifests.find((m) => m.name === "a")?.chunks.find((c) => c.ranks.includes(1));
+  assert.ok(chunk, "rank 1 holds a chunk of a");
+  await flipByte(cluster.disk(1), blobPath(1, chunk.id), 5);
+  const stop = new AbortController();
+  const scrubbing = cluster.store.integrity.scrub({
+    bytesPerSec: 4 * MiB,
+    pauseMs: 10_000,
+    signal: stop.signal,
+  });
+  await cluster.until(() => cluster.store.integrity.scrubbed.passes === 1);
+  // One pass charges a (2 chunks x 2 replicas x 1 MiB) and b (2 x 64 KiB) at 4 MiB/s: ~1 s.
+  assert.ok(cluster.clock.monotonic() >= 1000, `${cluster.clock.monotonic()} ms`);
+  stop.abort();
+  await scrubbing;
+  const status = await cluster.store.status();
+  assert.equal(status.scrub.passes, 1);
+  assert.equal(status.scrub.bytes, 3 * MiB + 200, "every replica read but the damaged one");
+  assert.equal(status.repairs, 1);
+  assert.equal(status.lostFiles, 0);
+  assert.equal((await cluster.store.fsck()).healthy, 2);
+});

@@ -1,0 +1,186 @@
+/**
+ * The namespace: what makes a version current. Commits of uploads, removals and renames take a
+ * per-name lock, take the next version, write one record to the data nodes, then switch the index
+ * in one step; what they replace is retired (released once no reader has it).
+ *
+ * @module
+ */
+
+import { DfsError } from "../../protocol/errors.ts";
+import type { FileMeta } from "../../protocol/messages.ts";
+import { fileMetaOf, holdersOf, type Manifest, tombstoneOf } from "../common/manifest.ts";
+import { forEachParallel } from "../common/parallel.ts";
+import type { Clock, Log } from "../env/env.ts";
+import type { FileIndex } from "./file_index.ts";
+import type { NodeClient } from "./node_client.ts";
+import type { Releases } from "./releases.ts";
+
+/** Files `removePrefix` removes at a time. */
+export const REMOVE_PARALLEL_MAX = 16;
+
+/** A manifest before its commit gives it a version and a time. */
+export type Draft = Omit<Manifest, "version" | "modified">;
+
+/** Name-level changes, one name at a time. */
+export class Namespace {
+  readonly index: FileIndex;
+  #nodes: NodeClient;
+  #releases: Releases;
+  #clock: Clock;
+  #log: Log;
+  /** Per-name queues: metadata changes of one name happen one at a time. */
+  #locks = new Map<string, Promise<void>>();
+
+  constructor(
+    parts: { index: FileIndex; nodes: NodeClient; releases: Releases; clock: Clock; log: Log },
+  ) {
+    this.index = parts.index;
+    this.#nodes = parts.nodes;
+    this.#releases = parts.releases;
+    this.#clock = parts.clock;
+    this.#log = parts.log;
+  }
+
+  /** @throws {DfsError} `NOT_FOUND` if no version of `name` is current. */
+  lookup(name: string): Manifest {
+    const m = this.index.get(name);
+    if (!m) throw new DfsError("NOT_FOUND", `Cannot find "${name}": file does not exist`);
+    return m;
+  }
+
+  /**
+   * Commits an upload whose chunks are all written: every holder makes its chunks durable and
+   * appends the manifest, then the index installs it. Committed once any holder has it durably
+   * (recovery would pick it up; a holder whose commit failed is repaired like a damaged replica).
+   * With `data`, the manifest's one chunk travels with it (a copy to each holder).
+   */
+  commit(draft: Draft, data?: Uint8Array): Promise<FileMeta> {
+    return this.exclusive([draft.name], async () => {
+      const m: Manifest = {
+        ...draft,
+        version: this.index.nextVersion(),
+        modified: this.#clock.now(),
+      };
+      const holders = [...holdersOf(m)];
+      const results = await Promise.allSettled(
+        holders.map((rank) => this.#nodes.commit(rank, m, data)),
+      );
+      const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed.length === holders.length) {
+        throw new DfsError(
+          "UNAVAILABLE",
+          `Cannot commit "${m.name}": no data node stored its metadata`,
+          { cause: failed[0].reason },
+        );
+      }
+      this.#install(m);
+      return fileMetaOf(m);
+    });
+  }
+
+  /**
+   * Removes `name`: a tombstone goes to every data node, then the file's chunks are released once
+   * no reader has it open. A later restart never brings it back.
+   *
+   * @throws {DfsError} `NOT_FOUND` if there is no such file.
+   */
+  remove(name: string): Promise<void> {
+    return this.exclusive([name], async () => {
+      this.lookup(name);
+      const tombstone = tombstoneOf(name, this.index.nextVersion(), this.#clock.now());
+      await this.onEveryNode(`remove "${name}"`, (rank) => this.#nodes.commit(rank, tombstone));
+      this.#install(tombstone);
+    });
+  }
+
+  /** Removes every file whose name starts with `prefix`; returns how many. */
+  async removePrefix(prefix: string): Promise<number> {
+    const names = [...this.index.values()].map((m) => m.name).filter((n) => n.startsWith(prefix));
+    let removed = 0;
+    await forEachParallel(names, REMOVE_PARALLEL_MAX, async (name) => {
+      try {
+        await this.remove(name);
+        removed++;
+      } catch (error) {
+        if (!(error instanceof DfsError && error.code === "NOT_FOUND")) throw error;
+      }
+    });
+    return removed;
+  }
+
+  /**
+   * Renames `from` to `to` at once: one record on every data node moves the chunks to the new name
+   * and leaves a tombstone on the old one, so no reader ever sees both names or neither.
+   *
+   * @throws {DfsError} `NOT_FOUND` for a missing `from`; `ALREADY_EXISTS` if `to` exists and
+   *   `force` is not set (with it, the old `to` is replaced and released).
+   */
+  rename(from: string, to: string, options: { force?: boolean } = {}): Promise<FileMeta> {
+    return this.exclusive([from, to], async () => {
+      const m = this.lookup(from);
+      if (from === to) return fileMetaOf(m);
+      if (this.index.get(to) && !options.force) {
+        throw new DfsError(
+          "ALREADY_EXISTS",
+          `Cannot move "${from}" to "${to}": "${to}" exists (--force replaces it)`,
+        );
+      }
+      const version = this.index.nextVersion();
+      const moved: Manifest = { ...m, name: to, version };
+      const tombstone = tombstoneOf(from, version, this.#clock.now());
+      const change = { fromVersion: m.version, tombstone, manifest: moved };
+      await this.onEveryNode(`move "${from}"`, (rank) => this.#nodes.rename(rank, change));
+      this.index.install(tombstone); // `m` is not released: its chunks now belong to `moved`
+      this.#install(moved);
+      return fileMetaOf(moved);
+    });
+  }
+
+  /**
+   * Replaces the current version of a file with `next`, the same data placed anew (re-replication):
+   * one rename record per node; nothing is released.
+   */
+  async replace(current: Manifest, next: Manifest): Promise<void> {
+    const change = { fromVersion: current.version, manifest: next };
+    await this.onEveryNode(
+      `re-replicate "${current.name}"`,
+      (rank) => this.#nodes.rename(rank, change),
+    );
+    this.index.install(next);
+  }
+
+  /**
+   * Runs `work` once every earlier metadata change of these names is done. All names are queued at
+   * once, in one synchronous step, so two changes never wait for each other in a cycle.
+   */
+  async exclusive<T>(names: string[], work: () => Promise<T>): Promise<T> {
+    const keys = [...new Set(names)];
+    const earlier = keys.map((key) => this.#locks.get(key));
+    const done = Promise.withResolvers<void>();
+    for (const key of keys) this.#locks.set(key, done.promise);
+    try {
+      await Promise.all(earlier);
+      return await work();
+    } finally {
+      done.resolve();
+      for (const key of keys) if (this.#locks.get(key) === done.promise) this.#locks.delete(key);
+    }
+  }
+
+  /** Sends one record to every data node; fine if at least one stored it durably. */
+  async onEveryNode(what: string, send: (rank: number) => Promise<void>): Promise<void> {
+    const results = await Promise.allSettled(this.#nodes.dataRanks.map(send));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed.length === results.length) {
+      throw new DfsError("UNAVAILABLE", `Cannot ${what}: no data node stored it`, {
+        cause: failed[0].reason,
+      });
+    }
+    for (const f of failed) this.#log.error(`dfs: a data node could not ${what}: ${f.reason}`);
+  }
+
+  #install(m: Manifest): void {
+    const { superseded } = this.index.install(m);
+    if (superseded) this.#releases.retire(superseded);
+  }
+}

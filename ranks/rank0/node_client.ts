@@ -1,0 +1,210 @@
+/**
+ * Rank 0's typed client of the data nodes: one method per node operation, over the rank library.
+ * It owns what every call shares: the timeout, refusing nodes that are down (`Membership`), and
+ * the buffer policy. Over a transport that moves buffers (Workers), a chunk written is handed back
+ * with the answer and a read is lent an empty pooled buffer to fill, so steady transfers allocate
+ * nothing; over one that serializes, neither happens (both would only double the bytes sent).
+ *
+ * Glossary of the node operations: `ranks/common/node_protocol.ts`.
+ *
+ * @module
+ */
+
+import { BufferPool } from "../../protocol/buffer_pool.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
+import type { Comm } from "../comm/comm.ts";
+import type { ChunkRef, Manifest, RankRepair } from "../common/manifest.ts";
+import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "../common/node_protocol.ts";
+import type { Clock, FsStats, TimerHandle } from "../env/env.ts";
+// A node reads chunks up to this size whole into a buffer of its own: nothing is lent for them.
+import { SMALL_READ_BYTES_MAX } from "../node/chunk_store.ts";
+import type { Membership } from "./membership.ts";
+
+/** How long rank 0 waits for a data node's answer to one request. */
+export const NODE_CALL_TIMEOUT_MS = 60_000;
+/** Idle chunk buffers rank 0 keeps for reuse (each `FRAME_SIZE_BYTES_MAX`). */
+export const POOL_BUFFERS_MAX = 64;
+/** Idle chunk buffers kept once no transfer has taken one for `POOL_IDLE_TRIM_MS`. */
+export const POOL_BUFFERS_KEPT_IDLE = 8;
+/** Quiet time after which the pool lets go of its idle buffers beyond `POOL_BUFFERS_KEPT_IDLE`. */
+export const POOL_IDLE_TRIM_MS = 5_000;
+
+/** How a call treats a node marked down: refused at once, unless the caller is bringing it back. */
+export interface CallOptions {
+  /** Send even though the node is marked down (reconciling it after a restart). */
+  whileDown?: boolean;
+}
+
+/** One method per node operation; see the module comment. */
+export class NodeClient {
+  readonly membership: Membership;
+  /** Chunk buffers: frames are read into them, they travel to the nodes and (maybe) come back. */
+  readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, {
+    buffersMax: POOL_BUFFERS_MAX,
+  });
+  #comm: Comm;
+  #clock: Clock;
+  #timeoutMs: number;
+  #trimTimer: TimerHandle | undefined;
+
+  constructor(
+    comm: Comm,
+    options: { membership: Membership; clock: Clock; timeoutMs?: number },
+  ) {
+    this.#comm = comm;
+    this.membership = options.membership;
+    this.#clock = options.clock;
+    this.#timeoutMs = options.timeoutMs ?? NODE_CALL_TIMEOUT_MS;
+  }
+
+  get dataRanks(): readonly number[] {
+    return this.membership.dataRanks;
+  }
+
+  /** Writes a replica of a chunk into its blob (durable once a commit names it). Takes `bytes`. */
+  async write(rank: number, chunk: ChunkRef, bytes: Uint8Array): Promise<void> {
+    const call: NodeCall = { op: "write", id: chunk.id, bytes, crc32: chunk.crc32 };
+    const answer = await this.#call(rank, call, this.#transferOf(bytes));
+    if (answer instanceof ArrayBuffer) this.pool.give(answer);
+  }
+
+  /** Rewrites a damaged or missing replica from good bytes, durably. Takes `bytes`. */
+  async restore(
+    rank: number,
+    chunk: ChunkRef,
+    bytes: Uint8Array,
+    options: CallOptions = {},
+  ): Promise<void> {
+    const call: NodeCall = { op: "restore", id: chunk.id, bytes, crc32: chunk.crc32 };
+    await this.#call(rank, call, this.#transferOf(bytes), options);
+  }
+
+  /** Reads a replica; the node checks it against its CRC32. The caller recycles the bytes. */
+  read(rank: number, chunk: ChunkRef, options: CallOptions = {}): Promise<Uint8Array> {
+    const lend = this.#comm.movesBuffers && chunk.size > SMALL_READ_BYTES_MAX &&
+      chunk.size <= this.pool.bufferBytes;
+    const into = lend ? this.pool.take().buffer : undefined;
+    const call: NodeCall = { op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32, into };
+    return this.#call<Uint8Array>(rank, call, into && [into], options);
+  }
+
+  /**
+   * Makes the manifest's chunks on the node durable and appends the manifest to its log; with
+   * `data`, a small file's one chunk travels and is kept in the log record.
+   */
+  async commit(rank: number, manifest: Manifest, data?: Uint8Array): Promise<void> {
+    // A small file's bytes are copied, not moved: then the commit travels with other packets to
+    // the same node in one post (see `comm/port_transport.ts`).
+    await this.#call(rank, { op: "commit", manifest, data });
+  }
+
+  /** One record: version `fromVersion` of the old name becomes `manifest`, `tombstone` the old. */
+  async rename(
+    rank: number,
+    change: { fromVersion: number; manifest: Manifest; tombstone?: Manifest },
+  ): Promise<void> {
+    await this.#call(rank, { op: "rename", ...change });
+  }
+
+  /** Drops a superseded version on the node: logged, then its chunks removed. */
+  async release(rank: number, m: { name: string; version: number }): Promise<void> {
+    await this.#call(rank, { op: "release", name: m.name, version: m.version });
+  }
+
+  /** Removes chunks of an upload that will never commit. */
+  async discard(rank: number, ids: string[]): Promise<void> {
+    await this.#call(rank, { op: "discard", ids });
+  }
+
+  /** Size and free space of the file system under the node's folder. */
+  statfs(rank: number): Promise<FsStats> {
+    return this.#call<FsStats>(rank, { op: "statfs" });
+  }
+
+  /** Resolves once the node answers, within `timeoutMs`. */
+  async ping(rank: number, timeoutMs: number): Promise<void> {
+    await this.#comm.call(rank, { op: "ping" }, { timeoutMs });
+  }
+
+  /** What the node holds: its manifests, blob files and the chunks kept in its log. */
+  scan(rank: number, options: CallOptions = {}): Promise<ScanAnswer> {
+    return this.#call<ScanAnswer>(rank, { op: "scan" }, undefined, options);
+  }
+
+  /** Has the node hold exactly `repair.keep` from now on and delete `repair.deleteBlobs`. */
+  async repair(rank: number, repair: RankRepair, options: CallOptions = {}): Promise<void> {
+    await this.#call(rank, { op: "repair", repair }, undefined, options);
+  }
+
+  /** Every data node's newest version of each name under `prefix`. */
+  listAll(prefix: string): Promise<ListAnswer[]> {
+    return this.#collective<ListAnswer>((tag) => ({ op: "list", prefix, tag }));
+  }
+
+  /** Every data node's scan (start-up). */
+  scanAll(): Promise<ScanAnswer[]> {
+    return this.#collective<ScanAnswer>((tag) => ({ op: "scan", tag }));
+  }
+
+  /** A copy of `bytes` to send (a pooled buffer for a large chunk, an exact copy otherwise). */
+  copy(bytes: Uint8Array): Uint8Array {
+    if (bytes.length <= SMALL_READ_BYTES_MAX || bytes.length > this.pool.bufferBytes) {
+      return bytes.slice();
+    }
+    const copy = this.pool.take().subarray(0, bytes.length);
+    copy.set(bytes);
+    return copy;
+  }
+
+  /** Hands a chunk's buffer back once its bytes are no longer needed. */
+  recycle(bytes: Uint8Array | ArrayBufferLike | undefined): void {
+    this.pool.give(bytes instanceof Uint8Array ? bytes.buffer : bytes);
+    this.#scheduleTrim();
+  }
+
+  /** Stops the pool's trim timer. */
+  close(): void {
+    this.#clock.clearTimeout(this.#trimTimer);
+    this.#trimTimer = undefined;
+  }
+
+  /**
+   * Lets go of idle buffers beyond `POOL_BUFFERS_KEPT_IDLE` once none was taken for
+   * `POOL_IDLE_TRIM_MS`: one lazy timer, armed while more than that are idle.
+   */
+  #scheduleTrim(): void {
+    if (this.#trimTimer !== undefined || this.pool.idle <= POOL_BUFFERS_KEPT_IDLE) return;
+    this.#trimTimer = this.#clock.setTimeout(() => {
+      this.#trimTimer = undefined;
+      this.pool.trim({ keep: POOL_BUFFERS_KEPT_IDLE, idleMs: POOL_IDLE_TRIM_MS });
+      this.#scheduleTrim();
+    }, POOL_IDLE_TRIM_MS);
+  }
+
+  /** The buffers a call moves: the chunk's, over a transport that moves buffers. */
+  #transferOf(bytes: Uint8Array): ArrayBuffer[] | undefined {
+    return this.#comm.movesBuffers ? [bytes.buffer as ArrayBuffer] : undefined;
+  }
+
+  #call<T = unknown>(
+    rank: number,
+    call: NodeCall,
+    transfer?: ArrayBuffer[],
+    options: CallOptions = {},
+  ): Promise<T> {
+    if (!options.whileDown && this.membership.isDown(rank)) {
+      return Promise.reject(new DfsError("UNAVAILABLE", `Rank ${rank} is down`));
+    }
+    return this.#comm.call<T>(rank, call, { transfer, timeoutMs: this.#timeoutMs });
+  }
+
+  /** bcast a question, then gather every data node's answer (rank 0 contributes nothing). */
+  async #collective<T>(question: (tag: number) => NodeCollective): Promise<T[]> {
+    const tag = this.#comm.nextTag();
+    const options = { tag, timeoutMs: this.#timeoutMs };
+    await this.#comm.bcast(0, question(tag), { timeoutMs: this.#timeoutMs });
+    const answers = await this.#comm.gather<T | undefined>(0, undefined, options);
+    return answers!.filter((a, rank): a is T => rank !== 0 && a !== undefined);
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Bringing the store back to its replica counts, as thin executors of the pure plans in
+ * `plans.ts`: start-up recovery, reconciling a data node that was restarted, and re-replicating
+ * what a node that stays down held.
+ *
+ * @module
+ */
+
+import { DfsError } from "../../protocol/errors.ts";
+import type { Manifest } from "../common/manifest.ts";
+import { holdersOf } from "../common/manifest.ts";
+import type { Log } from "../env/env.ts";
+import type { Namespace } from "./namespace.ts";
+import type { NodeClient } from "./node_client.ts";
+import type { LoadTracker } from "./placement.ts";
+import { planReconcile, planRecovery, planRereplication, type RecoveryPlan } from "./plans.ts";
+import type { Releases } from "./releases.ts";
+import type { Replicas } from "./replicas.ts";
+
+/** Recovery, reconciliation and re-replication. */
+export class Recovery {
+  #nodes: NodeClient;
+  #loads: LoadTracker;
+  #namespace: Namespace;
+  #releases: Releases;
+  #replicas: Replicas;
+  #log: Log;
+
+  constructor(
+    parts: {
+      nodes: NodeClient;
+      loads: LoadTracker;
+      namespace: Namespace;
+      releases: Releases;
+      replicas: Replicas;
+      log: Log;
+    },
+  ) {
+    this.#nodes = parts.nodes;
+    this.#loads = parts.loads;
+    this.#namespace = parts.namespace;
+    this.#releases = parts.releases;
+    this.#replicas = parts.replicas;
+    this.#log = parts.log;
+  }
+
+  /**
+   * Start-up: gathers every data node's manifests and chunk list, decides the committed state
+   * (`planRecovery`), has every node repair itself to it, and loads the index.
+   */
+  async recover(): Promise<RecoveryPlan> {
+    const plan = planRecovery(await this.#nodes.scanAll());
+    // A node already holding exactly what it should (the usual clean restart) is left alone:
+    // rewriting its whole log would be most of the start-up time.
+    const needed = [...plan.repairs].filter(([rank]) => !plan.unchanged.has(rank));
+    await Promise.all(needed.map(([rank, repair]) => this.#nodes.repair(rank, repair)));
+    for (const [rank, repair] of plan.repairs) this.#loads.add(rank, repair.bytesHeld);
+    const index = this.#namespace.index;
+    for (const m of plan.files) index.install(m);
+    return plan;
+  }
+
+  /**
+   * Brings a restarted data node in line with the index (`planReconcile`), copying back every
+   * chunk it lost from a good replica. Call it while the node is still marked down; then mark it
+   * up with `markUp()`.
+   */
+  async reconcile(rank: number): Promise<{ dropped: number; restored: number }> {
+    const whileDown = { whileDown: true };
+    const scan = await this.#nodes.scan(rank, whileDown);
+    const { repair, restore } = planReconcile(this.#namespace.index.values(), scan);
+    await this.#nodes.repair(rank, repair, whileDown);
+    this.#loads.set(rank, repair.bytesHeld);
+    let restored = 0;
+    for (const chunk of restore) {
+      const others = chunk.ranks.filter((r) => r !== rank);
+      if (await this.#replicas.copy(chunk, others, [rank], whileDown)) {
+        restored++;
+      } else {
+        this.#log.error(
+          `dfs: chunk ${chunk.id} has no good replica left to restore rank ${rank} from`,
+        );
+      }
+    }
+    return { dropped: repair.deleteBlobs.length, restored };
+  }
+
+  /** Marks a reconciled node up and sends it the releases it missed. */
+  markUp(rank: number): void {
+    this.#releases.resend(rank, this.#nodes.membership.markUp(rank));
+  }
+
+  /**
+   * Moves every replica a down rank held to live nodes (`planRereplication`), then gives each
+   * file a new version of its manifest (same data, new placement) through one rename record per
+   * node, so every file has its replica count again. Returns how many chunks were copied.
+   *
+   * @throws {DfsError} `UNAVAILABLE` if no live node can take a replica, or none is left to copy.
+   */
+  async rereplicate(rank: number): Promise<number> {
+    let copied = 0;
+    const { index } = this.#namespace;
+    const membership = this.#nodes.membership;
+    for (const m of [...index.values()]) {
+      if (!holdersOf(m).has(rank)) continue;
+      copied += await this.#namespace.exclusive([m.name], async () => {
+        const current = index.get(m.name);
+        if (!current || !holdersOf(current).has(rank) || !membership.isDown(rank)) return 0;
+        const placement = { bytesHeld: this.#loads.bytesHeld, down: membership.down };
+        const plan = planRereplication(current, rank, placement);
+        for (const { chunk, sources, target } of plan.copies) {
+          if (!await this.#replicas.copy(chunk, sources, [target])) {
+            throw new DfsError("UNAVAILABLE", `No good replica of chunk ${chunk.id} is left`);
+          }
+          this.#loads.add(target, chunk.size);
+          this.#loads.add(rank, -chunk.size);
+        }
+        const next: Manifest = { ...current, version: index.nextVersion(), chunks: plan.chunks };
+        await this.#namespace.replace(current, next); // the same data: nothing is released
+        return plan.copies.length;
+      });
+    }
+    return copied;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Recovery on the in-process cluster: reconciling a node that was down while files changed,
+ * re-replicating what a node that stays down held, and start-up after every node crashed in the
+ * middle of an upload.
+ */
+
+import assert from "node:assert/strict";
+import { MemoryCluster } from "../testing/memory_cluster.ts";
+import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/_cluster_test_util.ts";
+import { RESTART_BACKOFF_MS } from "./supervisor.ts";
+
+Deno.test("a node down while files are overwritten and removed is reconciled: nothing stale comes back", async () => {
+  await using cluster = await MemoryCluster.start();
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 4; i++) {
+    files.set(`f${i}`, bytesOf(2 * MiB + i, i));
+    await cluster.store.put(`f${i}`, files.get(`f${i}`)!);
+  }
+  await cluster.store.put("doomed", bytesOf(MiB, 9));
+  cluster.keepDown(1);
+  cluster.crash(1);
+  files.set("f0", bytesOf(3 * MiB, 20));
+  await cluster.store.put("f0", files.get("f0")!);
+  await cluster.store.remove("doomed");
+  await cluster.store.rename("f1", "f1-moved");
+  files.set("f1-moved", files.get("f1")!);
+  files.delete("f1");
+  cluster.allowStart(1);
+  await cluster.until(() => !cluster.store.nodes.membership.isDown(1), {
+    stepMs: RESTART_BACKOFF_MS,
+  });
+  await settle(cluster);
+  assert.match(cluster.logged.join("\n"), /rank 1 is back \(\d+ stale chunks dropped/);
+  assert.deepEqual((await cluster.store.list()).map((e) => e.name), [...files.keys()].sort());
+  for (const [name, data] of files) assert.deepEqual(await readAll(cluster.store, name), data);
+  // Rank 1 holds exactly the manifests of current files it has chunks of, and their blobs only.
+  const scan = await (await cluster.node(1)).scan();
+  for (const m of scan.manifests) {
+    const current = await cluster.store.meta(m.name);
+    assert.equal(m.version, current.version, `${m.name} on rank 1 is current`);
+  }
+  const fsck = await cluster.store.fsck();
+  assert.deepEqual([fsck.healthy, fsck.underReplicated, fsck.lost], [files.size, [], []]);
+  const expectedBlobs = new Set(
+    scan.manifests.flatMap((m) => m.chunks.map((c) => c.id.slice(0, 32))),
+  );
+  assert.deepEqual(await blobsOn(cluster, 1), [...expectedBlobs].sort());
+});
+
+Deno.test("a node that lost its disk while down gets every chunk back from the other replicas", async () => {
+  await using cluster = await MemoryCluster.start();
+  const data = bytesOf(4 * MiB, 1);
+  await cluster.store.put("f", data);
+  await cluster.store.put("small", bytesOf(500, 2));
+  cluster.keepDown(2);
+  cluster.crash(2);
+  await cluster.disk(2).remove("/rank-2", { recursive: true });
+  cluster.allowStart(2);
+  await cluster.until(() => !cluster.store.nodes.membership.isDown(2), {
+    stepMs: RESTART_BACKOFF_MS,
+  });
+  assert.match(
+    cluster.logged.join("\n"),
+    /rank 2 is back \(0 stale chunks dropped, [1-9]\d* restored\)/,
+  );
+  const fsck = await cluster.store.fsck();
+  assert.deepEqual([fsck.healthy, fsck.repaired, fsck.lost], [2, [], []]);
+  assert.deepEqual(await readAll(cluster.store, "f"), data);
+});
+
+Deno.test("a node that stays down has its replicas copied to live nodes", async () => {
+  await using cluster = await MemoryCluster.start({ ranks: 5, rereplicateAfterMs: 5_000 });
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 5; i++) {
+    files.set(`r${i}`, bytesOf(3 * MiB + i, 40 + i));
+    await cluster.store.put(`r${i}`, files.get(`r${i}`)!);
+  }
+  await cluster.store.put("tiny", bytesOf(10, 1));
+  files.set("tiny", bytesOf(10, 1));
+  cluster.keepDown(2);
+  cluster.crash(2);
+  await settle(cluster);
+  assert.ok((await cluster.store.status()).underReplicatedChunks > 0);
+  await cluster.until(() =>
+    /rank 2 stays down: \d+ chunk replicas copied/.test(cluster.logged.join("\n"))
+  );
+  for (const [name, data] of files) {
+    for (const c of (await cluster.store.meta(name)).chunks) {
+      assert.equal(new Set(c.ranks).size, 2, `${name}: two replicas`);
+      assert.ok(!c.ranks.includes(2), `${name}: nothing left on the lost rank`);
+    }
+    assert.deepEqual(await readAll(cluster.store, name), data);
+  }
+  const fsck = await cluster.store.fsck();
+  assert.deepEqual([fsck.healthy, fsck.underReplicated, fsck.lost], [files.size, [], []]);
+  assert.equal((await cluster.store.status()).underReplicatedChunks, 0);
+
+  // When the node is back, its stale replicas are dropped.
+  cluster.allowStart(2);
+  await cluster.until(() => !cluster.store.nodes.membership.isDown(2), {
+    stepMs: RESTART_BACKOFF_MS,
+  });
+  await settle(cluster);
+  assert.deepEqual(await blobsOn(cluster, 2), []);
+  assert.equal((await cluster.store.fsck()).healthy, files.size);
+});
+
+Deno.test("every node crashes in the middle of an upload: after the restart only committed files exist", async () => {
+  const cluster = await MemoryCluster.start({ seed: 8 });
+  const kept = bytesOf(2 * MiB, 1);
+  const keptMeta = await cluster.store.put("kept", kept);
+  const upload = cluster.store.beginUpload("half", { size: 4 * MiB });
+  await upload.write(bytesOf(MiB, 2));
+  await upload.write(bytesOf(MiB, 3));
+  await settle(cluster);
+  const disks = cluster.disks;
+  await cluster.close();
+  for (const disk of disks.values()) disk.crash();
+  await using again = await MemoryCluster.start({ seed: 8, disks });
+  assert.deepEqual((await again.store.list()).map((e) => e.name), ["kept"]);
+  assert.deepEqual(await readAll(again.store, "kept"), kept);
+  // The half upload's blobs were removed at start-up.
+  const blobs = (await Promise.all([1, 2, 3].map((r) => blobsOn(again, r)))).flat();
+  const holders = new Set(keptMeta.chunks.flatMap((c) => c.ranks));
+  assert.equal(blobs.length, holders.size, "only the kept file's blob, on each node holding it");
+});

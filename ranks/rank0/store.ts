@@ -1,0 +1,310 @@
+/**
+ * Rank 0's store: the `FileStore` every gateway serves, put together from rank 0's parts, each of
+ * one concern: the node client and membership (`node_client.ts`, `membership.ts`), placement, the
+ * file index, pins and releases, the namespace (commits, removals, renames), uploads, reads with
+ * failover and read repair, integrity work (fsck, scrub) and recovery (start-up, reconcile,
+ * re-replication). It talks to the data nodes only through a `Comm`; it owns no socket.
+ *
+ * @module
+ */
+
+import type {
+  ByteRange,
+  ByteSource,
+  FileMeta,
+  FileReader,
+  FsckReport,
+  ListEntry,
+  ListOptions,
+  RankCapacity,
+  StatusReport,
+  StreamingFileStore,
+  Usage,
+} from "../common/file_store.ts";
+import type { BufferPool } from "../../protocol/buffer_pool.ts";
+import type { Comm } from "../comm/comm.ts";
+import { BlobIds } from "../common/chunk_id.ts";
+import { fileMetaOf, mergeListings, replicasOf, toListing } from "../common/manifest.ts";
+import { checkReplicas } from "../common/replication.ts";
+import type { Semaphore } from "../common/semaphore.ts";
+import type { Env } from "../env/env.ts";
+import { FileIndex } from "./file_index.ts";
+import { Integrity } from "./integrity.ts";
+import { Membership } from "./membership.ts";
+import { Namespace } from "./namespace.ts";
+import { NodeClient } from "./node_client.ts";
+import { LoadTracker } from "./placement.ts";
+import type { RecoveryPlan } from "./plans.ts";
+import { Reads } from "./reads.ts";
+import { Recovery } from "./recovery.ts";
+import { Releases } from "./releases.ts";
+import { Replicas } from "./replicas.ts";
+import { type Upload, Uploads } from "./uploads.ts";
+
+/** How long `status` waits for a data node before calling it down. */
+export const STATUS_TIMEOUT_MS = 2_000;
+
+export interface StoreOptions {
+  /** Ranks of the data nodes (1..N-1). */
+  dataRanks: number[];
+  /** Copies of every chunk, unless a put asks for another number. */
+  replicas: number;
+  /** Clock, randomness and log (the disk is the data nodes'). */
+  env: Pick<Env, "clock" | "random" | "log">;
+  nodeCallTimeoutMs?: number;
+  /** Uploads in progress at once, server-wide (default `UPLOADS_INFLIGHT_MAX`). */
+  uploadsMax?: number;
+}
+
+/** The store rank 0 serves. Call `recover()` once before serving. */
+export class DfsStore implements StreamingFileStore {
+  readonly nodes: NodeClient;
+  readonly integrity: Integrity;
+  readonly recovery: Recovery;
+  #index = new FileIndex();
+  #loads: LoadTracker;
+  #namespace: Namespace;
+  #uploads: Uploads;
+  #reads: Reads;
+  #replicas: Replicas;
+  #env: StoreOptions["env"];
+
+  /** @throws {DfsError} `INVALID_REQUEST` for more replicas than data nodes. */
+  constructor(comm: Comm, options: StoreOptions) {
+    const { dataRanks, replicas, env } = options;
+    checkReplicas(replicas, dataRanks.length);
+    this.#env = env;
+    const { clock, log } = env;
+    const membership = new Membership(dataRanks);
+    const nodes = new NodeClient(comm, { membership, clock, timeoutMs: options.nodeCallTimeoutMs });
+    const loads = new LoadTracker(dataRanks);
+    const releases = new Releases({ nodes, loads, log });
+    const namespace = new Namespace({ index: this.#index, nodes, releases, clock, log });
+    const replicaCopies = new Replicas(nodes, log);
+    this.nodes = nodes;
+    this.#loads = loads;
+    this.#namespace = namespace;
+    this.#replicas = replicaCopies;
+    this.#uploads = new Uploads({
+      nodes,
+      loads,
+      namespace,
+      blobIds: new BlobIds(env.random),
+      replicas,
+      uploadsMax: options.uploadsMax,
+    });
+    this.#reads = new Reads({ nodes, namespace, releases, replicas: replicaCopies });
+    this.integrity = new Integrity({
+      index: this.#index,
+      nodes,
+      releases,
+      replicas: replicaCopies,
+      clock,
+    });
+    this.recovery = new Recovery({
+      nodes,
+      loads,
+      namespace,
+      releases,
+      replicas: replicaCopies,
+      log,
+    });
+  }
+
+  get pool(): BufferPool {
+    return this.nodes.pool;
+  }
+
+  /** Files present now. */
+  get fileCount(): number {
+    return this.#index.size;
+  }
+
+  /** Start-up recovery (see `Recovery.recover`). */
+  recover(): Promise<RecoveryPlan> {
+    return this.recovery.recover();
+  }
+
+  beginUpload(
+    name: string,
+    options: { size?: number; replicas?: number; checksums?: boolean } = {},
+  ): Upload {
+    return this.#uploads.begin(name, options);
+  }
+
+  openRead(name: string, range?: ByteRange, options?: { budget?: Semaphore }): FileReader {
+    return this.#reads.open(name, range, options);
+  }
+
+  /** Stores `data` as `name` through an upload. */
+  async put(
+    name: string,
+    data: ByteSource,
+    options: { size?: number; replicas?: number } = {},
+  ): Promise<FileMeta> {
+    const size = data instanceof Uint8Array ? data.length : options.size;
+    const upload = this.beginUpload(name, { size, replicas: options.replicas });
+    try {
+      for await (const piece of data instanceof Uint8Array ? [data] : data) {
+        await upload.write(piece.slice()); // the upload takes ownership of what it is given
+      }
+    } catch (error) {
+      await upload.abort();
+      throw error;
+    }
+    return await upload.commit();
+  }
+
+  /** Opens `name` (or `range` of it) as a stream; the version stays readable until it ends. */
+  open(
+    name: string,
+    range: ByteRange = {},
+  ): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }> {
+    return Promise.try(() => {
+      const reader = this.openRead(name, range);
+      const chunks = reader.chunks()[Symbol.asyncIterator]();
+      const stream = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          try {
+            const next = await chunks.next();
+            if (next.done) {
+              reader.close();
+              return controller.close();
+            }
+            controller.enqueue(next.value.slice());
+            reader.recycle(next.value);
+          } catch (error) {
+            reader.close();
+            controller.error(error);
+          }
+        },
+        async cancel() {
+          await chunks.return?.();
+          reader.close();
+        },
+      }, { highWaterMark: 0 });
+      return { meta: reader.meta, stream };
+    });
+  }
+
+  /** @throws {DfsError} `NOT_FOUND` if no version of `name` is committed. */
+  meta(name: string): Promise<FileMeta> {
+    return Promise.try(() => fileMetaOf(this.#namespace.lookup(name)));
+  }
+
+  /**
+   * Names under `prefix`, gathered from the data nodes, with size and modified time, in order;
+   * those after `options.after`, at most `options.limit`.
+   */
+  async list(prefix = "", options: ListOptions = {}): Promise<ListEntry[]> {
+    const all = await this.#listAll(prefix);
+    const { after, limit } = options;
+    let from = 0;
+    if (after !== undefined) {
+      while (from < all.length && all[from].name <= after) from++;
+    }
+    const to = limit === undefined ? all.length : Math.min(all.length, from + limit);
+    return from === 0 && to === all.length ? all : all.slice(from, to);
+  }
+
+  remove(name: string): Promise<void> {
+    return this.#namespace.remove(name);
+  }
+
+  removePrefix(prefix: string): Promise<number> {
+    return this.#namespace.removePrefix(prefix);
+  }
+
+  rename(from: string, to: string, options: { force?: boolean } = {}): Promise<FileMeta> {
+    return this.#namespace.rename(from, to, options);
+  }
+
+  /** Files, bytes and bytes stored (all replicas) under `prefix`. */
+  usage(prefix = ""): Promise<Usage> {
+    let files = 0;
+    let bytes = 0;
+    let storedBytes = 0;
+    for (const m of this.#index.values()) {
+      if (!m.name.startsWith(prefix)) continue;
+      files++;
+      bytes += m.size;
+      for (const c of m.chunks) storedBytes += c.size * c.ranks.length;
+    }
+    return Promise.resolve({ files, bytes, storedBytes });
+  }
+
+  /** Each data node's bytes held and its file system's size and free space. */
+  capacity(): Promise<RankCapacity[]> {
+    return Promise.all(this.nodes.dataRanks.map(async (rank) => {
+      const fs = await this.nodes.statfs(rank);
+      return { rank, bytesHeld: this.#loads.bytesHeld.get(rank) ?? 0, ...fs };
+    }));
+  }
+
+  fsck(): Promise<FsckReport> {
+    return this.integrity.fsck();
+  }
+
+  /**
+   * Each data node's state (up: it answered within `STATUS_TIMEOUT_MS`), bytes and chunks held by
+   * the index's count, and the repair and scrub counters.
+   */
+  async status(): Promise<StatusReport> {
+    const membership = this.nodes.membership;
+    const chunks = new Map<number, number>(this.nodes.dataRanks.map((r) => [r, 0]));
+    let underReplicatedChunks = 0;
+    for (const m of this.#index.values()) {
+      for (const c of m.chunks) {
+        for (const r of c.ranks) chunks.set(r, (chunks.get(r) ?? 0) + 1);
+        // Under-replicated now: chunks with a replica on a node that is down.
+        if (c.ranks.some((r) => membership.isDown(r))) underReplicatedChunks++;
+      }
+    }
+    const ranks = await Promise.all(this.nodes.dataRanks.map(async (rank) => {
+      let state: "up" | "down" | "restarting" = membership.isDown(rank) ? "restarting" : "up";
+      if (state === "up") {
+        try {
+          await this.nodes.ping(rank, STATUS_TIMEOUT_MS);
+        } catch {
+          state = "down";
+        }
+      }
+      const bytesHeld = this.#loads.bytesHeld.get(rank) ?? 0;
+      return { rank, state, bytesHeld, chunks: chunks.get(rank) ?? 0 };
+    }));
+    const { scrubbed } = this.integrity;
+    return {
+      files: this.#index.size,
+      ranks,
+      repairs: this.#replicas.repairs,
+      scrub: { passes: scrubbed.passes, bytes: scrubbed.bytes },
+      underReplicatedChunks,
+      corruptReplicasFound: this.#replicas.damagedFound,
+      lostFiles: scrubbed.problems.filter((p) => p.outcome === "lost").length,
+    };
+  }
+
+  /** Stops the store's timers; the data nodes are the caller's to stop. */
+  close(): void {
+    this.nodes.close();
+  }
+
+  async #listAll(prefix: string): Promise<ListEntry[]> {
+    // While a node is down (being restarted) no collective can include it: answer from the index.
+    if (this.nodes.membership.down.size > 0) {
+      const entries = [...this.#index.values()]
+        .filter((m) => m.name.startsWith(prefix))
+        .map((m) => {
+          const { name, size, modified, version } = m;
+          return { name, size, modified, version, replicas: replicasOf(m) };
+        });
+      return mergeListings([toListing(entries)]);
+    }
+    return mergeListings(await this.nodes.listAll(prefix));
+  }
+
+  /** The environment the store runs in. */
+  get env(): StoreOptions["env"] {
+    return this.#env;
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * Rank 0's namespace and data path on the in-process cluster (`ranks/testing/`): commits,
+ * overwrites, renames, removals, pins and releases, and what survives a crash of every node.
+ */
+
+import assert from "node:assert/strict";
+import { DfsError } from "../../protocol/errors.ts";
+import { MemoryCluster } from "../testing/memory_cluster.ts";
+import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/_cluster_test_util.ts";
+
+function assertCode(code: string, pattern: RegExp) {
+  return (e: unknown) => {
+    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
+    assert.equal(e.code, code);
+    assert.match(e.message, pattern);
+    return true;
+  };
+}
+
+/** The manifests every data node holds for `name`, by rank. */
+async function manifestsOf(cluster: MemoryCluster, name: string) {
+  const held = new Map<number, number[]>();
+  for (const rank of cluster.store.nodes.dataRanks) {
+    const scan = await (await cluster.node(rank)).scan();
+    const versions = scan.manifests.filter((m) => m.name === name).map((m) => m.version);
+    if (versions.length > 0) held.set(rank, versions);
+  }
+  return held;
+}
+
+Deno.test("a put is durable on every replica when it is acknowledged: all disks crash, nothing acknowledged is lost", async () => {
+  const cluster = await MemoryCluster.start({ seed: 3 });
+  const big = bytesOf(3 * MiB + 17, 1);
+  const small = bytesOf(1000, 2);
+  const bigMeta = await cluster.store.put("big", big);
+  await cluster.store.put("small", small);
+  assert.deepEqual(bigMeta.chunks.map((c) => c.ranks.length), [2, 2, 2, 2]);
+  const disks = cluster.disks;
+  await cluster.close();
+  for (const disk of disks.values()) disk.crash(); // whatever was not synced is gone
+  await using again = await MemoryCluster.start({ seed: 3, disks });
+  assert.deepEqual(await readAll(again.store, "big"), big);
+  assert.deepEqual(await readAll(again.store, "small"), small);
+  assert.equal((await again.store.meta("big")).version, bigMeta.version);
+  assert.deepEqual(again.recovery.damaged, []);
+});
+
+Deno.test("concurrent overwrites of one name: the highest version wins and the others are released", async () => {
+  await using cluster = await MemoryCluster.start();
+  const contents = [0, 1, 2, 3, 4, 5].map((i) => bytesOf(MiB + 1000 * i, 10 + i));
+  const metas = await Promise.all(contents.map((data) => cluster.store.put("same", data)));
+  const winner = metas.reduce((a, b) => (a.version > b.version ? a : b));
+  const current = await cluster.store.meta("same");
+  assert.equal(current.version, winner.version);
+  const read = await readAll(cluster.store, "same");
+  assert.equal(read.length, winner.size);
+  assert.deepEqual(read, contents[metas.indexOf(winner)]);
+  await settle(cluster);
+  // Every node holding the file keeps only the winning version, and one blob for it.
+  const held = await manifestsOf(cluster, "same");
+  assert.ok(held.size >= 2);
+  for (const [rank, versions] of held) {
+    assert.deepEqual(versions, [winner.version], `rank ${rank}`);
+    assert.equal((await blobsOn(cluster, rank)).length, 1, `rank ${rank} blobs`);
+  }
+  const usage = await cluster.store.usage();
+  assert.deepEqual(usage, { files: 1, bytes: winner.size, storedBytes: 2 * winner.size });
+});
+
+Deno.test("rename moves the bytes at once, refuses an existing target without force, and releases a replaced one", async () => {
+  await using cluster = await MemoryCluster.start();
+  const a = bytesOf(2 * MiB, 1);
+  const b = bytesOf(5000, 2);
+  await cluster.store.put("a", a);
+  await cluster.store.put("b", b);
+  const moved = await cluster.store.rename("a", "c");
+  assert.equal(moved.name, "c");
+  assert.deepEqual(await readAll(cluster.store, "c"), a);
+  await assert.rejects(cluster.store.meta("a"), assertCode("NOT_FOUND", /Cannot find "a"/));
+  await assert.rejects(
+    cluster.store.rename("c", "b"),
+    assertCode("ALREADY_EXISTS", /Cannot move "c" to "b": "b" exists/),
+  );
+  await cluster.store.rename("c", "b", { force: true });
+  assert.deepEqual(await readAll(cluster.store, "b"), a);
+  assert.deepEqual((await cluster.store.list()).map((e) => e.name), ["b"]);
+  await settle(cluster);
+  const held = await manifestsOf(cluster, "b");
+  for (const versions of held.values()) assert.equal(versions.length, 1, "old b is released");
+  assert.deepEqual(await cluster.store.usage(), {
+    files: 1,
+    bytes: a.length,
+    storedBytes: 2 * a.length,
+  });
+});
+
+Deno.test("remove writes a tombstone everywhere: the file stays gone after every node restarts", async () => {
+  const cluster = await MemoryCluster.start({ seed: 5 });
+  await cluster.store.put("keep", bytesOf(100, 1));
+  await cluster.store.put("gone", bytesOf(2 * MiB, 2));
+  await cluster.store.remove("gone");
+  await assert.rejects(cluster.store.remove("gone"), assertCode("NOT_FOUND", /"gone"/));
+  await settle(cluster);
+  for (const rank of cluster.store.nodes.dataRanks) {
+    assert.deepEqual(await blobsOn(cluster, rank), [], `rank ${rank} keeps no blob of it`);
+  }
+  const disks = cluster.disks;
+  await cluster.close();
+  await using again = await MemoryCluster.start({ seed: 5, disks });
+  assert.deepEqual((await again.store.list()).map((e) => e.name), ["keep"]);
+  await assert.rejects(again.store.meta("gone"), assertCode("NOT_FOUND", /"gone"/));
+});
+
+Deno.test("removePrefix removes every name under the prefix and counts them", async () => {
+  await using cluster = await MemoryCluster.start();
+  for (const name of ["p/1", "p/2", "p/3", "q/1"]) await cluster.store.put(name, bytesOf(10, 1));
+  assert.equal(await cluster.store.removePrefix("p/"), 3);
+  assert.deepEqual((await cluster.store.list()).map((e) => e.name), ["q/1"]);
+});
+
+Deno.test("a reader keeps the version it opened through an overwrite; it is released when the reader closes", async () => {
+  await using cluster = await MemoryCluster.start();
+  const old = bytesOf(3 * MiB, 1);
+  const fresh = bytesOf(MiB, 2);
+  const first = await cluster.store.put("f", old);
+  const reader = cluster.store.openRead("f");
+  await cluster.store.put("f", fresh);
+  await settle(cluster);
+  // Both versions are held while the reader is open.
+  const during = await manifestsOf(cluster, "f");
+  assert.ok([...during.values()].some((v) => v.includes(first.version)), "old version pinned");
+  const parts: Uint8Array[] = [];
+  for await (const chunk of reader.chunks()) {
+    parts.push(chunk.slice());
+    reader.recycle(chunk);
+  }
+  reader.close();
+  assert.deepEqual(new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer()), old);
+  await settle(cluster);
+  const after = await manifestsOf(cluster, "f");
+  for (const versions of after.values()) assert.ok(!versions.includes(first.version), "released");
+  assert.deepEqual(await readAll(cluster.store, "f"), fresh);
+});
+
+Deno.test("an upload that is aborted or fails leaves no chunk behind", async () => {
+  await using cluster = await MemoryCluster.start();
+  const upload = cluster.store.beginUpload("x", { size: 3 * MiB });
+  await upload.write(bytesOf(MiB, 1));
+  await upload.write(bytesOf(MiB, 2));
+  await upload.abort();
+  await assert.rejects(
+    cluster.store.put("y", [bytesOf(10, 1)], { size: 11 }),
+    assertCode("INVALID_REQUEST", /ended after 10 of its declared 11 bytes/),
+  );
+  await settle(cluster);
+  for (const rank of cluster.store.nodes.dataRanks) {
+    assert.deepEqual(await blobsOn(cluster, rank), [], `rank ${rank}`);
+  }
+  assert.deepEqual(await cluster.store.list(), []);
+  assert.deepEqual((await cluster.store.capacity()).map((c) => c.bytesHeld), [0, 0, 0]);
+});
+
+Deno.test("a put asks for 1 to the number of data nodes replicas", async () => {
+  await using cluster = await MemoryCluster.start();
+  const three = await cluster.store.put("three", bytesOf(2 * MiB, 1), { replicas: 3 });
+  assert.deepEqual(three.chunks.map((c) => [...c.ranks].sort()), [[1, 2, 3], [1, 2, 3]]);
+  await assert.rejects(
+    cluster.store.put("four", bytesOf(10, 1), { replicas: 4 }),
+    assertCode("INVALID_REQUEST", /Cannot keep 4 replicas: there are 3 data nodes/),
+  );
+});
+
+Deno.test("chunks go to the data nodes holding the least", async () => {
+  await using cluster = await MemoryCluster.start({ ranks: 5 });
+  await cluster.store.put("a", bytesOf(4 * MiB, 1));
+  const held = (await cluster.store.capacity()).map((c) => c.bytesHeld);
+  assert.deepEqual(held, [2 * MiB, 2 * MiB, 2 * MiB, 2 * MiB]);
+});
+
+Deno.test("over a transport that serializes, no chunk is echoed back and no buffer is lent", async () => {
+  await using cluster = await MemoryCluster.start({ movesBuffers: false });
+  const seen = { writeAnswers: [] as unknown[], lent: 0 };
+  cluster.network.drop((packet) => {
+    const body = packet.body as { call?: { op?: string; into?: unknown }; ok?: unknown };
+    if (body.call?.op === "read" && body.call.into !== undefined) seen.lent++;
+    if (packet.source !== 0 && "ok" in body) seen.writeAnswers.push(body.ok);
+    return false; // only watching
+  });
+  const data = bytesOf(3 * MiB, 9);
+  await cluster.store.put("f", data);
+  assert.deepEqual(await readAll(cluster.store, "f"), data);
+  assert.equal(seen.lent, 0);
+  assert.ok(!seen.writeAnswers.some((a) => a instanceof ArrayBuffer), "no buffer came back");
+});
+
+Deno.test("over a transport that moves buffers, written chunks come back to the pool", async () => {
+  await using cluster = await MemoryCluster.start({ movesBuffers: true });
+  const pool = cluster.store.pool;
+  for (let i = 0; i < 4; i++) await cluster.store.put(`f${i}`, bytesOf(4 * MiB, i));
+  assert.ok(pool.idle > 0, "buffers came back");
+  assert.ok(pool.allocated <= 16, `allocated ${pool.allocated}`);
+});

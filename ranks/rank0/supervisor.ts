@@ -1,0 +1,134 @@
+/**
+ * Supervision of the data nodes: heartbeats, and for a node that crashes or stops answering,
+ * marking it down, restarting it through the launcher and reconciling it; for one that stays
+ * down, re-replicating what it held.
+ *
+ * @module
+ */
+
+import { DfsError } from "../../protocol/errors.ts";
+import type { Comm } from "../comm/comm.ts";
+import { READY_TAG } from "../common/node_protocol.ts";
+import type { Clock, Log, TimerHandle } from "../env/env.ts";
+import type { LaunchedRank } from "./launch.ts";
+import type { DfsStore } from "./store.ts";
+
+/** How long a data node may take to open its storage. */
+export const NODE_START_TIMEOUT_MS = 60_000;
+/** How often rank 0 checks that every data node answers. */
+export const HEARTBEAT_INTERVAL_MS = 1_000;
+/** A data node that does not answer a heartbeat within this time is taken for hung. */
+export const HEARTBEAT_TIMEOUT_MS = 5_000;
+/** A data node down this long (its restarts failing) has its replicas copied to live nodes. */
+export const REREPLICATE_AFTER_MS = 60_000;
+/** Wait between two attempts to restart a data node. */
+export const RESTART_BACKOFF_MS = 2_000;
+
+/** Waits for a rank's ready message. @throws {DfsError} `UNAVAILABLE` if it cannot start. */
+export async function awaitReady(comm: Comm, rank: number): Promise<void> {
+  const { body } = await comm.recv<{ ok?: true; detail?: string }>(rank, READY_TAG, {
+    timeoutMs: NODE_START_TIMEOUT_MS,
+  });
+  if (!body.ok) throw new DfsError("UNAVAILABLE", `Rank ${rank} cannot start: ${body.detail}`);
+}
+
+/** Watches the data nodes: heartbeats, and restart with reconciliation of any that fails. */
+export class Supervisor {
+  #comm: Comm;
+  #store: DfsStore;
+  #relaunch: (rank: number) => LaunchedRank;
+  #ranks: Map<number, LaunchedRank>;
+  #rereplicateAfterMs: number;
+  #clock: Clock;
+  #log: Log;
+  #closed = false;
+  #timer: TimerHandle | undefined;
+
+  /**
+   * `relaunch` starts a data node rank again on its folder and connects it to `comm`'s transport
+   * (the launch seam); `ranks` are the ranks running now, replaced as they are relaunched.
+   */
+  constructor(parts: {
+    comm: Comm;
+    store: DfsStore;
+    relaunch: (rank: number) => LaunchedRank;
+    ranks: Map<number, LaunchedRank>;
+    rereplicateAfterMs: number;
+    clock: Clock;
+    log: Log;
+  }) {
+    this.#comm = parts.comm;
+    this.#store = parts.store;
+    this.#relaunch = parts.relaunch;
+    this.#ranks = parts.ranks;
+    this.#rereplicateAfterMs = parts.rereplicateAfterMs;
+    this.#clock = parts.clock;
+    this.#log = parts.log;
+    this.#beat();
+  }
+
+  /** A data node crashed or stopped answering: restart it (once at a time per rank). */
+  lost(rank: number, reason: string): void {
+    if (this.#closed || !this.#store.nodes.membership.markDown(rank)) return;
+    void this.#restart(rank, reason);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#clock.clearTimeout(this.#timer);
+  }
+
+  #beat(): void {
+    this.#timer = this.#clock.setTimeout(() => {
+      if (this.#closed) return;
+      this.#heartbeat();
+      this.#beat();
+    }, HEARTBEAT_INTERVAL_MS);
+  }
+
+  #heartbeat(): void {
+    const { nodes } = this.#store;
+    for (const rank of this.#ranks.keys()) {
+      if (nodes.membership.isDown(rank)) continue;
+      nodes.ping(rank, HEARTBEAT_TIMEOUT_MS).catch((error) => {
+        this.lost(rank, `no answer to a heartbeat: ${error.message}`);
+      });
+    }
+  }
+
+  async #restart(rank: number, reason: string): Promise<void> {
+    this.#log.error(`dfs: rank ${rank} is down (${reason}); restarting it`);
+    this.#comm.failPeer(rank, `rank ${rank} is down`);
+    this.#ranks.get(rank)?.terminate();
+    const downSince = this.#clock.monotonic();
+    let rereplicated = false;
+    while (!this.#closed) {
+      if (!rereplicated && this.#clock.monotonic() - downSince >= this.#rereplicateAfterMs) {
+        rereplicated = true;
+        await this.#store.recovery.rereplicate(rank).then(
+          (n) =>
+            this.#log.error(
+              `dfs: rank ${rank} stays down: ${n} chunk replicas copied to live nodes`,
+            ),
+          (error) => this.#log.error(`dfs: cannot re-replicate rank ${rank}: ${error.message}`),
+        );
+      }
+      let launched: LaunchedRank | undefined;
+      try {
+        launched = this.#relaunch(rank);
+        this.#ranks.set(rank, launched);
+        await awaitReady(this.#comm, rank);
+        const { dropped, restored } = await this.#store.recovery.reconcile(rank);
+        this.#store.recovery.markUp(rank);
+        this.#log.error(
+          `dfs: rank ${rank} is back (${dropped} stale chunks dropped, ${restored} restored)`,
+        );
+        return;
+      } catch (error) {
+        this.#log.error(`dfs: cannot restart rank ${rank}: ${(error as Error).message}`);
+        launched?.terminate();
+        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, RESTART_BACKOFF_MS));
+      }
+    }
+  }
+}

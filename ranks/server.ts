@@ -1,0 +1,58 @@
+/**
+ * The whole server on rank 0's thread: the ranks (`rank0/cluster.ts`), the CBOR gateway over
+ * their store (`gateway/`), and the background scrubber. `dfs serve` runs one; tests run one in
+ * their own process to reach its seams (the launcher, the log).
+ *
+ * @module
+ */
+
+import { type ClientServer, serveClients, type ServeOptions } from "./gateway/mod.ts";
+import { type Cluster, type ClusterOptions, startCluster } from "./rank0/cluster.ts";
+import type { DfsStore } from "./rank0/store.ts";
+
+/** Everything `dfs serve` sets. */
+export interface ServerOptions extends ClusterOptions, ServeOptions {
+  /** Bytes per second the scrubber reads (0: no scrubbing) and its pause between passes. */
+  scrub: { bytesPerSec: number; pauseMs: number };
+}
+
+/** A running server. */
+export interface Server extends AsyncDisposable {
+  readonly cluster: Cluster;
+  readonly store: DfsStore;
+  readonly gateway: ClientServer;
+  /** Stops the scrubber, the gateway and the ranks. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the ranks, recovers the store and serves clients.
+ *
+ * @throws {DfsError} as `startCluster` and `serveClients` do; nothing keeps running then.
+ */
+export async function startServer(options: ServerOptions): Promise<Server> {
+  const cluster = await startCluster(options);
+  let gateway: ClientServer;
+  try {
+    gateway = serveClients(cluster.store, options);
+  } catch (error) {
+    await cluster.close();
+    throw error;
+  }
+  const { store } = cluster;
+  const scrubbing = new AbortController();
+  const { bytesPerSec, pauseMs } = options.scrub;
+  const scrubber = bytesPerSec === 0
+    ? Promise.resolve()
+    : store.integrity.scrub({ bytesPerSec, pauseMs, signal: scrubbing.signal })
+      .catch((error) => store.env.log.error("dfs: the scrubber stopped:", error));
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    closing ??= (async () => {
+      scrubbing.abort();
+      await gateway.close();
+      await scrubber;
+      await cluster.close();
+    })();
+  return { cluster, store, gateway, close, [Symbol.asyncDispose]: close };
+}

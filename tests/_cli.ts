@@ -1,0 +1,48 @@
+/**
+ * The `dfs` command as a user runs it: the `./dfs` launcher in a new process through
+ * `Deno.Command`, with its exit code and output collected.
+ *
+ * @module
+ */
+
+import { ROOT } from "./_server.ts";
+
+/** What one `./dfs` run left: its exit code and what it wrote. */
+export interface DfsRun {
+  code: number;
+  /** stdout decoded as UTF-8. */
+  stdout: string;
+  stderr: string;
+  /** stdout as it came, for binary output. */
+  bytes: Uint8Array;
+}
+
+export interface DfsRunOptions {
+  /** The working directory; the test's own when absent. */
+  cwd?: string;
+  /** Bytes for stdin; stdin is closed (null) when absent. */
+  stdin?: Uint8Array;
+  /** Variables added to the test's environment. */
+  env?: Record<string, string>;
+}
+
+/** Runs `./dfs ARGS` to its end and collects its exit code, stdout and stderr. */
+export async function dfs(args: string[], options: DfsRunOptions = {}): Promise<DfsRun> {
+  const child = new Deno.Command(`${ROOT}dfs`, {
+    args,
+    cwd: options.cwd,
+    env: options.env,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(options.stdin);
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await output;
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, stdout: text(stdout), stderr: text(stderr), bytes: stdout };
+}
