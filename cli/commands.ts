@@ -6,13 +6,7 @@
  */
 
 import { DEFAULT_SERVER } from "../client.ts";
-import { REREPLICATE_AFTER_MS } from "../ranks/rank0/supervisor.ts";
-import { DEFAULT_LIMITS } from "../ranks/gateway/mod.ts";
-
-/** Bytes per second the background scrubber reads by default (over all replicas). */
-export const SCRUB_BYTES_PER_SEC = 16 * 1024 * 1024;
-/** Pause between two scrub passes by default. */
-export const SCRUB_PAUSE_MS = 60_000;
+import { DEFAULT_LIMITS, SERVE_DEFAULTS } from "../ranks/config.ts";
 
 export interface OptionSpec {
   name: string;
@@ -79,17 +73,41 @@ export const COMMANDS = {
     summary: "run a server: rank 0 and N-1 data nodes",
     positionals: [0, 0],
     options: [
-      { name: "ranks", type: "string", value: "N", default: "4", help: "ranks, rank 0 included" },
-      { name: "host", type: "string", value: "HOST", default: "127.0.0.1", help: "listen address" },
+      {
+        name: "ranks",
+        type: "string",
+        value: "N",
+        default: String(SERVE_DEFAULTS.ranks),
+        help: "ranks, rank 0 included",
+      },
+      {
+        name: "host",
+        type: "string",
+        value: "HOST",
+        default: SERVE_DEFAULTS.host,
+        help: "listen address",
+      },
       {
         name: "port",
         type: "string",
         value: "PORT",
-        default: "7070",
+        default: String(SERVE_DEFAULTS.port),
         help: "listen port (0: any)",
       },
-      { name: "data", type: "string", value: "DIR", default: "./dfs-data", help: "data folder" },
-      { name: "replicas", type: "string", value: "K", default: "2", help: "copies of every chunk" },
+      {
+        name: "data",
+        type: "string",
+        value: "DIR",
+        default: SERVE_DEFAULTS.dataDir,
+        help: "data folder",
+      },
+      {
+        name: "replicas",
+        type: "string",
+        value: "K",
+        default: String(SERVE_DEFAULTS.replicas),
+        help: "copies of every chunk",
+      },
       limit("connections-max", DEFAULT_LIMITS.connectionsMax, "open client connections"),
       limit("requests-inflight-max", DEFAULT_LIMITS.requestsInflightMax, "requests per connection"),
       limit("idle-timeout-ms", DEFAULT_LIMITS.idleTimeoutMs, "close idle connections after"),
@@ -98,21 +116,21 @@ export const COMMANDS = {
       limit("frame-size-bytes-max", DEFAULT_LIMITS.frameSizeBytesMax, "largest frame accepted"),
       limit(
         "rereplicate-after-ms",
-        REREPLICATE_AFTER_MS,
+        SERVE_DEFAULTS.rereplicateAfterMs,
         "copy a down rank's replicas elsewhere after",
       ),
       {
         name: "scrub-bytes-per-sec",
         type: "string",
         value: "N",
-        default: String(SCRUB_BYTES_PER_SEC),
+        default: String(SERVE_DEFAULTS.scrubBytesPerSec),
         help: "background scrub rate, all replicas (0: off)",
       },
       {
         name: "scrub-pause-ms",
         type: "string",
         value: "N",
-        default: String(SCRUB_PAUSE_MS),
+        default: String(SERVE_DEFAULTS.scrubPauseMs),
         help: "pause between scrub passes",
       },
       {

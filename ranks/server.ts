@@ -34,7 +34,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const cluster = await startCluster(options);
   let gateway: ClientServer;
   try {
-    gateway = serveClients(cluster.store, options);
+    gateway = serveClients(cluster.store, { ...options, clock: cluster.store.env.clock });
   } catch (error) {
     await cluster.close();
     throw error;

@@ -7,7 +7,7 @@
 
 import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
 import type { Clock } from "../env/env.ts";
-import { systemClock } from "../env/deno_env.ts";
+import { systemClock } from "../env/system.ts";
 import { type Comm, type Envelope, reply } from "./comm.ts";
 
 /** What rank 0 asks a peer; `op` selects the behaviour. */

@@ -17,8 +17,8 @@
  */
 
 import { assert, DfsError, type WireError } from "../../protocol/errors.ts";
-import type { Clock, TimerHandle } from "../env/env.ts";
-import { systemClock } from "../env/deno_env.ts";
+import type { Clock, Log, TimerHandle } from "../env/env.ts";
+import { stderrLog, systemClock } from "../env/system.ts";
 import type { Packet, Transport } from "./transport.ts";
 
 /** Matches a message from any rank. */
@@ -47,9 +47,11 @@ export interface Envelope<T = unknown> {
 export interface CommOptions {
   /** Unexpected messages buffered before new ones are dropped; default MAILBOX_MESSAGES_MAX. */
   mailboxMessagesMax?: number;
-  /** Told of each message dropped because the mailbox is full; default: console.error. */
+  /** Where the Comm reports what it cannot hand to anyone (default: stderr). */
+  log?: Log;
+  /** Told of each message dropped because the mailbox is full; default: a line on `log`. */
   onOverflow?: (envelope: Envelope) => void;
-  /** Told of a peer's failure, after its pending receives failed; default: console.error. */
+  /** Told of a peer's failure, after its pending receives failed; default: a line on `log`. */
   onPeerError?: (rank: number, error: unknown) => void;
   /** Times every deadline (`monotonic()`) and runs the one timeout timer; default systemClock. */
   clock?: Clock;
@@ -125,6 +127,7 @@ export class Comm {
   #served: (() => void) | null = null;
   #tag = 0;
   #clock: Clock;
+  #log: Log;
   #timer: TimerHandle | undefined;
   #timerAt = Infinity;
   #closed = false;
@@ -134,11 +137,12 @@ export class Comm {
     this.#transport = transport;
     this.#mailboxMessagesMax = options.mailboxMessagesMax ?? MAILBOX_MESSAGES_MAX;
     this.#clock = options.clock ?? systemClock;
+    this.#log = options.log ?? stderrLog;
     this.#onOverflow = options.onOverflow ?? ((e) => {
-      console.error(`Rank ${this.rank} dropped a message from rank ${e.source}: mailbox is full`);
+      this.#log.error(`Rank ${this.rank} dropped a message from rank ${e.source}: mailbox is full`);
     });
     this.#onPeerError = options.onPeerError ?? ((rank, error) => {
-      console.error(`Rank ${this.rank} lost rank ${rank}:`, error);
+      this.#log.error(`Rank ${this.rank} lost rank ${rank}:`, error);
     });
     transport.onPacket = (packet) => this.#deliver(packet);
     transport.onPeerError = (rank, error) => this.#peerFailed(rank, error);
@@ -489,7 +493,7 @@ export class Comm {
       body = { ok: result instanceof Reply ? result.body : result };
     } catch (error) {
       if (!(error instanceof DfsError)) {
-        console.error(`Rank ${this.rank} failed a call from rank ${request.source}:`, error);
+        this.#log.error(`Rank ${this.rank} failed a call from rank ${request.source}:`, error);
       }
       body = { err: DfsError.wireOf(error) };
     }
@@ -504,7 +508,7 @@ export class Comm {
       this.#transport.send(request.source, request.tag, body, transfer);
     } catch (error) {
       if (error instanceof DfsError) return; // the caller is gone; its call() fails on its own
-      console.error(`Rank ${this.rank} cannot answer rank ${request.source}:`, error);
+      this.#log.error(`Rank ${this.rank} cannot answer rank ${request.source}:`, error);
       if ("ok" in body) this.#reply(request, { err: DfsError.wireOf(error) }, []);
     }
   }

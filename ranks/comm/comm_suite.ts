@@ -14,7 +14,7 @@
 import { deepEqual, equal, ok, rejects, throws } from "node:assert/strict";
 import { DfsError } from "../../protocol/errors.ts";
 import type { Clock } from "../env/env.ts";
-import { systemClock } from "../env/deno_env.ts";
+import { systemClock } from "../env/system.ts";
 import { ANY_SOURCE, ANY_TAG, type Comm, type CommStats } from "./comm.ts";
 import type { PeerRequest } from "./_comm_test_peer.ts";
 

@@ -11,7 +11,7 @@
  */
 
 import { assert } from "../../protocol/errors.ts";
-import { systemRandom } from "../env/deno_env.ts";
+import { systemRandom } from "../env/system.ts";
 import type { Random } from "../env/env.ts";
 
 /** A blob id: 32 lower-case hex digits made by the server (never from a client's name). */

@@ -1,29 +1,13 @@
 /**
- * The real environment: Deno's clock, timers, random numbers, file system and stderr.
+ * The real environment: the system's clock, randomness and stderr (`system.ts`), and Deno's file
+ * system.
  *
  * @module
  */
 
 import { statfs } from "node:fs/promises";
-import type { Clock, Env, FileSystem, Log, Random, TimerHandle } from "./env.ts";
-
-/** The system clock and timers. */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  monotonic: () => performance.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle: TimerHandle) => clearTimeout(handle as number | undefined),
-};
-
-/** Cryptographically strong random bytes. */
-export const systemRandom: Random = {
-  fill: (bytes) => crypto.getRandomValues(bytes),
-};
-
-/** Lines on stderr. */
-export const stderrLog: Log = {
-  error: (message, ...details) => console.error(message, ...details),
-};
+import type { Env, FileSystem } from "./env.ts";
+import { stderrLog, systemClock, systemRandom } from "./system.ts";
 
 /** The real file system (Deno's own calls, passed through). */
 export const denoFileSystem: FileSystem = {

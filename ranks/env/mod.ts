@@ -18,7 +18,8 @@ export type {
   Random,
   TimerHandle,
 } from "./env.ts";
-export { denoEnv, denoFileSystem, stderrLog, systemClock, systemRandom } from "./deno_env.ts";
+export { denoEnv, denoFileSystem } from "./deno_env.ts";
+export { stderrLog, systemClock, systemRandom } from "./system.ts";
 export { FAKE_CLOCK_EPOCH_MS, FakeClock, type FakeClockOptions } from "./fake_clock.ts";
 export { SeededRandom } from "./seeded_random.ts";
 export {

@@ -1,6 +1,6 @@
 /**
- * The CBOR gateway's limits and names: what `dfs serve` can set (`ServerLimits`, whose defaults
- * its help text shows), the server name it announces, and the fixed bounds on one connection's
+ * The CBOR gateway's limits and names: what `dfs serve` sets (`ServerLimits`, with their defaults
+ * in `ranks/config.ts`), the server name it announces, and the fixed bounds on one connection's
  * work. Pure: no I/O.
  *
  * @module
@@ -8,31 +8,7 @@
 
 import { DfsError } from "../../protocol/errors.ts";
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "../../protocol/limits.ts";
-
-/** Server limits, each settable on `dfs serve`. */
-export interface ServerLimits {
-  /** Open client connections; one more is answered `UNAVAILABLE` and closed. */
-  connectionsMax: number;
-  /** Requests in flight on one connection. */
-  requestsInflightMax: number;
-  /** A connection with no request in flight and no frame for this long is closed. */
-  idleTimeoutMs: number;
-  /** A new connection must complete the handshake within this time. */
-  handshakeTimeoutMs: number;
-  /** A connection whose socket accepts no bytes for this long (a client not reading) is closed. */
-  writeTimeoutMs: number;
-  /** Largest frame accepted, at least `FRAME_SIZE_BYTES_MIN`; announced in the hello. */
-  frameSizeBytesMax: number;
-}
-
-export const DEFAULT_LIMITS: ServerLimits = {
-  connectionsMax: 1024,
-  requestsInflightMax: 64,
-  idleTimeoutMs: 5 * 60_000,
-  handshakeTimeoutMs: 10_000,
-  writeTimeoutMs: 60_000,
-  frameSizeBytesMax: FRAME_SIZE_BYTES_MAX,
-};
+import { DEFAULT_LIMITS, type ServerLimits } from "../config.ts";
 
 /** The version string the server reports in its handshake. */
 export const SERVER_NAME = "dfs/0.1.0";

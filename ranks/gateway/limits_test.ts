@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { DfsError } from "../../protocol/errors.ts";
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "../../protocol/limits.ts";
-import { DEFAULT_LIMITS, resolveLimits } from "./limits.ts";
+import { DEFAULT_LIMITS } from "../config.ts";
+import { resolveLimits } from "./limits.ts";
 
 Deno.test("resolveLimits() keeps the defaults for limits not given or undefined", () => {
   assert.deepEqual(resolveLimits(), DEFAULT_LIMITS);

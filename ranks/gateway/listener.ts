@@ -9,7 +9,9 @@
 import { FrameWriter, setNoDelay } from "../../protocol/conn.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import type { StreamingFileStore } from "../common/file_store.ts";
-import { resolveLimits, type ServerLimits } from "./limits.ts";
+import type { ServerLimits } from "../config.ts";
+import type { Clock } from "../env/env.ts";
+import { resolveLimits } from "./limits.ts";
 import { closeQuietly, Session } from "./session.ts";
 
 /** A running client listener. */
@@ -28,12 +30,14 @@ export interface ServerSecurity {
   tls?: { cert: string; key: string };
 }
 
-/** Where to listen, the limits (defaults: `DEFAULT_LIMITS`), the security, and the test hook. */
+/** Where to listen, the limits (defaults: `DEFAULT_LIMITS`), the security, and the clock. */
 export interface ServeOptions extends ServerSecurity {
   hostname: string;
   /** 0 picks a free port. */
   port: number;
   limits?: Partial<ServerLimits>;
+  /** The clock of every session's timers (default: the system's). */
+  clock?: Clock;
 }
 
 /**
@@ -64,6 +68,7 @@ export function serveClients(store: StreamingFileStore, options: ServeOptions): 
       setNoDelay(conn);
       const session = new Session(conn, store, {
         limits,
+        clock: options.clock,
         secret: options.secret,
       });
       sessions.add(session);

@@ -13,10 +13,5 @@ export {
   type ServeOptions,
   type ServerSecurity,
 } from "./listener.ts";
-export {
-  DEFAULT_LIMITS,
-  LIST_ENTRY_OVERHEAD_BYTES,
-  SERVER_NAME,
-  type ServerLimits,
-} from "./limits.ts";
+export { LIST_ENTRY_OVERHEAD_BYTES, SERVER_NAME } from "./limits.ts";
 export { CBOR_OPS, type Op, type OpContext } from "./ops.ts";

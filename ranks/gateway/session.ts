@@ -28,11 +28,13 @@ import { parseHello, parseRequest, type Request } from "../../protocol/messages.
 import type { StreamingFileStore, Upload } from "../common/file_store.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import { sendEntries, sendRead } from "./_replies.ts";
+import type { ServerLimits } from "../config.ts";
+import { systemClock } from "../env/system.ts";
+import type { Clock, TimerHandle } from "../env/env.ts";
 import {
   CONNECTION_READ_AHEAD_CHUNKS_MAX,
   FAILED_UPLOADS_PER_REQUEST_MAX,
   SERVER_NAME,
-  type ServerLimits,
 } from "./limits.ts";
 import { type Op, type OpContext, opOf } from "./ops.ts";
 
@@ -41,6 +43,8 @@ export type SessionStream = ByteStream & { close(): void };
 
 export interface SessionOptions {
   limits: ServerLimits;
+  /** The clock of the handshake and idle timers (default: the system's). */
+  clock?: Clock;
   /** Shared secret: the client must answer the hello's challenge with an HMAC of it. */
   secret?: Uint8Array;
 }
@@ -60,7 +64,8 @@ export class Session {
   #readers = new Set<{ close(): void }>();
   #closed = false;
   #finished: Promise<void> | null = null;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #clock: Clock;
+  #timer: TimerHandle | undefined;
   /** The quiet time after which `#timer` closes the connection, and when it was last active. */
   #idleMs = 0;
   #activeAt = 0;
@@ -68,6 +73,7 @@ export class Session {
   constructor(conn: SessionStream, store: StreamingFileStore, options: SessionOptions) {
     this.#conn = conn;
     this.#limits = options.limits;
+    this.#clock = options.clock ?? systemClock;
     this.#secret = options.secret;
     this.#context = {
       store,
@@ -156,17 +162,17 @@ export class Session {
    * connection has really been quiet (a timer per frame cost ~5% of rank 0's time on small files).
    */
   #arm(ms: number): void {
-    this.#activeAt = performance.now();
+    this.#activeAt = this.#clock.monotonic();
     if (this.#timer !== undefined && ms === this.#idleMs) return;
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#idleMs = ms;
     this.#schedule(ms);
   }
 
   #schedule(ms: number): void {
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined;
-      const quiet = performance.now() - this.#activeAt;
+      const quiet = this.#clock.monotonic() - this.#activeAt;
       if (quiet < this.#idleMs) return this.#schedule(this.#idleMs - quiet);
       // Gets and commits in progress keep it open (a stalled reader meets the write timeout); an
       // upload that has sent nothing for this long does not.
@@ -176,7 +182,7 @@ export class Session {
   }
 
   #shut(): void {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#closed) return;
     this.#closed = true;

@@ -10,7 +10,8 @@
 
 import { dirname } from "node:path";
 import { assert, DfsError } from "../../protocol/errors.ts";
-import { denoFileSystem, systemClock } from "../env/deno_env.ts";
+import { denoFileSystem } from "../env/deno_env.ts";
+import { systemClock } from "../env/system.ts";
 import type { Clock, FileHandle, FileSystem } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 import { BLOB_ID_PATTERN, blobOf, CHUNK_ID_PATTERN, offsetOf } from "../common/chunk_id.ts";

@@ -8,7 +8,8 @@
 
 import { dirname, join, resolve } from "node:path";
 import { DfsError } from "../../protocol/errors.ts";
-import { denoFileSystem, systemClock } from "../env/deno_env.ts";
+import { denoFileSystem } from "../env/deno_env.ts";
+import { systemClock } from "../env/system.ts";
 import type { Clock, FileHandle, FileSystem, TimerHandle } from "../env/env.ts";
 import { syncDirectory, writeAll } from "./_fs.ts";
 

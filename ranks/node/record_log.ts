@@ -11,7 +11,8 @@
 
 import { dirname } from "node:path";
 import { assert, DfsError } from "../../protocol/errors.ts";
-import { denoFileSystem, stderrLog } from "../env/deno_env.ts";
+import { denoFileSystem } from "../env/deno_env.ts";
+import { stderrLog } from "../env/system.ts";
 import type { FileHandle, FileSystem, Log } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 import {

@@ -22,7 +22,10 @@ self.onmessage = (event: MessageEvent<NodeInit>) => {
   const { rank, size, dir } = event.data.init;
   const env = denoEnv();
   // The transport takes over self.onmessage; rank 0 sends nothing more until we say we are ready.
-  const comm = new Comm(new PortTransport(rank, size, new Map([[0, self]])), { clock: env.clock });
+  const comm = new Comm(new PortTransport(rank, size, new Map([[0, self]])), {
+    clock: env.clock,
+    log: env.log,
+  });
   void start(comm, dir, env);
 };
 

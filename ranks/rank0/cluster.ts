@@ -74,6 +74,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const ports = new Map([...launched].map(([rank, l]) => [rank, l.port]));
     const transport = new PortTransport(0, ranks, ports);
     comm = new Comm(transport, {
+      clock: env.clock,
+      log: env.log,
       onPeerError: (rank, error) => supervisor?.lost(rank, String(error)),
     });
     for (let rank = 1; rank < ranks; rank++) await awaitReady(comm, rank);

@@ -9,6 +9,7 @@
 import { DfsError } from "../../protocol/errors.ts";
 import type { Comm } from "../comm/comm.ts";
 import { READY_TAG } from "../common/node_protocol.ts";
+import { SERVE_DEFAULTS } from "../config.ts";
 import type { Clock, Log, TimerHandle } from "../env/env.ts";
 import type { LaunchedRank } from "./launch.ts";
 import type { DfsStore } from "./store.ts";
@@ -20,7 +21,7 @@ export const HEARTBEAT_INTERVAL_MS = 1_000;
 /** A data node that does not answer a heartbeat within this time is taken for hung. */
 export const HEARTBEAT_TIMEOUT_MS = 5_000;
 /** A data node down this long (its restarts failing) has its replicas copied to live nodes. */
-export const REREPLICATE_AFTER_MS = 60_000;
+export const REREPLICATE_AFTER_MS = SERVE_DEFAULTS.rereplicateAfterMs;
 /** Wait between two attempts to restart a data node. */
 export const RESTART_BACKOFF_MS = 2_000;
 

@@ -119,6 +119,7 @@ export class MemoryCluster implements AsyncDisposable {
     };
     const comm = new Comm(network.transport(0), {
       clock,
+      log,
       onPeerError: (rank, error) => watch.supervisor?.lost(rank, String(error)),
     });
     const watch: { supervisor?: Supervisor } = {};
@@ -235,7 +236,7 @@ function startNode(
   disk: MemoryFileSystem,
   env: Omit<Env, "fs">,
 ): Incarnation {
-  const comm = new Comm(network.transport(rank), { clock: env.clock });
+  const comm = new Comm(network.transport(rank), { clock: env.clock, log: env.log });
   const fs = new MortalFileSystem(disk);
   const node = (async () => {
     try {
