@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import type { DfsClient, FileMeta } from "../client.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { describeFrame, type RawConnection, REPLY_TIMEOUT_MS } from "./_frames.ts";
-import { assertDfsError, assertNoStrayChunks, type TestServer } from "./_server.ts";
+import { assertNoStrayChunks, type TestServer } from "./_server.ts";
+import { assertDfsError } from "./_assert.ts";
 import { withTimeout } from "./_wait.ts";
 
 const MiB = 1024 * 1024;

@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { DfsClient } from "../client.ts";
-import { DfsError } from "../protocol/errors.ts";
 import { LOG_FILE_BYTES_MAX } from "../ranks/common/chunk_id.ts";
 import { sleep } from "./_wait.ts";
 
@@ -224,18 +223,4 @@ export async function relay(
   try {
     to.close();
   } catch { /* already closed */ }
-}
-
-/** Asserts that `promise` rejects with a `DfsError` of `code` whose message matches `pattern`. */
-export async function assertDfsError(
-  promise: Promise<unknown>,
-  code: string,
-  pattern: RegExp,
-): Promise<void> {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, pattern);
-    return true;
-  });
 }

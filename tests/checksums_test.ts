@@ -10,7 +10,8 @@ import { DfsClient } from "../client.ts";
 import { encodeDataHeader } from "../protocol/frame.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { rawConnection } from "./_frames.ts";
-import { assertDfsError, assertNoStrayChunks, relay, TestServer } from "./_server.ts";
+import { assertNoStrayChunks, relay, TestServer } from "./_server.ts";
+import { assertDfsError } from "./_assert.ts";
 
 const MiB = 1024 * 1024;
 

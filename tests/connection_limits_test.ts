@@ -24,7 +24,8 @@ import {
   rawConnection,
   REPLY_TIMEOUT_MS,
 } from "./_frames.ts";
-import { assertDfsError, TestServer } from "./_server.ts";
+import { TestServer } from "./_server.ts";
+import { assertDfsError } from "./_assert.ts";
 import { sleep, withTimeout } from "./_wait.ts";
 
 Deno.test("timeouts and connection limits close or refuse only the offending client", async (t) => {

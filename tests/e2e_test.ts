@@ -8,7 +8,8 @@ import { DfsClient } from "../client.ts";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { rawConnection } from "./_frames.ts";
-import { assertDfsError, assertNoStrayChunks, TestServer } from "./_server.ts";
+import { assertNoStrayChunks, TestServer } from "./_server.ts";
+import { assertDfsError } from "./_assert.ts";
 import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;

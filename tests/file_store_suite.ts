@@ -14,10 +14,10 @@
  */
 
 import assert from "node:assert/strict";
-import { DfsError } from "../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES, LIST_LIMIT_ENTRIES_MAX } from "../protocol/limits.ts";
 import type { ByteSource, FileMeta, FileStore } from "../ranks/common/file_store.ts";
 import { LOG_FILE_BYTES_MAX } from "../ranks/common/chunk_id.ts";
+import { assertDfsError } from "./_assert.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 
 const MiB = 1024 * 1024;
@@ -414,18 +414,4 @@ async function assertNotFound(promise: Promise<unknown>, name: string): Promise<
     "NOT_FOUND",
     new RegExp(`^Cannot find "${quoted}": file does not exist$`),
   );
-}
-
-/** Asserts that `promise` rejects with a `DfsError` of `code` whose message matches `pattern`. */
-async function assertDfsError(
-  promise: Promise<unknown>,
-  code: string,
-  pattern: RegExp,
-): Promise<void> {
-  await assert.rejects(promise, (e: unknown) => {
-    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, pattern);
-    return true;
-  });
 }

@@ -38,7 +38,8 @@ import {
   REPLY_TIMEOUT_MS,
   requestWithRawText,
 } from "./_frames.ts";
-import { assertDfsError, TestServer } from "./_server.ts";
+import { TestServer } from "./_server.ts";
+import { assertDfsError } from "./_assert.ts";
 import { sleep, withTimeout } from "./_wait.ts";
 
 const MiB = 1024 * 1024;

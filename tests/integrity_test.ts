@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { DfsClient, type FileMeta } from "../client.ts";
 import { pseudoRandomBytes } from "./_bytes.ts";
 import { dfs } from "./_cli.ts";
-import { assertDfsError, TestServer } from "./_server.ts";
+import { TestServer } from "./_server.ts";
+import { assertDfsError } from "./_assert.ts";
 import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;

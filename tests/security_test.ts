@@ -12,7 +12,8 @@ import { PROTOCOL_VERSION } from "../protocol/limits.ts";
 import { pseudoRandomBytes } from "./_bytes.ts";
 import { dfs } from "./_cli.ts";
 import { rawConnection } from "./_frames.ts";
-import { assertDfsError, relay, ROOT, TestServer } from "./_server.ts";
+import { relay, ROOT, TestServer } from "./_server.ts";
+import { assertDfsError } from "./_assert.ts";
 
 const SECRET = "s3cret-token-for-tests-0123456789";
 

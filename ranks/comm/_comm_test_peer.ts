@@ -8,7 +8,8 @@
 import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
 import type { Clock } from "../env/env.ts";
 import { systemClock } from "../env/system.ts";
-import { type Comm, type Envelope, reply } from "./comm.ts";
+import type { Comm, Envelope } from "./comm.ts";
+import { reply } from "./reply.ts";
 
 /** What rank 0 asks a peer; `op` selects the behaviour. */
 export type PeerRequest =

@@ -20,6 +20,8 @@ import { assert, DfsError, type WireError } from "../../protocol/errors.ts";
 import type { Clock, Log, TimerHandle } from "../env/env.ts";
 import { stderrLog, systemClock } from "../env/system.ts";
 import type { Packet, Transport } from "./transport.ts";
+import { Reply } from "./reply.ts";
+import { wait, type Waiter } from "./_wait.ts";
 
 /** Matches a message from any rank. */
 export const ANY_SOURCE = -1;
@@ -65,28 +67,8 @@ export interface CommStats {
   handlers: number;
 }
 
-/** A `serve()` handler's answer with ArrayBuffers to transfer rather than copy. */
-export class Reply {
-  readonly body: unknown;
-  readonly transfer: ArrayBuffer[];
-  constructor(body: unknown, transfer: ArrayBuffer[]) {
-    this.body = body;
-    this.transfer = transfer;
-  }
-}
-
-/** Wraps a `serve()` handler's answer so that `transfer` is moved to the caller without copying. */
-export function reply(body: unknown, transfer: ArrayBuffer[] = []): Reply {
-  return new Reply(body, transfer);
-}
-
 type Body = { msg: unknown } | { call: unknown } | { ok: unknown } | { err: WireError };
 type Handler = (envelope: Envelope) => unknown;
-
-interface Waiter<T> {
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
 
 /** A wait with a deadline (the clock's `monotonic()` time; Infinity for none). */
 interface Deadline {
@@ -535,28 +517,4 @@ function isTag(tag: number): boolean {
 function matches(source: number, tag: number, envelope: Envelope): boolean {
   return (source === ANY_SOURCE || source === envelope.source) &&
     (tag === ANY_TAG || tag === envelope.tag);
-}
-
-/**
- * A promise and the waiter that settles it. If `signal` aborts first, `withdraw` runs and the
- * promise rejects with the signal's reason.
- */
-function wait<T>(signal?: AbortSignal, withdraw?: () => void): [Promise<T>, Waiter<T>] {
-  const { promise, resolve, reject } = Promise.withResolvers<T>();
-  const onAbort = () => {
-    withdraw?.();
-    reject(signal!.reason);
-  };
-  signal?.addEventListener("abort", onAbort, { once: true });
-  const waiter: Waiter<T> = {
-    resolve(value) {
-      signal?.removeEventListener("abort", onAbort);
-      resolve(value);
-    },
-    reject(error) {
-      signal?.removeEventListener("abort", onAbort);
-      reject(error);
-    },
-  };
-  return [promise, waiter];
 }

@@ -1,14 +1,8 @@
 import { deepEqual, equal, rejects, throws } from "node:assert/strict";
 import { DfsError } from "../../protocol/errors.ts";
 import { FakeClock } from "../env/fake_clock.ts";
-import {
-  ANY_SOURCE,
-  COLLECTIVE_TAG,
-  Comm,
-  type CommOptions,
-  type Envelope,
-  reply,
-} from "./comm.ts";
+import { ANY_SOURCE, COLLECTIVE_TAG, Comm, type CommOptions, type Envelope } from "./comm.ts";
+import { reply } from "./reply.ts";
 import { type CommWorld, runCommSuite } from "./comm_suite.ts";
 import { type PortLike, PortTransport } from "./port_transport.ts";
 import { runPeer } from "./_comm_test_peer.ts";

@@ -1,6 +1,7 @@
 import { deepEqual, equal, rejects, throws } from "node:assert/strict";
 import { FakeClock } from "../env/fake_clock.ts";
-import { CALL_TIMEOUT_MS, Comm, type CommOptions, reply } from "./comm.ts";
+import { CALL_TIMEOUT_MS, Comm, type CommOptions } from "./comm.ts";
+import { reply } from "./reply.ts";
 import { type CommWorld, runCommSuite } from "./comm_suite.ts";
 import {
   LOOPBACK_PACKETS_QUEUED_MAX,

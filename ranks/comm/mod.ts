@@ -17,11 +17,10 @@ export {
   type CommStats,
   type Envelope,
   MAILBOX_MESSAGES_MAX,
-  Reply,
-  reply,
   SERVE_HANDLERS_MAX,
   TAG_MAX,
 } from "./comm.ts";
+export { Reply, reply } from "./reply.ts";
 export type { Packet, Transport } from "./transport.ts";
 export { type PortLike, PortTransport } from "./port_transport.ts";
 export {

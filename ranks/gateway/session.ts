@@ -213,7 +213,10 @@ export class Session {
     }
     const op = opOf(request);
     try {
-      await this.#serve(request, op);
+      // Only a data frame's write is waited for (its window holds the socket); everything else
+      // is answered from a task of its own, so the next frame is read at once.
+      const writing = this.#serve(request, op);
+      if (writing) await writing;
     } catch (error) {
       const { id } = request;
       if (op.kind === "upload" && !this.#uploads.has(id) && !this.#tasks.has(id)) {
@@ -223,8 +226,8 @@ export class Session {
     }
   }
 
-  /** Serves `request` as its op's kind says (see `Op` in `ops.ts`). */
-  async #serve(request: Request, op: Op<Request>): Promise<void> {
+  /** Serves `request` as its op's kind says (see `Op` in `ops.ts`); a write returns its promise. */
+  #serve(request: Request, op: Op<Request>): Promise<void> | void {
     const { id } = request;
     const context = this.#context;
     switch (op.kind) {
@@ -234,17 +237,18 @@ export class Session {
         return;
       case "write":
         if (this.#failedUploads.has(id)) return op.drop(request, context);
-        return await this.#write(id, (upload) => op.write(request, upload));
+        return this.#write(id, (upload) => op.write(request, upload));
       case "commit":
         return this.#end(id, (upload) => op.commit(request, upload));
       case "abort":
         return this.#abort(id, (upload) => op.abort(request, upload));
       case "call":
         this.#checkFreeId(id);
-        return this.#spawn(id, async () => {
-          const result = await op.call(request, context);
-          await this.#writer.send({ op: "ok", id, result });
-        });
+        return this.#spawn(
+          id,
+          () =>
+            op.call(request, context).then((result) => this.#writer.send({ op: "ok", id, result })),
+        );
       case "list":
         this.#checkFreeId(id);
         return this.#spawn(id, async () => {

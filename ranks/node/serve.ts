@@ -8,7 +8,8 @@
 
 import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
 import type { NodeCall, NodeCollective } from "../common/node_protocol.ts";
-import { type Comm, reply } from "../comm/comm.ts";
+import type { Comm } from "../comm/comm.ts";
+import { reply } from "../comm/reply.ts";
 import { stderrLog } from "../env/system.ts";
 import type { Log } from "../env/env.ts";
 import type { DataNode } from "./data_node.ts";

@@ -4,18 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { DfsError } from "../../protocol/errors.ts";
+import { assertDfsError } from "../../tests/_assert.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/_cluster_test_util.ts";
-
-function assertCode(code: string, pattern: RegExp) {
-  return (e: unknown) => {
-    assert.ok(e instanceof DfsError, `expected a DfsError, got ${e}`);
-    assert.equal(e.code, code);
-    assert.match(e.message, pattern);
-    return true;
-  };
-}
 
 /** The manifests every data node holds for `name`, by rank. */
 async function manifestsOf(cluster: MemoryCluster, name: string) {
@@ -76,10 +67,11 @@ Deno.test("rename moves the bytes at once, refuses an existing target without fo
   const moved = await cluster.store.rename("a", "c");
   assert.equal(moved.name, "c");
   assert.deepEqual(await readAll(cluster.store, "c"), a);
-  await assert.rejects(cluster.store.meta("a"), assertCode("NOT_FOUND", /Cannot find "a"/));
-  await assert.rejects(
+  await assertDfsError(cluster.store.meta("a"), "NOT_FOUND", /Cannot find "a"/);
+  await assertDfsError(
     cluster.store.rename("c", "b"),
-    assertCode("ALREADY_EXISTS", /Cannot move "c" to "b": "b" exists/),
+    "ALREADY_EXISTS",
+    /Cannot move "c" to "b": "b" exists/,
   );
   await cluster.store.rename("c", "b", { force: true });
   assert.deepEqual(await readAll(cluster.store, "b"), a);
@@ -99,7 +91,7 @@ Deno.test("remove writes a tombstone everywhere: the file stays gone after every
   await cluster.store.put("keep", bytesOf(100, 1));
   await cluster.store.put("gone", bytesOf(2 * MiB, 2));
   await cluster.store.remove("gone");
-  await assert.rejects(cluster.store.remove("gone"), assertCode("NOT_FOUND", /"gone"/));
+  await assertDfsError(cluster.store.remove("gone"), "NOT_FOUND", /"gone"/);
   await settle(cluster);
   for (const rank of cluster.store.nodes.dataRanks) {
     assert.deepEqual(await blobsOn(cluster, rank), [], `rank ${rank} keeps no blob of it`);
@@ -108,7 +100,7 @@ Deno.test("remove writes a tombstone everywhere: the file stays gone after every
   await cluster.close();
   await using again = await MemoryCluster.start({ seed: 5, disks });
   assert.deepEqual((await again.store.list()).map((e) => e.name), ["keep"]);
-  await assert.rejects(again.store.meta("gone"), assertCode("NOT_FOUND", /"gone"/));
+  await assertDfsError(again.store.meta("gone"), "NOT_FOUND", /"gone"/);
 });
 
 Deno.test("removePrefix removes every name under the prefix and counts them", async () => {
@@ -148,9 +140,10 @@ Deno.test("an upload that is aborted or fails leaves no chunk behind", async () 
   await upload.write(bytesOf(MiB, 1));
   await upload.write(bytesOf(MiB, 2));
   await upload.abort();
-  await assert.rejects(
+  await assertDfsError(
     cluster.store.put("y", [bytesOf(10, 1)], { size: 11 }),
-    assertCode("INVALID_REQUEST", /ended after 10 of its declared 11 bytes/),
+    "INVALID_REQUEST",
+    /ended after 10 of its declared 11 bytes/,
   );
   await settle(cluster);
   for (const rank of cluster.store.nodes.dataRanks) {
@@ -164,9 +157,10 @@ Deno.test("a put asks for 1 to the number of data nodes replicas", async () => {
   await using cluster = await MemoryCluster.start();
   const three = await cluster.store.put("three", bytesOf(2 * MiB, 1), { replicas: 3 });
   assert.deepEqual(three.chunks.map((c) => [...c.ranks].sort()), [[1, 2, 3], [1, 2, 3]]);
-  await assert.rejects(
+  await assertDfsError(
     cluster.store.put("four", bytesOf(10, 1), { replicas: 4 }),
-    assertCode("INVALID_REQUEST", /Cannot keep 4 replicas: there are 3 data nodes/),
+    "INVALID_REQUEST",
+    /Cannot keep 4 replicas: there are 3 data nodes/,
   );
 });
 
