@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileMetaOf, mergeListings, toListing } from "./manifest.ts";
-import { manifest } from "./_test_manifests.ts";
+import { manifest } from "../testing/manifests.ts";
 
 Deno.test("fileMetaOf() exposes sizes, ranks and CRC32s but not chunk ids", () => {
   const m = manifest("a", 1, [["c1", 10, [1, 2]], ["c2", 5, [2, 3]]]);

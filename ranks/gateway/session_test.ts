@@ -12,7 +12,7 @@ import { decodeFrameBody } from "../../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../../protocol/limits.ts";
 import { DEFAULT_LIMITS } from "../config.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { bytesOf, MiB, readAll } from "../testing/_cluster_test_util.ts";
+import { bytesOf, MiB, readAll } from "../testing/cluster_helpers.ts";
 import { Session } from "./session.ts";
 
 /** Bytes stored until the other end reads them: one direction of an in-memory pipe. */

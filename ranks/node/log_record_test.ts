@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { decodeRecord, decodeRecordWithData, encodeRecord } from "./log_record.ts";
-import { chunk, manifest } from "../common/_test_manifests.ts";
+import { chunk, manifest } from "../testing/manifests.ts";
 
 Deno.test("encodeRecord() and decodeRecord() round-trip commit and release records", () => {
   const m = manifest("a/b", 3, [["c1", 10, [1, 2]]]);

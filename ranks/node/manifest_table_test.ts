@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ManifestTable } from "./manifest_table.ts";
 import { mergeListings, toListing, tombstoneOf } from "../common/manifest.ts";
-import { manifest } from "../common/_test_manifests.ts";
+import { manifest } from "../testing/manifests.ts";
 
 Deno.test("ManifestTable keeps versions until released and lists the newest by prefix", () => {
   const table = new ManifestTable();

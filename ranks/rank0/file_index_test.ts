@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { FileIndex } from "./file_index.ts";
 import { tombstoneOf } from "../common/manifest.ts";
-import { manifest } from "../common/_test_manifests.ts";
+import { manifest } from "../testing/manifests.ts";
 
 Deno.test("FileIndex hides removed names and refuses older versions after a tombstone", () => {
   const index = new FileIndex();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { SCRUB_READ_COST_BYTES_MIN, scrubCostBytes } from "./integrity.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { blobPath, bytesOf, flipByte } from "../testing/_cluster_test_util.ts";
+import { blobPath, bytesOf, flipByte } from "../testing/cluster_helpers.ts";
 
 const MiB = 1024 * 1024;
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { manifest } from "../common/_test_manifests.ts";
+import { manifest } from "../testing/manifests.ts";
 import { Membership } from "./membership.ts";
 
 Deno.test("Membership marks a node down once and hands back the releases it missed", () => {

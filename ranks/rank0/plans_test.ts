@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { DfsError } from "../../protocol/errors.ts";
 import { isPresent, planReconcile, planRecovery, planRereplication } from "./plans.ts";
 import { tombstoneOf } from "../common/manifest.ts";
-import { blob, chunk, manifest } from "../common/_test_manifests.ts";
+import { blob, chunk, manifest } from "../testing/manifests.ts";
 
 Deno.test("planRecovery() lets a tombstone win: the name and its chunks are gone everywhere", () => {
   const m = manifest("r", 1, [[chunk(1), 4, [1, 2]]]);

@@ -6,14 +6,7 @@
 import assert from "node:assert/strict";
 import { HEARTBEAT_TIMEOUT_MS } from "./supervisor.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import {
-  blobPath,
-  bytesOf,
-  flipByte,
-  MiB,
-  readAll,
-  settle,
-} from "../testing/_cluster_test_util.ts";
+import { blobPath, bytesOf, flipByte, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 
 /** The chunk ids of `name`, from a node's scan. */
 async function chunksOf(cluster: MemoryCluster, name: string) {

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/_cluster_test_util.ts";
+import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { RESTART_BACKOFF_MS } from "./supervisor.ts";
 
 Deno.test("a node down while files are overwritten and removed is reconciled: nothing stale comes back", async () => {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { assertDfsError } from "../../tests/_assert.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/_cluster_test_util.ts";
+import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 
 /** The manifests every data node holds for `name`, by rank. */
 async function manifestsOf(cluster: MemoryCluster, name: string) {

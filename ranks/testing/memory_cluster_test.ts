@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { SeededRandom } from "../env/seeded_random.ts";
 import { MemoryCluster } from "./memory_cluster.ts";
-import { readAll } from "./_cluster_test_util.ts";
+import { readAll } from "./cluster_helpers.ts";
 
 const NAMES = ["a", "b", "c", "d/e", "d/f"];
 const SIZES = [0, 10, 4096, 70_000, 1024 * 1024, 2 * 1024 * 1024 + 3];

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { chunkIdOf } from "./chunk_id.ts";
-import type { Manifest } from "./manifest.ts";
+import { chunkIdOf } from "../common/chunk_id.ts";
+import type { Manifest } from "../common/manifest.ts";
 
 /** A blob id made from a number. */
 export const blob = (n: number): string => n.toString(16).padStart(32, "0");
