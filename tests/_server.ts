@@ -11,11 +11,6 @@ import type { DfsClient } from "../client.ts";
 import { LOG_FILE_BYTES_MAX } from "../ranks/common/chunk_id.ts";
 import { sleep } from "./_wait.ts";
 
-// Moved to _bytes.ts and _frames.ts; still exported here for rank_failure_test.ts, which imports
-// them from this module.
-export { pseudoRandomBytes } from "./_bytes.ts";
-export { type RawConnection, rawConnection } from "./_frames.ts";
-
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();
 /** The V8 flags `./dfs serve` and `deno task serve` run the server with (young generation 2 MiB). */
