@@ -24,6 +24,13 @@ import type { Semaphore } from "./semaphore.ts";
 
 export type { FileMeta, FsckReport, ListEntry, RankCapacity, StatusReport, Usage };
 
+/**
+ * Chunk reads one open read keeps in flight ahead of its consumer, unless given a smaller
+ * `budget`: the default budget of `openRead`, and what a gateway lends all of one connection's
+ * reads together.
+ */
+export const READ_CHUNKS_INFLIGHT_MAX = 8;
+
 /** Bytes to store: a whole buffer, a stream, or any (async) iterable of byte arrays. */
 export type ByteSource =
   | Uint8Array

@@ -7,6 +7,7 @@
  * @module
  */
 
+export { READ_CHUNKS_INFLIGHT_MAX } from "./file_store.ts";
 export type {
   ByteRange,
   ByteSource,
@@ -26,6 +27,7 @@ export {
   isKeptInLog,
   LOG_FILE_BYTES_MAX,
   offsetOf,
+  SMALL_READ_BYTES_MAX,
 } from "./chunk_id.ts";
 export {
   checkManifest,

@@ -17,13 +17,6 @@ export const SERVER_NAME = "dfs/0.1.0";
 export const LIST_ENTRY_OVERHEAD_BYTES = 64;
 
 /**
- * Chunks read ahead for all of one connection's gets together (bounds its memory). The same as
- * one read's own budget in rank 0's store, so one get on a connection reads ahead as far as one
- * get in-process.
- */
-export const CONNECTION_READ_AHEAD_CHUNKS_MAX = 8;
-
-/**
  * Refused or failed uploads a connection may have whose remaining data frames are still being
  * dropped, per request it may have in flight.
  */

@@ -25,17 +25,17 @@ import { DfsError } from "../../protocol/errors.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, PROTOCOL_VERSION } from "../../protocol/limits.ts";
 import { parseHello, parseRequest, type Request } from "../../protocol/messages.ts";
-import type { StreamingFileStore, Upload } from "../common/file_store.ts";
+import {
+  READ_CHUNKS_INFLIGHT_MAX,
+  type StreamingFileStore,
+  type Upload,
+} from "../common/file_store.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import { sendEntries, sendRead } from "./_replies.ts";
 import type { ServerLimits } from "../config.ts";
 import { systemClock } from "../env/system.ts";
 import type { Clock, TimerHandle } from "../env/env.ts";
-import {
-  CONNECTION_READ_AHEAD_CHUNKS_MAX,
-  FAILED_UPLOADS_PER_REQUEST_MAX,
-  SERVER_NAME,
-} from "./limits.ts";
+import { FAILED_UPLOADS_PER_REQUEST_MAX, SERVER_NAME } from "./limits.ts";
 import { type Op, type OpContext, opOf } from "./ops.ts";
 
 /** What a session needs of its socket: a `Deno.Conn`, or any byte stream in a test. */
@@ -77,7 +77,9 @@ export class Session {
     this.#secret = options.secret;
     this.#context = {
       store,
-      readBudget: new Semaphore(CONNECTION_READ_AHEAD_CHUNKS_MAX),
+      // All of the connection's gets share one read's budget: one get reads ahead as far as
+      // one in-process, and many on one connection hold no more memory.
+      readBudget: new Semaphore(READ_CHUNKS_INFLIGHT_MAX),
     };
     this.#reader = new FrameReader(conn, {
       frameSizeBytesMax: this.#limits.frameSizeBytesMax,

@@ -14,13 +14,14 @@ import { denoFileSystem } from "../env/deno_env.ts";
 import { systemClock } from "../env/system.ts";
 import type { Clock, FileHandle, FileSystem } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
-import { BLOB_ID_PATTERN, blobOf, CHUNK_ID_PATTERN, offsetOf } from "../common/chunk_id.ts";
-
-/**
- * Chunks up to this size at the start of their blob are read with one `readFile` op (~3x the
- * rate of open+seek+read for 4 KiB on Deno); others are read into a buffer of their size.
- */
-export const SMALL_READ_BYTES_MAX = 256 * 1024;
+import {
+  BLOB_ID_PATTERN,
+  blobOf,
+  CHUNK_ID_PATTERN,
+  offsetOf,
+  SMALL_READ_BYTES_MAX,
+} from "../common/chunk_id.ts";
+import { forEachParallel as forEachBounded } from "../common/parallel.ts";
 
 /**
  * Bytes of one blob written and not yet fdatasynced after which a `write()` waits for an
@@ -408,13 +409,8 @@ function statSizeOrUndefined(fs: FileSystem, path: string): number | undefined {
 }
 
 /** Runs `action` on every item, at most `DISK_OPS_PARALLEL_MAX` at once; rejects on the first error. */
-async function forEachParallel<T>(items: readonly T[], action: (item: T) => Promise<void>) {
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) await action(items[next++]);
-  };
-  const lanes = Math.min(DISK_OPS_PARALLEL_MAX, items.length);
-  await Promise.all(Array.from({ length: lanes }, lane));
+function forEachParallel<T>(items: readonly T[], action: (item: T) => Promise<void>) {
+  return forEachBounded(items, DISK_OPS_PARALLEL_MAX, action);
 }
 
 function storeError(id: string, error: unknown): DfsError {

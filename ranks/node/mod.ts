@@ -31,6 +31,5 @@ export {
   type ChunkStoreOptions,
   DiskChunkStore,
   openDiskChunkStore,
-  SMALL_READ_BYTES_MAX,
 } from "./chunk_store.ts";
 export { openRecordLog, RecordLog, type RecordLogOptions, replayRecordLog } from "./record_log.ts";

@@ -5,7 +5,7 @@ import { Comm } from "../comm/comm.ts";
 import { LoopbackNetwork } from "../comm/loopback_transport.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
-import { SMALL_READ_BYTES_MAX } from "./chunk_store.ts";
+import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
 import { openDataNode } from "./data_node.ts";
 import { serveNode, type ServeNodeOptions } from "./serve.ts";
 

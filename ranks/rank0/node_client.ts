@@ -17,8 +17,7 @@ import type { Comm } from "../comm/comm.ts";
 import type { ChunkRef, Manifest, RankRepair } from "../common/manifest.ts";
 import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "../common/node_protocol.ts";
 import type { Clock, FsStats, TimerHandle } from "../env/env.ts";
-// A node reads chunks up to this size whole into a buffer of its own: nothing is lent for them.
-import { SMALL_READ_BYTES_MAX } from "../node/chunk_store.ts";
+import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
 import type { Membership } from "./membership.ts";
 
 /** How long rank 0 waits for a data node's answer to one request. */

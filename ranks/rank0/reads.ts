@@ -9,7 +9,7 @@
  */
 
 import { DfsError } from "../../protocol/errors.ts";
-import type { ByteRange, FileReader } from "../common/file_store.ts";
+import { type ByteRange, type FileReader, READ_CHUNKS_INFLIGHT_MAX } from "../common/file_store.ts";
 import { type ChunkRef, fileMetaOf, type Manifest } from "../common/manifest.ts";
 import { isDamaged } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
@@ -18,8 +18,6 @@ import type { NodeClient } from "./node_client.ts";
 import type { Releases } from "./releases.ts";
 import type { Replicas } from "./replicas.ts";
 
-/** Chunk reads of one download in flight ahead of the socket. */
-export const READ_CHUNKS_INFLIGHT_MAX = 8;
 /**
  * Chunks read ahead server-wide, beyond the one each read may always have in flight: with many
  * clients reading at once, memory stays near one chunk per reader plus this many.

@@ -13,12 +13,16 @@ import { crc32 } from "node:zlib";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
-import { type BlobIds, chunkIdOf, LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
+import {
+  type BlobIds,
+  chunkIdOf,
+  LOG_FILE_BYTES_MAX,
+  SMALL_READ_BYTES_MAX,
+} from "../common/chunk_id.ts";
 import type { Upload as UploadApi } from "../common/file_store.ts";
 import type { ChunkRef } from "../common/manifest.ts";
 import { checkReplicas } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
-import { SMALL_READ_BYTES_MAX } from "../node/chunk_store.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { LoadTracker } from "./placement.ts";

@@ -63,7 +63,7 @@ export class MemoryCluster implements AsyncDisposable {
   readonly logged: string[];
   #disks: Map<number, MemoryFileSystem>;
   #running: Map<number, Incarnation>;
-  #keptDown = new Set<number>();
+  #keptDown: Set<number>;
   #supervisor: Supervisor;
   #comm: Comm;
 
@@ -75,6 +75,7 @@ export class MemoryCluster implements AsyncDisposable {
     logged: string[];
     disks: Map<number, MemoryFileSystem>;
     running: Map<number, Incarnation>;
+    keptDown: Set<number>;
     supervisor: Supervisor;
     comm: Comm;
   }) {
@@ -85,6 +86,7 @@ export class MemoryCluster implements AsyncDisposable {
     this.logged = parts.logged;
     this.#disks = parts.disks;
     this.#running = parts.running;
+    this.#keptDown = parts.keptDown;
     this.#supervisor = parts.supervisor;
     this.#comm = parts.comm;
   }
@@ -142,7 +144,7 @@ export class MemoryCluster implements AsyncDisposable {
       clock,
       log,
     });
-    const cluster = new MemoryCluster({
+    return new MemoryCluster({
       store,
       network,
       clock,
@@ -150,11 +152,10 @@ export class MemoryCluster implements AsyncDisposable {
       logged,
       disks,
       running,
+      keptDown,
       supervisor,
       comm,
     });
-    cluster.#keptDown = keptDown;
-    return cluster;
   }
 
   /** The disk of a data node (its faults, its crash image). */
