@@ -130,19 +130,48 @@ export function formatFsck(r: FsckReport): string {
   for (const name of r.lost) {
     lines.push(`LOST              ${name} (no good replica of some chunk)`);
   }
+  for (const log of r.logs ?? []) {
+    if (log.damagedRegions > 0) {
+      lines.push(
+        `log of rank ${log.rank}: ${log.damagedRegions} damaged region(s), ` +
+          `${formatBytes(log.damagedBytes)}` + (log.rewritten ? ", rewritten from memory" : ""),
+      );
+    }
+    if (log.missingBytes > 0) {
+      lines.push(
+        `log of rank ${log.rank}: cut, ${formatBytes(log.missingBytes)} missing; the node was ` +
+          `restarted and refilled from good replicas`,
+      );
+    }
+  }
   return lines.join("\n");
 }
 
 /** `dfs status`: one row per rank, then the store-wide counters. */
 export function formatStatus(s: StatusReport): string {
-  const rows = [["rank", "state", "held", "chunks"]];
+  const rows = [["rank", "state", "held", "chunks", "missing"]];
   for (const r of s.ranks) {
-    rows.push([String(r.rank), r.state, formatBytes(r.bytesHeld), String(r.chunks)]);
+    rows.push([
+      String(r.rank),
+      r.state,
+      formatBytes(r.bytesHeld),
+      String(r.chunks),
+      String(r.missingChunks ?? 0),
+    ]);
   }
-  return [
-    table(rows, new Set([2, 3])),
+  const lines = [table(rows, new Set([2, 3, 4]))];
+  for (const r of s.ranks) if (r.reason) lines.push(`rank ${r.rank} ${r.state}: ${r.reason}`);
+  lines.push(
     `${s.files} files; chunks under-replicated: ${s.underReplicatedChunks}; corrupt replicas ` +
-    `found: ${s.corruptReplicasFound}, repaired: ${s.repairs}; lost files: ${s.lostFiles}; ` +
-    `scrub: ${s.scrub.passes} passes, ${formatBytes(s.scrub.bytes)} checked`,
-  ].join("\n");
+      `found: ${s.corruptReplicasFound}, repaired: ${s.repairs}; lost files: ${s.lostFiles}; ` +
+      `scrub: ${s.scrub.passes} passes, ${formatBytes(s.scrub.bytes)} checked`,
+  );
+  const m = s.metadata;
+  if (m && (m.damagedRegions || m.tailCuts || m.logsMadeAnew || m.logsRewritten)) {
+    lines.push(
+      `logs: ${m.damagedRegions} damaged region(s) (${formatBytes(m.damagedBytes)}) found, ` +
+        `${m.tailCuts} torn tail(s) cut, ${m.logsMadeAnew} made anew, ${m.logsRewritten} rewritten`,
+    );
+  }
+  return lines.join("\n");
 }

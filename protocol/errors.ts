@@ -16,6 +16,12 @@ export const ERROR_CODES = [
   "UNAUTHORIZED",
   "VERSION_MISMATCH",
   "INTERNAL",
+  /**
+   * Between ranks only: a data node whose disk failed (its folder gone, an I/O error, a read-only
+   * file system) answers every call with it; rank 0 marks the node down and tells clients
+   * `UNAVAILABLE`.
+   */
+  "NODE_FAILED",
 ] as const;
 
 /** A machine-readable error code. */

@@ -71,24 +71,55 @@ export interface FsckReport {
   chunks: number;
   bytesChecked: number;
   healthy: number;
+  /** Files with a replica rewritten from a good one, or re-replicated off a lost node. */
   repaired: string[];
   underReplicated: string[];
   lost: string[];
+  /** Each live data node's log, re-read and checked (damage is rewritten from its memory). */
+  logs?: {
+    rank: number;
+    records: number;
+    damagedRegions: number;
+    damagedBytes: number;
+    /** Bytes written to the log that the file lost (the node is then taken for failed). */
+    missingBytes: number;
+    rewritten: boolean;
+  }[];
 }
 
 /** What `dfs status` shows. */
 export interface StatusReport {
   files: number;
-  ranks: { rank: number; state: "up" | "down" | "restarting"; bytesHeld: number; chunks: number }[];
+  ranks: {
+    rank: number;
+    state: "up" | "down" | "restarting";
+    bytesHeld: number;
+    chunks: number;
+    /** Of those, replicas known missing there and being restored from good ones. */
+    missingChunks?: number;
+    /** Why the node is down or restarting. */
+    reason?: string;
+  }[];
   /** Replicas rewritten from a good copy since start. */
   repairs: number;
   scrub: { passes: number; bytes: number };
-  /** Chunks with a replica on a data node that is down, now. */
+  /**
+   * Chunks with fewer good replicas than placed, now: a replica on a data node that is down or
+   * gone, or known missing (found at start-up, being restored).
+   */
   underReplicatedChunks: number;
   /** Replicas found corrupted or missing since start (each then repaired, or reported). */
   corruptReplicasFound: number;
   /** Files the scrubber found with no good replica of some chunk (recent passes). */
   lostFiles: number;
+  /** What the data nodes' logs were found to hold since start (see `rank0/health.ts`). */
+  metadata?: {
+    damagedRegions: number;
+    damagedBytes: number;
+    tailCuts: number;
+    logsMadeAnew: number;
+    logsRewritten: number;
+  };
 }
 
 export interface HelloRequest {

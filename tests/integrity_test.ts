@@ -165,7 +165,16 @@ Deno.test("dfs fsck finds and repairs bad replicas reads never touch, and report
   );
   const at = ["--server", server.address];
 
-  const healthy = JSON.parse((await dfs(["fsck", "--json", ...at])).stdout);
+  const { logs, ...healthy } = JSON.parse((await dfs(["fsck", "--json", ...at])).stdout);
+  assert.deepEqual(
+    logs.map((l: { rank: number; damagedRegions: number; missingBytes: number }) => [
+      l.rank,
+      l.damagedRegions,
+      l.missingBytes,
+    ]),
+    [[1, 0, 0], [2, 0, 0], [3, 0, 0]],
+    "every node's log is checked and clean",
+  );
   assert.deepEqual(healthy, {
     files: 2,
     chunks: 3,
@@ -217,5 +226,5 @@ Deno.test("the background scrubber repairs a bad replica with no client reading 
   assert.ok(status.scrub.passes >= 1 && status.scrub.bytes > 0, JSON.stringify(status));
   assert.equal(status.files, 1);
   const human = (await dfs(["status", "--server", server.address])).stdout;
-  assert.match(human, /^rank\s+state\s+held\s+chunks\n1\s+up\s+/);
+  assert.match(human, /^rank\s+state\s+held\s+chunks\s+missing\n1\s+up\s+/);
 });

@@ -160,6 +160,19 @@ export interface RankScan {
   blobs: [string, number][];
   /** The ids of the chunks kept whole in the node's log (small files), joined by NUL. */
   inLog?: string;
+  /** What opening the node's log found, when it found anything (older nodes say nothing). */
+  opened?: LogOpened;
+}
+
+/** What opening a data node's log found. */
+export interface LogOpened {
+  /** Damaged regions skipped, and their bytes (intact records after them were kept). */
+  damagedRegions: number;
+  damagedBytes: number;
+  /** Bytes of a torn tail cut off its end (what a crash leaves; 0 if none). */
+  tailCutBytes: number;
+  /** The log was missing and was made anew. */
+  created: boolean;
 }
 
 /** What one data node must do to match the recovered state. */

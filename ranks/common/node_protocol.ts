@@ -14,9 +14,15 @@
  * - `discard`: remove the chunks of an upload that will never commit.
  * - `repair`: hold exactly these manifests from now on and delete these blobs (start-up,
  *   reconcile).
- * - `scan`: everything the node holds (manifests, blobs, chunks in its log).
+ * - `scan`: everything the node holds (manifests, blobs, chunks in its log), and what opening its
+ *   log found.
+ * - `verifyLog`: re-read the whole log and check every record (the scrubber's check of the
+ *   metadata); damage is rewritten from the node's memory, a log cut under it fails the node.
  * - `list`: the node's newest version of each name under a prefix.
- * - `statfs`, `ping`: the size and free space of its disk; a heartbeat.
+ * - `statfs`, `ping`: the size and free space of its disk; a heartbeat, which also checks that
+ *   the node's folder and log are still there.
+ *
+ * A node whose disk failed answers every call with `NODE_FAILED` (see `node/disk_health.ts`).
  *
  * @module
  */
@@ -49,7 +55,25 @@ export type NodeCall =
   /** What this node holds, for reconciling it after a restart. */
   | { op: "scan" }
   /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteBlobs`. */
-  | { op: "repair"; repair: RankRepair };
+  | { op: "repair"; repair: RankRepair }
+  /** Re-read and check the whole log; the answer is a `LogCheck`. */
+  | { op: "verifyLog" };
+
+/** What a data node's check of its log found (`verifyLog`). */
+export interface LogCheck {
+  rank: number;
+  /** Bytes of log read. */
+  bytes: number;
+  /** Intact records read. */
+  records: number;
+  /** Damaged regions found, and their bytes. */
+  damagedRegions: number;
+  damagedBytes: number;
+  /** Bytes written to the log that the file no longer has (cut under the node: it fails). */
+  missingBytes: number;
+  /** The log was rewritten from the node's memory (the damage is gone). */
+  rewritten: boolean;
+}
 
 /** A question rank 0 broadcasts to every data node; each answers with `gather` on `tag`. */
 export type NodeCollective =
@@ -64,7 +88,11 @@ export type ScanAnswer = RankScan;
 
 /** The first message rank 0 posts to a new data node Worker. */
 export interface NodeInit {
-  init: { rank: number; size: number; dir: string };
+  /**
+   * `create`: make the folder if it is missing (at server start); false when the node is
+   * restarted while the server runs (a vanished folder is a failed disk).
+   */
+  init: { rank: number; size: number; dir: string; create?: boolean };
 }
 
 /** The tag a data node sends on once it has opened its storage (`Comm.nextTag()` never yields 0). */

@@ -317,6 +317,14 @@ export class MemoryFileHandle implements FileHandle {
     return this.sync();
   }
 
+  /** The file's size and its folder entries (0 once removed); a folder has one. */
+  statSync(): { size: number; nlink: number } {
+    this.#alive();
+    this.#volume.checkFault("stat", this.#path);
+    const node = this.#node;
+    return node.kind === "file" ? { size: node.size, nlink: node.links } : { size: 0, nlink: 1 };
+  }
+
   lock(exclusive = false): Promise<void> {
     return Promise.try(() => {
       this.#alive();

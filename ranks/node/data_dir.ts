@@ -96,11 +96,19 @@ export async function lockDataDir(
 }
 
 /**
+ * What an empty file system holds at its root: a rank folder that is a fresh mount point (one disk
+ * per node) holds nothing else.
+ */
+const FRESH_MOUNT_ENTRIES: ReadonlySet<string> = new Set(["lost+found"]);
+
+/**
  * Refuses to start with fewer ranks than the data directory holds (their files would vanish),
- * then checks its format (`checkFormat()`).
+ * then checks its format (`checkFormat()`). A `rank-N` folder that is empty (or holds only what a
+ * new file system holds, `lost+found`) holds nothing: a pre-made mount point of a one-disk-per-node
+ * set-up is a new node.
  *
- * @throws {DfsError} INVALID_REQUEST if it holds a `rank-N` folder with N >= `ranks`, or is in
- * another format.
+ * @throws {DfsError} INVALID_REQUEST if it holds a `rank-N` folder with N >= `ranks` that is not
+ * empty, or is in another format.
  */
 export async function checkRankFolders(
   dataDir: string,
@@ -111,7 +119,7 @@ export async function checkRankFolders(
   let holdsRanks = false;
   for await (const entry of fs.readDir(dataDir)) {
     const match = /^rank-(\d+)$/.exec(entry.name);
-    if (!match) continue;
+    if (!match || await isEmptyFolder(fs, join(dataDir, entry.name))) continue;
     holdsRanks = true;
     if (Number(match[1]) >= ranks) {
       throw new DfsError(
@@ -123,6 +131,18 @@ export async function checkRankFolders(
     }
   }
   await checkFormat(dataDir, { fs, holdsRanks });
+}
+
+/** True if `path` is a folder holding nothing but `FRESH_MOUNT_ENTRIES`. */
+async function isEmptyFolder(fs: FileSystem, path: string): Promise<boolean> {
+  try {
+    for await (const entry of fs.readDir(path)) {
+      if (!FRESH_MOUNT_ENTRIES.has(entry.name)) return false;
+    }
+    return true;
+  } catch {
+    return false; // not a folder, or unreadable: taken as holding something
+  }
 }
 
 /**

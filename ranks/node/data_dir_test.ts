@@ -45,6 +45,7 @@ Deno.test("checkRankFolders() refuses fewer ranks than the data directory holds"
   const fs = await newDataDir();
   await checkRankFolders(DATA_DIR, 5, { fs });
   await fs.mkdir(`${DATA_DIR}/rank-4`);
+  await writeFileTo(`${DATA_DIR}/rank-4/meta.log`, new Uint8Array([1]), { fs });
   await assert.rejects(checkRankFolders(DATA_DIR, 4, { fs }), {
     name: "DfsError",
     code: "INVALID_REQUEST",
@@ -74,7 +75,7 @@ Deno.test("checkFormat() refuses another format and changes nothing", async () =
 
 Deno.test("checkRankFolders() refuses an older layout: rank folders and no FORMAT", async () => {
   const fs = await newDataDir();
-  await fs.mkdir(`${DATA_DIR}/rank-1`);
+  await fs.mkdir(`${DATA_DIR}/rank-1/chunks`, { recursive: true });
   await assert.rejects(checkRankFolders(DATA_DIR, 3, { fs }), {
     name: "DfsError",
     code: "INVALID_REQUEST",
@@ -84,6 +85,15 @@ Deno.test("checkRankFolders() refuses an older layout: rank folders and no FORMA
     ),
   });
   assert.deepEqual(await namesIn(fs), ["rank-1"], "no FORMAT was written");
+});
+
+Deno.test("checkRankFolders() takes empty rank folders (fresh mount points) for a new store", async () => {
+  const fs = await newDataDir();
+  await fs.mkdir(`${DATA_DIR}/rank-1/lost+found`, { recursive: true });
+  await fs.mkdir(`${DATA_DIR}/rank-2`);
+  await fs.mkdir(`${DATA_DIR}/rank-5`);
+  await checkRankFolders(DATA_DIR, 3, { fs });
+  assert.equal(await fs.readTextFile(`${DATA_DIR}/${FORMAT_FILE}`), FORMAT);
 });
 
 Deno.test("lockDataDir() times out on a data directory another server holds", async () => {

@@ -16,14 +16,15 @@ import { crc32 } from "node:zlib";
 import { releaseDecodeInput } from "../../protocol/cbor.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { denoEnv } from "../env/deno_env.ts";
-import type { Env } from "../env/env.ts";
-import { reasonOf, syncDirectory } from "./_fs.ts";
+import type { Env, FileSystem } from "../env/env.ts";
+import { reasonOf, syncDirectory, writeAll } from "./_fs.ts";
+import { isDiskError, isNotFound, missingPath, nodeFailure } from "./disk_health.ts";
 import { type ChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type Manifest, type RankRepair } from "../common/manifest.ts";
 import { decodeRecordWithData, encodeRecord, type LogRecord, renamedFrom } from "./log_record.ts";
 import { ManifestTable } from "./manifest_table.ts";
-import type { ListAnswer, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
+import type { ListAnswer, LogCheck, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
 
 /** Log bytes below which the log is never compacted at run time. */
@@ -33,6 +34,12 @@ export const LOG_COMPACT_BYTES_MIN = 64 * 1024 * 1024;
 export const CHUNKS_DIR = "chunks";
 /** The node's log, in its folder. */
 export const LOG_FILE = "meta.log";
+/**
+ * The file a node writes, syncs and removes in its chunk folder as it opens: a disk that no
+ * longer takes writes (I/O errors, read-only) keeps the node from starting rather than failing
+ * the first put placed on it.
+ */
+export const PROBE_FILE = ".probe";
 
 /** Options of `openDataNode()`. */
 export interface DataNodeOptions {
@@ -40,6 +47,12 @@ export interface DataNodeOptions {
   env?: Env;
   /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
   compactBytesMin?: number;
+  /**
+   * Create the folder if it is missing (default true: a new node at server start). A node
+   * restarted while the server runs passes false: a folder that vanished is a failed disk, not a
+   * new node (its mount point may be empty now, on the wrong disk).
+   */
+  create?: boolean;
 }
 
 /** A record replayed from the log, with where the bytes it carries are in the file. */
@@ -61,6 +74,19 @@ export async function openDataNode(
   options: DataNodeOptions = {},
 ): Promise<DataNode> {
   const env = options.env ?? denoEnv();
+  if (options.create === false) {
+    const missing = missingPath(env.fs, { folders: [dir], files: [] });
+    if (missing !== undefined) {
+      throw new DfsError(
+        "UNAVAILABLE",
+        `Cannot open node folder "${dir}": ${missing} (its disk failed or was removed); a node's ` +
+          `folder is made anew only when the server starts`,
+      );
+    }
+  }
+  // A node that held chunks before and finds no log has lost it; a new one simply has none yet.
+  const heldChunks = missingPath(env.fs, { folders: [join(dir, CHUNKS_DIR)], files: [] }) ===
+    undefined;
   try {
     await env.fs.mkdir(dir, { recursive: true });
     await syncDirectory(env.fs, dirname(dir));
@@ -71,13 +97,22 @@ export async function openDataNode(
   }
   const store = await openDiskChunkStore(join(dir, CHUNKS_DIR), env);
   try {
+    await probeWrite(env.fs, join(dir, CHUNKS_DIR, PROBE_FILE));
     const replayed: Replayed[] = [];
     const log = await replayRecordLog(join(dir, LOG_FILE), (body, offset) => {
       const { record, data } = decodeRecordWithData(body);
       replayed.push({ record, data: data && { offset: offset + data.offset, size: data.size } });
     }, env);
     releaseDecodeInput();
-    return new DataNode(rank, { ...options, env, dir, store, log, replayed });
+    return new DataNode(rank, {
+      compactBytesMin: options.compactBytesMin,
+      env,
+      dir,
+      store,
+      log,
+      replayed,
+      logLost: log.replay.created && heldChunks,
+    });
   } catch (error) {
     await store.close();
     throw error;
@@ -106,6 +141,9 @@ export class DataNode {
    */
   #appending = new Map<string, Uint8Array>();
   #compactBytesMin: number;
+  #failure: DfsError | undefined;
+  /** The log was missing at open although the node held chunks before. */
+  #logLost: boolean;
 
   /**
    * Rebuilds the node's manifest table from the records replayed out of its log, each with where
@@ -122,8 +160,11 @@ export class DataNode {
       dir: string;
       /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
       compactBytesMin?: number;
+      /** The log was missing at open although the node held chunks before. */
+      logLost?: boolean;
     },
   ) {
+    this.#logLost = storage.logLost ?? false;
     this.rank = rank;
     this.#env = storage.env;
     this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
@@ -136,8 +177,40 @@ export class DataNode {
     }
   }
 
-  /** Answers one point-to-point request. A `read` answers with bytes the caller may transfer. */
+  /** Why the node's disk is taken for failed, once it is: every call is answered with it. */
+  get failure(): DfsError | undefined {
+    return this.#failure;
+  }
+
+  /**
+   * Answers one point-to-point request. A `read` answers with bytes the caller may transfer.
+   *
+   * @throws {DfsError} `NODE_FAILED` once the node's disk has failed (see `disk_health.ts`).
+   */
   async handle(call: NodeCall): Promise<unknown> {
+    this.#throwIfFailed();
+    try {
+      return await this.#handle(call);
+    } catch (error) {
+      this.#noteError(error);
+      throw this.#failure ?? error;
+    }
+  }
+
+  /**
+   * A heartbeat: checks that the node's folder, chunk folder and log are still there and its log
+   * can still be appended to (a few synchronous stats).
+   *
+   * @throws {DfsError} `NODE_FAILED` if they are not.
+   */
+  ping(): true {
+    this.#throwIfFailed();
+    this.#checkDisk();
+    this.#throwIfFailed();
+    return true;
+  }
+
+  async #handle(call: NodeCall): Promise<unknown> {
     switch (call.op) {
       case "write":
         this.#verify(call.id, call.bytes, call.crc32, "arrived damaged");
@@ -190,6 +263,8 @@ export class DataNode {
       case "repair":
         await this.#repair(call.repair);
         return true;
+      case "verifyLog":
+        return await this.#verifyLog();
       default:
         throw new DfsError("INVALID_REQUEST", `Unknown node call ${JSON.stringify(call)}`);
     }
@@ -206,16 +281,103 @@ export class DataNode {
     return this.#table.latest(prefix);
   }
 
-  /** Everything this node holds, for start-up recovery. */
+  /**
+   * Everything this node holds, for start-up recovery and reconciling, and what opening its log
+   * found (damage skipped, a torn tail cut, a log made anew).
+   *
+   * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
+   */
   async scan(): Promise<ScanAnswer> {
-    const blobs = await this.#store.scan();
+    this.#throwIfFailed();
+    let blobs: Map<string, number>;
+    try {
+      blobs = await this.#store.scan();
+    } catch (error) {
+      this.#noteError(error);
+      throw this.#failure ?? error;
+    }
     const inLog = [...this.#inLog.keys()].join("\0");
-    return { rank: this.rank, manifests: [...this.#table.all()], blobs: [...blobs], inLog };
+    const { damagedRegions, damagedBytes, tailCutBytes } = this.#log.replay;
+    const created = this.#logLost;
+    return {
+      rank: this.rank,
+      manifests: [...this.#table.all()],
+      blobs: [...blobs],
+      inLog,
+      opened: { damagedRegions, damagedBytes, tailCutBytes, created },
+    };
   }
 
   async close(): Promise<void> {
     await this.#log.close();
     await this.#store.close();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure) throw this.#failure;
+  }
+
+  /** Takes the node for failed, for `reason`, if it is not already; says so once. */
+  #fail(reason: string): void {
+    if (this.#failure) return;
+    this.#failure = nodeFailure(this.rank, reason);
+    this.#env.log.error(`dfs: rank ${this.rank}: ${this.#failure.message}; it stops serving`);
+  }
+
+  /**
+   * Looks at an error a call met: an I/O error of the disk, a log that can no longer be appended
+   * to, or a missing file in a folder that is itself gone all fail the node.
+   */
+  #noteError(error: unknown): void {
+    if (this.#failure) return;
+    const logFailure = this.#log.failure;
+    if (logFailure) return this.#fail(logFailure.message);
+    if (isDiskError(error)) return this.#fail(reasonOf(error));
+    if (isNotFound(error)) this.#checkDisk();
+  }
+
+  /** Fails the node if its folder, chunk folder or log is gone, or its log cannot be appended to. */
+  #checkDisk(): void {
+    const logFailure = this.#log.failure;
+    if (logFailure) return this.#fail(logFailure.message);
+    const missing = missingPath(this.#env.fs, {
+      folders: [this.#dir, join(this.#dir, CHUNKS_DIR)],
+      files: [join(this.#dir, LOG_FILE)],
+    });
+    if (missing !== undefined) this.#fail(missing);
+  }
+
+  /**
+   * Re-reads the whole log and checks every record (the scrubber's and fsck's check of the
+   * metadata). Damaged records are rewritten from the node's table, which is what was appended;
+   * a log shorter than what was written to it (cut under the node) fails the node: its restart
+   * replays what is left and rank 0 copies back the rest.
+   */
+  async #verifyLog(): Promise<LogCheck> {
+    const found = await this.#log.verify();
+    const check: LogCheck = {
+      rank: this.rank,
+      bytes: this.#log.sizeBytes,
+      records: found.records,
+      damagedRegions: found.damagedRegions,
+      damagedBytes: found.damagedBytes,
+      missingBytes: found.missingBytes,
+      rewritten: false,
+    };
+    if (found.superseded) return check;
+    if (found.missingBytes > 0) {
+      this.#fail(`its log was cut: ${found.missingBytes} bytes written to it are missing`);
+      return check;
+    }
+    if (found.damagedRegions > 0) {
+      this.#env.log.error(
+        `dfs: rank ${this.rank}: log has ${found.damagedRegions} damaged region(s) ` +
+          `(${found.damagedBytes} bytes); rewriting it from memory`,
+      );
+      await this.#rewriteLog("table", { reset: false });
+      check.rewritten = true;
+    }
+    return check;
   }
 
   async #release(name: string, version: number): Promise<boolean> {
@@ -395,6 +557,30 @@ export class DataNode {
       return;
     }
     await this.#rewriteLog("table", { reset: false });
+  }
+}
+
+/**
+ * Writes, fdatasyncs and removes a small file at `path`.
+ *
+ * @throws {DfsError} UNAVAILABLE saying the disk does not take writes.
+ */
+async function probeWrite(fs: FileSystem, path: string): Promise<void> {
+  try {
+    {
+      using file = await fs.open(path, { write: true, create: true, truncate: true });
+      await writeAll(file, new TextEncoder().encode("dfs\n"));
+      await file.syncData();
+    }
+    await fs.remove(path);
+  } catch (error) {
+    throw new DfsError(
+      "UNAVAILABLE",
+      `Disk does not take a write at "${path}": ${reasonOf(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 

@@ -15,12 +15,30 @@ import { denoFileSystem } from "../env/deno_env.ts";
 import { stderrLog } from "../env/system.ts";
 import type { FileHandle, FileSystem, Log } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
+import { checkRewritten, concat, type Records, rewriteError, writeLogFile } from "./_log_file.ts";
 import {
+  type LogVerifyReport,
+  openLogFile,
+  REPLAY_READ_BYTES,
+  type ReplayReport,
+  scanLogFile,
+  supersededReport,
+  verifyReportOf,
+} from "./log_replay.ts";
+import {
+  type DamagedRegion,
   frameRecord,
-  parseRecords,
   RECORD_HEADER_SIZE_BYTES,
   RECORD_SIZE_BYTES_MAX,
 } from "./record_frame.ts";
+
+export {
+  type DamagedRegion,
+  type LogVerifyReport,
+  type Records,
+  REPLAY_READ_BYTES,
+  type ReplayReport,
+};
 
 /**
  * Framed bytes per write+fdatasync; a record bigger than this is written alone. Metadata records
@@ -52,9 +70,6 @@ const BATCH_GATHER_MICROTASKS = 16;
  */
 export const SYNC_READ_BYTES_MAX = 64 * 1024;
 
-/** Bytes read at a time while replaying a log (the buffer grows for a bigger record). */
-export const REPLAY_READ_BYTES = 4 * 1024 * 1024;
-
 /**
  * Where a record log does its I/O and reports damage: Deno's file system and stderr unless told
  * (an `Env` will do).
@@ -67,12 +82,18 @@ export interface RecordLogOptions {
 /**
  * Opens (creating if missing) the log at path and replays it, reading it piece by piece: each
  * intact record goes to `onRecord` with the file offset of its body, as a view that is only valid
- * during the call (so a log holding file data never has to fit in memory). A torn or corrupt tail
- * (short header, length over RECORD_SIZE_BYTES_MAX, short body, CRC mismatch) ends the replay: the
- * file is truncated to the last intact record and that truncation is fsynced. A damaged record
- * followed by intact ones is skipped (see `parseRecords`) and reported to `options.log`: the other
- * replicas of what it held make up for it. A stale `path + ".tmp"` left by an interrupted
- * `rewrite()` is removed.
+ * during the call (so a log holding file data never has to fit in memory). `log.replay` says what
+ * was found; damage and cuts are also reported to `options.log`.
+ *
+ * Where a record is not intact (a short header, a length of 0 or over RECORD_SIZE_BYTES_MAX, a
+ * short body, a CRC mismatch), the replay resynchronises on the next intact record (see
+ * `RecordScanner`): the bytes in between are a damaged region, skipped and left in the file (the
+ * other replicas of what they held make up for them). Only damage that no intact record follows
+ * is a torn tail, what a crash leaves at the end: the file is truncated to the last intact record
+ * and that truncation is fsynced. If the search through damage runs out of `RESYNC_CRC_BYTES_MAX`,
+ * the rest of the file is kept but not replayed, and the log is opened failed (`log.failure`):
+ * cutting it could destroy intact records, and appending after it would write records the next
+ * replay does not reach. A stale `path + ".tmp"` left by an interrupted `rewrite()` is removed.
  *
  * @throws {DfsError} UNAVAILABLE if the file cannot be read, created or truncated.
  */
@@ -82,59 +103,8 @@ export async function replayRecordLog(
   options: RecordLogOptions = {},
 ): Promise<RecordLog> {
   const { fs = denoFileSystem, log = stderrLog } = options;
-  let file: FileHandle | undefined;
-  try {
-    await removeIfExists(fs, `${path}.tmp`);
-    let created = false;
-    let intactBytes = 0;
-    let damaged = 0;
-    let size = 0;
-    try {
-      using reader = await fs.open(path, { read: true });
-      let buffer = new Uint8Array(REPLAY_READ_BYTES);
-      let start = 0; // buffer[start, end) are the file's bytes from intactBytes on
-      let end = 0;
-      let eof = false;
-      while (true) {
-        const parsed = parseRecords(buffer.subarray(start, end));
-        parsed.records.forEach((body, i) => onRecord(body, intactBytes + parsed.offsets[i]));
-        damaged += parsed.damaged;
-        intactBytes += parsed.intactBytes;
-        start += parsed.intactBytes;
-        if (eof) break;
-        if (start > 0) {
-          buffer.copyWithin(0, start, end);
-          end -= start;
-          start = 0;
-        }
-        if (end === buffer.length) { // one record fills the buffer: make room for it
-          const bigger = new Uint8Array(2 * buffer.length);
-          bigger.set(buffer);
-          buffer = bigger;
-        }
-        const read = await reader.read(buffer.subarray(end));
-        if (read === null) eof = true;
-        else end += read;
-      }
-      size = intactBytes + (end - start);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-      created = true;
-    }
-    if (damaged > 0) log.error(`dfs: log "${path}": skipped ${damaged} damaged record(s)`);
-    file = await fs.open(path, { append: true, create: true });
-    if (intactBytes < size) {
-      await file.truncate(intactBytes);
-      await file.sync();
-    }
-    if (created) await syncDirectory(fs, dirname(path));
-    return new RecordLog(path, { fs, file, sizeBytes: intactBytes });
-  } catch (error) {
-    file?.close();
-    throw new DfsError("UNAVAILABLE", `Cannot open log "${path}": ${reasonOf(error)}`, {
-      cause: error,
-    });
-  }
+  const opened = await openLogFile(path, onRecord, { fs, log });
+  return new RecordLog(path, { fs, ...opened });
 }
 
 /**
@@ -165,9 +135,6 @@ type Waiting =
     reject: (error: unknown) => void;
   };
 
-/** The records of a rewrite: a list, or produced one by one as they are written. */
-export type Records = readonly Uint8Array[] | AsyncIterable<Uint8Array>;
-
 /** A framed append, queued for the next batches. */
 interface Queued {
   frame: Uint8Array;
@@ -197,17 +164,46 @@ export class RecordLog {
   #writing: Promise<void> | undefined;
   /** Set when a failed batch could not be cut off the file: appending after it would be lost. */
   #broken: DfsError | undefined;
+  /**
+   * Set, for good, when the file is no longer one a replay would read all of: it was removed or
+   * changed size under the node, or holds damage that could not be searched.
+   */
+  #failure: DfsError | undefined;
+  /** Bumped by every rewrite: a check that started before one means nothing. */
+  #generation = 0;
   #closing = false;
+  /** What opening the log found: records replayed, damage skipped, a torn tail cut. */
+  readonly replay: ReplayReport;
 
   /**
    * Use `openRecordLog()`; `file` is open for appending on `fs`, `sizeBytes` long, and owned by
-   * the log from now on.
+   * the log from now on; `replay` is what opening it found; a `failure` fails every append.
    */
-  constructor(path: string, opened: { fs: FileSystem; file: FileHandle; sizeBytes: number }) {
+  constructor(
+    path: string,
+    opened: {
+      fs: FileSystem;
+      file: FileHandle;
+      sizeBytes: number;
+      replay: ReplayReport;
+      failure?: DfsError;
+    },
+  ) {
     this.#path = path;
     this.#fs = opened.fs;
     this.#file = opened.file;
     this.#sizeBytes = opened.sizeBytes;
+    this.replay = opened.replay;
+    this.#failure = opened.failure;
+  }
+
+  /**
+   * Why appends fail, if they all do: the file was removed or changed size under the node, or
+   * holds damage a replay could not search past (for good), or a failed batch could not be cut
+   * back off it (until a `rewrite()`). The node should report itself failed.
+   */
+  get failure(): DfsError | undefined {
+    return this.#failure ?? this.#broken;
   }
 
   /** Bytes of the log file that are durable: every record whose append() has resolved. */
@@ -228,8 +224,14 @@ export class RecordLog {
    * `RECORD_QUEUE_BYTES_MAX` or `RECORD_QUEUE_RECORDS_MAX` are reached or a rewrite is pending, so
    * don't change it before the returned promise settles.
    *
+   * After each batch's write + fdatasync one synchronous fstat of the open file (a batch holds many
+   * records) checks that the file is still the log: still linked and of the size expected. If
+   * not, the batch and every later append fail (`failure`): nothing is acknowledged into a file
+   * that was removed or cut under the node.
+   *
    * @throws {DfsError} TOO_LARGE over `RECORD_SIZE_BYTES_MAX`; UNAVAILABLE if the write or
-   * fdatasync of its batch fails (a full disk): then no record of the batch is in the log.
+   * fdatasync of its batch fails (a full disk): then no record of the batch is in the log; and
+   * UNAVAILABLE with `failure`, once the file was removed or changed size under the node.
    */
   async append(record: Uint8Array): Promise<number> {
     assert(!this.#closing, "append() is not called after close()");
@@ -254,7 +256,8 @@ export class RecordLog {
    * the new file. Resolves with the file offset of each record's body in the new file.
    *
    * @throws {DfsError} TOO_LARGE if a record is over `RECORD_SIZE_BYTES_MAX` (nothing changes);
-   * UNAVAILABLE if writing fails (the old log stays, unless the rename was done).
+   * UNAVAILABLE if writing fails (the old log stays, unless the rename was done), or with
+   * `failure` if the log has failed for good.
    */
   async rewrite(records: Records): Promise<number[]> {
     assert(!this.#closing, "rewrite() is not called after close()");
@@ -304,6 +307,33 @@ export class RecordLog {
       });
     }
     return bytes;
+  }
+
+  /**
+   * Re-reads the log file from its start up to the durable size when the call starts, streaming
+   * with a bounded buffer (see `scanLogFile`), and checks every record, resynchronising past damage
+   * as a replay does. Appends go on meanwhile (they land past that size). `missingBytes` > 0 means
+   * the file is now shorter: it was cut under the node (a record cut short counts as damaged). If a
+   * `rewrite()` runs meanwhile, the report is `superseded`: its counts mean nothing.
+   *
+   * @throws {DfsError} UNAVAILABLE if the file cannot be opened or read.
+   */
+  async verify(): Promise<LogVerifyReport> {
+    assert(!this.#closing, "verify() is not called after close()");
+    const generation = this.#generation;
+    const limitBytes = this.#sizeBytes;
+    try {
+      using file = await this.#fs.open(this.#path, { read: true });
+      const scanned = await scanLogFile(file, () => {}, { limitBytes });
+      return this.#generation === generation
+        ? verifyReportOf(scanned, limitBytes)
+        : supersededReport();
+    } catch (error) {
+      if (this.#generation !== generation) return supersededReport();
+      throw new DfsError("UNAVAILABLE", `Cannot verify log "${this.#path}": ${reasonOf(error)}`, {
+        cause: error,
+      });
+    }
   }
 
   /** Waits for every append and rewrite called before, then closes the file. */
@@ -398,10 +428,12 @@ export class RecordLog {
     const data = batch.length === 1 ? batch[0].frame : concat(batch.map((queued) => queued.frame));
     assert(data.length <= Math.max(RECORD_BATCH_BYTES_MAX, batch[0].frame.length), "batch size");
     try {
+      if (this.#failure) throw this.#failure;
       if (this.#broken) throw this.#broken;
       this.#syncCount++;
       await writeAll(this.#file, data);
       await this.#file.syncData();
+      this.#checkStillTheLog(this.#sizeBytes + data.length);
       let offset = this.#sizeBytes;
       this.#sizeBytes += data.length;
       for (const queued of batch) {
@@ -414,9 +446,30 @@ export class RecordLog {
         `Cannot append record: ${reasonOf(error)}`,
         { cause: error },
       );
-      await this.#cutBack();
+      if (failure !== this.#failure) await this.#cutBack(); // a failed file is not the log's
       for (const queued of batch) queued.reject(failure);
     }
+  }
+
+  /**
+   * Checks with one fstat of the open file that it is still the log after a batch: linked, and
+   * `expectedBytes` long. If not, fails the log for good.
+   *
+   * @throws {DfsError} UNAVAILABLE, the log's `failure`, if not.
+   */
+  #checkStillTheLog(expectedBytes: number): void {
+    const { size, nlink } = this.#file.statSync();
+    let reason: string | undefined;
+    if (nlink === 0) reason = "was removed under the node";
+    else if (size !== expectedBytes) {
+      reason = `changed size under the node: ${size} bytes, ${expectedBytes} expected`;
+    }
+    if (reason === undefined) return;
+    this.#failure = new DfsError(
+      "UNAVAILABLE",
+      `Cannot append record: the log file "${this.#path}" ${reason}`,
+    );
+    throw this.#failure;
   }
 
   /** Truncates the file back to its durable size after a failed batch. */
@@ -436,8 +489,13 @@ export class RecordLog {
   }
 
   async #replace(records: Records): Promise<number[]> {
+    if (this.#failure) throw this.#failure;
+    this.#generation++;
     const tmp = `${this.#path}.tmp`;
-    const { file, sizeBytes, offsets } = await writeLogFile(tmp, records, { fs: this.#fs });
+    const { file, sizeBytes, offsets } = await writeLogFile(tmp, records, {
+      fs: this.#fs,
+      batchBytes: RECORD_BATCH_BYTES_MAX,
+    });
     try {
       await this.#fs.rename(tmp, this.#path);
     } catch (error) {
@@ -457,68 +515,4 @@ export class RecordLog {
     }
     return offsets;
   }
-}
-
-/**
- * Writes a new log file of `records` at `path` and fdatasyncs it; returns it open for appending,
- * with the file offset of each record's body. On failure the file is removed.
- */
-async function writeLogFile(
-  path: string,
-  records: Records,
-  { fs }: { fs: FileSystem },
-): Promise<{ file: FileHandle; sizeBytes: number; offsets: number[] }> {
-  let file: FileHandle | undefined;
-  try {
-    await removeIfExists(fs, path);
-    file = await fs.open(path, { append: true, createNew: true });
-    const offsets: number[] = [];
-    let sizeBytes = 0;
-    let frames: Uint8Array[] = [];
-    let bytes = 0;
-    for await (const record of records) {
-      checkRewritten(record);
-      const frame = frameRecord(record);
-      if (frames.length > 0 && bytes + frame.length > RECORD_BATCH_BYTES_MAX) {
-        await writeAll(file, concat(frames));
-        [frames, bytes] = [[], 0];
-      }
-      offsets.push(sizeBytes + RECORD_HEADER_SIZE_BYTES);
-      sizeBytes += frame.length;
-      frames.push(frame);
-      bytes += frame.length;
-    }
-    if (frames.length > 0) await writeAll(file, concat(frames));
-    await file.syncData();
-    return { file, sizeBytes, offsets };
-  } catch (error) {
-    file?.close();
-    await removeIfExists(fs, path).catch(() => {});
-    throw error instanceof DfsError ? error : rewriteError(error);
-  }
-}
-
-/** @throws {DfsError} TOO_LARGE for a record over `RECORD_SIZE_BYTES_MAX`. */
-function checkRewritten(record: Uint8Array): void {
-  if (record.length > RECORD_SIZE_BYTES_MAX) {
-    throw new DfsError(
-      "TOO_LARGE",
-      `Cannot rewrite log: a record of ${record.length} bytes is over the limit of ${RECORD_SIZE_BYTES_MAX}`,
-    );
-  }
-  assert(record.length > 0, "a record is not empty");
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    whole.set(part, offset);
-    offset += part.length;
-  }
-  return whole;
-}
-
-function rewriteError(error: unknown): DfsError {
-  return new DfsError("UNAVAILABLE", `Cannot rewrite log: ${reasonOf(error)}`, { cause: error });
 }

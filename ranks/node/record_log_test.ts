@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { FileSystem, Log } from "../env/env.ts";
+import type { FileHandle, FileSystem, Log, OpenOptions } from "../env/env.ts";
 import {
   frameRecord,
   parseRecords,
@@ -11,6 +11,7 @@ import {
   RECORD_BATCH_BYTES_MAX,
   RECORD_QUEUE_BYTES_MAX,
   RECORD_QUEUE_RECORDS_MAX,
+  type RecordLog,
 } from "./record_log.ts";
 import {
   MEMORY_TEST_FS,
@@ -120,13 +121,17 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       corrupt[at] ^= 0x01; // its CRC32 or its body
       const parsed = parseRecords(corrupt);
       assert.deepEqual(texts(parsed.records), ["first", "third", "fourth"], `flip at ${at}`);
-      assert.equal(parsed.damaged, 1);
+      assert.equal(parsed.damagedRegions, 1);
+      assert.deepEqual(parsed.regions, [{
+        offset: rottenStart,
+        bytes: RECORD_HEADER_SIZE_BYTES + 6,
+      }]);
       assert.equal(parsed.intactBytes, whole.length);
       await writeFileTo(temp.path, corrupt, { fs });
       const damage = recordingLog();
       await assertReplays(temp.path, ["first", "third", "fourth"], { fs, log: damage });
       assert.deepEqual(damage.messages, [
-        `dfs: log "${temp.path}": skipped 1 damaged record(s)`,
+        `dfs: log "${temp.path}": skipped 1 damaged region(s), 14 bytes in all; kept 2 intact record(s) after the damage`,
       ]);
       assert.equal(fs.statSync(temp.path).size, whole.length, "nothing cut off");
     }
@@ -353,3 +358,181 @@ Deno.test("RecordLog: a rewrite whose rename fails keeps the old log in use", as
   await log.close();
   await assertReplays(temp.path, ["old", "appended"], { fs });
 });
+
+/** Opens the file at `path` on `fs` for writing and runs `change` on it (someone else's edit). */
+async function changeFile(
+  path: string,
+  fs: FileSystem,
+  change: (file: FileHandle) => Promise<unknown>,
+): Promise<void> {
+  using file = await fs.open(path, { write: true });
+  await change(file);
+}
+
+/** `fs`, whose opens of `path` for reading wait for `opening` while `holding` is set. */
+function holdOpening(
+  fs: FileSystem,
+  path: string,
+  opening: Promise<void>,
+): { fs: FileSystem; holding: boolean } {
+  const gated = { fs, holding: false };
+  gated.fs = new Proxy(fs, {
+    get(target, key) {
+      if (key === "open") {
+        return async (at: string, options: OpenOptions) => {
+          if (gated.holding && at === path && options.read) await opening;
+          return await target.open(at, options);
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return gated;
+}
+
+/** Appends `count` records `record 0`, `record 1`... to `log`; returns where each frame starts. */
+async function appendRecords(log: RecordLog, count: number): Promise<number[]> {
+  const starts = [];
+  for (let i = 0; i < count; i++) {
+    starts.push(await log.append(encoder.encode(`record ${i}`)) - RECORD_HEADER_SIZE_BYTES);
+  }
+  return starts;
+}
+
+const CLEAN = {
+  damagedRegions: 0,
+  damagedBytes: 0,
+  regions: [],
+  missingBytes: 0,
+  superseded: false,
+};
+
+for (const testFs of TEST_FILE_SYSTEMS) {
+  Deno.test(`verify() finds every record of a clean log while appends go on${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { log } = await openRecordLog(temp.path, { fs: temp.fs });
+    await appendRecords(log, 50);
+    const [report] = await Promise.all([
+      log.verify(),
+      ...Array.from({ length: 20 }, (_, i) => log.append(encoder.encode(`meanwhile ${i}`))),
+    ]);
+    assert.deepEqual(report, { records: 50, ...CLEAN });
+    assert.deepEqual(await log.verify(), { records: 70, ...CLEAN });
+    await log.close();
+  });
+
+  Deno.test(`verify() reports bytes flipped in the log while it is open${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    const starts = await appendRecords(log, 20);
+    await changeFile(temp.path, fs, async (file) => {
+      await file.seek(starts[7] + 2, Deno.SeekMode.Start);
+      await file.write(new Uint8Array([0x7f])); // a length
+      await file.seek(starts[12] + 10, Deno.SeekMode.Start);
+      await file.write(new Uint8Array([0x00])); // a body
+    });
+    assert.deepEqual(await log.verify(), {
+      ...CLEAN,
+      records: 18,
+      damagedRegions: 2,
+      damagedBytes: starts[8] - starts[7] + starts[13] - starts[12],
+      regions: [
+        { offset: starts[7], bytes: starts[8] - starts[7] },
+        { offset: starts[12], bytes: starts[13] - starts[12] },
+      ],
+    });
+    await log.close();
+  });
+
+  Deno.test(`verify() reports the bytes missing from a log truncated while open${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    const starts = await appendRecords(log, 20);
+    await changeFile(temp.path, fs, (file) => file.truncate(starts[15]));
+    assert.deepEqual(await log.verify(), {
+      ...CLEAN,
+      records: 15,
+      missingBytes: log.sizeBytes - starts[15],
+    });
+    await changeFile(temp.path, fs, (file) => file.truncate(starts[10] + 3));
+    assert.deepEqual(await log.verify(), {
+      ...CLEAN,
+      records: 10,
+      damagedRegions: 1, // the record cut short
+      damagedBytes: 3,
+      regions: [{ offset: starts[10], bytes: 3 }],
+      missingBytes: log.sizeBytes - starts[10] - 3,
+    });
+    await log.close();
+  });
+
+  Deno.test(`verify() is superseded by a rewrite that runs meanwhile${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const opening = Promise.withResolvers<void>();
+    const gated = holdOpening(temp.fs, temp.path, opening.promise);
+    const { log } = await openRecordLog(temp.path, { fs: gated.fs });
+    await appendRecords(log, 20);
+    gated.holding = true;
+    const check = log.verify(); // waits to open the file...
+    await log.rewrite([encoder.encode("only")]); // ...while the log is rewritten
+    opening.resolve();
+    assert.equal((await check).superseded, true);
+    gated.holding = false;
+    assert.deepEqual(await log.verify(), { records: 1, ...CLEAN });
+    await log.close();
+  });
+
+  Deno.test(`append() after the log's folder was removed rejects, and so does every later append${testFs.suffix}`, async () => {
+    await using temp = await testFs.newRoot();
+    const { fs } = temp;
+    const dir = `${temp.dir}/rank-1`;
+    await fs.mkdir(dir);
+    const path = `${dir}/meta.log`;
+    const { log } = await openRecordLog(path, { fs });
+    await appendRecords(log, 3);
+    const failure = log.failure;
+    assert.equal(failure, undefined);
+    await fs.remove(dir, { recursive: true });
+    const removed = {
+      name: "DfsError",
+      code: "UNAVAILABLE",
+      message: `Cannot append record: the log file "${path}" was removed under the node`,
+    };
+    await assert.rejects(log.append(encoder.encode("lost")), removed);
+    assert.equal(log.failure?.message, removed.message);
+    const later = ["a", "b", "c"].map((text) => log.append(encoder.encode(text)));
+    for (const append of later) await assert.rejects(append, removed);
+    await assert.rejects(log.rewrite([encoder.encode("new")]), removed);
+    await assert.rejects(log.verify(), {
+      name: "DfsError",
+      code: "UNAVAILABLE",
+      message: new RegExp(`^Cannot verify log "${path}": No such file or directory`),
+    });
+    await log.close();
+  });
+
+  Deno.test(`append() after the log was truncated under the node rejects, and so does every later append${testFs.suffix}`, async () => {
+    await using temp = await tempLogPath(testFs);
+    const { fs } = temp;
+    const { log } = await openRecordLog(temp.path, { fs });
+    await appendRecords(log, 3);
+    const durable = log.sizeBytes;
+    await changeFile(temp.path, fs, (file) => file.truncate(5));
+    const frame = RECORD_HEADER_SIZE_BYTES + "lost".length;
+    const changed = {
+      name: "DfsError",
+      code: "UNAVAILABLE",
+      message: `Cannot append record: the log file "${temp.path}" changed size under the node: ${
+        5 + frame
+      } bytes, ${durable + frame} expected`,
+    };
+    await assert.rejects(log.append(encoder.encode("lost")), changed);
+    await assert.rejects(log.append(encoder.encode("also lost")), changed);
+    assert.equal(log.failure?.message, changed.message);
+    assert.equal(log.sizeBytes, durable, "nothing more was acknowledged");
+    await log.close();
+  });
+}

@@ -42,7 +42,7 @@ export async function serveNode(
 
 /** Answers one call, with buffers moved as `comm.movesBuffers` allows. */
 async function answerCall(comm: Comm, node: DataNode, call: NodeCall): Promise<unknown> {
-  if (call.op === "ping") return true;
+  if (call.op === "ping") return node.ping();
   if (call.op === "scan") return await node.scan();
   const moves = comm.movesBuffers;
   const result = await node.handle(

@@ -19,20 +19,25 @@ import { type DataNode, openDataNode } from "./data_node.ts";
 import { serveNode } from "./serve.ts";
 
 self.onmessage = (event: MessageEvent<NodeInit>) => {
-  const { rank, size, dir } = event.data.init;
+  const { rank, size, dir, create } = event.data.init;
   const env = denoEnv();
   // The transport takes over self.onmessage; rank 0 sends nothing more until we say we are ready.
   const comm = new Comm(new PortTransport(rank, size, new Map([[0, self]])), {
     clock: env.clock,
     log: env.log,
   });
-  void start(comm, dir, env);
+  void start(comm, dir, { env, create });
 };
 
-async function start(comm: Comm, dir: string, env: Env): Promise<void> {
+async function start(
+  comm: Comm,
+  dir: string,
+  options: { env: Env; create?: boolean },
+): Promise<void> {
+  const { env } = options;
   let node: DataNode;
   try {
-    node = await openDataNode(comm.rank, dir, { env });
+    node = await openDataNode(comm.rank, dir, options);
   } catch (error) {
     comm.send(0, READY_TAG, { error: DfsError.wireOf(error), detail: String(error) });
     return;

@@ -60,7 +60,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   let comm: Comm | undefined;
   let store: DfsStore | undefined;
   let supervisor: Supervisor | undefined;
-  const init = (rank: number) => ({ rank, size: ranks, dir: join(dataDir, `rank-${rank}`) });
+  const init = (rank: number, create = true) => ({
+    rank,
+    size: ranks,
+    dir: join(dataDir, `rank-${rank}`),
+    create,
+  });
   const stop = () => {
     supervisor?.close();
     store?.close();
@@ -82,7 +87,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     store = new DfsStore(comm, { dataRanks: [...launched.keys()], replicas, env });
     const recovery = await store.recover();
     const relaunch = (rank: number) => {
-      const started = launcher.launch(init(rank));
+      const started = launcher.launch(init(rank, false));
       transport.setPort(rank, started.port);
       return started;
     };

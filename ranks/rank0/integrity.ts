@@ -1,7 +1,8 @@
 /**
- * Integrity work over whole files: `fsck` checks every replica of every chunk now; the scrubber
- * does the same in the background at a bounded byte rate. Both repair what they can from a good
- * replica (`Replicas`) and say how each file stands.
+ * Integrity work over the whole store: `fsck` checks every data node's log and every replica of
+ * every chunk now; the scrubber does the same in the background at a bounded byte rate. Both
+ * repair what they can (a damaged log is rewritten from its node's memory, a bad replica from a
+ * good one; fsck also re-replicates what lost nodes held) and say how each file stands.
  *
  * @module
  */
@@ -9,8 +10,11 @@
 import type { FsckReport } from "../../protocol/messages.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { forEachParallel } from "../common/parallel.ts";
+import { holdersOf } from "../common/manifest.ts";
+import type { LogCheck } from "../common/node_protocol.ts";
 import type { Clock } from "../env/env.ts";
 import type { FileIndex } from "./file_index.ts";
+import type { Health } from "./health.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { Releases } from "./releases.ts";
 import type { Replicas } from "./replicas.ts";
@@ -25,6 +29,13 @@ export const FSCK_FILES_PARALLEL_MAX = 8;
 export const SCRUB_READ_COST_BYTES_MIN = 64 * 1024;
 /** Problems the scrubber remembers for `status` (the oldest are dropped). */
 export const SCRUB_PROBLEMS_KEPT_MAX = 1000;
+/**
+ * How long fsck waits for a node that its log check failed (a log cut under it) to be restarted
+ * and reconciled before it checks the files, so that it reports the store as the restart left it.
+ */
+export const FSCK_RESTART_WAIT_MS = 30_000;
+/** How often fsck looks whether such a node is back. */
+const FSCK_RESTART_POLL_MS = 100;
 
 /** How a file stands after a check, from best to worst. */
 export type FileHealth = "healthy" | "repaired" | "underReplicated" | "lost";
@@ -51,6 +62,8 @@ export class Integrity {
   #nodes: NodeClient;
   #releases: Releases;
   #replicas: Replicas;
+  #health: Health;
+  #rereplicateFile: (name: string, rank: number) => Promise<number>;
   #clock: Clock;
 
   constructor(
@@ -59,9 +72,14 @@ export class Integrity {
       nodes: NodeClient;
       releases: Releases;
       replicas: Replicas;
+      health: Health;
+      /** Moves a file's replicas on a lost rank to live nodes; resolves with the chunks copied. */
+      rereplicateFile: (name: string, rank: number) => Promise<number>;
       clock: Clock;
     },
   ) {
+    this.#health = parts.health;
+    this.#rereplicateFile = parts.rereplicateFile;
     this.#index = parts.index;
     this.#nodes = parts.nodes;
     this.#releases = parts.releases;
@@ -70,8 +88,10 @@ export class Integrity {
   }
 
   /**
-   * Checks every replica of every chunk of every file (reading and checking each against its CRC32)
-   * and repairs what it can from a good replica. Lost: some chunk has no good replica left.
+   * Checks every live data node's log (`checkLogs`), then every replica of every chunk of every
+   * file (reading and checking each against its CRC32), repairs what it can from a good replica,
+   * and re-replicates what nodes that are gone or stay down held. Lost: some chunk has no good
+   * replica left.
    */
   async fsck(): Promise<FsckReport> {
     const report: FsckReport = {
@@ -83,8 +103,16 @@ export class Integrity {
       underReplicated: [],
       lost: [],
     };
+    const logs = await this.checkLogs();
+    report.logs = logs.map(({ bytes: _, ...check }) => check);
+    const failed = logs.filter((check) => check.missingBytes > 0).map((check) => check.rank);
+    if (failed.length > 0) {
+      // The node has taken itself for failed; its answer to a ping tells the supervisor at once.
+      await Promise.allSettled(failed.map((rank) => this.#nodes.ping(rank, FSCK_RESTART_WAIT_MS)));
+      await this.#waitUp(failed, FSCK_RESTART_WAIT_MS);
+    }
     await forEachParallel([...this.#index.values()], FSCK_FILES_PARALLEL_MAX, async (m) => {
-      const outcome = await this.checkFile(m, report);
+      const outcome = await this.checkFile(m, report, { rereplicate: true });
       report.files++;
       if (outcome === "healthy") report.healthy++;
       else report[outcome].push(m.name);
@@ -102,6 +130,9 @@ export class Integrity {
   ): Promise<void> {
     const { bytesPerSec, pauseMs, signal } = options;
     while (!signal.aborted) {
+      let logBytes = 0;
+      for (const check of await this.checkLogs()) logBytes += check.bytes;
+      await this.#sleep((1000 * logBytes) / bytesPerSec, signal);
       for (const m of [...this.#index.values()]) {
         if (signal.aborted) return;
         if (this.#index.get(m.name) !== m) continue; // replaced meanwhile
@@ -118,13 +149,41 @@ export class Integrity {
     }
   }
 
-  /** Checks one file's replicas, repairing bad ones; says how the file stands. */
+  /**
+   * Has every live data node re-read and check its whole log (a damaged one is rewritten from the
+   * node's memory; one cut under the node fails it, and its restart brings it back); says and
+   * counts what was found (`Health`). A node that cannot be asked is left out.
+   */
+  async checkLogs(): Promise<LogCheck[]> {
+    const membership = this.#nodes.membership;
+    const live = this.#nodes.dataRanks.filter((rank) => !membership.isLost(rank));
+    const checks = await Promise.all(live.map(async (rank) => {
+      try {
+        const check = await this.#nodes.verifyLog(rank);
+        this.#health.noteChecked(check);
+        return check;
+      } catch {
+        return undefined; // down meanwhile: it is reconciled when it is back
+      }
+    }));
+    return checks.filter((check) => check !== undefined);
+  }
+
+  /**
+   * Checks one file's replicas, repairing bad ones, and with `rereplicate` moving those on nodes
+   * that are gone or stay down (not one being restarted now) to live nodes; says how the file
+   * stands.
+   */
   async checkFile(
     m: Manifest,
     counts: { bytesChecked: number; chunks: number },
+    options: { rereplicate?: boolean } = {},
   ): Promise<FileHealth> {
     const key = this.#releases.pin(m); // keep the chunks while we look
-    let outcome: FileHealth = "healthy";
+    const membership = this.#nodes.membership;
+    let outcome = "healthy" as FileHealth;
+    /** Whether every replica missing is on a lost node (then re-replication makes up for it). */
+    let onlyLost = true;
     const worse = (o: FileHealth) => {
       if (HEALTH_ORDER.indexOf(o) > HEALTH_ORDER.indexOf(outcome)) outcome = o;
     };
@@ -138,15 +197,54 @@ export class Integrity {
         }
         if (damaged.length > 0) {
           const fixed = await this.#replicas.restore(chunk, good, damaged);
+          if (!fixed) onlyLost = false;
           worse(fixed ? "repaired" : "underReplicated");
         }
-        if (unreachable.length > 0) worse("underReplicated");
+        if (unreachable.length > 0) {
+          if (unreachable.some((rank) => !membership.isLost(rank))) onlyLost = false;
+          worse("underReplicated");
+        }
         this.#nodes.recycle(good);
+      }
+      if (options.rereplicate && outcome === "underReplicated" && onlyLost) {
+        outcome = await this.#rereplicate(m) ? "repaired" : outcome;
       }
     } finally {
       this.#releases.unpin(key);
     }
     return outcome;
+  }
+
+  /**
+   * Moves `m`'s replicas on gone nodes and on nodes whose restarts keep failing to live ones;
+   * true if every one was moved.
+   */
+  async #rereplicate(m: Manifest): Promise<boolean> {
+    const membership = this.#nodes.membership;
+    const lost = [...holdersOf(m)].filter((rank) =>
+      membership.isGone(rank) || membership.stateOf(rank) === "down"
+    );
+    if (lost.length === 0) return false;
+    for (const rank of lost) {
+      try {
+        await this.#rereplicateFile(m.name, rank);
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Waits until none of `ranks` is down, or `timeoutMs` has passed. */
+  async #waitUp(ranks: readonly number[], timeoutMs: number): Promise<void> {
+    const membership = this.#nodes.membership;
+    const start = this.#clock.monotonic();
+    while (
+      ranks.some((rank) => membership.isDown(rank)) &&
+      this.#clock.monotonic() - start < timeoutMs
+    ) {
+      await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, FSCK_RESTART_POLL_MS));
+    }
   }
 
   /** Waits `ms`, or less if `signal` aborts. */

@@ -16,10 +16,25 @@ import type { Manifest } from "../common/manifest.ts";
  */
 export const MISSED_RELEASES_MAX = 10_000;
 
+/**
+ * How a data node stands: `up`; `restarting` from the moment it is lost until its first restart
+ * attempt fails; `down` while restarts keep failing (a failed disk, a folder that is gone).
+ */
+export type NodeState = "up" | "restarting" | "down";
+
+/** Why a node is down, and since when (monotonic ms). */
+export interface DownReason {
+  reason: string;
+  sinceMs: number;
+  /** A restart was tried and failed (the node's state is `down`, not `restarting`). */
+  restartFailed: boolean;
+}
+
 /** The data nodes and which of them are down. */
 export class Membership {
   readonly dataRanks: readonly number[];
   #down = new Set<number>();
+  #reasons = new Map<number, DownReason>();
   /** Releases a down node missed, by rank: handed back by `markUp()` to be sent. */
   #missed = new Map<number, Manifest[]>();
   #missedMax: number;
@@ -39,17 +54,53 @@ export class Membership {
     return this.#down.has(rank);
   }
 
-  /** Marks a node down; false if it already was (someone else is bringing it back). */
-  markDown(rank: number): boolean {
+  /**
+   * A rank that held data once but is not a data node now (the server was started with fewer
+   * ranks): what it held is under-replicated for good.
+   */
+  isGone(rank: number): boolean {
+    return !this.dataRanks.includes(rank);
+  }
+
+  /** Down or gone: nothing can be read from it or sent to it now. */
+  isLost(rank: number): boolean {
+    return this.#down.has(rank) || this.isGone(rank);
+  }
+
+  /** How the node stands now. */
+  stateOf(rank: number): NodeState {
+    const down = this.#reasons.get(rank);
+    if (!down) return "up";
+    return down.restartFailed ? "down" : "restarting";
+  }
+
+  /** Why the node is down, while it is. */
+  reasonOf(rank: number): DownReason | undefined {
+    return this.#reasons.get(rank);
+  }
+
+  /**
+   * Marks a node down for `reason`, at monotonic time `nowMs`; false if it already was (someone
+   * else is bringing it back).
+   */
+  markDown(rank: number, reason = "lost", nowMs = 0): boolean {
     assert(this.dataRanks.includes(rank), `rank ${rank} is a data node`);
     if (this.#down.has(rank)) return false;
     this.#down.add(rank);
+    this.#reasons.set(rank, { reason, sinceMs: nowMs, restartFailed: false });
     return true;
+  }
+
+  /** A restart of a down node failed, for `reason`: it is `down` until one succeeds. */
+  restartFailed(rank: number, reason: string): void {
+    const down = this.#reasons.get(rank);
+    if (down) this.#reasons.set(rank, { ...down, reason, restartFailed: true });
   }
 
   /** Marks a reconciled node up again; returns the releases it missed meanwhile, to send. */
   markUp(rank: number): Manifest[] {
     this.#down.delete(rank);
+    this.#reasons.delete(rank);
     const missed = this.#missed.get(rank) ?? [];
     this.#missed.delete(rank);
     return missed;

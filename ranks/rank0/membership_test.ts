@@ -22,3 +22,31 @@ Deno.test("Membership keeps at most missedReleasesMax releases per node", () => 
   assert.deepEqual(kept, [true, true, false]);
   assert.equal(members.markUp(1).length, 2);
 });
+
+Deno.test("Membership says why a node is down: restarting, then down once a restart fails", () => {
+  const members = new Membership([1, 2]);
+  assert.equal(members.stateOf(1), "up");
+  members.markDown(1, "its disk failed: folder is gone", 500);
+  assert.equal(members.stateOf(1), "restarting");
+  assert.deepEqual(members.reasonOf(1), {
+    reason: "its disk failed: folder is gone",
+    sinceMs: 500,
+    restartFailed: false,
+  });
+  members.restartFailed(1, "Cannot open node folder");
+  assert.equal(members.stateOf(1), "down");
+  assert.equal(members.reasonOf(1)?.reason, "Cannot open node folder");
+  members.markUp(1);
+  assert.equal(members.stateOf(1), "up");
+  assert.equal(members.reasonOf(1), undefined);
+});
+
+Deno.test("Membership takes a rank outside the data ranks for gone, and gone for lost", () => {
+  const members = new Membership([1, 2]);
+  assert.ok(members.isGone(3));
+  assert.ok(members.isLost(3));
+  assert.ok(!members.isGone(2));
+  assert.ok(!members.isLost(2));
+  members.markDown(2);
+  assert.ok(members.isLost(2));
+});

@@ -15,7 +15,13 @@ import { DfsError } from "../../protocol/errors.ts";
 import { FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import type { Comm } from "../comm/comm.ts";
 import type { ChunkRef, Manifest, RankRepair } from "../common/manifest.ts";
-import type { ListAnswer, NodeCall, NodeCollective, ScanAnswer } from "../common/node_protocol.ts";
+import type {
+  ListAnswer,
+  LogCheck,
+  NodeCall,
+  NodeCollective,
+  ScanAnswer,
+} from "../common/node_protocol.ts";
 import type { Clock, FsStats, TimerHandle } from "../env/env.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
 import type { Membership } from "./membership.ts";
@@ -42,6 +48,11 @@ export class NodeClient {
   readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, {
     buffersMax: POOL_BUFFERS_MAX,
   });
+  /**
+   * Told when a node answers `NODE_FAILED` (its disk failed): the supervisor marks it down at
+   * once, as a crashed rank.
+   */
+  onNodeFailed: ((rank: number, reason: string) => void) | undefined;
   #comm: Comm;
   #clock: Clock;
   #timeoutMs: number;
@@ -121,9 +132,20 @@ export class NodeClient {
     return this.#call<FsStats>(rank, { op: "statfs" });
   }
 
-  /** Resolves once the node answers, within `timeoutMs`. */
+  /**
+   * Resolves once the node answers, within `timeoutMs`; the node checks its folder and log.
+   *
+   * @throws {DfsError} `UNAVAILABLE` if it does not answer in time or its disk failed.
+   */
   async ping(rank: number, timeoutMs: number): Promise<void> {
-    await this.#comm.call(rank, { op: "ping" }, { timeoutMs });
+    await this.#comm.call(rank, { op: "ping" }, { timeoutMs }).catch((error) => {
+      throw this.#failedOr(rank, error);
+    });
+  }
+
+  /** Has the node re-read and check its whole log (damage is rewritten from its memory). */
+  verifyLog(rank: number): Promise<LogCheck> {
+    return this.#call<LogCheck>(rank, { op: "verifyLog" });
   }
 
   /** What the node holds: its manifests, blob files and the chunks kept in its log. */
@@ -192,10 +214,27 @@ export class NodeClient {
     transfer?: ArrayBuffer[],
     options: CallOptions = {},
   ): Promise<T> {
+    if (this.membership.isGone(rank)) {
+      return Promise.reject(new DfsError("UNAVAILABLE", `Rank ${rank} is gone`));
+    }
     if (!options.whileDown && this.membership.isDown(rank)) {
       return Promise.reject(new DfsError("UNAVAILABLE", `Rank ${rank} is down`));
     }
-    return this.#comm.call<T>(rank, call, { transfer, timeoutMs: this.#timeoutMs });
+    return this.#comm.call<T>(rank, call, { transfer, timeoutMs: this.#timeoutMs }).catch(
+      (error) => {
+        throw this.#failedOr(rank, error);
+      },
+    );
+  }
+
+  /**
+   * A node's `NODE_FAILED` answer becomes `UNAVAILABLE` (clients never see the inter-rank code),
+   * after `onNodeFailed` is told; any other error is returned as it is.
+   */
+  #failedOr(rank: number, error: unknown): unknown {
+    if (!(error instanceof DfsError) || error.code !== "NODE_FAILED") return error;
+    this.onNodeFailed?.(rank, error.message);
+    return new DfsError("UNAVAILABLE", `Rank ${rank} is down: ${error.message}`, { cause: error });
   }
 
   /** bcast a question, then gather every data node's answer (rank 0 contributes nothing). */

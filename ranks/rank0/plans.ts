@@ -10,6 +10,7 @@ import { blobOf, offsetOf } from "../common/chunk_id.ts";
 import {
   type ChunkRef,
   holdersOf,
+  type LogOpened,
   type Manifest,
   type RankRepair,
   type RankScan,
@@ -48,6 +49,18 @@ export interface RecoveryPlan {
   damaged: { name: string; version: number; fallback?: number }[];
   /** Ranks that already hold exactly what they should: their repair changes nothing. */
   unchanged: Set<number>;
+  /**
+   * Replicas the winning files place on a rank that answered but does not have them (a log or
+   * blob lost or damaged, a folder made anew): each is to be copied back from a good replica.
+   */
+  missing: { name: string; chunk: ChunkRef; rank: number }[];
+  /**
+   * Ranks the winning files place replicas on that did not answer: ranks that are gone (the
+   * server started with fewer); what they held is to be copied elsewhere.
+   */
+  goneRanks: number[];
+  /** What opening each node's log found, as its scan says. */
+  opened: Map<number, LogOpened>;
 }
 
 /**
@@ -127,11 +140,26 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   const unchanged = new Set<number>();
   for (const scan of scans) {
     const { keep, deleteBlobs } = repairs.get(scan.rank)!;
-    const same = deleteBlobs.length === 0 && scan.manifests.length === keep.length &&
+    // A log with damage skipped is rewritten, so that the damage is gone for good.
+    const damagedLog = (scan.opened?.damagedRegions ?? 0) > 0;
+    const same = !damagedLog && deleteBlobs.length === 0 && scan.manifests.length === keep.length &&
       keep.every((m) => reporters.get(m)!.has(scan.rank));
     if (same) unchanged.add(scan.rank);
   }
-  return { files, repairs, damaged, unchanged };
+  const missing: RecoveryPlan["missing"] = [];
+  const gone = new Set<number>();
+  for (const m of files) {
+    for (const c of m.chunks) {
+      for (const rank of c.ranks) {
+        if (!holdings.has(rank)) gone.add(rank);
+        else if (!isOn(c, rank)) missing.push({ name: m.name, chunk: c, rank });
+      }
+    }
+  }
+  const goneRanks = [...gone].sort((a, b) => a - b);
+  const opened = new Map<number, LogOpened>();
+  for (const scan of scans) if (scan.opened) opened.set(scan.rank, scan.opened);
+  return { files, repairs, damaged, unchanged, missing, goneRanks, opened };
 }
 
 /** What reconciling a restarted data node must do. */

@@ -10,6 +10,7 @@ import { DfsError } from "../../protocol/errors.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { holdersOf } from "../common/manifest.ts";
 import type { Log } from "../env/env.ts";
+import type { Health } from "./health.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { LoadTracker } from "./placement.ts";
@@ -24,6 +25,7 @@ export class Recovery {
   #namespace: Namespace;
   #releases: Releases;
   #replicas: Replicas;
+  #health: Health;
   #log: Log;
 
   constructor(
@@ -33,9 +35,11 @@ export class Recovery {
       namespace: Namespace;
       releases: Releases;
       replicas: Replicas;
+      health: Health;
       log: Log;
     },
   ) {
+    this.#health = parts.health;
     this.#nodes = parts.nodes;
     this.#loads = parts.loads;
     this.#namespace = parts.namespace;
@@ -46,7 +50,9 @@ export class Recovery {
 
   /**
    * Start-up: gathers every data node's manifests and chunk list, decides the committed state
-   * (`planRecovery`), has every node repair itself to it, and loads the index.
+   * (`planRecovery`), has every node repair itself to it, and loads the index; then the replicas
+   * found missing, and those on ranks that are gone, are brought back in the background
+   * (`Health`).
    */
   async recover(): Promise<RecoveryPlan> {
     const plan = planRecovery(await this.#nodes.scanAll());
@@ -57,6 +63,7 @@ export class Recovery {
     for (const [rank, repair] of plan.repairs) this.#loads.add(rank, repair.bytesHeld);
     const index = this.#namespace.index;
     for (const m of plan.files) index.install(m);
+    this.#health.afterRecovery(plan);
     return plan;
   }
 
@@ -68,6 +75,7 @@ export class Recovery {
   async reconcile(rank: number): Promise<{ dropped: number; restored: number }> {
     const whileDown = { whileDown: true };
     const scan = await this.#nodes.scan(rank, whileDown);
+    if (scan.opened) this.#health.noteOpened(rank, scan.opened);
     const { repair, restore } = planReconcile(this.#namespace.index.values(), scan);
     await this.#nodes.repair(rank, repair, whileDown);
     this.#loads.set(rank, repair.bytesHeld);
@@ -99,27 +107,38 @@ export class Recovery {
    */
   async rereplicate(rank: number): Promise<number> {
     let copied = 0;
-    const { index } = this.#namespace;
-    const membership = this.#nodes.membership;
-    for (const m of [...index.values()]) {
-      if (!holdersOf(m).has(rank)) continue;
-      copied += await this.#namespace.exclusive([m.name], async () => {
-        const current = index.get(m.name);
-        if (!current || !holdersOf(current).has(rank) || !membership.isDown(rank)) return 0;
-        const placement = { bytesHeld: this.#loads.bytesHeld, down: membership.down };
-        const plan = planRereplication(current, rank, placement);
-        for (const { chunk, sources, target } of plan.copies) {
-          if (!await this.#replicas.copy(chunk, sources, [target])) {
-            throw new DfsError("UNAVAILABLE", `No good replica of chunk ${chunk.id} is left`);
-          }
-          this.#loads.add(target, chunk.size);
-          this.#loads.add(rank, -chunk.size);
-        }
-        const next: Manifest = { ...current, version: index.nextVersion(), chunks: plan.chunks };
-        await this.#namespace.replace(current, next); // the same data: nothing is released
-        return plan.copies.length;
-      });
+    for (const m of [...this.#namespace.index.values()]) {
+      if (holdersOf(m).has(rank)) copied += await this.rereplicateFile(m.name, rank);
     }
     return copied;
+  }
+
+  /**
+   * Moves the replicas of file `name` on `rank`, which is down or gone, to live nodes (see
+   * `rereplicate()`). Returns how many chunks were copied (0 if the file no longer has any there,
+   * or the rank is up again).
+   *
+   * @throws {DfsError} `UNAVAILABLE` if no live node can take a replica, or none is left to copy.
+   */
+  rereplicateFile(name: string, rank: number): Promise<number> {
+    const { index } = this.#namespace;
+    const membership = this.#nodes.membership;
+    return this.#namespace.exclusive([name], async () => {
+      const current = index.get(name);
+      if (!current || !holdersOf(current).has(rank) || !membership.isLost(rank)) return 0;
+      const placement = { bytesHeld: this.#loads.bytesHeld, down: membership.down };
+      const plan = planRereplication(current, rank, placement);
+      for (const { chunk, sources, target } of plan.copies) {
+        const live = sources.filter((r) => !membership.isLost(r));
+        if (!await this.#replicas.copy(chunk, live, [target])) {
+          throw new DfsError("UNAVAILABLE", `No good replica of chunk ${chunk.id} is left`);
+        }
+        this.#loads.add(target, chunk.size);
+        if (!membership.isGone(rank)) this.#loads.add(rank, -chunk.size);
+      }
+      const next: Manifest = { ...current, version: index.nextVersion(), chunks: plan.chunks };
+      await this.#namespace.replace(current, next); // the same data: nothing is released
+      return plan.copies.length;
+    });
   }
 }

@@ -47,7 +47,7 @@ Deno.test("a node down while files are overwritten and removed is reconciled: no
   assert.deepEqual(await blobsOn(cluster, 1), [...expectedBlobs].sort());
 });
 
-Deno.test("a node that lost its disk while down gets every chunk back from the other replicas", async () => {
+Deno.test("a node whose disk was replaced while down gets every chunk back from the other replicas", async () => {
   await using cluster = await MemoryCluster.start();
   const data = bytesOf(4 * MiB, 1);
   await cluster.store.put("f", data);
@@ -55,6 +55,7 @@ Deno.test("a node that lost its disk while down gets every chunk back from the o
   cluster.keepDown(2);
   cluster.crash(2);
   await cluster.disk(2).remove("/rank-2", { recursive: true });
+  await cluster.disk(2).mkdir("/rank-2"); // the new disk, mounted where the old one was
   cluster.allowStart(2);
   await cluster.until(() => !cluster.store.nodes.membership.isDown(2), {
     stepMs: RESTART_BACKOFF_MS,

@@ -29,6 +29,7 @@ import { checkReplicas } from "../common/replication.ts";
 import type { Semaphore } from "../common/semaphore.ts";
 import type { Env } from "../env/env.ts";
 import { FileIndex } from "./file_index.ts";
+import { Health } from "./health.ts";
 import { Integrity } from "./integrity.ts";
 import { Membership } from "./membership.ts";
 import { Namespace } from "./namespace.ts";
@@ -61,6 +62,7 @@ export class DfsStore implements StreamingFileStore {
   readonly nodes: NodeClient;
   readonly integrity: Integrity;
   readonly recovery: Recovery;
+  readonly health: Health;
   #index = new FileIndex();
   #loads: LoadTracker;
   #namespace: Namespace;
@@ -89,17 +91,19 @@ export class DfsStore implements StreamingFileStore {
       nodes,
       loads,
       namespace,
+      copies: replicaCopies,
       blobIds: new BlobIds(env.random),
       replicas,
       uploadsMax: options.uploadsMax,
     });
     this.#reads = new Reads({ nodes, namespace, releases, replicas: replicaCopies });
-    this.integrity = new Integrity({
+    this.health = new Health({
       index: this.#index,
       nodes,
       releases,
       replicas: replicaCopies,
-      clock,
+      rereplicate: (rank) => this.recovery.rereplicate(rank),
+      log,
     });
     this.recovery = new Recovery({
       nodes,
@@ -107,7 +111,17 @@ export class DfsStore implements StreamingFileStore {
       namespace,
       releases,
       replicas: replicaCopies,
+      health: this.health,
       log,
+    });
+    this.integrity = new Integrity({
+      index: this.#index,
+      nodes,
+      releases,
+      replicas: replicaCopies,
+      health: this.health,
+      rereplicateFile: (name, rank) => this.recovery.rereplicateFile(name, rank),
+      clock,
     });
   }
 
@@ -246,31 +260,51 @@ export class DfsStore implements StreamingFileStore {
   }
 
   /**
-   * Each data node's state (up: it answered within `STATUS_TIMEOUT_MS`), bytes and chunks held by
-   * the index's count, and the repair and scrub counters.
+   * Each data node's state (up: it answered within `STATUS_TIMEOUT_MS`; restarting or down with
+   * the reason), bytes and chunks held by the index's count and replicas known missing there, the
+   * chunks under-replicated now, the repair and scrub counters, and what the nodes' logs were
+   * found to hold.
    */
   async status(): Promise<StatusReport> {
     const membership = this.nodes.membership;
     const chunks = new Map<number, number>(this.nodes.dataRanks.map((r) => [r, 0]));
+    const missing = new Map<number, number>();
     let underReplicatedChunks = 0;
     for (const m of this.#index.values()) {
       for (const c of m.chunks) {
-        for (const r of c.ranks) chunks.set(r, (chunks.get(r) ?? 0) + 1);
-        // Under-replicated now: chunks with a replica on a node that is down.
-        if (c.ranks.some((r) => membership.isDown(r))) underReplicatedChunks++;
+        let under = false;
+        for (const r of c.ranks) {
+          chunks.set(r, (chunks.get(r) ?? 0) + 1);
+          // Under-replicated now: a replica on a node that is down or gone, or known missing.
+          if (membership.isLost(r)) under = true;
+          else if (this.health.isMissing(c.id, r)) {
+            under = true;
+            missing.set(r, (missing.get(r) ?? 0) + 1);
+          }
+        }
+        if (under) underReplicatedChunks++;
       }
     }
     const ranks = await Promise.all(this.nodes.dataRanks.map(async (rank) => {
-      let state: "up" | "down" | "restarting" = membership.isDown(rank) ? "restarting" : "up";
+      let state = membership.stateOf(rank);
+      let reason = membership.reasonOf(rank)?.reason;
       if (state === "up") {
         try {
           await this.nodes.ping(rank, STATUS_TIMEOUT_MS);
-        } catch {
+        } catch (error) {
           state = "down";
+          reason = (error as Error).message;
         }
       }
       const bytesHeld = this.#loads.bytesHeld.get(rank) ?? 0;
-      return { rank, state, bytesHeld, chunks: chunks.get(rank) ?? 0 };
+      return {
+        rank,
+        state,
+        bytesHeld,
+        chunks: chunks.get(rank) ?? 0,
+        missingChunks: missing.get(rank) ?? 0,
+        ...(reason === undefined ? {} : { reason }),
+      };
     }));
     const { scrubbed } = this.integrity;
     return {
@@ -281,11 +315,13 @@ export class DfsStore implements StreamingFileStore {
       underReplicatedChunks,
       corruptReplicasFound: this.#replicas.damagedFound,
       lostFiles: scrubbed.problems.filter((p) => p.outcome === "lost").length,
+      metadata: { ...this.health.metadata },
     };
   }
 
-  /** Stops the store's timers; the data nodes are the caller's to stop. */
+  /** Stops the store's timers and background work; the data nodes are the caller's to stop. */
   close(): void {
+    this.health.close();
     this.nodes.close();
   }
 

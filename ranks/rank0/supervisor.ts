@@ -22,15 +22,22 @@ export const HEARTBEAT_INTERVAL_MS = 1_000;
 export const HEARTBEAT_TIMEOUT_MS = 5_000;
 /** A data node down this long (its restarts failing) has its replicas copied to live nodes. */
 export const REREPLICATE_AFTER_MS = SERVE_DEFAULTS.rereplicateAfterMs;
-/** Wait between two attempts to restart a data node. */
+/** Wait after the first failed attempt to restart a data node; it doubles after each failure. */
 export const RESTART_BACKOFF_MS = 2_000;
+/** Longest wait between two attempts to restart a data node. */
+export const RESTART_BACKOFF_MAX_MS = 30_000;
 
 /** Waits for a rank's ready message. @throws {DfsError} `UNAVAILABLE` if it cannot start. */
 export async function awaitReady(comm: Comm, rank: number): Promise<void> {
-  const { body } = await comm.recv<{ ok?: true; detail?: string }>(rank, READY_TAG, {
-    timeoutMs: NODE_START_TIMEOUT_MS,
-  });
-  if (!body.ok) throw new DfsError("UNAVAILABLE", `Rank ${rank} cannot start: ${body.detail}`);
+  const { body } = await comm.recv<{ ok?: true; error?: { message?: string }; detail?: string }>(
+    rank,
+    READY_TAG,
+    { timeoutMs: NODE_START_TIMEOUT_MS },
+  );
+  if (!body.ok) {
+    const why = body.error?.message ?? body.detail;
+    throw new DfsError("UNAVAILABLE", `Rank ${rank} cannot start: ${why}`);
+  }
 }
 
 /** Watches the data nodes: heartbeats, and restart with reconciliation of any that fails. */
@@ -65,12 +72,17 @@ export class Supervisor {
     this.#rereplicateAfterMs = parts.rereplicateAfterMs;
     this.#clock = parts.clock;
     this.#log = parts.log;
+    this.#store.nodes.onNodeFailed = (rank, reason) => this.lost(rank, reason);
     this.#beat();
   }
 
-  /** A data node crashed or stopped answering: restart it (once at a time per rank). */
+  /**
+   * A data node crashed, stopped answering or its disk failed: mark it down and restart it (once
+   * at a time per rank).
+   */
   lost(rank: number, reason: string): void {
-    if (this.#closed || !this.#store.nodes.membership.markDown(rank)) return;
+    const membership = this.#store.nodes.membership;
+    if (this.#closed || !membership.markDown(rank, reason, this.#clock.monotonic())) return;
     void this.#restart(rank, reason);
   }
 
@@ -103,6 +115,8 @@ export class Supervisor {
     this.#ranks.get(rank)?.terminate();
     const downSince = this.#clock.monotonic();
     let rereplicated = false;
+    let backoffMs = RESTART_BACKOFF_MS;
+    let lastFailure: string | undefined;
     while (!this.#closed) {
       if (!rereplicated && this.#clock.monotonic() - downSince >= this.#rereplicateAfterMs) {
         rereplicated = true;
@@ -126,9 +140,20 @@ export class Supervisor {
         );
         return;
       } catch (error) {
-        this.#log.error(`dfs: cannot restart rank ${rank}: ${(error as Error).message}`);
+        const failure = (error as Error).message;
+        // Said once per reason: a disk that stays failed does not fill the log.
+        if (failure !== lastFailure) {
+          this.#log.error(`dfs: cannot restart rank ${rank}: ${failure}`);
+        }
+        lastFailure = failure;
+        this.#store.nodes.membership.restartFailed(rank, failure);
         launched?.terminate();
-        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, RESTART_BACKOFF_MS));
+        const untilRereplication = rereplicated
+          ? Infinity
+          : downSince + this.#rereplicateAfterMs - this.#clock.monotonic();
+        const waitMs = Math.max(0, Math.min(backoffMs, untilRereplication));
+        backoffMs = Math.min(2 * backoffMs, RESTART_BACKOFF_MAX_MS);
+        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, waitMs));
       }
     }
   }

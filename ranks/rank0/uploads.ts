@@ -25,7 +25,8 @@ import { checkReplicas } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
-import type { LoadTracker } from "./placement.ts";
+import { chooseRanks, type LoadTracker } from "./placement.ts";
+import type { Replicas } from "./replicas.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
@@ -47,6 +48,7 @@ export class Uploads {
   #nodes: NodeClient;
   #loads: LoadTracker;
   #namespace: Namespace;
+  #copies: Replicas;
   #blobIds: BlobIds;
   #replicas: number;
   #uploads = 0;
@@ -57,6 +59,8 @@ export class Uploads {
       nodes: NodeClient;
       loads: LoadTracker;
       namespace: Namespace;
+      /** Copies a replica whose node went down under an upload to a live node. */
+      copies: Replicas;
       blobIds: BlobIds;
       replicas: number;
       uploadsMax?: number;
@@ -65,6 +69,7 @@ export class Uploads {
     this.#nodes = parts.nodes;
     this.#loads = parts.loads;
     this.#namespace = parts.namespace;
+    this.#copies = parts.copies;
     this.#blobIds = parts.blobIds;
     this.#replicas = parts.replicas;
     this.#uploadsMax = parts.uploadsMax ?? UPLOADS_INFLIGHT_MAX;
@@ -113,7 +118,10 @@ export class Uploads {
 
   /**
    * Sends a chunk to the least loaded data nodes; `written` resolves when every replica is written
-   * into its blob (the commit makes them durable). Takes `bytes`.
+   * into its blob (the commit makes them durable). A replica whose node went down meanwhile (it
+   * crashed, or its disk failed) is copied from one that was written to another live node, and
+   * `ref.ranks` says so: a node failing under an upload does not fail it while others can take
+   * its replicas. Takes `bytes`.
    */
   store(
     id: string,
@@ -121,13 +129,40 @@ export class Uploads {
     options: { replicas: number; crc32?: number },
   ): { ref: ChunkRef; written: Promise<void> } {
     const ref = this.place(id, bytes, options);
-    const { ranks } = ref;
+    const ranks = [...ref.ranks];
     const writes = ranks.map((rank, i) => {
       // The last replica takes the caller's buffer; the others get copies.
       const copy = i === ranks.length - 1 ? bytes : this.#nodes.copy(bytes);
-      return this.#nodes.write(rank, ref, copy);
+      return this.#nodes.write(rank, ref, copy).then(() => undefined, (error) => ({ rank, error }));
     });
-    return { ref, written: Promise.all(writes).then(() => {}) };
+    const written = Promise.all(writes).then(async (results) => {
+      const failed = results.filter((r) => r !== undefined);
+      if (failed.length === 0) return;
+      const membership = this.#nodes.membership;
+      const written = ranks.filter((rank) => !failed.some((f) => f.rank === rank));
+      if (written.length === 0 || failed.some((f) => !membership.isDown(f.rank))) {
+        throw failed[0].error;
+      }
+      for (const { rank } of failed) await this.#moveReplica(ref, rank, written);
+    });
+    return { ref, written };
+  }
+
+  /**
+   * Copies `ref`'s replica meant for `from` (down now) from one of `sources` to the least loaded
+   * live node that lacks it.
+   *
+   * @throws {DfsError} `UNAVAILABLE` if no live node can take it or no source can give it.
+   */
+  async #moveReplica(ref: ChunkRef, from: number, sources: readonly number[]): Promise<void> {
+    const exclude = new Set([...this.#nodes.membership.down, ...ref.ranks]);
+    const [target] = chooseRanks(this.#loads.bytesHeld, 1, { exclude });
+    if (!await this.#copies.copy(ref, sources, [target])) {
+      throw new DfsError("UNAVAILABLE", `Cannot store chunk ${ref.id}: rank ${from} went down`);
+    }
+    this.#loads.add(target, ref.size);
+    this.#loads.add(from, -ref.size);
+    ref.ranks = ref.ranks.map((rank) => rank === from ? target : rank);
   }
 
   /**

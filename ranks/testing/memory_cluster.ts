@@ -110,12 +110,12 @@ export class MemoryCluster implements AsyncDisposable {
     }
     const running = new Map<number, Incarnation>();
     const keptDown = new Set<number>();
-    const launch = (rank: number): Incarnation => {
+    const launch = (rank: number, create = true): Incarnation => {
       if (keptDown.has(rank)) {
         throw new DfsError("UNAVAILABLE", `Rank ${rank} is kept down (fault injected)`);
       }
       const env = { clock, random: new SeededRandom(seed * 1000 + rank), log };
-      const incarnation = startNode(rank, network, disks.get(rank)!, env);
+      const incarnation = startNode(rank, network, disks.get(rank)!, { env, create });
       running.set(rank, incarnation);
       return incarnation;
     };
@@ -137,7 +137,7 @@ export class MemoryCluster implements AsyncDisposable {
       relaunch: (rank) => {
         running.get(rank)?.terminate();
         network.restart(rank);
-        return launch(rank);
+        return launch(rank, false);
       },
       ranks: running,
       rereplicateAfterMs: options.rereplicateAfterMs ?? REREPLICATE_AFTER_MS,
@@ -228,20 +228,22 @@ export class MemoryCluster implements AsyncDisposable {
 
 /**
  * Starts one incarnation of a data node over the network on `disk`, as a Worker would: it opens
- * its storage, says it is ready, and serves. `terminate()` stops it the way a Worker dies: its
+ * its storage (creating its folder only if `create`: at cluster start), says it is ready, and
+ * serves. `terminate()` stops it the way a Worker dies: its
  * transport closes and every later touch of the disk by its pending work fails.
  */
 function startNode(
   rank: number,
   network: LoopbackNetwork,
   disk: MemoryFileSystem,
-  env: Omit<Env, "fs">,
+  options: { env: Omit<Env, "fs">; create: boolean },
 ): Incarnation {
+  const { env, create } = options;
   const comm = new Comm(network.transport(rank), { clock: env.clock, log: env.log });
   const fs = new MortalFileSystem(disk);
   const node = (async () => {
     try {
-      const node = await openDataNode(rank, `/rank-${rank}`, { env: { ...env, fs } });
+      const node = await openDataNode(rank, `/rank-${rank}`, { env: { ...env, fs }, create });
       comm.send(0, READY_TAG, { ok: true });
       void serveNode(comm, node, { log: env.log });
       return node;
@@ -293,6 +295,7 @@ class MortalFileSystem implements FileSystem {
       truncate: live((length?: number) => handle.truncate(length)),
       sync: live(() => handle.sync()),
       syncData: live(() => handle.syncData()),
+      statSync: live(() => handle.statSync()),
       lock: live((exclusive?: boolean) => handle.lock(exclusive)),
       close: () => handle.close(),
       [Symbol.dispose]: () => handle.close(),
