@@ -16,9 +16,9 @@ import { crc32 } from "node:zlib";
 import { releaseDecodeInput } from "../../protocol/cbor.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { denoEnv } from "../env/deno_env.ts";
-import type { Env, FileSystem } from "../env/env.ts";
-import { reasonOf, syncDirectory, writeAll } from "./_fs.ts";
-import { isDiskError, isNotFound, missingPath, nodeFailure } from "./disk_health.ts";
+import type { Env } from "../env/env.ts";
+import { reasonOf, syncDirectory } from "./_fs.ts";
+import { DiskWatch, missingPath, probeWrite } from "./disk_health.ts";
 import { type ChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type Manifest, type RankRepair } from "../common/manifest.ts";
@@ -141,7 +141,8 @@ export class DataNode {
    */
   #appending = new Map<string, Uint8Array>();
   #compactBytesMin: number;
-  #failure: DfsError | undefined;
+  /** Whether the node's disk has failed, and why. */
+  #disk: DiskWatch;
   /** The log was missing at open although the node held chunks before. */
   #logLost: boolean;
 
@@ -171,6 +172,14 @@ export class DataNode {
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#log = storage.log;
+    const log = storage.log;
+    this.#disk = new DiskWatch(rank, {
+      fs: storage.env.fs,
+      log: storage.env.log,
+      folders: [storage.dir, join(storage.dir, CHUNKS_DIR)],
+      files: [join(storage.dir, LOG_FILE)],
+      logFailure: () => log.failure,
+    });
     for (const { record, data } of storage.replayed) {
       this.#apply(record);
       if (data) this.#placeInLog(record, data.offset, data.size);
@@ -179,7 +188,7 @@ export class DataNode {
 
   /** Why the node's disk is taken for failed, once it is: every call is answered with it. */
   get failure(): DfsError | undefined {
-    return this.#failure;
+    return this.#disk.failure;
   }
 
   /**
@@ -188,12 +197,11 @@ export class DataNode {
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed (see `disk_health.ts`).
    */
   async handle(call: NodeCall): Promise<unknown> {
-    this.#throwIfFailed();
+    this.#disk.throwIfFailed();
     try {
       return await this.#handle(call);
     } catch (error) {
-      this.#noteError(error);
-      throw this.#failure ?? error;
+      throw this.#disk.failedBy(error);
     }
   }
 
@@ -204,9 +212,8 @@ export class DataNode {
    * @throws {DfsError} `NODE_FAILED` if they are not.
    */
   ping(): true {
-    this.#throwIfFailed();
-    this.#checkDisk();
-    this.#throwIfFailed();
+    this.#disk.check();
+    this.#disk.throwIfFailed();
     return true;
   }
 
@@ -288,13 +295,12 @@ export class DataNode {
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
    */
   async scan(): Promise<ScanAnswer> {
-    this.#throwIfFailed();
+    this.#disk.throwIfFailed();
     let blobs: Map<string, number>;
     try {
       blobs = await this.#store.scan();
     } catch (error) {
-      this.#noteError(error);
-      throw this.#failure ?? error;
+      throw this.#disk.failedBy(error);
     }
     const inLog = [...this.#inLog.keys()].join("\0");
     const { damagedRegions, damagedBytes, tailCutBytes } = this.#log.replay;
@@ -311,40 +317,6 @@ export class DataNode {
   async close(): Promise<void> {
     await this.#log.close();
     await this.#store.close();
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure) throw this.#failure;
-  }
-
-  /** Takes the node for failed, for `reason`, if it is not already; says so once. */
-  #fail(reason: string): void {
-    if (this.#failure) return;
-    this.#failure = nodeFailure(this.rank, reason);
-    this.#env.log.error(`dfs: rank ${this.rank}: ${this.#failure.message}; it stops serving`);
-  }
-
-  /**
-   * Looks at an error a call met: an I/O error of the disk, a log that can no longer be appended
-   * to, or a missing file in a folder that is itself gone all fail the node.
-   */
-  #noteError(error: unknown): void {
-    if (this.#failure) return;
-    const logFailure = this.#log.failure;
-    if (logFailure) return this.#fail(logFailure.message);
-    if (isDiskError(error)) return this.#fail(reasonOf(error));
-    if (isNotFound(error)) this.#checkDisk();
-  }
-
-  /** Fails the node if its folder, chunk folder or log is gone, or its log cannot be appended to. */
-  #checkDisk(): void {
-    const logFailure = this.#log.failure;
-    if (logFailure) return this.#fail(logFailure.message);
-    const missing = missingPath(this.#env.fs, {
-      folders: [this.#dir, join(this.#dir, CHUNKS_DIR)],
-      files: [join(this.#dir, LOG_FILE)],
-    });
-    if (missing !== undefined) this.#fail(missing);
   }
 
   /**
@@ -366,7 +338,7 @@ export class DataNode {
     };
     if (found.superseded) return check;
     if (found.missingBytes > 0) {
-      this.#fail(`its log was cut: ${found.missingBytes} bytes written to it are missing`);
+      this.#disk.fail(`its log was cut: ${found.missingBytes} bytes written to it are missing`);
       return check;
     }
     if (found.damagedRegions > 0) {
@@ -557,30 +529,6 @@ export class DataNode {
       return;
     }
     await this.#rewriteLog("table", { reset: false });
-  }
-}
-
-/**
- * Writes, fdatasyncs and removes a small file at `path`.
- *
- * @throws {DfsError} UNAVAILABLE saying the disk does not take writes.
- */
-async function probeWrite(fs: FileSystem, path: string): Promise<void> {
-  try {
-    {
-      using file = await fs.open(path, { write: true, create: true, truncate: true });
-      await writeAll(file, new TextEncoder().encode("dfs\n"));
-      await file.syncData();
-    }
-    await fs.remove(path);
-  } catch (error) {
-    throw new DfsError(
-      "UNAVAILABLE",
-      `Disk does not take a write at "${path}": ${reasonOf(error)}`,
-      {
-        cause: error,
-      },
-    );
   }
 }
 

@@ -9,7 +9,8 @@
  */
 
 import { DfsError } from "../../protocol/errors.ts";
-import type { FileSystem } from "../env/env.ts";
+import type { FileSystem, Log } from "../env/env.ts";
+import { reasonOf, writeAll } from "./_fs.ts";
 
 /**
  * OS error codes that mean the disk under a node is failing or gone rather than one request being
@@ -81,7 +82,101 @@ export function missingPath(
   return undefined;
 }
 
+/**
+ * Whether a data node's disk has failed, and why: set once, by an error a call met or by a check
+ * of the node's paths, and said once on the node's log.
+ */
+export class DiskWatch {
+  #rank: number;
+  #fs: FileSystem;
+  #log: Log;
+  #paths: { folders: readonly string[]; files: readonly string[] };
+  #logFailure: () => DfsError | undefined;
+  #failure: DfsError | undefined;
+
+  /**
+   * `folders` and `files` must stay there while the node runs; `logFailure` says whether the
+   * node's record log can no longer be appended to (removed or cut under it).
+   */
+  constructor(rank: number, parts: {
+    fs: FileSystem;
+    log: Log;
+    folders: readonly string[];
+    files: readonly string[];
+    logFailure: () => DfsError | undefined;
+  }) {
+    this.#rank = rank;
+    this.#fs = parts.fs;
+    this.#log = parts.log;
+    this.#paths = { folders: parts.folders, files: parts.files };
+    this.#logFailure = parts.logFailure;
+  }
+
+  /** The `NODE_FAILED` error every call is answered with, once the disk has failed. */
+  get failure(): DfsError | undefined {
+    return this.#failure;
+  }
+
+  /** @throws {DfsError} `NODE_FAILED` once the disk has failed. */
+  throwIfFailed(): void {
+    if (this.#failure) throw this.#failure;
+  }
+
+  /** Takes the disk for failed, for `reason`, if it is not already; says so once. */
+  fail(reason: string): void {
+    if (this.#failure) return;
+    this.#failure = nodeFailure(this.#rank, reason);
+    this.#log.error(`dfs: rank ${this.#rank}: ${this.#failure.message}; it stops serving`);
+  }
+
+  /**
+   * Looks at an error a call met and returns what to answer with: the failure, if the error shows
+   * the disk failed (an I/O error, a log that cannot be appended to, a missing file in a folder
+   * that is itself gone), else the error itself.
+   */
+  failedBy(error: unknown): unknown {
+    const logFailure = this.#logFailure();
+    if (logFailure) this.fail(logFailure.message);
+    else if (isDiskError(error)) this.fail(reasonOf(error));
+    else if (isNotFound(error)) this.check();
+    return this.#failure ?? error;
+  }
+
+  /** Fails the disk if a path the node lives in is gone or its log cannot be appended to. */
+  check(): void {
+    if (this.#failure) return;
+    const logFailure = this.#logFailure();
+    if (logFailure) return this.fail(logFailure.message);
+    const missing = missingPath(this.#fs, this.#paths);
+    if (missing !== undefined) this.fail(missing);
+  }
+}
+
 /** The error every call to a failed node is answered with. */
 export function nodeFailure(rank: number, reason: string): DfsError {
   return new DfsError("NODE_FAILED", `Disk of rank ${rank} failed: ${reason}`);
+}
+
+/**
+ * Writes, fdatasyncs and removes a small file at `path`.
+ *
+ * @throws {DfsError} UNAVAILABLE saying the disk does not take writes.
+ */
+export async function probeWrite(fs: FileSystem, path: string): Promise<void> {
+  try {
+    {
+      using file = await fs.open(path, { write: true, create: true, truncate: true });
+      await writeAll(file, new TextEncoder().encode("dfs\n"));
+      await file.syncData();
+    }
+    await fs.remove(path);
+  } catch (error) {
+    throw new DfsError(
+      "UNAVAILABLE",
+      `Disk does not take a write at "${path}": ${reasonOf(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
 }
