@@ -25,23 +25,11 @@ import {
   parseRange,
 } from "./cli/format.ts";
 import { Progress } from "./cli/progress.ts";
-import { readTokenFile, tokenFromText } from "./protocol/auth.ts";
+import { clientSettings, serveSecurity, UsageError, type Values } from "./cli/settings.ts";
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
 import { startServer } from "./ranks/server.ts";
 
 export const VERSION = "0.2.0";
-
-/** A mistake in how the command was called (exit 2); `command` names the help to point to. */
-class UsageError extends Error {
-  readonly command: string | undefined;
-
-  constructor(message: string, command?: string) {
-    super(message);
-    this.command = command;
-  }
-}
-
-type Values = Record<string, string | boolean | undefined>;
 
 /** Runs the command line and returns the exit status. */
 export async function main(args: string[]): Promise<number> {
@@ -133,24 +121,7 @@ async function serve(values: Values): Promise<void> {
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`, "serve");
   const optional = (name: string) =>
     values[name] === undefined ? undefined : integer(values[name], `--${name}`, "serve");
-  if ((values["tls-cert"] === undefined) !== (values["tls-key"] === undefined)) {
-    throw new UsageError("--tls-cert and --tls-key go together", "serve");
-  }
-  let secret: Uint8Array | undefined;
-  let tls: { cert: string; key: string } | undefined;
-  try {
-    if (values["token-file"] !== undefined) {
-      secret = await readTokenFile(String(values["token-file"]));
-    }
-    if (values["tls-cert"] !== undefined) {
-      tls = {
-        cert: await Deno.readTextFile(String(values["tls-cert"])),
-        key: await Deno.readTextFile(String(values["tls-key"])),
-      };
-    }
-  } catch (error) {
-    throw new UsageError((error as Error).message, "serve");
-  }
+  const { secret, tls } = await serveSecurity(values);
   const frameSize = optional("frame-size-bytes-max");
   if (
     frameSize !== undefined &&
@@ -175,7 +146,11 @@ async function serve(values: Values): Promise<void> {
       tls,
       limits: {
         connectionsMax: optional("connections-max"),
+        connectionsPerAddressMax: optional("connections-per-address-max"),
         requestsInflightMax: optional("requests-inflight-max"),
+        uploadsPerConnectionMax: optional("uploads-per-connection-max"),
+        uploadsPerAddressMax: optional("uploads-per-address-max"),
+        uploadStallTimeoutMs: optional("upload-stall-timeout-ms"),
         idleTimeoutMs: optional("idle-timeout-ms"),
         handshakeTimeoutMs: optional("handshake-timeout-ms"),
         writeTimeoutMs: optional("write-timeout-ms"),
@@ -191,12 +166,6 @@ async function serve(values: Values): Promise<void> {
       throw new UsageError(error.message, "serve");
     }
     throw error;
-  }
-  for (const d of server.cluster.recovery.damaged) {
-    console.error(
-      `dfs: warning: "${d.name}" version ${d.version} lost a chunk on every replica; ` +
-        (d.fallback ? `serving version ${d.fallback}` : "no intact version remains"),
-    );
   }
   console.log(
     `dfs: listening on ${values.host}:${server.gateway.port} ` +
@@ -216,11 +185,11 @@ async function serve(values: Values): Promise<void> {
 
 async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
   if (local === "-" && nameArg === undefined) throw new UsageError("put - needs a NAME", "put");
-  const name = nameArg ?? basename(local);
+  const name = nfc(nameArg ?? basename(local));
   const replicas = values.replicas === undefined
     ? undefined
     : integer(values.replicas, "--replicas", "put");
-  await using client = await connect(values);
+  await using client = await connect(values, "put");
   let source: ReadableStream<Uint8Array>;
   let size: number | undefined;
   let file: Deno.FsFile | undefined;
@@ -253,7 +222,8 @@ async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
   );
 }
 
-async function get(values: Values, [name, localArg]: string[]): Promise<void> {
+async function get(values: Values, [nameArg, localArg]: string[]): Promise<void> {
+  const name = nfc(nameArg);
   let range: { start: number; end?: number } | undefined;
   if (values.range !== undefined) {
     try {
@@ -262,7 +232,7 @@ async function get(values: Values, [name, localArg]: string[]): Promise<void> {
       throw new UsageError((error as Error).message, "get");
     }
   }
-  await using client = await connect(values);
+  await using client = await connect(values, "get");
   const { meta, stream } = await client.open(name, range ?? {});
   const total = (range?.end ?? meta.size) - (range?.start ?? 0);
   const progress = showProgress(values) ? new Progress(total, { out: Deno.stderr }) : undefined;
@@ -290,28 +260,28 @@ async function saveAtomically(path: string, stream: ReadableStream<Uint8Array>):
 }
 
 async function meta(values: Values, [name]: string[]): Promise<void> {
-  await using client = await connect(values);
-  const m = await client.meta(name);
+  await using client = await connect(values, "meta");
+  const m = await client.meta(nfc(name));
   console.log(values.json ? JSON.stringify(m) : formatMeta(m));
 }
 
 async function list(values: Values, [prefix]: string[]): Promise<void> {
-  await using client = await connect(values);
-  const entries = await client.list(prefix ?? "");
+  await using client = await connect(values, "list");
+  const entries = await client.list(nfc(prefix ?? ""));
   if (values.json) return void console.log(JSON.stringify(entries));
   if (entries.length === 0) return;
   console.log(values.long ? formatLongList(entries) : entries.map((e) => e.name).join("\n"));
 }
 
 async function rm(values: Values, names: string[]): Promise<void> {
-  const prefix = values.prefix;
+  const prefix = typeof values.prefix === "string" ? nfc(values.prefix) : values.prefix;
   if ((prefix === undefined) === (names.length === 0)) {
     throw new UsageError("rm takes NAME... or --prefix P", "rm");
   }
   if (prefix === "") {
     throw new UsageError("--prefix must not be empty (it would remove everything)", "rm");
   }
-  await using client = await connect(values);
+  await using client = await connect(values, "rm");
   if (prefix !== undefined) {
     const removed = await client.removePrefix(String(prefix));
     if (!values.quiet) {
@@ -319,26 +289,28 @@ async function rm(values: Values, names: string[]): Promise<void> {
     }
     return;
   }
-  for (const name of names) {
+  for (const name of names.map(nfc)) {
     await client.remove(name);
     if (!values.quiet) console.log(`removed ${name}`);
   }
 }
 
-async function mv(values: Values, [from, to]: string[]): Promise<void> {
-  await using client = await connect(values);
+async function mv(values: Values, [fromArg, toArg]: string[]): Promise<void> {
+  const [from, to] = [nfc(fromArg), nfc(toArg)];
+  await using client = await connect(values, "mv");
   const moved = await client.rename(from, to, { force: values.force === true });
   if (!values.quiet) console.log(`${from} -> ${moved.name}`);
 }
 
-async function du(values: Values, [prefix]: string[]): Promise<void> {
-  await using client = await connect(values);
-  const usage = await client.usage(prefix ?? "");
-  console.log(values.json ? JSON.stringify(usage) : formatUsage(usage, prefix ?? ""));
+async function du(values: Values, [prefixArg]: string[]): Promise<void> {
+  const prefix = nfc(prefixArg ?? "");
+  await using client = await connect(values, "du");
+  const usage = await client.usage(prefix);
+  console.log(values.json ? JSON.stringify(usage) : formatUsage(usage, prefix));
 }
 
 async function fsck(values: Values): Promise<void> {
-  await using client = await connect(values);
+  await using client = await connect(values, "fsck");
   const report = await client.fsck();
   console.log(values.json ? JSON.stringify(report) : formatFsck(report));
   if (report.lost.length > 0) {
@@ -350,13 +322,13 @@ async function fsck(values: Values): Promise<void> {
 }
 
 async function status(values: Values): Promise<void> {
-  await using client = await connect(values);
+  await using client = await connect(values, "status");
   const report = await client.status();
   console.log(values.json ? JSON.stringify(report) : formatStatus(report));
 }
 
 async function df(values: Values): Promise<void> {
-  await using client = await connect(values);
+  await using client = await connect(values, "df");
   const ranks = await client.capacity();
   console.log(values.json ? JSON.stringify(ranks) : formatCapacity(ranks));
 }
@@ -394,28 +366,27 @@ async function legacy(args: string[]): Promise<void> {
   return await meta(connection, [name]);
 }
 
-/** Connects with the options given, falling back on DFS_SERVER, DFS_TOKEN and DFS_TLS_CA. */
-async function connect(values: Values): Promise<DfsClient> {
-  const address = str(values.server) ?? Deno.env.get("DFS_SERVER") ?? DEFAULT_SERVER;
-  const tokenFile = str(values["token-file"]);
-  const tokenText = Deno.env.get("DFS_TOKEN");
-  const caFile = str(values["tls-ca"]) ?? Deno.env.get("DFS_TLS_CA");
-  const token = tokenFile !== undefined
-    ? await readTokenFile(tokenFile)
-    : tokenText === undefined
-    ? undefined
-    : tokenFromText(tokenText, "DFS_TOKEN variable");
-  const tlsCaCerts = caFile === undefined ? undefined : [await Deno.readTextFile(caFile)];
-  return await DfsClient.connect(address, { token, tlsCaCerts });
+/**
+ * Connects with the options given, falling back on DFS_SERVER, DFS_TOKEN and DFS_TLS_CA; a
+ * mistake in them is a usage error pointing to `command`'s help.
+ */
+async function connect(values: Values, command: CommandName): Promise<DfsClient> {
+  const { address, token, tlsCaCerts } = await clientSettings(values, command);
+  return await DfsClient.connect(address ?? DEFAULT_SERVER, { token, tlsCaCerts });
+}
+
+/**
+ * A name or prefix from the arguments or the local file system in Unicode NFC, the one form the
+ * server accepts (macOS, for one, gives file names in NFD). Nothing else is changed: a name the
+ * server refuses for another reason (a control character, say) is sent as it is, to be refused.
+ */
+function nfc(text: string): string {
+  return text.normalize("NFC");
 }
 
 /** Progress goes to stderr when it is a terminal and --quiet was not given. */
 function showProgress(values: Values): boolean {
   return !values.quiet && Deno.stderr.isTerminal();
-}
-
-function str(value: string | boolean | undefined): string | undefined {
-  return typeof value === "string" ? value : undefined;
 }
 
 function integer(text: string | boolean | undefined, option: string, command: string): number {

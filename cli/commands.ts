@@ -109,7 +109,27 @@ export const COMMANDS = {
         help: "copies of every chunk",
       },
       limit("connections-max", DEFAULT_LIMITS.connectionsMax, "open client connections"),
+      limit(
+        "connections-per-address-max",
+        DEFAULT_LIMITS.connectionsPerAddressMax,
+        "open connections from one client address",
+      ),
       limit("requests-inflight-max", DEFAULT_LIMITS.requestsInflightMax, "requests per connection"),
+      limit(
+        "uploads-per-connection-max",
+        DEFAULT_LIMITS.uploadsPerConnectionMax,
+        "uploads in progress per connection (more wait)",
+      ),
+      limit(
+        "uploads-per-address-max",
+        DEFAULT_LIMITS.uploadsPerAddressMax,
+        "uploads in progress per client address (more wait)",
+      ),
+      limit(
+        "upload-stall-timeout-ms",
+        DEFAULT_LIMITS.uploadStallTimeoutMs,
+        "fail an upload that receives no data for",
+      ),
       limit("idle-timeout-ms", DEFAULT_LIMITS.idleTimeoutMs, "close idle connections after"),
       limit("handshake-timeout-ms", DEFAULT_LIMITS.handshakeTimeoutMs, "time to complete hello"),
       limit("write-timeout-ms", DEFAULT_LIMITS.writeTimeoutMs, "close a client that stops reading"),
@@ -138,7 +158,8 @@ export const COMMANDS = {
         type: "string",
         value: "F",
         defaultText: "none",
-        help: "require this secret",
+        help: "require this secret, checked once as a connection opens: without TLS, " +
+          "whoever relays a connection can send requests on it",
       },
       {
         name: "tls-cert",

@@ -3,7 +3,7 @@
  * the server sends a random nonce in its hello, the client answers with its own nonce and
  * HMAC-SHA256(secret, "dfs-auth-v1 client" | server nonce | client nonce), and the server, once it
  * has checked that in constant time, proves it holds the secret too with the "server" HMAC. Pure
- * but for `readTokenFile`.
+ * (`cli/settings.ts` reads token files).
  *
  * @module
  */
@@ -60,29 +60,6 @@ function proof(
   hmac.update(serverNonce);
   hmac.update(clientNonce);
   return new Uint8Array(hmac.digest());
-}
-
-/**
- * Reads a secret from a token file: its content without surrounding white space.
- *
- * @throws {DfsError} `INVALID_REQUEST` for a file that is too short, too long or unreadable.
- */
-export async function readTokenFile(path: string): Promise<Uint8Array> {
-  let text: string;
-  try {
-    const bytes = await Deno.readFile(path);
-    if (bytes.length > TOKEN_BYTES_MAX) {
-      throw new DfsError("INVALID_REQUEST", `Token file ${path} is over ${TOKEN_BYTES_MAX} bytes`);
-    }
-    text = new TextDecoder().decode(bytes).trim();
-  } catch (error) {
-    if (error instanceof DfsError) throw error;
-    throw new DfsError(
-      "INVALID_REQUEST",
-      `Cannot read token file ${path}: ${(error as Error).message}`,
-    );
-  }
-  return tokenFromText(text, `token file ${path}`);
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
-import { DfsError } from "./errors.ts";
+import { assert, DfsError } from "./errors.ts";
 import { encodeDataHeader, encodeFrame, readFrameLength } from "./frame.ts";
 import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
 
@@ -69,6 +69,16 @@ export class FrameReader {
       filled += n;
     }
     return body;
+  }
+
+  /**
+   * The next `bytes` bytes (at most `READ_BUFFER_BYTES`) without consuming them: fewer if the
+   * stream ends first. Lets a caller look at a frame header before `read()` judges it.
+   */
+  async peek(bytes: number): Promise<Uint8Array> {
+    assert(bytes <= READ_BUFFER_BYTES, "a peek fits the read buffer");
+    await this.#fill(bytes);
+    return this.#buffer.slice(this.#start, Math.min(this.#end, this.#start + bytes));
   }
 
   /** Makes at least `bytes` buffered bytes available; false at end of stream. */

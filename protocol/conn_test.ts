@@ -161,3 +161,19 @@ Deno.test("FrameWriter writes small frames queued together in one write, big pay
     { n: 4 },
   ]);
 });
+
+Deno.test("FrameReader.peek() shows the next bytes without consuming them", async () => {
+  const input = concat([encodeFrame({ a: 1 }), encodeFrame({ b: 2 })]);
+  const reader = new FrameReader(memoryStream(input, 1));
+  assert.deepEqual(await reader.peek(4), input.subarray(0, 4));
+  assert.deepEqual(await reader.peek(2), input.subarray(0, 2));
+  assert.deepEqual(decodeFrameBody((await reader.read())!), { a: 1 });
+  const second = encodeFrame({ b: 2 });
+  assert.deepEqual(await reader.peek(4), second.subarray(0, 4));
+  assert.deepEqual(decodeFrameBody((await reader.read())!), { b: 2 });
+  // At the end of the stream: what is left, here nothing.
+  assert.deepEqual(await reader.peek(4), new Uint8Array(0));
+  assert.equal(await reader.read(), null);
+  const short = new FrameReader(memoryStream(Uint8Array.of(0x15, 0x03), 1));
+  assert.deepEqual(await short.peek(4), Uint8Array.of(0x15, 0x03));
+});

@@ -254,3 +254,32 @@ Deno.test("parseRequest() refuses a bad list cursor or limit as INVALID_REQUEST"
     );
   }
 });
+
+Deno.test("parseRequest() applies the NFC and control-character rules to every name a request names", () => {
+  const nfd = "cafe\u0301.txt";
+  const notNfc = /^Invalid name: name is not in Unicode NFC \(normalize it with/;
+  const newline = /^Invalid name: name contains a control character \(U\+000A\)$/;
+  for (const [bad, why] of [[nfd, notNfc], ["two\nlines", newline]] as const) {
+    for (const op of ["put", "get", "meta", "rm"]) {
+      assertRefused({ op, id: 1, name: bad }, "INVALID_REQUEST", why);
+    }
+    assertRefused({ op: "mv", id: 1, from: bad, to: "b" }, "INVALID_REQUEST", why);
+    assertRefused({ op: "mv", id: 1, from: "a", to: bad }, "INVALID_REQUEST", why);
+  }
+  // The NFC spelling of the same text is accepted everywhere.
+  const nfc = nfd.normalize("NFC");
+  assert.equal((parseRequest({ op: "put", id: 1, name: nfc }) as { name: string }).name, nfc);
+  assert.deepEqual(parseRequest({ op: "mv", id: 1, from: nfc, to: `x/${nfc}` }), {
+    op: "mv",
+    id: 1,
+    from: nfc,
+    to: `x/${nfc}`,
+    force: false,
+  });
+  // Prefixes may not hold a control character either; one outside NFC matches nothing but passes.
+  const prefixWhy = /^Invalid name: prefix contains a control character \(U\+001B\)$/;
+  for (const op of ["list", "du", "rm"]) {
+    assertRefused({ op, id: 1, prefix: "logs/\u001b" }, "INVALID_REQUEST", prefixWhy);
+    assert.deepEqual(parseRequest({ op, id: 1, prefix: nfd }), { op, id: 1, prefix: nfd });
+  }
+});

@@ -10,10 +10,32 @@ import { FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
 
 /** Limits of the client gateway, each settable on `dfs serve`. */
 export interface ServerLimits {
-  /** Open client connections; one more is answered `UNAVAILABLE` and closed. */
+  /**
+   * Open client connections. At the limit a new connection closes the idlest one with no request
+   * in flight (one that has not finished its handshake first); when every one has a request in
+   * flight, the new one is answered `UNAVAILABLE` and closed.
+   */
   connectionsMax: number;
+  /** Open connections from one client address (IP), at most; the same rule at its limit. */
+  connectionsPerAddressMax: number;
   /** Requests in flight on one connection. */
   requestsInflightMax: number;
+  /**
+   * Uploads in progress on one connection: a put over it waits (holding that connection's frame
+   * loop) until one of the connection's uploads ends, so one client can only slow itself.
+   */
+  uploadsPerConnectionMax: number;
+  /**
+   * Uploads in progress from one client address, all its connections together: a put over it
+   * waits the same way. Below the server-wide `UPLOADS_INFLIGHT_MAX`, so one address never holds
+   * every upload slot.
+   */
+  uploadsPerAddressMax: number;
+  /**
+   * An upload that receives no data for this long is failed with `UNAVAILABLE`, giving its slots
+   * back (time the server itself held the connection's frames back does not count).
+   */
+  uploadStallTimeoutMs: number;
   /** A connection with no request in flight and no frame for this long is closed. */
   idleTimeoutMs: number;
   /** A new connection must complete the handshake within this time. */
@@ -27,7 +49,14 @@ export interface ServerLimits {
 /** The gateway's limits unless `dfs serve` says otherwise. */
 export const DEFAULT_LIMITS: ServerLimits = {
   connectionsMax: 1024,
+  // A quarter of the connections, and room for the benchmark's most clients (`CLIENTS_MAX`).
+  connectionsPerAddressMax: 256,
   requestsInflightMax: 64,
+  // An eighth and a half of the server-wide `UPLOADS_INFLIGHT_MAX` (64).
+  uploadsPerConnectionMax: 8,
+  uploadsPerAddressMax: 32,
+  // Like a client that stops reading (`writeTimeoutMs`): a minute.
+  uploadStallTimeoutMs: 60_000,
   idleTimeoutMs: 5 * 60_000,
   handshakeTimeoutMs: 10_000,
   writeTimeoutMs: 60_000,

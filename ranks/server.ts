@@ -40,6 +40,13 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     throw error;
   }
   const { store } = cluster;
+  if (options.secret && !options.tls && !isLoopbackHost(options.hostname)) {
+    store.env.log.error(
+      `dfs: warning: --token-file without TLS on ${options.hostname}: the token is checked once, ` +
+        "when a connection opens, so anyone who can relay a connection can send their own " +
+        "requests on it; serve TLS (--tls-cert, --tls-key) or listen on a loopback address",
+    );
+  }
   const scrubbing = new AbortController();
   const { bytesPerSec, pauseMs } = options.scrub;
   const scrubber = bytesPerSec === 0
@@ -55,4 +62,15 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       await cluster.close();
     })();
   return { cluster, store, gateway, close, [Symbol.asyncDispose]: close };
+}
+
+/**
+ * Whether `hostname` is a loopback address, which only this machine reaches: 127.0.0.0/8, `::1`
+ * (bracketed or not) or `localhost`. Names are not resolved: any other name counts as reachable.
+ */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase();
+  if (host === "localhost" || host === "::1" || host === "[::1]") return true;
+  const ipv4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  return ipv4 !== null && ipv4.slice(1).every((part) => Number(part) <= 255);
 }

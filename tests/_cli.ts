@@ -5,6 +5,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { ROOT } from "./_server.ts";
 
 /** What one `./dfs` run left: its exit code and what it wrote. */
@@ -45,4 +46,18 @@ export async function dfs(args: string[], options: DfsRunOptions = {}): Promise<
   const { code, stdout, stderr } = await output;
   const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code, stdout: text(stdout), stderr: text(stderr), bytes: stdout };
+}
+
+/**
+ * Checks a usage error as a user sees it: exit 2, nothing on stdout, one `dfs: ` line matching
+ * `pattern`, then the hint to the help of `command` (`dfs` for the top level), no stack trace.
+ */
+export function assertUsageError(result: DfsRun, pattern: RegExp, command = "dfs"): void {
+  assert.equal(result.code, 2, `exit code (stderr: ${result.stderr})`);
+  assert.equal(result.stdout, "");
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 2, `error and hint lines, got:\n${result.stderr}`);
+  assert.match(lines[0], /^dfs: /);
+  assert.match(lines[0], pattern);
+  assert.equal(lines[1], `Try "${command} --help".`);
 }

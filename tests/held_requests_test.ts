@@ -1,6 +1,7 @@
 /**
  * Requests that clients hold open without reading or writing (unread gets, uploads stalled one
- * byte short of a chunk) cost the server bounded memory, and leave no stray chunk once closed.
+ * byte short of a chunk, puts waiting for their connection's share of the upload slots) cost the
+ * server bounded memory, and leave no stray chunk once closed.
  */
 
 import assert from "node:assert/strict";
@@ -17,6 +18,12 @@ const MiB = 1024 * 1024;
 
 /** The default `--requests-inflight-max`: how many requests one connection may hold open. */
 const REQUESTS_INFLIGHT_DEFAULT = 64;
+/** The default `--uploads-per-connection-max`: uploads one connection may have in progress. */
+const UPLOADS_PER_CONNECTION_DEFAULT = 8;
+/** The server-wide `UPLOADS_INFLIGHT_MAX` (`ranks/rank0/uploads.ts`). */
+const UPLOADS_SERVER_MAX = 64;
+/** Connections that hold stalled uploads: together they take every upload slot of the server. */
+const STALLING_CONNECTIONS = UPLOADS_SERVER_MAX / UPLOADS_PER_CONNECTION_DEFAULT;
 
 /**
  * The highest resident memory of the server seen over `ms` (sampled every 100 ms) while clients
@@ -72,21 +79,29 @@ Deno.test("requests that clients hold open without reading or writing cost bound
   );
 
   await t.step(
-    `${REQUESTS_INFLIGHT_DEFAULT} stalled uploads on each of 8 connections stay under the memory bound`,
+    `${UPLOADS_PER_CONNECTION_DEFAULT} stalled uploads and ` +
+      `${REQUESTS_INFLIGHT_DEFAULT - UPLOADS_PER_CONNECTION_DEFAULT} waiting puts on each of ` +
+      `${STALLING_CONNECTIONS} connections stay under the memory bound`,
     async () => {
-      await using server = await TestServer.start();
+      // One address may hold every upload slot here, as the connections of many addresses could.
+      await using server = await TestServer.start({
+        extraArgs: ["--uploads-per-address-max", String(UPLOADS_SERVER_MAX)],
+      });
       await using healthy = await DfsClient.connect(server.address);
       const stored = await healthy.put(STORED_NAME, STORED);
       const rssBefore = await server.rssBytes();
       const raws: RawConnection[] = [];
-      // Each upload sends one byte short of a chunk, so its chunk buffer is never sent on.
+      // Each upload sends one byte short of a chunk, so its chunk buffer is never sent on; the
+      // puts over the connection's share wait for a slot (and hold its frame loop: they send
+      // nothing more).
       const almostChunk = pseudoRandomBytes(CHUNK_SIZE_BYTES - 1, 4);
       try {
-        for (let c = 0; c < 8; c++) {
+        for (let c = 0; c < STALLING_CONNECTIONS; c++) {
           const raw = await rawConnection(server.address, { hello: true });
           raws.push(raw);
           for (let id = 1; id <= REQUESTS_INFLIGHT_DEFAULT; id++) {
             await raw.send({ op: "put", id, name: `stalled/${c}/${id}` });
+            if (id > UPLOADS_PER_CONNECTION_DEFAULT) continue;
             await raw.sendBytes(encodeDataHeader(id, almostChunk.length));
             await raw.sendBytes(almostChunk);
           }
@@ -95,7 +110,7 @@ Deno.test("requests that clients hold open without reading or writing cost bound
           ms: 1000,
           rssBefore,
           label: "stalled uploads",
-          clients: "8 clients that stopped mid-upload",
+          clients: `${STALLING_CONNECTIONS} clients that stopped mid-upload`,
         });
         assert.deepEqual(await healthy.meta(STORED_NAME), stored);
       } finally {

@@ -52,7 +52,10 @@ const BAD_NAMES: [label: string, name: string, why: RegExp][] = [
   ["empty", "", /Invalid name: name is empty/],
   ["1025 bytes", "x".repeat(NAME_BYTES_MAX + 1), /name is 1025 bytes, over the limit of 1024/],
   ["1026 bytes in 513 characters", "é".repeat(513), /name is 1026 bytes, over the limit/],
-  ["with NUL", "a\0b", /name contains a NUL character/],
+  ["with NUL", "a\0b", /name contains a control character \(U\+0000\)/],
+  ["with a newline", "a\nb", /name contains a control character \(U\+000A\)/],
+  ["with a C1 control", "a\u0085b", /name contains a control character \(U\+0085\)/],
+  ["not in NFC", "cafe\u0301", /name is not in Unicode NFC \(normalize it with/],
   ["a leading /", "/etc/passwd", /name starts with "\/"/],
   ["an empty segment", "a//b", /name has an empty segment/],
   ["a trailing /", "a/", /name has an empty segment/],
@@ -364,7 +367,11 @@ Deno.test("a hostile client gets a precise error and disturbs nobody", async (t)
         ],
         [
           { op: "list", id: 24, prefix: "a\0" },
-          { id: 24, code: "INVALID_REQUEST", message: /prefix contains a NUL character/ },
+          {
+            id: 24,
+            code: "INVALID_REQUEST",
+            message: /prefix contains a control character \(U\+0000\)/,
+          },
         ],
       ];
       for (const [message, expected] of cases) {

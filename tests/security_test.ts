@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DfsClient, DfsError } from "../client.ts";
+import { DfsClient } from "../client.ts";
 import { clientProof, newNonce, serverProof } from "../protocol/auth.ts";
 import { FrameReader, FrameWriter } from "../protocol/conn.ts";
 import { decodeFrameBody } from "../protocol/frame.ts";
@@ -170,6 +170,47 @@ Deno.test("a client refuses a server that cannot prove it holds the token", asyn
   assert.notDeepEqual(a, clientProof(token, newNonce(), newNonce()));
 });
 
+/**
+ * A server that reads the client's hello and answers `answer` then closes: the bytes a TLS server
+ * sends a client that does not speak TLS, or anything else.
+ */
+async function answeringServer(answer: number[], test: (address: string) => Promise<void>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    const conn = await listener.accept();
+    await conn.read(new Uint8Array(1024));
+    await conn.write(Uint8Array.from(answer));
+    conn.close();
+  })();
+  try {
+    await test(`127.0.0.1:${(listener.addr as Deno.NetAddr).port}`);
+  } finally {
+    await serving;
+    listener.close();
+  }
+}
+
+Deno.test("a client whose server answers with a TLS record is told to use TLS", async () => {
+  const records = [
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32], // an alert (decode error), TLS 1.2
+    [0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46], // an alert (protocol version), TLS 1.0
+    [0x16, 0x03, 0x03, 0x00, 0x04, 0x0e, 0x00, 0x00, 0x00], // a handshake record
+  ];
+  for (const record of records) {
+    await answeringServer(record, async (address) => {
+      await assertDfsError(
+        DfsClient.connect(address),
+        "UNAVAILABLE",
+        new RegExp(`^Cannot connect to ${address}: the server seems to speak TLS; pass --tls-ca`),
+      );
+    });
+  }
+  // A length that is merely too large is still reported as such.
+  await answeringServer([0x7f, 0x03, 0x03, 0x00, 0x00], async (address) => {
+    await assertDfsError(DfsClient.connect(address), "TOO_LARGE", /^Frame of \d+ bytes is over/);
+  });
+});
+
 /** A CA and a certificate for 127.0.0.1 and localhost signed by it, made with openssl. */
 async function makeCertificates(dir: string): Promise<void> {
   const run = async (...args: string[]) => {
@@ -256,11 +297,35 @@ Deno.test("TLS: a round trip with a trusted certificate, refusal without it", as
       );
     });
 
-    await t.step("a plain TCP client cannot talk to the TLS server", async () => {
-      await assert.rejects(
-        DfsClient.connect(server.address, { token, connectTimeoutMs: 2000 }),
-        DfsError,
+    await t.step("a plain TCP client is told that the server speaks TLS", async () => {
+      const told = new RegExp(
+        `^Cannot connect to ${server.address}: the server seems to speak TLS; ` +
+          "pass --tls-ca \\(or DFS_TLS_CA\\) to connect over TLS$",
       );
+      await assertDfsError(
+        DfsClient.connect(server.address, { token, connectTimeoutMs: 2000 }),
+        "UNAVAILABLE",
+        told,
+      );
+      const cli = await dfs(["list", "--server", server.address], { env: { DFS_TOKEN: SECRET } });
+      assert.equal(cli.code, 1, cli.stderr);
+      assert.match(cli.stderr, new RegExp(`^dfs: ${told.source.slice(1, -1)}\n$`));
+    });
+
+    await t.step("a TLS client is told that a plain server does not speak TLS", async () => {
+      await using plain = await TestServer.start({ ranks: 2, replicas: 1 });
+      const told = new RegExp(
+        `^Cannot connect to ${plain.address}: the server does not seem to speak TLS \\(.+\\); ` +
+          "leave out --tls-ca and DFS_TLS_CA to connect over plain TCP$",
+      );
+      await assertDfsError(
+        DfsClient.connect(plain.address, { tlsCaCerts: [ca], connectTimeoutMs: 2000 }),
+        "UNAVAILABLE",
+        told,
+      );
+      const cli = await dfs(["list", "--server", plain.address, "--tls-ca", `${dir}/ca.pem`]);
+      assert.equal(cli.code, 1, cli.stderr);
+      assert.match(cli.stderr, new RegExp(`^dfs: ${told.source.slice(1, -1)}\n$`));
     });
 
     await t.step("the CLI connects with --tls-ca and with DFS_TLS_CA", async () => {
@@ -274,6 +339,58 @@ Deno.test("TLS: a round trip with a trusted certificate, refusal without it", as
       });
       assert.equal(meta.code, 0, meta.stderr);
       assert.equal(JSON.parse(meta.stdout).size, 3 * 1024 * 1024 + 1);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dfs serve warns when a token guards a non-loopback address without TLS", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-warn-" });
+  const warning =
+    /^dfs: warning: --token-file without TLS on 0\.0\.0\.0: the token is checked once, when a connection opens, so anyone who can relay a connection can send their own requests on it; serve TLS \(--tls-cert, --tls-key\) or listen on a loopback address$/m;
+  /** Everything the server wrote to stderr by the time it was ready (it warns before). */
+  const stderrOf = async (...extraArgs: string[]) => {
+    const server = await TestServer.start({ ranks: 2, replicas: 1, extraArgs });
+    try {
+      await server.stop("SIGKILL");
+      return await server.stderr;
+    } finally {
+      await server[Symbol.asyncDispose]();
+    }
+  };
+  try {
+    await makeCertificates(dir);
+    const token = ["--token-file", `${dir}/token`];
+    await Deno.writeTextFile(`${dir}/token`, SECRET);
+    const tls = ["--tls-cert", `${dir}/server.pem`, "--tls-key", `${dir}/server.key`];
+
+    await t.step("a token without TLS on 0.0.0.0: one warning line on stderr", async () => {
+      const stderr = await stderrOf("--host", "0.0.0.0", ...token);
+      assert.match(stderr, warning);
+      assert.equal(stderr.match(/warning/g)?.length, 1, stderr);
+    });
+
+    await t.step("no warning on 127.0.0.1, with TLS, or without a token", async () => {
+      for (
+        const args of [
+          ["--host", "127.0.0.1", ...token],
+          ["--host", "0.0.0.0", ...token, ...tls],
+          ["--host", "0.0.0.0"],
+        ]
+      ) {
+        const stderr = await stderrOf(...args);
+        assert.doesNotMatch(stderr, /warning/, `${args.join(" ")}: ${stderr}`);
+      }
+    });
+
+    await t.step("serve --help says what the token does not protect without TLS", async () => {
+      const help = await dfs(["serve", "--help"]);
+      assert.equal(help.code, 0);
+      assert.match(
+        help.stdout,
+        /--token-file F +require this secret, checked once as a connection opens: without TLS, whoever relays a connection can send requests on it \(default: none\)/,
+      );
     });
   } finally {
     await Deno.remove(dir, { recursive: true });

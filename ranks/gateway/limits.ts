@@ -22,11 +22,18 @@ export const LIST_ENTRY_OVERHEAD_BYTES = 64;
  */
 export const FAILED_UPLOADS_PER_REQUEST_MAX = 2;
 
+/** The shares that must allow at least one of what they bound, with their `dfs serve` options. */
+const SHARES = [
+  ["connectionsPerAddressMax", "--connections-per-address-max"],
+  ["uploadsPerConnectionMax", "--uploads-per-connection-max"],
+  ["uploadsPerAddressMax", "--uploads-per-address-max"],
+] as const;
+
 /**
  * `DEFAULT_LIMITS` with the given ones in place (undefined ones keep their default).
  *
  * @throws {DfsError} `INVALID_REQUEST` for a frame limit outside `FRAME_SIZE_BYTES_MIN` to
- *   `FRAME_SIZE_BYTES_MAX`.
+ *   `FRAME_SIZE_BYTES_MAX`, or a per-connection or per-address share below 1.
  */
 export function resolveLimits(given: Partial<ServerLimits> = {}): ServerLimits {
   const limits: ServerLimits = { ...DEFAULT_LIMITS };
@@ -39,6 +46,11 @@ export function resolveLimits(given: Partial<ServerLimits> = {}): ServerLimits {
       "INVALID_REQUEST",
       `--frame-size-bytes-max must be from ${FRAME_SIZE_BYTES_MIN} to ${FRAME_SIZE_BYTES_MAX}, got ${frame}`,
     );
+  }
+  for (const [key, option] of SHARES) {
+    if (limits[key] < 1) {
+      throw new DfsError("INVALID_REQUEST", `${option} must be at least 1, got ${limits[key]}`);
+    }
   }
   return limits;
 }

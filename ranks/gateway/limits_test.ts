@@ -27,3 +27,19 @@ Deno.test("resolveLimits() refuses a frame limit outside its range as INVALID_RE
     });
   }
 });
+
+Deno.test("resolveLimits() refuses a per-connection or per-address share below 1 as INVALID_REQUEST", () => {
+  const cases = [
+    [{ connectionsPerAddressMax: 0 }, "--connections-per-address-max must be at least 1, got 0"],
+    [{ uploadsPerConnectionMax: 0 }, "--uploads-per-connection-max must be at least 1, got 0"],
+    [{ uploadsPerAddressMax: 0 }, "--uploads-per-address-max must be at least 1, got 0"],
+  ] as const;
+  for (const [given, message] of cases) {
+    assert.throws(() => resolveLimits(given), (e: unknown) => {
+      assert.ok(e instanceof DfsError);
+      assert.equal(e.code, "INVALID_REQUEST");
+      assert.equal(e.message, message);
+      return true;
+    });
+  }
+});

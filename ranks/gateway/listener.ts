@@ -1,16 +1,18 @@
 /**
  * The CBOR gateway's listening socket: accepts connections (over TLS when given a certificate),
- * refuses one over the connection limit with `UNAVAILABLE`, serves each in a `Session` over the
- * store, and closes them all on `close()`.
+ * makes room for each as the `ConnectionTable` says (closing the idlest connection, or refusing
+ * the new one with `UNAVAILABLE` when every candidate is busy), serves each in a `Session` over
+ * the store with its address's upload share, and closes them all on `close()`.
  *
  * @module
  */
 
 import { FrameWriter, setNoDelay } from "../../protocol/conn.ts";
-import { DfsError } from "../../protocol/errors.ts";
+import type { DfsError } from "../../protocol/errors.ts";
 import type { StreamingFileStore } from "../common/file_store.ts";
 import type { ServerLimits } from "../config.ts";
 import type { Clock } from "../env/env.ts";
+import { ConnectionTable } from "./connection_table.ts";
 import { resolveLimits } from "./limits.ts";
 import { closeQuietly, Session } from "./session.ts";
 
@@ -52,27 +54,35 @@ export function serveClients(store: StreamingFileStore, options: ServeOptions): 
   const listener: Deno.Listener = options.tls
     ? Deno.listenTls({ ...address, cert: options.tls.cert, key: options.tls.key })
     : Deno.listen(address);
+  const table = new ConnectionTable<Session>(limits);
+  /** Every session still running, those evicted from the table too (`close()` waits for them). */
   const sessions = new Set<Session>();
   const done = (async () => {
     for await (const conn of listener) {
-      if (sessions.size >= limits.connectionsMax) {
-        void refuse(
-          conn,
-          new DfsError(
-            "UNAVAILABLE",
-            `Server is at its limit of ${limits.connectionsMax} connections`,
-          ),
-        );
+      const peer = (conn.remoteAddr as Deno.NetAddr).hostname;
+      const admission = table.admit(peer);
+      if (!admission.admit) {
+        void refuse(conn, admission.error);
         continue;
       }
+      if (admission.evict) {
+        const { connection, reason } = admission.evict;
+        table.delete(connection);
+        connection.evict(reason);
+      }
       setNoDelay(conn);
-      const session = new Session(conn, store, {
-        limits,
-        clock: options.clock,
-        secret: options.secret,
-      });
+      const session = table.add(peer, (addressUploadShare) =>
+        new Session(conn, store, {
+          limits,
+          clock: options.clock,
+          secret: options.secret,
+          addressUploadShare,
+        }));
       sessions.add(session);
-      void session.run().finally(() => sessions.delete(session));
+      void session.run().finally(() => {
+        table.delete(session);
+        sessions.delete(session);
+      });
     }
   })().catch(() => {}); // the listener was closed
   const addr = listener.addr as Deno.NetAddr;

@@ -1,8 +1,9 @@
 /**
  * The CBOR gateway: rank 0's client socket, serving the framed CBOR protocol
  * (`protocol/messages.ts`) over any `StreamingFileStore`. `listener.ts` accepts connections,
- * `session.ts` serves one, `ops.ts` is the table from request to store call, `limits.ts` holds
- * what `dfs serve` can set.
+ * `connection_table.ts` says which connection makes room for a new one and holds each client
+ * address's upload share, `session.ts` serves one, `ops.ts` is the table from request to store
+ * call, `limits.ts` holds what `dfs serve` can set.
  *
  * @module
  */

@@ -1,9 +1,10 @@
 /**
- * One client connection: the handshake and the shared-secret challenge, the handshake, idle and
- * write-stall timers, the frame loop that hands each request to its entry in the op table
- * (`ops.ts`), the connection's state (uploads in progress, failed uploads, requests in flight,
- * open reads, the read budget), and errors put on the wire. Requests on different names never
- * wait for each other.
+ * One client connection: the handshake and the shared-secret challenge, the handshake, idle,
+ * write-stall and upload-stall timers, the frame loop that hands each request to its entry in the
+ * op table (`ops.ts`), the connection's state (uploads in progress and their share of the upload
+ * slots, failed uploads, requests in flight, open reads, the read budget), what the listener asks
+ * of it to pick a connection to close (`greeted`, `busy`, `activeAt`, `evict()`), and errors put
+ * on the wire. Requests on different names never wait for each other.
  *
  * @module
  */
@@ -32,6 +33,7 @@ import {
 } from "../common/file_store.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import { sendEntries, sendRead } from "./_replies.ts";
+import { SharedUpload } from "./_shared_upload.ts";
 import type { ServerLimits } from "../config.ts";
 import { systemClock } from "../env/system.ts";
 import type { Clock, TimerHandle } from "../env/env.ts";
@@ -47,6 +49,11 @@ export interface SessionOptions {
   clock?: Clock;
   /** Shared secret: the client must answer the hello's challenge with an HMAC of it. */
   secret?: Uint8Array;
+  /**
+   * The client address's share of uploads in progress (`uploadsPerAddressMax`), shared with the
+   * address's other connections; none: only the connection's own share applies.
+   */
+  addressUploadShare?: Semaphore;
 }
 
 /** One client connection, served from `run()` until the client leaves or `close()`. */
@@ -57,7 +64,25 @@ export class Session {
   #context: OpContext;
   #reader: FrameReader;
   #writer: FrameWriter;
-  #uploads = new Map<number, Upload>();
+  #uploads = new Map<number, SharedUpload>();
+  /** The connection's share of uploads in progress (`uploadsPerConnectionMax`). */
+  #uploadShare: Semaphore;
+  #addressUploadShare: Semaphore | undefined;
+  /** Whether a put is waiting for a slot of a share (the frame loop waits with it). */
+  #waitingForShare = false;
+  /** Gives up the wait of that put, if any: the connection is closing. */
+  #abandonWait: (() => void) | null = null;
+  /** Fails uploads that receive no data for `uploadStallTimeoutMs`. */
+  #stallTimer: TimerHandle | undefined;
+  /**
+   * The time the frame loop spent waiting for the server's upload windows, and since when it has
+   * been waiting now: the client could send nothing meanwhile, so that time is no upload's stall.
+   */
+  #heldMs = 0;
+  #heldSince: number | null = null;
+  #greeted = false;
+  /** Set by `evict()`: nothing more is served, and the connection closes once this is sent. */
+  #farewell: Promise<void> | null = null;
   /** Ids of uploads that failed: their remaining data frames are dropped until `end` or `abort`. */
   #failedUploads = new Set<number>();
   #tasks = new Map<number, Promise<void>>();
@@ -74,7 +99,10 @@ export class Session {
     this.#conn = conn;
     this.#limits = options.limits;
     this.#clock = options.clock ?? systemClock;
+    this.#activeAt = this.#clock.monotonic();
     this.#secret = options.secret;
+    this.#uploadShare = new Semaphore(this.#limits.uploadsPerConnectionMax);
+    this.#addressUploadShare = options.addressUploadShare;
     this.#context = {
       store,
       // All of the connection's gets share one read's budget: one get reads ahead as far as
@@ -101,11 +129,37 @@ export class Session {
     await this.#finished;
   }
 
+  /** Whether the client finished the handshake (and the shared secret's challenge). */
+  get greeted(): boolean {
+    return this.#greeted;
+  }
+
+  /** Whether a request is in flight: an upload, a put waiting for its share, a call, list or get. */
+  get busy(): boolean {
+    return this.#uploads.size > 0 || this.#tasks.size > 0 || this.#waitingForShare;
+  }
+
+  /** When the connection last read a frame (or was accepted), on its clock's monotonic ms. */
+  get activeAt(): number {
+    return this.#activeAt;
+  }
+
+  /**
+   * Closes the connection to make room for another: serves nothing more, tells the client `reason`
+   * in an error frame with id 0, then closes. For a connection that is not `busy`.
+   */
+  evict(reason: DfsError): void {
+    if (this.#closed || this.#farewell) return;
+    this.#farewell = this.#writer.send({ op: "error", id: 0, ...reason.toWire() })
+      .catch(() => {}) // the client is gone
+      .then(() => this.#shut());
+  }
+
   async #run(): Promise<void> {
     try {
       this.#arm(this.#limits.handshakeTimeoutMs);
       const hello = await this.#reader.read();
-      if (hello === null) return;
+      if (hello === null || this.#farewell) return;
       parseHello(decodeFrameBody(hello), PROTOCOL_VERSION);
       const challenge = this.#secret ? newNonce() : undefined;
       await this.#writer.send({
@@ -117,15 +171,17 @@ export class Session {
         challenge,
       });
       if (challenge && !await this.#authenticate(this.#secret!, challenge)) return;
+      this.#greeted = true;
       while (!this.#closed) {
         this.#arm(this.#limits.idleTimeoutMs);
         const body = await this.#reader.read();
-        if (body === null) break;
+        if (body === null || this.#farewell) break;
         await this.#dispatch(body);
       }
     } catch (error) {
-      if (!this.#closed) await this.#sendError(0, error);
+      if (!this.#closed && !this.#farewell) await this.#sendError(0, error);
     } finally {
+      await this.#farewell;
       this.#shut();
       await Promise.allSettled(this.#tasks.values());
       // A client that vanished mid-upload leaves nothing behind.
@@ -140,7 +196,7 @@ export class Session {
    */
   async #authenticate(secret: Uint8Array, challenge: Uint8Array): Promise<boolean> {
     const body = await this.#reader.read();
-    if (body === null) return false;
+    if (body === null || this.#farewell) return false;
     type Answer = { op?: unknown; nonce?: unknown; proof?: unknown } | null;
     let answer: Answer = null;
     try {
@@ -176,9 +232,9 @@ export class Session {
       this.#timer = undefined;
       const quiet = this.#clock.monotonic() - this.#activeAt;
       if (quiet < this.#idleMs) return this.#schedule(this.#idleMs - quiet);
-      // Gets and commits in progress keep it open (a stalled reader meets the write timeout); an
-      // upload that has sent nothing for this long does not.
-      if (this.#tasks.size === 0) this.#shut();
+      // Gets and commits in progress keep it open (a stalled reader meets the write timeout), and
+      // so does a put waiting for its share; an upload that has sent nothing for this long does not.
+      if (this.#tasks.size === 0 && !this.#waitingForShare) this.#shut();
       else this.#arm(this.#idleMs);
     }, ms);
   }
@@ -186,6 +242,9 @@ export class Session {
   #shut(): void {
     this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#clock.clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    this.#abandonWait?.();
     if (this.#closed) return;
     this.#closed = true;
     this.#writer.close();
@@ -215,8 +274,9 @@ export class Session {
     }
     const op = opOf(request);
     try {
-      // Only a data frame's write is waited for (its window holds the socket); everything else
-      // is answered from a task of its own, so the next frame is read at once.
+      // Only a data frame's write (its window holds the socket) and a put over its share are
+      // waited for; everything else is answered from a task of its own, so the next frame is
+      // read at once.
       const writing = this.#serve(request, op);
       if (writing) await writing;
     } catch (error) {
@@ -235,8 +295,10 @@ export class Session {
     switch (op.kind) {
       case "upload":
         this.#checkFreeId(id);
-        this.#uploads.set(id, op.begin(request, context));
-        return;
+        return this.#beginUpload(id, {
+          name: "name" in request ? request.name : "",
+          begin: () => op.begin(request, context),
+        });
       case "write":
         if (this.#failedUploads.has(id)) return op.drop(request, context);
         return this.#write(id, (upload) => op.write(request, upload));
@@ -272,6 +334,118 @@ export class Session {
     }
   }
 
+  /**
+   * Starts upload `id` with a slot of the connection's upload share and one of its address's.
+   * While either share is full, the returned promise holds the frame loop until a slot is free:
+   * a client over its share slows only itself, and its data frames wait in the socket.
+   */
+  #beginUpload(id: number, upload: { name: string; begin: () => Upload }): Promise<void> | void {
+    if (this.#uploadShare.tryAcquire()) {
+      if (this.#addressUploadShare?.tryAcquire() ?? true) return this.#startUpload(id, upload);
+      this.#uploadShare.release();
+    }
+    return this.#beginUploadWhenShared(id, upload);
+  }
+
+  async #beginUploadWhenShared(
+    id: number,
+    upload: { name: string; begin: () => Upload },
+  ): Promise<void> {
+    this.#waitingForShare = true;
+    try {
+      if (!await this.#acquire(this.#uploadShare)) return;
+      const address = this.#addressUploadShare;
+      if (address && !await this.#acquire(address)) return this.#uploadShare.release();
+    } finally {
+      this.#waitingForShare = false;
+    }
+    this.#startUpload(id, upload);
+  }
+
+  /** Begins upload `id`, which holds a slot of both shares; they go back if it cannot begin. */
+  #startUpload(id: number, upload: { name: string; begin: () => Upload }): void {
+    const release = () => {
+      this.#uploadShare.release();
+      this.#addressUploadShare?.release();
+    };
+    let begun: Upload;
+    try {
+      begun = upload.begin();
+    } catch (error) {
+      release();
+      throw error;
+    }
+    const activeAt = this.#clientNow();
+    this.#uploads.set(id, new SharedUpload(begun, { name: upload.name, release, activeAt }));
+    this.#watchStalls(this.#limits.uploadStallTimeoutMs);
+  }
+
+  /** Waits for a permit of `share`; false, with no permit, if the connection closes first. */
+  #acquire(share: Semaphore): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let state: "waiting" | "given" | "abandoned" = "waiting";
+      this.#abandonWait = () => {
+        if (state !== "waiting") return;
+        state = "abandoned";
+        resolve(false);
+      };
+      void share.acquire().then(() => {
+        if (state === "abandoned") return share.release(); // nobody takes it: give it back
+        state = "given";
+        this.#abandonWait = null;
+        resolve(true);
+      });
+    });
+  }
+
+  /**
+   * The time the client has had to send frames, in ms: the clock's, less the time the frame loop
+   * spent waiting for the server's upload windows.
+   */
+  #clientNow(): number {
+    return (this.#heldSince ?? this.#clock.monotonic()) - this.#heldMs;
+  }
+
+  /**
+   * Fails each upload that has received no data for `uploadStallTimeoutMs` of client time, from
+   * one timer that, when it fires, looks at every upload and is set again for the next one due.
+   */
+  #watchStalls(ms: number): void {
+    if (this.#stallTimer !== undefined || this.#closed) return;
+    this.#stallTimer = this.#clock.setTimeout(() => {
+      this.#stallTimer = undefined;
+      const limitMs = this.#limits.uploadStallTimeoutMs;
+      const now = this.#clientNow();
+      let next = limitMs;
+      for (const [id, upload] of this.#uploads) {
+        const quiet = now - upload.activeAt;
+        if (quiet < limitMs) next = Math.min(next, limitMs - quiet);
+        else this.#failStalled(id, upload);
+      }
+      if (this.#uploads.size > 0) this.#watchStalls(next);
+    }, ms);
+  }
+
+  /**
+   * Fails a stalled upload: its remaining frames are dropped, it is aborted (giving its slots
+   * back), then its client is told why.
+   */
+  #failStalled(id: number, upload: SharedUpload): void {
+    this.#uploads.delete(id);
+    // In the upload's place among the requests in flight, until the client ends or aborts it.
+    this.#failedUploads.add(id);
+    const error = new DfsError(
+      "UNAVAILABLE",
+      `Upload of "${upload.name}" failed: no data arrived for ` +
+        `${this.#limits.uploadStallTimeoutMs} ms`,
+    );
+    this.#spawn(id, async () => {
+      await upload.abort();
+      throw error;
+    });
+  }
+
   /** Remembers a refused or failed upload so its data frames are dropped quietly. */
   #dropUpload(id: number): void {
     if (
@@ -301,6 +475,11 @@ export class Session {
   /** Feeds upload `id`; a failed write aborts it and drops the rest of its frames. */
   async #write(id: number, write: (upload: Upload) => Promise<void>): Promise<void> {
     const upload = this.#uploadOf(id);
+    // The write holds the frame loop while the upload's windows are full: the client's clock
+    // stops meanwhile.
+    const arrived = this.#clock.monotonic();
+    upload.activeAt = arrived - this.#heldMs;
+    this.#heldSince = arrived;
     try {
       await write(upload);
     } catch (error) {
@@ -308,6 +487,9 @@ export class Session {
       this.#dropUpload(id);
       await upload.abort();
       throw error;
+    } finally {
+      this.#heldMs += this.#clock.monotonic() - arrived;
+      this.#heldSince = null;
     }
   }
 
@@ -337,7 +519,7 @@ export class Session {
     });
   }
 
-  #uploadOf(id: number): Upload {
+  #uploadOf(id: number): SharedUpload {
     const upload = this.#uploads.get(id);
     if (!upload) throw new DfsError("INVALID_REQUEST", `No upload in progress with id ${id}`);
     return upload;

@@ -7,10 +7,13 @@ import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { createHash } from "node:crypto";
 import { clientProof, newNonce } from "../../protocol/auth.ts";
+import { DfsError } from "../../protocol/errors.ts";
 import { type ByteStream, FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../../protocol/limits.ts";
-import { DEFAULT_LIMITS } from "../config.ts";
+import type { StreamingFileStore, Upload } from "../common/file_store.ts";
+import { Semaphore } from "../common/semaphore.ts";
+import { DEFAULT_LIMITS, type ServerLimits } from "../config.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { bytesOf, MiB, readAll } from "../testing/cluster_helpers.ts";
 import { Session } from "./session.ts";
@@ -69,13 +72,25 @@ function pipe(): [ByteStream & { close(): void }, ByteStream & { close(): void }
   return [end(ba, ab), end(ab, ba)];
 }
 
-/** A client end speaking frames, and the session serving the other end. */
-async function connect(cluster: MemoryCluster, options: { secret?: Uint8Array } = {}) {
+/**
+ * A client end speaking frames, and the session serving the other end (over `options.store`,
+ * default the cluster's, with `DEFAULT_LIMITS` but for `options.limits`).
+ */
+async function connect(
+  cluster: MemoryCluster,
+  options: {
+    secret?: Uint8Array;
+    limits?: Partial<ServerLimits>;
+    store?: StreamingFileStore;
+    addressUploadShare?: Semaphore;
+  } = {},
+) {
   const [client, server] = pipe();
-  const session = new Session(server, cluster.store, {
-    limits: DEFAULT_LIMITS,
+  const session = new Session(server, options.store ?? cluster.store, {
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
     secret: options.secret,
     clock: cluster.clock,
+    addressUploadShare: options.addressUploadShare,
   });
   const running = session.run();
   const reader = new FrameReader(client);
@@ -181,6 +196,181 @@ Deno.test("a quiet session is closed after the idle timeout of its clock", async
   await c.writer.send({ op: "du", id: 1, prefix: "" });
   assert.equal((await c.next())?.op, "ok");
   await cluster.clock.advance(DEFAULT_LIMITS.idleTimeoutMs + 1);
+  assert.equal(await c.next(), null, "closed");
+  await c.running;
+});
+
+/**
+ * The cluster's store, counting its uploads in progress (begun, not yet committed or aborted) and
+ * the most at once; `gate`, while set, holds every upload write until it resolves.
+ */
+function countingStore(cluster: MemoryCluster) {
+  const counts = { now: 0, most: 0 };
+  const hold: { gate: Promise<void> | null } = { gate: null };
+  const target = cluster.store;
+  const beginUpload = (...args: Parameters<StreamingFileStore["beginUpload"]>): Upload => {
+    const upload = target.beginUpload(...args);
+    counts.most = Math.max(counts.most, ++counts.now);
+    let ended = false;
+    const end = () => {
+      if (!ended) counts.now--;
+      ended = true;
+    };
+    return {
+      get receivedBytes() {
+        return upload.receivedBytes;
+      },
+      write: async (bytes, crc32) => {
+        await hold.gate;
+        return upload.write(bytes, crc32);
+      },
+      commit: (options) => upload.commit(options).finally(end),
+      abort: () => upload.abort().finally(end),
+    };
+  };
+  const store = new Proxy(target, {
+    get: (_, key) => {
+      if (key === "beginUpload") return beginUpload;
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  }) as StreamingFileStore;
+  return { store, counts, hold };
+}
+
+/** The upload stall timeout of the tests that reach it. */
+const STALL_MS = 60_000;
+
+/** Sends a whole upload of `bytes` as `name` under `id` (put, one data frame, end). */
+async function sendUpload(
+  writer: FrameWriter,
+  id: number,
+  file: { name: string; bytes: Uint8Array },
+): Promise<void> {
+  await writer.send({ op: "put", id, name: file.name });
+  await writer.sendData(id, file.bytes);
+  await writer.send({ op: "end", id });
+}
+
+Deno.test("a session's puts over its upload share wait for one of its uploads to end", async () => {
+  await using cluster = await MemoryCluster.start();
+  const { store, counts } = countingStore(cluster);
+  const c = await connect(cluster, { store, limits: { uploadsPerConnectionMax: 2 } });
+  // Six whole uploads sent back to back, no answer awaited: each waits for a slot, none fails.
+  for (let id = 1; id <= 6; id++) {
+    await sendUpload(c.writer, id, { name: `f${id}`, bytes: bytesOf(1000 + id, id) });
+  }
+  const answers = [];
+  for (let i = 0; i < 6; i++) answers.push(await c.next());
+  assert.deepEqual(
+    answers.map((a) => [a?.op, a?.id]).sort(),
+    [1, 2, 3, 4, 5, 6].map((id) => ["ok", id]),
+  );
+  assert.equal(counts.most, 2, "at most 2 uploads in progress at once");
+  assert.deepEqual(await readAll(cluster.store, "f6"), bytesOf(1006, 6));
+  c.client.close();
+  await c.running;
+});
+
+Deno.test("an upload with no data for the stall timeout is failed and gives its slot back", async () => {
+  await using cluster = await MemoryCluster.start();
+  const { store, counts } = countingStore(cluster);
+  const c = await connect(cluster, {
+    store,
+    limits: { uploadsPerConnectionMax: 1, uploadStallTimeoutMs: STALL_MS },
+  });
+  await c.writer.send({ op: "put", id: 1, name: "stalled" });
+  await c.writer.sendData(1, bytesOf(1000, 1));
+  // The second put waits for the first's slot, which its client never finishes.
+  await sendUpload(c.writer, 2, { name: "second", bytes: bytesOf(2000, 2) });
+  await cluster.clock.advance(STALL_MS - 1);
+  assert.equal(counts.now, 1, "the stalled upload still holds its slot");
+  await cluster.clock.advance(1);
+  const failed = await c.next();
+  assert.deepEqual([failed?.op, failed?.id, failed?.code], ["error", 1, "UNAVAILABLE"]);
+  assert.equal(failed?.message, 'Upload of "stalled" failed: no data arrived for 60000 ms');
+  const second = await c.next();
+  assert.deepEqual([second?.op, second?.id], ["ok", 2]);
+  // The stalled upload's late frames are dropped without an answer.
+  await c.writer.sendData(1, bytesOf(10, 3));
+  await c.writer.send({ op: "end", id: 1 });
+  await c.writer.send({ op: "meta", id: 3, name: "stalled" });
+  const meta = await c.next();
+  assert.deepEqual([meta?.op, meta?.id, meta?.code], ["error", 3, "NOT_FOUND"]);
+  assert.deepEqual((await cluster.store.list()).map((e) => e.name), ["second"]);
+  c.client.close();
+  await c.running;
+});
+
+Deno.test("time the server holds a session's frames back is no upload's stall", async () => {
+  await using cluster = await MemoryCluster.start();
+  const { store, hold } = countingStore(cluster);
+  const c = await connect(cluster, { store, limits: { uploadStallTimeoutMs: STALL_MS } });
+  await c.writer.send({ op: "put", id: 1, name: "one" });
+  await c.writer.sendData(1, bytesOf(100, 1));
+  await c.writer.send({ op: "put", id: 2, name: "two" });
+  await c.writer.send({ op: "meta", id: 9, name: "missing" });
+  assert.equal((await c.next())?.id, 9, "both uploads have begun");
+  // The server holds upload 2's write (as a full window would) far past the stall timeout:
+  // upload 1's client could send nothing meanwhile.
+  const gate = Promise.withResolvers<void>();
+  hold.gate = gate.promise;
+  await c.writer.sendData(2, bytesOf(100, 2));
+  await cluster.clock.advance(2 * STALL_MS);
+  hold.gate = null;
+  gate.resolve();
+  await c.writer.sendData(1, bytesOf(100, 3));
+  await c.writer.send({ op: "end", id: 1 });
+  await c.writer.send({ op: "end", id: 2 });
+  const answers = [await c.next(), await c.next()];
+  assert.deepEqual(answers.map((a) => [a?.op, a?.id]).sort(), [["ok", 1], ["ok", 2]]);
+  c.client.close();
+  await c.running;
+});
+
+Deno.test("sessions of one address share its upload slots: a put over them waits", async () => {
+  await using cluster = await MemoryCluster.start();
+  const { store, counts } = countingStore(cluster);
+  const addressUploadShare = new Semaphore(1);
+  const a = await connect(cluster, { store, addressUploadShare });
+  const b = await connect(cluster, { store, addressUploadShare });
+  await a.writer.send({ op: "put", id: 1, name: "from-a" });
+  await a.writer.sendData(1, bytesOf(100, 1));
+  await sendUpload(b.writer, 1, { name: "from-b", bytes: bytesOf(100, 2) });
+  await a.writer.send({ op: "meta", id: 2, name: "from-b" });
+  const notYet = await a.next();
+  assert.deepEqual([notYet?.id, notYet?.code], [2, "NOT_FOUND"], "b's put waits for a's slot");
+  assert.equal(counts.now, 1);
+  await a.writer.send({ op: "end", id: 1 });
+  assert.deepEqual([(await a.next())?.op, (await b.next())?.op], ["ok", "ok"]);
+  assert.equal(counts.most, 1);
+  for (const c of [a, b]) {
+    c.client.close();
+    await c.running;
+  }
+});
+
+Deno.test("a session is busy while a request is in flight, and evict() tells its client why and closes it", async () => {
+  await using cluster = await MemoryCluster.start();
+  const c = await connect(cluster);
+  assert.ok(c.session.greeted);
+  assert.ok(!c.session.busy);
+  await c.writer.send({ op: "put", id: 1, name: "a" });
+  await c.writer.send({ op: "meta", id: 2, name: "a" });
+  await c.next();
+  assert.ok(c.session.busy, "an upload in progress");
+  await c.writer.send({ op: "abort", id: 1 });
+  assert.equal((await c.next())?.id, 1);
+  await cluster.clock.advance(0);
+  assert.ok(!c.session.busy);
+  c.session.evict(new DfsError("UNAVAILABLE", "Connection closed to make room"));
+  const farewell = await c.next();
+  assert.deepEqual([farewell?.op, farewell?.id, farewell?.code, farewell?.message], [
+    "error",
+    0,
+    "UNAVAILABLE",
+    "Connection closed to make room",
+  ]);
   assert.equal(await c.next(), null, "closed");
   await c.running;
 });

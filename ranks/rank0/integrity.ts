@@ -249,6 +249,7 @@ export class Integrity {
 
   /** Waits `ms`, or less if `signal` aborts. */
   #sleep(ms: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const wake = () => {
         this.#clock.clearTimeout(timer);

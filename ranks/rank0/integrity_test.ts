@@ -91,3 +91,18 @@ Deno.test("the scrubber finds and repairs damage at its byte rate, and reports l
   assert.equal(status.lostFiles, 0);
   assert.equal((await cluster.store.fsck()).healthy, 2);
 });
+
+Deno.test("the scrubber stops at once when aborted while it checks the logs, not after its pause", async () => {
+  await using cluster = await MemoryCluster.start();
+  const stop = new AbortController();
+  let done = false;
+  const scrub = cluster.store.integrity.scrub({
+    bytesPerSec: 1024 * MiB,
+    pauseMs: 60_000,
+    signal: stop.signal,
+  }).then(() => done = true);
+  stop.abort(); // the log checks are on their way to the nodes
+  await cluster.clock.advance(1_000);
+  assert.ok(done, "the scrubber has returned");
+  await scrub;
+});

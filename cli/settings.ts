@@ -1,0 +1,224 @@
+/**
+ * What the command line reads besides its arguments: the `DFS_*` environment variables and the
+ * files its options name (the token, the TLS certificates and key). Every mistake in them (a
+ * variable set but empty, an empty option, a file that is missing, unreadable, too large or holds
+ * the wrong thing) is a `UsageError` whose one line says which setting and why.
+ *
+ * @module
+ */
+
+import { DfsError } from "../protocol/errors.ts";
+import { TOKEN_BYTES_MAX, tokenFromText } from "../protocol/auth.ts";
+
+/** A mistake in how the command was called (exit 2); `command` names the help to point to. */
+export class UsageError extends Error {
+  readonly command: string | undefined;
+
+  constructor(message: string, command?: string) {
+    super(message);
+    this.command = command;
+  }
+}
+
+/** Parsed options of a command line. */
+export type Values = Record<string, string | boolean | undefined>;
+
+/** Largest PEM file read (a certificate chain, a key or the certificates to trust). */
+export const PEM_FILE_BYTES_MAX = 1024 * 1024;
+
+/** What a client command connects with. */
+export interface ClientSettings {
+  /** `--server`, else `DFS_SERVER`; undefined for the default. */
+  address?: string;
+  token?: Uint8Array;
+  tlsCaCerts?: string[];
+}
+
+/**
+ * Reads a client command's connection settings: `--server` or `DFS_SERVER`, `--token-file` or
+ * `DFS_TOKEN`, `--tls-ca` or `DFS_TLS_CA` (an option wins over its variable, which is not read
+ * then). `command` names the help a usage error points to.
+ *
+ * @throws {UsageError} for an empty value or a file that cannot be used, saying which.
+ */
+export async function clientSettings(values: Values, command?: string): Promise<ClientSettings> {
+  const from = (option: string, variable: string, wants: string) =>
+    values[option] !== undefined
+      ? given(values[option], { source: `--${option}`, wants, command })
+      : given(Deno.env.get(variable), { source: variable, wants, command });
+  const address = from("server", "DFS_SERVER", "HOST:PORT");
+  const caFile = from("tls-ca", "DFS_TLS_CA", "a PEM file of certificates to trust");
+  const caSource = values["tls-ca"] !== undefined ? "--tls-ca" : "DFS_TLS_CA";
+  const tokenFile = given(values["token-file"], {
+    source: "--token-file",
+    wants: "a file holding the token",
+    command,
+  });
+  let token: Uint8Array | undefined;
+  if (tokenFile !== undefined) {
+    token = await readToken(tokenFile, command);
+  } else {
+    const text = given(Deno.env.get("DFS_TOKEN"), {
+      source: "DFS_TOKEN",
+      wants: "the server's token",
+      command,
+    });
+    if (text !== undefined) {
+      token = usageOnError(() => tokenFromText(text, "DFS_TOKEN variable"), command);
+    }
+  }
+  const tlsCaCerts = caFile === undefined
+    ? undefined
+    : [await readPem(caFile, { source: caSource, holds: "certificate", command })];
+  return { address, token, tlsCaCerts };
+}
+
+/**
+ * Reads `dfs serve`'s `--token-file`, and its `--tls-cert` and `--tls-key` (both or neither).
+ *
+ * @throws {UsageError} for an empty option or a file that cannot be used, saying which.
+ */
+export async function serveSecurity(
+  values: Values,
+): Promise<{ secret?: Uint8Array; tls?: { cert: string; key: string } }> {
+  const command = "serve";
+  const tokenFile = given(values["token-file"], {
+    source: "--token-file",
+    wants: "a file holding the token",
+    command,
+  });
+  const certFile = given(values["tls-cert"], {
+    source: "--tls-cert",
+    wants: "a PEM certificate chain",
+    command,
+  });
+  const keyFile = given(values["tls-key"], {
+    source: "--tls-key",
+    wants: "a PEM private key",
+    command,
+  });
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError("--tls-cert and --tls-key go together", command);
+  }
+  const secret = tokenFile === undefined ? undefined : await readToken(tokenFile, command);
+  if (certFile === undefined || keyFile === undefined) return { secret };
+  const cert = await readPem(certFile, { source: "--tls-cert", holds: "certificate", command });
+  const key = await readPem(keyFile, { source: "--tls-key", holds: "private key", command });
+  return { secret, tls: { cert, key } };
+}
+
+/**
+ * A setting's value as given: undefined when absent.
+ *
+ * @throws {UsageError} when it is empty: `--option is empty: it takes WANTS`, or
+ *   `VARIABLE is set but empty: set it to WANTS, or unset it`.
+ */
+export function given(
+  value: string | boolean | undefined,
+  setting: { source: string; wants: string; command?: string },
+): string | undefined {
+  if (typeof value !== "string") return undefined;
+  if (value !== "") return value;
+  const { source, wants, command } = setting;
+  const why = source.startsWith("--")
+    ? `${source} is empty: it takes ${wants}`
+    : `${source} is set but empty: set it to ${wants}, or unset it`;
+  throw new UsageError(why, command);
+}
+
+/**
+ * Reads a whole regular file of at most `bytesMax` bytes that a setting names.
+ *
+ * @throws {UsageError} `Cannot read the SOURCE file PATH: why` (does not exist, permission
+ *   denied, a directory, too large, or the system's message).
+ */
+export async function readSettingFile(
+  path: string,
+  setting: { source: string; bytesMax: number; command?: string },
+): Promise<Uint8Array> {
+  const fail = (why: string) =>
+    new UsageError(`Cannot read the ${setting.source} file ${path}: ${why}`, setting.command);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    throw fail(osReason(error));
+  }
+  try {
+    const info = await file.stat();
+    if (info.isDirectory) throw fail("it is a directory");
+    if (!info.isFile) throw fail("it is not a regular file");
+    if (info.size > setting.bytesMax) {
+      throw fail(`it is ${info.size} bytes, over the limit of ${setting.bytesMax}`);
+    }
+    const bytes = new Uint8Array(info.size);
+    let filled = 0;
+    while (filled < bytes.length) {
+      const n = await file.read(bytes.subarray(filled));
+      if (n === null) break;
+      filled += n;
+    }
+    return bytes.subarray(0, filled);
+  } catch (error) {
+    throw error instanceof UsageError ? error : fail(osReason(error));
+  } finally {
+    file.close();
+  }
+}
+
+/** Reads a token file: its content without surrounding white space, at least 16 bytes. */
+async function readToken(path: string, command?: string): Promise<Uint8Array> {
+  const bytes = await readSettingFile(path, {
+    source: "--token-file",
+    bytesMax: TOKEN_BYTES_MAX,
+    command,
+  });
+  const text = new TextDecoder().decode(bytes);
+  return usageOnError(() => tokenFromText(text, `token file ${path}`), command);
+}
+
+/** PEM markers: a certificate, and a private key of any type (PKCS#8, RSA, EC). */
+const PEM_BEGIN = {
+  certificate: { pattern: /-----BEGIN CERTIFICATE-----/, example: "-----BEGIN CERTIFICATE-----" },
+  "private key": { pattern: /-----BEGIN [A-Z ]*PRIVATE KEY-----/, example: undefined },
+} as const;
+
+/**
+ * Reads a PEM file that must hold at least one `holds` block.
+ *
+ * @throws {UsageError} when it cannot be read or holds none.
+ */
+async function readPem(
+  path: string,
+  setting: { source: string; holds: keyof typeof PEM_BEGIN; command?: string },
+): Promise<string> {
+  const bytes = await readSettingFile(path, { ...setting, bytesMax: PEM_FILE_BYTES_MAX });
+  const text = new TextDecoder().decode(bytes);
+  const { pattern, example } = PEM_BEGIN[setting.holds];
+  if (!pattern.test(text)) {
+    throw new UsageError(
+      `The ${setting.source} file ${path} holds no PEM ${setting.holds}` +
+        (example ? ` ("${example}")` : ""),
+      setting.command,
+    );
+  }
+  return text;
+}
+
+/** Why the system refused a file, in a few words. */
+function osReason(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "file does not exist";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  return (error as Error).message;
+}
+
+/** Runs `check`, turning the `DfsError` of a bad setting into a usage error. */
+function usageOnError<T>(check: () => T, command?: string): T {
+  try {
+    return check();
+  } catch (error) {
+    if (error instanceof DfsError) throw new UsageError(error.message, command);
+    throw error;
+  }
+}
