@@ -93,6 +93,12 @@ export class Health {
    */
   afterRecovery(plan: RecoveryPlan): void {
     for (const [rank, found] of plan.opened) this.noteOpened(rank, found);
+    for (const [rank, count] of plan.lacking) {
+      this.#log.error(
+        `dfs: rank ${rank}: its log lacked ${count} file record(s) that other replicas hold; ` +
+          `written back`,
+      );
+    }
     const missingByRank = new Map<number, number>();
     for (const { name, chunk, rank } of plan.missing) {
       this.noteMissing(name, chunk, rank);

@@ -61,6 +61,11 @@ export interface RecoveryPlan {
   goneRanks: number[];
   /** What opening each node's log found, as its scan says. */
   opened: Map<number, LogOpened>;
+  /**
+   * Per rank, the winning manifests it must hold but did not report (a log cut or damaged, or a
+   * crash before its copy of a commit was durable): its repair writes them back.
+   */
+  lacking: Map<number, number>;
 }
 
 /**
@@ -138,8 +143,11 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
     for (const blob of blobs.keys()) if (!keep.has(blob)) repairs.get(rank)!.deleteBlobs.push(blob);
   }
   const unchanged = new Set<number>();
+  const lacking = new Map<number, number>();
   for (const scan of scans) {
     const { keep, deleteBlobs } = repairs.get(scan.rank)!;
+    const lacked = keep.filter((m) => !reporters.get(m)!.has(scan.rank)).length;
+    if (lacked > 0) lacking.set(scan.rank, lacked);
     // A log with damage skipped is rewritten, so that the damage is gone for good.
     const damagedLog = (scan.opened?.damagedRegions ?? 0) > 0;
     const same = !damagedLog && deleteBlobs.length === 0 && scan.manifests.length === keep.length &&
@@ -159,7 +167,7 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   const goneRanks = [...gone].sort((a, b) => a - b);
   const opened = new Map<number, LogOpened>();
   for (const scan of scans) if (scan.opened) opened.set(scan.rank, scan.opened);
-  return { files, repairs, damaged, unchanged, missing, goneRanks, opened };
+  return { files, repairs, damaged, unchanged, missing, goneRanks, opened, lacking };
 }
 
 /** What reconciling a restarted data node must do. */

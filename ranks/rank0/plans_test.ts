@@ -176,3 +176,25 @@ Deno.test("isPresent() is the one rule: kept in the log, or a blob reaching past
   assert.ok(isPresent({ id: chunk(2), size: 100, ranks: [1] }, holdings));
   assert.ok(!isPresent({ id: chunk(3), size: 0, ranks: [1] }, holdings));
 });
+
+Deno.test("planRecovery() lists replicas missing on ranks that answered, ranks that are gone, and manifests a rank lacks", () => {
+  const a = manifest("a", 1, [[chunk(1), 4, [1, 2]]]);
+  const b = manifest("b", 2, [[chunk(2), 4, [2, 4]]]); // rank 4 is gone
+  const plan = planRecovery([
+    { rank: 1, manifests: [], blobs: [] }, // lost its log and its blob of a
+    { rank: 2, manifests: [a, b], blobs: [[blob(1), 4], [blob(2), 4]] },
+  ]);
+  assert.deepEqual(plan.files.map((m) => m.name).sort(), ["a", "b"]);
+  assert.deepEqual(plan.missing.map(({ name, rank }) => [name, rank]), [["a", 1]]);
+  assert.deepEqual(plan.goneRanks, [4]);
+  assert.deepEqual([...plan.lacking], [[1, 1]], "rank 1 lacks a's manifest");
+  assert.deepEqual(plan.repairs.get(1)?.keep, [a], "and gets it back");
+});
+
+Deno.test("planRecovery() rewrites a rank whose log had damage, even if it holds what it should", () => {
+  const a = manifest("a", 1, [[chunk(1), 4, [1]]]);
+  const opened = { damagedRegions: 1, damagedBytes: 40, tailCutBytes: 0, created: false };
+  const plan = planRecovery([{ rank: 1, manifests: [a], blobs: [[blob(1), 4]], opened }]);
+  assert.deepEqual([...plan.unchanged], []);
+  assert.deepEqual(plan.opened.get(1), opened);
+});
