@@ -249,3 +249,24 @@ Deno.test("bytes flipped in a log while the node runs are found by fsck and rewr
     await cluster.close();
   }
 });
+
+Deno.test("the scrubber checks the metadata too: a damaged log is found and rewritten in the background", async () => {
+  await using cluster = await MemoryCluster.start();
+  await fill(cluster, 8);
+  const offsets = await recordOffsets(cluster.disk(3), logOf(3));
+  await flipByte(cluster.disk(3), logOf(3), offsets[3] + 12);
+  const stop = new AbortController();
+  const scrub = cluster.store.integrity.scrub({
+    bytesPerSec: 1024 * MiB,
+    pauseMs: 60_000,
+    signal: stop.signal,
+  });
+  await cluster.until(() => cluster.store.integrity.scrubbed.passes > 0, { stepMs: 10 });
+  stop.abort();
+  await scrub;
+  const { metadata } = await cluster.store.status();
+  assert.deepEqual([metadata?.damagedRegions, metadata?.logsRewritten], [1, 1]);
+  assert.match(cluster.logged.join("\n"), /rank 3: a check of its log found 1 damaged region/);
+  const check = await (await cluster.node(3)).handle({ op: "verifyLog" });
+  assert.deepEqual((check as { damagedRegions: number }).damagedRegions, 0, "the rewrite stuck");
+});
