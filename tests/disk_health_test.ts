@@ -198,3 +198,68 @@ Deno.test("bytes flipped in a log while the server runs: fsck rewrites it, and n
   await assertHealed(client, files.size);
   await assertFiles(client, files);
 });
+
+/** Runs a command; true if it exits 0. */
+function runs(command: string, args: string[]): boolean {
+  try {
+    return new Deno.Command(command, { args, stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether this machine lets the tests mount a tmpfs (root with CAP_SYS_ADMIN). */
+const CAN_MOUNT = (() => {
+  const dir = Deno.makeTempDirSync({ prefix: "dfs-mount-probe-" });
+  try {
+    if (!runs("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir])) return false;
+    runs("umount", [dir]);
+    return true;
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+})();
+
+Deno.test({
+  name:
+    "one disk per node: an empty mount point is a new node, and a disk that falls off fails its node for good",
+  ignore: !CAN_MOUNT,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "dfs-test-mounts-" });
+    const disk = `${dataDir}/rank-2`;
+    await Deno.mkdir(disk);
+    assert.ok(runs("mount", ["-t", "tmpfs", "-o", "size=256m", "tmpfs", disk]), "mount");
+    let mounted = true;
+    try {
+      await using server = await TestServer.start({
+        dataDir,
+        extraArgs: ["--rereplicate-after-ms", "2000"],
+      });
+      await using client = await DfsClient.connect(server.address);
+      const files = await fill(client, { small: 20, big: 3 });
+      // The disk falls off: its mount point is an empty folder on the parent's file system again.
+      assert.ok(runs("umount", ["-l", disk]), "lazy unmount");
+      mounted = false;
+      await eventually(async () => {
+        const rank2 = (await client.status()).ranks.find((r) => r.rank === 2);
+        return rank2?.state === "down" && /not on device/.test(rank2.reason ?? "");
+      }, "rank 2 is down: its folder is on another device now");
+      for (let i = 0; i < 6; i++) {
+        const data = pseudoRandomBytes(i % 2 === 0 ? 2 * MiB + i : 100 + i, 900 + i);
+        files.set(`after/${i}`, data);
+        const meta = await client.put(`after/${i}`, data);
+        assert.ok(meta.chunks.every((c) => !c.ranks.includes(2)), "nothing new goes to rank 2");
+      }
+      await eventually(
+        async () => /rank 2 stays down: \d+ chunk replicas copied/.test(await server.stderrSoFar()),
+        "rank 2's replicas are copied to live nodes",
+      );
+      await assertHealed(client, files.size);
+      await assertFiles(client, files);
+      assert.deepEqual([...Deno.readDirSync(disk)], [], "nothing was written in the disk's place");
+    } finally {
+      if (mounted) runs("umount", [disk]);
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});

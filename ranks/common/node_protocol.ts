@@ -90,9 +90,11 @@ export type ScanAnswer = RankScan;
 export interface NodeInit {
   /**
    * `create`: make the folder if it is missing (at server start); false when the node is
-   * restarted while the server runs (a vanished folder is a failed disk).
+   * restarted while the server runs (a vanished folder is a failed disk). `device`: the device
+   * the folder must be on (a restart: the one it was on at start; an unmounted disk leaves an
+   * empty folder on another).
    */
-  init: { rank: number; size: number; dir: string; create?: boolean };
+  init: { rank: number; size: number; dir: string; create?: boolean; device?: number };
 }
 
 /** The tag a data node sends on once it has opened its storage (`Comm.nextTag()` never yields 0). */

@@ -18,7 +18,7 @@ import { DfsError } from "../../protocol/errors.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import type { Env } from "../env/env.ts";
 import { reasonOf, syncDirectory } from "./_fs.ts";
-import { DiskWatch, missingPath, probeWrite } from "./disk_health.ts";
+import { DiskWatch, missingPath, otherDevice, probeWrite } from "./disk_health.ts";
 import { type ChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type Manifest, type RankRepair } from "../common/manifest.ts";
@@ -53,6 +53,12 @@ export interface DataNodeOptions {
    * new node (its mount point may be empty now, on the wrong disk).
    */
   create?: boolean;
+  /**
+   * The device the folder must be on, if given: a node restarted while the server runs is on the
+   * disk it started on, or it does not start (an unmounted disk leaves its mount point an empty
+   * folder on another file system, which must not fill up in its place).
+   */
+  device?: number;
 }
 
 /** A record replayed from the log, with where the bytes it carries are in the file. */
@@ -75,7 +81,8 @@ export async function openDataNode(
 ): Promise<DataNode> {
   const env = options.env ?? denoEnv();
   if (options.create === false) {
-    const missing = missingPath(env.fs, { folders: [dir], files: [] });
+    const missing = missingPath(env.fs, { folders: [dir], files: [] }) ??
+      otherDevice(env.fs, dir, options.device);
     if (missing !== undefined) {
       throw new DfsError(
         "UNAVAILABLE",

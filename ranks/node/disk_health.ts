@@ -31,7 +31,7 @@ export function osCodesOf(error: unknown): string[] {
   const codes: string[] = [];
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; depth++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === "string") codes.push(code);
+    if (typeof code === "string" && !(e instanceof DfsError)) codes.push(code);
     e = e.cause;
   }
   return codes;
@@ -80,6 +80,22 @@ export function missingPath(
     if (wrong) return wrong;
   }
   return undefined;
+}
+
+/**
+ * Says what is wrong if the folder at `path` is not on `device` (when one is given), or
+ * undefined.
+ */
+export function otherDevice(
+  fs: FileSystem,
+  path: string,
+  device: number | undefined,
+): string | undefined {
+  if (device === undefined) return undefined;
+  const found = fs.statSync(path).dev;
+  if (found === device) return undefined;
+  return `"${path}" is on device ${found}, not on device ${device} where it was when the ` +
+    `server started (was its disk unmounted?)`;
 }
 
 /**

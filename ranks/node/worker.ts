@@ -19,20 +19,20 @@ import { type DataNode, openDataNode } from "./data_node.ts";
 import { serveNode } from "./serve.ts";
 
 self.onmessage = (event: MessageEvent<NodeInit>) => {
-  const { rank, size, dir, create } = event.data.init;
+  const { rank, size, dir, create, device } = event.data.init;
   const env = denoEnv();
   // The transport takes over self.onmessage; rank 0 sends nothing more until we say we are ready.
   const comm = new Comm(new PortTransport(rank, size, new Map([[0, self]])), {
     clock: env.clock,
     log: env.log,
   });
-  void start(comm, dir, { env, create });
+  void start(comm, dir, { env, create, device });
 };
 
 async function start(
   comm: Comm,
   dir: string,
-  options: { env: Env; create?: boolean },
+  options: { env: Env; create?: boolean; device?: number },
 ): Promise<void> {
   const { env } = options;
   let node: DataNode;

@@ -60,11 +60,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   let comm: Comm | undefined;
   let store: DfsStore | undefined;
   let supervisor: Supervisor | undefined;
+  /** The device each rank's folder was on at start: a restarted rank must find it there. */
+  const devices = new Map<number, number>();
   const init = (rank: number, create = true) => ({
     rank,
     size: ranks,
     dir: join(dataDir, `rank-${rank}`),
     create,
+    device: create ? undefined : devices.get(rank),
   });
   const stop = () => {
     supervisor?.close();
@@ -84,6 +87,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       onPeerError: (rank, error) => supervisor?.lost(rank, String(error)),
     });
     for (let rank = 1; rank < ranks; rank++) await awaitReady(comm, rank);
+    for (let rank = 1; rank < ranks; rank++) {
+      devices.set(rank, env.fs.statSync(init(rank).dir).dev);
+    }
     store = new DfsStore(comm, { dataRanks: [...launched.keys()], replicas, env });
     const recovery = await store.recover();
     const relaunch = (rank: number) => {

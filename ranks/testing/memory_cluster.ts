@@ -110,12 +110,15 @@ export class MemoryCluster implements AsyncDisposable {
     }
     const running = new Map<number, Incarnation>();
     const keptDown = new Set<number>();
+    /** The device each node's folder was on at start (a restart must find it there). */
+    const devices = new Map<number, number>();
     const launch = (rank: number, create = true): Incarnation => {
       if (keptDown.has(rank)) {
         throw new DfsError("UNAVAILABLE", `Rank ${rank} is kept down (fault injected)`);
       }
       const env = { clock, random: new SeededRandom(seed * 1000 + rank), log };
-      const incarnation = startNode(rank, network, disks.get(rank)!, { env, create });
+      const device = create ? undefined : devices.get(rank);
+      const incarnation = startNode(rank, network, disks.get(rank)!, { env, create, device });
       running.set(rank, incarnation);
       return incarnation;
     };
@@ -127,6 +130,9 @@ export class MemoryCluster implements AsyncDisposable {
     const watch: { supervisor?: Supervisor } = {};
     for (let rank = 1; rank < ranks; rank++) launch(rank);
     for (let rank = 1; rank < ranks; rank++) await awaitReady(comm, rank);
+    for (let rank = 1; rank < ranks; rank++) {
+      devices.set(rank, disks.get(rank)!.statSync(`/rank-${rank}`).dev);
+    }
     const dataRanks = [...running.keys()];
     const env = { clock, random: new SeededRandom(seed), log };
     const store = new DfsStore(comm, { dataRanks, replicas: options.replicas ?? 2, env });
@@ -236,14 +242,18 @@ function startNode(
   rank: number,
   network: LoopbackNetwork,
   disk: MemoryFileSystem,
-  options: { env: Omit<Env, "fs">; create: boolean },
+  options: { env: Omit<Env, "fs">; create: boolean; device?: number },
 ): Incarnation {
-  const { env, create } = options;
+  const { env, create, device } = options;
   const comm = new Comm(network.transport(rank), { clock: env.clock, log: env.log });
   const fs = new MortalFileSystem(disk);
   const node = (async () => {
     try {
-      const node = await openDataNode(rank, `/rank-${rank}`, { env: { ...env, fs }, create });
+      const node = await openDataNode(rank, `/rank-${rank}`, {
+        env: { ...env, fs },
+        create,
+        device,
+      });
       comm.send(0, READY_TAG, { ok: true });
       void serveNode(comm, node, { log: env.log });
       return node;
