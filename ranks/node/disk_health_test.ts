@@ -59,13 +59,13 @@ Deno.test("DiskWatch fails once, for the first reason, and answers every later c
   const fs = new MemoryFileSystem();
   await fs.mkdir("/n");
   const logged: string[] = [];
-  let logFailure: DfsError | undefined;
+  const log: { failure?: DfsError } = {};
   const watch = new DiskWatch(3, {
     fs,
     log: { error: (message) => void logged.push(message) },
     folders: ["/n"],
     files: [],
-    logFailure: () => logFailure,
+    logFailure: () => log.failure,
   });
   const full = wrapped("ENOSPC");
   assert.equal(watch.failedBy(full), full, "a full disk is the call's error, not a failure");
@@ -74,7 +74,7 @@ Deno.test("DiskWatch fails once, for the first reason, and answers every later c
   const failure = watch.failedBy(wrapped("EIO"));
   assert.deepEqual(failure, nodeFailure(3, "Cannot store chunk x: EIO (os error)"));
   assert.equal((failure as DfsError).code, "NODE_FAILED");
-  logFailure = new DfsError("UNAVAILABLE", "the log file was removed under the node");
+  log.failure = new DfsError("UNAVAILABLE", "the log file was removed under the node");
   watch.check();
   assert.throws(() => watch.throwIfFailed(), { message: /EIO/ }, "the first reason stays");
   assert.deepEqual(logged, [
