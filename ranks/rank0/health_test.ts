@@ -177,6 +177,7 @@ Deno.test("a node whose folder is removed under it is failed: down with the reas
     const meta = await cluster.store.meta(name);
     assert.ok(meta.chunks.every((c) => c.ranks.length === 2 && !c.ranks.includes(3)), name);
   }
+  assert.doesNotMatch(cluster.logged.join("\n"), /could not/, "nothing is sent to the down node");
   await assertFiles(cluster, files);
 });
 

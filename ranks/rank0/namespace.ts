@@ -167,16 +167,23 @@ export class Namespace {
     }
   }
 
-  /** Sends one record to every data node; fine if at least one stored it durably. */
+  /**
+   * Sends one record to every data node that is up; fine if at least one stored it durably. A node
+   * that is down gets nothing: its reconcile brings it in line with the index when it is back.
+   */
   async onEveryNode(what: string, send: (rank: number) => Promise<void>): Promise<void> {
-    const results = await Promise.allSettled(this.#nodes.dataRanks.map(send));
-    const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected");
+    const membership = this.#nodes.membership;
+    const ranks = this.#nodes.dataRanks.filter((rank) => !membership.isDown(rank));
+    const results = await Promise.allSettled(ranks.map(send));
+    const failed = results.flatMap((r, i) => r.status === "rejected" ? [[ranks[i], r.reason]] : []);
     if (failed.length === results.length) {
       throw new DfsError("UNAVAILABLE", `Cannot ${what}: no data node stored it`, {
-        cause: failed[0].reason,
+        cause: failed[0]?.[1],
       });
     }
-    for (const f of failed) this.#log.error(`dfs: a data node could not ${what}: ${f.reason}`);
+    for (const [rank, reason] of failed) {
+      this.#log.error(`dfs: rank ${rank} could not ${what}: ${(reason as Error).message}`);
+    }
   }
 
   #install(m: Manifest): void {
