@@ -110,7 +110,10 @@ export interface StatusReport {
   underReplicatedChunks: number;
   /** Replicas found corrupted or missing since start (each then repaired, or reported). */
   corruptReplicasFound: number;
-  /** Files the scrubber found with no good replica of some chunk (recent passes). */
+  /**
+   * Files found with no good replica of some chunk: by start-up, by the background restore of
+   * missing replicas, and by the scrubber (recent passes).
+   */
   lostFiles: number;
   /** What the data nodes' logs were found to hold since start (see `rank0/health.ts`). */
   metadata?: {

@@ -46,6 +46,12 @@ export class Health {
   };
   /** Missing replicas with no good replica left to copy from. */
   unrestorable = 0;
+  /**
+   * Files found lost since start (bounded by the names once stored): at start-up, a name whose
+   * every version has a chunk with no replica left; later, a file whose missing replica has no
+   * good one left to be copied from.
+   */
+  readonly lostFiles = new Set<string>();
   /** Replicas known missing on live nodes and not yet restored: chunk id to file and ranks. */
   #missing = new Map<string, { name: string; ranks: Set<number> }>();
   #index: FileIndex;
@@ -111,6 +117,7 @@ export class Health {
       );
     }
     for (const { name, version, fallback } of plan.damaged) {
+      if (fallback === undefined) this.lostFiles.add(name);
       this.#log.error(
         `dfs: "${name}" version ${version} has a chunk with no replica left; ` +
           (fallback === undefined ? "the file is lost" : `version ${fallback} is served instead`),
@@ -233,6 +240,7 @@ export class Health {
     try {
       if (!await this.#replicas.copy(chunk, sources, targets)) {
         this.unrestorable++;
+        this.lostFiles.add(name);
         this.#log.error(`dfs: chunk ${id} of "${name}" has no good replica left to restore from`);
       }
     } catch (error) {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { LOG_FILE } from "../node/data_node.ts";
 import { RECORD_HEADER_SIZE_BYTES } from "../node/record_frame.ts";
-import { bytesOf, flipByte, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
+import { blobPath, bytesOf, flipByte, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import type { MemoryFileSystem } from "../env/memory_fs.ts";
 import { HEARTBEAT_INTERVAL_MS, RESTART_BACKOFF_MS } from "./supervisor.ts";
@@ -270,4 +270,31 @@ Deno.test("the scrubber checks the metadata too: a damaged log is found and rewr
   assert.match(cluster.logged.join("\n"), /rank 3: a check of its log found 1 damaged region/);
   const check = await (await cluster.node(3)).handle({ op: "verifyLog" });
   assert.deepEqual((check as { damagedRegions: number }).damagedRegions, 0, "the rewrite stuck");
+});
+
+Deno.test("a file whose every replica is gone at start is said lost and counted in status", async () => {
+  let cluster = await MemoryCluster.start();
+  const files = await fill(cluster, 2);
+  const holder = (await cluster.store.meta("big-a")).chunks[0].ranks[0];
+  const { manifests } = await (await cluster.node(holder)).scan();
+  const doomed = manifests.find((m) => m.name === "big-a")!;
+  await cluster.close();
+  for (const rank of doomed.chunks[0].ranks) {
+    await cluster.disk(rank).remove(blobPath(rank, doomed.chunks[0].id));
+  }
+  cluster = await restart(cluster);
+  try {
+    assert.match(
+      cluster.logged.join("\n"),
+      new RegExp(
+        `"big-a" version ${doomed.version} has a chunk with no replica left; the file is lost`,
+      ),
+    );
+    assert.equal((await cluster.store.status()).lostFiles, 1);
+    files.delete("big-a");
+    await assertHealthy(cluster, files.size);
+    await assertFiles(cluster, files);
+  } finally {
+    await cluster.close();
+  }
 });

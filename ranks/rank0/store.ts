@@ -314,7 +314,10 @@ export class DfsStore implements StreamingFileStore {
       scrub: { passes: scrubbed.passes, bytes: scrubbed.bytes },
       underReplicatedChunks,
       corruptReplicasFound: this.#replicas.damagedFound,
-      lostFiles: scrubbed.problems.filter((p) => p.outcome === "lost").length,
+      lostFiles: new Set([
+        ...this.health.lostFiles,
+        ...scrubbed.problems.filter((p) => p.outcome === "lost").map((p) => p.name),
+      ]).size,
       metadata: { ...this.health.metadata },
     };
   }
