@@ -5,6 +5,7 @@
  */
 
 import type { BufferPool } from "./buffer_pool.ts";
+import { concatBytes } from "./bytes.ts";
 import { assert, DfsError } from "./errors.ts";
 import { encodeDataHeader, encodeFrame, readFrameLength } from "./frame.ts";
 import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
@@ -162,7 +163,9 @@ export class FrameWriter {
   }
 
   async #writeAll(parts: Uint8Array[], bytes: number): Promise<void> {
-    const whole = parts.length > 1 && bytes <= COALESCE_BYTES_MAX ? [concat(parts, bytes)] : parts;
+    const whole = parts.length > 1 && bytes <= COALESCE_BYTES_MAX
+      ? [concatBytes(parts, bytes)]
+      : parts;
     for (const part of whole) {
       let written = 0;
       while (written < part.length) written += await this.#write(part.subarray(written));
@@ -222,14 +225,4 @@ export function setNoDelay(conn: Deno.Conn): void {
   try {
     (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
   } catch { /* not TCP, or already closed */ }
-}
-
-function concat(parts: readonly Uint8Array[], bytes: number): Uint8Array {
-  const whole = new Uint8Array(bytes);
-  let at = 0;
-  for (const part of parts) {
-    whole.set(part, at);
-    at += part.length;
-  }
-  return whole;
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concatBytes } from "./bytes.ts";
 import { DfsError } from "./errors.ts";
 import { COALESCE_BYTES_MAX, FrameReader, FrameWriter } from "./conn.ts";
 import { decodeFrameBody, encodeFrame } from "./frame.ts";
@@ -24,19 +25,9 @@ function memoryStream(input: Uint8Array, step: number) {
   };
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 Deno.test("FrameReader.read() reassembles frames from any read sizes and ends with null", async () => {
   const big = new Uint8Array(300_000).map((_, i) => i % 251);
-  const input = concat([encodeFrame({ a: 1 }), encodeFrame({ bytes: big }), encodeFrame("x")]);
+  const input = concatBytes([encodeFrame({ a: 1 }), encodeFrame({ bytes: big }), encodeFrame("x")]);
   for (const step of [1, 7, 4096, 1 << 20]) {
     const reader = new FrameReader(memoryStream(input, step));
     assert.deepEqual(decodeFrameBody((await reader.read())!), { a: 1 });
@@ -48,7 +39,7 @@ Deno.test("FrameReader.read() reassembles frames from any read sizes and ends wi
 });
 
 Deno.test("FrameReader.read() gives each frame its own buffer", async () => {
-  const input = concat([
+  const input = concatBytes([
     encodeFrame({ b: Uint8Array.of(1) }),
     encodeFrame({ b: Uint8Array.of(2) }),
   ]);
@@ -85,7 +76,7 @@ Deno.test("FrameWriter writes concurrent frames whole and in order despite short
   const writer = new FrameWriter(stream);
   const payload = new Uint8Array(5000).fill(9);
   await Promise.all([writer.send({ n: 1 }), writer.sendData(3, payload), writer.send({ n: 2 })]);
-  const reader = new FrameReader(memoryStream(concat(stream.written), 100));
+  const reader = new FrameReader(memoryStream(concatBytes(stream.written), 100));
   assert.deepEqual(decodeFrameBody((await reader.read())!), { n: 1 });
   assert.deepEqual(decodeFrameBody((await reader.read())!), { op: "data", id: 3, bytes: payload });
   assert.deepEqual(decodeFrameBody((await reader.read())!), { n: 2 });
@@ -96,7 +87,7 @@ Deno.test("FrameReader.read() puts large bodies in pooled buffers and small ones
   const { BufferPool } = await import("./buffer_pool.ts");
   const pool = new BufferPool(200_000, { buffersMax: 2 });
   const big = new Uint8Array(150_000).fill(3);
-  const input = concat([encodeFrame({ bytes: big }), encodeFrame({ small: 1 })]);
+  const input = concatBytes([encodeFrame({ bytes: big }), encodeFrame({ small: 1 })]);
   const reader = new FrameReader(memoryStream(input, 4096), { pool });
   const first = (await reader.read())!;
   assert.equal(first.buffer.byteLength, 200_000);
@@ -149,7 +140,7 @@ Deno.test("FrameWriter writes small frames queued together in one write, big pay
   await Promise.all([writer.send({ n: 3 }), writer.sendData(2, big), writer.send({ n: 4 })]);
   // A big payload is never copied into a batch: frame, header, payload, frame.
   assert.deepEqual(calls.slice(1).map((n) => n >= COALESCE_BYTES_MAX), [false, false, true, false]);
-  const reader = new FrameReader(memoryStream(concat(bytes), 100_000));
+  const reader = new FrameReader(memoryStream(concatBytes(bytes), 100_000));
   const frames = [];
   for (let f; (f = await reader.read()) !== null;) frames.push(decodeFrameBody(f));
   assert.deepEqual(frames, [
@@ -163,7 +154,7 @@ Deno.test("FrameWriter writes small frames queued together in one write, big pay
 });
 
 Deno.test("FrameReader.peek() shows the next bytes without consuming them", async () => {
-  const input = concat([encodeFrame({ a: 1 }), encodeFrame({ b: 2 })]);
+  const input = concatBytes([encodeFrame({ a: 1 }), encodeFrame({ b: 2 })]);
   const reader = new FrameReader(memoryStream(input, 1));
   assert.deepEqual(await reader.peek(4), input.subarray(0, 4));
   assert.deepEqual(await reader.peek(2), input.subarray(0, 2));

@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
+import { concatBytes } from "./bytes.ts";
 import { DfsError } from "./errors.ts";
 import { decodeFrameBody, encodeDataHeader, encodeFrame, readFrameLength } from "./frame.ts";
 import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 Deno.test("encodeFrame() prefixes the CBOR body with its u32 length", () => {
   const frame = encodeFrame({ op: "meta", id: 7, name: "a/b" });
@@ -62,7 +53,7 @@ Deno.test("encodeDataHeader() plus payload decodes as a data message for every s
     for (const id of [0, 23, 24, 300, 70000, 0xffff_ffff]) {
       for (const crc32 of [undefined, 0, 24, 0xffff_ffff]) {
         const payload = new Uint8Array(size).map((_, i) => i * 7);
-        const frame = concat(encodeDataHeader(id, size, crc32), payload);
+        const frame = concatBytes([encodeDataHeader(id, size, crc32), payload]);
         assert.equal(readFrameLength(frame), frame.length - FRAME_HEADER_BYTES);
         const message = decodeFrameBody(frame.subarray(FRAME_HEADER_BYTES)) as Record<
           string,

@@ -61,3 +61,19 @@ export function assertUsageError(result: DfsRun, pattern: RegExp, command = "dfs
   assert.match(lines[0], pattern);
   assert.equal(lines[1], `Try "${command} --help".`);
 }
+
+/** Success: exit 0 and nothing on stderr. */
+export function assertOk(result: DfsRun, what: string): void {
+  assert.equal(result.stderr, "", `${what}: stderr`);
+  assert.equal(result.code, 0, `${what}: exit code`);
+}
+
+/** An operational error: exit 1, nothing on stdout, exactly one `dfs: ...` line on stderr. */
+export function assertOperationalError(result: DfsRun, pattern: RegExp): void {
+  assert.equal(result.code, 1, `exit code (stderr: ${result.stderr})`);
+  assert.equal(result.stdout, "");
+  const message = result.stderr.trim();
+  assert.ok(!message.includes("\n"), `one line on stderr, got:\n${result.stderr}`);
+  assert.match(message, /^dfs: /);
+  assert.match(message, pattern);
+}

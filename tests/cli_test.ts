@@ -6,29 +6,19 @@
 import assert from "node:assert/strict";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
-import { assertUsageError, dfs, type DfsRun, type DfsRunOptions } from "./_cli.ts";
+import {
+  assertOk,
+  assertOperationalError,
+  assertUsageError,
+  dfs,
+  type DfsRunOptions,
+} from "./_cli.ts";
 import { ROOT, TestServer } from "./_server.ts";
 
 const MiB = 1024 * 1024;
 const DFS = `${ROOT}dfs`;
 /** An address where nothing listens: connecting is refused at once. */
 const UNREACHABLE = "127.0.0.1:1";
-
-/** Success: exit 0 and nothing on stderr. */
-function assertOk(result: DfsRun, what: string): void {
-  assert.equal(result.stderr, "", `${what}: stderr`);
-  assert.equal(result.code, 0, `${what}: exit code`);
-}
-
-/** An operational error: exit 1, nothing on stdout, exactly one `dfs: ...` line on stderr. */
-function assertOperationalError(result: DfsRun, pattern: RegExp): void {
-  assert.equal(result.code, 1, `exit code (stderr: ${result.stderr})`);
-  assert.equal(result.stdout, "");
-  const message = result.stderr.trim();
-  assert.ok(!message.includes("\n"), `one line on stderr, got:\n${result.stderr}`);
-  assert.match(message, /^dfs: /);
-  assert.match(message, pattern);
-}
 
 interface MetaJson {
   name: string;

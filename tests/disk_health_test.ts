@@ -62,6 +62,32 @@ async function assertHealed(client: DfsClient, files: number): Promise<void> {
   );
 }
 
+/**
+ * Puts six files, large and small, while `rank` is down, each from `seed` on, checking that none
+ * goes to it; adds them to `files`.
+ */
+async function putWhileDown(
+  client: DfsClient,
+  files: Map<string, Uint8Array>,
+  { rank, seed }: { rank: number; seed: number },
+): Promise<void> {
+  for (let i = 0; i < 6; i++) {
+    const data = pseudoRandomBytes(i % 2 === 0 ? 2 * MiB + i : 100 + i, seed + i);
+    files.set(`after/${i}`, data);
+    const meta = await client.put(`after/${i}`, data);
+    assert.ok(meta.chunks.every((c) => !c.ranks.includes(rank)), `nothing new goes to ${rank}`);
+  }
+}
+
+/** Waits until the server says what `rank` held was copied to live nodes. */
+async function replicasCopied(server: TestServer, rank: number): Promise<void> {
+  const copied = new RegExp(`rank ${rank} stays down: \\d+ chunk replicas copied`);
+  await eventually(
+    async () => copied.test(await server.stderrSoFar()),
+    `rank ${rank}'s replicas are copied to live nodes`,
+  );
+}
+
 /** The offsets of the records in a log file (where each header starts). */
 async function recordOffsets(path: string): Promise<number[]> {
   const bytes = await Deno.readFile(path);
@@ -104,16 +130,8 @@ Deno.test("a data node's folder removed under a running server fails the node: s
     status.ranks.find((r) => r.rank === 2)?.reason ?? "",
     /rank-2.*(is gone|was removed)/,
   );
-  for (let i = 0; i < 6; i++) {
-    const data = pseudoRandomBytes(i % 2 === 0 ? 3 * MiB + i : 100 + i, 500 + i);
-    files.set(`after/${i}`, data);
-    const meta = await client.put(`after/${i}`, data);
-    assert.ok(meta.chunks.every((c) => !c.ranks.includes(2)), "nothing new goes to rank 2");
-  }
-  await eventually(
-    async () => /rank 2 stays down: \d+ chunk replicas copied/.test(await server.stderrSoFar()),
-    "rank 2's replicas are copied to live nodes",
-  );
+  await putWhileDown(client, files, { rank: 2, seed: 500 });
+  await replicasCopied(server, 2);
   await assertHealed(client, files.size);
   await assertFiles(client, files);
   for (const name of files.keys()) {
@@ -244,16 +262,8 @@ Deno.test({
         const rank2 = (await client.status()).ranks.find((r) => r.rank === 2);
         return rank2?.state === "down" && /not on device/.test(rank2.reason ?? "");
       }, "rank 2 is down: its folder is on another device now");
-      for (let i = 0; i < 6; i++) {
-        const data = pseudoRandomBytes(i % 2 === 0 ? 2 * MiB + i : 100 + i, 900 + i);
-        files.set(`after/${i}`, data);
-        const meta = await client.put(`after/${i}`, data);
-        assert.ok(meta.chunks.every((c) => !c.ranks.includes(2)), "nothing new goes to rank 2");
-      }
-      await eventually(
-        async () => /rank 2 stays down: \d+ chunk replicas copied/.test(await server.stderrSoFar()),
-        "rank 2's replicas are copied to live nodes",
-      );
+      await putWhileDown(client, files, { rank: 2, seed: 900 });
+      await replicasCopied(server, 2);
       await assertHealed(client, files.size);
       await assertFiles(client, files);
       assert.deepEqual([...Deno.readDirSync(disk)], [], "nothing was written in the disk's place");

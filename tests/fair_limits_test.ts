@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { concatBytes } from "../protocol/bytes.ts";
 import { DfsClient } from "../client.ts";
 import { encodeFrame } from "../protocol/frame.ts";
 import { pseudoRandomBytes } from "./_bytes.ts";
@@ -52,17 +53,6 @@ async function holdUpload(raw: RawConnection, id: number): Promise<void> {
   await raw.send({ op: "put", id, name: `held/${id}` });
 }
 
-/** `parts` one after another in one array. */
-function concat(parts: Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    whole.set(part, at);
-    at += part.length;
-  }
-  return whole;
-}
-
 function closeAll(raws: RawConnection[]): void {
   for (const raw of raws) raw.close();
 }
@@ -82,7 +72,7 @@ Deno.test("one connection's silent puts take only its share: other clients keep 
   for (let id = 1; id <= UPLOADS_SERVER_MAX; id++) {
     frames.push({ op: "put", id, name: `held/${id}` });
   }
-  await hog.sendBytes(concat(frames.map(encodeFrame)));
+  await hog.sendBytes(concatBytes(frames.map(encodeFrame)));
   const status = await withTimeout(hog.next(), { timeoutMs: REPLY_TIMEOUT_MS, what: "a status" });
   assert.deepEqual([status.op, status.id], ["ok", 1000], describeFrame(status));
   // The hog's first puts hold its share of the upload slots; the rest wait their turn.

@@ -7,26 +7,13 @@
 import assert from "node:assert/strict";
 import { DfsClient } from "../client.ts";
 import { assertDfsError } from "./_assert.ts";
-import { dfs, type DfsRun } from "./_cli.ts";
+import { assertOk, assertOperationalError, dfs } from "./_cli.ts";
 import { TestServer } from "./_server.ts";
 
 /** "café.txt" in NFD, as macOS spells file names: "e" then a combining acute accent. */
 const CAFE_NFD = "cafe\u0301.txt";
 const CAFE = CAFE_NFD.normalize("NFC");
 const NOT_NFC = /^Invalid name: name is not in Unicode NFC \(normalize it with/;
-
-function assertOk(result: DfsRun, what: string): void {
-  assert.equal(result.stderr, "", `${what}: stderr`);
-  assert.equal(result.code, 0, `${what}: exit code`);
-}
-
-/** Exit 1 with the one line the server's refusal gives. */
-function assertRefused(result: DfsRun, pattern: RegExp): void {
-  assert.equal(result.code, 1, `exit code (stderr: ${result.stderr})`);
-  assert.equal(result.stdout, "");
-  assert.match(result.stderr, /^dfs: [^\n]*\n$/);
-  assert.match(result.stderr, pattern);
-}
 
 Deno.test("the server refuses a name outside NFC or with a control character in every operation", async () => {
   await using server = await TestServer.start({ ranks: 2, replicas: 1 });
@@ -100,14 +87,17 @@ Deno.test("the CLI sends a name with a control character as it is, for the serve
   const run = (...args: string[]) => dfs([...args, "--server", server.address], { cwd });
   try {
     await Deno.writeTextFile(`${cwd}/plain.txt`, "x");
-    assertRefused(
+    assertOperationalError(
       await run("put", "plain.txt", "two\nlines"),
       /^dfs: Invalid name: name contains a control character \(U\+000A\)$/m,
     );
     // A local file name with a newline is refused too, not cleaned into another name.
     await Deno.writeTextFile(`${cwd}/odd\nname.txt`, "x");
-    assertRefused(await run("put", "odd\nname.txt"), /control character \(U\+000A\)/);
-    assertRefused(await run("list", "a\tb"), /prefix contains a control character \(U\+0009\)/);
+    assertOperationalError(await run("put", "odd\nname.txt"), /control character \(U\+000A\)/);
+    assertOperationalError(
+      await run("list", "a\tb"),
+      /prefix contains a control character \(U\+0009\)/,
+    );
     assertOk(await run("put", "plain.txt"), "put");
     assert.equal((await run("list")).stdout, "plain.txt\n");
   } finally {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concatBytes } from "../../protocol/bytes.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import type { FileHandle, FileSystem } from "../env/env.ts";
 import { reasonOf, removeIfExists, writeAll } from "./_fs.ts";
@@ -38,7 +39,7 @@ export async function writeLogFile(
       checkRewritten(record);
       const frame = frameRecord(record);
       if (frames.length > 0 && bytes + frame.length > batchBytes) {
-        await writeAll(file, concat(frames));
+        await writeAll(file, concatBytes(frames));
         [frames, bytes] = [[], 0];
       }
       offsets.push(sizeBytes + RECORD_HEADER_SIZE_BYTES);
@@ -46,7 +47,7 @@ export async function writeLogFile(
       frames.push(frame);
       bytes += frame.length;
     }
-    if (frames.length > 0) await writeAll(file, concat(frames));
+    if (frames.length > 0) await writeAll(file, concatBytes(frames));
     await file.syncData();
     return { file, sizeBytes, offsets };
   } catch (error) {
@@ -65,17 +66,6 @@ export function checkRewritten(record: Uint8Array): void {
     );
   }
   assert(record.length > 0, "a record is not empty");
-}
-
-/** The parts, one after another, in one new array. */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    whole.set(part, offset);
-    offset += part.length;
-  }
-  return whole;
 }
 
 /** A failure to rewrite the log, as callers see it. */

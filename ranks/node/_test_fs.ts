@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { FileSystem } from "../env/env.ts";
+import type { FileSystem, Log } from "../env/env.ts";
 import { denoFileSystem } from "../env/deno_env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { writeAll } from "./_fs.ts";
@@ -78,4 +78,22 @@ export async function writeFileTo(
   const mode = options.append ? { append: true } : { write: true, truncate: true };
   using file = await options.fs.open(path, { ...mode, create: true });
   await writeAll(file, bytes);
+}
+
+/** The records as text (UTF-8), to compare with what was appended. */
+export function texts(records: readonly Uint8Array[]): string[] {
+  const decoder = new TextDecoder();
+  return records.map((record) => decoder.decode(record));
+}
+
+/** A fresh folder on a test file system with a log path in it; disposing removes the folder. */
+export async function tempLogPath(testFs: TestFileSystem): Promise<TestRoot & { path: string }> {
+  const root = await testFs.newRoot();
+  return Object.assign(root, { path: `${root.dir}/meta.log` });
+}
+
+/** A `Log` that keeps its messages. */
+export function recordingLog(): Log & { messages: string[] } {
+  const messages: string[] = [];
+  return { messages, error: (message) => void messages.push(message) };
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { FileHandle, FileSystem, Log } from "../env/env.ts";
+import type { FileHandle, FileSystem } from "../env/env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { writeAll } from "./_fs.ts";
 import { REPLAY_READ_BYTES, scanLogFile } from "./log_replay.ts";
@@ -12,15 +12,14 @@ import {
 import { openRecordLog } from "./record_log.ts";
 import {
   MEMORY_TEST_FS,
+  recordingLog,
+  tempLogPath,
   TEST_FILE_SYSTEMS,
-  type TestFileSystem,
-  type TestRoot,
+  texts,
   writeFileTo,
 } from "./_test_fs.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const texts = (records: readonly Uint8Array[]) => records.map((record) => decoder.decode(record));
 
 /** Deterministic bytes that look like garbage (xorshift32 from `seed`). */
 function garbage(size: number, seed = 0x9e3779b9): Uint8Array {
@@ -90,7 +89,7 @@ Deno.test("scanLogFile() keeps the records on both sides of a damaged region lar
   using file = await openBytes(bytes);
   const found: string[] = [];
   const { report, bytesRead } = await scanLogFile(file, (body) => {
-    found.push(decoder.decode(body));
+    found.push(new TextDecoder().decode(body));
   }, { readBytes: 4096 });
   assert.deepEqual(found, texts);
   assert.equal(bytesRead, bytes.length);
@@ -108,7 +107,7 @@ Deno.test("scanLogFile() reads no further than limitBytes, and says when the fil
     using file = await openBytes(bytes);
     const found: string[] = [];
     const { report, bytesRead } = await scanLogFile(file, (body) => {
-      found.push(decoder.decode(body));
+      found.push(new TextDecoder().decode(body));
     }, { limitBytes: damageAt, readBytes: 1000 });
     assert.deepEqual(found, texts.slice(0, 50));
     assert.equal(bytesRead, damageAt);
@@ -118,18 +117,6 @@ Deno.test("scanLogFile() reads no further than limitBytes, and says when the fil
   const { bytesRead } = await scanLogFile(file, () => {}, { limitBytes: bytes.length + 10 });
   assert.equal(bytesRead, bytes.length);
 });
-
-/** A fresh folder on a test file system with a log path in it; disposing removes the folder. */
-async function tempLogPath(testFs: TestFileSystem): Promise<TestRoot & { path: string }> {
-  const root = await testFs.newRoot();
-  return Object.assign(root, { path: `${root.dir}/meta.log` });
-}
-
-/** A `Log` that keeps its messages. */
-function recordingLog(): Log & { messages: string[] } {
-  const messages: string[] = [];
-  return { messages, error: (message) => void messages.push(message) };
-}
 
 /** Appends `texts` to a new log at `path`; returns where each record's frame starts, and the end. */
 async function appendAll(

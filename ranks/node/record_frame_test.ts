@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { texts } from "./_test_fs.ts";
 import {
   frameRecord,
   parseRecords,
@@ -8,8 +9,6 @@ import {
 } from "./record_frame.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const texts = (records: readonly Uint8Array[]) => records.map((record) => decoder.decode(record));
 
 Deno.test("frameRecord() and parseRecords() round-trip records", () => {
   const records = ["a", "bc", "x".repeat(70_000)].map((text) => encoder.encode(text));

@@ -10,12 +10,13 @@
  */
 
 import { dirname } from "node:path";
+import { concatBytes } from "../../protocol/bytes.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import { denoFileSystem } from "../env/deno_env.ts";
 import { stderrLog } from "../env/system.ts";
 import type { FileHandle, FileSystem, Log } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
-import { checkRewritten, concat, type Records, rewriteError, writeLogFile } from "./_log_file.ts";
+import { checkRewritten, type Records, rewriteError, writeLogFile } from "./_log_file.ts";
 import {
   type LogVerifyReport,
   openLogFile,
@@ -425,7 +426,9 @@ export class RecordLog {
   }
 
   async #commit(batch: Queued[]): Promise<void> {
-    const data = batch.length === 1 ? batch[0].frame : concat(batch.map((queued) => queued.frame));
+    const data = batch.length === 1
+      ? batch[0].frame
+      : concatBytes(batch.map((queued) => queued.frame));
     assert(data.length <= Math.max(RECORD_BATCH_BYTES_MAX, batch[0].frame.length), "batch size");
     try {
       if (this.#failure) throw this.#failure;

@@ -15,27 +15,14 @@ import {
 } from "./record_log.ts";
 import {
   MEMORY_TEST_FS,
+  recordingLog,
+  tempLogPath,
   TEST_FILE_SYSTEMS,
-  type TestFileSystem,
-  type TestRoot,
+  texts,
   writeFileTo,
 } from "./_test_fs.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const texts = (records: readonly Uint8Array[]) => records.map((record) => decoder.decode(record));
-
-/** A fresh folder on a test file system with a log path in it; disposing removes the folder. */
-async function tempLogPath(testFs: TestFileSystem): Promise<TestRoot & { path: string }> {
-  const root = await testFs.newRoot();
-  return Object.assign(root, { path: `${root.dir}/node.log` });
-}
-
-/** A `Log` that keeps its messages. */
-function recordingLog(): Log & { messages: string[] } {
-  const messages: string[] = [];
-  return { messages, error: (message) => void messages.push(message) };
-}
 
 /** Opens the log at `path` on `fs`, checks it replays `expected`, and closes it. */
 async function assertReplays(

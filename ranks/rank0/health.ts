@@ -44,8 +44,6 @@ export class Health {
     logsMadeAnew: 0,
     logsRewritten: 0,
   };
-  /** Missing replicas with no good replica left to copy from. */
-  unrestorable = 0;
   /**
    * Files found lost since start (bounded by the names once stored): at start-up, a name whose
    * every version has a chunk with no replica left; later, a file whose missing replica has no
@@ -79,13 +77,6 @@ export class Health {
     this.#replicas = parts.replicas;
     this.#rereplicate = parts.rereplicate;
     this.#log = parts.log;
-  }
-
-  /** Replicas known missing on live nodes, not yet restored. */
-  get missingReplicas(): number {
-    let count = 0;
-    for (const { ranks } of this.#missing.values()) count += ranks.size;
-    return count;
   }
 
   /** True if `rank`'s replica of chunk `id` is known missing and not yet restored. */
@@ -239,7 +230,6 @@ export class Health {
     const pin = this.#releases.pin(m); // keep the version's chunks while we copy
     try {
       if (!await this.#replicas.copy(chunk, sources, targets)) {
-        this.unrestorable++;
         this.lostFiles.add(name);
         this.#log.error(`dfs: chunk ${id} of "${name}" has no good replica left to restore from`);
       }

@@ -113,7 +113,9 @@ export class Supervisor {
     this.#log.error(`dfs: rank ${rank} is down (${reason}); restarting it`);
     this.#comm.failPeer(rank, `rank ${rank} is down`);
     this.#ranks.get(rank)?.terminate();
-    const downSince = this.#clock.monotonic();
+    const membership = this.#store.nodes.membership;
+    // Marked down by `lost()` in the same turn, at this monotonic time.
+    const downSince = membership.reasonOf(rank)!.sinceMs;
     let rereplicated = false;
     let backoffMs = RESTART_BACKOFF_MS;
     let lastFailure: string | undefined;
@@ -146,7 +148,7 @@ export class Supervisor {
           this.#log.error(`dfs: cannot restart rank ${rank}: ${failure}`);
         }
         lastFailure = failure;
-        this.#store.nodes.membership.restartFailed(rank, failure);
+        membership.restartFailed(rank, failure);
         launched?.terminate();
         const untilRereplication = rereplicated
           ? Infinity
