@@ -7,9 +7,29 @@
  * @module
  */
 
-import { decode } from "cbor-x/encode";
+import { addExtension, decode } from "cbor-x/encode";
 
 export { decode, Encoder } from "cbor-x/encode";
+
+/**
+ * The CBOR tag (in the first-come range) that marks an ArrayBuffer, so one sent between ranks over
+ * a socket arrives as an ArrayBuffer, as it would through postMessage. Without it cbor-x writes a
+ * plain byte string, read back as a Node `Buffer` (whose `slice()` does not copy). A Uint8Array
+ * keeps cbor-x's own tag 64.
+ */
+export const ARRAY_BUFFER_TAG = 40_500;
+
+addExtension({
+  Class: ArrayBuffer,
+  tag: ARRAY_BUFFER_TAG,
+  encode(buffer: ArrayBufferLike, encode: (value: unknown) => Uint8Array) {
+    return encode(new Uint8Array(buffer));
+  },
+  decode(bytes: Uint8Array) {
+    if (!(bytes instanceof Uint8Array)) throw new TypeError("an ArrayBuffer tag holds bytes");
+    return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  },
+});
 
 /**
  * Makes cbor-x let go of the last buffer it decoded from (it keeps a view of it in module state),

@@ -22,7 +22,11 @@ export const READ_BUFFER_BYTES = 64 * 1024;
 /** Reads length-prefixed frames; each frame body comes back in its own buffer. */
 export class FrameReader {
   #stream: ByteStream;
-  #frameSizeBytesMax: number;
+  /**
+   * Largest frame body read, checked before allocating; may be raised once a handshake has said
+   * who the peer is (a small limit before, a larger one after).
+   */
+  frameSizeBytesMax: number;
   #pool: BufferPool | undefined;
   #buffer = new Uint8Array(READ_BUFFER_BYTES);
   #start = 0;
@@ -34,7 +38,7 @@ export class FrameReader {
    */
   constructor(stream: ByteStream, options: { frameSizeBytesMax?: number; pool?: BufferPool } = {}) {
     this.#stream = stream;
-    this.#frameSizeBytesMax = options.frameSizeBytesMax ?? FRAME_SIZE_BYTES_MAX;
+    this.frameSizeBytesMax = options.frameSizeBytesMax ?? FRAME_SIZE_BYTES_MAX;
     this.#pool = options.pool;
   }
 
@@ -52,7 +56,7 @@ export class FrameReader {
     }
     const length = readFrameLength(
       this.#buffer.subarray(this.#start, this.#end),
-      this.#frameSizeBytesMax,
+      this.frameSizeBytesMax,
     );
     this.#start += FRAME_HEADER_BYTES;
     const pooled = this.#pool && length > READ_BUFFER_BYTES && length <= this.#pool.bufferBytes;
@@ -135,6 +139,14 @@ export class FrameWriter {
   /** Encodes and writes one message. Resolves when the bytes are handed to the socket. */
   send(message: unknown): Promise<void> {
     const frame = encodeFrame(message);
+    return this.#enqueue([frame]);
+  }
+
+  /**
+   * Writes a frame already encoded, length prefix included (one the caller built for its own
+   * limits). Resolves when the bytes are handed to the socket.
+   */
+  sendFrame(frame: Uint8Array): Promise<void> {
     return this.#enqueue([frame]);
   }
 

@@ -18,6 +18,7 @@
  * | `mv {from, to, force?}` | `ok {result: FileMeta}` of the new name |
  * | `du {prefix?}` / `df` | `ok {result: Usage}` / `ok {result: RankCapacity[]}` |
  * | `fsck` / `status` | `ok {result: FsckReport}` / `ok {result: StatusReport}` |
+ * | `doctor {target}` | `ok {result: DoctorReport}`: what losing a data rank or zone would do |
  *
  * Any request can end in `error {code, message}` instead, after which no more frames for its id
  * follow. A client ends a put early with `abort`.
@@ -34,6 +35,7 @@
 import { DfsError, type WireError } from "./errors.ts";
 import {
   DATA_BYTES_MAX,
+  DOCTOR_TARGET_BYTES_MAX,
   FILE_SIZE_BYTES_MAX,
   LIST_LIMIT_ENTRIES_MAX,
   NAME_BYTES_MAX,
@@ -53,8 +55,11 @@ export interface FileMeta {
   version: number;
   /** Copies of every chunk (the fewest, should a chunk have fewer). */
   replicas: number;
-  /** In file order: each chunk's size, the ranks holding a replica of it, and its CRC32. */
-  chunks: { size: number; ranks: number[]; crc32?: number }[];
+  /**
+   * In file order: each chunk's size, the ranks holding a replica of it, their zones (in the
+   * order of `ranks`), and its CRC32.
+   */
+  chunks: { size: number; ranks: number[]; zones?: string[]; crc32?: number }[];
 }
 
 /** One `list` entry. */
@@ -92,7 +97,20 @@ export interface StatusReport {
   files: number;
   ranks: {
     rank: number;
-    state: "up" | "down" | "restarting";
+    /**
+     * `up`; `restarting` (a Worker being restarted); `down` (restarts failing, or a remote node
+     * disconnected); `joining` (a remote node known to the store, not connected since rank 0
+     * started, or connected and being reconciled).
+     */
+    state: "up" | "down" | "restarting" | "joining";
+    /** `worker`: a Web Worker of the server's process; `remote`: a `dfs node` process over TCP. */
+    kind?: "worker" | "remote";
+    /** The node's failure domain (its host name unless `--zone` named one). */
+    zone?: string;
+    /** `HOST:PORT` a remote node connects from, once it has connected. */
+    address?: string;
+    /** Milliseconds since the node last answered a heartbeat (absent before its first). */
+    heartbeatAgeMs?: number;
     bytesHeld: number;
     chunks: number;
     /** Of those, replicas known missing there and being restored from good ones. */
@@ -125,6 +143,51 @@ export interface StatusReport {
   };
 }
 
+/** Files that have (or would have) fewer live replicas of some chunk, and a live one of each. */
+export interface UnderReplication {
+  files: number;
+  /** Their chunks with fewer live replicas. */
+  chunks: number;
+  /** Bytes of those chunks (each counted once). */
+  bytes: number;
+}
+
+/** Files with a chunk that has (or would have) no live replica. */
+export interface FileLoss {
+  files: number;
+  /** Their sizes, added up. */
+  bytes: number;
+  /** The first of their names in byte order (at most `DOCTOR_NAMES_MAX`); `files` counts all. */
+  names: string[];
+}
+
+/**
+ * What `dfs doctor --lose TARGET` shows: what would become under-replicated and what would be lost
+ * if a data node, or every data node of a zone, were gone now, and what is degraded already. A
+ * replica is live when its rank is up and it is not known missing there.
+ */
+export interface DoctorReport {
+  /** The target as asked. */
+  target: string;
+  /** Whether it named a data rank, or a zone (every data node in it). */
+  kind: "rank" | "zone";
+  /** The data ranks it covers, and their zones. */
+  ranks: number[];
+  zones: string[];
+  /** Data ranks down now: their replicas are gone already. */
+  ranksDown: number[];
+  /** Every file present, and their chunks. */
+  files: number;
+  chunks: number;
+  /**
+   * What losing `ranks` would add: files left with fewer live replicas of some chunk than now
+   * (and one of each), and files left with a chunk with none (lost now: not counted again).
+   */
+  wouldBe: { underReplicated: UnderReplication; lost: FileLoss };
+  /** Before losing anything: files with fewer live replicas than placed, and files lost. */
+  now: { underReplicated: UnderReplication; lost: FileLoss };
+}
+
 export interface HelloRequest {
   op: "hello";
   version: number;
@@ -144,7 +207,8 @@ export type Request =
   | { op: "du"; id: number; prefix: string }
   | { op: "df"; id: number }
   | { op: "fsck"; id: number }
-  | { op: "status"; id: number };
+  | { op: "status"; id: number }
+  | { op: "doctor"; id: number; target: string };
 
 /** `du`: files under a prefix, their bytes, and the bytes stored for them on all replicas. */
 export interface Usage {
@@ -269,6 +333,8 @@ export function parseRequest(value: unknown): Request {
     case "fsck":
     case "status":
       return { op, id };
+    case "doctor":
+      return { op, id, target: checkTarget(m.target) };
     default:
       throw invalid(`unknown operation ${describe(op)}`);
   }
@@ -323,6 +389,18 @@ function checkAfter(after: unknown): string {
   }
   if (after.includes("\0")) throw invalid("after contains a NUL character");
   return after;
+}
+
+/** A `doctor` target: a data rank or a zone name, resolved by the store. */
+function checkTarget(target: unknown): string {
+  if (typeof target !== "string") throw invalid("target must be a string (a rank or a zone)");
+  if (target === "") throw invalid("target must not be empty");
+  if (!target.isWellFormed()) throw invalid("target is not valid UTF-8");
+  const bytes = utf8ByteLength(target);
+  if (bytes > DOCTOR_TARGET_BYTES_MAX) {
+    throw invalid(`target is ${bytes} bytes, over the limit of ${DOCTOR_TARGET_BYTES_MAX}`);
+  }
+  return target;
 }
 
 function checkListLimit(limit: unknown): number {

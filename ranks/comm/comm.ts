@@ -59,6 +59,16 @@ export interface CommOptions {
   clock?: Clock;
 }
 
+/** Options of the collectives. */
+export interface CollectiveOptions {
+  /** Tells concurrent collectives apart; default COLLECTIVE_TAG. */
+  tag?: number;
+  /** How long a receiving rank waits; default forever. */
+  timeoutMs?: number;
+  /** The group, at the root: the ranks taking part (the root's own rank may be listed or not). */
+  ranks?: readonly number[];
+}
+
 /** Counts of a Comm's waiting state, for tests and monitoring. */
 export interface CommStats {
   recvs: number;
@@ -138,9 +148,9 @@ export class Comm {
     return this.#transport.size;
   }
 
-  /** Whether buffers named in `transfer` are moved rather than serialized (see `Transport`). */
-  get movesBuffers(): boolean {
-    return this.#transport.movesBuffers;
+  /** Whether buffers sent to `dest` in `transfer` are moved rather than serialized (`Transport`). */
+  movesBuffersTo(dest: number): boolean {
+    return this.#transport.movesBuffers(dest);
   }
 
   /** Counts of pending receives and calls, buffered messages and running handlers. */
@@ -154,8 +164,9 @@ export class Comm {
   }
 
   /**
-   * Non-blocking send (postMessage never blocks); `transfer` buffers are detached here. Throws
-   * DfsError UNAVAILABLE if `dest` is unreachable or the Comm is closed.
+   * Non-blocking send (it never waits for room: see `Transport` on backpressure); `transfer`
+   * buffers are detached here. Throws DfsError UNAVAILABLE if `dest` is unreachable or the Comm is
+   * closed.
    */
   send(dest: number, tag: number, body: unknown, options: { transfer?: ArrayBuffer[] } = {}): void {
     assert(isTag(tag), `tag ${tag} must be an integer in [0, TAG_MAX]`);
@@ -179,30 +190,31 @@ export class Comm {
 
   /**
    * Collective broadcast: root passes value and gets it back; others receive root's value. Every
-   * rank calls it with the same root and tag (default COLLECTIVE_TAG; use nextTag() to tell
-   * concurrent collectives apart). Non-roots wait forever unless `timeoutMs` is given.
+   * rank of the group calls it with the same root and tag (default COLLECTIVE_TAG; use nextTag()
+   * to tell concurrent collectives apart). The group is every rank unless the root names `ranks`
+   * (an MPI sub-communicator: the data nodes connected now, say); only the root needs it. Non-roots
+   * wait forever unless `timeoutMs` is given.
    */
   async bcast<T>(
     root: number,
     value: T | undefined,
-    options: { tag?: number; timeoutMs?: number } = {},
+    options: CollectiveOptions = {},
   ): Promise<T> {
     const tag = this.#collectiveTag(root, options.tag);
     if (this.rank !== root) return (await this.#recv<T>(root, tag, options)).body;
-    for (let dest = 0; dest < this.size; dest++) {
-      if (dest !== root) this.#send(dest, tag, { msg: value });
-    }
+    for (const dest of this.#groupOf(root, options.ranks)) this.#send(dest, tag, { msg: value });
     return value as T;
   }
 
   /**
-   * Collective gather: every rank contributes; root resolves with an array indexed by rank (its own
-   * value included), others resolve with undefined once sent. Same tag/timeout options as bcast().
+   * Collective gather: every rank of the group contributes; root resolves with an array indexed by
+   * rank (its own value included; holes for ranks outside the group), others resolve with
+   * undefined once sent. Same options as bcast().
    */
   async gather<T>(
     root: number,
     value: T,
-    options: { tag?: number; timeoutMs?: number } = {},
+    options: CollectiveOptions = {},
   ): Promise<T[] | undefined> {
     const tag = this.#collectiveTag(root, options.tag);
     if (this.rank !== root) {
@@ -211,8 +223,7 @@ export class Comm {
     }
     const abort = new AbortController();
     const parts: Promise<Envelope<T>>[] = [];
-    for (let source = 0; source < this.size; source++) {
-      if (source === root) continue;
+    for (const source of this.#groupOf(root, options.ranks)) {
       parts.push(
         this.#recv<T>(source, tag, { timeoutMs: options.timeoutMs, signal: abort.signal }),
       );
@@ -243,8 +254,15 @@ export class Comm {
     const timeoutMs = options.timeoutMs ?? CALL_TIMEOUT_MS;
     const deadline = this.#deadlineOf(timeoutMs);
     const [promise, waiter] = wait<unknown>();
-    this.#calls.set(tag, { dest, deadline, timeoutMs, waiter });
+    const pending: PendingCall = { dest, deadline, timeoutMs, waiter };
+    this.#calls.set(tag, pending);
     this.#watch(deadline);
+    // Backpressure: while the queue toward dest is full, wait (each waiter woken looks again).
+    // The call may time out or fail meanwhile.
+    for (let room; (room = this.#transport.whenWritable?.(dest));) {
+      await room.catch(() => {});
+      if (this.#calls.get(tag) !== pending) return await promise as T;
+    }
     try {
       this.#send(dest, tag, { call: body }, options.transfer);
     } catch (error) {
@@ -480,6 +498,10 @@ export class Comm {
       body = { err: DfsError.wireOf(error) };
     }
     this.#handlers--;
+    // Backpressure: an answer (a chunk read, say) waits while the queue to its caller is full.
+    for (let room; !this.#closed && (room = this.#transport.whenWritable?.(request.source));) {
+      await room.catch(() => {});
+    }
     this.#reply(request, body, transfer);
     this.#pump();
   }
@@ -493,6 +515,15 @@ export class Comm {
       this.#log.error(`Rank ${this.rank} cannot answer rank ${request.source}:`, error);
       if ("ok" in body) this.#reply(request, { err: DfsError.wireOf(error) }, []);
     }
+  }
+
+  /** The ranks a collective rooted at `root` sends to or receives from: `ranks`, or every rank. */
+  #groupOf(root: number, ranks: readonly number[] | undefined): number[] {
+    if (ranks === undefined) {
+      return Array.from({ length: this.size }, (_, rank) => rank).filter((r) => r !== root);
+    }
+    assert(ranks.every((r) => this.#isRank(r)), `group ${ranks} has a rank out of range`);
+    return [...new Set(ranks)].filter((r) => r !== root);
   }
 
   #collectiveTag(root: number, tag: number = COLLECTIVE_TAG): number {

@@ -6,7 +6,7 @@
  * The suite holds on a fake clock too: a world names the clock its ranks use and moves it itself
  * (e.g. with `FakeClock.autoAdvance()`). It holds for transports that copy buffers rather than move
  * them: what only moving shows (a transferred buffer detached at the sender) is checked where
- * `comm.movesBuffers` says so.
+ * `comm.movesBuffersTo(peer)` says so.
  *
  * @module
  */
@@ -241,7 +241,7 @@ export function runCommSuite({ name, newWorld }: CommSuiteOptions): void {
       const buffer = new ArrayBuffer(MIB_BYTES);
       new Uint8Array(buffer).fill(0x0f)[0] = 0;
       const flipped = comm.call<ArrayBuffer>(1, { op: "flip", buffer }, { transfer: [buffer] });
-      if (comm.movesBuffers) equal(buffer.byteLength, 0);
+      if (comm.movesBuffersTo(1)) equal(buffer.byteLength, 0);
       else deepEqual(new Uint8Array(buffer).subarray(0, 2), Uint8Array.of(0, 0x0f));
       const bytes = new Uint8Array(await flipped);
       equal(bytes.length, MIB_BYTES);
@@ -250,7 +250,7 @@ export function runCommSuite({ name, newWorld }: CommSuiteOptions): void {
       const tag = comm.nextTag();
       const collected = ask<ArrayBuffer[]>(comm, 1, { op: "collect", tag, count: 1 });
       comm.send(1, tag, bytes.buffer, { transfer: [bytes.buffer] });
-      equal(bytes.byteLength, comm.movesBuffers ? 0 : MIB_BYTES);
+      equal(bytes.byteLength, comm.movesBuffersTo(1) ? 0 : MIB_BYTES);
       equal((await collected)[0].byteLength, MIB_BYTES);
     },
   );

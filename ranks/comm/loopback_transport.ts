@@ -46,7 +46,7 @@ export interface LoopbackOptions {
   /**
    * True (default): bodies go through `structuredClone(body, { transfer })` as through postMessage,
    * and the `transfer` buffers are detached at the sender. False: bodies are copied as a
-   * serializing transport would, and `transfer` lists are ignored. `Transport.movesBuffers` says it.
+   * serializing transport would, and `transfer` lists are ignored. `Transport.movesBuffers()` says it.
    */
   movesBuffers?: boolean;
   /** Packets and failure reports queued at once; default LOOPBACK_PACKETS_QUEUED_MAX. */
@@ -265,7 +265,7 @@ interface Wiring {
 class LoopbackTransport implements Transport {
   readonly rank: number;
   readonly size: number;
-  readonly movesBuffers: boolean;
+  #movesBuffers: boolean;
   onPacket: ((packet: Packet) => void) | null = null;
   onPeerError: ((rank: number, error: unknown) => void) | null = null;
   #wiring: Wiring;
@@ -274,8 +274,13 @@ class LoopbackTransport implements Transport {
   constructor(rank: number, network: LoopbackNetwork, wiring: Wiring) {
     this.rank = rank;
     this.size = network.size;
-    this.movesBuffers = network.movesBuffers;
+    this.#movesBuffers = network.movesBuffers;
     this.#wiring = wiring;
+  }
+
+  /** As the network was made: moving buffers, or copying them as a socket would. */
+  movesBuffers(_dest: number): boolean {
+    return this.#movesBuffers;
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * The rank library: MPI-like communication between ranks (`Comm`) over a small `Transport`
- * interface, with its transports: `PortTransport` (Workers, MessagePorts) and `LoopbackNetwork`
+ * interface, with its transports: `PortTransport` (Workers, MessagePorts), `TcpTransport`
+ * (sockets between processes and hosts), `RoutedTransport` (each peer over its own) and `LoopbackNetwork`
  * (every rank in one thread, with fault injection, for tests and the simulator). It knows nothing
  * of files or stores.
  *
@@ -12,6 +13,7 @@ export {
   ANY_TAG,
   CALL_TIMEOUT_MS,
   COLLECTIVE_TAG,
+  type CollectiveOptions,
   Comm,
   type CommOptions,
   type CommStats,
@@ -30,3 +32,15 @@ export {
   type LoopbackPacket,
   type LoopbackTraceEntry,
 } from "./loopback_transport.ts";
+export { RoutedTransport } from "./routed_transport.ts";
+export {
+  decodePacket,
+  encodePacket,
+  type LinkStream,
+  TCP_FRAME_BYTES_MAX,
+  TCP_QUEUE_BYTES_HIGH,
+  TCP_QUEUE_BYTES_MAX,
+  TCP_WRITE_STALL_MS,
+  TcpTransport,
+  type TcpTransportOptions,
+} from "./tcp_transport.ts";

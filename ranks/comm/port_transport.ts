@@ -34,7 +34,6 @@ interface WirePacket {
 export class PortTransport implements Transport {
   readonly rank: number;
   readonly size: number;
-  readonly movesBuffers = true;
   onPacket: ((packet: Packet) => void) | null = null;
   onPeerError: ((rank: number, error: unknown) => void) | null = null;
   #ports = new Map<number, PortLike>();
@@ -79,6 +78,11 @@ export class PortTransport implements Transport {
         this.onPeerError(peer, event.error ?? new Error(event.message));
       };
     }
+  }
+
+  /** Always: postMessage moves the buffers it transfers. */
+  movesBuffers(_dest: number): boolean {
+    return true;
   }
 
   /** Posts a packet to `dest`'s port. Throws DfsError UNAVAILABLE if there is none or after close(). */

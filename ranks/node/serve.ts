@@ -22,7 +22,7 @@ export interface ServeNodeOptions {
 
 /**
  * Answers rank 0's calls to `node` and its collectives until `comm` closes. Buffers move only
- * when `comm.movesBuffers`: then a write's answer hands the chunk's buffer back, a read fills the
+ * when `comm.movesBuffersTo(0)`: then a write's answer hands the chunk's buffer back, a read fills the
  * buffer rank 0 lent (`into`) and its answer moves the bytes; otherwise a write answers `true`,
  * `into` is ignored and nothing is echoed (it would only double the bytes on the wire). Errors go
  * back to the caller as `Comm.serve` sends them.
@@ -40,11 +40,11 @@ export async function serveNode(
   });
 }
 
-/** Answers one call, with buffers moved as `comm.movesBuffers` allows. */
+/** Answers one call, with buffers moved as `comm.movesBuffersTo(0)` allows. */
 async function answerCall(comm: Comm, node: DataNode, call: NodeCall): Promise<unknown> {
   if (call.op === "ping") return node.ping();
   if (call.op === "scan") return await node.scan();
-  const moves = comm.movesBuffers;
+  const moves = comm.movesBuffersTo(0);
   const result = await node.handle(
     call.op === "read" && !moves ? { ...call, into: undefined } : call,
   );

@@ -75,7 +75,7 @@ export class NodeClient {
   /** Writes a replica of a chunk into its blob (durable once a commit names it). Takes `bytes`. */
   async write(rank: number, chunk: ChunkRef, bytes: Uint8Array): Promise<void> {
     const call: NodeCall = { op: "write", id: chunk.id, bytes, crc32: chunk.crc32 };
-    const answer = await this.#call(rank, call, this.#transferOf(bytes));
+    const answer = await this.#call(rank, call, this.#transferOf(rank, bytes));
     if (answer instanceof ArrayBuffer) this.pool.give(answer);
   }
 
@@ -87,12 +87,12 @@ export class NodeClient {
     options: CallOptions = {},
   ): Promise<void> {
     const call: NodeCall = { op: "restore", id: chunk.id, bytes, crc32: chunk.crc32 };
-    await this.#call(rank, call, this.#transferOf(bytes), options);
+    await this.#call(rank, call, this.#transferOf(rank, bytes), options);
   }
 
   /** Reads a replica; the node checks it against its CRC32. The caller recycles the bytes. */
   read(rank: number, chunk: ChunkRef, options: CallOptions = {}): Promise<Uint8Array> {
-    const lend = this.#comm.movesBuffers && chunk.size > SMALL_READ_BYTES_MAX &&
+    const lend = this.#comm.movesBuffersTo(rank) && chunk.size > SMALL_READ_BYTES_MAX &&
       chunk.size <= this.pool.bufferBytes;
     const into = lend ? this.pool.take().buffer : undefined;
     const call: NodeCall = { op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32, into };
@@ -203,9 +203,9 @@ export class NodeClient {
     }, POOL_IDLE_TRIM_MS);
   }
 
-  /** The buffers a call moves: the chunk's, over a transport that moves buffers. */
-  #transferOf(bytes: Uint8Array): ArrayBuffer[] | undefined {
-    return this.#comm.movesBuffers ? [bytes.buffer as ArrayBuffer] : undefined;
+  /** The buffers a call to `rank` moves: the chunk's, over a transport that moves buffers. */
+  #transferOf(rank: number, bytes: Uint8Array): ArrayBuffer[] | undefined {
+    return this.#comm.movesBuffersTo(rank) ? [bytes.buffer as ArrayBuffer] : undefined;
   }
 
   #call<T = unknown>(
@@ -240,8 +240,9 @@ export class NodeClient {
   /** bcast a question, then gather every data node's answer (rank 0 contributes nothing). */
   async #collective<T>(question: (tag: number) => NodeCollective): Promise<T[]> {
     const tag = this.#comm.nextTag();
-    const options = { tag, timeoutMs: this.#timeoutMs };
-    await this.#comm.bcast(0, question(tag), { timeoutMs: this.#timeoutMs });
+    const ranks = this.dataRanks; // the group: the data nodes, whatever else the transport reaches
+    const options = { tag, timeoutMs: this.#timeoutMs, ranks };
+    await this.#comm.bcast(0, question(tag), { timeoutMs: this.#timeoutMs, ranks });
     const answers = await this.#comm.gather<T | undefined>(0, undefined, options);
     return answers!.filter((a, rank): a is T => rank !== 0 && a !== undefined);
   }
