@@ -32,6 +32,7 @@ import {
   PROTOCOL_VERSION,
 } from "./protocol/limits.ts";
 import type {
+  DoctorReport,
   FileMeta,
   FsckReport,
   ListEntry,
@@ -45,6 +46,7 @@ import type { ByteRange, ByteSource, FileStore, ListOptions } from "./ranks/comm
 export { DfsError } from "./protocol/errors.ts";
 export type { ErrorCode } from "./protocol/errors.ts";
 export type {
+  DoctorReport,
   FileMeta,
   FsckReport,
   ListEntry,
@@ -211,6 +213,18 @@ export class DfsClient implements FileStore {
   /** Each data node's state, bytes and chunks held, and the repair and scrub counters. */
   status(): Promise<StatusReport> {
     return this.#request<StatusReport>({ op: "status" });
+  }
+
+  /**
+   * What would become under-replicated and what would be lost if `target` were gone now: a data
+   * rank (an integer) or a zone (every data node in it); and what is degraded already. A question,
+   * not a check: the server looks at its index and touches no data node.
+   *
+   * @throws {DfsError} `NOT_FOUND` if `target` is neither a data rank nor a zone;
+   *   `INVALID_REQUEST` for an empty one.
+   */
+  doctor(target: string): Promise<DoctorReport> {
+    return this.#request<DoctorReport>({ op: "doctor", target });
   }
 
   /** Sends one request and returns the result of its single `ok` reply. */

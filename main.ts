@@ -17,6 +17,7 @@ import {
 } from "./cli/commands.ts";
 import {
   formatCapacity,
+  formatDoctor,
   formatFsck,
   formatLongList,
   formatMeta,
@@ -111,6 +112,7 @@ const RUNNERS: Record<CommandName, (values: Values, positionals: string[]) => Pr
   df,
   fsck,
   status,
+  doctor,
   completion: () => Promise.resolve(void console.log(completionScript())),
 };
 
@@ -325,6 +327,19 @@ async function status(values: Values): Promise<void> {
   await using client = await connect(values, "status");
   const report = await client.status();
   console.log(values.json ? JSON.stringify(report) : formatStatus(report));
+}
+
+/**
+ * `dfs doctor --lose RANK|ZONE`: what losing a data node or zone now would do. Exit 0 whatever it
+ * finds: it answers a question, it does not check anything.
+ */
+async function doctor(values: Values): Promise<void> {
+  const target = values.lose;
+  if (typeof target !== "string") throw new UsageError("doctor needs --lose RANK|ZONE", "doctor");
+  if (target === "") throw new UsageError("--lose must not be empty", "doctor");
+  await using client = await connect(values, "doctor");
+  const report = await client.doctor(target);
+  console.log(values.json ? JSON.stringify(report) : formatDoctor(report));
 }
 
 async function df(values: Values): Promise<void> {

@@ -269,6 +269,22 @@ export const COMMANDS = {
     positionals: [0, 0],
     options: [JSON_OPTION, ...CONNECTION],
   },
+  doctor: {
+    usage: "doctor --lose RANK|ZONE",
+    summary: "what losing a data node or zone now would leave under-replicated or lost; " +
+      "exit 0 either way",
+    positionals: [0, 0],
+    options: [
+      {
+        name: "lose",
+        type: "string",
+        value: "RANK|ZONE",
+        help: "required: the data rank, or the zone (every data node in it), to suppose gone",
+      },
+      JSON_OPTION,
+      ...CONNECTION,
+    ],
+  },
   completion: {
     usage: "completion",
     summary: "print a bash completion script (source <(dfs completion))",

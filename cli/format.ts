@@ -5,6 +5,7 @@
  */
 
 import type {
+  DoctorReport,
   FileMeta,
   FsckReport,
   ListEntry,
@@ -145,6 +146,45 @@ export function formatFsck(r: FsckReport): string {
     }
   }
   return lines.join("\n");
+}
+
+/**
+ * `dfs doctor`: what losing the target would do, what is degraded already, then the names of the
+ * files that would be lost and of those lost already, one per line (`would be lost: NAME`,
+ * `lost now: NAME`), with how many more there are when the report holds only the first.
+ */
+export function formatDoctor(r: DoctorReport): string {
+  const zones = r.zones.map((z) => JSON.stringify(z)).join(", ");
+  const what = r.kind === "rank"
+    ? `rank ${r.ranks[0]} (zone ${zones})`
+    : `zone ${zones} (rank${r.ranks.length === 1 ? "" : "s"} ${r.ranks.join(", ")})`;
+  const under = (u: DoctorReport["now"]["underReplicated"]) =>
+    count(u.files, "file") +
+    (u.files === 0 ? "" : ` (${formatBytes(u.bytes)} in ${count(u.chunks, "chunk")})`);
+  const lost = (l: DoctorReport["now"]["lost"]) =>
+    count(l.files, "file") + (l.files === 0 ? "" : ` (${formatBytes(l.bytes)})`);
+  const down = r.ranksDown.length === 0
+    ? "no data rank down"
+    : `rank${r.ranksDown.length === 1 ? "" : "s"} ${r.ranksDown.join(", ")} down`;
+  const lines = [
+    `Losing ${what}: ${under(r.wouldBe.underReplicated)} would be under-replicated, ` +
+    `${lost(r.wouldBe.lost)} would be lost`,
+    `Now, before losing anything: ${under(r.now.underReplicated)} under-replicated, ` +
+    `${lost(r.now.lost)} lost; ${down}`,
+  ];
+  const names = (label: string, l: DoctorReport["now"]["lost"]) => {
+    for (const name of l.names) lines.push(`${label}: ${name}`);
+    const more = l.files - l.names.length;
+    if (more > 0) lines.push(`${label}: ... and ${more} more`);
+  };
+  names("would be lost", r.wouldBe.lost);
+  names("lost now", r.now.lost);
+  return lines.join("\n");
+}
+
+/** `n thing` or `n things`. */
+function count(n: number, thing: string): string {
+  return `${n} ${thing}${n === 1 ? "" : "s"}`;
 }
 
 /** `dfs status`: one row per rank, then the store-wide counters. */

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import type { DoctorReport } from "../client.ts";
 import {
   formatBytes,
   formatCapacity,
+  formatDoctor,
   formatLongList,
   formatUsage,
   parseRange,
@@ -42,6 +44,55 @@ Deno.test("formatUsage() and formatCapacity() count shared file systems once", (
   assert.equal(lines.length, 4);
   assert.match(lines[0], /^rank\s+held\s+size\s+available\s+use%$/);
   assert.match(lines[3], /^total\s+3\.0 KiB\s+4\.0 KiB\s+1\.0 KiB\s+75%$/);
+});
+
+Deno.test("formatDoctor() says what losing the target would do, what is degraded now, and the names", () => {
+  const report: DoctorReport = {
+    target: "b",
+    kind: "zone",
+    ranks: [3, 4],
+    zones: ["b"],
+    ranksDown: [2],
+    files: 200,
+    chunks: 400,
+    wouldBe: {
+      underReplicated: { files: 120, chunks: 300, bytes: 1.2 * 2 ** 30 },
+      lost: { files: 3, bytes: 3 * 2 ** 20, names: ["a.txt", "b.txt"] },
+    },
+    now: {
+      underReplicated: { files: 1, chunks: 1, bytes: 2 ** 20 },
+      lost: { files: 0, bytes: 0, names: [] },
+    },
+  };
+  assert.equal(
+    formatDoctor(report),
+    [
+      'Losing zone "b" (ranks 3, 4): 120 files (1.2 GiB in 300 chunks) would be under-replicated, ' +
+      "3 files (3.0 MiB) would be lost",
+      "Now, before losing anything: 1 file (1.0 MiB in 1 chunk) under-replicated, 0 files lost; " +
+      "rank 2 down",
+      "would be lost: a.txt",
+      "would be lost: b.txt",
+      "would be lost: ... and 1 more",
+    ].join("\n"),
+  );
+  const none = { files: 0, chunks: 0, bytes: 0 };
+  const quiet: DoctorReport = {
+    ...report,
+    target: "1",
+    kind: "rank",
+    ranks: [1],
+    zones: ["local"],
+    ranksDown: [],
+    wouldBe: { underReplicated: none, lost: { files: 0, bytes: 0, names: [] } },
+    now: { underReplicated: none, lost: { files: 1, bytes: 5, names: ["gone"] } },
+  };
+  assert.equal(
+    formatDoctor(quiet),
+    'Losing rank 1 (zone "local"): 0 files would be under-replicated, 0 files would be lost\n' +
+      "Now, before losing anything: 0 files under-replicated, 1 file (5 B) lost; " +
+      "no data rank down\nlost now: gone",
+  );
 });
 
 Deno.test("parseRange() reads inclusive START-END and open START-", () => {

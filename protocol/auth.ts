@@ -43,6 +43,27 @@ export function serverProof(
   return proof(secret, "dfs-auth-v1 server", serverNonce, clientNonce);
 }
 
+/**
+ * What a data node joining rank 0 sends to prove it holds the cluster secret (labels of its own:
+ * a client's proof under the same secret is never a node's).
+ */
+export function nodeProof(
+  secret: Uint8Array,
+  rankZeroNonce: Uint8Array,
+  nodeNonce: Uint8Array,
+): Uint8Array {
+  return proof(secret, "dfs-node-v1 node", rankZeroNonce, nodeNonce);
+}
+
+/** What rank 0 sends back to a joining node to prove it holds the cluster secret too. */
+export function rankZeroProof(
+  secret: Uint8Array,
+  rankZeroNonce: Uint8Array,
+  nodeNonce: Uint8Array,
+): Uint8Array {
+  return proof(secret, "dfs-node-v1 rank0", rankZeroNonce, nodeNonce);
+}
+
 /** Compares a received proof with the expected one in constant time. */
 export function proofMatches(received: unknown, expected: Uint8Array): boolean {
   if (!(received instanceof Uint8Array) || received.length !== expected.length) return false;

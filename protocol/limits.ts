@@ -36,6 +36,9 @@ export const FRAME_HEADER_BYTES = 4;
 /** Longest file name, in UTF-8 bytes. */
 export const NAME_BYTES_MAX = 1024;
 
+/** Longest `doctor` target (a rank or a zone name), in UTF-8 bytes. */
+export const DOCTOR_TARGET_BYTES_MAX = 256;
+
 /** Largest file accepted (1 TiB). */
 export const FILE_SIZE_BYTES_MAX = 2 ** 40;
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { DfsError } from "./errors.ts";
 import {
   DATA_BYTES_MAX,
+  DOCTOR_TARGET_BYTES_MAX,
   FILE_SIZE_BYTES_MAX,
   LIST_LIMIT_ENTRIES_MAX,
   NAME_BYTES_MAX,
@@ -164,6 +165,45 @@ Deno.test("parseRequest() takes a put's checksums promise and a data frame's CRC
   for (const crc32 of [-1, 2 ** 32, 1.5, "5", [1]]) {
     assertRefused({ op: "data", id: 2, bytes, crc32 }, "INVALID_REQUEST", /crc32 must be/);
   }
+});
+
+Deno.test("parseRequest() takes a doctor's target as given: a rank or a zone, resolved later", () => {
+  for (const target of ["1", "local", "zone b", "é".repeat(DOCTOR_TARGET_BYTES_MAX / 2)]) {
+    assert.deepEqual(parseRequest({ op: "doctor", id: 7, target }), {
+      op: "doctor",
+      id: 7,
+      target,
+    });
+  }
+});
+
+Deno.test("parseRequest() refuses a doctor without a target, or an empty, odd or long one", () => {
+  for (const target of [undefined, null, 1, ["a"]]) {
+    assertRefused(
+      { op: "doctor", id: 1, target },
+      "INVALID_REQUEST",
+      /^Invalid request: target must be a string \(a rank or a zone\)$/,
+    );
+  }
+  assertRefused(
+    { op: "doctor", id: 1, target: "" },
+    "INVALID_REQUEST",
+    /^Invalid request: target must not be empty$/,
+  );
+  assertRefused(
+    { op: "doctor", id: 1, target: "\uD800" },
+    "INVALID_REQUEST",
+    /^Invalid request: target is not valid UTF-8$/,
+  );
+  assertRefused(
+    { op: "doctor", id: 1, target: "z".repeat(DOCTOR_TARGET_BYTES_MAX + 1) },
+    "INVALID_REQUEST",
+    new RegExp(
+      `^Invalid request: target is ${
+        DOCTOR_TARGET_BYTES_MAX + 1
+      } bytes, over the limit of ${DOCTOR_TARGET_BYTES_MAX}$`,
+    ),
+  );
 });
 
 Deno.test("parseRequest() takes a list's cursor and limit, and leaves them out when absent", () => {

@@ -355,7 +355,69 @@ const CHECKS: Record<string, Check> = {
     assert.equal(status.underReplicatedChunks, 0);
     assert.equal(status.lostFiles, 0);
   },
+
+  "doctor counts what losing a data rank would leave under-replicated and lost": async (f) => {
+    const one = await f.store.put("suite/doctor/one", pseudoRandomBytes(MiB + 1, 6), {
+      replicas: 1,
+    });
+    await f.store.put("suite/doctor/two", pseudoRandomBytes(10, 7), { replicas: 2 });
+    const rank = one.chunks[0].ranks[0];
+    const report = await f.store.doctor(String(rank));
+    const expected = expectedLoss(await metasOf(f.store), rank);
+    assert.deepEqual(
+      [report.target, report.kind, report.ranks, report.zones.length, report.ranksDown],
+      [String(rank), "rank", [rank], 1, []],
+    );
+    assert.equal(report.files, expected.files);
+    assert.deepEqual(report.wouldBe, expected.wouldBe);
+    assert.ok(report.wouldBe.lost.names.includes("suite/doctor/one"));
+    const nothing = { files: 0, chunks: 0, bytes: 0 };
+    assert.deepEqual(report.now, {
+      underReplicated: nothing,
+      lost: { files: 0, bytes: 0, names: [] },
+    });
+    const zone = await f.store.doctor(report.zones[0]);
+    assert.equal(zone.kind, "zone");
+    assert.ok(zone.ranks.includes(rank), `zone ${report.zones[0]} covers rank ${rank}`);
+  },
+
+  "doctor refuses an empty target and one that is neither a data rank nor a zone": async (f) => {
+    await assertDfsError(f.store.doctor(""), "INVALID_REQUEST", /target must not be empty$/);
+    for (const target of ["no such zone", "0", String(f.dataNodes + 1)]) {
+      await assertDfsError(
+        f.store.doctor(target),
+        "NOT_FOUND",
+        /^Cannot find ".*": it is neither a data rank nor a zone \(data ranks .*; zones .*\)$/,
+      );
+    }
+  },
 };
+
+/** The metadata of every file in the store. */
+async function metasOf(store: FileStore): Promise<FileMeta[]> {
+  const entries = await store.list();
+  return await Promise.all(entries.map((e) => store.meta(e.name)));
+}
+
+/** What losing `rank` would do to `metas` with every data node up (written apart from `loss.ts`). */
+function expectedLoss(metas: FileMeta[], rank: number) {
+  const underReplicated = { files: 0, chunks: 0, bytes: 0 };
+  const lost = { files: 0, bytes: 0, names: [] as string[] };
+  for (const m of metas) {
+    const hit = m.chunks.filter((c) => c.ranks.includes(rank));
+    if (hit.some((c) => c.ranks.length === 1)) {
+      lost.files++;
+      lost.bytes += m.size;
+      lost.names.push(m.name);
+    } else if (hit.length > 0) {
+      underReplicated.files++;
+      underReplicated.chunks += hit.length;
+      underReplicated.bytes += hit.reduce((n, c) => n + c.size, 0);
+    }
+  }
+  lost.names.sort();
+  return { files: metas.length, wouldBe: { underReplicated, lost } };
+}
 
 /** Checks a put's metadata against the bytes it stored and the replicas it asked for. */
 function assertMeta(

@@ -13,6 +13,7 @@
 
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
 import type {
+  DoctorReport,
   FileMeta,
   FsckReport,
   ListEntry,
@@ -22,7 +23,7 @@ import type {
 } from "../../protocol/messages.ts";
 import type { Semaphore } from "./semaphore.ts";
 
-export type { FileMeta, FsckReport, ListEntry, RankCapacity, StatusReport, Usage };
+export type { DoctorReport, FileMeta, FsckReport, ListEntry, RankCapacity, StatusReport, Usage };
 
 /**
  * Chunk reads one open read keeps in flight ahead of its consumer, unless given a smaller
@@ -77,6 +78,12 @@ export interface FileStore {
   capacity(): Promise<RankCapacity[]>;
   fsck(): Promise<FsckReport>;
   status(): Promise<StatusReport>;
+  /**
+   * What would become under-replicated and what would be lost if `target` were gone now: a data
+   * rank (an integer) or a zone (every data node in it). Looks at the index only, no node I/O.
+   * Throws `NOT_FOUND` for neither, `INVALID_REQUEST` for an empty target.
+   */
+  doctor(target: string): Promise<DoctorReport>;
 }
 
 /** One upload in progress: `write()` its bytes, then `commit()` or `abort()`. */

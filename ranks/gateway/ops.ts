@@ -83,6 +83,7 @@ export const CBOR_OPS: { readonly [O in Request["op"]]: Op<RequestOf<O>> } = {
   df: { kind: "call", call: (_, { store }) => store.capacity() },
   fsck: { kind: "call", call: (_, { store }) => store.fsck() },
   status: { kind: "call", call: (_, { store }) => store.status() },
+  doctor: { kind: "call", call: (r, { store }) => store.doctor(r.target) },
 };
 
 /** The table's entry for `request`'s op. */

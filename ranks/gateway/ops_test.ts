@@ -55,6 +55,7 @@ Deno.test("opOf() maps each query to one store call with the request's fields", 
     [{ op: "df" }, "capacity", []],
     [{ op: "fsck" }, "fsck", []],
     [{ op: "status" }, "status", []],
+    [{ op: "doctor", target: "b" }, "doctor", ["b"]],
   ];
   for (const [message, method, args] of cases) {
     const { kind, calls, result } = await serve(message);

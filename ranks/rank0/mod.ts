@@ -7,6 +7,7 @@
  * - `namespace.ts`: commits, removals, renames; `releases.ts`: pins and releases of old versions
  * - `uploads.ts`: the upload data path; `reads.ts`: reads with failover and read repair
  * - `replicas.ts`: checking and copying one chunk's replicas; `integrity.ts`: fsck and the scrubber
+ * - `loss.ts`: pure: what losing a data node or a zone would leave under-replicated or lost (`doctor`)
  * - `plans.ts`: pure plans of recovery, reconcile and re-replication; `recovery.ts`: their executors
  * - `launch.ts`, `supervisor.ts`, `cluster.ts`: starting the ranks, watching them, the whole cluster
  *

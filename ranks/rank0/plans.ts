@@ -15,7 +15,7 @@ import {
   type RankRepair,
   type RankScan,
 } from "../common/manifest.ts";
-import { chooseRanks } from "./placement.ts";
+import { chooseRanks, type ZoneOf } from "./placement.ts";
 
 /** What a data node has on disk, as its scan reports it. */
 export interface Holdings {
@@ -213,16 +213,25 @@ export interface RereplicationPlan {
   copies: { chunk: ChunkRef; sources: number[]; target: number }[];
 }
 
+/** What re-replication places by: the loads, the nodes down, and (optionally) their zones. */
+export interface RereplicationPlacement {
+  bytesHeld: ReadonlyMap<number, number>;
+  down: ReadonlySet<number>;
+  /** The zone of each rank; without it every rank is in one zone. */
+  zoneOf?: ZoneOf;
+}
+
 /**
- * Moves every replica of `m` on `lost` to the least loaded live node that lacks that chunk, as
- * placement would (counting each copy as it is placed).
+ * Moves every replica of `m` on `lost` to the least loaded live node that lacks that chunk,
+ * preferring a zone that holds no other replica of it, as placement would (counting each copy
+ * as it is placed).
  *
  * @throws {DfsError} `UNAVAILABLE` if no live node can take a replica (from `chooseRanks`).
  */
 export function planRereplication(
   m: Manifest,
   lost: number,
-  placement: { bytesHeld: ReadonlyMap<number, number>; down: ReadonlySet<number> },
+  placement: RereplicationPlacement,
 ): RereplicationPlan {
   const loads = new Map(placement.bytesHeld);
   const chunks: ChunkRef[] = [];
@@ -234,7 +243,7 @@ export function planRereplication(
     }
     const sources = chunk.ranks.filter((r) => r !== lost);
     const exclude = new Set([...placement.down, ...chunk.ranks]);
-    const [target] = chooseRanks(loads, 1, { exclude });
+    const [target] = chooseRanks(loads, 1, { exclude, holders: sources, zoneOf: placement.zoneOf });
     loads.set(target, (loads.get(target) ?? 0) + chunk.size);
     copies.push({ chunk, sources, target });
     chunks.push({ ...chunk, ranks: [...sources, target] });

@@ -198,3 +198,27 @@ Deno.test("planRecovery() rewrites a rank whose log had damage, even if it holds
   assert.deepEqual([...plan.unchanged], []);
   assert.deepEqual(plan.opened.get(1), opened);
 });
+
+Deno.test("planRereplication() prefers a target in a zone that holds no replica of the chunk", () => {
+  // Zone a: ranks 1, 2, 3; zone b: ranks 4, 5. Rank 4 is lost.
+  const zoneOf = (rank: number) => rank <= 3 ? "a" : "b";
+  const m = manifest("f", 3, [[chunk(1), 100, [1, 4]], [chunk(1, 100), 100, [4, 5]]]);
+  const bytesHeld = new Map([[1, 0], [2, 0], [3, 0], [4, 0], [5, 900]]);
+  const plan = planRereplication(m, 4, { bytesHeld, down: new Set([4]), zoneOf });
+  // Chunk 0 stays on 1 (zone a): it goes to 5, in zone b, though 5 holds the most. Chunk 1
+  // stays on 5 (zone b): it goes to 1, the least loaded (and lowest) rank of zone a.
+  assert.deepEqual(plan.copies.map((c) => [c.chunk.id, c.sources, c.target]), [
+    [chunk(1), [1], 5],
+    [chunk(1, 100), [5], 1],
+  ]);
+  const flat = planRereplication(m, 4, { bytesHeld, down: new Set([4]) });
+  assert.deepEqual(flat.copies.map((c) => c.target), [2, 1], "without zones: the least loaded");
+});
+
+Deno.test("planRereplication() takes the least loaded live node when no other zone can take it", () => {
+  const zoneOf = (rank: number) => rank <= 3 ? "a" : "b";
+  const m = manifest("f", 3, [[chunk(1), 100, [1, 4]]]);
+  const bytesHeld = new Map([[1, 0], [2, 30], [3, 20], [4, 0], [5, 0]]);
+  const plan = planRereplication(m, 4, { bytesHeld, down: new Set([4, 5]), zoneOf });
+  assert.deepEqual(plan.copies.map((c) => c.target), [3]);
+});

@@ -126,7 +126,11 @@ export class Recovery {
     return this.#namespace.exclusive([name], async () => {
       const current = index.get(name);
       if (!current || !holdersOf(current).has(rank) || !membership.isLost(rank)) return 0;
-      const placement = { bytesHeld: this.#loads.bytesHeld, down: membership.down };
+      const placement = {
+        bytesHeld: this.#loads.bytesHeld,
+        down: membership.down,
+        zoneOf: (r: number) => membership.zoneOf(r),
+      };
       const plan = planRereplication(current, rank, placement);
       for (const { chunk, sources, target } of plan.copies) {
         const live = sources.filter((r) => !membership.isLost(r));

@@ -11,6 +11,7 @@
 import type {
   ByteRange,
   ByteSource,
+  DoctorReport,
   FileMeta,
   FileReader,
   FsckReport,
@@ -31,6 +32,7 @@ import type { Env } from "../env/env.ts";
 import { FileIndex } from "./file_index.ts";
 import { Health } from "./health.ts";
 import { Integrity } from "./integrity.ts";
+import { planLoss, resolveTarget } from "./loss.ts";
 import { Membership } from "./membership.ts";
 import { Namespace } from "./namespace.ts";
 import { NodeClient } from "./node_client.ts";
@@ -320,6 +322,27 @@ export class DfsStore implements StreamingFileStore {
       ]).size,
       metadata: { ...this.health.metadata },
     };
+  }
+
+  /**
+   * What would become under-replicated and what would be lost if `target` (a data rank, or a zone:
+   * every data node in it) were gone now, on top of the nodes down now; and what is degraded
+   * already. One pass over the index, no node I/O (see `loss.ts`).
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for an empty target; `NOT_FOUND` for one that is neither
+   *   a data rank nor a zone.
+   */
+  doctor(target: string): Promise<DoctorReport> {
+    return Promise.try(() => {
+      const membership = this.nodes.membership;
+      const resolved = resolveTarget(target, membership);
+      const plan = planLoss(this.#index.values(), new Set(resolved.ranks), {
+        alreadyLost: (rank) => membership.isLost(rank),
+        replicaMissing: (id, rank) => this.health.isMissing(id, rank),
+      });
+      const ranksDown = [...membership.down].sort((a, b) => a - b);
+      return { ...resolved, ranksDown, ...plan };
+    });
   }
 
   /** Stops the store's timers and background work; the data nodes are the caller's to stop. */

@@ -1,5 +1,6 @@
 /**
- * The data path of uploads: an upload's chunks go to the least loaded data nodes as they arrive,
+ * The data path of uploads: an upload's chunks go to the least loaded data nodes (their replicas
+ * in different zones when they can be) as they arrive,
  * at most `UPLOAD_CHUNKS_INFLIGHT_MAX` of them unacknowledged at a time per upload and
  * `UPLOAD_CHUNKS_SERVER_MAX` server-wide (when a window is full, `write()` waits, and so does the
  * socket behind it). The commit goes through the namespace; an upload that never commits has its
@@ -150,13 +151,17 @@ export class Uploads {
 
   /**
    * Copies `ref`'s replica meant for `from` (down now) from one of `sources` to the least loaded
-   * live node that lacks it.
+   * live node that lacks it, in a zone that holds no other replica of it if one can take it.
    *
    * @throws {DfsError} `UNAVAILABLE` if no live node can take it or no source can give it.
    */
   async #moveReplica(ref: ChunkRef, from: number, sources: readonly number[]): Promise<void> {
-    const exclude = new Set([...this.#nodes.membership.down, ...ref.ranks]);
-    const [target] = chooseRanks(this.#loads.bytesHeld, 1, { exclude });
+    const membership = this.#nodes.membership;
+    const exclude = new Set([...membership.down, ...ref.ranks]);
+    // Replicas meant for other nodes that went down are being moved too: their zones are free.
+    const holders = ref.ranks.filter((rank) => rank !== from && !membership.isDown(rank));
+    const zoneOf = (rank: number) => membership.zoneOf(rank);
+    const [target] = chooseRanks(this.#loads.bytesHeld, 1, { exclude, holders, zoneOf });
     if (!await this.#copies.copy(ref, sources, [target])) {
       throw new DfsError("UNAVAILABLE", `Cannot store chunk ${ref.id}: rank ${from} went down`);
     }
@@ -166,7 +171,8 @@ export class Uploads {
   }
 
   /**
-   * Picks the least loaded live data nodes for a chunk and counts it on them (without sending it).
+   * Picks the least loaded live data nodes for a chunk, in different zones when they can be (see
+   * `chooseRanks`), and counts it on them (without sending it).
    * The checksum is taken as the bytes arrive (or was checked against the client's); each data
    * node checks it before writing.
    */

@@ -1,0 +1,84 @@
+/**
+ * The remote data nodes rank 0 knows, kept in its data directory (`CLUSTER_FILE`): the cluster's
+ * id, and each node's id, rank and zone. A returning node gets its rank back from it, and a
+ * restarted rank 0 waits for every node in it before it rebuilds its index.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { DfsError } from "../../protocol/errors.ts";
+import { ID_PATTERN, type KnownNode, newId } from "../common/join.ts";
+import { readJsonFile, writeFileDurably } from "../env/durable.ts";
+import type { FileSystem } from "../env/env.ts";
+
+/** The file in the data directory that holds the cluster id and the remote nodes. */
+export const CLUSTER_FILE = "cluster.json";
+
+/** The cluster's id and its remote nodes, as stored. */
+export class NodeTable {
+  readonly clusterId: string;
+  #nodes: KnownNode[];
+  #path: string;
+  #fs: FileSystem;
+
+  private constructor(path: string, fs: FileSystem, clusterId: string, nodes: KnownNode[]) {
+    this.#path = path;
+    this.#fs = fs;
+    this.clusterId = clusterId;
+    this.#nodes = nodes;
+  }
+
+  /**
+   * Reads the table of `dataDir`, or makes a new cluster id (written durably) in a directory
+   * without one.
+   *
+   * @throws {DfsError} `CORRUPTED` if the file cannot be read as a table.
+   */
+  static async open(dataDir: string, fs: FileSystem): Promise<NodeTable> {
+    const path = join(dataDir, CLUSTER_FILE);
+    let stored: unknown;
+    try {
+      stored = await readJsonFile(fs, path);
+    } catch (error) {
+      throw new DfsError("CORRUPTED", `Cannot read ${path}: ${(error as Error).message}`);
+    }
+    if (stored === undefined) {
+      const table = new NodeTable(path, fs, newId(), []);
+      await table.#save();
+      return table;
+    }
+    const { clusterId, nodes } = stored as { clusterId?: unknown; nodes?: unknown };
+    if (
+      typeof clusterId !== "string" || !ID_PATTERN.test(clusterId) || !Array.isArray(nodes) ||
+      !nodes.every(isKnownNode)
+    ) {
+      throw new DfsError("CORRUPTED", `Cannot read ${path}: it is not a dfs cluster file`);
+    }
+    return new NodeTable(path, fs, clusterId, nodes);
+  }
+
+  /** The remote nodes, in rank order. */
+  get nodes(): readonly KnownNode[] {
+    return this.#nodes;
+  }
+
+  /** Records a node (new, or with a new zone) durably. */
+  async remember(node: KnownNode): Promise<void> {
+    const others = this.#nodes.filter((n) => n.nodeId !== node.nodeId);
+    this.#nodes = [...others, node].sort((a, b) => a.rank - b.rank);
+    await this.#save();
+  }
+
+  async #save(): Promise<void> {
+    const text = JSON.stringify({ clusterId: this.clusterId, nodes: this.#nodes }, null, 2);
+    await writeFileDurably(this.#fs, this.#path, new TextEncoder().encode(`${text}\n`));
+  }
+}
+
+function isKnownNode(value: unknown): value is KnownNode {
+  const n = value as Partial<KnownNode>;
+  return typeof n === "object" && n !== null && typeof n.nodeId === "string" &&
+    ID_PATTERN.test(n.nodeId) && Number.isSafeInteger(n.rank) && n.rank! > 0 &&
+    typeof n.zone === "string";
+}
