@@ -26,8 +26,17 @@ import {
   parseRange,
 } from "./cli/format.ts";
 import { Progress } from "./cli/progress.ts";
-import { clientSettings, serveSecurity, UsageError, type Values } from "./cli/settings.ts";
+import {
+  clientSettings,
+  clusterSecret,
+  given,
+  serveSecurity,
+  UsageError,
+  type Values,
+} from "./cli/settings.ts";
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
+import { ZONE_PATTERN } from "./ranks/common/join.ts";
+import { runRemoteNode } from "./ranks/node/remote_node.ts";
 import { startServer } from "./ranks/server.ts";
 
 export const VERSION = "0.2.0";
@@ -102,6 +111,7 @@ function parse(command: CommandName, args: string[]): { values: Values; position
 
 const RUNNERS: Record<CommandName, (values: Values, positionals: string[]) => Promise<void>> = {
   serve,
+  node,
   put,
   get,
   meta,
@@ -124,6 +134,14 @@ async function serve(values: Values): Promise<void> {
   const optional = (name: string) =>
     values[name] === undefined ? undefined : integer(values[name], `--${name}`, "serve");
   const { secret, tls } = await serveSecurity(values);
+  const clusterSecretBytes = await clusterSecret(values, "serve");
+  const nodePort = integer(values["node-port"], "--node-port", "serve");
+  if (nodePort > 65535) {
+    throw new UsageError(`--node-port must be at most 65535, got ${nodePort}`, "serve");
+  }
+  const nodeHost = values["node-host"] === undefined
+    ? String(values.host)
+    : given(values["node-host"], { source: "--node-host", wants: "HOST", command: "serve" });
   const frameSize = optional("frame-size-bytes-max");
   if (
     frameSize !== undefined &&
@@ -142,6 +160,9 @@ async function serve(values: Values): Promise<void> {
       replicas,
       dataDir,
       rereplicateAfterMs: optional("rereplicate-after-ms"),
+      nodePort: clusterSecretBytes === undefined
+        ? undefined
+        : { hostname: nodeHost!, port: nodePort, secret: clusterSecretBytes, tls },
       hostname: String(values.host),
       port,
       secret,
@@ -169,10 +190,12 @@ async function serve(values: Values): Promise<void> {
     }
     throw error;
   }
+  const nodes = server.cluster.nodePort;
   console.log(
     `dfs: listening on ${values.host}:${server.gateway.port} ` +
       `(${ranks} ranks, ${replicas} replicas, ${server.store.fileCount} files in ${dataDir}` +
-      `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})`,
+      `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})` +
+      (nodes ? `; nodes on ${nodes.hostname}:${nodes.port}` : ""),
   );
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();
@@ -183,6 +206,63 @@ async function serve(values: Values): Promise<void> {
   Deno.removeSignalListener("SIGTERM", stop);
   await server.close();
   console.error("dfs: stopped");
+}
+
+/** `dfs node`: one data node as a process of its own, joined to a server's node port. */
+async function node(values: Values): Promise<void> {
+  const required = (name: string, wants: string) => {
+    const value = given(values[name], { source: `--${name}`, wants, command: "node" });
+    if (value === undefined) throw new UsageError(`node needs --${name} ${wants}`, "node");
+    return value;
+  };
+  const joinAddress = required("join", "HOST:PORT");
+  const dataDir = required("data", "DIR");
+  const secret = await clusterSecret(values, "node");
+  if (secret === undefined) {
+    throw new UsageError("node needs --cluster-secret-file F, the server's cluster secret", "node");
+  }
+  const join = parseHostPort(joinAddress, "--join");
+  const zone = given(values.zone, { source: "--zone", wants: "a zone name", command: "node" });
+  const host = given(values.host, { source: "--host", wants: "a host name", command: "node" });
+  for (const [option, value] of [["--zone", zone], ["--host", host]] as const) {
+    if (value !== undefined && !ZONE_PATTERN.test(value)) {
+      throw new UsageError(
+        `${option} takes 1 to 128 letters, digits or .-_:, got "${value}"`,
+        "node",
+      );
+    }
+  }
+  const { tlsCaCerts } = await clientSettings({ "tls-ca": values["tls-ca"] }, "node");
+  const stopping = new AbortController();
+  const stop = () => stopping.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    await runRemoteNode({
+      join,
+      dataDir,
+      secret,
+      zone,
+      host,
+      tlsCaCerts,
+      signal: stopping.signal,
+      onJoined: (rank) => console.log(`dfs: joined ${joinAddress} as rank ${rank}`),
+    });
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+  console.error("dfs: node stopped");
+}
+
+/** `HOST:PORT` (IPv6 in brackets) as a hostname and port; a usage error otherwise. */
+function parseHostPort(text: string, option: string): { hostname: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) {
+    throw new UsageError(`${option} takes HOST:PORT, got "${text}"`, "node");
+  }
+  return { hostname: match[1].replace(/^\[|\]$/g, ""), port };
 }
 
 async function put(values: Values, [local, nameArg]: string[]): Promise<void> {

@@ -21,6 +21,49 @@ export interface OptionSpec {
   help: string;
 }
 
+/** What `dfs node` takes. */
+const NODE_OPTIONS: OptionSpec[] = [
+  {
+    name: "join",
+    type: "string",
+    value: "HOST:PORT",
+    help: "required: the server's node port",
+  },
+  {
+    name: "data",
+    type: "string",
+    value: "DIR",
+    help: "required: this node's folder (its identity, chunks and log)",
+  },
+  {
+    name: "zone",
+    type: "string",
+    value: "Z",
+    defaultText: "the host name",
+    help: "failure domain: replicas of a chunk go to different zones",
+  },
+  {
+    name: "cluster-secret-file",
+    type: "string",
+    value: "F",
+    help: "required: the cluster secret, as the server's",
+  },
+  {
+    name: "tls-ca",
+    type: "string",
+    value: "F",
+    defaultText: "none: plain TCP",
+    help: "speak TLS to the node port, trusting these PEM certificates",
+  },
+  {
+    name: "host",
+    type: "string",
+    value: "H",
+    defaultText: "the system's host name",
+    help: "this host's name, as the server shows it",
+  },
+];
+
 export interface CommandSpec {
   usage: string;
   summary: string;
@@ -175,7 +218,35 @@ export const COMMANDS = {
         defaultText: "none",
         help: "serve TLS: PEM key",
       },
+      {
+        name: "node-port",
+        type: "string",
+        value: "PORT",
+        default: String(SERVE_DEFAULTS.nodePort),
+        help: "accept remote data nodes (dfs node) on this port, with --cluster-secret-file " +
+          "(0: any)",
+      },
+      {
+        name: "node-host",
+        type: "string",
+        value: "HOST",
+        defaultText: "--host",
+        help: "listen address of the node port",
+      },
+      {
+        name: "cluster-secret-file",
+        type: "string",
+        value: "F",
+        defaultText: "none: no node port",
+        help: "the secret remote data nodes and this server prove to each other",
+      },
     ],
+  },
+  node: {
+    usage: "node --join HOST:PORT --data DIR",
+    summary: "run a data node of the server at HOST:PORT (its node port) on folder DIR",
+    positionals: [0, 0],
+    options: NODE_OPTIONS,
   },
   put: {
     usage: "put LOCAL [NAME]",

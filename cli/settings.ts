@@ -108,6 +108,24 @@ export async function serveSecurity(
 }
 
 /**
+ * Reads the cluster secret file `--cluster-secret-file` names (at least `TOKEN_BYTES_MIN` bytes),
+ * for `command` (`serve` or `node`); undefined when the option is absent.
+ *
+ * @throws {UsageError} for an empty option or a file that cannot be used, saying which.
+ */
+export async function clusterSecret(
+  values: Values,
+  command: string,
+): Promise<Uint8Array | undefined> {
+  const file = given(values["cluster-secret-file"], {
+    source: "--cluster-secret-file",
+    wants: "a file holding the cluster secret",
+    command,
+  });
+  return file === undefined ? undefined : await readToken(file, command, "--cluster-secret-file");
+}
+
+/**
  * A setting's value as given: undefined when absent.
  *
  * @throws {UsageError} when it is empty: `--option is empty: it takes WANTS`, or
@@ -167,14 +185,15 @@ export async function readSettingFile(
 }
 
 /** Reads a token file: its content without surrounding white space, at least 16 bytes. */
-async function readToken(path: string, command?: string): Promise<Uint8Array> {
-  const bytes = await readSettingFile(path, {
-    source: "--token-file",
-    bytesMax: TOKEN_BYTES_MAX,
-    command,
-  });
+async function readToken(
+  path: string,
+  command?: string,
+  source = "--token-file",
+): Promise<Uint8Array> {
+  const bytes = await readSettingFile(path, { source, bytesMax: TOKEN_BYTES_MAX, command });
   const text = new TextDecoder().decode(bytes);
-  return usageOnError(() => tokenFromText(text, `token file ${path}`), command);
+  const what = source === "--token-file" ? "token file" : "cluster secret file";
+  return usageOnError(() => tokenFromText(text, `${what} ${path}`), command);
 }
 
 /** PEM markers: a certificate, and a private key of any type (PKCS#8, RSA, EC). */

@@ -78,4 +78,6 @@ export const SERVE_DEFAULTS = {
   scrubPauseMs: 60_000,
   /** A data node down this long (its restarts failing) has its replicas copied to live nodes. */
   rereplicateAfterMs: 60_000,
+  /** Where remote data nodes connect (with a cluster secret file only). */
+  nodePort: 7071,
 } as const;

@@ -60,7 +60,7 @@ export function checkManifest(m: Manifest): void {
 }
 
 /** The public metadata of a manifest (chunk ids stay internal; their CRC32s are for readers). */
-export function fileMetaOf(m: Manifest): FileMeta {
+export function fileMetaOf(m: Manifest, zoneOf?: (rank: number) => string): FileMeta {
   return {
     name: m.name,
     size: m.size,
@@ -69,7 +69,10 @@ export function fileMetaOf(m: Manifest): FileMeta {
     version: m.version,
     replicas: replicasOf(m),
     chunks: m.chunks.map((c) => {
-      const chunk = { size: c.size, ranks: [...c.ranks] };
+      const ranks = [...c.ranks];
+      const chunk = zoneOf
+        ? { size: c.size, ranks, zones: ranks.map(zoneOf) }
+        : { size: c.size, ranks };
       return c.crc32 === undefined ? chunk : { ...chunk, crc32: c.crc32 };
     }),
   };

@@ -97,5 +97,11 @@ export interface NodeInit {
   init: { rank: number; size: number; dir: string; create?: boolean; device?: number };
 }
 
+/**
+ * Most ranks one server runs, remote data nodes included: the size of every rank's `Comm`, so a
+ * node that joins later has a rank within it.
+ */
+export const RANKS_MAX = 64;
+
 /** The tag a data node sends on once it has opened its storage (`Comm.nextTag()` never yields 0). */
 export const READY_TAG = 0;

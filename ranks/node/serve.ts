@@ -21,7 +21,9 @@ export interface ServeNodeOptions {
 }
 
 /**
- * Answers rank 0's calls to `node` and its collectives until `comm` closes. Buffers move only
+ * Answers rank 0's calls to `node` and its collectives until `comm` closes; resolves once the
+ * calls it had begun are done too (their answers go nowhere), so that a node that rejoins is
+ * reconciled with nothing of the old link still changing its disk. Buffers move only
  * when `comm.movesBuffersTo(0)`: then a write's answer hands the chunk's buffer back, a read fills the
  * buffer rank 0 lent (`into`) and its answer moves the bytes; otherwise a write answers `true`,
  * `into` is ignored and nothing is echoed (it would only double the bytes on the wire). Errors go
@@ -34,10 +36,16 @@ export async function serveNode(
 ): Promise<void> {
   const { log = stderrLog } = options;
   void answerCollectives(comm, node, log);
+  /** Calls being answered: a node whose link to rank 0 dropped finishes them before it rejoins. */
+  const inflight = new Set<Promise<unknown>>();
   await comm.serve(({ body }) => {
     const call = body as NodeCall;
-    return answerCall(comm, node, call);
+    const answer = answerCall(comm, node, call);
+    inflight.add(answer);
+    answer.then(() => inflight.delete(answer), () => inflight.delete(answer));
+    return answer;
   });
+  await Promise.allSettled(inflight);
 }
 
 /** Answers one call, with buffers moved as `comm.movesBuffersTo(0)` allows. */

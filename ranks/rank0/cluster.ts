@@ -1,8 +1,11 @@
 /**
- * Starts the ranks: one data node per rank 1..N-1, each on its own folder under the data
- * directory, launched through a `Launcher` (Web Workers by default) and connected to rank 0 (this
- * thread) through a `PortTransport`; then runs start-up recovery and supervises the nodes. The data
- * directory is locked so that two servers never share it.
+ * Starts the ranks: one Worker data node per rank 1..N-1, each on its own folder under the data
+ * directory, launched through a `Launcher` and reached through a `PortTransport`; and, with a node
+ * port, remote data nodes (`dfs node`) that join over TCP (`node_port.ts`) and are reached through
+ * a `TcpTransport`. One `RoutedTransport` joins both under rank 0's `Comm`. Start-up waits for
+ * every remote node the cluster knows (`node_table.ts`) before it rebuilds the index from all of
+ * them; then it supervises the nodes. The data directory is locked so that two servers never share
+ * it.
  *
  * @module
  */
@@ -11,17 +14,25 @@ import { join } from "node:path";
 import { DfsError } from "../../protocol/errors.ts";
 import { Comm } from "../comm/comm.ts";
 import { PortTransport } from "../comm/port_transport.ts";
+import { RoutedTransport } from "../comm/routed_transport.ts";
+import { TcpTransport } from "../comm/tcp_transport.ts";
+import type { KnownNode } from "../common/join.ts";
+import { RANKS_MAX } from "../common/node_protocol.ts";
 import { checkReplicas } from "../common/replication.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import type { Env } from "../env/env.ts";
 import { checkRankFolders, openDataDir } from "../node/mod.ts";
 import { type Launcher, type PortRank, WorkerLauncher } from "./launch.ts";
+import { DEFAULT_ZONE, type NodeInfo } from "./membership.ts";
+import { type JoinedNode, listenForNodes, type NodePort } from "./node_port.ts";
+import { NodeTable } from "./node_table.ts";
 import type { RecoveryPlan } from "./plans.ts";
 import { DfsStore } from "./store.ts";
 import { awaitReady, REREPLICATE_AFTER_MS, Supervisor } from "./supervisor.ts";
 
-/** Most ranks one server runs. */
-export const RANKS_MAX = 64;
+export { RANKS_MAX };
+/** While start-up waits for remote nodes, it says which every this often. */
+export const NODE_WAIT_REPORT_MS = 10_000;
 
 export interface ClusterOptions {
   /** Total ranks, rank 0 included (`mpiexec -n`). */
@@ -34,12 +45,28 @@ export interface ClusterOptions {
   env?: Env;
   /** A data node down this long has its replicas copied to live nodes (default below). */
   rereplicateAfterMs?: number;
+  /**
+   * Accept remote data nodes on this address, authenticated with the cluster secret, over TLS
+   * when `tls` is given. Without it, no node port is opened.
+   */
+  nodePort?: {
+    hostname: string;
+    port: number;
+    secret: Uint8Array;
+    tls?: { cert: string; key: string };
+  };
+  /** The zone of the Worker data nodes (default: this host's name). */
+  zone?: string;
 }
 
 export interface Cluster {
   readonly store: DfsStore;
   readonly comm: Comm;
   readonly recovery: RecoveryPlan;
+  /** The node port's address, when one is open. */
+  readonly nodePort?: { hostname: string; port: number };
+  /** The cluster's id (in its data directory). */
+  readonly clusterId: string;
   close(): Promise<void>;
 }
 
@@ -54,22 +81,25 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const { ranks, replicas, dataDir } = options;
   const env = options.env ?? denoEnv();
   const launcher = options.launcher ?? new WorkerLauncher();
-  checkOptions(ranks, replicas);
+  checkOptions(ranks, replicas, options.nodePort !== undefined);
   const lock = await openDataDir(dataDir, env);
   const launched = new Map<number, PortRank>();
+  const zone = options.zone ?? hostZone();
   let comm: Comm | undefined;
   let store: DfsStore | undefined;
   let supervisor: Supervisor | undefined;
+  let nodePort: NodePort | undefined;
   /** The device each rank's folder was on at start: a restarted rank must find it there. */
   const devices = new Map<number, number>();
   const init = (rank: number, create = true) => ({
     rank,
-    size: ranks,
+    size: RANKS_MAX,
     dir: join(dataDir, `rank-${rank}`),
     create,
     device: create ? undefined : devices.get(rank),
   });
   const stop = () => {
+    nodePort?.close();
     supervisor?.close();
     store?.close();
     comm?.close();
@@ -78,23 +108,65 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   };
   try {
     await checkRankFolders(dataDir, ranks, env);
+    const table = await NodeTable.open(dataDir, env.fs);
+    checkRemoteRanks(table.nodes, ranks);
     for (let rank = 1; rank < ranks; rank++) launched.set(rank, launcher.launch(init(rank)));
     const ports = new Map([...launched].map(([rank, l]) => [rank, l.port]));
-    const transport = new PortTransport(0, ranks, ports);
+    const portTransport = new PortTransport(0, RANKS_MAX, ports);
+    const tcp = new TcpTransport(0, RANKS_MAX);
+    const transport = new RoutedTransport(0, RANKS_MAX, [portTransport, tcp]);
+    for (const rank of launched.keys()) transport.route(rank, portTransport);
+    const remotes = new Remotes({ table, tcp, transport, log: env.log });
     comm = new Comm(transport, {
       clock: env.clock,
       log: env.log,
-      onPeerError: (rank, error) => supervisor?.lost(rank, String(error)),
+      onPeerError: (rank, error) => {
+        if (supervisor) supervisor.lost(rank, String(error));
+        else remotes.lostBeforeStart(rank, error);
+      },
     });
+    remotes.comm = comm;
     for (let rank = 1; rank < ranks; rank++) await awaitReady(comm, rank);
     for (let rank = 1; rank < ranks; rank++) {
       devices.set(rank, env.fs.statSync(init(rank).dir).dev);
     }
-    store = new DfsStore(comm, { dataRanks: [...launched.keys()], replicas, env });
+    const info = new Map<number, NodeInfo>();
+    for (const rank of launched.keys()) info.set(rank, { kind: "worker", zone });
+    for (const node of table.nodes) info.set(node.rank, { kind: "remote", zone: node.zone });
+    store = new DfsStore(comm, {
+      dataRanks: [...info.keys()],
+      info,
+      replicas,
+      env,
+      dataNodesMax: options.nodePort ? RANKS_MAX - 1 : undefined,
+    });
+    remotes.store = store;
+    for (const node of table.nodes) {
+      store.nodes.membership.markJoining(node.rank, "not connected since the server started");
+    }
+    if (options.nodePort) {
+      nodePort = listenForNodes({
+        ...options.nodePort,
+        cluster: () => ({
+          clusterId: table.clusterId,
+          nodes: table.nodes,
+          firstRank: ranks,
+          ranksMax: RANKS_MAX,
+        }),
+        isConnected: (nodeId) => remotes.isConnected(nodeId),
+        reserve: (node) => remotes.reserve(node),
+        admit: (node) => remotes.admit(node),
+        log: env.log,
+      });
+    }
+    // Like a NameNode's safe mode: the index is rebuilt only once every node that holds data has
+    // reported, or a file kept only on a node still away would be taken for lost.
+    await remotes.allPresent(env);
     const recovery = await store.recover();
+    remotes.started();
     const relaunch = (rank: number) => {
       const started = launcher.launch(init(rank, false));
-      transport.setPort(rank, started.port);
+      portTransport.setPort(rank, started.port);
       return started;
     };
     supervisor = new Supervisor({
@@ -105,11 +177,15 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       rereplicateAfterMs: options.rereplicateAfterMs ?? REREPLICATE_AFTER_MS,
       clock: env.clock,
       log: env.log,
+      isRemote: (rank) => store!.nodes.membership.infoOf(rank)?.kind === "remote",
+      disconnect: (rank) => tcp.detach(rank),
     });
     return {
       store,
       comm,
       recovery,
+      clusterId: table.clusterId,
+      ...(nodePort ? { nodePort: { hostname: nodePort.hostname, port: nodePort.port } } : {}),
       close() {
         // Every acknowledged write is already durable: the nodes can simply stop.
         stop();
@@ -122,12 +198,162 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   }
 }
 
-function checkOptions(ranks: number, replicas: number): void {
-  if (!Number.isInteger(ranks) || ranks < 2 || ranks > RANKS_MAX) {
+/**
+ * The remote data nodes of a running cluster: which are connected, taking in those that join
+ * (one at a time), before start-up recovery and after it.
+ */
+class Remotes {
+  comm: Comm | undefined;
+  store: DfsStore | undefined;
+  #table: NodeTable;
+  #tcp: TcpTransport;
+  #transport: RoutedTransport;
+  #log: { error(message: string, ...details: unknown[]): void };
+  /** Node ids between a welcome and being taken in. */
+  #reserved = new Set<string>();
+  /** Ranks connected and ready before start-up recovery. */
+  #present = new Set<number>();
+  #started = false;
+  #queue: Promise<void> = Promise.resolve();
+  #changed: (() => void) | undefined;
+
+  constructor(parts: {
+    table: NodeTable;
+    tcp: TcpTransport;
+    transport: RoutedTransport;
+    log: { error(message: string, ...details: unknown[]): void };
+  }) {
+    this.#table = parts.table;
+    this.#tcp = parts.tcp;
+    this.#transport = parts.transport;
+    this.#log = parts.log;
+  }
+
+  isConnected(nodeId: string): boolean {
+    if (this.#reserved.has(nodeId)) return true;
+    const known = this.#table.nodes.find((n) => n.nodeId === nodeId);
+    return known !== undefined && this.#tcp.hasLink(known.rank);
+  }
+
+  /** Records the node (durably, if new or its zone changed) and holds its id until taken in. */
+  async reserve(node: KnownNode): Promise<void> {
+    this.#reserved.add(node.nodeId);
+    const known = this.#table.nodes.find((n) => n.nodeId === node.nodeId);
+    if (known?.rank === node.rank && known.zone === node.zone) return;
+    try {
+      await this.#table.remember(node);
+    } catch (error) {
+      this.#reserved.delete(node.nodeId);
+      throw error;
+    }
+  }
+
+  /** Takes a welcomed node in, after those before it. */
+  admit(node: JoinedNode): void {
+    this.#queue = this.#queue.then(() => this.#takeIn(node));
+  }
+
+  /** A remote node's link failed before start-up recovery: it is waited for again. */
+  lostBeforeStart(rank: number, error: unknown): void {
+    if (this.#present.delete(rank)) {
+      this.#log.error(`dfs: rank ${rank} went away before start-up finished: ${String(error)}`);
+      this.#changed?.();
+    }
+  }
+
+  /** Resolves once every remote node of the table is connected and ready. */
+  async allPresent(env: { clock: { setTimeout(f: () => void, ms: number): unknown } }) {
+    while (true) {
+      const away = this.#table.nodes.filter((n) => !this.#present.has(n.rank));
+      if (away.length === 0) return;
+      const names = away.map((n) => `rank ${n.rank} (zone ${n.zone})`).join(", ");
+      this.#log.error(`dfs: waiting for remote data nodes before recovery: ${names}`);
+      await new Promise<void>((resolve) => {
+        this.#changed = resolve;
+        env.clock.setTimeout(resolve, NODE_WAIT_REPORT_MS);
+      });
+      this.#changed = undefined;
+    }
+  }
+
+  /** Start-up recovery is done: the nodes present were part of it and are up. */
+  started(): void {
+    this.#started = true;
+  }
+
+  async #takeIn(node: JoinedNode): Promise<void> {
+    const { rank, join, address } = node;
+    const comm = this.comm!;
+    const store = this.store!;
+    const membership = store.nodes.membership;
+    try {
+      this.#tcp.attach(rank, node.conn, { reader: node.reader });
+      this.#transport.route(rank, this.#tcp);
+      this.#reserved.delete(join.nodeId);
+      await awaitReady(comm, rank);
+      const info: NodeInfo = { kind: "remote", zone: join.zone, address };
+      if (membership.infoOf(rank) === undefined) store.addNode(rank, info);
+      else membership.setInfo(rank, info);
+      if (!this.#started) {
+        // Start-up recovery has yet to run: it will scan this node with the others.
+        membership.markUp(rank);
+        this.#present.add(rank);
+        this.#log.error(
+          `dfs: rank ${rank} (${join.host}, zone ${join.zone}) joined from ${address}`,
+        );
+        this.#changed?.();
+        return;
+      }
+      membership.markJoining(rank, "reconciling", 0);
+      const { dropped, restored } = await store.recovery.reconcile(rank);
+      store.recovery.markUp(rank);
+      this.#log.error(
+        `dfs: rank ${rank} (${join.host}, zone ${join.zone}) joined from ${address} ` +
+          `(${dropped} stale chunks dropped, ${restored} restored)`,
+      );
+    } catch (error) {
+      this.#reserved.delete(join.nodeId);
+      const why = error instanceof Error ? error.message : String(error);
+      this.#log.error(`dfs: cannot take in rank ${rank} from ${address}: ${why}`);
+      this.#tcp.detach(rank);
+      comm.failPeer(rank, why);
+      if (membership.infoOf(rank) !== undefined && membership.isDown(rank)) {
+        membership.restartFailed(rank, why);
+      }
+    }
+  }
+}
+
+/** This host's name, the Worker nodes' zone; `DEFAULT_ZONE` if it cannot be read. */
+function hostZone(): string {
+  try {
+    const name = Deno.hostname();
+    return /^[A-Za-z0-9._:-]{1,128}$/.test(name) ? name : DEFAULT_ZONE;
+  } catch {
+    return DEFAULT_ZONE;
+  }
+}
+
+/** A remote node's rank must not be one `--ranks` gives a Worker. */
+function checkRemoteRanks(nodes: readonly KnownNode[], ranks: number): void {
+  const clash = nodes.find((n) => n.rank < ranks);
+  if (clash) {
     throw new DfsError(
       "INVALID_REQUEST",
-      `--ranks must be an integer from 2 to ${RANKS_MAX}, got ${ranks}`,
+      `--ranks ${ranks} would start a Worker as rank ${clash.rank}, which is remote node ` +
+        `${clash.nodeId}'s: start with --ranks ${clash.rank} or fewer`,
     );
   }
-  checkReplicas(replicas, ranks - 1, { ranks });
+}
+
+function checkOptions(ranks: number, replicas: number, nodesMayJoin: boolean): void {
+  const least = nodesMayJoin ? 1 : 2;
+  if (!Number.isInteger(ranks) || ranks < least || ranks > RANKS_MAX) {
+    const why = nodesMayJoin ? "" : " (1 only with a node port, for remote data nodes)";
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `--ranks must be an integer from ${least} to ${RANKS_MAX}${why}, got ${ranks}`,
+    );
+  }
+  checkReplicas(replicas, nodesMayJoin ? RANKS_MAX - 1 : ranks - 1, { ranks });
 }

@@ -53,6 +53,7 @@ export interface DownReason {
 export class Membership {
   #dataRanks: number[];
   #info = new Map<number, NodeInfo>();
+  #heard = new Map<number, number>();
   #down = new Set<number>();
   #reasons = new Map<number, DownReason>();
   /** Releases a down node missed, by rank: handed back by `markUp()` to be sent. */
@@ -90,6 +91,16 @@ export class Membership {
     this.#dataRanks = [...this.#dataRanks, rank].sort((a, b) => a - b);
     this.#info.set(rank, info);
     this.markJoining(rank, "joining", nowMs);
+  }
+
+  /** Notes that the node answered a heartbeat at monotonic time `nowMs`. */
+  heard(rank: number, nowMs: number): void {
+    this.#heard.set(rank, nowMs);
+  }
+
+  /** When the node last answered a heartbeat (monotonic ms), if it ever did. */
+  heardAt(rank: number): number | undefined {
+    return this.#heard.get(rank);
   }
 
   /** What the node is (kind, zone, address). */

@@ -25,6 +25,7 @@ export type Draft = Omit<Manifest, "version" | "modified">;
 export class Namespace {
   readonly index: FileIndex;
   #nodes: NodeClient;
+  #zoneOf = (rank: number) => this.#nodes.membership.zoneOf(rank);
   #releases: Releases;
   #clock: Clock;
   #log: Log;
@@ -74,7 +75,7 @@ export class Namespace {
         );
       }
       this.#install(m);
-      return fileMetaOf(m);
+      return fileMetaOf(m, this.#zoneOf);
     });
   }
 
@@ -118,7 +119,7 @@ export class Namespace {
   rename(from: string, to: string, options: { force?: boolean } = {}): Promise<FileMeta> {
     return this.exclusive([from, to], async () => {
       const m = this.lookup(from);
-      if (from === to) return fileMetaOf(m);
+      if (from === to) return fileMetaOf(m, this.#zoneOf);
       if (this.index.get(to) && !options.force) {
         throw new DfsError(
           "ALREADY_EXISTS",
@@ -132,7 +133,7 @@ export class Namespace {
       await this.onEveryNode(`move "${from}"`, (rank) => this.#nodes.rename(rank, change));
       this.index.install(tombstone); // `m` is not released: its chunks now belong to `moved`
       this.#install(moved);
-      return fileMetaOf(moved);
+      return fileMetaOf(moved, this.#zoneOf);
     });
   }
 

@@ -141,6 +141,7 @@ export class NodeClient {
     await this.#comm.call(rank, { op: "ping" }, { timeoutMs }).catch((error) => {
       throw this.#failedOr(rank, error);
     });
+    this.membership.heard(rank, this.#clock.monotonic());
   }
 
   /** Has the node re-read and check its whole log (damage is rewritten from its memory). */

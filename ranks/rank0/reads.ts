@@ -36,6 +36,7 @@ export class Reads {
   /** Read-ahead permits shared by every read (`READ_AHEAD_CHUNKS_SERVER_MAX`). */
   readonly readAhead = new Semaphore(READ_AHEAD_CHUNKS_SERVER_MAX);
   #nodes: NodeClient;
+  #zoneOf = (rank: number) => this.#nodes.membership.zoneOf(rank);
   #namespace: Namespace;
   #releases: Releases;
   #replicas: Replicas;
@@ -100,7 +101,7 @@ export class Reads {
       permits.release();
     };
     const chunks = () => this.#readChunks(m, start, end, permits);
-    return { meta: fileMetaOf(m), start, end, chunks, recycle, close };
+    return { meta: fileMetaOf(m, this.#zoneOf), start, end, chunks, recycle, close };
   }
 
   /** The bytes `start` to `end` of `m`, reading only the chunks that hold them. */

@@ -33,7 +33,7 @@ import { FileIndex } from "./file_index.ts";
 import { Health } from "./health.ts";
 import { Integrity } from "./integrity.ts";
 import { planLoss, resolveTarget } from "./loss.ts";
-import { Membership } from "./membership.ts";
+import { Membership, type NodeInfo } from "./membership.ts";
 import { Namespace } from "./namespace.ts";
 import { NodeClient } from "./node_client.ts";
 import { LoadTracker } from "./placement.ts";
@@ -57,6 +57,13 @@ export interface StoreOptions {
   nodeCallTimeoutMs?: number;
   /** Uploads in progress at once, server-wide (default `UPLOADS_INFLIGHT_MAX`). */
   uploadsMax?: number;
+  /** What each data node is (kind, zone); default: Workers in zone `DEFAULT_ZONE`. */
+  info?: ReadonlyMap<number, NodeInfo>;
+  /**
+   * Remote data nodes may join, up to this many data nodes in all: `replicas` may exceed the
+   * nodes there are now (puts answer `UNAVAILABLE` until enough are up). Default: none may.
+   */
+  dataNodesMax?: number;
 }
 
 /** The store rank 0 serves. Call `recover()` once before serving. */
@@ -76,12 +83,12 @@ export class DfsStore implements StreamingFileStore {
   /** @throws {DfsError} `INVALID_REQUEST` for more replicas than data nodes. */
   constructor(comm: Comm, options: StoreOptions) {
     const { dataRanks, replicas, env } = options;
-    checkReplicas(replicas, dataRanks.length);
+    checkReplicas(replicas, Math.max(dataRanks.length, options.dataNodesMax ?? 0));
     this.#env = env;
     const { clock, log } = env;
-    const membership = new Membership(dataRanks);
+    const membership = new Membership(dataRanks, { info: options.info });
     const nodes = new NodeClient(comm, { membership, clock, timeoutMs: options.nodeCallTimeoutMs });
-    const loads = new LoadTracker(dataRanks);
+    const loads = new LoadTracker(dataRanks, { zoneOf: (rank) => membership.zoneOf(rank) });
     const releases = new Releases({ nodes, loads, log });
     const namespace = new Namespace({ index: this.#index, nodes, releases, clock, log });
     const replicaCopies = new Replicas(nodes, log);
@@ -97,6 +104,7 @@ export class DfsStore implements StreamingFileStore {
       blobIds: new BlobIds(env.random),
       replicas,
       uploadsMax: options.uploadsMax,
+      dataNodesMax: options.dataNodesMax,
     });
     this.#reads = new Reads({ nodes, namespace, releases, replicas: replicaCopies });
     this.health = new Health({
@@ -134,6 +142,15 @@ export class DfsStore implements StreamingFileStore {
   /** Files present now. */
   get fileCount(): number {
     return this.#index.size;
+  }
+
+  /**
+   * Takes in a data node that was not known (a remote node joining for the first time): it is
+   * `joining` (down) until reconciled and marked up.
+   */
+  addNode(rank: number, info: NodeInfo): void {
+    this.nodes.membership.add(rank, info, this.#env.clock.monotonic());
+    this.#loads.addRank(rank);
   }
 
   /** Start-up recovery (see `Recovery.recover`). */
@@ -205,7 +222,8 @@ export class DfsStore implements StreamingFileStore {
 
   /** @throws {DfsError} `NOT_FOUND` if no version of `name` is committed. */
   meta(name: string): Promise<FileMeta> {
-    return Promise.try(() => fileMetaOf(this.#namespace.lookup(name)));
+    const { membership } = this.nodes;
+    return Promise.try(() => fileMetaOf(this.#namespace.lookup(name), (r) => membership.zoneOf(r)));
   }
 
   /**
@@ -299,9 +317,17 @@ export class DfsStore implements StreamingFileStore {
         }
       }
       const bytesHeld = this.#loads.bytesHeld.get(rank) ?? 0;
+      const info = membership.infoOf(rank);
+      const heardAt = membership.heardAt(rank);
       return {
         rank,
         state,
+        kind: info?.kind ?? "worker",
+        zone: membership.zoneOf(rank),
+        ...(info?.address === undefined ? {} : { address: info.address }),
+        ...(heardAt === undefined
+          ? {}
+          : { heartbeatAgeMs: Math.max(0, Math.round(this.#env.clock.monotonic() - heardAt)) }),
         bytesHeld,
         chunks: chunks.get(rank) ?? 0,
         missingChunks: missing.get(rank) ?? 0,

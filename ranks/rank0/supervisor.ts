@@ -51,6 +51,11 @@ export class Supervisor {
   #log: Log;
   #closed = false;
   #timer: TimerHandle | undefined;
+  #isRemote: (rank: number) => boolean;
+  #disconnect: (rank: number) => void;
+  /** Losses of each remote node so far: a re-replication timer acts only on the loss it was for. */
+  #losses = new Map<number, number>();
+  #rereplicationTimers = new Set<TimerHandle>();
 
   /**
    * `relaunch` starts a data node rank again on its folder and connects it to `comm`'s transport
@@ -64,6 +69,10 @@ export class Supervisor {
     rereplicateAfterMs: number;
     clock: Clock;
     log: Log;
+    /** Whether a rank is a remote node (not relaunched: it reconnects by itself). */
+    isRemote?: (rank: number) => boolean;
+    /** Closes the link to a remote node that is lost (it reconnects afresh). */
+    disconnect?: (rank: number) => void;
   }) {
     this.#comm = parts.comm;
     this.#store = parts.store;
@@ -72,6 +81,8 @@ export class Supervisor {
     this.#rereplicateAfterMs = parts.rereplicateAfterMs;
     this.#clock = parts.clock;
     this.#log = parts.log;
+    this.#isRemote = parts.isRemote ?? (() => false);
+    this.#disconnect = parts.disconnect ?? (() => {});
     this.#store.nodes.onNodeFailed = (rank, reason) => this.lost(rank, reason);
     this.#beat();
   }
@@ -83,12 +94,40 @@ export class Supervisor {
   lost(rank: number, reason: string): void {
     const membership = this.#store.nodes.membership;
     if (this.#closed || !membership.markDown(rank, reason, this.#clock.monotonic())) return;
-    void this.#restart(rank, reason);
+    if (this.#isRemote(rank)) this.#awaitReturn(rank, reason);
+    else void this.#restart(rank, reason);
   }
 
   close(): void {
     this.#closed = true;
     this.#clock.clearTimeout(this.#timer);
+    for (const timer of this.#rereplicationTimers) this.#clock.clearTimeout(timer);
+    this.#rereplicationTimers.clear();
+  }
+
+  /**
+   * A remote node is lost (its link dropped, a heartbeat went unanswered, its disk failed): it is
+   * down until it reconnects and is reconciled (the cluster's join path); if it is still down
+   * after `rereplicateAfterMs`, its replicas are copied to live nodes.
+   */
+  #awaitReturn(rank: number, reason: string): void {
+    const membership = this.#store.nodes.membership;
+    this.#log.error(`dfs: rank ${rank} is down (${reason}); waiting for it to reconnect`);
+    this.#comm.failPeer(rank, `rank ${rank} is down`);
+    this.#disconnect(rank);
+    membership.restartFailed(rank, reason);
+    const loss = (this.#losses.get(rank) ?? 0) + 1;
+    this.#losses.set(rank, loss);
+    const timer = this.#clock.setTimeout(() => {
+      this.#rereplicationTimers.delete(timer);
+      if (this.#closed || this.#losses.get(rank) !== loss || !membership.isDown(rank)) return;
+      this.#store.recovery.rereplicate(rank).then(
+        (n) =>
+          this.#log.error(`dfs: rank ${rank} stays away: ${n} chunk replicas copied to live nodes`),
+        (error) => this.#log.error(`dfs: cannot re-replicate rank ${rank}: ${error.message}`),
+      );
+    }, this.#rereplicateAfterMs);
+    this.#rereplicationTimers.add(timer);
   }
 
   #beat(): void {
@@ -101,7 +140,7 @@ export class Supervisor {
 
   #heartbeat(): void {
     const { nodes } = this.#store;
-    for (const rank of this.#ranks.keys()) {
+    for (const rank of nodes.membership.dataRanks) {
       if (nodes.membership.isDown(rank)) continue;
       nodes.ping(rank, HEARTBEAT_TIMEOUT_MS).catch((error) => {
         this.lost(rank, `no answer to a heartbeat: ${error.message}`);

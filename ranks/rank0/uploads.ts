@@ -54,6 +54,8 @@ export class Uploads {
   #replicas: number;
   #uploads = 0;
   #uploadsMax: number;
+  /** Data nodes there may be (more than now, when remote nodes may join): bounds `replicas`. */
+  #dataNodesMax: number;
 
   constructor(
     parts: {
@@ -65,6 +67,7 @@ export class Uploads {
       blobIds: BlobIds;
       replicas: number;
       uploadsMax?: number;
+      dataNodesMax?: number;
     },
   ) {
     this.#nodes = parts.nodes;
@@ -74,6 +77,7 @@ export class Uploads {
     this.#blobIds = parts.blobIds;
     this.#replicas = parts.replicas;
     this.#uploadsMax = parts.uploadsMax ?? UPLOADS_INFLIGHT_MAX;
+    this.#dataNodesMax = parts.dataNodesMax ?? 0;
   }
 
   /**
@@ -96,7 +100,16 @@ export class Uploads {
       );
     }
     const replicas = options.replicas ?? this.#replicas;
-    checkReplicas(replicas, this.#nodes.dataRanks.length);
+    const { membership } = this.#nodes;
+    checkReplicas(replicas, Math.max(membership.dataRanks.length, this.#dataNodesMax));
+    const up = membership.dataRanks.filter((rank) => !membership.isDown(rank)).length;
+    if (up < replicas) {
+      throw new DfsError(
+        "UNAVAILABLE",
+        `Cannot store "${name}": ${replicas} replicas wanted, but ${up} data ` +
+          `node${up === 1 ? " is" : "s are"} up`,
+      );
+    }
     this.#uploads++;
     let ended = false;
     const onEnd = () => {
