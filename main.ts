@@ -30,6 +30,7 @@ import {
   clientSettings,
   clusterSecret,
   given,
+  nodeTlsCa,
   serveSecurity,
   UsageError,
   type Values,
@@ -232,7 +233,7 @@ async function node(values: Values): Promise<void> {
       );
     }
   }
-  const { tlsCaCerts } = await clientSettings({ "tls-ca": values["tls-ca"] }, "node");
+  const tlsCaCerts = await nodeTlsCa(values);
   const stopping = new AbortController();
   const stop = () => stopping.abort();
   Deno.addSignalListener("SIGINT", stop);

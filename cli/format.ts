@@ -189,17 +189,21 @@ function count(n: number, thing: string): string {
 
 /** `dfs status`: one row per rank, then the store-wide counters. */
 export function formatStatus(s: StatusReport): string {
-  const rows = [["rank", "state", "held", "chunks", "missing"]];
+  const rows = [["rank", "kind", "zone", "address", "state", "held", "chunks", "missing", "heard"]];
   for (const r of s.ranks) {
     rows.push([
       String(r.rank),
+      r.kind ?? "worker",
+      r.zone ?? "-",
+      r.address ?? "-",
       r.state,
       formatBytes(r.bytesHeld),
       String(r.chunks),
       String(r.missingChunks ?? 0),
+      r.heartbeatAgeMs === undefined ? "-" : `${(r.heartbeatAgeMs / 1000).toFixed(1)}s ago`,
     ]);
   }
-  const lines = [table(rows, new Set([2, 3, 4]))];
+  const lines = [table(rows, new Set([5, 6, 7, 8]))];
   for (const r of s.ranks) if (r.reason) lines.push(`rank ${r.rank} ${r.state}: ${r.reason}`);
   lines.push(
     `${s.files} files; chunks under-replicated: ${s.underReplicatedChunks}; corrupt replicas ` +

@@ -5,6 +5,7 @@ import {
   formatCapacity,
   formatDoctor,
   formatLongList,
+  formatStatus,
   formatUsage,
   parseRange,
   table,
@@ -123,4 +124,41 @@ Deno.test("Progress redraws at most every PROGRESS_REDRAW_MS and ends with a new
   assert.equal(written.length, 3); // the first add, the final line, the newline
   assert.equal(written.at(-1), "\n");
   assert.ok(written.at(-2)!.startsWith("\r100 B / 100 B  100%"), written.at(-2)!);
+});
+
+Deno.test("formatStatus() shows each data node's kind, zone, address, state and last heartbeat", () => {
+  const text = formatStatus({
+    files: 3,
+    ranks: [
+      {
+        rank: 1,
+        kind: "worker",
+        zone: "a",
+        state: "up",
+        bytesHeld: 2048,
+        chunks: 2,
+        heartbeatAgeMs: 400,
+      },
+      {
+        rank: 4,
+        kind: "remote",
+        zone: "b",
+        address: "10.0.0.2:40000",
+        state: "down",
+        bytesHeld: 0,
+        chunks: 1,
+        reason: "Lost the link to rank 4",
+      },
+    ],
+    repairs: 0,
+    scrub: { passes: 0, bytes: 0 },
+    underReplicatedChunks: 1,
+    corruptReplicasFound: 0,
+    lostFiles: 0,
+  });
+  const [header, one, four] = text.split("\n");
+  assert.match(header, /^rank +kind +zone +address +state +held +chunks +missing +heard$/);
+  assert.match(one, /^1 +worker +a +- +up +2\.0 KiB +2 +0 +0\.4s ago$/);
+  assert.match(four, /^4 +remote +b +10\.0\.0\.2:40000 +down +0 B +1 +0 +-$/);
+  assert.match(text, /rank 4 down: Lost the link to rank 4/);
 });

@@ -126,6 +126,23 @@ export async function clusterSecret(
 }
 
 /**
+ * Reads `dfs node`'s `--tls-ca` (the certificates to trust on the node port); undefined when the
+ * option is absent. No environment variable is read: a node is set up by its options alone.
+ *
+ * @throws {UsageError} for an empty option or a file that cannot be used, saying which.
+ */
+export async function nodeTlsCa(values: Values): Promise<string[] | undefined> {
+  const command = "node";
+  const file = given(values["tls-ca"], {
+    source: "--tls-ca",
+    wants: "a PEM file of certificates to trust",
+    command,
+  });
+  if (file === undefined) return undefined;
+  return [await readPem(file, { source: "--tls-ca", holds: "certificate", command })];
+}
+
+/**
  * A setting's value as given: undefined when absent.
  *
  * @throws {UsageError} when it is empty: `--option is empty: it takes WANTS`, or

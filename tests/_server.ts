@@ -31,6 +31,8 @@ export interface ServerOptions {
 export class TestServer implements AsyncDisposable {
   readonly dataDir: string;
   readonly address: string;
+  /** `HOST:PORT` of the node port, when the server opened one. */
+  readonly nodeAddress: string | undefined;
   readonly process: Deno.ChildProcess;
   readonly stderr: Promise<string>;
   #ownsDir: boolean;
@@ -38,11 +40,18 @@ export class TestServer implements AsyncDisposable {
   #status: Promise<Deno.CommandStatus>;
 
   private constructor(
-    init: { dataDir: string; address: string; process: Deno.ChildProcess; stderr: Promise<string> },
+    init: {
+      dataDir: string;
+      address: string;
+      nodeAddress?: string;
+      process: Deno.ChildProcess;
+      stderr: Promise<string>;
+    },
     ownsDir: boolean,
   ) {
     this.dataDir = init.dataDir;
     this.address = init.address;
+    this.nodeAddress = init.nodeAddress;
     this.process = init.process;
     this.stderr = init.stderr;
     this.#ownsDir = ownsDir;
@@ -89,8 +98,9 @@ export class TestServer implements AsyncDisposable {
           void (async () => {
             while (!(await lines.read()).done) { /* drain */ }
           })().catch(() => {});
+          const nodeAddress = /nodes on ([\d.]+:\d+)/.exec(seen)?.[1];
           const server = new TestServer(
-            { dataDir, address: match[1], process, stderr },
+            { dataDir, address: match[1], nodeAddress, process, stderr },
             options.dataDir === undefined,
           );
           server.#stderrSeen = stderrSeen;

@@ -226,5 +226,8 @@ Deno.test("the background scrubber repairs a bad replica with no client reading 
   assert.ok(status.scrub.passes >= 1 && status.scrub.bytes > 0, JSON.stringify(status));
   assert.equal(status.files, 1);
   const human = (await dfs(["status", "--server", server.address])).stdout;
-  assert.match(human, /^rank\s+state\s+held\s+chunks\s+missing\n1\s+up\s+/);
+  assert.match(
+    human,
+    /^rank\s+kind\s+zone\s+address\s+state\s+held\s+chunks\s+missing\s+heard\n1\s+worker\s+\S+\s+-\s+up\s+/,
+  );
 });

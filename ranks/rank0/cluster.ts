@@ -121,8 +121,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       clock: env.clock,
       log: env.log,
       onPeerError: (rank, error) => {
-        if (supervisor) supervisor.lost(rank, String(error));
-        else remotes.lostBeforeStart(rank, error);
+        if (supervisor) {
+          supervisor.lost(rank, error instanceof Error ? error.message : String(error));
+        } else remotes.lostBeforeStart(rank, error);
       },
     });
     remotes.comm = comm;

@@ -1,0 +1,279 @@
+/**
+ * Remote data nodes as separate processes on 127.0.0.1: a server with `--ranks 1` (no Worker
+ * nodes) and three `dfs node` processes in two zones. Every operation works across them; a node
+ * killed mid-put or mid-get costs no data; rank 0 killed and restarted finds everything again as
+ * the nodes rejoin; a wrong secret or a copied node folder is refused on both sides.
+ */
+
+import assert from "node:assert/strict";
+import { DfsClient, DfsError } from "../client.ts";
+import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
+import { dfs } from "./_cli.ts";
+import { TestNode, writeSecret } from "./_nodes.ts";
+import { TestServer } from "./_server.ts";
+import { sleep } from "./_wait.ts";
+
+const MiB = 1024 * 1024;
+/** How long a test waits for the nodes to reach a state. */
+const STATE_TIMEOUT_MS = 30_000;
+
+/** A server with only remote nodes: three, in zones a, b, b. */
+async function remoteCluster(options: { rereplicateAfterMs?: number } = {}) {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-remote-" });
+  const secretFile = await writeSecret(dir);
+  const extraArgs = ["--node-port", "0", "--cluster-secret-file", secretFile];
+  if (options.rereplicateAfterMs !== undefined) {
+    extraArgs.push("--rereplicate-after-ms", String(options.rereplicateAfterMs));
+  }
+  const server = await TestServer.start({ ranks: 1, dataDir: `${dir}/rank0`, extraArgs });
+  assert.ok(server.nodeAddress, "the ready line names the node port");
+  const nodes: TestNode[] = [];
+  for (const [i, zone] of ["a", "b", "b"].entries()) {
+    nodes.push(
+      await TestNode.start(server.nodeAddress!, {
+        dataDir: `${dir}/node${i + 1}`,
+        secretFile,
+        args: ["--zone", zone],
+      }),
+    );
+  }
+  const client = await DfsClient.connect(server.address);
+  await waitForStates(client, { 1: "up", 2: "up", 3: "up" });
+  return {
+    dir,
+    secretFile,
+    server,
+    nodes,
+    client,
+    async [Symbol.asyncDispose]() {
+      client.close();
+      await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
+      await server.stop("SIGKILL");
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+async function waitForStates(client: DfsClient, want: Record<number, string>): Promise<void> {
+  const deadline = Date.now() + STATE_TIMEOUT_MS;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const status = await client.status();
+      const states = Object.fromEntries(status.ranks.map((r) => [r.rank, r.state]));
+      last = JSON.stringify(states);
+      if (Object.entries(want).every(([rank, state]) => states[Number(rank)] === state)) return;
+    } catch (error) {
+      last = String(error);
+    }
+    await sleep(100);
+  }
+  assert.fail(`nodes did not reach ${JSON.stringify(want)} in time: ${last}`);
+}
+
+async function waitForUnderReplicated(client: DfsClient, chunks: number): Promise<void> {
+  const deadline = Date.now() + STATE_TIMEOUT_MS;
+  let last = -1;
+  while (Date.now() < deadline) {
+    last = (await client.status()).underReplicatedChunks;
+    if (last === chunks) return;
+    await sleep(100);
+  }
+  assert.fail(`under-replicated chunks stayed ${last}, not ${chunks}`);
+}
+
+async function readAll(client: DfsClient, name: string): Promise<Uint8Array> {
+  const { stream } = await client.open(name);
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+Deno.test("a server with only remote nodes serves put, get, list, overwrite, rm and mv, replicas in both zones", async () => {
+  await using cluster = await remoteCluster();
+  const { client } = cluster;
+  const status = await client.status();
+  assert.deepEqual(status.ranks.map((r) => [r.rank, r.kind, r.zone, r.state]), [
+    [1, "remote", "a", "up"],
+    [2, "remote", "b", "up"],
+    [3, "remote", "b", "up"],
+  ]);
+  for (const r of status.ranks) assert.match(r.address ?? "", /^127\.0\.0\.1:\d+$/);
+
+  const files = new Map<string, Uint8Array>([
+    ["empty", new Uint8Array()],
+    ["small.txt", new TextEncoder().encode("hello over TCP")],
+    ["dir/big.bin", pseudoRandomBytes(5 * MiB + 17, 1)],
+  ]);
+  for (const [name, data] of files) await client.put(name, data);
+  for (const [name, data] of files) {
+    assert.equal(sha256(await readAll(client, name)), sha256(data), name);
+  }
+  assert.deepEqual((await client.list()).map((e) => e.name), ["dir/big.bin", "empty", "small.txt"]);
+  const meta = await client.meta("dir/big.bin");
+  for (const chunk of meta.chunks) {
+    assert.equal(chunk.ranks.length, 2);
+    assert.deepEqual([...chunk.zones!].sort(), ["a", "b"], "one replica in each zone");
+  }
+
+  const newer = pseudoRandomBytes(2 * MiB, 2);
+  const overwritten = await client.put("dir/big.bin", newer);
+  assert.ok(overwritten.version > meta.version);
+  assert.equal(sha256(await readAll(client, "dir/big.bin")), sha256(newer));
+  await client.rename("small.txt", "moved.txt");
+  await assert.rejects(
+    client.meta("small.txt"),
+    (e) => e instanceof DfsError && e.code === "NOT_FOUND",
+  );
+  assert.equal(new TextDecoder().decode(await readAll(client, "moved.txt")), "hello over TCP");
+  await client.remove("empty");
+  assert.deepEqual((await client.list()).map((e) => e.name), ["dir/big.bin", "moved.txt"]);
+
+  const text = await dfs(["status", "--server", cluster.server.address]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /^3 +remote +b +127\.0\.0\.1:\d+ +up /m);
+});
+
+Deno.test("a node killed mid-put and mid-get: the put commits whole or not at all, the get fails over, the node rejoins", async () => {
+  await using cluster = await remoteCluster();
+  const { client, nodes } = cluster;
+  const data = pseudoRandomBytes(24 * MiB, 3);
+  await client.put("before", data);
+
+  // Mid-get: kill a node holding the first chunk while the file streams.
+  const holder = (await client.meta("before")).chunks[0].ranks[0];
+  const { stream } = await client.open("before");
+  const reader = stream.getReader();
+  const first = await reader.read();
+  await nodes[holder - 1].stop("SIGKILL");
+  const parts = [first.value!];
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    parts.push(next.value);
+  }
+  const got = new Uint8Array(await new Blob(parts as BlobPart[]).arrayBuffer());
+  assert.equal(sha256(got), sha256(data), "the get failed over to the other replica");
+  await waitForStates(client, { [holder]: "down" });
+  nodes[holder - 1] = await TestNode.start(cluster.server.nodeAddress!, {
+    dataDir: nodes[holder - 1].dataDir,
+    secretFile: cluster.secretFile,
+    args: ["--zone", holder === 1 ? "a" : "b"],
+  });
+  await waitForStates(client, { 1: "up", 2: "up", 3: "up" });
+
+  // Mid-put: a node dies while a large file streams in.
+  const victim = nodes[1];
+  const body = pseudoRandomBytes(32 * MiB, 4);
+  const half = Promise.withResolvers<void>();
+  const killed = Promise.withResolvers<void>();
+  let sent = 0;
+  const source = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (sent === body.length / 2) {
+        half.resolve();
+        await killed.promise; // the second half goes only once the node is dead
+      }
+      controller.enqueue(body.slice(sent, sent + MiB));
+      sent += MiB;
+      if (sent === body.length) controller.close();
+    },
+  });
+  const put = client.put("during", source, { size: body.length }).then((m) => m, (e) => e);
+  await half.promise;
+  await victim.stop("SIGKILL");
+  killed.resolve();
+  const outcome = await put;
+  if (outcome instanceof Error) {
+    assert.ok(outcome instanceof DfsError && outcome.code === "UNAVAILABLE", String(outcome));
+    await assert.rejects(
+      client.meta("during"),
+      (e) => e instanceof DfsError && e.code === "NOT_FOUND",
+    );
+  } else {
+    assert.equal(sha256(await readAll(client, "during")), sha256(body), "whole, or not at all");
+  }
+  assert.equal(sha256(await readAll(client, "before")), sha256(data));
+  nodes[1] = await TestNode.start(cluster.server.nodeAddress!, {
+    dataDir: victim.dataDir,
+    secretFile: cluster.secretFile,
+    args: ["--zone", "b"],
+  });
+  await waitForStates(client, { 1: "up", 2: "up", 3: "up" });
+  await waitForUnderReplicated(client, 0);
+  const fsck = await client.fsck();
+  assert.deepEqual(fsck.lost, []);
+});
+
+Deno.test("rank 0 killed and restarted: the nodes rejoin by themselves and every file is back", async () => {
+  await using cluster = await remoteCluster();
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 8; i++) files.set(`f${i}`, pseudoRandomBytes(i * 300 * 1024 + 5, 10 + i));
+  for (const [name, data] of files) await cluster.client.put(name, data);
+  await cluster.client.remove("f0");
+  files.delete("f0");
+  cluster.client.close();
+
+  await cluster.server.stop("SIGKILL");
+  const address = cluster.server.nodeAddress!;
+  const port = address.split(":")[1];
+  // The same node port, so that the running nodes find rank 0 again.
+  const server = await TestServer.start({
+    ranks: 1,
+    dataDir: cluster.server.dataDir,
+    extraArgs: ["--node-port", port, "--cluster-secret-file", cluster.secretFile],
+  });
+  try {
+    await using client = await DfsClient.connect(server.address);
+    await waitForStates(client, { 1: "up", 2: "up", 3: "up" });
+    assert.deepEqual((await client.list()).map((e) => e.name), [...files.keys()].sort());
+    for (const [name, data] of files) {
+      assert.equal(sha256(await readAll(client, name)), sha256(data), name);
+    }
+    assert.match(await server.stderrSoFar(), /waiting for remote data nodes before recovery/);
+    for (const node of cluster.nodes) assert.match(node.output.text, /lost rank 0 .*joining again/);
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("a node with a wrong secret, from another cluster, or with a copied id is refused on both sides", async () => {
+  await using cluster = await remoteCluster();
+  const join = cluster.server.nodeAddress!;
+
+  const wrong = await writeSecret(cluster.dir, "wrong-secret");
+  const stranger = TestNode.spawn(join, { dataDir: `${cluster.dir}/stranger`, secretFile: wrong });
+  assert.equal((await stranger.process.status).code, 1);
+  assert.match(stranger.output.text, /is refused: wrong cluster secret/);
+  const identity = JSON.parse(await Deno.readTextFile(`${cluster.dir}/stranger/node.json`));
+  assert.equal(identity.clusterId, null, "a refused node joins no cluster");
+
+  // A node folder copied while its node runs: same id, refused while the original is connected.
+  await Deno.mkdir(`${cluster.dir}/copy`);
+  await Deno.copyFile(`${cluster.dir}/node1/node.json`, `${cluster.dir}/copy/node.json`);
+  const copy = TestNode.spawn(join, {
+    dataDir: `${cluster.dir}/copy`,
+    secretFile: cluster.secretFile,
+  });
+  const deadline = Date.now() + STATE_TIMEOUT_MS;
+  while (!/connected already/.test(copy.output.text) && Date.now() < deadline) await sleep(50);
+  copy.process.kill("SIGKILL");
+  await copy.process.status;
+  assert.match(copy.output.text, /a node with its id is connected already/);
+
+  // A node of another cluster (its folder names that cluster) is refused, and says why.
+  const other = JSON.parse(await Deno.readTextFile(`${cluster.dir}/node1/node.json`));
+  await Deno.mkdir(`${cluster.dir}/foreign`);
+  await Deno.writeTextFile(
+    `${cluster.dir}/foreign/node.json`,
+    JSON.stringify({ ...other, nodeId: "f".repeat(32), clusterId: "e".repeat(32) }),
+  );
+  const foreign = TestNode.spawn(join, {
+    dataDir: `${cluster.dir}/foreign`,
+    secretFile: cluster.secretFile,
+  });
+  assert.equal((await foreign.process.status).code, 1);
+  assert.match(foreign.output.text, /belongs to cluster e{32}.*nothing was changed/);
+
+  const log = await cluster.server.stderrSoFar();
+  assert.match(log, /refused a node .*wrong cluster secret/);
+  assert.match(log, /refused a node .*connected already/);
+  const status = await cluster.client.status();
+  assert.deepEqual(status.ranks.map((r) => [r.rank, r.state]), [[1, "up"], [2, "up"], [3, "up"]]);
+});
