@@ -21,6 +21,8 @@ export const BENCH_RANKS_MAX = 64;
 export interface BenchConfig {
   /** `--scaling`: the scaling suite instead of the default one. */
   scaling: boolean;
+  /** Compare Worker data nodes with `dfs node` processes over TCP (`_remote.ts`). */
+  remoteNodes: boolean;
   quick: boolean;
   json: boolean;
   runs: number;
@@ -39,7 +41,8 @@ export interface BenchConfig {
   scalingClients: number[];
 }
 
-export const USAGE = `deno task bench [--scaling] [--quick] [--json] [--runs N] [--ranks N]
+export const USAGE =
+  `deno task bench [--scaling | --remote-nodes] [--quick] [--json] [--runs N] [--ranks N]
        [--size-mib N] [--files N] [--clients N] [--list-files N] [--fill-clients N]
        [--scaling-size-mib N] [--scaling-ranks 2,4,8,16] [--scaling-clients 1,4,16,64]`;
 
@@ -60,6 +63,7 @@ export function parseConfig(args: string[]): BenchConfig {
     args,
     options: {
       scaling: { type: "boolean", default: false },
+      "remote-nodes": { type: "boolean", default: false },
       quick: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       runs: { type: "string" },
@@ -83,6 +87,7 @@ export function parseConfig(args: string[]): BenchConfig {
     );
   return {
     scaling: values.scaling,
+    remoteNodes: values["remote-nodes"],
     quick,
     json: values.json,
     runs: int("runs", 3, 1, RUNS_MAX),

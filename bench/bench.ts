@@ -7,7 +7,8 @@
  *   files/s, p50/p99 latency, CPU of the server and of the clients;
  * - `list` of 100,000 names, and the start-up time on an empty store and on those 100,000 files.
  *
- * `--scaling` runs the scaling suite instead (ranks 2 to 16, clients 1 to 64; see `_scaling.ts`).
+ * `--scaling` runs the scaling suite instead (ranks 2 to 16, clients 1 to 64; see `_scaling.ts`);
+ * `--remote-nodes` compares Worker data nodes with `dfs node` processes over TCP (`_remote.ts`).
  * `--json` prints the results as JSON; `--quick` is a short smoke run (1 run, small sizes).
  * Progress goes to stderr.
  *
@@ -17,6 +18,7 @@
 import { type BenchConfig, parseConfig, USAGE } from "./_config.ts";
 import { runDefault } from "./_default.ts";
 import { figureTable, gridTable } from "./_report.ts";
+import { runRemote } from "./_remote.ts";
 import { runScaling } from "./_scaling.ts";
 import type { Figure } from "./_stats.ts";
 import { progress } from "./_timing.ts";
@@ -32,14 +34,18 @@ try {
 }
 
 const notes: string[] = [];
-progress(`${config.scaling ? "scaling" : "default"} suite, ${config.runs} run(s) each`);
+const suite = config.scaling ? "scaling" : config.remoteNodes ? "remote-nodes" : "default";
+progress(`${suite} suite, ${config.runs} run(s) each`);
 const bench = { config, notes };
-const figures = config.scaling ? await runScaling(bench) : await runDefault(bench);
-const ratios = config.scaling ? {} : ratiosOf(figures, config);
+const figures = config.scaling
+  ? await runScaling(bench)
+  : config.remoteNodes
+  ? await runRemote(bench)
+  : await runDefault(bench);
+const ratios = suite === "default" ? ratiosOf(figures, config) : {};
 
 if (config.json) {
-  const mode = config.scaling ? "scaling" : "default";
-  console.log(JSON.stringify({ mode, config, figures, ratios, notes }, null, 2));
+  console.log(JSON.stringify({ mode: suite, config, figures, ratios, notes }, null, 2));
 } else {
   console.log(heading(config));
   console.log(config.scaling ? gridTable(figures) : figureTable(figures));
@@ -51,6 +57,11 @@ if (config.json) {
 
 function heading(c: BenchConfig): string {
   const runs = `median of ${c.runs} run${c.runs === 1 ? "" : "s"} (min-max)`;
+  if (c.remoteNodes) {
+    return `dfs bench --remote-nodes: ${c.ranks - 1} data nodes as Workers, then as dfs node ` +
+      `processes over TCP on 127.0.0.1, 2 replicas, turn by turn in each run; ` +
+      `${c.sizeBytes / MiB} MiB file; ${c.files} files of 4 KiB; ${runs}\n`;
+  }
   if (c.scaling) {
     const size = c.scalingSizeBytes / MiB;
     return `dfs bench --scaling: ${size} MiB put/get (split over the clients), ${c.files} files ` +

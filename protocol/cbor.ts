@@ -9,7 +9,7 @@
 
 import { addExtension, decode } from "cbor-x/encode";
 
-export { decode, Encoder } from "cbor-x/encode";
+export { addExtension, decode, Encoder } from "cbor-x/encode";
 
 /**
  * The CBOR tag (in the first-come range) that marks an ArrayBuffer, so one sent between ranks over

@@ -2,8 +2,8 @@
  * A transport over byte streams (TCP or TLS sockets) between processes and hosts: a star, as the
  * rank library needs (rank 0 holds one link per remote peer, a remote peer holds one to rank 0).
  *
- * On the wire every packet is one frame: a u32 big-endian length, then the CBOR array
- * `[source, tag, body]`. The length is checked against `TCP_FRAME_BYTES_MAX` before anything is
+ * On the wire every packet is one frame: a u32 big-endian length, then a u32 header length, the
+ * CBOR array `[source, tag, body]`, and the body's large byte strings after it (`encodePacket`). The length is checked against `TCP_FRAME_BYTES_MAX` before anything is
  * allocated, and a frame whose source is not the link's peer fails the link. Bodies are
  * serialized, never moved (`movesBuffers()` is false): a sent body may be reused at once.
  *
@@ -21,7 +21,7 @@
  * @module
  */
 
-import { Encoder } from "../../protocol/cbor.ts";
+import { addExtension, Encoder } from "../../protocol/cbor.ts";
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
@@ -79,7 +79,88 @@ interface Link {
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
 
 /**
- * Encodes a packet as one frame, length prefix included, in a buffer of its own.
+ * Byte strings at least this long travel after a packet's CBOR header rather than inside it: they
+ * are copied once into the frame, and arrive as views of it, never through the CBOR codec.
+ */
+export const ATTACHMENT_BYTES_MIN = 16 * 1024;
+/** How deep in a body byte strings are looked for (a call's or an answer's bytes are shallow). */
+const ATTACHMENT_DEPTH_MAX = 3;
+/** Bytes of a frame body's header length (u32, big-endian) before its CBOR header. */
+const HEADER_LENGTH_BYTES = 4;
+
+/** Where an attached byte string is, within the frame body's attachment area. */
+class Attached {
+  constructor(readonly offset: number, readonly length: number) {}
+}
+
+/** The CBOR tag (first-come range) of an `Attached` placeholder. */
+const ATTACHED_TAG = 40_501;
+
+addExtension({
+  Class: Attached,
+  tag: ATTACHED_TAG,
+  encode(attached: Attached, encode: (value: unknown) => Uint8Array) {
+    return encode([attached.offset, attached.length]);
+  },
+  decode(value: unknown) {
+    const [offset, length] = Array.isArray(value) ? value : [];
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
+      throw new TypeError("an attachment names its offset and length");
+    }
+    return new Attached(offset, length);
+  },
+});
+
+/** Replaces large byte strings in `value` by placeholders, collecting them (copy on write). */
+function detach(value: unknown, attachments: Uint8Array[], at: { bytes: number }, depth: number) {
+  if (value instanceof Uint8Array) {
+    if (value.length < ATTACHMENT_BYTES_MIN) return value;
+    attachments.push(value);
+    const attached = new Attached(at.bytes, value.length);
+    at.bytes += value.length;
+    return attached;
+  }
+  if (depth === 0 || typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    value.forEach((item, i) => {
+      const moved = detach(item, attachments, at, depth - 1);
+      if (moved !== item) (copy ??= [...value])[i] = moved;
+    });
+    return copy ?? value;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value;
+  let copy: Record<string, unknown> | undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const moved = detach(item, attachments, at, depth - 1);
+    if (moved !== item) (copy ??= { ...value as Record<string, unknown> })[key] = moved;
+  }
+  return copy ?? value;
+}
+
+/** Puts the attached byte strings back, as views of the frame body's attachment area. */
+function attach(value: unknown, area: Uint8Array, depth: number): unknown {
+  if (value instanceof Attached) {
+    if (value.offset < 0 || value.length < 0 || value.offset + value.length > area.length) {
+      throw new DfsError("CORRUPTED", "Malformed packet: an attachment lies outside the frame");
+    }
+    return area.subarray(value.offset, value.offset + value.length);
+  }
+  if (depth === 0 || typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = attach(value[i], area, depth - 1);
+    return value;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value;
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) record[key] = attach(record[key], area, depth - 1);
+  return value;
+}
+
+/**
+ * Encodes a packet as one frame, length prefix included, in a buffer of its own: a u32 header
+ * length, the CBOR array `[source, tag, body]` with large byte strings replaced by placeholders,
+ * then those byte strings (`ATTACHMENT_BYTES_MIN`), each copied once.
  *
  * @throws {DfsError} `TOO_LARGE` if the frame body would exceed `frameBytesMax`.
  */
@@ -87,17 +168,29 @@ export function encodePacket(
   packet: Packet,
   frameBytesMax: number = TCP_FRAME_BYTES_MAX,
 ): Uint8Array {
+  const attachments: Uint8Array[] = [];
+  const at = { bytes: 0 };
+  const body = detach(packet.body, attachments, at, ATTACHMENT_DEPTH_MAX + 1);
   // encode() returns a view into the encoder's shared buffer: copied out at once.
-  const body = encoder.encode([packet.source, packet.tag, packet.body]);
-  if (body.length > frameBytesMax) {
+  const header = encoder.encode([packet.source, packet.tag, body]);
+  const bodyBytes = HEADER_LENGTH_BYTES + header.length + at.bytes;
+  if (bodyBytes > frameBytesMax) {
     throw new DfsError(
       "TOO_LARGE",
-      `A packet of ${body.length} bytes is over the frame limit of ${frameBytesMax}`,
+      `A packet of ${bodyBytes} bytes is over the frame limit of ${frameBytesMax}`,
     );
   }
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
-  new DataView(frame.buffer).setUint32(0, body.length);
-  frame.set(body, FRAME_HEADER_BYTES);
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + bodyBytes);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, bodyBytes);
+  view.setUint32(FRAME_HEADER_BYTES, header.length);
+  let offset = FRAME_HEADER_BYTES + HEADER_LENGTH_BYTES;
+  frame.set(header, offset);
+  offset += header.length;
+  for (const bytes of attachments) {
+    frame.set(bytes, offset);
+    offset += bytes.length;
+  }
   return frame;
 }
 
@@ -109,8 +202,15 @@ export function encodePacket(
 export function decodePacket(body: Uint8Array): Packet {
   let value: unknown;
   try {
-    value = decodeFrameBody(body);
+    if (body.length < HEADER_LENGTH_BYTES) throw new Error("shorter than its header length");
+    const headerBytes = new DataView(body.buffer, body.byteOffset, HEADER_LENGTH_BYTES)
+      .getUint32(0);
+    if (headerBytes > body.length - HEADER_LENGTH_BYTES) throw new Error("header past its end");
+    const end = HEADER_LENGTH_BYTES + headerBytes;
+    value = decodeFrameBody(body.subarray(HEADER_LENGTH_BYTES, end));
+    value = attach(value, body.subarray(end), ATTACHMENT_DEPTH_MAX + 2);
   } catch (error) {
+    if (error instanceof DfsError && error.code === "CORRUPTED") throw error;
     throw new DfsError("CORRUPTED", `Malformed packet: ${(error as Error).message}`);
   }
   if (

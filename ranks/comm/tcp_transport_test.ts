@@ -3,7 +3,7 @@ import { FrameReader } from "../../protocol/conn.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { Comm } from "./comm.ts";
 import { type CommWorld, runCommSuite } from "./comm_suite.ts";
-import { decodePacket, encodePacket, TcpTransport } from "./tcp_transport.ts";
+import { ATTACHMENT_BYTES_MIN, decodePacket, encodePacket, TcpTransport } from "./tcp_transport.ts";
 import { runPeer } from "./_comm_test_peer.ts";
 
 const PEER_URL = new URL("./_comm_test_tcp_peer.ts", import.meta.url);
@@ -83,6 +83,30 @@ Deno.test("encodePacket() and decodePacket() carry bytes, ArrayBuffers and undef
   deepEqual(new Uint8Array(got.a), Uint8Array.of(3));
   ok("x" in got && got.x === undefined);
   deepEqual(got.n, [1, "s"]);
+});
+
+Deno.test("encodePacket() puts large byte strings after the header; decodePacket() gives views of the frame", () => {
+  const chunk = new Uint8Array(ATTACHMENT_BYTES_MIN).fill(7);
+  const small = Uint8Array.of(1, 2, 3);
+  const body = { ok: chunk, nested: [{ bytes: chunk.subarray(1) }], small };
+  const frame = encodePacket({ source: 1, tag: 9, body });
+  // The chunk's bytes are not CBOR-encoded: they sit, as they are, at the end of the frame.
+  deepEqual(frame.subarray(frame.length - chunk.length + 1), chunk.subarray(1));
+  const packet = decodePacket(frame.subarray(4));
+  const got = packet.body as typeof body;
+  equal(got.ok.buffer, frame.buffer, "a view of the frame, not a copy");
+  deepEqual(got.ok, chunk);
+  deepEqual(got.nested[0].bytes, chunk.subarray(1));
+  deepEqual(got.small, small);
+  equal(body.ok, chunk, "the caller's body is left as it was");
+});
+
+Deno.test("decodePacket() refuses an attachment that lies outside the frame, as CORRUPTED", () => {
+  const frame = encodePacket({ source: 1, tag: 9, body: new Uint8Array(ATTACHMENT_BYTES_MIN) });
+  throws(
+    () => decodePacket(frame.subarray(4, frame.length - 1)),
+    (e) => e instanceof DfsError && e.code === "CORRUPTED" && /outside the frame/.test(e.message),
+  );
 });
 
 Deno.test("encodePacket() refuses a packet over the frame limit with TOO_LARGE", () => {

@@ -1,0 +1,118 @@
+/**
+ * `deno task bench --remote-nodes`: the same store twice in one run, once with Worker data nodes
+ * (`--ranks N`) and once with the same number of `dfs node` processes joined over TCP on loopback
+ * (`--ranks 1`), measured turn by turn: a large file put and got through the library, and 4 KiB
+ * files put and got by concurrent clients. The ratios say what the TCP transport costs.
+ *
+ * @module
+ */
+
+import { TestNode, writeSecret } from "../tests/_nodes.ts";
+import type { TestServer } from "../tests/_server.ts";
+import type { BenchContext } from "./_config.ts";
+import { getConcurrently, putConcurrently } from "./_large_file.ts";
+import { connectClients, runPhase } from "./_small_files.ts";
+import { type Figure, figureOf } from "./_stats.ts";
+import { progress } from "./_timing.ts";
+import { withServer } from "./_with_server.ts";
+
+const MiB = 1024 * 1024;
+
+/** Runs the comparison; both servers stay up for every run, measured one after the other. */
+export async function runRemote(bench: BenchContext): Promise<Figure[]> {
+  const { config } = bench;
+  const dataNodes = config.ranks - 1;
+  const dir = await Deno.makeTempDir({ prefix: "dfs-bench-remote-" });
+  const secretFile = await writeSecret(dir);
+  const nodes: TestNode[] = [];
+  try {
+    return await withServer({ ranks: config.ranks }, (workers) =>
+      withServer({
+        ranks: 1,
+        extraArgs: ["--node-port", "0", "--cluster-secret-file", secretFile],
+      }, async (remote) => {
+        for (let i = 0; i < dataNodes; i++) {
+          nodes.push(
+            await TestNode.start(remote.nodeAddress!, { dataDir: `${dir}/node${i}`, secretFile }),
+          );
+        }
+        return await compare(bench, { workers, remote });
+      }));
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop("SIGTERM")));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+async function compare(
+  bench: BenchContext,
+  servers: { workers: TestServer; remote: TestServer },
+): Promise<Figure[]> {
+  const { config } = bench;
+  const samples = new Map<string, number[]>();
+  const add = (key: string, value: number) =>
+    samples.set(key, [...(samples.get(key) ?? []), value]);
+  for (let run = 0; run < config.runs; run++) {
+    const figures: Record<string, Record<string, number>> = {};
+    for (const [kind, server] of Object.entries(servers)) {
+      progress(`run ${run + 1}: ${kind} nodes, large file and 4 KiB files`);
+      figures[kind] = await measure(server, bench, run);
+      for (const [key, value] of Object.entries(figures[kind])) add(`${kind} ${key}`, value);
+    }
+    for (const key of Object.keys(figures.workers)) {
+      add(`ratio ${key}`, 100 * figures.remote[key] / figures.workers[key]);
+    }
+  }
+  const size = `${config.sizeBytes / MiB} MiB`;
+  const rows: [string, string, string][] = [
+    ["put", `${size} put, library`, "MB/s"],
+    ["get", `${size} get, library`, "MB/s"],
+    ["small put", `4 KiB put, ${config.clients} clients`, "files/s"],
+    ["small get", `4 KiB get, ${config.clients} clients`, "files/s"],
+  ];
+  return rows.flatMap(([key, name, unit]) => [
+    figureOf(`${name}, Worker nodes`, samples.get(`workers ${key}`)!, { unit }),
+    figureOf(`${name}, TCP nodes on loopback`, samples.get(`remote ${key}`)!, { unit }),
+    figureOf(`${name}, TCP / Worker of the same run`, samples.get(`ratio ${key}`)!, { unit: "%" }),
+  ]);
+}
+
+async function measure(
+  server: TestServer,
+  bench: BenchContext,
+  run: number,
+): Promise<Record<string, number>> {
+  const { config, notes } = bench;
+  const large = await connectClients(server.address, 1);
+  const files = { prefix: `bench/r${run}-`, sizeBytes: config.sizeBytes };
+  let put: number, get: number;
+  try {
+    put = await putConcurrently(large, files);
+    get = await getConcurrently(large, files);
+  } finally {
+    for (const c of large) c.close();
+  }
+  const clients = await connectClients(server.address, config.clients);
+  try {
+    const options = {
+      nameOf: (i: number) => `small/r${run}/f${i}`,
+      files: config.files,
+      serverPid: server.process.pid,
+    };
+    const smallPut = await runPhase(clients, "put", options);
+    const smallGet = await runPhase(clients, "get", options);
+    for (const phase of [smallPut, smallGet]) {
+      if (phase.files < config.files) {
+        notes.push(`${phase.op}: only ${phase.files} of ${config.files} files in time`);
+      }
+    }
+    return {
+      put,
+      get,
+      "small put": smallPut.files / smallPut.seconds,
+      "small get": smallGet.files / smallGet.seconds,
+    };
+  } finally {
+    for (const c of clients) c.close();
+  }
+}
