@@ -98,6 +98,8 @@ export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
   let node: DataNode | undefined;
   try {
     let identity = await readIdentity(options, env);
+    /** The device the store was on when first opened; a store opened again must be on it. */
+    let device: number | undefined;
     let backoffMs = NODE_RECONNECT_BACKOFF_MS;
     let lastFailure = "";
     while (!options.signal?.aborted) {
@@ -107,13 +109,19 @@ export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
           identity = { ...identity, clusterId: joined.clusterId, rank: joined.rank };
           await writeIdentity(options.dataDir, identity, env);
         }
-        node ??= await openStore(joined, options.dataDir, env);
+        node ??= await openStore(joined, options.dataDir, { env, device });
         if (node === undefined) continue;
+        device ??= env.fs.statSync(join(options.dataDir, STORE_DIR)).dev;
         backoffMs = NODE_RECONNECT_BACKOFF_MS;
         lastFailure = "";
         await serveLink(joined, node, options, env);
-        if (!options.signal?.aborted) {
-          env.log.error(`dfs: lost rank 0 at ${address(options)}; joining again`);
+        if (options.signal?.aborted) break;
+        env.log.error(`dfs: lost rank 0 at ${address(options)}; joining again`);
+        if (hasFailed(node)) {
+          // Its disk failed: opened again, as a restarted Worker is, on the disk it was on (a disk
+          // that fell off leaves an empty mount point, which must not fill up in its place).
+          await node.close().catch(() => {});
+          node = undefined;
         }
       } catch (error) {
         if (isPermanent(error)) throw error;
@@ -209,9 +217,16 @@ async function joinOnce(
  * Opens the data node's storage on its first join; says why on the link and gives undefined if
  * it cannot (a failed disk): the node tries again after its backoff.
  */
-async function openStore(joined: Joined, dataDir: string, env: Env): Promise<DataNode | undefined> {
+async function openStore(
+  joined: Joined,
+  dataDir: string,
+  options: { env: Env; device?: number },
+): Promise<DataNode | undefined> {
+  const { env, device } = options;
   try {
-    return await openDataNode(joined.rank, join(dataDir, STORE_DIR), { env });
+    // Created only the first time: a folder that vanished later is a failed disk.
+    const create = device === undefined;
+    return await openDataNode(joined.rank, join(dataDir, STORE_DIR), { env, create, device });
   } catch (error) {
     env.log.error(`dfs: cannot open the node's storage: ${(error as Error).message}`);
     const transport = new TcpTransport(joined.rank, RANKS_MAX);
@@ -251,6 +266,16 @@ async function serveLink(
   } finally {
     options.signal?.removeEventListener("abort", stop);
     comm.close();
+  }
+}
+
+/** Whether the node's disk has failed (it answers everything with `NODE_FAILED`). */
+function hasFailed(node: DataNode): boolean {
+  try {
+    node.ping();
+    return false;
+  } catch {
+    return true;
   }
 }
 
