@@ -11,6 +11,7 @@ import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { dfs } from "./_cli.ts";
 import { TestNode, writeSecret } from "./_nodes.ts";
 import { TestServer } from "./_server.ts";
+import { makeCertificates } from "./_tls.ts";
 import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;
@@ -276,4 +277,57 @@ Deno.test("a node with a wrong secret, from another cluster, or with a copied id
   assert.match(log, /refused a node .*connected already/);
   const status = await cluster.client.status();
   assert.deepEqual(status.ranks.map((r) => [r.rank, r.state]), [[1, "up"], [2, "up"], [3, "up"]]);
+});
+
+Deno.test("the node port speaks TLS when the server has a certificate: a node trusting its CA joins, others cannot", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-remote-tls-" });
+  try {
+    await makeCertificates(dir);
+    const secretFile = await writeSecret(dir);
+    await using server = await TestServer.start({
+      ranks: 1,
+      replicas: 1,
+      dataDir: `${dir}/rank0`,
+      extraArgs: [
+        ...["--node-port", "0", "--cluster-secret-file", secretFile],
+        ...["--tls-cert", `${dir}/server.pem`, "--tls-key", `${dir}/server.key`],
+      ],
+    });
+    await using node = await TestNode.start(server.nodeAddress!, {
+      dataDir: `${dir}/node`,
+      secretFile,
+      args: ["--tls-ca", `${dir}/ca.pem`],
+    });
+    assert.equal(node.rank, 1);
+    const ca = await Deno.readTextFile(`${dir}/ca.pem`);
+    await using client = await DfsClient.connect(server.address, { tlsCaCerts: [ca] });
+    const data = pseudoRandomBytes(3 * MiB, 7);
+    await client.put("over-tls", data);
+    assert.equal(sha256(await readAll(client, "over-tls")), sha256(data));
+
+    for (
+      const [name, args, why] of [
+        [
+          "plain",
+          [],
+          /cannot join .*rank 0 sent no hello \(if its node port speaks TLS, pass --tls-ca\)/,
+        ],
+        ["distrusting", ["--tls-ca", `${dir}/other.pem`], /cannot join .*Cannot connect/],
+      ] as const
+    ) {
+      const other = TestNode.spawn(server.nodeAddress!, {
+        dataDir: `${dir}/${name}`,
+        secretFile,
+        args: [...args],
+      });
+      const deadline = Date.now() + STATE_TIMEOUT_MS;
+      while (!why.test(other.output.text) && Date.now() < deadline) await sleep(50);
+      other.process.kill("SIGKILL");
+      await other.process.status;
+      assert.match(other.output.text, why);
+      assert.doesNotMatch(other.output.text, /joined/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 });

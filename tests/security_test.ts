@@ -14,6 +14,7 @@ import { dfs } from "./_cli.ts";
 import { rawConnection } from "./_frames.ts";
 import { relay, ROOT, TestServer } from "./_server.ts";
 import { assertDfsError } from "./_assert.ts";
+import { makeCertificates } from "./_tls.ts";
 
 const SECRET = "s3cret-token-for-tests-0123456789";
 
@@ -210,58 +211,6 @@ Deno.test("a client whose server answers with a TLS record is told to use TLS", 
     await assertDfsError(DfsClient.connect(address), "TOO_LARGE", /^Frame of \d+ bytes is over/);
   });
 });
-
-/** A CA and a certificate for 127.0.0.1 and localhost signed by it, made with openssl. */
-async function makeCertificates(dir: string): Promise<void> {
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (!out.success) {
-      throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-    }
-  };
-  const days = ["-days", "2"];
-  /** `openssl req` arguments for a new P-256 key in NAME.key. */
-  const newKey = (name: string) => [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-  ];
-  /** A new key and a self-signed CA certificate for it in NAME.pem. */
-  const selfSigned = (name: string, subject: string) =>
-    run("req", "-x509", ...newKey(name), "-out", `${name}.pem`, "-subj", subject, ...days);
-  await selfSigned("ca", "/CN=dfs test CA");
-  await run("req", ...newKey("server"), "-out", "server.csr", "-subj", "/CN=localhost");
-  await Deno.writeTextFile(
-    `${dir}/ext.cnf`,
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-  );
-  await run(
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.pem",
-    "-extfile",
-    "ext.cnf",
-    ...days,
-  );
-  await selfSigned("other", "/CN=another CA");
-}
 
 Deno.test("TLS: a round trip with a trusted certificate, refusal without it", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "dfs-tls-" });

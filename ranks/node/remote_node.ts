@@ -23,6 +23,7 @@ import {
   ID_PATTERN,
   JOIN_FRAME_BYTES_MAX,
   JOIN_PROTOCOL_VERSION,
+  type JoinHello,
   newId,
   parseHello,
   parseWelcome,
@@ -159,13 +160,18 @@ async function joinOnce(
     tlsCaCerts: options.tlsCaCerts,
     connectTimeoutMs: NODE_CONNECT_TIMEOUT_MS,
   });
-  const timer = setTimeout(() => conn.close(), NODE_JOIN_TIMEOUT_MS);
+  let timedOut = false;
+  let hello: JoinHello | undefined;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, NODE_JOIN_TIMEOUT_MS);
   const reader = new FrameReader(conn, { frameSizeBytesMax: JOIN_FRAME_BYTES_MAX });
   const writer = new FrameWriter(conn);
   try {
     const first = await reader.read();
     if (first === null) throw new DfsError("UNAVAILABLE", "rank 0 hung up before its hello");
-    const hello = parseHello(decodeFrameBody(first));
+    hello = parseHello(decodeFrameBody(first));
     const { identity } = me;
     if (identity.clusterId !== null && identity.clusterId !== hello.clusterId) {
       const message = `This node belongs to cluster ${identity.clusterId}; ${hostname}:${port} ` +
@@ -209,7 +215,10 @@ async function joinOnce(
     try {
       conn.close();
     } catch { /* closed by the timer */ }
-    throw error;
+    if (!timedOut) throw error;
+    const tls = options.tlsCaCerts ? "" : " (if its node port speaks TLS, pass --tls-ca)";
+    const what = hello === undefined ? `sent no hello${tls}` : "did not answer the join";
+    throw new DfsError("UNAVAILABLE", `rank 0 ${what} within ${NODE_JOIN_TIMEOUT_MS} ms`);
   }
 }
 

@@ -93,7 +93,9 @@ export class Supervisor {
    */
   lost(rank: number, reason: string): void {
     const membership = this.#store.nodes.membership;
-    if (this.#closed || !membership.markDown(rank, reason, this.#clock.monotonic())) return;
+    // A remote node whose link drops before it was taken in is not a data node yet.
+    if (this.#closed || membership.infoOf(rank) === undefined) return;
+    if (!membership.markDown(rank, reason, this.#clock.monotonic())) return;
     if (this.#isRemote(rank)) this.#awaitReturn(rank, reason);
     else void this.#restart(rank, reason);
   }
