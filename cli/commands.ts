@@ -113,7 +113,7 @@ const limit = (name: string, value: number, help: string): OptionSpec => ({
 export const COMMANDS = {
   serve: {
     usage: "serve",
-    summary: "run a server: rank 0 and N-1 data nodes",
+    summary: "run a server: rank 0, N-1 Worker data nodes, and remote ones that join",
     positionals: [0, 0],
     options: [
       {
@@ -379,7 +379,7 @@ export function mainHelp(version: string): string {
     `  dfs ${"NAME -a | -r | -m".padEnd(width)}  the original forms of put, get and meta`,
     "",
     "Client commands take --server HOST:PORT (default: $DFS_SERVER, else " +
-    `${DEFAULT_SERVER}), --token-file F and --tls-ca F; meta, list, du and df take --json.`,
+    `${DEFAULT_SERVER}), --token-file F and --tls-ca F; meta, list, du, df, fsck, status and doctor take --json.`,
     '"dfs COMMAND --help" lists every option of a command with its default. dfs --version.',
   ];
   return lines.join("\n");

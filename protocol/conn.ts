@@ -27,7 +27,8 @@ export class FrameReader {
    * who the peer is (a small limit before, a larger one after).
    */
   frameSizeBytesMax: number;
-  #pool: BufferPool | undefined;
+  /** Where bodies that fit are read into (settable, as the frame limit is). */
+  pool: BufferPool | undefined;
   #buffer = new Uint8Array(READ_BUFFER_BYTES);
   #start = 0;
   #end = 0;
@@ -39,7 +40,7 @@ export class FrameReader {
   constructor(stream: ByteStream, options: { frameSizeBytesMax?: number; pool?: BufferPool } = {}) {
     this.#stream = stream;
     this.frameSizeBytesMax = options.frameSizeBytesMax ?? FRAME_SIZE_BYTES_MAX;
-    this.#pool = options.pool;
+    this.pool = options.pool;
   }
 
   /**
@@ -59,8 +60,8 @@ export class FrameReader {
       this.frameSizeBytesMax,
     );
     this.#start += FRAME_HEADER_BYTES;
-    const pooled = this.#pool && length > READ_BUFFER_BYTES && length <= this.#pool.bufferBytes;
-    const body = pooled ? this.#pool!.take().subarray(0, length) : new Uint8Array(length);
+    const pooled = this.pool && length > READ_BUFFER_BYTES && length <= this.pool.bufferBytes;
+    const body = pooled ? this.pool!.take().subarray(0, length) : new Uint8Array(length);
     const buffered = Math.min(length, this.#end - this.#start);
     body.set(this.#buffer.subarray(this.#start, this.#start + buffered));
     this.#start += buffered;
@@ -144,10 +145,11 @@ export class FrameWriter {
 
   /**
    * Writes a frame already encoded, length prefix included (one the caller built for its own
-   * limits). Resolves when the bytes are handed to the socket.
+   * limits), as one or several parts written in order and never interleaved with other frames.
+   * Resolves when the bytes are handed to the socket.
    */
-  sendFrame(frame: Uint8Array): Promise<void> {
-    return this.#enqueue([frame]);
+  sendFrame(...parts: Uint8Array[]): Promise<void> {
+    return this.#enqueue(parts);
   }
 
   /** Writes a data frame `{ op: "data", id, crc32?, bytes }` without copying the payload. */

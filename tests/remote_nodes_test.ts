@@ -331,3 +331,32 @@ Deno.test("the node port speaks TLS when the server has a certificate: a node tr
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("nodes joining at the same moment get distinct ranks, each recorded once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-remote-many-" });
+  try {
+    const secretFile = await writeSecret(dir);
+    await using server = await TestServer.start({
+      ranks: 1,
+      dataDir: `${dir}/rank0`,
+      extraArgs: ["--node-port", "0", "--cluster-secret-file", secretFile],
+    });
+    const nodes = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        TestNode.start(server.nodeAddress!, { dataDir: `${dir}/node${i}`, secretFile })
+      ),
+    );
+    try {
+      assert.deepEqual(nodes.map((n) => n.rank).sort(), [1, 2, 3, 4, 5]);
+      const table = JSON.parse(await Deno.readTextFile(`${dir}/rank0/cluster.json`));
+      assert.deepEqual(table.nodes.map((n: { rank: number }) => n.rank), [1, 2, 3, 4, 5]);
+      await using client = await DfsClient.connect(server.address);
+      await waitForStates(client, { 1: "up", 2: "up", 3: "up", 4: "up", 5: "up" });
+      assert.doesNotMatch(await server.stderrSoFar(), /failed its handshake|refused/);
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});

@@ -22,6 +22,7 @@
  */
 
 import { addExtension, Encoder } from "../../protocol/cbor.ts";
+import type { BufferPool } from "../../protocol/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
@@ -61,6 +62,11 @@ export interface TcpTransportOptions {
   silenceTimeoutMs?: number;
   /** Times silence; default systemClock. */
   clock?: Clock;
+  /**
+   * Told of each buffer a sender gave up (`transfer`) once its bytes are written (or their link
+   * failed): the sender's pool takes it back.
+   */
+  recycle?: (buffer: ArrayBufferLike) => void;
 }
 
 interface Link {
@@ -168,6 +174,23 @@ export function encodePacket(
   packet: Packet,
   frameBytesMax: number = TCP_FRAME_BYTES_MAX,
 ): Uint8Array {
+  const parts = encodePacketParts(packet, { frameBytesMax });
+  return parts.length === 1 ? parts[0] : concatParts(parts);
+}
+
+/**
+ * Encodes a packet as the parts of one frame, to write in order: the first holds the length
+ * prefix, the header and every attachment copied into it, except those whose buffer is in `owned`
+ * (given up by the sender, as `transfer` lists them), which follow as parts of their own, not
+ * copied.
+ *
+ * @throws {DfsError} `TOO_LARGE` if the frame body would exceed `frameBytesMax`.
+ */
+export function encodePacketParts(
+  packet: Packet,
+  options: { frameBytesMax?: number; owned?: readonly ArrayBufferLike[] } = {},
+): Uint8Array[] {
+  const { frameBytesMax = TCP_FRAME_BYTES_MAX, owned = [] } = options;
   const attachments: Uint8Array[] = [];
   const at = { bytes: 0 };
   const body = detach(packet.body, attachments, at, ATTACHMENT_DEPTH_MAX + 1);
@@ -180,18 +203,36 @@ export function encodePacket(
       `A packet of ${bodyBytes} bytes is over the frame limit of ${frameBytesMax}`,
     );
   }
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + bodyBytes);
-  const view = new DataView(frame.buffer);
+  // Attachments are copied into the first part up to the first one the sender gave up; that one
+  // and all after it go as parts of their own (copied only if not given up), keeping the order.
+  const firstOwned = attachments.findIndex((bytes) => owned.includes(bytes.buffer));
+  const copied = firstOwned === -1 ? attachments : attachments.slice(0, firstOwned);
+  const copiedBytes = copied.reduce((sum, bytes) => sum + bytes.length, 0);
+  const first = new Uint8Array(
+    FRAME_HEADER_BYTES + HEADER_LENGTH_BYTES + header.length + copiedBytes,
+  );
+  const view = new DataView(first.buffer);
   view.setUint32(0, bodyBytes);
   view.setUint32(FRAME_HEADER_BYTES, header.length);
   let offset = FRAME_HEADER_BYTES + HEADER_LENGTH_BYTES;
-  frame.set(header, offset);
+  first.set(header, offset);
   offset += header.length;
-  for (const bytes of attachments) {
-    frame.set(bytes, offset);
+  for (const bytes of copied) {
+    first.set(bytes, offset);
     offset += bytes.length;
   }
-  return frame;
+  const rest = firstOwned === -1 ? [] : attachments.slice(firstOwned);
+  return [first, ...rest.map((bytes) => owned.includes(bytes.buffer) ? bytes : bytes.slice())];
+}
+
+function concatParts(parts: Uint8Array[]): Uint8Array {
+  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    whole.set(part, offset);
+    offset += part.length;
+  }
+  return whole;
 }
 
 /**
@@ -234,6 +275,7 @@ export class TcpTransport implements Transport {
   #queueBytesMax: number;
   #silenceTimeoutMs: number | undefined;
   #clock: Clock;
+  #recycle: ((buffer: ArrayBufferLike) => void) | undefined;
   #silenceTimer: TimerHandle | undefined;
   #closed = false;
 
@@ -247,6 +289,7 @@ export class TcpTransport implements Transport {
     this.#queueBytesMax = options.queueBytesMax ?? TCP_QUEUE_BYTES_MAX;
     this.#silenceTimeoutMs = options.silenceTimeoutMs;
     this.#clock = options.clock ?? systemClock;
+    this.#recycle = options.recycle;
     assert(this.#queueBytesHigh <= this.#queueBytesMax, "the high-water mark is below the limit");
   }
 
@@ -254,6 +297,12 @@ export class TcpTransport implements Transport {
   movesBuffers(_dest: number): boolean {
     return false;
   }
+
+  /**
+   * Where frames that fit are read into (rank 0's chunk buffers: a chunk read from a node arrives
+   * in one, and goes back to the pool once sent on to its client). Set before links are attached.
+   */
+  pool: BufferPool | undefined;
 
   /** Whether a link to `peer` is open. */
   hasLink(peer: number): boolean {
@@ -277,8 +326,9 @@ export class TcpTransport implements Transport {
     assert(peer !== this.rank, `rank ${peer} cannot link to itself`);
     assert(!this.#closed, "attach() on a closed transport");
     this.detach(peer);
-    const reader = options.reader ?? new FrameReader(stream);
+    const reader = options.reader ?? new FrameReader(stream, { pool: this.pool });
     reader.frameSizeBytesMax = this.#frameBytesMax;
+    reader.pool = this.pool;
     const link: Link = {
       stream,
       reader,
@@ -306,19 +356,25 @@ export class TcpTransport implements Transport {
   }
 
   /**
-   * Queues a packet for `dest`'s socket (serialized now: `body` may be reused at once).
+   * Queues a packet for `dest`'s socket, serialized now: `body` may be reused at once, except
+   * the buffers listed in `transfer`, which the sender gives up (as it would to postMessage): large
+   * byte strings in them are written from where they are, not copied.
    *
    * @throws {DfsError} `UNAVAILABLE` with no link to `dest` (or after close()), or when its queue
    *   would pass `queueBytesMax` (the link is failed); `TOO_LARGE` for a packet over the frame
    *   limit.
    */
-  send(dest: number, tag: number, body: unknown): void {
+  send(dest: number, tag: number, body: unknown, transfer: ArrayBuffer[] = []): void {
     const link = this.#links.get(dest);
     if (link === undefined) {
       const why = this.#closed ? "the transport is closed" : "it is not connected";
       throw new DfsError("UNAVAILABLE", `Cannot send to rank ${dest}: ${why}`);
     }
-    const frame = encodePacket({ source: this.rank, tag, body }, this.#frameBytesMax);
+    const parts = encodePacketParts({ source: this.rank, tag, body }, {
+      frameBytesMax: this.#frameBytesMax,
+      owned: transfer,
+    });
+    const frame = { length: parts.reduce((sum, part) => sum + part.length, 0) };
     if (link.queued + frame.length > this.#queueBytesMax) {
       const message = `Cannot send to rank ${dest}: ${link.queued} bytes are queued toward it ` +
         `already, the limit is ${this.#queueBytesMax}`;
@@ -326,12 +382,20 @@ export class TcpTransport implements Transport {
       throw new DfsError("UNAVAILABLE", message);
     }
     link.queued += frame.length;
-    link.writer.sendFrame(frame).then(
+    const given = parts.slice(1).filter((part) => transfer.includes(part.buffer as ArrayBuffer));
+    const recycle = () => {
+      for (const part of given) this.#recycle?.(part.buffer);
+    };
+    link.writer.sendFrame(...parts).then(
       () => {
+        recycle();
         link.queued -= frame.length;
         if (link.queued < this.#queueBytesHigh) this.#wake(link);
       },
-      (error) => this.#fail(dest, link, error),
+      (error) => {
+        recycle();
+        this.#fail(dest, link, error);
+      },
     );
   }
 

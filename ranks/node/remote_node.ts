@@ -13,9 +13,11 @@
 
 import { join } from "node:path";
 import { newNonce, nodeProof, proofMatches, rankZeroProof } from "../../protocol/auth.ts";
+import { BufferPool } from "../../protocol/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { openSocket } from "../../protocol/connect.ts";
 import { DfsError } from "../../protocol/errors.ts";
+import { FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
 import { Comm } from "../comm/comm.ts";
 import { TcpTransport } from "../comm/tcp_transport.ts";
@@ -53,6 +55,9 @@ export const NODE_JOIN_TIMEOUT_MS = 10_000;
  * second): a cut cable shows as silence, not as an error.
  */
 export const NODE_SILENCE_TIMEOUT_MS = 10_000;
+
+/** Idle buffers a node keeps for the chunks it reads (each `FRAME_SIZE_BYTES_MAX`). */
+export const NODE_READ_BUFFERS_MAX = 16;
 
 /** A node's identity, as kept in its folder. */
 export interface NodeIdentity {
@@ -103,6 +108,9 @@ export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
     let device: number | undefined;
     let backoffMs = NODE_RECONNECT_BACKOFF_MS;
     let lastFailure = "";
+    // The buffers large reads go into, reused once their bytes are on the socket: a fresh 1 MiB
+    // buffer per read cost the node much of its time in page faults.
+    const readBuffers = new BufferPool(FRAME_SIZE_BYTES_MAX, { buffersMax: NODE_READ_BUFFERS_MAX });
     while (!options.signal?.aborted) {
       try {
         const joined = await joinOnce(options, { identity, host, zone });
@@ -115,7 +123,7 @@ export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
         device ??= env.fs.statSync(join(options.dataDir, STORE_DIR)).dev;
         backoffMs = NODE_RECONNECT_BACKOFF_MS;
         lastFailure = "";
-        await serveLink(joined, node, options, env);
+        await serveLink(joined, node, { ...options, env, readBuffers });
         if (options.signal?.aborted) break;
         env.log.error(`dfs: lost rank 0 at ${address(options)}; joining again`);
         if (hasFailed(node)) {
@@ -250,12 +258,13 @@ async function openStore(
 async function serveLink(
   joined: Joined,
   node: DataNode,
-  options: RemoteNodeOptions,
-  env: Env,
+  options: RemoteNodeOptions & { env: Env; readBuffers: BufferPool },
 ): Promise<void> {
+  const { env, readBuffers } = options;
   const transport = new TcpTransport(joined.rank, RANKS_MAX, {
     silenceTimeoutMs: NODE_SILENCE_TIMEOUT_MS,
     clock: env.clock,
+    recycle: (buffer) => readBuffers.give(buffer),
   });
   transport.attach(0, joined.conn, { reader: joined.reader });
   const comm: Comm = new Comm(transport, {
@@ -271,7 +280,7 @@ async function serveLink(
   try {
     comm.send(0, READY_TAG, { ok: true });
     options.onJoined?.(joined.rank);
-    await serveNode(comm, node, { log: env.log });
+    await serveNode(comm, node, { log: env.log, pool: readBuffers });
   } finally {
     options.signal?.removeEventListener("abort", stop);
     comm.close();

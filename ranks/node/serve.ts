@@ -6,7 +6,8 @@
  * @module
  */
 
-import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
+import type { BufferPool } from "../../protocol/buffer_pool.ts";
+import { LOG_FILE_BYTES_MAX, SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
 import type { NodeCall, NodeCollective } from "../common/node_protocol.ts";
 import type { Comm } from "../comm/comm.ts";
 import { reply } from "../comm/reply.ts";
@@ -18,6 +19,11 @@ import type { DataNode } from "./data_node.ts";
 export interface ServeNodeOptions {
   /** Where a collective the node cannot answer is reported; default stderr. */
   log?: Log;
+  /**
+   * Over a transport that serializes: the buffers large reads are read into, given back by the
+   * transport once written (`TcpTransportOptions.recycle`). Without it, each gets a new buffer.
+   */
+  pool?: BufferPool;
 }
 
 /**
@@ -40,7 +46,7 @@ export async function serveNode(
   const inflight = new Set<Promise<unknown>>();
   await comm.serve(({ body }) => {
     const call = body as NodeCall;
-    const answer = answerCall(comm, node, call);
+    const answer = answerCall(comm, node, call, options.pool);
     inflight.add(answer);
     answer.then(() => inflight.delete(answer), () => inflight.delete(answer));
     return answer;
@@ -49,13 +55,17 @@ export async function serveNode(
 }
 
 /** Answers one call, with buffers moved as `comm.movesBuffersTo(0)` allows. */
-async function answerCall(comm: Comm, node: DataNode, call: NodeCall): Promise<unknown> {
+async function answerCall(
+  comm: Comm,
+  node: DataNode,
+  call: NodeCall,
+  pool: BufferPool | undefined,
+): Promise<unknown> {
   if (call.op === "ping") return node.ping();
   if (call.op === "scan") return await node.scan();
   const moves = comm.movesBuffersTo(0);
-  const result = await node.handle(
-    call.op === "read" && !moves ? { ...call, into: undefined } : call,
-  );
+  if (!moves && call.op === "read") return await answerRead(node, call, pool);
+  const result = await node.handle(call);
   if (!moves) return result;
   // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read
   // chunk's bytes as the answer. Bytes of a small read in a buffer of their own (none was lent)
@@ -64,6 +74,33 @@ async function answerCall(comm: Comm, node: DataNode, call: NodeCall): Promise<u
   if (call.op === "write") return reply(call.bytes.buffer, [call.bytes.buffer as ArrayBuffer]);
   if (!(result instanceof Uint8Array)) return result;
   if (call.op === "read" && !call.into && result.byteLength <= LOG_FILE_BYTES_MAX) return result;
+  return reply(result, [result.buffer as ArrayBuffer]);
+}
+
+/**
+ * A read over a transport that serializes: a large chunk is read into a pooled buffer (or one of
+ * its own) and given up with the answer, so the socket writes it from where it is and the pool
+ * gets it back.
+ */
+async function answerRead(
+  node: DataNode,
+  call: Extract<NodeCall, { op: "read" }>,
+  pool: BufferPool | undefined,
+): Promise<unknown> {
+  const large = call.size > SMALL_READ_BYTES_MAX;
+  const into = large && pool && call.size <= pool.bufferBytes ? pool.take().buffer : undefined;
+  let result: unknown;
+  try {
+    result = await node.handle({ ...call, into });
+  } catch (error) {
+    pool?.give(into);
+    throw error;
+  }
+  if (!(result instanceof Uint8Array) || result.byteLength <= LOG_FILE_BYTES_MAX) {
+    pool?.give(into);
+    return result;
+  }
+  if (into !== undefined && result.buffer !== into) pool?.give(into);
   return reply(result, [result.buffer as ArrayBuffer]);
 }
 

@@ -142,6 +142,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       dataNodesMax: options.nodePort ? RANKS_MAX - 1 : undefined,
     });
     remotes.store = store;
+    tcp.pool = store.pool; // a chunk read from a remote node arrives in one of rank 0's buffers
     for (const node of table.nodes) {
       store.nodes.membership.markJoining(node.rank, "not connected since the server started");
     }

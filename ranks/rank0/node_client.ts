@@ -75,8 +75,10 @@ export class NodeClient {
   /** Writes a replica of a chunk into its blob (durable once a commit names it). Takes `bytes`. */
   async write(rank: number, chunk: ChunkRef, bytes: Uint8Array): Promise<void> {
     const call: NodeCall = { op: "write", id: chunk.id, bytes, crc32: chunk.crc32 };
-    const answer = await this.#call(rank, call, this.#transferOf(rank, bytes));
+    const answer = await this.#call(rank, call, this.#transferOf(bytes));
     if (answer instanceof ArrayBuffer) this.pool.give(answer);
+    // Over a socket the buffer was written from where it is; the answer means it was all sent.
+    else if (!this.#comm.movesBuffersTo(rank)) this.pool.give(bytes.buffer);
   }
 
   /** Rewrites a damaged or missing replica from good bytes, durably. Takes `bytes`. */
@@ -87,7 +89,7 @@ export class NodeClient {
     options: CallOptions = {},
   ): Promise<void> {
     const call: NodeCall = { op: "restore", id: chunk.id, bytes, crc32: chunk.crc32 };
-    await this.#call(rank, call, this.#transferOf(rank, bytes), options);
+    await this.#call(rank, call, this.#transferOf(bytes), options);
   }
 
   /** Reads a replica; the node checks it against its CRC32. The caller recycles the bytes. */
@@ -204,9 +206,12 @@ export class NodeClient {
     }, POOL_IDLE_TRIM_MS);
   }
 
-  /** The buffers a call to `rank` moves: the chunk's, over a transport that moves buffers. */
-  #transferOf(rank: number, bytes: Uint8Array): ArrayBuffer[] | undefined {
-    return this.#comm.movesBuffersTo(rank) ? [bytes.buffer as ArrayBuffer] : undefined;
+  /**
+   * The buffers a call gives up: the chunk's, moved to a Worker, or written from where it is to a
+   * socket (not copied).
+   */
+  #transferOf(bytes: Uint8Array): ArrayBuffer[] {
+    return [bytes.buffer as ArrayBuffer];
   }
 
   #call<T = unknown>(

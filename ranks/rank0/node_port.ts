@@ -11,7 +11,7 @@
 import { nodeProof, proofMatches, rankZeroProof } from "../../protocol/auth.ts";
 import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "../../protocol/conn.ts";
 import { DfsError } from "../../protocol/errors.ts";
-import { decodeFrameBody, encodeFrame } from "../../protocol/frame.ts";
+import { decodeFrameBody } from "../../protocol/frame.ts";
 import { newNonce } from "../../protocol/auth.ts";
 import {
   decideJoin,
@@ -89,6 +89,13 @@ export function listenForNodes(options: NodePortOptions): NodePort {
     : Deno.listen(address);
   let handshakes = 0;
   let closed = false;
+  /** Decisions are taken one at a time: two new nodes never get the same rank. */
+  let deciding: Promise<unknown> = Promise.resolve();
+  const serially = <T>(work: () => Promise<T>): Promise<T> => {
+    const done = deciding.then(work);
+    deciding = done.catch(() => {});
+    return done;
+  };
   void (async () => {
     for await (const conn of listener) {
       if (handshakes >= NODE_HANDSHAKES_MAX) {
@@ -96,7 +103,7 @@ export function listenForNodes(options: NodePortOptions): NodePort {
         continue;
       }
       handshakes++;
-      void handshake(conn, options).finally(() => handshakes--);
+      void handshake(conn, options, serially).finally(() => handshakes--);
     }
   })().catch((error) => {
     if (!closed) options.log.error("dfs: the node port stopped:", error);
@@ -114,7 +121,11 @@ export function listenForNodes(options: NodePortOptions): NodePort {
   };
 }
 
-async function handshake(conn: Deno.Conn, options: NodePortOptions): Promise<void> {
+async function handshake(
+  conn: Deno.Conn,
+  options: NodePortOptions,
+  serially: <T>(work: () => Promise<T>) => Promise<T>,
+): Promise<void> {
   const remote = conn.remoteAddr as Deno.NetAddr;
   const from = `${remote.hostname}:${remote.port}`;
   const timer = setTimeout(() => conn.close(), NODE_HANDSHAKE_TIMEOUT_MS);
@@ -124,7 +135,7 @@ async function handshake(conn: Deno.Conn, options: NodePortOptions): Promise<voi
   try {
     setNoDelay(conn);
     if ("handshake" in conn) await (conn as Deno.TlsConn).handshake();
-    const { clusterId, nodes, firstRank, ranksMax } = options.cluster();
+    const { clusterId } = options.cluster();
     const nonce = newNonce();
     await writer.send({ op: "hello", version: JOIN_PROTOCOL_VERSION, clusterId, nonce });
     const body = await reader.read();
@@ -137,12 +148,18 @@ async function handshake(conn: Deno.Conn, options: NodePortOptions): Promise<voi
         message: `Node ${join.nodeId} (${join.host}) is refused: wrong cluster secret`,
       });
     }
-    const connected = new Set(options.isConnected(join.nodeId) ? [join.nodeId] : []);
-    const decision = decideJoin(join, { clusterId, nodes, connected, firstRank, ranksMax });
+    const decision = await serially(async () => {
+      const { nodes, firstRank, ranksMax } = options.cluster();
+      const connected = new Set(options.isConnected(join.nodeId) ? [join.nodeId] : []);
+      const decided = decideJoin(join, { clusterId, nodes, connected, firstRank, ranksMax });
+      if (decided.ok) {
+        await options.reserve({ nodeId: join.nodeId, rank: decided.rank, zone: join.zone });
+      }
+      return decided;
+    });
     if (!decision.ok) {
       return await refuse(writer, options, from, { op: "refused", ...decision });
     }
-    await options.reserve({ nodeId: join.nodeId, rank: decision.rank, zone: join.zone });
     const proof = rankZeroProof(options.secret, nonce, join.nonce);
     await writer.send({ op: "welcome", rank: decision.rank, clusterId, proof });
     clearTimeout(timer);
@@ -183,9 +200,4 @@ async function refuse(
 ): Promise<void> {
   options.log.error(`dfs: refused a node connecting from ${from}: ${refusal.message}`);
   await writer.send(refusal).catch(() => {});
-}
-
-/** Encodes a handshake frame (for tests that play a node by hand). */
-export function handshakeFrame(message: unknown): Uint8Array {
-  return encodeFrame(message);
 }

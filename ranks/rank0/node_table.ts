@@ -21,6 +21,7 @@ export class NodeTable {
   #nodes: KnownNode[];
   #path: string;
   #fs: FileSystem;
+  #saving: Promise<void> = Promise.resolve();
 
   private constructor(path: string, fs: FileSystem, clusterId: string, nodes: KnownNode[]) {
     this.#path = path;
@@ -63,15 +64,23 @@ export class NodeTable {
     return this.#nodes;
   }
 
-  /** Records a node (new, or with a new zone) durably. */
-  async remember(node: KnownNode): Promise<void> {
-    const others = this.#nodes.filter((n) => n.nodeId !== node.nodeId);
-    this.#nodes = [...others, node].sort((a, b) => a.rank - b.rank);
-    await this.#save();
+  /**
+   * Records a node (new, or with a new zone) durably; the table changes only once the file has.
+   * Saves run one at a time.
+   */
+  remember(node: KnownNode): Promise<void> {
+    const done = this.#saving.then(async () => {
+      const others = this.#nodes.filter((n) => n.nodeId !== node.nodeId);
+      const nodes = [...others, node].sort((a, b) => a.rank - b.rank);
+      await this.#save(nodes);
+      this.#nodes = nodes;
+    });
+    this.#saving = done.catch(() => {});
+    return done;
   }
 
-  async #save(): Promise<void> {
-    const text = JSON.stringify({ clusterId: this.clusterId, nodes: this.#nodes }, null, 2);
+  async #save(nodes: readonly KnownNode[] = this.#nodes): Promise<void> {
+    const text = JSON.stringify({ clusterId: this.clusterId, nodes }, null, 2);
     await writeFileDurably(this.#fs, this.#path, new TextEncoder().encode(`${text}\n`));
   }
 }
