@@ -161,6 +161,7 @@ async function serve(values: Values): Promise<void> {
       replicas,
       dataDir,
       rereplicateAfterMs: optional("rereplicate-after-ms"),
+      forgetNodes: forgetNodesOf(values["forget-node"]),
       nodePort: clusterSecretBytes === undefined
         ? undefined
         : { hostname: nodeHost!, port: nodePort, secret: clusterSecretBytes, tls },
@@ -207,6 +208,17 @@ async function serve(values: Values): Promise<void> {
   Deno.removeSignalListener("SIGTERM", stop);
   await server.close();
   console.error("dfs: stopped");
+}
+
+/** `--forget-node RANK[,RANK...]` as ranks; a usage error for anything else. */
+function forgetNodesOf(value: string | boolean | undefined): number[] | undefined {
+  if (value === undefined) return undefined;
+  const text = given(value, { source: "--forget-node", wants: "RANK[,RANK...]", command: "serve" });
+  const ranks = (text ?? "").split(",").map((part) => part.trim());
+  if (!ranks.every((rank) => /^[1-9]\d*$/.test(rank))) {
+    throw new UsageError(`--forget-node takes ranks such as 3 or 3,4, got "${text}"`, "serve");
+  }
+  return ranks.map(Number);
 }
 
 /** `dfs node`: one data node as a process of its own, joined to a server's node port. */

@@ -234,6 +234,14 @@ export const COMMANDS = {
         help: "listen address of the node port",
       },
       {
+        name: "forget-node",
+        type: "string",
+        value: "RANK[,RANK]",
+        defaultText: "none",
+        help: "forget remote data nodes gone for good: start without waiting for them; what " +
+          "only they held is lost, the rest is re-replicated; they are refused if they return",
+      },
+      {
         name: "cluster-secret-file",
         type: "string",
         value: "F",

@@ -360,3 +360,48 @@ Deno.test("nodes joining at the same moment get distinct ranks, each recorded on
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("--forget-node: rank 0 starts without a host gone for good, re-replicates, and refuses it if it returns", async () => {
+  await using cluster = await remoteCluster();
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 4; i++) files.set(`f${i}`, pseudoRandomBytes(1024 * 1024 + i, 20 + i));
+  for (const [name, data] of files) await cluster.client.put(name, data);
+  cluster.client.close();
+  await cluster.nodes[2].stop("SIGKILL"); // rank 3's host is gone for good
+  await cluster.server.stop("SIGKILL");
+
+  const port = cluster.server.nodeAddress!.split(":")[1];
+  const server = await TestServer.start({
+    ranks: 1,
+    dataDir: cluster.server.dataDir,
+    extraArgs: [
+      "--node-port",
+      port,
+      "--cluster-secret-file",
+      cluster.secretFile,
+      "--forget-node",
+      "3",
+    ],
+  });
+  try {
+    await using client = await DfsClient.connect(server.address);
+    await waitForStates(client, { 1: "up", 2: "up" });
+    assert.deepEqual((await client.status()).ranks.map((r) => r.rank), [1, 2]);
+    await waitForUnderReplicated(client, 0);
+    for (const [name, data] of files) {
+      assert.equal(sha256(await readAll(client, name)), sha256(data), name);
+      const meta = await client.meta(name);
+      for (const chunk of meta.chunks) assert.deepEqual([...chunk.ranks].sort(), [1, 2]);
+    }
+    assert.match(await server.stderrSoFar(), /forgot remote data node [0-9a-f]{32} \(rank 3\)/);
+
+    const back = TestNode.spawn(server.nodeAddress!, {
+      dataDir: cluster.nodes[2].dataDir,
+      secretFile: cluster.secretFile,
+    });
+    assert.equal((await back.process.status).code, 1);
+    assert.match(back.output.text, /was forgotten by this cluster/);
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});

@@ -185,6 +185,8 @@ export function decideJoin(
   cluster: {
     clusterId: string;
     nodes: readonly KnownNode[];
+    /** Nodes the operator made rank 0 forget (`--forget-node`): refused, their ranks not reused. */
+    forgotten?: readonly KnownNode[];
     connected: ReadonlySet<string>;
     firstRank: number;
     ranksMax: number;
@@ -197,6 +199,14 @@ export function decideJoin(
       code: "UNAUTHORIZED",
       message: `${who} belongs to cluster ${join.clusterId}, not to this cluster ` +
         `${cluster.clusterId}: nothing was changed on either`,
+    };
+  }
+  if (cluster.forgotten?.some((n) => n.nodeId === join.nodeId)) {
+    return {
+      ok: false,
+      code: "UNAUTHORIZED",
+      message: `${who} was forgotten by this cluster (--forget-node): what it held was ` +
+        "re-replicated or given up; empty its folder to join as a new node",
     };
   }
   if (cluster.connected.has(join.nodeId)) {
@@ -218,7 +228,8 @@ export function decideJoin(
     }
     return { ok: true, rank: known.rank, known: true };
   }
-  const taken = new Set(cluster.nodes.map((n) => n.rank));
+  // A forgotten node's rank is never given again: chunks placed on it may still name it.
+  const taken = new Set([...cluster.nodes, ...cluster.forgotten ?? []].map((n) => n.rank));
   if (join.clusterId !== null) {
     // A member rank 0 has no record of (its cluster file restored from before it joined): it keeps
     // its rank if that is free, as the chunks it holds name it.

@@ -57,6 +57,11 @@ export interface ClusterOptions {
   };
   /** The zone of the Worker data nodes (default: this host's name). */
   zone?: string;
+  /**
+   * Remote nodes to forget before start-up (`--forget-node`): a host that is gone for good, which
+   * start-up would otherwise wait for. What only it held is lost; the rest is re-replicated.
+   */
+  forgetNodes?: readonly number[];
 }
 
 export interface Cluster {
@@ -109,7 +114,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   try {
     await checkRankFolders(dataDir, ranks, env);
     const table = await NodeTable.open(dataDir, env.fs);
-    checkRemoteRanks(table.nodes, ranks);
+    for (const rank of options.forgetNodes ?? []) {
+      const nodeId = await table.forget(rank);
+      env.log.error(
+        `dfs: forgot remote data node ${nodeId} (rank ${rank}): its replicas count as gone and ` +
+          "are re-replicated from others; it is refused if it comes back",
+      );
+    }
+    checkRemoteRanks([...table.nodes, ...table.forgotten], ranks);
     for (let rank = 1; rank < ranks; rank++) launched.set(rank, launcher.launch(init(rank)));
     const ports = new Map([...launched].map(([rank, l]) => [rank, l.port]));
     const portTransport = new PortTransport(0, RANKS_MAX, ports);
@@ -152,6 +164,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         cluster: () => ({
           clusterId: table.clusterId,
           nodes: table.nodes,
+          forgotten: table.forgotten,
           firstRank: ranks,
           ranksMax: RANKS_MAX,
         }),

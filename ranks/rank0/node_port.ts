@@ -149,9 +149,9 @@ async function handshake(
       });
     }
     const decision = await serially(async () => {
-      const { nodes, firstRank, ranksMax } = options.cluster();
-      const connected = new Set(options.isConnected(join.nodeId) ? [join.nodeId] : []);
-      const decided = decideJoin(join, { clusterId, nodes, connected, firstRank, ranksMax });
+      const cluster = { ...options.cluster(), connected: new Set<string>() };
+      if (options.isConnected(join.nodeId)) cluster.connected.add(join.nodeId);
+      const decided = decideJoin(join, cluster);
       if (decided.ok) {
         await options.reserve({ nodeId: join.nodeId, rank: decided.rank, zone: join.zone });
       }

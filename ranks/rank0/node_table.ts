@@ -19,15 +19,22 @@ export const CLUSTER_FILE = "cluster.json";
 export class NodeTable {
   readonly clusterId: string;
   #nodes: KnownNode[];
+  #forgotten: KnownNode[];
   #path: string;
   #fs: FileSystem;
   #saving: Promise<void> = Promise.resolve();
 
-  private constructor(path: string, fs: FileSystem, clusterId: string, nodes: KnownNode[]) {
+  private constructor(
+    path: string,
+    fs: FileSystem,
+    clusterId: string,
+    tables: { nodes: KnownNode[]; forgotten: KnownNode[] },
+  ) {
     this.#path = path;
     this.#fs = fs;
     this.clusterId = clusterId;
-    this.#nodes = nodes;
+    this.#nodes = tables.nodes;
+    this.#forgotten = tables.forgotten;
   }
 
   /**
@@ -45,23 +52,57 @@ export class NodeTable {
       throw new DfsError("CORRUPTED", `Cannot read ${path}: ${(error as Error).message}`);
     }
     if (stored === undefined) {
-      const table = new NodeTable(path, fs, newId(), []);
+      const table = new NodeTable(path, fs, newId(), { nodes: [], forgotten: [] });
       await table.#save();
       return table;
     }
-    const { clusterId, nodes } = stored as { clusterId?: unknown; nodes?: unknown };
+    const { clusterId, nodes, forgotten = [] } = stored as {
+      clusterId?: unknown;
+      nodes?: unknown;
+      forgotten?: unknown;
+    };
     if (
       typeof clusterId !== "string" || !ID_PATTERN.test(clusterId) || !Array.isArray(nodes) ||
-      !nodes.every(isKnownNode)
+      !nodes.every(isKnownNode) || !Array.isArray(forgotten) ||
+      !forgotten.every(isKnownNode)
     ) {
       throw new DfsError("CORRUPTED", `Cannot read ${path}: it is not a dfs cluster file`);
     }
-    return new NodeTable(path, fs, clusterId, nodes);
+    return new NodeTable(path, fs, clusterId, { nodes, forgotten });
   }
 
   /** The remote nodes, in rank order. */
   get nodes(): readonly KnownNode[] {
     return this.#nodes;
+  }
+
+  /** The nodes forgotten (refused if they come back; their ranks are not given again). */
+  get forgotten(): readonly KnownNode[] {
+    return this.#forgotten;
+  }
+
+  /**
+   * Forgets the remote node of `rank` durably: rank 0 no longer waits for it, what it held counts
+   * as gone (re-replicated from other replicas), and it is refused if it comes back. Returns its
+   * id.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` if no remote node has that rank.
+   */
+  async forget(rank: number): Promise<string> {
+    const node = this.#nodes.find((n) => n.rank === rank);
+    if (!node) {
+      const known = this.#nodes.map((n) => n.rank).join(", ") || "none";
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `--forget-node ${rank}: no remote data node has rank ${rank} (remote ranks: ${known})`,
+      );
+    }
+    const nodes = this.#nodes.filter((n) => n !== node);
+    const forgotten = [...this.#forgotten, node];
+    await this.#save(nodes, forgotten);
+    this.#nodes = nodes;
+    this.#forgotten = forgotten;
+    return node.nodeId;
   }
 
   /**
@@ -79,8 +120,11 @@ export class NodeTable {
     return done;
   }
 
-  async #save(nodes: readonly KnownNode[] = this.#nodes): Promise<void> {
-    const text = JSON.stringify({ clusterId: this.clusterId, nodes }, null, 2);
+  async #save(
+    nodes: readonly KnownNode[] = this.#nodes,
+    forgotten: readonly KnownNode[] = this.#forgotten,
+  ): Promise<void> {
+    const text = JSON.stringify({ clusterId: this.clusterId, nodes, forgotten }, null, 2);
     await writeFileDurably(this.#fs, this.#path, new TextEncoder().encode(`${text}\n`));
   }
 }
