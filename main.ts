@@ -38,6 +38,7 @@ import {
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
 import { ZONE_PATTERN } from "./ranks/common/join.ts";
 import { runRemoteNode } from "./ranks/node/remote_node.ts";
+import { SERVE_DEFAULTS } from "./ranks/config.ts";
 import { startServer } from "./ranks/server.ts";
 
 export const VERSION = "0.2.0";
@@ -136,7 +137,17 @@ async function serve(values: Values): Promise<void> {
     values[name] === undefined ? undefined : integer(values[name], `--${name}`, "serve");
   const { secret, tls } = await serveSecurity(values);
   const clusterSecretBytes = await clusterSecret(values, "serve");
-  const nodePort = integer(values["node-port"], "--node-port", "serve");
+  for (const option of ["node-port", "node-host", "forget-node"]) {
+    if (values[option] !== undefined && clusterSecretBytes === undefined) {
+      throw new UsageError(
+        `--${option} needs --cluster-secret-file: a store never accepts unauthenticated nodes`,
+        "serve",
+      );
+    }
+  }
+  const nodePort = values["node-port"] === undefined
+    ? SERVE_DEFAULTS.nodePort
+    : integer(values["node-port"], "--node-port", "serve");
   if (nodePort > 65535) {
     throw new UsageError(`--node-port must be at most 65535, got ${nodePort}`, "serve");
   }

@@ -222,7 +222,7 @@ export const COMMANDS = {
         name: "node-port",
         type: "string",
         value: "PORT",
-        default: String(SERVE_DEFAULTS.nodePort),
+        defaultText: String(SERVE_DEFAULTS.nodePort),
         help: "accept remote data nodes (dfs node) on this port, with --cluster-secret-file " +
           "(0: any)",
       },

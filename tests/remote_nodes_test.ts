@@ -405,3 +405,39 @@ Deno.test("--forget-node: rank 0 starts without a host gone for good, re-replica
     await server.stop("SIGKILL");
   }
 });
+
+Deno.test("dfs node refuses missing or malformed options with a usage error, and stops on SIGTERM", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-node-usage-" });
+  try {
+    const secretFile = await writeSecret(dir);
+    const cases: [string[], RegExp][] = [
+      [["--data", dir, "--cluster-secret-file", secretFile], /node needs --join HOST:PORT/],
+      [["--join", "127.0.0.1:1", "--cluster-secret-file", secretFile], /node needs --data DIR/],
+      [["--join", "127.0.0.1:1", "--data", dir], /node needs --cluster-secret-file F/],
+      [
+        ["--join", "nowhere", "--data", dir, "--cluster-secret-file", secretFile],
+        /--join takes HOST:PORT, got "nowhere"/,
+      ],
+      [
+        ["--join", "h:1", "--data", dir, "--cluster-secret-file", secretFile, "--zone", "a b"],
+        /--zone takes 1 to 128 letters/,
+      ],
+    ];
+    for (const [args, pattern] of cases) {
+      const result = await dfs(["node", ...args]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, pattern);
+    }
+    // With no server to join, the node keeps trying; SIGTERM stops it cleanly.
+    const waiting = TestNode.spawn("127.0.0.1:1", { dataDir: `${dir}/n`, secretFile });
+    const deadline = Date.now() + STATE_TIMEOUT_MS;
+    while (!/cannot join 127\.0\.0\.1:1/.test(waiting.output.text) && Date.now() < deadline) {
+      await sleep(50);
+    }
+    waiting.process.kill("SIGTERM");
+    assert.equal((await waiting.process.status).code, 0);
+    assert.match(waiting.output.text, /node stopped/);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});

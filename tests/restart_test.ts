@@ -142,6 +142,25 @@ Deno.test("dfs serve refuses impossible options with a usage error", async () =>
     assert.match(few.stderr, /--replicas 2 needs at least 2 data nodes, but --ranks 2 gives 1/);
     assert.equal((await serve("--ranks", "x")).code, 2);
     assert.equal((await serve("--bogus")).code, 2);
+    const alone = await serve("--ranks", "1");
+    assert.equal(alone.code, 2);
+    assert.match(alone.stderr, /--ranks must be an integer from 2 to 64 \(1 only with a node port/);
+    for (
+      const option of [["--node-port", "0"], ["--node-host", "0.0.0.0"], ["--forget-node", "3"]]
+    ) {
+      const open = await serve(...option);
+      assert.equal(open.code, 2, option[0]);
+      assert.match(open.stderr, new RegExp(`${option[0]} needs --cluster-secret-file`));
+    }
+    await Deno.writeTextFile(`${dataDir}/secret`, "a cluster secret of some length");
+    const bad = await serve("--cluster-secret-file", `${dataDir}/secret`, "--forget-node", "x");
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--forget-node takes ranks such as 3 or 3,4, got "x"/);
+    const short = `${dataDir}/short`;
+    await Deno.writeTextFile(short, "short");
+    const weak = await serve("--cluster-secret-file", short);
+    assert.equal(weak.code, 2);
+    assert.match(weak.stderr, /cluster secret file .* holds 5 bytes; a token needs at least 16/);
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
