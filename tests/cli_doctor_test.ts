@@ -8,6 +8,7 @@ import type { DoctorReport } from "../client.ts";
 import { pseudoRandomBytes } from "./_bytes.ts";
 import { assertOk, assertOperationalError, assertUsageError, dfs } from "./_cli.ts";
 import { TestServer } from "./_server.ts";
+import { expectedLoss } from "./_loss.ts";
 
 const MiB = 1024 * 1024;
 
@@ -25,26 +26,6 @@ const FILES: [string, number, number][] = [
   ["two/small", 7, 2],
   ["three/small", 5, 3],
 ];
-
-/** What losing `ranks` would do to `metas` with every data node up. */
-function expectedLoss(metas: MetaJson[], ranks: ReadonlySet<number>) {
-  const underReplicated = { files: 0, chunks: 0, bytes: 0 };
-  const lost = { files: 0, bytes: 0, names: [] as string[] };
-  for (const m of metas) {
-    const hit = m.chunks.filter((c) => c.ranks.some((r) => ranks.has(r)));
-    if (hit.some((c) => c.ranks.every((r) => ranks.has(r)))) {
-      lost.files++;
-      lost.bytes += m.size;
-      lost.names.push(m.name);
-    } else if (hit.length > 0) {
-      underReplicated.files++;
-      underReplicated.chunks += hit.length;
-      underReplicated.bytes += hit.reduce((n, c) => n + c.size, 0);
-    }
-  }
-  lost.names.sort();
-  return { underReplicated, lost };
-}
 
 Deno.test("dfs doctor --lose against a real server", async (t) => {
   await using server = await TestServer.start({ ranks: 4, replicas: 2 });

@@ -19,6 +19,7 @@ import type { ByteSource, FileMeta, FileStore } from "../ranks/common/file_store
 import { LOG_FILE_BYTES_MAX } from "../ranks/common/chunk_id.ts";
 import { assertDfsError } from "./_assert.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
+import { expectedLoss } from "./_loss.ts";
 
 const MiB = 1024 * 1024;
 
@@ -363,7 +364,7 @@ const CHECKS: Record<string, Check> = {
     await f.store.put("suite/doctor/two", pseudoRandomBytes(10, 7), { replicas: 2 });
     const rank = one.chunks[0].ranks[0];
     const report = await f.store.doctor(String(rank));
-    const expected = expectedLoss(await metasOf(f.store), rank);
+    const expected = expectedLossOf(await metasOf(f.store), rank);
     assert.deepEqual(
       [report.target, report.kind, report.ranks, report.zones.length, report.ranksDown],
       [String(rank), "rank", [rank], 1, []],
@@ -400,23 +401,8 @@ async function metasOf(store: FileStore): Promise<FileMeta[]> {
 }
 
 /** What losing `rank` would do to `metas` with every data node up (written apart from `loss.ts`). */
-function expectedLoss(metas: FileMeta[], rank: number) {
-  const underReplicated = { files: 0, chunks: 0, bytes: 0 };
-  const lost = { files: 0, bytes: 0, names: [] as string[] };
-  for (const m of metas) {
-    const hit = m.chunks.filter((c) => c.ranks.includes(rank));
-    if (hit.some((c) => c.ranks.length === 1)) {
-      lost.files++;
-      lost.bytes += m.size;
-      lost.names.push(m.name);
-    } else if (hit.length > 0) {
-      underReplicated.files++;
-      underReplicated.chunks += hit.length;
-      underReplicated.bytes += hit.reduce((n, c) => n + c.size, 0);
-    }
-  }
-  lost.names.sort();
-  return { files: metas.length, wouldBe: { underReplicated, lost } };
+function expectedLossOf(metas: FileMeta[], rank: number) {
+  return { files: metas.length, wouldBe: expectedLoss(metas, new Set([rank])) };
 }
 
 /** Checks a put's metadata against the bytes it stored and the replicas it asked for. */
