@@ -17,12 +17,16 @@ export const FILES_MAX = 10_000_000;
 export const CLIENTS_MAX = 256;
 /** Most ranks a server may have (`RANKS_MAX` of the server). */
 export const BENCH_RANKS_MAX = 64;
+/** Most node hosts of one `--multi-host` setup (each a namespace and a `dfs node` process). */
+export const MULTI_HOST_NODES_MAX = 32;
 
 export interface BenchConfig {
   /** `--scaling`: the scaling suite instead of the default one. */
   scaling: boolean;
   /** Compare Worker data nodes with `dfs node` processes over TCP (`_remote.ts`). */
   remoteNodes: boolean;
+  /** Aggregate throughput across namespace hosts with 1 Gbit/s links (`_multi_host.ts`). */
+  multiHost: boolean;
   quick: boolean;
   json: boolean;
   runs: number;
@@ -39,12 +43,15 @@ export interface BenchConfig {
   scalingSizeBytes: number;
   scalingRanks: number[];
   scalingClients: number[];
+  /** Node hosts of each `--multi-host` setup. */
+  hosts: number[];
 }
 
 export const USAGE =
-  `deno task bench [--scaling | --remote-nodes] [--quick] [--json] [--runs N] [--ranks N]
-       [--size-mib N] [--files N] [--clients N] [--list-files N] [--fill-clients N]
-       [--scaling-size-mib N] [--scaling-ranks 2,4,8,16] [--scaling-clients 1,4,16,64]`;
+  `deno task bench [--scaling | --remote-nodes | --multi-host] [--quick] [--json] [--runs N]
+       [--ranks N] [--size-mib N] [--files N] [--clients N] [--list-files N] [--fill-clients N]
+       [--scaling-size-mib N] [--scaling-ranks 2,4,8,16] [--scaling-clients 1,4,16,64]
+       [--hosts 2,4,8]`;
 
 /** What every measurement gets: the configuration, and notes for the reader of the figures. */
 export interface BenchContext {
@@ -54,7 +61,8 @@ export interface BenchContext {
 
 /**
  * Parses the benchmark's arguments. `--quick` lowers every default (1 run, small sizes) for a
- * smoke run; options given explicitly win over it.
+ * smoke run; options given explicitly win over it. With `--multi-host`, `--size-mib` is what each
+ * phase moves in all, split over the clients, and `--clients` defaults to 8.
  *
  * @throws {RangeError} for a value that is not a whole number within its limit.
  */
@@ -64,6 +72,7 @@ export function parseConfig(args: string[]): BenchConfig {
     options: {
       scaling: { type: "boolean", default: false },
       "remote-nodes": { type: "boolean", default: false },
+      "multi-host": { type: "boolean", default: false },
       quick: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       runs: { type: "string" },
@@ -76,9 +85,16 @@ export function parseConfig(args: string[]): BenchConfig {
       "scaling-size-mib": { type: "string" },
       "scaling-ranks": { type: "string" },
       "scaling-clients": { type: "string" },
+      hosts: { type: "string" },
     },
   });
   const quick = values.quick;
+  const multiHost = values["multi-host"];
+  if ([values.scaling, values["remote-nodes"], multiHost].filter(Boolean).length > 1) {
+    throw new RangeError(
+      "--scaling, --remote-nodes and --multi-host each run a suite of their own",
+    );
+  }
   const int = (name: keyof typeof values, normal: number, fast: number, max: number) =>
     wholeNumber(name, values[name] as string | undefined, { fallback: quick ? fast : normal, max });
   const list = (name: keyof typeof values, normal: string, max: number) =>
@@ -88,18 +104,20 @@ export function parseConfig(args: string[]): BenchConfig {
   return {
     scaling: values.scaling,
     remoteNodes: values["remote-nodes"],
+    multiHost,
     quick,
     json: values.json,
     runs: int("runs", 3, 1, RUNS_MAX),
     ranks: int("ranks", 4, 4, BENCH_RANKS_MAX),
     sizeBytes: int("size-mib", 1024, 64, SIZE_MIB_MAX) * MiB,
     files: int("files", 10_000, 1_000, FILES_MAX),
-    clients: int("clients", 16, 16, CLIENTS_MAX),
+    clients: int("clients", multiHost ? 8 : 16, multiHost ? 8 : 16, CLIENTS_MAX),
     listFiles: int("list-files", 100_000, 5_000, FILES_MAX),
     fillClients: int("fill-clients", 64, 64, CLIENTS_MAX),
     scalingSizeBytes: int("scaling-size-mib", 256, 32, SIZE_MIB_MAX) * MiB,
     scalingRanks: list("scaling-ranks", "2,4,8,16", BENCH_RANKS_MAX),
     scalingClients: list("scaling-clients", "1,4,16,64", CLIENTS_MAX),
+    hosts: list("hosts", "2,4,8", MULTI_HOST_NODES_MAX),
   };
 }
 

@@ -40,3 +40,22 @@ Deno.test("parseConfig() rejects a value that is not a whole number within its l
     message: '--scaling-clients must be a whole number from 1 to 256, got "x"',
   });
 });
+
+Deno.test("parseConfig() takes one suite at a time, and --hosts for --multi-host", () => {
+  const remote = parseConfig(["--remote-nodes"]);
+  assert.equal(remote.remoteNodes, true);
+  assert.equal(remote.clients, 16);
+  const hosts = parseConfig(["--multi-host", "--hosts", "2,3"]);
+  assert.equal(hosts.multiHost, true);
+  assert.deepEqual(hosts.hosts, [2, 3]);
+  assert.equal(hosts.clients, 8);
+  assert.deepEqual(parseConfig([]).hosts, [2, 4, 8]);
+  assert.throws(() => parseConfig(["--scaling", "--multi-host"]), {
+    name: "RangeError",
+    message: "--scaling, --remote-nodes and --multi-host each run a suite of their own",
+  });
+  assert.throws(() => parseConfig(["--multi-host", "--hosts", "2,33"]), {
+    name: "RangeError",
+    message: '--hosts must be a whole number from 1 to 32, got "33"',
+  });
+});

@@ -8,7 +8,9 @@
  * - `list` of 100,000 names, and the start-up time on an empty store and on those 100,000 files.
  *
  * `--scaling` runs the scaling suite instead (ranks 2 to 16, clients 1 to 64; see `_scaling.ts`);
- * `--remote-nodes` compares Worker data nodes with `dfs node` processes over TCP (`_remote.ts`).
+ * `--remote-nodes` compares Worker data nodes with `dfs node` processes over TCP (`_remote.ts`);
+ * `--multi-host` measures aggregate throughput with 2, 4 and 8 node hosts in network namespaces,
+ * each node host's link limited to 1 Gbit/s (`_multi_host.ts`; needs root and `tc`, else skipped).
  * `--json` prints the results as JSON; `--quick` is a short smoke run (1 run, small sizes).
  * Progress goes to stderr.
  *
@@ -17,6 +19,12 @@
 
 import { type BenchConfig, parseConfig, USAGE } from "./_config.ts";
 import { runDefault } from "./_default.ts";
+import {
+  CLIENT_HOSTS_MAX,
+  NODE_HOST_LIMIT_MB_PER_S,
+  NODE_HOST_RATE_MBIT,
+  runMultiHost,
+} from "./_multi_host.ts";
 import { figureTable, gridTable } from "./_report.ts";
 import { runRemote } from "./_remote.ts";
 import { runScaling } from "./_scaling.ts";
@@ -34,13 +42,21 @@ try {
 }
 
 const notes: string[] = [];
-const suite = config.scaling ? "scaling" : config.remoteNodes ? "remote-nodes" : "default";
+const suite = config.scaling
+  ? "scaling"
+  : config.remoteNodes
+  ? "remote-nodes"
+  : config.multiHost
+  ? "multi-host"
+  : "default";
 progress(`${suite} suite, ${config.runs} run(s) each`);
 const bench = { config, notes };
 const figures = config.scaling
   ? await runScaling(bench)
   : config.remoteNodes
   ? await runRemote(bench)
+  : config.multiHost
+  ? await runMultiHost(bench)
   : await runDefault(bench);
 const ratios = suite === "default" ? ratiosOf(figures, config) : {};
 
@@ -48,7 +64,9 @@ if (config.json) {
   console.log(JSON.stringify({ mode: suite, config, figures, ratios, notes }, null, 2));
 } else {
   console.log(heading(config));
-  console.log(config.scaling ? gridTable(figures) : figureTable(figures));
+  if (figures.length > 0) {
+    console.log(config.scaling || config.multiHost ? gridTable(figures) : figureTable(figures));
+  }
   for (const [what, ratio] of Object.entries(ratios)) {
     console.log(`${what}: ${ratio >= 2 ? `${ratio.toFixed(1)}x` : `${(100 * ratio).toFixed(0)}%`}`);
   }
@@ -61,6 +79,18 @@ function heading(c: BenchConfig): string {
     return `dfs bench --remote-nodes: ${c.ranks - 1} data nodes as Workers, then as dfs node ` +
       `processes over TCP on 127.0.0.1, 2 replicas, turn by turn in each run; ` +
       `${c.sizeBytes / MiB} MiB file; ${c.files} files of 4 KiB; ${runs}\n`;
+  }
+  if (c.multiHost) {
+    return `dfs bench --multi-host: rank 0, ${c.hosts.join(", ")} node hosts (a dfs node process ` +
+      `each, a zone each) and ${c.clients} client connections in ` +
+      `${Math.min(CLIENT_HOSTS_MAX, c.clients)} client hosts, each host a network namespace on ` +
+      `one bridge; every node host's link limited to ${NODE_HOST_RATE_MBIT} Mbit/s ` +
+      `(${NODE_HOST_LIMIT_MB_PER_S} MB/s) each way with tc, rank 0's and the clients' not ` +
+      `limited; 2 replicas; ${c.sizeBytes / MiB} MiB put then got per phase, split over the ` +
+      `clients; ideal = N x ${NODE_HOST_LIMIT_MB_PER_S} MB/s for a get, half that for a put ` +
+      `(each byte crosses two node links); CPU over the phase, in % of one core (machine CPU: ` +
+      `every core busy, kernel included; this machine has ${navigator.hardwareConcurrency}); ` +
+      `${runs}\n`;
   }
   if (c.scaling) {
     const size = c.scalingSizeBytes / MiB;
