@@ -67,7 +67,11 @@ export function formatMeta(m: FileMeta): string {
   ];
   const width = String(m.chunks.length - 1).length;
   m.chunks.forEach((c, i) => {
-    lines.push(`  ${String(i).padStart(width)}  ${c.size} bytes on ranks ${c.ranks.join(", ")}`);
+    // Each replica's rank, with its zone when the server says it (zone-aware placement).
+    const where = c.ranks.map((r, k) =>
+      c.zones?.[k] === undefined ? `${r}` : `${r} (${c.zones[k]})`
+    );
+    lines.push(`  ${String(i).padStart(width)}  ${c.size} bytes on ranks ${where.join(", ")}`);
   });
   return lines.join("\n");
 }

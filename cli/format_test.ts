@@ -5,6 +5,7 @@ import {
   formatCapacity,
   formatDoctor,
   formatLongList,
+  formatMeta,
   formatStatus,
   formatUsage,
   parseRange,
@@ -161,4 +162,18 @@ Deno.test("formatStatus() shows each data node's kind, zone, address, state and 
   assert.match(one, /^1 +worker +a +- +up +2\.0 KiB +2 +0 +0\.4s ago$/);
   assert.match(four, /^4 +remote +b +10\.0\.0\.2:40000 +down +0 B +1 +0 +-$/);
   assert.match(text, /rank 4 down: Lost the link to rank 4/);
+});
+
+Deno.test("formatMeta() names each replica's rank and its zone", () => {
+  const text = formatMeta({
+    name: "a",
+    size: 3,
+    sha256: "0".repeat(64),
+    modified: 0,
+    version: 1,
+    replicas: 2,
+    chunks: [{ size: 3, ranks: [4, 1], zones: ["b", "a"] }, { size: 0, ranks: [2] }],
+  });
+  assert.match(text, /^  0  3 bytes on ranks 4 \(b\), 1 \(a\)$/m);
+  assert.match(text, /^  1  0 bytes on ranks 2$/m);
 });
