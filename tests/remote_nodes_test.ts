@@ -441,3 +441,37 @@ Deno.test("dfs node refuses missing or malformed options with a usage error, and
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("with fewer data nodes up than replicas, a put is UNAVAILABLE and says so; reads go on", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-remote-few-" });
+  try {
+    const secretFile = await writeSecret(dir);
+    await using server = await TestServer.start({
+      ranks: 1,
+      replicas: 2,
+      dataDir: `${dir}/rank0`,
+      extraArgs: ["--node-port", "0", "--cluster-secret-file", secretFile],
+    });
+    await using client = await DfsClient.connect(server.address);
+    await assert.rejects(
+      client.put("none-yet", new Uint8Array(10)),
+      (e) =>
+        e instanceof DfsError && e.code === "UNAVAILABLE" &&
+        e.message === 'Cannot store "none-yet": 2 replicas wanted, but 0 data nodes are up',
+    );
+    await using node = await TestNode.start(server.nodeAddress!, {
+      dataDir: `${dir}/n1`,
+      secretFile,
+    });
+    await waitForStates(client, { [node.rank]: "up" });
+    await assert.rejects(
+      client.put("one-up", new Uint8Array(10)),
+      (e) => e instanceof DfsError && /2 replicas wanted, but 1 data node is up/.test(e.message),
+    );
+    const data = pseudoRandomBytes(100_000, 9);
+    await client.put("single", data, { replicas: 1 });
+    assert.equal(sha256(await readAll(client, "single")), sha256(data));
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
