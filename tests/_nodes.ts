@@ -52,7 +52,12 @@ export class TestNode implements AsyncDisposable {
   static spawn(
     join: string,
     options: { dataDir: string; secretFile: string; args?: string[] },
-  ): { process: Deno.ChildProcess; output: { text: string; exited: boolean } } {
+  ): {
+    process: Deno.ChildProcess;
+    output: { text: string; exited: boolean };
+    /** The exit status, once the process exited and all its output was read. */
+    finished: Promise<Deno.CommandStatus>;
+  } {
     const args = [
       "run",
       "-A",
@@ -74,9 +79,10 @@ export class TestNode implements AsyncDisposable {
     const drain = async (stream: ReadableStream<Uint8Array>) => {
       for await (const piece of stream.pipeThrough(new TextDecoderStream())) output.text += piece;
     };
-    void Promise.all([drain(process.stdout), drain(process.stderr)]).catch(() => {});
+    const drained = Promise.all([drain(process.stdout), drain(process.stderr)]).catch(() => {});
     void process.status.then(() => output.exited = true);
-    return { process, output };
+    const finished = Promise.all([process.status, drained]).then(([status]) => status);
+    return { process, output, finished };
   }
 
   /** Sends a signal and waits for the process to exit. */

@@ -240,7 +240,7 @@ Deno.test("a node with a wrong secret, from another cluster, or with a copied id
 
   const wrong = await writeSecret(cluster.dir, "wrong-secret");
   const stranger = TestNode.spawn(join, { dataDir: `${cluster.dir}/stranger`, secretFile: wrong });
-  assert.equal((await stranger.process.status).code, 1);
+  assert.equal((await stranger.finished).code, 1);
   assert.match(stranger.output.text, /is refused: wrong cluster secret/);
   const identity = JSON.parse(await Deno.readTextFile(`${cluster.dir}/stranger/node.json`));
   assert.equal(identity.clusterId, null, "a refused node joins no cluster");
@@ -255,7 +255,7 @@ Deno.test("a node with a wrong secret, from another cluster, or with a copied id
   const deadline = Date.now() + STATE_TIMEOUT_MS;
   while (!/connected already/.test(copy.output.text) && Date.now() < deadline) await sleep(50);
   copy.process.kill("SIGKILL");
-  await copy.process.status;
+  await copy.finished;
   assert.match(copy.output.text, /a node with its id is connected already/);
 
   // A node of another cluster (its folder names that cluster) is refused, and says why.
@@ -269,7 +269,7 @@ Deno.test("a node with a wrong secret, from another cluster, or with a copied id
     dataDir: `${cluster.dir}/foreign`,
     secretFile: cluster.secretFile,
   });
-  assert.equal((await foreign.process.status).code, 1);
+  assert.equal((await foreign.finished).code, 1);
   assert.match(foreign.output.text, /belongs to cluster e{32}.*nothing was changed/);
 
   const log = await cluster.server.stderrSoFar();
@@ -323,7 +323,7 @@ Deno.test("the node port speaks TLS when the server has a certificate: a node tr
       const deadline = Date.now() + STATE_TIMEOUT_MS;
       while (!why.test(other.output.text) && Date.now() < deadline) await sleep(50);
       other.process.kill("SIGKILL");
-      await other.process.status;
+      await other.finished;
       assert.match(other.output.text, why);
       assert.doesNotMatch(other.output.text, /joined/);
     }
@@ -399,7 +399,7 @@ Deno.test("--forget-node: rank 0 starts without a host gone for good, re-replica
       dataDir: cluster.nodes[2].dataDir,
       secretFile: cluster.secretFile,
     });
-    assert.equal((await back.process.status).code, 1);
+    assert.equal((await back.finished).code, 1);
     assert.match(back.output.text, /was forgotten by this cluster/);
   } finally {
     await server.stop("SIGKILL");
@@ -435,7 +435,7 @@ Deno.test("dfs node refuses missing or malformed options with a usage error, and
       await sleep(50);
     }
     waiting.process.kill("SIGTERM");
-    assert.equal((await waiting.process.status).code, 0);
+    assert.equal((await waiting.finished).code, 0);
     assert.match(waiting.output.text, /node stopped/);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});

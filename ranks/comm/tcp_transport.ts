@@ -91,6 +91,11 @@ const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
 export const ATTACHMENT_BYTES_MIN = 16 * 1024;
 /** How deep in a body byte strings are looked for (a call's or an answer's bytes are shallow). */
 const ATTACHMENT_DEPTH_MAX = 3;
+/**
+ * Room a sender leaves before the bytes of a buffer it gives up (a node's chunk read), for the
+ * frame's prefix and header: then the whole frame is written at once, from that buffer.
+ */
+export const HEADROOM_BYTES = 128;
 /** Bytes of a frame body's header length (u32, big-endian) before its CBOR header. */
 const HEADER_LENGTH_BYTES = 4;
 
@@ -182,7 +187,8 @@ export function encodePacket(
  * Encodes a packet as the parts of one frame, to write in order: the first holds the length
  * prefix, the header and every attachment copied into it, except those whose buffer is in `owned`
  * (given up by the sender, as `transfer` lists them), which follow as parts of their own, not
- * copied.
+ * copied. When the first of those has room before its bytes in its buffer (`HEADROOM_BYTES`), the
+ * prefix and header are written there and the two go as one part.
  *
  * @throws {DfsError} `TOO_LARGE` if the frame body would exceed `frameBytesMax`.
  */
@@ -222,7 +228,19 @@ export function encodePacketParts(
     offset += bytes.length;
   }
   const rest = firstOwned === -1 ? [] : attachments.slice(firstOwned);
-  return [first, ...rest.map((bytes) => owned.includes(bytes.buffer) ? bytes : bytes.slice())];
+  const parts = rest.map((bytes) => owned.includes(bytes.buffer) ? bytes : bytes.slice());
+  // A given-up buffer with room before its bytes takes the header there: one write, no copy.
+  const [next] = parts;
+  if (copied.length === 0 && next !== undefined && next.byteOffset >= first.length) {
+    const merged = new Uint8Array(
+      next.buffer,
+      next.byteOffset - first.length,
+      first.length + next.length,
+    );
+    merged.set(first);
+    return [merged, ...parts.slice(1)];
+  }
+  return [first, ...parts];
 }
 
 function concatParts(parts: Uint8Array[]): Uint8Array {
@@ -382,7 +400,7 @@ export class TcpTransport implements Transport {
       throw new DfsError("UNAVAILABLE", message);
     }
     link.queued += frame.length;
-    const given = parts.slice(1).filter((part) => transfer.includes(part.buffer as ArrayBuffer));
+    const given = parts.filter((part) => transfer.includes(part.buffer as ArrayBuffer));
     const recycle = () => {
       for (const part of given) this.#recycle?.(part.buffer);
     };

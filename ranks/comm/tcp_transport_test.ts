@@ -3,7 +3,14 @@ import { FrameReader } from "../../protocol/conn.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { Comm } from "./comm.ts";
 import { type CommWorld, runCommSuite } from "./comm_suite.ts";
-import { ATTACHMENT_BYTES_MIN, decodePacket, encodePacket, TcpTransport } from "./tcp_transport.ts";
+import {
+  ATTACHMENT_BYTES_MIN,
+  decodePacket,
+  encodePacket,
+  encodePacketParts,
+  HEADROOM_BYTES,
+  TcpTransport,
+} from "./tcp_transport.ts";
 import { runPeer } from "./_comm_test_peer.ts";
 
 const PEER_URL = new URL("./_comm_test_tcp_peer.ts", import.meta.url);
@@ -99,6 +106,30 @@ Deno.test("encodePacket() puts large byte strings after the header; decodePacket
   deepEqual(got.nested[0].bytes, chunk.subarray(1));
   deepEqual(got.small, small);
   equal(body.ok, chunk, "the caller's body is left as it was");
+});
+
+Deno.test("encodePacketParts() writes given-up bytes from where they are, the header in their headroom", () => {
+  const buffer = new ArrayBuffer(HEADROOM_BYTES + ATTACHMENT_BYTES_MIN);
+  const chunk = new Uint8Array(buffer, HEADROOM_BYTES).fill(9);
+  const packet = { source: 2, tag: 5, body: { ok: chunk } };
+  const parts = encodePacketParts(packet, { owned: [buffer] });
+  equal(parts.length, 1, "one part: the header sits in the headroom");
+  equal(parts[0].buffer, buffer);
+  equal(parts[0].byteOffset + parts[0].length, buffer.byteLength);
+  deepEqual(decodePacket(parts[0].subarray(4)).body, { ok: chunk });
+
+  const tight = new Uint8Array(ATTACHMENT_BYTES_MIN).fill(3); // no headroom: a part of its own
+  const split = encodePacketParts({ source: 2, tag: 5, body: { ok: tight } }, {
+    owned: [tight.buffer],
+  });
+  equal(split.length, 2);
+  equal(split[1], tight);
+  const whole = new Uint8Array(split[0].length + split[1].length);
+  whole.set(split[0]);
+  whole.set(split[1], split[0].length);
+  deepEqual(decodePacket(whole.subarray(4)).body, { ok: tight });
+  // Not given up: copied into the frame, never written from the caller's buffer.
+  equal(encodePacketParts({ source: 2, tag: 5, body: { ok: tight } }).length, 1);
 });
 
 Deno.test("decodePacket() refuses an attachment that lies outside the frame, as CORRUPTED", () => {

@@ -35,8 +35,17 @@ export type NodeCall =
   | { op: "write"; id: string; bytes: Uint8Array; crc32?: number }
   /** Rewrite a damaged or missing replica from a good one (read repair), atomically. */
   | { op: "restore"; id: string; bytes: Uint8Array; crc32?: number }
-  /** Read a chunk back; the reply is its bytes, transferred. `into` is a spare buffer to fill. */
-  | { op: "read"; id: string; size: number; crc32?: number; into?: ArrayBuffer }
+  /**
+   * Read a chunk back; the reply is its bytes, transferred. `into` is a spare buffer to fill (a
+   * part of one, on the node itself: see `node/serve.ts`).
+   */
+  | {
+    op: "read";
+    id: string;
+    size: number;
+    crc32?: number;
+    into?: ArrayBuffer | Uint8Array<ArrayBuffer>;
+  }
   /**
    * Make the manifest's chunks on this node durable, then append the manifest to the log; with
    * `data` (a small file's one chunk), keep the chunk in the log record itself.

@@ -242,7 +242,7 @@ export class DataNode {
         const bytes = this.#inLog.has(call.id)
           ? await this.#readFromLog(call.id, call.size)
           : await this.#store.read(call.id, call.size, {
-            into: call.into && new Uint8Array(call.into),
+            into: call.into instanceof ArrayBuffer ? new Uint8Array(call.into) : call.into,
           });
         this.#verify(call.id, bytes, call.crc32, `on rank ${this.rank} is corrupted`);
         return bytes;

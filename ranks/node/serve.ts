@@ -11,6 +11,7 @@ import { LOG_FILE_BYTES_MAX, SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts"
 import type { NodeCall, NodeCollective } from "../common/node_protocol.ts";
 import type { Comm } from "../comm/comm.ts";
 import { reply } from "../comm/reply.ts";
+import { HEADROOM_BYTES } from "../comm/tcp_transport.ts";
 import { stderrLog } from "../env/system.ts";
 import type { Log } from "../env/env.ts";
 import type { DataNode } from "./data_node.ts";
@@ -88,19 +89,21 @@ async function answerRead(
   pool: BufferPool | undefined,
 ): Promise<unknown> {
   const large = call.size > SMALL_READ_BYTES_MAX;
-  const into = large && pool && call.size <= pool.bufferBytes ? pool.take().buffer : undefined;
+  const fits = pool && HEADROOM_BYTES + call.size <= pool.bufferBytes;
+  // Read past the headroom, where the transport writes the frame's header: one write per chunk.
+  const into = large && fits ? pool.take().subarray(HEADROOM_BYTES) : undefined;
   let result: unknown;
   try {
     result = await node.handle({ ...call, into });
   } catch (error) {
-    pool?.give(into);
+    pool?.give(into?.buffer);
     throw error;
   }
   if (!(result instanceof Uint8Array) || result.byteLength <= LOG_FILE_BYTES_MAX) {
-    pool?.give(into);
+    pool?.give(into?.buffer);
     return result;
   }
-  if (into !== undefined && result.buffer !== into) pool?.give(into);
+  if (into !== undefined && result.buffer !== into.buffer) pool?.give(into.buffer);
   return reply(result, [result.buffer as ArrayBuffer]);
 }
 
