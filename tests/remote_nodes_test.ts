@@ -475,3 +475,59 @@ Deno.test("with fewer data nodes up than replicas, a put is UNAVAILABLE and says
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("a node that stays away is drained: a restarted rank 0 does not wait for it, and it is reconciled when back", async () => {
+  await using cluster = await remoteCluster({ rereplicateAfterMs: 500 });
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 4; i++) files.set(`f${i}`, pseudoRandomBytes(1024 * 1024 + i, 30 + i));
+  for (const [name, data] of files) await cluster.client.put(name, data);
+  const away = cluster.nodes[2];
+  await away.stop("SIGKILL");
+  await waitForStates(cluster.client, { 3: "down" });
+  await waitForUnderReplicated(cluster.client, 0);
+  const deadline = Date.now() + STATE_TIMEOUT_MS;
+  while (!/rank 3 holds nothing the store needs/.test(await cluster.server.stderrSoFar())) {
+    assert.ok(Date.now() < deadline, "rank 3 was not recorded as drained");
+    await sleep(50);
+  }
+  cluster.client.close();
+  await cluster.server.stop("SIGKILL");
+
+  const port = cluster.server.nodeAddress!.split(":")[1];
+  const server = await TestServer.start({
+    ranks: 1,
+    dataDir: cluster.server.dataDir,
+    extraArgs: ["--node-port", port, "--cluster-secret-file", cluster.secretFile],
+  });
+  try {
+    await using client = await DfsClient.connect(server.address);
+    assert.match(
+      await server.stderrSoFar(),
+      /not waiting for rank 3: everything it held was copied/,
+    );
+    for (const [name, data] of files) {
+      assert.equal(sha256(await readAll(client, name)), sha256(data), name);
+    }
+    assert.equal((await client.status()).ranks.find((r) => r.rank === 3)?.state, "joining");
+
+    cluster.nodes[2] = await TestNode.start(server.nodeAddress!, {
+      dataDir: away.dataDir,
+      secretFile: cluster.secretFile,
+      args: ["--zone", "b"],
+    });
+    await waitForStates(client, { 1: "up", 2: "up", 3: "up" });
+    assert.match(
+      await server.stderrSoFar(),
+      /rank 3 .* joined from .* \([1-9]\d* stale chunks dropped/,
+    );
+    const table = JSON.parse(await Deno.readTextFile(`${cluster.server.dataDir}/cluster.json`));
+    assert.deepEqual(table.nodes.map((n: { drained?: boolean }) => n.drained), [
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    assert.deepEqual((await client.fsck()).lost, []);
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});

@@ -168,6 +168,11 @@ export interface KnownNode {
   nodeId: string;
   rank: number;
   zone: string;
+  /**
+   * Everything it held was copied to other nodes while it was away (re-replicated): the store
+   * needs nothing of it, so a restarted rank 0 does not wait for it. Cleared when it rejoins.
+   */
+  drained?: boolean;
 }
 
 /** What rank 0 decides about a join (its proof already checked). */

@@ -193,6 +193,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       log: env.log,
       isRemote: (rank) => store!.nodes.membership.infoOf(rank)?.kind === "remote",
       disconnect: (rank) => tcp.detach(rank),
+      onDrained: async (rank) => {
+        await table.setDrained(rank, true);
+        env.log.error(
+          `dfs: rank ${rank} holds nothing the store needs any more: a restart of rank 0 will ` +
+            "not wait for it",
+        );
+      },
     });
     return {
       store,

@@ -246,7 +246,8 @@ export class NodeClient {
   /** bcast a question, then gather every data node's answer (rank 0 contributes nothing). */
   async #collective<T>(question: (tag: number) => NodeCollective): Promise<T[]> {
     const tag = this.#comm.nextTag();
-    const ranks = this.dataRanks; // the group: the data nodes, whatever else the transport reaches
+    // The group: the data nodes up now (at start-up, those connected), whatever else there is.
+    const ranks = this.dataRanks.filter((rank) => !this.membership.isDown(rank));
     const options = { tag, timeoutMs: this.#timeoutMs, ranks };
     await this.#comm.bcast(0, question(tag), { timeoutMs: this.#timeoutMs, ranks });
     const answers = await this.#comm.gather<T | undefined>(0, undefined, options);

@@ -106,6 +106,17 @@ export class NodeTable {
   }
 
   /**
+   * Records durably that everything the node of `rank` held was copied elsewhere (`drained`), or
+   * that it is back; nothing if it is not a remote node or already says so.
+   */
+  async setDrained(rank: number, drained: boolean): Promise<void> {
+    const node = this.#nodes.find((n) => n.rank === rank);
+    if (node === undefined || (node.drained === true) === drained) return;
+    const { drained: _, ...rest } = node;
+    await this.remember(drained ? { ...rest, drained } : rest);
+  }
+
+  /**
    * Records a node (new, or with a new zone) durably; the table changes only once the file has.
    * Saves run one at a time.
    */
@@ -133,5 +144,5 @@ function isKnownNode(value: unknown): value is KnownNode {
   const n = value as Partial<KnownNode>;
   return typeof n === "object" && n !== null && typeof n.nodeId === "string" &&
     ID_PATTERN.test(n.nodeId) && Number.isSafeInteger(n.rank) && n.rank! > 0 &&
-    typeof n.zone === "string";
+    typeof n.zone === "string" && (n.drained === undefined || typeof n.drained === "boolean");
 }

@@ -61,7 +61,8 @@ export class Remotes {
   async reserve(node: KnownNode): Promise<void> {
     this.#reserved.add(node.nodeId);
     const known = this.#table.nodes.find((n) => n.nodeId === node.nodeId);
-    if (known?.rank === node.rank && known.zone === node.zone) return;
+    // A drained node that is back is no longer drained: it holds data again once reconciled.
+    if (known?.rank === node.rank && known.zone === node.zone && !known.drained) return;
     try {
       await this.#table.remember(node);
     } catch (error) {
@@ -83,10 +84,21 @@ export class Remotes {
     }
   }
 
-  /** Resolves once every remote node of the table is connected and ready. */
+  /**
+   * Resolves once every remote node of the table is connected and ready, except those drained
+   * (they hold nothing the store needs: they stay down until they rejoin).
+   */
   async allPresent(env: { clock: Clock }): Promise<void> {
+    const drained = this.#table.nodes.filter((n) => n.drained && !this.#present.has(n.rank));
+    if (drained.length > 0) {
+      const names = drained.map((n) => `rank ${n.rank}`).join(", ");
+      this.#log.error(
+        `dfs: not waiting for ${names}: everything it held was copied to other nodes while it ` +
+          "was away; it is reconciled if it comes back",
+      );
+    }
     while (true) {
-      const away = this.#table.nodes.filter((n) => !this.#present.has(n.rank));
+      const away = this.#table.nodes.filter((n) => !n.drained && !this.#present.has(n.rank));
       if (away.length === 0) return;
       const names = away.map((n) => `rank ${n.rank} (zone ${n.zone})`).join(", ");
       this.#log.error(`dfs: waiting for remote data nodes before recovery: ${names}`);

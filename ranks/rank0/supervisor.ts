@@ -53,6 +53,7 @@ export class Supervisor {
   #timer: TimerHandle | undefined;
   #isRemote: (rank: number) => boolean;
   #disconnect: (rank: number) => void;
+  #onDrained: (rank: number) => Promise<void>;
   /** Losses of each remote node so far: a re-replication timer acts only on the loss it was for. */
   #losses = new Map<number, number>();
   #rereplicationTimers = new Set<TimerHandle>();
@@ -73,6 +74,8 @@ export class Supervisor {
     isRemote?: (rank: number) => boolean;
     /** Closes the link to a remote node that is lost (it reconnects afresh). */
     disconnect?: (rank: number) => void;
+    /** Told when everything a remote node that stays away held was copied to other nodes. */
+    onDrained?: (rank: number) => Promise<void>;
   }) {
     this.#comm = parts.comm;
     this.#store = parts.store;
@@ -83,6 +86,7 @@ export class Supervisor {
     this.#log = parts.log;
     this.#isRemote = parts.isRemote ?? (() => false);
     this.#disconnect = parts.disconnect ?? (() => {});
+    this.#onDrained = parts.onDrained ?? (() => Promise.resolve());
     this.#store.nodes.onNodeFailed = (rank, reason) => this.lost(rank, reason);
     this.#beat();
   }
@@ -124,10 +128,13 @@ export class Supervisor {
       this.#rereplicationTimers.delete(timer);
       if (this.#closed || this.#losses.get(rank) !== loss || !membership.isDown(rank)) return;
       this.#store.recovery.rereplicate(rank).then(
-        (n) =>
-          this.#log.error(`dfs: rank ${rank} stays away: ${n} chunk replicas copied to live nodes`),
+        async (n) => {
+          this.#log.error(`dfs: rank ${rank} stays away: ${n} chunk replicas copied to live nodes`);
+          // Only if it is still away: one that came back meanwhile holds data again.
+          if (membership.isDown(rank)) await this.#onDrained(rank);
+        },
         (error) => this.#log.error(`dfs: cannot re-replicate rank ${rank}: ${error.message}`),
-      );
+      ).catch((error) => this.#log.error(`dfs: cannot record rank ${rank} as drained:`, error));
     }, this.#rereplicateAfterMs);
     this.#rereplicationTimers.add(timer);
   }
