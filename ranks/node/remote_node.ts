@@ -97,7 +97,7 @@ export interface RemoteNodeOptions {
  */
 export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
   const env = options.env ?? denoEnv();
-  const host = options.host ?? Deno.hostname();
+  const host = options.host ?? systemHostName();
   const zone = options.zone ?? host;
   await env.fs.mkdir(options.dataDir, { recursive: true });
   const lock = await lockDataDir(options.dataDir, env);
@@ -295,6 +295,15 @@ function hasFailed(node: DataNode): boolean {
   } catch {
     return true;
   }
+}
+
+/**
+ * The system's host name as a zone name may be spelled (letters, digits, `.-_:`, at most 128),
+ * other characters replaced by `-`; `unknown` if there is none.
+ */
+export function systemHostName(): string {
+  const name = Deno.hostname().replace(/[^A-Za-z0-9._:-]/g, "-").slice(0, 128);
+  return name === "" ? "unknown" : name;
 }
 
 /** Refusals that trying again cannot change: the node stops. */
