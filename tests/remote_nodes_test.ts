@@ -531,3 +531,34 @@ Deno.test("a node that stays away is drained: a restarted rank 0 does not wait f
     await server.stop("SIGKILL");
   }
 });
+
+Deno.test("over remote nodes a damaged replica never reaches a client: read repair and fsck rewrite it", async () => {
+  await using cluster = await remoteCluster();
+  const { client } = cluster;
+  const data = pseudoRandomBytes(3 * MiB, 40);
+  await client.put("victim", data);
+  // Rank 1 is zone a's only node: it holds a replica of every chunk, in one blob.
+  const chunks = `${cluster.dir}/node1/store/chunks`;
+  const blobs: string[] = [];
+  for await (const entry of Deno.readDir(chunks)) {
+    if (entry.isFile) blobs.push(`${chunks}/${entry.name}`);
+  }
+  assert.equal(blobs.length, 1);
+  const original = await Deno.readFile(blobs[0]);
+  const damaged = original.slice();
+  for (let i = 0; i < 3; i++) damaged[i * MiB + 100] ^= 0x40;
+  await Deno.writeFile(blobs[0], damaged);
+
+  assert.equal(
+    sha256(await readAll(client, "victim")),
+    sha256(data),
+    "the good replicas were read",
+  );
+  const report = await client.fsck();
+  assert.deepEqual(report.lost, []);
+  assert.equal((await client.fsck()).healthy, 1);
+  assert.deepEqual(await Deno.readFile(blobs[0]), original, "every damaged replica was rewritten");
+  const status = await client.status();
+  assert.equal(status.corruptReplicasFound, 3);
+  assert.equal(status.repairs, 3);
+});
