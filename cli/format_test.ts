@@ -174,6 +174,6 @@ Deno.test("formatMeta() names each replica's rank and its zone", () => {
     replicas: 2,
     chunks: [{ size: 3, ranks: [4, 1], zones: ["b", "a"] }, { size: 0, ranks: [2] }],
   });
-  assert.match(text, /^  0  3 bytes on ranks 4 \(b\), 1 \(a\)$/m);
-  assert.match(text, /^  1  0 bytes on ranks 2$/m);
+  assert.match(text, /^ {2}0 {2}3 bytes on ranks 4 \(b\), 1 \(a\)$/m);
+  assert.match(text, /^ {2}1 {2}0 bytes on ranks 2$/m);
 });
