@@ -29,12 +29,12 @@ export class TestNode implements AsyncDisposable {
   }
 
   /**
-   * Runs `dfs node --join JOIN --data DIR --cluster-secret-file SECRET [args]` and waits for its
-   * `joined ... as rank R` line.
+   * Runs `dfs node --join JOIN --data DIR --cluster-secret-file SECRET [args]` (through `./dfs`
+   * with `launcher`) and waits for its `joined ... as rank R` line.
    */
   static async start(
     join: string,
-    options: { dataDir: string; secretFile: string; args?: string[] },
+    options: { dataDir: string; secretFile: string; args?: string[]; launcher?: boolean },
   ): Promise<TestNode> {
     const { process, output } = TestNode.spawn(join, options);
     const deadline = Date.now() + SERVER_START_TIMEOUT_MS;
@@ -51,19 +51,17 @@ export class TestNode implements AsyncDisposable {
   /** Runs `dfs node` without waiting for anything (for one expected to be refused). */
   static spawn(
     join: string,
-    options: { dataDir: string; secretFile: string; args?: string[] },
+    options: { dataDir: string; secretFile: string; args?: string[]; launcher?: boolean },
   ): {
     process: Deno.ChildProcess;
     output: { text: string; exited: boolean };
     /** The exit status, once the process exited and all its output was read. */
     finished: Promise<Deno.CommandStatus>;
   } {
+    // Through `./dfs`: with the permissions it narrows `dfs node` to.
+    const command = options.launcher ? `${ROOT}dfs` : DENO;
     const args = [
-      "run",
-      "-A",
-      "--quiet",
-      SERVER_V8_FLAGS,
-      `${ROOT}main.ts`,
+      ...(options.launcher ? [] : ["run", "-A", "--quiet", SERVER_V8_FLAGS, `${ROOT}main.ts`]),
       "node",
       "--join",
       join,
@@ -73,7 +71,7 @@ export class TestNode implements AsyncDisposable {
       options.secretFile,
       ...(options.args ?? []),
     ];
-    const process = new Deno.Command(DENO, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
+    const process = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
       .spawn();
     const output = { text: "", exited: false };
     const drain = async (stream: ReadableStream<Uint8Array>) => {

@@ -562,3 +562,33 @@ Deno.test("over remote nodes a damaged replica never reaches a client: read repa
   assert.equal(status.corruptReplicasFound, 3);
   assert.equal(status.repairs, 3);
 });
+
+Deno.test("./dfs node and ./dfs serve with their narrowed permissions: a node joins, stores and serves", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-remote-narrow-" });
+  try {
+    const secretFile = await writeSecret(dir);
+    await using server = await TestServer.start({
+      ranks: 1,
+      replicas: 1,
+      launcher: true,
+      dataDir: `${dir}/rank0`,
+      extraArgs: ["--node-port", "0", "--cluster-secret-file", secretFile],
+    });
+    await using node = await TestNode.start(server.nodeAddress!, {
+      dataDir: `${dir}/node`,
+      secretFile,
+      launcher: true,
+    });
+    await using client = await DfsClient.connect(server.address);
+    const data = pseudoRandomBytes(2 * MiB + 5, 50);
+    await client.put("narrow", data);
+    assert.equal(sha256(await readAll(client, "narrow")), sha256(data));
+    const status = await client.status();
+    assert.match(status.ranks[0].zone ?? "", /^[A-Za-z0-9._:-]+$/, "the host name was readable");
+    const df = await dfs(["df", "--server", server.address]);
+    assert.equal(df.code, 0, df.stderr);
+    assert.doesNotMatch(node.output.text, /NotCapable|Requires .* access/);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
