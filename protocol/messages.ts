@@ -60,6 +60,8 @@ export interface FileMeta {
    * order of `ranks`), and its CRC32.
    */
   chunks: { size: number; ranks: number[]; zones?: string[]; crc32?: number }[];
+  /** Attributes set when this version was committed (content type, S3 ETag and metadata...). */
+  attrs?: Record<string, string>;
 }
 
 /** One `list` entry. */

@@ -21,6 +21,7 @@ import type {
   StatusReport,
   Usage,
 } from "../../protocol/messages.ts";
+import type { FileAttrs } from "./manifest.ts";
 import type { Semaphore } from "./semaphore.ts";
 
 export type { DoctorReport, FileMeta, FsckReport, ListEntry, RankCapacity, StatusReport, Usage };
@@ -95,7 +96,7 @@ export interface Upload {
    */
   write(bytes: Uint8Array, crc32?: number): Promise<void>;
   /** Waits for every chunk to be written and commits the file. */
-  commit(options?: { sha256?: string }): Promise<FileMeta>;
+  commit(options?: { sha256?: string; attrs?: FileAttrs }): Promise<FileMeta>;
   /** Drops the upload and whatever it stored; safe to call more than once. */
   abort(): Promise<void>;
 }

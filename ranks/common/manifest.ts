@@ -9,7 +9,7 @@
  * @module
  */
 
-import { assert } from "../../protocol/errors.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
 import type { FileMeta, ListEntry } from "../../protocol/messages.ts";
 
 /** One chunk of a file: its id (`<blob>-<offset>`), size in bytes, and the ranks holding a replica. */
@@ -19,6 +19,59 @@ export interface ChunkRef {
   ranks: number[];
   /** CRC32 of the chunk's bytes, computed by rank 0 when they arrived. */
   crc32?: number;
+}
+
+/**
+ * A file's attributes: small named strings set when a version is committed and kept with its
+ * manifest on every holder (an S3 object's content type, ETag and `x-amz-meta-*`, say). Names are
+ * 1 to `ATTR_NAME_BYTES_MAX` of `a-z 0-9 - _ .`; values text without control characters but tab;
+ * all of them at most `ATTRS_BYTES_MAX` UTF-8 bytes together.
+ */
+export type FileAttrs = Readonly<Record<string, string>>;
+
+/** Longest attribute name, in bytes. */
+export const ATTR_NAME_BYTES_MAX = 128;
+/** Bytes of every attribute name and value of one file together (S3 allows 2 KB of metadata). */
+export const ATTRS_BYTES_MAX = 8 * 1024;
+
+const ATTR_NAME_PATTERN = /^[a-z0-9._-]+$/;
+// deno-lint-ignore no-control-regex
+const ATTR_VALUE_FORBIDDEN = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/;
+
+/**
+ * Checks a file's attributes against the rules of `FileAttrs`.
+ *
+ * @throws {DfsError} `INVALID_REQUEST` saying which attribute breaks which rule.
+ */
+export function checkAttrs(attrs: unknown): asserts attrs is FileAttrs {
+  if (typeof attrs !== "object" || attrs === null || Array.isArray(attrs)) {
+    throw new DfsError("INVALID_REQUEST", "Attributes must be a map of names to text");
+  }
+  const utf8 = new TextEncoder();
+  let bytes = 0;
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name.length > ATTR_NAME_BYTES_MAX || !ATTR_NAME_PATTERN.test(name)) {
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `Attribute name "${
+          name.slice(0, 64)
+        }" must be 1 to ${ATTR_NAME_BYTES_MAX} of a-z 0-9 - _ .`,
+      );
+    }
+    if (typeof value !== "string" || ATTR_VALUE_FORBIDDEN.test(value)) {
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `Attribute "${name}" must be text without control characters`,
+      );
+    }
+    bytes += utf8.encode(name).length + utf8.encode(value).length;
+  }
+  if (bytes > ATTRS_BYTES_MAX) {
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `Attributes take ${bytes} bytes, over the limit of ${ATTRS_BYTES_MAX}`,
+    );
+  }
 }
 
 /**
@@ -34,6 +87,8 @@ export interface Manifest {
   modified: number;
   chunks: ChunkRef[];
   deleted?: true;
+  /** Set at commit, kept by renames and re-replication. */
+  attrs?: FileAttrs;
 }
 
 /** A tombstone for `name` at `version`. */
@@ -57,6 +112,7 @@ export function checkManifest(m: Manifest): void {
     total += chunk.size;
   }
   assert(total === m.size, `manifest of "${m.name}" sizes add up`);
+  if (m.attrs !== undefined) checkAttrs(m.attrs);
 }
 
 /** The public metadata of a manifest (chunk ids stay internal; their CRC32s are for readers). */
@@ -75,6 +131,7 @@ export function fileMetaOf(m: Manifest, zoneOf?: (rank: number) => string): File
         : { size: c.size, ranks };
       return c.crc32 === undefined ? chunk : { ...chunk, crc32: c.crc32 };
     }),
+    ...(m.attrs === undefined ? {} : { attrs: { ...m.attrs } }),
   };
 }
 

@@ -30,9 +30,13 @@ export {
   SMALL_READ_BYTES_MAX,
 } from "./chunk_id.ts";
 export {
+  ATTR_NAME_BYTES_MAX,
+  ATTRS_BYTES_MAX,
+  checkAttrs,
   checkManifest,
   chunkIdsOn,
   type ChunkRef,
+  type FileAttrs,
   fileMetaOf,
   holdersOf,
   type Listing,

@@ -194,3 +194,47 @@ Deno.test("over a transport that moves buffers, written chunks come back to the 
   assert.ok(pool.idle > 0, "buffers came back");
   assert.ok(pool.allocated <= 16, `allocated ${pool.allocated}`);
 });
+
+Deno.test("a file's attributes are committed with it, kept by rename and by a restart, and checked", async () => {
+  const cluster = await MemoryCluster.start({ seed: 5 });
+  const attrs = {
+    "content-type": "text/plain; charset=utf-8",
+    etag: "0123abcd",
+    "x-amz-meta-é": "no",
+  };
+  const upload = cluster.store.beginUpload("with-attrs");
+  await upload.write(bytesOf(100, 1));
+  await assertDfsError(
+    upload.commit({ attrs }),
+    "INVALID_REQUEST",
+    /Attribute name "x-amz-meta-é"/,
+  );
+  await assertDfsError(cluster.store.meta("with-attrs"), "NOT_FOUND", /with-attrs/);
+
+  const good = {
+    "content-type": "text/plain; charset=utf-8",
+    etag: "0123abcd",
+    "meta-note": "a\tb",
+  };
+  const again = cluster.store.beginUpload("with-attrs");
+  await again.write(bytesOf(100, 1));
+  assert.deepEqual((await again.commit({ attrs: good })).attrs, good);
+  assert.deepEqual((await cluster.store.meta("with-attrs")).attrs, good);
+  await cluster.store.rename("with-attrs", "moved");
+  assert.deepEqual((await cluster.store.meta("moved")).attrs, good);
+  await cluster.store.put("plain", bytesOf(10, 2));
+  assert.equal((await cluster.store.meta("plain")).attrs, undefined);
+
+  const big = cluster.store.beginUpload("too-big");
+  await big.write(bytesOf(10, 3));
+  await assertDfsError(
+    big.commit({ attrs: { a: "x".repeat(9000) } }),
+    "INVALID_REQUEST",
+    /over the limit of 8192/,
+  );
+
+  const disks = cluster.disks;
+  await cluster.close();
+  await using restarted = await MemoryCluster.start({ seed: 5, disks });
+  assert.deepEqual((await restarted.store.meta("moved")).attrs, good);
+});

@@ -21,7 +21,7 @@ import {
   SMALL_READ_BYTES_MAX,
 } from "../common/chunk_id.ts";
 import type { Upload as UploadApi } from "../common/file_store.ts";
-import type { ChunkRef } from "../common/manifest.ts";
+import { checkAttrs, type ChunkRef, type FileAttrs } from "../common/manifest.ts";
 import { checkReplicas } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import type { Namespace } from "./namespace.ts";
@@ -208,7 +208,7 @@ export class Uploads {
 
   /** Commits a written upload (see `Namespace.commit`). */
   commit(
-    draft: { name: string; size: number; sha256: string; chunks: ChunkRef[] },
+    draft: { name: string; size: number; sha256: string; chunks: ChunkRef[]; attrs?: FileAttrs },
     data?: Uint8Array,
   ): Promise<FileMeta> {
     return this.#namespace.commit(draft, data);
@@ -314,8 +314,9 @@ export class Upload implements UploadApi {
    * @throws {DfsError} `INVALID_REQUEST` if fewer bytes than declared arrived; `CORRUPTED` if
    *   `sha256` is given and differs from the bytes received.
    */
-  async commit(options: { sha256?: string } = {}): Promise<FileMeta> {
+  async commit(options: { sha256?: string; attrs?: FileAttrs } = {}): Promise<FileMeta> {
     try {
+      if (options.attrs !== undefined) checkAttrs(options.attrs);
       if (this.#failure) throw this.#failure;
       if (this.#declaredSize !== undefined && this.#received !== this.#declaredSize) {
         throw new DfsError(
@@ -347,7 +348,13 @@ export class Upload implements UploadApi {
         const id = chunkIdOf(this.#blob, 0);
         this.#chunks.push(this.#uploads.place(id, data, { replicas: this.#replicas }));
       }
-      const draft = { name: this.#name, size: this.#received, sha256, chunks: this.#chunks };
+      const draft = {
+        name: this.#name,
+        size: this.#received,
+        sha256,
+        chunks: this.#chunks,
+        ...(options.attrs === undefined ? {} : { attrs: { ...options.attrs } }),
+      };
       const meta = await this.#uploads.commit(draft, data);
       this.#chunks = []; // committed: they belong to the file now, abort() must not touch them
       this.#onEnd();
