@@ -31,6 +31,7 @@ import {
   clusterSecret,
   given,
   nodeTlsCa,
+  s3Settings,
   serveSecurity,
   UsageError,
   type Values,
@@ -136,6 +137,7 @@ async function serve(values: Values): Promise<void> {
   const optional = (name: string) =>
     values[name] === undefined ? undefined : integer(values[name], `--${name}`, "serve");
   const { secret, tls } = await serveSecurity(values);
+  const s3 = await s3Settings(values, String(values.host));
   const clusterSecretBytes = await clusterSecret(values, "serve");
   for (const option of ["node-port", "node-host", "forget-node"]) {
     if (values[option] !== undefined && clusterSecretBytes === undefined) {
@@ -173,6 +175,7 @@ async function serve(values: Values): Promise<void> {
       dataDir,
       rereplicateAfterMs: optional("rereplicate-after-ms"),
       forgetNodes: forgetNodesOf(values["forget-node"]),
+      s3: s3 === undefined ? undefined : { ...s3, tls },
       nodePort: clusterSecretBytes === undefined
         ? undefined
         : { hostname: nodeHost!, port: nodePort, secret: clusterSecretBytes, tls },
@@ -208,7 +211,8 @@ async function serve(values: Values): Promise<void> {
     `dfs: listening on ${values.host}:${server.gateway.port} ` +
       `(${ranks} ranks, ${replicas} replicas, ${server.store.fileCount} files in ${dataDir}` +
       `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})` +
-      (nodes ? `; nodes on ${nodes.hostname}:${nodes.port}` : ""),
+      (nodes ? `; nodes on ${nodes.hostname}:${nodes.port}` : "") +
+      (server.s3 ? `; s3 on ${server.s3.hostname}:${server.s3.port}` : ""),
   );
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();

@@ -9,6 +9,7 @@
 
 import { DfsError } from "../protocol/errors.ts";
 import { TOKEN_BYTES_MAX, tokenFromText } from "../protocol/auth.ts";
+import { CREDENTIALS_FILE_BYTES_MAX, parseCredentials } from "../ranks/s3/credentials.ts";
 
 /** A mistake in how the command was called (exit 2); `command` names the help to point to. */
 export class UsageError extends Error {
@@ -123,6 +124,65 @@ export async function clusterSecret(
     command,
   });
   return file === undefined ? undefined : await readToken(file, command, "--cluster-secret-file");
+}
+
+/** What `dfs serve` needs to run the S3 gateway. */
+export interface S3Settings {
+  hostname: string;
+  port: number;
+  region: string;
+  credentials: Map<string, string>;
+}
+
+/**
+ * Reads `dfs serve`'s S3 options: `--s3-port` (none: no gateway), `--s3-host` (default `host`),
+ * `--s3-credentials-file` (required with a port), `--s3-region` (default us-east-1).
+ *
+ * @throws {UsageError} for an option without the others it needs, or a file that cannot be used.
+ */
+export async function s3Settings(values: Values, host: string): Promise<S3Settings | undefined> {
+  const command = "serve";
+  const portText = given(values["s3-port"], { source: "--s3-port", wants: "PORT", command });
+  if (portText === undefined) {
+    for (const option of ["s3-host", "s3-credentials-file", "s3-region"]) {
+      if (values[option] !== undefined) {
+        throw new UsageError(`--${option} needs --s3-port`, command);
+      }
+    }
+    return undefined;
+  }
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) {
+    throw new UsageError(`--s3-port must be a port from 0 to 65535, got "${portText}"`, command);
+  }
+  const file = given(values["s3-credentials-file"], {
+    source: "--s3-credentials-file",
+    wants: "a file of ACCESS_KEY_ID:SECRET lines",
+    command,
+  });
+  if (file === undefined) {
+    throw new UsageError(
+      "--s3-port needs --s3-credentials-file: the gateway always checks keys",
+      command,
+    );
+  }
+  const bytes = await readSettingFile(file, {
+    source: "--s3-credentials-file",
+    bytesMax: CREDENTIALS_FILE_BYTES_MAX,
+    command,
+  });
+  const credentials = usageOnError(
+    () => parseCredentials(new TextDecoder().decode(bytes)),
+    command,
+  );
+  const region =
+    given(values["s3-region"], { source: "--s3-region", wants: "a region", command }) ??
+      "us-east-1";
+  if (!/^[a-z0-9-]{1,64}$/.test(region)) {
+    throw new UsageError(`--s3-region takes a name such as us-east-1, got "${region}"`, command);
+  }
+  const hostname = given(values["s3-host"], { source: "--s3-host", wants: "HOST", command }) ??
+    host;
+  return { hostname, port: Number(portText), region, credentials };
 }
 
 /**

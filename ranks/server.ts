@@ -9,11 +9,15 @@
 import { type ClientServer, serveClients, type ServeOptions } from "./gateway/mod.ts";
 import { type Cluster, type ClusterOptions, startCluster } from "./rank0/cluster.ts";
 import type { DfsStore } from "./rank0/store.ts";
+import { denoFileSystem } from "./env/deno_env.ts";
+import { type S3Options, type S3Server, serveS3 } from "./s3/listener.ts";
 
 /** Everything `dfs serve` sets. */
 export interface ServerOptions extends ClusterOptions, ServeOptions {
   /** Bytes per second the scrubber reads (0: no scrubbing) and its pause between passes. */
   scrub: { bytesPerSec: number; pauseMs: number };
+  /** The S3 gateway, when `--s3-port` is given. */
+  s3?: S3Options;
 }
 
 /** A running server. */
@@ -21,6 +25,8 @@ export interface Server extends AsyncDisposable {
   readonly cluster: Cluster;
   readonly store: DfsStore;
   readonly gateway: ClientServer;
+  /** The S3 gateway, when one runs. */
+  readonly s3?: S3Server;
   /** Stops the scrubber, the gateway and the ranks. */
   close(): Promise<void>;
 }
@@ -32,10 +38,16 @@ export interface Server extends AsyncDisposable {
  */
 export async function startServer(options: ServerOptions): Promise<Server> {
   const cluster = await startCluster(options);
-  let gateway: ClientServer;
+  let gateway: ClientServer | undefined;
+  let s3: S3Server | undefined;
   try {
     gateway = serveClients(cluster.store, { ...options, clock: cluster.store.env.clock });
+    if (options.s3) {
+      const env = { ...cluster.store.env, fs: options.env?.fs ?? denoFileSystem };
+      s3 = await serveS3(cluster.store, { ...options.s3, dataDir: options.dataDir, env });
+    }
   } catch (error) {
+    await gateway?.close();
     await cluster.close();
     throw error;
   }
@@ -57,11 +69,19 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const close = () =>
     closing ??= (async () => {
       scrubbing.abort();
-      await gateway.close();
+      await s3?.close();
+      await gateway!.close();
       await scrubber;
       await cluster.close();
     })();
-  return { cluster, store, gateway, close, [Symbol.asyncDispose]: close };
+  return {
+    cluster,
+    store,
+    gateway,
+    ...(s3 ? { s3 } : {}),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }
 
 /**

@@ -33,6 +33,8 @@ export class TestServer implements AsyncDisposable {
   readonly address: string;
   /** `HOST:PORT` of the node port, when the server opened one. */
   readonly nodeAddress: string | undefined;
+  /** What the server printed on stdout up to and with its ready line. */
+  readonly readyLine: string;
   readonly process: Deno.ChildProcess;
   readonly stderr: Promise<string>;
   #ownsDir: boolean;
@@ -44,6 +46,7 @@ export class TestServer implements AsyncDisposable {
       dataDir: string;
       address: string;
       nodeAddress?: string;
+      readyLine: string;
       process: Deno.ChildProcess;
       stderr: Promise<string>;
     },
@@ -52,6 +55,7 @@ export class TestServer implements AsyncDisposable {
     this.dataDir = init.dataDir;
     this.address = init.address;
     this.nodeAddress = init.nodeAddress;
+    this.readyLine = init.readyLine;
     this.process = init.process;
     this.stderr = init.stderr;
     this.#ownsDir = ownsDir;
@@ -100,7 +104,7 @@ export class TestServer implements AsyncDisposable {
           })().catch(() => {});
           const nodeAddress = /nodes on ([\d.]+:\d+)/.exec(seen)?.[1];
           const server = new TestServer(
-            { dataDir, address: match[1], nodeAddress, process, stderr },
+            { dataDir, address: match[1], nodeAddress, readyLine: seen, process, stderr },
             options.dataDir === undefined,
           );
           server.#stderrSeen = stderrSeen;

@@ -1,0 +1,609 @@
+/**
+ * The S3 gateway: the store's second gateway beside the CBOR one, answering the S3 REST API
+ * (path-style: `/bucket/key`) over any `StreamingFileStore`. Every request is signed (`sigv4.ts`);
+ * an object's bytes stream in and out with the store's own bounds; a PUT commits only once the
+ * whole body arrived and every checksum it carries held, so a failed one stores nothing.
+ *
+ * Implemented: ListBuckets; Create, Head and Delete bucket; GetBucketLocation; ListObjectsV2 and
+ * ListObjects; PutObject; GetObject (ranges, conditions); HeadObject; DeleteObject; DeleteObjects;
+ * CopyObject. Anything else answers `501 NotImplemented` as XML.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
+import type { FileMeta } from "../../protocol/messages.ts";
+import type { StreamingFileStore } from "../common/file_store.ts";
+import type { Clock, Log } from "../env/env.ts";
+import type { Buckets } from "./buckets.ts";
+import { fetchFromStore, listObjectsResult, listPage, parseListQuery } from "./listing.ts";
+import { dfsNameOf, validateBucketName } from "./names.ts";
+import {
+  attrsOf,
+  checkPreconditions,
+  etagOf,
+  headersOfAttrs,
+  httpDate,
+  rangeOf,
+  userMetadataOf,
+} from "./objects.ts";
+import { ERROR_CONTENT_TYPE, errorHasBody, errorXml, S3Error, s3ErrorOf } from "./s3_error.ts";
+import { payloadStream } from "./aws_chunked.ts";
+import { splitRequestTarget, verifyRequest } from "./sigv4.ts";
+import {
+  copyObjectResultXml,
+  deleteResultXml,
+  listAllMyBucketsXml,
+  listBucketResultXml,
+  locationConstraintXml,
+  type Owner,
+  parseCreateBucketConfiguration,
+  parseDeleteObjects,
+  XML_BODY_BYTES_MAX,
+} from "./xml.ts";
+
+/** Largest object one PutObject or CopyObject stores (S3's limit; larger ones go multipart). */
+export const PUT_OBJECT_BYTES_MAX = 5 * 1024 ** 3;
+/** A request body that brings no bytes for this long is failed (`RequestTimeout`), storing nothing. */
+export const BODY_STALL_TIMEOUT_MS = 60_000;
+/** Bytes of a request's path, query and headers together, checked before anything else. */
+export const REQUEST_HEAD_BYTES_MAX = 64 * 1024;
+
+const XML = { "content-type": "application/xml" };
+const OWNER: Owner = { id: "dfs", displayName: "dfs" };
+
+/** What the gateway serves and checks requests with. */
+export interface S3GatewayOptions {
+  store: StreamingFileStore;
+  buckets: Buckets;
+  /** Access key id to secret. */
+  credentials: ReadonlyMap<string, string>;
+  region: string;
+  clock: Clock;
+  log: Log;
+}
+
+/** A parsed request: which bucket and key it names, and its query. */
+interface Target {
+  method: string;
+  bucket?: string;
+  key?: string;
+  query: URLSearchParams;
+  headers: Headers;
+  resource: string;
+}
+
+/** Answers S3 requests over a store. */
+export class S3Gateway {
+  #store: StreamingFileStore;
+  #buckets: Buckets;
+  #credentials: ReadonlyMap<string, string>;
+  #region: string;
+  #clock: Clock;
+  #log: Log;
+
+  constructor(options: S3GatewayOptions) {
+    this.#store = options.store;
+    this.#buckets = options.buckets;
+    this.#credentials = options.credentials;
+    this.#region = options.region;
+    this.#clock = options.clock;
+    this.#log = options.log;
+  }
+
+  /** Answers one request; never throws (every failure is an S3 error answer). */
+  async handle(request: Request): Promise<Response> {
+    const requestId = crypto.randomUUID().replaceAll("-", "").slice(0, 16).toUpperCase();
+    let resource = "/";
+    try {
+      const { path, query } = splitRequestTarget(request.url);
+      resource = safeDecode(path);
+      if (headBytes(request, path, query) > REQUEST_HEAD_BYTES_MAX) {
+        throw new S3Error(
+          "InvalidRequest",
+          `The request's head is over ${REQUEST_HEAD_BYTES_MAX} bytes`,
+        );
+      }
+      const verified = verifyRequest(
+        { method: request.method, path, query, headers: request.headers },
+        {
+          now: this.#clock.now(),
+          credentials: (id) => this.#credentials.get(id),
+          region: this.#region,
+        },
+      );
+      const target = targetOf(request, path, new URLSearchParams(query));
+      const response = await this.#route(target, request, verified.payload);
+      response.headers.set("x-amz-request-id", requestId);
+      return response;
+    } catch (error) {
+      const s3 = s3ErrorOf(error, resource);
+      if (s3.code === "InternalError") {
+        this.#log.error(`dfs: S3 request ${requestId} failed:`, error);
+      }
+      const headers = new Headers({ "x-amz-request-id": requestId });
+      if (!errorHasBody(s3, request.method)) {
+        return new Response(null, { status: s3.status, headers });
+      }
+      headers.set("content-type", ERROR_CONTENT_TYPE);
+      return new Response(errorXml(s3, requestId), { status: s3.status, headers });
+    }
+  }
+
+  #route(
+    target: Target,
+    request: Request,
+    payload: Parameters<typeof payloadStream>[0],
+  ): Promise<Response> {
+    const { method, bucket, key, query } = target;
+    if (bucket === undefined) {
+      if (method === "GET") return this.#listBuckets();
+      throw new S3Error("MethodNotAllowed");
+    }
+    if (key === undefined) {
+      const sub = subresourceOf(query, ["location", "delete", "uploads", "list-type"]);
+      if (method === "GET" && sub === "location") return this.#location(bucket);
+      if (method === "GET" && (sub === undefined || sub === "list-type")) {
+        return this.#listObjects(bucket, query);
+      }
+      if (method === "PUT" && sub === undefined) return this.#createBucket(bucket, request);
+      if (method === "HEAD" && sub === undefined) return this.#headBucket(bucket);
+      if (method === "DELETE" && sub === undefined) return this.#deleteBucket(bucket);
+      if (method === "POST" && sub === "delete") return this.#deleteObjects(bucket, request);
+      throw notImplemented(method, query);
+    }
+    const sub = subresourceOf(query, []);
+    if (sub !== undefined) throw notImplemented(method, query);
+    if (method === "PUT" && request.headers.has("x-amz-copy-source")) {
+      return this.#copyObject(target);
+    }
+    if (method === "PUT") return this.#putObject(target, request, payload);
+    if (method === "GET" || method === "HEAD") return this.#getObject(target);
+    if (method === "DELETE") return this.#deleteObject(target);
+    throw notImplemented(method, query);
+  }
+
+  #listBuckets(): Promise<Response> {
+    const xml = listAllMyBucketsXml({ owner: OWNER, buckets: this.#buckets.list() });
+    return Promise.resolve(new Response(xml, { headers: XML }));
+  }
+
+  #location(bucket: string): Promise<Response> {
+    this.#needBucket(bucket);
+    const region = this.#region === "us-east-1" ? "" : this.#region;
+    return Promise.resolve(new Response(locationConstraintXml(region), { headers: XML }));
+  }
+
+  async #createBucket(bucket: string, request: Request): Promise<Response> {
+    validateBucketName(bucket);
+    const body = await readSmallBody(request);
+    if (body.length > 0) parseCreateBucketConfiguration(body);
+    if (!await this.#buckets.create(bucket, this.#clock.now())) {
+      throw new S3Error("BucketAlreadyOwnedByYou", undefined, { resource: `/${bucket}` });
+    }
+    return new Response(null, { headers: { location: `/${bucket}` } });
+  }
+
+  #headBucket(bucket: string): Promise<Response> {
+    this.#needBucket(bucket);
+    return Promise.resolve(
+      new Response(null, { headers: { "x-amz-bucket-region": this.#region } }),
+    );
+  }
+
+  async #deleteBucket(bucket: string): Promise<Response> {
+    this.#needBucket(bucket);
+    if ((await this.#store.list(`${bucket}/`, { limit: 1 })).length > 0) {
+      throw new S3Error("BucketNotEmpty", undefined, { resource: `/${bucket}` });
+    }
+    await this.#buckets.delete(bucket);
+    return new Response(null, { status: 204 });
+  }
+
+  async #listObjects(bucket: string, query: URLSearchParams): Promise<Response> {
+    this.#needBucket(bucket);
+    const list = parseListQuery(query);
+    const fetch = fetchFromStore(
+      (prefix, options) => this.#store.list(prefix, options),
+      bucket,
+      list.prefix,
+    );
+    const page = await listPage(fetch, list);
+    const xml = listBucketResultXml(listObjectsResult(bucket, list, page, OWNER));
+    return new Response(xml, { headers: XML });
+  }
+
+  async #putObject(
+    target: Target,
+    request: Request,
+    payload: Parameters<typeof payloadStream>[0],
+  ): Promise<Response> {
+    const { bucket, key, headers } = target as Required<Target>;
+    this.#needBucket(bucket);
+    const name = dfsNameOf(bucket, key);
+    const size = declaredSizeOf(headers, payload);
+    if (headers.get("if-none-match") === "*") await this.#mustNotExist(name, target.resource);
+    userMetadataOf(headers); // checked before a byte is read
+    const upload = this.#store.beginUpload(name, { size });
+    const md5 = createHash("md5");
+    const sha256 = headers.has("x-amz-checksum-sha256") ? createHash("sha256") : undefined;
+    let crc = 0;
+    try {
+      const body = (request.body ?? new ReadableStream()).pipeThrough(payloadStream(payload));
+      for await (const piece of withStallTimeout(body, BODY_STALL_TIMEOUT_MS)) {
+        md5.update(piece);
+        sha256?.update(piece);
+        crc = crc32(piece, crc);
+        await upload.write(owned(piece));
+      }
+      const etag = md5.digest("hex");
+      checkDigests(headers, { md5: etag, crc32: crc, sha256: sha256?.digest("base64") });
+      if (headers.get("if-none-match") === "*") await this.#mustNotExist(name, target.resource);
+      const attrs = attrsOf(withoutChunkedEncoding(headers), etag);
+      const meta = await upload.commit({ attrs });
+      return new Response(null, { headers: { etag: `"${etagOf(meta)}"` } });
+    } catch (error) {
+      await upload.abort();
+      if (error instanceof Error && /ended after \d+ of its declared/.test(error.message)) {
+        throw new S3Error("IncompleteBody", error.message, { resource: target.resource });
+      }
+      throw error;
+    }
+  }
+
+  async #getObject(target: Target): Promise<Response> {
+    const { bucket, key, headers, method } = target as Required<Target>;
+    this.#needBucket(bucket);
+    const name = dfsNameOf(bucket, key);
+    const meta = await this.#metaOrNoSuchKey(name, target.resource);
+    const etag = etagOf(meta);
+    checkPreconditions(headers, { etag, modified: meta.modified });
+    const range = rangeOf(headers.get("range"), meta.size);
+    const out = headersOfAttrs(meta.attrs);
+    out.set("etag", `"${etag}"`);
+    out.set("last-modified", httpDate(meta.modified));
+    out.set("accept-ranges", "bytes");
+    const length = range ? range.end - range.start : meta.size;
+    out.set("content-length", String(length));
+    if (range) out.set("content-range", `bytes ${range.start}-${range.end - 1}/${meta.size}`);
+    const status = range ? 206 : 200;
+    if (method === "HEAD") return new Response(null, { status, headers: out });
+    const opened = await this.#store.open(name, range ?? {});
+    if (opened.meta.version !== meta.version) {
+      // Overwritten between the two looks: answer for the version opened, whole or not at all.
+      await opened.stream.cancel();
+      throw new S3Error("PreconditionFailed", "The object changed while it was being read");
+    }
+    return new Response(opened.stream, { status, headers: out });
+  }
+
+  async #deleteObject(target: Target): Promise<Response> {
+    const { bucket, key } = target as Required<Target>;
+    this.#needBucket(bucket);
+    await this.#removeIfThere(dfsNameOf(bucket, key));
+    return new Response(null, { status: 204 });
+  }
+
+  async #deleteObjects(bucket: string, request: Request): Promise<Response> {
+    this.#needBucket(bucket);
+    const body = await readSmallBody(request);
+    const md5 = request.headers.get("content-md5");
+    if (md5 !== null && md5 !== createHash("md5").update(body).digest("base64")) {
+      throw new S3Error("BadDigest");
+    }
+    const { quiet, objects } = parseDeleteObjects(body);
+    const deleted: { key: string }[] = [];
+    const errors: { key: string; code: string; message: string }[] = [];
+    for (const { key } of objects) {
+      try {
+        await this.#removeIfThere(dfsNameOf(bucket, key));
+        deleted.push({ key });
+      } catch (error) {
+        const s3 = s3ErrorOf(error);
+        errors.push({ key, code: s3.code, message: s3.message });
+      }
+    }
+    return new Response(deleteResultXml({ quiet, deleted, errors }), { headers: XML });
+  }
+
+  async #copyObject(target: Target): Promise<Response> {
+    const { bucket, key, headers } = target as Required<Target>;
+    this.#needBucket(bucket);
+    const name = dfsNameOf(bucket, key);
+    const source = copySourceOf(headers.get("x-amz-copy-source")!);
+    this.#needBucket(source.bucket);
+    const from = dfsNameOf(source.bucket, source.key);
+    const opened = await this.#store.open(from).catch((error) => {
+      throw s3ErrorOf(error, `/${source.bucket}/${source.key}`);
+    });
+    if (opened.meta.size > PUT_OBJECT_BYTES_MAX) {
+      await opened.stream.cancel();
+      throw new S3Error("InvalidRequest", "A copy of an object over 5 GiB must go multipart");
+    }
+    const replace = headers.get("x-amz-metadata-directive") === "REPLACE";
+    const upload = this.#store.beginUpload(name, { size: opened.meta.size });
+    const md5 = createHash("md5");
+    try {
+      for await (const piece of opened.stream) {
+        md5.update(piece);
+        await upload.write(owned(piece));
+      }
+      const etag = md5.digest("hex");
+      const attrs = replace
+        ? attrsOf(headers, etag)
+        : { ...opened.meta.attrs, etag } as Record<string, string>;
+      const meta = await upload.commit({ attrs });
+      const xml = copyObjectResultXml({ etag: etagOf(meta), modified: meta.modified });
+      return new Response(xml, { headers: XML });
+    } catch (error) {
+      await upload.abort();
+      throw error;
+    }
+  }
+
+  #needBucket(bucket: string): void {
+    validateBucketName(bucket);
+    if (!this.#buckets.has(bucket)) {
+      throw new S3Error("NoSuchBucket", undefined, { resource: `/${bucket}` });
+    }
+  }
+
+  async #metaOrNoSuchKey(name: string, resource: string): Promise<FileMeta> {
+    try {
+      return await this.#store.meta(name);
+    } catch (error) {
+      if (s3ErrorOf(error).code === "NoSuchKey") {
+        throw new S3Error("NoSuchKey", undefined, { resource });
+      }
+      throw error;
+    }
+  }
+
+  async #mustNotExist(name: string, resource: string): Promise<void> {
+    const exists = await this.#store.meta(name).then(() => true, () => false);
+    if (exists) {
+      throw new S3Error("PreconditionFailed", "The object exists (If-None-Match: *)", { resource });
+    }
+  }
+
+  async #removeIfThere(name: string): Promise<void> {
+    try {
+      await this.#store.remove(name);
+    } catch (error) {
+      if (s3ErrorOf(error).code !== "NoSuchKey") throw error;
+    }
+  }
+}
+
+/** The bucket and key a path names (`/bucket/key`, percent-decoded), with the query. */
+function targetOf(request: Request, path: string, query: URLSearchParams): Target {
+  const decoded = safeDecode(path);
+  const slash = decoded.indexOf("/", 1);
+  const bucket = slash < 0 ? decoded.slice(1) : decoded.slice(1, slash);
+  const key = slash < 0 ? undefined : decoded.slice(slash + 1);
+  return {
+    method: request.method.toUpperCase(),
+    bucket: bucket === "" ? undefined : bucket,
+    key: key === "" ? undefined : key,
+    query,
+    headers: request.headers,
+    resource: decoded,
+  };
+}
+
+function safeDecode(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    throw new S3Error("InvalidURI", "The path is not valid percent-encoded UTF-8");
+  }
+}
+
+function headBytes(request: Request, path: string, query: string): number {
+  let bytes = path.length + query.length;
+  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
+  return bytes;
+}
+
+/** The subresource a query names (`?location`, `?delete`...), among those `known` or any other. */
+function subresourceOf(query: URLSearchParams, known: string[]): string | undefined {
+  const SUBRESOURCES = [
+    "acl",
+    "cors",
+    "delete",
+    "encryption",
+    "lifecycle",
+    "location",
+    "logging",
+    "notification",
+    "object-lock",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "legal-hold",
+    "select",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versioning",
+    "versions",
+    "website",
+    "partNumber",
+    "attributes",
+    "ownershipControls",
+    "accelerate",
+    "analytics",
+    "intelligent-tiering",
+    "inventory",
+    "metrics",
+    "list-type",
+  ];
+  for (const name of query.keys()) {
+    if (known.includes(name) || SUBRESOURCES.includes(name)) return name;
+  }
+  return undefined;
+}
+
+function notImplemented(method: string, query: URLSearchParams): S3Error {
+  const what = [...query.keys()].join(", ");
+  return new S3Error(
+    "NotImplemented",
+    `${method}${what ? ` with ${what}` : ""} is not implemented by this dfs S3 gateway`,
+  );
+}
+
+/** The object size a PUT declares: the decoded length of an aws-chunked body, else its length. */
+function declaredSizeOf(
+  headers: Headers,
+  payload: Parameters<typeof payloadStream>[0],
+): number {
+  const declared = "decodedContentLength" in payload && payload.decodedContentLength !== undefined
+    ? payload.decodedContentLength
+    : headers.get("x-amz-decoded-content-length") ?? headers.get("content-length");
+  if (declared === null || declared === undefined) throw new S3Error("MissingContentLength");
+  const size = Number(declared);
+  if (!Number.isSafeInteger(size) || size < 0) {
+    throw new S3Error("InvalidArgument", `Content length ${declared} is not a size`);
+  }
+  if (size > PUT_OBJECT_BYTES_MAX) {
+    throw new S3Error(
+      "EntityTooLarge",
+      `${size} bytes is over the ${PUT_OBJECT_BYTES_MAX} of one PUT`,
+    );
+  }
+  return size;
+}
+
+/** Checks `Content-MD5`, `x-amz-checksum-crc32` and `x-amz-checksum-sha256` against the body. */
+function checkDigests(
+  headers: Headers,
+  got: { md5: string; crc32: number; sha256?: string },
+): void {
+  const md5 = headers.get("content-md5");
+  if (md5 !== null) {
+    const expected = base64Bytes(md5);
+    if (expected === undefined || expected.length !== 16) throw new S3Error("InvalidDigest");
+    if (hex(expected) !== got.md5) throw new S3Error("BadDigest");
+  }
+  const crc = headers.get("x-amz-checksum-crc32");
+  if (crc !== null) {
+    const expected = base64Bytes(crc);
+    if (expected === undefined || expected.length !== 4) {
+      throw new S3Error("InvalidArgument", "x-amz-checksum-crc32 is not a base64 CRC32");
+    }
+    if (new DataView(expected.buffer).getUint32(0) !== got.crc32 >>> 0) {
+      throw new S3Error("BadDigest", "The CRC32 you specified did not match what was received");
+    }
+  }
+  const sha = headers.get("x-amz-checksum-sha256");
+  if (sha !== null && sha !== got.sha256) {
+    throw new S3Error("BadDigest", "The SHA-256 you specified did not match what was received");
+  }
+}
+
+function base64Bytes(text: string): Uint8Array | undefined {
+  try {
+    return Uint8Array.from(atob(text.trim()), (c) => c.charCodeAt(0));
+  } catch {
+    return undefined;
+  }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The request's headers without `aws-chunked` in `Content-Encoding` (a transfer detail). */
+function withoutChunkedEncoding(headers: Headers): Headers {
+  const encoding = headers.get("content-encoding");
+  if (encoding === null) return headers;
+  const kept = encoding.split(",").map((e) => e.trim()).filter((e) => e && e !== "aws-chunked");
+  const copy = new Headers(headers);
+  if (kept.length === 0) copy.delete("content-encoding");
+  else copy.set("content-encoding", kept.join(", "));
+  return copy;
+}
+
+/** `x-amz-copy-source`: `/bucket/key` or `bucket/key`, percent-encoded. */
+function copySourceOf(header: string): { bucket: string; key: string } {
+  const [path, query] = header.split("?", 2);
+  if (query !== undefined && query !== "") {
+    throw new S3Error("NotImplemented", "Copying a version of an object is not implemented");
+  }
+  const decoded = safeDecode(path).replace(/^\//, "");
+  const slash = decoded.indexOf("/");
+  if (slash <= 0 || slash === decoded.length - 1) {
+    throw new S3Error("InvalidArgument", `x-amz-copy-source ${header} is not /bucket/key`);
+  }
+  return { bucket: decoded.slice(0, slash), key: decoded.slice(slash + 1) };
+}
+
+/** A small request body (a bucket configuration, a delete list), at most `XML_BODY_BYTES_MAX`. */
+async function readSmallBody(request: Request): Promise<Uint8Array> {
+  const declared = Number(request.headers.get("content-length") ?? 0);
+  if (declared > XML_BODY_BYTES_MAX) {
+    throw new S3Error(
+      "MalformedXML",
+      `The body of ${declared} bytes is over ${XML_BODY_BYTES_MAX}`,
+    );
+  }
+  const parts: Uint8Array[] = [];
+  let bytes = 0;
+  for await (
+    const piece of withStallTimeout(request.body ?? new ReadableStream(), BODY_STALL_TIMEOUT_MS)
+  ) {
+    bytes += piece.length;
+    if (bytes > XML_BODY_BYTES_MAX) {
+      throw new S3Error("MalformedXML", `The body is over ${XML_BODY_BYTES_MAX} bytes`);
+    }
+    parts.push(piece);
+  }
+  const body = new Uint8Array(bytes);
+  let at = 0;
+  for (const part of parts) {
+    body.set(part, at);
+    at += part.length;
+  }
+  return body;
+}
+
+/** The pieces of `stream`, failing with `RequestTimeout` when none comes for `timeoutMs`. */
+async function* withStallTimeout(
+  stream: ReadableStream<Uint8Array>,
+  timeoutMs: number,
+): AsyncGenerator<Uint8Array> {
+  const reader = stream.getReader();
+  try {
+    while (true) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new S3Error("RequestTimeout", `No body bytes came for ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      });
+      try {
+        const { done, value } = await Promise.race([reader.read(), stalled]);
+        if (done) return;
+        yield value;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/** A piece whose buffer is its own (an upload takes ownership, and may move the buffer). */
+function owned(piece: Uint8Array): Uint8Array {
+  return piece.byteOffset === 0 && piece.byteLength === piece.buffer.byteLength
+    ? piece
+    : piece.slice();
+}
