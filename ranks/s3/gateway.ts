@@ -62,6 +62,8 @@ export interface S3GatewayOptions {
   region: string;
   clock: Clock;
   log: Log;
+  /** A body that brings nothing for this long fails; default `BODY_STALL_TIMEOUT_MS`. */
+  bodyStallTimeoutMs?: number;
 }
 
 /** A parsed request: which bucket and key it names, and its query. */
@@ -82,6 +84,7 @@ export class S3Gateway {
   #region: string;
   #clock: Clock;
   #log: Log;
+  #stallMs: number;
 
   constructor(options: S3GatewayOptions) {
     this.#store = options.store;
@@ -90,6 +93,7 @@ export class S3Gateway {
     this.#region = options.region;
     this.#clock = options.clock;
     this.#log = options.log;
+    this.#stallMs = options.bodyStallTimeoutMs ?? BODY_STALL_TIMEOUT_MS;
   }
 
   /** Answers one request; never throws (every failure is an S3 error answer). */
@@ -177,7 +181,7 @@ export class S3Gateway {
 
   async #createBucket(bucket: string, request: Request): Promise<Response> {
     validateBucketName(bucket);
-    const body = await readSmallBody(request);
+    const body = await readSmallBody(request, this.#stallMs);
     if (body.length > 0) parseCreateBucketConfiguration(body);
     if (!await this.#buckets.create(bucket, this.#clock.now())) {
       throw new S3Error("BucketAlreadyOwnedByYou", undefined, { resource: `/${bucket}` });
@@ -230,8 +234,8 @@ export class S3Gateway {
     const sha256 = headers.has("x-amz-checksum-sha256") ? createHash("sha256") : undefined;
     let crc = 0;
     try {
-      const body = (request.body ?? new ReadableStream()).pipeThrough(payloadStream(payload));
-      for await (const piece of withStallTimeout(body, BODY_STALL_TIMEOUT_MS)) {
+      const body = (request.body ?? emptyBody()).pipeThrough(payloadStream(payload));
+      for await (const piece of withStallTimeout(body, this.#stallMs)) {
         md5.update(piece);
         sha256?.update(piece);
         crc = crc32(piece, crc);
@@ -287,7 +291,7 @@ export class S3Gateway {
 
   async #deleteObjects(bucket: string, request: Request): Promise<Response> {
     this.#needBucket(bucket);
-    const body = await readSmallBody(request);
+    const body = await readSmallBody(request, this.#stallMs);
     const md5 = request.headers.get("content-md5");
     if (md5 !== null && md5 !== createHash("md5").update(body).digest("base64")) {
       throw new S3Error("BadDigest");
@@ -545,7 +549,7 @@ function copySourceOf(header: string): { bucket: string; key: string } {
 }
 
 /** A small request body (a bucket configuration, a delete list), at most `XML_BODY_BYTES_MAX`. */
-async function readSmallBody(request: Request): Promise<Uint8Array> {
+async function readSmallBody(request: Request, stallMs: number): Promise<Uint8Array> {
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > XML_BODY_BYTES_MAX) {
     throw new S3Error(
@@ -555,9 +559,7 @@ async function readSmallBody(request: Request): Promise<Uint8Array> {
   }
   const parts: Uint8Array[] = [];
   let bytes = 0;
-  for await (
-    const piece of withStallTimeout(request.body ?? new ReadableStream(), BODY_STALL_TIMEOUT_MS)
-  ) {
+  for await (const piece of withStallTimeout(request.body ?? emptyBody(), stallMs)) {
     bytes += piece.length;
     if (bytes > XML_BODY_BYTES_MAX) {
       throw new S3Error("MalformedXML", `The body is over ${XML_BODY_BYTES_MAX} bytes`);
@@ -599,6 +601,11 @@ async function* withStallTimeout(
   } finally {
     reader.cancel().catch(() => {});
   }
+}
+
+/** A body with no bytes, for a request that has none. */
+function emptyBody(): ReadableStream<Uint8Array> {
+  return new ReadableStream({ start: (controller) => controller.close() });
 }
 
 /** A piece whose buffer is its own (an upload takes ownership, and may move the buffer). */

@@ -1,0 +1,224 @@
+/**
+ * The S3 gateway in-process, over rank 0's store on the in-process cluster: requests signed with
+ * `@smithy/signature-v4`, and hostile ones (a truncated chunked body, a wrong MD5 or CRC32, a body
+ * that never comes, malformed XML) answered with the S3 error and storing nothing.
+ */
+
+import assert from "node:assert/strict";
+import { createHash, createHmac } from "node:crypto";
+import { SignatureV4 } from "@smithy/signature-v4";
+import { MemoryFileSystem } from "../env/memory_fs.ts";
+import { systemClock } from "../env/system.ts";
+import { MemoryCluster } from "../testing/memory_cluster.ts";
+import { encodeAwsChunked } from "./aws_chunked.ts";
+import { Buckets } from "./buckets.ts";
+import { S3Gateway } from "./gateway.ts";
+
+const KEY_ID = "AKIDGATEWAY";
+const SECRET = "gateway-test-secret";
+const HOST = "127.0.0.1:9000";
+
+/** The SHA-256 constructor `@smithy/signature-v4` wants (an HMAC when given a secret). */
+class Sha256 {
+  #hash;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.#hash = secret === undefined ? createHash("sha256") : createHmac("sha256", bytes(secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.#hash.update(bytes(data));
+  }
+  digest(): Promise<Uint8Array> {
+    return Promise.resolve(new Uint8Array(this.#hash.digest()));
+  }
+}
+
+function bytes(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
+  if (typeof data === "string") return data;
+  if (ArrayBuffer.isView(data)) {
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  return new Uint8Array(data);
+}
+
+const signer = new SignatureV4({
+  credentials: { accessKeyId: KEY_ID, secretAccessKey: SECRET },
+  region: "us-east-1",
+  service: "s3",
+  sha256: Sha256,
+  uriEscapePath: false,
+});
+
+/** A signed request; the body's SHA-256 is signed unless `payloadHash` says otherwise. */
+async function signed(
+  method: string,
+  path: string,
+  options: {
+    body?: Uint8Array | ReadableStream<Uint8Array>;
+    headers?: Record<string, string>;
+    query?: Record<string, string>;
+    payloadHash?: string;
+  } = {},
+): Promise<Request> {
+  const body = options.body;
+  const hash = options.payloadHash ??
+    createHash("sha256").update(body instanceof Uint8Array ? body : new Uint8Array()).digest("hex");
+  const request = await signer.sign({
+    method,
+    protocol: "http:",
+    hostname: "127.0.0.1",
+    port: 9000,
+    path,
+    query: options.query ?? {},
+    headers: {
+      host: HOST,
+      "x-amz-content-sha256": hash,
+      // As an HTTP client sends it (a Request made in-process has none).
+      ...(body instanceof Uint8Array ? { "content-length": String(body.length) } : {}),
+      ...options.headers,
+    },
+  });
+  const query = new URLSearchParams(options.query ?? {}).toString();
+  return new Request(`http://${HOST}${path}${query ? `?${query}` : ""}`, {
+    method,
+    headers: request.headers as Record<string, string>,
+    body: body as BodyInit | undefined,
+  });
+}
+
+async function gatewayOver(options: { bodyStallTimeoutMs?: number } = {}) {
+  const cluster = await MemoryCluster.start();
+  const fs = new MemoryFileSystem();
+  await fs.mkdir("/data", { recursive: true });
+  const gateway = new S3Gateway({
+    store: cluster.store,
+    buckets: await Buckets.open("/data", fs),
+    credentials: new Map([[KEY_ID, SECRET]]),
+    region: "us-east-1",
+    clock: systemClock,
+    log: { error: () => {} },
+    ...options,
+  });
+  const created = await gateway.handle(await signed("PUT", "/bucket"));
+  assert.equal(created.status, 200, await created.clone().text());
+  return {
+    cluster,
+    gateway,
+    async [Symbol.asyncDispose]() {
+      await cluster.close();
+    },
+  };
+}
+
+async function errorOf(response: Response): Promise<{ status: number; code: string }> {
+  const text = await response.text();
+  return { status: response.status, code: /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? text };
+}
+
+Deno.test("S3Gateway stores a signed PUT and gives it back, with its MD5 as ETag", async () => {
+  await using s3 = await gatewayOver();
+  const body = new TextEncoder().encode("hello, S3");
+  const put = await s3.gateway.handle(await signed("PUT", "/bucket/a%20b/c", { body }));
+  assert.equal(put.status, 200, await put.clone().text());
+  const md5 = createHash("md5").update(body).digest("hex");
+  assert.equal(put.headers.get("etag"), `"${md5}"`);
+  const got = await s3.gateway.handle(await signed("GET", "/bucket/a%20b/c"));
+  assert.equal(new TextDecoder().decode(await got.arrayBuffer()), "hello, S3");
+  assert.equal((await s3.cluster.store.meta("bucket/a b/c")).attrs?.etag, md5);
+});
+
+Deno.test("S3Gateway stores nothing for a wrong Content-MD5, CRC32 or SHA-256", async () => {
+  await using s3 = await gatewayOver();
+  const body = new TextEncoder().encode("some bytes");
+  const cases: [Record<string, string>, string][] = [
+    [{ "content-md5": createHash("md5").update("other").digest("base64") }, "BadDigest"],
+    [{ "content-md5": "not-base64!" }, "InvalidDigest"],
+    [{ "x-amz-checksum-crc32": "AAAAAA==" }, "BadDigest"],
+  ];
+  for (const [headers, code] of cases) {
+    const response = await s3.gateway.handle(await signed("PUT", "/bucket/x", { body, headers }));
+    assert.deepEqual(await errorOf(response), { status: 400, code }, JSON.stringify(headers));
+  }
+  const lying = await signed("PUT", "/bucket/x", { body, payloadHash: "0".repeat(64) });
+  assert.deepEqual(await errorOf(await s3.gateway.handle(lying)), {
+    status: 400,
+    code: "XAmzContentSHA256Mismatch",
+  });
+  await assert.rejects(s3.cluster.store.meta("bucket/x"), /x/);
+});
+
+Deno.test("S3Gateway stores nothing for a truncated aws-chunked body, and takes a whole one", async () => {
+  await using s3 = await gatewayOver();
+  const data = new Uint8Array(100_000).map((_, i) => i % 251);
+  const chunked = encodeAwsChunked([data.subarray(0, 65536), data.subarray(65536)], {
+    trailer: "x-amz-checksum-crc32",
+  });
+  const headers = {
+    "content-encoding": "aws-chunked",
+    "x-amz-decoded-content-length": String(data.length),
+    "x-amz-trailer": "x-amz-checksum-crc32",
+  };
+  const payloadHash = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+  const cut = await signed("PUT", "/bucket/chunked", {
+    body: chunked.subarray(0, chunked.length - 40),
+    headers,
+    payloadHash,
+  });
+  const refused = await errorOf(await s3.gateway.handle(cut));
+  assert.equal(refused.status, 400);
+  assert.match(refused.code, /IncompleteBody|MalformedTrailerError/);
+  await assert.rejects(s3.cluster.store.meta("bucket/chunked"));
+
+  const whole = await signed("PUT", "/bucket/chunked", { body: chunked, headers, payloadHash });
+  const response = await s3.gateway.handle(whole);
+  assert.equal(response.status, 200, await response.clone().text());
+  const meta = await s3.cluster.store.meta("bucket/chunked");
+  assert.equal(meta.size, data.length);
+  assert.equal(meta.attrs?.["content-encoding"], undefined, "aws-chunked is not kept");
+});
+
+Deno.test("S3Gateway fails a body that stops coming with RequestTimeout, storing nothing", async () => {
+  await using s3 = await gatewayOver({ bodyStallTimeoutMs: 200 });
+  const stalled = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new Uint8Array(1000)); // then nothing more: 10 GiB were declared
+    },
+  });
+  const request = await signed("PUT", "/bucket/never", {
+    body: stalled,
+    headers: { "content-length": String(5 * 1024 ** 3) },
+    payloadHash: "UNSIGNED-PAYLOAD",
+  });
+  const started = performance.now();
+  assert.deepEqual(await errorOf(await s3.gateway.handle(request)), {
+    status: 400,
+    code: "RequestTimeout",
+  });
+  assert.ok(performance.now() - started < 5_000);
+  await assert.rejects(s3.cluster.store.meta("bucket/never"));
+});
+
+Deno.test("S3Gateway answers malformed XML and unknown operations with their S3 errors", async () => {
+  await using s3 = await gatewayOver();
+  await s3.gateway.handle(await signed("PUT", "/bucket/keep", { body: new Uint8Array(3) }));
+  const body = new TextEncoder().encode("<Delete><Object><Key>keep</Key></Object>");
+  const malformed = await signed("POST", "/bucket", { body, query: { delete: "" } });
+  assert.deepEqual(await errorOf(await s3.gateway.handle(malformed)), {
+    status: 400,
+    code: "MalformedXML",
+  });
+  assert.equal((await s3.cluster.store.meta("bucket/keep")).size, 3, "nothing was deleted");
+  const tagging = await signed("GET", "/bucket/keep", { query: { tagging: "" } });
+  assert.deepEqual(await errorOf(await s3.gateway.handle(tagging)), {
+    status: 501,
+    code: "NotImplemented",
+  });
+  const garbage = new Request(`http://${HOST}/bucket/keep`, {
+    headers: { authorization: "AWS4-HMAC-SHA256 garbage" },
+  });
+  assert.equal((await errorOf(await s3.gateway.handle(garbage))).status, 400);
+  const unsigned = new Request(`http://${HOST}/bucket/keep`);
+  assert.deepEqual(await errorOf(await s3.gateway.handle(unsigned)), {
+    status: 403,
+    code: "AccessDenied",
+  });
+});
