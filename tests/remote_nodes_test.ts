@@ -301,6 +301,7 @@ Deno.test("the node port speaks TLS when the server has a certificate: a node tr
     assert.equal(node.rank, 1);
     const ca = await Deno.readTextFile(`${dir}/ca.pem`);
     await using client = await DfsClient.connect(server.address, { tlsCaCerts: [ca] });
+    await waitForStates(client, { 1: "up" }); // joined, then reconciled and marked up
     const data = pseudoRandomBytes(3 * MiB, 7);
     await client.put("over-tls", data);
     assert.equal(sha256(await readAll(client, "over-tls")), sha256(data));
@@ -580,6 +581,7 @@ Deno.test("./dfs node and ./dfs serve with their narrowed permissions: a node jo
       launcher: true,
     });
     await using client = await DfsClient.connect(server.address);
+    await waitForStates(client, { [node.rank]: "up" }); // joined, then reconciled and marked up
     const data = pseudoRandomBytes(2 * MiB + 5, 50);
     await client.put("narrow", data);
     assert.equal(sha256(await readAll(client, "narrow")), sha256(data));
