@@ -36,6 +36,7 @@ export async function runRemote(bench: BenchContext): Promise<Figure[]> {
             await TestNode.start(remote.nodeAddress!, { dataDir: `${dir}/node${i}`, secretFile }),
           );
         }
+        await allUp(remote.address, dataNodes);
         return await compare(bench, { workers, remote });
       }));
   } finally {
@@ -114,5 +115,22 @@ async function measure(
     };
   } finally {
     for (const c of clients) c.close();
+  }
+}
+
+/** How long the bench waits for its remote nodes to be taken in. */
+const NODES_UP_TIMEOUT_MS = 60_000;
+
+/** Waits until `count` data nodes are up (a node says it joined before rank 0 has taken it in). */
+async function allUp(address: string, count: number): Promise<void> {
+  const [client] = await connectClients(address, 1);
+  try {
+    const deadline = Date.now() + NODES_UP_TIMEOUT_MS;
+    while ((await client.status()).ranks.filter((r) => r.state === "up").length < count) {
+      if (Date.now() > deadline) throw new Error(`${count} data nodes were not up in time`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    client.close();
   }
 }
