@@ -27,6 +27,8 @@ export interface BenchConfig {
   remoteNodes: boolean;
   /** Aggregate throughput across namespace hosts with 1 Gbit/s links (`_multi_host.ts`). */
   multiHost: boolean;
+  /** The S3 gateway beside the CBOR protocol on one server (`_s3.ts`). */
+  s3: boolean;
   quick: boolean;
   json: boolean;
   runs: number;
@@ -48,7 +50,7 @@ export interface BenchConfig {
 }
 
 export const USAGE =
-  `deno task bench [--scaling | --remote-nodes | --multi-host] [--quick] [--json] [--runs N]
+  `deno task bench [--scaling | --remote-nodes | --multi-host | --s3] [--quick] [--json] [--runs N]
        [--ranks N] [--size-mib N] [--files N] [--clients N] [--list-files N] [--fill-clients N]
        [--scaling-size-mib N] [--scaling-ranks 2,4,8,16] [--scaling-clients 1,4,16,64]
        [--hosts 2,4,8]`;
@@ -73,6 +75,7 @@ export function parseConfig(args: string[]): BenchConfig {
       scaling: { type: "boolean", default: false },
       "remote-nodes": { type: "boolean", default: false },
       "multi-host": { type: "boolean", default: false },
+      s3: { type: "boolean", default: false },
       quick: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       runs: { type: "string" },
@@ -90,9 +93,9 @@ export function parseConfig(args: string[]): BenchConfig {
   });
   const quick = values.quick;
   const multiHost = values["multi-host"];
-  if ([values.scaling, values["remote-nodes"], multiHost].filter(Boolean).length > 1) {
+  if ([values.scaling, values["remote-nodes"], multiHost, values.s3].filter(Boolean).length > 1) {
     throw new RangeError(
-      "--scaling, --remote-nodes and --multi-host each run a suite of their own",
+      "--scaling, --remote-nodes, --multi-host and --s3 each run a suite of their own",
     );
   }
   const int = (name: keyof typeof values, normal: number, fast: number, max: number) =>
@@ -105,6 +108,7 @@ export function parseConfig(args: string[]): BenchConfig {
     scaling: values.scaling,
     remoteNodes: values["remote-nodes"],
     multiHost,
+    s3: values.s3,
     quick,
     json: values.json,
     runs: int("runs", 3, 1, RUNS_MAX),

@@ -52,7 +52,7 @@ Deno.test("parseConfig() takes one suite at a time, and --hosts for --multi-host
   assert.deepEqual(parseConfig([]).hosts, [2, 4, 8]);
   assert.throws(() => parseConfig(["--scaling", "--multi-host"]), {
     name: "RangeError",
-    message: "--scaling, --remote-nodes and --multi-host each run a suite of their own",
+    message: "--scaling, --remote-nodes, --multi-host and --s3 each run a suite of their own",
   });
   assert.throws(() => parseConfig(["--multi-host", "--hosts", "2,33"]), {
     name: "RangeError",

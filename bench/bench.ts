@@ -9,6 +9,7 @@
  *
  * `--scaling` runs the scaling suite instead (ranks 2 to 16, clients 1 to 64; see `_scaling.ts`);
  * `--remote-nodes` compares Worker data nodes with `dfs node` processes over TCP (`_remote.ts`);
+ * `--s3` sets the S3 gateway beside the CBOR protocol (`_s3.ts`);
  * `--multi-host` measures aggregate throughput with 2, 4 and 8 node hosts in network namespaces,
  * each node host's link limited to 1 Gbit/s (`_multi_host.ts`; needs root and `tc`, else skipped).
  * `--json` prints the results as JSON; `--quick` is a short smoke run (1 run, small sizes).
@@ -27,6 +28,7 @@ import {
 } from "./_multi_host.ts";
 import { figureTable, gridTable } from "./_report.ts";
 import { runRemote } from "./_remote.ts";
+import { runS3 } from "./_s3.ts";
 import { runScaling } from "./_scaling.ts";
 import type { Figure } from "./_stats.ts";
 import { progress } from "./_timing.ts";
@@ -48,6 +50,8 @@ const suite = config.scaling
   ? "remote-nodes"
   : config.multiHost
   ? "multi-host"
+  : config.s3
+  ? "s3"
   : "default";
 progress(`${suite} suite, ${config.runs} run(s) each`);
 const bench = { config, notes };
@@ -57,6 +61,8 @@ const figures = config.scaling
   ? await runRemote(bench)
   : config.multiHost
   ? await runMultiHost(bench)
+  : config.s3
+  ? await runS3(bench)
   : await runDefault(bench);
 const ratios = suite === "default" ? ratiosOf(figures, config) : {};
 
@@ -79,6 +85,12 @@ function heading(c: BenchConfig): string {
     return `dfs bench --remote-nodes: ${c.ranks - 1} data nodes as Workers, then as dfs node ` +
       `processes over TCP on 127.0.0.1, 2 replicas, turn by turn in each run; ` +
       `${c.sizeBytes / MiB} MiB file; ${c.files} files of 4 KiB; ${runs}\n`;
+  }
+  if (c.s3) {
+    return `dfs bench --s3: one server (${c.ranks} ranks, 2 replicas) with its S3 gateway; each ` +
+      `run puts and gets a ${c.sizeBytes / MiB} MiB object (one request) and ${c.files} objects ` +
+      `of 4 KiB with ${c.clients} clients, through the CBOR protocol then through S3 (signed, ` +
+      `UNSIGNED-PAYLOAD, fetch); ${runs}\n`;
   }
   if (c.multiHost) {
     return `dfs bench --multi-host: rank 0, ${c.hosts.join(", ")} node hosts (a dfs node process ` +
