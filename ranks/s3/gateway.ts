@@ -17,7 +17,13 @@ import type { FileMeta } from "../../protocol/messages.ts";
 import type { StreamingFileStore } from "../common/file_store.ts";
 import type { Clock, Log } from "../env/env.ts";
 import type { Buckets } from "./buckets.ts";
-import { fetchFromStore, listObjectsResult, listPage, parseListQuery } from "./listing.ts";
+import {
+  fetchFromStore,
+  type ListingFetch,
+  listObjectsResult,
+  listPage,
+  parseListQuery,
+} from "./listing.ts";
 import { dfsNameOf, validateBucketName } from "./names.ts";
 import {
   attrsOf,
@@ -208,11 +214,21 @@ export class S3Gateway {
   async #listObjects(bucket: string, query: URLSearchParams): Promise<Response> {
     this.#needBucket(bucket);
     const list = parseListQuery(query);
-    const fetch = fetchFromStore(
+    const fetchNames = fetchFromStore(
       (prefix, options) => this.#store.list(prefix, options),
       bucket,
       list.prefix,
     );
+    // Each object's ETag, from its metadata (rank 0's index: no data node is asked). An object
+    // removed between the two looks is listed without one.
+    const fetch: ListingFetch = async (after, limit) => {
+      const entries = await fetchNames(after, limit);
+      return await Promise.all(entries.map(async (entry) => {
+        const meta = await Promise.try(() => this.#store.meta(dfsNameOf(bucket, entry.key)))
+          .catch(() => undefined);
+        return meta === undefined ? entry : { ...entry, etag: etagOf(meta) };
+      }));
+    };
     const page = await listPage(fetch, list);
     const xml = listBucketResultXml(listObjectsResult(bucket, list, page, OWNER));
     return new Response(xml, { headers: XML });

@@ -124,6 +124,15 @@ Deno.test("S3Gateway stores a signed PUT and gives it back, with its MD5 as ETag
   const got = await s3.gateway.handle(await signed("GET", "/bucket/a%20b/c"));
   assert.equal(new TextDecoder().decode(await got.arrayBuffer()), "hello, S3");
   assert.equal((await s3.cluster.store.meta("bucket/a b/c")).attrs?.etag, md5);
+  const listed = await s3.gateway.handle(
+    await signed("GET", "/bucket", { query: { "list-type": "2" } }),
+  );
+  const xml = await listed.text();
+  assert.match(xml, /<Key>a b\/c<\/Key>/);
+  assert.ok(
+    xml.includes(`<ETag>&quot;${md5}&quot;</ETag>`) || xml.includes(`<ETag>"${md5}"</ETag>`),
+    xml,
+  );
 });
 
 Deno.test("S3Gateway stores nothing for a wrong Content-MD5, CRC32 or SHA-256", async () => {
