@@ -15,7 +15,7 @@ import type { TestServer } from "../tests/_server.ts";
 import type { BenchContext } from "./_config.ts";
 import { connectClients, runPhase } from "./_small_files.ts";
 import { type Figure, figureOf } from "./_stats.ts";
-import { progress, timed } from "./_timing.ts";
+import { cpuSeconds, progress, timed } from "./_timing.ts";
 import { withServer } from "./_with_server.ts";
 
 const MiB = 1024 * 1024;
@@ -141,17 +141,20 @@ async function compare(bench: BenchContext, server: TestServer, s3: S3Client): P
       const get = await runPhase(clients, "get", options);
       add("cbor small put", put.files / put.seconds);
       add("cbor small get", get.files / get.seconds);
-      add(
-        "s3 small put",
-        await s3Phase(config, (i) => s3.send("PUT", `/${BUCKET}/r${run}/s${i}`, small)),
-      );
-      add(
-        "s3 small get",
-        await s3Phase(config, async (i) => {
-          const body = await (await s3.send("GET", `/${BUCKET}/r${run}/s${i}`)).arrayBuffer();
-          if (body.byteLength !== 4096) throw new Error(`S3 GET gave ${body.byteLength} bytes`);
-        }),
-      );
+      add("cbor small put cpu", 100 * put.serverCpuSeconds / put.seconds);
+      add("cbor small get cpu", 100 * get.serverCpuSeconds / get.seconds);
+      const pid = server.process.pid;
+      const s3Put = await s3Phase(config, pid, (i) => {
+        return s3.send("PUT", `/${BUCKET}/r${run}/s${i}`, small);
+      });
+      const s3Get = await s3Phase(config, pid, async (i) => {
+        const body = await (await s3.send("GET", `/${BUCKET}/r${run}/s${i}`)).arrayBuffer();
+        if (body.byteLength !== 4096) throw new Error(`S3 GET gave ${body.byteLength} bytes`);
+      });
+      add("s3 small put", s3Put.rate);
+      add("s3 small get", s3Get.rate);
+      add("s3 small put cpu", s3Put.serverCpu);
+      add("s3 small get cpu", s3Get.serverCpu);
     }
   } finally {
     cbor.close();
@@ -170,22 +173,35 @@ async function compare(bench: BenchContext, server: TestServer, s3: S3Client): P
     ["small put", `4 KiB put, ${config.clients} clients`, "files/s"],
     ["small get", `4 KiB get, ${config.clients} clients`, "files/s"],
   ];
-  return rows.flatMap(([key, name, unit]) => [
-    figureOf(`${name}, CBOR`, samples.get(`cbor ${key}`)!, { unit }),
-    figureOf(`${name}, S3`, samples.get(`s3 ${key}`)!, { unit }),
-    figureOf(`${name}, S3 / CBOR of the same run`, samples.get(`ratio ${key}`)!, { unit: "%" }),
-  ]);
+  const core = { unit: "% of a core" };
+  return [
+    ...rows.flatMap(([key, name, unit]) => [
+      figureOf(`${name}, CBOR`, samples.get(`cbor ${key}`)!, { unit }),
+      figureOf(`${name}, S3`, samples.get(`s3 ${key}`)!, { unit }),
+      figureOf(`${name}, S3 / CBOR of the same run`, samples.get(`ratio ${key}`)!, { unit: "%" }),
+    ]),
+    ...["put", "get"].flatMap((op) => [
+      figureOf(`4 KiB ${op}, server CPU, CBOR`, samples.get(`cbor small ${op} cpu`)!, core),
+      figureOf(`4 KiB ${op}, server CPU, S3`, samples.get(`s3 small ${op} cpu`)!, core),
+    ]),
+  ];
 }
 
-/** `config.files` S3 operations over `config.clients` lanes; returns operations per second. */
+/**
+ * `config.files` S3 operations over `config.clients` lanes: operations per second, and the
+ * server's CPU over the phase in % of a core.
+ */
 async function s3Phase(
   config: BenchContext["config"],
+  serverPid: number,
   op: (i: number) => Promise<unknown>,
-): Promise<number> {
+): Promise<{ rate: number; serverCpu: number }> {
   let next = 0;
   const lane = async () => {
     while (next < config.files) await op(next++);
   };
+  const cpu0 = await cpuSeconds(serverPid);
   const { seconds } = await timed(() => Promise.all(Array.from({ length: config.clients }, lane)));
-  return config.files / seconds;
+  const cpu1 = await cpuSeconds(serverPid);
+  return { rate: config.files / seconds, serverCpu: 100 * (cpu1 - cpu0) / seconds };
 }
