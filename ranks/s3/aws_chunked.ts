@@ -14,18 +14,10 @@
 import { Buffer } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
-import {
-  bytesToHex,
-  checkPayloadSha256,
-  type ChecksumTrailer,
-  type ChunkSigning,
-  EMPTY_SHA256,
-  hmac,
-  type Payload,
-  S3AuthError,
-  sha256Hex,
-  signatureMatches,
-} from "./sigv4.ts";
+import { S3AuthError } from "./auth_error.ts";
+import { bytesToHex, hmac, sha256Hex, signatureMatches } from "./canonical.ts";
+import { type ChecksumTrailer, type ChunkSigning, type Payload } from "./payload.ts";
+import { checkPayloadSha256, EMPTY_SHA256 } from "./sigv4.ts";
 
 /** Longest chunk header line, CRLF included (a signed one is about 100 bytes). */
 export const CHUNK_HEADER_BYTES_MAX = 4096;

@@ -14,16 +14,10 @@ import {
   type StreamingPayload,
   TRAILER_BYTES_MAX,
 } from "./aws_chunked.ts";
-import {
-  bytesToHex,
-  CHECKSUM_TRAILERS,
-  type ChecksumTrailer,
-  type ChunkSigning,
-  S3AuthError,
-  type S3AuthErrorCode,
-  signingKey,
-  verifyRequest,
-} from "./sigv4.ts";
+import { S3AuthError, type S3AuthErrorCode } from "./auth_error.ts";
+import { bytesToHex, signingKey } from "./canonical.ts";
+import { CHECKSUM_TRAILERS, type ChecksumTrailer, type ChunkSigning } from "./payload.ts";
+import { verifyRequest } from "./sigv4.ts";
 
 // ---- helpers -------------------------------------------------------------------------------
 

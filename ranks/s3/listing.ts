@@ -19,7 +19,7 @@
 import { utf8ByteLength } from "../../protocol/names.ts";
 import { dfsCursorOf, dfsPrefixOf, KEY_BYTES_MAX, keyOf } from "./names.ts";
 import { S3Error } from "./s3_error.ts";
-import type { Owner } from "./xml.ts";
+import type { Owner } from "./xml_responses.ts";
 
 /** Most keys one page lists, and the default (S3's: a larger max-keys is cut to it). */
 export const MAX_KEYS_MAX = 1000;

@@ -19,7 +19,8 @@ import {
   type StoreList,
 } from "./listing.ts";
 import { S3Error } from "./s3_error.ts";
-import { listBucketResultXml, type ParsedElement, parseXml } from "./xml.ts";
+import { type ParsedElement, parseXml } from "./xml_parser.ts";
+import { listBucketResultXml } from "./xml_responses.ts";
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

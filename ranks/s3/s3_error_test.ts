@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DfsError } from "../../protocol/errors.ts";
 import { errorHasBody, errorXml, S3_ERRORS, S3Error, s3ErrorOf } from "./s3_error.ts";
-import { parseXml } from "./xml.ts";
+import { parseXml } from "./xml_parser.ts";
 
 Deno.test("S3Error takes its status and default message from S3_ERRORS", () => {
   const error = new S3Error("NoSuchBucket");

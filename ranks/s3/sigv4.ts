@@ -13,7 +13,18 @@
  * @module
  */
 
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { S3AuthError } from "./auth_error.ts";
+import { type Payload, payloadOf } from "./payload.ts";
+import {
+  bytesToHex,
+  canonicalRequest,
+  hexToBytes,
+  hmac,
+  parseQuery,
+  signatureMatches,
+  signingKey,
+} from "./canonical.ts";
 
 /** Largest difference between a header-signed request's `X-Amz-Date` and the clock (S3's). */
 export const CLOCK_SKEW_MS_MAX = 15 * 60 * 1000;
@@ -23,56 +34,12 @@ export const PRESIGNED_EXPIRY_SECONDS_MAX = 7 * 24 * 60 * 60;
 export const AUTHORIZATION_BYTES_MAX = 4096;
 /** Most headers one signature may cover. */
 export const SIGNED_HEADERS_MAX = 64;
-/** Most query parameters a signed request may carry (each is decoded, sorted and hashed). */
-export const QUERY_PARAMS_MAX = 256;
-/** Derived signing keys kept, one per (secret, date, region, service): each costs four HMACs. */
-export const SIGNING_KEYS_CACHED_MAX = 256;
 /** The region signed for when the gateway names none. */
 export const DEFAULT_REGION = "us-east-1";
 /** The only algorithm accepted. */
 export const ALGORITHM = "AWS4-HMAC-SHA256";
 /** SHA-256 of nothing, as lower-case hex. */
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-/** The error codes of S3 this layer (and the gateway around it) answers authentication with. */
-export const S3_AUTH_ERROR_STATUS = {
-  AccessDenied: 403,
-  InvalidAccessKeyId: 403,
-  RequestTimeTooSkewed: 403,
-  SignatureDoesNotMatch: 403,
-  AuthorizationHeaderMalformed: 400,
-  AuthorizationQueryParametersError: 400,
-  XAmzContentSHA256Mismatch: 400,
-  IncompleteBody: 400,
-  InvalidRequest: 400,
-  InvalidArgument: 400,
-  MissingSecurityHeader: 400,
-  BadDigest: 400,
-  MalformedTrailerError: 400,
-} as const;
-
-/** An S3 error code of `S3_AUTH_ERROR_STATUS`. */
-export type S3AuthErrorCode = keyof typeof S3_AUTH_ERROR_STATUS;
-
-/**
- * A request refused: `code` is the S3 error code, `status` its HTTP status, `message` what S3
- * would say (sentence case, no final period), and `details` extra elements S3 puts in its error
- * XML (`RequestTime`, `ServerTime`, `MaxAllowedSkewMilliseconds`, `Region`, `StringToSign`,
- * `CanonicalRequest`, `AWSAccessKeyId`, `HeadersNotSigned`), none of them secret.
- */
-export class S3AuthError extends Error {
-  readonly code: S3AuthErrorCode;
-  readonly status: 400 | 403;
-  readonly details: Readonly<Record<string, string>>;
-
-  constructor(code: S3AuthErrorCode, message: string, details: Record<string, string> = {}) {
-    super(message);
-    this.name = "S3AuthError";
-    this.code = code;
-    this.status = S3_AUTH_ERROR_STATUS[code];
-    this.details = details;
-  }
-}
 
 /** What `verifyRequest` reads of a request. */
 export interface SignedRequest {
@@ -98,54 +65,6 @@ export interface VerifyOptions {
   service?: string;
 }
 
-/** The trailers carrying a checksum of the decoded body that this gateway checks. */
-export const CHECKSUM_TRAILERS = [
-  "x-amz-checksum-crc32",
-  "x-amz-checksum-crc32c",
-  "x-amz-checksum-sha1",
-  "x-amz-checksum-sha256",
-] as const;
-
-/** The name of a checksum trailer. */
-export type ChecksumTrailer = typeof CHECKSUM_TRAILERS[number];
-
-/** What chunk signatures of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body are checked with. */
-export interface ChunkSigning {
-  /** The request's signature, which the first chunk's signature chains from. */
-  seedSignature: string;
-  /** The derived signing key (HMAC-SHA256 key of the credential scope). */
-  signingKey: Uint8Array;
-  /** The credential scope, `DATE/REGION/SERVICE/aws4_request`. */
-  scope: string;
-  /** The request's `X-Amz-Date`. */
-  amzDate: string;
-}
-
-/** How the gateway must read the body of a verified request. */
-export type Payload =
-  /** The body's SHA-256 was signed: check it at the end (`checkPayloadSha256`). */
-  | { kind: "hash"; sha256: string }
-  /** `UNSIGNED-PAYLOAD`: the body is taken as it comes. */
-  | { kind: "unsigned" }
-  /** `aws-chunked` with a signature per chunk, and a signed checksum trailer if `trailer` is set. */
-  | {
-    kind: "streaming-signed";
-    seedSignature: string;
-    signingKey: Uint8Array;
-    scope: string;
-    amzDate: string;
-    trailer?: ChecksumTrailer;
-    /** `x-amz-decoded-content-length`, if given. */
-    decodedContentLength?: number;
-  }
-  /** `aws-chunked` without signatures, ended by a checksum trailer. */
-  | {
-    kind: "streaming-unsigned-trailer";
-    trailer: ChecksumTrailer;
-    /** `x-amz-decoded-content-length`, if given. */
-    decodedContentLength?: number;
-  };
-
 /** A request whose signature holds. */
 export interface VerifiedRequest {
   accessKeyId: string;
@@ -154,9 +73,6 @@ export interface VerifiedRequest {
   payload: Payload;
 }
 
-const STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
-const STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
-const STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
 const AMZ_DATE_PATTERN = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 const SIGNATURE_PATTERN = /^[0-9a-f]{64}$/;
@@ -235,139 +151,6 @@ export function checkPayloadSha256(expected: string, digest: Uint8Array): void {
       { ClientComputedContentSHA256: expected, S3ComputedContentSHA256: bytesToHex(digest) },
     );
   }
-}
-
-/**
- * The signing key of a secret for a date (`YYYYMMDD`), region and service:
- * HMAC("AWS4" + secret, date) → region → service → "aws4_request". The last
- * `SIGNING_KEYS_CACHED_MAX` are kept.
- */
-export function signingKey(
-  secret: string,
-  date: string,
-  region: string,
-  service: string,
-): Uint8Array {
-  const cacheKey = `${date}\n${region}\n${service}\n${secret}`;
-  const cached = signingKeys.get(cacheKey);
-  if (cached !== undefined) return cached.slice();
-  let key: Uint8Array = new TextEncoder().encode(`AWS4${secret}`);
-  for (const part of [date, region, service, "aws4_request"]) key = hmac(key, part);
-  if (signingKeys.size >= SIGNING_KEYS_CACHED_MAX) {
-    signingKeys.delete(signingKeys.keys().next().value!);
-  }
-  signingKeys.set(cacheKey, key);
-  return key.slice();
-}
-
-const signingKeys = new Map<string, Uint8Array>();
-
-/** HMAC-SHA256 of `data` (a string taken as UTF-8, or bytes) under `key`. */
-export function hmac(key: Uint8Array, data: string | Uint8Array): Uint8Array {
-  return new Uint8Array(createHmac("sha256", key).update(data).digest());
-}
-
-/** SHA-256 of `data` (a string taken as UTF-8, or bytes), as lower-case hex. */
-export function sha256Hex(data: string | Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-/**
- * Compares a signature received as hex with the expected bytes in constant time; false for
- * anything that is not 64 hex digits.
- */
-export function signatureMatches(received: string, expected: Uint8Array): boolean {
-  const bytes = hexToBytes(received.toLowerCase());
-  return bytes !== undefined && bytes.length === expected.length &&
-    timingSafeEqual(bytes, expected);
-}
-
-/**
- * The canonical request of S3 (one line each: method, URI, query, the signed headers as
- * `name:value`, an empty line, the signed header names joined by `;`, the payload hash).
- * Header values are byte strings (each char one byte), as `Headers` holds them.
- */
-export function canonicalRequest(
-  request: { method: string; path: string; query: [string, string][]; headers: Headers },
-  signedHeaders: readonly string[],
-  payloadHash: string,
-): string {
-  const headerLines = signedHeaders.map((name) =>
-    `${name}:${trimHeaderValue(request.headers.get(name) ?? "")}\n`
-  ).join("");
-  return [
-    request.method,
-    canonicalUri(request.path),
-    canonicalQuery(request.query),
-    headerLines,
-    signedHeaders.join(";"),
-    payloadHash,
-  ].join("\n");
-}
-
-/**
- * The canonical URI of a raw path: each `/`-separated segment percent-decoded (to bytes; a `%`
- * not followed by two hex digits is taken as itself) and encoded again per RFC 3986, leaving
- * only `A-Z a-z 0-9 - . _ ~` as they are. No `.`/`..` resolution, no doubled slashes removed.
- */
-export function canonicalUri(path: string): string {
-  if (path === "") return "/";
-  return path.split("/").map((segment) => uriEncode(percentDecode(segment, false))).join("/");
-}
-
-/**
- * The canonical query string: parameters (decoded) sorted by encoded name, then encoded value,
- * each encoded per RFC 3986 and joined as `name=value` by `&`.
- */
-export function canonicalQuery(params: readonly [string, string][]): string {
-  const encoder = new TextEncoder();
-  return params
-    .map(([key, value]) => [uriEncode(encoder.encode(key)), uriEncode(encoder.encode(value))])
-    .sort(([ak, av], [bk, bv]) => ak < bk ? -1 : ak > bk ? 1 : av < bv ? -1 : av > bv ? 1 : 0)
-    .map(([key, value]) => `${key}=${value}`)
-    .join("&");
-}
-
-/** A header value as signed: runs of white space made one space, none at either end. */
-export function trimHeaderValue(value: string): string {
-  return value.replace(/[ \t\r\n]+/g, " ").replace(/^ | $/g, "");
-}
-
-/**
- * Parses a query as received (without `?`) into decoded `[name, value]` pairs in order; `+` is
- * a space, as in a form. A parsed `URLSearchParams` is taken as it is.
- *
- * @throws {S3AuthError} `InvalidArgument` over `QUERY_PARAMS_MAX` parameters.
- */
-export function parseQuery(query: string | URLSearchParams): [string, string][] {
-  const pairs: [string, string][] = [];
-  if (typeof query !== "string") {
-    for (const pair of query) {
-      pairs.push(pair);
-      if (pairs.length > QUERY_PARAMS_MAX) throw tooManyParams();
-    }
-    return pairs;
-  }
-  const decoder = new TextDecoder();
-  for (const part of query.split("&")) {
-    if (part === "") continue;
-    const equals = part.indexOf("=");
-    const key = equals < 0 ? part : part.slice(0, equals);
-    const value = equals < 0 ? "" : part.slice(equals + 1);
-    pairs.push([
-      decoder.decode(percentDecode(key, true)),
-      decoder.decode(percentDecode(value, true)),
-    ]);
-    if (pairs.length > QUERY_PARAMS_MAX) throw tooManyParams();
-  }
-  return pairs;
-}
-
-function tooManyParams(): S3AuthError {
-  return new S3AuthError(
-    "InvalidArgument",
-    `The request has more than ${QUERY_PARAMS_MAX} query parameters`,
-  );
 }
 
 function verifyHeader(
@@ -690,79 +473,6 @@ function checkSignature(
   }
 }
 
-/** How to read the body, from the signed payload hash (and, when streaming, the headers). */
-function payloadOf(payloadHash: string, headers?: Headers, signing?: ChunkSigning): Payload {
-  if (/^[0-9a-fA-F]{64}$/.test(payloadHash)) {
-    return { kind: "hash", sha256: payloadHash.toLowerCase() };
-  }
-  if (payloadHash === UNSIGNED_PAYLOAD) return { kind: "unsigned" };
-  if (
-    headers !== undefined && signing !== undefined &&
-    [STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER].includes(payloadHash)
-  ) {
-    const decodedContentLength = parseDecodedContentLength(headers);
-    const withLength = decodedContentLength === undefined ? {} : { decodedContentLength };
-    if (payloadHash === STREAMING_SIGNED) {
-      if (headers.has("x-amz-trailer")) {
-        throw new S3AuthError(
-          "InvalidArgument",
-          `x-amz-trailer needs x-amz-content-sha256 ${STREAMING_SIGNED_TRAILER}`,
-        );
-      }
-      return { kind: "streaming-signed", ...signing, ...withLength };
-    }
-    const trailer = parseTrailer(headers);
-    if (payloadHash === STREAMING_SIGNED_TRAILER) {
-      return { kind: "streaming-signed", ...signing, trailer, ...withLength };
-    }
-    return { kind: "streaming-unsigned-trailer", trailer, ...withLength };
-  }
-  if (payloadHash.startsWith("STREAMING-")) {
-    throw new S3AuthError("InvalidRequest", `x-amz-content-sha256 ${payloadHash} is not supported`);
-  }
-  throw new S3AuthError(
-    "InvalidArgument",
-    "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, " +
-      "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, STREAMING-UNSIGNED-PAYLOAD-TRAILER or a " +
-      "valid sha256 value",
-    { ArgumentName: "x-amz-content-sha256", ArgumentValue: payloadHash.slice(0, 80) },
-  );
-}
-
-function parseDecodedContentLength(headers: Headers): number | undefined {
-  const text = headers.get("x-amz-decoded-content-length");
-  if (text === null) return undefined;
-  const value = text.trim();
-  if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new S3AuthError(
-      "InvalidArgument",
-      "x-amz-decoded-content-length must be a number of bytes",
-      { ArgumentName: "x-amz-decoded-content-length", ArgumentValue: value.slice(0, 80) },
-    );
-  }
-  return Number(value);
-}
-
-function parseTrailer(headers: Headers): ChecksumTrailer {
-  const text = headers.get("x-amz-trailer");
-  const name = text?.trim().toLowerCase();
-  if (name === undefined || name === "") {
-    throw new S3AuthError(
-      "InvalidRequest",
-      "A STREAMING-*-TRAILER body needs the x-amz-trailer header naming its checksum trailer",
-    );
-  }
-  if (!(CHECKSUM_TRAILERS as readonly string[]).includes(name)) {
-    throw new S3AuthError(
-      "InvalidArgument",
-      `The trailer ${name.slice(0, 80)} is not supported; send one of ` +
-        CHECKSUM_TRAILERS.join(", "),
-      { ArgumentName: "x-amz-trailer", ArgumentValue: name.slice(0, 80) },
-    );
-  }
-  return name as ChecksumTrailer;
-}
-
 function unsupportedMechanism(): S3AuthError {
   return new S3AuthError(
     "InvalidRequest",
@@ -784,72 +494,4 @@ function parseAmzDate(text: string): number | undefined {
     return undefined;
   }
   return time;
-}
-
-const UNRESERVED = new Uint8Array(256);
-for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") {
-  UNRESERVED[c.charCodeAt(0)] = 1;
-}
-const HEX_UPPER = "0123456789ABCDEF";
-
-/** Bytes encoded per RFC 3986: unreserved characters as they are, every other byte as `%XX`. */
-export function uriEncode(bytes: Uint8Array): string {
-  let out = "";
-  for (const byte of bytes) {
-    out += UNRESERVED[byte] === 1
-      ? String.fromCharCode(byte)
-      : `%${HEX_UPPER[byte >> 4]}${HEX_UPPER[byte & 15]}`;
-  }
-  return out;
-}
-
-/**
- * Percent-decodes to bytes: `%XX` is a byte, a `%` not followed by two hex digits is itself,
- * other characters are UTF-8, and `+` is a space if `plusIsSpace`.
- */
-function percentDecode(text: string, plusIsSpace: boolean): Uint8Array {
-  const encoder = new TextEncoder();
-  if (!text.includes("%") && !(plusIsSpace && text.includes("+"))) return encoder.encode(text);
-  // A UTF-16 unit takes at most 3 bytes in UTF-8 (a surrogate pair, 4 for 2).
-  const out = new Uint8Array(text.length * 3);
-  let length = 0;
-  let runStart = 0;
-  const flush = (end: number) => {
-    if (end > runStart) {
-      length += encoder.encodeInto(text.slice(runStart, end), out.subarray(length)).written;
-    }
-  };
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === "%" && isHex(text[i + 1]) && isHex(text[i + 2])) {
-      flush(i);
-      out[length++] = parseInt(text.slice(i + 1, i + 3), 16);
-      i += 2;
-      runStart = i + 1;
-    } else if (c === "+" && plusIsSpace) {
-      flush(i);
-      out[length++] = 0x20;
-      runStart = i + 1;
-    }
-  }
-  flush(text.length);
-  return out.subarray(0, length);
-}
-
-function isHex(c: string | undefined): boolean {
-  return c !== undefined && /^[0-9A-Fa-f]$/.test(c);
-}
-
-function hexToBytes(hex: string): Uint8Array | undefined {
-  if (!/^([0-9a-f]{2})*$/.test(hex)) return undefined;
-  const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return bytes;
-}
-
-/** Bytes as lower-case hex. */
-export function bytesToHex(bytes: Uint8Array): string {
-  let out = "";
-  for (const byte of bytes) out += byte.toString(16).padStart(2, "0");
-  return out;
 }

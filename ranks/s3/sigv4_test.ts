@@ -1,24 +1,25 @@
 import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
 import { SignatureV4 } from "@smithy/signature-v4";
+import { S3AuthError, type S3AuthErrorCode } from "./auth_error.ts";
 import {
-  AUTHORIZATION_BYTES_MAX,
   bytesToHex,
   canonicalQuery,
   canonicalUri,
+  parseQuery,
+  QUERY_PARAMS_MAX,
+  SIGNING_KEYS_CACHED_MAX,
+  signingKey,
+  trimHeaderValue,
+} from "./canonical.ts";
+import {
+  AUTHORIZATION_BYTES_MAX,
   checkPayloadSha256,
   CLOCK_SKEW_MS_MAX,
   EMPTY_SHA256,
-  parseQuery,
   PRESIGNED_EXPIRY_SECONDS_MAX,
-  QUERY_PARAMS_MAX,
-  S3AuthError,
-  type S3AuthErrorCode,
   type SignedRequest,
-  SIGNING_KEYS_CACHED_MAX,
-  signingKey,
   splitRequestTarget,
-  trimHeaderValue,
   type VerifyOptions,
   verifyRequest,
 } from "./sigv4.ts";

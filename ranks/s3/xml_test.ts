@@ -1,30 +1,30 @@
 import assert from "node:assert/strict";
 import { S3Error } from "./s3_error.ts";
+import { element, escapeXml, renderXml, S3_XMLNS, xmlDocument } from "./xml.ts";
+import {
+  type ParsedElement,
+  parseXml,
+  XML_BODY_BYTES_MAX,
+  XML_DEPTH_MAX,
+  XML_ELEMENTS_MAX,
+} from "./xml_parser.ts";
+import {
+  DELETE_OBJECTS_MAX,
+  parseCompleteMultipartUpload,
+  parseCreateBucketConfiguration,
+  parseDeleteObjects,
+  PARTS_MAX,
+} from "./xml_requests.ts";
 import {
   completeMultipartUploadXml,
   copyObjectResultXml,
-  DELETE_OBJECTS_MAX,
   deleteResultXml,
-  element,
-  escapeXml,
   initiateMultipartUploadXml,
   listAllMyBucketsXml,
   listMultipartUploadsXml,
   listPartsXml,
   locationConstraintXml,
-  parseCompleteMultipartUpload,
-  parseCreateBucketConfiguration,
-  type ParsedElement,
-  parseDeleteObjects,
-  parseXml,
-  PARTS_MAX,
-  renderXml,
-  S3_XMLNS,
-  XML_BODY_BYTES_MAX,
-  XML_DEPTH_MAX,
-  XML_ELEMENTS_MAX,
-  xmlDocument,
-} from "./xml.ts";
+} from "./xml_responses.ts";
 
 const DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';
 const encoder = new TextEncoder();
