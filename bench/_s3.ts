@@ -7,8 +7,7 @@
  * @module
  */
 
-import { createHash, createHmac } from "node:crypto";
-import { SignatureV4 } from "@smithy/signature-v4";
+import { newSigner } from "../tests/_s3_signer.ts";
 import type { DfsClient } from "../client.ts";
 import { pseudoRandomBytes } from "../tests/_bytes.ts";
 import type { TestServer } from "../tests/_server.ts";
@@ -23,38 +22,10 @@ const KEY_ID = "AKIADFSBENCH";
 const SECRET = "dfs-bench-secret";
 const BUCKET = "bench";
 
-/** The SHA-256 constructor `@smithy/signature-v4` wants (an HMAC when given a secret). */
-class Sha256 {
-  #hash;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined ? createHash("sha256") : createHmac("sha256", bytes(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.#hash.update(bytes(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.#hash.digest()));
-  }
-}
-
-function bytes(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
-  if (typeof data === "string") return data;
-  if (ArrayBuffer.isView(data)) {
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  }
-  return new Uint8Array(data);
-}
-
 /** Signed S3 requests to one gateway. */
 class S3Client {
   #endpoint: URL;
-  #signer = new SignatureV4({
-    credentials: { accessKeyId: KEY_ID, secretAccessKey: SECRET },
-    region: "us-east-1",
-    service: "s3",
-    sha256: Sha256,
-    uriEscapePath: false,
-  });
+  #signer = newSigner(KEY_ID, SECRET);
 
   constructor(address: string) {
     this.#endpoint = new URL(`http://${address}`);

@@ -4,9 +4,9 @@
  * that never comes, malformed XML) answered with the S3 error and storing nothing.
  */
 
+import { newSigner } from "../../tests/_s3_signer.ts";
 import assert from "node:assert/strict";
-import { createHash, createHmac } from "node:crypto";
-import { SignatureV4 } from "@smithy/signature-v4";
+import { createHash } from "node:crypto";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { systemClock } from "../env/system.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
@@ -18,35 +18,7 @@ const KEY_ID = "AKIDGATEWAY";
 const SECRET = "gateway-test-secret";
 const HOST = "127.0.0.1:9000";
 
-/** The SHA-256 constructor `@smithy/signature-v4` wants (an HMAC when given a secret). */
-class Sha256 {
-  #hash;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined ? createHash("sha256") : createHmac("sha256", bytes(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.#hash.update(bytes(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.#hash.digest()));
-  }
-}
-
-function bytes(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
-  if (typeof data === "string") return data;
-  if (ArrayBuffer.isView(data)) {
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  }
-  return new Uint8Array(data);
-}
-
-const signer = new SignatureV4({
-  credentials: { accessKeyId: KEY_ID, secretAccessKey: SECRET },
-  region: "us-east-1",
-  service: "s3",
-  sha256: Sha256,
-  uriEscapePath: false,
-});
+const signer = newSigner(KEY_ID, SECRET);
 
 /** A signed request; the body's SHA-256 is signed unless `payloadHash` says otherwise. */
 async function signed(

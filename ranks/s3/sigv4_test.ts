@@ -1,6 +1,6 @@
+import { newSigner } from "../../tests/_s3_signer.ts";
 import assert from "node:assert/strict";
-import { createHash, createHmac } from "node:crypto";
-import { SignatureV4 } from "@smithy/signature-v4";
+import { createHash } from "node:crypto";
 import { S3AuthError, type S3AuthErrorCode } from "./auth_error.ts";
 import {
   bytesToHex,
@@ -26,30 +26,6 @@ import {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/** The SHA-256 constructor `@smithy/signature-v4` wants (an HMAC when given a secret). */
-class Sha256 {
-  #hash;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.#hash = secret === undefined
-      ? createHash("sha256")
-      : createHmac("sha256", sourceBytes(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.#hash.update(sourceBytes(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.#hash.digest()));
-  }
-}
-
-function sourceBytes(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
-  if (typeof data === "string") return data;
-  if (ArrayBuffer.isView(data)) {
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  }
-  return new Uint8Array(data);
-}
-
 const KEY_ID = "AKIDGATEWAYTEST1";
 const SECRET = "gateway/secret+key=0123456789";
 const NOW = Date.UTC(2026, 0, 15, 12, 30, 0);
@@ -57,13 +33,7 @@ const credentials = (id: string) => id === KEY_ID ? SECRET : undefined;
 const options: VerifyOptions = { now: NOW, credentials };
 
 function signer(secret = SECRET, accessKeyId = KEY_ID, region = "us-east-1") {
-  return new SignatureV4({
-    credentials: { accessKeyId, secretAccessKey: secret },
-    region,
-    service: "s3",
-    sha256: Sha256,
-    uriEscapePath: false,
-  });
+  return newSigner(accessKeyId, secret, region);
 }
 
 /** A deterministic PRNG (mulberry32), so a failure names its seed and can be replayed. */
