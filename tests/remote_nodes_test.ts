@@ -83,6 +83,12 @@ async function waitForUnderReplicated(client: DfsClient, chunks: number): Promis
   assert.fail(`under-replicated chunks stayed ${last}, not ${chunks}`);
 }
 
+/** Waits (at most `STATE_TIMEOUT_MS`) until a process's output matches; the caller asserts it. */
+async function outputMatches(output: { text: string }, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + STATE_TIMEOUT_MS;
+  while (!pattern.test(output.text) && Date.now() < deadline) await sleep(50);
+}
+
 async function readAll(client: DfsClient, name: string): Promise<Uint8Array> {
   const { stream } = await client.open(name);
   return new Uint8Array(await new Response(stream).arrayBuffer());
@@ -252,8 +258,7 @@ Deno.test("a node with a wrong secret, from another cluster, or with a copied id
     dataDir: `${cluster.dir}/copy`,
     secretFile: cluster.secretFile,
   });
-  const deadline = Date.now() + STATE_TIMEOUT_MS;
-  while (!/connected already/.test(copy.output.text) && Date.now() < deadline) await sleep(50);
+  await outputMatches(copy.output, /connected already/);
   copy.process.kill("SIGKILL");
   await copy.finished;
   assert.match(copy.output.text, /a node with its id is connected already/);
@@ -321,8 +326,7 @@ Deno.test("the node port speaks TLS when the server has a certificate: a node tr
         secretFile,
         args: [...args],
       });
-      const deadline = Date.now() + STATE_TIMEOUT_MS;
-      while (!why.test(other.output.text) && Date.now() < deadline) await sleep(50);
+      await outputMatches(other.output, why);
       other.process.kill("SIGKILL");
       await other.finished;
       assert.match(other.output.text, why);
@@ -431,10 +435,7 @@ Deno.test("dfs node refuses missing or malformed options with a usage error, and
     }
     // With no server to join, the node keeps trying; SIGTERM stops it cleanly.
     const waiting = TestNode.spawn("127.0.0.1:1", { dataDir: `${dir}/n`, secretFile });
-    const deadline = Date.now() + STATE_TIMEOUT_MS;
-    while (!/cannot join 127\.0\.0\.1:1/.test(waiting.output.text) && Date.now() < deadline) {
-      await sleep(50);
-    }
+    await outputMatches(waiting.output, /cannot join 127\.0\.0\.1:1/);
     waiting.process.kill("SIGTERM");
     assert.equal((await waiting.finished).code, 0);
     assert.match(waiting.output.text, /node stopped/);

@@ -8,11 +8,10 @@
  * @module
  */
 
-import { nodeProof, proofMatches, rankZeroProof } from "../../protocol/auth.ts";
+import { newNonce, nodeProof, proofMatches, rankZeroProof } from "../../protocol/auth.ts";
 import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "../../protocol/conn.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
-import { newNonce } from "../../protocol/auth.ts";
 import {
   decideJoin,
   JOIN_FRAME_BYTES_MAX,
