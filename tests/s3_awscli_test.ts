@@ -66,6 +66,8 @@ Deno.test({
         ["empty", new Uint8Array()],
         ["two-k", pseudoRandomBytes(2048, 1)],
         ["five-m", pseudoRandomBytes(5 * MiB, 2)],
+        // Over the CLI's 8 MiB threshold: uploaded in parts, downloaded in ranges.
+        ["twenty-m", pseudoRandomBytes(20 * MiB, 3)],
       ];
       const keys = ["dir/with space", "plus+and&amp", "café", `quote"and'`];
       for (const [name, data] of files) await Deno.writeFile(`${dir}/${name}`, data);
@@ -93,6 +95,56 @@ Deno.test({
       const md5 = await md5Hex(files[2][1]);
       assert.equal(head.ETag, `"${md5}"`, "the ETag is the MD5 of the content");
       assert.equal(head.ContentLength, 5 * MiB);
+
+      const multipart = JSON.parse(
+        await ok("s3api", "head-object", "--bucket", "photos", "--key", "twenty-m"),
+      );
+      assert.match(multipart.ETag, /^"[0-9a-f]{32}-3"$/, "8 + 8 + 4 MiB parts");
+
+      // Multipart by hand: create, parts out of order, list, complete; and an abort.
+      const s3api = async (...args: string[]) => JSON.parse(await ok("s3api", ...args) || "{}");
+      const target = ["--bucket", "photos", "--key", "by hand/é+&"];
+      const { UploadId } = await s3api("create-multipart-upload", ...target);
+      const pieces = [pseudoRandomBytes(5 * MiB, 4), pseudoRandomBytes(1000, 5)];
+      const etags: string[] = [];
+      for (const n of [2, 1]) {
+        await Deno.writeFile(`${dir}/piece-${n}`, pieces[n - 1]);
+        const part = await s3api(
+          "upload-part",
+          ...target,
+          "--upload-id",
+          UploadId,
+          "--part-number",
+          String(n),
+          "--body",
+          `piece-${n}`,
+        );
+        etags[n - 1] = part.ETag;
+      }
+      const parts = await s3api("list-parts", ...target, "--upload-id", UploadId);
+      assert.deepEqual(parts.Parts.map((p: { PartNumber: number }) => p.PartNumber), [1, 2]);
+      const uploads = await s3api("list-multipart-uploads", "--bucket", "photos");
+      assert.deepEqual(uploads.Uploads.map((u: { Key: string }) => u.Key), ["by hand/é+&"]);
+      await Deno.writeTextFile(
+        `${dir}/parts.json`,
+        JSON.stringify({ Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) }),
+      );
+      const completed = await s3api(
+        "complete-multipart-upload",
+        ...target,
+        "--upload-id",
+        UploadId,
+        "--multipart-upload",
+        "file://parts.json",
+      );
+      assert.match(completed.ETag, /-2"$/);
+      const joined = await client.getBytes("photos/by hand/é+&");
+      assert.equal(sha256(joined), sha256(new Uint8Array([...pieces[0], ...pieces[1]])));
+      const second = await s3api("create-multipart-upload", ...target);
+      await s3api("abort-multipart-upload", ...target, "--upload-id", second.UploadId);
+      const none = await s3api("list-multipart-uploads", "--bucket", "photos");
+      assert.equal(none.Uploads, undefined, "no upload left in progress");
+      assert.deepEqual(await client.list(".s3-parts/"), []);
 
       await ok(
         "s3api",

@@ -16,6 +16,8 @@ const FILES: [string, Uint8Array][] = [
   ["empty file", new Uint8Array()],
   ["two+k&é", pseudoRandomBytes(2048, 11)],
   [`five "m" it's`, pseudoRandomBytes(5 * 1024 * 1024, 12)],
+  // Over s3cmd's 15 MiB part size, and rclone's once told to cut at 8 MiB: multipart uploads.
+  ["twenty m", pseudoRandomBytes(20 * 1024 * 1024, 13)],
 ];
 
 async function installed(tool: string): Promise<boolean> {
@@ -107,14 +109,27 @@ Deno.test({
     const rclone = (...args: string[]) =>
       t.run("env", ["-u", "AWS_CA_BUNDLE", "rclone", "--config", "rclone.conf", ...args]);
     await rclone("mkdir", "dfs:rclone");
-    await rclone("copy", "src", "dfs:rclone/copy");
+    // Parts of 5 MiB from 8 MiB up: the 20 MiB file goes as a multipart upload.
+    await rclone(
+      "copy",
+      "--s3-upload-cutoff",
+      "8M",
+      "--s3-chunk-size",
+      "5M",
+      "src",
+      "dfs:rclone/copy",
+    );
     assert.match(await rclone("check", "src", "dfs:rclone/copy"), /0 differences found/);
     await rclone("sync", "src", "dfs:rclone/sync");
     await rclone("copy", "dfs:rclone/sync", "back");
     await assertSameTree("rclone", `${t.dir}/back/sub`);
     await using client = await DfsClient.connect(t.server.address);
-    const stored = await client.getBytes(`rclone/copy/sub/${FILES[2][0]}`);
-    assert.equal(sha256(stored), sha256(FILES[2][1]), "dfs sees what rclone stored");
+    for (const [name, data] of FILES.slice(2)) {
+      const stored = await client.getBytes(`rclone/copy/sub/${name}`);
+      assert.equal(sha256(stored), sha256(data), `dfs sees what rclone stored: ${name}`);
+    }
+    const meta = await client.meta(`rclone/copy/sub/${FILES[3][0]}`);
+    assert.match(meta.attrs?.etag ?? "", /-4$/, "rclone sent the 20 MiB file in four parts");
   },
 });
 
@@ -137,5 +152,8 @@ Deno.test({
     await Deno.mkdir(`${t.dir}/got`);
     for (const [name] of FILES) await s3cmd("get", `s3://s3cmd-bucket/${name}`, `got/${name}`);
     await assertSameTree("s3cmd", `${t.dir}/got`);
+    await using client = await DfsClient.connect(t.server.address);
+    const meta = await client.meta(`s3cmd-bucket/${FILES[3][0]}`);
+    assert.match(meta.attrs?.etag ?? "", /-2$/, "s3cmd sent the 20 MiB file in two parts");
   },
 });

@@ -127,6 +127,19 @@ export interface StreamingFileStore extends FileStore {
     options?: { size?: number; replicas?: number; checksums?: boolean },
   ): Upload;
   /**
+   * Makes `name` a file of the `sources`' bytes in order, each the given version of a file,
+   * without copying them: the sources are gone after, as in a rename. An S3 multipart upload
+   * completes this way.
+   *
+   * @throws {DfsError} `VERSION_MISMATCH` if a source is no longer current; `NOT_FOUND` for a
+   *   missing one.
+   */
+  compose(
+    name: string,
+    sources: readonly { name: string; version: number }[],
+    options?: { attrs?: FileAttrs },
+  ): Promise<FileMeta>;
+  /**
    * Opens the current version of `name`; its chunks are read ahead within `budget` (shared by
    * the caller's reads, e.g. one connection's) and the server-wide read-ahead.
    */

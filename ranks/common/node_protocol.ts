@@ -53,6 +53,11 @@ export type NodeCall =
   | { op: "commit"; manifest: Manifest; data?: Uint8Array }
   /** Rename at once: the version `fromVersion` of the tombstone's name becomes `manifest`. */
   | { op: "rename"; fromVersion: number; tombstone?: Manifest; manifest: Manifest }
+  /**
+   * Compose at once: the `sources` give their chunks to `manifest` and leave tombstones (see
+   * `node/log_record.ts`); nothing is released.
+   */
+  | { op: "compose"; sources: { name: string; version: number }[]; manifest: Manifest }
   /** Drop a superseded version: log it, then remove its chunks on this node. */
   | { op: "release"; name: string; version: number }
   /** Remove chunks of an upload that never committed. */

@@ -22,7 +22,13 @@ import { DiskWatch, missingPath, otherDevice, probeWrite } from "./disk_health.t
 import { type ChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type Manifest, type RankRepair } from "../common/manifest.ts";
-import { decodeRecordWithData, encodeRecord, type LogRecord, renamedFrom } from "./log_record.ts";
+import {
+  composeTombstones,
+  decodeRecordWithData,
+  encodeRecord,
+  type LogRecord,
+  renamedFrom,
+} from "./log_record.ts";
 import { ManifestTable } from "./manifest_table.ts";
 import type { ListAnswer, LogCheck, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
@@ -267,6 +273,9 @@ export class DataNode {
         await this.#append({ kind: "rename", fromVersion, tombstone, manifest });
         return true;
       }
+      case "compose":
+        await this.#append({ kind: "compose", sources: call.sources, manifest: call.manifest });
+        return true;
       case "release":
         return await this.#release(call.name, call.version);
       case "discard":
@@ -403,17 +412,30 @@ export class DataNode {
       const manifests = kept === "table" ? [...this.#table.all()] : kept;
       const log = this.#log;
       const [inLog, appending] = [this.#inLog, this.#appending];
-      /** Where each record's data starts in its body, for those that carry some. */
-      const dataAt: (number | undefined)[] = [];
+      const bytesOf = async (id: string) => {
+        const place = inLog.get(id);
+        return appending.get(id) || (place && await log.read(place.offset, place.size));
+      };
+      /** Per record written, the chunk whose bytes it carries and where they start in it. */
+      const carried: ({ id: string; at: number; size: number } | undefined)[] = [];
       const records = (async function* () {
         for (const manifest of manifests) {
-          const id = manifest.chunks.length === 1 ? manifest.chunks[0].id : undefined;
-          const place = id === undefined ? undefined : inLog.get(id);
-          const data = (id !== undefined && appending.get(id)) ||
-            (place && await log.read(place.offset, place.size));
+          const [first] = manifest.chunks;
+          const single = manifest.chunks.length === 1;
+          const data = single ? await bytesOf(first.id) : undefined;
           const bytes = encodeRecord({ kind: "commit", manifest }, data);
-          dataAt.push(data && bytes.length - data.length);
+          carried.push(data && { id: first.id, at: bytes.length - data.length, size: data.length });
           yield bytes;
+          if (single) continue;
+          // A file of several chunks (a composed one) may hold chunks kept in the log: their
+          // bytes follow its commit in data records.
+          for (const { id } of manifest.chunks) {
+            const data = inLog.has(id) || appending.has(id) ? await bytesOf(id) : undefined;
+            if (!data) continue;
+            const bytes = encodeRecord({ kind: "data", id }, data);
+            carried.push({ id, at: bytes.length - data.length, size: data.length });
+            yield bytes;
+          }
         }
       })();
       const offsets = await this.#log.rewrite(records);
@@ -426,12 +448,10 @@ export class DataNode {
         this.#liveRecords = manifests.length;
         this.#deadRecords = 0;
       }
-      manifests.forEach((manifest, i) => {
-        const at = dataAt[i];
-        const [chunk] = manifest.chunks;
+      carried.forEach((chunk, i) => {
         // A compaction skips chunks released meanwhile.
-        if (at !== undefined && (options.reset || this.#inLog.has(chunk.id))) {
-          this.#placeInLog({ kind: "commit", manifest }, offsets[i] + at, chunk.size);
+        if (chunk && (options.reset || this.#inLog.has(chunk.id))) {
+          this.#inLog.set(chunk.id, { offset: offsets[i] + chunk.at, size: chunk.size });
         }
       });
     } finally {
@@ -508,6 +528,14 @@ export class DataNode {
         if (record.tombstone) undo.push(releaseOf(record.tombstone));
         return renamed ? [...undo, { kind: "commit", manifest: renamed }] : undo;
       }
+      case "compose": {
+        const undo = [record.manifest, ...composeTombstones(record)].map(releaseOf);
+        for (const source of record.sources) {
+          const composed = this.#table.get(source.name, source.version);
+          if (composed) undo.push({ kind: "commit", manifest: composed });
+        }
+        return undo;
+      }
       case "data":
         return [];
     }
@@ -517,10 +545,23 @@ export class DataNode {
     if (record.kind === "release") {
       const released = this.#table.get(record.name, record.version);
       if (released) { for (const id of chunkIdsOn(released, this.rank)) this.#inLog.delete(id); }
+    } else if (record.kind === "compose") {
+      // A source's chunk kept in the log that the composed file leaves out (an empty one) is dead.
+      const kept = new Set(chunkIdsOn(record.manifest, this.rank));
+      for (const source of record.sources) {
+        const m = this.#table.get(source.name, source.version);
+        for (const id of m ? chunkIdsOn(m, this.rank) : []) {
+          if (!kept.has(id)) this.#inLog.delete(id);
+        }
+      }
     }
     this.#table.apply(record);
     if (record.kind === "commit") {
       this.#liveRecords++;
+    } else if (record.kind === "compose") {
+      // It replaces its sources' records with one live manifest and their tombstones.
+      this.#liveRecords += 1 - record.sources.length;
+      this.#deadRecords += record.sources.length + 1;
     } else if (record.kind === "data") {
       this.#deadRecords++; // folded into its commit record by the next rewrite
     } else {

@@ -1,5 +1,5 @@
 /**
- * The records of a data node's log: a commit of a manifest, a release, a rename, or new bytes of
+ * The records of a data node's log: a commit of a manifest, a release, a rename, a compose, or new bytes of
  * a chunk kept in the log; and their encoding. Pure: no I/O.
  *
  * @module
@@ -7,7 +7,7 @@
 
 import { decode, Encoder } from "../../protocol/cbor.ts";
 import { assert } from "../../protocol/errors.ts";
-import { checkManifest, type Manifest } from "../common/manifest.ts";
+import { checkManifest, type Manifest, tombstoneOf } from "../common/manifest.ts";
 
 /** What a data node appends to its log. */
 export type LogRecord =
@@ -18,6 +18,12 @@ export type LogRecord =
    * chunks, new name and version) and `tombstone` marks the old name removed.
    */
   | { kind: "rename"; fromVersion: number; tombstone?: Manifest; manifest: Manifest }
+  /**
+   * A compose, applied at once: the `sources` (versions of other files) give their chunks to
+   * `manifest` and are removed, each name leaving a tombstone at `manifest`'s version and time
+   * (`composeTombstones`). Nothing is released: the chunks now belong to `manifest`.
+   */
+  | { kind: "compose"; sources: ComposeSource[]; manifest: Manifest }
   /** New bytes of a chunk kept in the log (a repair from a good replica); the record carries them. */
   | { kind: "data"; id: string };
 
@@ -27,6 +33,20 @@ export type LogRecord =
  */
 export function renamedFrom(record: { tombstone?: Manifest; manifest: Manifest }): string {
   return record.tombstone?.name ?? record.manifest.name;
+}
+
+/** A version of a file that a compose takes the chunks of. */
+export interface ComposeSource {
+  name: string;
+  version: number;
+}
+
+/** The tombstones a compose record leaves on its sources' names. */
+export function composeTombstones(
+  record: { sources: readonly ComposeSource[]; manifest: Manifest },
+): Manifest[] {
+  const { version, modified } = record.manifest;
+  return record.sources.map((source) => tombstoneOf(source.name, version, modified));
 }
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
@@ -75,13 +95,23 @@ export function decodeRecord(bytes: Uint8Array): LogRecord {
   const record = decode(bytes) as LogRecord;
   assert(
     record.kind === "commit" || record.kind === "release" || record.kind === "rename" ||
-      record.kind === "data",
+      record.kind === "compose" || record.kind === "data",
     "log record has a known kind",
   );
   if (record.kind === "commit") checkManifest(record.manifest);
   if (record.kind === "rename") {
     checkManifest(record.manifest);
     if (record.tombstone) checkManifest(record.tombstone);
+  }
+  if (record.kind === "compose") {
+    checkManifest(record.manifest);
+    assert(Array.isArray(record.sources), "a compose record has sources");
+    for (const source of record.sources) {
+      assert(
+        typeof source?.name === "string" && Number.isSafeInteger(source.version),
+        "a compose source is a name and a version",
+      );
+    }
   }
   return record;
 }

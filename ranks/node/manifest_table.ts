@@ -12,7 +12,7 @@ import {
   toListing,
   type VersionedEntry,
 } from "../common/manifest.ts";
-import { type LogRecord, renamedFrom } from "./log_record.ts";
+import { composeTombstones, type LogRecord, renamedFrom } from "./log_record.ts";
 
 /** A data node's manifests, rebuilt from its log. Several versions of a name may coexist until the
  * older ones are released (a reader may still be reading them). */
@@ -32,6 +32,10 @@ export class ManifestTable {
       case "rename":
         this.#remove(renamedFrom(record), record.fromVersion);
         if (record.tombstone) this.#add(record.tombstone);
+        return this.#add(record.manifest);
+      case "compose":
+        for (const source of record.sources) this.#remove(source.name, source.version);
+        for (const tombstone of composeTombstones(record)) this.#add(tombstone);
         return this.#add(record.manifest);
       case "data":
         return; // bytes, not metadata: the data node tracks where they are

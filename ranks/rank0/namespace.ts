@@ -138,6 +138,62 @@ export class Namespace {
   }
 
   /**
+   * Makes `draft.name` a new file of the `sources`' chunks, in order, without copying a byte: one
+   * record on every data node gives it their chunks and leaves a tombstone on each source's name,
+   * so no reader ever sees a chunk in both. Chunks of no bytes are left out. Nothing is released
+   * but the file `draft.name` replaces.
+   *
+   * @throws {DfsError} `VERSION_MISMATCH` if a source is no longer the current version of its
+   *   name (overwritten or removed meanwhile); `INVALID_REQUEST` if `draft.name` is a source.
+   */
+  compose(
+    draft: Omit<Draft, "chunks" | "size">,
+    sources: readonly { name: string; version: number }[],
+  ): Promise<FileMeta> {
+    const names = sources.map((source) => source.name);
+    return this.exclusive([draft.name, ...names], async () => {
+      if (names.includes(draft.name) || new Set(names).size !== names.length) {
+        throw new DfsError(
+          "INVALID_REQUEST",
+          `Cannot compose "${draft.name}": a file is named twice, or as its own source`,
+        );
+      }
+      const parts = sources.map((source) => {
+        const m = this.index.get(source.name);
+        if (m?.version !== source.version) {
+          throw new DfsError(
+            "VERSION_MISMATCH",
+            `Cannot compose "${draft.name}": version ${source.version} of "${source.name}" ` +
+              "is no longer current",
+          );
+        }
+        return m;
+      });
+      const chunks = parts.flatMap((m) => m.chunks.filter((c) => c.size > 0));
+      const version = this.index.nextVersion();
+      const m: Manifest = {
+        ...draft,
+        size: chunks.reduce((sum, c) => sum + c.size, 0),
+        chunks: chunks.map((c) => ({ ...c, ranks: [...c.ranks] })),
+        version,
+        modified: this.#clock.now(),
+      };
+      if (m.chunks.length === 0) {
+        throw new DfsError("INVALID_REQUEST", `Cannot compose "${m.name}" of no bytes`);
+      }
+      const change = {
+        sources: sources.map(({ name, version }) => ({ name, version })),
+        manifest: m,
+      };
+      await this.onEveryNode(`compose "${m.name}"`, (rank) => this.#nodes.compose(rank, change));
+      // The sources are not released: their chunks now belong to `m`.
+      for (const part of parts) this.index.install(tombstoneOf(part.name, version, m.modified));
+      this.#install(m);
+      return fileMetaOf(m, this.#zoneOf);
+    });
+  }
+
+  /**
    * Replaces the current version of a file with `next`, the same data placed anew (re-replication):
    * one rename record per node; nothing is released.
    */

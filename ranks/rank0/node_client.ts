@@ -119,6 +119,14 @@ export class NodeClient {
     await this.#call(rank, { op: "rename", ...change });
   }
 
+  /** One record: the `sources` give their chunks to `manifest` and leave tombstones. */
+  async compose(
+    rank: number,
+    change: { sources: { name: string; version: number }[]; manifest: Manifest },
+  ): Promise<void> {
+    await this.#call(rank, { op: "compose", ...change });
+  }
+
   /** Drops a superseded version on the node: logged, then its chunks removed. */
   async release(rank: number, m: { name: string; version: number }): Promise<void> {
     await this.#call(rank, { op: "release", name: m.name, version: m.version });

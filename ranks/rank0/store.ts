@@ -22,10 +22,20 @@ import type {
   StreamingFileStore,
   Usage,
 } from "../common/file_store.ts";
+import { createHash } from "node:crypto";
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { validateName } from "../../protocol/names.ts";
 import type { Comm } from "../comm/comm.ts";
 import { BlobIds } from "../common/chunk_id.ts";
-import { fileMetaOf, mergeListings, replicasOf, toListing } from "../common/manifest.ts";
+import {
+  checkAttrs,
+  type FileAttrs,
+  fileMetaOf,
+  mergeListings,
+  replicasOf,
+  toListing,
+} from "../common/manifest.ts";
 import { checkReplicas } from "../common/replication.ts";
 import type { Semaphore } from "../common/semaphore.ts";
 import type { Env } from "../env/env.ts";
@@ -42,6 +52,7 @@ import { Reads } from "./reads.ts";
 import { Recovery } from "./recovery.ts";
 import { Releases } from "./releases.ts";
 import { Replicas } from "./replicas.ts";
+import { meterReader, meterUpload, Throughput } from "./throughput.ts";
 import { type Upload, Uploads } from "./uploads.ts";
 
 /** How long `status` waits for a data node before calling it down. */
@@ -72,6 +83,8 @@ export class DfsStore implements StreamingFileStore {
   readonly integrity: Integrity;
   readonly recovery: Recovery;
   readonly health: Health;
+  /** Operations and bytes per second, through every gateway (see `throughput.ts`). */
+  readonly throughput: Throughput;
   #index = new FileIndex();
   #loads: LoadTracker;
   #namespace: Namespace;
@@ -86,6 +99,7 @@ export class DfsStore implements StreamingFileStore {
     checkReplicas(replicas, Math.max(dataRanks.length, options.dataNodesMax ?? 0));
     this.#env = env;
     const { clock, log } = env;
+    this.throughput = new Throughput(clock);
     const membership = new Membership(dataRanks, { info: options.info });
     const nodes = new NodeClient(comm, { membership, clock, timeoutMs: options.nodeCallTimeoutMs });
     const loads = new LoadTracker(dataRanks, { zoneOf: (rank) => membership.zoneOf(rank) });
@@ -162,11 +176,51 @@ export class DfsStore implements StreamingFileStore {
     name: string,
     options: { size?: number; replicas?: number; checksums?: boolean } = {},
   ): Upload {
-    return this.#uploads.begin(name, options);
+    return meterUpload(this.#uploads.begin(name, options), this.throughput);
+  }
+
+  /**
+   * Makes `name` a file of the `sources`' bytes in order, each the given version of a file,
+   * without copying a byte (see `Namespace.compose`): the sources are gone
+   * after. The whole file's SHA-256 is taken by reading the sources first (their chunks' CRC32s
+   * checked on the way), so a composed file is verified end to end like any other.
+   *
+   * @throws {DfsError} `VERSION_MISMATCH` if a source changed meanwhile; `NOT_FOUND` for a
+   *   missing one; a read's error.
+   */
+  async compose(
+    name: string,
+    sources: readonly { name: string; version: number }[],
+    options: { attrs?: FileAttrs } = {},
+  ): Promise<FileMeta> {
+    validateName(name);
+    if (options.attrs !== undefined) checkAttrs(options.attrs);
+    const hash = createHash("sha256");
+    for (const source of sources) {
+      const reader = this.openRead(source.name);
+      try {
+        if (reader.meta.version !== source.version) {
+          throw new DfsError(
+            "VERSION_MISMATCH",
+            `Cannot compose "${name}": "${source.name}" is at version ${reader.meta.version}, ` +
+              `not ${source.version}`,
+          );
+        }
+        for await (const chunk of reader.chunks()) {
+          hash.update(chunk);
+          reader.recycle(chunk);
+        }
+      } finally {
+        reader.close();
+      }
+    }
+    const sha256 = hash.digest("hex");
+    const attrs = options.attrs === undefined ? {} : { attrs: { ...options.attrs } };
+    return await this.#namespace.compose({ name, sha256, ...attrs }, sources);
   }
 
   openRead(name: string, range?: ByteRange, options?: { budget?: Semaphore }): FileReader {
-    return this.#reads.open(name, range, options);
+    return meterReader(this.#reads.open(name, range, options), this.throughput);
   }
 
   /** Stores `data` as `name` through an upload. */
@@ -223,6 +277,7 @@ export class DfsStore implements StreamingFileStore {
   /** @throws {DfsError} `NOT_FOUND` if no version of `name` is committed. */
   meta(name: string): Promise<FileMeta> {
     const { membership } = this.nodes;
+    this.throughput.op("meta");
     return Promise.try(() => fileMetaOf(this.#namespace.lookup(name), (r) => membership.zoneOf(r)));
   }
 
@@ -231,6 +286,7 @@ export class DfsStore implements StreamingFileStore {
    * those after `options.after`, at most `options.limit`.
    */
   async list(prefix = "", options: ListOptions = {}): Promise<ListEntry[]> {
+    this.throughput.op("list");
     const all = await this.#listAll(prefix);
     const { after, limit } = options;
     let from = 0;
@@ -242,14 +298,17 @@ export class DfsStore implements StreamingFileStore {
   }
 
   remove(name: string): Promise<void> {
+    this.throughput.op("remove");
     return this.#namespace.remove(name);
   }
 
   removePrefix(prefix: string): Promise<number> {
+    this.throughput.op("remove");
     return this.#namespace.removePrefix(prefix);
   }
 
   rename(from: string, to: string, options: { force?: boolean } = {}): Promise<FileMeta> {
+    this.throughput.op("rename");
     return this.#namespace.rename(from, to, options);
   }
 

@@ -6,13 +6,13 @@
  *
  * Implemented: ListBuckets; Create, Head and Delete bucket; GetBucketLocation; ListObjectsV2 and
  * ListObjects; PutObject; GetObject (ranges, conditions); HeadObject; DeleteObject; DeleteObjects;
- * CopyObject. Anything else answers `501 NotImplemented` as XML.
+ * CopyObject; multipart uploads (`multipart.ts`). Anything else answers `501 NotImplemented` as
+ * XML.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
-import { crc32 } from "node:zlib";
 import type { FileMeta } from "../../protocol/messages.ts";
 import type { StreamingFileStore } from "../common/file_store.ts";
 import type { Clock, Log } from "../env/env.ts";
@@ -35,14 +35,13 @@ import {
   userMetadataOf,
 } from "./objects.ts";
 import { ERROR_CONTENT_TYPE, errorHasBody, errorXml, S3Error, s3ErrorOf } from "./s3_error.ts";
-import { payloadStream } from "./aws_chunked.ts";
+import { type BodyPayload, receiveBody } from "./body.ts";
+import { Multipart } from "./multipart.ts";
 import { splitRequestTarget, verifyRequest } from "./sigv4.ts";
 import {
   BODY_STALL_TIMEOUT_MS,
-  checkDigests,
   copySourceOf,
   declaredSizeOf,
-  emptyBody,
   headBytes,
   notImplemented,
   owned,
@@ -53,7 +52,6 @@ import {
   type Target,
   targetOf,
   withoutChunkedEncoding,
-  withStallTimeout,
 } from "./request.ts";
 import { parseCreateBucketConfiguration, parseDeleteObjects } from "./xml_requests.ts";
 import {
@@ -93,6 +91,7 @@ export class S3Gateway {
   #clock: Clock;
   #log: Log;
   #stallMs: number;
+  #multipart: Multipart;
 
   constructor(options: S3GatewayOptions) {
     this.#store = options.store;
@@ -102,6 +101,7 @@ export class S3Gateway {
     this.#clock = options.clock;
     this.#log = options.log;
     this.#stallMs = options.bodyStallTimeoutMs ?? BODY_STALL_TIMEOUT_MS;
+    this.#multipart = new Multipart({ store: this.#store, owner: OWNER, stallMs: this.#stallMs });
   }
 
   /** Answers one request; never throws (every failure is an S3 error answer). */
@@ -146,7 +146,7 @@ export class S3Gateway {
   #route(
     target: Target,
     request: Request,
-    payload: Parameters<typeof payloadStream>[0],
+    payload: BodyPayload,
   ): Promise<Response> {
     const { method, bucket, key, query } = target;
     if (bucket === undefined) {
@@ -163,9 +163,16 @@ export class S3Gateway {
       if (method === "HEAD" && sub === undefined) return this.#headBucket(bucket);
       if (method === "DELETE" && sub === undefined) return this.#deleteBucket(bucket);
       if (method === "POST" && sub === "delete") return this.#deleteObjects(bucket, request);
+      if (method === "GET" && sub === "uploads") {
+        this.#needBucket(bucket);
+        return this.#multipart.listUploads(bucket, query);
+      }
       throw notImplemented(method, query);
     }
     const sub = subresourceOf(query, []);
+    if (sub === "uploads" || sub === "uploadId" || sub === "partNumber") {
+      return this.#routeMultipart(target, request, payload);
+    }
     if (sub !== undefined) throw notImplemented(method, query);
     if (method === "PUT" && request.headers.has("x-amz-copy-source")) {
       return this.#copyObject(target);
@@ -173,6 +180,26 @@ export class S3Gateway {
     if (method === "PUT") return this.#putObject(target, request, payload);
     if (method === "GET" || method === "HEAD") return this.#getObject(target);
     if (method === "DELETE") return this.#deleteObject(target);
+    throw notImplemented(method, query);
+  }
+
+  #routeMultipart(target: Target, request: Request, payload: BodyPayload): Promise<Response> {
+    const { method, bucket, key, query } = target as Required<Target>;
+    this.#needBucket(bucket);
+    const uploadId = query.get("uploadId");
+    if (method === "POST" && query.has("uploads") && uploadId === null) {
+      return this.#multipart.create(bucket, key, request.headers);
+    }
+    if (uploadId !== null && !query.has("uploads")) {
+      if (method === "PUT" && query.has("partNumber")) {
+        if (request.headers.has("x-amz-copy-source")) throw notImplemented("UploadPartCopy", query);
+        return this.#multipart.uploadPart(bucket, key, query, request, payload);
+      }
+      if (query.has("partNumber")) throw notImplemented(method, query);
+      if (method === "POST") return this.#multipart.complete(bucket, key, uploadId, request);
+      if (method === "DELETE") return this.#multipart.abort(bucket, key, uploadId);
+      if (method === "GET") return this.#multipart.listParts(bucket, key, query);
+    }
     throw notImplemented(method, query);
   }
 
@@ -209,6 +236,7 @@ export class S3Gateway {
     if ((await this.#store.list(`${bucket}/`, { limit: 1 })).length > 0) {
       throw new S3Error("BucketNotEmpty", undefined, { resource: `/${bucket}` });
     }
+    await this.#multipart.dropBucket(bucket);
     await this.#buckets.delete(bucket);
     return new Response(null, { status: 204 });
   }
@@ -239,7 +267,7 @@ export class S3Gateway {
   async #putObject(
     target: Target,
     request: Request,
-    payload: Parameters<typeof payloadStream>[0],
+    payload: BodyPayload,
   ): Promise<Response> {
     const { bucket, key, headers } = target as Required<Target>;
     this.#needBucket(bucket);
@@ -248,28 +276,20 @@ export class S3Gateway {
     if (headers.get("if-none-match") === "*") await this.#mustNotExist(name, target.resource);
     userMetadataOf(headers); // checked before a byte is read
     const upload = this.#store.beginUpload(name, { size });
-    const md5 = createHash("md5");
-    const sha256 = headers.has("x-amz-checksum-sha256") ? createHash("sha256") : undefined;
-    let crc = 0;
     try {
-      const body = (request.body ?? emptyBody()).pipeThrough(payloadStream(payload));
-      for await (const piece of withStallTimeout(body, this.#stallMs)) {
-        md5.update(piece);
-        sha256?.update(piece);
-        crc = crc32(piece, crc);
-        await upload.write(owned(piece));
-      }
-      const etag = md5.digest("hex");
-      checkDigests(headers, { md5: etag, crc32: crc, sha256: sha256?.digest("base64") });
+      const etag = await receiveBody(upload, request.body, {
+        payload,
+        headers,
+        size,
+        stallMs: this.#stallMs,
+        resource: target.resource,
+      });
       if (headers.get("if-none-match") === "*") await this.#mustNotExist(name, target.resource);
       const attrs = attrsOf(withoutChunkedEncoding(headers), etag);
       const meta = await upload.commit({ attrs });
       return new Response(null, { headers: { etag: `"${etagOf(meta)}"` } });
     } catch (error) {
       await upload.abort();
-      if (error instanceof Error && /ended after \d+ of its declared/.test(error.message)) {
-        throw new S3Error("IncompleteBody", error.message, { resource: target.resource });
-      }
       throw error;
     }
   }
