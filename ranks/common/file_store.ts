@@ -95,8 +95,12 @@ export interface Upload {
    * checksums). Takes ownership of `bytes`. Waits while the upload's window is full.
    */
   write(bytes: Uint8Array, crc32?: number): Promise<void>;
-  /** Waits for every chunk to be written and commits the file. */
-  commit(options?: { sha256?: string; attrs?: FileAttrs }): Promise<FileMeta>;
+  /**
+   * Waits for every chunk to be written and commits the file. With `ifAbsent`, fails with
+   * `ALREADY_EXISTS` (and aborts) if the name has a current version when the commit is decided:
+   * of two such uploads of one name, one wins.
+   */
+  commit(options?: { sha256?: string; attrs?: FileAttrs; ifAbsent?: boolean }): Promise<FileMeta>;
   /** Drops the upload and whatever it stored; safe to call more than once. */
   abort(): Promise<void>;
 }

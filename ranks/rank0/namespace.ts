@@ -53,10 +53,14 @@ export class Namespace {
    * Commits an upload whose chunks are all written: every holder makes its chunks durable and
    * appends the manifest, then the index installs it. Committed once any holder has it durably
    * (recovery would pick it up; a holder whose commit failed is repaired like a damaged replica).
-   * With `data`, the manifest's one chunk travels with it (a copy to each holder).
+   * With `data`, the manifest's one chunk travels with it (a copy to each holder). With `ifAbsent`,
+   * a current version of the name fails it (`ALREADY_EXISTS`), decided under the name's lock.
    */
-  commit(draft: Draft, data?: Uint8Array): Promise<FileMeta> {
+  commit(draft: Draft, data?: Uint8Array, options: { ifAbsent?: boolean } = {}): Promise<FileMeta> {
     return this.exclusive([draft.name], async () => {
+      if (options.ifAbsent && this.index.get(draft.name)) {
+        throw new DfsError("ALREADY_EXISTS", `Cannot create "${draft.name}": it exists`);
+      }
       const m: Manifest = {
         ...draft,
         version: this.index.nextVersion(),

@@ -210,8 +210,9 @@ export class Uploads {
   commit(
     draft: { name: string; size: number; sha256: string; chunks: ChunkRef[]; attrs?: FileAttrs },
     data?: Uint8Array,
+    options: { ifAbsent?: boolean } = {},
   ): Promise<FileMeta> {
-    return this.#namespace.commit(draft, data);
+    return this.#namespace.commit(draft, data, options);
   }
 }
 
@@ -314,7 +315,9 @@ export class Upload implements UploadApi {
    * @throws {DfsError} `INVALID_REQUEST` if fewer bytes than declared arrived; `CORRUPTED` if
    *   `sha256` is given and differs from the bytes received.
    */
-  async commit(options: { sha256?: string; attrs?: FileAttrs } = {}): Promise<FileMeta> {
+  async commit(
+    options: { sha256?: string; attrs?: FileAttrs; ifAbsent?: boolean } = {},
+  ): Promise<FileMeta> {
     try {
       if (options.attrs !== undefined) checkAttrs(options.attrs);
       if (this.#failure) throw this.#failure;
@@ -355,7 +358,7 @@ export class Upload implements UploadApi {
         chunks: this.#chunks,
         ...(options.attrs === undefined ? {} : { attrs: { ...options.attrs } }),
       };
-      const meta = await this.#uploads.commit(draft, data);
+      const meta = await this.#uploads.commit(draft, data, { ifAbsent: options.ifAbsent });
       this.#chunks = []; // committed: they belong to the file now, abort() must not touch them
       this.#onEnd();
       return meta;

@@ -13,6 +13,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { DfsError } from "../../protocol/errors.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
 import type { StreamingFileStore } from "../common/file_store.ts";
 import type { Clock, Log } from "../env/env.ts";
@@ -284,12 +285,19 @@ export class S3Gateway {
         stallMs: this.#stallMs,
         resource: target.resource,
       });
-      if (headers.get("if-none-match") === "*") await this.#mustNotExist(name, target.resource);
       const attrs = attrsOf(withoutChunkedEncoding(headers), etag);
-      const meta = await upload.commit({ attrs });
+      // A conditional create is decided at the commit, under the name's lock: of two at once,
+      // one wins and the other is told 412.
+      const ifAbsent = headers.get("if-none-match") === "*";
+      const meta = await upload.commit({ attrs, ifAbsent });
       return new Response(null, { headers: { etag: `"${etagOf(meta)}"` } });
     } catch (error) {
       await upload.abort();
+      if (error instanceof DfsError && error.code === "ALREADY_EXISTS") {
+        throw new S3Error("PreconditionFailed", "The object exists (If-None-Match: *)", {
+          resource: target.resource,
+        });
+      }
       throw error;
     }
   }

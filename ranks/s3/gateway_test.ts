@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { bytesOf } from "../testing/cluster_helpers.ts";
 import { encodeAwsChunked } from "./aws_chunked.ts";
 import { errorOf, gatewayOver, HOST, signed } from "./_test_gateway.ts";
 
@@ -125,4 +126,25 @@ Deno.test("S3Gateway answers malformed XML and unknown operations with their S3 
     status: 403,
     code: "AccessDenied",
   });
+});
+
+Deno.test("S3Gateway: of two conditional creates (If-None-Match: *) at once, exactly one wins", async () => {
+  await using s3 = await gatewayOver();
+  const bodies = [bytesOf(3 * 1024 * 1024, 1), bytesOf(3 * 1024 * 1024, 2)];
+  const answers = await Promise.all(bodies.map(async (body) =>
+    await s3.gateway.handle(
+      await signed("PUT", "/bucket/once", { body, headers: { "if-none-match": "*" } }),
+    )
+  ));
+  assert.deepEqual(answers.map((a) => a.status).sort(), [200, 412]);
+  const winner = answers.findIndex((a) => a.status === 200);
+  const got = await s3.gateway.handle(await signed("GET", "/bucket/once"));
+  assert.deepEqual(new Uint8Array(await got.arrayBuffer()), bodies[winner]);
+  assert.equal((await errorOf(answers[1 - winner])).code, "PreconditionFailed");
+  // The loser stored nothing: only the winner's bytes are held, twice.
+  assert.equal((await s3.cluster.store.usage()).storedBytes, 2 * bodies[winner].length);
+  const again = await s3.gateway.handle(
+    await signed("PUT", "/bucket/once", { body: bodies[0], headers: { "if-none-match": "*" } }),
+  );
+  assert.equal(again.status, 412);
 });
