@@ -16,7 +16,7 @@ import { createHash } from "node:crypto";
 import { DfsError } from "../../protocol/errors.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
 import type { FileReader, StreamingFileStore } from "../common/file_store.ts";
-import type { Clock, Log } from "../env/env.ts";
+import type { Clock, Log, TimerHandle } from "../env/env.ts";
 import type { Buckets } from "./buckets.ts";
 import {
   fetchFromStore,
@@ -37,7 +37,7 @@ import {
 } from "./objects.ts";
 import { ERROR_CONTENT_TYPE, errorHasBody, errorXml, S3Error, s3ErrorOf } from "./s3_error.ts";
 import { type BodyPayload, receiveBody } from "./body.ts";
-import { Multipart } from "./multipart.ts";
+import { Multipart, UPLOAD_SWEEP_INTERVAL_MS } from "./multipart.ts";
 import { splitRequestTarget, verifyRequest } from "./sigv4.ts";
 import {
   BODY_STALL_TIMEOUT_MS,
@@ -109,6 +109,37 @@ export class S3Gateway {
     this.#log = options.log;
     this.#stallMs = options.bodyStallTimeoutMs ?? BODY_STALL_TIMEOUT_MS;
     this.#multipart = new Multipart({ store: this.#store, owner: OWNER, stallMs: this.#stallMs });
+  }
+
+  /**
+   * Drops multipart uploads left idle (`UPLOAD_IDLE_EXPIRY_MS`) now and every
+   * `UPLOAD_SWEEP_INTERVAL_MS`, saying so on the log, until the returned function is called (it
+   * waits for a sweep under way).
+   */
+  sweepUploads(): () => Promise<void> {
+    let timer: TimerHandle | undefined;
+    let running: Promise<void> = Promise.resolve();
+    let stopped = false;
+    const sweep = async () => {
+      try {
+        const dropped = await this.#multipart.sweep(this.#clock.now());
+        if (dropped > 0) {
+          this.#log.error(`dfs: the S3 gateway dropped ${dropped} multipart upload(s) left idle`);
+        }
+      } catch (error) {
+        if (!stopped) {
+          this.#log.error("dfs: the S3 gateway could not drop idle multipart uploads:", error);
+        }
+      }
+      if (!stopped) timer = this.#clock.setTimeout(start, UPLOAD_SWEEP_INTERVAL_MS);
+    };
+    const start = () => void (running = sweep());
+    timer = this.#clock.setTimeout(start, 0);
+    return async () => {
+      stopped = true;
+      this.#clock.clearTimeout(timer);
+      await running;
+    };
   }
 
   /** Answers one request; never throws (every failure is an S3 error answer). */

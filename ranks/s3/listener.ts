@@ -57,11 +57,13 @@ export async function serveS3(
       return new Response(null, { status: 500 });
     },
   }, (request) => gateway.handle(request));
+  const stopSweeping = gateway.sweepUploads();
   const addr = server.addr as Deno.NetAddr;
   return {
     hostname: addr.hostname,
     port: addr.port,
     async close() {
+      await stopSweeping();
       await server.shutdown();
     },
   };

@@ -44,6 +44,14 @@ export const LIST_UPLOADS_MAX = 1000;
 /** Uploads in progress one bucket may have at once; `CreateMultipartUpload` refuses more. */
 export const UPLOADS_PER_BUCKET_MAX = 10_000;
 
+/**
+ * An upload with no new part for this long is dropped with its parts (as MinIO drops stale
+ * uploads after a day): an abandoned upload does not hold its space for ever.
+ */
+export const UPLOAD_IDLE_EXPIRY_MS = 24 * 60 * 60 * 1000;
+/** How often the gateway looks for such uploads (and once when it starts). */
+export const UPLOAD_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+
 /** Where uploads in progress are kept, and their parts. */
 export const UPLOADS_FOLDER = ".s3-uploads/";
 export const PARTS_FOLDER = ".s3-parts/";
@@ -331,6 +339,24 @@ export class Multipart {
   async dropBucket(bucket: string): Promise<void> {
     await this.#store.removePrefix(`${PARTS_FOLDER}${bucket}/`);
     await this.#store.removePrefix(`${UPLOADS_FOLDER}${bucket}/`);
+  }
+
+  /**
+   * Drops every upload, in any bucket, with nothing new (neither its start nor a part) for
+   * `idleMs` before `now`; returns how many.
+   */
+  async sweep(now: number, idleMs = UPLOAD_IDLE_EXPIRY_MS): Promise<number> {
+    let dropped = 0;
+    for (const entry of await this.#store.list(UPLOADS_FOLDER)) {
+      const [bucket, uploadId] = entry.name.slice(UPLOADS_FOLDER.length).split("/");
+      if (uploadId === undefined || !UPLOAD_ID_PATTERN.test(uploadId)) continue;
+      const parts = await this.#store.list(partsFolder(bucket, uploadId));
+      const latest = Math.max(entry.modified, ...parts.map((part) => part.modified));
+      if (now - latest < idleMs) continue;
+      await this.#drop(bucket, uploadId);
+      dropped++;
+    }
+    return dropped;
   }
 
   /** The upload `uploadId` of `key`, or `NoSuchUpload`. */

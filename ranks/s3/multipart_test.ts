@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { blobsOn, bytesOf, MiB } from "../testing/cluster_helpers.ts";
 import type { MemoryCluster } from "../testing/memory_cluster.ts";
 import { errorOf, gatewayOver, signed } from "./_test_gateway.ts";
-import { PART_BYTES_MIN } from "./multipart.ts";
+import { Multipart, PART_BYTES_MIN, UPLOAD_IDLE_EXPIRY_MS } from "./multipart.ts";
 
 type Gateway = Awaited<ReturnType<typeof gatewayOver>>;
 
@@ -218,4 +218,20 @@ Deno.test("ListMultipartUploads pages by key and upload, with a prefix and a del
   // Deleting the bucket drops its uploads.
   assert.equal((await s3.gateway.handle(await signed("DELETE", "/bucket"))).status, 204);
   assert.deepEqual(await s3.cluster.store.list(), []);
+});
+
+Deno.test("an upload left idle for a day is dropped with its parts; a recent one is kept", async () => {
+  await using s3 = await gatewayOver();
+  const idle = await create(s3, "idle");
+  assert.equal((await uploadPart(s3, "idle", idle, 1, bytesOf(100, 1))).status, 200);
+  const multipart = new Multipart({ store: s3.cluster.store, owner: { id: "dfs" }, stallMs: 1000 });
+  const started = (await s3.cluster.store.meta(`.s3-uploads/bucket/${idle}`)).modified;
+  assert.equal(await multipart.sweep(started + UPLOAD_IDLE_EXPIRY_MS - 1), 0);
+  assert.equal((await s3.cluster.store.list()).length, 2, "the upload and its part are kept");
+  assert.equal(await multipart.sweep(started + UPLOAD_IDLE_EXPIRY_MS), 1);
+  assert.deepEqual(await s3.cluster.store.list(), []);
+  assert.equal(
+    (await errorOf(await uploadPart(s3, "idle", idle, 2, bytesOf(1, 1)))).code,
+    "NoSuchUpload",
+  );
 });
