@@ -33,6 +33,7 @@ import {
   nodeTlsCa,
   s3Settings,
   serveSecurity,
+  uiSettings,
   UsageError,
   type Values,
 } from "./cli/settings.ts";
@@ -138,6 +139,7 @@ async function serve(values: Values): Promise<void> {
     values[name] === undefined ? undefined : integer(values[name], `--${name}`, "serve");
   const { secret, tls } = await serveSecurity(values);
   const s3 = await s3Settings(values, String(values.host));
+  const ui = uiSettings(values, String(values.host));
   const clusterSecretBytes = await clusterSecret(values, "serve");
   for (const option of ["node-port", "node-host", "forget-node"]) {
     if (values[option] !== undefined && clusterSecretBytes === undefined) {
@@ -176,6 +178,7 @@ async function serve(values: Values): Promise<void> {
       rereplicateAfterMs: optional("rereplicate-after-ms"),
       forgetNodes: forgetNodesOf(values["forget-node"]),
       s3: s3 === undefined ? undefined : { ...s3, tls },
+      ui: ui === undefined ? undefined : { ...ui, secret, tls },
       nodePort: clusterSecretBytes === undefined
         ? undefined
         : { hostname: nodeHost!, port: nodePort, secret: clusterSecretBytes, tls },
@@ -212,7 +215,8 @@ async function serve(values: Values): Promise<void> {
       `(${ranks} ranks, ${replicas} replicas, ${server.store.fileCount} files in ${dataDir}` +
       `${tls ? ", TLS" : ""}${secret ? ", token required" : ""})` +
       (nodes ? `; nodes on ${nodes.hostname}:${nodes.port}` : "") +
-      (server.s3 ? `; s3 on ${server.s3.hostname}:${server.s3.port}` : ""),
+      (server.s3 ? `; s3 on ${server.s3.hostname}:${server.s3.port}` : "") +
+      (server.ui ? `; ui on ${server.ui.hostname}:${server.ui.port}` : ""),
   );
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();

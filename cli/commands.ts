@@ -262,6 +262,21 @@ export const COMMANDS = {
         help: "the region the S3 gateway signs for and names",
       },
       {
+        name: "ui-port",
+        type: "string",
+        value: "PORT",
+        defaultText: "none: no dashboard",
+        help: "serve the web dashboard on this port, behind a login with the token of " +
+          "--token-file if given, over TLS with --tls-cert (0: any)",
+      },
+      {
+        name: "ui-host",
+        type: "string",
+        value: "HOST",
+        defaultText: "--host",
+        help: "listen address of the dashboard",
+      },
+      {
         name: "forget-node",
         type: "string",
         value: "RANK[,RANK]",

@@ -185,6 +185,33 @@ export async function s3Settings(values: Values, host: string): Promise<S3Settin
   return { hostname, port: Number(portText), region, credentials };
 }
 
+/** Where `dfs serve` runs the dashboard. */
+export interface UiSettings {
+  hostname: string;
+  port: number;
+}
+
+/**
+ * Reads `dfs serve`'s dashboard options: `--ui-port` (none: no dashboard; 0 picks a free port)
+ * and `--ui-host` (default `host`). The dashboard takes the token and TLS of `serveSecurity`.
+ *
+ * @throws {UsageError} for `--ui-host` without `--ui-port`, an empty option or a bad port.
+ */
+export function uiSettings(values: Values, host: string): UiSettings | undefined {
+  const command = "serve";
+  const portText = given(values["ui-port"], { source: "--ui-port", wants: "PORT", command });
+  if (portText === undefined) {
+    if (values["ui-host"] !== undefined) throw new UsageError("--ui-host needs --ui-port", command);
+    return undefined;
+  }
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) {
+    throw new UsageError(`--ui-port must be a port from 0 to 65535, got "${portText}"`, command);
+  }
+  const hostname = given(values["ui-host"], { source: "--ui-host", wants: "HOST", command }) ??
+    host;
+  return { hostname, port: Number(portText) };
+}
+
 /**
  * Reads `dfs node`'s `--tls-ca` (the certificates to trust on the node port); undefined when the
  * option is absent. No environment variable is read: a node is set up by its options alone.

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { given, readSettingFile, serveSecurity, UsageError } from "./settings.ts";
+import { given, readSettingFile, serveSecurity, uiSettings, UsageError } from "./settings.ts";
 
 /** Asserts that `run` fails with a `UsageError` for `command` whose message is `message`. */
 async function assertUsage(
@@ -68,4 +68,38 @@ Deno.test("serveSecurity() reads nothing without options and wants --tls-cert wi
     "--token-file is empty: it takes a file holding the token",
     "serve",
   );
+});
+
+Deno.test("uiSettings() runs no dashboard without --ui-port, and listens on --host unless told", () => {
+  assert.equal(uiSettings({}, "127.0.0.1"), undefined);
+  assert.deepEqual(uiSettings({ "ui-port": "0" }, "127.0.0.1"), { hostname: "127.0.0.1", port: 0 });
+  assert.deepEqual(uiSettings({ "ui-port": "8080", "ui-host": "10.0.0.5" }, "127.0.0.1"), {
+    hostname: "10.0.0.5",
+    port: 8080,
+  });
+});
+
+Deno.test("uiSettings() refuses --ui-host without --ui-port, an empty option and a bad port", async () => {
+  await assertUsage(
+    () => uiSettings({ "ui-host": "0.0.0.0" }, "127.0.0.1"),
+    "--ui-host needs --ui-port",
+    "serve",
+  );
+  await assertUsage(
+    () => uiSettings({ "ui-port": "" }, "127.0.0.1"),
+    "--ui-port is empty: it takes PORT",
+    "serve",
+  );
+  await assertUsage(
+    () => uiSettings({ "ui-port": "0", "ui-host": "" }, "127.0.0.1"),
+    "--ui-host is empty: it takes HOST",
+    "serve",
+  );
+  for (const port of ["65536", "-1", "http", "80.5"]) {
+    await assertUsage(
+      () => uiSettings({ "ui-port": port }, "127.0.0.1"),
+      `--ui-port must be a port from 0 to 65535, got "${port}"`,
+      "serve",
+    );
+  }
 });

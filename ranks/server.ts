@@ -11,6 +11,7 @@ import { type Cluster, type ClusterOptions, startCluster } from "./rank0/cluster
 import type { DfsStore } from "./rank0/store.ts";
 import { denoFileSystem } from "./env/deno_env.ts";
 import { type S3Options, type S3Server, serveS3 } from "./s3/listener.ts";
+import { serveUi, type UiOptions, type UiServer } from "./ui/mod.ts";
 
 /** Everything `dfs serve` sets. */
 export interface ServerOptions extends ClusterOptions, ServeOptions {
@@ -18,6 +19,8 @@ export interface ServerOptions extends ClusterOptions, ServeOptions {
   scrub: { bytesPerSec: number; pauseMs: number };
   /** The S3 gateway, when `--s3-port` is given. */
   s3?: S3Options;
+  /** The dashboard, when `--ui-port` is given. */
+  ui?: UiOptions;
 }
 
 /** A running server. */
@@ -27,6 +30,8 @@ export interface Server extends AsyncDisposable {
   readonly gateway: ClientServer;
   /** The S3 gateway, when one runs. */
   readonly s3?: S3Server;
+  /** The dashboard, when one runs. */
+  readonly ui?: UiServer;
   /** Stops the scrubber, the gateway and the ranks. */
   close(): Promise<void>;
 }
@@ -40,13 +45,16 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const cluster = await startCluster(options);
   let gateway: ClientServer | undefined;
   let s3: S3Server | undefined;
+  let ui: UiServer | undefined;
   try {
     gateway = serveClients(cluster.store, { ...options, clock: cluster.store.env.clock });
     if (options.s3) {
       const env = { ...cluster.store.env, fs: options.env?.fs ?? denoFileSystem };
       s3 = await serveS3(cluster.store, { ...options.s3, dataDir: options.dataDir, env });
     }
+    if (options.ui) ui = serveUi(cluster.store, { ...options.ui, env: cluster.store.env });
   } catch (error) {
+    await s3?.close();
     await gateway?.close();
     await cluster.close();
     throw error;
@@ -59,6 +67,13 @@ export async function startServer(options: ServerOptions): Promise<Server> {
         "requests on it; serve TLS (--tls-cert, --tls-key) or listen on a loopback address",
     );
   }
+  if (options.ui?.secret && !options.ui.tls && !isLoopbackHost(options.ui.hostname)) {
+    store.env.log.error(
+      `dfs: warning: the dashboard on ${options.ui.hostname} takes the token and sends its ` +
+        "session cookie without TLS: serve TLS (--tls-cert, --tls-key) or listen on a loopback " +
+        "address (--ui-host)",
+    );
+  }
   const scrubbing = new AbortController();
   const { bytesPerSec, pauseMs } = options.scrub;
   const scrubber = bytesPerSec === 0
@@ -69,6 +84,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const close = () =>
     closing ??= (async () => {
       scrubbing.abort();
+      await ui?.close();
       await s3?.close();
       await gateway!.close();
       await scrubber;
@@ -79,6 +95,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     store,
     gateway,
     ...(s3 ? { s3 } : {}),
+    ...(ui ? { ui } : {}),
     close,
     [Symbol.asyncDispose]: close,
   };

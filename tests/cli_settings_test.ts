@@ -179,3 +179,20 @@ Deno.test("dfs serve's token and TLS files that are missing, a directory or not 
     );
   });
 });
+
+Deno.test("dfs serve's dashboard options: --ui-host without --ui-port, or a bad port, is a usage error", async () => {
+  await withFiles(async (dir) => {
+    const serve = (...args: string[]) =>
+      dfs(["serve", "--port", "0", "--data", `${dir}/data`, ...args]);
+    assertUsageError(
+      await serve("--ui-host", "127.0.0.2"),
+      /^dfs: --ui-host needs --ui-port$/,
+      "dfs serve",
+    );
+    assertUsageError(
+      await serve("--ui-port", "70000"),
+      /^dfs: --ui-port must be a port from 0 to 65535, got "70000"$/,
+      "dfs serve",
+    );
+  });
+});

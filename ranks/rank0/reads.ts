@@ -16,6 +16,7 @@ import { Semaphore } from "../common/semaphore.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { Releases } from "./releases.ts";
+import type { Throughput } from "./throughput.ts";
 import type { Replicas } from "./replicas.ts";
 
 /**
@@ -40,25 +41,39 @@ export class Reads {
   #namespace: Namespace;
   #releases: Releases;
   #replicas: Replicas;
+  #throughput: Throughput;
 
   constructor(
-    parts: { nodes: NodeClient; namespace: Namespace; releases: Releases; replicas: Replicas },
+    parts: {
+      nodes: NodeClient;
+      namespace: Namespace;
+      releases: Releases;
+      replicas: Replicas;
+      /** Counts each read opened (a `get`) and the bytes handed out. */
+      throughput: Throughput;
+    },
   ) {
     this.#nodes = parts.nodes;
     this.#namespace = parts.namespace;
     this.#releases = parts.releases;
     this.#replicas = parts.replicas;
+    this.#throughput = parts.throughput;
   }
 
   /**
    * Opens the current version of `name` for reading. A later overwrite does not disturb the reader:
    * the version it opened stays readable until `close()`. With `start`/`end` (byte offsets, end
-   * exclusive), only the chunks that range covers are read.
+   * exclusive), only the chunks that range covers are read. It counts in the throughput unless
+   * `counted` is false (a read of the server's own).
    *
    * @throws {DfsError} `NOT_FOUND` if no version of `name` is committed; `INVALID_REQUEST` for a
    *   range outside the file.
    */
-  open(name: string, range: ByteRange = {}, options: { budget?: Semaphore } = {}): FileReader {
+  open(
+    name: string,
+    range: ByteRange = {},
+    options: { budget?: Semaphore; counted?: boolean } = {},
+  ): FileReader {
     const m = this.#namespace.lookup(name);
     const start = range.start ?? 0;
     const end = range.end ?? m.size;
@@ -100,7 +115,9 @@ export class Reads {
       this.#nodes.recycle(chunk);
       permits.release();
     };
-    const chunks = () => this.#readChunks(m, start, end, permits);
+    const throughput = options.counted === false ? undefined : this.#throughput;
+    throughput?.op("get");
+    const chunks = () => this.#readChunks(m, start, end, permits, throughput);
     return { meta: fileMetaOf(m, this.#zoneOf), start, end, chunks, recycle, close };
   }
 
@@ -110,6 +127,7 @@ export class Reads {
     start: number,
     end: number,
     permits: Permits,
+    throughput: Throughput | undefined,
   ): AsyncIterable<Uint8Array> {
     // Each wanted chunk with the part of it to send.
     const wanted: { index: number; from: number; to: number }[] = [];
@@ -133,7 +151,9 @@ export class Reads {
           read.catch(() => {}); // awaited below in order; avoid an unhandled rejection meanwhile
           reads.push(read);
         }
-        yield await reads.shift()!;
+        const bytes = await reads.shift()!;
+        throughput?.read(bytes.length);
+        yield bytes;
       }
     } finally {
       // Reads never handed out: their buffers and permits come back here.

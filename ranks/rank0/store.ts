@@ -52,7 +52,7 @@ import { Reads } from "./reads.ts";
 import { Recovery } from "./recovery.ts";
 import { Releases } from "./releases.ts";
 import { Replicas } from "./replicas.ts";
-import { meterReader, meterUpload, Throughput } from "./throughput.ts";
+import { Throughput } from "./throughput.ts";
 import { type Upload, Uploads } from "./uploads.ts";
 
 /** How long `status` waits for a data node before calling it down. */
@@ -119,8 +119,15 @@ export class DfsStore implements StreamingFileStore {
       replicas,
       uploadsMax: options.uploadsMax,
       dataNodesMax: options.dataNodesMax,
+      throughput: this.throughput,
     });
-    this.#reads = new Reads({ nodes, namespace, releases, replicas: replicaCopies });
+    this.#reads = new Reads({
+      nodes,
+      namespace,
+      releases,
+      replicas: replicaCopies,
+      throughput: this.throughput,
+    });
     this.health = new Health({
       index: this.#index,
       nodes,
@@ -176,7 +183,7 @@ export class DfsStore implements StreamingFileStore {
     name: string,
     options: { size?: number; replicas?: number; checksums?: boolean } = {},
   ): Upload {
-    return meterUpload(this.#uploads.begin(name, options), this.throughput);
+    return this.#uploads.begin(name, options);
   }
 
   /**
@@ -197,7 +204,8 @@ export class DfsStore implements StreamingFileStore {
     if (options.attrs !== undefined) checkAttrs(options.attrs);
     const hash = createHash("sha256");
     for (const source of sources) {
-      const reader = this.openRead(source.name);
+      // Not counted in the throughput: the client's bytes were counted as its parts came.
+      const reader = this.#reads.open(source.name, {}, { counted: false });
       try {
         if (reader.meta.version !== source.version) {
           throw new DfsError(
@@ -220,7 +228,7 @@ export class DfsStore implements StreamingFileStore {
   }
 
   openRead(name: string, range?: ByteRange, options?: { budget?: Semaphore }): FileReader {
-    return meterReader(this.#reads.open(name, range, options), this.throughput);
+    return this.#reads.open(name, range, options);
   }
 
   /** Stores `data` as `name` through an upload. */

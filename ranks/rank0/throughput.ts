@@ -13,7 +13,6 @@
  * @module
  */
 
-import type { FileReader, Upload } from "../common/file_store.ts";
 import type { Clock } from "../env/env.ts";
 
 /** Seconds of history kept: the chart's width (10 minutes). */
@@ -123,40 +122,4 @@ export class Throughput {
   #slotOf(second: number): number {
     return ((second % this.#slots) + this.#slots) % this.#slots;
   }
-}
-
-/**
- * Makes `upload` count into `throughput`: the bytes of each `write` as it is called, and a `put`
- * once `commit` succeeds. It changes this one object in place (its other members, and its class,
- * stay as they are), and returns it.
- */
-export function meterUpload<T extends Upload>(upload: T, throughput: Throughput): T {
-  const write = upload.write.bind(upload);
-  const commit = upload.commit.bind(upload);
-  upload.write = (bytes, crc32) => {
-    throughput.written(bytes.length);
-    return write(bytes, crc32);
-  };
-  upload.commit = async (options) => {
-    const meta = await commit(options);
-    throughput.op("put");
-    return meta;
-  };
-  return upload;
-}
-
-/**
- * Makes `reader` count into `throughput`: a `get` now, and the bytes of each chunk as it is handed
- * out. Changes this one object in place, and returns it.
- */
-export function meterReader<T extends FileReader>(reader: T, throughput: Throughput): T {
-  const chunks = reader.chunks.bind(reader);
-  throughput.op("get");
-  reader.chunks = async function* () {
-    for await (const chunk of chunks()) {
-      throughput.read(chunk.length);
-      yield chunk;
-    }
-  };
-  return reader;
 }

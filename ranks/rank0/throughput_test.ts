@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import type { FileMeta, FileReader, Upload } from "../common/file_store.ts";
-import { meterReader, meterUpload, Throughput, THROUGHPUT_WINDOW_SECONDS } from "./throughput.ts";
+import { Throughput, THROUGHPUT_WINDOW_SECONDS } from "./throughput.ts";
+import { MemoryCluster } from "../testing/memory_cluster.ts";
+import { bytesOf, MiB, readAll } from "../testing/cluster_helpers.ts";
 
 /** A clock that moves only when told: `monotonic` ms, and `now` that many ms after an epoch. */
 function manualClock(startMs = 5_000) {
@@ -79,61 +80,21 @@ Deno.test("Throughput after a long quiet shows a window of zeros", () => {
   assert.equal(snapshot.totals.ops.meta, 50);
 });
 
-const META: FileMeta = {
-  name: "f",
-  size: 3,
-  sha256: "",
-  modified: 0,
-  version: 1,
-  replicas: 1,
-  chunks: [],
-};
-
-Deno.test("meterUpload() counts the bytes of each write, and a put once the commit succeeds", async () => {
-  const clock = manualClock(1_000);
-  const throughput = new Throughput(clock);
-  const written: number[] = [];
-  let fail = false;
-  const upload: Upload = {
-    receivedBytes: 0,
-    write: (bytes) => Promise.resolve(void written.push(bytes.length)),
-    commit: () => fail ? Promise.reject(new Error("no")) : Promise.resolve(META),
-    abort: () => Promise.resolve(),
-  };
-  assert.equal(meterUpload(upload, throughput), upload, "the same object");
-  await upload.write(new Uint8Array(2));
-  await upload.write(new Uint8Array(1));
-  assert.deepEqual(written, [2, 1], "the writes reach the upload");
-  assert.equal(await upload.commit(), META);
-  fail = true;
-  await assert.rejects(() => upload.commit(), /no/);
-  clock.ms += 1000;
-  const snapshot = throughput.snapshot();
-  assert.deepEqual(last(snapshot.writtenBytes), [3]);
-  assert.deepEqual(last(snapshot.ops), [1], "only the commit that succeeded");
-  assert.equal(snapshot.totals.ops.put, 1);
-});
-
-Deno.test("meterReader() counts a get as the read opens, and each chunk's bytes as handed out", async () => {
-  const clock = manualClock(1_000);
-  const throughput = new Throughput(clock);
-  const reader: FileReader = {
-    meta: META,
-    start: 0,
-    end: 3,
-    async *chunks() {
-      yield new Uint8Array(2);
-      yield new Uint8Array(1);
-    },
-    recycle: () => {},
-    close: () => {},
-  };
-  meterReader(reader, throughput);
-  const sizes: number[] = [];
-  for await (const chunk of reader.chunks()) sizes.push(chunk.length);
-  assert.deepEqual(sizes, [2, 1]);
-  clock.ms += 1000;
-  const snapshot = throughput.snapshot();
-  assert.deepEqual(last(snapshot.readBytes), [3]);
-  assert.equal(snapshot.totals.ops.get, 1);
+Deno.test("the store counts each upload's bytes and put, each read's get and bytes, but not a compose's own reads", async () => {
+  await using cluster = await MemoryCluster.start();
+  const { store } = cluster;
+  const a = await store.put("a", bytesOf(MiB + 5, 1));
+  const b = await store.put("b", bytesOf(300, 2));
+  await readAll(store, "a");
+  await readAll(store, "b", { start: 100, end: 200 });
+  const upload = store.beginUpload("never", { size: 10 });
+  await upload.write(new Uint8Array(4));
+  await upload.abort(); // its bytes came, but no put
+  await store.compose("ab", [a, b].map(({ name, version }) => ({ name, version })));
+  await cluster.clock.advance(1000);
+  const { totals } = store.throughput.snapshot();
+  assert.equal(totals.writtenBytes, MiB + 5 + 300 + 4);
+  assert.equal(totals.readBytes, MiB + 5 + 100);
+  assert.equal(totals.ops.put, 2);
+  assert.equal(totals.ops.get, 2);
 });

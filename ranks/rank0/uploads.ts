@@ -28,6 +28,7 @@ import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import { chooseRanks, type LoadTracker } from "./placement.ts";
 import type { Replicas } from "./replicas.ts";
+import type { Throughput } from "./throughput.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
@@ -56,6 +57,7 @@ export class Uploads {
   #uploadsMax: number;
   /** Data nodes there may be (more than now, when remote nodes may join): bounds `replicas`. */
   #dataNodesMax: number;
+  readonly throughput: Throughput;
 
   constructor(
     parts: {
@@ -68,6 +70,8 @@ export class Uploads {
       replicas: number;
       uploadsMax?: number;
       dataNodesMax?: number;
+      /** Counts the bytes written and each upload committed (a `put`). */
+      throughput: Throughput;
     },
   ) {
     this.#nodes = parts.nodes;
@@ -78,6 +82,7 @@ export class Uploads {
     this.#replicas = parts.replicas;
     this.#uploadsMax = parts.uploadsMax ?? UPLOADS_INFLIGHT_MAX;
     this.#dataNodesMax = parts.dataNodesMax ?? 0;
+    this.throughput = parts.throughput;
   }
 
   /**
@@ -293,6 +298,7 @@ export class Upload implements UploadApi {
       );
     }
     this.#received += bytes.length;
+    this.#uploads.throughput.written(bytes.length);
     this.#hash?.update(bytes);
     if (this.#buffered === 0 && bytes.length === CHUNK_SIZE_BYTES) {
       // The common case: one client frame is one chunk, no copy, its CRC32 taken once.
@@ -360,6 +366,7 @@ export class Upload implements UploadApi {
       };
       const meta = await this.#uploads.commit(draft, data, { ifAbsent: options.ifAbsent });
       this.#chunks = []; // committed: they belong to the file now, abort() must not touch them
+      this.#uploads.throughput.op("put");
       this.#onEnd();
       return meta;
     } catch (error) {
