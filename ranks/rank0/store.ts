@@ -36,6 +36,7 @@ import {
   replicasOf,
   toListing,
 } from "../common/manifest.ts";
+import { readerStream } from "../common/reader_stream.ts";
 import { checkReplicas } from "../common/replication.ts";
 import type { Semaphore } from "../common/semaphore.ts";
 import type { Env } from "../env/env.ts";
@@ -257,28 +258,7 @@ export class DfsStore implements StreamingFileStore {
   ): Promise<{ meta: FileMeta; stream: ReadableStream<Uint8Array> }> {
     return Promise.try(() => {
       const reader = this.openRead(name, range);
-      const chunks = reader.chunks()[Symbol.asyncIterator]();
-      const stream = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          try {
-            const next = await chunks.next();
-            if (next.done) {
-              reader.close();
-              return controller.close();
-            }
-            controller.enqueue(next.value.slice());
-            reader.recycle(next.value);
-          } catch (error) {
-            reader.close();
-            controller.error(error);
-          }
-        },
-        async cancel() {
-          await chunks.return?.();
-          reader.close();
-        },
-      }, { highWaterMark: 0 });
-      return { meta: reader.meta, stream };
+      return { meta: reader.meta, stream: readerStream(reader) };
     });
   }
 

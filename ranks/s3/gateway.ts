@@ -15,7 +15,8 @@
 import { createHash } from "node:crypto";
 import { DfsError } from "../../protocol/errors.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
-import type { FileReader, StreamingFileStore } from "../common/file_store.ts";
+import type { StreamingFileStore } from "../common/file_store.ts";
+import { readerStream, readWhole } from "../common/reader_stream.ts";
 import type { Clock, Log, TimerHandle } from "../env/env.ts";
 import type { Buckets } from "./buckets.ts";
 import {
@@ -364,9 +365,9 @@ export class S3Gateway {
     }
     if (length <= SMALL_OBJECT_BYTES_MAX) {
       // Whole, in one buffer: a fixed body costs the HTTP layer far less than a stream.
-      return new Response(await readWhole(reader, length), { status, headers: out });
+      return new Response(await readWhole(reader), { status, headers: out });
     }
-    return new Response(streamOf(reader), { status, headers: out });
+    return new Response(readerStream(reader), { status, headers: out });
   }
 
   async #deleteObject(target: Target): Promise<Response> {
@@ -465,45 +466,4 @@ export class S3Gateway {
       if (s3ErrorOf(error).code !== "NoSuchKey") throw error;
     }
   }
-}
-
-/** The bytes of an open read, `length` of them, in one buffer; closes the read. */
-async function readWhole(reader: FileReader, length: number): Promise<Uint8Array<ArrayBuffer>> {
-  const bytes = new Uint8Array(length);
-  let at = 0;
-  try {
-    for await (const chunk of reader.chunks()) {
-      bytes.set(chunk, at);
-      at += chunk.length;
-      reader.recycle(chunk);
-    }
-  } finally {
-    reader.close();
-  }
-  return bytes;
-}
-
-/** An open read as a byte stream, pulled a chunk at a time; closes the read when done. */
-function streamOf(reader: FileReader): ReadableStream<Uint8Array> {
-  const chunks = reader.chunks()[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await chunks.next();
-        if (next.done) {
-          reader.close();
-          return controller.close();
-        }
-        controller.enqueue(next.value.slice());
-        reader.recycle(next.value);
-      } catch (error) {
-        reader.close();
-        controller.error(error);
-      }
-    },
-    async cancel() {
-      await chunks.return?.();
-      reader.close();
-    },
-  }, { highWaterMark: 0 });
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { concatBytes } from "../../protocol/bytes.ts";
 import type { payloadStream } from "./aws_chunked.ts";
 import { S3Error } from "./s3_error.ts";
 import { XML_BODY_BYTES_MAX } from "./xml_parser.ts";
@@ -211,13 +212,7 @@ export async function readSmallBody(request: Request, stallMs: number): Promise<
     }
     parts.push(piece);
   }
-  const body = new Uint8Array(bytes);
-  let at = 0;
-  for (const part of parts) {
-    body.set(part, at);
-    at += part.length;
-  }
-  return body;
+  return concatBytes(parts, bytes);
 }
 
 /** The pieces of `stream`, failing with `RequestTimeout` when none comes for `timeoutMs`. */

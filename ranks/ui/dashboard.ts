@@ -17,6 +17,7 @@
  * @module
  */
 
+import { concatBytes } from "../../protocol/bytes.ts";
 import type { Env } from "../env/env.ts";
 import { UiApi, type UiApiOptions, type UiStore } from "./api.ts";
 import { ASSETS } from "./assets.ts";
@@ -232,11 +233,5 @@ async function readSmallBody(request: Request, bytesMax: number): Promise<Uint8A
     if (bytes > bytesMax) throw tooLarge();
     parts.push(piece);
   }
-  const body = new Uint8Array(bytes);
-  let at = 0;
-  for (const part of parts) {
-    body.set(part, at);
-    at += part.length;
-  }
-  return body;
+  return concatBytes(parts, bytes);
 }
