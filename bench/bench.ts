@@ -9,7 +9,8 @@
  *
  * `--scaling` runs the scaling suite instead (ranks 2 to 16, clients 1 to 64; see `_scaling.ts`);
  * `--remote-nodes` compares Worker data nodes with `dfs node` processes over TCP (`_remote.ts`);
- * `--s3` sets the S3 gateway beside the CBOR protocol (`_s3.ts`);
+ * `--s3` sets the S3 gateway beside the CBOR protocol (`_s3.ts`, with the lean S3 client of
+ * `_s3_client.ts`);
  * `--multi-host` measures aggregate throughput with 2, 4 and 8 node hosts in network namespaces,
  * each node host's link limited to 1 Gbit/s (`_multi_host.ts`; needs root and `tc`, else skipped).
  * `--json` prints the results as JSON; `--quick` is a short smoke run (1 run, small sizes).
@@ -28,7 +29,7 @@ import {
 } from "./_multi_host.ts";
 import { figureTable, gridTable } from "./_report.ts";
 import { runRemote } from "./_remote.ts";
-import { runS3 } from "./_s3.ts";
+import { MULTIPART_PART_BYTES, PARTS_IN_FLIGHT, runS3 } from "./_s3.ts";
 import { runScaling } from "./_scaling.ts";
 import type { Figure } from "./_stats.ts";
 import { progress } from "./_timing.ts";
@@ -88,9 +89,13 @@ function heading(c: BenchConfig): string {
   }
   if (c.s3) {
     return `dfs bench --s3: one server (${c.ranks} ranks, 2 replicas) with its S3 gateway; each ` +
-      `run puts and gets a ${c.sizeBytes / MiB} MiB object (one request) and ${c.files} objects ` +
-      `of 4 KiB with ${c.clients} clients, through the CBOR protocol then through S3 (signed, ` +
-      `UNSIGNED-PAYLOAD, fetch); ${runs}\n`;
+      `run puts and gets a ${c.sizeBytes / MiB} MiB object and ${c.files} objects of 4 KiB with ` +
+      `${c.clients} clients, through the CBOR protocol then through S3. The S3 client is the ` +
+      `bench's own (bench/_s3_client.ts: HTTP/1.1 on Deno.connect, kept alive, one connection ` +
+      `per client, every request signed with SigV4, UNSIGNED-PAYLOAD); the large object goes up ` +
+      `as a multipart upload (parts of ${MULTIPART_PART_BYTES / MiB} MiB, ${PARTS_IN_FLIGHT} at ` +
+      `once, a connection each) and comes back in one GET; CPU in % of one core (this machine ` +
+      `has ${navigator.hardwareConcurrency}); ${runs}\n`;
   }
   if (c.multiHost) {
     return `dfs bench --multi-host: rank 0, ${c.hosts.join(", ")} node hosts (a dfs node process ` +

@@ -11,7 +11,15 @@ import { crc32 } from "node:zlib";
 import type { Upload } from "../common/file_store.ts";
 import { payloadStream } from "./aws_chunked.ts";
 import { checkDigests, emptyBody, owned, withStallTimeout } from "./request.ts";
+import { checkPayloadSha256 } from "./sigv4.ts";
+import type { TimerHandle } from "../env/env.ts";
 import { S3Error } from "./s3_error.ts";
+
+/**
+ * A body of at most this many bytes that is not `aws-chunked` is read in one go and handed to the
+ * upload as one piece (memory: one such buffer per request being answered).
+ */
+export const SMALL_BODY_BYTES_MAX = 64 * 1024;
 
 /** How a verified request's body is to be read (`sigv4.ts`'s verdict). */
 export type BodyPayload = Parameters<typeof payloadStream>[0];
@@ -26,7 +34,7 @@ export type BodyPayload = Parameters<typeof payloadStream>[0];
  */
 export async function receiveBody(
   upload: Upload,
-  body: ReadableStream<Uint8Array> | null,
+  request: Request,
   options: {
     payload: BodyPayload;
     headers: Headers;
@@ -36,16 +44,40 @@ export async function receiveBody(
     resource: string;
   },
 ): Promise<string> {
-  const { headers } = options;
+  const { headers, payload } = options;
   const md5 = createHash("md5");
   const sha256 = headers.has("x-amz-checksum-sha256") ? createHash("sha256") : undefined;
   let crc = 0;
-  const decoded = (body ?? emptyBody()).pipeThrough(payloadStream(options.payload));
-  for await (const piece of withStallTimeout(decoded, options.stallMs)) {
+  const take = async (piece: Uint8Array) => {
     md5.update(piece);
     sha256?.update(piece);
     crc = crc32(piece, crc);
     await upload.write(owned(piece));
+  };
+  // A small plain body framed by its Content-Length (so no more can come) is read in one go:
+  // streams cost more than the bytes here.
+  const framed = headers.get("content-length") === String(options.size);
+  if (
+    framed && options.size <= SMALL_BODY_BYTES_MAX &&
+    (payload.kind === "unsigned" || payload.kind === "hash")
+  ) {
+    const bytes = await wholeBody(request, options.stallMs);
+    if (payload.kind === "hash") {
+      checkPayloadSha256(
+        payload.sha256,
+        new Uint8Array(createHash("sha256").update(bytes).digest()),
+      );
+    }
+    if (bytes.length > options.size) {
+      throw new S3Error(
+        "IncompleteBody",
+        `The body is longer than its declared ${options.size} bytes`,
+      );
+    }
+    await take(bytes);
+  } else {
+    const decoded = (request.body ?? emptyBody()).pipeThrough(payloadStream(payload));
+    for await (const piece of withStallTimeout(decoded, options.stallMs)) await take(piece);
   }
   if (upload.receivedBytes !== options.size) {
     throw new S3Error(
@@ -57,4 +89,20 @@ export async function receiveBody(
   const etag = md5.digest("hex");
   checkDigests(headers, { md5: etag, crc32: crc, sha256: sha256?.digest("base64") });
   return etag;
+}
+
+/** The whole body of a request, failing with `RequestTimeout` if it is not all there in `stallMs`. */
+async function wholeBody(request: Request, stallMs: number): Promise<Uint8Array<ArrayBuffer>> {
+  let timer: TimerHandle | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new S3Error("RequestTimeout", `The body did not come within ${stallMs} ms`)),
+      stallMs,
+    );
+  });
+  try {
+    return new Uint8Array(await Promise.race([request.arrayBuffer(), stalled]));
+  } finally {
+    clearTimeout(timer as number);
+  }
 }

@@ -316,7 +316,7 @@ export class S3Gateway {
     userMetadataOf(headers); // checked before a byte is read
     const upload = this.#store.beginUpload(name, { size });
     try {
-      const etag = await receiveBody(upload, request.body, {
+      const etag = await receiveBody(upload, request, {
         payload,
         headers,
         size,

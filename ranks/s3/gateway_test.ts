@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { bytesOf } from "../testing/cluster_helpers.ts";
+import { bytesOf, readAll } from "../testing/cluster_helpers.ts";
 import { encodeAwsChunked } from "./aws_chunked.ts";
 import { errorOf, gatewayOver, HOST, signed } from "./_test_gateway.ts";
 
@@ -83,23 +83,46 @@ Deno.test("S3Gateway stores nothing for a truncated aws-chunked body, and takes 
 
 Deno.test("S3Gateway fails a body that stops coming with RequestTimeout, storing nothing", async () => {
   await using s3 = await gatewayOver({ bodyStallTimeoutMs: 200 });
-  const stalled = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(new Uint8Array(1000)); // then nothing more: 10 GiB were declared
-    },
-  });
-  const request = await signed("PUT", "/bucket/never", {
-    body: stalled,
-    headers: { "content-length": String(5 * 1024 ** 3) },
+  // 5 GiB declared (streamed as it comes), and 3000 bytes (read in one go): 1000 come, then none.
+  for (const declared of [5 * 1024 ** 3, 3000]) {
+    const stalled = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array(1000));
+      },
+    });
+    const request = await signed("PUT", "/bucket/never", {
+      body: stalled,
+      headers: { "content-length": String(declared) },
+      payloadHash: "UNSIGNED-PAYLOAD",
+    });
+    const started = performance.now();
+    assert.deepEqual(await errorOf(await s3.gateway.handle(request)), {
+      status: 400,
+      code: "RequestTimeout",
+    });
+    assert.ok(performance.now() - started < 5_000);
+    await assert.rejects(s3.cluster.store.meta("bucket/never"));
+  }
+});
+
+Deno.test("S3Gateway checks a small body against its signed SHA-256 and its declared length", async () => {
+  await using s3 = await gatewayOver();
+  const body = new Uint8Array(3000).fill(7);
+  const wrongHash = await signed("PUT", "/bucket/small", { body, payloadHash: "ab".repeat(32) });
+  assert.equal(
+    (await errorOf(await s3.gateway.handle(wrongHash))).code,
+    "XAmzContentSHA256Mismatch",
+  );
+  const short = await signed("PUT", "/bucket/small", {
+    body,
+    headers: { "content-length": "4000" },
     payloadHash: "UNSIGNED-PAYLOAD",
   });
-  const started = performance.now();
-  assert.deepEqual(await errorOf(await s3.gateway.handle(request)), {
-    status: 400,
-    code: "RequestTimeout",
-  });
-  assert.ok(performance.now() - started < 5_000);
-  await assert.rejects(s3.cluster.store.meta("bucket/never"));
+  assert.equal((await errorOf(await s3.gateway.handle(short))).code, "IncompleteBody");
+  await assert.rejects(s3.cluster.store.meta("bucket/small"));
+  const good = await signed("PUT", "/bucket/small", { body });
+  assert.equal((await s3.gateway.handle(good)).status, 200);
+  assert.deepEqual(await readAll(s3.cluster.store, "bucket/small"), body);
 });
 
 Deno.test("S3Gateway answers malformed XML and unknown operations with their S3 errors", async () => {

@@ -127,7 +127,7 @@ export class Multipart {
     const resource = `/${bucket}/${key}`;
     const upload = this.#store.beginUpload(partName(bucket, uploadId, partNumber), { size });
     try {
-      const etag = await receiveBody(upload, request.body, {
+      const etag = await receiveBody(upload, request, {
         payload,
         headers,
         size,
