@@ -1,5 +1,6 @@
 /**
- * The S3 gateway on a socket: `Deno.serve` on `--s3-host:--s3-port`, answering with `S3Gateway`.
+ * The S3 gateway on a socket: `http_server.ts` on `--s3-host:--s3-port`, answering with
+ * `S3Gateway`.
  *
  * @module
  */
@@ -8,6 +9,7 @@ import type { StreamingFileStore } from "../common/file_store.ts";
 import type { Env } from "../env/env.ts";
 import { Buckets } from "./buckets.ts";
 import { S3Gateway } from "./gateway.ts";
+import { serveHttp } from "./http_server.ts";
 
 /** What `dfs serve` sets for the S3 gateway. */
 export interface S3Options {
@@ -47,16 +49,13 @@ export async function serveS3(
     clock: options.env.clock,
     log: options.env.log,
   });
-  const server = Deno.serve({
-    hostname: options.hostname,
-    port: options.port,
-    ...(options.tls ?? {}),
-    onListen: () => {},
-    onError: (error) => {
-      options.env.log.error("dfs: the S3 gateway failed a request:", error);
-      return new Response(null, { status: 500 });
-    },
-  }, (request) => gateway.handle(request));
+  const listener = options.tls
+    ? Deno.listenTls({ hostname: options.hostname, port: options.port, ...options.tls })
+    : Deno.listen({ hostname: options.hostname, port: options.port });
+  const server = serveHttp(listener, (request) => gateway.handle(request), {
+    log: options.env.log,
+    scheme: options.tls ? "https" : "http",
+  });
   const stopSweeping = gateway.sweepUploads();
   const addr = server.addr as Deno.NetAddr;
   return {
