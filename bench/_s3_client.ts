@@ -14,6 +14,7 @@
  * @module
  */
 
+import { concatBytes } from "../protocol/bytes.ts";
 import {
   amzDateOf,
   canonicalQuery,
@@ -263,7 +264,7 @@ export class S3Connection {
     }
     if (!reusable) this.close();
     if (body === undefined) {
-      body = pieces.length === 1 ? pieces[0] : concat(pieces, sink ? 0 : bodyBytes);
+      body = pieces.length === 1 ? pieces[0] : concatBytes(pieces, sink ? 0 : bodyBytes);
     }
     return { status, headers, body, bodyBytes };
   }
@@ -417,16 +418,6 @@ function latin1(bytes: Uint8Array, start: number, end: number): string {
   let out = "";
   for (let i = start; i < end; i += 4096) {
     out += String.fromCharCode(...bytes.subarray(i, Math.min(end, i + 4096)));
-  }
-  return out;
-}
-
-function concat(pieces: readonly Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const piece of pieces) {
-    out.set(piece, at);
-    at += piece.length;
   }
   return out;
 }
