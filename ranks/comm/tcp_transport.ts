@@ -21,6 +21,7 @@
  * @module
  */
 
+import { concatBytes } from "../../protocol/bytes.ts";
 import { addExtension, Encoder } from "../../protocol/cbor.ts";
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
@@ -180,7 +181,7 @@ export function encodePacket(
   frameBytesMax: number = TCP_FRAME_BYTES_MAX,
 ): Uint8Array {
   const parts = encodePacketParts(packet, { frameBytesMax });
-  return parts.length === 1 ? parts[0] : concatParts(parts);
+  return parts.length === 1 ? parts[0] : concatBytes(parts);
 }
 
 /**
@@ -241,16 +242,6 @@ export function encodePacketParts(
     return [merged, ...parts.slice(1)];
   }
   return [first, ...parts];
-}
-
-function concatParts(parts: Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    whole.set(part, offset);
-    offset += part.length;
-  }
-  return whole;
 }
 
 /**

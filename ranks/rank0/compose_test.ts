@@ -4,6 +4,7 @@
  * survives a crash of every node and a later overwrite.
  */
 
+import { concatBytes } from "../../protocol/bytes.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { assertDfsError } from "../../tests/_assert.ts";
@@ -15,13 +16,6 @@ async function allBlobs(cluster: MemoryCluster): Promise<Map<number, string[]>> 
   const blobs = new Map<number, string[]>();
   for (const rank of cluster.store.nodes.dataRanks) blobs.set(rank, await blobsOn(cluster, rank));
   return blobs;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) whole.set(part, (at += part.length) - part.length);
-  return whole;
 }
 
 // Sources of every kind: several chunks, exactly one chunk, small ones kept in the nodes' logs,
@@ -37,7 +31,7 @@ Deno.test("compose joins files without copying: the bytes read back whole, the s
     sources.push({ name: meta.name, version: meta.version });
   }
   const blobsBefore = await allBlobs(cluster);
-  const whole = concat(parts);
+  const whole = concatBytes(parts);
   const attrs = { etag: "abc-6", "content-type": "text/plain" };
   const meta = await cluster.store.compose("bucket/whole", sources, { attrs });
 
@@ -90,7 +84,7 @@ Deno.test("a composed file's chunks kept in a log survive the log's compaction a
     return cluster.disks;
   })();
   await using again = await MemoryCluster.start({ seed: 8, disks });
-  const whole = concat([bytesOf(300, 1), bytesOf(MiB + 3, 2), bytesOf(5, 3)]);
+  const whole = concatBytes([bytesOf(300, 1), bytesOf(MiB + 3, 2), bytesOf(5, 3)]);
   assert.deepEqual(await readAll(again.store, "abc"), whole);
   const report = await again.store.fsck();
   assert.deepEqual(report.lost, []);

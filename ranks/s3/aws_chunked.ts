@@ -11,6 +11,7 @@
  * @module
  */
 
+import { concatBytes } from "../../protocol/bytes.ts";
 import { Buffer } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
@@ -393,13 +394,7 @@ export function encodeAwsChunked(
     }
   }
   text("\r\n");
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** A running checksum of a trailer's kind, given as S3 gives it (base64, big-endian). */

@@ -1,4 +1,6 @@
 import { newSigner } from "../../tests/_s3_signer.ts";
+import { Prng } from "../../tests/_bytes.ts";
+import { concatBytes } from "../../protocol/bytes.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
@@ -52,43 +54,17 @@ function unsigned(
   };
 }
 
-/** A deterministic PRNG (mulberry32). */
-function random(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return { next, int, pick: <T>(items: readonly T[]): T => items[int(items.length)] };
-}
-
-type Random = ReturnType<typeof random>;
-
-function randomBytes(r: Random, length: number): Uint8Array {
+function randomBytes(r: Prng, length: number): Uint8Array {
   const bytes = new Uint8Array(length);
   for (let i = 0; i < length; i++) bytes[i] = r.int(256);
   return bytes;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** Cuts `bytes` into pieces: all of 1 byte, or of random sizes. */
-function pieces(r: Random, bytes: Uint8Array, mode: "bytes" | "random"): Uint8Array[] {
+function pieces(r: Prng, bytes: Uint8Array, mode: "bytes" | "random"): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let at = 0; at < bytes.length;) {
-    const size = mode === "bytes" ? 1 : 1 + r.int(r.next() < 0.5 ? 7 : 70_000);
+    const size = mode === "bytes" ? 1 : 1 + r.int(r.float() < 0.5 ? 7 : 70_000);
     out.push(bytes.subarray(at, at + size));
     at += size;
   }
@@ -102,7 +78,7 @@ function decode(payload: StreamingPayload, parts: readonly Uint8Array[]): Uint8A
   for (const part of parts) out.push(...decoder.push(part));
   decoder.end();
   assert.equal(decoder.decodedBytes, out.reduce((sum, p) => sum + p.length, 0));
-  return concat(out);
+  return concatBytes(out);
 }
 
 function assertS3Error(run: () => unknown, code: S3AuthErrorCode, message?: RegExp): S3AuthError {
@@ -122,7 +98,7 @@ function assertS3Error(run: () => unknown, code: S3AuthErrorCode, message?: RegE
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const part of stream) parts.push(part);
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 async function assertRejectsS3(promise: Promise<unknown>, code: S3AuthErrorCode) {
@@ -163,7 +139,7 @@ function docRequest(trailer: boolean) {
       "x-amz-storage-class;x-amz-trailer"
     : "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;" +
       "x-amz-decoded-content-length;x-amz-storage-class";
-  const body = concat([
+  const body = concatBytes([
     text(`10000;chunk-signature=${sigs[1]}\r\n`),
     new Uint8Array(65536).fill(0x61),
     text(`\r\n400;chunk-signature=${sigs[2]}\r\n`),
@@ -228,7 +204,7 @@ Deno.test("AwsChunkedDecoder decodes the signed chunked upload with a trailer of
     { kind: "streaming-signed", trailer: "x-amz-checksum-crc32c" },
   );
   const decoder = new AwsChunkedDecoder(payload);
-  const data = concat(decoder.push(request.body));
+  const data = concatBytes(decoder.push(request.body));
   decoder.end();
   assert.deepEqual(data, new Uint8Array(66560).fill(0x61));
   assert.equal(decoder.trailers.get("x-amz-checksum-crc32c"), "sOO8/Q==");
@@ -243,7 +219,7 @@ Deno.test("AwsChunkedDecoder decodes the signed chunked upload with a trailer of
 
 Deno.test("chunkSignature() agrees with @smithy/signature-v4's chained payload signatures", async () => {
   const signer = newSigner("AKID", SECRET);
-  const r = random(11);
+  const r = new Prng(11);
   let previous = SIGNING.seedSignature;
   for (let i = 0; i < 50; i++) {
     const chunk = randomBytes(r, i === 49 ? 0 : r.int(5000));
@@ -261,14 +237,14 @@ Deno.test("chunkSignature() agrees with @smithy/signature-v4's chained payload s
 
 // ---- round trips --------------------------------------------------------------------------
 
-function randomBody(r: Random, payload: StreamingPayload) {
+function randomBody(r: Prng, payload: StreamingPayload) {
   const chunks: Uint8Array[] = [];
   for (let n = r.int(6); n > 0; n--) {
     chunks.push(randomBytes(r, r.pick([1, 2, 17, 8192, 65536, r.int(200_000)])));
   }
   const signing = payload.kind === "streaming-signed" ? payload : undefined;
   const body = encodeAwsChunked(chunks, { signing, trailer: payload.trailer });
-  return { data: concat(chunks), body };
+  return { data: concatBytes(chunks), body };
 }
 
 Deno.test("AwsChunkedDecoder decodes 240 generated bodies of every mode fed in pieces of any size", () => {
@@ -278,11 +254,13 @@ Deno.test("AwsChunkedDecoder decodes 240 generated bodies of every mode fed in p
     ...CHECKSUM_TRAILERS.map((t) => unsigned(t)),
   ];
   for (let seed = 1; seed <= 240; seed++) {
-    const r = random(seed);
+    const r = new Prng(seed);
     const payload = payloads[seed % payloads.length];
     const { data, body } = randomBody(r, payload);
-    const withLength = r.next() < 0.5 ? { ...payload, decodedContentLength: data.length } : payload;
-    const mode = body.length < 3000 && r.next() < 0.5 ? "bytes" : "random";
+    const withLength = r.float() < 0.5
+      ? { ...payload, decodedContentLength: data.length }
+      : payload;
+    const mode = body.length < 3000 && r.float() < 0.5 ? "bytes" : "random";
     try {
       assert.deepEqual(decode(withLength, pieces(r, body, mode)), data);
     } catch (error) {
@@ -312,7 +290,7 @@ function Buffer64(value: number): string {
 // ---- tampering ---------------------------------------------------------------------------
 
 Deno.test("AwsChunkedDecoder refuses any changed data byte: SignatureDoesNotMatch signed, BadDigest unsigned", () => {
-  const r = random(5);
+  const r = new Prng(5);
   const chunks = [randomBytes(r, 8192), randomBytes(r, 100), randomBytes(r, 3000)];
   for (
     const payload of [
@@ -344,7 +322,7 @@ Deno.test("AwsChunkedDecoder refuses any changed data byte: SignatureDoesNotMatc
 });
 
 Deno.test("AwsChunkedDecoder refuses a changed, reordered or dropped signed chunk with SignatureDoesNotMatch", () => {
-  const r = random(6);
+  const r = new Prng(6);
   const chunks = [randomBytes(r, 100), randomBytes(r, 200), randomBytes(r, 300)];
   const body = encodeAwsChunked(chunks, { signing: SIGNING });
   // A signature digit.
@@ -354,11 +332,11 @@ Deno.test("AwsChunkedDecoder refuses a changed, reordered or dropped signed chun
   // Chunks swapped, or one dropped, each chunk keeping its own signature.
   const split = splitChunks(body);
   assertS3Error(
-    () => decode(signed(), [concat([split[1], split[0], ...split.slice(2)])]),
+    () => decode(signed(), [concatBytes([split[1], split[0], ...split.slice(2)])]),
     "SignatureDoesNotMatch",
   );
   assertS3Error(
-    () => decode(signed(), [concat([split[0], ...split.slice(2)])]),
+    () => decode(signed(), [concatBytes([split[0], ...split.slice(2)])]),
     "SignatureDoesNotMatch",
   );
   // The right chunks under another seed signature or key.
@@ -394,7 +372,7 @@ function splitChunks(body: Uint8Array): Uint8Array[] {
 }
 
 Deno.test("AwsChunkedDecoder refuses a body cut anywhere with IncompleteBody", () => {
-  const r = random(7);
+  const r = new Prng(7);
   const chunks = [randomBytes(r, 40), randomBytes(r, 3)];
   for (const payload of [signed(), signed("x-amz-checksum-crc32c"), unsigned()]) {
     const signing = payload.kind === "streaming-signed" ? payload : undefined;
@@ -410,7 +388,7 @@ Deno.test("AwsChunkedDecoder refuses a body cut anywhere with IncompleteBody", (
         throw new Error(`${payload.kind} ${payload.trailer} cut at ${end}`, { cause: error });
       }
     }
-    assert.deepEqual(decode(payload, [body]), concat(chunks));
+    assert.deepEqual(decode(payload, [body]), concatBytes(chunks));
   }
 });
 
@@ -431,7 +409,7 @@ Deno.test("AwsChunkedDecoder checks the checksum trailer: BadDigest if it differ
     assertS3Error(() => decode(payload, [encode("not base64")]), "BadDigest");
   }
   const body = (trailers: string) =>
-    concat([text("3\r\nabc\r\n0\r\n"), text(trailers), text("\r\n")]);
+    concatBytes([text("3\r\nabc\r\n0\r\n"), text(trailers), text("\r\n")]);
   const abc = "x-amz-checksum-crc32:NSRBwg==\r\n";
   assert.deepEqual(decode(unsigned(), [body(abc)]), text("abc"));
   assertS3Error(() => decode(unsigned(), [body("")]), "MalformedTrailerError", /missing/);
@@ -448,7 +426,7 @@ Deno.test("AwsChunkedDecoder checks the checksum trailer: BadDigest if it differ
   );
   // A signed body declaring no trailer takes none.
   const signedBody = encodeAwsChunked([text("abc")], { signing: SIGNING });
-  const withTrailer = concat([
+  const withTrailer = concatBytes([
     signedBody.subarray(0, signedBody.length - 2),
     text(abc),
     text("\r\n"),
@@ -470,7 +448,7 @@ Deno.test("AwsChunkedDecoder refuses a trailer whose signature does not match wi
     /trailers/,
   );
   const unsignedTrailer = encodeAwsChunked([text("abc")], { trailer: "x-amz-checksum-sha1" });
-  const resigned = concat([
+  const resigned = concatBytes([
     encodeAwsChunked([text("abc")], { signing: SIGNING }).subarray(0, -2),
     unsignedTrailer.subarray(unsignedTrailer.indexOf(0x78)),
   ]);
@@ -550,7 +528,7 @@ Deno.test("AwsChunkedDecoder holds the data to x-amz-decoded-content-length", ()
   // More than declared fails at the chunk header, before its data is given out.
   const decoder = new AwsChunkedDecoder(signed(undefined, 12));
   const split = splitChunks(body);
-  assert.deepEqual(concat(decoder.push(split[0])), text("0123456789"));
+  assert.deepEqual(concatBytes(decoder.push(split[0])), text("0123456789"));
   assertS3Error(() => decoder.push(split[1]), "InvalidArgument", /more than the 12 bytes/);
 });
 
@@ -588,7 +566,7 @@ Deno.test("AwsChunkedDecoder refuses malformed framing with InvalidArgument", ()
 // ---- as streams --------------------------------------------------------------------------
 
 Deno.test("awsChunkedStream() decodes a request body and fails its reader with the decoder's error", async () => {
-  const r = random(9);
+  const r = new Prng(9);
   const data = randomBytes(r, 100_000);
   const body = encodeAwsChunked([data.subarray(0, 65536), data.subarray(65536)], {
     signing: SIGNING,
@@ -644,7 +622,7 @@ Deno.test("payloadStream() checks a signed SHA-256, passes an unsigned body and 
   const sha256 = createHash("sha256").update(data).digest("hex");
   const run = (payload: Parameters<typeof payloadStream>[0], body: Uint8Array) =>
     readAll(
-      ReadableStream.from(pieces(random(1), body, "bytes")).pipeThrough(payloadStream(payload)),
+      ReadableStream.from(pieces(new Prng(1), body, "bytes")).pipeThrough(payloadStream(payload)),
     );
   assert.deepEqual(await run({ kind: "hash", sha256 }, data), data);
   await assertRejectsS3(
@@ -667,7 +645,7 @@ Deno.test("crc32c() gives the Castagnoli check values and continues from a previ
   assert.equal(crc32c(new Uint8Array(0)), 0);
   assert.equal(crc32c(new Uint8Array(32)), 0x8a9136aa);
   assert.equal(crc32c(new Uint8Array(32).fill(0xff)), 0x62a8ab43);
-  const r = random(3);
+  const r = new Prng(3);
   const bytes = randomBytes(r, 10_000);
   const whole = crc32c(bytes);
   for (let i = 0; i < 50; i++) {

@@ -1,14 +1,16 @@
 /**
  * An object's bytes on their way in: a request body, decoded as its payload says, fed to a store
- * upload with its digests taken on the way and checked against the request's before the caller
- * commits. Shared by PutObject and UploadPart.
+ * upload with its digests taken on the way and checked against the request's before it commits.
+ * Shared by PutObject and UploadPart.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
-import type { Upload } from "../common/file_store.ts";
+import type { FileMeta } from "../../protocol/messages.ts";
+import type { StreamingFileStore, Upload } from "../common/file_store.ts";
+import type { FileAttrs } from "../common/manifest.ts";
 import { payloadStream } from "./aws_chunked.ts";
 import { checkDigests, emptyBody, owned, withStallTimeout } from "./request.ts";
 import { checkPayloadSha256 } from "./sigv4.ts";
@@ -24,27 +26,60 @@ export const SMALL_BODY_BYTES_MAX = 64 * 1024;
 /** How a verified request's body is to be read (`sigv4.ts`'s verdict). */
 export type BodyPayload = Parameters<typeof payloadStream>[0];
 
+/** How a request's body is stored. */
+export interface StoreBodyOptions {
+  payload: BodyPayload;
+  /** The size the request declared (`declaredSizeOf`). */
+  size: number;
+  stallMs: number;
+  /** The S3 resource errors name. */
+  resource: string;
+  /** The attributes to commit with, given the body's MD5 in hex (its ETag). */
+  attrs(etag: string): FileAttrs;
+  /** Fail the commit if the name has a current version (`Upload.commit`'s `ifAbsent`). */
+  ifAbsent?: boolean;
+  /** Runs once the body is whole and checked, before the commit; may refuse it by throwing. */
+  beforeCommit?(): Promise<void>;
+}
+
 /**
- * Reads `body` into `upload` (without committing it) and checks every digest the request
- * declares; returns the MD5 of the bytes in hex (an S3 ETag). A body that stalls for `stallMs`
- * fails.
+ * Stores a request's body as `name`: an upload fed with the body, committed once it is whole and
+ * every digest the request declares holds, aborted (storing nothing) otherwise. Returns the
+ * committed metadata and the body's MD5 in hex.
  *
  * @throws {S3Error} `BadDigest`, `InvalidDigest`, `XAmzContentSHA256Mismatch` for a digest that
- *   does not match; `IncompleteBody` for a body shorter than declared; the upload's errors.
+ *   does not match; `IncompleteBody` for a body shorter than declared; `RequestTimeout` for one
+ *   that stalls for `stallMs`; the upload's errors.
  */
-export async function receiveBody(
+export async function storeBody(
+  store: StreamingFileStore,
+  name: string,
+  request: Request,
+  options: StoreBodyOptions,
+): Promise<{ meta: FileMeta; etag: string }> {
+  const upload = store.beginUpload(name, { size: options.size });
+  try {
+    const etag = await receiveBody(upload, request, options);
+    await options.beforeCommit?.();
+    const meta = await upload.commit({ attrs: options.attrs(etag), ifAbsent: options.ifAbsent });
+    return { meta, etag };
+  } catch (error) {
+    await upload.abort();
+    throw error;
+  }
+}
+
+/**
+ * Reads the request's body into `upload` (without committing it) and checks every digest the
+ * request declares; returns the MD5 of the bytes in hex.
+ */
+async function receiveBody(
   upload: Upload,
   request: Request,
-  options: {
-    payload: BodyPayload;
-    headers: Headers;
-    /** The size the request declared. */
-    size: number;
-    stallMs: number;
-    resource: string;
-  },
+  options: StoreBodyOptions,
 ): Promise<string> {
-  const { headers, payload } = options;
+  const { payload } = options;
+  const { headers } = request;
   const md5 = createHash("md5");
   const sha256 = headers.has("x-amz-checksum-sha256") ? createHash("sha256") : undefined;
   let crc = 0;

@@ -37,14 +37,13 @@ import {
   userMetadataOf,
 } from "./objects.ts";
 import { ERROR_CONTENT_TYPE, errorHasBody, errorXml, S3Error, s3ErrorOf } from "./s3_error.ts";
-import { type BodyPayload, receiveBody } from "./body.ts";
+import { type BodyPayload, storeBody } from "./body.ts";
 import { Multipart, UPLOAD_SWEEP_INTERVAL_MS } from "./multipart.ts";
 import { splitRequestTarget, verifyRequest } from "./sigv4.ts";
 import {
   BODY_STALL_TIMEOUT_MS,
   copySourceOf,
   declaredSizeOf,
-  headBytes,
   notImplemented,
   owned,
   PUT_OBJECT_BYTES_MAX,
@@ -70,9 +69,6 @@ import {
  * ones stream, a chunk at a time.
  */
 export const SMALL_OBJECT_BYTES_MAX = 64 * 1024;
-
-/** Bytes of a request's path, query and headers together, checked before anything else. */
-export const REQUEST_HEAD_BYTES_MAX = 64 * 1024;
 
 const XML = { "content-type": "application/xml" };
 const OWNER: Owner = { id: "dfs", displayName: "dfs" };
@@ -143,19 +139,16 @@ export class S3Gateway {
     };
   }
 
-  /** Answers one request; never throws (every failure is an S3 error answer). */
+  /**
+   * Answers one request; never throws (every failure is an S3 error answer). The size of its head
+   * was bounded by the HTTP server (`HTTP_HEAD_BYTES_MAX`) before it got here.
+   */
   async handle(request: Request): Promise<Response> {
     const requestId = crypto.randomUUID().replaceAll("-", "").slice(0, 16).toUpperCase();
     let resource = "/";
     try {
       const { path, query } = splitRequestTarget(request.url);
       resource = safeDecode(path);
-      if (headBytes(request, path, query) > REQUEST_HEAD_BYTES_MAX) {
-        throw new S3Error(
-          "InvalidRequest",
-          `The request's head is over ${REQUEST_HEAD_BYTES_MAX} bytes`,
-        );
-      }
       const verified = verifyRequest(
         { method: request.method, path, query, headers: request.headers },
         {
@@ -314,23 +307,19 @@ export class S3Gateway {
     const size = declaredSizeOf(headers, payload);
     if (headers.get("if-none-match") === "*") await this.#mustNotExist(name, target.resource);
     userMetadataOf(headers); // checked before a byte is read
-    const upload = this.#store.beginUpload(name, { size });
     try {
-      const etag = await receiveBody(upload, request, {
+      // A conditional create is decided at the commit, under the name's lock: of two at once,
+      // one wins and the other is told 412.
+      const { meta } = await storeBody(this.#store, name, request, {
         payload,
-        headers,
         size,
         stallMs: this.#stallMs,
         resource: target.resource,
+        attrs: (etag) => attrsOf(withoutChunkedEncoding(headers), etag),
+        ifAbsent: headers.get("if-none-match") === "*",
       });
-      const attrs = attrsOf(withoutChunkedEncoding(headers), etag);
-      // A conditional create is decided at the commit, under the name's lock: of two at once,
-      // one wins and the other is told 412.
-      const ifAbsent = headers.get("if-none-match") === "*";
-      const meta = await upload.commit({ attrs, ifAbsent });
       return new Response(null, { headers: { etag: `"${etagOf(meta)}"` } });
     } catch (error) {
-      await upload.abort();
       if (error instanceof DfsError && error.code === "ALREADY_EXISTS") {
         throw new S3Error("PreconditionFailed", "The object exists (If-None-Match: *)", {
           resource: target.resource,

@@ -286,8 +286,7 @@ class Connection {
     }
     const keepAlive = head.keepAlive && (body === null || body.ended());
     await this.#respond(head, response, keepAlive);
-    if (!keepAlive) return false;
-    return true;
+    return keepAlive;
   }
 
   /** The request's body as a stream, or null for none. */

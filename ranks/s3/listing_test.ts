@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Prng } from "../../tests/_bytes.ts";
 import {
   commonPrefixOf,
   CONTINUATION_TOKEN_CHARS_MAX,
@@ -252,17 +253,9 @@ function modelItems(keys: readonly string[], prefix: string, delimiter?: string)
   return items;
 }
 
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 Deno.test("listPage() pages through exactly the items after the start, v1 and v2, any bounds", async () => {
-  const next = random(3);
+  const prng = new Prng(3);
+  const next = () => prng.float();
   const pick = <T>(choices: readonly T[]): T => choices[Math.floor(next() * choices.length)];
   const word = (max: number) => {
     let text = "";

@@ -19,8 +19,8 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { FileMeta } from "../../protocol/messages.ts";
 import type { StreamingFileStore } from "../common/file_store.ts";
-import { type BodyPayload, receiveBody } from "./body.ts";
-import { encodeListingValue } from "./listing.ts";
+import { type BodyPayload, storeBody } from "./body.ts";
+import { commonPrefixOf, encodeListingValue } from "./listing.ts";
 import { dfsNameOf } from "./names.ts";
 import { attrsOf, ETAG_ATTR, etagOf } from "./objects.ts";
 import { declaredSizeOf, readSmallBody, withoutChunkedEncoding } from "./request.ts";
@@ -122,26 +122,17 @@ export class Multipart {
     const uploadId = query.get("uploadId") ?? "";
     const partNumber = partNumberOf(query.get("partNumber"));
     await this.#info(bucket, key, uploadId);
-    const { headers } = request;
-    const size = declaredSizeOf(headers, payload);
-    const resource = `/${bucket}/${key}`;
-    const upload = this.#store.beginUpload(partName(bucket, uploadId, partNumber), { size });
-    try {
-      const etag = await receiveBody(upload, request, {
-        payload,
-        headers,
-        size,
-        stallMs: this.#stallMs,
-        resource,
-      });
+    const size = declaredSizeOf(request.headers, payload);
+    const { etag } = await storeBody(this.#store, partName(bucket, uploadId, partNumber), request, {
+      payload,
+      size,
+      stallMs: this.#stallMs,
+      resource: `/${bucket}/${key}`,
+      attrs: (etag) => ({ [ETAG_ATTR]: etag }),
       // Aborted or completed meanwhile: the part would be left over, so it is not kept.
-      await this.#info(bucket, key, uploadId);
-      await upload.commit({ attrs: { [ETAG_ATTR]: etag } });
-      return new Response(null, { headers: { etag: `"${etag}"` } });
-    } catch (error) {
-      await upload.abort();
-      throw error;
-    }
+      beforeCommit: async () => void await this.#info(bucket, key, uploadId),
+    });
+    return new Response(null, { headers: { etag: `"${etag}"` } });
   }
 
   /**
@@ -291,20 +282,19 @@ export class Multipart {
       a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiated - b.initiated ||
         (a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0)
     );
-    const afterMarker = all.filter((u) => {
-      if (keyMarker === "") return true;
-      if (u.key !== keyMarker) return u.key > keyMarker;
-      if (uploadIdMarker === "") return false;
-      const at = all.findIndex((m) => m.key === keyMarker && m.uploadId === uploadIdMarker);
-      return at >= 0 && all.indexOf(u) > at;
-    });
+    // After the markers: past the marked upload of the marked key, else past the whole key.
+    const marked = uploadIdMarker === ""
+      ? -1
+      : all.findIndex((u) => u.key === keyMarker && u.uploadId === uploadIdMarker);
+    const past = all.findIndex((u) => u.key > keyMarker);
+    const from = keyMarker === "" ? 0 : marked >= 0 ? marked + 1 : past < 0 ? all.length : past;
+    const afterMarker = all.slice(from);
     const uploads: ListedUpload[] = [];
     const commonPrefixes: string[] = [];
     let isTruncated = false;
     let last: ListedUpload | string | undefined;
     for (const u of afterMarker) {
-      const cut = delimiter === undefined ? -1 : u.key.indexOf(delimiter, prefix.length);
-      const common = cut < 0 ? undefined : u.key.slice(0, cut + delimiter!.length);
+      const common = commonPrefixOf(u.key, prefix, delimiter);
       if (common !== undefined && commonPrefixes.at(-1) === common) continue;
       if (uploads.length + commonPrefixes.length >= maxUploads) {
         isTruncated = true;

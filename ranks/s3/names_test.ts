@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { assertS3Error } from "../../tests/_assert.ts";
+import { Prng } from "../../tests/_bytes.ts";
 import { NAME_BYTES_MAX } from "../../protocol/limits.ts";
 import { utf8ByteLength, validateName } from "../../protocol/names.ts";
 import {
@@ -12,27 +14,8 @@ import {
 } from "./names.ts";
 import { S3Error } from "./s3_error.ts";
 
-function assertS3Error(fn: () => unknown, code: string, pattern: RegExp) {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof S3Error, `expected an S3Error, got ${error}`);
-    assert.equal(error.code, code);
-    assert.match(error.message, pattern);
-    return true;
-  });
-}
-
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** A small deterministic generator (mulberry32), so failures can be replayed. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,7 +155,8 @@ Deno.test("dfsNameOf() checks the bucket name", () => {
 });
 
 Deno.test("dfsNameOf() returns only names validateName accepts, for any key it does not refuse", () => {
-  const next = random(7);
+  const prng = new Prng(7);
+  const next = () => prng.float();
   const alphabet = ["a", "b", "/", ".", " ", "é", "e\u0301", "\n", "日", "\u{1F600}", "\uFFFD"];
   let stored = 0;
   for (let i = 0; i < 20_000; i++) {
@@ -194,7 +178,8 @@ Deno.test("dfsNameOf() returns only names validateName accepts, for any key it d
 });
 
 Deno.test("dfsNameOf() keeps the order of keys, so listings page in key order", () => {
-  const next = random(11);
+  const prng = new Prng(11);
+  const next = () => prng.float();
   const alphabet = ["a", "/", " ", "!", ".", "0", "~", "é", "\uFFFF", "\u{10000}"];
   const keys = new Set<string>();
   while (keys.size < 3000) {
@@ -250,7 +235,8 @@ Deno.test("dfsCursorOf() maps a key cursor to the name cursor, a marker's space 
 });
 
 Deno.test("dfsCursorOf() never skips a stored key after the cursor, whatever the cursor", () => {
-  const next = random(5);
+  const prng = new Prng(5);
+  const next = () => prng.float();
   const alphabet = ["a", "/", " ", "\n", "\u0000", "!", "é", "\uD800", "\uFFFF"];
   const word = (max: number) => {
     let text = "";

@@ -50,12 +50,6 @@ export function safeDecode(path: string): string {
   }
 }
 
-export function headBytes(request: Request, path: string, query: string): number {
-  let bytes = path.length + query.length;
-  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
-  return bytes;
-}
-
 /** The subresource a query names (`?location`, `?delete`...), among those `known` or any other. */
 export function subresourceOf(query: URLSearchParams, known: string[]): string | undefined {
   const SUBRESOURCES = [

@@ -1,4 +1,5 @@
 import { newSigner } from "../../tests/_s3_signer.ts";
+import { Prng } from "../../tests/_bytes.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { S3AuthError, type S3AuthErrorCode } from "./auth_error.ts";
@@ -35,23 +36,6 @@ const options: VerifyOptions = { now: NOW, credentials };
 function signer(secret = SECRET, accessKeyId = KEY_ID, region = "us-east-1") {
   return newSigner(accessKeyId, secret, region);
 }
-
-/** A deterministic PRNG (mulberry32), so a failure names its seed and can be replayed. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(items: readonly T[]): T => items[int(items.length)];
-  return { next, int, pick };
-}
-
-type Random = ReturnType<typeof random>;
 
 /** What the AWS SDKs do to a path segment or query part (`@smithy/core` `escapeUri`). */
 function escapeUri(text: string): string {
@@ -110,29 +94,29 @@ const KEY_CHARS = [
   "%zz",
 ];
 
-function randomText(r: Random, lengthMax: number): string {
+function randomText(r: Prng, lengthMax: number): string {
   let text = "";
   for (let n = r.int(lengthMax + 1); n > 0; n--) text += r.pick(KEY_CHARS);
   return text;
 }
 
-function randomKey(r: Random): string {
+function randomKey(r: Prng): string {
   const segments = [];
   for (let n = 1 + r.int(4); n > 0; n--) {
-    segments.push(r.next() < 0.1 ? r.pick(["", ".", ".."]) : randomText(r, 8));
+    segments.push(r.float() < 0.1 ? r.pick(["", ".", ".."]) : randomText(r, 8));
   }
   return segments.join("/");
 }
 
-function randomQuery(r: Random): Record<string, string | string[]> {
+function randomQuery(r: Prng): Record<string, string | string[]> {
   const query: Record<string, string | string[]> = {};
   for (let n = r.int(5); n > 0; n--) {
-    const key = r.next() < 0.3
+    const key = r.float() < 0.3
       ? r.pick(["prefix", "list-type", "uploadId", "a", "A", "a-"])
       : randomText(r, 5) || "k";
     if (key.toLowerCase().startsWith("x-amz-")) continue;
-    const value = r.next() < 0.2 ? "" : randomText(r, 6);
-    if (r.next() < 0.25) query[key] = [value, r.next() < 0.3 ? value : randomText(r, 4)];
+    const value = r.float() < 0.2 ? "" : randomText(r, 6);
+    if (r.float() < 0.25) query[key] = [value, r.float() < 0.3 ? value : randomText(r, 4)];
     else query[key] = value;
   }
   return query;
@@ -140,7 +124,7 @@ function randomQuery(r: Random): Record<string, string | string[]> {
 
 const WHITE = [" ", "  ", "\t", " \t ", ""];
 
-function randomHeaderValue(r: Random): string {
+function randomHeaderValue(r: Prng): string {
   let value = r.pick(WHITE);
   for (let n = 1 + r.int(4); n > 0; n--) {
     value += randomText(r, 4).replace(/%/g, "p") + r.pick(WHITE);
@@ -148,7 +132,7 @@ function randomHeaderValue(r: Random): string {
   return value.trim() === "" ? "v" : value;
 }
 
-function randomHeaders(r: Random): Record<string, string> {
+function randomHeaders(r: Prng): Record<string, string> {
   const headers: Record<string, string> = {};
   for (let n = r.int(5); n > 0; n--) {
     const name = r.pick([
@@ -192,7 +176,7 @@ function amzDate(ms: number): string {
   return new Date(ms).toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
 }
 
-async function generated(r: Random, kind: "header" | "presigned", secret = SECRET) {
+async function generated(r: Prng, kind: "header" | "presigned", secret = SECRET) {
   const method = r.pick(["GET", "PUT", "HEAD", "DELETE", "POST"]);
   const key = randomKey(r);
   const path = "/" + ["bucket", ...key.split("/")].map(escapeUri).join("/");
@@ -387,7 +371,7 @@ Deno.test("signingKey() derives the key of the AWS documentation and survives ca
 
 Deno.test("verifyRequest() accepts 400 requests signed in the header by @smithy/signature-v4", async () => {
   for (let seed = 1; seed <= 400; seed++) {
-    const { request } = await generated(random(seed), "header");
+    const { request } = await generated(new Prng(seed), "header");
     try {
       const verified = verifyRequest(request, options);
       assert.equal(verified.accessKeyId, KEY_ID);
@@ -407,7 +391,7 @@ Deno.test("verifyRequest() accepts 400 requests signed in the header by @smithy/
 
 Deno.test("verifyRequest() accepts 400 URLs presigned by @smithy/signature-v4", async () => {
   for (let seed = 1; seed <= 400; seed++) {
-    const { request } = await generated(random(seed), "presigned");
+    const { request } = await generated(new Prng(seed), "presigned");
     try {
       const verified = verifyRequest(request, options);
       assert.deepEqual(verified, {
@@ -424,21 +408,21 @@ Deno.test("verifyRequest() accepts 400 URLs presigned by @smithy/signature-v4", 
 });
 
 /** The same path and query as a client may put them on the wire, all meaning the same. */
-function reencode(r: Random, text: string, kind: "path" | "query"): string {
+function reencode(r: Prng, text: string, kind: "path" | "query"): string {
   return text.replace(/%([0-9A-F]{2})|([^%])/g, (all, hex: string | undefined) => {
     if (hex !== undefined) {
       const c = String.fromCharCode(parseInt(hex, 16));
       // A sub-delimiter sent as itself ('+' only in a path: in a query it is a space).
-      if ("$!'()*,;:@".includes(c) && r.next() < 0.5) return c;
-      if (c === "=" && kind === "path" && r.next() < 0.5) return c;
-      if (c === "+" && kind === "path" && r.next() < 0.5) return c;
-      if (c === " " && kind === "query" && r.next() < 0.5) return "+";
-      return r.next() < 0.5 ? `%${hex.toLowerCase()}` : all;
+      if ("$!'()*,;:@".includes(c) && r.float() < 0.5) return c;
+      if (c === "=" && kind === "path" && r.float() < 0.5) return c;
+      if (c === "+" && kind === "path" && r.float() < 0.5) return c;
+      if (c === " " && kind === "query" && r.float() < 0.5) return "+";
+      return r.float() < 0.5 ? `%${hex.toLowerCase()}` : all;
     }
     // An unreserved character sent percent-encoded, in either case.
-    if (/[A-Za-z0-9\-._~]/.test(all) && r.next() < 0.3) {
+    if (/[A-Za-z0-9\-._~]/.test(all) && r.float() < 0.3) {
       const code = all.charCodeAt(0).toString(16);
-      return `%${r.next() < 0.5 ? code : code.toUpperCase()}`;
+      return `%${r.float() < 0.5 ? code : code.toUpperCase()}`;
     }
     return all;
   });
@@ -446,7 +430,7 @@ function reencode(r: Random, text: string, kind: "path" | "query"): string {
 
 Deno.test("verifyRequest() accepts 200 signed paths and queries encoded otherwise on the wire", async () => {
   for (let seed = 1; seed <= 200; seed++) {
-    const r = random(seed);
+    const r = new Prng(seed);
     const { request } = await generated(r, seed % 2 === 0 ? "header" : "presigned");
     const path = reencode(r, request.path, "path");
     const query = (request.query as string).split("&").map((part) =>
@@ -461,7 +445,7 @@ Deno.test("verifyRequest() accepts 200 signed paths and queries encoded otherwis
 });
 
 Deno.test("verifyRequest() refuses 300 signed requests each changed in one place with SignatureDoesNotMatch", async () => {
-  const changes: ((r: Random, request: SignedRequest) => SignedRequest)[] = [
+  const changes: ((r: Prng, request: SignedRequest) => SignedRequest)[] = [
     // A byte of the path.
     (r, request) => ({
       ...request,
@@ -485,7 +469,7 @@ Deno.test("verifyRequest() refuses 300 signed requests each changed in one place
   ];
   let refused = 0;
   for (let seed = 1; seed <= 300; seed++) {
-    const r = random(seed);
+    const r = new Prng(seed);
     const kind = seed % 2 === 0 ? "header" : "presigned";
     const { request } = await generated(r, kind);
     const change = changes[seed % changes.length];
@@ -507,13 +491,13 @@ Deno.test("verifyRequest() refuses 300 signed requests each changed in one place
 
 Deno.test("verifyRequest() refuses a request signed with another secret, date or region", async () => {
   for (let seed = 1; seed <= 40; seed++) {
-    const r = random(seed);
+    const r = new Prng(seed);
     const kind = seed % 2 === 0 ? "header" : "presigned";
     const { request } = await generated(r, kind, SECRET + "!");
     assertS3Error(() => verifyRequest(request, options), "SignatureDoesNotMatch");
   }
   // The date: one second later, still within the skew and the same day.
-  const { request } = await generated(random(7), "header");
+  const { request } = await generated(new Prng(7), "header");
   const date = request.headers.get("x-amz-date")!;
   const later = amzDate(
     Date.UTC(
@@ -624,7 +608,7 @@ Deno.test("verifyRequest() refuses an unknown access key with InvalidAccessKeyId
     /does not exist in our records/,
   );
   assert.equal(error.details.AWSAccessKeyId, KEY_ID);
-  const presigned = (await generated(random(3), "presigned")).request;
+  const presigned = (await generated(new Prng(3), "presigned")).request;
   assertS3Error(
     () => verifyRequest(presigned, { ...options, credentials: () => undefined }),
     "InvalidAccessKeyId",
@@ -827,7 +811,7 @@ Deno.test("verifyRequest() refuses x-amz- headers the signature does not cover w
 });
 
 Deno.test("verifyRequest() refuses a header signature and a presigned query together with InvalidArgument", async () => {
-  const presigned = (await generated(random(5), "presigned")).request;
+  const presigned = (await generated(new Prng(5), "presigned")).request;
   const header = await signedGet();
   assertS3Error(
     () =>
@@ -1035,7 +1019,7 @@ Deno.test("verifyRequest() refuses more than QUERY_PARAMS_MAX query parameters w
 });
 
 Deno.test("verifyRequest() survives 2000 random hostile requests with an S3AuthError each", () => {
-  const r = random(99);
+  const r = new Prng(99);
   const junk = () => {
     let text = "";
     for (let n = r.int(200); n > 0; n--) text += String.fromCharCode(r.int(256));
@@ -1062,12 +1046,12 @@ Deno.test("verifyRequest() survives 2000 random hostile requests with an S3AuthE
   ];
   for (let i = 0; i < 2000; i++) {
     let authorization = "";
-    for (let n = r.int(14); n > 0; n--) authorization += r.next() < 0.9 ? r.pick(pieces) : junk();
+    for (let n = r.int(14); n > 0; n--) authorization += r.float() < 0.9 ? r.pick(pieces) : junk();
     const headers = new Headers({ host: "h", "x-amz-content-sha256": EMPTY_SHA256 });
-    if (r.next() < 0.7) {
-      headers.set("x-amz-date", r.next() < 0.5 ? amzDate(NOW) : junk().replace(/[\0\r\n]/g, ""));
+    if (r.float() < 0.7) {
+      headers.set("x-amz-date", r.float() < 0.5 ? amzDate(NOW) : junk().replace(/[\0\r\n]/g, ""));
     }
-    const query = r.next() < 0.3
+    const query = r.float() < 0.3
       ? [
         "X-Amz-Algorithm=AWS4-HMAC-SHA256",
         `X-Amz-Credential=${encodeURIComponent(authorization)}`,
@@ -1075,10 +1059,10 @@ Deno.test("verifyRequest() survives 2000 random hostile requests with an S3AuthE
         "X-Amz-Expires=" + r.int(1e6),
         "X-Amz-SignedHeaders=host",
         "X-Amz-Signature=" + "0".repeat(64),
-      ].filter(() => r.next() < 0.9).join("&") + "&" + junk()
+      ].filter(() => r.float() < 0.9).join("&") + "&" + junk()
       : junk();
     const safe = authorization.replace(/[\0\r\n]/g, "").trim();
-    if (r.next() < 0.8 && !query.includes("X-Amz-")) headers.set("authorization", safe);
+    if (r.float() < 0.8 && !query.includes("X-Amz-")) headers.set("authorization", safe);
     const request = { method: r.pick(["GET", "PUT", junk()]), path: "/" + junk(), query, headers };
     try {
       verifyRequest(request, options);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { S3Error } from "./s3_error.ts";
+import { assertS3Error } from "../../tests/_assert.ts";
 import { element, escapeXml, renderXml, S3_XMLNS, xmlDocument } from "./xml.ts";
 import {
   type ParsedElement,
@@ -28,15 +28,6 @@ import {
 
 const DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n';
 const encoder = new TextEncoder();
-
-function assertS3Error(fn: () => unknown, code: string, pattern: RegExp) {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof S3Error, `expected an S3Error, got ${error}`);
-    assert.equal(error.code, code);
-    assert.match(error.message, pattern);
-    return true;
-  });
-}
 
 function malformed(xml: string | Uint8Array, pattern: RegExp) {
   assertS3Error(() => parseXml(xml), "MalformedXML", pattern);
