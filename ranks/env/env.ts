@@ -100,7 +100,58 @@ export interface FileSystem {
   remove(path: string, options?: { recursive?: boolean }): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   statfs(path: string): Promise<FsStats>;
+  /**
+   * Opens a file for direct I/O (`O_DIRECT`: its bytes bypass the page cache), or returns null
+   * where the file system cannot do it (tmpfs refuses it). See `DirectFile` for the alignment it
+   * asks. `NotFound` if it is missing and `create` is not set.
+   */
+  openDirect(path: string, options: DirectOpenOptions): Promise<DirectFile | null>;
 }
+
+/**
+ * Position, length and memory address of every direct read and write are multiples of this many
+ * bytes (the page size; block devices ask 512 or 4096).
+ */
+export const DIRECT_IO_ALIGN_BYTES = 4096;
+
+/** How `openDirect()` opens a file: for reading, or for writing (and creating). */
+export interface DirectOpenOptions {
+  write?: boolean;
+  create?: boolean;
+}
+
+/**
+ * A file open for direct I/O. Each call's `position` and length are multiples of
+ * `DIRECT_IO_ALIGN_BYTES`, and its bytes lie in a buffer from `alignedBuffers()` (a misaligned
+ * call is a bug of the caller: `Deno.errors.InvalidData`, or the OS's `EINVAL`). Written bytes are
+ * durable after an fdatasync of the file, as with any write.
+ */
+export interface DirectFile extends Disposable {
+  /** Reads up to `into.length` bytes at `position`; fewer only at the end of the file. */
+  readAt(into: Uint8Array<ArrayBuffer>, position: number): Promise<number>;
+  /** Writes all of `bytes` at `position`. */
+  writeAt(bytes: Uint8Array<ArrayBuffer>, position: number): Promise<void>;
+  close(): void;
+}
+
+/**
+ * `count` buffers of `bytes` each (a multiple of `DIRECT_IO_ALIGN_BYTES`) whose memory starts on
+ * a page boundary, as direct I/O needs: views of one WebAssembly memory, which V8 allocates in
+ * whole pages (unlike an ArrayBuffer's, whose start malloc chooses). They live as long as the
+ * caller keeps one of them.
+ */
+export function alignedBuffers(count: number, bytes: number): Uint8Array<ArrayBuffer>[] {
+  if (bytes % DIRECT_IO_ALIGN_BYTES !== 0 || !Number.isSafeInteger(count) || count < 1) {
+    throw new RangeError(`aligned buffers are whole pages: ${count} x ${bytes} bytes`);
+  }
+  const pages = Math.ceil((count * bytes) / WASM_PAGE_BYTES);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const buffer = memory.buffer as ArrayBuffer;
+  return Array.from({ length: count }, (_, i) => new Uint8Array(buffer, i * bytes, bytes));
+}
+
+/** The unit a WebAssembly memory grows by. */
+const WASM_PAGE_BYTES = 64 * 1024;
 
 /** Clock, randomness, disk and log: everything a rank takes from the world. */
 export interface Env {

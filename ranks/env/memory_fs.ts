@@ -10,7 +10,16 @@
  */
 
 import { posix } from "node:path";
-import type { DirEntry, FileHandle, FileSystem, FsStats, OpenOptions } from "./env.ts";
+import {
+  DIRECT_IO_ALIGN_BYTES,
+  type DirectFile,
+  type DirectOpenOptions,
+  type DirEntry,
+  type FileHandle,
+  type FileSystem,
+  type FsStats,
+  type OpenOptions,
+} from "./env.ts";
 import {
   DirNode,
   type FaultError,
@@ -125,6 +134,45 @@ export class MemoryFileSystem implements FileSystem {
       dir!.entries.set(name!, node);
     }
     return new MemoryFileHandle(this.#volume, { path: absolute, node, options });
+  }
+
+  /**
+   * A handle of this file system that checks direct I/O's alignment of positions and lengths (it
+   * cannot see memory addresses), so that tests catch a misaligned call a disk would refuse.
+   */
+  openDirect(path: string, options: DirectOpenOptions): Promise<DirectFile | null> {
+    return Promise.try(() => {
+      const write = options.write === true;
+      const handle = this.openSync(path, { read: !write, write, create: options.create });
+      const aligned = (bytes: Uint8Array, position: number) => {
+        if (position % DIRECT_IO_ALIGN_BYTES !== 0 || bytes.length % DIRECT_IO_ALIGN_BYTES !== 0) {
+          throw new Deno.errors.InvalidData(
+            `direct I/O of ${bytes.length} bytes at ${position} is not aligned to ` +
+              `${DIRECT_IO_ALIGN_BYTES} bytes`,
+          );
+        }
+      };
+      return {
+        readAt: async (into, position) => {
+          aligned(into, position);
+          await handle.seek(position, Deno.SeekMode.Start);
+          let filled = 0;
+          while (filled < into.length) {
+            const read = await handle.read(into.subarray(filled));
+            if (read === null) break;
+            filled += read;
+          }
+          return filled;
+        },
+        writeAt: async (bytes, position) => {
+          aligned(bytes, position);
+          await handle.seek(position, Deno.SeekMode.Start);
+          for (let done = 0; done < bytes.length;) done += await handle.write(bytes.subarray(done));
+        },
+        close: () => handle[Symbol.dispose](),
+        [Symbol.dispose]: () => handle[Symbol.dispose](),
+      };
+    });
   }
 
   readFile(path: string): Promise<Uint8Array<ArrayBuffer>> {

@@ -1,7 +1,8 @@
 /**
  * The chunk storage of a data node: one flat directory of blob files, one per upload, each chunk
  * at its offset in its blob (see `chunk_id.ts`). Writes are made durable in bulk: an upload's
- * chunks are written as they come, and `sync()` fdatasyncs each blob once, at commit. All I/O goes
+ * chunks are written as they come (whole pages with direct I/O, bypassing the page cache: see
+ * `DIRECT_IO_ENABLED`), and `sync()` fdatasyncs each blob once, at commit. All I/O goes
  * through the `FileSystem` the store is opened with: Deno's for a server, a `MemoryFileSystem` for
  * tests and the simulator (the same store, so tests of the layers above test it too).
  *
@@ -10,9 +11,17 @@
 
 import { dirname } from "node:path";
 import { assert, DfsError } from "../../protocol/errors.ts";
+import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
 import { denoFileSystem } from "../env/deno_env.ts";
 import { systemClock } from "../env/system.ts";
-import type { Clock, FileHandle, FileSystem } from "../env/env.ts";
+import {
+  alignedBuffers,
+  type Clock,
+  DIRECT_IO_ALIGN_BYTES,
+  type DirectFile,
+  type FileHandle,
+  type FileSystem,
+} from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 import {
   BLOB_ID_PATTERN,
@@ -38,6 +47,24 @@ export const DISK_OPS_PARALLEL_MAX = 16;
  * 1.4 s); 4096 take ~10 ms.
  */
 export const SCAN_STATS_PER_TURN_MAX = 4096;
+
+/**
+ * Page-aligned buffers of `CHUNK_SIZE_BYTES` for direct I/O, shared by the chunk stores of one
+ * thread (a data node's Worker has one store): a chunk write takes one while it runs (writes run
+ * one at a time per store) and so does a direct read. When none is free, the I/O goes through the
+ * page cache instead, so this bounds their memory and never makes anyone wait.
+ */
+export const DIRECT_BUFFERS_PER_THREAD = 6;
+
+/**
+ * Chunks are written and large ones read with direct I/O (`O_DIRECT`), bypassing the page cache,
+ * where the file system allows it: a storage server's page cache only grows with data written
+ * once and read rarely. On this project's VMs, growing it costs ~2.3 CPU-seconds per GiB (memory
+ * the host backs on first touch) and capped a durable 1 GiB put at ~200 MB/s, against ~850 MB/s
+ * for two copies written direct. Small chunks (`SMALL_READ_BYTES_MAX`) and the last piece of a
+ * blob that is not whole pages go through the page cache.
+ */
+export const DIRECT_IO_ENABLED = true;
 
 /**
  * Stores chunks by id (`<blob>-<offset>`). Ids are checked with assertions: a bad id is a bug of
@@ -137,6 +164,8 @@ export class DiskChunkStore implements ChunkStore {
    * 1 GiB puts measured 290 MB/s (median of 5) this way against 262 MB/s with up to 16 at once.
    */
   #writes: Promise<void> = Promise.resolve();
+  /** False once the file system refused direct I/O (tmpfs): the page cache it is. */
+  #direct = DIRECT_IO_ENABLED;
   #closed = false;
 
   /**
@@ -214,7 +243,7 @@ export class DiskChunkStore implements ChunkStore {
         bytes = ownBuffer(whole.subarray(0, size));
       } else {
         const target = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
-        bytes = await this.#readAt(id, target);
+        bytes = await this.#readDirect(id, target) ?? await this.#readAt(id, target);
       }
     } catch (error) {
       if (error instanceof DfsError) throw error;
@@ -329,14 +358,115 @@ export class DiskChunkStore implements ChunkStore {
     return bytes;
   }
 
+  /**
+   * Reads chunk `id` into `bytes` with direct I/O, or returns undefined if it cannot (no aligned
+   * buffer free, or the file system refuses it); CORRUPTED if its blob ends first.
+   */
+  async #readDirect(
+    id: string,
+    bytes: Uint8Array<ArrayBuffer>,
+  ): Promise<Uint8Array<ArrayBuffer> | undefined> {
+    if (!this.#direct || bytes.length > CHUNK_SIZE_BYTES) return undefined;
+    const buffer = directBuffers.take();
+    if (buffer === undefined) return undefined;
+    try {
+      const file = await this.#openDirect(blobOf(id), { write: false });
+      if (file === null) return undefined;
+      using _ = file;
+      const offset = offsetOf(id);
+      const length = roundUp(bytes.length, DIRECT_IO_ALIGN_BYTES);
+      let filled = 0;
+      while (filled < length) {
+        const read = await file.readAt(buffer.subarray(filled, length), offset + filled);
+        filled += read;
+        // A read ends short only at the end of the file.
+        if (read === 0 || filled % DIRECT_IO_ALIGN_BYTES !== 0) break;
+      }
+      if (filled < bytes.length) throw sizeError(id, bytes.length, filled);
+      bytes.set(buffer.subarray(0, bytes.length));
+      return bytes;
+    } catch (error) {
+      if (!this.#refusedDirect(error)) throw error;
+      return undefined;
+    } finally {
+      directBuffers.give(buffer);
+    }
+  }
+
+  /**
+   * Writes chunk `id` with direct I/O if it is whole pages and an aligned buffer is free; returns
+   * false if it did not (the caller writes it through the page cache).
+   */
+  async #writeDirect(id: string, bytes: Uint8Array): Promise<boolean> {
+    if (!this.#direct || bytes.length % DIRECT_IO_ALIGN_BYTES !== 0) return false;
+    if (bytes.length === 0 || bytes.length > CHUNK_SIZE_BYTES) return false;
+    const buffer = directBuffers.take();
+    if (buffer === undefined) return false;
+    try {
+      const file = await this.#openDirect(blobOf(id), { write: true });
+      if (file === null) return false;
+      using _ = file;
+      const aligned = buffer.subarray(0, bytes.length);
+      aligned.set(bytes);
+      await file.writeAt(aligned, offsetOf(id));
+      return true;
+    } catch (error) {
+      if (!this.#refusedDirect(error)) throw error;
+      return false;
+    } finally {
+      directBuffers.give(buffer);
+    }
+  }
+
+  /**
+   * Whether `error` is the file system refusing a direct read or write (EINVAL): then the store
+   * stops trying and the call goes through the page cache.
+   */
+  #refusedDirect(error: unknown): boolean {
+    if (!(error instanceof Deno.errors.InvalidData)) return false;
+    this.#direct = false;
+    return true;
+  }
+
+  /** Opens a blob for direct I/O; null (and no more tries) if the file system refuses it. */
+  async #openDirect(blob: string, options: { write: boolean }): Promise<DirectFile | null> {
+    const { write } = options;
+    const file = await this.#fs.openDirect(this.#path(blob), { write, create: write });
+    if (file === null) this.#direct = false;
+    return file;
+  }
+
   /** Writes chunk `id` at its offset in its blob, creating it; with `sync`, fdatasyncs it. */
   async #writeAt(id: string, bytes: Uint8Array, options: { sync?: boolean } = {}): Promise<void> {
+    if (!options.sync && await this.#writeDirect(id, bytes)) return;
     const offset = offsetOf(id);
     using file = await this.#fs.open(this.#path(blobOf(id)), { write: true, create: true });
     if (offset > 0) await file.seek(offset, Deno.SeekMode.Start);
     await writeAll(file, bytes);
     if (options.sync) await file.syncData();
   }
+}
+
+/** A pool of aligned buffers, allocated on first use. */
+class AlignedPool {
+  #free: Uint8Array<ArrayBuffer>[] | undefined;
+
+  /** A free buffer, or undefined if all are taken. */
+  take(): Uint8Array<ArrayBuffer> | undefined {
+    this.#free ??= alignedBuffers(DIRECT_BUFFERS_PER_THREAD, CHUNK_SIZE_BYTES);
+    return this.#free.pop();
+  }
+
+  give(buffer: Uint8Array<ArrayBuffer>): void {
+    this.#free!.push(buffer);
+  }
+}
+
+/** This thread's aligned buffers (`DIRECT_BUFFERS_PER_THREAD`). */
+const directBuffers = new AlignedPool();
+
+function roundUp(value: number, unit: number): number {
+  return Math.ceil(value / unit) * unit;
 }
 
 /** Asserts `id` is a chunk id or, unless `chunkOnly`, a blob id. */

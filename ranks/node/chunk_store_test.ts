@@ -7,11 +7,14 @@ import {
   newBlobId,
   offsetOf,
 } from "../common/chunk_id.ts";
+import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
+import type { DirectFile, DirectOpenOptions } from "../env/env.ts";
 import { FakeClock } from "../env/fake_clock.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { openDiskChunkStore, SCAN_STATS_PER_TURN_MAX } from "./chunk_store.ts";
 import { randomBytes, runChunkStoreSuite } from "./chunk_store_suite.ts";
 import { DENO_TEST_FS, MEMORY_TEST_FS } from "./_test_fs.ts";
+import { canMountTmpfs, mountTmpfs } from "./_tmpfs_test_util.ts";
 
 runChunkStoreSuite(DENO_TEST_FS);
 runChunkStoreSuite(MEMORY_TEST_FS);
@@ -93,4 +96,100 @@ Deno.test("DiskChunkStore scan() yields to its clock's 0 ms timer between batche
   await clock.advance(0);
   assert.equal((await scanning).size, SCAN_STATS_PER_TURN_MAX + 1);
   await store.close();
+});
+
+/** A memory file system that counts direct opens, or refuses them as tmpfs does. */
+class DirectCountingFs extends MemoryFileSystem {
+  readonly opens = { write: 0, read: 0 };
+  #refuse: boolean;
+
+  constructor(options: { refuse?: boolean } = {}) {
+    super();
+    this.#refuse = options.refuse === true;
+  }
+
+  override openDirect(path: string, options: DirectOpenOptions): Promise<DirectFile | null> {
+    this.opens[options.write ? "write" : "read"]++;
+    return this.#refuse ? Promise.resolve(null) : super.openDirect(path, options);
+  }
+}
+
+function directCounting(options: { refuse?: boolean } = {}) {
+  const fs = new DirectCountingFs(options);
+  return { fs, memory: fs, opens: fs.opens };
+}
+
+Deno.test("DiskChunkStore writes whole-page chunks and reads large ones with direct I/O", async () => {
+  const { fs, opens } = directCounting();
+  const store = await openDiskChunkStore("/chunks", { fs });
+  const blob = newBlobId();
+  const whole = randomBytes(CHUNK_SIZE_BYTES);
+  const tail = randomBytes(5000);
+  await store.write(chunkIdOf(blob, 0), whole);
+  await store.write(chunkIdOf(blob, CHUNK_SIZE_BYTES), tail);
+  assert.deepEqual(opens, { write: 1, read: 0 }, "the tail is not whole pages");
+  await store.sync([chunkIdOf(blob, 0)]);
+  assert.deepEqual(await store.read(chunkIdOf(blob, 0), CHUNK_SIZE_BYTES), whole);
+  // Rounded up to whole pages, the read runs past the end of the blob and ends short.
+  assert.deepEqual(await store.read(chunkIdOf(blob, CHUNK_SIZE_BYTES), 5000), tail);
+  assert.deepEqual(opens, { write: 1, read: 2 });
+  await assert.rejects(store.read(chunkIdOf(blob, CHUNK_SIZE_BYTES), 6000), { code: "CORRUPTED" });
+  // A small chunk at the start of its blob is read whole through the page cache.
+  const small = chunkIdOf(newBlobId(), 0);
+  await store.write(small, randomBytes(8192));
+  assert.equal((await store.read(small, 8192)).length, 8192);
+  assert.deepEqual(opens, { write: 2, read: 3 });
+  await store.close();
+});
+
+Deno.test("DiskChunkStore: a chunk written direct and not synced is lost in a crash", async () => {
+  const { fs, memory } = directCounting();
+  await memory.mkdir("/data", { recursive: true });
+  memory.syncAll();
+  const store = await openDiskChunkStore("/data/chunks", { fs });
+  const [kept, lost] = [chunkIdOf(newBlobId(), 0), chunkIdOf(newBlobId(), 0)];
+  const bytes = randomBytes(3 * 4096);
+  await store.write(kept, bytes);
+  await store.sync([kept]);
+  await store.write(lost, bytes);
+  memory.crash();
+  const reopened = await openDiskChunkStore("/data/chunks", { fs });
+  assert.deepEqual(await reopened.scan(), new Map([[blobOf(kept), bytes.length]]));
+  assert.deepEqual(await reopened.read(kept, bytes.length), bytes);
+  await reopened.close();
+});
+
+Deno.test("DiskChunkStore on a file system without direct I/O uses the page cache", async () => {
+  const { fs, opens } = directCounting({ refuse: true });
+  const store = await openDiskChunkStore("/chunks", { fs });
+  const blob = newBlobId();
+  const chunks = [randomBytes(CHUNK_SIZE_BYTES), randomBytes(CHUNK_SIZE_BYTES)];
+  await store.write(chunkIdOf(blob, 0), chunks[0]);
+  await store.write(chunkIdOf(blob, CHUNK_SIZE_BYTES), chunks[1]);
+  assert.deepEqual(
+    await store.read(chunkIdOf(blob, CHUNK_SIZE_BYTES), CHUNK_SIZE_BYTES),
+    chunks[1],
+  );
+  assert.deepEqual(opens, { write: 1, read: 0 }, "asked once, then no more");
+  await store.close();
+});
+
+Deno.test({
+  name: "DiskChunkStore on a real tmpfs (direct I/O as tmpfs takes it) stores and reads back",
+  ignore: !await canMountTmpfs(),
+  fn: async () => {
+    await using tmpfs = await mountTmpfs(8 * CHUNK_SIZE_BYTES);
+    const store = await openDiskChunkStore(`${tmpfs.dir}/chunks`);
+    const blob = newBlobId();
+    const chunks = [randomBytes(CHUNK_SIZE_BYTES), randomBytes(CHUNK_SIZE_BYTES)];
+    await store.write(chunkIdOf(blob, 0), chunks[0]);
+    await store.write(chunkIdOf(blob, CHUNK_SIZE_BYTES), chunks[1]);
+    await store.sync([chunkIdOf(blob, 0)]);
+    assert.deepEqual(await store.read(chunkIdOf(blob, 0), CHUNK_SIZE_BYTES), chunks[0]);
+    assert.deepEqual(
+      await store.read(chunkIdOf(blob, CHUNK_SIZE_BYTES), CHUNK_SIZE_BYTES),
+      chunks[1],
+    );
+    await store.close();
+  },
 });

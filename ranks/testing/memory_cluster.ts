@@ -328,4 +328,16 @@ class MortalFileSystem implements FileSystem {
   remove: FileSystem["remove"] = (path, options) => (this.#check(), this.#fs.remove(path, options));
   rename: FileSystem["rename"] = (from, to) => (this.#check(), this.#fs.rename(from, to));
   statfs: FileSystem["statfs"] = (path) => (this.#check(), this.#fs.statfs(path));
+  openDirect: FileSystem["openDirect"] = async (path, options) => {
+    this.#check();
+    const file = await this.#fs.openDirect(path, options);
+    if (file === null) return null;
+    const check = () => this.#check();
+    return {
+      readAt: (into, position) => (check(), file.readAt(into, position)),
+      writeAt: (bytes, position) => (check(), file.writeAt(bytes, position)),
+      close: () => file.close(),
+      [Symbol.dispose]: () => file.close(),
+    };
+  };
 }
