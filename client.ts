@@ -528,6 +528,10 @@ async function* rechunk(source: PutSource, size: number): AsyncIterable<Uint8Arr
   let buffer = new Uint8Array(size);
   let filled = 0;
   for await (const piece of source as AsyncIterable<Uint8Array>) {
+    if (filled === 0 && piece.length === size) {
+      yield piece; // already a whole piece: no copy
+      continue;
+    }
     let at = 0;
     while (at < piece.length) {
       const n = Math.min(piece.length - at, size - filled);

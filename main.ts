@@ -37,7 +37,7 @@ import {
   UsageError,
   type Values,
 } from "./cli/settings.ts";
-import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
+import { DATA_BYTES_MAX, FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
 import { ZONE_PATTERN } from "./ranks/common/join.ts";
 import { runRemoteNode } from "./ranks/node/remote_node.ts";
 import { SERVE_DEFAULTS } from "./ranks/config.ts";
@@ -297,6 +297,29 @@ function parseHostPort(text: string, option: string): { hostname: string; port: 
   return { hostname: match[1].replace(/^\[|\]$/g, ""), port };
 }
 
+/**
+ * Bytes `put` reads from a local file at a time: the protocol's largest data frame, so that each
+ * read is sent as it is (a file's own `readable` gives 64 KiB pieces, which the client must join).
+ */
+const FILE_READ_BYTES = DATA_BYTES_MAX;
+
+/** A file's bytes in pieces of `FILE_READ_BYTES` (the last one shorter), each a fresh buffer. */
+function pieces(file: Deno.FsFile): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    async pull(controller) {
+      const piece = new Uint8Array(FILE_READ_BYTES);
+      let filled = 0;
+      while (filled < piece.length) {
+        const read = await file.read(piece.subarray(filled));
+        if (read === null) break;
+        filled += read;
+      }
+      if (filled > 0) controller.enqueue(piece.subarray(0, filled));
+      if (filled < piece.length) controller.close();
+    },
+  }, { highWaterMark: 0 });
+}
+
 async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
   if (local === "-" && nameArg === undefined) throw new UsageError("put - needs a NAME", "put");
   const name = nfc(nameArg ?? basename(local));
@@ -317,7 +340,7 @@ async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
       throw new DfsError("INVALID_REQUEST", `Cannot put "${local}": not a regular file`);
     }
     size = info.size;
-    source = file.readable;
+    source = pieces(file);
   }
   const progress = showProgress(values) ? new Progress(size, { out: Deno.stderr }) : undefined;
   const result = await client.put(

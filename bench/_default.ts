@@ -101,28 +101,39 @@ async function largeFiles(server: TestServer, config: BenchConfig): Promise<Figu
       progress(`large file, run ${run + 1}: library, bare limits, CLI`);
       const put = await putConcurrently(clients, files);
       const twoCopies = await limit(bareTwoCopies(config.sizeBytes, dir));
+      const twoDirect = await limit(bareTwoCopies(config.sizeBytes, dir, { direct: true }));
       const dd = await limit(ddTwoCopies(config.sizeBytes, dir).then((mbps) => mbps ?? 0));
-      // The disk's limit is the most either measure got out of it.
-      const barePutMbps = Math.max(twoCopies, dd);
+      // The disk's limit is the most any of the three measures got out of it.
+      const barePutMbps = Math.max(twoCopies, twoDirect, dd);
       const tcp = await limit(bareTcp(config.sizeBytes));
       const get = await getConcurrently(clients, files);
       const bareGetMbps = await limit(bareGet(config.sizeBytes, local, dir));
+      const bareGetToFile = await limit(bareGet(config.sizeBytes, local, dir, { toFile: true }));
       const cliPut = mbps(await cli(server.address, ["put", local, "bench/cli.bin"]));
-      const cliGet = mbps(await cli(server.address, ["get", "bench/cli.bin", `${dir}/back.bin`]));
+      // `-` writes stdout, which the bench sends to /dev/null: the same work as the library's get.
+      const cliGet = mbps(await cli(server.address, ["get", "bench/cli.bin", "-"]));
+      const cliGetFile = mbps(
+        await cli(server.address, ["get", "bench/cli.bin", `${dir}/back.bin`]),
+      );
+      await Deno.remove(`${dir}/back.bin`);
       return {
         put,
         get,
         cliPut,
         cliGet,
+        cliGetFile,
         twoCopies,
+        twoDirect,
         ...(dd > 0 ? { dd } : {}),
         barePut: barePutMbps,
         tcp,
         bareGet: bareGetMbps,
+        bareGetToFile,
         putRatio: 100 * put / barePutMbps,
         getRatio: 100 * get / bareGetMbps,
-        cliPutRatio: 100 * cliPut / barePutMbps,
-        cliGetRatio: 100 * cliGet / bareGetMbps,
+        cliPutRatio: 100 * cliPut / put,
+        cliGetRatio: 100 * cliGet / get,
+        cliGetFileRatio: 100 * cliGetFile / bareGetToFile,
       };
     });
     const mb = { unit: "MB/s" };
@@ -132,18 +143,22 @@ async function largeFiles(server: TestServer, config: BenchConfig): Promise<Figu
       figureOf("put, client library", of("put"), mb),
       figureOf("get, client library", of("get"), mb),
       figureOf("put, CLI (file to server)", of("cliPut"), mb),
-      figureOf("get, CLI (server to file)", of("cliGet"), mb),
-      figureOf("2 copies at once, fdatasynced, Deno (each)", of("twoCopies"), mb),
+      figureOf("get, CLI (server to stdout, /dev/null)", of("cliGet"), mb),
+      figureOf("get, CLI (server to a file)", of("cliGetFile"), mb),
+      figureOf("2 copies at once, fdatasynced, Deno, page cache (each)", of("twoCopies"), mb),
+      figureOf("2 copies at once, fdatasynced, Deno, direct I/O (each)", of("twoDirect"), mb),
       ...(samples.has("dd")
         ? [figureOf("2 copies at once, dd bs=1M conv=fsync (each)", of("dd"), mb)]
         : []),
-      figureOf("bare put limit: the better of the two above", of("barePut"), mb),
+      figureOf("bare put limit: the best of the above", of("barePut"), mb),
       figureOf("loopback TCP (memory to memory)", of("tcp"), mb),
-      figureOf("bare get limit (file, TCP, 1 file)", of("bareGet"), mb),
+      figureOf("bare get limit (disk, direct I/O, TCP, to memory)", of("bareGet"), mb),
+      figureOf("bare get limit to a file (disk, TCP, to a file)", of("bareGetToFile"), mb),
       figureOf("put, library / bare put limit of the same run", of("putRatio"), pct),
       figureOf("get, library / bare get limit of the same run", of("getRatio"), pct),
-      figureOf("put, CLI / bare put limit of the same run", of("cliPutRatio"), pct),
-      figureOf("get, CLI / bare get limit of the same run", of("cliGetRatio"), pct),
+      figureOf("put, CLI / library of the same run", of("cliPutRatio"), pct),
+      figureOf("get, CLI to /dev/null / library of the same run", of("cliGetRatio"), pct),
+      figureOf("get, CLI to a file / bare get limit to a file", of("cliGetFileRatio"), pct),
     ];
   } finally {
     closeAll(clients);

@@ -5,8 +5,8 @@
  *   two replicas are; beside it, two `dd conv=fsync` processes at once, the same measure by a tool
  *   outside Deno;
  * - loopback TCP: bytes streamed from memory to memory over 127.0.0.1;
- * - get limit: a sender reads the file from disk and streams it over TCP to a receiver that writes
- *   it to one file;
+ * - get limit: a sender reads the file from disk (direct I/O) and streams it over TCP to a receiver
+ *   that drops it, or writes it to a file;
  * - small-file put limit: what a data node's disk work costs per small file, without dfs: create a
  *   file in each of two folders (the two replicas), write it, fdatasync both, from several lanes
  *   at once;
@@ -17,6 +17,8 @@
  * @module
  */
 
+import { alignedBuffers } from "../ranks/env/env.ts";
+import { denoFileSystem } from "../ranks/env/deno_env.ts";
 import { cpuSeconds } from "./_timing.ts";
 
 const MiB = 1024 * 1024;
@@ -66,18 +68,31 @@ async function overTcp(
 /**
  * Two-copy disk limit: two files of `size` bytes written at once, 1 MiB a write, each
  * fdatasynced at its end; MB/s of one copy (as a put of `size` bytes). The two writers run
- * concurrently, as a put's replicas go to two data nodes.
+ * concurrently, as a put's replicas go to two data nodes. With `direct`, the writes bypass the
+ * page cache (as data nodes write chunks), else they go through it.
  */
-export async function bareTwoCopies(size: number, dir: string): Promise<number> {
+export async function bareTwoCopies(
+  size: number,
+  dir: string,
+  options: { direct?: boolean } = {},
+): Promise<number> {
   const paths = [`${dir}/bare-a`, `${dir}/bare-b`];
   const block = crypto.getRandomValues(new Uint8Array(64 * 1024));
-  const chunk = new Uint8Array(MiB).map((_, i) => block[i % block.length]);
+  const [chunk] = alignedBuffers(1, MiB);
+  chunk.forEach((_, i) => chunk[i] = block[i % block.length]);
   try {
     const start = performance.now();
     await Promise.all(paths.map(async (path) => {
       using file = await Deno.create(path);
+      using direct = options.direct ? await denoFileSystem.openDirect(path, { write: true }) : null;
       for (let written = 0; written < size; written += MiB) {
-        await writeAll(file, chunk.subarray(0, Math.min(MiB, size - written)));
+        const piece = chunk.subarray(0, Math.min(MiB, size - written));
+        if (direct && piece.length === MiB) {
+          await direct.writeAt(piece, written);
+        } else {
+          await file.seek(written, Deno.SeekMode.Start);
+          await writeAll(file, piece);
+        }
       }
       await file.syncData();
     }));
@@ -134,30 +149,68 @@ export async function bareTcp(size: number): Promise<number> {
   return size / 1e6 / seconds;
 }
 
-/** Get limit: file -> TCP -> one file. `source` must hold `size` bytes. Returns MB/s. */
-export async function bareGet(size: number, source: string, dir: string): Promise<number> {
-  const out = await Deno.create(`${dir}/bare-out`);
+/**
+ * Get limit: a sender reads `source` from disk (direct I/O, 1 MiB at a time, as data nodes read
+ * chunks, so a copy in the page cache does not flatter it) and streams it over loopback TCP to a
+ * receiver that drops the bytes (as the library's get is measured) or, with `toFile`, writes them
+ * to a new file in `dir` (as `dfs get` does); MB/s.
+ */
+export async function bareGet(
+  size: number,
+  source: string,
+  dir: string,
+  options: { toFile?: boolean } = {},
+): Promise<number> {
+  const out = options.toFile ? await Deno.create(`${dir}/bare-out`) : undefined;
+  const buffers = alignedBuffers(BARE_GET_READS_AHEAD, MiB);
   try {
     const seconds = await overTcp(
       size,
       async (send) => {
-        using file = await Deno.open(source);
-        const buffer = new Uint8Array(MiB);
+        using file = await denoFileSystem.openDirect(source, {});
+        const read = async (position: number, buffer: Uint8Array<ArrayBuffer>) => {
+          const piece = buffer.subarray(0, Math.min(MiB, size - position));
+          const n = file
+            ? await file.readAt(buffer, position)
+            : await readAt(source, piece, position);
+          return buffer.subarray(0, Math.min(n, size - position));
+        };
+        // Reads run ahead of the sends, as a server's would.
+        const reads: Promise<Uint8Array>[] = [];
+        let next = 0;
+        const readNext = () => {
+          if (next < size) reads.push(read(next, buffers[(next / MiB) % buffers.length]));
+          next += MiB;
+        };
+        for (let i = 0; i < buffers.length - 1; i++) readNext();
         for (let sent = 0; sent < size;) {
-          const n = await file.read(buffer);
-          if (n === null) break;
-          await send(buffer.subarray(0, n));
-          sent += n;
+          readNext();
+          const piece = await reads.shift()!;
+          if (piece.length === 0) break;
+          await send(piece);
+          sent += piece.length;
         }
       },
-      (bytes) => writeAll(out, bytes),
+      (bytes) => out ? writeAll(out, bytes) : Promise.resolve(),
       () => Promise.resolve(),
     );
     return size / 1e6 / seconds;
   } finally {
-    out.close();
-    await Deno.remove(`${dir}/bare-out`);
+    if (out) {
+      out.close();
+      await Deno.remove(`${dir}/bare-out`);
+    }
   }
+}
+
+/** Reads the bare get limit's sender keeps in flight ahead of its sends. */
+const BARE_GET_READS_AHEAD = 4;
+
+/** Reads into `bytes` at `position` through the page cache (where direct I/O is refused). */
+async function readAt(path: string, bytes: Uint8Array, position: number): Promise<number> {
+  using file = await Deno.open(path);
+  await file.seek(position, Deno.SeekMode.Start);
+  return await file.read(bytes) ?? 0;
 }
 
 /** Longest the small-file put limit may run before it reports what it did. */
@@ -306,6 +359,7 @@ if (import.meta.main && Deno.args[0] === "serve-small") {
     const size = 1024 * MiB;
     for (let run = 0; run < 3; run++) {
       const twoCopies = await bareTwoCopies(size, dir);
+      const direct = await bareTwoCopies(size, dir, { direct: true });
       const dd = await ddTwoCopies(size, dir);
       const tcp = await bareTcp(size);
       const file = `${dir}/src`;
@@ -317,7 +371,9 @@ if (import.meta.main && Deno.args[0] === "serve-small") {
       await Deno.remove(file);
       const small = await bareSmallGet(10_000, dir, { connections: 16, sizeBytes: 4096 });
       console.log(
-        `two copies ${twoCopies.toFixed(0)} MB/s (dd ${dd?.toFixed(0) ?? "-"}), ` +
+        `two copies ${twoCopies.toFixed(0)} MB/s (direct ${direct.toFixed(0)}, dd ${
+          dd?.toFixed(0) ?? "-"
+        }), ` +
           `loopback TCP ${tcp.toFixed(0)} MB/s, get ${get.toFixed(0)} MB/s, ` +
           `4 KiB gets ${small.rate.toFixed(0)}/s (${small.serverMicrosPerGet.toFixed(0)} µs each)`,
       );
