@@ -128,9 +128,9 @@ export interface DirectOpenOptions {
  */
 export interface DirectFile extends Disposable {
   /** Reads up to `into.length` bytes at `position`; fewer only at the end of the file. */
-  readAt(into: Uint8Array<ArrayBuffer>, position: number): Promise<number>;
+  readAt(into: Uint8Array, position: number): Promise<number>;
   /** Writes all of `bytes` at `position`. */
-  writeAt(bytes: Uint8Array<ArrayBuffer>, position: number): Promise<void>;
+  writeAt(bytes: Uint8Array, position: number): Promise<void>;
   close(): void;
 }
 
@@ -147,6 +147,23 @@ export function alignedBuffers(count: number, bytes: number): Uint8Array<ArrayBu
   const pages = Math.ceil((count * bytes) / WASM_PAGE_BYTES);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   const buffer = memory.buffer as ArrayBuffer;
+  return Array.from({ length: count }, (_, i) => new Uint8Array(buffer, i * bytes, bytes));
+}
+
+/**
+ * The same, in memory shared with this process's Workers (a `SharedArrayBuffer`): a view posted
+ * to a Worker is not copied, and both threads see the same bytes.
+ */
+export function sharedAlignedBuffers(
+  count: number,
+  bytes: number,
+): Uint8Array<SharedArrayBuffer>[] {
+  if (bytes % DIRECT_IO_ALIGN_BYTES !== 0 || !Number.isSafeInteger(count) || count < 1) {
+    throw new RangeError(`aligned buffers are whole pages: ${count} x ${bytes} bytes`);
+  }
+  const pages = Math.ceil((count * bytes) / WASM_PAGE_BYTES);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const buffer = memory.buffer as unknown as SharedArrayBuffer;
   return Array.from({ length: count }, (_, i) => new Uint8Array(buffer, i * bytes, bytes));
 }
 

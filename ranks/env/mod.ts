@@ -20,7 +20,7 @@ export type {
   Random,
   TimerHandle,
 } from "./env.ts";
-export { alignedBuffers, DIRECT_IO_ALIGN_BYTES } from "./env.ts";
+export { alignedBuffers, DIRECT_IO_ALIGN_BYTES, sharedAlignedBuffers } from "./env.ts";
 export { denoEnv, denoFileSystem } from "./deno_env.ts";
 export { stderrLog, systemClock, systemRandom } from "./system.ts";
 export { FAKE_CLOCK_EPOCH_MS, FakeClock, type FakeClockOptions } from "./fake_clock.ts";

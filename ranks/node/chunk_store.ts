@@ -400,6 +400,7 @@ export class DiskChunkStore implements ChunkStore {
   async #writeDirect(id: string, bytes: Uint8Array): Promise<boolean> {
     if (!this.#direct || bytes.length % DIRECT_IO_ALIGN_BYTES !== 0) return false;
     if (bytes.length === 0 || bytes.length > CHUNK_SIZE_BYTES) return false;
+    if (isSharedSlot(bytes) && await this.#writeDirectFrom(id, bytes)) return true;
     const buffer = directBuffers.take();
     if (buffer === undefined) return false;
     try {
@@ -426,6 +427,24 @@ export class DiskChunkStore implements ChunkStore {
     if (!(error instanceof Deno.errors.InvalidData)) return false;
     this.#direct = false;
     return true;
+  }
+
+  /**
+   * Writes chunk `id` with direct I/O from where its bytes are (a page-aligned slot of memory
+   * shared with rank 0); false if the file system refused (then the caller copies them into an
+   * aligned buffer of its own and tries that).
+   */
+  async #writeDirectFrom(id: string, bytes: Uint8Array<SharedArrayBuffer>): Promise<boolean> {
+    const file = await this.#openDirect(blobOf(id), { write: true });
+    if (file === null) return false;
+    using _ = file;
+    try {
+      await file.writeAt(bytes, offsetOf(id));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.InvalidData) return false;
+      throw error;
+    }
   }
 
   /** Opens a blob for direct I/O; null (and no more tries) if the file system refuses it. */
@@ -460,6 +479,16 @@ class AlignedPool {
   give(buffer: Uint8Array<ArrayBuffer>): void {
     this.#free!.push(buffer);
   }
+}
+
+/**
+ * Whether `bytes` lie in memory shared with rank 0 at a page boundary: its chunk slots are
+ * page-aligned shared WebAssembly memory (`rank0/shared_slots.ts`). A shared buffer of another
+ * kind that is not aligned after all is refused by the OS, and the write copies instead.
+ */
+function isSharedSlot(bytes: Uint8Array): bytes is Uint8Array<SharedArrayBuffer> {
+  return bytes.buffer instanceof SharedArrayBuffer &&
+    bytes.byteOffset % DIRECT_IO_ALIGN_BYTES === 0;
 }
 
 /** This thread's aligned buffers (`DIRECT_BUFFERS_PER_THREAD`). */

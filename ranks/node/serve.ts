@@ -72,7 +72,11 @@ async function answerCall(
   // chunk's bytes as the answer. Bytes of a small read in a buffer of their own (none was lent)
   // are copied: cheaper than a transfer, which also posts at once instead of with the turn's
   // other answers.
-  if (call.op === "write") return reply(call.bytes.buffer, [call.bytes.buffer as ArrayBuffer]);
+  if (call.op === "write") {
+    // Bytes in memory shared with rank 0 stay where they are: rank 0 reuses them when answered.
+    if (call.bytes.buffer instanceof SharedArrayBuffer) return result;
+    return reply(call.bytes.buffer, [call.bytes.buffer as ArrayBuffer]);
+  }
   if (!(result instanceof Uint8Array)) return result;
   if (call.op === "read" && !call.into && result.byteLength <= LOG_FILE_BYTES_MAX) return result;
   return reply(result, [result.buffer as ArrayBuffer]);

@@ -12,7 +12,7 @@
 
 import { BufferPool } from "../../protocol/buffer_pool.ts";
 import { DfsError } from "../../protocol/errors.ts";
-import { FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
+import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import type { Comm } from "../comm/comm.ts";
 import type { ChunkRef, Manifest, RankRepair } from "../common/manifest.ts";
 import type {
@@ -25,6 +25,7 @@ import type {
 import type { Clock, FsStats, TimerHandle } from "../env/env.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
 import type { Membership } from "./membership.ts";
+import { SharedSlots } from "./shared_slots.ts";
 
 /** How long rank 0 waits for a data node's answer to one request. */
 export const NODE_CALL_TIMEOUT_MS = 60_000;
@@ -34,6 +35,11 @@ export const POOL_BUFFERS_MAX = 64;
 export const POOL_BUFFERS_KEPT_IDLE = 8;
 /** Quiet time after which the pool lets go of its idle buffers beyond `POOL_BUFFERS_KEPT_IDLE`. */
 export const POOL_IDLE_TRIM_MS = 5_000;
+/**
+ * Chunk slots (`CHUNK_SIZE_BYTES` each) in memory shared with the data nodes that are Workers of
+ * this process: as many as chunks uploads may have on their way at once (`UPLOAD_CHUNKS_SERVER_MAX`).
+ */
+export const SHARED_CHUNK_SLOTS = 32;
 
 /** How a call treats a node marked down: refused at once, unless the caller is bringing it back. */
 export interface CallOptions {
@@ -47,6 +53,10 @@ export class NodeClient {
   /** Chunk buffers: frames are read into them, they travel to the nodes and (maybe) come back. */
   readonly pool: BufferPool = new BufferPool(FRAME_SIZE_BYTES_MAX, {
     buffersMax: POOL_BUFFERS_MAX,
+  });
+  /** Chunk slots shared with nodes that are Workers here (see `shared_slots.ts`). */
+  readonly shared: SharedSlots = new SharedSlots(CHUNK_SIZE_BYTES, {
+    slotsMax: SHARED_CHUNK_SLOTS,
   });
   /**
    * Told when a node answers `NODE_FAILED` (its disk failed): the supervisor marks it down at
@@ -72,9 +82,21 @@ export class NodeClient {
     return this.membership.dataRanks;
   }
 
-  /** Writes a replica of a chunk into its blob (durable once a commit names it). Takes `bytes`. */
+  /** Whether `rank` shares this process's memory: a view of a shared slot reaches it uncopied. */
+  sharesMemoryWith(rank: number): boolean {
+    return this.#comm.movesBuffersTo(rank);
+  }
+
+  /**
+   * Writes a replica of a chunk into its blob (durable once a commit names it). Takes `bytes`,
+   * unless they lie in a shared slot (see `sharesMemoryWith`): the caller gives that back.
+   */
   async write(rank: number, chunk: ChunkRef, bytes: Uint8Array): Promise<void> {
     const call: NodeCall = { op: "write", id: chunk.id, bytes, crc32: chunk.crc32 };
+    if (bytes.buffer instanceof SharedArrayBuffer) {
+      await this.#call(rank, call);
+      return;
+    }
     const answer = await this.#call(rank, call, this.#transferOf(bytes));
     if (answer instanceof ArrayBuffer) this.pool.give(answer);
     // Over a socket the buffer was written from where it is; the answer means it was all sent.

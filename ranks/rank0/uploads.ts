@@ -21,6 +21,7 @@ import {
   SMALL_READ_BYTES_MAX,
 } from "../common/chunk_id.ts";
 import type { Upload as UploadApi } from "../common/file_store.ts";
+import { DIRECT_IO_ALIGN_BYTES } from "../env/env.ts";
 import { checkAttrs, type ChunkRef, type FileAttrs } from "../common/manifest.ts";
 import { checkReplicas } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
@@ -149,13 +150,16 @@ export class Uploads {
   ): { ref: ChunkRef; written: Promise<void> } {
     const ref = this.place(id, bytes, options);
     const ranks = [...ref.ranks];
+    const slot = this.#sharedSlotFor(bytes, ranks);
     const writes = ranks.map((rank, i) => {
-      // The last replica takes the caller's buffer; the others get copies.
-      const copy = i === ranks.length - 1 ? bytes : this.#nodes.copy(bytes);
+      // Every replica is written from one shared slot, or the last takes the caller's buffer and
+      // the others get copies.
+      const copy = slot ?? (i === ranks.length - 1 ? bytes : this.#nodes.copy(bytes));
       return this.#nodes.write(rank, ref, copy).then(() => undefined, (error) => ({ rank, error }));
     });
     const written = Promise.all(writes).then(async (results) => {
       const failed = results.filter((r) => r !== undefined);
+      if (slot) this.#releaseSlot(slot, { failed: failed.length > 0 });
       if (failed.length === 0) return;
       const membership = this.#nodes.membership;
       const written = ranks.filter((rank) => !failed.some((f) => f.rank === rank));
@@ -165,6 +169,34 @@ export class Uploads {
       for (const { rank } of failed) await this.#moveReplica(ref, rank, written);
     });
     return { ref, written };
+  }
+
+  /**
+   * A shared slot holding a copy of `bytes` if every rank shares this process's memory and one is
+   * free (the caller's buffer goes back to the pool at once), else undefined. Chunks of whole
+   * pages only: the nodes write those straight from the slot with direct I/O.
+   */
+  #sharedSlotFor(bytes: Uint8Array, ranks: readonly number[]): Uint8Array | undefined {
+    if (bytes.length % DIRECT_IO_ALIGN_BYTES !== 0 || bytes.length <= SMALL_READ_BYTES_MAX) {
+      return undefined;
+    }
+    if (!ranks.every((rank) => this.#nodes.sharesMemoryWith(rank))) return undefined;
+    const slot = this.#nodes.shared.take();
+    if (slot === undefined) return undefined;
+    slot.set(bytes);
+    this.#nodes.recycle(bytes);
+    return slot.subarray(0, bytes.length);
+  }
+
+  /** A slot comes back once every node answered; after a failed call it is set aside. */
+  #releaseSlot(view: Uint8Array, options: { failed: boolean }): void {
+    const slot = new Uint8Array(
+      view.buffer as SharedArrayBuffer,
+      view.byteOffset,
+      CHUNK_SIZE_BYTES,
+    );
+    if (options.failed) this.#nodes.shared.setAside(slot);
+    else this.#nodes.shared.give(slot);
   }
 
   /**
