@@ -13,6 +13,7 @@ import { type ByteRange, type FileReader, READ_CHUNKS_INFLIGHT_MAX } from "../co
 import { type ChunkRef, fileMetaOf, type Manifest } from "../common/manifest.ts";
 import { isDamaged } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
+import type { ChunkCache } from "./chunk_cache.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { Releases } from "./releases.ts";
@@ -42,6 +43,7 @@ export class Reads {
   #releases: Releases;
   #replicas: Replicas;
   #throughput: Throughput;
+  #cache: ChunkCache | undefined;
 
   constructor(
     parts: {
@@ -49,6 +51,8 @@ export class Reads {
       namespace: Namespace;
       releases: Releases;
       replicas: Replicas;
+      /** Small chunks read lately or written, answered without a node (`chunk_cache.ts`). */
+      cache?: ChunkCache;
       /** Counts each read opened (a `get`) and the bytes handed out. */
       throughput: Throughput;
     },
@@ -58,6 +62,7 @@ export class Reads {
     this.#releases = parts.releases;
     this.#replicas = parts.replicas;
     this.#throughput = parts.throughput;
+    this.#cache = parts.cache;
   }
 
   /**
@@ -164,8 +169,17 @@ export class Reads {
     }
   }
 
-  /** Reads one chunk from one of its replicas, failing over to the others; repairs damage. */
+  /** Reads one chunk, from the cache or from one of its replicas. */
   async #readChunk(chunk: ChunkRef, index: number): Promise<Uint8Array> {
+    const cached = this.#cache?.get(chunk.id);
+    if (cached !== undefined) return cached;
+    const bytes = await this.#readReplica(chunk, index);
+    this.#cache?.put(chunk.id, bytes);
+    return bytes;
+  }
+
+  /** Reads one chunk from one of its replicas, failing over to the others; repairs damage. */
+  async #readReplica(chunk: ChunkRef, index: number): Promise<Uint8Array> {
     let lastError: unknown;
     const damaged: number[] = [];
     for (let i = 0; i < chunk.ranks.length; i++) {

@@ -107,3 +107,25 @@ Deno.test("a chunk with no good replica fails the read with CORRUPTED", async ()
     return true;
   });
 });
+
+Deno.test("a small file written or read lately is read from rank 0's cache, not a node", async () => {
+  await using cluster = await MemoryCluster.start();
+  const data = bytesOf(4096, 4);
+  await cluster.store.put("small", data);
+  let reads = 0;
+  cluster.network.drop((p) => {
+    if ((p.body as { call?: { op?: string } }).call?.op === "read") reads++;
+    return false;
+  });
+  assert.deepEqual(await readAll(cluster.store, "small"), data);
+  assert.deepEqual(
+    await readAll(cluster.store, "small", { start: 10, end: 20 }),
+    data.slice(10, 20),
+  );
+  assert.equal(reads, 0, "written lately: cached at its commit");
+  const big = bytesOf(MiB, 5);
+  await cluster.store.put("big", big);
+  assert.deepEqual(await readAll(cluster.store, "big"), big);
+  assert.deepEqual(await readAll(cluster.store, "big"), big);
+  assert.equal(reads, 2, "a large chunk is read from a node each time");
+});

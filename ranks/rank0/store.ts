@@ -33,13 +33,14 @@ import {
   type FileAttrs,
   fileMetaOf,
   mergeListings,
-  replicasOf,
   toListing,
+  type VersionedEntry,
 } from "../common/manifest.ts";
 import { readerStream } from "../common/reader_stream.ts";
 import { checkReplicas } from "../common/replication.ts";
 import type { Semaphore } from "../common/semaphore.ts";
 import type { Env } from "../env/env.ts";
+import { ChunkCache } from "./chunk_cache.ts";
 import { FileIndex } from "./file_index.ts";
 import { Health } from "./health.ts";
 import { Integrity } from "./integrity.ts";
@@ -107,6 +108,7 @@ export class DfsStore implements StreamingFileStore {
     const releases = new Releases({ nodes, loads, log });
     const namespace = new Namespace({ index: this.#index, nodes, releases, clock, log });
     const replicaCopies = new Replicas(nodes, log);
+    const cache = new ChunkCache();
     this.nodes = nodes;
     this.#loads = loads;
     this.#namespace = namespace;
@@ -121,6 +123,7 @@ export class DfsStore implements StreamingFileStore {
       uploadsMax: options.uploadsMax,
       dataNodesMax: options.dataNodesMax,
       throughput: this.throughput,
+      cache,
     });
     this.#reads = new Reads({
       nodes,
@@ -128,6 +131,7 @@ export class DfsStore implements StreamingFileStore {
       releases,
       replicas: replicaCopies,
       throughput: this.throughput,
+      cache,
     });
     this.health = new Health({
       index: this.#index,
@@ -305,8 +309,7 @@ export class DfsStore implements StreamingFileStore {
     let files = 0;
     let bytes = 0;
     let storedBytes = 0;
-    for (const m of this.#index.values()) {
-      if (!m.name.startsWith(prefix)) continue;
+    for (const m of this.#index.values(prefix)) {
       files++;
       bytes += m.size;
       for (const c of m.chunks) storedBytes += c.size * c.ranks.length;
@@ -427,12 +430,10 @@ export class DfsStore implements StreamingFileStore {
   async #listAll(prefix: string): Promise<ListEntry[]> {
     // While a node is down (being restarted) no collective can include it: answer from the index.
     if (this.nodes.membership.down.size > 0) {
-      const entries = [...this.#index.values()]
-        .filter((m) => m.name.startsWith(prefix))
-        .map((m) => {
-          const { name, size, modified, version } = m;
-          return { name, size, modified, version, replicas: replicasOf(m) };
-        });
+      const entries: VersionedEntry[] = [];
+      this.#index.forEachSummary(({ name, size, modified, version, replicas }) => {
+        entries.push({ name, size, modified, version, replicas });
+      }, prefix);
       return mergeListings([toListing(entries)]);
     }
     return mergeListings(await this.nodes.listAll(prefix));

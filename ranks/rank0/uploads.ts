@@ -25,6 +25,7 @@ import { DIRECT_IO_ALIGN_BYTES } from "../env/env.ts";
 import { checkAttrs, type ChunkRef, type FileAttrs } from "../common/manifest.ts";
 import { checkReplicas } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
+import type { ChunkCache } from "./chunk_cache.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import { chooseRanks, type LoadTracker } from "./placement.ts";
@@ -58,6 +59,7 @@ export class Uploads {
   #uploadsMax: number;
   /** Data nodes there may be (more than now, when remote nodes may join): bounds `replicas`. */
   #dataNodesMax: number;
+  #cache: ChunkCache | undefined;
   readonly throughput: Throughput;
 
   constructor(
@@ -73,6 +75,8 @@ export class Uploads {
       dataNodesMax?: number;
       /** Counts the bytes written and each upload committed (a `put`). */
       throughput: Throughput;
+      /** Takes a small file's bytes at its commit (`chunk_cache.ts`). */
+      cache?: ChunkCache;
     },
   ) {
     this.#nodes = parts.nodes;
@@ -84,6 +88,7 @@ export class Uploads {
     this.#uploadsMax = parts.uploadsMax ?? UPLOADS_INFLIGHT_MAX;
     this.#dataNodesMax = parts.dataNodesMax ?? 0;
     this.throughput = parts.throughput;
+    this.#cache = parts.cache;
   }
 
   /**
@@ -244,12 +249,14 @@ export class Uploads {
   }
 
   /** Commits a written upload (see `Namespace.commit`). */
-  commit(
+  async commit(
     draft: { name: string; size: number; sha256: string; chunks: ChunkRef[]; attrs?: FileAttrs },
     data?: Uint8Array,
     options: { ifAbsent?: boolean } = {},
   ): Promise<FileMeta> {
-    return this.#namespace.commit(draft, data, options);
+    const meta = await this.#namespace.commit(draft, data, options);
+    if (data !== undefined) this.#cache?.put(draft.chunks[0].id, data);
+    return meta;
   }
 }
 
