@@ -198,6 +198,7 @@ async function serve(values: Values): Promise<void> {
         writeTimeoutMs: optional("write-timeout-ms"),
         frameSizeBytesMax: frameSize,
       },
+      cacheBytes: integer(values["cache-mib"], "--cache-mib", "serve") * 1024 * 1024,
       scrub: {
         bytesPerSec: integer(values["scrub-bytes-per-sec"], "--scrub-bytes-per-sec", "serve"),
         pauseMs: integer(values["scrub-pause-ms"], "--scrub-pause-ms", "serve"),

@@ -60,6 +60,8 @@ export async function runDefault(bench: BenchContext): Promise<Figure[]> {
     figures.push(...await smallFiles(server, bench));
     figures.push(await peakMemory(server, "server peak resident memory, then small files"));
   });
+  progress(`${config.files} small files again, rank 0's cache off`);
+  figures.push(...await uncachedGets(bench));
   figures.push(...await manyFiles(bench));
   return figures;
 }
@@ -234,6 +236,40 @@ async function smallFiles(server: TestServer, bench: BenchContext): Promise<Figu
   } finally {
     closeAll(clients);
   }
+}
+
+/**
+ * Small gets answered by the data nodes: a server whose rank 0 keeps no small files
+ * (`--cache-mib 0`), so every get makes the round trip to a node that a file not read or written
+ * lately makes.
+ */
+async function uncachedGets(bench: BenchContext): Promise<Figure[]> {
+  const { config, notes } = bench;
+  const extraArgs = ["--cache-mib", "0"];
+  return await withServer({ ranks: config.ranks, extraArgs }, async (server) => {
+    const clients = await connectClients(server.address, config.clients);
+    try {
+      const samples = await repeat(config.runs, async (run) => {
+        const options = {
+          nameOf: (i: number) => `small/r${run}/d${i % 100}/f${i}`,
+          files: config.files,
+          serverPid: server.process.pid,
+        };
+        await runPhase(clients, "put", options);
+        const result = await runPhase(clients, "get", options);
+        if (result.files < config.files) notes.push(incomplete(result, config.files));
+        return phaseFigures(result);
+      });
+      const figure = (name: string, key: string, unit: string) =>
+        figureOf(name, samples.get(key)!, { unit });
+      return [
+        figure(`4 KiB get, cache off, ${config.clients} clients`, "get rate", "files/s"),
+        figure("4 KiB get, cache off, server CPU per op", "get server us", "µs"),
+      ];
+    } finally {
+      closeAll(clients);
+    }
+  });
 }
 
 function phaseFigures(result: PhaseResult): Record<string, number> {

@@ -183,6 +183,13 @@ export const COMMANDS = {
         "copy a down rank's replicas elsewhere after",
       ),
       {
+        name: "cache-mib",
+        type: "string",
+        value: "N",
+        default: String(SERVE_DEFAULTS.cacheMib),
+        help: "memory for small files written or read lately, in MiB (0: none)",
+      },
+      {
         name: "scrub-bytes-per-sec",
         type: "string",
         value: "N",

@@ -80,4 +80,6 @@ export const SERVE_DEFAULTS = {
   rereplicateAfterMs: 60_000,
   /** Where remote data nodes connect (with a cluster secret file only). */
   nodePort: 7071,
+  /** MiB of memory rank 0 keeps small files written or read lately in (0: none). */
+  cacheMib: 64,
 } as const;

@@ -44,6 +44,8 @@ export interface ClusterOptions {
   env?: Env;
   /** A data node down this long has its replicas copied to live nodes (default below). */
   rereplicateAfterMs?: number;
+  /** Bytes of small chunks rank 0 keeps (`CHUNK_CACHE_BYTES_MAX` unless told; 0: none). */
+  cacheBytes?: number;
   /**
    * Accept remote data nodes on this address, authenticated with the cluster secret, over TLS
    * when `tls` is given. Without it, no node port is opened.
@@ -151,6 +153,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       replicas,
       env,
       dataNodesMax: options.nodePort ? RANKS_MAX - 1 : undefined,
+      cacheBytes: options.cacheBytes,
     });
     remotes.store = store;
     tcp.pool = store.pool; // a chunk read from a remote node arrives in one of rank 0's buffers

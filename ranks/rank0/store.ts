@@ -70,6 +70,8 @@ export interface StoreOptions {
   nodeCallTimeoutMs?: number;
   /** Uploads in progress at once, server-wide (default `UPLOADS_INFLIGHT_MAX`). */
   uploadsMax?: number;
+  /** Bytes of small chunks kept for gets (`CHUNK_CACHE_BYTES_MAX` unless told; 0: none). */
+  cacheBytes?: number;
   /** What each data node is (kind, zone); default: Workers in zone `DEFAULT_ZONE`. */
   info?: ReadonlyMap<number, NodeInfo>;
   /**
@@ -108,7 +110,7 @@ export class DfsStore implements StreamingFileStore {
     const releases = new Releases({ nodes, loads, log });
     const namespace = new Namespace({ index: this.#index, nodes, releases, clock, log });
     const replicaCopies = new Replicas(nodes, log);
-    const cache = new ChunkCache();
+    const cache = new ChunkCache({ bytesMax: options.cacheBytes });
     this.nodes = nodes;
     this.#loads = loads;
     this.#namespace = namespace;
