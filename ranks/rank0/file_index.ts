@@ -2,14 +2,19 @@
  * Rank 0's index: the committed manifest of every name, tombstones of removed names, and the
  * version counter. Rebuilt at every start from the data nodes' manifests. Pure: no I/O.
  *
+ * The manifests are held in columns (`ManifestColumns`: ~125 bytes a small file instead of ~510 as
+ * objects in a Map), so every manifest it gives out is a new copy, equal to the one installed but
+ * never the same object. Compare versions, not objects; to change a file, install a new version.
+ *
  * @module
  */
 
 import type { Manifest } from "../common/manifest.ts";
+import { ManifestColumns, type ManifestSummary } from "../common/manifest_columns.ts";
 
 /** Rank 0's view: the committed manifest of every name, and tombstones of removed names. */
 export class FileIndex {
-  #files = new Map<string, Manifest>();
+  #files = new ManifestColumns();
   #tombstones = 0;
   #version = 0;
 
@@ -18,7 +23,7 @@ export class FileIndex {
     return this.#files.size - this.#tombstones;
   }
 
-  /** The current version of `name`; undefined if there is none or it was removed. */
+  /** A copy of the current version of `name`; undefined if there is none or it was removed. */
   get(name: string): Manifest | undefined {
     const m = this.#files.get(name);
     return m?.deleted ? undefined : m;
@@ -30,20 +35,36 @@ export class FileIndex {
   }
 
   /**
-   * Installs a committed manifest unless a higher version of the name is already installed.
-   * Returns the manifest no longer current (the previous one, or `m` itself if it lost).
+   * Installs (a copy of) a committed manifest unless a higher version of the name is already
+   * installed. Returns the manifest no longer current (a copy of the previous one, or `m` itself
+   * if it lost).
    */
   install(m: Manifest): { installed: boolean; superseded?: Manifest } {
     this.#version = Math.max(this.#version, m.version);
-    const current = this.#files.get(m.name);
-    if (current && current.version >= m.version) return { installed: false, superseded: m };
-    this.#files.set(m.name, m);
+    const version = this.#files.versionOf(m.name);
+    if (version !== undefined && version >= m.version) return { installed: false, superseded: m };
+    const current = version === undefined ? undefined : this.#files.get(m.name);
+    this.#files.set(m);
     this.#tombstones += (m.deleted ? 1 : 0) - (current?.deleted ? 1 : 0);
     return { installed: true, superseded: current?.deleted ? undefined : current };
   }
 
-  /** Every present file (no tombstones). */
-  *values(): Iterable<Manifest> {
-    for (const m of this.#files.values()) if (!m.deleted) yield m;
+  /**
+   * A copy of every present file (no tombstones) whose name starts with `prefix`, made as it is
+   * visited: each file present throughout is seen once, as it is then; files installed meanwhile
+   * may or may not be. The order is neither the names' nor the installs'.
+   */
+  *values(prefix = ""): Iterable<Manifest> {
+    yield* this.#files.values({ prefix, tombstones: false });
+  }
+
+  /** The name of every present file starting with `prefix` (in the order of `values()`). */
+  *names(prefix = ""): Iterable<string> {
+    yield* this.#files.names({ prefix, tombstones: false });
+  }
+
+  /** Calls `fn` with the summary of every present file starting with `prefix`, making no copy. */
+  forEachSummary(fn: (summary: ManifestSummary) => void, prefix = ""): void {
+    this.#files.forEachSummary(fn, { prefix, tombstones: false });
   }
 }

@@ -111,7 +111,11 @@ export class Integrity {
       await Promise.allSettled(failed.map((rank) => this.#nodes.ping(rank, FSCK_RESTART_WAIT_MS)));
       await this.#waitUp(failed, FSCK_RESTART_WAIT_MS);
     }
-    await forEachParallel([...this.#index.values()], FSCK_FILES_PARALLEL_MAX, async (m) => {
+    // Names only, not copies of every manifest at once: each file is looked up when its turn
+    // comes (the index makes a new copy per lookup), and skipped if removed meanwhile.
+    await forEachParallel([...this.#index.names()], FSCK_FILES_PARALLEL_MAX, async (name) => {
+      const m = this.#index.get(name);
+      if (!m) return;
       const outcome = await this.checkFile(m, report, { rereplicate: true });
       report.files++;
       if (outcome === "healthy") report.healthy++;
@@ -133,9 +137,10 @@ export class Integrity {
       let logBytes = 0;
       for (const check of await this.checkLogs()) logBytes += check.bytes;
       await this.#sleep((1000 * logBytes) / bytesPerSec, signal);
-      for (const m of [...this.#index.values()]) {
+      // Each manifest is made as its turn comes, so it is the current version then (the index
+      // gives copies: a snapshot of them all would hold every file's manifest for the whole pass).
+      for (const m of this.#index.values()) {
         if (signal.aborted) return;
-        if (this.#index.get(m.name) !== m) continue; // replaced meanwhile
         const report = { bytesChecked: 0, chunks: 0 };
         const outcome = await this.checkFile(m, report);
         this.scrubbed.bytes += report.bytesChecked;

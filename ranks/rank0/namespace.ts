@@ -100,7 +100,7 @@ export class Namespace {
 
   /** Removes every file whose name starts with `prefix`; returns how many. */
   async removePrefix(prefix: string): Promise<number> {
-    const names = [...this.index.values()].map((m) => m.name).filter((n) => n.startsWith(prefix));
+    const names = [...this.index.names(prefix)];
     let removed = 0;
     await forEachParallel(names, REMOVE_PARALLEL_MAX, async (name) => {
       try {

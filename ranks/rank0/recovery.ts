@@ -107,7 +107,9 @@ export class Recovery {
    */
   async rereplicate(rank: number): Promise<number> {
     let copied = 0;
-    for (const m of [...this.#namespace.index.values()]) {
+    // Made one at a time as the pass goes (each a copy, current when visited); the files this
+    // installs anew keep their place in the index, so none is visited twice.
+    for (const m of this.#namespace.index.values()) {
       if (holdersOf(m).has(rank)) copied += await this.rereplicateFile(m.name, rank);
     }
     return copied;

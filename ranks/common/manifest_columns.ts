@@ -1,0 +1,646 @@
+/**
+ * Manifests by name in columns instead of objects: what an index of a million files can afford.
+ * In a `Map<string, Manifest>` a small file's manifest costs ~510 bytes of heap (the object, its
+ * name, its sha256 in hex, an array of one chunk object with its id string and an array of ranks);
+ * here ~125 (`bench/_manifest_memory.ts`, 1,000,000 files): its name as UTF-8 in a shared arena,
+ * one entry in an open-addressing hash table, and one slot of typed-array columns (~91 bytes, of
+ * which 32 are the sha256 and 16 the blob id). Pure: no I/O.
+ *
+ * The common case is held inline: a file of at most one chunk whose id is `<blob>-0`, on at most
+ * `RANKS_INLINE_MAX` ranks below `RANK_INLINE_LIMIT`, with a sha256 in lower-case hex (or none) and
+ * no attributes. What does not fit (several chunks, a chunk at another offset, attributes, an odd
+ * sha256) is kept as a copy in a side map, next to the inline fields; such files are few or large.
+ *
+ * `get()` and the iterators make a new `Manifest` each time: equal to the one set (`assertEquals`),
+ * never the same object, and changing it changes nothing here.
+ *
+ * @module
+ */
+
+import { NAME_BYTES_MAX } from "../../protocol/limits.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import type { ChunkRef, FileAttrs, Manifest } from "./manifest.ts";
+
+/** Slots of a new store; the columns double from here as files are added. */
+export const MANIFEST_SLOTS_MIN = 16;
+/** Most files one store holds (its sha256 column alone is then 2 GiB). */
+export const MANIFEST_SLOTS_MAX = 2 ** 26;
+/** Bytes of one slab of the name arena; the first slab doubles up to this, then slabs are added. */
+export const NAMES_SLAB_BYTES = 1024 * 1024;
+/** Bytes of the first slab of the name arena when the store is new. */
+export const NAMES_SLAB_BYTES_MIN = 1024;
+/** Slabs of the name arena at most: name addresses are 32-bit (4 GiB of names). */
+export const NAMES_SLABS_MAX = 2 ** 32 / NAMES_SLAB_BYTES;
+/** Bytes of freed names per slot the arena may keep (beyond as many as live names take). */
+export const NAMES_DEAD_BYTES_PER_SLOT = 4;
+/** Buckets of the hash table at least. */
+export const TABLE_BUCKETS_MIN = 2 * MANIFEST_SLOTS_MIN;
+/** Fullest the hash table gets, in entries per bucket, before it doubles. */
+export const TABLE_LOAD_MAX = 0.5;
+/** Emptiest the hash table gets, in entries per bucket, before it halves. */
+export const TABLE_LOAD_MIN = 0.125;
+/** Ranks of a chunk held inline at most; a chunk on more goes to the side map. */
+export const RANKS_INLINE_MAX = 4;
+/** Ranks held inline are below this (one byte each); a chunk on a higher one goes to the side. */
+export const RANK_INLINE_LIMIT = 256;
+
+const SHA256_BYTES = 32;
+const BLOB_BYTES = 16;
+/** Numbers per slot in `#numbers`: version, size, modified. */
+const NUMBERS_PER_SLOT = 3;
+
+const FLAG_DELETED = 1;
+/** The slot has an entry in the side map (chunks, attrs or sha256 that do not fit inline). */
+const FLAG_EXTRA = 2;
+/** The file has one chunk, held inline: blob id, ranks, maybe a CRC32; its size is the file's. */
+const FLAG_CHUNK = 4;
+const FLAG_CRC32 = 8;
+const FLAG_SHA256_EMPTY = 16;
+/** The inline chunk's rank count is kept in the top 3 bits of the flags (`RANKS_INLINE_MAX`). */
+const RANKS_SHIFT = 5;
+
+/** What a slot holds beyond its columns: copies, never the caller's objects. */
+interface Extra {
+  sha256?: string;
+  chunks?: ChunkRef[];
+  attrs?: FileAttrs;
+}
+
+/** The fields of a manifest a listing needs, read without making the manifest. */
+export interface ManifestSummary {
+  name: string;
+  version: number;
+  size: number;
+  modified: number;
+  deleted: boolean;
+  /** The fewest ranks any chunk is on; 0 without chunks (`replicasOf`). */
+  replicas: number;
+}
+
+/** Which entries an iteration visits. */
+export interface VisitOptions {
+  /** Only names starting with this (default: every name). */
+  prefix?: string;
+  /** Visit tombstones (`deleted: true`) too; default true. */
+  tombstones?: boolean;
+}
+
+const utf8 = new TextEncoder();
+const HEX_DIGITS = utf8.encode("0123456789abcdef");
+const utf8Decoder = new TextDecoder();
+
+/**
+ * Manifests keyed by name, one per name, in columns. Iteration goes in slot order, which is neither
+ * insertion nor name order; an iteration sees each entry present throughout it once, as it is when
+ * visited, and may or may not see entries set after it began.
+ */
+export class ManifestColumns {
+  #size = 0;
+  /** Slots ever used: every live slot is below it. */
+  #slotsUsed = 0;
+  /** The head of the free slot list, plus one (0: empty); the list runs through `#nameAt`. */
+  #freeHead = 0;
+
+  // Per slot (all made by `#reset()`).
+  #hashes!: Uint32Array;
+  /** Arena address of the name (slab * NAMES_SLAB_BYTES + offset); for a free slot, the next. */
+  #nameAt!: Uint32Array;
+  /** UTF-8 bytes of the name; 0 for a free slot (names are never empty). */
+  #nameBytes!: Uint16Array;
+  #numbers!: Float64Array;
+  #sha256!: Uint8Array;
+  #blobs!: Uint8Array;
+  #crc32!: Uint32Array;
+  #ranks!: Uint8Array;
+  #flags!: Uint8Array;
+  #extras!: Map<number, Extra>;
+
+  /** Buckets holding slot + 1, 0 when empty; linear probing. */
+  #table!: Int32Array;
+
+  #slabs!: Uint8Array[];
+  /** Bytes used in the last slab. */
+  #slabUsed = 0;
+  /** Bytes of names held, and of names freed but still in the arena. */
+  #liveNameBytes = 0;
+  #deadNameBytes = 0;
+
+  /** The name being looked up or set, as UTF-8. */
+  #scratch = new Uint8Array(NAME_BYTES_MAX);
+
+  constructor() {
+    this.#reset();
+  }
+
+  /** Entries held (tombstones included). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Bytes of the columns, table and name arena (the side map of odd manifests not counted). */
+  get bytes(): number {
+    const columns = [
+      this.#hashes,
+      this.#nameAt,
+      this.#nameBytes,
+      this.#numbers,
+      this.#sha256,
+      this.#blobs,
+      this.#crc32,
+      this.#ranks,
+      this.#flags,
+      this.#table,
+      ...this.#slabs,
+    ];
+    return columns.reduce((sum, column) => sum + column.byteLength, 0);
+  }
+
+  /** True if a manifest of `name` is held (a tombstone too). */
+  has(name: string): boolean {
+    return this.#slotOf(name) >= 0;
+  }
+
+  /** A new copy of the manifest of `name`, or undefined if none is held. */
+  get(name: string): Manifest | undefined {
+    const slot = this.#slotOf(name);
+    return slot < 0 ? undefined : this.#manifestAt(slot, name);
+  }
+
+  /** The version of the manifest of `name`, without making it; undefined if none is held. */
+  versionOf(name: string): number | undefined {
+    const slot = this.#slotOf(name);
+    return slot < 0 ? undefined : this.#numbers[slot * NUMBERS_PER_SLOT];
+  }
+
+  /**
+   * Holds a copy of `m`, replacing the manifest of `m.name` if there is one.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for a name that is empty, not well-formed, or over
+   *   `NAME_BYTES_MAX` UTF-8 bytes; `TOO_LARGE` if `MANIFEST_SLOTS_MAX` names are held already or
+   *   the name arena is full.
+   */
+  set(m: Manifest): void {
+    const length = this.#encode(m.name);
+    if (length <= 0) throw invalidName(m.name);
+    const hash = hashOf(this.#scratch, length);
+    const bucket = this.#bucketOf(hash, length);
+    let slot = this.#table[bucket] - 1;
+    if (slot < 0) {
+      this.#makeRoomForName(length, m.name); // first: what may throw comes before any change
+      slot = this.#newSlot(m.name);
+      this.#hashes[slot] = hash;
+      this.#writeName(slot, length);
+      this.#table[bucket] = slot + 1;
+      this.#size++;
+      if (this.#size > this.#table.length * TABLE_LOAD_MAX) this.#rehash(this.#table.length * 2);
+    }
+    this.#writeFields(slot, m);
+  }
+
+  /** Drops the manifest of `name`; true if there was one. */
+  delete(name: string): boolean {
+    const length = this.#encode(name);
+    if (length <= 0) return false;
+    const bucket = this.#bucketOf(hashOf(this.#scratch, length), length);
+    const slot = this.#table[bucket] - 1;
+    if (slot < 0) return false;
+    this.#removeBucket(bucket);
+    this.#freeSlot(slot);
+    this.#size--;
+    if (this.#size === 0) return this.#reset(), true;
+    const buckets = this.#table.length;
+    if (this.#size < buckets * TABLE_LOAD_MIN && buckets > TABLE_BUCKETS_MIN) {
+      this.#rehash(buckets / 2);
+    }
+    // Freed names are at most about as many bytes as live ones, or a few per slot: compacting
+    // costs one pass over the slots and names, paid for by the deletes since the last one.
+    const deadMax = Math.max(this.#liveNameBytes, NAMES_DEAD_BYTES_PER_SLOT * this.#slotsUsed);
+    if (this.#deadNameBytes > deadMax) this.#compactNames();
+    return true;
+  }
+
+  /** Drops every manifest and gives back the memory. */
+  clear(): void {
+    this.#reset();
+  }
+
+  /** A new copy of every manifest held (see the class for the order), made one at a time. */
+  *values(options: VisitOptions = {}): Generator<Manifest> {
+    const visit = this.#visitor(options);
+    const end = this.#slotsUsed;
+    for (let slot = 0; slot < Math.min(end, this.#slotsUsed); slot++) {
+      const name = visit(slot);
+      if (name !== undefined) yield this.#manifestAt(slot, name);
+    }
+  }
+
+  /** Every name held (see the class for the order). */
+  *names(options: VisitOptions = {}): Generator<string> {
+    const visit = this.#visitor(options);
+    const end = this.#slotsUsed;
+    for (let slot = 0; slot < Math.min(end, this.#slotsUsed); slot++) {
+      const name = visit(slot);
+      if (name !== undefined) yield name;
+    }
+  }
+
+  /** Calls `fn` with the summary of every manifest held (see the class for the order). */
+  forEachSummary(fn: (summary: ManifestSummary) => void, options: VisitOptions = {}): void {
+    const visit = this.#visitor(options);
+    const end = this.#slotsUsed;
+    for (let slot = 0; slot < Math.min(end, this.#slotsUsed); slot++) {
+      const name = visit(slot);
+      if (name === undefined) continue;
+      const flags = this.#flags[slot];
+      const at = slot * NUMBERS_PER_SLOT;
+      fn({
+        name,
+        version: this.#numbers[at],
+        size: this.#numbers[at + 1],
+        modified: this.#numbers[at + 2],
+        deleted: (flags & FLAG_DELETED) !== 0,
+        replicas: this.#replicasAt(slot, flags),
+      });
+    }
+  }
+
+  /** The name of a live slot the options select, or undefined. */
+  #visitor(options: VisitOptions): (slot: number) => string | undefined {
+    const tombstones = options.tombstones ?? true;
+    const prefix = options.prefix ?? "";
+    // A prefix that is not well-formed UTF-16 has no UTF-8 form to compare: compare strings.
+    const bytes = prefix.isWellFormed() ? utf8.encode(prefix) : undefined;
+    return (slot) => {
+      const length = this.#nameBytes[slot];
+      if (!length) return undefined;
+      if (!tombstones && (this.#flags[slot] & FLAG_DELETED)) return undefined;
+      if (bytes !== undefined && !this.#nameStartsWith(slot, bytes)) return undefined;
+      const name = this.#nameOf(slot);
+      return bytes !== undefined || name.startsWith(prefix) ? name : undefined;
+    };
+  }
+
+  /** The slot of `name`, or -1. */
+  #slotOf(name: string): number {
+    const length = this.#encode(name);
+    if (length <= 0) return -1;
+    return this.#table[this.#bucketOf(hashOf(this.#scratch, length), length)] - 1;
+  }
+
+  /** Puts `name` in `#scratch` as UTF-8; its length, or -1 if empty, ill-formed or too long. */
+  #encode(name: string): number {
+    if (name.length === 0 || name.length > NAME_BYTES_MAX || !name.isWellFormed()) return -1;
+    const { read, written } = utf8.encodeInto(name, this.#scratch);
+    return read === name.length ? written : -1;
+  }
+
+  /** The bucket holding the name in `#scratch`, or the empty one where it would go. */
+  #bucketOf(hash: number, length: number): number {
+    const table = this.#table;
+    const mask = table.length - 1;
+    for (let bucket = hash & mask;; bucket = (bucket + 1) & mask) {
+      const slot = table[bucket] - 1;
+      if (slot < 0) return bucket;
+      if (
+        this.#hashes[slot] === hash && this.#nameBytes[slot] === length &&
+        this.#nameIsScratch(slot, length)
+      ) return bucket;
+    }
+  }
+
+  #nameIsScratch(slot: number, length: number): boolean {
+    const address = this.#nameAt[slot];
+    const slab = this.#slabs[Math.floor(address / NAMES_SLAB_BYTES)];
+    const offset = address % NAMES_SLAB_BYTES;
+    const scratch = this.#scratch;
+    for (let i = 0; i < length; i++) if (slab[offset + i] !== scratch[i]) return false;
+    return true;
+  }
+
+  #nameStartsWith(slot: number, prefix: Uint8Array): boolean {
+    if (this.#nameBytes[slot] < prefix.length) return false;
+    const address = this.#nameAt[slot];
+    const slab = this.#slabs[Math.floor(address / NAMES_SLAB_BYTES)];
+    const offset = address % NAMES_SLAB_BYTES;
+    for (let i = 0; i < prefix.length; i++) if (slab[offset + i] !== prefix[i]) return false;
+    return true;
+  }
+
+  #nameOf(slot: number): string {
+    const address = this.#nameAt[slot];
+    const slab = this.#slabs[Math.floor(address / NAMES_SLAB_BYTES)];
+    const offset = address % NAMES_SLAB_BYTES;
+    const end = offset + this.#nameBytes[slot];
+    let ascii = true;
+    for (let i = offset; i < end; i++) if (slab[i] >= 0x80) ascii = false;
+    // Short ASCII names (nearly all) are quicker this way than through the decoder.
+    return ascii
+      ? String.fromCharCode.apply(null, slab.subarray(offset, end) as unknown as number[])
+      : utf8Decoder.decode(slab.subarray(offset, end));
+  }
+
+  /** Removes the entry in `bucket`, moving later entries of its probe run back into the gap. */
+  #removeBucket(bucket: number): void {
+    const table = this.#table;
+    const mask = table.length - 1;
+    let gap = bucket;
+    for (let next = (gap + 1) & mask; table[next] !== 0; next = (next + 1) & mask) {
+      const home = this.#hashes[table[next] - 1] & mask;
+      // The entry may move to the gap unless its home lies cyclically in (gap, next].
+      const stays = gap <= next ? gap < home && home <= next : gap < home || home <= next;
+      if (stays) continue;
+      table[gap] = table[next];
+      gap = next;
+    }
+    table[gap] = 0;
+  }
+
+  #rehash(buckets: number): void {
+    const table = new Int32Array(buckets);
+    const mask = buckets - 1;
+    for (let slot = 0; slot < this.#slotsUsed; slot++) {
+      if (this.#nameBytes[slot] === 0) continue;
+      let bucket = this.#hashes[slot] & mask;
+      while (table[bucket] !== 0) bucket = (bucket + 1) & mask;
+      table[bucket] = slot + 1;
+    }
+    this.#table = table;
+  }
+
+  #newSlot(name: string): number {
+    if (this.#freeHead !== 0) {
+      const slot = this.#freeHead - 1;
+      this.#freeHead = this.#nameAt[slot];
+      return slot;
+    }
+    if (this.#slotsUsed === this.#flags.length) this.#growSlots(name);
+    return this.#slotsUsed++;
+  }
+
+  #freeSlot(slot: number): void {
+    const length = this.#nameBytes[slot];
+    this.#liveNameBytes -= length;
+    this.#deadNameBytes += length;
+    this.#nameBytes[slot] = 0;
+    this.#flags[slot] = 0;
+    this.#extras.delete(slot);
+    this.#nameAt[slot] = this.#freeHead;
+    this.#freeHead = slot + 1;
+  }
+
+  #growSlots(name: string): void {
+    const slots = this.#flags.length * 2;
+    if (slots > MANIFEST_SLOTS_MAX) {
+      throw new DfsError(
+        "TOO_LARGE",
+        `Cannot hold "${name}": ${MANIFEST_SLOTS_MAX} files are held, the most one index holds`,
+      );
+    }
+    this.#hashes = grown(this.#hashes, new Uint32Array(slots));
+    this.#nameAt = grown(this.#nameAt, new Uint32Array(slots));
+    this.#nameBytes = grown(this.#nameBytes, new Uint16Array(slots));
+    this.#numbers = grown(this.#numbers, new Float64Array(slots * NUMBERS_PER_SLOT));
+    this.#sha256 = grown(this.#sha256, new Uint8Array(slots * SHA256_BYTES));
+    this.#blobs = grown(this.#blobs, new Uint8Array(slots * BLOB_BYTES));
+    this.#crc32 = grown(this.#crc32, new Uint32Array(slots));
+    this.#ranks = grown(this.#ranks, new Uint8Array(slots * RANKS_INLINE_MAX));
+    this.#flags = grown(this.#flags, new Uint8Array(slots));
+  }
+
+  /** Makes room for a name of `length` bytes at the end of the arena. */
+  #makeRoomForName(length: number, name: string): void {
+    const last = this.#slabs[this.#slabs.length - 1];
+    if (this.#slabUsed + length <= last.length) return;
+    if (last.length < NAMES_SLAB_BYTES) {
+      // The first slab grows by doubling until it is a whole slab.
+      let bytes = last.length * 2;
+      while (bytes < this.#slabUsed + length) bytes *= 2;
+      this.#slabs[this.#slabs.length - 1] = grown(last, new Uint8Array(bytes));
+      return;
+    }
+    if (this.#slabs.length === NAMES_SLABS_MAX) {
+      throw new DfsError("TOO_LARGE", `Cannot hold "${name}": the arena of names is full`);
+    }
+    this.#slabs.push(new Uint8Array(NAMES_SLAB_BYTES));
+    this.#deadNameBytes += NAMES_SLAB_BYTES - this.#slabUsed; // the end left unused
+    this.#slabUsed = 0;
+  }
+
+  /** Copies the name in `#scratch` to the end of the arena, which has room for it. */
+  #writeName(slot: number, length: number): void {
+    const last = this.#slabs.length - 1;
+    this.#slabs[last].set(this.#scratch.subarray(0, length), this.#slabUsed);
+    this.#nameAt[slot] = last * NAMES_SLAB_BYTES + this.#slabUsed;
+    this.#nameBytes[slot] = length;
+    this.#slabUsed += length;
+    this.#liveNameBytes += length;
+  }
+
+  /** Copies every live name into new slabs, in slot order, leaving out freed ones. */
+  #compactNames(): void {
+    const old = this.#slabs;
+    const slabs = [new Uint8Array(Math.min(NAMES_SLAB_BYTES, nextPowerOfTwo(this.#liveNameBytes)))];
+    let used = 0;
+    let unused = 0; // the ends of full slabs
+    for (let slot = 0; slot < this.#slotsUsed; slot++) {
+      const length = this.#nameBytes[slot];
+      if (length === 0) continue;
+      if (used + length > slabs[slabs.length - 1].length) {
+        unused += slabs[slabs.length - 1].length - used;
+        slabs.push(new Uint8Array(NAMES_SLAB_BYTES));
+        used = 0;
+      }
+      const address = this.#nameAt[slot];
+      const offset = address % NAMES_SLAB_BYTES;
+      const from = old[Math.floor(address / NAMES_SLAB_BYTES)].subarray(offset, offset + length);
+      slabs[slabs.length - 1].set(from, used);
+      this.#nameAt[slot] = (slabs.length - 1) * NAMES_SLAB_BYTES + used;
+      used += length;
+    }
+    this.#slabs = slabs;
+    this.#slabUsed = used;
+    this.#deadNameBytes = unused;
+  }
+
+  /** Makes every column anew, empty and at its smallest. */
+  #reset(): void {
+    this.#size = 0;
+    this.#slotsUsed = 0;
+    this.#freeHead = 0;
+    this.#hashes = new Uint32Array(MANIFEST_SLOTS_MIN);
+    this.#nameAt = new Uint32Array(MANIFEST_SLOTS_MIN);
+    this.#nameBytes = new Uint16Array(MANIFEST_SLOTS_MIN);
+    this.#numbers = new Float64Array(MANIFEST_SLOTS_MIN * NUMBERS_PER_SLOT);
+    this.#sha256 = new Uint8Array(MANIFEST_SLOTS_MIN * SHA256_BYTES);
+    this.#blobs = new Uint8Array(MANIFEST_SLOTS_MIN * BLOB_BYTES);
+    this.#crc32 = new Uint32Array(MANIFEST_SLOTS_MIN);
+    this.#ranks = new Uint8Array(MANIFEST_SLOTS_MIN * RANKS_INLINE_MAX);
+    this.#flags = new Uint8Array(MANIFEST_SLOTS_MIN);
+    this.#extras = new Map();
+    this.#table = new Int32Array(TABLE_BUCKETS_MIN);
+    this.#slabs = [new Uint8Array(NAMES_SLAB_BYTES_MIN)];
+    this.#slabUsed = 0;
+    this.#liveNameBytes = 0;
+    this.#deadNameBytes = 0;
+  }
+
+  /** Writes every field of `m` but its name into `slot`: inline what fits, the rest aside. */
+  #writeFields(slot: number, m: Manifest): void {
+    const at = slot * NUMBERS_PER_SLOT;
+    this.#numbers[at] = m.version;
+    this.#numbers[at + 1] = m.size;
+    this.#numbers[at + 2] = m.modified;
+    let flags = m.deleted ? FLAG_DELETED : 0;
+    const extra: Extra = {};
+    if (m.sha256 === "") flags |= FLAG_SHA256_EMPTY;
+    else if (
+      m.sha256.length !== 2 * SHA256_BYTES ||
+      !parseHex(m.sha256, SHA256_BYTES, this.#sha256, slot * SHA256_BYTES)
+    ) extra.sha256 = m.sha256;
+    if (m.chunks.length === 1 && this.#writeChunk(slot, m.chunks[0], m.size)) {
+      const chunk = m.chunks[0];
+      flags |= FLAG_CHUNK | (chunk.ranks.length << RANKS_SHIFT);
+      if (chunk.crc32 !== undefined) flags |= FLAG_CRC32;
+    } else if (m.chunks.length > 0) extra.chunks = m.chunks.map(copyChunk);
+    if (m.attrs !== undefined) extra.attrs = { ...m.attrs };
+    if (extra.sha256 !== undefined || extra.chunks || extra.attrs) {
+      flags |= FLAG_EXTRA;
+      this.#extras.set(slot, extra);
+    } else this.#extras.delete(slot);
+    this.#flags[slot] = flags;
+  }
+
+  /** Writes `chunk` inline if it fits (see the module); false if it does not. */
+  #writeChunk(slot: number, chunk: ChunkRef, fileSize: number): boolean {
+    const { id, ranks, crc32 } = chunk;
+    if (chunk.size !== fileSize || ranks.length > RANKS_INLINE_MAX) return false;
+    if (crc32 !== undefined && (crc32 >>> 0) !== crc32) return false;
+    for (const rank of ranks) {
+      if (!(Number.isInteger(rank) && rank >= 0 && rank < RANK_INLINE_LIMIT)) return false;
+    }
+    // `<blob>-0`: 32 lower-case hex digits, a dash, a zero.
+    if (id.length !== 2 * BLOB_BYTES + 2 || !id.endsWith("-0")) return false;
+    if (!parseHex(id, BLOB_BYTES, this.#blobs, slot * BLOB_BYTES)) return false;
+    this.#ranks.set(ranks, slot * RANKS_INLINE_MAX);
+    this.#crc32[slot] = crc32 ?? 0;
+    return true;
+  }
+
+  /** A new manifest from `slot`, whose name is `name`. */
+  #manifestAt(slot: number, name: string): Manifest {
+    const flags = this.#flags[slot];
+    const extra = flags & FLAG_EXTRA ? this.#extras.get(slot) : undefined;
+    const at = slot * NUMBERS_PER_SLOT;
+    const size = this.#numbers[at + 1];
+    const m: Manifest = {
+      name,
+      version: this.#numbers[at],
+      size,
+      sha256: extra?.sha256 ??
+        (flags & FLAG_SHA256_EMPTY ? "" : hexOf(this.#sha256, slot * SHA256_BYTES, SHA256_BYTES)),
+      modified: this.#numbers[at + 2],
+      chunks: flags & FLAG_CHUNK
+        ? [this.#chunkAt(slot, flags, size)]
+        : extra?.chunks
+        ? extra.chunks.map(copyChunk)
+        : [],
+    };
+    if (flags & FLAG_DELETED) m.deleted = true;
+    if (extra?.attrs) m.attrs = { ...extra.attrs };
+    return m;
+  }
+
+  #chunkAt(slot: number, flags: number, size: number): ChunkRef {
+    const id = hexOf(this.#blobs, slot * BLOB_BYTES, BLOB_BYTES) + "-0";
+    const ranks: number[] = [];
+    const count = flags >>> RANKS_SHIFT;
+    for (let i = 0; i < count; i++) ranks.push(this.#ranks[slot * RANKS_INLINE_MAX + i]);
+    return flags & FLAG_CRC32 ? { id, size, ranks, crc32: this.#crc32[slot] } : { id, size, ranks };
+  }
+
+  #replicasAt(slot: number, flags: number): number {
+    if (flags & FLAG_CHUNK) return flags >>> RANKS_SHIFT;
+    const chunks = flags & FLAG_EXTRA ? this.#extras.get(slot)?.chunks : undefined;
+    if (!chunks) return 0;
+    let fewest = Infinity;
+    for (const chunk of chunks) fewest = Math.min(fewest, chunk.ranks.length);
+    return fewest;
+  }
+}
+
+function invalidName(name: string): DfsError {
+  const what = name.length === 0
+    ? "the name is empty"
+    : !name.isWellFormed()
+    ? "the name is not well-formed UTF-16"
+    : `the name is over the limit of ${NAME_BYTES_MAX} bytes`;
+  return new DfsError(
+    "INVALID_REQUEST",
+    `Cannot hold a manifest of "${name.slice(0, 64)}": ${what}`,
+  );
+}
+
+function copyChunk(chunk: ChunkRef): ChunkRef {
+  const { id, size, ranks, crc32 } = chunk;
+  return crc32 === undefined
+    ? { id, size, ranks: [...ranks] }
+    : { id, size, ranks: [...ranks], crc32 };
+}
+
+/** `to` with `old` copied into its start. */
+function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(old: T, to: T): T {
+  to.set(old);
+  return to;
+}
+
+function nextPowerOfTwo(n: number): number {
+  let power = NAMES_SLAB_BYTES_MIN;
+  while (power < n) power *= 2;
+  return power;
+}
+
+/** FNV-1a of `length` bytes, then MurmurHash3's finalizer so that the low bits mix well. */
+function hashOf(bytes: Uint8Array, length: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** The value of a lower-case hex digit, or -1. */
+function nibble(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48; // 0-9
+  if (code >= 97 && code <= 102) return code - 87; // a-f
+  return -1;
+}
+
+/**
+ * Parses the first `bytes` * 2 characters of `text` as lower-case hex into `out` at `at`; false
+ * (with `out` partly written) if any is not a lower-case hex digit.
+ */
+function parseHex(text: string, bytes: number, out: Uint8Array, at: number): boolean {
+  for (let i = 0; i < bytes; i++) {
+    const high = nibble(text.charCodeAt(2 * i));
+    const low = nibble(text.charCodeAt(2 * i + 1));
+    if (high < 0 || low < 0) return false;
+    out[at + i] = (high << 4) | low;
+  }
+  return true;
+}
+
+/** Character codes of a hex text being made (a sha256's at most). */
+const hexCodes = new Uint8Array(2 * SHA256_BYTES);
+
+/**
+ * `length` bytes of `bytes` from `at` in lower-case hex: one flat string, not the rope of 2-digit
+ * pieces that `+=` would leave (~1 KB for a sha256 until something flattens it).
+ */
+function hexOf(bytes: Uint8Array, at: number, length: number): string {
+  for (let i = 0; i < length; i++) {
+    const byte = bytes[at + i];
+    hexCodes[2 * i] = HEX_DIGITS[byte >>> 4];
+    hexCodes[2 * i + 1] = HEX_DIGITS[byte & 15];
+  }
+  return String.fromCharCode.apply(null, hexCodes.subarray(0, 2 * length) as unknown as number[]);
+}
