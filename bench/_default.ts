@@ -297,7 +297,11 @@ async function manyFiles(bench: BenchContext): Promise<Figure[]> {
   const figures: Figure[] = [];
   const dataDir = await Deno.makeTempDir({ prefix: "dfs-bench-many-" });
   try {
+    let emptyRss = 0;
+    const perFile = (rss: number, files: number) => [(rss - emptyRss) / files];
+    const bytesPerFile = { unit: "B/file" };
     const names = await withServer({ ranks: config.ranks, dataDir }, async (server) => {
+      emptyRss = await server.rssBytes();
       progress(`filling a store with ${config.listFiles} tiny files`);
       const fill = await fillStore(server, config);
       if (fill.files < config.listFiles) notes.push(incomplete(fill, config.listFiles));
@@ -313,15 +317,32 @@ async function manyFiles(bench: BenchContext): Promise<Figure[]> {
           core,
         ),
       );
+      const afterPuts = await server.rssBytes();
       progress("list");
       figures.push(await listFigure(server, { runs: config.runs, names: files }));
       figures.push(await peakMemory(server, `server peak resident memory, ${files} files`));
+      const rss = "server resident memory above the empty server's";
+      figures.push(
+        figureOf(`${rss}, after the puts`, perFile(afterPuts, files), bytesPerFile),
+        figureOf(`${rss}, after the lists`, perFile(await server.rssBytes(), files), bytesPerFile),
+      );
       return files;
     });
     progress("start-up");
+    const restartedRss: number[] = [];
     figures.push(
       await startFigure(config, { name: "start-up, empty store", dirOf: emptyDir }),
-      await startFigure(config, { name: `start-up, ${names} files`, dirOf: () => dataDir, names }),
+      await startFigure(config, {
+        name: `start-up, ${names} files`,
+        dirOf: () => dataDir,
+        names,
+        rss: restartedRss,
+      }),
+      figureOf(
+        "server resident memory above the empty server's, after a restart",
+        restartedRss.flatMap((rss) => perFile(rss, names)),
+        bytesPerFile,
+      ),
       await bareStartFigure(config.runs),
     );
   } finally {
@@ -381,7 +402,13 @@ async function listFigure(
  */
 async function startFigure(
   config: BenchConfig,
-  options: { name: string; dirOf: () => string | Promise<string>; names?: number },
+  options: {
+    name: string;
+    dirOf: () => string | Promise<string>;
+    names?: number;
+    /** Receives the server's resident memory once started, per run. */
+    rss?: number[];
+  },
 ): Promise<Figure> {
   const { name, dirOf, names } = options;
   const samples: number[] = [];
@@ -394,6 +421,7 @@ async function startFigure(
         if (names !== undefined && names > 0) {
           await checkFiles(server, [0, names - 1].map(manyName));
         }
+        options.rss?.push(await server.rssBytes());
       });
     } finally {
       if (names === undefined) await Deno.remove(dataDir, { recursive: true }).catch(() => {});

@@ -29,6 +29,7 @@ import {
   type LogRecord,
   renamedFrom,
 } from "./log_record.ts";
+import { LogPlaces } from "./log_places.ts";
 import { ManifestTable } from "./manifest_table.ts";
 import type { ListAnswer, LogCheck, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
@@ -143,7 +144,7 @@ export class DataNode {
   #liveRecords = 0;
   #deadRecords = 0;
   /** Chunks kept in the log: where their bytes are in the log file. */
-  #inLog = new Map<string, { offset: number; size: number }>();
+  #inLog = new LogPlaces();
   /** Reads of chunks kept in the log now running, and a log rewrite waiting for them or running. */
   #logReads = 0;
   #logReadsDone: PromiseWithResolvers<void> | null = null;
@@ -441,7 +442,7 @@ export class DataNode {
       const offsets = await this.#log.rewrite(records);
       if (options.reset) {
         this.#table = new ManifestTable();
-        this.#inLog = new Map();
+        this.#inLog = new LogPlaces();
         this.#liveRecords = this.#deadRecords = 0;
         for (const manifest of manifests) this.#apply({ kind: "commit", manifest });
       } else {

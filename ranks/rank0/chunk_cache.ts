@@ -13,10 +13,16 @@
 
 import { assert } from "../../protocol/errors.ts";
 
-/** Bytes of chunks the cache holds at most (their sum; a Map entry's own overhead aside). */
+/** Bytes the cache holds at most: its chunks' and `CHUNK_CACHE_ENTRY_OVERHEAD_BYTES` each. */
 export const CHUNK_CACHE_BYTES_MAX = 64 * 1024 * 1024;
 /** The largest chunk cached, in bytes: a small file's whole content. */
 export const CHUNK_CACHE_ENTRY_BYTES_MAX = 64 * 1024;
+/**
+ * Bytes each entry costs beyond its chunk's (its id, the Map's entry, the Uint8Array and its
+ * ArrayBuffer), counted against `bytesMax`: without it, a cache of 64-byte files would hold a
+ * million entries and take 4x its size.
+ */
+export const CHUNK_CACHE_ENTRY_OVERHEAD_BYTES = 256;
 
 /** A least-recently-used map from chunk id to its bytes, bounded by their total size. */
 export class ChunkCache {
@@ -32,7 +38,7 @@ export class ChunkCache {
     assert(this.bytesMax >= 0, "a cache size is not negative");
   }
 
-  /** Bytes held. */
+  /** Bytes held, overhead included. */
   get bytes(): number {
     return this.#bytes;
   }
@@ -65,14 +71,15 @@ export class ChunkCache {
    * least recently used chunks to stay within `bytesMax`.
    */
   put(id: string, bytes: Uint8Array): void {
-    if (bytes.length > CHUNK_CACHE_ENTRY_BYTES_MAX || bytes.length > this.bytesMax) return;
+    const cost = bytes.length + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
+    if (bytes.length > CHUNK_CACHE_ENTRY_BYTES_MAX || cost > this.bytesMax) return;
     this.delete(id);
     this.#entries.set(id, bytes.slice());
-    this.#bytes += bytes.length;
+    this.#bytes += cost;
     for (const [oldest, held] of this.#entries) {
       if (this.#bytes <= this.bytesMax) break;
       this.#entries.delete(oldest);
-      this.#bytes -= held.length;
+      this.#bytes -= held.length + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
     }
   }
 
@@ -81,6 +88,6 @@ export class ChunkCache {
     const held = this.#entries.get(id);
     if (held === undefined) return;
     this.#entries.delete(id);
-    this.#bytes -= held.length;
+    this.#bytes -= held.length + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
   }
 }

@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { CHUNK_CACHE_ENTRY_BYTES_MAX, ChunkCache } from "./chunk_cache.ts";
+import {
+  CHUNK_CACHE_ENTRY_BYTES_MAX,
+  CHUNK_CACHE_ENTRY_OVERHEAD_BYTES,
+  ChunkCache,
+} from "./chunk_cache.ts";
 
 Deno.test("ChunkCache gives back a copy of what it holds, and counts hits and misses", () => {
   const cache = new ChunkCache();
@@ -14,20 +18,24 @@ Deno.test("ChunkCache gives back a copy of what it holds, and counts hits and mi
   assert.deepEqual(cache.stats, { hits: 2, misses: 1 });
 });
 
-Deno.test("ChunkCache evicts the least recently used chunks beyond bytesMax", () => {
-  const cache = new ChunkCache({ bytesMax: 10 });
+Deno.test("ChunkCache evicts the least recently used chunks beyond bytesMax, overhead counted", () => {
+  const entry = (bytes: number) => bytes + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
+  const cache = new ChunkCache({ bytesMax: 2 * entry(4) + 3 });
   cache.put("a-0", new Uint8Array(4));
   cache.put("b-0", new Uint8Array(4));
   assert.ok(cache.get("a-0"), "a is now the most recently used");
   cache.put("c-0", new Uint8Array(4));
   assert.equal(cache.get("b-0"), undefined, "b went first");
   assert.ok(cache.get("a-0") && cache.get("c-0"));
-  assert.equal(cache.bytes, 8);
+  assert.equal(cache.bytes, 2 * entry(4));
   cache.put("a-0", new Uint8Array(2));
-  assert.equal(cache.bytes, 6, "replacing an entry counts its new size only");
+  assert.equal(cache.bytes, entry(2) + entry(4), "replacing an entry counts its new size only");
   cache.delete("c-0");
-  assert.equal(cache.bytes, 2);
+  assert.equal(cache.bytes, entry(2));
   assert.equal(cache.size, 1);
+  const tiny = new ChunkCache({ bytesMax: 100 * entry(1) });
+  for (let i = 0; i < 1000; i++) tiny.put(`t${i}-0`, new Uint8Array(1));
+  assert.equal(tiny.size, 100, "many tiny chunks are bounded by their overhead");
 });
 
 Deno.test("ChunkCache keeps nothing larger than an entry may be, or with bytesMax 0", () => {
