@@ -163,17 +163,42 @@ export interface Listing {
 /** Numbers per name in a `Listing`. */
 export const LISTING_FIELDS = 5;
 
-const byName = (a: { name: string }, b: { name: string }) =>
-  a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-
 /** Puts entries into a `Listing`, sorting them by name. */
 export function toListing(entries: VersionedEntry[]): Listing {
-  const sorted = [...entries].sort(byName);
-  const numbers = new Float64Array(sorted.length * LISTING_FIELDS);
-  sorted.forEach((e, i) => {
-    numbers.set([e.size, e.modified, e.version, e.replicas, e.deleted ? 1 : 0], i * LISTING_FIELDS);
-  });
-  return { names: sorted.map((e) => e.name).join("\0"), numbers };
+  const builder = new ListingBuilder();
+  for (const e of entries) builder.add(e);
+  return builder.build();
+}
+
+/**
+ * Builds a `Listing` from entries added one at a time, keeping their names and numbers in flat
+ * arrays rather than an object each (a node lists hundreds of thousands of names at once).
+ */
+export class ListingBuilder {
+  #names: string[] = [];
+  #numbers: number[] = [];
+
+  /** Adds an entry; `entry` is read now and not kept. */
+  add(entry: Omit<VersionedEntry, "deleted"> & { deleted?: boolean }): void {
+    this.#names.push(entry.name);
+    const { size, modified, version, replicas, deleted } = entry;
+    this.#numbers.push(size, modified, version, replicas, deleted ? 1 : 0);
+  }
+
+  /** The entries added, sorted by name (UTF-16 code units). */
+  build(): Listing {
+    const names = this.#names;
+    const order = Array.from(names.keys()).sort((a, b) =>
+      names[a] < names[b] ? -1 : names[a] > names[b] ? 1 : 0
+    );
+    const numbers = new Float64Array(order.length * LISTING_FIELDS);
+    order.forEach((from, i) => {
+      for (let f = 0; f < LISTING_FIELDS; f++) {
+        numbers[i * LISTING_FIELDS + f] = this.#numbers[from * LISTING_FIELDS + f];
+      }
+    });
+    return { names: order.map((i) => names[i]).join("\0"), numbers };
+  }
 }
 
 /**

@@ -40,6 +40,7 @@ export {
   fileMetaOf,
   holdersOf,
   type Listing,
+  ListingBuilder,
   type Manifest,
   mergeListings,
   type RankRepair,

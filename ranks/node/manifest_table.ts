@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Listing, type Manifest, toListing, type VersionedEntry } from "../common/manifest.ts";
+import { type Listing, ListingBuilder, type Manifest } from "../common/manifest.ts";
 import { ManifestColumns } from "../common/manifest_columns.ts";
 import { composeTombstones, type LogRecord, renamedFrom } from "./log_record.ts";
 
@@ -100,12 +100,8 @@ export class ManifestTable {
    * tombstones included (with `deleted`), so that merging hides older versions held elsewhere.
    */
   latest(prefix: string): Listing {
-    const out: VersionedEntry[] = [];
-    this.#newest.forEachSummary(({ name, size, modified, version, replicas, deleted }) => {
-      const entry: VersionedEntry = { name, size, modified, version, replicas };
-      if (deleted) entry.deleted = true;
-      out.push(entry);
-    }, { prefix });
-    return toListing(out);
+    const listing = new ListingBuilder();
+    this.#newest.forEachSummary((summary) => listing.add(summary), { prefix });
+    return listing.build();
   }
 }

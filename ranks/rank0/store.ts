@@ -32,9 +32,8 @@ import {
   checkAttrs,
   type FileAttrs,
   fileMetaOf,
+  ListingBuilder,
   mergeListings,
-  toListing,
-  type VersionedEntry,
 } from "../common/manifest.ts";
 import { readerStream } from "../common/reader_stream.ts";
 import { checkReplicas } from "../common/replication.ts";
@@ -432,11 +431,9 @@ export class DfsStore implements StreamingFileStore {
   async #listAll(prefix: string): Promise<ListEntry[]> {
     // While a node is down (being restarted) no collective can include it: answer from the index.
     if (this.nodes.membership.down.size > 0) {
-      const entries: VersionedEntry[] = [];
-      this.#index.forEachSummary(({ name, size, modified, version, replicas }) => {
-        entries.push({ name, size, modified, version, replicas });
-      }, prefix);
-      return mergeListings([toListing(entries)]);
+      const listing = new ListingBuilder();
+      this.#index.forEachSummary((summary) => listing.add(summary), prefix);
+      return mergeListings([listing.build()]);
     }
     return mergeListings(await this.nodes.listAll(prefix));
   }
