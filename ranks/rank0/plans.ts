@@ -77,20 +77,34 @@ export interface RecoveryPlan {
  */
 export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   const holdings = new Map<number, Holdings>();
-  const candidates = new Map<string, Map<number, Manifest>>();
+  /**
+   * Each name's versions: the manifest itself in the usual case of one, an array while several
+   * coexist (a Map per name and a Set per manifest made this the bulk of start-up's time and
+   * memory with a million files).
+   */
+  const candidates = new Map<string, Manifest | Manifest[]>();
   /** The ranks that reported each candidate (the first copy of a name and version seen). */
-  const reporters = new Map<Manifest, Set<number>>();
+  const reporters = new Map<Manifest, number[]>();
   for (const scan of scans) {
     holdings.set(scan.rank, holdingsOf(scan));
     for (const m of scan.manifests) {
-      let versions = candidates.get(m.name);
-      if (!versions) candidates.set(m.name, versions = new Map());
-      const seen = versions.get(m.version);
-      if (seen) reporters.get(seen)!.add(scan.rank);
-      else {
-        versions.set(m.version, m);
-        reporters.set(m, new Set([scan.rank]));
+      const held = candidates.get(m.name);
+      const seen = held === undefined
+        ? undefined
+        : Array.isArray(held)
+        ? held.find((c) => c.version === m.version)
+        : held.version === m.version
+        ? held
+        : undefined;
+      if (seen) {
+        const ranks = reporters.get(seen)!;
+        if (!ranks.includes(scan.rank)) ranks.push(scan.rank);
+        continue;
       }
+      reporters.set(m, [scan.rank]);
+      if (held === undefined) candidates.set(m.name, m);
+      else if (Array.isArray(held)) held.push(m);
+      else candidates.set(m.name, [held, m]);
     }
   }
   const inLog = (c: ChunkRef, rank: number) => holdings.get(rank)?.inLog.has(c.id) === true;
@@ -103,14 +117,13 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   const files: Manifest[] = [];
   const damaged: RecoveryPlan["damaged"] = [];
   for (const [name, versions] of candidates) {
-    if (versions.size === 1) { // the usual case: no sorting
-      const [only] = versions.values();
-      if (only.chunks.every(isStored)) {
-        if (!only.deleted) files.push(only);
-      } else damaged.push({ name, version: only.version, fallback: undefined });
+    if (!Array.isArray(versions)) { // the usual case: one version, no sorting
+      if (versions.chunks.every(isStored)) {
+        if (!versions.deleted) files.push(versions);
+      } else damaged.push({ name, version: versions.version, fallback: undefined });
       continue;
     }
-    const ordered = [...versions.values()].sort((a, b) => b.version - a.version);
+    const ordered = [...versions].sort((a, b) => b.version - a.version);
     const winner = ordered.find((m) => m.chunks.every(isStored));
     if (winner !== ordered[0]) {
       damaged.push({ name, version: ordered[0].version, fallback: winner?.version });
@@ -146,12 +159,12 @@ export function planRecovery(scans: readonly RankScan[]): RecoveryPlan {
   const lacking = new Map<number, number>();
   for (const scan of scans) {
     const { keep, deleteBlobs } = repairs.get(scan.rank)!;
-    const lacked = keep.filter((m) => !reporters.get(m)!.has(scan.rank)).length;
+    const lacked = keep.filter((m) => !reporters.get(m)!.includes(scan.rank)).length;
     if (lacked > 0) lacking.set(scan.rank, lacked);
     // A log with damage skipped is rewritten, so that the damage is gone for good.
     const damagedLog = (scan.opened?.damagedRegions ?? 0) > 0;
     const same = !damagedLog && deleteBlobs.length === 0 && scan.manifests.length === keep.length &&
-      keep.every((m) => reporters.get(m)!.has(scan.rank));
+      keep.every((m) => reporters.get(m)!.includes(scan.rank));
     if (same) unchanged.add(scan.rank);
   }
   const missing: RecoveryPlan["missing"] = [];
