@@ -20,7 +20,7 @@
 import { NAME_BYTES_MAX } from "../../protocol/limits.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import type { ChunkRef, FileAttrs, Manifest } from "./manifest.ts";
-import { hashOf, hexOf, parseHex } from "./_columns_bytes.ts";
+import { hashOf, hexOf, parseHex } from "./hex_bytes.ts";
 
 /** Slots of a new store; the columns double from here as files are added. */
 export const MANIFEST_SLOTS_MIN = 16;

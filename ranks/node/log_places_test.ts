@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
 import { LOG_PLACE_OFFSET_LIMIT, LogPlaces } from "./log_places.ts";
+import { Prng } from "../../tests/_bytes.ts";
 
 Deno.test("LogPlaces gives back each offset and size exactly, up to their limits", () => {
   const places = new LogPlaces();
@@ -14,7 +15,7 @@ Deno.test("LogPlaces gives back each offset and size exactly, up to their limits
   cases.forEach((place, i) => assert.deepEqual(places.get(`c${i}`), place));
   assert.equal(places.size, 4);
   assert.ok(places.delete("c0") && !places.has("c0") && places.get("c0") === undefined);
-  assert.deepEqual([...places.keys()], ["c1", "c2", "c3"]);
+  assert.deepEqual([...places.keys()].sort(), ["c1", "c2", "c3"]);
 });
 
 Deno.test("LogPlaces refuses an offset or size it cannot pack", () => {
@@ -22,4 +23,37 @@ Deno.test("LogPlaces refuses an offset or size it cannot pack", () => {
   assert.throws(() => places.set("a", { offset: LOG_PLACE_OFFSET_LIMIT, size: 1 }), /log offset/);
   assert.throws(() => places.set("a", { offset: 0, size: LOG_FILE_BYTES_MAX + 1 }), /small/);
   assert.throws(() => places.set("a", { offset: 0.5, size: 1 }), /log offset/);
+});
+
+Deno.test("LogPlaces agrees with a Map through random sets, overwrites and deletes", () => {
+  const prng = new Prng(15);
+  const places = new LogPlaces();
+  const model = new Map<string, { offset: number; size: number }>();
+  const hex = (n: number) => n.toString(16).padStart(16, "0");
+  // Blob ids as the server makes them: a random half, then a counter; a few odd ids beside.
+  const idOf = (n: number) =>
+    n % 97 === 0 ? `${hex(7)}${hex(n)}-${n.toString(16)}` : `${hex(7)}${hex(n)}-0`;
+  for (let step = 0; step < 60_000; step++) {
+    const id = idOf(prng.int(step < 30_000 ? 20_000 : 2_000));
+    if (prng.float() < 0.3) {
+      assert.equal(places.delete(id), model.delete(id), `delete ${id}`);
+    } else {
+      const place = {
+        offset: prng.int(2 ** 30),
+        size: prng.int(4097),
+      };
+      places.set(id, place);
+      model.set(id, place);
+    }
+    if (step % 5_000 === 0) {
+      assert.equal(places.size, model.size);
+      for (const [key, place] of model) assert.deepEqual(places.get(key), place);
+    }
+  }
+  assert.equal(places.size, model.size);
+  assert.deepEqual([...places.keys()].sort(), [...model.keys()].sort());
+  for (const [key, place] of model) assert.deepEqual(places.get(key), place);
+  for (const key of model.keys()) places.delete(key);
+  assert.equal(places.size, 0);
+  assert.deepEqual([...places.keys()], []);
 });

@@ -1,6 +1,6 @@
 /**
- * Byte helpers of `ManifestColumns` (private to `common/`): a hash of UTF-8 bytes, and lower-case
- * hex to bytes and back without intermediate strings. Pure.
+ * Ids and names as bytes for the compact tables (`ManifestColumns`, a node's `LogPlaces`): a hash
+ * of bytes, and lower-case hex to bytes and back without intermediate strings. Pure.
  *
  * @module
  */
