@@ -68,16 +68,11 @@ export interface DataNodeOptions {
   device?: number;
 }
 
-/** A record replayed from the log, with where the bytes it carries are in the file. */
-export interface Replayed {
-  record: LogRecord;
-  data?: { offset: number; size: number };
-}
-
 /**
  * Opens the data node of `rank` in folder `dir` (created if missing, its entry made durable) on
  * `options.env`: opens its chunk store (`CHUNKS_DIR`) and replays its log (`LOG_FILE`) piece by
- * piece, keeping the decoded records only (never the log's bytes), and builds the node from them.
+ * piece into the node, each record applied as it is decoded (neither the log's bytes nor its
+ * records are kept: with a million files they would be most of a restart's memory).
  *
  * @throws {DfsError} UNAVAILABLE if the folder, the chunk store or the log cannot be opened.
  */
@@ -112,20 +107,12 @@ export async function openDataNode(
   const store = await openDiskChunkStore(join(dir, CHUNKS_DIR), env);
   try {
     await probeWrite(env.fs, join(dir, CHUNKS_DIR, PROBE_FILE));
-    const replayed: Replayed[] = [];
-    const log = await replayRecordLog(join(dir, LOG_FILE), (body, offset) => {
-      const { record, data } = decodeRecordWithData(body);
-      replayed.push({ record, data: data && { offset: offset + data.offset, size: data.size } });
-    }, env);
-    releaseDecodeInput();
-    return new DataNode(rank, {
+    return await DataNode.replay(rank, {
       compactBytesMin: options.compactBytesMin,
       env,
       dir,
       store,
-      log,
-      replayed,
-      logLost: log.replay.created && heldChunks,
+      heldChunks,
     });
   } catch (error) {
     await store.close();
@@ -139,7 +126,8 @@ export class DataNode {
   #env: Env;
   #store: ChunkStore;
   #dir: string;
-  #log: RecordLog;
+  /** Set by `replay()` once the log is open (the node is not used before). */
+  #log!: RecordLog;
   #table = new ManifestTable();
   #liveRecords = 0;
   #deadRecords = 0;
@@ -158,46 +146,54 @@ export class DataNode {
   /** Whether the node's disk has failed, and why. */
   #disk: DiskWatch;
   /** The log was missing at open although the node held chunks before. */
-  #logLost: boolean;
+  #logLost = false;
 
   /**
-   * Rebuilds the node's manifest table from the records replayed out of its log, each with where
-   * the bytes it carries are in the log file, if it carries any. Open one with `openDataNode()`.
+   * Opens the node's log (`LOG_FILE` in `dir`) and rebuilds its manifest table from the records
+   * replayed out of it, each applied as it is decoded, with where the bytes it carries are in the
+   * log file. Use `openDataNode()`.
    */
-  constructor(
+  static async replay(
     rank: number,
     storage: {
       env: Env;
       store: ChunkStore;
-      log: RecordLog;
-      replayed: readonly Replayed[];
       /** The node's folder (`statfs` reports the file system under it). */
       dir: string;
       /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
       compactBytesMin?: number;
-      /** The log was missing at open although the node held chunks before. */
-      logLost?: boolean;
+      /** The node held chunks before: a missing log was lost. */
+      heldChunks: boolean;
     },
+  ): Promise<DataNode> {
+    const node = new DataNode(rank, storage);
+    const log = await replayRecordLog(join(storage.dir, LOG_FILE), (body, offset) => {
+      const { record, data } = decodeRecordWithData(body);
+      node.#apply(record);
+      if (data) node.#placeInLog(record, offset + data.offset, data.size);
+    }, storage.env);
+    releaseDecodeInput();
+    node.#log = log;
+    node.#logLost = log.replay.created && storage.heldChunks;
+    return node;
+  }
+
+  private constructor(
+    rank: number,
+    storage: { env: Env; store: ChunkStore; dir: string; compactBytesMin?: number },
   ) {
-    this.#logLost = storage.logLost ?? false;
     this.rank = rank;
     this.#env = storage.env;
     this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
     this.#dir = storage.dir;
     this.#store = storage.store;
-    this.#log = storage.log;
-    const log = storage.log;
     this.#disk = new DiskWatch(rank, {
       fs: storage.env.fs,
       log: storage.env.log,
       folders: [storage.dir, join(storage.dir, CHUNKS_DIR)],
       files: [join(storage.dir, LOG_FILE)],
-      logFailure: () => log.failure,
+      logFailure: () => this.#log.failure,
     });
-    for (const { record, data } of storage.replayed) {
-      this.#apply(record);
-      if (data) this.#placeInLog(record, data.offset, data.size);
-    }
   }
 
   /** Why the node's disk is taken for failed, once it is: every call is answered with it. */
