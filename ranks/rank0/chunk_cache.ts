@@ -3,7 +3,7 @@
  * of a hot small file is answered without a round trip to a data node. Chunk ids name immutable
  * bytes (each upload writes a blob of its own; a repair rewrites the same bytes), so an entry is
  * never stale; a released file's chunks just age out. Least recently used entries go first once
- * `CHUNK_CACHE_BYTES_MAX` is reached. Pure: no I/O.
+ * `CHUNK_CACHE_BYTES_MAX` or `CHUNK_CACHE_ENTRIES_MAX` is reached. Pure: no I/O.
  *
  * What it does not change: reads of a data node's disk by scrub, fsck and re-replication go to
  * the nodes; the client still checks the file's SHA-256 (or each chunk's CRC32).
@@ -23,6 +23,12 @@ export const CHUNK_CACHE_ENTRY_BYTES_MAX = 64 * 1024;
  * million entries and take 4x its size.
  */
 export const CHUNK_CACHE_ENTRY_OVERHEAD_BYTES = 256;
+/**
+ * Chunks the cache holds at most, whatever their size: each is four objects for the garbage
+ * collector to walk at every full collection, and a store of a million tiny files would otherwise
+ * keep 200,000 of them.
+ */
+export const CHUNK_CACHE_ENTRIES_MAX = 32 * 1024;
 
 /** A least-recently-used map from chunk id to its bytes, bounded by their total size. */
 export class ChunkCache {
@@ -77,7 +83,7 @@ export class ChunkCache {
     this.#entries.set(id, bytes.slice());
     this.#bytes += cost;
     for (const [oldest, held] of this.#entries) {
-      if (this.#bytes <= this.bytesMax) break;
+      if (this.#bytes <= this.bytesMax && this.#entries.size <= CHUNK_CACHE_ENTRIES_MAX) break;
       this.#entries.delete(oldest);
       this.#bytes -= held.length + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
     }

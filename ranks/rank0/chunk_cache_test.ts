@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  CHUNK_CACHE_ENTRIES_MAX,
   CHUNK_CACHE_ENTRY_BYTES_MAX,
   CHUNK_CACHE_ENTRY_OVERHEAD_BYTES,
   ChunkCache,
@@ -36,6 +37,14 @@ Deno.test("ChunkCache evicts the least recently used chunks beyond bytesMax, ove
   const tiny = new ChunkCache({ bytesMax: 100 * entry(1) });
   for (let i = 0; i < 1000; i++) tiny.put(`t${i}-0`, new Uint8Array(1));
   assert.equal(tiny.size, 100, "many tiny chunks are bounded by their overhead");
+});
+
+Deno.test("ChunkCache holds at most CHUNK_CACHE_ENTRIES_MAX chunks, however small", () => {
+  const cache = new ChunkCache();
+  for (let i = 0; i <= CHUNK_CACHE_ENTRIES_MAX; i++) cache.put(`c${i}-0`, new Uint8Array(1));
+  assert.equal(cache.size, CHUNK_CACHE_ENTRIES_MAX);
+  assert.equal(cache.get("c0-0"), undefined, "the oldest went");
+  assert.ok(cache.get(`c${CHUNK_CACHE_ENTRIES_MAX}-0`));
 });
 
 Deno.test("ChunkCache keeps nothing larger than an entry may be, or with bytesMax 0", () => {
