@@ -304,20 +304,33 @@ function parseHostPort(text: string, option: string): { hostname: string; port: 
  */
 const FILE_READ_BYTES = DATA_BYTES_MAX;
 
-/** A file's bytes in pieces of `FILE_READ_BYTES` (the last one shorter), each a fresh buffer. */
+/**
+ * A file's bytes in pieces of `FILE_READ_BYTES` (the last one shorter), each a fresh buffer. The
+ * stream owns the file: it closes it at the end, on an error, or when cancelled (as a file's own
+ * `readable` does).
+ */
 function pieces(file: Deno.FsFile): ReadableStream<Uint8Array> {
   return new ReadableStream({
     async pull(controller) {
       const piece = new Uint8Array(FILE_READ_BYTES);
       let filled = 0;
-      while (filled < piece.length) {
-        const read = await file.read(piece.subarray(filled));
-        if (read === null) break;
-        filled += read;
+      try {
+        while (filled < piece.length) {
+          const read = await file.read(piece.subarray(filled));
+          if (read === null) break;
+          filled += read;
+        }
+      } catch (error) {
+        file.close();
+        throw error;
       }
       if (filled > 0) controller.enqueue(piece.subarray(0, filled));
-      if (filled < piece.length) controller.close();
+      if (filled < piece.length) {
+        file.close();
+        controller.close();
+      }
     },
+    cancel: () => file.close(),
   }, { highWaterMark: 0 });
 }
 

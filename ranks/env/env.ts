@@ -141,13 +141,7 @@ export interface DirectFile extends Disposable {
  * caller keeps one of them.
  */
 export function alignedBuffers(count: number, bytes: number): Uint8Array<ArrayBuffer>[] {
-  if (bytes % DIRECT_IO_ALIGN_BYTES !== 0 || !Number.isSafeInteger(count) || count < 1) {
-    throw new RangeError(`aligned buffers are whole pages: ${count} x ${bytes} bytes`);
-  }
-  const pages = Math.ceil((count * bytes) / WASM_PAGE_BYTES);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  const buffer = memory.buffer as ArrayBuffer;
-  return Array.from({ length: count }, (_, i) => new Uint8Array(buffer, i * bytes, bytes));
+  return pageViews(wasmMemory(count, bytes, false).buffer as ArrayBuffer, count, bytes);
 }
 
 /**
@@ -158,12 +152,20 @@ export function sharedAlignedBuffers(
   count: number,
   bytes: number,
 ): Uint8Array<SharedArrayBuffer>[] {
+  const memory = wasmMemory(count, bytes, true);
+  return pageViews(memory.buffer as unknown as SharedArrayBuffer, count, bytes);
+}
+
+/** A WebAssembly memory of whole pages holding `count` buffers of `bytes` (whole pages too). */
+function wasmMemory(count: number, bytes: number, shared: boolean): WebAssembly.Memory {
   if (bytes % DIRECT_IO_ALIGN_BYTES !== 0 || !Number.isSafeInteger(count) || count < 1) {
     throw new RangeError(`aligned buffers are whole pages: ${count} x ${bytes} bytes`);
   }
   const pages = Math.ceil((count * bytes) / WASM_PAGE_BYTES);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  const buffer = memory.buffer as unknown as SharedArrayBuffer;
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared });
+}
+
+function pageViews<B extends ArrayBufferLike>(buffer: B, count: number, bytes: number) {
   return Array.from({ length: count }, (_, i) => new Uint8Array(buffer, i * bytes, bytes));
 }
 

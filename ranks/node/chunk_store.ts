@@ -362,17 +362,12 @@ export class DiskChunkStore implements ChunkStore {
    * Reads chunk `id` into `bytes` with direct I/O, or returns undefined if it cannot (no aligned
    * buffer free, or the file system refuses it); CORRUPTED if its blob ends first.
    */
-  async #readDirect(
+  #readDirect(
     id: string,
     bytes: Uint8Array<ArrayBuffer>,
   ): Promise<Uint8Array<ArrayBuffer> | undefined> {
-    if (!this.#direct || bytes.length > CHUNK_SIZE_BYTES) return undefined;
-    const buffer = directBuffers.take();
-    if (buffer === undefined) return undefined;
-    try {
-      const file = await this.#openDirect(blobOf(id), { write: false });
-      if (file === null) return undefined;
-      using _ = file;
+    if (!this.#direct || bytes.length > CHUNK_SIZE_BYTES) return Promise.resolve(undefined);
+    return this.#withDirectFile(id, { write: false, staged: true }, async (file, buffer) => {
       const offset = offsetOf(id);
       const length = roundUp(bytes.length, DIRECT_IO_ALIGN_BYTES);
       let filled = 0;
@@ -385,65 +380,60 @@ export class DiskChunkStore implements ChunkStore {
       if (filled < bytes.length) throw sizeError(id, bytes.length, filled);
       bytes.set(buffer.subarray(0, bytes.length));
       return bytes;
-    } catch (error) {
-      if (!this.#refusedDirect(error)) throw error;
-      return undefined;
-    } finally {
-      directBuffers.give(buffer);
-    }
+    });
   }
 
   /**
-   * Writes chunk `id` with direct I/O if it is whole pages and an aligned buffer is free; returns
-   * false if it did not (the caller writes it through the page cache).
+   * Writes chunk `id` with direct I/O if it is whole pages: from where its bytes are when they lie
+   * in a page-aligned slot of memory shared with rank 0, else from a copy in an aligned buffer of
+   * this thread. Returns false if it did not (the caller writes it through the page cache).
    */
   async #writeDirect(id: string, bytes: Uint8Array): Promise<boolean> {
     if (!this.#direct || bytes.length % DIRECT_IO_ALIGN_BYTES !== 0) return false;
     if (bytes.length === 0 || bytes.length > CHUNK_SIZE_BYTES) return false;
-    if (isSharedSlot(bytes) && await this.#writeDirectFrom(id, bytes)) return true;
-    const buffer = directBuffers.take();
-    if (buffer === undefined) return false;
-    try {
-      const file = await this.#openDirect(blobOf(id), { write: true });
-      if (file === null) return false;
-      using _ = file;
+    const offset = offsetOf(id);
+    const write = { write: true };
+    if (isSharedSlot(bytes)) {
+      const unstaged = { ...write, staged: false };
+      const written = await this.#withDirectFile(id, unstaged, async (file) => {
+        await file.writeAt(bytes, offset);
+        return true;
+      });
+      if (written) return true;
+    }
+    const staged = { ...write, staged: true };
+    return await this.#withDirectFile(id, staged, async (file, buffer) => {
       const aligned = buffer.subarray(0, bytes.length);
       aligned.set(bytes);
-      await file.writeAt(aligned, offsetOf(id));
+      await file.writeAt(aligned, offset);
       return true;
-    } catch (error) {
-      if (!this.#refusedDirect(error)) throw error;
-      return false;
-    } finally {
-      directBuffers.give(buffer);
-    }
+    }) ?? false;
   }
 
   /**
-   * Whether `error` is the file system refusing a direct read or write (EINVAL): then the store
-   * stops trying and the call goes through the page cache.
+   * Runs `io` on chunk `id`'s blob open for direct I/O, with one of this thread's aligned buffers
+   * if `staged`; returns what `io` returns, or undefined if it could not run:
+   * no buffer free, or the file system refused (EINVAL). A refusal of a staged call turns direct
+   * I/O off for the store; an unstaged one only means the caller's bytes were not aligned after all.
    */
-  #refusedDirect(error: unknown): boolean {
-    if (!(error instanceof Deno.errors.InvalidData)) return false;
-    this.#direct = false;
-    return true;
-  }
-
-  /**
-   * Writes chunk `id` with direct I/O from where its bytes are (a page-aligned slot of memory
-   * shared with rank 0); false if the file system refused (then the caller copies them into an
-   * aligned buffer of its own and tries that).
-   */
-  async #writeDirectFrom(id: string, bytes: Uint8Array<SharedArrayBuffer>): Promise<boolean> {
-    const file = await this.#openDirect(blobOf(id), { write: true });
-    if (file === null) return false;
-    using _ = file;
+  async #withDirectFile<T>(
+    id: string,
+    options: { write: boolean; staged: boolean },
+    io: (file: DirectFile, buffer: Uint8Array<ArrayBuffer>) => Promise<T>,
+  ): Promise<T | undefined> {
+    const buffer = options.staged ? directBuffers.take() : undefined;
+    if (options.staged && buffer === undefined) return undefined;
     try {
-      await file.writeAt(bytes, offsetOf(id));
-      return true;
+      const file = await this.#openDirect(blobOf(id), options);
+      if (file === null) return undefined;
+      using _ = file;
+      return await io(file, buffer!);
     } catch (error) {
-      if (error instanceof Deno.errors.InvalidData) return false;
-      throw error;
+      if (!(error instanceof Deno.errors.InvalidData)) throw error;
+      if (options.staged) this.#direct = false;
+      return undefined;
+    } finally {
+      if (buffer) directBuffers.give(buffer);
     }
   }
 

@@ -45,16 +45,16 @@ export class ManifestTable {
     const newest = this.#newest.versionOf(name);
     if (newest === undefined || newest === version) return this.#newest.set(manifest);
     if (version > newest) {
-      this.#keepOlder(this.#newest.get(name)!);
+      this.#keepOlder(this.#newest.get(name)!); // already a copy
       return this.#newest.set(manifest);
     }
-    this.#keepOlder(manifest);
+    this.#keepOlder(structuredClone(manifest));
   }
 
-  /** Holds `m` among its name's older versions (replacing the same version). */
+  /** Holds `m` (which it takes) among its name's older versions, replacing the same version. */
   #keepOlder(m: Manifest): void {
     const versions = (this.#older.get(m.name) ?? []).filter((o) => o.version !== m.version);
-    versions.push(structuredClone(m));
+    versions.push(m);
     this.#older.set(m.name, versions);
   }
 

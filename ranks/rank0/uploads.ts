@@ -30,6 +30,7 @@ import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import { chooseRanks, type LoadTracker } from "./placement.ts";
 import type { Replicas } from "./replicas.ts";
+import type { SharedSlot } from "./shared_slots.ts";
 import type { Throughput } from "./throughput.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
@@ -156,15 +157,18 @@ export class Uploads {
     const ref = this.place(id, bytes, options);
     const ranks = [...ref.ranks];
     const slot = this.#sharedSlotFor(bytes, ranks);
+    const shared = slot?.subarray(0, bytes.length);
     const writes = ranks.map((rank, i) => {
       // Every replica is written from one shared slot, or the last takes the caller's buffer and
       // the others get copies.
-      const copy = slot ?? (i === ranks.length - 1 ? bytes : this.#nodes.copy(bytes));
+      const copy = shared ?? (i === ranks.length - 1 ? bytes : this.#nodes.copy(bytes));
       return this.#nodes.write(rank, ref, copy).then(() => undefined, (error) => ({ rank, error }));
     });
     const written = Promise.all(writes).then(async (results) => {
       const failed = results.filter((r) => r !== undefined);
-      if (slot) this.#releaseSlot(slot, { failed: failed.length > 0 });
+      // A slot comes back once every node answered; after a failed call it is set aside.
+      if (slot && failed.length > 0) this.#nodes.shared.setAside(slot);
+      else if (slot) this.#nodes.shared.give(slot);
       if (failed.length === 0) return;
       const membership = this.#nodes.membership;
       const written = ranks.filter((rank) => !failed.some((f) => f.rank === rank));
@@ -177,11 +181,11 @@ export class Uploads {
   }
 
   /**
-   * A shared slot holding a copy of `bytes` if every rank shares this process's memory and one is
-   * free (the caller's buffer goes back to the pool at once), else undefined. Chunks of whole
-   * pages only: the nodes write those straight from the slot with direct I/O.
+   * A shared slot holding a copy of `bytes` at its start if every rank shares this process's
+   * memory and one is free (the caller's buffer goes back to the pool at once), else undefined.
+   * Chunks of whole pages only: the nodes write those straight from the slot with direct I/O.
    */
-  #sharedSlotFor(bytes: Uint8Array, ranks: readonly number[]): Uint8Array | undefined {
+  #sharedSlotFor(bytes: Uint8Array, ranks: readonly number[]): SharedSlot | undefined {
     if (bytes.length % DIRECT_IO_ALIGN_BYTES !== 0 || bytes.length <= SMALL_READ_BYTES_MAX) {
       return undefined;
     }
@@ -190,18 +194,7 @@ export class Uploads {
     if (slot === undefined) return undefined;
     slot.set(bytes);
     this.#nodes.recycle(bytes);
-    return slot.subarray(0, bytes.length);
-  }
-
-  /** A slot comes back once every node answered; after a failed call it is set aside. */
-  #releaseSlot(view: Uint8Array, options: { failed: boolean }): void {
-    const slot = new Uint8Array(
-      view.buffer as SharedArrayBuffer,
-      view.byteOffset,
-      CHUNK_SIZE_BYTES,
-    );
-    if (options.failed) this.#nodes.shared.setAside(slot);
-    else this.#nodes.shared.give(slot);
+    return slot;
   }
 
   /**
