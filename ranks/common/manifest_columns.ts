@@ -21,6 +21,7 @@ import { NAME_BYTES_MAX } from "../../protocol/limits.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import type { ChunkRef, FileAttrs, Manifest } from "./manifest.ts";
 import { hashOf, hexOf, parseHex } from "./hex_bytes.ts";
+import { grown, SlotTable } from "./slot_table.ts";
 
 /** Slots of a new store; the columns double from here as files are added. */
 export const MANIFEST_SLOTS_MIN = 16;
@@ -115,8 +116,8 @@ export class ManifestColumns {
   #flags!: Uint8Array;
   #extras!: Map<number, Extra>;
 
-  /** Buckets holding slot + 1, 0 when empty; linear probing. */
-  #table!: Int32Array;
+  /** Name to slot; at most `TABLE_LOAD_MAX` full. */
+  #table!: SlotTable;
 
   #slabs!: Uint8Array[];
   /** Bytes used in the last slab. */
@@ -126,7 +127,9 @@ export class ManifestColumns {
   #deadNameBytes = 0;
 
   /** The name being looked up or set, as UTF-8. */
+  /** The name being looked up or added, as UTF-8 (see `#encode()`), and its length. */
   #scratch = new Uint8Array(NAME_BYTES_MAX);
+  #scratchLength = 0;
 
   constructor() {
     this.#reset();
@@ -149,10 +152,9 @@ export class ManifestColumns {
       this.#crc32,
       this.#ranks,
       this.#flags,
-      this.#table,
       ...this.#slabs,
     ];
-    return columns.reduce((sum, column) => sum + column.byteLength, 0);
+    return columns.reduce((sum, column) => sum + column.byteLength, this.#table.byteLength);
   }
 
   /** True if a manifest of `name` is held (a tombstone too). */
@@ -183,16 +185,18 @@ export class ManifestColumns {
     const length = this.#encode(m.name);
     if (length <= 0) throw invalidName(m.name);
     const hash = hashOf(this.#scratch, length);
-    const bucket = this.#bucketOf(hash, length);
-    let slot = this.#table[bucket] - 1;
+    const bucket = this.#table.find(hash);
+    let slot = this.#table.slotIn(bucket);
     if (slot < 0) {
       this.#makeRoomForName(length, m.name); // first: what may throw comes before any change
       slot = this.#newSlot(m.name);
       this.#hashes[slot] = hash;
       this.#writeName(slot, length);
-      this.#table[bucket] = slot + 1;
+      this.#table.put(bucket, slot);
       this.#size++;
-      if (this.#size > this.#table.length * TABLE_LOAD_MAX) this.#rehash(this.#table.length * 2);
+      if (this.#size > this.#table.length * TABLE_LOAD_MAX) {
+        this.#table.resize(this.#table.length * 2);
+      }
     }
     this.#writeFields(slot, m);
   }
@@ -201,16 +205,16 @@ export class ManifestColumns {
   delete(name: string): boolean {
     const length = this.#encode(name);
     if (length <= 0) return false;
-    const bucket = this.#bucketOf(hashOf(this.#scratch, length), length);
-    const slot = this.#table[bucket] - 1;
+    const bucket = this.#table.find(hashOf(this.#scratch, length));
+    const slot = this.#table.slotIn(bucket);
     if (slot < 0) return false;
-    this.#removeBucket(bucket);
+    this.#table.remove(bucket);
     this.#freeSlot(slot);
     this.#size--;
     if (this.#size === 0) return this.#reset(), true;
     const buckets = this.#table.length;
     if (this.#size < buckets * TABLE_LOAD_MIN && buckets > TABLE_BUCKETS_MIN) {
-      this.#rehash(buckets / 2);
+      this.#table.resize(buckets / 2);
     }
     // Freed names are at most about as many bytes as live ones, or a few per slot: compacting
     // costs one pass over the slots and names, paid for by the deletes since the last one.
@@ -284,28 +288,15 @@ export class ManifestColumns {
   #slotOf(name: string): number {
     const length = this.#encode(name);
     if (length <= 0) return -1;
-    return this.#table[this.#bucketOf(hashOf(this.#scratch, length), length)] - 1;
+    return this.#table.slotIn(this.#table.find(hashOf(this.#scratch, length)));
   }
 
   /** Puts `name` in `#scratch` as UTF-8; its length, or -1 if empty, ill-formed or too long. */
   #encode(name: string): number {
     if (name.length === 0 || name.length > NAME_BYTES_MAX || !name.isWellFormed()) return -1;
     const { read, written } = utf8.encodeInto(name, this.#scratch);
+    this.#scratchLength = written;
     return read === name.length ? written : -1;
-  }
-
-  /** The bucket holding the name in `#scratch`, or the empty one where it would go. */
-  #bucketOf(hash: number, length: number): number {
-    const table = this.#table;
-    const mask = table.length - 1;
-    for (let bucket = hash & mask;; bucket = (bucket + 1) & mask) {
-      const slot = table[bucket] - 1;
-      if (slot < 0) return bucket;
-      if (
-        this.#hashes[slot] === hash && this.#nameBytes[slot] === length &&
-        this.#nameIsScratch(slot, length)
-      ) return bucket;
-    }
   }
 
   #nameIsScratch(slot: number, length: number): boolean {
@@ -337,34 +328,6 @@ export class ManifestColumns {
     return ascii
       ? String.fromCharCode.apply(null, slab.subarray(offset, end) as unknown as number[])
       : utf8Decoder.decode(slab.subarray(offset, end));
-  }
-
-  /** Removes the entry in `bucket`, moving later entries of its probe run back into the gap. */
-  #removeBucket(bucket: number): void {
-    const table = this.#table;
-    const mask = table.length - 1;
-    let gap = bucket;
-    for (let next = (gap + 1) & mask; table[next] !== 0; next = (next + 1) & mask) {
-      const home = this.#hashes[table[next] - 1] & mask;
-      // The entry may move to the gap unless its home lies cyclically in (gap, next].
-      const stays = gap <= next ? gap < home && home <= next : gap < home || home <= next;
-      if (stays) continue;
-      table[gap] = table[next];
-      gap = next;
-    }
-    table[gap] = 0;
-  }
-
-  #rehash(buckets: number): void {
-    const table = new Int32Array(buckets);
-    const mask = buckets - 1;
-    for (let slot = 0; slot < this.#slotsUsed; slot++) {
-      if (this.#nameBytes[slot] === 0) continue;
-      let bucket = this.#hashes[slot] & mask;
-      while (table[bucket] !== 0) bucket = (bucket + 1) & mask;
-      table[bucket] = slot + 1;
-    }
-    this.#table = table;
   }
 
   #newSlot(name: string): number {
@@ -477,7 +440,12 @@ export class ManifestColumns {
     this.#ranks = new Uint8Array(MANIFEST_SLOTS_MIN * RANKS_INLINE_MAX);
     this.#flags = new Uint8Array(MANIFEST_SLOTS_MIN);
     this.#extras = new Map();
-    this.#table = new Int32Array(TABLE_BUCKETS_MIN);
+    this.#table = new SlotTable({
+      hashAt: (slot) => this.#hashes[slot],
+      holdsSought: (slot) =>
+        this.#nameBytes[slot] === this.#scratchLength &&
+        this.#nameIsScratch(slot, this.#scratchLength),
+    }, TABLE_BUCKETS_MIN);
     this.#slabs = [new Uint8Array(NAMES_SLAB_BYTES_MIN)];
     this.#slabUsed = 0;
     this.#liveNameBytes = 0;
@@ -585,12 +553,6 @@ function copyChunk(chunk: ChunkRef): ChunkRef {
   return crc32 === undefined
     ? { id, size, ranks: [...ranks] }
     : { id, size, ranks: [...ranks], crc32 };
-}
-
-/** `to` with `old` copied into its start. */
-function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(old: T, to: T): T {
-  to.set(old);
-  return to;
 }
 
 function nextPowerOfTwo(n: number): number {

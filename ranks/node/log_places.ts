@@ -12,6 +12,7 @@
 import { assert } from "../../protocol/errors.ts";
 import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
 import { hashOf, hexOf, parseHex } from "../common/hex_bytes.ts";
+import { grown, SlotTable } from "../common/slot_table.ts";
 
 /** Sizes packed below this (a chunk kept in the log is at most `LOG_FILE_BYTES_MAX`). */
 const SIZE_LIMIT = 2 ** 17;
@@ -41,9 +42,12 @@ export class LogPlaces {
   #keys = new Uint8Array(LOG_PLACES_SLOTS_MIN * KEY_BYTES);
   #values = new Float64Array(LOG_PLACES_SLOTS_MIN);
   #hashes = new Uint32Array(LOG_PLACES_SLOTS_MIN);
-  /** Buckets holding slot + 1, 0 when empty; linear probing, at most half full. */
-  #table = new Int32Array(2 * LOG_PLACES_SLOTS_MIN);
   #scratch = new Uint8Array(KEY_BYTES);
+  /** Blob id to slot; at most half full. */
+  #table = new SlotTable({
+    hashAt: (slot) => this.#hashes[slot],
+    holdsSought: (slot) => this.#keyIsScratch(slot),
+  }, 2 * LOG_PLACES_SLOTS_MIN);
   /** Ids not of the form `<blob>-0`. */
   #others = new Map<string, number>();
 
@@ -71,8 +75,8 @@ export class LogPlaces {
     const packed = offset * SIZE_LIMIT + size;
     if (!this.#parse(id)) return void this.#others.set(id, packed);
     const hash = hashOf(this.#scratch, KEY_BYTES);
-    const bucket = this.#bucketOf(hash);
-    const held = this.#table[bucket] - 1;
+    const bucket = this.#table.find(hash);
+    const held = this.#table.slotIn(bucket);
     if (held >= 0) return void (this.#values[held] = packed);
     assert(this.#size < LOG_PLACES_MAX, `a node's log holds at most ${LOG_PLACES_MAX} chunks`);
     const slot = this.#newSlot();
@@ -81,19 +85,19 @@ export class LogPlaces {
     this.#values[slot] = packed;
     this.#size++;
     if (2 * this.#size > this.#table.length) {
-      this.#rehash(2 * this.#table.length);
-      this.#table[this.#bucketOf(hash)] = slot + 1;
+      this.#table.resize(2 * this.#table.length);
+      this.#table.put(this.#table.find(hash), slot);
     } else {
-      this.#table[bucket] = slot + 1;
+      this.#table.put(bucket, slot);
     }
   }
 
   delete(id: string): boolean {
     if (!this.#parse(id)) return this.#others.delete(id);
-    const bucket = this.#bucketOf(hashOf(this.#scratch, KEY_BYTES));
-    const slot = this.#table[bucket] - 1;
+    const bucket = this.#table.find(hashOf(this.#scratch, KEY_BYTES));
+    const slot = this.#table.slotIn(bucket);
     if (slot < 0) return false;
-    this.#removeBucket(bucket);
+    this.#table.remove(bucket);
     this.#free.push(slot);
     this.#size--;
     return true;
@@ -101,17 +105,15 @@ export class LogPlaces {
 
   /** Every chunk id held (in no particular order). */
   *keys(): IterableIterator<string> {
-    const table = this.#table;
-    for (let bucket = 0; bucket < table.length; bucket++) {
-      const slot = table[bucket] - 1;
-      if (slot >= 0) yield `${hexOf(this.#keys, slot * KEY_BYTES, KEY_BYTES)}-0`;
+    for (const slot of this.#table.slots()) {
+      yield `${hexOf(this.#keys, slot * KEY_BYTES, KEY_BYTES)}-0`;
     }
     yield* this.#others.keys();
   }
 
   #packed(id: string): number | undefined {
     if (!this.#parse(id)) return this.#others.get(id);
-    const slot = this.#table[this.#bucketOf(hashOf(this.#scratch, KEY_BYTES))] - 1;
+    const slot = this.#table.slotIn(this.#table.find(hashOf(this.#scratch, KEY_BYTES)));
     return slot < 0 ? undefined : this.#values[slot];
   }
 
@@ -119,16 +121,6 @@ export class LogPlaces {
   #parse(id: string): boolean {
     return id.length === BLOB_CHUNK_ID_LENGTH && id.endsWith("-0") &&
       parseHex(id, KEY_BYTES, this.#scratch, 0);
-  }
-
-  /** The bucket holding the key in `#scratch`, or the empty one where it would go. */
-  #bucketOf(hash: number): number {
-    const table = this.#table;
-    const mask = table.length - 1;
-    for (let bucket = hash & mask;; bucket = (bucket + 1) & mask) {
-      const slot = table[bucket] - 1;
-      if (slot < 0 || (this.#hashes[slot] === hash && this.#keyIsScratch(slot))) return bucket;
-    }
   }
 
   #keyIsScratch(slot: number): boolean {
@@ -148,42 +140,4 @@ export class LogPlaces {
     }
     return this.#slotsUsed++;
   }
-
-  /** Empties `bucket`, moving later entries of its probe run back into the gap. */
-  #removeBucket(bucket: number): void {
-    const table = this.#table;
-    const mask = table.length - 1;
-    let gap = bucket;
-    for (let next = (gap + 1) & mask;; next = (next + 1) & mask) {
-      const slot = table[next] - 1;
-      if (slot < 0) break;
-      const home = this.#hashes[slot] & mask;
-      // The entry may fill the gap if its home is not in (gap, next], cyclically.
-      const between = gap <= next ? gap < home && home <= next : gap < home || home <= next;
-      if (!between) {
-        table[gap] = table[next];
-        gap = next;
-      }
-    }
-    table[gap] = 0;
-  }
-
-  #rehash(buckets: number): void {
-    const old = this.#table;
-    const table = new Int32Array(buckets);
-    const mask = buckets - 1;
-    for (const entry of old) {
-      if (entry === 0) continue;
-      let bucket = this.#hashes[entry - 1] & mask;
-      while (table[bucket] !== 0) bucket = (bucket + 1) & mask;
-      table[bucket] = entry;
-    }
-    this.#table = table;
-  }
-}
-
-/** `to` with `old` copied into its start. */
-function grown<T extends Uint8Array | Uint32Array | Float64Array>(old: T, to: T): T {
-  to.set(old);
-  return to;
 }

@@ -1,0 +1,111 @@
+/**
+ * The open-addressing hash table under the column stores (`ManifestColumns`, a data node's
+ * `LogPlaces`): buckets of slot numbers in one `Int32Array`, linear probing, and deletion by
+ * moving the rest of a probe run back into the gap (no tombstones). The store keeps each slot's key
+ * and its hash in columns of its own and answers the table's two questions (`SlotKeys`). Pure.
+ *
+ * @module
+ */
+
+import { assert } from "../../protocol/errors.ts";
+
+/** What a table asks of the store whose slots it holds. */
+export interface SlotKeys {
+  /** The hash of the key held in `slot`. */
+  hashAt(slot: number): number;
+  /** Whether `slot` holds the key being looked up now (its hash already matched). */
+  holdsSought(slot: number): boolean;
+}
+
+/** Buckets of slot numbers; the store decides when to resize (see `resize()`). */
+export class SlotTable {
+  /** Slot + 1 per bucket; 0 when empty. */
+  #buckets: Int32Array;
+  #keys: SlotKeys;
+
+  /** An empty table of `buckets` buckets, a power of two. */
+  constructor(keys: SlotKeys, buckets: number) {
+    assert(isPowerOfTwo(buckets), "a slot table has a power of two of buckets");
+    this.#keys = keys;
+    this.#buckets = new Int32Array(buckets);
+  }
+
+  /** Buckets, empty or not. */
+  get length(): number {
+    return this.#buckets.length;
+  }
+
+  /** Bytes of the buckets. */
+  get byteLength(): number {
+    return this.#buckets.byteLength;
+  }
+
+  /** The bucket holding the key sought (whose hash is `hash`), or the empty one where it goes. */
+  find(hash: number): number {
+    const buckets = this.#buckets;
+    const mask = buckets.length - 1;
+    for (let bucket = hash & mask;; bucket = (bucket + 1) & mask) {
+      const slot = buckets[bucket] - 1;
+      if (slot < 0) return bucket;
+      if (this.#keys.hashAt(slot) === hash && this.#keys.holdsSought(slot)) return bucket;
+    }
+  }
+
+  /** The slot in `bucket`, or -1 if it is empty. */
+  slotIn(bucket: number): number {
+    return this.#buckets[bucket] - 1;
+  }
+
+  /** Puts `slot` in `bucket`, an empty one that `find()` gave. */
+  put(bucket: number, slot: number): void {
+    this.#buckets[bucket] = slot + 1;
+  }
+
+  /** Empties `bucket`, moving later entries of its probe run back into the gap. */
+  remove(bucket: number): void {
+    const buckets = this.#buckets;
+    const mask = buckets.length - 1;
+    let gap = bucket;
+    for (let next = (gap + 1) & mask; buckets[next] !== 0; next = (next + 1) & mask) {
+      const home = this.#keys.hashAt(buckets[next] - 1) & mask;
+      // The entry may move to the gap unless its home lies cyclically in (gap, next].
+      const stays = gap <= next ? gap < home && home <= next : gap < home || home <= next;
+      if (stays) continue;
+      buckets[gap] = buckets[next];
+      gap = next;
+    }
+    buckets[gap] = 0;
+  }
+
+  /** The same slots in `buckets` buckets (a power of two, more than the slots held). */
+  resize(buckets: number): void {
+    assert(isPowerOfTwo(buckets), "a slot table has a power of two of buckets");
+    const resized = new Int32Array(buckets);
+    const mask = buckets - 1;
+    for (const entry of this.#buckets) {
+      if (entry === 0) continue;
+      let bucket = this.#keys.hashAt(entry - 1) & mask;
+      while (resized[bucket] !== 0) bucket = (bucket + 1) & mask;
+      resized[bucket] = entry;
+    }
+    this.#buckets = resized;
+  }
+
+  /** Every slot held, in bucket order. */
+  *slots(): Generator<number> {
+    for (const entry of this.#buckets) if (entry !== 0) yield entry - 1;
+  }
+}
+
+/** `to` with `old` copied into its start: how the column stores grow a column. */
+export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
+  old: T,
+  to: T,
+): T {
+  to.set(old);
+  return to;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
