@@ -25,7 +25,15 @@ export const LOCK_FILE = "LOCK";
  * rank folders without the file, make the start fail before anything is read or changed: an older
  * layout read as this one would look like lost chunks, which start-up would clean up.
  */
-export const DATA_FORMAT_VERSION = 3;
+export const DATA_FORMAT_VERSION = 4;
+
+/**
+ * Older formats this dfs reads, and upgrades in place at start (its `FORMAT_FILE` rewritten before
+ * any rank writes): format 3 is format 4 with every log record in CBOR, which format 4 still reads
+ * (`log_record.ts`); a dfs that reads only 3 then refuses the folder up front rather than failing
+ * on the first binary record.
+ */
+export const DATA_FORMATS_UPGRADED: readonly number[] = [3];
 
 /** The file in the data directory that names its on-disk format. */
 export const FORMAT_FILE = "FORMAT";
@@ -147,8 +155,9 @@ async function isEmptyFolder(fs: FileSystem, path: string): Promise<boolean> {
 
 /**
  * Checks that `dataDir` is in `DATA_FORMAT_VERSION`, by its `FORMAT_FILE`. A directory without
- * one that holds no rank folders (`holdsRanks` false) is new: the file is written and made durable
- * (written, fsynced, renamed into place, the folder fsynced) before any rank writes to it.
+ * one that holds no rank folders (`holdsRanks` false) is new, and one in a format of
+ * `DATA_FORMATS_UPGRADED` is upgraded: the file is written and made durable (written, fsynced,
+ * renamed into place, the folder fsynced) before any rank writes to it.
  *
  * @throws {DfsError} INVALID_REQUEST if the file names another format, or is missing while rank
  * folders are there (an older dfs); nothing is changed then.
@@ -167,7 +176,8 @@ export async function checkFormat(
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   if (found === expected) return;
-  if (found !== undefined || holdsRanks) {
+  const upgraded = DATA_FORMATS_UPGRADED.some((v) => found === `dfs data format ${v}\n`);
+  if (!upgraded && (found !== undefined || holdsRanks)) {
     const what = found === undefined
       ? `no ${FORMAT_FILE} file (an older dfs)`
       : `${JSON.stringify(found.trim().slice(0, 64))} in ${FORMAT_FILE}`;
@@ -178,7 +188,8 @@ export async function checkFormat(
         `copy the files out with it and into a new data directory.`,
     );
   }
-  // A new data directory: record the format durably before any rank writes to it.
+  // A new data directory, or one of an older format this dfs reads: record the format durably
+  // before any rank writes to it.
   const tmp = `${path}.tmp`;
   {
     using file = await fs.open(tmp, { write: true, create: true, truncate: true });

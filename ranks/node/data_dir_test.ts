@@ -73,6 +73,16 @@ Deno.test("checkFormat() refuses another format and changes nothing", async () =
   assert.equal(await fs.readTextFile(`${DATA_DIR}/${FORMAT_FILE}`), "dfs data format 999\n");
 });
 
+Deno.test("checkFormat() upgrades format 3 (its logs in CBOR, which 4 still reads) in place", async () => {
+  const fs = await newDataDir();
+  await writeFileTo(`${DATA_DIR}/${FORMAT_FILE}`, new TextEncoder().encode("dfs data format 3\n"), {
+    fs,
+  });
+  await checkFormat(DATA_DIR, { fs, holdsRanks: true });
+  assert.equal(await fs.readTextFile(`${DATA_DIR}/${FORMAT_FILE}`), FORMAT);
+  assert.equal(FORMAT, "dfs data format 4\n");
+});
+
 Deno.test("checkRankFolders() refuses an older layout: rank folders and no FORMAT", async () => {
   const fs = await newDataDir();
   await fs.mkdir(`${DATA_DIR}/rank-1/chunks`, { recursive: true });
