@@ -94,8 +94,10 @@ async function recordOffsets(path: string): Promise<number[]> {
   const view = new DataView(bytes.buffer);
   const offsets: number[] = [];
   for (let at = 0; at + RECORD_HEADER_SIZE_BYTES <= bytes.length;) {
+    const length = view.getUint32(at);
+    if (length === 0) break; // the zeros the log keeps written after its records
     offsets.push(at);
-    at += RECORD_HEADER_SIZE_BYTES + view.getUint32(at);
+    at += RECORD_HEADER_SIZE_BYTES + length;
   }
   return offsets;
 }

@@ -1,8 +1,8 @@
 /**
  * Reading a record log back: streams a log file through a `RecordScanner` (`record_frame.ts`,
  * pure) with a bounded buffer, for the replay of a log as it is opened (`openLogFile`, which then
- * cuts a torn tail) and for the check of a log in use (`RecordLog.verify()`); and what each found.
- * A log holding file data never has to fit in memory.
+ * cuts a torn tail and keeps a zero tail) and for the check of a log in use
+ * (`RecordLog.verify()`); and what each found. A log holding file data never has to fit in memory.
  *
  * @module
  */
@@ -11,6 +11,7 @@ import { dirname } from "node:path";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import type { FileHandle, FileSystem, Log } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory } from "./_fs.ts";
+import { type Preallocation, writeZerosAt } from "./_log_file.ts";
 import {
   DAMAGED_REGIONS_LISTED_MAX,
   type DamagedRegion,
@@ -33,8 +34,17 @@ export interface ReplayReport {
   readonly damagedBytes: number;
   /** The first `DAMAGED_REGIONS_LISTED_MAX` damaged regions, in file order. */
   readonly regions: readonly DamagedRegion[];
-  /** Bytes of a torn tail (no intact record in them, up to the end) cut off the file; 0 if none. */
+  /**
+   * Bytes of a torn tail (no intact record in them, up to its last byte that is not zero) cut off
+   * the file; 0 if none.
+   */
   readonly tailCutBytes: number;
+  /**
+   * Zeros after the last record (or after a torn tail), up to the end. With no torn tail, the
+   * space a log keeps written ahead of its records (its clean end), kept and fdatasynced for the
+   * next appends; else cut with the tail.
+   */
+  readonly zeroTailBytes: number;
   /** The file was missing and was created. */
   readonly created: boolean;
   /**
@@ -53,7 +63,10 @@ export interface LogVerifyReport {
   damagedBytes: number;
   /** The first `DAMAGED_REGIONS_LISTED_MAX` damaged regions, in file order. */
   regions: readonly DamagedRegion[];
-  /** Durable bytes the file no longer holds: it was cut under the node. */
+  /**
+   * Durable bytes the file no longer holds, records or the zeros written ahead of them: it was
+   * cut under the node.
+   */
   missingBytes: number;
   /** A `rewrite()` ran meanwhile: the other fields mean nothing. */
   superseded: boolean;
@@ -82,19 +95,25 @@ export interface ScanLogOptions {
 /**
  * Opens the log file at `path` (creating it if missing, its folder entry fsynced) and replays it
  * through `onRecord` with `scanLogFile`, for `replayRecordLog()` (see there): removes a stale
- * `path + ".tmp"`, cuts a torn tail (fsynced), reports damage and cuts to `log`. Returns the file
- * open for appending, its size, what the replay found, and the failure the log must refuse
- * appends with if the search through damage gave up.
+ * `path + ".tmp"`, cuts a torn tail (fsynced), keeps a zero tail (fdatasynced: it may be zeros a
+ * crashed process wrote and never synced) and brings it up to `preallocation.bytes` if it is
+ * under the margin, reports damage and cuts to `log`. Returns the file open for writing, its
+ * logical size (where the next record goes), its size with the zeros, what the replay found, and
+ * the failure the log must refuse appends with if the search through damage gave up.
  *
- * @throws {DfsError} UNAVAILABLE if the file cannot be read, created or truncated.
+ * @throws {DfsError} UNAVAILABLE if the file cannot be read, created, synced or truncated.
  */
 export async function openLogFile(
   path: string,
   onRecord: (body: Uint8Array, offset: number) => void,
-  { fs, log }: { fs: FileSystem; log: Log },
-): Promise<
-  { file: FileHandle; sizeBytes: number; replay: ReplayReport; failure: DfsError | undefined }
-> {
+  { fs, log, preallocation }: { fs: FileSystem; log: Log; preallocation: Preallocation },
+): Promise<{
+  file: FileHandle;
+  sizeBytes: number;
+  zeroedBytes: number;
+  replay: ReplayReport;
+  failure: DfsError | undefined;
+}> {
   let file: FileHandle | undefined;
   try {
     await removeIfExists(fs, `${path}.tmp`);
@@ -113,14 +132,17 @@ export async function openLogFile(
       damagedBytes: report?.damagedBytes ?? 0,
       regions: report?.regions ?? [],
       tailCutBytes: report?.tailBytes ?? 0,
+      zeroTailBytes: report?.zeroTailBytes ?? 0,
       created: reader === undefined,
       unsearchedFrom: report?.unsearchedFrom,
     };
     tellReplay(path, replay, log);
-    file = await fs.open(path, { append: true, create: true });
-    let sizeBytes = scanned?.bytesRead ?? 0;
+    file = await fs.open(path, { write: true, create: true });
+    let zeroedBytes = scanned?.bytesRead ?? 0;
+    let sizeBytes = zeroedBytes - replay.zeroTailBytes;
     if (replay.tailCutBytes > 0) {
       sizeBytes -= replay.tailCutBytes;
+      zeroedBytes = sizeBytes;
       await file.truncate(sizeBytes);
       await file.sync();
     }
@@ -129,7 +151,14 @@ export async function openLogFile(
       "UNAVAILABLE",
       `Cannot append record: log "${path}" has damage that could not be searched past byte ${replay.unsearchedFrom}, so records appended after it would not be replayed`,
     );
-    return { file, sizeBytes, replay, failure };
+    const { bytes, marginBytes } = preallocation;
+    if (failure === undefined && bytes > 0 && zeroedBytes - sizeBytes < marginBytes) {
+      const to = sizeBytes + bytes;
+      ({ zeroedBytes } = await writeZerosAt(file, zeroedBytes, to, { path, log }));
+    } else if (replay.tailCutBytes === 0 && replay.zeroTailBytes > 0) {
+      await file.syncData();
+    }
+    return { file, sizeBytes, zeroedBytes, replay, failure };
   } catch (error) {
     file?.close();
     throw new DfsError("UNAVAILABLE", `Cannot open log "${path}": ${reasonOf(error)}`, {
@@ -139,25 +168,23 @@ export async function openLogFile(
 }
 
 /**
- * What a check of the first `limitBytes` of a log found, from its scan: a torn tail there counts
- * as damage (those bytes were durable records), and bytes the file no longer holds are missing.
+ * What a check of the records of a log (its bytes up to its logical end) found, from their scan:
+ * a torn or zero tail there counts as damage (those bytes were durable records), and
+ * `missingBytes` durable bytes are no longer in the file.
  */
-export function verifyReportOf(
-  scanned: { report: ScanReport; bytesRead: number },
-  limitBytes: number,
-): LogVerifyReport {
-  const { report, bytesRead } = scanned;
+export function verifyReportOf(report: ScanReport, missingBytes: number): LogVerifyReport {
   const regions = [...report.regions];
-  const tail = report.tailBytes > 0 ? 1 : 0;
+  const tailBytes = report.tailBytes + report.zeroTailBytes;
+  const tail = tailBytes > 0 ? 1 : 0;
   if (tail > 0 && regions.length < DAMAGED_REGIONS_LISTED_MAX) {
-    regions.push({ offset: report.intactBytes, bytes: report.tailBytes });
+    regions.push({ offset: report.intactBytes, bytes: tailBytes });
   }
   return {
     records: report.records,
     damagedRegions: report.damagedRegions + tail,
-    damagedBytes: report.damagedBytes + report.tailBytes,
+    damagedBytes: report.damagedBytes + tailBytes,
     regions,
-    missingBytes: limitBytes - bytesRead,
+    missingBytes,
     superseded: false,
   };
 }

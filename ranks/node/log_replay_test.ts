@@ -9,7 +9,7 @@ import {
   RECORD_HEADER_SIZE_BYTES,
   SCAN_WINDOW_BYTES_MAX,
 } from "./record_frame.ts";
-import { openRecordLog } from "./record_log.ts";
+import { LOG_PREALLOCATE_BYTES, openRecordLog } from "./record_log.ts";
 import {
   MEMORY_TEST_FS,
   recordingLog,
@@ -164,9 +164,11 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       damagedBytes: 0,
       regions: [],
       tailCutBytes: 0,
+      zeroTailBytes: first.log.zeroedBytes - first.log.sizeBytes,
       created: false,
       unsearchedFrom: undefined,
     });
+    assert.equal(first.log.zeroedBytes, LOG_PREALLOCATE_BYTES);
   });
 
   Deno.test(`openRecordLog() keeps every record after a middle record with a flipped length byte, and reports it${testFs.suffix}`, async () => {
@@ -186,6 +188,7 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       damagedBytes: frameBytes,
       regions: [{ offset: starts[64], bytes: frameBytes }],
       tailCutBytes: 0,
+      zeroTailBytes: LOG_PREALLOCATE_BYTES - starts[72],
       created: false,
       unsearchedFrom: undefined,
     });
@@ -193,7 +196,6 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       `dfs: log "${path}": skipped 1 damaged region(s), ${frameBytes} bytes in all; kept 7 intact record(s) after the damage`,
     ]);
     assert.equal(log.sizeBytes, starts[72], "nothing cut off");
-    assert.equal(fs.statSync(path).size, starts[72]);
     await log.append(encoder.encode("after"));
     await log.close();
     const reopened = await openRecordLog(path, { fs, log: recordingLog() });
@@ -214,21 +216,35 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     assert.deepEqual(cuts.messages, [
       `dfs: log "${path}": cut a torn tail of ${starts[10] - starts[9]} bytes`,
     ]);
-    assert.equal(fs.statSync(path).size, starts[9]);
+    assert.equal(log.replay.zeroTailBytes, LOG_PREALLOCATE_BYTES - starts[10], "cut with it");
     assert.equal(log.sizeBytes, starts[9]);
     await log.close();
+    assert.equal(fs.statSync(path).size, starts[9] + LOG_PREALLOCATE_BYTES, "zeros written anew");
   });
 
-  Deno.test(`openRecordLog() cuts a zero-filled tail and never takes it for records${testFs.suffix}`, async () => {
+  Deno.test(`openRecordLog() keeps a zero-filled tail as the clean end and never takes it for records${testFs.suffix}`, async () => {
     await using temp = await tempLogPath(testFs);
     const { fs, path } = temp;
-    const starts = await appendAll(path, manifests.slice(0, 5), fs);
-    await writeFileTo(path, new Uint8Array(64 * 1024), { fs, append: true });
-    const { log, records } = await openRecordLog(path, { fs, log: recordingLog() });
+    const frames = manifests.slice(0, 5).map((text) => frameRecord(encoder.encode(text)));
+    const recordsEnd = frames.reduce((sum, frame) => sum + frame.length, 0);
+    const zeros = 3 * 1024 * 1024 + 5; // not a whole number of headers
+    const bytes = new Uint8Array(recordsEnd + zeros);
+    bytes.set(frames.flatMap((frame) => [...frame]));
+    await writeFileTo(path, bytes, { fs });
+    const messages = recordingLog();
+    const { log, records } = await openRecordLog(path, { fs, log: messages });
     assert.deepEqual(texts(records), manifests.slice(0, 5));
-    assert.equal(log.replay.tailCutBytes, 64 * 1024);
-    assert.equal(fs.statSync(path).size, starts[5]);
+    assert.equal(log.replay.tailCutBytes, 0);
+    assert.equal(log.replay.zeroTailBytes, zeros);
+    assert.equal(log.replay.damagedRegions, 0);
+    assert.equal(log.sizeBytes, recordsEnd);
+    assert.deepEqual(messages.messages, [], "a clean end is not reported");
+    assert.equal(await log.append(encoder.encode("after")), recordsEnd + RECORD_HEADER_SIZE_BYTES);
     await log.close();
+    const reopened = await openRecordLog(path, { fs, log: messages });
+    await reopened.log.close();
+    assert.deepEqual(texts(reopened.records), [...manifests.slice(0, 5), "after"]);
+    assert.deepEqual(messages.messages, []);
   });
 
   Deno.test(`openRecordLog() skips a damaged region larger than REPLAY_READ_BYTES between small records${testFs.suffix}`, async () => {

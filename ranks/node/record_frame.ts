@@ -1,8 +1,9 @@
 /**
- * How records lie in a data node's log file: `[u32 BE body length][u32 BE CRC32 of body][body]`.
- * Framing a record, and scanning framed bytes back with resynchronisation past damage, with no
- * I/O (`log_replay.ts` streams a file through the scanner, `record_log.ts` does the rest of the
- * I/O).
+ * How records lie in a data node's log file: `[u32 BE body length][u32 BE CRC32 of body][body]`,
+ * one after another, then zeros up to the end of the file (the space the log keeps written ahead
+ * of its records; a body is never empty, so no record starts with a length of 0). Framing a
+ * record, and scanning framed bytes back with resynchronisation past damage, with no I/O
+ * (`log_replay.ts` streams a file through the scanner, `record_log.ts` does the rest of the I/O).
  *
  * @module
  */
@@ -63,10 +64,21 @@ export interface ScanReport {
   damagedBytes: number;
   /** The first `DAMAGED_REGIONS_LISTED_MAX` damaged regions, in file order. */
   regions: DamagedRegion[];
-  /** Where the last intact record ends (0 if none): a torn tail starts here. */
+  /**
+   * Where the last intact record ends (0 if none): the log's logical end, where a torn tail or
+   * the zero tail starts.
+   */
   intactBytes: number;
-  /** Bytes after the last intact record where no intact record starts: a torn tail (0 if none). */
+  /**
+   * Bytes after the last intact record where no intact record starts, up to the last byte that
+   * is not zero: a torn tail (0 if none).
+   */
   tailBytes: number;
+  /**
+   * Zeros after the last intact record (or after a torn tail), up to the end. With no torn tail,
+   * the zero space the log keeps ahead of its records: its clean end.
+   */
+  zeroTailBytes: number;
   /**
    * Set if the search through a damaged region ran out of `RESYNC_CRC_BYTES_MAX`: the file offset
    * it had reached. The region then runs from its start to the end and is counted as damaged (not
@@ -84,9 +96,12 @@ export interface ScanReport {
  * where an intact record starts, checking the CRC only of candidates likely to be real (see
  * `RESYNC_UNCHAINED_BYTES_MAX`). The bytes skipped are a damaged region, and scanning goes on from
  * that record. If no intact record starts anywhere up to the end, the bytes from the last intact
- * record on are a torn tail: that is all a crash can leave, and only at the end. A zero-filled
- * tail is never taken for records (length 0 is never sane). Only its CRC tells a record, so a
- * well-framed record carried inside a damaged record's body (file data) would be taken for one.
+ * record on are a torn tail: that is all a crash can leave, and only at the end. Unless they are
+ * all zero: a zero tail is the clean end of a log that keeps zeros written ahead of its records
+ * (`zeroTailBytes`), never taken for records (length 0 is never sane) nor for a torn tail. A
+ * torn record followed by zeros is a torn tail, and zeros followed by an intact record are a
+ * damaged region. Only its CRC tells a record, so a well-framed record carried inside a damaged
+ * record's body (file data) would be taken for one.
  *
  * The search spends at most `RESYNC_CRC_BYTES_MAX` of CRC work per damaged region. If it runs out,
  * it stops there and the rest of the bytes are one damaged region (`unsearchedFrom` says where it
@@ -100,6 +115,11 @@ export class RecordScanner {
   #position = 0;
   /** Set while searching through damage: the file offset where the damaged region started. */
   #damageStart: number | undefined;
+  /**
+   * While searching through damage: the file offset just past the last byte of it seen not to be
+   * zero; undefined while all are zero (then it may be the zero tail).
+   */
+  #damageNonZeroEnd: number | undefined;
   /** CRC work spent searching through the current damaged region. */
   #crcBytes = 0;
   #unsearchedFrom: number | undefined;
@@ -110,6 +130,7 @@ export class RecordScanner {
   #regions: DamagedRegion[] = [];
   #intactBytes = 0;
   #tailBytes = 0;
+  #zeroTailBytes = 0;
   #done = false;
 
   /** File offset the next window must start at: every byte before it is scanned. */
@@ -127,6 +148,7 @@ export class RecordScanner {
       regions: [...this.#regions],
       intactBytes: this.#intactBytes,
       tailBytes: this.#tailBytes,
+      zeroTailBytes: this.#zeroTailBytes,
       unsearchedFrom: this.#unsearchedFrom,
     };
   }
@@ -159,7 +181,9 @@ export class RecordScanner {
       this.#closeRegion(this.#position);
     } else {
       this.#intactBytes = this.#damageStart;
-      this.#tailBytes = this.#position - this.#damageStart;
+      const nonZeroEnd = this.#damageNonZeroEnd ?? this.#damageStart;
+      this.#tailBytes = nonZeroEnd - this.#damageStart;
+      this.#zeroTailBytes = this.#position - nonZeroEnd;
     }
   }
 
@@ -180,7 +204,8 @@ export class RecordScanner {
       if (this.#damageStart === undefined) { // at a record boundary
         if (size - at < RECORD_HEADER_SIZE_BYTES) {
           if (!final || at === size) return at;
-          this.#startDamage(base + at); // a short header: the search finds it is a tail
+          // A short header, or the last bytes of a zero tail: the search finds it is a tail.
+          this.#startDamage(window, base, at, size);
           at++;
           continue;
         }
@@ -188,7 +213,7 @@ export class RecordScanner {
         const end = at + RECORD_HEADER_SIZE_BYTES + length;
         if (length === 0 || length > RECORD_SIZE_BYTES_MAX || end > size) {
           if (end > size && !final && length !== 0 && length <= RECORD_SIZE_BYTES_MAX) return at;
-          this.#startDamage(base + at);
+          this.#startDamage(window, base, at, at + 4); // a length of 0 may start the zero tail
           at++;
           continue;
         }
@@ -199,17 +224,23 @@ export class RecordScanner {
           at = end;
           continue;
         }
-        this.#startDamage(base + at); // a body that fails its CRC, or a length that is wrong
+        this.#startDamage(window, base, at, at + 4); // a body failing its CRC, or a wrong length
         at++;
         continue;
       }
       // In damage: search byte by byte for the next offset where an intact record starts.
-      if (size - at < RECORD_HEADER_SIZE_BYTES) return final ? size : at;
+      if (size - at < RECORD_HEADER_SIZE_BYTES) {
+        if (!final) return at;
+        this.#seeNonZero(window, base, at, size);
+        return size;
+      }
       const length = view.getUint32(at);
       if (length === 0) {
         at = skipZeros(window, at);
         continue;
       }
+      // Every offset of the region is read or skipped as zero: each non-zero byte is seen here.
+      this.#seeNonZero(window, base, at, at + 4);
       const end = at + RECORD_HEADER_SIZE_BYTES + length;
       if (length > RECORD_SIZE_BYTES_MAX || (end > size && final)) {
         at++;
@@ -248,10 +279,24 @@ export class RecordScanner {
     if (this.#damagedRegions > 0) this.#recordsAfterDamage++;
   }
 
-  /** Damage starts at file offset `offset`: the search through it starts with a full budget. */
-  #startDamage(offset: number): void {
-    this.#damageStart = offset;
+  /**
+   * Damage starts at `window[at]`, `base` the file offset of `window[0]`, and `window[at, seen)`
+   * are the bytes of it read so far: the search through it starts with a full budget.
+   */
+  #startDamage(window: Uint8Array, base: number, at: number, seen: number): void {
+    this.#damageStart = base + at;
+    this.#damageNonZeroEnd = undefined;
+    this.#seeNonZero(window, base, at, seen);
     this.#crcBytes = 0;
+  }
+
+  /** Notes the last non-zero byte of `window[from, to)`, in damage; `base`: window[0]'s offset. */
+  #seeNonZero(window: Uint8Array, base: number, from: number, to: number): void {
+    for (let at = to - 1; at >= from; at--) {
+      if (window[at] === 0) continue;
+      this.#damageNonZeroEnd = Math.max(this.#damageNonZeroEnd ?? 0, base + at + 1);
+      return;
+    }
   }
 
   /** Spends `bytes` of CRC work on the search; false, and gives up at `offset`, if over budget. */
@@ -315,7 +360,8 @@ export function frameRecord(record: Uint8Array): Uint8Array {
 /**
  * Parses all the framed records in `bytes`, a whole log file (no I/O), resynchronising past damage
  * as `RecordScanner` does: records are views into `bytes`, `offsets` where their bodies start;
- * damaged regions are counted and listed, and `tailBytes` after `intactBytes` are a torn tail.
+ * damaged regions are counted and listed, and `tailBytes` after `intactBytes` are a torn tail
+ * (`zeroTailBytes` its clean end).
  */
 export function parseRecords(
   bytes: Uint8Array,

@@ -115,6 +115,58 @@ Deno.test("parseRecords() skips a zero-filled sector between records as one dama
   assert.deepEqual(parsed.regions, [{ offset: starts[3], bytes: starts[7] - starts[3] }]);
 });
 
+/** `bytes`, then `zeros` zero bytes. */
+function withZeros(bytes: Uint8Array, zeros: number): Uint8Array {
+  const out = new Uint8Array(bytes.length + zeros);
+  out.set(bytes);
+  return out;
+}
+
+Deno.test("parseRecords() takes zeros after the last record, however many, for the clean end", () => {
+  const { bytes, bodies } = manifestLog(10);
+  for (const zeros of [1, 3, 7, 8, 9, 4096 + 3, 5 * 1024 * 1024]) {
+    const parsed = parseRecords(withZeros(bytes, zeros));
+    assert.deepEqual(texts(parsed.records), bodies, `${zeros} zeros`);
+    assert.equal(parsed.intactBytes, bytes.length);
+    assert.equal(parsed.zeroTailBytes, zeros);
+    assert.equal(parsed.tailBytes, 0, "not a torn tail");
+    assert.equal(parsed.damagedRegions, 0, "not damage");
+  }
+});
+
+Deno.test("parseRecords() takes a torn record that zeros follow for a torn tail, up to its last byte that is not zero", () => {
+  const { bytes, starts, bodies } = manifestLog(10);
+  for (let cut = starts[9] + 1; cut < starts[10]; cut++) {
+    const parsed = parseRecords(withZeros(bytes.subarray(0, cut), 4096));
+    const torn = bytes.subarray(starts[9], cut).findLastIndex((byte) => byte !== 0) + 1;
+    assert.deepEqual(texts(parsed.records), bodies.slice(0, 9), `cut at ${cut}`);
+    assert.equal(parsed.intactBytes, starts[9]);
+    assert.equal(parsed.tailBytes, torn, `cut at ${cut}`);
+    assert.equal(parsed.zeroTailBytes, cut - starts[9] - torn + 4096);
+    assert.equal(parsed.damagedRegions, 0);
+  }
+});
+
+Deno.test("parseRecords() takes zeros that a record or other bytes follow for damage, not the end", () => {
+  const { bytes, starts, bodies } = manifestLog(10);
+  // A batch whose first page never reached the disk, and whose second did.
+  const gap = bytes.slice();
+  gap.fill(0, starts[6], starts[8]);
+  const parsed = parseRecords(withZeros(gap, 4096));
+  assert.deepEqual(texts(parsed.records), bodies.toSpliced(6, 2));
+  assert.deepEqual(parsed.regions, [{ offset: starts[6], bytes: starts[8] - starts[6] }]);
+  assert.equal(parsed.zeroTailBytes, 4096);
+  // Zeros, one stray byte, zeros: a torn tail up to the stray byte.
+  for (const stray of [0, 1, 2, 3, 4, 4000]) {
+    const tail = withZeros(bytes, 4096);
+    tail[bytes.length + stray] = 0x5a;
+    const torn = parseRecords(tail);
+    assert.deepEqual(texts(torn.records), bodies, `stray byte at +${stray}`);
+    assert.equal(torn.tailBytes, stray + 1, `stray byte at +${stray}`);
+    assert.equal(torn.zeroTailBytes, 4096 - stray - 1);
+  }
+});
+
 Deno.test("RecordScanner gives up a search over RESYNC_CRC_BYTES_MAX and counts the rest as damage, not a tail", () => {
   // Every 4 bytes hold candidates of 1 MiB, 16 and 4096 bytes whose followers look sane: a search
   // through it checks about 1 MiB of CRC per 4 bytes.
@@ -136,13 +188,24 @@ Deno.test("RecordScanner gives up a search over RESYNC_CRC_BYTES_MAX and counts 
 
 Deno.test("RecordScanner finds the same records and damage however the bytes are split into windows", () => {
   const { bytes, starts } = manifestLog(30);
-  const corrupt = bytes.slice(0, bytes.length - 7); // and a torn tail
-  corrupt[starts[5] + 1] ^= 0x08;
-  corrupt.fill(0, starts[12], starts[14] + 3);
-  corrupt[starts[20] + 30] ^= 0x01;
+  const damaged = bytes.slice(0, bytes.length - 7); // and a torn tail
+  damaged[starts[5] + 1] ^= 0x08;
+  damaged.fill(0, starts[12], starts[14] + 3);
+  damaged[starts[20] + 30] ^= 0x01;
+  const zeroTail = withZeros(bytes.subarray(0, starts[29]), 300);
+  const strayAfterZeros = withZeros(bytes, 300);
+  strayAfterZeros[bytes.length + 150] = 1;
+  for (const corrupt of [damaged, withZeros(damaged, 300), zeroTail, strayAfterZeros]) {
+    scanInWindows(corrupt);
+  }
+  const { damagedRegions, tailBytes } = parseRecords(damaged);
+  assert.equal(damagedRegions, 3);
+  assert.equal(tailBytes, starts[30] - 7 - starts[29]);
+});
+
+/** Checks that scanning `corrupt` in windows of several sizes finds what parsing it whole does. */
+function scanInWindows(corrupt: Uint8Array): void {
   const { records, offsets, ...whole } = parseRecords(corrupt);
-  assert.equal(whole.damagedRegions, 3);
-  assert.equal(whole.tailBytes, starts[30] - 7 - starts[29]);
   for (const size of [1, 7, 64, 1000]) {
     const scanner = new RecordScanner();
     const found: number[] = [];
@@ -154,4 +217,4 @@ Deno.test("RecordScanner finds the same records and damage however the bytes are
     assert.deepEqual(found, offsets, `windows of ${size}`);
     assert.deepEqual(scanner.report, { ...whole, records: records.length }, `windows of ${size}`);
   }
-});
+}

@@ -3,8 +3,10 @@
  * commit (appends that arrive while a write+fdatasync runs share the next one).
  *
  * Records are opaque, non-empty bytes (the caller CBOR-encodes them), framed on disk with their
- * length and CRC32 (`record_frame.ts`, pure); this module carries out the file I/O, through the
- * `FileSystem` it is given (Deno's by default).
+ * length and CRC32 (`record_frame.ts`, pure), and followed by zeros the log keeps written and
+ * fdatasynced ahead of them (`LOG_PREALLOCATE_BYTES`, `_log_file.ts`): a batch then overwrites
+ * allocated space instead of growing the file, whose fdatasync would also write the inode. This
+ * module carries out the file I/O, through the `FileSystem` it is given (Deno's by default).
  *
  * @module
  */
@@ -16,7 +18,17 @@ import { denoFileSystem } from "../env/deno_env.ts";
 import { stderrLog } from "../env/system.ts";
 import type { FileHandle, FileSystem, Log } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
-import { checkRewritten, type Records, rewriteError, writeLogFile } from "./_log_file.ts";
+import {
+  checkRewritten,
+  DEFAULT_PREALLOCATION,
+  LOG_PREALLOCATE_BYTES,
+  LOG_PREALLOCATE_MARGIN_BYTES,
+  type Preallocation,
+  type Records,
+  rewriteError,
+  writeLogFile,
+  ZeroSpace,
+} from "./_log_file.ts";
 import {
   type LogVerifyReport,
   openLogFile,
@@ -35,7 +47,10 @@ import {
 
 export {
   type DamagedRegion,
+  LOG_PREALLOCATE_BYTES,
+  LOG_PREALLOCATE_MARGIN_BYTES,
   type LogVerifyReport,
+  type Preallocation,
   type Records,
   REPLAY_READ_BYTES,
   type ReplayReport,
@@ -73,18 +88,26 @@ export const SYNC_READ_BYTES_MAX = 64 * 1024;
 
 /**
  * Where a record log does its I/O and reports damage: Deno's file system and stderr unless told
- * (an `Env` will do).
+ * (an `Env` will do); and the zero space it keeps ahead of its records.
  */
 export interface RecordLogOptions {
   fs?: FileSystem;
   log?: Log;
+  /**
+   * Default `LOG_PREALLOCATE_BYTES`, extended under `LOG_PREALLOCATE_MARGIN_BYTES`; `bytes: 0`
+   * keeps none (every batch grows the file).
+   */
+  preallocation?: Preallocation;
 }
 
 /**
  * Opens (creating if missing) the log at path and replays it, reading it piece by piece: each
  * intact record goes to `onRecord` with the file offset of its body, as a view that is only valid
  * during the call (so a log holding file data never has to fit in memory). `log.replay` says what
- * was found; damage and cuts are also reported to `options.log`.
+ * was found; damage and cuts are also reported to `options.log`. Zeros after the last record are
+ * the log's clean end: kept (fdatasynced) for the next appends, and brought up to
+ * `LOG_PREALLOCATE_BYTES` before it returns if under `LOG_PREALLOCATE_MARGIN_BYTES` (appends
+ * then extend them in the background).
  *
  * Where a record is not intact (a short header, a length of 0 or over RECORD_SIZE_BYTES_MAX, a
  * short body, a CRC mismatch), the replay resynchronises on the next intact record (see
@@ -103,9 +126,9 @@ export async function replayRecordLog(
   onRecord: (body: Uint8Array, offset: number) => void,
   options: RecordLogOptions = {},
 ): Promise<RecordLog> {
-  const { fs = denoFileSystem, log = stderrLog } = options;
-  const opened = await openLogFile(path, onRecord, { fs, log });
-  return new RecordLog(path, { fs, ...opened });
+  const { fs = denoFileSystem, log = stderrLog, preallocation = DEFAULT_PREALLOCATION } = options;
+  const opened = await openLogFile(path, onRecord, { fs, log, preallocation });
+  return new RecordLog(path, { fs, log, preallocation, ...opened });
 }
 
 /**
@@ -154,7 +177,12 @@ export class RecordLog {
   #file: FileHandle;
   /** Opened by the first small read and kept (an open per read cost a third of a node's read time). */
   #reader: FileHandle | null = null;
+  #log: Log;
+  #preallocation: Preallocation;
+  /** Where the records end (the logical end): the next batch is written here. */
   #sizeBytes: number;
+  /** The zeros ahead of the records: `#sizeBytes` <= its `zeroedBytes`. */
+  #space: ZeroSpace;
   #syncCount = 0;
   /** Calls not yet queued: appends while the queue is full, and everything behind a rewrite. */
   #waiting: Waiting[] = [];
@@ -177,8 +205,10 @@ export class RecordLog {
   readonly replay: ReplayReport;
 
   /**
-   * Use `openRecordLog()`; `file` is open for appending on `fs`, `sizeBytes` long, and owned by
-   * the log from now on; `replay` is what opening it found; a `failure` fails every append.
+   * Use `openRecordLog()`; `file` is open for writing on `fs`, holds records up to `sizeBytes`
+   * then durable zeros up to `zeroedBytes` (default `sizeBytes`), and is owned by the log from now
+   * on; `replay` is what opening it found; a `failure` fails every append. Appends extend the
+   * zeros in the background (`preallocation`, default none; failures go to `log`).
    */
   constructor(
     path: string,
@@ -186,14 +216,22 @@ export class RecordLog {
       fs: FileSystem;
       file: FileHandle;
       sizeBytes: number;
+      zeroedBytes?: number;
       replay: ReplayReport;
       failure?: DfsError;
+      log?: Log;
+      preallocation?: Preallocation;
     },
   ) {
+    const { fs, sizeBytes, zeroedBytes = sizeBytes, log = stderrLog } = opened;
+    assert(zeroedBytes >= sizeBytes, "the zeros follow the records");
     this.#path = path;
-    this.#fs = opened.fs;
+    this.#fs = fs;
     this.#file = opened.file;
-    this.#sizeBytes = opened.sizeBytes;
+    this.#log = log;
+    this.#preallocation = opened.preallocation ?? { bytes: 0, marginBytes: 0 };
+    this.#sizeBytes = sizeBytes;
+    this.#space = new ZeroSpace(path, { fs, log, preallocation: this.#preallocation, zeroedBytes });
     this.replay = opened.replay;
     this.#failure = opened.failure;
   }
@@ -207,9 +245,17 @@ export class RecordLog {
     return this.#failure ?? this.#broken;
   }
 
-  /** Bytes of the log file that are durable: every record whose append() has resolved. */
+  /**
+   * Bytes of records in the log file that are durable, every record whose append() has resolved:
+   * its logical end (the zeros after it are not counted).
+   */
   get sizeBytes(): number {
     return this.#sizeBytes;
+  }
+
+  /** Bytes of the log file that are durable: its records, then the zeros written ahead of them. */
+  get zeroedBytes(): number {
+    return this.#space.zeroedBytes;
   }
 
   /** How many batches (write + fdatasync) were started, to observe group commit. */
@@ -226,9 +272,12 @@ export class RecordLog {
    * don't change it before the returned promise settles.
    *
    * After each batch's write + fdatasync one synchronous fstat of the open file (a batch holds many
-   * records) checks that the file is still the log: still linked and of the size expected. If
-   * not, the batch and every later append fail (`failure`): nothing is acknowledged into a file
-   * that was removed or cut under the node.
+   * records) checks that the file is still the log: still linked and of the size expected (its
+   * zeros included). If not, the batch and every later append fail (`failure`): nothing is
+   * acknowledged into a file that was removed or cut under the node.
+   *
+   * A batch is written over the zeros kept ahead of the records; one that does not fit in them
+   * waits for an extension running (see `LOG_PREALLOCATE_MARGIN_BYTES`), then grows the file.
    *
    * @throws {DfsError} TOO_LARGE over `RECORD_SIZE_BYTES_MAX`; UNAVAILABLE if the write or
    * fdatasync of its batch fails (a full disk): then no record of the batch is in the log; and
@@ -251,10 +300,11 @@ export class RecordLog {
 
   /**
    * Replaces the whole log with these records atomically (compaction): writes `path + ".tmp"` (taking
-   * the records one by one from an async iterable, if given one, when their turn comes),
-   * fdatasyncs it, renames it over path, fsyncs the folder, then appends to the new file. Appends
-   * called before rewrite() land in the old file first; appends called after it wait and land in
-   * the new file. Resolves with the file offset of each record's body in the new file.
+   * the records one by one from an async iterable, if given one, when their turn comes) and the
+   * zeros to keep ahead of them, fdatasyncs it, renames it over path, fsyncs the folder, then
+   * appends to the new file. Appends called before rewrite() land in the old file first; appends
+   * called after it wait and land in the new file. Resolves with the file offset of each record's
+   * body in the new file.
    *
    * @throws {DfsError} TOO_LARGE if a record is over `RECORD_SIZE_BYTES_MAX` (nothing changes);
    * UNAVAILABLE if writing fails (the old log stays, unless the rename was done), or with
@@ -311,24 +361,29 @@ export class RecordLog {
   }
 
   /**
-   * Re-reads the log file from its start up to the durable size when the call starts, streaming
-   * with a bounded buffer (see `scanLogFile`), and checks every record, resynchronising past damage
-   * as a replay does. Appends go on meanwhile (they land past that size). `missingBytes` > 0 means
-   * the file is now shorter: it was cut under the node (a record cut short counts as damaged). If a
-   * `rewrite()` runs meanwhile, the report is `superseded`: its counts mean nothing.
+   * Re-reads the log file from its start up to the end of its durable records when the call
+   * starts, streaming with a bounded buffer (see `scanLogFile`), and checks every record,
+   * resynchronising past damage as a replay does (zeros there are damage too). Appends go on
+   * meanwhile (they land past that end). `missingBytes` > 0 means the file is now shorter than
+   * its durable records and zeros: it was cut under the node (a record cut short counts as
+   * damaged). If a `rewrite()` runs meanwhile, the report is `superseded`: its counts mean nothing.
    *
-   * @throws {DfsError} UNAVAILABLE if the file cannot be opened or read.
+   * @throws {DfsError} UNAVAILABLE if the file cannot be opened, read or fstat'd.
    */
   async verify(): Promise<LogVerifyReport> {
     assert(!this.#closing, "verify() is not called after close()");
     const generation = this.#generation;
     const limitBytes = this.#sizeBytes;
+    const zeroedBytes = this.#space.zeroedBytes;
     try {
       using file = await this.#fs.open(this.#path, { read: true });
-      const scanned = await scanLogFile(file, () => {}, { limitBytes });
-      return this.#generation === generation
-        ? verifyReportOf(scanned, limitBytes)
-        : supersededReport();
+      const { report, bytesRead } = await scanLogFile(file, () => {}, { limitBytes });
+      const { size } = file.statSync();
+      if (this.#generation !== generation) return supersededReport();
+      // A failed batch cut back meanwhile lowers the zeros' end, never below limitBytes.
+      const expectedBytes = Math.min(zeroedBytes, this.#space.zeroedBytes);
+      const missingBytes = Math.max(limitBytes - bytesRead, expectedBytes - size, 0);
+      return verifyReportOf(report, missingBytes);
     } catch (error) {
       if (this.#generation !== generation) return supersededReport();
       throw new DfsError("UNAVAILABLE", `Cannot verify log "${this.#path}": ${reasonOf(error)}`, {
@@ -343,6 +398,7 @@ export class RecordLog {
     this.#closing = true;
     while (this.#writing) await this.#writing;
     assert(this.#waiting.length === 0 && this.#queue.length === 0, "every call is carried out");
+    await this.#space.settled();
     this.#file.close();
     this.#dropReader();
   }
@@ -430,19 +486,26 @@ export class RecordLog {
       ? batch[0].frame
       : concatBytes(batch.map((queued) => queued.frame));
     assert(data.length <= Math.max(RECORD_BATCH_BYTES_MAX, batch[0].frame.length), "batch size");
+    const end = this.#sizeBytes + data.length;
     try {
       if (this.#failure) throw this.#failure;
       if (this.#broken) throw this.#broken;
+      // Past the zeros, an extension running writes: wait for it, then grow the file if need be.
+      if (end > this.#space.zeroedBytes) await this.#space.settled();
+      const grows = end > this.#space.zeroedBytes;
       this.#syncCount++;
+      this.#file.seekSync(this.#sizeBytes, Deno.SeekMode.Start);
       await writeAll(this.#file, data);
       await this.#file.syncData();
-      this.#checkStillTheLog(this.#sizeBytes + data.length);
+      if (grows) this.#space.grewTo(end);
+      this.#checkStillTheLog();
       let offset = this.#sizeBytes;
-      this.#sizeBytes += data.length;
+      this.#sizeBytes = end;
       for (const queued of batch) {
         queued.resolve(offset + RECORD_HEADER_SIZE_BYTES);
         offset += queued.frame.length;
       }
+      this.#space.extendIfLow(end);
     } catch (error) {
       const failure = error instanceof DfsError ? error : new DfsError(
         "UNAVAILABLE",
@@ -456,16 +519,18 @@ export class RecordLog {
 
   /**
    * Checks with one fstat of the open file that it is still the log after a batch: linked, and
-   * `expectedBytes` long. If not, fails the log for good.
+   * as long as its records and zeros (or, while an extension runs, up to where it reaches). If
+   * not, fails the log for good.
    *
    * @throws {DfsError} UNAVAILABLE, the log's `failure`, if not.
    */
-  #checkStillTheLog(expectedBytes: number): void {
+  #checkStillTheLog(): void {
     const { size, nlink } = this.#file.statSync();
     let reason: string | undefined;
+    const expected = this.#space.unexpected(size);
     if (nlink === 0) reason = "was removed under the node";
-    else if (size !== expectedBytes) {
-      reason = `changed size under the node: ${size} bytes, ${expectedBytes} expected`;
+    else if (expected !== undefined) {
+      reason = `changed size under the node: ${size} bytes, ${expected} expected`;
     }
     if (reason === undefined) return;
     this.#failure = new DfsError(
@@ -475,11 +540,16 @@ export class RecordLog {
     throw this.#failure;
   }
 
-  /** Truncates the file back to its durable size after a failed batch. */
+  /**
+   * Truncates the file back to its durable records after a failed batch (their zeros go too: the
+   * batch may have written over them), once no extension runs.
+   */
   async #cutBack(): Promise<void> {
     if (this.#broken) return;
+    await this.#space.settled();
     try {
       await this.#file.truncate(this.#sizeBytes);
+      this.#space.cutTo(this.#sizeBytes);
     } catch (error) {
       this.#broken = new DfsError(
         "UNAVAILABLE",
@@ -494,10 +564,13 @@ export class RecordLog {
   async #replace(records: Records): Promise<number[]> {
     if (this.#failure) throw this.#failure;
     this.#generation++;
+    // An extension opens the file by its path: it must not open the new one.
+    await this.#space.settled();
     const tmp = `${this.#path}.tmp`;
-    const { file, sizeBytes, offsets } = await writeLogFile(tmp, records, {
+    const { file, sizeBytes, zeroedBytes, offsets } = await writeLogFile(tmp, records, {
       fs: this.#fs,
       batchBytes: RECORD_BATCH_BYTES_MAX,
+      zeroBytes: this.#preallocation.bytes,
     });
     try {
       await this.#fs.rename(tmp, this.#path);
@@ -510,6 +583,12 @@ export class RecordLog {
     this.#file = file;
     this.#dropReader(); // it reads the old file, whose offsets no longer hold
     this.#sizeBytes = sizeBytes;
+    this.#space = new ZeroSpace(this.#path, {
+      fs: this.#fs,
+      log: this.#log,
+      preallocation: this.#preallocation,
+      zeroedBytes,
+    });
     this.#broken = undefined;
     try {
       await syncDirectory(this.#fs, dirname(this.#path));

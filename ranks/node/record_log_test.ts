@@ -7,11 +7,13 @@ import {
   RECORD_SIZE_BYTES_MAX,
 } from "./record_frame.ts";
 import {
+  LOG_PREALLOCATE_BYTES,
   openRecordLog,
   RECORD_BATCH_BYTES_MAX,
   RECORD_QUEUE_BYTES_MAX,
   RECORD_QUEUE_RECORDS_MAX,
   type RecordLog,
+  type ReplayReport,
 } from "./record_log.ts";
 import {
   MEMORY_TEST_FS,
@@ -24,15 +26,24 @@ import {
 
 const encoder = new TextEncoder();
 
-/** Opens the log at `path` on `fs`, checks it replays `expected`, and closes it. */
+/**
+ * Opens the log at `path` on `fs`, checks it replays `expected`, and closes it; returns what the
+ * replay found and where the records end.
+ */
 async function assertReplays(
   path: string,
   expected: readonly string[],
   options: { fs: FileSystem; log?: Log },
-): Promise<void> {
+): Promise<{ replay: ReplayReport; sizeBytes: number }> {
   const { log, records } = await openRecordLog(path, options);
   await log.close();
   assert.deepEqual(texts(records), expected);
+  return { replay: log.replay, sizeBytes: log.sizeBytes };
+}
+
+/** The bytes of the log file at `path` up to `sizeBytes` (its records, without the zeros). */
+async function recordBytes(path: string, sizeBytes: number, fs: FileSystem): Promise<Uint8Array> {
+  return (await fs.readFile(path)).subarray(0, sizeBytes);
 }
 
 for (const testFs of TEST_FILE_SYSTEMS) {
@@ -44,8 +55,9 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     assert.equal(first.log.sizeBytes, 0);
     for (const text of ["one", "two", "three"]) await first.log.append(encoder.encode(text));
     assert.equal(first.log.sizeBytes, 3 * RECORD_HEADER_SIZE_BYTES + 11);
-    assert.equal(fs.statSync(temp.path).size, first.log.sizeBytes);
     await first.log.close();
+    assert.equal(first.log.zeroedBytes, LOG_PREALLOCATE_BYTES);
+    assert.equal(fs.statSync(temp.path).size, LOG_PREALLOCATE_BYTES, "records, then zeros");
     const second = await openRecordLog(temp.path, { fs });
     assert.deepEqual(texts(second.records), ["one", "two", "three"]);
     assert.equal(second.log.sizeBytes, first.log.sizeBytes);
@@ -62,13 +74,16 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       await log.append(encoder.encode(text));
     }
     await log.close();
-    const whole = await fs.readFile(temp.path);
+    const whole = await recordBytes(temp.path, log.sizeBytes, fs);
     const lastStart = whole.length - RECORD_HEADER_SIZE_BYTES - "the last record".length;
     for (let cut = lastStart; cut < whole.length; cut++) {
       await writeFileTo(temp.path, whole.subarray(0, cut), { fs });
       const { log, records } = await openRecordLog(temp.path, { fs });
       assert.deepEqual(texts(records), ["first", "second"], `cut at ${cut}`);
-      assert.equal(fs.statSync(temp.path).size, lastStart);
+      // The length's first bytes are zero: cut there, the tail is zeros, not a torn record.
+      const torn = whole.subarray(lastStart, cut).findLastIndex((byte) => byte !== 0) + 1;
+      assert.equal(log.replay.tailCutBytes, torn);
+      assert.equal(log.replay.zeroTailBytes, cut - lastStart - torn);
       assert.equal(log.sizeBytes, lastStart);
       await log.append(encoder.encode("after"));
       await log.close();
@@ -82,14 +97,18 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     const { log } = await openRecordLog(temp.path, { fs });
     for (const text of ["kept", "flipped"]) await log.append(encoder.encode(text));
     await log.close();
-    const whole = await fs.readFile(temp.path);
+    const whole = await recordBytes(temp.path, log.sizeBytes, fs);
     const lastStart = whole.length - RECORD_HEADER_SIZE_BYTES - "flipped".length;
     for (let offset = lastStart; offset < whole.length; offset++) {
-      const corrupt = whole.slice();
-      corrupt[offset] ^= 0x10;
-      await writeFileTo(temp.path, corrupt, { fs });
-      await assertReplays(temp.path, ["kept"], { fs });
-      assert.equal(fs.statSync(temp.path).size, lastStart);
+      for (const zeros of [0, 4096]) {
+        const corrupt = new Uint8Array(whole.length + zeros);
+        corrupt.set(whole);
+        corrupt[offset] ^= 0x10;
+        await writeFileTo(temp.path, corrupt, { fs });
+        const { replay, sizeBytes } = await assertReplays(temp.path, ["kept"], { fs });
+        assert.equal(sizeBytes, lastStart);
+        assert.ok(replay.tailCutBytes > 0, `flip at ${offset}, ${zeros} zeros after`);
+      }
     }
   });
 
@@ -101,7 +120,7 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       await log.append(encoder.encode(text));
     }
     await log.close();
-    const whole = await fs.readFile(temp.path);
+    const whole = await recordBytes(temp.path, log.sizeBytes, fs);
     const rottenStart = RECORD_HEADER_SIZE_BYTES + "first".length;
     for (let at = rottenStart + 4; at < rottenStart + RECORD_HEADER_SIZE_BYTES + 6; at++) {
       const corrupt = whole.slice();
@@ -116,11 +135,15 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       assert.equal(parsed.intactBytes, whole.length);
       await writeFileTo(temp.path, corrupt, { fs });
       const damage = recordingLog();
-      await assertReplays(temp.path, ["first", "third", "fourth"], { fs, log: damage });
+      const { replay, sizeBytes } = await assertReplays(temp.path, ["first", "third", "fourth"], {
+        fs,
+        log: damage,
+      });
       assert.deepEqual(damage.messages, [
         `dfs: log "${temp.path}": skipped 1 damaged region(s), 14 bytes in all; kept 2 intact record(s) after the damage`,
       ]);
-      assert.equal(fs.statSync(temp.path).size, whole.length, "nothing cut off");
+      assert.equal(replay.tailCutBytes, 0, "nothing cut off");
+      assert.equal(sizeBytes, whole.length);
     }
   });
 
@@ -131,8 +154,10 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     new DataView(header.buffer).setUint32(0, RECORD_SIZE_BYTES_MAX + 1);
     const kept = frameRecord(encoder.encode("kept"));
     await writeFileTo(temp.path, new Uint8Array([...kept, ...header]), { fs });
-    await assertReplays(temp.path, ["kept"], { fs });
-    assert.equal(fs.statSync(temp.path).size, kept.length);
+    const { replay, sizeBytes } = await assertReplays(temp.path, ["kept"], { fs });
+    assert.equal(sizeBytes, kept.length);
+    assert.equal(replay.tailCutBytes, 4, "the bad length, up to its last byte that is not zero");
+    assert.equal(replay.zeroTailBytes, RECORD_HEADER_SIZE_BYTES, "cut with it");
   });
 
   Deno.test(`openRecordLog() removes a stale .tmp file${testFs.suffix}`, async () => {
@@ -236,7 +261,8 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       const { fs } = disk;
       const path = `${disk.dir}/node.log`;
       await writeFileTo(`${disk.dir}/filler`, new Uint8Array(512 * 1024), { fs });
-      const { log } = await openRecordLog(path, { fs });
+      const messages = recordingLog();
+      const { log } = await openRecordLog(path, { fs, log: messages });
       // "first" is written alone; "small" and the big record fill the next batch, which does not fit
       // on the disk; "after" goes in the batch after that.
       const big = new Uint8Array(RECORD_BATCH_BYTES_MAX - 2 * RECORD_HEADER_SIZE_BYTES - 5).fill(1);
@@ -259,7 +285,11 @@ for (const testFs of TEST_FILE_SYSTEMS) {
         assert.match(reason.message, /^Cannot append record: No space left on device/);
       }
       assert.equal(log.syncCount, 3);
-      assert.equal(fs.statSync(path).size, log.sizeBytes);
+      assert.equal(fs.statSync(path).size, log.sizeBytes, "no zeros: they did not fit");
+      assert.match(
+        messages.messages[0],
+        /^dfs: log ".*": cannot write zeros ahead of its records, appends grow the file meanwhile: No space left on device/,
+      );
       // A rewrite that does not fit fails and leaves the old log in use.
       await assert.rejects(log.rewrite([big, big]), {
         name: "DfsError",
@@ -442,7 +472,7 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     assert.deepEqual(await log.verify(), {
       ...CLEAN,
       records: 15,
-      missingBytes: log.sizeBytes - starts[15],
+      missingBytes: log.zeroedBytes - starts[15], // the records cut, and the zeros after them
     });
     await changeFile(temp.path, fs, (file) => file.truncate(starts[10] + 3));
     assert.deepEqual(await log.verify(), {
@@ -451,7 +481,7 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       damagedRegions: 1, // the record cut short
       damagedBytes: 3,
       regions: [{ offset: starts[10], bytes: 3 }],
-      missingBytes: log.sizeBytes - starts[10] - 3,
+      missingBytes: log.zeroedBytes - starts[10] - 3,
     });
     await log.close();
   });
@@ -513,8 +543,8 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       name: "DfsError",
       code: "UNAVAILABLE",
       message: `Cannot append record: the log file "${temp.path}" changed size under the node: ${
-        5 + frame
-      } bytes, ${durable + frame} expected`,
+        durable + frame // the record lands at its place, past a hole
+      } bytes, ${log.zeroedBytes} expected`,
     };
     await assert.rejects(log.append(encoder.encode("lost")), changed);
     await assert.rejects(log.append(encoder.encode("also lost")), changed);
