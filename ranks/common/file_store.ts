@@ -6,7 +6,7 @@
  *
  * `StreamingFileStore` adds what a gateway that receives and sends frames needs to do so without
  * copying: an upload fed frame by frame with each frame's CRC32, a read handed out chunk by chunk
- * with the chunk buffers recycled, and the pool those buffers come from.
+ * with the chunk buffers recycled, the pool those buffers come from, and a listing page by page.
  *
  * @module
  */
@@ -148,4 +148,10 @@ export interface StreamingFileStore extends FileStore {
    * the caller's reads, e.g. one connection's) and the server-wide read-ahead.
    */
   openRead(name: string, range?: ByteRange, options?: { budget?: Semaphore }): FileReader;
+  /**
+   * The names `list` gives, in order, as pages of at most `LIST_PAGE_ENTRIES_MAX` made as they
+   * are asked for: a listing of any length is streamed in bounded memory. Stopping the iteration
+   * stops the listing.
+   */
+  listPages(prefix?: string, options?: ListOptions): AsyncIterable<ListEntry[]>;
 }

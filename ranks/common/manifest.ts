@@ -1,6 +1,7 @@
 /**
  * The vocabulary of file metadata shared by rank 0 and the data nodes: manifests and chunk refs,
- * the columnar listings nodes answer `list` with, and what a node reports at start-up. Pure.
+ * the columnar listing pages nodes answer `list` with (merged by `rank0/list_merge.ts`), and what a
+ * node reports at start-up. Pure.
  *
  * Where metadata lives: every data node that holds a chunk of a file also holds that file's manifest
  * in its own durable log. Rank 0 keeps no state on disk; at start it gathers the manifests from the
@@ -201,40 +202,22 @@ export class ListingBuilder {
   }
 }
 
+/** A page of a listing: entries in order, and whether more remain after the last. */
+export interface ListingPage {
+  listing: Listing;
+  more: boolean;
+}
+
 /**
- * Merges per-rank listings: for each name the highest version wins (a removed name drops out),
- * names sorted by UTF-16 code units (byte order for ASCII). A k-way merge of sorted columns.
+ * The page `walk` makes: it adds entries in name order and returns whether more remain (a
+ * column store's `forEachSummaryInOrder`, say).
  */
-export function mergeListings(listings: readonly Listing[]): ListEntry[] {
-  const lists = listings
-    .filter((l) => l.numbers.length > 0)
-    .map((l) => ({ names: l.names.split("\0"), numbers: l.numbers, at: 0 }));
-  const out: ListEntry[] = [];
-  while (true) {
-    let name: string | undefined;
-    for (const l of lists) {
-      if (l.at < l.names.length && (name === undefined || l.names[l.at] < name)) {
-        name = l.names[l.at];
-      }
-    }
-    if (name === undefined) return out;
-    let best: { numbers: Float64Array; base: number } | undefined;
-    for (const l of lists) {
-      if (l.at >= l.names.length || l.names[l.at] !== name) continue;
-      const base = l.at++ * LISTING_FIELDS;
-      if (!best || l.numbers[base + 2] > best.numbers[best.base + 2]) {
-        best = { numbers: l.numbers, base };
-      }
-    }
-    const { numbers, base } = best!;
-    if (numbers[base + 4] === 1) continue; // removed
-    out.push({
-      name,
-      size: numbers[base],
-      modified: numbers[base + 1],
-      replicas: numbers[base + 3],
-    });
-  }
+export function listingPageOf(
+  walk: (add: (entry: Omit<VersionedEntry, "deleted"> & { deleted?: boolean }) => void) => boolean,
+): ListingPage {
+  const builder = new ListingBuilder();
+  const more = walk((entry) => builder.add(entry));
+  return { listing: builder.build(), more };
 }
 
 /** What one data node reports at start-up. */

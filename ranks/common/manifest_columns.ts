@@ -22,6 +22,7 @@ import { DfsError } from "../../protocol/errors.ts";
 import type { ChunkRef, FileAttrs, Manifest } from "./manifest.ts";
 import { hashOf, hexOf, parseHex } from "./hex_bytes.ts";
 import { grown, SlotTable } from "./slot_table.ts";
+import { compareUtf8AsUtf16, SortedSlots } from "./sorted_slots.ts";
 
 /** Slots of a new store; the columns double from here as files are added. */
 export const MANIFEST_SLOTS_MIN = 16;
@@ -93,7 +94,9 @@ const utf8Decoder = new TextDecoder();
 /**
  * Manifests keyed by name, one per name, in columns. Iteration goes in slot order, which is neither
  * insertion nor name order; an iteration sees each entry present throughout it once, as it is when
- * visited, and may or may not see entries set after it began.
+ * visited, and may or may not see entries set after it began. `forEachSummaryInOrder` walks them
+ * in name order instead, a page at a time (`SortedSlots`: sorted on the first such walk, then
+ * kept in step with every name added or removed).
  */
 export class ManifestColumns {
   #size = 0;
@@ -126,10 +129,16 @@ export class ManifestColumns {
   #liveNameBytes = 0;
   #deadNameBytes = 0;
 
-  /** The name being looked up or set, as UTF-8. */
   /** The name being looked up or added, as UTF-8 (see `#encode()`), and its length. */
   #scratch = new Uint8Array(NAME_BYTES_MAX);
   #scratchLength = 0;
+
+  /** The live slots in name order, once a walk in order has asked for it. */
+  #sorted = new SortedSlots({
+    slotsUsed: () => this.#slotsUsed,
+    isLive: (slot) => this.#nameBytes[slot] !== 0,
+    compare: (a, b) => this.#compareNames(a, b),
+  });
 
   constructor() {
     this.#reset();
@@ -154,7 +163,8 @@ export class ManifestColumns {
       this.#flags,
       ...this.#slabs,
     ];
-    return columns.reduce((sum, column) => sum + column.byteLength, this.#table.byteLength);
+    const table = this.#table.byteLength + this.#sorted.bytes;
+    return columns.reduce((sum, column) => sum + column.byteLength, table);
   }
 
   /** True if a manifest of `name` is held (a tombstone too). */
@@ -193,6 +203,7 @@ export class ManifestColumns {
       this.#hashes[slot] = hash;
       this.#writeName(slot, length);
       this.#table.put(bucket, slot);
+      this.#sorted.added(slot);
       this.#size++;
       if (this.#size > this.#table.length * TABLE_LOAD_MAX) {
         this.#table.resize(this.#table.length * 2);
@@ -210,6 +221,7 @@ export class ManifestColumns {
     if (slot < 0) return false;
     this.#table.remove(bucket);
     this.#freeSlot(slot);
+    this.#sorted.removed(slot);
     this.#size--;
     if (this.#size === 0) return this.#reset(), true;
     const buckets = this.#table.length;
@@ -254,18 +266,69 @@ export class ManifestColumns {
     const end = this.#slotsUsed;
     for (let slot = 0; slot < Math.min(end, this.#slotsUsed); slot++) {
       const name = visit(slot);
-      if (name === undefined) continue;
-      const flags = this.#flags[slot];
-      const at = slot * NUMBERS_PER_SLOT;
-      fn({
-        name,
-        version: this.#numbers[at],
-        size: this.#numbers[at + 1],
-        modified: this.#numbers[at + 2],
-        deleted: (flags & FLAG_DELETED) !== 0,
-        replicas: this.#replicasAt(slot, flags),
-      });
+      if (name !== undefined) fn(this.#summaryAt(slot, name));
     }
+  }
+
+  /**
+   * Calls `fn` with the summary of each manifest (tombstones too) whose name starts with `prefix`
+   * (default: any) and sorts after `after` (exclusive), in UTF-16 code unit order, at most `limit`
+   * of them; returns whether more such names remain. The first call sorts every name; later ones
+   * cost a binary search and the entries visited, however names came and went between calls.
+   * `fn` must not change the store.
+   */
+  forEachSummaryInOrder(
+    fn: (summary: ManifestSummary) => void,
+    visit: { prefix?: string; after?: string; limit: number },
+  ): boolean {
+    const { prefix = "", after, limit } = visit;
+    // Start at the first name past `after`, or at the first with the prefix if that comes later.
+    const below = after !== undefined && after >= prefix
+      ? (slot: number) => this.#nameOf(slot) <= after
+      : (slot: number) => this.#nameOf(slot) < prefix;
+    let visited = 0;
+    let more = false;
+    this.#sorted.walk(below, (slot) => {
+      const name = this.#nameOf(slot);
+      if (!name.startsWith(prefix)) return false; // names with a prefix sort together
+      if (visited === limit) {
+        more = true;
+        return false;
+      }
+      visited++;
+      fn(this.#summaryAt(slot, name));
+      return true;
+    });
+    return more;
+  }
+
+  #summaryAt(slot: number, name: string): ManifestSummary {
+    const flags = this.#flags[slot];
+    const at = slot * NUMBERS_PER_SLOT;
+    return {
+      name,
+      version: this.#numbers[at],
+      size: this.#numbers[at + 1],
+      modified: this.#numbers[at + 2],
+      deleted: (flags & FLAG_DELETED) !== 0,
+      replicas: this.#replicasAt(slot, flags),
+    };
+  }
+
+  /** Compares the names in two live slots in UTF-16 code unit order, from their bytes. */
+  #compareNames(a: number, b: number): number {
+    const aAt = this.#nameAt[a];
+    const bAt = this.#nameAt[b];
+    const aOffset = aAt % NAMES_SLAB_BYTES;
+    const bOffset = bAt % NAMES_SLAB_BYTES;
+    return compareUtf8AsUtf16(
+      this.#slabs[Math.floor(aAt / NAMES_SLAB_BYTES)],
+      aOffset,
+      aOffset + this.#nameBytes[a],
+      this.#slabs[Math.floor(bAt / NAMES_SLAB_BYTES)],
+      bOffset,
+      bOffset + this.#nameBytes[b],
+    );
   }
 
   /** The name of a live slot the options select, or undefined. */
@@ -427,6 +490,7 @@ export class ManifestColumns {
 
   /** Makes every column anew, empty and at its smallest. */
   #reset(): void {
+    this.#sorted.reset();
     this.#size = 0;
     this.#slotsUsed = 0;
     this.#freeHead = 0;

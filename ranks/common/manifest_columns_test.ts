@@ -342,3 +342,82 @@ Deno.test("ManifestColumns matches a Map of manifests over random operations", (
     check();
   }
 });
+
+/** Every page of `columns` under `prefix`, `limit` names each, one `between()` call after each. */
+function pagesOf(
+  columns: ManifestColumns,
+  prefix: string,
+  limit: number,
+  between: () => void = () => {},
+): string[][] {
+  const pages: string[][] = [];
+  let after: string | undefined;
+  for (let more = true; more;) {
+    const page: string[] = [];
+    more = columns.forEachSummaryInOrder((s) => page.push(s.name), { prefix, after, limit });
+    pages.push(page);
+    after = page.at(-1) ?? after;
+    between();
+  }
+  return pages;
+}
+
+Deno.test("ManifestColumns.forEachSummaryInOrder() pages names under a prefix in UTF-16 order", () => {
+  const columns = new ManifestColumns();
+  const names = ["b/😀", "b/\uE000", "b/a", "b/", "a", "b0", "b/é", "b", "c/x", "b/a/deep"];
+  for (const name of names) columns.set(small(name));
+  columns.set(tombstoneOf("b/gone", 3, 4));
+  const under = [...names, "b/gone"].filter((n) => n.startsWith("b/")).sort();
+  assert.deepEqual(under, ["b/", "b/a", "b/a/deep", "b/gone", "b/é", "b/😀", "b/\uE000"]);
+  for (const limit of [1, 2, 3, 100]) {
+    const pages = pagesOf(columns, "b/", limit);
+    assert.deepEqual(pages.flat(), under, `pages of ${limit}`);
+    assert.ok(pages.slice(0, -1).every((p) => p.length === limit), "only the last page is short");
+  }
+  const summaries: ManifestSummary[] = [];
+  const more = columns.forEachSummaryInOrder((s) => summaries.push(s), {
+    prefix: "b/",
+    after: "b/a/deep",
+    limit: 1,
+  });
+  assert.equal(more, true);
+  assert.deepEqual(summaries, [{
+    name: "b/gone",
+    version: 3,
+    size: 0,
+    modified: 4,
+    deleted: true,
+    replicas: 0,
+  }]);
+  const last: string[] = [];
+  const after = "b/😀";
+  assert.equal(columns.forEachSummaryInOrder((s) => last.push(s.name), { after, limit: 5 }), false);
+  assert.deepEqual(last, ["b/\uE000", "b0", "c/x"]);
+  // A cursor before the prefix starts at the prefix.
+  const first: string[] = [];
+  columns.forEachSummaryInOrder((s) => first.push(s.name), { prefix: "b/", after: "a", limit: 1 });
+  assert.deepEqual(first, ["b/"]);
+});
+
+Deno.test("ManifestColumns pages stay sorted and skip nothing present while names come and go", () => {
+  const columns = new ManifestColumns();
+  const random = new Prng(5);
+  const kept = new Set<string>();
+  for (let i = 0; i < 3000; i++) {
+    const name = `d/${random.int(1_000_000)}`;
+    columns.set(small(name));
+    if (i % 3 === 0) kept.add(name); // never removed
+  }
+  let added = 0;
+  const pages = pagesOf(columns, "d/", 3, () => {
+    // Between pages: new names, and removals of others (their slots are reused at once).
+    for (let k = 0; k < 5; k++) columns.set(small(`d/${random.int(1_000_000)}-new${added++}`));
+    for (const name of columns.names({ prefix: "d/" })) {
+      if (!kept.has(name) && random.chance(0.01)) columns.delete(name);
+    }
+  });
+  const listed = pages.flat();
+  for (let i = 1; i < listed.length; i++) assert.ok(listed[i - 1] < listed[i], "sorted, once");
+  const missing = [...kept].filter((name) => !listed.includes(name));
+  assert.deepEqual(missing, []);
+});

@@ -41,8 +41,9 @@ export {
   holdersOf,
   type Listing,
   ListingBuilder,
+  type ListingPage,
+  listingPageOf,
   type Manifest,
-  mergeListings,
   type RankRepair,
   type RankScan,
   replicasOf,
@@ -51,6 +52,7 @@ export {
 } from "./manifest.ts";
 export {
   type ListAnswer,
+  NODE_LIST_ENTRIES_MAX,
   type NodeCall,
   type NodeCollective,
   type NodeInit,

@@ -1,7 +1,8 @@
 /**
  * Messages between rank 0 and the data nodes. Point-to-point requests go through `Comm.call`
- * (rank 0's typed client of them is `rank0/node_client.ts`); cluster-wide questions (`list`,
- * `scan`) are a `bcast` from rank 0 followed by a `gather` on the tag the broadcast names.
+ * (rank 0's typed client of them is `rank0/node_client.ts`), `list` among them, a page per call;
+ * the cluster-wide question (`scan` at start-up) is a `bcast` from rank 0 followed by a `gather`
+ * on the tag the broadcast names.
  *
  * Glossary of the verbs:
  * - `write`: a chunk's bytes into its upload's blob; not durable until a `commit` names it.
@@ -18,7 +19,8 @@
  *   log found.
  * - `verifyLog`: re-read the whole log and check every record (the scrubber's check of the
  *   metadata); damage is rewritten from the node's memory, a log cut under it fails the node.
- * - `list`: the node's newest version of each name under a prefix.
+ * - `list`: a page of the node's newest version of each name under a prefix, in name order, after
+ *   a cursor (rank 0 merges the nodes' pages: `rank0/list_merge.ts`).
  * - `statfs`, `ping`: the size and free space of its disk; a heartbeat, which also checks that
  *   the node's folder and log are still there.
  *
@@ -27,7 +29,15 @@
  * @module
  */
 
-import type { Listing, Manifest, RankRepair, RankScan } from "./manifest.ts";
+import type { ListingPage, Manifest, RankRepair, RankScan } from "./manifest.ts";
+
+/**
+ * Most entries one `list` call asks a data node for: a page of its names. Rank 0 holds a page or
+ * two per node while it merges them; pages of 2,048 lived long enough for their buffers to reach
+ * the old generation (~25 MB more memory after a listing of 200,000 names), pages of 1,024 ~6 MB,
+ * as fast.
+ */
+export const NODE_LIST_ENTRIES_MAX = 1024;
 
 /** A request rank 0 sends to one data node. */
 export type NodeCall =
@@ -71,7 +81,13 @@ export type NodeCall =
   /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteBlobs`. */
   | { op: "repair"; repair: RankRepair }
   /** Re-read and check the whole log; the answer is a `LogCheck`. */
-  | { op: "verifyLog" };
+  | { op: "verifyLog" }
+  /**
+   * A page of this node's newest version of each name under `prefix` (tombstones too), in UTF-16
+   * code unit order, after `after` (exclusive), at most `limit` (1 to `NODE_LIST_ENTRIES_MAX`);
+   * the answer is a `ListAnswer`.
+   */
+  | { op: "list"; prefix: string; after?: string; limit: number };
 
 /** What a data node's check of its log found (`verifyLog`). */
 export interface LogCheck {
@@ -90,12 +106,10 @@ export interface LogCheck {
 }
 
 /** A question rank 0 broadcasts to every data node; each answers with `gather` on `tag`. */
-export type NodeCollective =
-  | { op: "list"; prefix: string; tag: number }
-  | { op: "scan"; tag: number };
+export type NodeCollective = { op: "scan"; tag: number };
 
-/** A data node's answer to `list`. */
-export type ListAnswer = Listing;
+/** A data node's answer to `list`: its entries in order, and whether more remain after them. */
+export type ListAnswer = ListingPage;
 
 /** A data node's answer to `scan`. */
 export type ScanAnswer = RankScan;

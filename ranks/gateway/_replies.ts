@@ -46,27 +46,43 @@ export async function sendRead(
 }
 
 /**
- * Sends `entries` as the answer to request `id`, in pages bounded by count and by bytes (at most
- * `pageBytesMax`), so long names never make a frame too large.
+ * Sends the entries of `pages` as the answer to request `id`, in frames bounded by count and by
+ * bytes (at most `pageBytesMax`), so long names never make a frame too large. Each frame is
+ * handed to the socket before the next page is asked for: a listing goes at the pace the client
+ * reads it, and no more than a page and a frame are held. Stops early, unanswered, once `closed()`
+ * says the connection is closing (or a write fails): the iteration is stopped, and so is whatever
+ * makes the pages.
  */
 export async function sendEntries(
   writer: FrameWriter,
   id: number,
-  entries: readonly ListEntry[],
-  pageBytesMax: number,
+  pages: AsyncIterable<readonly ListEntry[]>,
+  options: { pageBytesMax: number; closed: () => boolean },
 ): Promise<void> {
-  let page: ListEntry[] = [];
-  let pageBytes = 0;
-  for (const entry of entries) {
-    const bytes = utf8ByteLength(entry.name) + LIST_ENTRY_OVERHEAD_BYTES;
-    if (page.length === LIST_PAGE_ENTRIES_MAX || pageBytes + bytes > pageBytesMax) {
-      await writer.send({ op: "entries", id, entries: page });
-      page = [];
-      pageBytes = 0;
+  const { pageBytesMax, closed } = options;
+  let frame: ListEntry[] = [];
+  let frameBytes = 0;
+  for await (const page of pages) {
+    for (const entry of page) {
+      const bytes = utf8ByteLength(entry.name) + LIST_ENTRY_OVERHEAD_BYTES;
+      if (frameBytes + bytes > pageBytesMax) {
+        if (closed()) return;
+        await writer.send({ op: "entries", id, entries: frame });
+        frame = [];
+        frameBytes = 0;
+      }
+      frame.push(entry);
+      frameBytes += bytes;
+      // A full frame goes at once: its entries are garbage before the next page is merged.
+      if (frame.length === LIST_PAGE_ENTRIES_MAX) {
+        if (closed()) return;
+        await writer.send({ op: "entries", id, entries: frame });
+        frame = [];
+        frameBytes = 0;
+      }
     }
-    page.push(entry);
-    pageBytes += bytes;
   }
-  if (page.length > 0) await writer.send({ op: "entries", id, entries: page });
+  if (closed()) return;
+  if (frame.length > 0) await writer.send({ op: "entries", id, entries: frame });
   await writer.send({ op: "end", id });
 }

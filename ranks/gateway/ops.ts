@@ -25,7 +25,8 @@ export type RequestOf<O extends Request["op"]> = Extract<Request, { op: O }>;
  * How one op is served: its store call, and by its kind the frames that answer it.
  *
  * - `call`: one `ok {result}`; runs alongside the connection's other requests.
- * - `list`: `entries` frames paged by count and bytes, then `end`.
+ * - `list`: the store's pages as `entries` frames paged by count and bytes, each sent (to the
+ *   socket) before the next page is asked for, then `end`.
  * - `read`: `ok {result: meta}`, the bytes in `data` frames, then `end`.
  * - `upload`: starts an upload under the request's id; nothing is answered until its `end`.
  * - `write`, `commit`, `abort`: the next step of the upload the id names. `write` is not
@@ -35,7 +36,7 @@ export type RequestOf<O extends Request["op"]> = Extract<Request, { op: O }>;
  */
 export type Op<R extends Request> =
   | { kind: "call"; call(request: R, context: OpContext): Promise<unknown> }
-  | { kind: "list"; call(request: R, context: OpContext): Promise<ListEntry[]> }
+  | { kind: "list"; call(request: R, context: OpContext): AsyncIterable<ListEntry[]> }
   | { kind: "read"; open(request: R, context: OpContext): FileReader }
   | { kind: "upload"; begin(request: R, context: OpContext): Upload }
   | {
@@ -68,7 +69,7 @@ export const CBOR_OPS: { readonly [O in Request["op"]]: Op<RequestOf<O>> } = {
   meta: { kind: "call", call: (r, { store }) => store.meta(r.name) },
   list: {
     kind: "list",
-    call: (r, { store }) => store.list(r.prefix, { after: r.after, limit: r.limit }),
+    call: (r, { store }) => store.listPages(r.prefix, { after: r.after, limit: r.limit }),
   },
   rm: {
     kind: "call",

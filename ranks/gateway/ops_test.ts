@@ -13,7 +13,8 @@ function recordingStore(
     get: (_, method) => (...args: unknown[]) => {
       calls.push([method, ...args]);
       const result = answers[String(method)] ?? `${String(method)} result`;
-      return method === "openRead" || method === "beginUpload" ? result : Promise.resolve(result);
+      const sync = method === "openRead" || method === "beginUpload" || method === "listPages";
+      return sync ? result : Promise.resolve(result);
     },
   }) as StreamingFileStore;
   return { store, calls };
@@ -31,8 +32,10 @@ async function serve(
   let result: unknown;
   switch (op.kind) {
     case "call":
-    case "list":
       result = await op.call(request, full);
+      break;
+    case "list":
+      result = op.call(request, full);
       break;
     case "read":
       result = op.open(request, full);
@@ -68,9 +71,9 @@ Deno.test("opOf() maps each query to one store call with the request's fields", 
 Deno.test("opOf() lists with the cursor and limit only when the request has them", async () => {
   const plain = await serve({ op: "list", prefix: "d/" });
   assert.equal(plain.kind, "list");
-  assert.deepEqual(plain.calls, [["list", "d/", { after: undefined, limit: undefined }]]);
+  assert.deepEqual(plain.calls, [["listPages", "d/", { after: undefined, limit: undefined }]]);
   const paged = await serve({ op: "list", prefix: "d/", after: "d/b", limit: 10 });
-  assert.deepEqual(paged.calls, [["list", "d/", { after: "d/b", limit: 10 }]]);
+  assert.deepEqual(paged.calls, [["listPages", "d/", { after: "d/b", limit: 10 }]]);
 });
 
 Deno.test("opOf() removes one name or a prefix and answers how many", async () => {

@@ -316,8 +316,9 @@ export class Session {
       case "list":
         this.#checkFreeId(id);
         return this.#spawn(id, async () => {
-          const entries = await op.call(request, context);
-          await sendEntries(this.#writer, id, entries, this.#limits.frameSizeBytesMax / 2);
+          const pages = op.call(request, context);
+          const pageBytesMax = this.#limits.frameSizeBytesMax / 2;
+          await sendEntries(this.#writer, id, pages, { pageBytesMax, closed: () => this.#closed });
         });
       case "read":
         this.#checkFreeId(id);

@@ -18,20 +18,36 @@ import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { bytesOf, MiB, readAll } from "../testing/cluster_helpers.ts";
 import { Session } from "./session.ts";
 
-/** Bytes stored until the other end reads them: one direction of an in-memory pipe. */
+/**
+ * Bytes stored until the other end reads them: one direction of an in-memory pipe. With
+ * `bytesMax`, a write waits while more than that many bytes are unread (a socket's buffer).
+ */
 class Channel {
   #chunks: Uint8Array[] = [];
   #waiting: (() => void) | null = null;
+  #bytes = 0;
+  #bytesMax: number;
+  #writers: (() => void)[] = [];
   closed = false;
 
-  push(bytes: Uint8Array): void {
+  constructor(bytesMax = Infinity) {
+    this.#bytesMax = bytesMax;
+  }
+
+  async push(bytes: Uint8Array): Promise<void> {
     this.#chunks.push(bytes.slice());
+    this.#bytes += bytes.length;
     this.#wake();
+    while (this.#bytes > this.#bytesMax && !this.closed) {
+      await new Promise<void>((resolve) => this.#writers.push(resolve));
+    }
+    if (this.closed) throw new Deno.errors.BrokenPipe("closed");
   }
 
   close(): void {
     this.closed = true;
     this.#wake();
+    this.#drained();
   }
 
   async read(into: Uint8Array): Promise<number | null> {
@@ -44,7 +60,13 @@ class Channel {
     into.set(head.subarray(0, n));
     if (n === head.length) this.#chunks.shift();
     else this.#chunks[0] = head.subarray(n);
+    this.#bytes -= n;
+    if (this.#bytes <= this.#bytesMax) this.#drained();
     return n;
+  }
+
+  #drained(): void {
+    for (const resume of this.#writers.splice(0)) resume();
   }
 
   #wake(): void {
@@ -54,15 +76,15 @@ class Channel {
   }
 }
 
-/** Two ends of a duplex pipe. */
-function pipe(): [ByteStream & { close(): void }, ByteStream & { close(): void }] {
-  const [ab, ba] = [new Channel(), new Channel()];
+/** Two ends of a duplex pipe; the server's writes wait while `bytesMax` are unread. */
+function pipe(bytesMax?: number): [ByteStream & { close(): void }, ByteStream & { close(): void }] {
+  const [ab, ba] = [new Channel(), new Channel(bytesMax)];
   const end = (incoming: Channel, outgoing: Channel) => ({
     read: (into: Uint8Array) => incoming.read(into),
-    write: (bytes: Uint8Array) => {
-      if (outgoing.closed) return Promise.reject(new Deno.errors.BrokenPipe("closed"));
-      outgoing.push(bytes);
-      return Promise.resolve(bytes.length);
+    write: async (bytes: Uint8Array) => {
+      if (outgoing.closed) throw new Deno.errors.BrokenPipe("closed");
+      await outgoing.push(bytes);
+      return bytes.length;
     },
     close: () => {
       ab.close();
@@ -83,9 +105,11 @@ async function connect(
     limits?: Partial<ServerLimits>;
     store?: StreamingFileStore;
     addressUploadShare?: Semaphore;
+    /** Bytes the server may write ahead of the client's reads (default: any number). */
+    bufferBytes?: number;
   } = {},
 ) {
-  const [client, server] = pipe();
+  const [client, server] = pipe(options.bufferBytes);
   const session = new Session(server, options.store ?? cluster.store, {
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     secret: options.secret,
@@ -373,4 +397,46 @@ Deno.test("a session is busy while a request is in flight, and evict() tells its
   ]);
   assert.equal(await c.next(), null, "closed");
   await c.running;
+});
+
+Deno.test("a session streams a listing at the pace its client reads, and stops it when the client goes", async () => {
+  await using cluster = await MemoryCluster.start();
+  let pagesMade = 0;
+  let stopped = false;
+  /** A listing without end, a page of 1,000 names at a time. */
+  async function* listPages() {
+    try {
+      for (let page = 0;; page++) {
+        pagesMade++;
+        yield Array.from({ length: 1000 }, (_, i) => ({
+          name: `n/${String(page).padStart(6, "0")}/${String(i).padStart(4, "0")}`,
+          size: 1,
+          modified: 1,
+          replicas: 2,
+        }));
+      }
+    } finally {
+      stopped = true;
+    }
+  }
+  const store = new Proxy(cluster.store, {
+    get: (target, key) => key === "listPages" ? listPages : Reflect.get(target, key, target),
+  });
+  const c = await connect(cluster, { store, bufferBytes: 64 * 1024 });
+  await c.writer.send({ op: "list", id: 7, prefix: "n/" });
+  const first = await c.next();
+  assert.deepEqual([first?.op, first?.id], ["entries", 7]);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const held = pagesMade;
+  assert.ok(held <= 4, `the server stopped making pages while the client read none (${held})`);
+  let names = 0;
+  for (let frame = 0; frame < 20; frame++) names += ((await c.next())?.entries as []).length;
+  assert.equal(names, 20 * 1000, "frames of 1,000 names");
+  assert.ok(pagesMade > held, "it goes on as the client reads");
+  c.client.close(); // the client vanishes mid-listing
+  await c.running;
+  assert.ok(stopped, "the listing was stopped");
+  const made = pagesMade;
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(pagesMade, made);
 });

@@ -285,6 +285,8 @@ export class DataNode {
         return true;
       case "verifyLog":
         return await this.#verifyLog();
+      case "list":
+        return this.list(call.prefix, { after: call.after, limit: call.limit });
       default:
         throw new DfsError("INVALID_REQUEST", `Unknown node call ${JSON.stringify(call)}`);
     }
@@ -296,9 +298,12 @@ export class DataNode {
     throw new DfsError("CORRUPTED", `Chunk ${id} ${what}: its CRC32 does not match`);
   }
 
-  /** This node's newest version of each name under `prefix`. */
-  list(prefix: string): ListAnswer {
-    return this.#table.latest(prefix);
+  /**
+   * A page of this node's newest version of each name under `prefix`, after `after`, at most
+   * `limit` (see `ManifestTable.page`, which throws for a bad limit).
+   */
+  list(prefix: string, options: { after?: string; limit: number }): ListAnswer {
+    return this.#table.page(prefix, options);
   }
 
   /**

@@ -5,8 +5,10 @@
  * @module
  */
 
-import { type Listing, ListingBuilder, type Manifest } from "../common/manifest.ts";
+import { type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
 import { ManifestColumns } from "../common/manifest_columns.ts";
+import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
+import { DfsError } from "../../protocol/errors.ts";
 import { composeTombstones, type LogRecord, renamedFrom } from "./log_record.ts";
 
 /**
@@ -96,12 +98,23 @@ export class ManifestTable {
   }
 
   /**
-   * The newest version held of each name starting with `prefix`, as list entries with versions;
-   * tombstones included (with `deleted`), so that merging hides older versions held elsewhere.
+   * A page of the newest version held of each name starting with `prefix`, as list entries with
+   * versions, in UTF-16 code unit order after `after` (exclusive), at most `limit`, and whether
+   * more remain; tombstones included (with `deleted`), so that merging hides older versions held
+   * elsewhere. The first page sorts every name; later ones cost a page (`ManifestColumns`).
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for a limit that is not 1 to `NODE_LIST_ENTRIES_MAX`.
    */
-  latest(prefix: string): Listing {
-    const listing = new ListingBuilder();
-    this.#newest.forEachSummary((summary) => listing.add(summary), { prefix });
-    return listing.build();
+  page(prefix: string, options: { after?: string; limit: number }): ListingPage {
+    const { after, limit } = options;
+    if (!Number.isInteger(limit) || limit < 1 || limit > NODE_LIST_ENTRIES_MAX) {
+      throw new DfsError(
+        "INVALID_REQUEST",
+        `Cannot list ${limit} names at once: a page is 1 to ${NODE_LIST_ENTRIES_MAX} names`,
+      );
+    }
+    return listingPageOf((add) =>
+      this.#newest.forEachSummaryInOrder(add, { prefix, after, limit })
+    );
   }
 }

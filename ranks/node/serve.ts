@@ -1,6 +1,6 @@
 /**
- * Serves a data node on a `Comm`: answers rank 0's point-to-point calls and its collectives
- * (`list` and `scan` broadcasts, answered by a gather), over any transport, so a data node can run
+ * Serves a data node on a `Comm`: answers rank 0's point-to-point calls and its collective
+ * (`scan` broadcasts, answered by a gather), over any transport, so a data node can run
  * in its own Worker (`worker.ts`) or beside others in one thread.
  *
  * @module
@@ -120,9 +120,7 @@ async function answerCollectives(comm: Comm, node: DataNode, log: Log): Promise<
     } catch {
       return; // the Comm closed
     }
-    const answer = question.op === "list"
-      ? Promise.resolve(node.list(question.prefix))
-      : node.scan();
+    const answer = node.scan();
     void answer.then(
       (value) => comm.gather(0, value, { tag: question.tag }),
       (error) => {

@@ -6,6 +6,7 @@ import { LoopbackNetwork } from "../comm/loopback_transport.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
+import { manifest } from "../testing/manifests.ts";
 import { openDataNode } from "./data_node.ts";
 import { serveNode, type ServeNodeOptions } from "./serve.ts";
 
@@ -62,7 +63,7 @@ Deno.test("serveNode() over a transport that copies answers a write with true an
   assert.equal(read.buffer.byteLength, SIZE, "a buffer of its own, not the lent one");
 });
 
-Deno.test("serveNode() answers ping, scan and the list and scan collectives", async () => {
+Deno.test("serveNode() answers ping, scan, list and the scan collective", async () => {
   await using served = await serveOne(false);
   const { rank0 } = served;
   assert.equal(await rank0.call(1, { op: "ping" }), true);
@@ -70,12 +71,12 @@ Deno.test("serveNode() answers ping, scan and the list and scan collectives", as
   await rank0.call(1, { op: "write", id, bytes: bytesOf(10) });
   const scan = await rank0.call<ScanAnswer>(1, { op: "scan" });
   assert.deepEqual([scan.rank, scan.manifests, scan.blobs], [1, [], [[id.slice(0, 32), 10]]]);
-  const listTag = rank0.nextTag();
-  await rank0.bcast(0, { op: "list", prefix: "", tag: listTag });
-  const listed = await rank0.gather<ListAnswer | undefined>(0, undefined, { tag: listTag });
-  assert.deepEqual(listed?.[1], served.node.list(""));
   const scanTag = rank0.nextTag();
   await rank0.bcast(0, { op: "scan", tag: scanTag });
   const scans = await rank0.gather<ScanAnswer | undefined>(0, undefined, { tag: scanTag });
   assert.deepEqual(scans?.[1], scan);
+  await rank0.call(1, { op: "commit", manifest: manifest("d/a", 1, [[id, 10, [1]]]) });
+  const listed = await rank0.call<ListAnswer>(1, { op: "list", prefix: "d/", limit: 10 });
+  assert.deepEqual(listed, served.node.list("d/", { limit: 10 }));
+  assert.equal(listed.listing.names, "d/a");
 });

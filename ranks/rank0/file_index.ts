@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Manifest } from "../common/manifest.ts";
+import { type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
 import { ManifestColumns, type ManifestSummary } from "../common/manifest_columns.ts";
 
 /** Rank 0's view: the committed manifest of every name, and tombstones of removed names. */
@@ -66,5 +66,16 @@ export class FileIndex {
   /** Calls `fn` with the summary of every present file starting with `prefix`, making no copy. */
   forEachSummary(fn: (summary: ManifestSummary) => void, prefix = ""): void {
     this.#files.forEachSummary(fn, { prefix, tombstones: false });
+  }
+
+  /**
+   * A page of the names starting with `prefix` in UTF-16 code unit order after `after`
+   * (exclusive), at most `limit`, tombstones too (with `deleted`), and whether more remain: what a
+   * data node answers `list` with, from the index. The first page sorts every name; later ones
+   * cost a page, and rank 0 keeps the order (about 5 bytes a name) from then on.
+   */
+  page(prefix: string, options: { after?: string; limit: number }): ListingPage {
+    const visit = { prefix, after: options.after, limit: options.limit };
+    return listingPageOf((add) => this.#files.forEachSummaryInOrder(add, visit));
   }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FileIndex } from "./file_index.ts";
-import { tombstoneOf } from "../common/manifest.ts";
+import { LISTING_FIELDS, tombstoneOf } from "../common/manifest.ts";
 import type { ManifestSummary } from "../common/manifest_columns.ts";
 import { chunk, manifest } from "../testing/manifests.ts";
 
@@ -64,4 +64,17 @@ Deno.test("FileIndex.values(), names() and forEachSummary() skip tombstones and 
     { name: "docs/é", version: 2, size: 5, modified: 1002, deleted: false, replicas: 1 },
   ]);
   assert.equal(index.size, 3);
+});
+
+Deno.test("FileIndex.page() pages names in order with tombstones marked, as a data node does", () => {
+  const index = new FileIndex();
+  for (const name of ["d/b", "d/a", "e", "d/c"]) {
+    index.install(manifest(name, index.nextVersion(), []));
+  }
+  index.install(tombstoneOf("d/b", index.nextVersion(), 1));
+  const first = index.page("d/", { limit: 2 });
+  assert.deepEqual([first.listing.names, first.more], ["d/a\0d/b", true]);
+  assert.equal(first.listing.numbers[LISTING_FIELDS + 4], 1, "d/b is a tombstone");
+  const rest = index.page("d/", { after: "d/b", limit: 2 });
+  assert.deepEqual([rest.listing.names, rest.more], ["d/c", false]);
 });

@@ -5,6 +5,7 @@
  * - `node_client.ts`, `membership.ts`: the typed client of the data nodes; which nodes are up
  * - `placement.ts`: which nodes a chunk goes to; `file_index.ts`: the current version of each name
  * - `namespace.ts`: commits, removals, renames; `releases.ts`: pins and releases of old versions
+ * - `list_merge.ts`: the k-way merge of the data nodes' pages of names behind `list`
  * - `uploads.ts`: the upload data path; `reads.ts`: reads with failover and read repair
  * - `replicas.ts`: checking and copying one chunk's replicas; `integrity.ts`: fsck and the scrubber
  * - `loss.ts`: pure: what losing a data node or a zone would leave under-replicated or lost (`doctor`)

@@ -191,9 +191,17 @@ export class NodeClient {
     await this.#call(rank, { op: "repair", repair }, undefined, options);
   }
 
-  /** Every data node's newest version of each name under `prefix`. */
-  listAll(prefix: string): Promise<ListAnswer[]> {
-    return this.#collective<ListAnswer>((tag) => ({ op: "list", prefix, tag }));
+  /**
+   * A page of the node's newest version of each name under `prefix` (tombstones too), in name
+   * order after `options.after`, at most `options.limit` (1 to `NODE_LIST_ENTRIES_MAX`).
+   */
+  list(
+    rank: number,
+    prefix: string,
+    options: { after?: string; limit: number },
+  ): Promise<ListAnswer> {
+    const { after, limit } = options;
+    return this.#call<ListAnswer>(rank, { op: "list", prefix, after, limit });
   }
 
   /** Every data node's scan (start-up). */

@@ -28,14 +28,9 @@ import { DfsError } from "../../protocol/errors.ts";
 import { validateName } from "../../protocol/names.ts";
 import type { Comm } from "../comm/comm.ts";
 import { BlobIds } from "../common/chunk_id.ts";
-import {
-  checkAttrs,
-  type FileAttrs,
-  fileMetaOf,
-  ListingBuilder,
-  mergeListings,
-} from "../common/manifest.ts";
+import { checkAttrs, type FileAttrs, fileMetaOf } from "../common/manifest.ts";
 import { readerStream } from "../common/reader_stream.ts";
+import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
 import { checkReplicas } from "../common/replication.ts";
 import type { Semaphore } from "../common/semaphore.ts";
 import type { Env } from "../env/env.ts";
@@ -43,6 +38,7 @@ import { ChunkCache } from "./chunk_cache.ts";
 import { FileIndex } from "./file_index.ts";
 import { Health } from "./health.ts";
 import { Integrity } from "./integrity.ts";
+import { type ListSource, mergePages } from "./list_merge.ts";
 import { planLoss, resolveTarget } from "./loss.ts";
 import { Membership, type NodeInfo } from "./membership.ts";
 import { Namespace } from "./namespace.ts";
@@ -74,6 +70,11 @@ export interface StoreOptions {
   /** What each data node is (kind, zone); default: Workers in zone `DEFAULT_ZONE`. */
   info?: ReadonlyMap<number, NodeInfo>;
   /**
+   * Entries a `list` asks of a data node at once (default `NODE_LIST_ENTRIES_MAX`, at most that);
+   * tests make it small to cross many page boundaries.
+   */
+  listFetchEntries?: number;
+  /**
    * Remote data nodes may join, up to this many data nodes in all: `replicas` may exceed the
    * nodes there are now (puts answer `UNAVAILABLE` until enough are up). Default: none may.
    */
@@ -95,12 +96,17 @@ export class DfsStore implements StreamingFileStore {
   #reads: Reads;
   #replicas: Replicas;
   #env: StoreOptions["env"];
+  #listFetchEntries: number;
 
   /** @throws {DfsError} `INVALID_REQUEST` for more replicas than data nodes. */
   constructor(comm: Comm, options: StoreOptions) {
     const { dataRanks, replicas, env } = options;
     checkReplicas(replicas, Math.max(dataRanks.length, options.dataNodesMax ?? 0));
     this.#env = env;
+    this.#listFetchEntries = Math.min(
+      options.listFetchEntries ?? NODE_LIST_ENTRIES_MAX,
+      NODE_LIST_ENTRIES_MAX,
+    );
     const { clock, log } = env;
     this.throughput = new Throughput(clock);
     const membership = new Membership(dataRanks, { info: options.info });
@@ -276,18 +282,48 @@ export class DfsStore implements StreamingFileStore {
 
   /**
    * Names under `prefix`, gathered from the data nodes, with size and modified time, in order;
-   * those after `options.after`, at most `options.limit`.
+   * those after `options.after`, at most `options.limit` (every one without: the caller holds
+   * them all; `listPages` streams them instead).
    */
   async list(prefix = "", options: ListOptions = {}): Promise<ListEntry[]> {
+    const entries: ListEntry[] = [];
+    for await (const page of this.listPages(prefix, options)) entries.push(...page);
+    return entries;
+  }
+
+  /**
+   * Names under `prefix` as `list` gives them, in pages of at most `LIST_PAGE_ENTRIES_MAX`, each
+   * merged from the data nodes' pages as it is asked for (`list_merge.ts`): rank 0 holds a page
+   * or two per node and one merged page, however long the listing, and stopping the iteration
+   * stops it.
+   * While a data node is down the names come from rank 0's index instead (a node that is down
+   * cannot say what it holds); should one go down or fail to answer mid-listing, the listing goes
+   * on from the index after the last name given.
+   *
+   * @throws {DfsError} `INTERNAL` if a data node answers out of order.
+   */
+  async *listPages(prefix = "", options: ListOptions = {}): AsyncGenerator<ListEntry[]> {
     this.throughput.op("list");
-    const all = await this.#listAll(prefix);
-    const { after, limit } = options;
-    let from = 0;
-    if (after !== undefined) {
-      while (from < all.length && all[from].name <= after) from++;
+    let { after, limit } = options;
+    const { membership } = this.nodes;
+    let fromIndex = membership.down.size > 0;
+    while (true) {
+      try {
+        const sources = this.#listSources(prefix, fromIndex);
+        const fetchEntries = this.#listFetchEntries;
+        for await (const page of mergePages(sources, { after, limit, fetchEntries })) {
+          after = page[page.length - 1].name;
+          if (limit !== undefined) limit -= page.length;
+          yield page;
+        }
+        return;
+      } catch (error) {
+        // A node that went down or could not answer mid-listing: go on from the index.
+        const unanswered = error instanceof DfsError && error.code === "UNAVAILABLE";
+        if (fromIndex || !(unanswered || membership.down.size > 0)) throw error;
+        fromIndex = true;
+      }
     }
-    const to = limit === undefined ? all.length : Math.min(all.length, from + limit);
-    return from === 0 && to === all.length ? all : all.slice(from, to);
   }
 
   remove(name: string): Promise<void> {
@@ -428,14 +464,14 @@ export class DfsStore implements StreamingFileStore {
     this.nodes.close();
   }
 
-  async #listAll(prefix: string): Promise<ListEntry[]> {
-    // While a node is down (being restarted) no collective can include it: answer from the index.
-    if (this.nodes.membership.down.size > 0) {
-      const listing = new ListingBuilder();
-      this.#index.forEachSummary((summary) => listing.add(summary), prefix);
-      return mergeListings([listing.build()]);
+  /** Where `listPages` gets pages: every data node, or the index alone. */
+  #listSources(prefix: string, fromIndex: boolean): ListSource[] {
+    if (fromIndex) {
+      return [(after, limit) => Promise.try(() => this.#index.page(prefix, { after, limit }))];
     }
-    return mergeListings(await this.nodes.listAll(prefix));
+    return this.nodes.dataRanks.map((rank) => (after, limit) =>
+      this.nodes.list(rank, prefix, { after, limit })
+    );
   }
 
   /** The environment the store runs in. */

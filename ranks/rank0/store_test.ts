@@ -238,3 +238,70 @@ Deno.test("a file's attributes are committed with it, kept by rename and by a re
   await using restarted = await MemoryCluster.start({ seed: 5, disks });
   assert.deepEqual((await restarted.store.meta("moved")).attrs, good);
 });
+
+/** Names `n` of `prefix` numbered from 0, padded so that they sort by number. */
+const numbered = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(4, "0")}`);
+
+Deno.test("list merges the nodes' pages with a cursor and stays consistent while puts and removes go on", async () => {
+  await using cluster = await MemoryCluster.start({ listFetchEntries: 3 });
+  const names = numbered("l/", 120);
+  for (const name of names) await cluster.store.put(name, bytesOf(10, 1));
+  await cluster.store.put("l/0007", bytesOf(20, 2)); // a newer version on other nodes, maybe
+  await cluster.store.remove("l/0011");
+  const stays = names.filter((_, i) => i % 4 !== 0 && i !== 11); // present throughout
+  let listed: string[] | undefined;
+  const listing = (async () => {
+    const pages: string[] = [];
+    for await (const page of cluster.store.listPages("l/")) pages.push(...page.map((e) => e.name));
+    listed = pages;
+  })();
+  const changed: string[] = [];
+  for (let i = 0; listed === undefined; i++) {
+    if (i % 2 === 0) await cluster.store.put(`l/${String(i).padStart(4, "0")}+`, bytesOf(5, 3));
+    else await cluster.store.remove(names[4 * (i % 30)]);
+    changed.push(String(i));
+  }
+  await listing;
+  assert.ok(changed.length >= 3, `puts and removes ran during the listing (${changed.length})`);
+  for (let i = 1; i < listed!.length; i++) assert.ok(listed![i - 1] < listed![i], "sorted, once");
+  assert.deepEqual(stays.filter((name) => !listed!.includes(name)), [], "nothing skipped");
+  assert.ok(!listed!.includes("l/0011"), "a name removed before the listing is not listed");
+  const now = await cluster.store.list("l/");
+  assert.deepEqual(now.find((e) => e.name === "l/0007")?.size, 20, "the newest version wins");
+  // Paging with after and limit gives the same names as one listing.
+  const paged: string[] = [];
+  let after: string | undefined;
+  while (true) {
+    const page = await cluster.store.list("l/", { after, limit: 7 });
+    paged.push(...page.map((e) => e.name));
+    if (page.length < 7) break;
+    after = page[6].name;
+  }
+  assert.deepEqual(paged, now.map((e) => e.name));
+});
+
+Deno.test("list answers from rank 0's index while a node is down, and from it too once one goes down mid-listing", async () => {
+  await using cluster = await MemoryCluster.start({ listFetchEntries: 2 });
+  // One replica each: a name is on one node only, which a listing of the live nodes would miss.
+  const names = numbered("o/", 40);
+  for (const name of names) await cluster.store.put(name, bytesOf(10, 1), { replicas: 1 });
+  const node = await cluster.node(2);
+  let asked = 0;
+  const list = node.list.bind(node);
+  node.list = (prefix, options) => {
+    if (++asked === 4) {
+      cluster.keepDown(2);
+      cluster.crash(2); // its answer to this call is lost with it
+    }
+    return list(prefix, options);
+  };
+  assert.deepEqual((await cluster.store.list("o/")).map((e) => e.name), names);
+  assert.ok(asked >= 4, "the node was asked until it crashed");
+  assert.ok(cluster.store.nodes.membership.isDown(2));
+  assert.deepEqual((await cluster.store.list("o/")).map((e) => e.name), names, "from the index");
+  assert.deepEqual(
+    (await cluster.store.list("o/", { after: "o/0009", limit: 3 })).map((e) => e.name),
+    ["o/0010", "o/0011", "o/0012"],
+  );
+});

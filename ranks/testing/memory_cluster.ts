@@ -46,6 +46,8 @@ export interface MemoryClusterOptions {
   epochMs?: number;
   /** Reuse these disks (a restart of the whole cluster); fresh ones otherwise. */
   disks?: Map<number, MemoryFileSystem>;
+  /** Entries a `list` asks of a data node at once (`StoreOptions.listFetchEntries`). */
+  listFetchEntries?: number;
 }
 
 /** One running incarnation of a data node. */
@@ -135,7 +137,12 @@ export class MemoryCluster implements AsyncDisposable {
     }
     const dataRanks = [...running.keys()];
     const env = { clock, random: new SeededRandom(seed), log };
-    const store = new DfsStore(comm, { dataRanks, replicas: options.replicas ?? 2, env });
+    const store = new DfsStore(comm, {
+      dataRanks,
+      replicas: options.replicas ?? 2,
+      env,
+      listFetchEntries: options.listFetchEntries,
+    });
     const recovery = await store.recover();
     const supervisor = watch.supervisor = new Supervisor({
       comm,
