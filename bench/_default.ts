@@ -318,6 +318,8 @@ async function manyFiles(bench: BenchContext): Promise<Figure[]> {
         ),
       );
       const afterPuts = await server.rssBytes();
+      progress("meta");
+      figures.push(...await metaFigures(server, config, files));
       progress("list");
       figures.push(await listFigure(server, { runs: config.runs, names: files }));
       figures.push(await peakMemory(server, `server peak resident memory, ${files} files`));
@@ -368,6 +370,36 @@ async function fillStore(server: TestServer, config: BenchConfig): Promise<Phase
 
 function manyName(i: number): string {
   return `many/d${i % 100}/f${i}`;
+}
+
+/**
+ * `meta` latency in a store of `names` tiny files: `config.files` metas of names spread over the
+ * whole store, by `config.clients` clients (to set beside the small-file run's, on a store of
+ * `config.files`).
+ */
+async function metaFigures(
+  server: TestServer,
+  config: BenchConfig,
+  names: number,
+): Promise<Figure[]> {
+  const clients = await connectClients(server.address, config.clients);
+  try {
+    const count = Math.min(config.files, names);
+    const stride = Math.max(1, Math.floor(names / count));
+    const result = await runPhase(clients, "meta", {
+      nameOf: (i) => manyName(i * stride),
+      files: count,
+      sizeBytes: TINY_FILE_SIZE_BYTES,
+      serverPid: server.process.pid,
+    });
+    const where = `in a store of ${names} files, ${config.clients} clients`;
+    return [
+      figureOf(`meta latency p50, ${where}`, [percentile(result.latenciesMs, 50)], { unit: "ms" }),
+      figureOf(`meta latency p99, ${where}`, [percentile(result.latenciesMs, 99)], { unit: "ms" }),
+    ];
+  } finally {
+    closeAll(clients);
+  }
 }
 
 /** Seconds to list the whole store, which holds `names` names. */

@@ -67,6 +67,8 @@ export interface CollectiveOptions {
   timeoutMs?: number;
   /** The group, at the root: the ranks taking part (the root's own rank may be listed or not). */
   ranks?: readonly number[];
+  /** At a rank sending its part of a gather: buffers of it to move rather than copy (`send`). */
+  transfer?: ArrayBuffer[];
 }
 
 /** Counts of a Comm's waiting state, for tests and monitoring. */
@@ -218,7 +220,7 @@ export class Comm {
   ): Promise<T[] | undefined> {
     const tag = this.#collectiveTag(root, options.tag);
     if (this.rank !== root) {
-      this.#send(root, tag, { msg: value });
+      this.#send(root, tag, { msg: value }, options.transfer);
       return undefined;
     }
     const abort = new AbortController();

@@ -223,11 +223,16 @@ export function listingPageOf(
 /** What one data node reports at start-up. */
 export interface RankScan {
   rank: number;
-  manifests: Manifest[];
+  /**
+   * Every manifest the node holds, all versions, back to back (`ManifestWriter` of
+   * `manifest_codec.ts`): a few dozen bytes a small file, where objects cost hundreds to make,
+   * post and keep.
+   */
+  manifests: Uint8Array;
   /** Blob id and size of every blob file present (see `chunk_id.ts`). */
   blobs: [string, number][];
-  /** The ids of the chunks kept whole in the node's log (small files), joined by NUL. */
-  inLog?: string;
+  /** The ids of the chunks kept whole in the node's log (small files), as `encodeChunkIds()`. */
+  inLog: Uint8Array;
   /** What opening the node's log found, when it found anything (older nodes say nothing). */
   opened?: LogOpened;
 }
@@ -245,8 +250,13 @@ export interface LogOpened {
 
 /** What one data node must do to match the recovered state. */
 export interface RankRepair {
-  /** Exactly the manifests this rank must hold from now on (its log is rewritten to these). */
-  keep: Manifest[];
+  /**
+   * Exactly the manifests this rank must hold from now on (its log is rewritten to these), back to
+   * back (`ManifestWriter`). Absent: it keeps what it holds, less `drop`.
+   */
+  keep?: Uint8Array;
+  /** Without `keep`: versions of names it holds that it drops (tombstones). */
+  drop?: { name: string; version: number }[];
   /** Blob files to remove: leftovers of cut-off uploads and of superseded versions. */
   deleteBlobs: string[];
   /** Bytes of the chunks it keeps. */

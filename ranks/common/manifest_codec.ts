@@ -199,6 +199,52 @@ export class ManifestReader extends ByteReader {
   }
 
   /**
+   * Reads a manifest's name and version and steps over the rest of it, making nothing else: for a
+   * reader that needs no more of most manifests (start-up recovery, for each copy of a name and
+   * version already read). Only the lengths of the rest are checked; `manifest()` checks it all.
+   *
+   * @throws {DfsError} `CORRUPTED` if the bytes are truncated or malformed.
+   */
+  nameAndVersion(): { name: string; version: number } {
+    const start = this.at;
+    const flags = this.byte();
+    if ((flags & ~FLAGS_KNOWN) !== 0) {
+      throw this.malformed(`unknown flags 0x${flags.toString(16)}`, start);
+    }
+    const float = (flags & FLAG_FLOAT64) !== 0;
+    const name = this.string();
+    const version = this.#number(float);
+    this.#number(float); // size
+    this.#number(float); // modified
+    if (flags & FLAG_SHA256_TEXT) this.skip(this.varint(), "a sha256");
+    else if (flags & FLAG_SHA256_RAW) this.skip(SHA256_BYTES, "a sha256");
+    const chunkCount = this.varint();
+    if (chunkCount > this.left / 4) throw this.malformed("it ends before its chunks", start);
+    for (let i = 0; i < chunkCount; i++) {
+      const chunkFlags = this.byte();
+      if (chunkFlags & CHUNK_ID_RAW) {
+        if (!(chunkFlags & CHUNK_SAME_BLOB)) this.skip(BLOB_BYTES, "a chunk id");
+        this.varint(); // offset
+      } else {
+        this.skip(this.varint(), "a chunk id");
+      }
+      this.#number(float); // size
+      if (chunkFlags & CHUNK_CRC32) {
+        if (float) this.#number(float);
+        else this.u32();
+      }
+      const rankCount = this.varint();
+      for (let r = 0; r < rankCount; r++) this.#number(float);
+    }
+    if (flags & FLAG_ATTRS) {
+      const count = this.varint();
+      if (count > this.left / 2) throw this.malformed("it ends before its attributes", start);
+      for (let i = 0; i < 2 * count; i++) this.skip(this.varint(), "an attribute");
+    }
+    return { name, version };
+  }
+
+  /**
    * Reads a manifest and checks it (`checkManifest`).
    *
    * @throws {DfsError} `CORRUPTED` if the bytes are truncated or malformed, or the manifest is

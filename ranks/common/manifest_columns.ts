@@ -178,6 +178,16 @@ export class ManifestColumns {
     return slot < 0 ? undefined : this.#manifestAt(slot, name);
   }
 
+  /** The slot holding `name`, or -1: a number that stays the name's until it is deleted. */
+  slotOf(name: string): number {
+    return this.#slotOf(name);
+  }
+
+  /** The version of the manifest in `slot` (from `slotOf()` or `set()`). */
+  versionAt(slot: number): number {
+    return this.#numbers[slot * NUMBERS_PER_SLOT];
+  }
+
   /** The version of the manifest of `name`, without making it; undefined if none is held. */
   versionOf(name: string): number | undefined {
     const slot = this.#slotOf(name);
@@ -185,18 +195,24 @@ export class ManifestColumns {
   }
 
   /**
-   * Holds a copy of `m`, replacing the manifest of `m.name` if there is one.
+   * Holds a copy of `m`, replacing the manifest of `m.name` if there is one. Returns its slot.
    *
    * @throws {DfsError} `INVALID_REQUEST` for a name that is empty, not well-formed, or over
    *   `NAME_BYTES_MAX` UTF-8 bytes; `TOO_LARGE` if `MANIFEST_SLOTS_MAX` names are held already or
    *   the name arena is full.
    */
-  set(m: Manifest): void {
+  set(m: Manifest): number {
+    return this.#put(m, true);
+  }
+
+  /** Holds `m` in a new slot, or in the one of its name if `replace` (else it returns -1). */
+  #put(m: Manifest, replace: boolean): number {
     const length = this.#encode(m.name);
     if (length <= 0) throw invalidName(m.name);
     const hash = hashOf(this.#scratch, length);
     const bucket = this.#table.find(hash);
     let slot = this.#table.slotIn(bucket);
+    if (slot >= 0 && !replace) return -1;
     if (slot < 0) {
       this.#makeRoomForName(length, m.name); // first: what may throw comes before any change
       slot = this.#newSlot(m.name);
@@ -210,6 +226,17 @@ export class ManifestColumns {
       }
     }
     this.#writeFields(slot, m);
+    return slot;
+  }
+
+  /**
+   * Holds a copy of `m` if no manifest of `m.name` is held: its slot, or -1 (and nothing changed)
+   * if one is. One lookup where `has()` then `set()` take two.
+   *
+   * @throws what `set()` throws.
+   */
+  insert(m: Manifest): number {
+    return this.#put(m, false);
   }
 
   /** Drops the manifest of `name`; true if there was one. */

@@ -421,3 +421,15 @@ Deno.test("ManifestColumns pages stay sorted and skip nothing present while name
   const missing = [...kept].filter((name) => !listed.includes(name));
   assert.deepEqual(missing, []);
 });
+
+Deno.test("ManifestColumns.insert() adds a name not held and leaves a held one as it is", () => {
+  const columns = new ManifestColumns();
+  const slot = columns.insert(small("a", 3));
+  assert.equal(columns.slotOf("a"), slot);
+  assert.equal(columns.versionAt(slot), 3);
+  assert.equal(columns.insert(small("a", 9)), -1);
+  assert.equal(columns.get("a")?.version, 3);
+  assert.equal(columns.set(small("a", 9)), slot, "set() replaces in the same slot");
+  assert.equal(columns.get("a")?.version, 9);
+  assert.equal(columns.slotOf("b"), -1);
+});

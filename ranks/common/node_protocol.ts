@@ -29,7 +29,7 @@
  * @module
  */
 
-import type { ListingPage, Manifest, RankRepair, RankScan } from "./manifest.ts";
+import type { ListingPage, LogOpened, Manifest, RankRepair, RankScan } from "./manifest.ts";
 
 /**
  * Most entries one `list` call asks a data node for: a page of its names. Rank 0 holds a page or
@@ -106,10 +106,37 @@ export interface LogCheck {
 }
 
 /** A question rank 0 broadcasts to every data node; each answers with `gather` on `tag`. */
-export type NodeCollective = { op: "scan"; tag: number };
+export type NodeCollective =
+  | { op: "scan"; tag: number }
+  /** What it holds, summed up (`ScanSummary`), fingerprints keyed by `seed`. */
+  | { op: "summary"; seed: number; tag: number };
 
 /** A data node's answer to `list`: its entries in order, and whether more remain after them. */
 export type ListAnswer = ListingPage;
+
+/**
+ * What a data node holds, summed up for a fast start-up (`planFastRecovery`): whole, only the
+ * manifests it is the first holder of (no chunk of them is on a lower rank) and its tombstones; of
+ * the others, how many and the sum of their fingerprints (`printOf` with the seed asked for).
+ */
+export interface ScanSummary {
+  rank: number;
+  /** Back to back (`ManifestWriter`). */
+  manifests: Uint8Array;
+  /** Manifests held in all, every version. */
+  count: number;
+  /** Manifests held but not in `manifests`, and the sum of their fingerprints (`addPrint`). */
+  others: number;
+  othersSum: number;
+  /** Every chunk of every manifest held that is placed on this node is present on it. */
+  allPresent: boolean;
+  /** Blob files that no manifest held references. */
+  strayBlobs: string[];
+  /** Bytes of the chunks of its manifests present on it. */
+  bytesHeld: number;
+  /** What opening its log found. */
+  opened: LogOpened;
+}
 
 /** A data node's answer to `scan`. */
 export type ScanAnswer = RankScan;

@@ -21,7 +21,7 @@ import { reasonOf, syncDirectory } from "./_fs.ts";
 import { DiskWatch, missingPath, otherDevice, probeWrite } from "./disk_health.ts";
 import { type ChunkStore, openDiskChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
-import { chunkIdsOn, type Manifest, type RankRepair } from "../common/manifest.ts";
+import { chunkIdsOn, type LogOpened, type RankRepair } from "../common/manifest.ts";
 import {
   composeTombstones,
   decodeRecordWithData,
@@ -30,8 +30,16 @@ import {
   renamedFrom,
 } from "./log_record.ts";
 import { LogPlaces } from "./log_places.ts";
+import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
-import type { ListAnswer, LogCheck, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
+import { summarize } from "./summary.ts";
+import type {
+  ListAnswer,
+  LogCheck,
+  NodeCall,
+  ScanAnswer,
+  ScanSummary,
+} from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
 
 /** Log bytes below which the log is never compacted at run time. */
@@ -313,23 +321,57 @@ export class DataNode {
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
    */
   async scan(): Promise<ScanAnswer> {
+    const blobs = await this.#blobs();
+    return {
+      rank: this.rank,
+      manifests: this.#snapshot(),
+      blobs: [...blobs],
+      inLog: this.#inLog.encodeIds(),
+      opened: this.#opened(),
+    };
+  }
+
+  /**
+   * What this node holds, summed up for a fast start-up (`ScanSummary`): whole only the manifests
+   * it is the first holder of, and its tombstones; of the rest, how many and the sum of their
+   * fingerprints under `seed`. Checks here, in parallel with the other nodes, what rank 0 would
+   * otherwise check for every replica: that each chunk is present, and which blobs are stray.
+   *
+   * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
+   */
+  async summary(seed: number): Promise<ScanSummary> {
+    const blobs = await this.#blobs();
+    const { rank } = this;
+    return summarize(
+      { rank, manifests: this.#table.all(), inLog: this.#inLog, blobs, opened: this.#opened() },
+      seed,
+    );
+  }
+
+  /** Every blob file present, with its size. */
+  async #blobs(): Promise<Map<string, number>> {
     this.#disk.throwIfFailed();
-    let blobs: Map<string, number>;
     try {
-      blobs = await this.#store.scan();
+      return await this.#store.scan();
     } catch (error) {
       throw this.#disk.failedBy(error);
     }
-    const inLog = [...this.#inLog.keys()].join("\0");
+  }
+
+  /** What opening the log found. */
+  #opened(): LogOpened {
     const { damagedRegions, damagedBytes, tailCutBytes } = this.#log.replay;
-    const created = this.#logLost;
-    return {
-      rank: this.rank,
-      manifests: [...this.#table.all()],
-      blobs: [...blobs],
-      inLog,
-      opened: { damagedRegions, damagedBytes, tailCutBytes, created },
-    };
+    return { damagedRegions, damagedBytes, tailCutBytes, created: this.#logLost };
+  }
+
+  /**
+   * Every manifest of the table as it is now, back to back (`ManifestWriter`): a few dozen bytes a
+   * small file where a copy of each as an object would cost hundreds.
+   */
+  #snapshot(): Uint8Array {
+    const writer = new ManifestWriter();
+    for (const m of this.#table.all()) writer.add(m);
+    return writer.bytes();
   }
 
   async close(): Promise<void> {
@@ -385,7 +427,16 @@ export class DataNode {
   async #repair(repair: RankRepair): Promise<void> {
     // Rewrite the log to exactly the kept manifests (compaction included), then drop chunks: a
     // crash in between leaves only orphans.
-    await this.#rewriteLog(repair.keep, { reset: true });
+    if (repair.keep) {
+      await this.#rewriteLog(repair.keep, { reset: true });
+    } else if ((repair.drop ?? []).length > 0 || this.#log.replay.damagedRegions > 0) {
+      // The fast path of start-up recovery: what it holds stays, less tombstones, and a log with
+      // damage skipped is rewritten so that the damage is gone for good.
+      for (const { name, version } of repair.drop ?? []) {
+        this.#table.apply({ kind: "release", name, version });
+      }
+      await this.#rewriteLog("table", { reset: false });
+    }
     await this.#store.delete(repair.deleteBlobs);
     await this.#store.syncEntries();
   }
@@ -398,7 +449,7 @@ export class DataNode {
    * log wait meanwhile.
    */
   async #rewriteLog(
-    kept: readonly Manifest[] | "table",
+    kept: Uint8Array | "table",
     options: { reset: boolean },
   ): Promise<void> {
     while (this.#rewriting) await this.#rewriting;
@@ -411,7 +462,7 @@ export class DataNode {
       }
       // The table is read in the same turn as rewrite() is called below: every record appended
       // before is in it, every one appended after lands in the new file.
-      const manifests = kept === "table" ? [...this.#table.all()] : kept;
+      const manifests = kept === "table" ? this.#snapshot() : kept;
       const log = this.#log;
       const [inLog, appending] = [this.#inLog, this.#appending];
       const bytesOf = async (id: string) => {
@@ -421,7 +472,7 @@ export class DataNode {
       /** Per record written, the chunk whose bytes it carries and where they start in it. */
       const carried: ({ id: string; at: number; size: number } | undefined)[] = [];
       const records = (async function* () {
-        for (const manifest of manifests) {
+        for (const manifest of readManifests(manifests)) {
           const [first] = manifest.chunks;
           const single = manifest.chunks.length === 1;
           const data = single ? await bytesOf(first.id) : undefined;
@@ -445,9 +496,9 @@ export class DataNode {
         this.#table = new ManifestTable();
         this.#inLog = new LogPlaces();
         this.#liveRecords = this.#deadRecords = 0;
-        for (const manifest of manifests) this.#apply({ kind: "commit", manifest });
+        for (const manifest of readManifests(manifests)) this.#apply({ kind: "commit", manifest });
       } else {
-        this.#liveRecords = manifests.length;
+        this.#liveRecords = carried.length;
         this.#deadRecords = 0;
       }
       carried.forEach((chunk, i) => {

@@ -11,6 +11,7 @@
 
 import { assert } from "../../protocol/errors.ts";
 import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
+import { encodeChunkIds } from "../common/chunk_id_set.ts";
 import { hashOf, hexOf, parseHex } from "../common/hex_bytes.ts";
 import { grown, SlotTable } from "../common/slot_table.ts";
 
@@ -101,6 +102,17 @@ export class LogPlaces {
     this.#free.push(slot);
     this.#size--;
     return true;
+  }
+
+  /** Every chunk id held, in the wire form of a `ChunkIdSet` (see `encodeChunkIds()`). */
+  encodeIds(): Uint8Array {
+    const keys = new Uint8Array(this.#size * KEY_BYTES);
+    let at = 0;
+    for (const slot of this.#table.slots()) {
+      keys.set(this.#keys.subarray(slot * KEY_BYTES, (slot + 1) * KEY_BYTES), at);
+      at += KEY_BYTES;
+    }
+    return encodeChunkIds(keys, [...this.#others.keys()]);
   }
 
   /** Every chunk id held (in no particular order). */

@@ -45,10 +45,10 @@ export class ManifestTable {
   #add(manifest: Manifest): void {
     const { name, version } = manifest;
     const newest = this.#newest.versionOf(name);
-    if (newest === undefined || newest === version) return this.#newest.set(manifest);
+    if (newest === undefined || newest === version) return void this.#newest.set(manifest);
     if (version > newest) {
       this.#keepOlder(this.#newest.get(name)!); // already a copy
-      return this.#newest.set(manifest);
+      return void this.#newest.set(manifest);
     }
     this.#keepOlder(structuredClone(manifest));
   }

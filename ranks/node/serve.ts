@@ -8,7 +8,7 @@
 
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
 import { LOG_FILE_BYTES_MAX, SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
-import type { NodeCall, NodeCollective } from "../common/node_protocol.ts";
+import type { NodeCall, NodeCollective, ScanAnswer, ScanSummary } from "../common/node_protocol.ts";
 import type { Comm } from "../comm/comm.ts";
 import { reply } from "../comm/reply.ts";
 import { HEADROOM_BYTES } from "../comm/tcp_transport.ts";
@@ -63,8 +63,11 @@ async function answerCall(
   pool: BufferPool | undefined,
 ): Promise<unknown> {
   if (call.op === "ping") return node.ping();
-  if (call.op === "scan") return await node.scan();
   const moves = comm.movesBuffersTo(0);
+  if (call.op === "scan") {
+    const scan = await node.scan();
+    return moves ? reply(scan, scanBuffers(scan)) : scan;
+  }
   if (!moves && call.op === "read") return await answerRead(node, call, pool);
   const result = await node.handle(call);
   if (!moves) return result;
@@ -120,13 +123,28 @@ async function answerCollectives(comm: Comm, node: DataNode, log: Log): Promise<
     } catch {
       return; // the Comm closed
     }
-    const answer = node.scan();
+    const answer: Promise<ScanAnswer | ScanSummary> = question.op === "summary"
+      ? node.summary(question.seed)
+      : node.scan();
+    const moves = comm.movesBuffersTo(0);
     void answer.then(
-      (value) => comm.gather(0, value, { tag: question.tag }),
+      (value) => {
+        const transfer = !moves
+          ? []
+          : "inLog" in value
+          ? scanBuffers(value)
+          : [value.manifests.buffer as ArrayBuffer];
+        return comm.gather(0, value, { tag: question.tag, transfer });
+      },
       (error) => {
         log.error(`dfs: rank ${comm.rank} cannot answer ${question.op}:`, error);
         return comm.gather(0, undefined, { tag: question.tag });
       },
     );
   }
+}
+
+/** The buffers of a scan answer, which go to rank 0 moved rather than copied. */
+function scanBuffers(scan: ScanAnswer): ArrayBuffer[] {
+  return [scan.manifests.buffer as ArrayBuffer, scan.inLog.buffer as ArrayBuffer];
 }

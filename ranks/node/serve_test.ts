@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
-import type { ListAnswer, NodeCall, ScanAnswer } from "../common/node_protocol.ts";
+import type { ListAnswer, NodeCall, ScanAnswer, ScanSummary } from "../common/node_protocol.ts";
+import { readManifests } from "../common/manifest_codec.ts";
 import { Comm } from "../comm/comm.ts";
 import { LoopbackNetwork } from "../comm/loopback_transport.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
-import { manifest } from "../testing/manifests.ts";
+import { manifest, manifestsIn } from "../testing/manifests.ts";
 import { openDataNode } from "./data_node.ts";
 import { serveNode, type ServeNodeOptions } from "./serve.ts";
 
@@ -70,7 +71,7 @@ Deno.test("serveNode() answers ping, scan, list and the scan collective", async 
   const id = chunkIdOf(newBlobId(), 0);
   await rank0.call(1, { op: "write", id, bytes: bytesOf(10) });
   const scan = await rank0.call<ScanAnswer>(1, { op: "scan" });
-  assert.deepEqual([scan.rank, scan.manifests, scan.blobs], [1, [], [[id.slice(0, 32), 10]]]);
+  assert.deepEqual([scan.rank, manifestsIn(scan), scan.blobs], [1, [], [[id.slice(0, 32), 10]]]);
   const scanTag = rank0.nextTag();
   await rank0.bcast(0, { op: "scan", tag: scanTag });
   const scans = await rank0.gather<ScanAnswer | undefined>(0, undefined, { tag: scanTag });
@@ -79,4 +80,14 @@ Deno.test("serveNode() answers ping, scan, list and the scan collective", async 
   const listed = await rank0.call<ListAnswer>(1, { op: "list", prefix: "d/", limit: 10 });
   assert.deepEqual(listed, served.node.list("d/", { limit: 10 }));
   assert.equal(listed.listing.names, "d/a");
+  const summaryTag = rank0.nextTag();
+  await rank0.bcast(0, { op: "summary", seed: 7, tag: summaryTag });
+  const [, summary] = (await rank0.gather<ScanSummary | undefined>(0, undefined, {
+    tag: summaryTag,
+  }))!;
+  assert.deepEqual(
+    [summary!.count, summary!.others, summary!.allPresent, summary!.strayBlobs],
+    [1, 0, true, []],
+  );
+  assert.deepEqual([...readManifests(summary!.manifests)].map((m) => m.name), ["d/a"]);
 });

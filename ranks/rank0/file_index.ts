@@ -35,6 +35,23 @@ export class FileIndex {
   }
 
   /**
+   * Takes `files` (which it keeps: the caller lets go of it) as the whole index, in place of what
+   * it held: start-up recovery's winners (`planRecovery`), tombstones included if any. The version
+   * counter goes past every version in it.
+   */
+  load(files: ManifestColumns): void {
+    let tombstones = 0;
+    let version = this.#version;
+    files.forEachSummary((summary) => {
+      if (summary.deleted) tombstones++;
+      version = Math.max(version, summary.version);
+    });
+    this.#files = files;
+    this.#tombstones = tombstones;
+    this.#version = version;
+  }
+
+  /**
    * Installs (a copy of) a committed manifest unless a higher version of the name is already
    * installed. Returns the manifest no longer current (a copy of the previous one, or `m` itself
    * if it lost).

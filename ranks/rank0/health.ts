@@ -115,9 +115,7 @@ export class Health {
       );
     }
     this.restoreInBackground();
-    for (const rank of plan.goneRanks) {
-      let held = 0;
-      for (const m of plan.files) held += m.chunks.filter((c) => c.ranks.includes(rank)).length;
+    for (const [rank, held] of plan.goneRanks) {
       this.#log.error(
         `dfs: rank ${rank} is gone (the server runs fewer ranks): re-replicating the ${held} ` +
           `chunk replicas it held`,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { manifestsIn } from "../testing/manifests.ts";
 import { SCRUB_READ_COST_BYTES_MIN, scrubCostBytes } from "./integrity.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
@@ -40,7 +41,7 @@ Deno.test("fsck repairs damaged and missing replicas, the repair sticks, and a l
   const chunks = async (name: string) => {
     for (const rank of cluster.store.nodes.dataRanks) {
       const scan = await (await cluster.node(rank)).scan();
-      const m = scan.manifests.find((m) => m.name === name);
+      const m = manifestsIn(scan).find((m) => m.name === name);
       if (m) return m.chunks;
     }
     throw new Error(name);
@@ -70,7 +71,9 @@ Deno.test("the scrubber finds and repairs damage at its byte rate, and reports l
   await cluster.store.put("a", bytesOf(2 * MiB, 1));
   await cluster.store.put("b", bytesOf(100, 2));
   const scan = await (await cluster.node(1)).scan();
-  const chunk = scan.manifests.find((m) => m.name === "a")?.chunks.find((c) => c.ranks.includes(1));
+  const chunk = manifestsIn(scan).find((m) => m.name === "a")?.chunks.find((c) =>
+    c.ranks.includes(1)
+  );
   assert.ok(chunk, "rank 1 holds a chunk of a");
   await flipByte(cluster.disk(1), blobPath(1, chunk.id), 5);
   const stop = new AbortController();

@@ -21,6 +21,7 @@ import type {
   NodeCall,
   NodeCollective,
   ScanAnswer,
+  ScanSummary,
 } from "../common/node_protocol.ts";
 import type { Clock, FsStats, TimerHandle } from "../env/env.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
@@ -202,6 +203,11 @@ export class NodeClient {
   ): Promise<ListAnswer> {
     const { after, limit } = options;
     return this.#call<ListAnswer>(rank, { op: "list", prefix, after, limit });
+  }
+
+  /** Every data node's summary of what it holds (start-up), fingerprints keyed by `seed`. */
+  summarizeAll(seed: number): Promise<ScanSummary[]> {
+    return this.#collective<ScanSummary>((tag) => ({ op: "summary", seed, tag }));
   }
 
   /** Every data node's scan (start-up). */

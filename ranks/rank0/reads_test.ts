@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { manifestsIn } from "../testing/manifests.ts";
 import { HEARTBEAT_TIMEOUT_MS } from "./supervisor.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { blobPath, bytesOf, flipByte, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
@@ -11,7 +12,7 @@ import { blobPath, bytesOf, flipByte, MiB, readAll, settle } from "../testing/cl
 /** The chunk ids of `name`, from a node's scan. */
 async function chunksOf(cluster: MemoryCluster, name: string) {
   for (const rank of cluster.store.nodes.dataRanks) {
-    const m = (await (await cluster.node(rank)).scan()).manifests.find((m) => m.name === name);
+    const m = manifestsIn(await (await cluster.node(rank)).scan()).find((m) => m.name === name);
     if (m) return m.chunks;
   }
   throw new Error(`no node holds ${name}`);

@@ -9,12 +9,13 @@
 import { DfsError } from "../../protocol/errors.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { holdersOf } from "../common/manifest.ts";
-import type { Log } from "../env/env.ts";
+import type { Log, Random } from "../env/env.ts";
 import type { Health } from "./health.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { LoadTracker } from "./placement.ts";
 import { planReconcile, planRecovery, planRereplication, type RecoveryPlan } from "./plans.ts";
+import { planFastRecovery } from "./summary_plan.ts";
 import type { Releases } from "./releases.ts";
 import type { Replicas } from "./replicas.ts";
 
@@ -27,6 +28,7 @@ export class Recovery {
   #replicas: Replicas;
   #health: Health;
   #log: Log;
+  #random: Random;
 
   constructor(
     parts: {
@@ -37,8 +39,11 @@ export class Recovery {
       replicas: Replicas;
       health: Health;
       log: Log;
+      /** Draws the seed of each start-up's fingerprints (`planFastRecovery`). */
+      random: Random;
     },
   ) {
+    this.#random = parts.random;
     this.#health = parts.health;
     this.#nodes = parts.nodes;
     this.#loads = parts.loads;
@@ -49,20 +54,22 @@ export class Recovery {
   }
 
   /**
-   * Start-up: gathers every data node's manifests and chunk list, decides the committed state
-   * (`planRecovery`), has every node repair itself to it, and loads the index; then the replicas
-   * found missing, and those on ranks that are gone, are brought back in the background
-   * (`Health`).
+   * Start-up: decides the committed state from what every data node holds, has every node repair
+   * itself to it, and loads the index; then the replicas found missing, and those on ranks that are
+   * gone, are brought back in the background (`Health`). The nodes' summaries settle a clean
+   * restart (`planFastRecovery`); if they disagree, every manifest of every node is read
+   * (`planRecovery`).
    */
   async recover(): Promise<RecoveryPlan> {
-    const plan = planRecovery(await this.#nodes.scanAll());
+    const seed = new DataView(this.#random.fill(new Uint8Array(4)).buffer).getUint32(0);
+    const plan = planFastRecovery(await this.#nodes.summarizeAll(seed), seed) ??
+      planRecovery(await this.#nodes.scanAll());
     // A node already holding exactly what it should (the usual clean restart) is left alone:
     // rewriting its whole log would be most of the start-up time.
     const needed = [...plan.repairs].filter(([rank]) => !plan.unchanged.has(rank));
     await Promise.all(needed.map(([rank, repair]) => this.#nodes.repair(rank, repair)));
     for (const [rank, repair] of plan.repairs) this.#loads.add(rank, repair.bytesHeld);
-    const index = this.#namespace.index;
-    for (const m of plan.files) index.install(m);
+    this.#namespace.index.load(plan.files);
     this.#health.afterRecovery(plan);
     return plan;
   }

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { manifestsIn } from "../testing/manifests.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { RESTART_BACKOFF_MS } from "./supervisor.ts";
@@ -35,14 +36,14 @@ Deno.test("a node down while files are overwritten and removed is reconciled: no
   for (const [name, data] of files) assert.deepEqual(await readAll(cluster.store, name), data);
   // Rank 1 holds exactly the manifests of current files it has chunks of, and their blobs only.
   const scan = await (await cluster.node(1)).scan();
-  for (const m of scan.manifests) {
+  for (const m of manifestsIn(scan)) {
     const current = await cluster.store.meta(m.name);
     assert.equal(m.version, current.version, `${m.name} on rank 1 is current`);
   }
   const fsck = await cluster.store.fsck();
   assert.deepEqual([fsck.healthy, fsck.underReplicated, fsck.lost], [files.size, [], []]);
   const expectedBlobs = new Set(
-    scan.manifests.flatMap((m) => m.chunks.map((c) => c.id.slice(0, 32))),
+    manifestsIn(scan).flatMap((m) => m.chunks.map((c) => c.id.slice(0, 32))),
   );
   assert.deepEqual(await blobsOn(cluster, 1), [...expectedBlobs].sort());
 });

@@ -156,6 +156,7 @@ export class DfsStore implements StreamingFileStore {
       replicas: replicaCopies,
       health: this.health,
       log,
+      random: env.random,
     });
     this.integrity = new Integrity({
       index: this.#index,

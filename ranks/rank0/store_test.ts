@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { manifestsIn } from "../testing/manifests.ts";
 import { assertDfsError } from "../../tests/_assert.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
@@ -13,7 +14,7 @@ async function manifestsOf(cluster: MemoryCluster, name: string) {
   const held = new Map<number, number[]>();
   for (const rank of cluster.store.nodes.dataRanks) {
     const scan = await (await cluster.node(rank)).scan();
-    const versions = scan.manifests.filter((m) => m.name === name).map((m) => m.version);
+    const versions = manifestsIn(scan).filter((m) => m.name === name).map((m) => m.version);
     if (versions.length > 0) held.set(rank, versions);
   }
   return held;

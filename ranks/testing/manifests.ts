@@ -6,7 +6,9 @@
  */
 
 import { chunkIdOf } from "../common/chunk_id.ts";
-import type { Manifest } from "../common/manifest.ts";
+import { encodeChunkIdList } from "../common/chunk_id_set.ts";
+import type { Manifest, RankRepair, RankScan } from "../common/manifest.ts";
+import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
 
 /** A blob id made from a number. */
 export const blob = (n: number): string => n.toString(16).padStart(32, "0");
@@ -27,4 +29,43 @@ export function manifest(
     modified: 1000 + version,
     chunks: chunks.map(([id, size, ranks]) => ({ id, size, ranks })),
   };
+}
+
+/** A data node's scan as the tests write it: manifests as objects, chunk ids kept in its log. */
+export interface TestScan {
+  rank: number;
+  manifests: Manifest[];
+  blobs: [string, number][];
+  inLog?: string[];
+  opened?: RankScan["opened"];
+}
+
+/** The `RankScan` a node would send for `scan`. */
+export function scanOf(scan: TestScan): RankScan {
+  const manifests = new ManifestWriter();
+  for (const m of scan.manifests) manifests.add(m);
+  const { rank, blobs, opened } = scan;
+  const inLog = encodeChunkIdList(scan.inLog ?? []);
+  return { rank, manifests: manifests.bytes(), blobs, inLog, ...(opened ? { opened } : {}) };
+}
+
+/** A repair with the manifests it keeps as objects. */
+export function keptIn(repair: RankRepair | undefined):
+  | Omit<RankRepair, "keep"> & {
+    keep: Manifest[];
+  }
+  | undefined {
+  return repair && { ...repair, keep: [...readManifests(repair.keep ?? new Uint8Array())] };
+}
+
+/** The manifests a scan holds, as objects. */
+export function manifestsIn(scan: RankScan): Manifest[] {
+  return [...readManifests(scan.manifests)];
+}
+
+/** Manifests back to back, as a scan or a repair holds them. */
+export function manifestBytes(manifests: Manifest[]): Uint8Array {
+  const writer = new ManifestWriter();
+  for (const m of manifests) writer.add(m);
+  return writer.bytes();
 }
