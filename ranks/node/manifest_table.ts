@@ -43,9 +43,11 @@ export class ManifestTable {
   }
 
   #add(manifest: Manifest): void {
+    // The usual case, a name not held yet, takes one lookup.
+    if (this.#newest.insert(manifest) >= 0) return;
     const { name, version } = manifest;
-    const newest = this.#newest.versionOf(name);
-    if (newest === undefined || newest === version) return void this.#newest.set(manifest);
+    const newest = this.#newest.versionOf(name)!;
+    if (newest === version) return void this.#newest.set(manifest);
     if (version > newest) {
       this.#keepOlder(this.#newest.get(name)!); // already a copy
       return void this.#newest.set(manifest);
