@@ -295,3 +295,29 @@ Deno.test("ManifestReader reads manifests among the primitives ManifestWriter wr
     /^Cannot decode a test record at byte 100: it ends inside a byte$/,
   );
 });
+
+Deno.test("ManifestReader.nameAndVersion() steps over a manifest to where manifest() ends", () => {
+  const odd: Manifest = {
+    ...largeFile(3),
+    sha256: "not hex",
+    modified: 1.5,
+    attrs: { a: "1", b: "2" },
+    chunks: [{ id: "odd id", size: largeFile(3).size, ranks: [2, 300] }],
+  };
+  const manifests = [smallFile(1), largeFile(300), tombstoneOf("t", 3, 4), odd];
+  const writer = new ManifestWriter();
+  for (const m of manifests) writer.add(m);
+  const bytes = writer.bytes();
+  const skipping = new ManifestReader(bytes);
+  const reading = new ManifestReader(bytes);
+  for (const m of manifests) {
+    assert.deepEqual(skipping.nameAndVersion(), { name: m.name, version: m.version });
+    assert.deepEqual(reading.manifest(), m);
+    assert.equal(skipping.at, reading.at);
+  }
+  assert.equal(skipping.left, 0);
+  for (let cut = 1; cut < encodeManifest(manifests[1]).length; cut++) {
+    const truncated = encodeManifest(manifests[1]).subarray(0, cut);
+    assert.throws(() => new ManifestReader(truncated).nameAndVersion(), DfsError, `cut at ${cut}`);
+  }
+});
