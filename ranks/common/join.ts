@@ -19,8 +19,12 @@
 import { AUTH_NONCE_BYTES, AUTH_PROOF_BYTES } from "../../protocol/auth.ts";
 import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
 
-/** The version of the join handshake this build speaks. */
-export const JOIN_PROTOCOL_VERSION = 1;
+/**
+ * The version of the join handshake this build speaks, and of the node calls behind it: a node of
+ * another version is refused at the door rather than misread later. 2: scans, summaries and
+ * repairs carry manifests as bytes (`manifest_codec.ts`), and `list` pages with a cursor.
+ */
+export const JOIN_PROTOCOL_VERSION = 2;
 /** Largest handshake frame, read before the peer is authenticated. */
 export const JOIN_FRAME_BYTES_MAX = 4096;
 /** A node id or cluster id: 128 random bits in lowercase hex. */
