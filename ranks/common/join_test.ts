@@ -94,13 +94,26 @@ Deno.test("decideJoin() lets a member rank 0 has no record of keep its rank only
 
 Deno.test("parseHello(), parseJoin() and parseWelcome() refuse malformed handshakes with INVALID_REQUEST", () => {
   const invalid = (e: unknown) => e instanceof DfsError && e.code === "INVALID_REQUEST";
+  const other = JOIN_PROTOCOL_VERSION + 1;
   assert.throws(
-    () => parseHello({ op: "hello", version: 1, clusterId: "x", nonce: new Uint8Array(32) }),
+    () =>
+      parseHello({
+        op: "hello",
+        version: JOIN_PROTOCOL_VERSION,
+        clusterId: "x",
+        nonce: new Uint8Array(32),
+      }),
     invalid,
   );
   assert.throws(
-    () => parseHello({ op: "hello", version: 2, clusterId: CLUSTER, nonce: new Uint8Array(32) }),
-    /version 2/,
+    () =>
+      parseHello({ op: "hello", version: other, clusterId: CLUSTER, nonce: new Uint8Array(32) }),
+    new RegExp(`version ${other}`),
+  );
+  assert.throws(
+    () => parseHello({ op: "hello", version: 1, clusterId: CLUSTER, nonce: new Uint8Array(32) }),
+    /version 1 is not/,
+    "a node of the build before is refused",
   );
   assert.throws(() => parseJoin({ ...join(), zone: "a b" }), /zone is not/);
   assert.throws(() => parseJoin({ ...join(), rank: 0 }), /rank is not/);
