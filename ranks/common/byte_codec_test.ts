@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { assertCorrupted } from "../testing/assert_corrupted.ts";
 import {
   BYTE_WRITER_KEPT_BYTES_MAX,
   ByteReader,
@@ -6,17 +7,6 @@ import {
   isWhole,
   VARINT_BYTES_MAX,
 } from "./byte_codec.ts";
-import { DfsError } from "../../protocol/errors.ts";
-
-/** Asserts `fn` throws a `DfsError` `CORRUPTED` whose message matches `pattern`. */
-function assertCorrupted(fn: () => unknown, pattern: RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, "CORRUPTED");
-    assert.match(error.message, pattern);
-    return true;
-  });
-}
 
 Deno.test("ByteReader reads back every primitive ByteWriter writes", () => {
   const writer = new ByteWriter(1);

@@ -198,6 +198,18 @@ export class ManifestReader extends ByteReader {
     super(bytes, { at: options.at, subject: options.subject ?? "a manifest" });
   }
 
+  /** Reads the start of a manifest: its flags, name and version. */
+  #head(): { start: number; flags: number; float: boolean; name: string; version: number } {
+    const start = this.at;
+    const flags = this.byte();
+    if ((flags & ~FLAGS_KNOWN) !== 0) {
+      throw this.malformed(`unknown flags 0x${flags.toString(16)}`, start);
+    }
+    const float = (flags & FLAG_FLOAT64) !== 0;
+    const name = this.string();
+    return { start, flags, float, name, version: this.#number(float) };
+  }
+
   /**
    * Reads a manifest's name and version and steps over the rest of it, making nothing else: for a
    * reader that needs no more of most manifests (start-up recovery, for each copy of a name and
@@ -206,14 +218,7 @@ export class ManifestReader extends ByteReader {
    * @throws {DfsError} `CORRUPTED` if the bytes are truncated or malformed.
    */
   nameAndVersion(): { name: string; version: number } {
-    const start = this.at;
-    const flags = this.byte();
-    if ((flags & ~FLAGS_KNOWN) !== 0) {
-      throw this.malformed(`unknown flags 0x${flags.toString(16)}`, start);
-    }
-    const float = (flags & FLAG_FLOAT64) !== 0;
-    const name = this.string();
-    const version = this.#number(float);
+    const { start, flags, float, name, version } = this.#head();
     this.#number(float); // size
     this.#number(float); // modified
     if (flags & FLAG_SHA256_TEXT) this.skip(this.varint(), "a sha256");
@@ -251,14 +256,7 @@ export class ManifestReader extends ByteReader {
    *   not valid.
    */
   manifest(): Manifest {
-    const start = this.at;
-    const flags = this.byte();
-    if ((flags & ~FLAGS_KNOWN) !== 0) {
-      throw this.malformed(`unknown flags 0x${flags.toString(16)}`, start);
-    }
-    const float = (flags & FLAG_FLOAT64) !== 0;
-    const name = this.string();
-    const version = this.#number(float);
+    const { start, flags, float, name, version } = this.#head();
     const size = this.#number(float);
     const modified = this.#number(float);
     const sha256 = this.#sha256(flags);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { assertCorrupted } from "../testing/assert_corrupted.ts";
 import {
   decodeManifest,
   encodeManifest,
@@ -54,16 +55,6 @@ function assertRoundTrip(m: Manifest): Uint8Array {
     assert.deepEqual(Object.keys(c).sort(), Object.keys(m.chunks[i]).sort(), "no extra chunk keys");
   });
   return bytes;
-}
-
-/** Asserts `fn` throws a `DfsError` `CORRUPTED` whose message matches `pattern`. */
-function assertCorrupted(fn: () => unknown, pattern: RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, "CORRUPTED");
-    assert.match(error.message, pattern);
-    return true;
-  });
 }
 
 Deno.test("encodeManifest() and decodeManifest() round-trip a small file in under 100 bytes", () => {

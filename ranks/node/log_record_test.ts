@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
+import { assertCorrupted } from "../testing/assert_corrupted.ts";
 import { decodeRecord, decodeRecordWithData, encodeRecord, type LogRecord } from "./log_record.ts";
 import { chunk, manifest } from "../testing/manifests.ts";
 import { Encoder } from "../../protocol/cbor.ts";
-import { DfsError } from "../../protocol/errors.ts";
 import { tombstoneOf } from "../common/manifest.ts";
 
 /** A record of every kind, each with chunk ids as rank 0 makes them and as older tests do. */
@@ -35,16 +35,6 @@ function encodeCborRecord(record: LogRecord, data?: Uint8Array): Uint8Array {
   header[0] = 0x01;
   new DataView(header.buffer).setUint32(1, cbor.length);
   return Uint8Array.from([...header, ...cbor, ...data]);
-}
-
-/** Asserts `fn` throws a `DfsError` `CORRUPTED` whose message matches `pattern`. */
-function assertCorrupted(fn: () => unknown, pattern: RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, "CORRUPTED");
-    assert.match(error.message, pattern);
-    return true;
-  });
 }
 
 Deno.test("encodeRecord() and decodeRecord() round-trip every kind of record", () => {
