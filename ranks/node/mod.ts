@@ -6,14 +6,8 @@
  * @module
  */
 
-export {
-  CHUNKS_DIR,
-  DataNode,
-  type DataNodeOptions,
-  LOG_COMPACT_BYTES_MIN,
-  LOG_FILE,
-  openDataNode,
-} from "./data_node.ts";
+export { CHUNKS_DIR, DataNode, LOG_COMPACT_BYTES_MIN, LOG_FILE } from "./data_node.ts";
+export { type DataNodeOptions, openDataNode } from "./open_node.ts";
 export { serveNode, type ServeNodeOptions } from "./serve.ts";
 export {
   checkFormat,

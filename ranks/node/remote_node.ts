@@ -34,7 +34,8 @@ import { RANKS_MAX, READY_TAG } from "../common/node_protocol.ts";
 import { readJsonFile, writeFileDurably } from "../env/durable.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import type { Env } from "../env/env.ts";
-import { type DataNode, openDataNode } from "./data_node.ts";
+import type { DataNode } from "./data_node.ts";
+import { openDataNode } from "./open_node.ts";
 import { lockDataDir } from "./data_dir.ts";
 import { serveNode } from "./serve.ts";
 

@@ -8,7 +8,7 @@ import { denoEnv } from "../env/deno_env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
 import { manifest, manifestsIn } from "../testing/manifests.ts";
-import { openDataNode } from "./data_node.ts";
+import { openDataNode } from "./open_node.ts";
 import { serveNode, type ServeNodeOptions } from "./serve.ts";
 
 /** Rank 0's Comm and a served data node (rank 1) on a memory disk, over one loopback network. */

@@ -15,7 +15,8 @@ import type { NodeInit } from "../common/node_protocol.ts";
 import { READY_TAG } from "../common/node_protocol.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import type { Env } from "../env/env.ts";
-import { type DataNode, openDataNode } from "./data_node.ts";
+import type { DataNode } from "./data_node.ts";
+import { openDataNode } from "./open_node.ts";
 import { serveNode } from "./serve.ts";
 
 self.onmessage = (event: MessageEvent<NodeInit>) => {
