@@ -22,20 +22,20 @@ import { DfsError } from "../../protocol/errors.ts";
 import type { ChunkRef, FileAttrs, Manifest } from "./manifest.ts";
 import { hashOf, hexOf, parseHex } from "./hex_bytes.ts";
 import { grown, SlotTable } from "./slot_table.ts";
-import { compareUtf8AsUtf16, SortedSlots } from "./sorted_slots.ts";
+import { SortedSlots } from "./sorted_slots.ts";
+import { NameArena } from "./name_arena.ts";
+
+export {
+  NAMES_DEAD_BYTES_PER_SLOT,
+  NAMES_SLAB_BYTES,
+  NAMES_SLAB_BYTES_MIN,
+  NAMES_SLABS_MAX,
+} from "./name_arena.ts";
 
 /** Slots of a new store; the columns double from here as files are added. */
 export const MANIFEST_SLOTS_MIN = 16;
 /** Most files one store holds (its sha256 column alone is then 2 GiB). */
 export const MANIFEST_SLOTS_MAX = 2 ** 26;
-/** Bytes of one slab of the name arena; the first slab doubles up to this, then slabs are added. */
-export const NAMES_SLAB_BYTES = 1024 * 1024;
-/** Bytes of the first slab of the name arena when the store is new. */
-export const NAMES_SLAB_BYTES_MIN = 1024;
-/** Slabs of the name arena at most: name addresses are 32-bit (4 GiB of names). */
-export const NAMES_SLABS_MAX = 2 ** 32 / NAMES_SLAB_BYTES;
-/** Bytes of freed names per slot the arena may keep (beyond as many as live names take). */
-export const NAMES_DEAD_BYTES_PER_SLOT = 4;
 /** Buckets of the hash table at least. */
 export const TABLE_BUCKETS_MIN = 2 * MANIFEST_SLOTS_MIN;
 /** Fullest the hash table gets, in entries per bucket, before it doubles. */
@@ -89,7 +89,6 @@ export interface VisitOptions {
 }
 
 const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder();
 
 /**
  * Manifests keyed by name, one per name, in columns. Iteration goes in slot order, which is neither
@@ -107,7 +106,7 @@ export class ManifestColumns {
 
   // Per slot (all made by `#reset()`).
   #hashes!: Uint32Array;
-  /** Arena address of the name (slab * NAMES_SLAB_BYTES + offset); for a free slot, the next. */
+  /** Arena address of the name (`NameArena`); for a free slot, the next free one. */
   #nameAt!: Uint32Array;
   /** UTF-8 bytes of the name; 0 for a free slot (names are never empty). */
   #nameBytes!: Uint16Array;
@@ -122,12 +121,7 @@ export class ManifestColumns {
   /** Name to slot; at most `TABLE_LOAD_MAX` full. */
   #table!: SlotTable;
 
-  #slabs!: Uint8Array[];
-  /** Bytes used in the last slab. */
-  #slabUsed = 0;
-  /** Bytes of names held, and of names freed but still in the arena. */
-  #liveNameBytes = 0;
-  #deadNameBytes = 0;
+  #names!: NameArena;
 
   /** The name being looked up or added, as UTF-8 (see `#encode()`), and its length. */
   #scratch = new Uint8Array(NAME_BYTES_MAX);
@@ -161,9 +155,8 @@ export class ManifestColumns {
       this.#crc32,
       this.#ranks,
       this.#flags,
-      ...this.#slabs,
     ];
-    const table = this.#table.byteLength + this.#sorted.bytes;
+    const table = this.#table.byteLength + this.#sorted.bytes + this.#names.byteLength;
     return columns.reduce((sum, column) => sum + column.byteLength, table);
   }
 
@@ -214,7 +207,7 @@ export class ManifestColumns {
     let slot = this.#table.slotIn(bucket);
     if (slot >= 0 && !replace) return -1;
     if (slot < 0) {
-      this.#makeRoomForName(length, m.name); // first: what may throw comes before any change
+      this.#names.makeRoom(length, m.name); // first: what may throw comes before any change
       slot = this.#newSlot(m.name);
       this.#hashes[slot] = hash;
       this.#writeName(slot, length);
@@ -257,8 +250,7 @@ export class ManifestColumns {
     }
     // Freed names are at most about as many bytes as live ones, or a few per slot: compacting
     // costs one pass over the slots and names, paid for by the deletes since the last one.
-    const deadMax = Math.max(this.#liveNameBytes, NAMES_DEAD_BYTES_PER_SLOT * this.#slotsUsed);
-    if (this.#deadNameBytes > deadMax) this.#compactNames();
+    if (this.#names.wantsCompacting(this.#slotsUsed)) this.#compactNames();
     return true;
   }
 
@@ -344,17 +336,11 @@ export class ManifestColumns {
 
   /** Compares the names in two live slots in UTF-16 code unit order, from their bytes. */
   #compareNames(a: number, b: number): number {
-    const aAt = this.#nameAt[a];
-    const bAt = this.#nameAt[b];
-    const aOffset = aAt % NAMES_SLAB_BYTES;
-    const bOffset = bAt % NAMES_SLAB_BYTES;
-    return compareUtf8AsUtf16(
-      this.#slabs[Math.floor(aAt / NAMES_SLAB_BYTES)],
-      aOffset,
-      aOffset + this.#nameBytes[a],
-      this.#slabs[Math.floor(bAt / NAMES_SLAB_BYTES)],
-      bOffset,
-      bOffset + this.#nameBytes[b],
+    return this.#names.compare(
+      this.#nameAt[a],
+      this.#nameBytes[a],
+      this.#nameAt[b],
+      this.#nameBytes[b],
     );
   }
 
@@ -390,34 +376,15 @@ export class ManifestColumns {
   }
 
   #nameIsScratch(slot: number, length: number): boolean {
-    const address = this.#nameAt[slot];
-    const slab = this.#slabs[Math.floor(address / NAMES_SLAB_BYTES)];
-    const offset = address % NAMES_SLAB_BYTES;
-    const scratch = this.#scratch;
-    for (let i = 0; i < length; i++) if (slab[offset + i] !== scratch[i]) return false;
-    return true;
+    return this.#names.equals(this.#nameAt[slot], this.#scratch, length);
   }
 
   #nameStartsWith(slot: number, prefix: Uint8Array): boolean {
-    if (this.#nameBytes[slot] < prefix.length) return false;
-    const address = this.#nameAt[slot];
-    const slab = this.#slabs[Math.floor(address / NAMES_SLAB_BYTES)];
-    const offset = address % NAMES_SLAB_BYTES;
-    for (let i = 0; i < prefix.length; i++) if (slab[offset + i] !== prefix[i]) return false;
-    return true;
+    return this.#names.startsWith(this.#nameAt[slot], this.#nameBytes[slot], prefix);
   }
 
   #nameOf(slot: number): string {
-    const address = this.#nameAt[slot];
-    const slab = this.#slabs[Math.floor(address / NAMES_SLAB_BYTES)];
-    const offset = address % NAMES_SLAB_BYTES;
-    const end = offset + this.#nameBytes[slot];
-    let ascii = true;
-    for (let i = offset; i < end; i++) if (slab[i] >= 0x80) ascii = false;
-    // Short ASCII names (nearly all) are quicker this way than through the decoder.
-    return ascii
-      ? String.fromCharCode.apply(null, slab.subarray(offset, end) as unknown as number[])
-      : utf8Decoder.decode(slab.subarray(offset, end));
+    return this.#names.decode(this.#nameAt[slot], this.#nameBytes[slot]);
   }
 
   #newSlot(name: string): number {
@@ -431,9 +398,7 @@ export class ManifestColumns {
   }
 
   #freeSlot(slot: number): void {
-    const length = this.#nameBytes[slot];
-    this.#liveNameBytes -= length;
-    this.#deadNameBytes += length;
+    this.#names.free(this.#nameBytes[slot]);
     this.#nameBytes[slot] = 0;
     this.#flags[slot] = 0;
     this.#extras.delete(slot);
@@ -460,59 +425,20 @@ export class ManifestColumns {
     this.#flags = grown(this.#flags, new Uint8Array(slots));
   }
 
-  /** Makes room for a name of `length` bytes at the end of the arena. */
-  #makeRoomForName(length: number, name: string): void {
-    const last = this.#slabs[this.#slabs.length - 1];
-    if (this.#slabUsed + length <= last.length) return;
-    if (last.length < NAMES_SLAB_BYTES) {
-      // The first slab grows by doubling until it is a whole slab.
-      let bytes = last.length * 2;
-      while (bytes < this.#slabUsed + length) bytes *= 2;
-      this.#slabs[this.#slabs.length - 1] = grown(last, new Uint8Array(bytes));
-      return;
-    }
-    if (this.#slabs.length === NAMES_SLABS_MAX) {
-      throw new DfsError("TOO_LARGE", `Cannot hold "${name}": the arena of names is full`);
-    }
-    this.#slabs.push(new Uint8Array(NAMES_SLAB_BYTES));
-    this.#deadNameBytes += NAMES_SLAB_BYTES - this.#slabUsed; // the end left unused
-    this.#slabUsed = 0;
-  }
-
   /** Copies the name in `#scratch` to the end of the arena, which has room for it. */
   #writeName(slot: number, length: number): void {
-    const last = this.#slabs.length - 1;
-    this.#slabs[last].set(this.#scratch.subarray(0, length), this.#slabUsed);
-    this.#nameAt[slot] = last * NAMES_SLAB_BYTES + this.#slabUsed;
+    this.#nameAt[slot] = this.#names.append(this.#scratch, length);
     this.#nameBytes[slot] = length;
-    this.#slabUsed += length;
-    this.#liveNameBytes += length;
   }
 
-  /** Copies every live name into new slabs, in slot order, leaving out freed ones. */
+  /** Copies every live name into a new arena, in slot order, leaving out freed ones. */
   #compactNames(): void {
-    const old = this.#slabs;
-    const slabs = [new Uint8Array(Math.min(NAMES_SLAB_BYTES, nextPowerOfTwo(this.#liveNameBytes)))];
-    let used = 0;
-    let unused = 0; // the ends of full slabs
-    for (let slot = 0; slot < this.#slotsUsed; slot++) {
-      const length = this.#nameBytes[slot];
-      if (length === 0) continue;
-      if (used + length > slabs[slabs.length - 1].length) {
-        unused += slabs[slabs.length - 1].length - used;
-        slabs.push(new Uint8Array(NAMES_SLAB_BYTES));
-        used = 0;
-      }
-      const address = this.#nameAt[slot];
-      const offset = address % NAMES_SLAB_BYTES;
-      const from = old[Math.floor(address / NAMES_SLAB_BYTES)].subarray(offset, offset + length);
-      slabs[slabs.length - 1].set(from, used);
-      this.#nameAt[slot] = (slabs.length - 1) * NAMES_SLAB_BYTES + used;
-      used += length;
-    }
-    this.#slabs = slabs;
-    this.#slabUsed = used;
-    this.#deadNameBytes = unused;
+    this.#names.compact({
+      count: this.#slotsUsed,
+      lengthOf: (slot) => this.#nameBytes[slot],
+      addressOf: (slot) => this.#nameAt[slot],
+      setAddress: (slot, address) => (this.#nameAt[slot] = address),
+    });
   }
 
   /** Makes every column anew, empty and at its smallest. */
@@ -537,10 +463,7 @@ export class ManifestColumns {
         this.#nameBytes[slot] === this.#scratchLength &&
         this.#nameIsScratch(slot, this.#scratchLength),
     }, TABLE_BUCKETS_MIN);
-    this.#slabs = [new Uint8Array(NAMES_SLAB_BYTES_MIN)];
-    this.#slabUsed = 0;
-    this.#liveNameBytes = 0;
-    this.#deadNameBytes = 0;
+    this.#names = new NameArena();
   }
 
   /** Writes every field of `m` but its name into `slot`: inline what fits, the rest aside. */
@@ -644,10 +567,4 @@ function copyChunk(chunk: ChunkRef): ChunkRef {
   return crc32 === undefined
     ? { id, size, ranks: [...ranks] }
     : { id, size, ranks: [...ranks], crc32 };
-}
-
-function nextPowerOfTwo(n: number): number {
-  let power = NAMES_SLAB_BYTES_MIN;
-  while (power < n) power *= 2;
-  return power;
 }
