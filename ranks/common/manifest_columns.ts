@@ -21,7 +21,8 @@ import { NAME_BYTES_MAX } from "../../protocol/limits.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import type { ChunkRef, FileAttrs, Manifest } from "./manifest.ts";
 import { hashOf, hexOf, parseHex } from "./hex_bytes.ts";
-import { grown, SlotTable } from "./slot_table.ts";
+import { SlotTable } from "./slot_table.ts";
+import { type ColumnArray, PagedColumn } from "./paged_column.ts";
 import { SortedSlots } from "./sorted_slots.ts";
 import { NameArena } from "./name_arena.ts";
 
@@ -32,14 +33,18 @@ export {
   NAMES_SLABS_MAX,
 } from "./name_arena.ts";
 
-/** Slots of a new store; the columns double from here as files are added. */
+/** Slots of a new store; the columns grow from here as files are added (`PagedColumn`). */
 export const MANIFEST_SLOTS_MIN = 16;
 /** Most files one store holds (its sha256 column alone is then 2 GiB). */
 export const MANIFEST_SLOTS_MAX = 2 ** 26;
 /** Buckets of the hash table at least. */
 export const TABLE_BUCKETS_MIN = 2 * MANIFEST_SLOTS_MIN;
-/** Fullest the hash table gets, in entries per bucket, before it doubles. */
-export const TABLE_LOAD_MAX = 0.5;
+/**
+ * Fullest the hash table gets, in entries per bucket, before it doubles. At 0.75 a lookup probes
+ * a few buckets more than at 0.5 (each bucket a slot number; the slot's hash is compared before
+ * its name), and a million names take 2^21 buckets (8 MiB) instead of 2^22.
+ */
+export const TABLE_LOAD_MAX = 0.75;
 /** Emptiest the hash table gets, in entries per bucket, before it halves. */
 export const TABLE_LOAD_MIN = 0.125;
 /** Ranks of a chunk held inline at most; a chunk on more goes to the side map. */
@@ -105,17 +110,17 @@ export class ManifestColumns {
   #freeHead = 0;
 
   // Per slot (all made by `#reset()`).
-  #hashes!: Uint32Array;
+  #hashes!: PagedColumn<Uint32Array>;
   /** Arena address of the name (`NameArena`); for a free slot, the next free one. */
-  #nameAt!: Uint32Array;
+  #nameAt!: PagedColumn<Uint32Array>;
   /** UTF-8 bytes of the name; 0 for a free slot (names are never empty). */
-  #nameBytes!: Uint16Array;
-  #numbers!: Float64Array;
-  #sha256!: Uint8Array;
-  #blobs!: Uint8Array;
-  #crc32!: Uint32Array;
-  #ranks!: Uint8Array;
-  #flags!: Uint8Array;
+  #nameBytes!: PagedColumn<Uint16Array>;
+  #numbers!: PagedColumn<Float64Array>;
+  #sha256!: PagedColumn<Uint8Array>;
+  #blobs!: PagedColumn<Uint8Array>;
+  #crc32!: PagedColumn<Uint32Array>;
+  #ranks!: PagedColumn<Uint8Array>;
+  #flags!: PagedColumn<Uint8Array>;
   #extras!: Map<number, Extra>;
 
   /** Name to slot; at most `TABLE_LOAD_MAX` full. */
@@ -130,7 +135,7 @@ export class ManifestColumns {
   /** The live slots in name order, once a walk in order has asked for it. */
   #sorted = new SortedSlots({
     slotsUsed: () => this.#slotsUsed,
-    isLive: (slot) => this.#nameBytes[slot] !== 0,
+    isLive: (slot) => this.#nameBytes.get(slot) !== 0,
     compare: (a, b) => this.#compareNames(a, b),
   });
 
@@ -145,19 +150,8 @@ export class ManifestColumns {
 
   /** Bytes of the columns, table and name arena (the side map of odd manifests not counted). */
   get bytes(): number {
-    const columns = [
-      this.#hashes,
-      this.#nameAt,
-      this.#nameBytes,
-      this.#numbers,
-      this.#sha256,
-      this.#blobs,
-      this.#crc32,
-      this.#ranks,
-      this.#flags,
-    ];
     const table = this.#table.byteLength + this.#sorted.bytes + this.#names.byteLength;
-    return columns.reduce((sum, column) => sum + column.byteLength, table);
+    return this.#columns().reduce((sum, column) => sum + column.byteLength, table);
   }
 
   /** True if a manifest of `name` is held (a tombstone too). */
@@ -178,13 +172,13 @@ export class ManifestColumns {
 
   /** The version of the manifest in `slot` (from `slotOf()` or `set()`). */
   versionAt(slot: number): number {
-    return this.#numbers[slot * NUMBERS_PER_SLOT];
+    return this.#numbers.get(slot);
   }
 
   /** The version of the manifest of `name`, without making it; undefined if none is held. */
   versionOf(name: string): number | undefined {
     const slot = this.#slotOf(name);
-    return slot < 0 ? undefined : this.#numbers[slot * NUMBERS_PER_SLOT];
+    return slot < 0 ? undefined : this.#numbers.get(slot);
   }
 
   /**
@@ -209,7 +203,7 @@ export class ManifestColumns {
     if (slot < 0) {
       this.#names.makeRoom(length, m.name); // first: what may throw comes before any change
       slot = this.#newSlot(m.name);
-      this.#hashes[slot] = hash;
+      this.#hashes.set(slot, hash);
       this.#writeName(slot, length);
       this.#table.put(bucket, slot);
       this.#sorted.added(slot);
@@ -322,13 +316,12 @@ export class ManifestColumns {
   }
 
   #summaryAt(slot: number, name: string): ManifestSummary {
-    const flags = this.#flags[slot];
-    const at = slot * NUMBERS_PER_SLOT;
+    const flags = this.#flags.get(slot);
     return {
       name,
-      version: this.#numbers[at],
-      size: this.#numbers[at + 1],
-      modified: this.#numbers[at + 2],
+      version: this.#numbers.get(slot, 0),
+      size: this.#numbers.get(slot, 1),
+      modified: this.#numbers.get(slot, 2),
       deleted: (flags & FLAG_DELETED) !== 0,
       replicas: this.#replicasAt(slot, flags),
     };
@@ -337,10 +330,10 @@ export class ManifestColumns {
   /** Compares the names in two live slots in UTF-16 code unit order, from their bytes. */
   #compareNames(a: number, b: number): number {
     return this.#names.compare(
-      this.#nameAt[a],
-      this.#nameBytes[a],
-      this.#nameAt[b],
-      this.#nameBytes[b],
+      this.#nameAt.get(a),
+      this.#nameBytes.get(a),
+      this.#nameAt.get(b),
+      this.#nameBytes.get(b),
     );
   }
 
@@ -351,9 +344,9 @@ export class ManifestColumns {
     // A prefix that is not well-formed UTF-16 has no UTF-8 form to compare: compare strings.
     const bytes = prefix.isWellFormed() ? utf8.encode(prefix) : undefined;
     return (slot) => {
-      const length = this.#nameBytes[slot];
+      const length = this.#nameBytes.get(slot);
       if (!length) return undefined;
-      if (!tombstones && (this.#flags[slot] & FLAG_DELETED)) return undefined;
+      if (!tombstones && (this.#flags.get(slot) & FLAG_DELETED)) return undefined;
       if (bytes !== undefined && !this.#nameStartsWith(slot, bytes)) return undefined;
       const name = this.#nameOf(slot);
       return bytes !== undefined || name.startsWith(prefix) ? name : undefined;
@@ -376,68 +369,74 @@ export class ManifestColumns {
   }
 
   #nameIsScratch(slot: number, length: number): boolean {
-    return this.#names.equals(this.#nameAt[slot], this.#scratch, length);
+    return this.#names.equals(this.#nameAt.get(slot), this.#scratch, length);
   }
 
   #nameStartsWith(slot: number, prefix: Uint8Array): boolean {
-    return this.#names.startsWith(this.#nameAt[slot], this.#nameBytes[slot], prefix);
+    return this.#names.startsWith(this.#nameAt.get(slot), this.#nameBytes.get(slot), prefix);
   }
 
   #nameOf(slot: number): string {
-    return this.#names.decode(this.#nameAt[slot], this.#nameBytes[slot]);
+    return this.#names.decode(this.#nameAt.get(slot), this.#nameBytes.get(slot));
   }
 
   #newSlot(name: string): number {
     if (this.#freeHead !== 0) {
       const slot = this.#freeHead - 1;
-      this.#freeHead = this.#nameAt[slot];
+      this.#freeHead = this.#nameAt.get(slot);
       return slot;
     }
-    if (this.#slotsUsed === this.#flags.length) this.#growSlots(name);
+    if (this.#slotsUsed === this.#flags.slots) this.#growSlots(name);
     return this.#slotsUsed++;
   }
 
   #freeSlot(slot: number): void {
-    this.#names.free(this.#nameBytes[slot]);
-    this.#nameBytes[slot] = 0;
-    this.#flags[slot] = 0;
+    this.#names.free(this.#nameBytes.get(slot));
+    this.#nameBytes.set(slot, 0);
+    this.#flags.set(slot, 0);
     this.#extras.delete(slot);
-    this.#nameAt[slot] = this.#freeHead;
+    this.#nameAt.set(slot, this.#freeHead);
     this.#freeHead = slot + 1;
   }
 
   #growSlots(name: string): void {
-    const slots = this.#flags.length * 2;
-    if (slots > MANIFEST_SLOTS_MAX) {
+    if (this.#flags.slots === MANIFEST_SLOTS_MAX) {
       throw new DfsError(
         "TOO_LARGE",
         `Cannot hold "${name}": ${MANIFEST_SLOTS_MAX} files are held, the most one index holds`,
       );
     }
-    this.#hashes = grown(this.#hashes, new Uint32Array(slots));
-    this.#nameAt = grown(this.#nameAt, new Uint32Array(slots));
-    this.#nameBytes = grown(this.#nameBytes, new Uint16Array(slots));
-    this.#numbers = grown(this.#numbers, new Float64Array(slots * NUMBERS_PER_SLOT));
-    this.#sha256 = grown(this.#sha256, new Uint8Array(slots * SHA256_BYTES));
-    this.#blobs = grown(this.#blobs, new Uint8Array(slots * BLOB_BYTES));
-    this.#crc32 = grown(this.#crc32, new Uint32Array(slots));
-    this.#ranks = grown(this.#ranks, new Uint8Array(slots * RANKS_INLINE_MAX));
-    this.#flags = grown(this.#flags, new Uint8Array(slots));
+    for (const column of this.#columns()) column.grow();
+  }
+
+  /** Every column of the slots. */
+  #columns(): PagedColumn<ColumnArray>[] {
+    return [
+      this.#hashes,
+      this.#nameAt,
+      this.#nameBytes,
+      this.#numbers,
+      this.#sha256,
+      this.#blobs,
+      this.#crc32,
+      this.#ranks,
+      this.#flags,
+    ];
   }
 
   /** Copies the name in `#scratch` to the end of the arena, which has room for it. */
   #writeName(slot: number, length: number): void {
-    this.#nameAt[slot] = this.#names.append(this.#scratch, length);
-    this.#nameBytes[slot] = length;
+    this.#nameAt.set(slot, this.#names.append(this.#scratch, length));
+    this.#nameBytes.set(slot, length);
   }
 
   /** Copies every live name into a new arena, in slot order, leaving out freed ones. */
   #compactNames(): void {
     this.#names.compact({
       count: this.#slotsUsed,
-      lengthOf: (slot) => this.#nameBytes[slot],
-      addressOf: (slot) => this.#nameAt[slot],
-      setAddress: (slot, address) => (this.#nameAt[slot] = address),
+      lengthOf: (slot) => this.#nameBytes.get(slot),
+      addressOf: (slot) => this.#nameAt.get(slot),
+      setAddress: (slot, address) => (this.#nameAt.set(slot, address)),
     });
   }
 
@@ -447,20 +446,21 @@ export class ManifestColumns {
     this.#size = 0;
     this.#slotsUsed = 0;
     this.#freeHead = 0;
-    this.#hashes = new Uint32Array(MANIFEST_SLOTS_MIN);
-    this.#nameAt = new Uint32Array(MANIFEST_SLOTS_MIN);
-    this.#nameBytes = new Uint16Array(MANIFEST_SLOTS_MIN);
-    this.#numbers = new Float64Array(MANIFEST_SLOTS_MIN * NUMBERS_PER_SLOT);
-    this.#sha256 = new Uint8Array(MANIFEST_SLOTS_MIN * SHA256_BYTES);
-    this.#blobs = new Uint8Array(MANIFEST_SLOTS_MIN * BLOB_BYTES);
-    this.#crc32 = new Uint32Array(MANIFEST_SLOTS_MIN);
-    this.#ranks = new Uint8Array(MANIFEST_SLOTS_MIN * RANKS_INLINE_MAX);
-    this.#flags = new Uint8Array(MANIFEST_SLOTS_MIN);
+    const slots = MANIFEST_SLOTS_MIN;
+    this.#hashes = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots });
+    this.#nameAt = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots });
+    this.#nameBytes = new PagedColumn((n) => new Uint16Array(n), { width: 1, slots });
+    this.#numbers = new PagedColumn((n) => new Float64Array(n), { width: NUMBERS_PER_SLOT, slots });
+    this.#sha256 = new PagedColumn((n) => new Uint8Array(n), { width: SHA256_BYTES, slots });
+    this.#blobs = new PagedColumn((n) => new Uint8Array(n), { width: BLOB_BYTES, slots });
+    this.#crc32 = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots });
+    this.#ranks = new PagedColumn((n) => new Uint8Array(n), { width: RANKS_INLINE_MAX, slots });
+    this.#flags = new PagedColumn((n) => new Uint8Array(n), { width: 1, slots });
     this.#extras = new Map();
     this.#table = new SlotTable({
-      hashAt: (slot) => this.#hashes[slot],
+      hashAt: (slot) => this.#hashes.get(slot),
       holdsSought: (slot) =>
-        this.#nameBytes[slot] === this.#scratchLength &&
+        this.#nameBytes.get(slot) === this.#scratchLength &&
         this.#nameIsScratch(slot, this.#scratchLength),
     }, TABLE_BUCKETS_MIN);
     this.#names = new NameArena();
@@ -468,16 +468,17 @@ export class ManifestColumns {
 
   /** Writes every field of `m` but its name into `slot`: inline what fits, the rest aside. */
   #writeFields(slot: number, m: Manifest): void {
-    const at = slot * NUMBERS_PER_SLOT;
-    this.#numbers[at] = m.version;
-    this.#numbers[at + 1] = m.size;
-    this.#numbers[at + 2] = m.modified;
+    const numbers = this.#numbers.page(slot);
+    const at = this.#numbers.at(slot);
+    numbers[at] = m.version;
+    numbers[at + 1] = m.size;
+    numbers[at + 2] = m.modified;
     let flags = m.deleted ? FLAG_DELETED : 0;
     const extra: Extra = {};
     if (m.sha256 === "") flags |= FLAG_SHA256_EMPTY;
     else if (
       m.sha256.length !== 2 * SHA256_BYTES ||
-      !parseHex(m.sha256, SHA256_BYTES, this.#sha256, slot * SHA256_BYTES)
+      !parseHex(m.sha256, SHA256_BYTES, this.#sha256.page(slot), this.#sha256.at(slot))
     ) extra.sha256 = m.sha256;
     if (m.chunks.length === 1 && this.#writeChunk(slot, m.chunks[0], m.size)) {
       const chunk = m.chunks[0];
@@ -489,7 +490,7 @@ export class ManifestColumns {
       flags |= FLAG_EXTRA;
       this.#extras.set(slot, extra);
     } else this.#extras.delete(slot);
-    this.#flags[slot] = flags;
+    this.#flags.set(slot, flags);
   }
 
   /** Writes `chunk` inline if it fits (see the module); false if it does not. */
@@ -502,25 +503,28 @@ export class ManifestColumns {
     }
     // `<blob>-0`: 32 lower-case hex digits, a dash, a zero.
     if (id.length !== 2 * BLOB_BYTES + 2 || !id.endsWith("-0")) return false;
-    if (!parseHex(id, BLOB_BYTES, this.#blobs, slot * BLOB_BYTES)) return false;
-    this.#ranks.set(ranks, slot * RANKS_INLINE_MAX);
-    this.#crc32[slot] = crc32 ?? 0;
+    if (!parseHex(id, BLOB_BYTES, this.#blobs.page(slot), this.#blobs.at(slot))) return false;
+    this.#ranks.page(slot).set(ranks, this.#ranks.at(slot));
+    this.#crc32.set(slot, crc32 ?? 0);
     return true;
   }
 
   /** A new manifest from `slot`, whose name is `name`. */
   #manifestAt(slot: number, name: string): Manifest {
-    const flags = this.#flags[slot];
+    const flags = this.#flags.get(slot);
     const extra = flags & FLAG_EXTRA ? this.#extras.get(slot) : undefined;
-    const at = slot * NUMBERS_PER_SLOT;
-    const size = this.#numbers[at + 1];
+    const numbers = this.#numbers.page(slot);
+    const at = this.#numbers.at(slot);
+    const size = numbers[at + 1];
     const m: Manifest = {
       name,
-      version: this.#numbers[at],
+      version: numbers[at],
       size,
       sha256: extra?.sha256 ??
-        (flags & FLAG_SHA256_EMPTY ? "" : hexOf(this.#sha256, slot * SHA256_BYTES, SHA256_BYTES)),
-      modified: this.#numbers[at + 2],
+        (flags & FLAG_SHA256_EMPTY
+          ? ""
+          : hexOf(this.#sha256.page(slot), this.#sha256.at(slot), SHA256_BYTES)),
+      modified: numbers[at + 2],
       chunks: flags & FLAG_CHUNK
         ? [this.#chunkAt(slot, flags, size)]
         : extra?.chunks
@@ -533,11 +537,13 @@ export class ManifestColumns {
   }
 
   #chunkAt(slot: number, flags: number, size: number): ChunkRef {
-    const id = hexOf(this.#blobs, slot * BLOB_BYTES, BLOB_BYTES) + "-0";
+    const id = hexOf(this.#blobs.page(slot), this.#blobs.at(slot), BLOB_BYTES) + "-0";
     const ranks: number[] = [];
     const count = flags >>> RANKS_SHIFT;
-    for (let i = 0; i < count; i++) ranks.push(this.#ranks[slot * RANKS_INLINE_MAX + i]);
-    return flags & FLAG_CRC32 ? { id, size, ranks, crc32: this.#crc32[slot] } : { id, size, ranks };
+    for (let i = 0; i < count; i++) ranks.push(this.#ranks.get(slot, i));
+    return flags & FLAG_CRC32
+      ? { id, size, ranks, crc32: this.#crc32.get(slot) }
+      : { id, size, ranks };
   }
 
   #replicasAt(slot: number, flags: number): number {

@@ -13,14 +13,17 @@ import { assert } from "../../protocol/errors.ts";
 import { LOG_FILE_BYTES_MAX } from "../common/chunk_id.ts";
 import { encodeChunkIds } from "../common/chunk_id_set.ts";
 import { hashOf, hexOf, parseHex } from "../common/hex_bytes.ts";
-import { grown, SlotTable } from "../common/slot_table.ts";
+import { PagedColumn } from "../common/paged_column.ts";
+import { SlotTable } from "../common/slot_table.ts";
 
 /** Sizes packed below this (a chunk kept in the log is at most `LOG_FILE_BYTES_MAX`). */
 const SIZE_LIMIT = 2 ** 17;
 /** Log offsets below this are exact when packed (64 GiB of log). */
 export const LOG_PLACE_OFFSET_LIMIT = 2 ** 53 / SIZE_LIMIT;
-/** Slots of a new table; it doubles from here. */
+/** Slots of a new table; it grows from here (`PagedColumn`). */
 export const LOG_PLACES_SLOTS_MIN = 16;
+/** Fullest the hash table gets, in chunks per bucket, before it doubles (as `TABLE_LOAD_MAX`). */
+export const LOG_PLACES_LOAD_MAX = 0.75;
 /** Chunks one node's log may hold at most. */
 export const LOG_PLACES_MAX = 2 ** 26;
 
@@ -40,13 +43,16 @@ export class LogPlaces {
   /** Slots ever used; free ones below it are on `#free`. */
   #slotsUsed = 0;
   #free: number[] = [];
-  #keys = new Uint8Array(LOG_PLACES_SLOTS_MIN * KEY_BYTES);
-  #values = new Float64Array(LOG_PLACES_SLOTS_MIN);
-  #hashes = new Uint32Array(LOG_PLACES_SLOTS_MIN);
+  #keys = new PagedColumn((n) => new Uint8Array(n), {
+    width: KEY_BYTES,
+    slots: LOG_PLACES_SLOTS_MIN,
+  });
+  #values = new PagedColumn((n) => new Float64Array(n), { width: 1, slots: LOG_PLACES_SLOTS_MIN });
+  #hashes = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots: LOG_PLACES_SLOTS_MIN });
   #scratch = new Uint8Array(KEY_BYTES);
-  /** Blob id to slot; at most half full. */
+  /** Blob id to slot; at most `LOG_PLACES_LOAD_MAX` full. */
   #table = new SlotTable({
-    hashAt: (slot) => this.#hashes[slot],
+    hashAt: (slot) => this.#hashes.get(slot),
     holdsSought: (slot) => this.#keyIsScratch(slot),
   }, 2 * LOG_PLACES_SLOTS_MIN);
   /** Ids not of the form `<blob>-0`. */
@@ -78,14 +84,14 @@ export class LogPlaces {
     const hash = hashOf(this.#scratch, KEY_BYTES);
     const bucket = this.#table.find(hash);
     const held = this.#table.slotIn(bucket);
-    if (held >= 0) return void (this.#values[held] = packed);
+    if (held >= 0) return this.#values.set(held, packed);
     assert(this.#size < LOG_PLACES_MAX, `a node's log holds at most ${LOG_PLACES_MAX} chunks`);
     const slot = this.#newSlot();
-    this.#keys.set(this.#scratch, slot * KEY_BYTES);
-    this.#hashes[slot] = hash;
-    this.#values[slot] = packed;
+    this.#keys.page(slot).set(this.#scratch, this.#keys.at(slot));
+    this.#hashes.set(slot, hash);
+    this.#values.set(slot, packed);
     this.#size++;
-    if (2 * this.#size > this.#table.length) {
+    if (this.#size > this.#table.length * LOG_PLACES_LOAD_MAX) {
       this.#table.resize(2 * this.#table.length);
       this.#table.put(this.#table.find(hash), slot);
     } else {
@@ -109,7 +115,8 @@ export class LogPlaces {
     const keys = new Uint8Array(this.#size * KEY_BYTES);
     let at = 0;
     for (const slot of this.#table.slots()) {
-      keys.set(this.#keys.subarray(slot * KEY_BYTES, (slot + 1) * KEY_BYTES), at);
+      const from = this.#keys.at(slot);
+      keys.set(this.#keys.page(slot).subarray(from, from + KEY_BYTES), at);
       at += KEY_BYTES;
     }
     return encodeChunkIds(keys, [...this.#others.keys()]);
@@ -118,7 +125,7 @@ export class LogPlaces {
   /** Every chunk id held (in no particular order). */
   *keys(): IterableIterator<string> {
     for (const slot of this.#table.slots()) {
-      yield `${hexOf(this.#keys, slot * KEY_BYTES, KEY_BYTES)}-0`;
+      yield `${hexOf(this.#keys.page(slot), this.#keys.at(slot), KEY_BYTES)}-0`;
     }
     yield* this.#others.keys();
   }
@@ -126,7 +133,7 @@ export class LogPlaces {
   #packed(id: string): number | undefined {
     if (!this.#parse(id)) return this.#others.get(id);
     const slot = this.#table.slotIn(this.#table.find(hashOf(this.#scratch, KEY_BYTES)));
-    return slot < 0 ? undefined : this.#values[slot];
+    return slot < 0 ? undefined : this.#values.get(slot);
   }
 
   /** Puts the blob of a `<blob>-0` id into `#scratch`; false for an id of another form. */
@@ -136,19 +143,17 @@ export class LogPlaces {
   }
 
   #keyIsScratch(slot: number): boolean {
-    const at = slot * KEY_BYTES;
-    for (let i = 0; i < KEY_BYTES; i++) if (this.#keys[at + i] !== this.#scratch[i]) return false;
+    const keys = this.#keys.page(slot);
+    const at = this.#keys.at(slot);
+    for (let i = 0; i < KEY_BYTES; i++) if (keys[at + i] !== this.#scratch[i]) return false;
     return true;
   }
 
   #newSlot(): number {
     const reused = this.#free.pop();
     if (reused !== undefined) return reused;
-    if (this.#slotsUsed === this.#values.length) {
-      const slots = 2 * this.#values.length;
-      this.#keys = grown(this.#keys, new Uint8Array(slots * KEY_BYTES));
-      this.#values = grown(this.#values, new Float64Array(slots));
-      this.#hashes = grown(this.#hashes, new Uint32Array(slots));
+    if (this.#slotsUsed === this.#values.slots) {
+      for (const column of [this.#keys, this.#values, this.#hashes]) column.grow();
     }
     return this.#slotsUsed++;
   }
