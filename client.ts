@@ -239,25 +239,58 @@ export class DfsClient implements FileStore {
   /**
    * Names under `prefix` (all when empty), sorted, with size and modified time: those after
    * `options.after` (exclusive), at most `options.limit` (1 to `LIST_LIMIT_ENTRIES_MAX`). To page
-   * through a long listing, pass the last name of one page as the next one's `after`.
+   * through a long listing, pass the last name of one page as the next one's `after`; or read it
+   * with `listPages()`, which holds a page at a time where this holds every entry.
    *
    * @throws {DfsError} `INVALID_REQUEST` for a bad prefix, cursor or limit.
    */
-  list(prefix = "", options: ListOptions = {}): Promise<ListEntry[]> {
-    return this.#exclusive(async () => {
-      const { reader, writer } = await this.#connected();
-      const request: Record<string, unknown> = { op: "list", id: this.#id(), prefix };
-      if (options.after !== undefined) request.after = options.after;
-      if (options.limit !== undefined) request.limit = options.limit;
-      await writer.send(request);
-      const entries: ListEntry[] = [];
+  async list(prefix = "", options: ListOptions = {}): Promise<ListEntry[]> {
+    const entries: ListEntry[] = [];
+    for await (const page of this.listPages(prefix, options)) entries.push(...page);
+    return entries;
+  }
+
+  /**
+   * What `list()` gives, as the server sends it: pages of at most `LIST_PAGE_ENTRIES_MAX` entries,
+   * in order, each read off the connection when the one before has been taken. A listing of any
+   * length (a million names) takes a page of memory here. The connection is the listing's until
+   * its last page; stopping the iteration before closes it (the rest is in flight), and the next
+   * request opens another.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for a bad prefix, cursor or limit; `UNAVAILABLE` if the
+   *   connection fails.
+   */
+  async *listPages(prefix = "", options: ListOptions = {}): AsyncGenerator<ListEntry[]> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => release = resolve);
+    let link: Link | undefined;
+    // At the end of the listing, or after an error the server sent, the connection is in step.
+    let inStep = false;
+    try {
+      link = await this.#exclusive(async () => {
+        const link = await this.#connected();
+        const request: Record<string, unknown> = { op: "list", id: this.#id(), prefix };
+        if (options.after !== undefined) request.after = options.after;
+        if (options.limit !== undefined) request.limit = options.limit;
+        await link.writer.send(request);
+        return link;
+      }, held);
       while (true) {
-        const reply = await this.#readReply(reader);
-        if (reply.op === "entries") entries.push(...reply.entries);
-        else if (reply.op === "end") return entries;
-        else throw expectOk(reply) && unexpected(reply);
+        const reply = await this.#readReply(link.reader);
+        if (reply.op === "entries") {
+          yield reply.entries;
+        } else if (reply.op === "end") {
+          inStep = true;
+          return;
+        } else {
+          inStep = reply.op === "error";
+          throw expectOk(reply) && unexpected(reply);
+        }
       }
-    });
+    } finally {
+      if (link && !inStep) this.#drop(link);
+      release();
+    }
   }
 
   /**

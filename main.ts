@@ -418,10 +418,29 @@ async function meta(values: Values, [name]: string[]): Promise<void> {
 
 async function list(values: Values, [prefix]: string[]): Promise<void> {
   await using client = await connect(values, "list");
-  const entries = await client.list(nfc(prefix ?? ""));
-  if (values.json) return void console.log(JSON.stringify(entries));
-  if (entries.length === 0) return;
-  console.log(values.long ? formatLongList(entries) : entries.map((e) => e.name).join("\n"));
+  // A page at a time, as the server sends them: a listing of a million names takes a page of
+  // memory. `-l` aligns its columns within each page (`LIST_PAGE_ENTRIES_MAX` entries). A reader
+  // that stops (`dfs list | head`) ends the listing quietly, as `ls` does.
+  const out = new TextEncoder();
+  const write = (text: string) => {
+    const bytes = out.encode(text);
+    for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+  };
+  let first = true;
+  try {
+    for await (const page of client.listPages(nfc(prefix ?? ""))) {
+      if (page.length === 0) continue;
+      if (values.json) {
+        write((first ? "[" : ",") + JSON.stringify(page).slice(1, -1));
+      } else {
+        write((values.long ? formatLongList(page) : page.map((e) => e.name).join("\n")) + "\n");
+      }
+      first = false;
+    }
+    if (values.json) write(first ? "[]\n" : "]\n");
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+  }
 }
 
 async function rm(values: Values, names: string[]): Promise<void> {

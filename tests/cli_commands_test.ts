@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { DfsClient } from "../client.ts";
+import { LIST_PAGE_ENTRIES_MAX } from "../protocol/limits.ts";
 import { pseudoRandomBytes } from "./_bytes.ts";
 import { dfs, type DfsRun } from "./_cli.ts";
 import { assertNoStrayChunks, ROOT, TestServer } from "./_server.ts";
@@ -126,6 +127,24 @@ Deno.test("dfs everyday commands through the CLI", async (t) => {
         beyond.stderr,
         /^dfs: Cannot read bytes 0 to 3145734 of "range\.bin": it has 3145733 bytes\n$/,
       );
+    });
+
+    await t.step("list prints a listing of several pages as it comes, whole", async () => {
+      const count = LIST_PAGE_ENTRIES_MAX + 5;
+      const nameOf = (i: number) => `paged/${String(i).padStart(5, "0")}`;
+      await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+        await using c = await DfsClient.connect(server.address);
+        for (let i = w; i < count; i += 8) await c.put(nameOf(i), new Uint8Array(i % 3));
+      }));
+      const names = Array.from({ length: count }, (_, i) => nameOf(i));
+      assert.equal(ok(await dfs(["list", "paged/", ...at()])).stdout, names.join("\n") + "\n");
+      const json = JSON.parse(ok(await dfs(["list", "paged/", "--json", ...at()])).stdout);
+      assert.deepEqual(json.map((e: { name: string }) => e.name), names);
+      assert.deepEqual(json.map((e: { size: number }) => e.size), names.map((_, i) => i % 3));
+      const long = ok(await dfs(["list", "-l", "paged/", ...at()])).stdout.split("\n");
+      assert.equal(long.length, count + 1);
+      assert.match(long[count - 1], /^2 B {2}\d{4}-\d\d-\d\d \d\d:\d\d {2}2 {2}paged\/01004$/);
+      assert.equal(ok(await dfs(["list", "nothing/", "--json", ...at()])).stdout, "[]\n");
     });
 
     await t.step("put --replicas keeps that many copies, shown in meta and list -l", async () => {

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { DfsClient } from "../client.ts";
-import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
+import { CHUNK_SIZE_BYTES, LIST_PAGE_ENTRIES_MAX } from "../protocol/limits.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { rawConnection } from "./_frames.ts";
 import { assertNoStrayChunks, TestServer } from "./_server.ts";
@@ -324,4 +324,41 @@ Deno.test("a server with a small --frame-size-bytes-max gets smaller data frames
   const names = (await client.list("0")).map((e) => e.name);
   assert.equal(names.length, 300);
   assert.deepEqual(names, Array.from({ length: 300 }, (_, i) => long(i)));
+});
+
+Deno.test("listPages streams a long listing a page at a time; stopping early leaves the client usable", async () => {
+  await using server = await TestServer.start();
+  await using client = await DfsClient.connect(server.address);
+  const count = 2 * LIST_PAGE_ENTRIES_MAX + 7;
+  const nameOf = (i: number) => `pages/${String(i).padStart(5, "0")}`;
+  await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+    await using c = await DfsClient.connect(server.address);
+    for (let i = w; i < count; i += 8) await c.put(nameOf(i), Uint8Array.of(i & 0xff));
+  }));
+  await client.put("pagesz", Uint8Array.of(1)); // sorts after the prefix: not listed
+  const pages: string[][] = [];
+  for await (const page of client.listPages("pages/")) pages.push(page.map((e) => e.name));
+  assert.ok(pages.length >= 3, `${pages.length} pages`);
+  for (const page of pages) assert.ok(page.length <= LIST_PAGE_ENTRIES_MAX, `${page.length}`);
+  assert.deepEqual(pages.flat(), Array.from({ length: count }, (_, i) => nameOf(i)));
+  // Stopping after the first page drops the connection (the rest is in flight); the next
+  // request opens another and gets its own answer, not the listing's leftovers.
+  for await (const page of client.listPages("pages/")) {
+    assert.equal(page[0].name, nameOf(0));
+    break;
+  }
+  assert.equal((await client.meta(nameOf(5))).size, 1);
+  assert.deepEqual(
+    (await client.list("pages/", { after: nameOf(count - 3) })).map((e) => e.name),
+    [nameOf(count - 2), nameOf(count - 1)],
+  );
+  // An error the server sends leaves the connection in step.
+  await assertDfsError(
+    (async () => {
+      for await (const _ of client.listPages("pages/", { limit: 0 })) { /* none */ }
+    })(),
+    "INVALID_REQUEST",
+    /limit/,
+  );
+  assert.equal((await client.list("pagesz")).length, 1);
 });
