@@ -76,6 +76,8 @@ export type NodeCall =
   | { op: "statfs" }
   /** A heartbeat: answered at once. */
   | { op: "ping" }
+  /** The next page of the summary last asked for (`SummaryPage`); NOT_FOUND if none is being made. */
+  | { op: "summaryPage" }
   /** What this node holds, for reconciling it after a restart. */
   | { op: "scan" }
   /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteBlobs`. */
@@ -108,7 +110,10 @@ export interface LogCheck {
 /** A question rank 0 broadcasts to every data node; each answers with `gather` on `tag`. */
 export type NodeCollective =
   | { op: "scan"; tag: number }
-  /** What it holds, summed up (`ScanSummary`), fingerprints keyed by `seed`. */
+  /**
+   * What it holds, summed up (`ScanSummary`), fingerprints keyed by `seed`: the answer is the
+   * first `SummaryPage`; `summaryPage` calls bring the others.
+   */
   | { op: "summary"; seed: number; tag: number };
 
 /** A data node's answer to `list`: its entries in order, and whether more remain after them. */
@@ -119,13 +124,33 @@ export type ListAnswer = ListingPage;
  * manifests it is the first holder of (no chunk of them is on a lower rank) and its tombstones; of
  * the others, how many and the sum of their fingerprints (`printOf` with the seed asked for).
  */
-export interface ScanSummary {
+export interface ScanSummary extends SummaryTotals {
   rank: number;
   /** Back to back (`ManifestWriter`). */
   manifests: Uint8Array;
+}
+
+/**
+ * Bytes of manifests in one page of a summary, about (a page ends with the manifest that passes
+ * it): a node's summary goes in pages, the first as the answer to the `summary` collective, the
+ * others as answers to `summaryPage` calls, so that no frame over TCP (`TCP_FRAME_BYTES_MAX`)
+ * and no buffer holds a whole node's (~32 MB for the first-held manifests of 667,000 small files).
+ */
+export const SUMMARY_PAGE_BYTES = 1024 * 1024;
+
+/** A page of a data node's summary (`ScanSummary`); the last carries the totals. */
+export interface SummaryPage {
+  rank: number;
+  /** Manifests, back to back (`ManifestWriter`): about `SUMMARY_PAGE_BYTES`. */
+  manifests: Uint8Array;
+  totals?: SummaryTotals;
+}
+
+/** What a summary says besides its manifests. */
+export interface SummaryTotals {
   /** Manifests held in all, every version. */
   count: number;
-  /** Manifests held but not in `manifests`, and the sum of their fingerprints (`addPrint`). */
+  /** Manifests held but not sent whole, and the sum of their fingerprints (`addPrint`). */
   others: number;
   othersSum: number;
   /** Every chunk of every manifest held that is placed on this node is present on it. */

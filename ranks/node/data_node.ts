@@ -30,13 +30,13 @@ import {
 import { LogPlaces } from "./log_places.ts";
 import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
-import { summarize } from "./summary.ts";
+import { Summarizer } from "./summary.ts";
 import type {
   ListAnswer,
   LogCheck,
   NodeCall,
   ScanAnswer,
-  ScanSummary,
+  SummaryPage,
 } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
 
@@ -63,6 +63,11 @@ export class DataNode {
   /** Set by `replay()` once the log is open (the node is not used before). */
   #log!: RecordLog;
   #table = new ManifestTable();
+  /** Changes to the table so far: a summary's pages add up only while it stays the same. */
+  #changes = 0;
+  /** The summary being made a page at a time (`summaryPage()`), and `#changes` when it began. */
+  #summarizer: Summarizer | undefined;
+  #summarizedAt = 0;
   #liveRecords = 0;
   #deadRecords = 0;
   /** Chunks kept in the log: where their bytes are in the log file. */
@@ -221,6 +226,8 @@ export class DataNode {
         return await this.#verifyLog();
       case "list":
         return this.list(call.prefix, { after: call.after, limit: call.limit });
+      case "summaryPage":
+        return this.summaryPage();
       default:
         throw new DfsError("INVALID_REQUEST", `Unknown node call ${JSON.stringify(call)}`);
     }
@@ -247,6 +254,7 @@ export class DataNode {
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
    */
   async scan(): Promise<ScanAnswer> {
+    this.#summarizer = undefined; // rank 0 reads everything instead
     const blobs = await this.#blobs();
     return {
       rank: this.rank,
@@ -262,16 +270,41 @@ export class DataNode {
    * it is the first holder of, and its tombstones; of the rest, how many and the sum of their
    * fingerprints under `seed`. Checks here, in parallel with the other nodes, what rank 0 would
    * otherwise check for every replica: that each chunk is present, and which blobs are stray.
+   * The answer is the first page (`SummaryPage`); `summaryPage()` makes the next ones.
    *
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
    */
-  async summary(seed: number): Promise<ScanSummary> {
+  async summary(seed: number): Promise<SummaryPage> {
     const blobs = await this.#blobs();
     const { rank } = this;
-    return summarize(
-      { rank, manifests: this.#table.all(), inLog: this.#inLog, blobs, opened: this.#opened() },
-      seed,
-    );
+    const held = { rank, manifests: this.#table.all(), inLog: this.#inLog, blobs };
+    this.#summarizer = new Summarizer({ ...held, opened: this.#opened() }, seed);
+    this.#summarizedAt = this.#changes;
+    return this.summaryPage();
+  }
+
+  /**
+   * The next page of the summary `summary()` began.
+   *
+   * @throws {DfsError} `NOT_FOUND` if none is being made, or if what the node holds changed since
+   *   it began (the pages would not add up); `NODE_FAILED` once the node's disk has failed.
+   */
+  summaryPage(): SummaryPage {
+    this.#disk.throwIfFailed();
+    const summarizer = this.#summarizer;
+    if (summarizer === undefined) {
+      throw new DfsError("NOT_FOUND", `Rank ${this.rank} has no summary being made`);
+    }
+    if (this.#summarizedAt !== this.#changes) {
+      this.#summarizer = undefined;
+      throw new DfsError(
+        "NOT_FOUND",
+        `Rank ${this.rank} dropped its summary: what it holds changed since the summary began`,
+      );
+    }
+    const page = summarizer.next();
+    if (summarizer.done) this.#summarizer = undefined;
+    return page;
   }
 
   /** Every blob file present, with its size. */
@@ -360,6 +393,7 @@ export class DataNode {
       // damage skipped is rewritten so that the damage is gone for good.
       for (const { name, version } of repair.drop ?? []) {
         this.#table.apply({ kind: "release", name, version });
+        this.#changes++;
       }
       await this.#rewriteLog("table", { reset: false });
     }
@@ -420,6 +454,7 @@ export class DataNode {
       const offsets = await this.#log.rewrite(records);
       if (options.reset) {
         this.#table = new ManifestTable();
+        this.#changes++;
         this.#inLog = new LogPlaces();
         this.#liveRecords = this.#deadRecords = 0;
         for (const manifest of readManifests(manifests)) this.#apply({ kind: "commit", manifest });
@@ -481,6 +516,7 @@ export class DataNode {
       if (data) this.#placeInLog(record, offset + bytes.length - data.length, data.length);
     } catch (error) {
       for (const step of undo) this.#table.apply(step);
+      this.#changes++;
       throw error;
     } finally {
       if (id !== undefined && this.#appending.get(id) === data) this.#appending.delete(id);
@@ -535,6 +571,7 @@ export class DataNode {
       }
     }
     this.#table.apply(record);
+    this.#changes++;
     if (record.kind === "commit") {
       this.#liveRecords++;
     } else if (record.kind === "compose") {

@@ -11,6 +11,10 @@ import { openDataNode } from "./open_node.ts";
 import { parseRecords } from "./record_frame.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { TEST_FILE_SYSTEMS } from "./_test_fs.ts";
+import { readManifests } from "../common/manifest_codec.ts";
+import { SUMMARY_PAGE_BYTES } from "../common/node_protocol.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { summarize } from "./summary.ts";
 
 const RANK = 1;
 
@@ -285,3 +289,52 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
   }
   return -1;
 }
+
+Deno.test("DataNode sums up what it holds in pages that add up, and drops the summary when it changes", async () => {
+  const fs = new MemoryFileSystem();
+  await using opened = await openNode("/n", { fs });
+  const { node } = opened;
+  // Enough manifests first held here for several pages of SUMMARY_PAGE_BYTES.
+  const files = Array.from({ length: 25_000 }, (_, i) => smallFile(`s/${i}`, 1, bytesOf(8, i)));
+  for (let i = 0; i < files.length; i += 500) {
+    await Promise.all(
+      files.slice(i, i + 500).map((manifest, j) =>
+        node.handle({ op: "commit", manifest, data: bytesOf(8, i + j) })
+      ),
+    );
+  }
+  const first = await node.summary(9);
+  const pages = [first];
+  while (!pages.at(-1)!.totals) pages.push(node.summaryPage());
+  assert.ok(pages.length >= 2, `${pages.length} pages`);
+  for (const page of pages) {
+    assert.ok(page.manifests.length <= SUMMARY_PAGE_BYTES + 1024, `${page.manifests.length} B`);
+  }
+  const names = pages.flatMap((page) => [...readManifests(page.manifests)].map((m) => m.name));
+  assert.deepEqual(names.sort(), files.map((m) => m.name).sort());
+  // One page or many, the same summary.
+  const whole = summarize({
+    rank: RANK,
+    manifests: files,
+    inLog: ChunkIdSet.of(files.map((m) => m.chunks[0].id)),
+    blobs: new Map(),
+    opened: pages.at(-1)!.totals!.opened,
+  }, 9);
+  const { rank: _, manifests: __, ...totals } = whole;
+  assert.deepEqual(pages.at(-1)!.totals, totals);
+  assert.throws(
+    () => node.summaryPage(),
+    (error: unknown) =>
+      error instanceof DfsError && error.code === "NOT_FOUND" &&
+      /Rank 1 has no summary being made/.test(error.message),
+  );
+  // A change between pages: the pages would not add up, so the next one is refused.
+  await node.summary(10);
+  await node.handle({ op: "release", name: "s/0", version: 1 });
+  assert.throws(
+    () => node.summaryPage(),
+    (error: unknown) =>
+      error instanceof DfsError && error.code === "NOT_FOUND" &&
+      /what it holds changed since the summary began/.test(error.message),
+  );
+});

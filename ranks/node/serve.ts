@@ -8,7 +8,7 @@
 
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
 import { LOG_FILE_BYTES_MAX, SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
-import type { NodeCall, NodeCollective, ScanAnswer, ScanSummary } from "../common/node_protocol.ts";
+import type { NodeCall, NodeCollective, ScanAnswer, SummaryPage } from "../common/node_protocol.ts";
 import type { Comm } from "../comm/comm.ts";
 import { reply } from "../comm/reply.ts";
 import { HEADROOM_BYTES } from "../comm/tcp_transport.ts";
@@ -69,6 +69,10 @@ async function answerCall(
     return moves ? reply(scan, scanBuffers(scan)) : scan;
   }
   if (!moves && call.op === "read") return await answerRead(node, call, pool);
+  if (call.op === "summaryPage") {
+    const page = node.summaryPage();
+    return moves ? reply(page, [page.manifests.buffer as ArrayBuffer]) : page;
+  }
   const result = await node.handle(call);
   if (!moves) return result;
   // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read
@@ -123,7 +127,7 @@ async function answerCollectives(comm: Comm, node: DataNode, log: Log): Promise<
     } catch {
       return; // the Comm closed
     }
-    const answer: Promise<ScanAnswer | ScanSummary> = question.op === "summary"
+    const answer: Promise<ScanAnswer | SummaryPage> = question.op === "summary"
       ? node.summary(question.seed)
       : node.scan();
     const moves = comm.movesBuffersTo(0);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { DfsError } from "../../protocol/errors.ts";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
-import type { ListAnswer, NodeCall, ScanAnswer, ScanSummary } from "../common/node_protocol.ts";
+import type { ListAnswer, NodeCall, ScanAnswer, SummaryPage } from "../common/node_protocol.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import { Comm } from "../comm/comm.ts";
 import { LoopbackNetwork } from "../comm/loopback_transport.ts";
@@ -82,12 +83,20 @@ Deno.test("serveNode() answers ping, scan, list and the scan collective", async 
   assert.equal(listed.listing.names, "d/a");
   const summaryTag = rank0.nextTag();
   await rank0.bcast(0, { op: "summary", seed: 7, tag: summaryTag });
-  const [, summary] = (await rank0.gather<ScanSummary | undefined>(0, undefined, {
+  const [, summary] = (await rank0.gather<SummaryPage | undefined>(0, undefined, {
     tag: summaryTag,
   }))!;
+  const totals = summary!.totals!;
   assert.deepEqual(
-    [summary!.count, summary!.others, summary!.allPresent, summary!.strayBlobs],
+    [totals.count, totals.others, totals.allPresent, totals.strayBlobs],
     [1, 0, true, []],
   );
   assert.deepEqual([...readManifests(summary!.manifests)].map((m) => m.name), ["d/a"]);
+  // The summary was whole in its first page: there is no next one.
+  await assert.rejects(
+    rank0.call(1, { op: "summaryPage" }),
+    (error: unknown) =>
+      error instanceof DfsError && error.code === "NOT_FOUND" &&
+      /Rank 1 has no summary being made/.test(error.message),
+  );
 });

@@ -1,7 +1,7 @@
 /**
  * A data node's summary of what it holds, for the fast path of start-up recovery
- * (`ScanSummary`, `rank0/summary_plan.ts`). Pure: the node gives its manifests and what it finds
- * of its chunks.
+ * (`ScanSummary`, `rank0/summary_plan.ts`), made a page at a time (`SummaryPage`). Pure: the node
+ * gives its manifests and what it finds of its chunks.
  *
  * @module
  */
@@ -10,6 +10,11 @@ import { blobOf, offsetOf } from "../common/chunk_id.ts";
 import { addPrint, printOf } from "../common/fingerprint.ts";
 import type { LogOpened, Manifest } from "../common/manifest.ts";
 import { ManifestWriter } from "../common/manifest_codec.ts";
+import {
+  SUMMARY_PAGE_BYTES,
+  type SummaryPage,
+  type SummaryTotals,
+} from "../common/node_protocol.ts";
 import type { ScanSummary } from "../common/node_protocol.ts";
 
 /** What a node holds, as its summary is made of it. */
@@ -25,51 +30,97 @@ export interface Held {
 }
 
 /**
- * Sums up what a node holds (`ScanSummary`), fingerprints keyed by `seed`: whole, the manifests it
- * is the first holder of (no chunk of them on a lower rank) and its tombstones; of the others, how
- * many and the sum of their fingerprints. It checks each of its chunks (kept in the log, or a blob
- * reaching past the chunk's end: the rule of `isPresent`) and which blobs no manifest references.
+ * Sums up what a node holds (`ScanSummary`), fingerprints keyed by `seed`, a page at a time: whole,
+ * the manifests it is the first holder of (no chunk of them on a lower rank) and its tombstones;
+ * of the others, how many and the sum of their fingerprints. It checks each of its chunks (kept in
+ * the log, or a blob reaching past the chunk's end: the rule of `isPresent`) and which blobs no
+ * manifest references. Each page goes on through the manifests from where the last stopped; the
+ * last carries the totals. The node's manifests must not change in between.
  */
-export function summarize(held: Held, seed: number): ScanSummary {
-  const { rank, inLog, blobs } = held;
-  const manifests = new ManifestWriter();
-  let count = 0;
-  let others = 0;
-  let othersSum = 0;
-  let allPresent = true;
-  let bytesHeld = 0;
-  const referenced = new Set<string>();
-  for (const m of held.manifests) {
-    count++;
+export class Summarizer {
+  #held: Held;
+  #seed: number;
+  #manifests: Iterator<Manifest>;
+  #count = 0;
+  #others = 0;
+  #othersSum = 0;
+  #allPresent = true;
+  #bytesHeld = 0;
+  #referenced = new Set<string>();
+  /** One page's bytes, reused: each page goes out as an exact copy. */
+  #page = new ManifestWriter(SUMMARY_PAGE_BYTES + 1024);
+  #done = false;
+
+  constructor(held: Held, seed: number) {
+    this.#held = held;
+    this.#seed = seed;
+    this.#manifests = held.manifests[Symbol.iterator]();
+  }
+
+  /** True once the last page was made. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /**
+   * The next page: manifests until they pass `pageBytes` (one more than fits, at least), and the
+   * totals if no manifest is left.
+   */
+  next(pageBytes = SUMMARY_PAGE_BYTES): SummaryPage {
+    const { rank } = this.#held;
+    const page = this.#page;
+    page.truncate(0);
+    while (page.byteLength < pageBytes) {
+      const next = this.#manifests.next();
+      if (next.done) {
+        this.#done = true;
+        return { rank, manifests: page.bytes(), totals: this.#totals() };
+      }
+      const m = next.value;
+      if (this.#sumUp(m)) page.add(m);
+    }
+    return { rank, manifests: page.bytes() };
+  }
+
+  /** Counts `m` in; true if it goes whole (first held, or a tombstone). */
+  #sumUp(m: Manifest): boolean {
+    const { rank, inLog, blobs } = this.#held;
+    this.#count++;
     let first = Infinity;
     for (const c of m.chunks) {
       for (const r of c.ranks) first = Math.min(first, r);
       if (!c.ranks.includes(rank)) continue;
       if (inLog.has(c.id)) {
-        bytesHeld += c.size;
+        this.#bytesHeld += c.size;
         continue;
       }
       const blob = blobOf(c.id);
-      referenced.add(blob);
-      if ((blobs.get(blob) ?? -1) >= offsetOf(c.id) + c.size) bytesHeld += c.size;
-      else allPresent = false;
+      this.#referenced.add(blob);
+      if ((blobs.get(blob) ?? -1) >= offsetOf(c.id) + c.size) this.#bytesHeld += c.size;
+      else this.#allPresent = false;
     }
-    if (m.deleted || first === rank) {
-      manifests.add(m);
-    } else {
-      others++;
-      othersSum = addPrint(othersSum, printOf(m.name, m.version, seed));
-    }
+    if (m.deleted || first === rank) return true;
+    this.#others++;
+    this.#othersSum = addPrint(this.#othersSum, printOf(m.name, m.version, this.#seed));
+    return false;
   }
-  return {
-    rank,
-    manifests: manifests.bytes(),
-    count,
-    others,
-    othersSum,
-    allPresent,
-    strayBlobs: [...blobs.keys()].filter((blob) => !referenced.has(blob)),
-    bytesHeld,
-    opened: held.opened,
-  };
+
+  #totals(): SummaryTotals {
+    const { blobs, opened } = this.#held;
+    return {
+      count: this.#count,
+      others: this.#others,
+      othersSum: this.#othersSum,
+      allPresent: this.#allPresent,
+      strayBlobs: [...blobs.keys()].filter((blob) => !this.#referenced.has(blob)),
+      bytesHeld: this.#bytesHeld,
+      opened,
+    };
+  }
+}
+
+/** The whole summary in one piece (`Summarizer` with no page limit): for tests and small nodes. */
+export function summarize(held: Held, seed: number): ScanSummary {
+  const page = new Summarizer(held, seed).next(Infinity);
+  return { rank: page.rank, manifests: page.manifests, ...page.totals! };
 }

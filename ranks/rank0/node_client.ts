@@ -21,7 +21,7 @@ import type {
   NodeCall,
   NodeCollective,
   ScanAnswer,
-  ScanSummary,
+  SummaryPage,
 } from "../common/node_protocol.ts";
 import type { Clock, FsStats, TimerHandle } from "../env/env.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
@@ -205,9 +205,17 @@ export class NodeClient {
     return this.#call<ListAnswer>(rank, { op: "list", prefix, after, limit });
   }
 
-  /** Every data node's summary of what it holds (start-up), fingerprints keyed by `seed`. */
-  summarizeAll(seed: number): Promise<ScanSummary[]> {
-    return this.#collective<ScanSummary>((tag) => ({ op: "summary", seed, tag }));
+  /**
+   * The first page of every data node's summary of what it holds (start-up), fingerprints keyed
+   * by `seed`; `summaryPage()` brings the others.
+   */
+  summarizeAll(seed: number): Promise<SummaryPage[]> {
+    return this.#collective<SummaryPage>((tag) => ({ op: "summary", seed, tag }));
+  }
+
+  /** The next page of `rank`'s summary (see `summarizeAll()`). */
+  summaryPage(rank: number): Promise<SummaryPage> {
+    return this.#call<SummaryPage>(rank, { op: "summaryPage" });
   }
 
   /** Every data node's scan (start-up). */

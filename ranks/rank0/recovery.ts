@@ -12,10 +12,11 @@ import { holdersOf } from "../common/manifest.ts";
 import type { Log, Random } from "../env/env.ts";
 import type { Health } from "./health.ts";
 import type { Namespace } from "./namespace.ts";
+import type { SummaryPage, SummaryTotals } from "../common/node_protocol.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { LoadTracker } from "./placement.ts";
 import { planReconcile, planRecovery, planRereplication, type RecoveryPlan } from "./plans.ts";
-import { planFastRecovery } from "./summary_plan.ts";
+import { FastPlanner } from "./summary_plan.ts";
 import type { Releases } from "./releases.ts";
 import type { Replicas } from "./replicas.ts";
 
@@ -62,8 +63,7 @@ export class Recovery {
    */
   async recover(): Promise<RecoveryPlan> {
     const seed = new DataView(this.#random.fill(new Uint8Array(4)).buffer).getUint32(0);
-    const plan = planFastRecovery(await this.#nodes.summarizeAll(seed), seed) ??
-      planRecovery(await this.#nodes.scanAll());
+    const plan = await this.#fastPlan(seed) ?? planRecovery(await this.#nodes.scanAll());
     // A node already holding exactly what it should (the usual clean restart) is left alone:
     // rewriting its whole log would be most of the start-up time.
     const needed = [...plan.repairs].filter(([rank]) => !plan.unchanged.has(rank));
@@ -72,6 +72,32 @@ export class Recovery {
     this.#namespace.index.load(plan.files);
     this.#health.afterRecovery(plan);
     return plan;
+  }
+
+  /**
+   * The plan of a clean restart from the nodes' summaries, read a page at a time as they come from
+   * all nodes at once (`FastPlanner`); undefined at the first disagreement, or if a node fails to
+   * send a page.
+   */
+  async #fastPlan(seed: number): Promise<RecoveryPlan | undefined> {
+    const firsts = await this.#nodes.summarizeAll(seed);
+    const planner = new FastPlanner(firsts.map((page) => page.rank), seed);
+    const totals = new Map<number, SummaryTotals>();
+    const readAll = async (first: SummaryPage) => {
+      let page = first;
+      while (planner.add(page.rank, page.manifests)) {
+        if (page.totals) return void totals.set(page.rank, page.totals);
+        page = await this.#nodes.summaryPage(page.rank);
+      }
+    };
+    try {
+      await Promise.all(firsts.map(readAll));
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      this.#log.error(`dfs: a data node's summary stopped short (${why}); reading every manifest`);
+      return undefined;
+    }
+    return planner.plan(totals);
   }
 
   /**

@@ -18,7 +18,7 @@ import { addPrint, printOf } from "../common/fingerprint.ts";
 import { holdersOf, type LogOpened, type RankRepair } from "../common/manifest.ts";
 import { ManifestColumns } from "../common/manifest_columns.ts";
 import { readManifests } from "../common/manifest_codec.ts";
-import type { ScanSummary } from "../common/node_protocol.ts";
+import type { ScanSummary, SummaryTotals } from "../common/node_protocol.ts";
 import type { RecoveryPlan } from "./plans.ts";
 
 /** What rank 0 expects of one node from the others' summaries. */
@@ -40,34 +40,70 @@ export function planFastRecovery(
   summaries: readonly ScanSummary[],
   seed: number,
 ): RecoveryPlan | undefined {
-  const expected = new Map<number, Expected>();
-  for (const { rank } of summaries) {
-    expected.set(rank, { kept: 0, others: 0, othersSum: 0, drop: [] });
-  }
-  const files = new ManifestColumns();
-  const tombstones: string[] = [];
+  const planner = new FastPlanner(summaries.map((summary) => summary.rank), seed);
   for (const summary of summaries) {
-    for (const m of readManifests(summary.manifests)) {
+    if (!planner.add(summary.rank, summary.manifests)) return undefined;
+  }
+  return planner.plan(new Map(summaries.map((summary) => [summary.rank, summary])));
+}
+
+/**
+ * `planFastRecovery` a page at a time: the nodes' pages (`SummaryPage`) are read as they come, in
+ * any order (what a page decides does not depend on which came first), each straight into the
+ * columns that become the index, and may be dropped at once; then their totals.
+ */
+export class FastPlanner {
+  #seed: number;
+  #expected = new Map<number, Expected>();
+  #files = new ManifestColumns();
+  #tombstones: string[] = [];
+  #disagrees = false;
+
+  /** A planner of the summaries of `ranks`, fingerprints keyed by `seed`. */
+  constructor(ranks: readonly number[], seed: number) {
+    this.#seed = seed;
+    for (const rank of ranks) {
+      this.#expected.set(rank, { kept: 0, others: 0, othersSum: 0, drop: [] });
+    }
+  }
+
+  /** True once the summaries disagree: there is no fast plan. */
+  get disagrees(): boolean {
+    return this.#disagrees;
+  }
+
+  /** Reads a page of `rank`'s manifests; false once the summaries disagree. */
+  add(rank: number, manifests: Uint8Array): boolean {
+    if (!this.#disagrees && !this.#read(rank, manifests)) this.#disagrees = true;
+    return !this.#disagrees;
+  }
+
+  #read(rank: number, manifests: Uint8Array): boolean {
+    const files = this.#files;
+    const seed = this.#seed;
+    const expected = this.#expected;
+    if (!expected.has(rank)) return false;
+    for (const m of readManifests(manifests)) {
       if (m.deleted) {
         const held = files.versionOf(m.name);
         // A tombstone goes from every node that has it; a file newer than it is kept.
-        expected.get(summary.rank)!.drop.push({ name: m.name, version: m.version });
+        expected.get(rank)!.drop.push({ name: m.name, version: m.version });
         if (held === undefined) {
           files.set(m);
-          tombstones.push(m.name);
+          this.#tombstones.push(m.name);
         } else if (held !== m.version && !(held > m.version && !files.get(m.name)!.deleted)) {
-          return undefined;
+          return false;
         }
         continue;
       }
       const holders = holdersOf(m);
-      if (Math.min(...holders) !== summary.rank) return undefined;
+      if (Math.min(...holders) !== rank) return false;
       const print = printOf(m.name, m.version, seed);
-      for (const rank of holders) {
-        const of = expected.get(rank);
-        if (of === undefined) return undefined; // a holder that did not answer
+      for (const holder of holders) {
+        const of = expected.get(holder);
+        if (of === undefined) return false; // a holder that did not answer
         of.kept++;
-        if (rank === summary.rank) continue;
+        if (holder === rank) continue;
         of.others++;
         of.othersSum = addPrint(of.othersSum, print);
       }
@@ -75,36 +111,47 @@ export function planFastRecovery(
       // A file comes whole from one node only, its first holder, unless it is newer than a
       // tombstone of its name.
       const held = files.get(m.name)!;
-      if (!held.deleted || held.version > m.version) return undefined;
+      if (!held.deleted || held.version > m.version) return false;
       files.set(m);
     }
+    return true;
   }
-  const repairs = new Map<number, RankRepair>();
-  const unchanged = new Set<number>();
-  const opened = new Map<number, LogOpened>();
-  for (const summary of summaries) {
-    const of = expected.get(summary.rank)!;
-    const agrees = summary.allPresent && summary.others === of.others &&
-      summary.othersSum === of.othersSum && summary.count === of.kept + of.drop.length;
-    if (!agrees) return undefined;
-    const { rank, strayBlobs, bytesHeld } = summary;
-    repairs.set(rank, { drop: of.drop, deleteBlobs: strayBlobs, bytesHeld });
-    opened.set(rank, summary.opened);
-    // A log with damage skipped is rewritten, so that the damage is gone for good.
-    const same = of.drop.length === 0 && strayBlobs.length === 0 &&
-      summary.opened.damagedRegions === 0;
-    if (same) unchanged.add(rank);
+
+  /**
+   * The plan, once every page of every rank was added and `totals` has each rank's; undefined if
+   * the summaries disagree (a rank's totals lacking too).
+   */
+  plan(totals: ReadonlyMap<number, SummaryTotals>): RecoveryPlan | undefined {
+    if (this.#disagrees) return undefined;
+    const repairs = new Map<number, RankRepair>();
+    const unchanged = new Set<number>();
+    const opened = new Map<number, LogOpened>();
+    for (const [rank, of] of this.#expected) {
+      const summary = totals.get(rank);
+      if (summary === undefined) return undefined;
+      const agrees = summary.allPresent && summary.others === of.others &&
+        summary.othersSum === of.othersSum && summary.count === of.kept + of.drop.length;
+      if (!agrees) return undefined;
+      const { strayBlobs, bytesHeld } = summary;
+      repairs.set(rank, { drop: of.drop, deleteBlobs: strayBlobs, bytesHeld });
+      opened.set(rank, summary.opened);
+      // A log with damage skipped is rewritten, so that the damage is gone for good.
+      const same = of.drop.length === 0 && strayBlobs.length === 0 &&
+        summary.opened.damagedRegions === 0;
+      if (same) unchanged.add(rank);
+    }
+    // A winning tombstone means removed: every node drops the name, tombstone included.
+    const files = this.#files;
+    for (const name of this.#tombstones) if (files.get(name)?.deleted) files.delete(name);
+    return {
+      files,
+      repairs,
+      damaged: [],
+      unchanged,
+      missing: [],
+      goneRanks: new Map(),
+      opened,
+      lacking: new Map(),
+    };
   }
-  // A winning tombstone means removed: every node drops the name, tombstone included.
-  for (const name of tombstones) if (files.get(name)?.deleted) files.delete(name);
-  return {
-    files,
-    repairs,
-    damaged: [],
-    unchanged,
-    missing: [],
-    goneRanks: new Map(),
-    opened,
-    lacking: new Map(),
-  };
 }
