@@ -23,7 +23,7 @@ import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
  * The version of the join handshake this build speaks, and of the node calls behind it: a node of
  * another version is refused at the door rather than misread later. 2: scans, summaries and
  * repairs carry manifests as bytes (`manifest_codec.ts`), and `list` pages with a cursor. 3: a
- * summary comes in pages (`SummaryPage`).
+ * summary comes in pages (`SummaryPage`), a scan's manifests in pieces (`scanPage`).
  */
 export const JOIN_PROTOCOL_VERSION = 3;
 /** Largest handshake frame, read before the peer is authenticated. */

@@ -78,6 +78,8 @@ export type NodeCall =
   | { op: "ping" }
   /** The next page of the summary last asked for (`SummaryPage`); NOT_FOUND if none is being made. */
   | { op: "summaryPage" }
+  /** The next piece of the scan's manifests (`ScanAnswer`); NOT_FOUND if none is being sent. */
+  | { op: "scanPage" }
   /** What this node holds, for reconciling it after a restart. */
   | { op: "scan" }
   /** Start-up repair: hold exactly `repair.keep` from now on and remove `repair.deleteBlobs`. */
@@ -163,8 +165,18 @@ export interface SummaryTotals {
   opened: LogOpened;
 }
 
-/** A data node's answer to `scan`. */
-export type ScanAnswer = RankScan;
+/**
+ * Bytes of manifests in the answer to `scan` and in each `scanPage` after it at most: a node of
+ * millions of files sends its scan in pieces that rank 0 joins, so that no frame over TCP
+ * (`TCP_FRAME_BYTES_MAX`) holds all of it.
+ */
+export const SCAN_PAGE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A data node's answer to `scan`: its `RankScan` with the first `SCAN_PAGE_BYTES` at most of its
+ * manifests, and how many bytes they take in all; `scanPage` calls bring the rest, in order.
+ */
+export type ScanAnswer = RankScan & { manifestsBytes: number };
 
 /** The first message rank 0 posts to a new data node Worker. */
 export interface NodeInit {

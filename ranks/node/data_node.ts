@@ -31,12 +31,13 @@ import { LogPlaces } from "./log_places.ts";
 import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
 import { Summarizer } from "./summary.ts";
-import type {
-  ListAnswer,
-  LogCheck,
-  NodeCall,
-  ScanAnswer,
-  SummaryPage,
+import {
+  type ListAnswer,
+  type LogCheck,
+  type NodeCall,
+  SCAN_PAGE_BYTES,
+  type ScanAnswer,
+  type SummaryPage,
 } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
 
@@ -68,6 +69,8 @@ export class DataNode {
   /** The summary being made a page at a time (`summaryPage()`), and `#changes` when it began. */
   #summarizer: Summarizer | undefined;
   #summarizedAt = 0;
+  /** The manifests of the scan being sent a piece at a time (`scanPage()`), and how far. */
+  #scanning: { manifests: Uint8Array; sent: number; at: number } | undefined;
   #liveRecords = 0;
   #deadRecords = 0;
   /** Chunks kept in the log: where their bytes are in the log file. */
@@ -82,6 +85,7 @@ export class DataNode {
    */
   #appending = new Map<string, Uint8Array>();
   #compactBytesMin: number;
+  #scanPageBytes: number;
   /** Whether the node's disk has failed, and why. */
   #disk: DiskWatch;
   /** The log was missing at open although the node held chunks before. */
@@ -101,6 +105,8 @@ export class DataNode {
       dir: string;
       /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
       compactBytesMin?: number;
+      /** Bytes of manifests in each piece of a scan (default `SCAN_PAGE_BYTES`). */
+      scanPageBytes?: number;
       /** The node held chunks before: a missing log was lost. */
       heldChunks: boolean;
     },
@@ -119,11 +125,18 @@ export class DataNode {
 
   private constructor(
     rank: number,
-    storage: { env: Env; store: ChunkStore; dir: string; compactBytesMin?: number },
+    storage: {
+      env: Env;
+      store: ChunkStore;
+      dir: string;
+      compactBytesMin?: number;
+      scanPageBytes?: number;
+    },
   ) {
     this.rank = rank;
     this.#env = storage.env;
     this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
+    this.#scanPageBytes = storage.scanPageBytes ?? SCAN_PAGE_BYTES;
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#disk = new DiskWatch(rank, {
@@ -228,6 +241,8 @@ export class DataNode {
         return this.list(call.prefix, { after: call.after, limit: call.limit });
       case "summaryPage":
         return this.summaryPage();
+      case "scanPage":
+        return this.scanPage();
       default:
         throw new DfsError("INVALID_REQUEST", `Unknown node call ${JSON.stringify(call)}`);
     }
@@ -249,20 +264,52 @@ export class DataNode {
 
   /**
    * Everything this node holds, for start-up recovery and reconciling, and what opening its log
-   * found (damage skipped, a torn tail cut, a log made anew).
+   * found (damage skipped, a torn tail cut, a log made anew). Manifests past the first
+   * `SCAN_PAGE_BYTES` come with `scanPage()`.
    *
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
    */
   async scan(): Promise<ScanAnswer> {
     this.#summarizer = undefined; // rank 0 reads everything instead
     const blobs = await this.#blobs();
+    const manifests = this.#snapshot();
+    const first = manifests.subarray(0, this.#scanPageBytes);
+    this.#scanning = first.length < manifests.length
+      ? { manifests, sent: first.length, at: this.#changes }
+      : undefined;
     return {
       rank: this.rank,
-      manifests: this.#snapshot(),
+      manifests: first.length < manifests.length ? first.slice() : manifests,
+      manifestsBytes: manifests.length,
       blobs: [...blobs],
       inLog: this.#inLog.encodeIds(),
       opened: this.#opened(),
     };
+  }
+
+  /**
+   * The next piece of the manifests of the scan `scan()` began (`SCAN_PAGE_BYTES` at most).
+   *
+   * @throws {DfsError} `NOT_FOUND` if none is being sent, or if what the node holds changed since
+   *   it began; `NODE_FAILED` once the node's disk has failed.
+   */
+  scanPage(): Uint8Array {
+    this.#disk.throwIfFailed();
+    const scanning = this.#scanning;
+    if (scanning === undefined) {
+      throw new DfsError("NOT_FOUND", `Rank ${this.rank} has no scan being sent`);
+    }
+    if (scanning.at !== this.#changes) {
+      this.#scanning = undefined;
+      throw new DfsError(
+        "NOT_FOUND",
+        `Rank ${this.rank} dropped its scan: what it holds changed since the scan began`,
+      );
+    }
+    const page = scanning.manifests.slice(scanning.sent, scanning.sent + this.#scanPageBytes);
+    scanning.sent += page.length;
+    if (scanning.sent === scanning.manifests.length) this.#scanning = undefined;
+    return page;
   }
 
   /**

@@ -338,3 +338,33 @@ Deno.test("DataNode sums up what it holds in pages that add up, and drops the su
       /what it holds changed since the summary began/.test(error.message),
   );
 });
+
+Deno.test("DataNode sends a scan larger than a piece in pieces that join up, and drops it when it changes", async () => {
+  const fs = new MemoryFileSystem();
+  const node = await openDataNode(RANK, "/n", { env: denoEnv({ fs }), scanPageBytes: 50 });
+  try {
+    for (let i = 0; i < 5; i++) {
+      await node.handle({ op: "commit", manifest: smallFile(`p/${i}`, 1, bytesOf(8, i)) });
+    }
+    const scan = await node.scan();
+    assert.equal(scan.manifests.length, 50);
+    const pieces = [scan.manifests];
+    for (let at = 50; at < scan.manifestsBytes; at += pieces.at(-1)!.length) {
+      pieces.push(node.scanPage());
+    }
+    const joined = new Uint8Array(scan.manifestsBytes);
+    pieces.reduce((at, piece) => (joined.set(piece, at), at + piece.length), 0);
+    assert.deepEqual(
+      [...readManifests(joined)].map((m) => m.name).sort(),
+      ["p/0", "p/1", "p/2", "p/3", "p/4"],
+    );
+    const notSent = (pattern: RegExp) => (error: unknown) =>
+      error instanceof DfsError && error.code === "NOT_FOUND" && pattern.test(error.message);
+    assert.throws(() => node.scanPage(), notSent(/Rank 1 has no scan being sent/));
+    await node.scan();
+    await node.handle({ op: "release", name: "p/0", version: 1 });
+    assert.throws(() => node.scanPage(), notSent(/what it holds changed since the scan began/));
+  } finally {
+    await node.close();
+  }
+});

@@ -21,6 +21,8 @@ export interface DataNodeOptions {
   env?: Env;
   /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
   compactBytesMin?: number;
+  /** Bytes of manifests in each piece of a scan (default `SCAN_PAGE_BYTES`). */
+  scanPageBytes?: number;
   /**
    * Create the folder if it is missing (default true: a new node at server start). A node
    * restarted while the server runs passes false: a folder that vanished is a failed disk, not a
@@ -76,6 +78,7 @@ export async function openDataNode(
     await probeWrite(env.fs, join(dir, CHUNKS_DIR, PROBE_FILE));
     return await DataNode.replay(rank, {
       compactBytesMin: options.compactBytesMin,
+      scanPageBytes: options.scanPageBytes,
       env,
       dir,
       store,

@@ -73,6 +73,10 @@ async function answerCall(
     const page = node.summaryPage();
     return moves ? reply(page, [page.manifests.buffer as ArrayBuffer]) : page;
   }
+  if (call.op === "scanPage") {
+    const page = node.scanPage();
+    return moves ? reply(page, [page.buffer as ArrayBuffer]) : page;
+  }
   const result = await node.handle(call);
   if (!moves) return result;
   // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read

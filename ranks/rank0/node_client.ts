@@ -183,8 +183,37 @@ export class NodeClient {
   }
 
   /** What the node holds: its manifests, blob files and the chunks kept in its log. */
-  scan(rank: number, options: CallOptions = {}): Promise<ScanAnswer> {
-    return this.#call<ScanAnswer>(rank, { op: "scan" }, undefined, options);
+  async scan(rank: number, options: CallOptions = {}): Promise<ScanAnswer> {
+    return await this.#joined(
+      await this.#call<ScanAnswer>(rank, { op: "scan" }, undefined, options),
+      options,
+    );
+  }
+
+  /**
+   * `scan` with every piece of its manifests: a scan larger than `SCAN_PAGE_BYTES` comes in
+   * pieces (`scanPage`), joined here in order.
+   */
+  async #joined(scan: ScanAnswer, options: CallOptions = {}): Promise<ScanAnswer> {
+    const { rank, manifestsBytes } = scan;
+    if (scan.manifests.length === manifestsBytes) return scan;
+    if (!(Number.isSafeInteger(manifestsBytes) && manifestsBytes > scan.manifests.length)) {
+      throw new DfsError("CORRUPTED", `Rank ${rank}'s scan says it holds ${manifestsBytes} bytes`);
+    }
+    const manifests = new Uint8Array(manifestsBytes);
+    manifests.set(scan.manifests);
+    for (let at = scan.manifests.length; at < manifestsBytes;) {
+      const page = await this.#call<Uint8Array>(rank, { op: "scanPage" }, undefined, options);
+      if (page.length === 0 || at + page.length > manifestsBytes) {
+        throw new DfsError(
+          "CORRUPTED",
+          `Rank ${rank}'s scan does not add up to ${manifestsBytes} bytes`,
+        );
+      }
+      manifests.set(page, at);
+      at += page.length;
+    }
+    return { ...scan, manifests };
   }
 
   /** Has the node hold exactly `repair.keep` from now on and delete `repair.deleteBlobs`. */
@@ -219,8 +248,13 @@ export class NodeClient {
   }
 
   /** Every data node's scan (start-up). */
-  scanAll(): Promise<ScanAnswer[]> {
-    return this.#collective<ScanAnswer>((tag) => ({ op: "scan", tag }));
+  async scanAll(): Promise<ScanAnswer[]> {
+    const scans = await this.#collective<ScanAnswer>((tag) => ({ op: "scan", tag }));
+    // A node whose pieces do not all come counts as one that did not answer.
+    const joined = await Promise.all(
+      scans.map((scan) => this.#joined(scan).catch(() => undefined)),
+    );
+    return joined.filter((scan) => scan !== undefined);
   }
 
   /** A copy of `bytes` to send (a pooled buffer for a large chunk, an exact copy otherwise). */

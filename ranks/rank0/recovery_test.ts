@@ -126,3 +126,27 @@ Deno.test("every node crashes in the middle of an upload: after the restart only
   const holders = new Set(keptMeta.chunks.flatMap((c) => c.ranks));
   assert.equal(blobs.length, holders.size, "only the kept file's blob, on each node holding it");
 });
+
+Deno.test("a restart that reads every manifest joins scans sent in pieces", async () => {
+  // Pieces of 100 bytes: each node's scan comes as dozens of them.
+  const options = { seed: 9, scanPageBytes: 100 };
+  const cluster = await MemoryCluster.start(options);
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 30; i++) files.set(`pieces/${"n".repeat(40)}${i}`, bytesOf(100 + i, i));
+  files.set("pieces/big", bytesOf(MiB, 99));
+  for (const [name, data] of files) await cluster.store.put(name, data);
+  const [lostOn] = (await cluster.store.meta("pieces/big")).chunks[0].ranks;
+  await settle(cluster);
+  const [blob] = await blobsOn(cluster, lostOn); // the small files are in the nodes' logs
+  const disks = cluster.disks;
+  await cluster.close();
+  // A replica gone: the summaries disagree, and start-up reads every node's whole scan.
+  await disks.get(lostOn)!.remove(`/rank-${lostOn}/chunks/${blob}`);
+  await using again = await MemoryCluster.start({ ...options, disks });
+  assert.deepEqual(again.recovery.missing.map((m) => [m.name, m.rank]), [["pieces/big", lostOn]]);
+  assert.deepEqual(
+    (await again.store.list("pieces/")).map((e) => e.name),
+    [...files.keys()].sort(),
+  );
+  for (const [name, data] of files) assert.deepEqual(await readAll(again.store, name), data);
+});

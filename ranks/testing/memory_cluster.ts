@@ -49,6 +49,8 @@ export interface MemoryClusterOptions {
   disks?: Map<number, MemoryFileSystem>;
   /** Entries a `list` asks of a data node at once (`StoreOptions.listFetchEntries`). */
   listFetchEntries?: number;
+  /** Bytes of manifests in each piece of a node's scan (`DataNodeOptions.scanPageBytes`). */
+  scanPageBytes?: number;
 }
 
 /** One running incarnation of a data node. */
@@ -121,7 +123,13 @@ export class MemoryCluster implements AsyncDisposable {
       }
       const env = { clock, random: new SeededRandom(seed * 1000 + rank), log };
       const device = create ? undefined : devices.get(rank);
-      const incarnation = startNode(rank, network, disks.get(rank)!, { env, create, device });
+      const { scanPageBytes } = options;
+      const incarnation = startNode(rank, network, disks.get(rank)!, {
+        env,
+        create,
+        device,
+        scanPageBytes,
+      });
       running.set(rank, incarnation);
       return incarnation;
     };
@@ -250,9 +258,9 @@ function startNode(
   rank: number,
   network: LoopbackNetwork,
   disk: MemoryFileSystem,
-  options: { env: Omit<Env, "fs">; create: boolean; device?: number },
+  options: { env: Omit<Env, "fs">; create: boolean; device?: number; scanPageBytes?: number },
 ): Incarnation {
-  const { env, create, device } = options;
+  const { env, create, device, scanPageBytes } = options;
   const comm = new Comm(network.transport(rank), { clock: env.clock, log: env.log });
   const fs = new MortalFileSystem(disk);
   const node = (async () => {
@@ -261,6 +269,7 @@ function startNode(
         env: { ...env, fs },
         create,
         device,
+        scanPageBytes,
       });
       comm.send(0, READY_TAG, { ok: true });
       void serveNode(comm, node, { log: env.log });
