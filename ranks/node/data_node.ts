@@ -20,24 +20,18 @@ import { DiskWatch } from "./disk_health.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type LogOpened, type RankRepair } from "../common/manifest.ts";
-import {
-  composeTombstones,
-  decodeRecordWithData,
-  encodeRecord,
-  type LogRecord,
-  renamedFrom,
-} from "./log_record.ts";
+import { decodeRecordWithData, encodeRecord, type LogRecord } from "./log_record.ts";
 import { LogPlaces } from "./log_places.ts";
 import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
 import { Summarizer } from "./summary.ts";
-import {
-  type ListAnswer,
-  type LogCheck,
-  type NodeCall,
-  SCAN_PAGE_BYTES,
-  type ScanAnswer,
-  type SummaryPage,
+import { PagedAnswers } from "./paged_answers.ts";
+import type {
+  ListAnswer,
+  LogCheck,
+  NodeCall,
+  ScanAnswer,
+  SummaryPage,
 } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
 
@@ -64,13 +58,10 @@ export class DataNode {
   /** Set by `replay()` once the log is open (the node is not used before). */
   #log!: RecordLog;
   #table = new ManifestTable();
-  /** Changes to the table so far: a summary's pages add up only while it stays the same. */
+  /** Changes to the table so far: a scan's or summary's pieces add up only while it stays. */
   #changes = 0;
-  /** The summary being made a page at a time (`summaryPage()`), and `#changes` when it began. */
-  #summarizer: Summarizer | undefined;
-  #summarizedAt = 0;
-  /** The manifests of the scan being sent a piece at a time (`scanPage()`), and how far. */
-  #scanning: { manifests: Uint8Array; sent: number; at: number } | undefined;
+  /** The scan and summary being sent a piece at a time. */
+  #paged: PagedAnswers;
   #liveRecords = 0;
   #deadRecords = 0;
   /** Chunks kept in the log: where their bytes are in the log file. */
@@ -85,7 +76,6 @@ export class DataNode {
    */
   #appending = new Map<string, Uint8Array>();
   #compactBytesMin: number;
-  #scanPageBytes: number;
   /** Whether the node's disk has failed, and why. */
   #disk: DiskWatch;
   /** The log was missing at open although the node held chunks before. */
@@ -136,7 +126,7 @@ export class DataNode {
     this.rank = rank;
     this.#env = storage.env;
     this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
-    this.#scanPageBytes = storage.scanPageBytes ?? SCAN_PAGE_BYTES;
+    this.#paged = new PagedAnswers(rank, { scanPageBytes: storage.scanPageBytes });
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#disk = new DiskWatch(rank, {
@@ -270,16 +260,11 @@ export class DataNode {
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
    */
   async scan(): Promise<ScanAnswer> {
-    this.#summarizer = undefined; // rank 0 reads everything instead
     const blobs = await this.#blobs();
     const manifests = this.#snapshot();
-    const first = manifests.subarray(0, this.#scanPageBytes);
-    this.#scanning = first.length < manifests.length
-      ? { manifests, sent: first.length, at: this.#changes }
-      : undefined;
     return {
       rank: this.rank,
-      manifests: first.length < manifests.length ? first.slice() : manifests,
+      manifests: this.#paged.beginScan(manifests, this.#changes),
       manifestsBytes: manifests.length,
       blobs: [...blobs],
       inLog: this.#inLog.encodeIds(),
@@ -295,21 +280,7 @@ export class DataNode {
    */
   scanPage(): Uint8Array {
     this.#disk.throwIfFailed();
-    const scanning = this.#scanning;
-    if (scanning === undefined) {
-      throw new DfsError("NOT_FOUND", `Rank ${this.rank} has no scan being sent`);
-    }
-    if (scanning.at !== this.#changes) {
-      this.#scanning = undefined;
-      throw new DfsError(
-        "NOT_FOUND",
-        `Rank ${this.rank} dropped its scan: what it holds changed since the scan began`,
-      );
-    }
-    const page = scanning.manifests.slice(scanning.sent, scanning.sent + this.#scanPageBytes);
-    scanning.sent += page.length;
-    if (scanning.sent === scanning.manifests.length) this.#scanning = undefined;
-    return page;
+    return this.#paged.nextScanPiece(this.#changes);
   }
 
   /**
@@ -325,9 +296,8 @@ export class DataNode {
     const blobs = await this.#blobs();
     const { rank } = this;
     const held = { rank, manifests: this.#table.all(), inLog: this.#inLog, blobs };
-    this.#summarizer = new Summarizer({ ...held, opened: this.#opened() }, seed);
-    this.#summarizedAt = this.#changes;
-    return this.summaryPage();
+    const summarizer = new Summarizer({ ...held, opened: this.#opened() }, seed);
+    return this.#paged.beginSummary(summarizer, this.#changes);
   }
 
   /**
@@ -338,20 +308,7 @@ export class DataNode {
    */
   summaryPage(): SummaryPage {
     this.#disk.throwIfFailed();
-    const summarizer = this.#summarizer;
-    if (summarizer === undefined) {
-      throw new DfsError("NOT_FOUND", `Rank ${this.rank} has no summary being made`);
-    }
-    if (this.#summarizedAt !== this.#changes) {
-      this.#summarizer = undefined;
-      throw new DfsError(
-        "NOT_FOUND",
-        `Rank ${this.rank} dropped its summary: what it holds changed since the summary began`,
-      );
-    }
-    const page = summarizer.next();
-    if (summarizer.done) this.#summarizer = undefined;
-    return page;
+    return this.#paged.nextSummaryPage(this.#changes);
   }
 
   /** Every blob file present, with its size. */
@@ -551,7 +508,7 @@ export class DataNode {
    * makes it durable; a failed append is undone in the table. `data` travels in the record.
    */
   async #append(record: LogRecord, data?: Uint8Array): Promise<void> {
-    const undo = this.#undoOf(record);
+    const undo = this.#table.undoOf(record);
     this.#apply(record);
     const id = data && carriedChunkId(record);
     if (id !== undefined && data) this.#appending.set(id, data);
@@ -567,39 +524,6 @@ export class DataNode {
       throw error;
     } finally {
       if (id !== undefined && this.#appending.get(id) === data) this.#appending.delete(id);
-    }
-  }
-
-  /** The table changes that take back `record`, should its append fail. */
-  #undoOf(record: LogRecord): LogRecord[] {
-    const releaseOf = (m: { name: string; version: number }): LogRecord => ({
-      kind: "release",
-      name: m.name,
-      version: m.version,
-    });
-    switch (record.kind) {
-      case "commit":
-        return [releaseOf(record.manifest)];
-      case "release": {
-        const released = this.#table.get(record.name, record.version);
-        return released ? [{ kind: "commit", manifest: released }] : [];
-      }
-      case "rename": {
-        const renamed = this.#table.get(renamedFrom(record), record.fromVersion);
-        const undo = [releaseOf(record.manifest)];
-        if (record.tombstone) undo.push(releaseOf(record.tombstone));
-        return renamed ? [...undo, { kind: "commit", manifest: renamed }] : undo;
-      }
-      case "compose": {
-        const undo = [record.manifest, ...composeTombstones(record)].map(releaseOf);
-        for (const source of record.sources) {
-          const composed = this.#table.get(source.name, source.version);
-          if (composed) undo.push({ kind: "commit", manifest: composed });
-        }
-        return undo;
-      }
-      case "data":
-        return [];
     }
   }
 

@@ -84,6 +84,39 @@ export class ManifestTable {
     else this.#older.set(name, left);
   }
 
+  /** The changes that take back `record` (applied already), should its append fail. */
+  undoOf(record: LogRecord): LogRecord[] {
+    const releaseOf = (m: { name: string; version: number }): LogRecord => ({
+      kind: "release",
+      name: m.name,
+      version: m.version,
+    });
+    switch (record.kind) {
+      case "commit":
+        return [releaseOf(record.manifest)];
+      case "release": {
+        const released = this.get(record.name, record.version);
+        return released ? [{ kind: "commit", manifest: released }] : [];
+      }
+      case "rename": {
+        const renamed = this.get(renamedFrom(record), record.fromVersion);
+        const undo = [releaseOf(record.manifest)];
+        if (record.tombstone) undo.push(releaseOf(record.tombstone));
+        return renamed ? [...undo, { kind: "commit", manifest: renamed }] : undo;
+      }
+      case "compose": {
+        const undo = [record.manifest, ...composeTombstones(record)].map(releaseOf);
+        for (const source of record.sources) {
+          const composed = this.get(source.name, source.version);
+          if (composed) undo.push({ kind: "commit", manifest: composed });
+        }
+        return undo;
+      }
+      case "data":
+        return [];
+    }
+  }
+
   /** Version `version` of `name`, as a copy; undefined if not held. */
   get(name: string, version: number): Manifest | undefined {
     if (this.#newest.versionOf(name) === version) return this.#newest.get(name);

@@ -50,6 +50,8 @@ export class Summarizer {
   /** One page's bytes, reused: each page goes out as an exact copy. */
   #page = new ManifestWriter(SUMMARY_PAGE_BYTES + 1024);
   #done = false;
+  /** The manifest read ahead, not yet counted. */
+  #ahead: IteratorResult<Manifest> | undefined;
 
   constructor(held: Held, seed: number) {
     this.#held = held;
@@ -70,16 +72,17 @@ export class Summarizer {
     const { rank } = this.#held;
     const page = this.#page;
     page.truncate(0);
-    while (page.byteLength < pageBytes) {
-      const next = this.#manifests.next();
-      if (next.done) {
-        this.#done = true;
-        return { rank, manifests: page.bytes(), totals: this.#totals() };
-      }
-      const m = next.value;
-      if (this.#sumUp(m)) page.add(m);
+    // One manifest is read ahead, so that the page holding the last one has the totals.
+    let next = this.#ahead ?? this.#manifests.next();
+    while (!next.done) {
+      if (this.#sumUp(next.value)) page.add(next.value);
+      next = this.#manifests.next();
+      if (page.byteLength >= pageBytes) break;
     }
-    return { rank, manifests: page.bytes() };
+    this.#ahead = next;
+    if (!next.done) return { rank, manifests: page.bytes() };
+    this.#done = true;
+    return { rank, manifests: page.bytes(), totals: this.#totals() };
   }
 
   /** Counts `m` in; true if it goes whole (first held, or a tombstone). */
