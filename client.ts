@@ -142,7 +142,24 @@ export class DfsClient implements FileStore {
       const id = this.#id();
       const size = source instanceof Uint8Array ? source.length : options.size;
       const checksums = this.#options.verify;
-      await writer.send({ op: "put", id, name, size, replicas: options.replicas, checksums });
+      const put = { op: "put", id, name, size, replicas: options.replicas, checksums };
+      if (source instanceof Uint8Array && source.length <= dataBytesMax) {
+        // A file of one data frame or none: its frames go together, in one write when small
+        // (see `COALESCE_BYTES_MAX`). Were the put refused, the server drops the rest quietly.
+        const sha256 = this.#options.verify
+          ? createHash("sha256").update(source).digest("hex")
+          : undefined;
+        const sent = [writer.send(put)];
+        if (source.length > 0) {
+          sent.push(writer.sendData(id, source, checksums ? crc32(source) : undefined));
+        }
+        sent.push(writer.send({ op: "end", id, sha256 }));
+        const answer = this.#readReply(reader);
+        answer.catch(() => {});
+        await Promise.all(sent);
+        return resultOf<FileMeta>(await answer);
+      }
+      await writer.send(put);
       // An early refusal (bad name, full disk) arrives while we send: watch for it.
       let answer: Reply | null = null;
       const watching = this.#readReply(reader).then((r) => answer = r);

@@ -273,14 +273,16 @@ export class MemoryFileHandle implements FileHandle {
   }
 
   write(bytes: Uint8Array): Promise<number> {
-    return Promise.try(() => {
-      const file = this.#file("write", this.#writable);
-      const at = this.#append ? file.size : this.#position;
-      const count = file.write(at, bytes);
-      if (count === 0 && bytes.length > 0) throw osError("ENOSPC");
-      this.#position = at + count;
-      return count;
-    });
+    return Promise.try(() => this.writeSync(bytes));
+  }
+
+  writeSync(bytes: Uint8Array): number {
+    const file = this.#file("write", this.#writable);
+    const at = this.#append ? file.size : this.#position;
+    const count = file.write(at, bytes);
+    if (count === 0 && bytes.length > 0) throw osError("ENOSPC");
+    this.#position = at + count;
+    return count;
   }
 
   seek(offset: number, whence: Deno.SeekMode): Promise<number> {

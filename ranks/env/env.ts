@@ -66,6 +66,11 @@ export interface FileHandle extends Disposable {
   read(into: Uint8Array): Promise<number | null>;
   readSync(into: Uint8Array): number | null;
   write(bytes: Uint8Array): Promise<number>;
+  /**
+   * Writes at the file's position without leaving the thread: for a few kilobytes into the page
+   * cache, microseconds, where an async write hops to a thread pool and back.
+   */
+  writeSync(bytes: Uint8Array): number;
   seek(offset: number, whence: Deno.SeekMode): Promise<number>;
   seekSync(offset: number, whence: Deno.SeekMode): number;
   truncate(length?: number): Promise<void>;

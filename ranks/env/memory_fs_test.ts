@@ -321,3 +321,30 @@ Deno.test("MemoryFileSystem settles every call in microtasks, never waiting for 
   assert.equal(timerRan, false);
   clearTimeout(timer);
 });
+
+Deno.test("MemoryFileSystem writeSync() writes at the position, as write() does, and fails as it does", async () => {
+  const refusals: unknown[] = [];
+  for (const fs of [new MemoryFileSystem(), denoFileSystem]) {
+    const dir = fs === denoFileSystem ? await Deno.makeTempDir() : "/data";
+    if (fs !== denoFileSystem) await fs.mkdir(dir);
+    try {
+      using file = await fs.open(`${dir}/f`, { write: true, read: true, create: true });
+      assert.equal(file.writeSync(bytes("abcd")), 4);
+      file.seekSync(1, Deno.SeekMode.Start);
+      assert.equal(file.writeSync(bytes("XY")), 2);
+      assert.equal(await fs.readTextFile(`${dir}/f`), "aXYd");
+      using reader = await fs.open(`${dir}/f`, { read: true });
+      refusals.push(await outcomeOf(() => reader.writeSync(bytes("x")), dir));
+    } finally {
+      if (fs === denoFileSystem) await Deno.remove(dir, { recursive: true });
+    }
+  }
+  assert.equal((refusals[1] as { code?: string }).code, "EBADF", "a handle opened to read only");
+  assert.deepEqual(refusals[0], refusals[1]);
+  const memory = new MemoryFileSystem();
+  await memory.mkdir("/data");
+  memory.failNext("/data", "write", "EIO");
+  using file = await memory.open("/data/f", { write: true, create: true });
+  assert.throws(() => file.writeSync(bytes("x")), { name: "Error", code: "EIO" });
+  assert.equal(file.writeSync(bytes("x")), 1, "only once");
+});

@@ -18,6 +18,16 @@ export async function writeAll(file: FileHandle, bytes: Uint8Array): Promise<voi
   }
 }
 
+/** Writes every byte without leaving the thread, looping over short writes. */
+export function writeAllSync(file: FileHandle, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const written = file.writeSync(bytes.subarray(offset));
+    assert(written > 0, "writeSync() makes progress");
+    offset += written;
+  }
+}
+
 /** Removes a file; one that is already gone is fine. */
 export async function removeIfExists(fs: FileSystem, path: string): Promise<void> {
   try {

@@ -70,6 +70,7 @@ async function openBytes(bytes: Uint8Array): Promise<FileHandle & { largestRead:
     },
     readSync: (into: Uint8Array) => file.readSync(into),
     write: (data: Uint8Array) => file.write(data),
+    writeSync: (data: Uint8Array) => file.writeSync(data),
     seek: (offset: number, whence: Deno.SeekMode) => file.seek(offset, whence),
     seekSync: (offset: number, whence: Deno.SeekMode) => file.seekSync(offset, whence),
     truncate: (length?: number) => file.truncate(length),

@@ -317,6 +317,7 @@ class MortalFileSystem implements FileSystem {
       read: live((into: Uint8Array) => handle.read(into)),
       readSync: live((into: Uint8Array) => handle.readSync(into)),
       write: live((bytes: Uint8Array) => handle.write(bytes)),
+      writeSync: live((bytes: Uint8Array) => handle.writeSync(bytes)),
       seek: live((offset: number, whence: Deno.SeekMode) => handle.seek(offset, whence)),
       seekSync: live((offset: number, whence: Deno.SeekMode) => handle.seekSync(offset, whence)),
       truncate: live((length?: number) => handle.truncate(length)),
