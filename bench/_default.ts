@@ -32,7 +32,7 @@ import {
   SMALL_FILE_SIZE_BYTES,
   type SmallOp,
 } from "./_small_files.ts";
-import { type Figure, figureOf, percentile } from "./_stats.ts";
+import { type Figure, figureOf, percentile, sliceRate } from "./_stats.ts";
 import { progress, timed } from "./_timing.ts";
 import { withServer } from "./_with_server.ts";
 
@@ -41,6 +41,12 @@ const MiB = 1024 * 1024;
 export const TINY_FILE_SIZE_BYTES = 64;
 /** Longest filling that store may take; `list` and the start-up are then measured on fewer files. */
 export const FILL_TIMEOUT_MS = 600_000;
+/**
+ * Part of the fill whose put rate is set against the rest: its first tenth (a store from empty to
+ * a tenth full) and its last (a store nine tenths to all full), in one run with the same server and
+ * clients, minutes apart.
+ */
+export const FILL_SLICE_FRACTION = 0.1;
 /** Longest one `list` may take. */
 export const LIST_TIMEOUT_MS = 120_000;
 /** Longest a bare `deno` process may take to start and exit. */
@@ -289,10 +295,12 @@ function incomplete(result: PhaseResult, asked: number): string {
 }
 
 /**
- * A store of `listFiles` tiny files: the rate they were put at, `list` of all of them, and the
- * start-up time on it and on an empty store, with a bare Deno start-up for comparison.
+ * A store of `listFiles` tiny files: the rate they were put at (over the whole fill, and its first
+ * tenth against its last: `fillSliceFigures`), `meta` latency on it beside a small store's in the
+ * same window (`metaFigures`), `list` of all of them, and the start-up time on it and on an empty
+ * store, with a bare Deno start-up for comparison.
  */
-async function manyFiles(bench: BenchContext): Promise<Figure[]> {
+export async function manyFiles(bench: BenchContext): Promise<Figure[]> {
   const { config, notes } = bench;
   const figures: Figure[] = [];
   const dataDir = await Deno.makeTempDir({ prefix: "dfs-bench-many-" });
@@ -310,6 +318,7 @@ async function manyFiles(bench: BenchContext): Promise<Figure[]> {
       const core = { unit: "% of a core" };
       figures.push(
         figureOf(rate, [files / seconds], { unit: "files/s" }),
+        ...fillSliceFigures(fill),
         figureOf("tiny-file put, server CPU", [100 * fill.serverCpuSeconds / seconds], core),
         figureOf(
           "tiny-file put, bench (clients) CPU",
@@ -373,33 +382,101 @@ function manyName(i: number): string {
 }
 
 /**
- * `meta` latency in a store of `names` tiny files: `config.files` metas of names spread over the
- * whole store, by `config.clients` clients (to set beside the small-file run's, on a store of
- * `config.files`).
+ * The put rate of the fill's first and last `FILL_SLICE_FRACTION`: puts into a store nearly empty
+ * against puts into one nearly full, and their ratio.
+ */
+function fillSliceFigures(fill: PhaseResult): Figure[] {
+  const count = Math.max(1, Math.floor(FILL_SLICE_FRACTION * fill.doneAtMs.length));
+  if (fill.doneAtMs.length === 0) return [];
+  const first = sliceRate(fill.doneAtMs, { which: "first", count });
+  const last = sliceRate(fill.doneAtMs, { which: "last", count });
+  const files = fill.doneAtMs.length;
+  const rate = { unit: "files/s" };
+  return [
+    figureOf(`tiny-file put, the fill's first ${count} (store of 0 to ${count})`, [first], rate),
+    figureOf(
+      `tiny-file put, the fill's last ${count} (store of ${files - count} to ${files})`,
+      [last],
+      rate,
+    ),
+    figureOf("tiny-file put, the fill's last / first of the same run", [100 * last / first], {
+      unit: "%",
+    }),
+  ];
+}
+
+/**
+ * `meta` latency in a store of `names` tiny files, set beside a store of `config.files` tiny
+ * files (the small-file runs' size) measured in the same window the same way: both servers up,
+ * `config.clients` clients connected to each once, one round on each to warm up (not counted),
+ * then `config.runs` rounds of `config.files` metas on each, taking turns. The metas of the large
+ * store are of names spread over all of it.
  */
 async function metaFigures(
   server: TestServer,
   config: BenchConfig,
   names: number,
 ): Promise<Figure[]> {
-  const clients = await connectClients(server.address, config.clients);
-  try {
-    const count = Math.min(config.files, names);
-    const stride = Math.max(1, Math.floor(names / count));
-    const result = await runPhase(clients, "meta", {
-      nameOf: (i) => manyName(i * stride),
-      files: count,
-      sizeBytes: TINY_FILE_SIZE_BYTES,
-      serverPid: server.process.pid,
-    });
-    const where = `in a store of ${names} files, ${config.clients} clients`;
-    return [
-      figureOf(`meta latency p50, ${where}`, [percentile(result.latenciesMs, 50)], { unit: "ms" }),
-      figureOf(`meta latency p99, ${where}`, [percentile(result.latenciesMs, 99)], { unit: "ms" }),
+  const small = Math.min(config.files, names);
+  return await withServer({ ranks: config.ranks }, async (reference) => {
+    const filling = await connectClients(reference.address, config.fillClients);
+    try {
+      await runPhase(filling, "put", {
+        nameOf: manyName,
+        files: small,
+        sizeBytes: TINY_FILE_SIZE_BYTES,
+        serverPid: reference.process.pid,
+      });
+    } finally {
+      closeAll(filling);
+    }
+    const stores = [
+      { server: reference, names: small, key: "small" },
+      { server, names, key: "large" },
     ];
-  } finally {
-    closeAll(clients);
-  }
+    const clients = await Promise.all(
+      stores.map((s) => connectClients(s.server.address, config.clients)),
+    );
+    try {
+      const round = (i: number) => {
+        const { server, names } = stores[i];
+        const stride = Math.max(1, Math.floor(names / small));
+        return runPhase(clients[i], "meta", {
+          nameOf: (k) => manyName(k * stride),
+          files: small,
+          sizeBytes: TINY_FILE_SIZE_BYTES,
+          serverPid: server.process.pid,
+        });
+      };
+      for (let i = 0; i < stores.length; i++) await round(i); // warm-up, not counted
+      const samples = await repeat(config.runs, async () => {
+        const out: Record<string, number> = {};
+        for (let i = 0; i < stores.length; i++) {
+          const { latenciesMs } = await round(i);
+          out[`${stores[i].key} p50`] = percentile(latenciesMs, 50);
+          out[`${stores[i].key} p99`] = percentile(latenciesMs, 99);
+        }
+        out["p99 ratio"] = 100 * out["large p99"] / out["small p99"];
+        return out;
+      });
+      const ms = { unit: "ms" };
+      const of = (key: string) => samples.get(key)!;
+      const where = (n: number) => `in a store of ${n} files, ${config.clients} clients`;
+      return [
+        figureOf(`meta latency p50, ${where(names)}`, of("large p50"), ms),
+        figureOf(`meta latency p99, ${where(names)}`, of("large p99"), ms),
+        figureOf(`meta latency p50, ${where(small)}, same window`, of("small p50"), ms),
+        figureOf(`meta latency p99, ${where(small)}, same window`, of("small p99"), ms),
+        figureOf(
+          `meta latency p99, ${names} files / ${small} files of the same run`,
+          of("p99 ratio"),
+          { unit: "%" },
+        ),
+      ];
+    } finally {
+      for (const c of clients) closeAll(c);
+    }
+  });
 }
 
 /** Seconds to list the whole store, which holds `names` names. */

@@ -30,6 +30,8 @@ export interface PhaseResult {
   seconds: number;
   /** Latency of every operation, in milliseconds, in completion order. */
   latenciesMs: number[];
+  /** When each operation completed, in milliseconds since the phase began, in completion order. */
+  doneAtMs: number[];
   /** CPU seconds the server process and this process used during the phase. */
   serverCpuSeconds: number;
   benchCpuSeconds: number;
@@ -83,18 +85,22 @@ export async function runPhase(
   const content = pseudoRandomBytes(sizeBytes, 7);
   const work = operation(op, { sizeBytes, content });
   const latenciesMs: number[] = [];
+  const doneAtMs: number[] = [];
   const deadline = performance.now() + (options.timeoutMs ?? PHASE_TIMEOUT_MS);
   let next = 0;
+  let start = 0;
   /** Each lane's operation in progress: which file, since when (`performance.now()`). */
   const current: ({ i: number; since: number } | undefined)[] = clients.map(() => undefined);
   const lane = async (client: DfsClient, laneIndex: number) => {
     while (next < files && performance.now() < deadline) {
       const i = next++;
-      const start = performance.now();
-      current[laneIndex] = { i, since: start };
+      const began = performance.now();
+      current[laneIndex] = { i, since: began };
       await work(client, nameOf(i), i);
       current[laneIndex] = undefined;
-      latenciesMs.push(performance.now() - start);
+      const end = performance.now();
+      latenciesMs.push(end - began);
+      doneAtMs.push(end - start);
     }
   };
   // One watchdog for the phase, not a timer per operation: the benchmark's own CPU competes with
@@ -110,7 +116,7 @@ export async function runPhase(
     }
   }, WATCHDOG_INTERVAL_MS);
   const [server0, bench0] = await Promise.all([cpuSeconds(serverPid), cpuSeconds(Deno.pid)]);
-  const start = performance.now();
+  start = performance.now();
   try {
     await Promise.race([Promise.all(clients.map(lane)), stuck.promise]);
   } finally {
@@ -123,6 +129,7 @@ export async function runPhase(
     files: latenciesMs.length,
     seconds,
     latenciesMs,
+    doneAtMs,
     serverCpuSeconds: server1 - server0,
     benchCpuSeconds: bench1 - bench0,
   };

@@ -65,3 +65,26 @@ function sortedCopy(values: readonly number[]): number[] {
   if (values.length === 0) throw new RangeError("Cannot summarize an empty list of values");
   return [...values].sort((a, b) => a - b);
 }
+
+/**
+ * Operations per second over a slice of a phase, from `doneAtMs` (when each operation completed,
+ * in milliseconds since the phase began, in completion order): the first `count` (from the phase's
+ * start to the `count`-th completion) or the last `count` (from the completion before them to the
+ * last).
+ *
+ * @throws {RangeError} unless `count` is a whole number from 1 to `doneAtMs.length`.
+ */
+export function sliceRate(
+  doneAtMs: readonly number[],
+  options: { which: "first" | "last"; count: number },
+): number {
+  const { which, count } = options;
+  if (!(Number.isInteger(count) && count >= 1 && count <= doneAtMs.length)) {
+    throw new RangeError(`A slice must be from 1 to ${doneAtMs.length} operations, got ${count}`);
+  }
+  const from = which === "first" || count === doneAtMs.length
+    ? 0
+    : doneAtMs[doneAtMs.length - count - 1];
+  const to = which === "first" ? doneAtMs[count - 1] : doneAtMs[doneAtMs.length - 1];
+  return (1000 * count) / (to - from);
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { figureOf, median, percentile } from "./_stats.ts";
+import { figureOf, median, percentile, sliceRate } from "./_stats.ts";
 
 Deno.test("median() takes the middle value of an odd count, in any order", () => {
   assert.equal(median([5, 1, 3]), 3);
@@ -42,4 +42,25 @@ Deno.test("figureOf() keeps the samples in run order with their median, min and 
     max: 3,
     samples: [3, 1, 2],
   });
+});
+
+Deno.test("sliceRate() counts the first slice from the phase's start", () => {
+  // 2 operations done by 500 ms: 4 per second, whatever came later.
+  assert.equal(sliceRate([100, 500, 600, 2000], { which: "first", count: 2 }), 4);
+});
+
+Deno.test("sliceRate() counts the last slice from the completion before it", () => {
+  // The last 2 took from 600 to 1100 ms: 4 per second, not 2000/1100.
+  assert.equal(sliceRate([100, 500, 600, 900, 1100], { which: "last", count: 2 }), 4);
+  // The whole phase as its last slice starts at 0.
+  assert.equal(sliceRate([250, 500], { which: "last", count: 2 }), 4);
+});
+
+Deno.test("sliceRate() rejects a slice of no operations or more than were done", () => {
+  for (const count of [0, 3, 1.5]) {
+    assert.throws(() => sliceRate([1, 2], { which: "first", count }), {
+      name: "RangeError",
+      message: `A slice must be from 1 to 2 operations, got ${count}`,
+    });
+  }
 });
