@@ -43,11 +43,11 @@ export const SCRUB_BUSY_OPS_PER_SEC_MAX = 50;
  */
 export const SCRUB_BUSY_WAIT_MS = 100;
 /**
- * Longest the scrubber waits for a busy server before one file (or before a pass's log checks), so
- * a pass always moves on: a server busy all the time is scrubbed at about 2 files a second (against
- * ~128 a second at the default rate on tiny files, 1/64 of the work), and a store of a million
- * files under constant load still gets a whole pass in about 6 days, within the week Ceph allows
- * between deep scrubs (`osd_deep_scrub_interval`).
+ * Longest the scrubber waits for a busy server after one step of a pass (its log checks, a file),
+ * so a pass always moves on: a server busy all the time is scrubbed at about 2 files a second
+ * (against ~128 a second at the default rate on tiny files, 1/64 of the work), and a store of a
+ * million files under constant load still gets a whole pass in about 6 days, within the week Ceph
+ * allows between deep scrubs (`osd_deep_scrub_interval`).
  */
 export const SCRUB_DEFER_MS_MAX = 500;
 /** Problems the scrubber remembers for `status` (the oldest are dropped). */
@@ -196,10 +196,10 @@ export class Integrity {
 
   /**
    * The background scrubber: re-reads every replica of every chunk, at most `bytesPerSec`, repairs
-   * what it finds, and starts over after `pauseMs`. Before each file and each later pass's log checks
-   * it gives way to clients: it waits while the last second saw more than `busyOpsPerSecMax` (default
-   * `SCRUB_BUSY_OPS_PER_SEC_MAX`) client operations, at most `SCRUB_DEFER_MS_MAX` each time (see
-   * `waitWhileBusy`). Stops when `signal` aborts.
+   * what it finds, and starts over after `pauseMs`. After each step (a pass's log checks, each
+   * file, the pause) it gives way to clients: it waits while the last second saw more than
+   * `busyOpsPerSecMax` (default `SCRUB_BUSY_OPS_PER_SEC_MAX`) client operations, at most
+   * `SCRUB_DEFER_MS_MAX` each time (see `waitWhileBusy`). Stops when `signal` aborts.
    */
   async scrub(
     options: {
@@ -211,7 +211,10 @@ export class Integrity {
   ): Promise<void> {
     const { bytesPerSec, pauseMs, signal } = options;
     const opsPerSecMax = options.busyOpsPerSecMax ?? SCRUB_BUSY_OPS_PER_SEC_MAX;
-    /** Waits `ms`, then while the server is busy; the next file is looked up after it. */
+    /**
+     * Waits `ms`, then while the server is busy. The next file is looked up after it, never held
+     * through the wait (it could be removed and its chunks released meanwhile).
+     */
     const rest = async (ms: number) => {
       await this.#sleep(ms, signal);
       const waited = await waitWhileBusy(this.#load, { clock: this.#clock, opsPerSecMax, signal });
