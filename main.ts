@@ -202,6 +202,11 @@ async function serve(values: Values): Promise<void> {
       scrub: {
         bytesPerSec: integer(values["scrub-bytes-per-sec"], "--scrub-bytes-per-sec", "serve"),
         pauseMs: integer(values["scrub-pause-ms"], "--scrub-pause-ms", "serve"),
+        busyOpsPerSecMax: integer(
+          values["scrub-busy-ops-per-sec"],
+          "--scrub-busy-ops-per-sec",
+          "serve",
+        ),
       },
     });
   } catch (error) {

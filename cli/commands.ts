@@ -204,6 +204,13 @@ export const COMMANDS = {
         help: "pause between scrub passes",
       },
       {
+        name: "scrub-busy-ops-per-sec",
+        type: "string",
+        value: "N",
+        default: String(SERVE_DEFAULTS.scrubBusyOpsPerSec),
+        help: "client operations a second over which the scrub waits",
+      },
+      {
         name: "token-file",
         type: "string",
         value: "F",

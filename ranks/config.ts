@@ -7,6 +7,7 @@
  */
 
 import { FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
+import { SCRUB_BUSY_OPS_PER_SEC_MAX } from "./rank0/integrity.ts";
 
 /** Limits of the client gateway, each settable on `dfs serve`. */
 export interface ServerLimits {
@@ -76,6 +77,8 @@ export const SERVE_DEFAULTS = {
   scrubBytesPerSec: 16 * 1024 * 1024,
   /** Pause between two scrub passes. */
   scrubPauseMs: 60_000,
+  /** Client operations in the last second over which the scrubber waits (up to 500 ms a file). */
+  scrubBusyOpsPerSec: SCRUB_BUSY_OPS_PER_SEC_MAX,
   /** A data node down this long (its restarts failing) has its replicas copied to live nodes. */
   rereplicateAfterMs: 60_000,
   /** Where remote data nodes connect (with a cluster secret file only). */

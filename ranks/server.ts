@@ -15,8 +15,12 @@ import { serveUi, type UiOptions, type UiServer } from "./ui/mod.ts";
 
 /** Everything `dfs serve` sets. */
 export interface ServerOptions extends ClusterOptions, ServeOptions {
-  /** Bytes per second the scrubber reads (0: no scrubbing) and its pause between passes. */
-  scrub: { bytesPerSec: number; pauseMs: number };
+  /**
+   * Bytes per second the scrubber reads (0: no scrubbing), its pause between passes, and the
+   * client operations in the last second over which it waits (default
+   * `SCRUB_BUSY_OPS_PER_SEC_MAX`).
+   */
+  scrub: { bytesPerSec: number; pauseMs: number; busyOpsPerSecMax?: number };
   /** The S3 gateway, when `--s3-port` is given. */
   s3?: S3Options;
   /** The dashboard, when `--ui-port` is given. */
@@ -75,10 +79,10 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     );
   }
   const scrubbing = new AbortController();
-  const { bytesPerSec, pauseMs } = options.scrub;
+  const { bytesPerSec, pauseMs, busyOpsPerSecMax } = options.scrub;
   const scrubber = bytesPerSec === 0
     ? Promise.resolve()
-    : store.integrity.scrub({ bytesPerSec, pauseMs, signal: scrubbing.signal })
+    : store.integrity.scrub({ bytesPerSec, pauseMs, busyOpsPerSecMax, signal: scrubbing.signal })
       .catch((error) => store.env.log.error("dfs: the scrubber stopped:", error));
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -27,6 +27,29 @@ export const FSCK_FILES_PARALLEL_MAX = 8;
  * store of small files is scrubbed at a bounded number of reads per second, not thousands.
  */
 export const SCRUB_READ_COST_BYTES_MIN = 64 * 1024;
+/**
+ * Client operations in the last second over which the server counts as busy, and the scrubber
+ * waits before its next file (what Ceph's `osd_scrub_load_threshold` does with the load average).
+ * Slow calls under a scrub are stalls of rank 0's one thread, which serves every client too, so the
+ * scrubber keeps out of the way of clients at work; 50 a second is above what a person's commands
+ * and the dashboard make (a few a second, so a store in such use is scrubbed at full rate) and far
+ * below any scripted load (one client's back-to-back `meta` calls make thousands a second, tiny
+ * puts hundreds). The default of `--scrub-busy-ops-per-sec`.
+ */
+export const SCRUB_BUSY_OPS_PER_SEC_MAX = 50;
+/**
+ * How often a scrubber that waits for a busy server looks again: it starts within this of the load
+ * stopping, and looking (a few array reads) ten times a second costs nothing.
+ */
+export const SCRUB_BUSY_WAIT_MS = 100;
+/**
+ * Longest the scrubber waits for a busy server after one step of a pass (its log checks, a file),
+ * so a pass always moves on: a server busy all the time is scrubbed at about 2 files a second
+ * (against ~128 a second at the default rate on tiny files, 1/64 of the work), and a store of a
+ * million files under constant load still gets a whole pass in about 6 days, within the week Ceph
+ * allows between deep scrubs (`osd_deep_scrub_interval`).
+ */
+export const SCRUB_DEFER_MS_MAX = 500;
 /** Problems the scrubber remembers for `status` (the oldest are dropped). */
 export const SCRUB_PROBLEMS_KEPT_MAX = 1000;
 /**
@@ -50,14 +73,56 @@ export function scrubCostBytes(m: Manifest): number {
   return cost;
 }
 
+/** What the scrubber asks of the server's client load (rank 0's `Throughput`). */
+export interface RecentOps {
+  /** Client operations in about the last 1000 ms. */
+  opsLastSecond(): number;
+}
+
+/**
+ * Waits while `load` says more than `opsPerSecMax` client operations in the last second, looking
+ * again every `SCRUB_BUSY_WAIT_MS`, for at most `SCRUB_DEFER_MS_MAX` (so an always-busy server
+ * still gets scrubbed, slowly), or less if `signal` aborts. Resolves with the ms waited (0, at
+ * once, if the server is not busy). Time comes from `clock` only.
+ */
+export async function waitWhileBusy(
+  load: RecentOps,
+  options: { clock: Clock; opsPerSecMax: number; signal: AbortSignal },
+): Promise<number> {
+  const { clock, opsPerSecMax, signal } = options;
+  const start = clock.monotonic();
+  let waitedMs = 0;
+  while (!signal.aborted && waitedMs < SCRUB_DEFER_MS_MAX && load.opsLastSecond() > opsPerSecMax) {
+    await sleepFor(clock, Math.min(SCRUB_BUSY_WAIT_MS, SCRUB_DEFER_MS_MAX - waitedMs), signal);
+    waitedMs = clock.monotonic() - start;
+  }
+  return waitedMs;
+}
+
+/** Waits `ms` on `clock`, or less if `signal` aborts. */
+function sleepFor(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const wake = () => {
+      clock.clearTimeout(timer);
+      signal.removeEventListener("abort", wake);
+      resolve();
+    };
+    const timer = clock.setTimeout(wake, ms);
+    signal.addEventListener("abort", wake);
+  });
+}
+
 /** fsck and the scrubber. */
 export class Integrity {
   /** What the background scrubber has done since start. */
   readonly scrubbed: {
     passes: number;
     bytes: number;
+    /** Ms it waited for a busy server (`SCRUB_BUSY_OPS_PER_SEC_MAX`). */
+    deferredMs: number;
     problems: { name: string; outcome: FileHealth; at: number }[];
-  } = { passes: 0, bytes: 0, problems: [] };
+  } = { passes: 0, bytes: 0, deferredMs: 0, problems: [] };
   #index: FileIndex;
   #nodes: NodeClient;
   #releases: Releases;
@@ -65,6 +130,7 @@ export class Integrity {
   #health: Health;
   #rereplicateFile: (name: string, rank: number) => Promise<number>;
   #clock: Clock;
+  #load: RecentOps;
 
   constructor(
     parts: {
@@ -76,6 +142,8 @@ export class Integrity {
       /** Moves a file's replicas on a lost rank to live nodes; resolves with the chunks copied. */
       rereplicateFile: (name: string, rank: number) => Promise<number>;
       clock: Clock;
+      /** The client load the scrubber gives way to. */
+      load: RecentOps;
     },
   ) {
     this.#health = parts.health;
@@ -85,6 +153,7 @@ export class Integrity {
     this.#releases = parts.releases;
     this.#replicas = parts.replicas;
     this.#clock = parts.clock;
+    this.#load = parts.load;
   }
 
   /**
@@ -127,16 +196,34 @@ export class Integrity {
 
   /**
    * The background scrubber: re-reads every replica of every chunk, at most `bytesPerSec`, repairs
-   * what it finds, and starts over after `pauseMs`. Stops when `signal` aborts.
+   * what it finds, and starts over after `pauseMs`. After each step (a pass's log checks, each
+   * file, the pause) it gives way to clients: it waits while the last second saw more than
+   * `busyOpsPerSecMax` (default `SCRUB_BUSY_OPS_PER_SEC_MAX`) client operations, at most
+   * `SCRUB_DEFER_MS_MAX` each time (see `waitWhileBusy`). Stops when `signal` aborts.
    */
   async scrub(
-    options: { bytesPerSec: number; pauseMs: number; signal: AbortSignal },
+    options: {
+      bytesPerSec: number;
+      pauseMs: number;
+      busyOpsPerSecMax?: number;
+      signal: AbortSignal;
+    },
   ): Promise<void> {
     const { bytesPerSec, pauseMs, signal } = options;
+    const opsPerSecMax = options.busyOpsPerSecMax ?? SCRUB_BUSY_OPS_PER_SEC_MAX;
+    /**
+     * Waits `ms`, then while the server is busy. The next file is looked up after it, never held
+     * through the wait (it could be removed and its chunks released meanwhile).
+     */
+    const rest = async (ms: number) => {
+      await this.#sleep(ms, signal);
+      const waited = await waitWhileBusy(this.#load, { clock: this.#clock, opsPerSecMax, signal });
+      this.scrubbed.deferredMs += waited;
+    };
     while (!signal.aborted) {
       let logBytes = 0;
       for (const check of await this.checkLogs()) logBytes += check.bytes;
-      await this.#sleep((1000 * logBytes) / bytesPerSec, signal);
+      await rest((1000 * logBytes) / bytesPerSec);
       // Each manifest is made as its turn comes, so it is the current version then (the index
       // gives copies: a snapshot of them all would hold every file's manifest for the whole pass).
       for (const m of this.#index.values()) {
@@ -147,10 +234,10 @@ export class Integrity {
         const problems = this.scrubbed.problems;
         if (outcome !== "healthy") problems.push({ name: m.name, outcome, at: this.#clock.now() });
         if (problems.length > SCRUB_PROBLEMS_KEPT_MAX) problems.shift();
-        await this.#sleep((1000 * scrubCostBytes(m)) / bytesPerSec, signal);
+        await rest((1000 * scrubCostBytes(m)) / bytesPerSec);
       }
       this.scrubbed.passes++;
-      await this.#sleep(pauseMs, signal);
+      await rest(pauseMs);
     }
   }
 
@@ -254,15 +341,6 @@ export class Integrity {
 
   /** Waits `ms`, or less if `signal` aborts. */
   #sleep(ms: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const wake = () => {
-        this.#clock.clearTimeout(timer);
-        signal.removeEventListener("abort", wake);
-        resolve();
-      };
-      const timer = this.#clock.setTimeout(wake, ms);
-      signal.addEventListener("abort", wake);
-    });
+    return sleepFor(this.#clock, ms, signal);
   }
 }

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { manifestsIn } from "../testing/manifests.ts";
-import { SCRUB_READ_COST_BYTES_MIN, scrubCostBytes } from "./integrity.ts";
+import {
+  SCRUB_BUSY_OPS_PER_SEC_MAX,
+  SCRUB_BUSY_WAIT_MS,
+  SCRUB_DEFER_MS_MAX,
+  SCRUB_READ_COST_BYTES_MIN,
+  scrubCostBytes,
+  waitWhileBusy,
+} from "./integrity.ts";
+import { FakeClock } from "../env/fake_clock.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { blobPath, bytesOf, flipByte } from "../testing/cluster_helpers.ts";
@@ -29,6 +37,55 @@ Deno.test("scrubCostBytes charges every replica, small chunks at SCRUB_READ_COST
     12 * MiB + SCRUB_READ_COST_BYTES_MIN,
   );
   assert.equal(scrubCostBytes(manifestOf([])), 0);
+});
+
+/** `waitWhileBusy` on a fake clock, with a load that says `ops()`; `done` once it has resolved. */
+function waiting(ops: () => number, options: { signal?: AbortSignal } = {}) {
+  const clock = new FakeClock();
+  const state = { done: false, waitedMs: -1 };
+  const opsPerSecMax = SCRUB_BUSY_OPS_PER_SEC_MAX;
+  const signal = options.signal ?? new AbortController().signal;
+  const promise = waitWhileBusy({ opsLastSecond: ops }, { clock, opsPerSecMax, signal })
+    .then((ms) => Object.assign(state, { done: true, waitedMs: ms }));
+  return { clock, state, promise };
+}
+
+Deno.test("waitWhileBusy() goes at once when the last second saw at most SCRUB_BUSY_OPS_PER_SEC_MAX", async () => {
+  const { clock, state, promise } = waiting(() => SCRUB_BUSY_OPS_PER_SEC_MAX);
+  await promise;
+  assert.deepEqual(state, { done: true, waitedMs: 0 });
+  assert.equal(clock.monotonic(), 0, "no time passed");
+});
+
+Deno.test("waitWhileBusy() waits while the server is busy and goes within SCRUB_BUSY_WAIT_MS of it calming", async () => {
+  let ops = SCRUB_BUSY_OPS_PER_SEC_MAX + 1;
+  let asked = 0;
+  const { clock, state, promise } = waiting(() => (asked++, ops));
+  await clock.advance(2 * SCRUB_BUSY_WAIT_MS);
+  assert.equal(state.done, false, "busy: still waiting");
+  assert.equal(asked, 3, "asked at once and every SCRUB_BUSY_WAIT_MS");
+  ops = 0;
+  await clock.advance(SCRUB_BUSY_WAIT_MS);
+  await promise;
+  assert.deepEqual(state, { done: true, waitedMs: 3 * SCRUB_BUSY_WAIT_MS });
+});
+
+Deno.test("waitWhileBusy() on a server busy all the time goes after SCRUB_DEFER_MS_MAX", async () => {
+  const { clock, state, promise } = waiting(() => 1e9);
+  await clock.advance(SCRUB_DEFER_MS_MAX - 1);
+  assert.equal(state.done, false);
+  await clock.advance(1);
+  await promise;
+  assert.deepEqual(state, { done: true, waitedMs: SCRUB_DEFER_MS_MAX });
+});
+
+Deno.test("waitWhileBusy() returns at once when aborted", async () => {
+  const stop = new AbortController();
+  const { clock, state, promise } = waiting(() => 1e9, { signal: stop.signal });
+  await clock.advance(SCRUB_BUSY_WAIT_MS / 2);
+  stop.abort();
+  await promise;
+  assert.deepEqual(state, { done: true, waitedMs: SCRUB_BUSY_WAIT_MS / 2 });
 });
 
 Deno.test("fsck repairs damaged and missing replicas, the repair sticks, and a lost chunk is reported", async () => {
@@ -90,9 +147,38 @@ Deno.test("the scrubber finds and repairs damage at its byte rate, and reports l
   const status = await cluster.store.status();
   assert.equal(status.scrub.passes, 1);
   assert.equal(status.scrub.bytes, 3 * MiB + 200, "every replica read but the damaged one");
+  assert.equal(cluster.store.integrity.scrubbed.deferredMs, 0, "two puts: not busy");
   assert.equal(status.repairs, 1);
   assert.equal(status.lostFiles, 0);
   assert.equal((await cluster.store.fsck()).healthy, 2);
+});
+
+Deno.test("the scrubber gives way to a store busy with clients, yet finishes its pass", async () => {
+  await using cluster = await MemoryCluster.start();
+  for (const name of ["a", "b", "c"]) await cluster.store.put(name, bytesOf(100, 1));
+  const { clock, store } = cluster;
+  // Clients at 1,000 operations a second, all the time.
+  let load: unknown;
+  const tick = () => {
+    for (let i = 0; i < 100; i++) store.throughput.op("meta");
+    load = clock.setTimeout(tick, 100);
+  };
+  tick();
+  const stop = new AbortController();
+  const scrubbing = store.integrity.scrub({
+    bytesPerSec: 1024 * MiB,
+    pauseMs: 60_000,
+    signal: stop.signal,
+  });
+  const start = clock.monotonic();
+  await cluster.until(() => store.integrity.scrubbed.passes === 1, { stepMs: 10 });
+  // After the log checks and after each of the three files.
+  assert.equal(store.integrity.scrubbed.deferredMs, 4 * SCRUB_DEFER_MS_MAX);
+  assert.ok(clock.monotonic() - start >= 4 * SCRUB_DEFER_MS_MAX);
+  assert.equal(store.integrity.scrubbed.bytes, 3 * 2 * 100, "every replica checked");
+  clock.clearTimeout(load);
+  stop.abort();
+  await scrubbing;
 });
 
 Deno.test("the scrubber stops at once when aborted while it checks the logs, not after its pause", async () => {

@@ -166,6 +166,7 @@ export class DfsStore implements StreamingFileStore {
       health: this.health,
       rereplicateFile: (name, rank) => this.recovery.rereplicateFile(name, rank),
       clock,
+      load: this.throughput,
     });
   }
 

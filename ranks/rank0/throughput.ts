@@ -77,6 +77,23 @@ export class Throughput {
   }
 
   /**
+   * About how many operations the last 1000 ms saw: those of the second in progress plus those of
+   * the second before, scaled by the part of it still within the last 1000 ms (counts are kept per
+   * second, so ops within a past second are taken as evenly spread). Reads only: counts nothing and
+   * clears no slot. What the scrubber asks before each file, to give way to clients.
+   */
+  opsLastSecond(): number {
+    const monotonic = this.#clock.monotonic();
+    const now = Math.floor(monotonic / 1000);
+    const inSecond = (second: number) => {
+      const slot = this.#slotOf(second);
+      return this.#second[slot] === second ? this.#ops[slot] : 0;
+    };
+    const previousShare = 1 - (monotonic - now * 1000) / 1000;
+    return inSecond(now) + inSecond(now - 1) * previousShare;
+  }
+
+  /**
    * The complete seconds of the window, oldest first, ending before the second in progress (a
    * partial second would show as a dip at the chart's end).
    */

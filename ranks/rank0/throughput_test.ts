@@ -80,6 +80,24 @@ Deno.test("Throughput after a long quiet shows a window of zeros", () => {
   assert.equal(snapshot.totals.ops.meta, 50);
 });
 
+Deno.test("Throughput.opsLastSecond() counts the second in progress and the share of the one before within 1000 ms", () => {
+  const clock = manualClock(10_000);
+  const throughput = new Throughput(clock);
+  assert.equal(throughput.opsLastSecond(), 0);
+  for (let i = 0; i < 100; i++) throughput.op("meta"); // second 10
+  assert.equal(throughput.opsLastSecond(), 100);
+  clock.ms = 11_250; // 3/4 of second 10 is within the last 1000 ms
+  throughput.op("get");
+  assert.equal(throughput.opsLastSecond(), 75 + 1);
+  clock.ms = 11_999;
+  assert.ok(Math.abs(throughput.opsLastSecond() - (0.1 + 1)) < 1e-9);
+  clock.ms = 12_500; // second 10 is over a second ago; half of second 11
+  assert.equal(throughput.opsLastSecond(), 0.5);
+  clock.ms = 14_000;
+  assert.equal(throughput.opsLastSecond(), 0);
+  assert.deepEqual(last(throughput.snapshot().ops, 4), [100, 1, 0, 0], "it counted nothing");
+});
+
 Deno.test("the store counts each upload's bytes and put, each read's get and bytes, but not a compose's own reads", async () => {
   await using cluster = await MemoryCluster.start();
   const { store } = cluster;
