@@ -49,6 +49,18 @@ export const LOG_FILE = "meta.log";
  */
 export const PROBE_FILE = ".probe";
 
+/** Where a data node keeps its data, and how. */
+interface NodeStorage {
+  env: Env;
+  store: ChunkStore;
+  /** The node's folder (`statfs` reports the file system under it). */
+  dir: string;
+  /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
+  compactBytesMin?: number;
+  /** Bytes of manifests in each piece of a scan (default `SCAN_PAGE_BYTES`). */
+  scanPageBytes?: number;
+}
+
 /** A data node's state and its answers to rank 0 (see the module doc). */
 export class DataNode {
   readonly rank: number;
@@ -88,15 +100,7 @@ export class DataNode {
    */
   static async replay(
     rank: number,
-    storage: {
-      env: Env;
-      store: ChunkStore;
-      /** The node's folder (`statfs` reports the file system under it). */
-      dir: string;
-      /** Log bytes below which it is never compacted (default `LOG_COMPACT_BYTES_MIN`). */
-      compactBytesMin?: number;
-      /** Bytes of manifests in each piece of a scan (default `SCAN_PAGE_BYTES`). */
-      scanPageBytes?: number;
+    storage: NodeStorage & {
       /** The node held chunks before: a missing log was lost. */
       heldChunks: boolean;
     },
@@ -113,16 +117,7 @@ export class DataNode {
     return node;
   }
 
-  private constructor(
-    rank: number,
-    storage: {
-      env: Env;
-      store: ChunkStore;
-      dir: string;
-      compactBytesMin?: number;
-      scanPageBytes?: number;
-    },
-  ) {
+  private constructor(rank: number, storage: NodeStorage) {
     this.rank = rank;
     this.#env = storage.env;
     this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;

@@ -3,7 +3,7 @@ import { ChunkIdSet } from "../common/chunk_id_set.ts";
 import { type Manifest, tombstoneOf } from "../common/manifest.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import type { ScanSummary, SummaryTotals } from "../common/node_protocol.ts";
-import { summarize, Summarizer } from "../node/summary.ts";
+import { type Held, summarize, Summarizer } from "../node/summary.ts";
 import { SeededRandom } from "../env/seeded_random.ts";
 import { blob, chunk, manifest, scanOf, type TestScan } from "../testing/manifests.ts";
 import { planRecovery, type RecoveryPlan } from "./plans.ts";
@@ -12,17 +12,20 @@ import { FastPlanner, planFastRecovery } from "./summary_plan.ts";
 const SEED = 0x5eed;
 const CLEAN = { damagedRegions: 0, damagedBytes: 0, tailCutBytes: 0, created: false };
 
+/** What a test scan says a node holds, as its summary is made of it. */
+function heldOf(scan: TestScan): Held {
+  return {
+    rank: scan.rank,
+    manifests: scan.manifests,
+    inLog: ChunkIdSet.of(scan.inLog ?? []),
+    blobs: new Map(scan.blobs),
+    opened: scan.opened ?? CLEAN,
+  };
+}
+
 /** Each node's summary of what a test scan says it holds. */
 function summariesOf(scans: TestScan[], seed = SEED): ScanSummary[] {
-  return scans.map((scan) =>
-    summarize({
-      rank: scan.rank,
-      manifests: scan.manifests,
-      inLog: ChunkIdSet.of(scan.inLog ?? []),
-      blobs: new Map(scan.blobs),
-      opened: scan.opened ?? CLEAN,
-    }, seed)
-  );
+  return scans.map((scan) => summarize(heldOf(scan), seed));
 }
 
 /**
@@ -30,15 +33,7 @@ function summariesOf(scans: TestScan[], seed = SEED): ScanSummary[] {
  * read by a `FastPlanner` in an order `pick` shuffles across the nodes.
  */
 function pagedPlan(scans: TestScan[], pick: (n: number) => number): RecoveryPlan | undefined {
-  const summarizers = scans.map((scan) =>
-    new Summarizer({
-      rank: scan.rank,
-      manifests: scan.manifests,
-      inLog: ChunkIdSet.of(scan.inLog ?? []),
-      blobs: new Map(scan.blobs),
-      opened: scan.opened ?? CLEAN,
-    }, SEED)
-  );
+  const summarizers = scans.map((scan) => new Summarizer(heldOf(scan), SEED));
   const planner = new FastPlanner(scans.map((scan) => scan.rank), SEED);
   const totals = new Map<number, SummaryTotals>();
   let pending = summarizers.filter((s) => !s.done);
