@@ -5,6 +5,7 @@ import {
   CHUNK_CACHE_ENTRY_OVERHEAD_BYTES,
   ChunkCache,
 } from "./chunk_cache.ts";
+import { SeededRandom } from "../env/seeded_random.ts";
 
 Deno.test("ChunkCache gives back a copy of what it holds, and counts hits and misses", () => {
   const cache = new ChunkCache();
@@ -54,4 +55,32 @@ Deno.test("ChunkCache keeps nothing larger than an entry may be, or with bytesMa
   const off = new ChunkCache({ bytesMax: 0 });
   off.put("a-0", new Uint8Array(1));
   assert.equal(off.get("a-0"), undefined);
+});
+
+Deno.test("ChunkCache evicts in least-recently-used order through any mix of puts, gets and deletes", () => {
+  const random = new SeededRandom(3);
+  const pick = (n: number) => random.fill(new Uint8Array(1))[0] % n;
+  const entryBytes = 10;
+  const held = 20; // entries that fit
+  const cache = new ChunkCache({
+    bytesMax: held * (entryBytes + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES),
+  });
+  /** The model: ids from least to most recently used. */
+  let order: string[] = [];
+  for (let step = 0; step < 20_000; step++) {
+    const id = `c${pick(60)}-0`;
+    const op = pick(3);
+    if (op === 0) {
+      cache.put(id, new Uint8Array(entryBytes).fill(step & 0xff));
+      order = [...order.filter((o) => o !== id), id].slice(-held);
+    } else if (op === 1) {
+      const hit = cache.get(id) !== undefined;
+      assert.equal(hit, order.includes(id), `step ${step}: get ${id}`);
+      if (hit) order = [...order.filter((o) => o !== id), id];
+    } else {
+      cache.delete(id);
+      order = order.filter((o) => o !== id);
+    }
+    assert.equal(cache.size, order.length, `step ${step}`);
+  }
 });
