@@ -29,6 +29,7 @@ import {
   writeLogFile,
   ZeroSpace,
 } from "./_log_file.ts";
+import { LogReader } from "./_log_reader.ts";
 import {
   type LogVerifyReport,
   openLogFile,
@@ -78,13 +79,6 @@ export const RECORD_QUEUE_RECORDS_MAX = 16 * 1024;
  * of the rest; 16 turns cost well under a microsecond and doubled the rate of 16 appenders.
  */
 const BATCH_GATHER_MICROTASKS = 16;
-
-/**
- * Reads of the log up to this size (small files kept in it) use synchronous file calls: from the
- * page cache they take microseconds, and each async call hops to a thread pool and back, four
- * times per read.
- */
-export const SYNC_READ_BYTES_MAX = 64 * 1024;
 
 /**
  * Where a record log does its I/O and reports damage: Deno's file system and stderr unless told
@@ -176,7 +170,7 @@ export class RecordLog {
   #fs: FileSystem;
   #file: FileHandle;
   /** Opened by the first small read and kept (an open per read cost a third of a node's read time). */
-  #reader: FileHandle | null = null;
+  #reader: LogReader;
   #log: Log;
   #preallocation: Preallocation;
   /** Where the records end (the logical end): the next batch is written here. */
@@ -227,6 +221,7 @@ export class RecordLog {
     assert(zeroedBytes >= sizeBytes, "the zeros follow the records");
     this.#path = path;
     this.#fs = fs;
+    this.#reader = new LogReader(path, fs);
     this.#file = opened.file;
     this.#log = log;
     this.#preallocation = opened.preallocation ?? { bytes: 0, marginBytes: 0 };
@@ -325,39 +320,8 @@ export class RecordLog {
    *
    * @throws {DfsError} UNAVAILABLE if the file cannot be read; CORRUPTED if it ends first.
    */
-  async read(offset: number, size: number): Promise<Uint8Array<ArrayBuffer>> {
-    const bytes = new Uint8Array(size);
-    try {
-      let filled = 0;
-      if (size <= SYNC_READ_BYTES_MAX) {
-        // Synchronous, so no other read moves the shared handle's position meanwhile.
-        const file = this.#reader ??= this.#fs.openSync(this.#path, { read: true });
-        file.seekSync(offset, Deno.SeekMode.Start);
-        while (filled < size) {
-          const read = file.readSync(bytes.subarray(filled));
-          if (read === null) break;
-          filled += read;
-        }
-      } else {
-        using file = await this.#fs.open(this.#path, { read: true });
-        await file.seek(offset, Deno.SeekMode.Start);
-        while (filled < size) {
-          const read = await file.read(bytes.subarray(filled));
-          if (read === null) break;
-          filled += read;
-        }
-      }
-      if (filled < size) {
-        throw new DfsError("CORRUPTED", `Log "${this.#path}" ends before byte ${offset + size}`);
-      }
-    } catch (error) {
-      this.#dropReader();
-      if (error instanceof DfsError) throw error;
-      throw new DfsError("UNAVAILABLE", `Cannot read log "${this.#path}": ${reasonOf(error)}`, {
-        cause: error,
-      });
-    }
-    return bytes;
+  read(offset: number, size: number): Promise<Uint8Array<ArrayBuffer>> {
+    return this.#reader.read(offset, size);
   }
 
   /**
@@ -400,15 +364,7 @@ export class RecordLog {
     assert(this.#waiting.length === 0 && this.#queue.length === 0, "every call is carried out");
     await this.#space.settled();
     this.#file.close();
-    this.#dropReader();
-  }
-
-  /** Closes the read handle: the next read opens the file at path again. */
-  #dropReader(): void {
-    try {
-      this.#reader?.close();
-    } catch { /* already closed */ }
-    this.#reader = null;
+    this.#reader.close();
   }
 
   /** Queues the waiting appends that fit and starts the writer loop if it is not running. */
@@ -583,7 +539,7 @@ export class RecordLog {
     }
     this.#file.close();
     this.#file = file;
-    this.#dropReader(); // it reads the old file, whose offsets no longer hold
+    this.#reader.close(); // it reads the old file, whose offsets no longer hold
     this.#sizeBytes = sizeBytes;
     this.#space = new ZeroSpace(this.#path, {
       fs: this.#fs,
