@@ -122,7 +122,7 @@ export type NodeCollective =
 export type ListAnswer = ListingPage;
 
 /**
- * What a data node holds, summed up for a fast start-up (`planFastRecovery`): whole, only the
+ * What a data node holds, summed up for a fast start-up (`FastPlanner`): whole, only the
  * manifests it is the first holder of (no chunk of them is on a lower rank) and its tombstones; of
  * the others, how many and the sum of their fingerprints (`printOf` with the seed asked for).
  */

@@ -14,7 +14,7 @@ import { TEST_FILE_SYSTEMS } from "./_test_fs.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import { SUMMARY_PAGE_BYTES } from "../common/node_protocol.ts";
 import { DfsError } from "../../protocol/errors.ts";
-import { summarize } from "./summary.ts";
+import { summarize } from "../testing/summaries.ts";
 
 const RANK = 1;
 

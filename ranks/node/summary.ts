@@ -15,7 +15,6 @@ import {
   type SummaryPage,
   type SummaryTotals,
 } from "../common/node_protocol.ts";
-import type { ScanSummary } from "../common/node_protocol.ts";
 
 /** What a node holds, as its summary is made of it. */
 export interface Held {
@@ -120,10 +119,4 @@ export class Summarizer {
       opened,
     };
   }
-}
-
-/** The whole summary in one piece (`Summarizer` with no page limit): for tests and small nodes. */
-export function summarize(held: Held, seed: number): ScanSummary {
-  const page = new Summarizer(held, seed).next(Infinity);
-  return { rank: page.rank, manifests: page.manifests, ...page.totals! };
 }

@@ -40,7 +40,7 @@ export class Recovery {
       replicas: Replicas;
       health: Health;
       log: Log;
-      /** Draws the seed of each start-up's fingerprints (`planFastRecovery`). */
+      /** Draws the seed of each start-up's fingerprints (`FastPlanner`). */
       random: Random;
     },
   ) {
@@ -58,7 +58,7 @@ export class Recovery {
    * Start-up: decides the committed state from what every data node holds, has every node repair
    * itself to it, and loads the index; then the replicas found missing, and those on ranks that are
    * gone, are brought back in the background (`Health`). The nodes' summaries settle a clean
-   * restart (`planFastRecovery`); if they disagree, every manifest of every node is read
+   * restart (`FastPlanner`); if they disagree, every manifest of every node is read
    * (`planRecovery`).
    */
   async recover(): Promise<RecoveryPlan> {

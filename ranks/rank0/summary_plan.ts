@@ -18,7 +18,7 @@ import { addPrint, printOf } from "../common/fingerprint.ts";
 import { holdersOf, type LogOpened, type RankRepair } from "../common/manifest.ts";
 import { ManifestColumns } from "../common/manifest_columns.ts";
 import { readManifests } from "../common/manifest_codec.ts";
-import type { ScanSummary, SummaryTotals } from "../common/node_protocol.ts";
+import type { SummaryTotals } from "../common/node_protocol.ts";
 import type { RecoveryPlan } from "./plans.ts";
 
 /** What rank 0 expects of one node from the others' summaries. */
@@ -34,21 +34,8 @@ interface Expected {
 
 /**
  * The recovery plan of a clean restart from every node's summary (fingerprints keyed by `seed`),
- * or undefined if the summaries disagree in any way (then `planRecovery` decides).
- */
-export function planFastRecovery(
-  summaries: readonly ScanSummary[],
-  seed: number,
-): RecoveryPlan | undefined {
-  const planner = new FastPlanner(summaries.map((summary) => summary.rank), seed);
-  for (const summary of summaries) {
-    if (!planner.add(summary.rank, summary.manifests)) return undefined;
-  }
-  return planner.plan(new Map(summaries.map((summary) => [summary.rank, summary])));
-}
-
-/**
- * `planFastRecovery` a page at a time: the nodes' pages (`SummaryPage`) are read as they come, in
+ * or undefined if the summaries disagree in any way (then `planRecovery` decides), made a page at
+ * a time: the nodes' pages (`SummaryPage`) are read as they come, in
  * any order (what a page decides does not depend on which came first), each straight into the
  * columns that become the index, and may be dropped at once; then their totals.
  */

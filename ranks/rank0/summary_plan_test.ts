@@ -3,11 +3,12 @@ import { ChunkIdSet } from "../common/chunk_id_set.ts";
 import { type Manifest, tombstoneOf } from "../common/manifest.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import type { ScanSummary, SummaryTotals } from "../common/node_protocol.ts";
-import { type Held, summarize, Summarizer } from "../node/summary.ts";
+import { type Held, Summarizer } from "../node/summary.ts";
+import { planFastRecovery, summarize } from "../testing/summaries.ts";
 import { SeededRandom } from "../env/seeded_random.ts";
 import { blob, chunk, manifest, scanOf, type TestScan } from "../testing/manifests.ts";
 import { planRecovery, type RecoveryPlan } from "./plans.ts";
-import { FastPlanner, planFastRecovery } from "./summary_plan.ts";
+import { FastPlanner } from "./summary_plan.ts";
 
 const SEED = 0x5eed;
 const CLEAN = { damagedRegions: 0, damagedBytes: 0, tailCutBytes: 0, created: false };
