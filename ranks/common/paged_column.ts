@@ -14,6 +14,7 @@
  */
 
 import { assert } from "../../protocol/errors.ts";
+import { grown } from "./slot_table.ts";
 
 /** Slots of a whole page (a power of two): a sha256 column's page is 512 KiB. */
 export const PAGE_SLOTS = 2 ** 14;
@@ -62,9 +63,7 @@ export class PagedColumn<T extends ColumnArray> {
   /** Makes room for more slots: the first page doubles up to `PAGE_SLOTS`, then a page is added. */
   grow(): void {
     if (this.#slots < PAGE_SLOTS) {
-      const first = this.#make(2 * this.#slots * this.width);
-      first.set(this.#pages[0]);
-      this.#pages[0] = first;
+      this.#pages[0] = grown(this.#pages[0], this.#make(2 * this.#slots * this.width));
       this.#slots *= 2;
       return;
     }

@@ -54,11 +54,6 @@ export class FastPlanner {
     }
   }
 
-  /** True once the summaries disagree: there is no fast plan. */
-  get disagrees(): boolean {
-    return this.#disagrees;
-  }
-
   /** Reads a page of `rank`'s manifests; false once the summaries disagree. */
   add(rank: number, manifests: Uint8Array): boolean {
     if (!this.#disagrees && !this.#read(rank, manifests)) this.#disagrees = true;
