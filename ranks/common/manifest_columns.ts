@@ -6,10 +6,10 @@
  * one entry in an open-addressing hash table, and one slot of typed-array columns (~91 bytes, of
  * which 32 are the sha256 and 16 the blob id). Pure: no I/O.
  *
- * The common case is held inline: a file of at most one chunk whose id is `<blob>-0`, on at most
- * `RANKS_INLINE_MAX` ranks below `RANK_INLINE_LIMIT`, with a sha256 in lower-case hex (or none) and
- * no attributes. What does not fit (several chunks, a chunk at another offset, attributes, an odd
- * sha256) is kept as a copy in a side map, next to the inline fields; such files are few or large.
+ * A store holds the rest of each manifest (its sha256, chunks and attributes) in one of two ways:
+ * in columns of its own (`InlineDetails`, rank 0's index), or elsewhere (`details: "elsewhere"`, a
+ * data node's table, whose log has every manifest whole): then each slot holds, instead, a number
+ * its owner sets (`whereAt()`: where the manifest's record is in the log), and ~50 bytes less.
  *
  * `get()` and the iterators make a new `Manifest` each time: equal to the one set (`assertEquals`),
  * never the same object, and changing it changes nothing here.
@@ -18,9 +18,10 @@
  */
 
 import { NAME_BYTES_MAX } from "../../protocol/limits.ts";
-import { DfsError } from "../../protocol/errors.ts";
-import type { ChunkRef, FileAttrs, Manifest } from "./manifest.ts";
-import { hashOf, hexOf, parseHex } from "./hex_bytes.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
+import { type Manifest, replicasOf } from "./manifest.ts";
+import { hashOf } from "./hex_bytes.ts";
+import { InlineDetails } from "./inline_details.ts";
 import { SlotTable } from "./slot_table.ts";
 import { type ColumnArray, PagedColumn } from "./paged_column.ts";
 import { SortedSlots } from "./sorted_slots.ts";
@@ -47,31 +48,32 @@ export const TABLE_BUCKETS_MIN = 2 * MANIFEST_SLOTS_MIN;
 export const TABLE_LOAD_MAX = 0.75;
 /** Emptiest the hash table gets, in entries per bucket, before it halves. */
 export const TABLE_LOAD_MIN = 0.125;
-/** Ranks of a chunk held inline at most; a chunk on more goes to the side map. */
-export const RANKS_INLINE_MAX = 4;
-/** Ranks held inline are below this (one byte each); a chunk on a higher one goes to the side. */
-export const RANK_INLINE_LIMIT = 256;
+export { RANK_INLINE_LIMIT, RANKS_INLINE_MAX } from "./inline_details.ts";
+/**
+ * Replicas a store with details elsewhere counts for a listing at most (7 bits of its flags); a
+ * file on more is listed with this many.
+ */
+export const REPLICAS_COUNTED_MAX = 127;
 
-const SHA256_BYTES = 32;
-const BLOB_BYTES = 16;
 /** Numbers per slot in `#numbers`: version, size, modified. */
 const NUMBERS_PER_SLOT = 3;
 
+/** The one flag of a slot's own; the other bits are its details' (`InlineDetails`). */
 const FLAG_DELETED = 1;
-/** The slot has an entry in the side map (chunks, attrs or sha256 that do not fit inline). */
-const FLAG_EXTRA = 2;
-/** The file has one chunk, held inline: blob id, ranks, maybe a CRC32; its size is the file's. */
-const FLAG_CHUNK = 4;
-const FLAG_CRC32 = 8;
-const FLAG_SHA256_EMPTY = 16;
-/** The inline chunk's rank count is kept in the top 3 bits of the flags (`RANKS_INLINE_MAX`). */
-const RANKS_SHIFT = 5;
+/** With details elsewhere, the other 7 bits are the replicas (`replicasOf`). */
+const REPLICAS_SHIFT = 1;
 
-/** What a slot holds beyond its columns: copies, never the caller's objects. */
-interface Extra {
-  sha256?: string;
-  chunks?: ChunkRef[];
-  attrs?: FileAttrs;
+/** How a store holds the details of its manifests (see the module). */
+export interface ManifestColumnsOptions {
+  /** "inline" (the default): in columns here; "elsewhere": a number per slot instead. */
+  details?: "inline" | "elsewhere";
+}
+
+/** A slot's name, version and the number its owner set, with details elsewhere. */
+export interface ManifestPlace {
+  name: string;
+  version: number;
+  where: number;
 }
 
 /** The fields of a manifest a listing needs, read without making the manifest. */
@@ -116,12 +118,12 @@ export class ManifestColumns {
   /** UTF-8 bytes of the name; 0 for a free slot (names are never empty). */
   #nameBytes!: PagedColumn<Uint16Array>;
   #numbers!: PagedColumn<Float64Array>;
-  #sha256!: PagedColumn<Uint8Array>;
-  #blobs!: PagedColumn<Uint8Array>;
-  #crc32!: PagedColumn<Uint32Array>;
-  #ranks!: PagedColumn<Uint8Array>;
   #flags!: PagedColumn<Uint8Array>;
-  #extras!: Map<number, Extra>;
+  /** Sha256, chunks and attributes, unless they are held elsewhere. */
+  #details!: InlineDetails | undefined;
+  /** With details elsewhere: the number the owner set (`setWhere()`). */
+  #where!: PagedColumn<Float64Array> | undefined;
+  readonly #inline: boolean;
 
   /** Name to slot; at most `TABLE_LOAD_MAX` full. */
   #table!: SlotTable;
@@ -139,7 +141,8 @@ export class ManifestColumns {
     compare: (a, b) => this.#compareNames(a, b),
   });
 
-  constructor() {
+  constructor(options: ManifestColumnsOptions = {}) {
+    this.#inline = (options.details ?? "inline") === "inline";
     this.#reset();
   }
 
@@ -159,10 +162,26 @@ export class ManifestColumns {
     return this.#slotOf(name) >= 0;
   }
 
-  /** A new copy of the manifest of `name`, or undefined if none is held. */
+  /**
+   * A new copy of the manifest of `name`, or undefined if none is held.
+   *
+   * @throws {Error} an assertion with details elsewhere.
+   */
   get(name: string): Manifest | undefined {
     const slot = this.#slotOf(name);
     return slot < 0 ? undefined : this.#manifestAt(slot, name);
+  }
+
+  /** With details elsewhere: the number set for `slot` (`setWhere()`; -1 until set). */
+  whereAt(slot: number): number {
+    assert(this.#where !== undefined, "a store with details inline has no where");
+    return this.#where.get(slot);
+  }
+
+  /** With details elsewhere: sets the number of `slot`, the manifest's place elsewhere. */
+  setWhere(slot: number, where: number): void {
+    assert(this.#where !== undefined, "a store with details inline has no where");
+    this.#where.set(slot, where);
   }
 
   /** The slot holding `name`, or -1: a number that stays the name's until it is deleted. */
@@ -260,6 +279,19 @@ export class ManifestColumns {
     for (let slot = 0; slot < Math.min(end, this.#slotsUsed); slot++) {
       const name = visit(slot);
       if (name !== undefined) yield this.#manifestAt(slot, name);
+    }
+  }
+
+  /** With details elsewhere: every manifest's name, version and where (see the class's order). */
+  *places(): Generator<ManifestPlace> {
+    const end = this.#slotsUsed;
+    for (let slot = 0; slot < Math.min(end, this.#slotsUsed); slot++) {
+      if (this.#nameBytes.get(slot) === 0) continue;
+      yield {
+        name: this.#nameOf(slot),
+        version: this.#numbers.get(slot),
+        where: this.whereAt(slot),
+      };
     }
   }
 
@@ -394,7 +426,7 @@ export class ManifestColumns {
     this.#names.free(this.#nameBytes.get(slot));
     this.#nameBytes.set(slot, 0);
     this.#flags.set(slot, 0);
-    this.#extras.delete(slot);
+    this.#details?.free(slot);
     this.#nameAt.set(slot, this.#freeHead);
     this.#freeHead = slot + 1;
   }
@@ -411,17 +443,8 @@ export class ManifestColumns {
 
   /** Every column of the slots. */
   #columns(): PagedColumn<ColumnArray>[] {
-    return [
-      this.#hashes,
-      this.#nameAt,
-      this.#nameBytes,
-      this.#numbers,
-      this.#sha256,
-      this.#blobs,
-      this.#crc32,
-      this.#ranks,
-      this.#flags,
-    ];
+    const own = [this.#hashes, this.#nameAt, this.#nameBytes, this.#numbers, this.#flags];
+    return [...own, ...this.#details?.columns ?? [this.#where!]];
   }
 
   /** Copies the name in `#scratch` to the end of the arena, which has room for it. */
@@ -451,12 +474,11 @@ export class ManifestColumns {
     this.#nameAt = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots });
     this.#nameBytes = new PagedColumn((n) => new Uint16Array(n), { width: 1, slots });
     this.#numbers = new PagedColumn((n) => new Float64Array(n), { width: NUMBERS_PER_SLOT, slots });
-    this.#sha256 = new PagedColumn((n) => new Uint8Array(n), { width: SHA256_BYTES, slots });
-    this.#blobs = new PagedColumn((n) => new Uint8Array(n), { width: BLOB_BYTES, slots });
-    this.#crc32 = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots });
-    this.#ranks = new PagedColumn((n) => new Uint8Array(n), { width: RANKS_INLINE_MAX, slots });
     this.#flags = new PagedColumn((n) => new Uint8Array(n), { width: 1, slots });
-    this.#extras = new Map();
+    this.#details = this.#inline ? new InlineDetails(slots) : undefined;
+    this.#where = this.#inline
+      ? undefined
+      : new PagedColumn((n) => new Float64Array(n).fill(-1), { width: 1, slots });
     this.#table = new SlotTable({
       hashAt: (slot) => this.#hashes.get(slot),
       holdsSought: (slot) =>
@@ -466,93 +488,32 @@ export class ManifestColumns {
     this.#names = new NameArena();
   }
 
-  /** Writes every field of `m` but its name into `slot`: inline what fits, the rest aside. */
+  /** Writes every field of `m` but its name into `slot`: its details too, if they are here. */
   #writeFields(slot: number, m: Manifest): void {
     const numbers = this.#numbers.page(slot);
     const at = this.#numbers.at(slot);
     numbers[at] = m.version;
     numbers[at + 1] = m.size;
     numbers[at + 2] = m.modified;
-    let flags = m.deleted ? FLAG_DELETED : 0;
-    const extra: Extra = {};
-    if (m.sha256 === "") flags |= FLAG_SHA256_EMPTY;
-    else if (
-      m.sha256.length !== 2 * SHA256_BYTES ||
-      !parseHex(m.sha256, SHA256_BYTES, this.#sha256.page(slot), this.#sha256.at(slot))
-    ) extra.sha256 = m.sha256;
-    if (m.chunks.length === 1 && this.#writeChunk(slot, m.chunks[0], m.size)) {
-      const chunk = m.chunks[0];
-      flags |= FLAG_CHUNK | (chunk.ranks.length << RANKS_SHIFT);
-      if (chunk.crc32 !== undefined) flags |= FLAG_CRC32;
-    } else if (m.chunks.length > 0) extra.chunks = m.chunks.map(copyChunk);
-    if (m.attrs !== undefined) extra.attrs = { ...m.attrs };
-    if (extra.sha256 !== undefined || extra.chunks || extra.attrs) {
-      flags |= FLAG_EXTRA;
-      this.#extras.set(slot, extra);
-    } else this.#extras.delete(slot);
-    this.#flags.set(slot, flags);
-  }
-
-  /** Writes `chunk` inline if it fits (see the module); false if it does not. */
-  #writeChunk(slot: number, chunk: ChunkRef, fileSize: number): boolean {
-    const { id, ranks, crc32 } = chunk;
-    if (chunk.size !== fileSize || ranks.length > RANKS_INLINE_MAX) return false;
-    if (crc32 !== undefined && (crc32 >>> 0) !== crc32) return false;
-    for (const rank of ranks) {
-      if (!(Number.isInteger(rank) && rank >= 0 && rank < RANK_INLINE_LIMIT)) return false;
-    }
-    // `<blob>-0`: 32 lower-case hex digits, a dash, a zero.
-    if (id.length !== 2 * BLOB_BYTES + 2 || !id.endsWith("-0")) return false;
-    if (!parseHex(id, BLOB_BYTES, this.#blobs.page(slot), this.#blobs.at(slot))) return false;
-    this.#ranks.page(slot).set(ranks, this.#ranks.at(slot));
-    this.#crc32.set(slot, crc32 ?? 0);
-    return true;
+    const deleted = m.deleted ? FLAG_DELETED : 0;
+    const flags = this.#details
+      ? this.#details.write(slot, m)
+      : Math.min(replicasOf(m), REPLICAS_COUNTED_MAX) << REPLICAS_SHIFT;
+    this.#flags.set(slot, deleted | flags);
   }
 
   /** A new manifest from `slot`, whose name is `name`. */
   #manifestAt(slot: number, name: string): Manifest {
-    const flags = this.#flags.get(slot);
-    const extra = flags & FLAG_EXTRA ? this.#extras.get(slot) : undefined;
-    const numbers = this.#numbers.page(slot);
-    const at = this.#numbers.at(slot);
-    const size = numbers[at + 1];
-    const m: Manifest = {
-      name,
-      version: numbers[at],
-      size,
-      sha256: extra?.sha256 ??
-        (flags & FLAG_SHA256_EMPTY
-          ? ""
-          : hexOf(this.#sha256.page(slot), this.#sha256.at(slot), SHA256_BYTES)),
-      modified: numbers[at + 2],
-      chunks: flags & FLAG_CHUNK
-        ? [this.#chunkAt(slot, flags, size)]
-        : extra?.chunks
-        ? extra.chunks.map(copyChunk)
-        : [],
-    };
-    if (flags & FLAG_DELETED) m.deleted = true;
-    if (extra?.attrs) m.attrs = { ...extra.attrs };
-    return m;
-  }
-
-  #chunkAt(slot: number, flags: number, size: number): ChunkRef {
-    const id = hexOf(this.#blobs.page(slot), this.#blobs.at(slot), BLOB_BYTES) + "-0";
-    const ranks: number[] = [];
-    const count = flags >>> RANKS_SHIFT;
-    for (let i = 0; i < count; i++) ranks.push(this.#ranks.get(slot, i));
-    return flags & FLAG_CRC32
-      ? { id, size, ranks, crc32: this.#crc32.get(slot) }
-      : { id, size, ranks };
+    assert(this.#details !== undefined, "a store with details elsewhere makes no manifest");
+    const { version, size, modified, deleted } = this.#summaryAt(slot, name);
+    const head = { name, version, size, modified, deleted };
+    return this.#details.read(slot, this.#flags.get(slot), head);
   }
 
   #replicasAt(slot: number, flags: number): number {
-    if (flags & FLAG_CHUNK) return flags >>> RANKS_SHIFT;
-    const chunks = flags & FLAG_EXTRA ? this.#extras.get(slot)?.chunks : undefined;
-    if (!chunks) return 0;
-    let fewest = Infinity;
-    for (const chunk of chunks) fewest = Math.min(fewest, chunk.ranks.length);
-    return fewest;
+    return this.#details
+      ? this.#details.replicasAt(slot, flags)
+      : (flags & ~FLAG_DELETED) >>> REPLICAS_SHIFT;
   }
 }
 
@@ -566,11 +527,4 @@ function invalidName(name: string): DfsError {
     "INVALID_REQUEST",
     `Cannot hold a manifest of "${name.slice(0, 64)}": ${what}`,
   );
-}
-
-function copyChunk(chunk: ChunkRef): ChunkRef {
-  const { id, size, ranks, crc32 } = chunk;
-  return crc32 === undefined
-    ? { id, size, ranks: [...ranks] }
-    : { id, size, ranks: [...ranks], crc32 };
 }

@@ -20,10 +20,11 @@ import { DiskWatch } from "./disk_health.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type LogOpened, type RankRepair } from "../common/manifest.ts";
-import { decodeRecordWithData, encodeRecord, type LogRecord } from "./log_record.ts";
+import { decodeRecord, decodeRecordWithData, encodeRecord, type LogRecord } from "./log_record.ts";
 import { LogPlaces } from "./log_places.ts";
 import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
+import { RecordReader } from "./_log_reader.ts";
 import { Summarizer } from "./summary.ts";
 import { PagedAnswers } from "./paged_answers.ts";
 import type {
@@ -69,7 +70,9 @@ export class DataNode {
   #dir: string;
   /** Set by `replay()` once the log is open (the node is not used before). */
   #log!: RecordLog;
-  #table = new ManifestTable();
+  /** Reads the table's records back from the log. */
+  #records: RecordReader;
+  #table: ManifestTable;
   /** Changes to the table so far: a scan's or summary's pieces add up only while it stays. */
   #changes = 0;
   /** The scan and summary being sent a piece at a time. */
@@ -108,7 +111,7 @@ export class DataNode {
     const node = new DataNode(rank, storage);
     const log = await replayRecordLog(join(storage.dir, LOG_FILE), (body, offset) => {
       const { record, data } = decodeRecordWithData(body);
-      node.#apply(record);
+      node.#apply(record, offset);
       if (data) node.#placeInLog(record, offset + data.offset, data.size);
     }, storage.env);
     releaseDecodeInput();
@@ -124,6 +127,8 @@ export class DataNode {
     this.#paged = new PagedAnswers(rank, { scanPageBytes: storage.scanPageBytes });
     this.#dir = storage.dir;
     this.#store = storage.store;
+    this.#records = new RecordReader(join(storage.dir, LOG_FILE), storage.env.fs);
+    this.#table = this.#newTable();
     this.#disk = new DiskWatch(rank, {
       fs: storage.env.fs,
       log: storage.env.log,
@@ -328,7 +333,26 @@ export class DataNode {
    */
   #snapshot(): Uint8Array {
     const writer = new ManifestWriter();
-    for (const m of this.#table.all()) writer.add(m);
+    const unreadable: { name: string; version: number }[] = [];
+    for (const { name, version } of this.#table.versions()) {
+      try {
+        const m = this.#table.get(name, version);
+        if (m) writer.add(m);
+      } catch (error) {
+        if (!(error instanceof DfsError && error.code === "CORRUPTED")) throw error;
+        unreadable.push({ name, version });
+      }
+    }
+    // A record damaged since the log was replayed: the copies on other ranks are what is left of
+    // it (rank 0 copies it back: read repair, scrub, or recovery at the next start).
+    for (const { name, version } of unreadable) {
+      this.#env.log.error(
+        `dfs: rank ${this.rank}: the log record of "${name}" version ${version} is damaged; ` +
+          "it is dropped here, the other replicas keep it",
+      );
+      this.#table.apply({ kind: "release", name, version });
+      this.#changes++;
+    }
     return writer.bytes();
   }
 
@@ -420,7 +444,9 @@ export class DataNode {
         await this.#logReadsDone.promise;
       }
       // The table is read in the same turn as rewrite() is called below: every record appended
-      // before is in it, every one appended after lands in the new file.
+      // before is in it, every one appended after lands in the new file. Its records are read
+      // from the old file until the new one's offsets are in it.
+      this.#records.pin();
       const manifests = kept === "table" ? this.#snapshot() : kept;
       const log = this.#log;
       const [inLog, appending] = [this.#inLog, this.#appending];
@@ -430,12 +456,15 @@ export class DataNode {
       };
       /** Per record written, the chunk whose bytes it carries and where they start in it. */
       const carried: ({ id: string; at: number; size: number } | undefined)[] = [];
+      /** Per manifest, in order, the index of its commit record among those written. */
+      const commits: number[] = [];
       const records = (async function* () {
         for (const manifest of readManifests(manifests)) {
           const [first] = manifest.chunks;
           const single = manifest.chunks.length === 1;
           const data = single ? await bytesOf(first.id) : undefined;
           const bytes = encodeRecord({ kind: "commit", manifest }, data);
+          commits.push(carried.length);
           carried.push(data && { id: first.id, at: bytes.length - data.length, size: data.length });
           yield bytes;
           if (single) continue;
@@ -451,22 +480,33 @@ export class DataNode {
         }
       })();
       const offsets = await this.#log.rewrite(records);
+      // No append has resolved into the new file yet (they follow the rewrite): every place
+      // known is in the old one. Its reader and places go.
+      this.#records.close();
+      const places = new LogPlaces();
+      let i = 0;
       if (options.reset) {
-        this.#table = new ManifestTable();
+        this.#table = this.#newTable();
         this.#changes++;
-        this.#inLog = new LogPlaces();
+        this.#inLog = places;
         this.#liveRecords = this.#deadRecords = 0;
-        for (const manifest of readManifests(manifests)) this.#apply({ kind: "commit", manifest });
+        for (const manifest of readManifests(manifests)) {
+          this.#apply({ kind: "commit", manifest }, offsets[commits[i++]]);
+        }
       } else {
+        for (const { name, version } of readManifests(manifests)) {
+          this.#table.place(name, version, offsets[commits[i++]]);
+        }
         this.#liveRecords = carried.length;
         this.#deadRecords = 0;
       }
       carried.forEach((chunk, i) => {
         // A compaction skips chunks released meanwhile.
         if (chunk && (options.reset || this.#inLog.has(chunk.id))) {
-          this.#inLog.set(chunk.id, { offset: offsets[i] + chunk.at, size: chunk.size });
+          places.set(chunk.id, { offset: offsets[i] + chunk.at, size: chunk.size });
         }
       });
+      this.#inLog = places;
     } finally {
       this.#rewriting = null;
       done.resolve();
@@ -512,9 +552,12 @@ export class DataNode {
       const offset = await this.#log.append(bytes);
       // This runs before any rewrite called after the append can replace the file (the rewrite
       // starts with file I/O; this is the append's next microtask), so the offset still holds.
+      // The reader may hold what was at the offset before the record (zeros): it forgets that.
+      this.#records.forget();
+      this.#table.placed(record, offset);
       if (data) this.#placeInLog(record, offset + bytes.length - data.length, data.length);
     } catch (error) {
-      for (const step of undo) this.#table.apply(step);
+      for (const { record, where } of undo) this.#table.apply(record, where);
       this.#changes++;
       throw error;
     } finally {
@@ -522,7 +565,13 @@ export class DataNode {
     }
   }
 
-  #apply(record: LogRecord): void {
+  /** A table of no manifest, reading its records back from this node's log. */
+  #newTable(): ManifestTable {
+    return new ManifestTable((where) => decodeRecord(this.#records.readSync(where)));
+  }
+
+  /** Applies `record`, whose body is at `where` in the log if it is there already. */
+  #apply(record: LogRecord, where?: number): void {
     if (record.kind === "release") {
       const released = this.#table.get(record.name, record.version);
       if (released) { for (const id of chunkIdsOn(released, this.rank)) this.#inLog.delete(id); }
@@ -536,7 +585,7 @@ export class DataNode {
         }
       }
     }
-    this.#table.apply(record);
+    this.#table.apply(record, where);
     this.#changes++;
     if (record.kind === "commit") {
       this.#liveRecords++;

@@ -1,6 +1,6 @@
 /**
  * A data node's manifests in memory, rebuilt from its log and kept in step with every record it
- * appends. Pure: no I/O.
+ * appends. Pure: records are read back through the function it is given.
  *
  * @module
  */
@@ -11,48 +11,108 @@ import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { composeTombstones, type LogRecord, renamedFrom } from "./log_record.ts";
 
+/** The manifests a record commits (tombstones included), in the order it applies them. */
+export function manifestsOf(record: LogRecord): Manifest[] {
+  switch (record.kind) {
+    case "commit":
+      return [record.manifest];
+    case "rename":
+      return record.tombstone ? [record.tombstone, record.manifest] : [record.manifest];
+    case "compose":
+      return [...composeTombstones(record), record.manifest];
+    default:
+      return [];
+  }
+}
+
+/** Reads the record whose body is at `where` in the log (`RecordReader`). */
+export type RecordAt = (where: number) => LogRecord;
+
+/** A change to the table, and where its record is in the log if it is there. */
+export interface TableStep {
+  record: LogRecord;
+  where?: number;
+}
+
 /**
  * A data node's manifests, rebuilt from its log. Several versions of a name may coexist until the
- * older ones are released (a reader may still be reading them): the newest of each name is held
- * in columns (`ManifestColumns`, ~125 bytes a small file instead of ~500 as objects), the others,
- * few and short-lived, as objects beside them. Manifests handed out are copies.
+ * older ones are released (a reader may still be reading them). The newest of each name is held
+ * in columns with its details elsewhere (`ManifestColumns`, ~70 bytes a small file): its name,
+ * version, size, modified time and where its record is in the log, whose record is read back for
+ * the rest (`RecordAt`). Those whose record is not in the log yet (applied before their append
+ * resolves, `placed()`), and the older versions, few and short-lived, are held whole as objects.
+ * Manifests handed out are copies.
  */
 export class ManifestTable {
   /** Each name's newest version held. */
-  #newest = new ManifestColumns();
+  #newest = new ManifestColumns({ details: "elsewhere" });
+  /** The newest versions held whole, by name: where their slot says -1. */
+  #whole = new Map<string, Manifest>();
   /** Older versions of a name still held (until released), if any. */
   #older = new Map<string, Manifest[]>();
+  #recordAt: RecordAt;
 
-  apply(record: LogRecord): void {
+  constructor(recordAt: RecordAt) {
+    this.#recordAt = recordAt;
+  }
+
+  /** Newest versions held whole rather than by where their record is, and older versions held. */
+  get heldWhole(): number {
+    let older = 0;
+    for (const versions of this.#older.values()) older += versions.length;
+    return this.#whole.size + older;
+  }
+
+  /**
+   * Applies `record`, whose body is at `where` in the log if it is there already (a replay; an
+   * undo), else held whole until `placed()`. Takes the record's manifests: don't change them.
+   */
+  apply(record: LogRecord, where?: number): void {
     switch (record.kind) {
       case "commit":
-        return this.#add(record.manifest);
+        return this.#add(record.manifest, where);
       case "release":
         return this.#remove(record.name, record.version);
       case "rename":
         this.#remove(renamedFrom(record), record.fromVersion);
-        if (record.tombstone) this.#add(record.tombstone);
-        return this.#add(record.manifest);
+        if (record.tombstone) this.#add(record.tombstone, where);
+        return this.#add(record.manifest, where);
       case "compose":
         for (const source of record.sources) this.#remove(source.name, source.version);
-        for (const tombstone of composeTombstones(record)) this.#add(tombstone);
-        return this.#add(record.manifest);
+        for (const tombstone of composeTombstones(record)) this.#add(tombstone, where);
+        return this.#add(record.manifest, where);
       case "data":
         return; // bytes, not metadata: the data node tracks where they are
     }
   }
 
-  #add(manifest: Manifest): void {
+  /** `record`, applied before, is now in the log at `where`: its manifests still newest go there. */
+  placed(record: LogRecord, where: number): void {
+    for (const m of manifestsOf(record)) this.place(m.name, m.version, where);
+  }
+
+  /** Version `version` of `name`, if it is the newest held, is in the record at `where` now. */
+  place(name: string, version: number, where: number): void {
+    const slot = this.#newest.slotOf(name);
+    if (slot < 0 || this.#newest.versionAt(slot) !== version) return;
+    this.#newest.setWhere(slot, where);
+    this.#whole.delete(name);
+  }
+
+  #add(manifest: Manifest, where: number | undefined): void {
     // The usual case, a name not held yet, takes one lookup.
-    if (this.#newest.insert(manifest) >= 0) return;
-    const { name, version } = manifest;
-    const newest = this.#newest.versionOf(name)!;
-    if (newest === version) return void this.#newest.set(manifest);
-    if (version > newest) {
-      this.#keepOlder(this.#newest.get(name)!); // already a copy
-      return void this.#newest.set(manifest);
+    let slot = this.#newest.insert(manifest);
+    if (slot < 0) {
+      const { name, version } = manifest;
+      slot = this.#newest.slotOf(name);
+      const newest = this.#newest.versionAt(slot);
+      if (version < newest) return this.#keepOlder(structuredClone(manifest));
+      if (version > newest) this.#keepOlder(this.#newestAt(slot, name)); // a copy
+      this.#newest.set(manifest);
     }
-    this.#keepOlder(structuredClone(manifest));
+    this.#newest.setWhere(slot, where ?? -1);
+    if (where === undefined) this.#whole.set(manifest.name, manifest);
+    else this.#whole.delete(manifest.name);
   }
 
   /** Holds `m` (which it takes) among its name's older versions, replacing the same version. */
@@ -63,14 +123,16 @@ export class ManifestTable {
   }
 
   #remove(name: string, version: number): void {
-    if (this.#newest.versionOf(name) === version) {
+    const slot = this.#newest.slotOf(name);
+    if (slot >= 0 && this.#newest.versionAt(slot) === version) {
       this.#newest.delete(name);
+      this.#whole.delete(name);
       const older = this.#older.get(name);
       if (older === undefined) return;
-      // The highest older version becomes the newest.
+      // The highest older version becomes the newest, held whole.
       const next = older.reduce((a, b) => (b.version > a.version ? b : a));
       this.#dropOlder(name, next.version);
-      this.#newest.set(next);
+      this.#add(next, undefined);
       return;
     }
     this.#dropOlder(name, version);
@@ -85,31 +147,29 @@ export class ManifestTable {
   }
 
   /** The changes that take back `record` (applied already), should its append fail. */
-  undoOf(record: LogRecord): LogRecord[] {
-    const releaseOf = (m: { name: string; version: number }): LogRecord => ({
-      kind: "release",
-      name: m.name,
-      version: m.version,
+  undoOf(record: LogRecord): TableStep[] {
+    const releaseOf = (m: { name: string; version: number }): TableStep => ({
+      record: { kind: "release", name: m.name, version: m.version },
     });
+    const recommit = (name: string, version: number): TableStep[] => {
+      const manifest = this.get(name, version);
+      return manifest
+        ? [{ record: { kind: "commit", manifest }, where: this.#whereOf(name, version) }]
+        : [];
+    };
     switch (record.kind) {
       case "commit":
         return [releaseOf(record.manifest)];
-      case "release": {
-        const released = this.get(record.name, record.version);
-        return released ? [{ kind: "commit", manifest: released }] : [];
-      }
+      case "release":
+        return recommit(record.name, record.version);
       case "rename": {
-        const renamed = this.get(renamedFrom(record), record.fromVersion);
         const undo = [releaseOf(record.manifest)];
         if (record.tombstone) undo.push(releaseOf(record.tombstone));
-        return renamed ? [...undo, { kind: "commit", manifest: renamed }] : undo;
+        return [...undo, ...recommit(renamedFrom(record), record.fromVersion)];
       }
       case "compose": {
         const undo = [record.manifest, ...composeTombstones(record)].map(releaseOf);
-        for (const source of record.sources) {
-          const composed = this.get(source.name, source.version);
-          if (composed) undo.push({ kind: "commit", manifest: composed });
-        }
+        for (const source of record.sources) undo.push(...recommit(source.name, source.version));
         return undo;
       }
       case "data":
@@ -117,18 +177,64 @@ export class ManifestTable {
     }
   }
 
-  /** Version `version` of `name`, as a copy; undefined if not held. */
+  /** Where the record of `version` of `name` is, if it is the newest and not held whole. */
+  #whereOf(name: string, version: number): number | undefined {
+    const slot = this.#newest.slotOf(name);
+    if (slot < 0 || this.#newest.versionAt(slot) !== version) return undefined;
+    const where = this.#newest.whereAt(slot);
+    return where < 0 ? undefined : where;
+  }
+
+  /**
+   * Version `version` of `name`, as a copy; undefined if not held.
+   *
+   * @throws {DfsError} what reading its record throws: `CORRUPTED` if it is damaged.
+   */
   get(name: string, version: number): Manifest | undefined {
-    if (this.#newest.versionOf(name) === version) return this.#newest.get(name);
+    const slot = this.#newest.slotOf(name);
+    if (slot >= 0 && this.#newest.versionAt(slot) === version) return this.#newestAt(slot, name);
     const m = this.#older.get(name)?.find((o) => o.version === version);
     return m && structuredClone(m);
   }
 
-  /** Every manifest held, all versions, as copies. */
+  /** A copy of the newest manifest of `name`, in `slot`. */
+  #newestAt(slot: number, name: string): Manifest {
+    const where = this.#newest.whereAt(slot);
+    if (where < 0) return structuredClone(this.#whole.get(name)!);
+    return this.#read(name, this.#newest.versionAt(slot), where);
+  }
+
+  /** Version `version` of `name`, from its record at `where`. */
+  #read(name: string, version: number, where: number): Manifest {
+    const found = manifestsOf(this.#recordAt(where)).find((m) =>
+      m.name === name && m.version === version
+    );
+    if (found) return found;
+    throw new DfsError(
+      "CORRUPTED",
+      `The log record at byte ${where} does not hold version ${version} of "${name}"`,
+    );
+  }
+
+  /**
+   * Every manifest held, all versions, as copies, one at a time (records read back in turn).
+   *
+   * @throws {DfsError} what reading a record throws: `CORRUPTED` if one is damaged.
+   */
   *all(): Iterable<Manifest> {
-    yield* this.#newest.values();
+    for (const { name, version, where } of this.#newest.places()) {
+      yield where < 0 ? structuredClone(this.#whole.get(name)!) : this.#read(name, version, where);
+    }
     for (const versions of this.#older.values()) {
       for (const m of versions) yield structuredClone(m);
+    }
+  }
+
+  /** Name and version of every manifest held, all versions, without reading a record. */
+  *versions(): Iterable<{ name: string; version: number }> {
+    for (const { name, version } of this.#newest.places()) yield { name, version };
+    for (const versions of this.#older.values()) {
+      for (const { name, version } of versions) yield { name, version };
     }
   }
 
