@@ -24,6 +24,7 @@ import { decodeRecord, decodeRecordWithData, encodeRecord, type LogRecord } from
 import { LogPlaces } from "./log_places.ts";
 import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
+import { RewrittenRecords } from "./log_rewrite.ts";
 import { RecordReader } from "./_log_reader.ts";
 import { Summarizer } from "./summary.ts";
 import { PagedAnswers } from "./paged_answers.ts";
@@ -450,35 +451,13 @@ export class DataNode {
       const manifests = kept === "table" ? this.#snapshot() : kept;
       const log = this.#log;
       const [inLog, appending] = [this.#inLog, this.#appending];
-      const bytesOf = async (id: string) => {
-        const place = inLog.get(id);
-        return appending.get(id) || (place && await log.read(place.offset, place.size));
-      };
-      /** Per record written, the chunk whose bytes it carries and where they start in it. */
-      const carried: ({ id: string; at: number; size: number } | undefined)[] = [];
-      /** Per manifest, in order, the index of its commit record among those written. */
-      const commits: number[] = [];
-      const records = (async function* () {
-        for (const manifest of readManifests(manifests)) {
-          const [first] = manifest.chunks;
-          const single = manifest.chunks.length === 1;
-          const data = single ? await bytesOf(first.id) : undefined;
-          const bytes = encodeRecord({ kind: "commit", manifest }, data);
-          commits.push(carried.length);
-          carried.push(data && { id: first.id, at: bytes.length - data.length, size: data.length });
-          yield bytes;
-          if (single) continue;
-          // A file of several chunks (a composed one) may hold chunks kept in the log: their
-          // bytes follow its commit in data records.
-          for (const { id } of manifest.chunks) {
-            const data = inLog.has(id) || appending.has(id) ? await bytesOf(id) : undefined;
-            if (!data) continue;
-            const bytes = encodeRecord({ kind: "data", id }, data);
-            carried.push({ id, at: bytes.length - data.length, size: data.length });
-            yield bytes;
-          }
-        }
-      })();
+      const records = new RewrittenRecords(manifests, {
+        has: (id) => inLog.has(id) || appending.has(id),
+        bytesOf: async (id) => {
+          const place = inLog.get(id);
+          return appending.get(id) || (place && await log.read(place.offset, place.size));
+        },
+      });
       const offsets = await this.#log.rewrite(records);
       // No append has resolved into the new file yet (they follow the rewrite): every place
       // known is in the old one. Its reader and places go.
@@ -491,16 +470,16 @@ export class DataNode {
         this.#inLog = places;
         this.#liveRecords = this.#deadRecords = 0;
         for (const manifest of readManifests(manifests)) {
-          this.#apply({ kind: "commit", manifest }, offsets[commits[i++]]);
+          this.#apply({ kind: "commit", manifest }, offsets[records.commits[i++]]);
         }
       } else {
         for (const { name, version } of readManifests(manifests)) {
-          this.#table.place(name, version, offsets[commits[i++]]);
+          this.#table.place(name, version, offsets[records.commits[i++]]);
         }
-        this.#liveRecords = carried.length;
+        this.#liveRecords = records.carried.length;
         this.#deadRecords = 0;
       }
-      carried.forEach((chunk, i) => {
+      records.carried.forEach((chunk, i) => {
         // A compaction skips chunks released meanwhile.
         if (chunk && (options.reset || this.#inLog.has(chunk.id))) {
           places.set(chunk.id, { offset: offsets[i] + chunk.at, size: chunk.size });
