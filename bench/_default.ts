@@ -51,6 +51,12 @@ export const FILL_SLICE_FRACTION = 0.1;
 export const LIST_TIMEOUT_MS = 120_000;
 /** Longest a bare `deno` process may take to start and exit. */
 export const BARE_START_TIMEOUT_MS = 60_000;
+/**
+ * How long the million-file server is left idle before its memory is read again: V8 collects an
+ * idle isolate's garbage (its memory reducer) within about this long, so the reading after it is
+ * what the structures hold, the one right after the operation what a busy server holds.
+ */
+export const SETTLE_MS = 30_000;
 
 /** Runs the default suite; `bench.notes` receives what the reader of the figures must know. */
 export async function runDefault(bench: BenchContext): Promise<Figure[]> {
@@ -327,20 +333,33 @@ export async function manyFiles(bench: BenchContext): Promise<Figure[]> {
         ),
       );
       const afterPuts = await server.rssBytes();
+      const afterPutsSettled = await settledRss(server);
       progress("meta");
       figures.push(...await metaFigures(server, config, files));
       progress("list");
       figures.push(await listFigure(server, { runs: config.runs, names: files }));
       figures.push(await peakMemory(server, `server peak resident memory, ${files} files`));
       const rss = "server resident memory above the empty server's";
+      const settled = `idle ${SETTLE_MS / 1000} s`;
       figures.push(
         figureOf(`${rss}, after the puts`, perFile(afterPuts, files), bytesPerFile),
+        figureOf(
+          `${rss}, after the puts, ${settled}`,
+          perFile(afterPutsSettled, files),
+          bytesPerFile,
+        ),
         figureOf(`${rss}, after the lists`, perFile(await server.rssBytes(), files), bytesPerFile),
+        figureOf(
+          `${rss}, after the lists, ${settled}`,
+          perFile(await settledRss(server), files),
+          bytesPerFile,
+        ),
       );
       return files;
     });
     progress("start-up");
     const restartedRss: number[] = [];
+    const restartedSettledRss: number[] = [];
     figures.push(
       await startFigure(config, { name: "start-up, empty store", dirOf: emptyDir }),
       await startFigure(config, {
@@ -348,10 +367,18 @@ export async function manyFiles(bench: BenchContext): Promise<Figure[]> {
         dirOf: () => dataDir,
         names,
         rss: restartedRss,
+        settledRss: restartedSettledRss,
       }),
       figureOf(
         "server resident memory above the empty server's, after a restart",
         restartedRss.flatMap((rss) => perFile(rss, names)),
+        bytesPerFile,
+      ),
+      figureOf(
+        `server resident memory above the empty server's, after a restart, idle ${
+          SETTLE_MS / 1000
+        } s`,
+        restartedSettledRss.flatMap((rss) => perFile(rss, names)),
         bytesPerFile,
       ),
       await bareStartFigure(config.runs),
@@ -523,6 +550,8 @@ async function startFigure(
     names?: number;
     /** Receives the server's resident memory once started, per run. */
     rss?: number[];
+    /** Receives it once more after the last run's server was idle `SETTLE_MS`. */
+    settledRss?: number[];
   },
 ): Promise<Figure> {
   const { name, dirOf, names } = options;
@@ -537,12 +566,19 @@ async function startFigure(
           await checkFiles(server, [0, names - 1].map(manyName));
         }
         options.rss?.push(await server.rssBytes());
+        if (run === config.runs - 1) options.settledRss?.push(await settledRss(server));
       });
     } finally {
       if (names === undefined) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     }
   }
   return figureOf(name, samples, { unit: "s" });
+}
+
+/** The server's resident memory once it has been idle `SETTLE_MS`. */
+async function settledRss(server: TestServer): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  return await server.rssBytes();
 }
 
 function emptyDir(): Promise<string> {
