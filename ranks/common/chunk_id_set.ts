@@ -128,9 +128,9 @@ export class ChunkIdSet {
     this.#hashes[slot] = hash;
     if (2 * this.#size > this.#table.length) {
       this.#table.resize(2 * this.#table.length);
-      this.#table.put(this.#table.find(hash), slot);
+      this.#table.put(this.#table.find(hash), slot, hash);
     } else {
-      this.#table.put(bucket, slot);
+      this.#table.put(bucket, slot, hash);
     }
   }
 

@@ -224,7 +224,7 @@ export class ManifestColumns {
       slot = this.#newSlot(m.name);
       this.#hashes.set(slot, hash);
       this.#writeName(slot, length);
-      this.#table.put(bucket, slot);
+      this.#table.put(bucket, slot, hash);
       this.#sorted.added(slot);
       this.#size++;
       if (this.#size > this.#table.length * TABLE_LOAD_MAX) {

@@ -18,7 +18,7 @@ function integerStore(buckets: number, hashOf: (key: number) => number) {
       const bucket = bucketOf(key);
       if (table.slotIn(bucket) >= 0) return;
       keys.push(key);
-      table.put(bucket, keys.length - 1);
+      table.put(bucket, keys.length - 1, hashOf(key));
     },
     remove: (key: number) => {
       const bucket = bucketOf(key);
@@ -27,27 +27,35 @@ function integerStore(buckets: number, hashOf: (key: number) => number) {
   };
 }
 
-Deno.test("SlotTable finds every key after removals in the middle of probe runs, and after resize()", () => {
-  // Few distinct hashes, so that probe runs are long and wrap around the end.
-  const store = integerStore(64, (key) => (key * 7) % 5 + 60);
-  const prng = new Prng(3);
-  const held = new Set<number>();
-  for (let step = 0; step < 5_000; step++) {
-    const key = prng.int(40);
-    if (prng.float() < 0.4) {
-      store.remove(key);
-      held.delete(key);
-    } else {
-      store.add(key);
-      held.add(key);
+// Few distinct buckets, so that probe runs are long and wrap around the end; in the second, keys
+// of a bucket differ in their hash's top bits (the tag a bucket keeps), some alike.
+for (
+  const [how, hashOf] of [
+    ["one tag", (key: number) => (key * 7) % 5 + 60],
+    ["tags", (key: number) => (((key % 6) << 27) | ((key * 7) % 5 + 60)) >>> 0],
+  ] as const
+) {
+  Deno.test(`SlotTable finds every key after removals in the middle of probe runs, and after resize() (${how})`, () => {
+    const store = integerStore(64, hashOf);
+    const prng = new Prng(3);
+    const held = new Set<number>();
+    for (let step = 0; step < 5_000; step++) {
+      const key = prng.int(40);
+      if (prng.float() < 0.4) {
+        store.remove(key);
+        held.delete(key);
+      } else {
+        store.add(key);
+        held.add(key);
+      }
+      for (let k = 0; k < 40; k++) assert.equal(store.get(k) >= 0, held.has(k), `key ${k}`);
     }
+    store.table.resize(128);
+    assert.equal(store.table.length, 128);
     for (let k = 0; k < 40; k++) assert.equal(store.get(k) >= 0, held.has(k), `key ${k}`);
-  }
-  store.table.resize(128);
-  assert.equal(store.table.length, 128);
-  for (let k = 0; k < 40; k++) assert.equal(store.get(k) >= 0, held.has(k), `key ${k}`);
-  assert.equal([...store.table.slots()].length, held.size);
-});
+    assert.equal([...store.table.slots()].length, held.size);
+  });
+}
 
 Deno.test("SlotTable wants a power of two of buckets", () => {
   assert.throws(() => new SlotTable({ hashAt: () => 0, holdsSought: () => true }, 48), /power/);

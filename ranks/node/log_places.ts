@@ -93,9 +93,9 @@ export class LogPlaces {
     this.#size++;
     if (this.#size > this.#table.length * LOG_PLACES_LOAD_MAX) {
       this.#table.resize(2 * this.#table.length);
-      this.#table.put(this.#table.find(hash), slot);
+      this.#table.put(this.#table.find(hash), slot, hash);
     } else {
-      this.#table.put(bucket, slot);
+      this.#table.put(bucket, slot, hash);
     }
   }
 
