@@ -1,7 +1,8 @@
 /**
  * Memory per file of rank 0's index: realistic manifests of small files (one chunk of 4 B to
  * 4 KiB on 2 ranks, sha256 in hex, a CRC32) held in a `Map<string, Manifest>` (the index before
- * `ManifestColumns`), in `ManifestColumns`, in `FileIndex`, and their names alone in a
+ * `ManifestColumns`), in `ManifestColumns`, in a data node's `ManifestColumns` (details elsewhere:
+ * where each record is instead), in `FileIndex`, and their names alone in a
  * `Map<string, number>`; and, as a control, none held (`none`: what making and dropping them
  * leaves in the rss). Each kind is measured in a process of its own, after `gc()`, before and
  * after inserting: heap used plus external (array buffers), and resident set size.
@@ -19,7 +20,14 @@ import { FileIndex } from "../ranks/rank0/file_index.ts";
 import { Prng } from "../tests/_bytes.ts";
 
 /** What holds the manifests. */
-export const KINDS = ["none", "map", "columns", "file-index", "names-map"] as const;
+export const KINDS = [
+  "none",
+  "map",
+  "columns",
+  "columns-elsewhere",
+  "file-index",
+  "names-map",
+] as const;
 export type Kind = typeof KINDS[number];
 
 /** Files measured when no count is given. */
@@ -135,6 +143,20 @@ function holderOf(kind: Kind): {
         bytes: () => columns.bytes,
       };
     }
+    case "columns-elsewhere": { // a data node's table: details in its log, where they are here
+      const columns = new ManifestColumns({ details: "elsewhere" });
+      return {
+        add: (m) => columns.setWhere(columns.set(m), 1024 * columns.size),
+        get: (name) => columns.slotOf(name) >= 0,
+        iterate: () => {
+          let n = 0;
+          for (const { version } of columns.places()) n += version;
+          return n;
+        },
+        keep: columns,
+        bytes: () => columns.bytes,
+      };
+    }
     case "file-index": {
       const index = new FileIndex();
       return {
@@ -226,10 +248,10 @@ if (import.meta.main) {
     console.log(JSON.stringify(measure(kind, files)));
   } else {
     console.log(`${files} files`);
-    console.log("kind         heap+ext B/file   rss B/file   insert s   iterate s   get s");
+    console.log("kind              heap+ext B/file   rss B/file   insert s   iterate s   get s");
     for (const r of await measureAll(files)) {
       console.log(
-        `${r.kind.padEnd(12)} ${String(r.heapAndExternalBytesPerFile).padStart(15)} ${
+        `${r.kind.padEnd(17)} ${String(r.heapAndExternalBytesPerFile).padStart(15)} ${
           String(r.rssBytesPerFile).padStart(12)
         } ${r.insertSeconds.toFixed(2).padStart(10)} ${r.iterateSeconds.toFixed(2).padStart(11)} ${
           r.getSeconds.toFixed(2).padStart(7)
