@@ -9,6 +9,7 @@ import {
   type ManifestSummary,
   NAMES_SLAB_BYTES,
   RANKS_INLINE_MAX,
+  REPLICAS_COUNTED_MAX,
 } from "./manifest_columns.ts";
 
 const SHA = "0123456789abcdef".repeat(4);
@@ -432,4 +433,49 @@ Deno.test("ManifestColumns.insert() adds a name not held and leaves a held one a
   assert.equal(columns.set(small("a", 9)), slot, "set() replaces in the same slot");
   assert.equal(columns.get("a")?.version, 9);
   assert.equal(columns.slotOf("b"), -1);
+});
+
+Deno.test("ManifestColumns with details elsewhere keeps the listing fields and a where per slot, and makes no manifest", () => {
+  const columns = new ManifestColumns({ details: "elsewhere" });
+  const many = Array.from({ length: 200 }, (_, i) => i);
+  const ms = [
+    small("b/one"),
+    withChunks("b/two", [
+      { id: `${BLOB}-0`, size: 1, ranks: [1, 2, 3] },
+      { id: `${BLOB}-1`, size: 1, ranks: [1] },
+    ]),
+    withChunks("b/wide", [{ id: `${BLOB}-0`, size: 1, ranks: many }]),
+    withChunks("b/three", [], { size: 0 }),
+    tombstoneOf("b/gone", 5, 6),
+  ];
+  ms.forEach((m, i) => {
+    const slot = columns.set(m);
+    assert.equal(columns.whereAt(slot), -1, "none until set");
+    columns.setWhere(slot, 1000 * i);
+  });
+  const summaries: ManifestSummary[] = [];
+  columns.forEachSummary((s) => summaries.push(s));
+  assert.deepEqual(
+    summaries.sort(byName),
+    ms.map((m) => ({
+      name: m.name,
+      version: m.version,
+      size: m.size,
+      modified: m.modified,
+      deleted: m.deleted === true,
+      replicas: Math.min(replicasOf(m), REPLICAS_COUNTED_MAX),
+    })).sort(byName),
+  );
+  assert.deepEqual(
+    [...columns.places()].sort(byName),
+    ms.map((m, i) => ({ name: m.name, version: m.version, where: 1000 * i })).sort(byName),
+  );
+  // A new version keeps the slot and its where until the owner sets another.
+  const slot = columns.set(small("b/one", 9));
+  assert.equal(columns.whereAt(slot), 0);
+  assert.throws(() => columns.get("b/one"), /details elsewhere/);
+  assert.throws(() => new ManifestColumns().whereAt(0), /details inline/);
+  const inline = new ManifestColumns();
+  for (const m of ms) inline.set(m);
+  assert.ok(columns.bytes < inline.bytes, `${columns.bytes} bytes against ${inline.bytes}`);
 });
