@@ -69,12 +69,9 @@ export class FileNode {
   links = 0;
   opens = 0;
   freed = false;
-  /** Its inode number: which file it is. */
-  readonly ino: number;
 
   constructor(volume: Volume) {
     this.volume = volume;
-    this.ino = ++volume.inodes;
   }
 
   /** Copies bytes from `at` into `into`; returns how many (0 at or past the end). */
@@ -211,8 +208,6 @@ export class Volume {
   /** Bumped by a crash: handles opened before it are dead. */
   generation = 0;
   usedBytes = 0;
-  /** Files created so far: the last inode number given. */
-  inodes = 0;
   readonly capacityBytes: number;
   readonly device: number;
   faults: { prefix: string; op: FaultOp; error: FaultError }[] = [];
@@ -324,14 +319,12 @@ export class MemoryFileHandle implements FileHandle {
     return this.sync();
   }
 
-  /** The file's size, its folder entries (0 once removed) and inode number; a folder has one entry. */
-  statSync(): { size: number; nlink: number; ino: number | null } {
+  /** The file's size and its folder entries (0 once removed); a folder has one. */
+  statSync(): { size: number; nlink: number } {
     this.#alive();
     this.#volume.checkFault("stat", this.#path);
     const node = this.#node;
-    return node.kind === "file"
-      ? { size: node.size, nlink: node.links, ino: node.ino }
-      : { size: 0, nlink: 1, ino: null };
+    return node.kind === "file" ? { size: node.size, nlink: node.links } : { size: 0, nlink: 1 };
   }
 
   lock(exclusive = false): Promise<void> {

@@ -80,10 +80,9 @@ export interface FileHandle extends Disposable {
   syncData(): Promise<void>;
   /**
    * fstat: the file's size and how many folder entries name it (0 once it was removed or renamed
-   * over; null where the platform does not say), and its inode number (which file it is; null
-   * where the platform does not say). Synchronous: it costs about a microsecond.
+   * over; null where the platform does not say). Synchronous: it costs about a microsecond.
    */
-  statSync(): { size: number; nlink: number | null; ino: number | null };
+  statSync(): { size: number; nlink: number | null };
   /** An exclusive (or shared) advisory lock on the whole file; waits until it is granted. */
   lock(exclusive?: boolean): Promise<void>;
   close(): void;

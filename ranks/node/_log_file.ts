@@ -1,9 +1,8 @@
 /**
  * The log file under `RecordLog` (private to `node/`): the zero space it keeps written and
  * fdatasynced ahead of its records (`ZeroSpace`), so that a group commit overwrites allocated
- * space instead of growing the file (which costs an inode write per fdatasync); the handles its
- * batches in flight are fdatasynced through (`SyncFiles`); and writing a whole log file for
- * `RecordLog.rewrite()`, with the errors a rewrite raises.
+ * space instead of growing the file (which costs an inode write per fdatasync); and writing a
+ * whole log file for `RecordLog.rewrite()`, with the errors a rewrite raises.
  *
  * @module
  */
@@ -152,48 +151,6 @@ export class ZeroSpace {
     }
     if (written.zeroedBytes < to) this.#retryAtBytes = recordsEnd + this.#preallocation.marginBytes;
     if (written.cutBack) this.#ceilingBytes = this.#zeroedBytes;
-  }
-}
-
-/**
- * The handles a log's batches in flight are fdatasynced through, one per place in its pipeline
- * after the first (which is the log's own handle's): each opened on the log's path when first
- * needed, and kept. Linux reports a writeback error once per open file, so fdatasyncs running at
- * once through one handle could take each other's (and Deno runs the calls on one handle one at
- * a time).
- */
-export class SyncFiles {
-  #path: string;
-  #fs: FileSystem;
-  #files: FileHandle[] = [];
-
-  constructor(path: string, fs: FileSystem) {
-    this.#path = path;
-    this.#fs = fs;
-  }
-
-  /**
-   * The handle of `place` (`log`, the log's own, for place 0): opened on the path if need be,
-   * and only if that is `log`'s file (the same inode). Else `log`: it will do, shared.
-   */
-  async get(place: number, log: FileHandle): Promise<FileHandle> {
-    const kept = this.#files[place];
-    if (place === 0 || kept !== undefined) return kept ?? log;
-    try {
-      const file = await this.#fs.open(this.#path, { write: true });
-      const { ino } = file.statSync();
-      if (ino !== null && ino === log.statSync().ino) return this.#files[place] = file;
-      file.close();
-    } catch {
-      // The log's own handle will do.
-    }
-    return log;
-  }
-
-  /** Closes the handles (the next `get()` opens them again). */
-  close(): void {
-    for (const file of this.#files) file?.close();
-    this.#files = [];
   }
 }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { FileHandle, FileSystem, OpenOptions } from "../env/env.ts";
 import { writeAll } from "./_fs.ts";
-import { PREALLOCATE_WRITE_BYTES, SyncFiles } from "./_log_file.ts";
+import { PREALLOCATE_WRITE_BYTES } from "./_log_file.ts";
 import { frameRecord, RECORD_HEADER_SIZE_BYTES } from "./record_frame.ts";
 import {
   LOG_PREALLOCATE_BYTES,
@@ -305,23 +305,3 @@ Deno.test("RecordLog: a failed extension is said, cut back and tried again once 
 Deno.test("LOG_PREALLOCATE_MARGIN_BYTES is under LOG_PREALLOCATE_BYTES", () => {
   assert.ok(LOG_PREALLOCATE_MARGIN_BYTES < LOG_PREALLOCATE_BYTES);
 });
-
-for (const testFs of TEST_FILE_SYSTEMS) {
-  Deno.test(`SyncFiles opens a handle per place on the log's file, and never on another one${testFs.suffix}`, async () => {
-    await using temp = await tempLogPath(testFs);
-    const { fs } = temp;
-    using log = await fs.open(temp.path, { write: true, create: true });
-    const files = new SyncFiles(temp.path, fs);
-    assert.equal(await files.get(0, log), log, "the first place is the log's own handle");
-    const own = await files.get(1, log);
-    assert.notEqual(own, log);
-    assert.equal(own.statSync().ino, log.statSync().ino);
-    assert.equal(await files.get(1, log), own, "kept");
-    // Another file renamed over the log's path: a handle opened on it would sync the wrong file.
-    using other = await fs.open(`${temp.path}.other`, { write: true, create: true });
-    await fs.rename(`${temp.path}.other`, temp.path);
-    assert.equal(await files.get(2, log), log, "the log's own handle will do");
-    assert.notEqual(other.statSync().ino, log.statSync().ino);
-    files.close();
-  });
-}

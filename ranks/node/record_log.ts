@@ -1,8 +1,6 @@
 /**
  * The metadata log of a data node: an append-only file of checksummed records, written with group
- * commit (appends that arrive while a write+fdatasync runs share the next one), the commits
- * overlapping: up to `LOG_COMMITS_IN_FLIGHT_MAX` batches are written with their fdatasync in
- * flight, each through a handle of its own, and settle in log order (`_commit_pipeline.ts`).
+ * commit (appends that arrive while a write+fdatasync runs share the next one).
  *
  * Records are opaque, non-empty bytes (the caller CBOR-encodes them), framed on disk with their
  * length and CRC32 (`record_frame.ts`, pure), and followed by zeros the log keeps written and
@@ -28,20 +26,10 @@ import {
   type Preallocation,
   type Records,
   rewriteError,
-  SyncFiles,
   writeLogFile,
   ZeroSpace,
 } from "./_log_file.ts";
 import { LogReader } from "./_log_reader.ts";
-import {
-  type BatchSize,
-  type Queued,
-  RECORD_BATCH_BYTES_MAX,
-  RECORD_QUEUE_BYTES_MAX,
-  RECORD_QUEUE_RECORDS_MAX,
-  RecordQueue,
-} from "./_record_queue.ts";
-import { type Commit, CommitPipeline, LOG_COMMITS_IN_FLIGHT_MAX } from "./_commit_pipeline.ts";
 import {
   type LogVerifyReport,
   openLogFile,
@@ -53,24 +41,37 @@ import {
 } from "./log_replay.ts";
 import {
   type DamagedRegion,
+  frameRecord,
   RECORD_HEADER_SIZE_BYTES,
   RECORD_SIZE_BYTES_MAX,
 } from "./record_frame.ts";
 
 export {
   type DamagedRegion,
-  LOG_COMMITS_IN_FLIGHT_MAX,
   LOG_PREALLOCATE_BYTES,
   LOG_PREALLOCATE_MARGIN_BYTES,
   type LogVerifyReport,
   type Preallocation,
-  RECORD_BATCH_BYTES_MAX,
-  RECORD_QUEUE_BYTES_MAX,
-  RECORD_QUEUE_RECORDS_MAX,
   type Records,
   REPLAY_READ_BYTES,
   type ReplayReport,
 };
+
+/**
+ * Framed bytes per write+fdatasync; a record bigger than this is written alone. Metadata records
+ * are ~100 bytes, so one batch holds thousands; at ~1 GB/s writing 1 MiB takes about as long as the
+ * fdatasync itself, so bigger batches would add latency and save little.
+ */
+export const RECORD_BATCH_BYTES_MAX = 1024 * 1024;
+
+/**
+ * Framed bytes queued for the next batches. An append that does not fit waits (in call order) until
+ * a batch is taken from the queue; one record always fits an empty queue.
+ */
+export const RECORD_QUEUE_BYTES_MAX = 8 * RECORD_BATCH_BYTES_MAX;
+
+/** Records queued for the next batches (bounds the per-record overhead of tiny records). */
+export const RECORD_QUEUE_RECORDS_MAX = 16 * 1024;
 
 /**
  * Microtask turns the writer waits after a batch before taking the next one. Without it, callers
@@ -143,13 +144,21 @@ export async function openRecordLog(
   return { log, records, offsets };
 }
 
-/** A batch taken from the queue into the pipeline. */
-interface Batch {
-  queued: Queued[];
-  /** Where its records end in the file. */
-  end: number;
-  /** Whether it was written past the zeros (alone in flight, see `#nextBatch()`). */
-  grows: boolean;
+/** A call waiting for the writer: an append not yet queued, or a rewrite. */
+type Waiting =
+  | { record: Uint8Array; resolve: (offset: number) => void; reject: (error: unknown) => void }
+  | {
+    records: Records;
+    resolve: (offsets: number[]) => void;
+    reject: (error: unknown) => void;
+  };
+
+/** A framed append, queued for the next batches. */
+interface Queued {
+  frame: Uint8Array;
+  /** Called with the file offset of the record's body once it is durable. */
+  resolve: (offset: number) => void;
+  reject: (error: unknown) => void;
 }
 
 /**
@@ -164,25 +173,18 @@ export class RecordLog {
   #reader: LogReader;
   #log: Log;
   #preallocation: Preallocation;
-  /** Where the durable records end (the logical end). */
+  /** Where the records end (the logical end): the next batch is written here. */
   #sizeBytes: number;
-  /** Where the records written end, batches in flight included: the next batch is written here. */
-  #writtenBytes: number;
   /** The zeros ahead of the records: `#sizeBytes` <= its `zeroedBytes`. */
   #space: ZeroSpace;
   #syncCount = 0;
-  /** Appends and rewrites not carried out yet. */
-  #calls = new RecordQueue();
+  /** Calls not yet queued: appends while the queue is full, and everything behind a rewrite. */
+  #waiting: Waiting[] = [];
+  /** Framed appends for the next batches. */
+  #queue: Queued[] = [];
+  #queuedBytes = 0;
   /** The writer loop, while it runs. */
   #writing: Promise<void> | undefined;
-  /** Set while the writer loop waits for a batch's fdatasync or a free place for one: wakes it. */
-  #wake: (() => void) | undefined;
-  /** Batches written, their fdatasync started, not yet acknowledged or rejected. */
-  #pipeline = new CommitPipeline<Batch>();
-  /** The handles batches in flight are fdatasynced through, but for the first place's. */
-  #syncFiles: SyncFiles;
-  /** Once a batch failed: why, and the batches to reject once none is in flight and cut back. */
-  #failed: { failure: DfsError; batches: Queued[][] } | undefined;
   /** Set when a failed batch could not be cut off the file: appending after it would be lost. */
   #broken: DfsError | undefined;
   /**
@@ -220,12 +222,10 @@ export class RecordLog {
     this.#path = path;
     this.#fs = fs;
     this.#reader = new LogReader(path, fs);
-    this.#syncFiles = new SyncFiles(path, fs);
     this.#file = opened.file;
     this.#log = log;
     this.#preallocation = opened.preallocation ?? { bytes: 0, marginBytes: 0 };
     this.#sizeBytes = sizeBytes;
-    this.#writtenBytes = sizeBytes;
     this.#space = new ZeroSpace(path, { fs, log, preallocation: this.#preallocation, zeroedBytes });
     this.replay = opened.replay;
     this.#failure = opened.failure;
@@ -260,11 +260,9 @@ export class RecordLog {
 
   /**
    * Appends one record; resolves once it is durable (write + fdatasync), with the file offset of the
-   * record's body (valid until the next `rewrite()`). Appends arriving while
-   * `LOG_COMMITS_IN_FLIGHT_MAX` batches are in flight are batched into the next single write +
-   * fdatasync of up to `RECORD_BATCH_BYTES_MAX`, written (after those in flight) once one of them
-   * settles. An append resolves once its batch's fdatasync and those of every batch before it
-   * succeeded, in log order. The record is copied when it is queued: at once, unless
+   * record's body (valid until the next `rewrite()`). Appends arriving while a
+   * batch is written are batched into the next single write + fdatasync of up to
+   * `RECORD_BATCH_BYTES_MAX`. The record is copied when it is queued: at once, unless
    * `RECORD_QUEUE_BYTES_MAX` or `RECORD_QUEUE_RECORDS_MAX` are reached or a rewrite is pending, so
    * don't change it before the returned promise settles.
    *
@@ -277,8 +275,7 @@ export class RecordLog {
    * waits for an extension running (see `LOG_PREALLOCATE_MARGIN_BYTES`), then grows the file.
    *
    * @throws {DfsError} TOO_LARGE over `RECORD_SIZE_BYTES_MAX`; UNAVAILABLE if the write or
-   * fdatasync of its batch fails (a full disk), or of a batch before it, or of one synced at the
-   * same time through the same handle: then no record of those batches is in the log; and
+   * fdatasync of its batch fails (a full disk): then no record of the batch is in the log; and
    * UNAVAILABLE with `failure`, once the file was removed or changed size under the node.
    */
   async append(record: Uint8Array): Promise<number> {
@@ -291,7 +288,7 @@ export class RecordLog {
     }
     assert(record.length > 0, "a record is not empty");
     return await new Promise<number>((resolve, reject) => {
-      this.#calls.push({ record, resolve, reject });
+      this.#waiting.push({ record, resolve, reject });
       this.#admit();
     });
   }
@@ -312,7 +309,7 @@ export class RecordLog {
     assert(!this.#closing, "rewrite() is not called after close()");
     if (Array.isArray(records)) { for (const record of records) checkRewritten(record); }
     return await new Promise<number[]>((resolve, reject) => {
-      this.#calls.push({ records, resolve, reject });
+      this.#waiting.push({ records, resolve, reject });
       this.#admit();
     });
   }
@@ -364,146 +361,118 @@ export class RecordLog {
     if (this.#closing) return;
     this.#closing = true;
     while (this.#writing) await this.#writing;
-    assert(this.#calls.empty && this.#pipeline.size === 0, "every call is carried out");
+    assert(this.#waiting.length === 0 && this.#queue.length === 0, "every call is carried out");
     await this.#space.settled();
     this.#file.close();
-    this.#syncFiles.close();
     this.#reader.close();
   }
 
-  /**
-   * Starts the writer loop if it is not running, or wakes it if it waits for a batch's fdatasync
-   * while it could start the next batch.
-   */
+  /** Queues the waiting appends that fit and starts the writer loop if it is not running. */
   #admit(): void {
-    if (this.#writing) {
-      if (this.#calls.queued && this.#pipeline.open) this.#wake?.();
-      return;
-    }
-    if (this.#calls.empty) return;
+    this.#fillQueue();
+    if (this.#writing || (this.#queue.length === 0 && this.#waiting.length === 0)) return;
     this.#writing = this.#write().finally(() => {
       this.#writing = undefined;
       this.#admit();
     });
   }
 
+  /** Moves waiting appends into the queue, in call order, while they fit; stops at a rewrite. */
+  #fillQueue(): void {
+    let admitted = 0;
+    while (admitted < this.#waiting.length) {
+      const waiting = this.#waiting[admitted];
+      if (!("record" in waiting)) break;
+      const frameSize = RECORD_HEADER_SIZE_BYTES + waiting.record.length;
+      const fits = this.#queue.length === 0 ||
+        (this.#queuedBytes + frameSize <= RECORD_QUEUE_BYTES_MAX &&
+          this.#queue.length < RECORD_QUEUE_RECORDS_MAX);
+      if (!fits) break;
+      const { resolve, reject } = waiting as Extract<Waiting, { record: Uint8Array }>;
+      this.#queue.push({ frame: frameRecord(waiting.record), resolve, reject });
+      this.#queuedBytes += frameSize;
+      admitted++;
+    }
+    this.#waiting.splice(0, admitted);
+  }
+
   /**
-   * The writer loop: settles the oldest batch in flight once it may (`#settle()`), starts the
-   * next batch while one may start (`#nextBatch()`), else waits for either; once nothing is queued
-   * or in flight, carries out a rewrite waiting at the head, and so on. Never rejects: a failure
-   * rejects the calls it concerns.
+   * The writer loop: commits batches until the queue is empty, then carries out a rewrite waiting at
+   * the head, and so on. Never rejects: a failure rejects the calls it concerns.
    */
   async #write(): Promise<void> {
     while (true) {
-      const settled = this.#pipeline.next();
-      if (settled !== undefined) {
-        await this.#settle(settled.batch, settled.error);
+      this.#fillQueue();
+      if (this.#queue.length > 0) {
+        await this.#commit(this.#takeBatch());
         // Lets the appenders just resolved append again, so their records join the next batch
         // rather than trail it in a batch of one.
         for (let turn = 0; turn < BATCH_GATHER_MICROTASKS; turn++) await null;
         continue;
       }
-      const next = this.#nextBatch();
-      if (next !== undefined) {
-        await this.#start(this.#calls.takeBatch(next));
-        continue;
-      }
-      if (this.#pipeline.size > 0) {
-        await new Promise<void>((resolve) => this.#wake = resolve);
-        this.#wake = undefined;
-        continue;
-      }
       // An empty queue admits any append, so only a rewrite can be left at the head.
-      const rewrite = this.#calls.takeRewrite();
-      if (rewrite === undefined) return;
-      await this.#replace(rewrite.records).then(rewrite.resolve, rewrite.reject);
+      const next = this.#waiting.shift();
+      if (next === undefined) return;
+      assert("records" in next, "an append waits only behind a rewrite or a full queue");
+      await this.#replace(next.records).then(
+        (offsets) => (next.resolve as (offsets: number[]) => void)(offsets),
+        next.reject,
+      );
     }
   }
 
-  /**
-   * The size of the next batch, if it may start now: an append is queued, the pipeline is open
-   * (under `LOG_COMMITS_IN_FLIGHT_MAX`, no failure), and the batch fits in the zeros unless it is
-   * alone in flight (a batch that grows the file is written alone, so the file's size stays what
-   * `#checkStillTheLog()` expects).
-   */
-  #nextBatch(): BatchSize | undefined {
-    const next = this.#pipeline.open ? this.#calls.nextBatch() : undefined;
-    if (next === undefined || this.#pipeline.size === 0) return next;
-    return this.#writtenBytes + next.bytes <= this.#space.zeroedBytes ? next : undefined;
+  /** Takes the next batch from the queue: at least one record, at most RECORD_BATCH_BYTES_MAX. */
+  #takeBatch(): Queued[] {
+    let count = 0;
+    let bytes = 0;
+    while (
+      count < this.#queue.length &&
+      (count === 0 || bytes + this.#queue[count].frame.length <= RECORD_BATCH_BYTES_MAX)
+    ) {
+      bytes += this.#queue[count++].frame.length;
+    }
+    this.#queuedBytes -= bytes;
+    const batch = this.#queue.splice(0, count);
+    this.#fillQueue();
+    return batch;
   }
 
-  /**
-   * Writes a batch after those in flight and starts its fdatasync, which the writer does not
-   * wait for; a batch that cannot be written goes in the pipeline with its error.
-   */
-  async #start(queued: Queued[]): Promise<void> {
-    const data = queued.length === 1
-      ? queued[0].frame
-      : concatBytes(queued.map((append) => append.frame));
-    assert(data.length <= Math.max(RECORD_BATCH_BYTES_MAX, queued[0].frame.length), "batch size");
-    const batch: Batch = { queued, end: this.#writtenBytes + data.length, grows: false };
-    const commit = this.#pipeline.start(batch);
+  async #commit(batch: Queued[]): Promise<void> {
+    const data = batch.length === 1
+      ? batch[0].frame
+      : concatBytes(batch.map((queued) => queued.frame));
+    assert(data.length <= Math.max(RECORD_BATCH_BYTES_MAX, batch[0].frame.length), "batch size");
+    const end = this.#sizeBytes + data.length;
     try {
       if (this.#failure) throw this.#failure;
       if (this.#broken) throw this.#broken;
-      // Past the zeros (so alone in flight), an extension running writes: wait for it, then grow
-      // the file if need be.
-      if (batch.end > this.#space.zeroedBytes) await this.#space.settled();
-      batch.grows = batch.end > this.#space.zeroedBytes;
+      // Past the zeros, an extension running writes: wait for it, then grow the file if need be.
+      if (end > this.#space.zeroedBytes) await this.#space.settled();
+      const grows = end > this.#space.zeroedBytes;
       this.#syncCount++;
-      this.#file.seekSync(this.#writtenBytes, Deno.SeekMode.Start);
+      this.#file.seekSync(this.#sizeBytes, Deno.SeekMode.Start);
       // The batch goes into the page cache synchronously (microseconds for a few kilobytes);
       // only the fdatasync, which waits for the disk, leaves the thread.
       writeAllSync(this.#file, data);
-      this.#writtenBytes = batch.end;
-      const syncFile = await this.#syncFiles.get(commit.place, this.#file);
-      commit.shared = syncFile === this.#file && commit.place !== 0;
-      syncFile.syncData().then(
-        () => this.#synced(commit),
-        (error) => this.#synced(commit, error ?? new Error("fdatasync failed")),
-      );
-    } catch (error) {
-      this.#pipeline.unwritten(commit, error ?? new Error("write failed"));
-    }
-  }
-
-  /** Notes that a batch's fdatasync is done, and wakes the writer loop. */
-  #synced(commit: Commit<Batch>, error?: unknown): void {
-    this.#pipeline.synced(commit, error);
-    this.#wake?.();
-  }
-
-  /**
-   * Acknowledges the oldest batch once the pipeline lets it settle, or rejects it if `error`
-   * (see `CommitPipeline.next()`), or a batch before it failed, or the file is no longer the log.
-   * Once no batch is in flight after a failure, cuts the file back to the end of the last good
-   * batch, then rejects the failed batches: nothing rejected stays in the log.
-   */
-  async #settle(batch: Batch, error: unknown): Promise<void> {
-    try {
-      if (this.#failed) throw this.#failed.failure;
-      if (error !== undefined) throw error;
-      if (batch.grows) this.#space.grewTo(batch.end);
+      await this.#file.syncData();
+      if (grows) this.#space.grewTo(end);
       this.#checkStillTheLog();
       let offset = this.#sizeBytes;
-      this.#sizeBytes = batch.end;
-      for (const queued of batch.queued) {
+      this.#sizeBytes = end;
+      for (const queued of batch) {
         queued.resolve(offset + RECORD_HEADER_SIZE_BYTES);
         offset += queued.frame.length;
       }
-      this.#space.extendIfLow(batch.end);
-      return;
+      this.#space.extendIfLow(end);
     } catch (error) {
-      this.#failed ??= { failure: appendFailure(error), batches: [] };
-      this.#failed.batches.push(batch.queued);
+      const failure = error instanceof DfsError ? error : new DfsError(
+        "UNAVAILABLE",
+        `Cannot append record: ${reasonOf(error)}`,
+        { cause: error },
+      );
+      if (failure !== this.#failure) await this.#cutBack(); // a failed file is not the log's
+      for (const queued of batch) queued.reject(failure);
     }
-    if (this.#pipeline.size > 0) return;
-    const { failure, batches } = this.#failed;
-    if (failure !== this.#failure) await this.#cutBack(); // a failed file is not the log's
-    this.#writtenBytes = this.#sizeBytes;
-    this.#failed = undefined;
-    this.#pipeline.resume();
-    for (const failed of batches) for (const queued of failed) queued.reject(failure);
   }
 
   /**
@@ -570,10 +539,8 @@ export class RecordLog {
     }
     this.#file.close();
     this.#file = file;
-    this.#syncFiles.close(); // they sync the old file; the next batches open them on the new one
     this.#reader.close(); // it reads the old file, whose offsets no longer hold
     this.#sizeBytes = sizeBytes;
-    this.#writtenBytes = sizeBytes;
     this.#space = new ZeroSpace(this.#path, {
       fs: this.#fs,
       log: this.#log,
@@ -588,11 +555,4 @@ export class RecordLog {
     }
     return offsets;
   }
-}
-
-/** A failed append as callers see it. */
-function appendFailure(error: unknown): DfsError {
-  return error instanceof DfsError
-    ? error
-    : new DfsError("UNAVAILABLE", `Cannot append record: ${reasonOf(error)}`, { cause: error });
 }
