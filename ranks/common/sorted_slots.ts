@@ -21,6 +21,15 @@ export const SORTED_SIDE_SLOTS_MAX = 1024;
 export const SORTED_STALE_SLOTS_MAX = 4096;
 /** Room the array grows by when a merge overflows it, as a share of its length. */
 export const SORTED_GROWTH = 1 / 8;
+/**
+ * Names a build in steps (`build()`) sorts or merges before it gives way to other work: a data
+ * node's ~6.7 million names at ten million files sort for tens of seconds, longer than a node may
+ * go without answering a heartbeat. A step is tens of milliseconds, and giving way costs ~2 ms
+ * (a timer), so steps are not smaller. A store of at most this many names sorts in one go.
+ */
+export const SORT_STEP_NAMES = 65_536;
+/** Builds in steps started over (a name was removed meanwhile) before one sorts in one go. */
+export const SORT_BUILD_ATTEMPTS_MAX = 3;
 
 /** A slot's place: in neither (free, or not yet placed), in the array, or in the side list. */
 const OUT = 0;
@@ -53,6 +62,9 @@ export class SortedSlots {
   #side: number[] = [];
   /** Entries of the array whose slot is no longer `IN_ARRAY` there. */
   #stale = 0;
+  /** A build in steps running: slots added meanwhile, and whether a name was removed. */
+  #building: { added: number[]; dirty: boolean } | undefined;
+  #buildDone: Promise<void> | undefined;
 
   constructor(names: SlotNames) {
     this.#names = names;
@@ -70,6 +82,7 @@ export class SortedSlots {
 
   /** `slot` took a name it did not hold before. */
   added(slot: number): void {
+    if (this.#building) return void this.#building.added.push(slot);
     if (this.#array === undefined) return;
     if (slot >= this.#places.length) {
       this.#places = grown(
@@ -93,6 +106,7 @@ export class SortedSlots {
 
   /** `slot` was freed (its name is gone; the slot may be reused). */
   removed(slot: number): void {
+    if (this.#building) this.#building.dirty = true; // its comparisons may no longer hold
     if (this.#array === undefined) return;
     const place = this.#places[slot];
     this.#places[slot] = OUT;
@@ -105,6 +119,7 @@ export class SortedSlots {
 
   /** Forgets the order (the store was emptied); the next walk sorts again. */
   reset(): void {
+    if (this.#building) this.#building.dirty = true;
     this.#array = undefined;
     this.#arrayLength = 0;
     this.#places = new Uint8Array(0);
@@ -135,21 +150,98 @@ export class SortedSlots {
     }
   }
 
-  /** Sorts every live slot into the array; the side list and stale entries start empty. */
+  /**
+   * Builds the order unless it is built, `stepNames` (`SORT_STEP_NAMES`) at a time, awaiting
+   * `giveWay` between steps so that other work goes on: blocks sorted, then merged in pairs. Names
+   * may be added meanwhile (they join the side list once it is done); a name removed meanwhile
+   * starts it over, and after `SORT_BUILD_ATTEMPTS_MAX` attempts it sorts in one go. Concurrent
+   * calls share one build.
+   */
+  build(giveWay: () => Promise<void>, stepNames = SORT_STEP_NAMES): Promise<void> {
+    if (this.#array !== undefined) return Promise.resolve();
+    return this.#buildDone ??= this.#buildInSteps(giveWay, stepNames).finally(() => {
+      this.#buildDone = undefined;
+    });
+  }
+
+  async #buildInSteps(giveWay: () => Promise<void>, stepNames: number): Promise<void> {
+    for (let attempt = 1; this.#array === undefined; attempt++) {
+      if (attempt > SORT_BUILD_ATTEMPTS_MAX) return this.#build();
+      const building = { added: [] as number[], dirty: false };
+      this.#building = building;
+      let sorted: { array: Uint32Array; length: number } | undefined;
+      try {
+        sorted = await this.#sortInSteps(giveWay, stepNames, building);
+      } finally {
+        if (this.#building === building) this.#building = undefined;
+      }
+      // A walk meanwhile may have sorted in one go (and taken what was added since).
+      if (sorted === undefined || building.dirty || this.#array !== undefined) continue;
+      this.#install(sorted.array, sorted.length);
+      for (const slot of building.added) this.added(slot);
+    }
+  }
+
+  /** The live slots sorted a step at a time; undefined if a name was removed meanwhile. */
+  async #sortInSteps(
+    giveWay: () => Promise<void>,
+    stepNames: number,
+    building: { dirty: boolean },
+  ): Promise<{ array: Uint32Array; length: number } | undefined> {
+    let [a, n]: [Uint32Array, number] = this.#liveSlots();
+    const compare = (x: number, y: number) => this.#names.compare(x, y);
+    for (let i = 0; i < n; i += stepNames) {
+      a.subarray(i, Math.min(n, i + stepNames)).sort(compare);
+      if (n <= stepNames) return { array: a, length: n };
+      await giveWay();
+      if (building.dirty) return undefined;
+    }
+    let b: Uint32Array = new Uint32Array(a.length);
+    let steps = 0;
+    for (let width = stepNames; width < n; width *= 2) {
+      for (let lo = 0; lo < n; lo += 2 * width) {
+        const mid = Math.min(lo + width, n);
+        const hi = Math.min(lo + 2 * width, n);
+        let [i, j, k] = [lo, mid, lo];
+        while (i < mid && j < hi) {
+          b[k++] = compare(a[j], a[i]) < 0 ? a[j++] : a[i++];
+          if (++steps % stepNames !== 0) continue;
+          await giveWay();
+          if (building.dirty) return undefined;
+        }
+        while (i < mid) b[k++] = a[i++];
+        while (j < hi) b[k++] = a[j++];
+      }
+      [a, b] = [b, a];
+    }
+    return { array: a, length: n };
+  }
+
+  /** Sorts every live slot into the array in one go. */
   #build(): void {
+    if (this.#building) this.#building.dirty = true; // a build in steps running gives up
+    this.#building = undefined;
+    const [array, length] = this.#liveSlots();
+    array.subarray(0, length).sort((a, b) => this.#names.compare(a, b));
+    this.#install(array, length);
+  }
+
+  /** Every live slot, in slot order, and how many. */
+  #liveSlots(): [Uint32Array, number] {
     const names = this.#names;
     const used = names.slotsUsed();
-    this.#places = new Uint8Array(Math.max(used, 1));
     let length = 0;
     for (let slot = 0; slot < used; slot++) if (names.isLive(slot)) length++;
     const array = new Uint32Array(Math.max(length, 1));
     length = 0;
-    for (let slot = 0; slot < used; slot++) {
-      if (!names.isLive(slot)) continue;
-      array[length++] = slot;
-      this.#places[slot] = IN_ARRAY;
-    }
-    array.subarray(0, length).sort((a, b) => names.compare(a, b));
+    for (let slot = 0; slot < used; slot++) if (names.isLive(slot)) array[length++] = slot;
+    return [array, length];
+  }
+
+  /** Takes `array` (`length` slots sorted) as the order; the side list and stale start empty. */
+  #install(array: Uint32Array, length: number): void {
+    this.#places = new Uint8Array(Math.max(this.#names.slotsUsed(), 1));
+    for (let k = 0; k < length; k++) this.#places[array[k]] = IN_ARRAY;
     this.#array = array;
     this.#arrayLength = length;
     this.#side = [];

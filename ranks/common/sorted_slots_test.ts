@@ -3,6 +3,7 @@ import { Prng } from "../../tests/_bytes.ts";
 import {
   compareUtf8AsUtf16,
   type SlotNames,
+  SORT_BUILD_ATTEMPTS_MAX,
   SORTED_SIDE_SLOTS_MAX,
   SORTED_STALE_SLOTS_MAX,
   SortedSlots,
@@ -56,6 +57,11 @@ class Store implements SlotNames {
       },
     );
     return out;
+  }
+
+  /** The live names in slot order, without building the order. */
+  walkUnbuilt(): string[] {
+    return this.names.filter((n): n is string => n !== undefined);
   }
 
   /** Every live name, sorted with JavaScript's `<`. */
@@ -174,4 +180,41 @@ Deno.test("SortedSlots.walk() stops when the visit says so", () => {
     return seen.length < 2;
   });
   assert.deepEqual(seen, ["a", "b"]);
+});
+
+Deno.test("SortedSlots.build() sorts a step at a time while names come and go, and starts over when one goes", async () => {
+  const random = new Prng(11);
+  let counter = 0;
+  const word = () => `n${random.int(1_000_000)}-${counter++}`;
+  for (const removals of [false, true]) {
+    const store = new Store();
+    for (let i = 0; i < 1000; i++) store.add(word());
+    let turns = 0;
+    let removed = 0;
+    const giveWay = () => {
+      turns++;
+      // Between steps other work goes on: names are added, and (second round) some removed.
+      for (let i = 0; i < 3; i++) store.add(word());
+      if (removals && removed < 5 && random.int(2) === 0) {
+        store.remove(store.walkUnbuilt()[random.int(100)]);
+        removed++;
+      }
+      return Promise.resolve();
+    };
+    await Promise.all([store.order.build(giveWay, 32), store.order.build(giveWay, 32)]);
+    assert.ok(store.order.built);
+    // Without removals it sorts in steps; with them it starts over, then sorts in one go.
+    if (!removals) assert.ok(turns > 30, `it gave way ${turns} times`);
+    else assert.ok(removed >= SORT_BUILD_ATTEMPTS_MAX, `${removed} names removed meanwhile`);
+    assert.deepEqual(store.walk(), store.sorted(), "every live name, in order");
+    // Built: a later call costs nothing and gives no way.
+    const before = turns;
+    await store.order.build(giveWay, 32);
+    assert.equal(turns, before);
+  }
+  // A store of at most one step's names sorts in one go.
+  const small = new Store();
+  for (let i = 0; i < 20; i++) small.add(word());
+  await small.order.build(() => Promise.reject(new Error("no step to give way after")), 32);
+  assert.deepEqual(small.walk(), small.sorted());
 });

@@ -229,7 +229,7 @@ export class DataNode {
       case "verifyLog":
         return await this.#verifyLog();
       case "list":
-        return this.list(call.prefix, { after: call.after, limit: call.limit });
+        return await this.list(call.prefix, { after: call.after, limit: call.limit });
       case "summaryPage":
         return this.summaryPage();
       case "scanPage":
@@ -247,9 +247,11 @@ export class DataNode {
 
   /**
    * A page of this node's newest version of each name under `prefix`, after `after`, at most
-   * `limit` (see `ManifestTable.page`, which throws for a bad limit).
+   * `limit` (see `ManifestTable.page`, which throws for a bad limit). The first sorts every name,
+   * giving way between steps so that heartbeats are answered.
    */
-  list(prefix: string, options: { after?: string; limit: number }): ListAnswer {
+  async list(prefix: string, options: { after?: string; limit: number }): Promise<ListAnswer> {
+    await this.#table.sortNames(() => new Promise((r) => this.#env.clock.setTimeout(r, 0)));
     return this.#table.page(prefix, options);
   }
 

@@ -239,6 +239,14 @@ export class ManifestTable {
   }
 
   /**
+   * Sorts the names for `page()` unless they are, a step at a time, awaiting `giveWay` between
+   * steps: millions of names take seconds to sort, which a node must not spend without answering.
+   */
+  sortNames(giveWay: () => Promise<void>): Promise<void> {
+    return this.#newest.sortNames(giveWay);
+  }
+
+  /**
    * A page of the newest version held of each name starting with `prefix`, as list entries with
    * versions, in UTF-16 code unit order after `after` (exclusive), at most `limit`, and whether
    * more remain; tombstones included (with `deleted`), so that merging hides older versions held

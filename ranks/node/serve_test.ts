@@ -79,7 +79,7 @@ Deno.test("serveNode() answers ping, scan, list and the scan collective", async 
   assert.deepEqual(scans?.[1], scan);
   await rank0.call(1, { op: "commit", manifest: manifest("d/a", 1, [[id, 10, [1]]]) });
   const listed = await rank0.call<ListAnswer>(1, { op: "list", prefix: "d/", limit: 10 });
-  assert.deepEqual(listed, served.node.list("d/", { limit: 10 }));
+  assert.deepEqual(listed, await served.node.list("d/", { limit: 10 }));
   assert.equal(listed.listing.names, "d/a");
   const summaryTag = rank0.nextTag();
   await rank0.bcast(0, { op: "summary", seed: 7, tag: summaryTag });
