@@ -513,9 +513,12 @@ export class ManifestColumns {
   /** A new manifest from `slot`, whose name is `name`. */
   #manifestAt(slot: number, name: string): Manifest {
     assert(this.#details !== undefined, "a store with details elsewhere makes no manifest");
-    const { version, size, modified, deleted } = this.#summaryAt(slot, name);
-    const head = { name, version, size, modified, deleted };
-    return this.#details.read(slot, this.#flags.get(slot), head);
+    const flags = this.#flags.get(slot);
+    const numbers = this.#numbers.page(slot);
+    const at = this.#numbers.at(slot);
+    const [version, size, modified] = [numbers[at], numbers[at + 1], numbers[at + 2]];
+    const head = { name, version, size, modified, deleted: (flags & FLAG_DELETED) !== 0 };
+    return this.#details.read(slot, flags, head);
   }
 
   #replicasAt(slot: number, flags: number): number {

@@ -297,10 +297,9 @@ export class DataNode {
    */
   async summary(seed: number): Promise<SummaryPage> {
     const blobs = await this.#blobs();
-    const { rank } = this;
-    const held = { rank, manifests: this.#table.all(), inLog: this.#inLog, blobs };
-    const summarizer = new Summarizer({ ...held, opened: this.#opened() }, seed);
-    return this.#paged.beginSummary(summarizer, this.#changes);
+    const manifests = this.#table.all();
+    const held = { rank: this.rank, manifests, inLog: this.#inLog, blobs, opened: this.#opened() };
+    return this.#paged.beginSummary(new Summarizer(held, seed), this.#changes);
   }
 
   /**

@@ -216,7 +216,7 @@ export class Integrity {
      * through the wait (it could be removed and its chunks released meanwhile).
      */
     const rest = async (ms: number) => {
-      await this.#sleep(ms, signal);
+      await sleepFor(this.#clock, ms, signal);
       const waited = await waitWhileBusy(this.#load, { clock: this.#clock, opsPerSecMax, signal });
       this.scrubbed.deferredMs += waited;
     };
@@ -337,10 +337,5 @@ export class Integrity {
     ) {
       await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, FSCK_RESTART_POLL_MS));
     }
-  }
-
-  /** Waits `ms`, or less if `signal` aborts. */
-  #sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return sleepFor(this.#clock, ms, signal);
   }
 }
