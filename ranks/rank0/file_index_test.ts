@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { FileIndex } from "./file_index.ts";
 import { LISTING_FIELDS, tombstoneOf } from "../common/manifest.ts";
 import type { ManifestSummary } from "../common/manifest_columns.ts";
+import { SORT_STEP_NAMES } from "../common/sorted_slots.ts";
 import { chunk, manifest } from "../testing/manifests.ts";
+import { Prng } from "../../tests/_bytes.ts";
 
 Deno.test("FileIndex hides removed names and refuses older versions after a tombstone", () => {
   const index = new FileIndex();
@@ -77,4 +79,86 @@ Deno.test("FileIndex.page() pages names in order with tombstones marked, as a da
   assert.equal(first.listing.numbers[LISTING_FIELDS + 4], 1, "d/b is a tombstone");
   const rest = index.page("d/", { after: "d/b", limit: 2 });
   assert.deepEqual([rest.listing.names, rest.more], ["d/c", false]);
+});
+
+Deno.test("FileIndex.sortNames() of more than one step gives way, and pages come in order while files come and go", async () => {
+  const index = new FileIndex();
+  const random = new Prng(5);
+  const installed = new Set<string>();
+  const install = (name: string) => {
+    index.install(manifest(name, index.nextVersion(), []));
+    installed.add(name);
+  };
+  const removed = new Set<string>();
+  const remove = (name: string) => {
+    index.install(tombstoneOf(name, index.nextVersion(), 0));
+    removed.add(name);
+  };
+  // Random names, not in insertion order; a few with characters past U+FFFF and past U+E000.
+  for (let i = 0; i < 2 * SORT_STEP_NAMES + 1000; i++) install(`f/${random.int(1e9)}-${i}`);
+  for (const name of ["f/\u{1F600}", "f/\uE000", "f/\uFFFD", "f/é"]) install(name);
+  let turns = 0;
+  let timerRan = false;
+  setTimeout(() => timerRan = true, 0);
+  const giveWay = async () => {
+    turns++;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // Between steps a client adds a file and removes one (a tombstone on rank 0).
+    install(`f/added-${turns}`);
+    remove([...installed][random.int(installed.size)]);
+  };
+  await index.sortNames(giveWay);
+  assert.ok(timerRan, "a timer ran while it sorted");
+  assert.ok(turns >= 3, `it gave way ${turns} times`);
+  const listed: { name: string; deleted: boolean }[] = [];
+  let after: string | undefined;
+  for (let more = true; more;) {
+    const page = index.page("f/", { after, limit: 10_000 });
+    const names = page.listing.names.split("\0");
+    names.forEach((name, i) => {
+      const deleted = page.listing.numbers[i * LISTING_FIELDS + 4] === 1;
+      listed.push({ name, deleted });
+    });
+    after = names[names.length - 1];
+    more = page.more;
+  }
+  const expected = [...installed].sort().map((name) => ({ name, deleted: removed.has(name) }));
+  assert.equal(listed.length, expected.length);
+  assert.deepEqual(listed, expected, "every name once, in UTF-16 order, tombstones marked");
+  // Sorted: a later call gives no way.
+  const before = turns;
+  await index.sortNames(giveWay);
+  assert.equal(turns, before);
+});
+
+Deno.test("FileIndex.namePages() gives each file present throughout once while files come and go between pages", () => {
+  const index = new FileIndex();
+  const names = Array.from({ length: 50 }, (_, i) => `p/${String(i).padStart(2, "0")}`);
+  for (const name of [...names, "q/other"]) {
+    index.install(manifest(name, index.nextVersion(), []));
+  }
+  index.install(tombstoneOf("p/03", index.nextVersion(), 0));
+  assert.throws(() => index.namePages(0).next(), /a page of 0 names/);
+  const seen: string[] = [];
+  let pages = 0;
+  for (const page of index.namePages(7, "p/")) {
+    pages++;
+    assert.ok(page.length > 0 && page.length <= 7, `a page of ${page.length}`);
+    seen.push(...page);
+    if (pages === 2) {
+      // Between pages: files not yet given are removed, one is put back, new ones are added.
+      for (const name of ["p/40", "p/41", "p/42"]) {
+        index.install(tombstoneOf(name, index.nextVersion(), 0));
+      }
+      index.install(manifest("p/41", index.nextVersion(), []));
+      index.install(manifest("p/new", index.nextVersion(), []));
+      index.install(manifest("p/01", index.nextVersion(), [])); // given already: a new version
+    }
+  }
+  assert.equal(new Set(seen).size, seen.length, "no name twice");
+  const throughout = names.filter((name) => !["p/03", "p/40", "p/42"].includes(name));
+  assert.deepEqual(throughout.filter((name) => !seen.includes(name)), [], "none skipped");
+  assert.ok(!seen.includes("p/40") && !seen.includes("p/42"), "removed before their page");
+  assert.ok(!seen.includes("p/03") && !seen.includes("q/other"));
+  assert.ok(pages >= 7, `${pages} pages`);
 });

@@ -195,3 +195,40 @@ Deno.test("the scrubber stops at once when aborted while it checks the logs, not
   assert.ok(done, "the scrubber has returned");
   await scrub;
 });
+
+Deno.test("fsck checks each file once, a page of names at a time, while files are put and removed during it", async () => {
+  await using cluster = await MemoryCluster.start();
+  const { store } = cluster;
+  const names = Array.from({ length: 30 }, (_, i) => `f/${String(i).padStart(2, "0")}`);
+  for (const name of names) await store.put(name, bytesOf(100, 1));
+  // The files put last come last in the index's order: not yet checked when the fifth file is.
+  const removed = ["f/27", "f/28"];
+  const putBack = "f/29";
+  const added = ["g/0", "g/1"];
+  const checked: string[] = [];
+  let changed = false;
+  const { integrity } = store;
+  const checkFile = integrity.checkFile.bind(integrity);
+  integrity.checkFile = async (m, counts, options) => {
+    checked.push(m.name);
+    if (checked.length === 5) {
+      for (const name of [...removed, putBack]) await store.remove(name);
+      await store.put(putBack, bytesOf(50, 2));
+      for (const name of added) await store.put(name, bytesOf(10, 3));
+      changed = true;
+    }
+    return await checkFile(m, counts, options);
+  };
+  const report = await integrity.fsck({ pageFiles: 4 });
+  assert.ok(changed, "files were removed and put during fsck");
+  assert.equal(new Set(checked).size, checked.length, "no file checked twice");
+  const throughout = names.filter((name) => !removed.includes(name));
+  assert.deepEqual(throughout.filter((name) => !checked.includes(name)), [], "none skipped");
+  assert.deepEqual(removed.filter((name) => checked.includes(name)), [], "removed ones skipped");
+  assert.deepEqual(
+    [report.files, report.healthy, report.chunks],
+    [checked.length, checked.length, checked.length],
+    "the counts are of the files checked (one chunk each)",
+  );
+  assert.deepEqual([report.repaired, report.underReplicated, report.lost], [[], [], []]);
+});

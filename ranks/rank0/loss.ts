@@ -1,7 +1,8 @@
 /**
  * `dfs doctor --lose RANK|ZONE`: what would become under-replicated and what would be lost if a
  * data node, or every data node of a zone, were gone now. Pure: one pass over the file index, no
- * node I/O; rank 0's store (`store.ts`) hands in its index and membership.
+ * node I/O; rank 0's store (`store.ts`) hands in its membership and the index's files, one at a
+ * time (`LossPlanner`) so that it can give way between steps.
  *
  * A replica is live when its rank is neither down nor gone and it is not known missing there.
  * A file is lost when some chunk of it has no live replica, under-replicated when it is not lost
@@ -82,38 +83,64 @@ export function planLoss(
   lose: ReadonlySet<number>,
   options: PlanLossOptions = {},
 ): LossPlan {
-  const alreadyLost = options.alreadyLost ?? (() => false);
-  const replicaMissing = options.replicaMissing ?? (() => false);
-  const namesMax = options.namesMax ?? DOCTOR_NAMES_MAX;
-  const now = { underReplicated: new Tally(), lost: new LossTally(namesMax) };
-  const wouldBe = { underReplicated: new Tally(), lost: new LossTally(namesMax) };
-  let fileCount = 0;
-  let chunkCount = 0;
-  for (const m of files) {
-    fileCount++;
-    chunkCount += m.chunks.length;
+  const planner = new LossPlanner(lose, options);
+  for (const m of files) planner.add(m);
+  return planner.result();
+}
+
+/**
+ * `planLoss` a file at a time, for a pass that gives way between files (rank 0's `doctor`): the
+ * same counts of the files added.
+ */
+export class LossPlanner {
+  #lose: ReadonlySet<number>;
+  #alreadyLost: (rank: number) => boolean;
+  #replicaMissing: (chunkId: string, rank: number) => boolean;
+  #now: { underReplicated: Tally; lost: LossTally };
+  #wouldBe: { underReplicated: Tally; lost: LossTally };
+  #files = 0;
+  #chunks = 0;
+
+  constructor(lose: ReadonlySet<number>, options: PlanLossOptions = {}) {
+    this.#lose = lose;
+    this.#alreadyLost = options.alreadyLost ?? (() => false);
+    this.#replicaMissing = options.replicaMissing ?? (() => false);
+    const namesMax = options.namesMax ?? DOCTOR_NAMES_MAX;
+    this.#now = { underReplicated: new Tally(), lost: new LossTally(namesMax) };
+    this.#wouldBe = { underReplicated: new Tally(), lost: new LossTally(namesMax) };
+  }
+
+  /** Counts one file. */
+  add(m: Manifest): void {
+    this.#files++;
+    this.#chunks += m.chunks.length;
     const nowFile = new FileTally();
     const afterFile = new FileTally();
     for (const c of m.chunks) {
       let liveNow = 0;
       let liveAfter = 0;
       for (const r of c.ranks) {
-        if (alreadyLost(r) || replicaMissing(c.id, r)) continue;
+        if (this.#alreadyLost(r) || this.#replicaMissing(c.id, r)) continue;
         liveNow++;
-        if (!lose.has(r)) liveAfter++;
+        if (!this.#lose.has(r)) liveAfter++;
       }
       nowFile.add(c.size, liveNow, c.ranks.length);
       if (liveNow > 0) afterFile.add(c.size, liveAfter, liveNow);
     }
-    nowFile.into(m, now);
-    if (!nowFile.lost) afterFile.into(m, wouldBe);
+    nowFile.into(m, this.#now);
+    if (!nowFile.lost) afterFile.into(m, this.#wouldBe);
   }
-  return {
-    files: fileCount,
-    chunks: chunkCount,
-    now: { underReplicated: now.underReplicated.result(), lost: now.lost.result() },
-    wouldBe: { underReplicated: wouldBe.underReplicated.result(), lost: wouldBe.lost.result() },
-  };
+
+  /** The counts of the files added so far. */
+  result(): LossPlan {
+    const [now, wouldBe] = [this.#now, this.#wouldBe];
+    return {
+      files: this.#files,
+      chunks: this.#chunks,
+      now: { underReplicated: now.underReplicated.result(), lost: now.lost.result() },
+      wouldBe: { underReplicated: wouldBe.underReplicated.result(), lost: wouldBe.lost.result() },
+    };
+  }
 }
 
 /** One file's chunks against a baseline: any with no live replica, and those with fewer. */

@@ -4,6 +4,7 @@
  * - `store.ts`: `DfsStore`, the `FileStore` put together from the parts below
  * - `node_client.ts`, `membership.ts`: the typed client of the data nodes; which nodes are up
  * - `placement.ts`: which nodes a chunk goes to; `file_index.ts`: the current version of each name
+ * - `give_way.ts`: walks over the whole index a step at a time, letting other work run between
  * - `namespace.ts`: commits, removals, renames; `releases.ts`: pins and releases of old versions
  * - `list_merge.ts`: the k-way merge of the data nodes' pages of names behind `list`
  * - `uploads.ts`: the upload data path; `reads.ts`: reads with failover and read repair

@@ -9,7 +9,8 @@
 import { DfsError } from "../../protocol/errors.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { holdersOf } from "../common/manifest.ts";
-import type { Log, Random } from "../env/env.ts";
+import type { Clock, Log, Random } from "../env/env.ts";
+import { giveWayOn, INDEX_STEP_FILES } from "./give_way.ts";
 import type { Health } from "./health.ts";
 import type { Namespace } from "./namespace.ts";
 import type { SummaryPage, SummaryTotals } from "../common/node_protocol.ts";
@@ -30,10 +31,13 @@ export class Recovery {
   #health: Health;
   #log: Log;
   #random: Random;
+  #giveWay: () => Promise<void>;
 
   constructor(
     parts: {
       nodes: NodeClient;
+      /** Gives way between the steps of `rereplicate()`'s pass over the index. */
+      clock: Clock;
       loads: LoadTracker;
       namespace: Namespace;
       releases: Releases;
@@ -45,6 +49,7 @@ export class Recovery {
     },
   ) {
     this.#random = parts.random;
+    this.#giveWay = giveWayOn(parts.clock);
     this.#health = parts.health;
     this.#nodes = parts.nodes;
     this.#loads = parts.loads;
@@ -140,10 +145,13 @@ export class Recovery {
    */
   async rereplicate(rank: number): Promise<number> {
     let copied = 0;
+    let visited = 0;
     // Made one at a time as the pass goes (each a copy, current when visited); the files this
-    // installs anew keep their place in the index, so none is visited twice.
+    // installs anew keep their place in the index, so none is visited twice. Files the rank does
+    // not hold take no I/O: the pass gives way every `INDEX_STEP_FILES` files all the same.
     for (const m of this.#namespace.index.values()) {
       if (holdersOf(m).has(rank)) copied += await this.rereplicateFile(m.name, rank);
+      if (++visited % INDEX_STEP_FILES === 0) await this.#giveWay();
     }
     return copied;
   }

@@ -36,10 +36,11 @@ import type { Semaphore } from "../common/semaphore.ts";
 import type { Env } from "../env/env.ts";
 import { ChunkCache } from "./chunk_cache.ts";
 import { FileIndex } from "./file_index.ts";
+import { forEachInSteps, giveWayOn } from "./give_way.ts";
 import { Health } from "./health.ts";
 import { Integrity } from "./integrity.ts";
 import { type ListSource, mergePages } from "./list_merge.ts";
-import { planLoss, resolveTarget } from "./loss.ts";
+import { LossPlanner, resolveTarget } from "./loss.ts";
 import { Membership, type NodeInfo } from "./membership.ts";
 import { Namespace } from "./namespace.ts";
 import { NodeClient } from "./node_client.ts";
@@ -96,6 +97,8 @@ export class DfsStore implements StreamingFileStore {
   #reads: Reads;
   #replicas: Replicas;
   #env: StoreOptions["env"];
+  /** Lets other work run between the steps of a walk over the index (`give_way.ts`). */
+  #giveWay: () => Promise<void>;
   #listFetchEntries: number;
 
   /** @throws {DfsError} `INVALID_REQUEST` for more replicas than data nodes. */
@@ -103,6 +106,7 @@ export class DfsStore implements StreamingFileStore {
     const { dataRanks, replicas, env } = options;
     checkReplicas(replicas, Math.max(dataRanks.length, options.dataNodesMax ?? 0));
     this.#env = env;
+    this.#giveWay = giveWayOn(env.clock);
     this.#listFetchEntries = Math.min(
       options.listFetchEntries ?? NODE_LIST_ENTRIES_MAX,
       NODE_LIST_ENTRIES_MAX,
@@ -150,6 +154,7 @@ export class DfsStore implements StreamingFileStore {
     });
     this.recovery = new Recovery({
       nodes,
+      clock,
       loads,
       namespace,
       releases,
@@ -343,17 +348,20 @@ export class DfsStore implements StreamingFileStore {
     return this.#namespace.rename(from, to, options);
   }
 
-  /** Files, bytes and bytes stored (all replicas) under `prefix`. */
-  usage(prefix = ""): Promise<Usage> {
+  /**
+   * Files, bytes and bytes stored (all replicas) under `prefix`, counted as the index goes while
+   * the count gives way (`forEachInSteps`).
+   */
+  async usage(prefix = ""): Promise<Usage> {
     let files = 0;
     let bytes = 0;
     let storedBytes = 0;
-    for (const m of this.#index.values(prefix)) {
+    await forEachInSteps(this.#index.values(prefix), (m) => {
       files++;
       bytes += m.size;
       for (const c of m.chunks) storedBytes += c.size * c.ranks.length;
-    }
-    return Promise.resolve({ files, bytes, storedBytes });
+    }, this.#giveWay);
+    return { files, bytes, storedBytes };
   }
 
   /** Each data node's bytes held and its file system's size and free space. */
@@ -372,14 +380,15 @@ export class DfsStore implements StreamingFileStore {
    * Each data node's state (up: it answered within `STATUS_TIMEOUT_MS`; restarting or down with
    * the reason), bytes and chunks held by the index's count and replicas known missing there, the
    * chunks under-replicated now, the repair and scrub counters, and what the nodes' logs were
-   * found to hold.
+   * found to hold. The chunks are counted as the index goes, giving way (`forEachInSteps`): the
+   * count takes ~1 us a file (seconds at millions), and the dashboard asks every 5 s.
    */
   async status(): Promise<StatusReport> {
     const membership = this.nodes.membership;
     const chunks = new Map<number, number>(this.nodes.dataRanks.map((r) => [r, 0]));
     const missing = new Map<number, number>();
     let underReplicatedChunks = 0;
-    for (const m of this.#index.values()) {
+    await forEachInSteps(this.#index.values(), (m) => {
       for (const c of m.chunks) {
         let under = false;
         for (const r of c.ranks) {
@@ -393,7 +402,7 @@ export class DfsStore implements StreamingFileStore {
         }
         if (under) underReplicatedChunks++;
       }
-    }
+    }, this.#giveWay);
     const ranks = await Promise.all(this.nodes.dataRanks.map(async (rank) => {
       let state = membership.stateOf(rank);
       let reason = membership.reasonOf(rank)?.reason;
@@ -442,22 +451,22 @@ export class DfsStore implements StreamingFileStore {
   /**
    * What would become under-replicated and what would be lost if `target` (a data rank, or a zone:
    * every data node in it) were gone now, on top of the nodes down now; and what is degraded
-   * already. One pass over the index, no node I/O (see `loss.ts`).
+   * already. One pass over the index as it goes, giving way (`forEachInSteps`); no node I/O (see
+   * `loss.ts`).
    *
    * @throws {DfsError} `INVALID_REQUEST` for an empty target; `NOT_FOUND` for one that is neither
    *   a data rank nor a zone.
    */
-  doctor(target: string): Promise<DoctorReport> {
-    return Promise.try(() => {
-      const membership = this.nodes.membership;
-      const resolved = resolveTarget(target, membership);
-      const plan = planLoss(this.#index.values(), new Set(resolved.ranks), {
-        alreadyLost: (rank) => membership.isLost(rank),
-        replicaMissing: (id, rank) => this.health.isMissing(id, rank),
-      });
-      const ranksDown = [...membership.down].sort((a, b) => a - b);
-      return { ...resolved, ranksDown, ...plan };
+  async doctor(target: string): Promise<DoctorReport> {
+    const membership = this.nodes.membership;
+    const resolved = resolveTarget(target, membership);
+    const planner = new LossPlanner(new Set(resolved.ranks), {
+      alreadyLost: (rank) => membership.isLost(rank),
+      replicaMissing: (id, rank) => this.health.isMissing(id, rank),
     });
+    await forEachInSteps(this.#index.values(), (m) => planner.add(m), this.#giveWay);
+    const ranksDown = [...membership.down].sort((a, b) => a - b);
+    return { ...resolved, ranksDown, ...planner.result() };
   }
 
   /** Stops the store's timers and background work; the data nodes are the caller's to stop. */
@@ -466,10 +475,16 @@ export class DfsStore implements StreamingFileStore {
     this.nodes.close();
   }
 
-  /** Where `listPages` gets pages: every data node, or the index alone. */
+  /**
+   * Where `listPages` gets pages: every data node, or the index alone. The index's first page
+   * waits for its names to be sorted a step at a time (`FileIndex.sortNames`).
+   */
   #listSources(prefix: string, fromIndex: boolean): ListSource[] {
     if (fromIndex) {
-      return [(after, limit) => Promise.try(() => this.#index.page(prefix, { after, limit }))];
+      return [async (after, limit) => {
+        await this.#index.sortNames(this.#giveWay);
+        return this.#index.page(prefix, { after, limit });
+      }];
     }
     return this.nodes.dataRanks.map((rank) => (after, limit) =>
       this.nodes.list(rank, prefix, { after, limit })
