@@ -76,6 +76,8 @@ export type NodeCall =
   | { op: "statfs" }
   /** A heartbeat: answered at once. */
   | { op: "ping" }
+  /** The first page of this node's summary, fingerprints keyed by `seed` (reconciling it). */
+  | { op: "summary"; seed: number }
   /** The next page of the summary last asked for (`SummaryPage`); NOT_FOUND if none is being made. */
   | { op: "summaryPage" }
   /** The next piece of the scan's manifests (`ScanAnswer`); NOT_FOUND if none is being sent. */

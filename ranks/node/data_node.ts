@@ -230,6 +230,8 @@ export class DataNode {
         return await this.#verifyLog();
       case "list":
         return await this.list(call.prefix, { after: call.after, limit: call.limit });
+      case "summary":
+        return await this.summary(call.seed);
       case "summaryPage":
         return this.summaryPage();
       case "scanPage":

@@ -69,8 +69,8 @@ async function answerCall(
     return moves ? reply(scan, scanBuffers(scan)) : scan;
   }
   if (!moves && call.op === "read") return await answerRead(node, call, pool);
-  if (call.op === "summaryPage") {
-    const page = node.summaryPage();
+  if (call.op === "summary" || call.op === "summaryPage") {
+    const page = call.op === "summary" ? await node.summary(call.seed) : node.summaryPage();
     return moves ? reply(page, [page.manifests.buffer as ArrayBuffer]) : page;
   }
   if (call.op === "scanPage") {

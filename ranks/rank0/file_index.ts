@@ -9,7 +9,8 @@
  * @module
  */
 
-import { type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
+import { holdersOf, type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
+import { RANKS_MAX } from "../common/node_protocol.ts";
 import { ManifestColumns, type ManifestSummary } from "../common/manifest_columns.ts";
 import { assert } from "../../protocol/errors.ts";
 
@@ -18,6 +19,8 @@ export class FileIndex {
   #files = new ManifestColumns();
   #tombstones = 0;
   #version = 0;
+  /** Per rank, installs that placed a chunk on it or took one away (`changesOn()`). */
+  #changesOn = new Float64Array(RANKS_MAX);
 
   /** Files present (tombstones not counted). */
   get size(): number {
@@ -64,7 +67,17 @@ export class FileIndex {
     const current = version === undefined ? undefined : this.#files.get(m.name);
     this.#files.set(m);
     this.#tombstones += (m.deleted ? 1 : 0) - (current?.deleted ? 1 : 0);
+    for (const rank of holdersOf(m)) this.#changesOn[rank]++;
+    if (current) { for (const rank of holdersOf(current)) this.#changesOn[rank]++; }
     return { installed: true, superseded: current?.deleted ? undefined : current };
+  }
+
+  /**
+   * How many installs so far placed a chunk on `rank` or took a file with one there away: what
+   * the index says `rank` should hold changed unless this did.
+   */
+  changesOn(rank: number): number {
+    return this.#changesOn[rank] ?? 0;
   }
 
   /**

@@ -194,6 +194,11 @@ export class Membership {
     return missed;
   }
 
+  /** The releases `rank` missed so far, oldest first (a copy). */
+  missedBy(rank: number): Manifest[] {
+    return [...this.#missed.get(rank) ?? []];
+  }
+
   /**
    * Keeps a release that could not reach a down node, to send once it is back (a reconcile
    * running meanwhile may have kept the version). False if the node is up or too many are kept.

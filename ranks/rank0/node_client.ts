@@ -242,9 +242,14 @@ export class NodeClient {
     return this.#collective<SummaryPage>((tag) => ({ op: "summary", seed, tag }));
   }
 
-  /** The next page of `rank`'s summary (see `summarizeAll()`). */
-  summaryPage(rank: number): Promise<SummaryPage> {
-    return this.#call<SummaryPage>(rank, { op: "summaryPage" });
+  /** The first page of one node's summary (a restarted node's reconcile), keyed by `seed`. */
+  summarize(rank: number, seed: number, options: CallOptions = {}): Promise<SummaryPage> {
+    return this.#call<SummaryPage>(rank, { op: "summary", seed }, undefined, options);
+  }
+
+  /** The next page of `rank`'s summary (see `summarizeAll()` and `summarize()`). */
+  summaryPage(rank: number, options: CallOptions = {}): Promise<SummaryPage> {
+    return this.#call<SummaryPage>(rank, { op: "summaryPage" }, undefined, options);
   }
 
   /** Every data node's scan (start-up). */

@@ -48,6 +48,49 @@ Deno.test("a node down while files are overwritten and removed is reconciled: no
   assert.deepEqual(await blobsOn(cluster, 1), [...expectedBlobs].sort());
 });
 
+Deno.test("a node that missed only overwrites and removals is reconciled from its summary, then sent the releases it missed", async () => {
+  await using cluster = await MemoryCluster.start();
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 6; i++) {
+    // Large files (blobs) and small ones (kept in the log).
+    files.set(`f${i}`, i % 2 === 0 ? bytesOf(MiB + i, i) : bytesOf(100 + i, i));
+    await cluster.store.put(`f${i}`, files.get(`f${i}`)!);
+  }
+  await cluster.store.put("doomed", bytesOf(MiB, 9));
+  await cluster.store.put("doomed-small", bytesOf(10, 9));
+  const heldBefore = (await blobsOn(cluster, 1)).length;
+  assert.ok(heldBefore > 0, "rank 1 holds blobs to begin with");
+  cluster.keepDown(1);
+  cluster.crash(1);
+  for (const name of ["f0", "f1"]) {
+    files.set(name, bytesOf(MiB + 7, 30));
+    await cluster.store.put(name, files.get(name)!);
+  }
+  await cluster.store.remove("doomed");
+  await cluster.store.remove("doomed-small");
+  cluster.allowStart(1);
+  await cluster.until(() => !cluster.store.nodes.membership.isDown(1), {
+    stepMs: RESTART_BACKOFF_MS,
+  });
+  await settle(cluster);
+  assert.match(
+    cluster.logged.join("\n"),
+    /rank 1 is back \(0 stale chunks dropped, 0 restored, checked against its summary\)/,
+  );
+  for (const [name, data] of files) assert.deepEqual(await readAll(cluster.store, name), data);
+  // Once the releases it missed are through, rank 1 holds the current files placed on it only.
+  await cluster.clock.advance(100);
+  const scan = await (await cluster.node(1)).scan();
+  assert.ok(manifestsIn(scan).length > 0, "rank 1 holds files");
+  for (const m of manifestsIn(scan)) {
+    const current = await cluster.store.meta(m.name);
+    assert.equal(m.version, current.version, `${m.name} on rank 1 is current`);
+  }
+  assert.ok((await blobsOn(cluster, 1)).length < heldBefore, "the stale blobs went");
+  const fsck = await cluster.store.fsck();
+  assert.deepEqual([fsck.healthy, fsck.underReplicated, fsck.lost], [files.size, [], []]);
+});
+
 Deno.test("a node whose disk was replaced while down gets every chunk back from the other replicas", async () => {
   await using cluster = await MemoryCluster.start();
   const data = bytesOf(4 * MiB, 1);

@@ -139,11 +139,12 @@ export class Remotes {
         return;
       }
       membership.markJoining(rank, "reconciling", 0);
-      const { dropped, restored } = await store.recovery.reconcile(rank);
+      const { dropped, restored, fast } = await store.recovery.reconcile(rank);
       store.recovery.markUp(rank);
+      const how = fast ? ", checked against its summary" : "";
       this.#log.error(
         `dfs: rank ${rank} (${join.host}, zone ${join.zone}) joined from ${address} ` +
-          `(${dropped} stale chunks dropped, ${restored} restored)`,
+          `(${dropped} stale chunks dropped, ${restored} restored${how})`,
       );
     } catch (error) {
       this.#reserved.delete(join.nodeId);

@@ -183,10 +183,11 @@ export class Supervisor {
         launched = this.#relaunch(rank);
         this.#ranks.set(rank, launched);
         await awaitReady(this.#comm, rank);
-        const { dropped, restored } = await this.#store.recovery.reconcile(rank);
+        const { dropped, restored, fast } = await this.#store.recovery.reconcile(rank);
         this.#store.recovery.markUp(rank);
+        const how = fast ? ", checked against its summary" : "";
         this.#log.error(
-          `dfs: rank ${rank} is back (${dropped} stale chunks dropped, ${restored} restored)`,
+          `dfs: rank ${rank} is back (${dropped} stale chunks dropped, ${restored} restored${how})`,
         );
         return;
       } catch (error) {
