@@ -64,6 +64,27 @@ Deno.test("a crashed data node: reads fail over, puts go elsewhere, it is restar
   for (const [name, data] of files) assert.deepEqual(await after.getBytes(name), data, name);
 });
 
+Deno.test("a data node that crashed while nothing changed is reconciled from its summary alone", async () => {
+  await using server = await InProcessServer.start();
+  await using client = await DfsClient.connect(server.address);
+  const files = new Map<string, Uint8Array>();
+  for (let i = 0; i < 40; i++) {
+    const data = pseudoRandomBytes(i % 4 === 0 ? MiB + i : 100 + i, i);
+    files.set(`g${i}`, data);
+    await client.put(`g${i}`, data);
+  }
+  server.launcher.crash(2);
+  await waitForState(client, 2, "up", 20_000);
+  assert.match(
+    server.log,
+    /rank 2 is back \(0 stale chunks dropped, 0 restored, checked against its summary\)/,
+  );
+  for (const [name, data] of files) assert.deepEqual(await client.getBytes(name), data, name);
+  await assertNoStrayChunks(server, client);
+  const fsck = await client.fsck();
+  assert.deepEqual([fsck.healthy, fsck.lost, fsck.underReplicated], [files.size, [], []]);
+});
+
 Deno.test("a hung data node is detected by the heartbeat and restarted; reads go on meanwhile", async () => {
   await using server = await InProcessServer.start();
   await using client = await DfsClient.connect(server.address);
