@@ -360,27 +360,62 @@ export interface ReconcilePlan {
  * Brings a restarted node in line with the current files: it keeps exactly the manifests of the
  * files it holds chunks of, drops every other blob (released or removed while it was down, so
  * nothing deleted comes back, and nothing is counted twice), and gets back every chunk it lacks.
+ * The files are given one at a time (`add()`), so that the walk over the index can give way: no
+ * structure here grows with the files but the manifests kept, and the blobs and chunks to restore.
  */
-export function planReconcile(files: Iterable<Manifest>, scan: RankScan): ReconcilePlan {
-  const { rank } = scan;
-  const keep = new ManifestWriter();
-  const wanted = new Map<string, ChunkRef>();
-  for (const m of files) {
+export class ReconcilePlanner {
+  readonly #rank: number;
+  readonly #holdings: Holdings;
+  #keep = new ManifestWriter();
+  /** Blob files of the node some kept chunk is in. */
+  #referenced = new Set<string>();
+  /**
+   * Chunks of files of several chunks seen so far: a composed file shares its parts' chunks, each
+   * counted once (a part of one chunk added before the composed file counts twice in `bytesHeld`,
+   * which placement balances by: at most a small last part's size; a set of every chunk would
+   * cost tens of bytes a small file).
+   */
+  #shared = new Set<string>();
+  #restore = new Map<string, ChunkRef>();
+  #bytesHeld = 0;
+
+  /** A plan for the node whose scan is `scan`. */
+  constructor(scan: RankScan) {
+    this.#rank = scan.rank;
+    this.#holdings = holdingsOf(scan);
+  }
+
+  /** Counts in a current file (present, not a tombstone). */
+  add(m: Manifest): void {
     let holds = false;
     for (const c of m.chunks) {
-      if (!c.ranks.includes(rank)) continue;
+      if (!c.ranks.includes(this.#rank)) continue;
       holds = true;
-      wanted.set(c.id, c);
+      const blob = blobOf(c.id);
+      if (this.#holdings.blobs.has(blob)) this.#referenced.add(blob);
+      if (this.#shared.has(c.id)) continue;
+      if (m.chunks.length > 1) this.#shared.add(c.id);
+      this.#bytesHeld += c.size;
+      if (!isPresent(c, this.#holdings)) this.#restore.set(c.id, c);
     }
-    if (holds) keep.add(m);
+    if (holds) this.#keep.add(m);
   }
-  const holdings = holdingsOf(scan);
-  const wantedBlobs = new Set([...wanted.keys()].map(blobOf));
-  const deleteBlobs = [...holdings.blobs.keys()].filter((blob) => !wantedBlobs.has(blob));
-  let bytesHeld = 0;
-  for (const c of wanted.values()) bytesHeld += c.size;
-  const restore = [...wanted.values()].filter((c) => !isPresent(c, holdings));
-  return { repair: { keep: keep.bytes(), deleteBlobs, bytesHeld }, restore };
+
+  /** The plan, once every current file was added. */
+  plan(): ReconcilePlan {
+    const deleteBlobs = [...this.#holdings.blobs.keys()].filter((b) => !this.#referenced.has(b));
+    return {
+      repair: { keep: this.#keep.bytes(), deleteBlobs, bytesHeld: this.#bytesHeld },
+      restore: [...this.#restore.values()],
+    };
+  }
+}
+
+/** `ReconcilePlanner` of every file of `files` at once. */
+export function planReconcile(files: Iterable<Manifest>, scan: RankScan): ReconcilePlan {
+  const planner = new ReconcilePlanner(scan);
+  for (const m of files) planner.add(m);
+  return planner.plan();
 }
 
 /** How a file's replicas on a lost node move to live ones. */

@@ -16,7 +16,7 @@ import type { Namespace } from "./namespace.ts";
 import type { SummaryPage, SummaryTotals } from "../common/node_protocol.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { LoadTracker } from "./placement.ts";
-import { planReconcile, planRecovery, planRereplication, type RecoveryPlan } from "./plans.ts";
+import { planRecovery, planRereplication, ReconcilePlanner, type RecoveryPlan } from "./plans.ts";
 import { FastPlanner } from "./summary_plan.ts";
 import { ReconcileCheck } from "./reconcile_check.ts";
 import type { Releases } from "./releases.ts";
@@ -123,7 +123,13 @@ export class Recovery {
     }
     const scan = await this.#nodes.scan(rank, whileDown);
     if (scan.opened) this.#health.noteOpened(rank, scan.opened);
-    const { repair, restore } = planReconcile(this.#namespace.index.values(), scan);
+    const planner = new ReconcilePlanner(scan);
+    let visited = 0;
+    for (const m of this.#namespace.index.values()) {
+      planner.add(m);
+      if (++visited % INDEX_STEP_FILES === 0) await this.#giveWay();
+    }
+    const { repair, restore } = planner.plan();
     await this.#nodes.repair(rank, repair, whileDown);
     this.#loads.set(rank, repair.bytesHeld);
     let restored = 0;
