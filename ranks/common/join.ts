@@ -23,9 +23,10 @@ import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
  * The version of the join handshake this build speaks, and of the node calls behind it: a node of
  * another version is refused at the door rather than misread later. 2: scans, summaries and
  * repairs carry manifests as bytes (`manifest_codec.ts`), and `list` pages with a cursor. 3: a
- * summary comes in pages (`SummaryPage`), a scan's manifests in pieces (`scanPage`).
+ * summary comes in pages (`SummaryPage`), a scan's manifests in pieces (`scanPage`). 4: each
+ * piece of a scan says whether more follow (`ScanPiece`), rather than the first its total.
  */
-export const JOIN_PROTOCOL_VERSION = 3;
+export const JOIN_PROTOCOL_VERSION = 4;
 /** Largest handshake frame, read before the peer is authenticated. */
 export const JOIN_FRAME_BYTES_MAX = 4096;
 /** A node id or cluster id: 128 random bits in lowercase hex. */

@@ -294,13 +294,28 @@ export class ManifestColumns {
   *places(): Generator<ManifestPlace> {
     const end = this.#slotsUsed;
     for (let slot = 0; slot < Math.min(end, this.#slotsUsed); slot++) {
-      if (this.#nameBytes.get(slot) === 0) continue;
-      yield {
-        name: this.#nameOf(slot),
-        version: this.#numbers.get(slot),
-        where: this.whereAt(slot),
-      };
+      const place = this.placeAt(slot);
+      if (place !== undefined) yield place;
     }
+  }
+
+  /** Slots ever used since the store was last empty: every live slot is below it. */
+  get slotsUsed(): number {
+    return this.#slotsUsed;
+  }
+
+  /**
+   * With details elsewhere: the name, version and where of the manifest in `slot`; undefined for
+   * a free slot or one at or past `slotsUsed`: for a walk that needs each slot's number (a data
+   * node's compaction follows what changes in each slot while it runs).
+   */
+  placeAt(slot: number): ManifestPlace | undefined {
+    if (slot >= this.#slotsUsed || this.#nameBytes.get(slot) === 0) return undefined;
+    return {
+      name: this.#nameOf(slot),
+      version: this.#numbers.get(slot),
+      where: this.whereAt(slot),
+    };
   }
 
   /** Every name held (see the class for the order). */

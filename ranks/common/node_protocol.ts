@@ -80,7 +80,10 @@ export type NodeCall =
   | { op: "summary"; seed: number }
   /** The next page of the summary last asked for (`SummaryPage`); NOT_FOUND if none is being made. */
   | { op: "summaryPage" }
-  /** The next piece of the scan's manifests (`ScanAnswer`); NOT_FOUND if none is being sent. */
+  /**
+   * The next piece of the scan's manifests (`ScanAnswer`), a `ScanPiece`; NOT_FOUND if none is
+   * being sent.
+   */
   | { op: "scanPage" }
   /** What this node holds, for reconciling it after a restart. */
   | { op: "scan" }
@@ -168,17 +171,25 @@ export interface SummaryTotals {
 }
 
 /**
- * Bytes of manifests in the answer to `scan` and in each `scanPage` after it at most: a node of
- * millions of files sends its scan in pieces that rank 0 joins, so that no frame over TCP
- * (`TCP_FRAME_BYTES_MAX`) holds all of it.
+ * Bytes of manifests in the answer to `scan` and in each `scanPage` after it (all but the last
+ * piece hold exactly this many): a node of millions of files sends its scan in pieces that rank
+ * 0 joins, so that no frame over TCP (`TCP_FRAME_BYTES_MAX`) holds all of it. The node encodes
+ * each piece as it is asked for, so it never holds all of them either.
  */
 export const SCAN_PAGE_BYTES = 8 * 1024 * 1024;
 
 /**
- * A data node's answer to `scan`: its `RankScan` with the first `SCAN_PAGE_BYTES` at most of its
- * manifests, and how many bytes they take in all; `scanPage` calls bring the rest, in order.
+ * A data node's answer to `scan`: its `RankScan` with the first piece of its manifests (at most
+ * `SCAN_PAGE_BYTES`), and whether more follow: `scanPage` calls bring them, in order, until one
+ * says no more follow.
  */
-export type ScanAnswer = RankScan & { manifestsBytes: number };
+export type ScanAnswer = RankScan & { more: boolean };
+
+/** A piece of a scan's manifests after the first (`scanPage`), and whether more follow. */
+export interface ScanPiece {
+  manifests: Uint8Array;
+  more: boolean;
+}
 
 /** The first message rank 0 posts to a new data node Worker. */
 export interface NodeInit {

@@ -22,17 +22,19 @@ import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type LogOpened, type RankRepair } from "../common/manifest.ts";
 import { decodeRecord, decodeRecordWithData, encodeRecord, type LogRecord } from "./log_record.ts";
 import { LogPlaces } from "./log_places.ts";
-import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
+import { readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
-import { RewrittenRecords } from "./log_rewrite.ts";
+import { keptOf } from "./log_rewrite.ts";
+import { compactTable, rewrittenRecords } from "./compaction.ts";
 import { RecordReader } from "./_log_reader.ts";
 import { Summarizer } from "./summary.ts";
-import { PagedAnswers } from "./paged_answers.ts";
+import { PagedAnswers, ScanPieces } from "./paged_answers.ts";
 import type {
   ListAnswer,
   LogCheck,
   NodeCall,
   ScanAnswer,
+  ScanPiece,
   SummaryPage,
 } from "../common/node_protocol.ts";
 import { type RecordLog, replayRecordLog } from "./record_log.ts";
@@ -91,7 +93,10 @@ export class DataNode {
    * that starts meanwhile includes their manifests, and takes their bytes from here.
    */
   #appending = new Map<string, Uint8Array>();
+  /** Where a compaction running puts the chunks it carries: one released meanwhile goes. */
+  #compacting: LogPlaces | undefined;
   #compactBytesMin: number;
+  #scanPageBytes: number | undefined;
   /** Whether the node's disk has failed, and why. */
   #disk: DiskWatch;
   /** The log was missing at open although the node held chunks before. */
@@ -125,7 +130,8 @@ export class DataNode {
     this.rank = rank;
     this.#env = storage.env;
     this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
-    this.#paged = new PagedAnswers(rank, { scanPageBytes: storage.scanPageBytes });
+    this.#paged = new PagedAnswers(rank);
+    this.#scanPageBytes = storage.scanPageBytes;
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#records = new RecordReader(join(storage.dir, LOG_FILE), storage.env.fs);
@@ -253,7 +259,7 @@ export class DataNode {
    * giving way between steps so that heartbeats are answered.
    */
   async list(prefix: string, options: { after?: string; limit: number }): Promise<ListAnswer> {
-    await this.#table.sortNames(() => new Promise((r) => this.#env.clock.setTimeout(r, 0)));
+    await this.#table.sortNames(() => this.#giveWay());
     return this.#table.page(prefix, options);
   }
 
@@ -266,26 +272,32 @@ export class DataNode {
    */
   async scan(): Promise<ScanAnswer> {
     const blobs = await this.#blobs();
-    const manifests = this.#snapshot();
-    return {
-      rank: this.rank,
-      manifests: this.#paged.beginScan(manifests, this.#changes),
-      manifestsBytes: manifests.length,
-      blobs: [...blobs],
-      inLog: this.#inLog.encodeIds(),
-      opened: this.#opened(),
-    };
+    const inLog = this.#inLog.encodeIds();
+    // Records found damaged are dropped once the last piece is made: dropping one meanwhile
+    // would change what the pieces walk.
+    const damaged: { name: string; version: number; where: number }[] = [];
+    const manifests = this.#table.all((name, version, where) =>
+      damaged.push({ name, version, where })
+    );
+    const pieces = new ScanPieces(manifests, {
+      pageBytes: this.#scanPageBytes,
+      giveWay: () => this.#giveWay(),
+      whenDone: () => damaged.forEach((d) => this.#dropDamaged(d.name, d.version, d.where)),
+    });
+    const first = await this.#paged.beginScan(pieces, () => this.#changes);
+    return { rank: this.rank, ...first, blobs: [...blobs], inLog, opened: this.#opened() };
   }
 
   /**
-   * The next piece of the manifests of the scan `scan()` began (`SCAN_PAGE_BYTES` at most).
+   * The next piece of the manifests of the scan `scan()` began (`SCAN_PAGE_BYTES`, or what is
+   * left), made now, giving way between steps.
    *
    * @throws {DfsError} `NOT_FOUND` if none is being sent, or if what the node holds changed since
    *   it began; `NODE_FAILED` once the node's disk has failed.
    */
-  scanPage(): Uint8Array {
+  scanPage(): Promise<ScanPiece> {
     this.#disk.throwIfFailed();
-    return this.#paged.nextScanPiece(this.#changes);
+    return this.#paged.nextScanPiece(() => this.#changes);
   }
 
   /**
@@ -331,33 +343,20 @@ export class DataNode {
     return { damagedRegions, damagedBytes, tailCutBytes, created: this.#logLost };
   }
 
-  /**
-   * Every manifest of the table as it is now, back to back (`ManifestWriter`): a few dozen bytes a
-   * small file where a copy of each as an object would cost hundreds.
-   */
-  #snapshot(): Uint8Array {
-    const writer = new ManifestWriter();
-    const unreadable: { name: string; version: number }[] = [];
-    for (const { name, version } of this.#table.versions()) {
-      try {
-        const m = this.#table.get(name, version);
-        if (m) writer.add(m);
-      } catch (error) {
-        if (!(error instanceof DfsError && error.code === "CORRUPTED")) throw error;
-        unreadable.push({ name, version });
-      }
-    }
-    // A record damaged since the log was replayed: the copies on other ranks are what is left of
-    // it (rank 0 copies it back: read repair, scrub, or recovery at the next start).
-    for (const { name, version } of unreadable) {
-      this.#env.log.error(
-        `dfs: rank ${this.rank}: the log record of "${name}" version ${version} is damaged; ` +
-          "it is dropped here, the other replicas keep it",
-      );
-      this.#table.apply({ kind: "release", name, version });
-      this.#changes++;
-    }
-    return writer.bytes();
+  /** Drops a manifest whose record was found damaged at `where`, if it is still held there. */
+  #dropDamaged(name: string, version: number, where: number): void {
+    // The copies on other ranks are what is left of it (rank 0 copies it back: read repair,
+    // scrub, or recovery at the next start).
+    this.#env.log.error(
+      `dfs: rank ${this.rank}: the log record of "${name}" version ${version} is damaged; ` +
+        "it is dropped here, the other replicas keep it",
+    );
+    if (this.#table.dropDamaged(name, version, where)) this.#changes++;
+  }
+
+  /** Lets the thread answer what waits (heartbeats first): a long piece of work goes in steps. */
+  #giveWay(): Promise<void> {
+    return new Promise((resolve) => this.#env.clock.setTimeout(resolve, 0));
   }
 
   async close(): Promise<void> {
@@ -392,7 +391,7 @@ export class DataNode {
         `dfs: rank ${this.rank}: log has ${found.damagedRegions} damaged region(s) ` +
           `(${found.damagedBytes} bytes); rewriting it from memory`,
       );
-      await this.#rewriteLog("table", { reset: false });
+      await this.#rewriteLog("table");
       check.rewritten = true;
     }
     return check;
@@ -414,7 +413,7 @@ export class DataNode {
     // Rewrite the log to exactly the kept manifests (compaction included), then drop chunks: a
     // crash in between leaves only orphans.
     if (repair.keep) {
-      await this.#rewriteLog(repair.keep, { reset: true });
+      await this.#rewriteLog(repair.keep);
     } else if ((repair.drop ?? []).length > 0 || this.#log.replay.damagedRegions > 0) {
       // The fast path of start-up recovery: what it holds stays, less tombstones, and a log with
       // damage skipped is rewritten so that the damage is gone for good.
@@ -422,7 +421,7 @@ export class DataNode {
         this.#table.apply({ kind: "release", name, version });
         this.#changes++;
       }
-      await this.#rewriteLog("table", { reset: false });
+      await this.#rewriteLog("table");
     }
     await this.#store.delete(repair.deleteBlobs);
     await this.#store.syncEntries();
@@ -430,15 +429,12 @@ export class DataNode {
 
   /**
    * Rewrites the log to commit records of exactly the `kept` manifests, carrying over the bytes of
-   * their chunks kept in the log. With `reset`, the table is rebuilt from them (a start-up repair:
-   * nothing else runs); without, it is a compaction of the table as it stands once reads let the
-   * rewrite start ("table"), and records appended meanwhile follow in the new file. Reads from the
-   * log wait meanwhile.
+   * their chunks kept in the log. Given them as bytes, the table is rebuilt from them (a start-up
+   * repair: nothing else runs); "table" is a compaction of the table as it stands once reads let
+   * the rewrite start (`compactTable`), and records appended meanwhile follow in the new file.
+   * Reads from the log wait meanwhile.
    */
-  async #rewriteLog(
-    kept: Uint8Array | "table",
-    options: { reset: boolean },
-  ): Promise<void> {
+  async #rewriteLog(kept: Uint8Array | "table"): Promise<void> {
     while (this.#rewriting) await this.#rewriting;
     const done = Promise.withResolvers<void>();
     this.#rewriting = done.promise;
@@ -447,48 +443,41 @@ export class DataNode {
         this.#logReadsDone = Promise.withResolvers();
         await this.#logReadsDone.promise;
       }
-      // The table is read in the same turn as rewrite() is called below: every record appended
-      // before is in it, every one appended after lands in the new file. Its records are read
-      // from the old file until the new one's offsets are in it.
+      // What is written is frozen in the same turn as rewrite() is called below: every record
+      // appended before is in it, every one appended after lands in the new file. Its records are
+      // read from the old file until the new one's offsets are in it.
       this.#records.pin();
-      const manifests = kept === "table" ? this.#snapshot() : kept;
-      const log = this.#log;
-      const [inLog, appending] = [this.#inLog, this.#appending];
-      const records = new RewrittenRecords(manifests, {
-        has: (id) => inLog.has(id) || appending.has(id),
-        bytesOf: async (id) => {
-          const place = inLog.get(id);
-          return appending.get(id) || (place && await log.read(place.offset, place.size));
-        },
-      });
-      const offsets = await this.#log.rewrite(records);
+      const held = { log: this.#log, inLog: this.#inLog, appending: this.#appending };
+      if (kept === "table") {
+        return await compactTable(this.#table, held, {
+          path: join(this.#dir, LOG_FILE),
+          fs: this.#env.fs,
+          giveWay: () => this.#giveWay(),
+          damaged: (name, version, where) => this.#dropDamaged(name, version, where),
+          compacting: (places) => (this.#compacting = places),
+          replaced: (records) => {
+            this.#records.close();
+            // Chunks released meanwhile were taken out of the new places as they went.
+            this.#inLog = records.places;
+            this.#liveRecords = records.records;
+            this.#deadRecords = 0;
+          },
+        });
+      }
+      const offsets: number[] = [];
+      const records = rewrittenRecords(keptOf(readManifests(kept)), held, (at) => offsets.push(at));
+      records.check(await this.#log.rewrite(records));
       // No append has resolved into the new file yet (they follow the rewrite): every place
       // known is in the old one. Its reader and places go.
       this.#records.close();
-      const places = new LogPlaces();
+      this.#table = this.#newTable();
+      this.#changes++;
+      this.#inLog = records.places;
+      this.#liveRecords = this.#deadRecords = 0;
       let i = 0;
-      if (options.reset) {
-        this.#table = this.#newTable();
-        this.#changes++;
-        this.#inLog = places;
-        this.#liveRecords = this.#deadRecords = 0;
-        for (const manifest of readManifests(manifests)) {
-          this.#apply({ kind: "commit", manifest }, offsets[records.commits[i++]]);
-        }
-      } else {
-        for (const { name, version } of readManifests(manifests)) {
-          this.#table.place(name, version, offsets[records.commits[i++]]);
-        }
-        this.#liveRecords = records.carried.length;
-        this.#deadRecords = 0;
+      for (const manifest of readManifests(kept)) {
+        this.#apply({ kind: "commit", manifest }, offsets[i++]);
       }
-      records.carried.forEach((chunk, i) => {
-        // A compaction skips chunks released meanwhile.
-        if (chunk && (options.reset || this.#inLog.has(chunk.id))) {
-          places.set(chunk.id, { offset: offsets[i] + chunk.at, size: chunk.size });
-        }
-      });
-      this.#inLog = places;
     } finally {
       this.#rewriting = null;
       done.resolve();
@@ -512,6 +501,12 @@ export class DataNode {
     } finally {
       if (--this.#logReads === 0) this.#logReadsDone?.resolve();
     }
+  }
+
+  /** A chunk's bytes are no longer kept in the log (released, or left out of a compose). */
+  #notInLog(id: string): void {
+    this.#inLog.delete(id);
+    this.#compacting?.delete(id);
   }
 
   /** Notes where the bytes a record carries are in the log file. */
@@ -556,14 +551,14 @@ export class DataNode {
   #apply(record: LogRecord, where?: number): void {
     if (record.kind === "release") {
       const released = this.#table.get(record.name, record.version);
-      if (released) { for (const id of chunkIdsOn(released, this.rank)) this.#inLog.delete(id); }
+      for (const id of released ? chunkIdsOn(released, this.rank) : []) this.#notInLog(id);
     } else if (record.kind === "compose") {
       // A source's chunk kept in the log that the composed file leaves out (an empty one) is dead.
       const kept = new Set(chunkIdsOn(record.manifest, this.rank));
       for (const source of record.sources) {
         const m = this.#table.get(source.name, source.version);
         for (const id of m ? chunkIdsOn(m, this.rank) : []) {
-          if (!kept.has(id)) this.#inLog.delete(id);
+          if (!kept.has(id)) this.#notInLog(id);
         }
       }
     }
@@ -589,7 +584,7 @@ export class DataNode {
     if (this.#log.sizeBytes < this.#compactBytesMin || this.#deadRecords <= this.#liveRecords) {
       return;
     }
-    await this.#rewriteLog("table", { reset: false });
+    await this.#rewriteLog("table");
   }
 }
 

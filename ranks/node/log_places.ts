@@ -113,10 +113,15 @@ export class LogPlaces {
   /** Every chunk id held, in the wire form of a `ChunkIdSet` (see `encodeChunkIds()`). */
   encodeIds(): Uint8Array {
     const keys = new Uint8Array(this.#size * KEY_BYTES);
+    // In slot order, where the keys lie one after another: in the hash table's order each was a
+    // miss of the cache (~260 ns a chunk, 0.4 s for 1.5 million, in a scan's first answer).
+    const free = new Uint8Array(this.#slotsUsed);
+    for (const slot of this.#free) free[slot] = 1;
     let at = 0;
-    for (const slot of this.#table.slots()) {
-      const from = this.#keys.at(slot);
-      keys.set(this.#keys.page(slot).subarray(from, from + KEY_BYTES), at);
+    for (let slot = 0; slot < this.#slotsUsed; slot++) {
+      if (free[slot] === 1) continue;
+      const [page, from] = [this.#keys.page(slot), this.#keys.at(slot)];
+      for (let i = 0; i < KEY_BYTES; i++) keys[at + i] = page[from + i];
       at += KEY_BYTES;
     }
     return encodeChunkIds(keys, [...this.#others.keys()]);

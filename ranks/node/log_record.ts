@@ -156,6 +156,12 @@ export function decodeRecordWithData(
   return { record, data: { offset, size: bytes.length - offset } };
 }
 
+/** True if `bytes` is a commit record in the binary form (written as is, it stays one). */
+export function isBinaryCommit(bytes: Uint8Array): boolean {
+  return bytes.length > 0 &&
+    (bytes[0] & ~RECORD_HAS_DATA) === (RECORD_BINARY | RECORD_KIND_NUMBERS.commit);
+}
+
 /**
  * Decodes a log record read back from disk, checking its shape; the data it may carry are skipped.
  *

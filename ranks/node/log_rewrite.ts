@@ -1,20 +1,33 @@
 /**
  * The records a data node's log is rewritten to (a compaction, a start-up repair): a commit
  * record of each manifest kept, carrying the bytes of its chunk kept in the log, and data records
- * for the chunks kept in the log of a file of several. Pure: the bytes come from the function it is
- * given.
+ * for the chunks kept in the log of a file of several. Pure: the manifests and the bytes come from
+ * what it is given, as the records are taken.
  *
  * @module
  */
 
-import { readManifests } from "../common/manifest_codec.ts";
+import { assert } from "../../protocol/errors.ts";
+import type { Manifest } from "../common/manifest.ts";
 import { encodeRecord } from "./log_record.ts";
+import { LogPlaces } from "./log_places.ts";
+import { RECORD_HEADER_SIZE_BYTES } from "./record_frame.ts";
 
-/** A chunk whose bytes a record carries, and where they start in the record. */
-export interface CarriedChunk {
-  id: string;
-  at: number;
-  size: number;
+/** A manifest to write, and its one chunk's bytes if they are at hand (a view). */
+export interface KeptManifest {
+  manifest: Manifest;
+  data?: Uint8Array;
+  /**
+   * Its commit record as it is to be written, if it is at hand: read back from the old log, where
+   * it commits this manifest alone with `data` at its end (or no data, its chunk not kept in the
+   * log). Written as is, it costs a copy, not an encoding.
+   */
+  record?: Uint8Array;
+}
+
+/** `manifests` as manifests to write, their chunks' bytes to be fetched. */
+export function* keptOf(manifests: Iterable<Manifest>): Generator<KeptManifest> {
+  for (const manifest of manifests) yield { manifest };
 }
 
 /** Where the bytes of the chunks kept in the log come from. */
@@ -26,30 +39,60 @@ export interface KeptChunks {
 }
 
 /**
- * The records of a log holding exactly `manifests` (`ManifestWriter` bytes), made as they are
- * taken. Once taken, `carried` says per record which chunk it carries, and `commits` per manifest
- * (in their order) which record commits it.
+ * The records of a log holding exactly the manifests `kept` yields (with their one chunk's bytes
+ * when it has them at hand; else they come from `chunks`), made as they are taken. The new log
+ * holds them from its start, one after another (`[header][body]`, `record_frame.ts`): `placed` is
+ * told where each manifest's commit record's body goes as it is made, and `places` says where
+ * each chunk carried goes. Take them all before using those, and `check()` them against the
+ * offsets the log reports.
  */
 export class RewrittenRecords implements AsyncIterable<Uint8Array> {
-  readonly carried: (CarriedChunk | undefined)[] = [];
-  readonly commits: number[] = [];
-  #manifests: Uint8Array;
+  /** Where the bytes of each chunk carried are in the new log. */
+  readonly places: LogPlaces = new LogPlaces();
+  #kept: Iterable<KeptManifest> | AsyncIterable<KeptManifest>;
   #chunks: KeptChunks;
+  #placed: (where: number) => void;
+  #records = 0;
+  /** Bytes of the new log so far: where the next record's header goes. */
+  #end = 0;
+  /** Where the last record's body goes. */
+  #last = -1;
 
-  constructor(manifests: Uint8Array, chunks: KeptChunks) {
-    this.#manifests = manifests;
+  constructor(
+    kept: Iterable<KeptManifest> | AsyncIterable<KeptManifest>,
+    chunks: KeptChunks,
+    placed: (where: number) => void,
+  ) {
+    this.#kept = kept;
     this.#chunks = chunks;
+    this.#placed = placed;
+  }
+
+  /** Records made so far. */
+  get records(): number {
+    return this.#records;
+  }
+
+  /**
+   * Checks that the log put the records where they were counted to go.
+   *
+   * @throws {Error} an assertion if it did not.
+   */
+  check(offsets: readonly number[]): void {
+    assert(
+      offsets.length === this.#records && (offsets.at(-1) ?? -1) === this.#last,
+      "a rewritten log holds its records where they were counted to go",
+    );
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
-    const { carried, commits } = this;
-    for (const manifest of readManifests(this.#manifests)) {
+    for await (const { manifest, data: given, record } of this.#kept) {
       const [first] = manifest.chunks;
       const single = manifest.chunks.length === 1;
-      const data = single ? await this.#chunks.bytesOf(first.id) : undefined;
-      const bytes = encodeRecord({ kind: "commit", manifest }, data);
-      commits.push(carried.length);
-      carried.push(data && { id: first.id, at: bytes.length - data.length, size: data.length });
+      const data = single && !record ? given ?? await this.#chunks.bytesOf(first.id) : given;
+      const bytes = record ?? encodeRecord({ kind: "commit", manifest }, data);
+      this.#placed(this.#next(bytes));
+      if (data) this.#carried(first.id, bytes, data);
       yield bytes;
       if (single) continue;
       // A file of several chunks (a composed one) may hold chunks kept in the log: their bytes
@@ -58,9 +101,23 @@ export class RewrittenRecords implements AsyncIterable<Uint8Array> {
         const data = this.#chunks.has(id) ? await this.#chunks.bytesOf(id) : undefined;
         if (!data) continue;
         const bytes = encodeRecord({ kind: "data", id }, data);
-        carried.push({ id, at: bytes.length - data.length, size: data.length });
+        this.#next(bytes);
+        this.#carried(id, bytes, data);
         yield bytes;
       }
     }
+  }
+
+  /** Counts `record` in: where its body goes. */
+  #next(record: Uint8Array): number {
+    this.#last = this.#end + RECORD_HEADER_SIZE_BYTES;
+    this.#end = this.#last + record.length;
+    this.#records++;
+    return this.#last;
+  }
+
+  /** Notes where the `data` at the end of `record`, the last counted in, go. */
+  #carried(id: string, record: Uint8Array, data: Uint8Array): void {
+    this.places.set(id, { offset: this.#last + record.length - data.length, size: data.length });
   }
 }

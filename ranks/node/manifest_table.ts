@@ -8,8 +8,9 @@
 import { type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
 import { ManifestColumns } from "../common/manifest_columns.ts";
 import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
-import { DfsError } from "../../protocol/errors.ts";
+import { assert, DfsError } from "../../protocol/errors.ts";
 import { composeTombstones, type LogRecord, renamedFrom } from "./log_record.ts";
+import { TableSnapshot } from "./table_snapshot.ts";
 
 /** The manifests a record commits (tombstones included), in the order it applies them. */
 export function manifestsOf(record: LogRecord): Manifest[] {
@@ -23,6 +24,25 @@ export function manifestsOf(record: LogRecord): Manifest[] {
     default:
       return [];
   }
+}
+
+/**
+ * Version `version` of `name` in `record`, whose body is at `where` in the log.
+ *
+ * @throws {DfsError} `CORRUPTED` if it holds no such manifest.
+ */
+export function manifestIn(
+  record: LogRecord,
+  name: string,
+  version: number,
+  where: number,
+): Manifest {
+  const found = manifestsOf(record).find((m) => m.name === name && m.version === version);
+  if (found) return found;
+  throw new DfsError(
+    "CORRUPTED",
+    `The log record at byte ${where} does not hold version ${version} of "${name}"`,
+  );
 }
 
 /** Reads the record whose body is at `where` in the log (`RecordReader`). */
@@ -51,6 +71,8 @@ export class ManifestTable {
   /** Older versions of a name still held (until released), if any. */
   #older = new Map<string, Manifest[]>();
   #recordAt: RecordAt;
+  /** The snapshot being written by a compaction, told of every change to a slot. */
+  #frozen: TableSnapshot | undefined;
 
   constructor(recordAt: RecordAt) {
     this.#recordAt = recordAt;
@@ -95,18 +117,57 @@ export class ManifestTable {
   place(name: string, version: number, where: number): void {
     const slot = this.#newest.slotOf(name);
     if (slot < 0 || this.#newest.versionAt(slot) !== version) return;
+    this.#frozen?.changing(slot, name);
     this.#newest.setWhere(slot, where);
     this.#whole.delete(name);
+  }
+
+  /**
+   * Freezes what the table holds now for a compaction (`TableSnapshot`): a copy of the few held
+   * whole and a walk of the rest, told of every change until `thaw()`. Costs a byte and a number
+   * per slot, not a read of every record.
+   */
+  freeze(): TableSnapshot {
+    assert(this.#frozen === undefined, "one snapshot at a time");
+    const whole = [...this.#whole.values()];
+    for (const versions of this.#older.values()) whole.push(...versions);
+    this.#frozen = new TableSnapshot(this.#newest, whole);
+    return this.#frozen;
+  }
+
+  /**
+   * Ends the freeze; with `placed` (the log now holds what was written from it), each manifest
+   * still held as it was goes where it was written.
+   */
+  thaw(snapshot: TableSnapshot, options: { placed: boolean }): void {
+    assert(this.#frozen === snapshot, "the snapshot thawed is the one frozen");
+    this.#frozen = undefined;
+    if (options.placed) {
+      snapshot.placeAll((name, version, where) => this.place(name, version, where));
+    }
+  }
+
+  /**
+   * Drops version `version` of `name` if it is the newest held and its record is at `where` (a
+   * record found damaged there): true if it did.
+   */
+  dropDamaged(name: string, version: number, where: number): boolean {
+    if (this.#whereOf(name, version) !== where) return false;
+    this.#remove(name, version);
+    return true;
   }
 
   #add(manifest: Manifest, where: number | undefined): void {
     // The usual case, a name not held yet, takes one lookup.
     let slot = this.#newest.insert(manifest);
-    if (slot < 0) {
+    if (slot >= 0) {
+      this.#frozen?.filled(slot);
+    } else {
       const { name, version } = manifest;
       slot = this.#newest.slotOf(name);
       const newest = this.#newest.versionAt(slot);
       if (version < newest) return this.#keepOlder(structuredClone(manifest));
+      this.#frozen?.changing(slot, name);
       if (version > newest) this.#keepOlder(this.#newestAt(slot, name)); // a copy
       this.#newest.set(manifest);
     }
@@ -125,6 +186,7 @@ export class ManifestTable {
   #remove(name: string, version: number): void {
     const slot = this.#newest.slotOf(name);
     if (slot >= 0 && this.#newest.versionAt(slot) === version) {
+      this.#frozen?.changing(slot, name);
       this.#newest.delete(name);
       this.#whole.delete(name);
       const older = this.#older.get(name);
@@ -206,24 +268,31 @@ export class ManifestTable {
 
   /** Version `version` of `name`, from its record at `where`. */
   #read(name: string, version: number, where: number): Manifest {
-    const found = manifestsOf(this.#recordAt(where)).find((m) =>
-      m.name === name && m.version === version
-    );
-    if (found) return found;
-    throw new DfsError(
-      "CORRUPTED",
-      `The log record at byte ${where} does not hold version ${version} of "${name}"`,
-    );
+    return manifestIn(this.#recordAt(where), name, version, where);
   }
 
   /**
    * Every manifest held, all versions, as copies, one at a time (records read back in turn).
+   * With `damaged`, one whose record is damaged is left out and told to it instead.
    *
-   * @throws {DfsError} what reading a record throws: `CORRUPTED` if one is damaged.
+   * @throws {DfsError} what reading a record throws: `CORRUPTED` if one is damaged (without
+   *   `damaged`).
    */
-  *all(): Iterable<Manifest> {
+  *all(damaged?: (name: string, version: number, where: number) => void): Iterable<Manifest> {
     for (const { name, version, where } of this.#newest.places()) {
-      yield where < 0 ? structuredClone(this.#whole.get(name)!) : this.#read(name, version, where);
+      if (where < 0) {
+        yield structuredClone(this.#whole.get(name)!);
+        continue;
+      }
+      let m: Manifest;
+      try {
+        m = this.#read(name, version, where);
+      } catch (error) {
+        if (!(damaged && error instanceof DfsError && error.code === "CORRUPTED")) throw error;
+        damaged(name, version, where);
+        continue;
+      }
+      yield m;
     }
     for (const versions of this.#older.values()) {
       for (const m of versions) yield structuredClone(m);

@@ -74,8 +74,8 @@ async function answerCall(
     return moves ? reply(page, [page.manifests.buffer as ArrayBuffer]) : page;
   }
   if (call.op === "scanPage") {
-    const page = node.scanPage();
-    return moves ? reply(page, [page.buffer as ArrayBuffer]) : page;
+    const piece = await node.scanPage();
+    return moves ? reply(piece, [piece.manifests.buffer as ArrayBuffer]) : piece;
   }
   const result = await node.handle(call);
   if (!moves) return result;

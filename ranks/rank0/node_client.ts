@@ -21,6 +21,7 @@ import type {
   NodeCall,
   NodeCollective,
   ScanAnswer,
+  ScanPiece,
   SummaryPage,
 } from "../common/node_protocol.ts";
 import type { Clock, FsStats, TimerHandle } from "../env/env.ts";
@@ -192,28 +193,27 @@ export class NodeClient {
 
   /**
    * `scan` with every piece of its manifests: a scan larger than `SCAN_PAGE_BYTES` comes in
-   * pieces (`scanPage`), joined here in order.
+   * pieces (`scanPage`) until one says no more follow, joined here in order.
    */
   async #joined(scan: ScanAnswer, options: CallOptions = {}): Promise<ScanAnswer> {
-    const { rank, manifestsBytes } = scan;
-    if (scan.manifests.length === manifestsBytes) return scan;
-    if (!(Number.isSafeInteger(manifestsBytes) && manifestsBytes > scan.manifests.length)) {
-      throw new DfsError("CORRUPTED", `Rank ${rank}'s scan says it holds ${manifestsBytes} bytes`);
-    }
-    const manifests = new Uint8Array(manifestsBytes);
-    manifests.set(scan.manifests);
-    for (let at = scan.manifests.length; at < manifestsBytes;) {
-      const page = await this.#call<Uint8Array>(rank, { op: "scanPage" }, undefined, options);
-      if (page.length === 0 || at + page.length > manifestsBytes) {
-        throw new DfsError(
-          "CORRUPTED",
-          `Rank ${rank}'s scan does not add up to ${manifestsBytes} bytes`,
-        );
+    const { rank } = scan;
+    if (!scan.more) return scan;
+    const pieces = [scan.manifests];
+    let bytes = scan.manifests.length;
+    for (let more = true; more;) {
+      const piece = await this.#call<ScanPiece>(rank, { op: "scanPage" }, undefined, options);
+      if (
+        !(piece?.manifests instanceof Uint8Array) || (piece.manifests.length === 0 && piece.more)
+      ) {
+        throw new DfsError("CORRUPTED", `Rank ${rank}'s scan came in a piece that is not one`);
       }
-      manifests.set(page, at);
-      at += page.length;
+      pieces.push(piece.manifests);
+      bytes += piece.manifests.length;
+      more = piece.more === true;
     }
-    return { ...scan, manifests };
+    const manifests = new Uint8Array(bytes);
+    pieces.reduce((at, piece) => (manifests.set(piece, at), at + piece.length), 0);
+    return { ...scan, manifests, more: false };
   }
 
   /** Has the node hold exactly `repair.keep` from now on and delete `repair.deleteBlobs`. */

@@ -1,0 +1,215 @@
+/**
+ * What a data node's table holds at one moment, frozen for a compaction without copying it: the
+ * few manifests held whole, and for the rest which slot of the table's columns holds them. The
+ * compaction reads their records back from the old log later, a step at a time, giving way
+ * between steps, while commits and releases go on changing the table. A slot about to change
+ * before the walk reaches it first hands over what it held at the freeze (its name, version and
+ * where its record is: the old file stays readable), so the walk writes exactly what the table
+ * held; a slot that changes after it was written is not placed in the new log (what changed it
+ * is appended there after the rewritten records). Pure: records are read through the function
+ * given.
+ *
+ * @module
+ */
+
+import { assert, DfsError } from "../../protocol/errors.ts";
+import type { Manifest } from "../common/manifest.ts";
+import type { ManifestColumns } from "../common/manifest_columns.ts";
+import type { KeptManifest } from "./log_rewrite.ts";
+
+/**
+ * Manifests a data node reads back from its log between giving way, in a compaction and in a
+ * piece of a scan: the thread must answer heartbeats (rank 0 takes a node silent for
+ * `HEARTBEAT_TIMEOUT_MS` for down), and a table of millions takes many seconds to read back
+ * whole. A step of 8,192 small files took 50-80 ms here (a compaction of 1.5 million: each record
+ * read back, decoded, copied and framed anew).
+ */
+export const TABLE_STEP_MANIFESTS = 8192;
+
+/**
+ * Reads version `version` of `name` back from its record at `where`, with its chunk's bytes if
+ * that record holds the ones the node keeps (a view that holds until the next read).
+ *
+ * @throws {DfsError} `CORRUPTED` if the record is damaged or holds no such manifest.
+ */
+export type ReadKept = (name: string, version: number, where: number) => KeptManifest;
+
+/** A slot's state in the walk. Pending: not reached yet, and unchanged since the freeze. */
+const PENDING = 0;
+/**
+ * Not written from the slot: free or held whole at the freeze, changed before the walk reached it,
+ * or damaged.
+ */
+const SKIPPED = 1;
+/** Written, and unchanged since: it goes where it was written. */
+const WRITTEN = 2;
+/** Written, then changed: what holds the slot now is not what was written. */
+const CHANGED = 3;
+
+/** A manifest known by its name, frozen whole or handed over by its slot. */
+interface Named {
+  name: string;
+  version: number;
+  /** Where its record is in the old log; -1 for one frozen whole. */
+  where: number;
+  /** Where its record went in the new log, once written. */
+  placed?: number;
+}
+
+/** The table's manifests at the freeze: see the module. Made by `ManifestTable.freeze()`. */
+export class TableSnapshot {
+  #columns: ManifestColumns;
+  #whole: Manifest[];
+  /** Slots below this were in use at the freeze. */
+  #end: number;
+  #state: Uint8Array;
+  /** Where each slot's manifest went in the new log (valid for `WRITTEN` slots). */
+  #placed: Float64Array;
+  /** Manifests handed over by slots that changed before the walk reached them, not yet read. */
+  #handedOver: Named[] = [];
+  /** Manifests written by name (frozen whole, handed over). */
+  #named: Named[] = [];
+  /** What was yielded last: a slot, or a manifest written by name. */
+  #current: number | Named | undefined;
+  #walked = false;
+
+  /** The columns of the newest versions as they are now, and every manifest held whole. */
+  constructor(columns: ManifestColumns, whole: Manifest[]) {
+    this.#columns = columns;
+    this.#whole = whole;
+    this.#end = columns.slotsUsed;
+    this.#state = new Uint8Array(this.#end);
+    this.#placed = new Float64Array(this.#end);
+  }
+
+  /**
+   * `slot`, live, is about to change (replaced, placed, or freed); `name` is its name. Before
+   * the walk reaches it, it hands over what it held if that was in the log.
+   */
+  changing(slot: number, name: string): void {
+    if (slot >= this.#end) return;
+    const state = this.#state[slot];
+    if (state === WRITTEN) this.#state[slot] = CHANGED;
+    if (state !== PENDING) return;
+    this.#state[slot] = SKIPPED;
+    const where = this.#columns.whereAt(slot);
+    // Held whole at the freeze: among the manifests frozen whole.
+    if (where < 0) return;
+    this.#handedOver.push({ name, version: this.#columns.versionAt(slot), where });
+  }
+
+  /** `slot`, free, was just filled: the walk leaves it out. */
+  filled(slot: number): void {
+    if (slot >= this.#end) return;
+    const state = this.#state[slot];
+    this.#state[slot] = state === WRITTEN ? CHANGED : state === PENDING ? SKIPPED : state;
+  }
+
+  /**
+   * Every manifest frozen, read as it is taken (records through `read`), awaiting `giveWay`
+   * every `stepManifests` slots walked or records read. A damaged record is left out and told to
+   * `damaged` (in its slot, still unchanged, if it had one: the caller may drop it). Tell
+   * `placed()` where each one goes before taking the next.
+   *
+   * @throws what `read` throws but `CORRUPTED`.
+   */
+  async *manifests(read: ReadKept, options: {
+    giveWay: () => Promise<void>;
+    damaged: (name: string, version: number, where: number) => void;
+    stepManifests?: number;
+  }): AsyncGenerator<KeptManifest> {
+    assert(!this.#walked, "a snapshot is walked once");
+    this.#walked = true;
+    const step = options.stepManifests ?? TABLE_STEP_MANIFESTS;
+    let steps = 0;
+    const stepped = async () => {
+      if (++steps % step === 0) await options.giveWay();
+    };
+    for (const manifest of this.#whole) {
+      const { name, version } = manifest;
+      this.#current = this.#addNamed({ name, version, where: -1 });
+      yield { manifest };
+      await stepped();
+    }
+    this.#whole = [];
+    for (let slot = 0; slot < this.#end; slot++) {
+      if (this.#state[slot] !== PENDING) continue;
+      const place = this.#columns.placeAt(slot);
+      if (place === undefined || place.where < 0) {
+        this.#state[slot] = SKIPPED; // free, or held whole: frozen above
+      } else {
+        // Written before it is read: dropping a damaged one changes it, and must not hand it over.
+        this.#state[slot] = WRITTEN;
+        const kept = this.#read(read, place.name, place.version, place.where, options.damaged);
+        if (kept === undefined) {
+          this.#state[slot] = SKIPPED;
+        } else {
+          this.#current = slot;
+          yield kept;
+        }
+      }
+      await stepped();
+      yield* this.#readHandedOver(read, options.damaged);
+    }
+    yield* this.#readHandedOver(read, options.damaged);
+    this.#current = undefined;
+  }
+
+  /** The manifest taken last goes at `where` in the new log. */
+  placed(where: number): void {
+    const current = this.#current;
+    assert(current !== undefined, "a manifest was taken");
+    if (typeof current === "number") this.#placed[current] = where;
+    else current.placed = where;
+  }
+
+  /**
+   * Once the new log is the log: places each manifest written from a slot unchanged since, then
+   * calls `place` for each written by name (`ManifestTable.place()`, which checks it is still the
+   * version held). Call it with the snapshot no longer told of changes.
+   */
+  placeAll(place: (name: string, version: number, where: number) => void): void {
+    const [columns, state, placed] = [this.#columns, this.#state, this.#placed];
+    for (let slot = 0; slot < this.#end; slot++) {
+      if (state[slot] === WRITTEN) columns.setWhere(slot, placed[slot]);
+    }
+    for (const { name, version, placed } of this.#named) {
+      if (placed !== undefined) place(name, version, placed);
+    }
+  }
+
+  /** Reads the manifests handed over so far, one at a time. */
+  *#readHandedOver(
+    read: ReadKept,
+    damaged: (name: string, version: number, where: number) => void,
+  ): Generator<KeptManifest> {
+    while (this.#handedOver.length > 0) {
+      const named = this.#handedOver.pop()!;
+      const kept = this.#read(read, named.name, named.version, named.where, damaged);
+      if (kept === undefined) continue;
+      this.#current = this.#addNamed(named);
+      yield kept;
+    }
+  }
+
+  #read(
+    read: ReadKept,
+    name: string,
+    version: number,
+    where: number,
+    damaged: (name: string, version: number, where: number) => void,
+  ): KeptManifest | undefined {
+    try {
+      return read(name, version, where);
+    } catch (error) {
+      if (!(error instanceof DfsError && error.code === "CORRUPTED")) throw error;
+      damaged(name, version, where);
+      return undefined;
+    }
+  }
+
+  #addNamed(named: Named): Named {
+    this.#named.push(named);
+    return named;
+  }
+}
