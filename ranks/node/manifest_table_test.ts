@@ -5,20 +5,14 @@ import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
 import { LISTING_FIELDS, toListing, tombstoneOf } from "../common/manifest.ts";
 import { manifest } from "../testing/manifests.ts";
 import { decodeRecord, encodeRecord, type LogRecord } from "./log_record.ts";
+import { tableOnModelLog } from "./_model_log.ts";
 
 /**
  * A table over a model of the log: each record applied is encoded into it at a made-up offset,
  * and read back from there. `whole`: applied before its append resolves, then placed.
  */
 function onLog(mode: "replayed" | "whole" = "replayed") {
-  const log = new Map<number, Uint8Array>();
-  const reads: number[] = [];
-  const table = new ManifestTable((where) => {
-    reads.push(where);
-    const bytes = log.get(where);
-    if (!bytes) throw new DfsError("CORRUPTED", `No record at ${where}`);
-    return decodeRecord(bytes);
-  });
+  const { table, log, reads } = tableOnModelLog();
   const apply = (record: LogRecord) => {
     const where = 100 + 10 * log.size;
     log.set(where, encodeRecord(record));

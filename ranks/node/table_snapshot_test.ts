@@ -5,7 +5,8 @@ import { tombstoneOf } from "../common/manifest.ts";
 import { manifest } from "../testing/manifests.ts";
 import type { KeptManifest } from "./log_rewrite.ts";
 import { decodeRecord, encodeRecord, type LogRecord } from "./log_record.ts";
-import { manifestIn, ManifestTable } from "./manifest_table.ts";
+import { tableOnModelLog } from "./_model_log.ts";
+import { manifestIn } from "./manifest_table.ts";
 
 /** Where the model's new log starts: every offset at or past it is in the new file. */
 const NEW_LOG = 1_000_000;
@@ -15,14 +16,7 @@ const NEW_LOG = 1_000_000;
  * `apply` appends a record to the old log and applies it there.
  */
 function onLog() {
-  const log = new Map<number, Uint8Array>();
-  const reads: number[] = [];
-  const table = new ManifestTable((where) => {
-    reads.push(where);
-    const bytes = log.get(where);
-    if (!bytes) throw new DfsError("CORRUPTED", `No record at ${where}`);
-    return decodeRecord(bytes);
-  });
+  const { table, log, reads } = tableOnModelLog();
   let next = 100;
   const append = (record: LogRecord) => {
     const where = next;
