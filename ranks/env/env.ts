@@ -21,6 +21,14 @@ export interface Clock {
   clearTimeout(handle: TimerHandle | undefined): void;
 }
 
+/**
+ * Resolves after a 0 ms timer on `clock`, once the timers and I/O due have had a turn: how long
+ * work on one thread (a rank's) goes in steps and still answers heartbeats and clients.
+ */
+export function giveWay(clock: Pick<Clock, "setTimeout">): Promise<void> {
+  return new Promise((resolve) => void clock.setTimeout(resolve, 0));
+}
+
 /** An opaque timer handle (each clock has its own kind). */
 export type TimerHandle = unknown;
 

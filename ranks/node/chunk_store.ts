@@ -21,6 +21,7 @@ import {
   type DirectFile,
   type FileHandle,
   type FileSystem,
+  giveWay,
 } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 import {
@@ -295,7 +296,7 @@ export class DiskChunkStore implements ChunkStore {
       await forEachParallel(strays, (path) => removeIfExists(this.#fs, path));
       const sizes = new Map<string, number>();
       for (let start = 0; start < blobs.length; start += SCAN_STATS_PER_TURN_MAX) {
-        if (start > 0) await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, 0));
+        if (start > 0) await giveWay(this.#clock);
         for (const blob of blobs.slice(start, start + SCAN_STATS_PER_TURN_MAX)) {
           const size = statSizeOrUndefined(this.#fs, this.#path(blob));
           if (size !== undefined) sizes.set(blob, size);

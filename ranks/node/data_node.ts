@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { releaseDecodeInput } from "../../protocol/cbor.ts";
 import { DfsError } from "../../protocol/errors.ts";
-import type { Env } from "../env/env.ts";
+import { type Env, giveWay } from "../env/env.ts";
 import { DiskWatch } from "./disk_health.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
@@ -356,7 +356,7 @@ export class DataNode {
 
   /** Lets the thread answer what waits (heartbeats first): a long piece of work goes in steps. */
   #giveWay(): Promise<void> {
-    return new Promise((resolve) => this.#env.clock.setTimeout(resolve, 0));
+    return giveWay(this.#env.clock);
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { holdersOf, type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
+import { type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
 import { RANKS_MAX } from "../common/node_protocol.ts";
 import { ManifestColumns, type ManifestSummary } from "../common/manifest_columns.ts";
 import { assert } from "../../protocol/errors.ts";
@@ -19,7 +19,7 @@ export class FileIndex {
   #files = new ManifestColumns();
   #tombstones = 0;
   #version = 0;
-  /** Per rank, installs that placed a chunk on it or took one away (`changesOn()`). */
+  /** Per rank, chunks installs placed on it or took away (`changesOn()`). */
   #changesOn = new Float64Array(RANKS_MAX);
 
   /** Files present (tombstones not counted). */
@@ -67,17 +67,22 @@ export class FileIndex {
     const current = version === undefined ? undefined : this.#files.get(m.name);
     this.#files.set(m);
     this.#tombstones += (m.deleted ? 1 : 0) - (current?.deleted ? 1 : 0);
-    for (const rank of holdersOf(m)) this.#changesOn[rank]++;
-    if (current) { for (const rank of holdersOf(current)) this.#changesOn[rank]++; }
+    this.#countChanges(m);
+    if (current) this.#countChanges(current);
     return { installed: true, superseded: current?.deleted ? undefined : current };
   }
 
   /**
-   * How many installs so far placed a chunk on `rank` or took a file with one there away: what
-   * the index says `rank` should hold changed unless this did.
+   * A count that grows with every install placing a chunk on `rank` or taking a file with one
+   * there away: what the index says `rank` should hold changed unless this did.
    */
   changesOn(rank: number): number {
     return this.#changesOn[rank] ?? 0;
+  }
+
+  /** Counts the ranks of `m`'s chunks in (on every put: no set made). */
+  #countChanges(m: Manifest): void {
+    for (const c of m.chunks) for (const rank of c.ranks) this.#changesOn[rank]++;
   }
 
   /**

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Clock } from "../env/env.ts";
+import { type Clock, giveWay } from "../env/env.ts";
 
 /**
  * Files a walk over the index handles between two turns of giving way. A file costs ~0.7 us as a
@@ -18,9 +18,9 @@ import type { Clock } from "../env/env.ts";
  */
 export const INDEX_STEP_FILES = 16_384;
 
-/** Gives way: resolves after a 0 ms timer on `clock`, once timers and I/O due have had a turn. */
+/** `giveWay` on `clock`, as a function to hand to a walk. */
 export function giveWayOn(clock: Pick<Clock, "setTimeout">): () => Promise<void> {
-  return () => new Promise<void>((resolve) => void clock.setTimeout(resolve, 0));
+  return () => giveWay(clock);
 }
 
 /**

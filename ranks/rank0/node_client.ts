@@ -11,6 +11,7 @@
  */
 
 import { BufferPool } from "../../protocol/buffer_pool.ts";
+import { concatBytes } from "../../protocol/bytes.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import type { Comm } from "../comm/comm.ts";
@@ -211,9 +212,7 @@ export class NodeClient {
       bytes += piece.manifests.length;
       more = piece.more === true;
     }
-    const manifests = new Uint8Array(bytes);
-    pieces.reduce((at, piece) => (manifests.set(piece, at), at + piece.length), 0);
-    return { ...scan, manifests, more: false };
+    return { ...scan, manifests: concatBytes(pieces, bytes), more: false };
   }
 
   /** Has the node hold exactly `repair.keep` from now on and delete `repair.deleteBlobs`. */

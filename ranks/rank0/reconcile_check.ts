@@ -47,9 +47,8 @@ export class ReconcileCheck {
 
   /** Counts in a file of the index (present, not a tombstone): the rank holds it if it has a chunk there. */
   expect(m: Manifest): void {
-    if (this.#count(m)) {
-      for (const c of m.chunks) if (c.ranks.includes(this.#rank)) this.#bytesHeld += c.size;
-    }
+    const bytes = this.#count(m);
+    if (bytes > 0) this.#bytesHeld += bytes;
   }
 
   /** Counts in a version the rank missed the release of: it holds it still. */
@@ -57,13 +56,22 @@ export class ReconcileCheck {
     this.#count(m);
   }
 
-  #count(m: Manifest): boolean {
-    const holders = holdersOf(m);
-    if (!holders.has(this.#rank)) return false;
-    const tally = Math.min(...holders) === this.#rank ? this.#first : this.#others;
+  /**
+   * Counts `m` in if it places a chunk on the rank, as its first holder or not: the bytes it
+   * places there, or -1 (one pass over its chunks, no set made: every file of the index comes here).
+   */
+  #count(m: Manifest): number {
+    let first = Infinity;
+    let bytes = -1;
+    for (const c of m.chunks) {
+      for (const r of c.ranks) first = Math.min(first, r);
+      if (c.ranks.includes(this.#rank)) bytes = Math.max(bytes, 0) + c.size;
+    }
+    if (bytes < 0) return -1;
+    const tally = first === this.#rank ? this.#first : this.#others;
     tally.count++;
     tally.sum = addPrint(tally.sum, printOf(m.name, m.version, this.#seed));
-    return true;
+    return bytes;
   }
 
   /** Reads a page of the node's summary manifests; false once they cannot agree. */

@@ -9,8 +9,8 @@
 import { DfsError } from "../../protocol/errors.ts";
 import type { Manifest, RankRepair } from "../common/manifest.ts";
 import { holdersOf } from "../common/manifest.ts";
-import type { Clock, Log, Random } from "../env/env.ts";
-import { giveWayOn, INDEX_STEP_FILES } from "./give_way.ts";
+import type { Log, Random } from "../env/env.ts";
+import { forEachInSteps, INDEX_STEP_FILES } from "./give_way.ts";
 import type { Health } from "./health.ts";
 import type { Namespace } from "./namespace.ts";
 import type { SummaryPage, SummaryTotals } from "../common/node_protocol.ts";
@@ -21,6 +21,9 @@ import { FastPlanner } from "./summary_plan.ts";
 import { ReconcileCheck } from "./reconcile_check.ts";
 import type { Releases } from "./releases.ts";
 import type { Replicas } from "./replicas.ts";
+
+/** Calls to a node being reconciled, still marked down. */
+const WHILE_DOWN = { whileDown: true };
 
 /** Recovery, reconciliation and re-replication. */
 export class Recovery {
@@ -37,8 +40,8 @@ export class Recovery {
   constructor(
     parts: {
       nodes: NodeClient;
-      /** Gives way between the steps of `rereplicate()`'s pass over the index. */
-      clock: Clock;
+      /** Gives way between the steps of a pass over the index (`give_way.ts`). */
+      giveWay: () => Promise<void>;
       loads: LoadTracker;
       namespace: Namespace;
       releases: Releases;
@@ -50,7 +53,7 @@ export class Recovery {
     },
   ) {
     this.#random = parts.random;
-    this.#giveWay = giveWayOn(parts.clock);
+    this.#giveWay = parts.giveWay;
     this.#health = parts.health;
     this.#nodes = parts.nodes;
     this.#loads = parts.loads;
@@ -68,7 +71,7 @@ export class Recovery {
    * (`planRecovery`).
    */
   async recover(): Promise<RecoveryPlan> {
-    const seed = new DataView(this.#random.fill(new Uint8Array(4)).buffer).getUint32(0);
+    const seed = this.#drawSeed();
     const plan = await this.#fastPlan(seed) ?? planRecovery(await this.#nodes.scanAll());
     // A node already holding exactly what it should (the usual clean restart) is left alone:
     // rewriting its whole log would be most of the start-up time.
@@ -114,28 +117,23 @@ export class Recovery {
   async reconcile(
     rank: number,
   ): Promise<{ dropped: number; restored: number; fast: boolean }> {
-    const whileDown = { whileDown: true };
     const fast = await this.#reconcileFast(rank);
     if (fast) {
-      await this.#nodes.repair(rank, fast, whileDown);
+      await this.#nodes.repair(rank, fast, WHILE_DOWN);
       this.#loads.set(rank, fast.bytesHeld);
       return { dropped: fast.deleteBlobs.length, restored: 0, fast: true };
     }
-    const scan = await this.#nodes.scan(rank, whileDown);
+    const scan = await this.#nodes.scan(rank, WHILE_DOWN);
     if (scan.opened) this.#health.noteOpened(rank, scan.opened);
     const planner = new ReconcilePlanner(scan);
-    let visited = 0;
-    for (const m of this.#namespace.index.values()) {
-      planner.add(m);
-      if (++visited % INDEX_STEP_FILES === 0) await this.#giveWay();
-    }
+    await forEachInSteps(this.#namespace.index.values(), (m) => planner.add(m), this.#giveWay);
     const { repair, restore } = planner.plan();
-    await this.#nodes.repair(rank, repair, whileDown);
+    await this.#nodes.repair(rank, repair, WHILE_DOWN);
     this.#loads.set(rank, repair.bytesHeld);
     let restored = 0;
     for (const chunk of restore) {
       const others = chunk.ranks.filter((r) => r !== rank);
-      if (await this.#replicas.copy(chunk, others, [rank], whileDown)) {
+      if (await this.#replicas.copy(chunk, others, [rank], WHILE_DOWN)) {
         restored++;
       } else {
         this.#log.error(
@@ -149,25 +147,24 @@ export class Recovery {
   /**
    * The repair of a restarted node from its summary checked against the index
    * (`ReconcileCheck`): undefined if they disagree, if the node fails to send a page, or if what
-   * the check counts moved under it (a release it missed meanwhile, the node taken for lost).
+   * the check counts moved under it (an install touching the rank, a release it missed).
    */
   async #reconcileFast(rank: number): Promise<RankRepair | undefined> {
     const membership = this.#nodes.membership;
     const { index } = this.#namespace;
     const changes = index.changesOn(rank);
-    const seed = new DataView(this.#random.fill(new Uint8Array(4)).buffer).getUint32(0);
+    const seed = this.#drawSeed();
     const check = new ReconcileCheck(rank, seed);
     const missed = membership.missedBy(rank);
     let totals: SummaryTotals | undefined;
     try {
-      const whileDown = { whileDown: true };
-      let page = await this.#nodes.summarize(rank, seed, whileDown);
+      let page = await this.#nodes.summarize(rank, seed, WHILE_DOWN);
       while (check.add(page.manifests)) {
         if (page.totals) {
           totals = page.totals;
           break;
         }
-        page = await this.#nodes.summaryPage(rank, whileDown);
+        page = await this.#nodes.summaryPage(rank, WHILE_DOWN);
       }
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
@@ -175,11 +172,7 @@ export class Recovery {
       return undefined;
     }
     if (totals === undefined) return undefined;
-    let visited = 0;
-    for (const m of index.values()) {
-      check.expect(m);
-      if (++visited % INDEX_STEP_FILES === 0) await this.#giveWay();
-    }
+    await forEachInSteps(index.values(), (m) => check.expect(m), this.#giveWay);
     for (const m of missed) check.expectMissed(m);
     // What the node should hold moved meanwhile (an overwrite, a removal, a file re-replicated
     // off it): what was counted may be neither the old nor the new.
@@ -189,6 +182,11 @@ export class Recovery {
     const repair = check.repair(totals);
     if (repair) this.#health.noteOpened(rank, totals.opened);
     return repair;
+  }
+
+  /** A fresh seed for the fingerprints of a summary (`printOf`): 32 random bits. */
+  #drawSeed(): number {
+    return new DataView(this.#random.fill(new Uint8Array(4)).buffer).getUint32(0);
   }
 
   /** Marks a reconciled node up and sends it the releases it missed. */

@@ -154,7 +154,7 @@ export class DfsStore implements StreamingFileStore {
     });
     this.recovery = new Recovery({
       nodes,
-      clock,
+      giveWay: this.#giveWay,
       loads,
       namespace,
       releases,
