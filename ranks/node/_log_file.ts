@@ -199,7 +199,7 @@ function zerosFailure(path: string, error: unknown): string {
 let zeros: Uint8Array | undefined;
 
 /** Writes `bytes` zeros at the file's position, `PREALLOCATE_WRITE_BYTES` at a time. */
-async function writeZeros(file: FileHandle, bytes: number): Promise<void> {
+export async function writeZeros(file: FileHandle, bytes: number): Promise<void> {
   zeros ??= new Uint8Array(PREALLOCATE_WRITE_BYTES);
   for (let done = 0; done < bytes;) {
     const size = Math.min(PREALLOCATE_WRITE_BYTES, bytes - done);

@@ -66,6 +66,16 @@ export class LogReader {
     return bytes;
   }
 
+  /**
+   * Opens the file now, if it is not open: reads then go to that file even once another is renamed
+   * over its path, until `close()` (or a read fails).
+   */
+  pin(): void {
+    try {
+      this.#reader ??= this.#fs.openSync(this.#path, { read: true });
+    } catch { /* the next read opens it, and says why it cannot */ }
+  }
+
   /** Closes the kept handle: the next read opens the file at its path again (a new file there). */
   close(): void {
     try {

@@ -9,11 +9,12 @@
 
 import type { FileHandle, FileSystem } from "../env/env.ts";
 import { RecordReader } from "./_log_reader.ts";
-import { type KeptManifest, RewrittenRecords } from "./log_rewrite.ts";
+import { type KeptManifest, keptOf, RewrittenRecords } from "./log_rewrite.ts";
+import { readManifests } from "../common/manifest_codec.ts";
 import { decodeRecordWithData, isBinaryCommit } from "./log_record.ts";
 import type { LogPlace, LogPlaces } from "./log_places.ts";
 import { manifestIn, type ManifestTable } from "./manifest_table.ts";
-import type { RecordLog } from "./record_log.ts";
+import type { LogSwap, RecordLog } from "./record_log.ts";
 import type { ReadKept } from "./table_snapshot.ts";
 
 /** What a node keeps in its log now: where a rewrite takes the bytes of chunks from. */
@@ -43,6 +44,29 @@ export function rewrittenRecords(
       return appending.get(id) || (place && await log.read(place.offset, place.size));
     },
   }, placed);
+}
+
+/**
+ * Rewrites the log to commit records of exactly the manifests in `kept` (encoded; a start-up
+ * repair), carrying over the bytes of their chunks kept in the log. At the swap, `swapped` is
+ * told where the chunks carried went, where what was appended meanwhile went, and where each
+ * manifest's commit record went, in the order of `kept`.
+ *
+ * @throws what `RecordLog.rewrite()` throws.
+ */
+export async function rewriteKept(
+  kept: Uint8Array,
+  held: HeldInLog,
+  swapped: (places: LogPlaces, swap: LogSwap, wheres: readonly number[]) => void,
+): Promise<void> {
+  const wheres: number[] = [];
+  const records = rewrittenRecords(keptOf(readManifests(kept)), held, (at) => wheres.push(at));
+  await held.log.rewrite(records, {
+    swapped: (swap) => {
+      records.check(swap.offsets);
+      swapped(records.places, swap, wheres);
+    },
+  });
 }
 
 /**
@@ -92,22 +116,25 @@ export interface CompactionOptions {
    */
   compacting: (places: LogPlaces | undefined) => void;
   /**
-   * The new log is the log, holding `records`: called before the table's manifests are placed in
-   * it, in the same turn.
+   * The new log is the log, holding `records` then what was appended meanwhile (`swap` says
+   * where it went): called once the table's manifests are placed in it, in the same turn, before
+   * any append resolves into it.
    */
-  replaced: (records: RewrittenRecords) => void;
+  replaced: (records: RewrittenRecords, swap: LogSwap) => void;
 }
 
 /**
  * Rewrites the log to what `table` holds now, in the same turn (every record appended before is
- * in it, every one appended after lands in the new file, after the rewritten ones). What is
- * written is frozen cheaply, and read back from the old file as the records are taken, giving
- * way every `TABLE_STEP_MANIFESTS`: read in one go, millions of records held the thread for
- * seconds, and a buffer of all of them. Once the new log is the log, `options.replaced` is told
- * of the records written (`places` says where the chunks carried are, less those released
- * meanwhile), then the table's manifests are placed in it.
+ * in it), while appends go on: what is appended meanwhile is copied after the rewritten records
+ * (`RecordLog.rewrite()`). What is written is frozen cheaply, and read back from the old file as
+ * the records are taken, giving way every `TABLE_STEP_MANIFESTS`: read in one go, millions of
+ * records held the thread for seconds, and a buffer of all of them. At the swap, the table's
+ * manifests are placed in the new log (those appended meanwhile moved with them), then
+ * `options.replaced` is told of the records written (`places` says where the chunks carried are,
+ * less those released meanwhile).
  *
- * @throws what `RecordLog.rewrite()` throws: the table then stays placed in the old log.
+ * @throws what `RecordLog.rewrite()` throws: the table then stays placed in the old log, unless
+ * the rename was done.
  */
 export async function compactTable(
   table: ManifestTable,
@@ -120,21 +147,25 @@ export async function compactTable(
   // last, in that call: 0.26 s of the thread for a log of 1 GB here. This handle closes last,
   // once it made the file empty in the thread pool.
   const old = openQuietly(options.fs, options.path);
-  let placed = false;
+  let thawed = false;
   try {
     reader.pin();
     const read = readKept((where) => reader.readSync(where), held.inLog, held.appending);
     const manifests = snapshot.manifests(read, options);
     const records = rewrittenRecords(manifests, held, (where) => snapshot.placed(where));
     options.compacting(records.places);
-    records.check(await held.log.rewrite(records));
-    options.replaced(records);
-    placed = true;
-    table.thaw(snapshot, { placed });
+    await held.log.rewrite(records, {
+      swapped: (swap) => {
+        thawed = true;
+        table.thaw(snapshot, swap);
+        options.replaced(records, swap);
+        records.check(swap.offsets);
+      },
+    });
     // Nothing reads the old file any more.
     await old?.truncate(0).catch(() => {});
   } finally {
-    if (!placed) table.thaw(snapshot, { placed: false });
+    if (!thawed) table.thaw(snapshot);
     options.compacting(undefined);
     reader.close();
     old?.close();

@@ -95,9 +95,14 @@ async function assertHolds(
   }
 }
 
-Deno.test("DataNode: a compaction of several steps gives way, and writes exactly what it held while commits and releases go on between steps", async () => {
+Deno.test("DataNode: a compaction of several steps gives way, and writes exactly what it held while commits, releases and reads go on and finish between steps", async () => {
   const fs = new MemoryFileSystem();
   const { node, open, watch, held, bytes, commit, release, fill } = await steppedNode(fs);
+  /** Reads the bytes of a small file held. */
+  const read = async (key: string) => {
+    const [{ id, size, crc32 }] = held.get(key)!.chunks;
+    assert.deepEqual(await node.handle({ op: "read", id, size, crc32 }), bytes.get(id), key);
+  };
   // Versions held whole (an older one), a record of two manifests (a rename), a file of several
   // chunks kept in the log (a compose), each a case of its own for a rewrite; in the first slots
   // of the table, which the compaction reaches in its first step.
@@ -136,7 +141,11 @@ Deno.test("DataNode: a compaction of several steps gives way, and writes exactly
   // Between steps (the node asks for a timer of 0 ms), what rank 0 sends meanwhile arrives.
   let compacting = true;
   let pings = 0;
+  let finished = 0;
   const meanwhile: Promise<unknown>[] = [];
+  const during = (...calls: Promise<unknown>[]) => {
+    for (const call of calls) meanwhile.push(call.then(() => finished++));
+  };
   const at = watch.gaveWay;
   watch.between = () => {
     if (!compacting) return;
@@ -144,7 +153,8 @@ Deno.test("DataNode: a compaction of several steps gives way, and writes exactly
     pings++;
     const step = watch.gaveWay - at;
     if (step === 1) {
-      meanwhile.push(
+      during(
+        read("f/7@1"), // read from the old log while it is rewritten
         release("f/1", 1), // its slot was written already
         release(`f/${FILES - 1}`, 1), // not reached yet: handed over, written, then released
         commit(`f/${FILES - 2}`, 2), // not reached yet: version 1 handed over, kept as older
@@ -152,7 +162,8 @@ Deno.test("DataNode: a compaction of several steps gives way, and writes exactly
         release("x/older", 1), // an older version, held whole
       );
     } else if (step === 2) {
-      meanwhile.push(
+      during(
+        read(`f/${FILES - 2}@2`), // committed at the step before: in the old log's tail
         release("x/ab", 3), // its chunks carried in data records already: they leave the new places
         commit("x/late", 1),
         release("x/during", 1),
@@ -166,13 +177,15 @@ Deno.test("DataNode: a compaction of several steps gives way, and writes exactly
     repair: { drop: [{ name: "f/2", version: 1 }], deleteBlobs: [], bytesHeld: 0 },
   });
   held.delete("f/2@1");
-  await compaction;
+  // Commits and releases are appended to the old log, reads are answered from it, while the
+  // compaction runs: none waits for it.
+  await compaction.then(() => assert.equal(finished, 11, "every call meanwhile finished first"));
   compacting = false;
   await Promise.all(meanwhile);
   const steps = watch.gaveWay - at;
   assert.ok(steps >= 3, `gave way ${steps} times over ${FILES} files`);
   assert.equal(pings, steps);
-  assert.equal(meanwhile.length, 9);
+  assert.equal(meanwhile.length, 11);
   await assertHolds(node, held, bytes, "after the compaction");
   await assert.rejects(
     () => node.handle({ op: "read", id: composed.chunks[0].id, size: composed.chunks[0].size }),

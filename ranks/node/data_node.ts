@@ -20,12 +20,19 @@ import { DiskWatch } from "./disk_health.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type LogOpened, type RankRepair } from "../common/manifest.ts";
-import { decodeRecord, decodeRecordWithData, encodeRecord, type LogRecord } from "./log_record.ts";
+import {
+  carriedChunkId,
+  decodeRecord,
+  decodeRecordWithData,
+  encodeRecord,
+  type LogRecord,
+  recordCounts,
+} from "./log_record.ts";
 import { LogPlaces } from "./log_places.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
-import { keptOf } from "./log_rewrite.ts";
-import { compactTable, rewrittenRecords } from "./compaction.ts";
+import { compactTable, rewriteKept } from "./compaction.ts";
+import { reasonOf } from "./_fs.ts";
 import { RecordReader } from "./_log_reader.ts";
 import { Summarizer } from "./summary.ts";
 import { PagedAnswers, ScanPieces } from "./paged_answers.ts";
@@ -37,7 +44,7 @@ import type {
   ScanPiece,
   SummaryPage,
 } from "../common/node_protocol.ts";
-import { type RecordLog, replayRecordLog } from "./record_log.ts";
+import { type LogSwap, type RecordLog, replayRecordLog } from "./record_log.ts";
 
 /** Log bytes below which the log is never compacted at run time. */
 export const LOG_COMPACT_BYTES_MIN = 64 * 1024 * 1024;
@@ -84,10 +91,14 @@ export class DataNode {
   #deadRecords = 0;
   /** Chunks kept in the log: where their bytes are in the log file. */
   #inLog = new LogPlaces();
-  /** Reads of chunks kept in the log now running, and a log rewrite waiting for them or running. */
-  #logReads = 0;
-  #logReadsDone: PromiseWithResolvers<void> | null = null;
+  /** A log rewrite running: the next one waits for it. */
   #rewriting: Promise<void> | null = null;
+  /** Log rewrites swapped in so far: offsets taken before one may have moved. */
+  #swaps = 0;
+  /** The compaction running in the background, started by `#compactIfWorthIt()`. */
+  #compaction: Promise<void> | undefined;
+  /** After a compaction failed: none starts before the log's records reach this. */
+  #compactRetryAtBytes = 0;
   /**
    * The bytes of records carrying data whose append has not resolved yet, by chunk id: a compaction
    * that starts meanwhile includes their manifests, and takes their bytes from here.
@@ -360,6 +371,7 @@ export class DataNode {
   }
 
   async close(): Promise<void> {
+    await this.#compaction;
     await this.#log.close();
     await this.#store.close();
   }
@@ -405,7 +417,7 @@ export class DataNode {
     // Log first: a crash before the chunks go leaves only orphans, which start-up removes.
     await this.#append({ kind: "release", name, version });
     if (inBlobs.length > 0) await this.#store.delete(inBlobs);
-    await this.#compactIfWorthIt();
+    this.#compactIfWorthIt();
     return true;
   }
 
@@ -430,63 +442,64 @@ export class DataNode {
   /**
    * Rewrites the log to commit records of exactly the `kept` manifests, carrying over the bytes of
    * their chunks kept in the log. Given them as bytes, the table is rebuilt from them (a start-up
-   * repair: nothing else runs); "table" is a compaction of the table as it stands once reads let
-   * the rewrite start (`compactTable`), and records appended meanwhile follow in the new file.
-   * Reads from the log wait meanwhile.
+   * repair: nothing else runs); "table" is a compaction of the table as it stands
+   * (`compactTable`), while appends and reads go on: what is appended meanwhile follows in the new
+   * file. One rewrite runs at a time.
    */
   async #rewriteLog(kept: Uint8Array | "table"): Promise<void> {
     while (this.#rewriting) await this.#rewriting;
     const done = Promise.withResolvers<void>();
     this.#rewriting = done.promise;
     try {
-      while (this.#logReads > 0) {
-        this.#logReadsDone = Promise.withResolvers();
-        await this.#logReadsDone.promise;
-      }
       // What is written is frozen in the same turn as rewrite() is called below: every record
-      // appended before is in it, every one appended after lands in the new file. Its records are
-      // read from the old file until the new one's offsets are in it.
+      // appended before is in it, every one appended after follows it in the new file. Records
+      // are read from the old file until the new one's offsets are in the table.
       this.#records.pin();
       const held = { log: this.#log, inLog: this.#inLog, appending: this.#appending };
       if (kept === "table") {
+        const [live, dead] = [this.#liveRecords, this.#deadRecords];
         return await compactTable(this.#table, held, {
           path: join(this.#dir, LOG_FILE),
           fs: this.#env.fs,
           giveWay: () => this.#giveWay(),
           damaged: (name, version, where) => this.#dropDamaged(name, version, where),
           compacting: (places) => (this.#compacting = places),
-          replaced: (records) => {
-            this.#records.close();
-            // Chunks released meanwhile were taken out of the new places as they went.
-            this.#inLog = records.places;
-            this.#liveRecords = records.records;
-            this.#deadRecords = 0;
+          replaced: (records, swap) => {
+            this.#swapped(records.places, swap);
+            this.#liveRecords = records.records + this.#liveRecords - live;
+            this.#deadRecords -= dead;
           },
         });
       }
-      const offsets: number[] = [];
-      const records = rewrittenRecords(keptOf(readManifests(kept)), held, (at) => offsets.push(at));
-      records.check(await this.#log.rewrite(records));
-      // No append has resolved into the new file yet (they follow the rewrite): every place
-      // known is in the old one. Its reader and places go.
-      this.#records.close();
-      this.#table = this.#newTable();
-      this.#changes++;
-      this.#inLog = records.places;
-      this.#liveRecords = this.#deadRecords = 0;
-      let i = 0;
-      for (const manifest of readManifests(kept)) {
-        this.#apply({ kind: "commit", manifest }, offsets[i++]);
-      }
+      await rewriteKept(kept, held, (places, swap, wheres) => {
+        this.#swapped(places, swap);
+        this.#table = this.#newTable();
+        this.#changes++;
+        this.#liveRecords = this.#deadRecords = 0;
+        let i = 0;
+        for (const manifest of readManifests(kept)) {
+          this.#apply({ kind: "commit", manifest }, wheres[i++]);
+        }
+      });
     } finally {
       this.#rewriting = null;
       done.resolve();
     }
   }
 
-  /** Reads a chunk kept in the log, waiting for a log rewrite that runs. */
+  /**
+   * The new log is the log: records are read from it, and the chunks kept in it are at `places`
+   * (less those released meanwhile, taken out as they went), with those appended meanwhile.
+   */
+  #swapped(places: LogPlaces, swap: LogSwap): void {
+    this.#swaps++;
+    this.#records.close();
+    places.takeTail(this.#inLog, swap.tailFrom, swap.shift);
+    this.#inLog = places;
+  }
+
+  /** Reads a chunk kept in the log (a synchronous read: a log rewrite cannot move it meanwhile). */
   async #readFromLog(id: string, size: number): Promise<Uint8Array<ArrayBuffer>> {
-    while (this.#rewriting) await this.#rewriting;
     const place = this.#inLog.get(id);
     if (!place) return await this.#store.read(id, size); // released meanwhile: NOT_FOUND
     if (place.size !== size) {
@@ -495,12 +508,7 @@ export class DataNode {
         `Cannot read chunk ${id}: expected ${size} bytes, found ${place.size}`,
       );
     }
-    this.#logReads++;
-    try {
-      return await this.#log.read(place.offset, size);
-    } finally {
-      if (--this.#logReads === 0) this.#logReadsDone?.resolve();
-    }
+    return await this.#log.read(place.offset, size);
   }
 
   /** A chunk's bytes are no longer kept in the log (released, or left out of a compose). */
@@ -521,6 +529,7 @@ export class DataNode {
    */
   async #append(record: LogRecord, data?: Uint8Array): Promise<void> {
     const undo = this.#table.undoOf(record);
+    const swaps = this.#swaps;
     this.#apply(record);
     const id = data && carriedChunkId(record);
     if (id !== undefined && data) this.#appending.set(id, data);
@@ -534,7 +543,10 @@ export class DataNode {
       this.#table.placed(record, offset);
       if (data) this.#placeInLog(record, offset + bytes.length - data.length, data.length);
     } catch (error) {
-      for (const { record, where } of undo) this.#table.apply(record, where);
+      // Where the records undone are may have moved with a compaction, running or done since:
+      // they are then held whole (the log holds them where it moved them).
+      const moved = this.#swaps !== swaps || this.#table.frozen;
+      for (const { record, where } of undo) this.#table.apply(record, moved ? undefined : where);
       this.#changes++;
       throw error;
     } finally {
@@ -564,33 +576,25 @@ export class DataNode {
     }
     this.#table.apply(record, where);
     this.#changes++;
-    if (record.kind === "commit") {
-      this.#liveRecords++;
-    } else if (record.kind === "compose") {
-      // It replaces its sources' records with one live manifest and their tombstones.
-      this.#liveRecords += 1 - record.sources.length;
-      this.#deadRecords += record.sources.length + 1;
-    } else if (record.kind === "data") {
-      this.#deadRecords++; // folded into its commit record by the next rewrite
-    } else {
-      // A release kills itself and the commit it releases.
-      this.#liveRecords--;
-      this.#deadRecords += 2;
-    }
+    const [live, dead] = recordCounts(record);
+    this.#liveRecords += live;
+    this.#deadRecords += dead;
   }
 
-  /** Rewrites the log once dead records outnumber live ones and it has grown large. */
-  async #compactIfWorthIt(): Promise<void> {
-    if (this.#log.sizeBytes < this.#compactBytesMin || this.#deadRecords <= this.#liveRecords) {
+  /**
+   * Starts a compaction once dead records outnumber live ones and the log has grown large, one at
+   * a time, in the background: appends and reads go on meanwhile. One that fails (a full disk) is
+   * said to the log and not tried again before the log has grown by the least size compacted.
+   */
+  #compactIfWorthIt(): void {
+    const size = this.#log.sizeBytes;
+    if (this.#compaction || size < this.#compactBytesMin || size < this.#compactRetryAtBytes) {
       return;
     }
-    await this.#rewriteLog("table");
+    if (this.#deadRecords <= this.#liveRecords) return;
+    this.#compaction = this.#rewriteLog("table").catch((error) => {
+      this.#compactRetryAtBytes = this.#log.sizeBytes + this.#compactBytesMin;
+      this.#env.log.error(`dfs: rank ${this.rank}: cannot compact the log: ${reasonOf(error)}`);
+    }).finally(() => (this.#compaction = undefined));
   }
-}
-
-/** The chunk whose bytes a record carries when it carries any: a restored chunk's, or a small file's. */
-function carriedChunkId(record: LogRecord): string | undefined {
-  if (record.kind === "data") return record.id;
-  if (record.kind === "commit") return record.manifest.chunks[0]?.id;
-  return undefined;
 }

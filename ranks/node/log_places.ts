@@ -75,13 +75,35 @@ export class LogPlaces {
   set(id: string, place: LogPlace): void {
     const { offset, size } = place;
     assert(size >= 0 && size <= LOG_FILE_BYTES_MAX && size < SIZE_LIMIT, "a log chunk is small");
-    assert(
-      Number.isSafeInteger(offset) && offset >= 0 && offset < LOG_PLACE_OFFSET_LIMIT,
-      `a log offset is below ${LOG_PLACE_OFFSET_LIMIT}`,
-    );
+    this.#checkOffset(offset);
     const packed = offset * SIZE_LIMIT + size;
     if (!this.#parse(id)) return void this.#others.set(id, packed);
-    const hash = hashOf(this.#scratch, KEY_BYTES);
+    this.#put(hashOf(this.#scratch, KEY_BYTES), packed);
+  }
+
+  /**
+   * Takes from `from` every chunk whose bytes are at or past `tailFrom`, `shift` bytes on: a
+   * rewrite of the log copied the records appended while it ran there. A walk of `from`'s
+   * slots, and a set of each chunk taken.
+   */
+  takeTail(from: LogPlaces, tailFrom: number, shift: number): void {
+    const [limit, by] = [tailFrom * SIZE_LIMIT, shift * SIZE_LIMIT];
+    const free = from.#freeSlots();
+    for (let slot = 0; slot < from.#slotsUsed; slot++) {
+      const packed = from.#values.get(slot);
+      if (free[slot] === 1 || packed < limit) continue;
+      this.#checkOffset(Math.floor(packed / SIZE_LIMIT) + shift);
+      const [keys, at] = [from.#keys.page(slot), from.#keys.at(slot)];
+      for (let i = 0; i < KEY_BYTES; i++) this.#scratch[i] = keys[at + i];
+      this.#put(from.#hashes.get(slot), packed + by);
+    }
+    for (const [id, packed] of from.#others) {
+      if (packed >= limit) this.#others.set(id, packed + by);
+    }
+  }
+
+  /** Sets the chunk whose blob is in `#scratch`, of hash `hash`, to `packed`. */
+  #put(hash: number, packed: number): void {
     const bucket = this.#table.find(hash);
     const held = this.#table.slotIn(bucket);
     if (held >= 0) return this.#values.set(held, packed);
@@ -115,8 +137,7 @@ export class LogPlaces {
     const keys = new Uint8Array(this.#size * KEY_BYTES);
     // In slot order, where the keys lie one after another: in the hash table's order each was a
     // miss of the cache (~260 ns a chunk, 0.4 s for 1.5 million, in a scan's first answer).
-    const free = new Uint8Array(this.#slotsUsed);
-    for (const slot of this.#free) free[slot] = 1;
+    const free = this.#freeSlots();
     let at = 0;
     for (let slot = 0; slot < this.#slotsUsed; slot++) {
       if (free[slot] === 1) continue;
@@ -133,6 +154,20 @@ export class LogPlaces {
       yield `${hexOf(this.#keys.page(slot), this.#keys.at(slot), KEY_BYTES)}-0`;
     }
     yield* this.#others.keys();
+  }
+
+  /** 1 for each free slot below `#slotsUsed`. */
+  #freeSlots(): Uint8Array {
+    const free = new Uint8Array(this.#slotsUsed);
+    for (const slot of this.#free) free[slot] = 1;
+    return free;
+  }
+
+  #checkOffset(offset: number): void {
+    assert(
+      Number.isSafeInteger(offset) && offset >= 0 && offset < LOG_PLACE_OFFSET_LIMIT,
+      `a log offset is below ${LOG_PLACE_OFFSET_LIMIT}`,
+    );
   }
 
   #packed(id: string): number | undefined {

@@ -57,3 +57,37 @@ Deno.test("LogPlaces agrees with a Map through random sets, overwrites and delet
   assert.equal(places.size, 0);
   assert.deepEqual([...places.keys()], []);
 });
+
+Deno.test("LogPlaces.takeTail() takes the chunks at or past the tail, moved, over what it holds", () => {
+  const hex = (n: number) => n.toString(16).padStart(32, "0");
+  const old = new LogPlaces();
+  const rewritten = new LogPlaces();
+  const model = new Map<string, { offset: number; size: number }>();
+  for (let n = 0; n < 5000; n++) {
+    const id = n % 500 === 0 ? `odd-${n}` : `${hex(n)}-0`;
+    const offset = 100 + 40 * n;
+    old.set(id, { offset, size: 10 + (n % 30) });
+    // Rewritten: the first half, which were in the old log before the tail began.
+    if (offset < 100_000) {
+      rewritten.set(id, { offset: offset / 2, size: 10 + (n % 30) });
+      model.set(id, { offset: offset / 2, size: 10 + (n % 30) });
+    }
+  }
+  // Released while the rewrite ran: gone from both.
+  for (const n of [3, 2600, 4999]) {
+    old.delete(`${hex(n)}-0`);
+    rewritten.delete(`${hex(n)}-0`);
+    model.delete(`${hex(n)}-0`);
+  }
+  // A chunk written again in the tail: the tail's place wins.
+  old.set(`${hex(7)}-0`, { offset: 300_000, size: 9 });
+  const [tailFrom, shift] = [100_000, -60_000];
+  for (const id of old.keys()) {
+    const place = old.get(id)!;
+    if (place.offset >= tailFrom) model.set(id, { offset: place.offset + shift, size: place.size });
+  }
+  rewritten.takeTail(old, tailFrom, shift);
+  assert.equal(rewritten.size, model.size);
+  for (const [id, place] of model) assert.deepEqual(rewritten.get(id), place, id);
+  assert.equal(rewritten.get(`${hex(7)}-0`)?.offset, 240_000);
+});

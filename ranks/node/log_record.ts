@@ -243,3 +243,33 @@ function decodeCborRecord(bytes: Uint8Array): LogRecord {
   }
   return record;
 }
+
+/** The chunk whose bytes a record carries when it carries any: a restored chunk's, or a small file's. */
+export function carriedChunkId(record: LogRecord): string | undefined {
+  if (record.kind === "data") return record.id;
+  if (record.kind === "commit") return record.manifest.chunks[0]?.id;
+  return undefined;
+}
+
+/**
+ * The records a log holds live and dead more once `record` is appended (a node compacts its log
+ * once the dead outnumber the live): a commit is live; a compose replaces its sources' records
+ * with one live manifest and their tombstones; a data record is folded into its commit record by
+ * the next rewrite; a release (and a rename) kills itself and the commit it releases.
+ */
+export function recordCounts(record: LogRecord): readonly [live: number, dead: number] {
+  switch (record.kind) {
+    case "commit":
+      return LIVE_ONE;
+    case "compose":
+      return [1 - record.sources.length, record.sources.length + 1];
+    case "data":
+      return DEAD_ONE;
+    default:
+      return KILLS_ONE;
+  }
+}
+
+const LIVE_ONE = [1, 0] as const;
+const DEAD_ONE = [0, 1] as const;
+const KILLS_ONE = [-1, 2] as const;

@@ -136,15 +136,20 @@ export class ManifestTable {
   }
 
   /**
-   * Ends the freeze; with `placed` (the log now holds what was written from it), each manifest
-   * still held as it was goes where it was written.
+   * Ends the freeze; with `moved` (the new log now holds what was written from it, then the
+   * records appended meanwhile, `shift` bytes on from where they were at or past `tailFrom`),
+   * each manifest still held as it was goes where it was written, and each placed meanwhile
+   * where its record went (`TableSnapshot.placeAll()`).
    */
-  thaw(snapshot: TableSnapshot, options: { placed: boolean }): void {
+  thaw(snapshot: TableSnapshot, moved?: { tailFrom: number; shift: number }): void {
     assert(this.#frozen === snapshot, "the snapshot thawed is the one frozen");
     this.#frozen = undefined;
-    if (options.placed) {
-      snapshot.placeAll((name, version, where) => this.place(name, version, where));
-    }
+    if (moved) snapshot.placeAll((name, version, where) => this.place(name, version, where), moved);
+  }
+
+  /** Whether a snapshot is frozen (a compaction runs): see `thaw()`. */
+  get frozen(): boolean {
+    return this.#frozen !== undefined;
   }
 
   /**

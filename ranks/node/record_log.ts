@@ -17,7 +17,7 @@ import { assert, DfsError } from "../../protocol/errors.ts";
 import { denoFileSystem } from "../env/deno_env.ts";
 import { stderrLog } from "../env/system.ts";
 import type { FileHandle, FileSystem, Log } from "../env/env.ts";
-import { reasonOf, removeIfExists, syncDirectory, writeAllSync } from "./_fs.ts";
+import { reasonOf, syncDirectory, writeAllSync } from "./_fs.ts";
 import {
   checkRewritten,
   DEFAULT_PREALLOCATION,
@@ -25,11 +25,18 @@ import {
   LOG_PREALLOCATE_MARGIN_BYTES,
   type Preallocation,
   type Records,
-  rewriteError,
-  writeLogFile,
   ZeroSpace,
 } from "./_log_file.ts";
 import { LogReader } from "./_log_reader.ts";
+import { LogRewrite, type LogSwap, type SwappedFile } from "./_log_swap.ts";
+import {
+  AppendQueue,
+  type Queued,
+  RECORD_BATCH_BYTES_MAX,
+  RECORD_QUEUE_BYTES_MAX,
+  RECORD_QUEUE_RECORDS_MAX,
+  type RewriteCall,
+} from "./_append_queue.ts";
 import {
   type LogVerifyReport,
   openLogFile,
@@ -41,7 +48,6 @@ import {
 } from "./log_replay.ts";
 import {
   type DamagedRegion,
-  frameRecord,
   RECORD_HEADER_SIZE_BYTES,
   RECORD_SIZE_BYTES_MAX,
 } from "./record_frame.ts";
@@ -50,28 +56,16 @@ export {
   type DamagedRegion,
   LOG_PREALLOCATE_BYTES,
   LOG_PREALLOCATE_MARGIN_BYTES,
+  type LogSwap,
   type LogVerifyReport,
   type Preallocation,
+  RECORD_BATCH_BYTES_MAX,
+  RECORD_QUEUE_BYTES_MAX,
+  RECORD_QUEUE_RECORDS_MAX,
   type Records,
   REPLAY_READ_BYTES,
   type ReplayReport,
 };
-
-/**
- * Framed bytes per write+fdatasync; a record bigger than this is written alone. Metadata records
- * are ~100 bytes, so one batch holds thousands; at ~1 GB/s writing 1 MiB takes about as long as the
- * fdatasync itself, so bigger batches would add latency and save little.
- */
-export const RECORD_BATCH_BYTES_MAX = 1024 * 1024;
-
-/**
- * Framed bytes queued for the next batches. An append that does not fit waits (in call order) until
- * a batch is taken from the queue; one record always fits an empty queue.
- */
-export const RECORD_QUEUE_BYTES_MAX = 8 * RECORD_BATCH_BYTES_MAX;
-
-/** Records queued for the next batches (bounds the per-record overhead of tiny records). */
-export const RECORD_QUEUE_RECORDS_MAX = 16 * 1024;
 
 /**
  * Microtask turns the writer waits after a batch before taking the next one. Without it, callers
@@ -144,21 +138,14 @@ export async function openRecordLog(
   return { log, records, offsets };
 }
 
-/** A call waiting for the writer: an append not yet queued, or a rewrite. */
-type Waiting =
-  | { record: Uint8Array; resolve: (offset: number) => void; reject: (error: unknown) => void }
-  | {
-    records: Records;
-    resolve: (offsets: number[]) => void;
-    reject: (error: unknown) => void;
-  };
-
-/** A framed append, queued for the next batches. */
-interface Queued {
-  frame: Uint8Array;
-  /** Called with the file offset of the record's body once it is durable. */
-  resolve: (offset: number) => void;
-  reject: (error: unknown) => void;
+/** A rewrite running: built beside the log while appends go on, then swapped in by the writer. */
+interface Running {
+  call: RewriteCall;
+  job: LogRewrite;
+  /** Built: the writer swaps it in before its next batch. */
+  built: boolean;
+  /** Settles once it is swapped in or has failed. */
+  done: PromiseWithResolvers<void>;
 }
 
 /**
@@ -178,13 +165,12 @@ export class RecordLog {
   /** The zeros ahead of the records: `#sizeBytes` <= its `zeroedBytes`. */
   #space: ZeroSpace;
   #syncCount = 0;
-  /** Calls not yet queued: appends while the queue is full, and everything behind a rewrite. */
-  #waiting: Waiting[] = [];
-  /** Framed appends for the next batches. */
-  #queue: Queued[] = [];
-  #queuedBytes = 0;
+  /** Appends for the next batches, and the calls waiting behind them. */
+  #calls = new AppendQueue();
   /** The writer loop, while it runs. */
   #writing: Promise<void> | undefined;
+  /** The rewrite running, from when the writer starts it until it is swapped in or fails. */
+  #rewrite: Running | undefined;
   /** Set when a failed batch could not be cut off the file: appending after it would be lost. */
   #broken: DfsError | undefined;
   /**
@@ -288,28 +274,39 @@ export class RecordLog {
     }
     assert(record.length > 0, "a record is not empty");
     return await new Promise<number>((resolve, reject) => {
-      this.#waiting.push({ record, resolve, reject });
+      this.#calls.push({ record, resolve, reject });
       this.#admit();
     });
   }
 
   /**
-   * Replaces the whole log with these records atomically (compaction): writes `path + ".tmp"` (taking
-   * the records one by one from an async iterable, if given one, when their turn comes) and the
-   * zeros to keep ahead of them, fdatasyncs it, renames it over path, fsyncs the folder, then
-   * appends to the new file. Appends called before rewrite() land in the old file first; appends
-   * called after it wait and land in the new file. Resolves with the file offset of each record's
-   * body in the new file.
+   * Replaces the log with these records followed by every record appended meanwhile, atomically
+   * (compaction), while appends go on. Once the appends called before it are durable, it writes
+   * `path + ".tmp"` beside the log (taking the records one by one from an async iterable, if given
+   * one, as their turn comes), while appends go on into the old file; then copies after them what
+   * was appended meanwhile, the last piece (under `REWRITE_TAIL_PAUSE_BYTES`) with appends paused,
+   * fdatasyncs it and renames it over the log (see `LogRewrite`). Appends then go on into the new
+   * file, once the folder is fsynced.
+   *
+   * Offsets change at the swap: `swapped` is told, synchronously, before any append resolves into
+   * the new file, where each rewritten record's body is (`LogSwap.offsets`) and where the records
+   * appended meanwhile went (`tailFrom`, `shift`); reads of the log use the new file from then
+   * on. Resolves with the same, once the folder is fsynced. One rewrite runs at a time: a second
+   * one called meanwhile, and every append called after it, waits for the first.
    *
    * @throws {DfsError} TOO_LARGE if a record is over `RECORD_SIZE_BYTES_MAX` (nothing changes);
-   * UNAVAILABLE if writing fails (the old log stays, unless the rename was done), or with
-   * `failure` if the log has failed for good.
+   * UNAVAILABLE if writing fails (the old log stays, unless the rename was done: if the folder's
+   * fsync fails after it, the log has failed for good, its `failure`), or with `failure` if the
+   * log has failed for good.
    */
-  async rewrite(records: Records): Promise<number[]> {
+  async rewrite(
+    records: Records,
+    options: { swapped?: (swap: LogSwap) => void } = {},
+  ): Promise<LogSwap> {
     assert(!this.#closing, "rewrite() is not called after close()");
     if (Array.isArray(records)) { for (const record of records) checkRewritten(record); }
-    return await new Promise<number[]>((resolve, reject) => {
-      this.#waiting.push({ records, resolve, reject });
+    return await new Promise<LogSwap>((resolve, reject) => {
+      this.#calls.push({ records, swapped: options.swapped, resolve, reject });
       this.#admit();
     });
   }
@@ -360,81 +357,53 @@ export class RecordLog {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    while (this.#writing) await this.#writing;
-    assert(this.#waiting.length === 0 && this.#queue.length === 0, "every call is carried out");
+    while (this.#writing || this.#rewrite) await (this.#writing ?? this.#rewrite!.done.promise);
+    assert(this.#calls.waiting === 0 && this.#calls.queued === 0, "every call is carried out");
     await this.#space.settled();
     this.#file.close();
     this.#reader.close();
   }
 
-  /** Queues the waiting appends that fit and starts the writer loop if it is not running. */
+  /** Queues the waiting appends that fit and starts the writer loop if it has work. */
   #admit(): void {
-    this.#fillQueue();
-    if (this.#writing || (this.#queue.length === 0 && this.#waiting.length === 0)) return;
+    this.#calls.fill();
+    if (this.#writing || !this.#hasWork()) return;
     this.#writing = this.#write().finally(() => {
       this.#writing = undefined;
       this.#admit();
     });
   }
 
-  /** Moves waiting appends into the queue, in call order, while they fit; stops at a rewrite. */
-  #fillQueue(): void {
-    let admitted = 0;
-    while (admitted < this.#waiting.length) {
-      const waiting = this.#waiting[admitted];
-      if (!("record" in waiting)) break;
-      const frameSize = RECORD_HEADER_SIZE_BYTES + waiting.record.length;
-      const fits = this.#queue.length === 0 ||
-        (this.#queuedBytes + frameSize <= RECORD_QUEUE_BYTES_MAX &&
-          this.#queue.length < RECORD_QUEUE_RECORDS_MAX);
-      if (!fits) break;
-      const { resolve, reject } = waiting as Extract<Waiting, { record: Uint8Array }>;
-      this.#queue.push({ frame: frameRecord(waiting.record), resolve, reject });
-      this.#queuedBytes += frameSize;
-      admitted++;
-    }
-    this.#waiting.splice(0, admitted);
+  /** Batches to commit, a rewrite built to swap in, or one to start (none running). */
+  #hasWork(): boolean {
+    return this.#calls.queued > 0 || this.#rewrite?.built === true ||
+      (this.#calls.waiting > 0 && this.#rewrite === undefined);
   }
 
   /**
-   * The writer loop: commits batches until the queue is empty, then carries out a rewrite waiting at
-   * the head, and so on. Never rejects: a failure rejects the calls it concerns.
+   * The writer loop: swaps in a rewrite once it is built, commits batches until the queue is
+   * empty, then starts a rewrite waiting at the head (none running), and so on. It stops when
+   * nothing is left but a rewrite being built (which starts it again once built) or one waiting
+   * for it. Never rejects: a failure rejects the calls it concerns.
    */
   async #write(): Promise<void> {
     while (true) {
-      this.#fillQueue();
-      if (this.#queue.length > 0) {
-        await this.#commit(this.#takeBatch());
+      if (this.#rewrite?.built) {
+        await this.#swap(this.#rewrite);
+        continue;
+      }
+      this.#calls.fill();
+      if (this.#calls.queued > 0) {
+        await this.#commit(this.#calls.takeBatch());
         // Lets the appenders just resolved append again, so their records join the next batch
         // rather than trail it in a batch of one.
         for (let turn = 0; turn < BATCH_GATHER_MICROTASKS; turn++) await null;
         continue;
       }
       // An empty queue admits any append, so only a rewrite can be left at the head.
-      const next = this.#waiting.shift();
-      if (next === undefined) return;
-      assert("records" in next, "an append waits only behind a rewrite or a full queue");
-      await this.#replace(next.records).then(
-        (offsets) => (next.resolve as (offsets: number[]) => void)(offsets),
-        next.reject,
-      );
+      if (this.#calls.waiting === 0 || this.#rewrite) return;
+      this.#startRewrite(this.#calls.takeRewrite());
     }
-  }
-
-  /** Takes the next batch from the queue: at least one record, at most RECORD_BATCH_BYTES_MAX. */
-  #takeBatch(): Queued[] {
-    let count = 0;
-    let bytes = 0;
-    while (
-      count < this.#queue.length &&
-      (count === 0 || bytes + this.#queue[count].frame.length <= RECORD_BATCH_BYTES_MAX)
-    ) {
-      bytes += this.#queue[count++].frame.length;
-    }
-    this.#queuedBytes -= bytes;
-    const batch = this.#queue.splice(0, count);
-    this.#fillQueue();
-    return batch;
   }
 
   async #commit(batch: Queued[]): Promise<void> {
@@ -519,24 +488,63 @@ export class RecordLog {
     }
   }
 
-  async #replace(records: Records): Promise<number[]> {
-    if (this.#failure) throw this.#failure;
+  /**
+   * Starts building `call`'s new file beside the log, from where its records end now (every
+   * append called before is durable); appends go on meanwhile.
+   */
+  #startRewrite(call: RewriteCall): void {
+    if (this.#failure) return call.reject(this.#failure);
     this.#generation++;
-    // An extension opens the file by its path: it must not open the new one.
-    await this.#space.settled();
-    const tmp = `${this.#path}.tmp`;
-    const { file, sizeBytes, zeroedBytes, offsets } = await writeLogFile(tmp, records, {
+    const job = new LogRewrite(this.#path, {
       fs: this.#fs,
-      batchBytes: RECORD_BATCH_BYTES_MAX,
+      tailFrom: this.#sizeBytes,
       zeroBytes: this.#preallocation.bytes,
     });
+    const running: Running = { call, job, built: false, done: Promise.withResolvers() };
+    this.#rewrite = running;
+    job.build(call.records, () => this.#sizeBytes).then(() => {
+      running.built = true;
+    }, (error) => {
+      this.#rewrite = undefined;
+      running.done.resolve();
+      call.reject(error);
+    }).finally(() => this.#admit());
+  }
+
+  /**
+   * Swaps in a rewrite built, with no batch running: copies the rest of the tail, renames the new
+   * file over the log, tells the caller, then fsyncs the folder before any append goes on.
+   */
+  async #swap(running: Running): Promise<void> {
+    const { call, job, done } = running;
     try {
-      await this.#fs.rename(tmp, this.#path);
+      if (this.#failure) throw this.#failure;
+      // An extension opens the file by its path: it must not open the new one.
+      await this.#space.settled();
+      // Reads go on through the old file until the caller knows the new offsets.
+      this.#reader.pin();
+      const swapped = await job.finish(this.#sizeBytes);
+      this.#swapped(swapped);
+      let told: unknown;
+      try {
+        call.swapped?.(swapped.swap);
+      } catch (error) {
+        told = error;
+      }
+      await this.#syncFolderAfterSwap();
+      if (told !== undefined) throw told;
+      call.resolve(swapped.swap);
     } catch (error) {
-      file.close();
-      await removeIfExists(this.#fs, tmp).catch(() => {});
-      throw rewriteError(error);
+      call.reject(error);
+    } finally {
+      this.#rewrite = undefined;
+      done.resolve();
     }
+  }
+
+  /** The new file is the log from now on: appends and reads go to it. */
+  #swapped({ file, sizeBytes, zeroedBytes }: SwappedFile): void {
+    this.#generation++;
     this.#file.close();
     this.#file = file;
     this.#reader.close(); // it reads the old file, whose offsets no longer hold
@@ -548,11 +556,25 @@ export class RecordLog {
       zeroedBytes,
     });
     this.#broken = undefined;
+  }
+
+  /**
+   * Makes the rename durable before any append lands in the new file: if it cannot be, a crash
+   * could bring back the old file without them, so the log fails for good.
+   *
+   * @throws {DfsError} UNAVAILABLE, the log's `failure`, if the fsync fails.
+   */
+  async #syncFolderAfterSwap(): Promise<void> {
     try {
       await syncDirectory(this.#fs, dirname(this.#path));
     } catch (error) {
-      throw rewriteError(error);
+      this.#failure = new DfsError(
+        "UNAVAILABLE",
+        `Cannot rewrite log: the folder of "${this.#path}" could not be fsynced after the ` +
+          `rename: ${reasonOf(error)}`,
+        { cause: error },
+      );
+      throw this.#failure;
     }
-    return offsets;
   }
 }

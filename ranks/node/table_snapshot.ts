@@ -164,14 +164,28 @@ export class TableSnapshot {
   }
 
   /**
-   * Once the new log is the log: places each manifest written from a slot unchanged since, then
-   * calls `place` for each written by name (`ManifestTable.place()`, which checks it is still the
-   * version held). Call it with the snapshot no longer told of changes.
+   * Once the new log is the log: places each manifest written from a slot unchanged since, moves
+   * every other slot whose record was appended while the rewrite ran (at or past `tailFrom` in the
+   * old log) by `shift`, as the new log holds it after the rewritten records, then calls `place`
+   * for each manifest written by name (`ManifestTable.place()`, which checks it is still the
+   * version held). Call it with the snapshot no longer told of changes, before any record is
+   * placed in the new log.
    */
-  placeAll(place: (name: string, version: number, where: number) => void): void {
+  placeAll(
+    place: (name: string, version: number, where: number) => void,
+    moved: { tailFrom: number; shift: number },
+  ): void {
     const [columns, state, placed] = [this.#columns, this.#state, this.#placed];
-    for (let slot = 0; slot < this.#end; slot++) {
-      if (state[slot] === WRITTEN) columns.setWhere(slot, placed[slot]);
+    const { tailFrom, shift } = moved;
+    const end = columns.slotsUsed;
+    for (let slot = 0; slot < end; slot++) {
+      if (slot < this.#end && state[slot] === WRITTEN) {
+        columns.setWhere(slot, placed[slot]);
+      } else {
+        // Held whole (-1), free (whatever it says), or in the tail; nothing else is in the old log.
+        const where = columns.whereAt(slot);
+        if (where >= tailFrom) columns.setWhere(slot, where + shift);
+      }
     }
     for (const { name, version, placed } of this.#named) {
       if (placed !== undefined) place(name, version, placed);

@@ -37,7 +37,7 @@ const file = (name: string, version: number) => manifest(name, version, [[`c-${n
 const key = (m: { name: string; version: number }) => `${m.name}@${m.version}`;
 const keys = (ms: Iterable<{ name: string; version: number }>) => [...ms].map(key).sort();
 
-Deno.test("TableSnapshot writes exactly what the table held at the freeze while it changes between steps, and places only what stayed", async () => {
+Deno.test("TableSnapshot writes exactly what the table held at the freeze while it changes between steps, places what stayed, and moves what was appended meanwhile", async () => {
   const { table, log, reads, append, apply, read } = onLog();
   for (const name of "abcdefghij") apply({ kind: "commit", manifest: file(name, 1) });
   apply({ kind: "commit", manifest: file("o", 1) });
@@ -58,6 +58,9 @@ Deno.test("TableSnapshot writes exactly what the table held at the freeze while 
   assert.throws(() => table.freeze(), /one snapshot at a time/);
   const damaged: string[] = [];
   let steps = 0;
+  // The rewrite starts once w's append, called before the freeze, is in the old log: records
+  // appended after that (the tail) are copied after the rewritten ones.
+  let tailFrom = Infinity;
   const giveWay = () => {
     steps++;
     if (steps === 1) {
@@ -67,10 +70,15 @@ Deno.test("TableSnapshot writes exactly what the table held at the freeze while 
       table.apply({ kind: "commit", manifest: file("i", 2) }); // i@1 handed over, kept as older
       table.apply({ kind: "commit", manifest: file("n", 1) }); // a new slot: left out
       // w's append, called before the freeze, resolved: in the old log.
-      table.placed(w, append(w));
+      const wAt = append(w);
+      table.placed(w, wAt);
+      tailFrom = wAt + 1;
     } else if (steps === 3) {
       table.apply({ kind: "release", name: "a", version: 1 }); // reached already: not placed
-      table.apply({ kind: "commit", manifest: file("b", 2) }); // b@1 becomes an older version
+      // b@1 becomes an older version; b@2's append resolves into the old log's tail.
+      const b2: LogRecord = { kind: "commit", manifest: file("b", 2) };
+      table.apply(b2);
+      table.placed(b2, append(b2));
     }
     return Promise.resolve();
   };
@@ -98,13 +106,12 @@ Deno.test("TableSnapshot writes exactly what the table held at the freeze while 
     held.filter((k) => k !== "h@1"),
     "what the table held at the freeze, each once, but the damaged one",
   );
-  // The changes appended after the rewritten records, in the new log.
-  const appendedAfter: LogRecord[] = [
-    { kind: "release", name: "j", version: 1 },
-    { kind: "commit", manifest: file("i", 2) },
-    { kind: "release", name: "a", version: 1 },
-  ];
-  table.thaw(snapshot, { placed: true });
+  // The tail follows the rewritten records in the new log, each record `shift` bytes on.
+  const shift = at - tailFrom;
+  const tail = [...log.keys()].filter((where) => where >= tailFrom && where < NEW_LOG);
+  assert.equal(tail.length, 1, "b@2");
+  for (const where of tail) log.set(where + shift, log.get(where)!);
+  table.thaw(snapshot, { tailFrom, shift });
   // The old log is gone: what still points into it can no longer be read.
   for (const where of [...log.keys()]) if (where < NEW_LOG) log.delete(where);
   const now = keys(table.versions());
@@ -133,22 +140,22 @@ Deno.test("TableSnapshot writes exactly what the table held at the freeze while 
   for (const [name, version] of [["o", 2], ["r-new", 5], ["r-old", 5], ["w", 3]] as const) {
     assert.ok(whereRead(name, version)! >= NEW_LOG, `${name}@${version}`);
   }
-  // Held whole: no read (i@2, n@1 and b@2 wait for their appends, i@1 and o@1 are older versions,
+  // Appended meanwhile: read from where the tail went.
+  assert.equal(whereRead("b", 2), tail[0] + shift);
+  // Held whole: no read (i@2 and n@1 wait for their appends, i@1 and o@1 are older versions,
   // b@1 was pushed out by b@2 after it was written).
-  for (
-    const [name, version] of [["i", 2], ["n", 1], ["i", 1], ["o", 1], ["b", 1], ["b", 2]] as const
-  ) {
+  for (const [name, version] of [["i", 2], ["n", 1], ["i", 1], ["o", 1], ["b", 1]] as const) {
     assert.equal(whereRead(name, version), undefined, `${name}@${version}`);
   }
-  // Replayed from the new log (the rewritten records, then what was appended after them), the
-  // table would hold the same, less what still waits for its append (n, b@2).
+  // Replayed from the new log (the rewritten records, then the tail, then what still waits for its
+  // append: j's release, i@2, a's release), the table holds the same, less what still waits (n).
   const replayed = onLog();
   for (const m of written) replayed.apply({ kind: "commit", manifest: m });
-  for (const record of appendedAfter) replayed.apply(record);
-  assert.deepEqual(
-    keys(replayed.table.versions()),
-    now.filter((k) => k !== "n@1" && k !== "b@2"),
-  );
+  for (const where of tail) replayed.apply(decodeRecord(log.get(where + shift)!));
+  replayed.apply({ kind: "release", name: "j", version: 1 });
+  replayed.apply({ kind: "commit", manifest: file("i", 2) });
+  replayed.apply({ kind: "release", name: "a", version: 1 });
+  assert.deepEqual(keys(replayed.table.versions()), now.filter((k) => k !== "n@1"));
 });
 
 Deno.test("TableSnapshot thawed unplaced (a rewrite that failed) leaves the table where it was", async () => {
@@ -164,8 +171,8 @@ Deno.test("TableSnapshot thawed unplaced (a rewrite that failed) leaves the tabl
       giveWay: () => Promise.resolve(),
       damaged: () => {},
     }).next(), /walked once/);
-  table.thaw(snapshot, { placed: false });
-  assert.throws(() => table.thaw(snapshot, { placed: false }), /the one frozen/);
+  table.thaw(snapshot);
+  assert.throws(() => table.thaw(snapshot), /the one frozen/);
   reads.length = 0;
   assert.deepEqual(keys([...table.all()]), ["a@1", "b@1", "c@1"]);
   assert.deepEqual(reads, [100, 110, 120], "read where they were");
