@@ -19,7 +19,7 @@ import { type Env, giveWay } from "../env/env.ts";
 import { DiskWatch } from "./disk_health.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
-import { chunkIdsOn, type LogOpened, type RankRepair } from "../common/manifest.ts";
+import { chunkIdsOn, type LogOpened, type Manifest, type RankRepair } from "../common/manifest.ts";
 import {
   carriedChunkId,
   decodeRecord,
@@ -469,7 +469,7 @@ export class DataNode {
       const held = {
         log: this.#log,
         inLog: this.#chunks.byId,
-        carried: (m: FileVersion) => this.#chunks.carriedPlaceOf(m),
+        carried: (m: Manifest) => this.#chunks.carriedPlaceOf(m),
         appending: this.#appending,
       };
       if (kept === "table") {

@@ -16,7 +16,7 @@ import { type LogPlace, LogPlaces } from "./log_places.ts";
 import type { ManifestTable } from "./manifest_table.ts";
 import type { LogSwap, RecordLog } from "./record_log.ts";
 import { TABLE_STEP_MANIFESTS } from "./table_snapshot.ts";
-import { chunkIdsOn } from "../common/manifest.ts";
+import { chunkIdsOn, type Manifest } from "../common/manifest.ts";
 
 /** A version of a file. */
 export interface FileVersion {
@@ -70,11 +70,8 @@ export class LogChunks {
     const place = this.#byId.get(id);
     if (place === undefined) {
       if (file.name === undefined) return undefined;
-      const where = this.#owner.table().carriedAt(file.name, file.version ?? -1);
-      if (where === undefined) return undefined;
-      // At the end of the record (its CRC32 checked as it is read), as the bytes' own will be.
-      const body = this.#owner.records.readSync(where);
-      return body.length >= size ? body.slice(body.length - size) : undefined;
+      const at = this.#owner.table().carriedAt(file.name, file.version ?? -1);
+      return at === undefined ? undefined : await this.#owner.log().read(at, size);
     }
     if (place.size !== size) {
       throw new DfsError(
@@ -118,12 +115,10 @@ export class LogChunks {
     return leaving;
   }
 
-  /** Where the bytes of `m`'s one chunk are, if its slot's record carries them (read back). */
-  carriedPlaceOf(m: FileVersion): LogPlace | undefined {
-    const where = this.#owner.table().carriedAt(m.name, m.version);
-    if (where === undefined) return undefined;
-    const { data } = decodeRecordWithData(this.#owner.records.readSync(where));
-    return data && { offset: where + data.offset, size: data.size };
+  /** Where the bytes of `m`'s one chunk are, if its slot's record carries them. */
+  carriedPlaceOf(m: Manifest): LogPlace | undefined {
+    const at = this.#owner.table().carriedAt(m.name, m.version);
+    return at === undefined ? undefined : { offset: at, size: m.chunks[0].size };
   }
 
   /**
@@ -135,7 +130,7 @@ export class LogChunks {
     if (id === undefined) return;
     if (record.kind === "commit") {
       const { name, version } = record.manifest;
-      if (this.#owner.table().carry(name, version, where)) return;
+      if (this.#owner.table().carry(name, version, where, offset)) return;
     }
     this.#byId.set(id, { offset, size });
   }

@@ -49,6 +49,9 @@ export function manifestIn(
 /** Reads the record whose body is at `where` in the log (`RecordReader`). */
 export type RecordAt = (where: number) => LogRecord;
 
+/** Bytes of a record's body before the chunk bytes it carries, under which its slot says where. */
+export const CARRIED_OFFSET_LIMIT = 2 ** 16;
+
 /**
  * Told when a slot whose record carries its one chunk's bytes changes (see `ManifestTable`):
  * version `version` of `name`, at `where`, no longer says where those bytes are, which the owner
@@ -78,7 +81,7 @@ export interface TableStep {
  * Manifests handed out are copies.
  *
  * A small file's one chunk is kept in the log, most often in its commit record: a slot whose
- * record carries its chunk's bytes says so (`carry()`, a byte a slot), and the owner then keeps
+ * record carries its chunk's bytes says where in it (`carry()`, 2 bytes a slot), and the owner then keeps
  * no place of that chunk by its id (~34 bytes a chunk): it finds the bytes through the file
  * (`carriedAt()`). Once the slot changes, `Evicted` is told, and the bytes are found by the
  * chunk's id again.
@@ -93,8 +96,11 @@ export class ManifestTable {
   #recordAt: RecordAt;
   /** The snapshot being written by a compaction, told of every change to a slot. */
   #frozen: TableSnapshot | undefined;
-  /** 1 for a slot whose record carries its chunk's bytes (see the class). */
-  #carries = new PagedColumn((n) => new Uint8Array(n), { width: 1, slots: MANIFEST_SLOTS_MIN });
+  /**
+   * For a slot whose record carries its chunk's bytes, where they start in the record's body
+   * (never 0: the manifest comes first); else 0 (see the class).
+   */
+  #carries = new PagedColumn((n) => new Uint16Array(n), { width: 1, slots: MANIFEST_SLOTS_MIN });
   #evicted: Evicted;
   /** Set while a compaction's new log is placed: nothing is evicted meanwhile. */
   #thawing = false;
@@ -149,22 +155,30 @@ export class ManifestTable {
   }
 
   /**
-   * The record at `where` of version `version` of `name` carries its one chunk's bytes, at its
-   * end: true if that version is the newest held, placed there; its slot then says so.
+   * The record at `where` of version `version` of `name` carries its one chunk's bytes, from
+   * `dataAt` on (in the log file): true if that version is the newest held, placed there, and the
+   * bytes start within `CARRIED_OFFSET_LIMIT` of the record's body; its slot then says so.
    */
-  carry(name: string, version: number, where: number): boolean {
+  carry(name: string, version: number, where: number, dataAt: number): boolean {
     const slot = this.#newest.slotOf(name);
     if (slot < 0 || this.#newest.versionAt(slot) !== version) return false;
-    if (this.#newest.whereAt(slot) !== where) return false;
-    this.#setCarries(slot, 1);
+    const offset = dataAt - where;
+    if (this.#newest.whereAt(slot) !== where || offset <= 0 || offset >= CARRIED_OFFSET_LIMIT) {
+      return false;
+    }
+    this.#setCarries(slot, offset);
     return true;
   }
 
-  /** Where the record of version `version` of `name` is, if it carries its chunk's bytes. */
+  /**
+   * Where (in the log file) the bytes of version `version` of `name`'s one chunk start, if its
+   * record carries them.
+   */
   carriedAt(name: string, version: number): number | undefined {
     const slot = this.#newest.slotOf(name);
     if (slot < 0 || this.#newest.versionAt(slot) !== version) return undefined;
-    return this.#carriesAt(slot) === 1 ? this.#newest.whereAt(slot) : undefined;
+    const offset = this.#carriesAt(slot);
+    return offset === 0 ? undefined : this.#newest.whereAt(slot) + offset;
   }
 
   /**
@@ -173,7 +187,7 @@ export class ManifestTable {
    */
   *carriedChunkIds(): Generator<string> {
     for (let slot = 0; slot < this.#newest.slotsUsed; slot++) {
-      if (this.#carriesAt(slot) !== 1) continue;
+      if (this.#carriesAt(slot) === 0) continue;
       const place = this.#newest.placeAt(slot);
       if (place === undefined || place.where < 0) continue;
       try {
@@ -194,7 +208,7 @@ export class ManifestTable {
     assert(this.#frozen === undefined, "one snapshot at a time");
     const whole = [...this.#whole.values()];
     for (const versions of this.#older.values()) whole.push(...versions);
-    this.#frozen = new TableSnapshot(this.#newest, whole, (slot) => this.#carriesAt(slot) === 1);
+    this.#frozen = new TableSnapshot(this.#newest, whole, (slot) => this.#carriesAt(slot) !== 0);
     return this.#frozen;
   }
 
@@ -213,7 +227,8 @@ export class ManifestTable {
     try {
       snapshot.placeAll({
         place: (name, version, where) => this.place(name, version, where),
-        carries: (slot, carries) => this.#setCarries(slot, carries ? 1 : 0),
+        carries: (slot, offset) =>
+          this.#setCarries(slot, offset < CARRIED_OFFSET_LIMIT ? offset : 0),
       }, moved);
     } finally {
       this.#thawing = false;
@@ -261,7 +276,7 @@ export class ManifestTable {
    */
   #changing(slot: number, name: string): void {
     const newDataAt = this.#frozen?.changing(slot, name);
-    const carried = this.#carriesAt(slot) === 1;
+    const carried = this.#carriesAt(slot) !== 0;
     if (!carried && newDataAt === undefined) return;
     this.#setCarries(slot, 0);
     if (this.#thawing) return;

@@ -207,8 +207,8 @@ export class TableSnapshot {
   placeAll(
     table: {
       place: (name: string, version: number, where: number) => void;
-      /** Whether `slot`'s record carries its chunk's bytes. */
-      carries: (slot: number, carries: boolean) => void;
+      /** Where in `slot`'s record its chunk's bytes start, if it carries them; else 0. */
+      carries: (slot: number, offset: number) => void;
     },
     moved: { tailFrom: number; shift: number },
   ): void {
@@ -218,7 +218,8 @@ export class TableSnapshot {
     for (let slot = 0; slot < end; slot++) {
       if (slot < this.#end && state[slot] === WRITTEN) {
         columns.setWhere(slot, placed[slot]);
-        table.carries(slot, this.#placedData[slot] >= 0);
+        const dataAt = this.#placedData[slot];
+        table.carries(slot, dataAt >= 0 ? dataAt - placed[slot] : 0);
       } else {
         // Held whole (-1), free (whatever it says), or in the tail; nothing else is in the old log.
         const where = columns.whereAt(slot);
