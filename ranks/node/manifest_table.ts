@@ -126,7 +126,8 @@ export class ManifestTable {
       case "commit":
         return this.#add(record.manifest, where);
       case "release":
-        return this.#remove(record.name, record.version);
+        // The chunk bytes a released version's record carries die with it.
+        return this.#remove(record.name, record.version, { bytesLive: false });
       case "rename":
         this.#remove(renamedFrom(record), record.fromVersion);
         if (record.tombstone) this.#add(record.tombstone, where);
@@ -246,7 +247,7 @@ export class ManifestTable {
    */
   dropDamaged(name: string, version: number, where: number): boolean {
     if (this.#whereOf(name, version) !== where) return false;
-    this.#remove(name, version);
+    this.#remove(name, version, { bytesLive: false });
     return true;
   }
 
@@ -274,12 +275,12 @@ export class ManifestTable {
    * `slot`, live, is about to change: tells the snapshot, and `Evicted` if its record carried its
    * chunk's bytes or a compaction running wrote them from it.
    */
-  #changing(slot: number, name: string): void {
+  #changing(slot: number, name: string, bytesLive = true): void {
     const newDataAt = this.#frozen?.changing(slot, name);
     const carried = this.#carriesAt(slot) !== 0;
     if (!carried && newDataAt === undefined) return;
     this.#setCarries(slot, 0);
-    if (this.#thawing) return;
+    if (this.#thawing || !bytesLive) return;
     const [version, where] = [this.#newest.versionAt(slot), this.#newest.whereAt(slot)];
     this.#evicted(name, version, where, { carried, newDataAt });
   }
@@ -300,10 +301,14 @@ export class ManifestTable {
     this.#older.set(m.name, versions);
   }
 
-  #remove(name: string, version: number): void {
+  /**
+   * Drops version `version` of `name`; `bytesLive: false` if the chunk bytes its record carries
+   * die with it (a release: `Evicted` is not told).
+   */
+  #remove(name: string, version: number, options = { bytesLive: true }): void {
     const slot = this.#newest.slotOf(name);
     if (slot >= 0 && this.#newest.versionAt(slot) === version) {
-      this.#changing(slot, name);
+      this.#changing(slot, name, options.bytesLive);
       this.#newest.delete(name);
       this.#whole.delete(name);
       const older = this.#older.get(name);
