@@ -24,9 +24,10 @@ import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
  * another version is refused at the door rather than misread later. 2: scans, summaries and
  * repairs carry manifests as bytes (`manifest_codec.ts`), and `list` pages with a cursor. 3: a
  * summary comes in pages (`SummaryPage`), a scan's manifests in pieces (`scanPage`). 4: each
- * piece of a scan says whether more follow (`ScanPiece`), rather than the first its total.
+ * piece of a scan says whether more follow (`ScanPiece`), rather than the first its total. 5: a
+ * read names the file of the chunk (a small file's is found through its commit record).
  */
-export const JOIN_PROTOCOL_VERSION = 4;
+export const JOIN_PROTOCOL_VERSION = 5;
 /** Largest handshake frame, read before the peer is authenticated. */
 export const JOIN_FRAME_BYTES_MAX = 4096;
 /** A node id or cluster id: 128 random bits in lowercase hex. */

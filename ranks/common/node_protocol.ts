@@ -47,7 +47,8 @@ export type NodeCall =
   | { op: "restore"; id: string; bytes: Uint8Array; crc32?: number }
   /**
    * Read a chunk back; the reply is its bytes, transferred. `into` is a spare buffer to fill (a
-   * part of one, on the node itself: see `node/serve.ts`).
+   * part of one, on the node itself: see `node/serve.ts`). `name` and `version` name the file
+   * it belongs to: a small file's chunk is found through its commit record, which carries it.
    */
   | {
     op: "read";
@@ -55,6 +56,8 @@ export type NodeCall =
     size: number;
     crc32?: number;
     into?: ArrayBuffer | Uint8Array<ArrayBuffer>;
+    name?: string;
+    version?: number;
   }
   /**
    * Make the manifest's chunks on this node durable, then append the manifest to the log; with

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { Manifest } from "../common/manifest.ts";
 import type { FileHandle, FileSystem } from "../env/env.ts";
 import { RecordReader } from "./_log_reader.ts";
 import { type KeptManifest, keptOf, RewrittenRecords } from "./log_rewrite.ts";
@@ -20,8 +21,10 @@ import type { ReadKept } from "./table_snapshot.ts";
 /** What a node keeps in its log now: where a rewrite takes the bytes of chunks from. */
 export interface HeldInLog {
   log: RecordLog;
-  /** Where the bytes of each chunk kept in the log are. */
+  /** Where the bytes of each chunk kept in the log are, but those found through their file. */
   inLog: LogPlaces;
+  /** Where the bytes of `m`'s one chunk are, if the record its slot says carries them. */
+  carried: (m: Manifest) => LogPlace | undefined;
   /** The bytes of records carrying data whose append has not resolved yet, by chunk id. */
   appending: ReadonlyMap<string, Uint8Array>;
 }
@@ -29,42 +32,52 @@ export interface HeldInLog {
 /**
  * The records of a log holding `manifests` (`RewrittenRecords`), whose chunks kept in the log
  * come from where `held` says they are as the records are taken; `placed` is told where each
- * commit record goes in the new log.
+ * commit record goes in the new log, and the bytes it carries (true if it takes their place).
  */
 export function rewrittenRecords(
   manifests: Iterable<KeptManifest> | AsyncIterable<KeptManifest>,
   held: HeldInLog,
-  placed: (where: number) => void,
+  placed: (where: number, dataAt?: number) => boolean,
 ): RewrittenRecords {
   const { log, inLog, appending } = held;
   return new RewrittenRecords(manifests, {
     has: (id) => inLog.has(id) || appending.has(id),
-    bytesOf: async (id) => {
-      const place = inLog.get(id);
+    bytesOf: async (id, m) => {
+      const place = inLog.get(id) ?? (m && held.carried(m));
       return appending.get(id) || (place && await log.read(place.offset, place.size));
     },
   }, placed);
 }
 
+/** Where a rewrite put a manifest's commit record, and the bytes it carries (or -1). */
+export interface PlacedRecord {
+  where: number;
+  dataAt: number;
+}
+
 /**
  * Rewrites the log to commit records of exactly the manifests in `kept` (encoded; a start-up
  * repair), carrying over the bytes of their chunks kept in the log. At the swap, `swapped` is
- * told where the chunks carried went, where what was appended meanwhile went, and where each
- * manifest's commit record went, in the order of `kept`.
+ * told where the chunks carried went (`places`, but those carried in a manifest's own commit
+ * record), where what was appended meanwhile went, and where each manifest's commit record
+ * went, in the order of `kept`, with the bytes it carries.
  *
  * @throws what `RecordLog.rewrite()` throws.
  */
 export async function rewriteKept(
   kept: Uint8Array,
   held: HeldInLog,
-  swapped: (places: LogPlaces, swap: LogSwap, wheres: readonly number[]) => void,
+  swapped: (places: LogPlaces, swap: LogSwap, placed: readonly PlacedRecord[]) => void,
 ): Promise<void> {
-  const wheres: number[] = [];
-  const records = rewrittenRecords(keptOf(readManifests(kept)), held, (at) => wheres.push(at));
+  const placed: PlacedRecord[] = [];
+  const records = rewrittenRecords(keptOf(readManifests(kept)), held, (where, dataAt) => {
+    placed.push({ where, dataAt: dataAt ?? -1 });
+    return dataAt !== undefined;
+  });
   await held.log.rewrite(records, {
     swapped: (swap) => {
       records.check(swap.offsets);
-      swapped(records.places, swap, wheres);
+      swapped(records.places, swap, placed);
     },
   });
 }
@@ -72,29 +85,31 @@ export async function rewriteKept(
 /**
  * Reads frozen manifests back from their records (bodies through `bodyAt`, a view that holds
  * until the next call). The bytes a record carries come with its manifest when they are the ones
- * `inLog` says the node keeps of its chunk (not newer bytes written since, nor bytes still
- * `appending`), saving a read of them apart; and a commit record that is still what a rewrite
- * would write comes as is, saving its encoding.
+ * the node keeps of its chunk (those `inLog` says, or, if it has none, those of a record its
+ * slot says carries them; not bytes still `appending`), saving a read of them apart; and a
+ * commit record that is still what a rewrite would write comes as is, saving its encoding.
  */
 export function readKept(
   bodyAt: (where: number) => Uint8Array,
   inLog: { get(id: string): LogPlace | undefined },
   appending: { has(id: string): boolean },
 ): ReadKept {
-  return (name, version, where) => {
+  return (name, version, where, carried) => {
     const body = bodyAt(where);
     const { record, data } = decodeRecordWithData(body);
     const manifest = manifestIn(record, name, version, where);
     const { chunks } = manifest;
     const id = chunks.length === 1 ? chunks[0].id : undefined;
     const place = id === undefined ? undefined : inLog.get(id);
-    const kept = place !== undefined || (id !== undefined && appending.has(id));
+    const kept = carried || place !== undefined || (id !== undefined && appending.has(id));
     const same = isBinaryCommit(body) && record.kind === "commit";
     if (data === undefined) {
       return same && !kept ? { manifest, record: body.slice() } : { manifest };
     }
-    const ours = place !== undefined && place.offset === where + data.offset &&
-      place.size === data.size && !appending.has(id!);
+    const ours = !appending.has(id!) &&
+      (place === undefined
+        ? carried
+        : place.offset === where + data.offset && place.size === data.size);
     if (!ours) return { manifest };
     const bytes = body.subarray(data.offset, data.offset + data.size);
     return same ? { manifest, data: bytes, record: body.slice() } : { manifest, data: bytes };
@@ -152,7 +167,7 @@ export async function compactTable(
     reader.pin();
     const read = readKept((where) => reader.readSync(where), held.inLog, held.appending);
     const manifests = snapshot.manifests(read, options);
-    const records = rewrittenRecords(manifests, held, (where) => snapshot.placed(where));
+    const records = rewrittenRecords(manifests, held, (where, at) => snapshot.placed(where, at));
     options.compacting(records.places);
     await held.log.rewrite(records, {
       swapped: (swap) => {

@@ -19,7 +19,7 @@ import { type Env, giveWay } from "../env/env.ts";
 import { DiskWatch } from "./disk_health.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
-import { chunkIdsOn, type LogOpened, type RankRepair } from "../common/manifest.ts";
+import { chunkIdsOn, type LogOpened, type Manifest, type RankRepair } from "../common/manifest.ts";
 import {
   carriedChunkId,
   decodeRecord,
@@ -28,7 +28,8 @@ import {
   type LogRecord,
   recordCounts,
 } from "./log_record.ts";
-import { LogPlaces } from "./log_places.ts";
+import type { LogPlaces } from "./log_places.ts";
+import { type FileVersion, LogChunks } from "./log_chunks.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
 import { compactTable, rewriteKept } from "./compaction.ts";
@@ -89,8 +90,8 @@ export class DataNode {
   #paged: PagedAnswers;
   #liveRecords = 0;
   #deadRecords = 0;
-  /** Chunks kept in the log: where their bytes are in the log file. */
-  #inLog = new LogPlaces();
+  /** Where the bytes of the chunks kept in the log are. */
+  #chunks: LogChunks;
   /** A log rewrite running: the next one waits for it. */
   #rewriting: Promise<void> | null = null;
   /** Log rewrites swapped in so far: offsets taken before one may have moved. */
@@ -104,8 +105,6 @@ export class DataNode {
    * that starts meanwhile includes their manifests, and takes their bytes from here.
    */
   #appending = new Map<string, Uint8Array>();
-  /** Where a compaction running puts the chunks it carries: one released meanwhile goes. */
-  #compacting: LogPlaces | undefined;
   #compactBytesMin: number;
   #scanPageBytes: number | undefined;
   /** Whether the node's disk has failed, and why. */
@@ -129,7 +128,7 @@ export class DataNode {
     const log = await replayRecordLog(join(storage.dir, LOG_FILE), (body, offset) => {
       const { record, data } = decodeRecordWithData(body);
       node.#apply(record, offset);
-      if (data) node.#placeInLog(record, offset + data.offset, data.size);
+      if (data) node.#chunks.placed(record, offset, offset + data.offset, data.size);
     }, storage.env);
     releaseDecodeInput();
     node.#log = log;
@@ -146,6 +145,12 @@ export class DataNode {
     this.#dir = storage.dir;
     this.#store = storage.store;
     this.#records = new RecordReader(join(storage.dir, LOG_FILE), storage.env.fs);
+    this.#chunks = new LogChunks({
+      table: () => this.#table,
+      log: () => this.#log,
+      records: this.#records,
+      rank,
+    });
     this.#table = this.#newTable();
     this.#disk = new DiskWatch(rank, {
       fs: storage.env.fs,
@@ -154,6 +159,14 @@ export class DataNode {
       files: [join(storage.dir, LOG_FILE)],
       logFailure: () => this.#log.failure,
     });
+  }
+
+  /**
+   * Chunks kept in the log that the node finds by their id (~34 bytes each); the others, most
+   * small files', it finds through their file's commit record, which carries them.
+   */
+  get chunksPlacedById(): number {
+    return this.#chunks.byId.size;
   }
 
   /** Why the node's disk is taken for failed, once it is: every call is answered with it. */
@@ -195,18 +208,14 @@ export class DataNode {
         return true;
       case "restore":
         this.#verify(call.id, call.bytes, call.crc32, "arrived damaged");
-        if (this.#inLog.has(call.id) || isKeptInLog(call.id, call.bytes.length)) {
+        if (this.#chunks.byId.has(call.id) || isKeptInLog(call.id, call.bytes.length)) {
           await this.#append({ kind: "data", id: call.id }, call.bytes);
         } else {
           await this.#store.replace(call.id, call.bytes);
         }
         return true;
       case "read": {
-        const bytes = this.#inLog.has(call.id)
-          ? await this.#readFromLog(call.id, call.size)
-          : await this.#store.read(call.id, call.size, {
-            into: call.into instanceof ArrayBuffer ? new Uint8Array(call.into) : call.into,
-          });
+        const bytes = await this.#read(call);
         this.#verify(call.id, bytes, call.crc32, `on rank ${this.rank} is corrupted`);
         return bytes;
       }
@@ -282,8 +291,9 @@ export class DataNode {
    * @throws {DfsError} `NODE_FAILED` once the node's disk has failed.
    */
   async scan(): Promise<ScanAnswer> {
+    const at = this.#changes;
     const blobs = await this.#blobs();
-    const inLog = this.#inLog.encodeIds();
+    const inLog = await this.#chunks.encodeIds(() => this.#giveWay());
     // Records found damaged are dropped once the last piece is made: dropping one meanwhile
     // would change what the pieces walk.
     const damaged: { name: string; version: number; where: number }[] = [];
@@ -295,7 +305,7 @@ export class DataNode {
       giveWay: () => this.#giveWay(),
       whenDone: () => damaged.forEach((d) => this.#dropDamaged(d.name, d.version, d.where)),
     });
-    const first = await this.#paged.beginScan(pieces, () => this.#changes);
+    const first = await this.#paged.beginScan(pieces, () => this.#changes, at);
     return { rank: this.rank, ...first, blobs: [...blobs], inLog, opened: this.#opened() };
   }
 
@@ -323,7 +333,8 @@ export class DataNode {
   async summary(seed: number): Promise<SummaryPage> {
     const blobs = await this.#blobs();
     const manifests = this.#table.all();
-    const held = { rank: this.rank, manifests, inLog: this.#inLog, blobs, opened: this.#opened() };
+    const inLog = { has: (id: string, m: FileVersion) => this.#chunks.has(m, id) };
+    const held = { rank: this.rank, manifests, inLog, blobs, opened: this.#opened() };
     return this.#paged.beginSummary(new Summarizer(held, seed), this.#changes);
   }
 
@@ -413,7 +424,7 @@ export class DataNode {
     const manifest = this.#table.get(name, version);
     if (!manifest) return false;
     // Chunks kept in the log go with the release record; only the others have blob files.
-    const inBlobs = chunkIdsOn(manifest, this.rank).filter((id) => !this.#inLog.has(id));
+    const inBlobs = chunkIdsOn(manifest, this.rank).filter((id) => !this.#chunks.has(manifest, id));
     // Log first: a crash before the chunks go leaves only orphans, which start-up removes.
     await this.#append({ kind: "release", name, version });
     if (inBlobs.length > 0) await this.#store.delete(inBlobs);
@@ -455,7 +466,12 @@ export class DataNode {
       // appended before is in it, every one appended after follows it in the new file. Records
       // are read from the old file until the new one's offsets are in the table.
       this.#records.pin();
-      const held = { log: this.#log, inLog: this.#inLog, appending: this.#appending };
+      const held = {
+        log: this.#log,
+        inLog: this.#chunks.byId,
+        carried: (m: Manifest) => this.#chunks.carriedPlaceOf(m),
+        appending: this.#appending,
+      };
       if (kept === "table") {
         const [live, dead] = [this.#liveRecords, this.#deadRecords];
         return await compactTable(this.#table, held, {
@@ -463,7 +479,7 @@ export class DataNode {
           fs: this.#env.fs,
           giveWay: () => this.#giveWay(),
           damaged: (name, version, where) => this.#dropDamaged(name, version, where),
-          compacting: (places) => (this.#compacting = places),
+          compacting: (places) => this.#chunks.compacting(places),
           replaced: (records, swap) => {
             this.#swapped(records.places, swap);
             this.#liveRecords = records.records + this.#liveRecords - live;
@@ -471,14 +487,17 @@ export class DataNode {
           },
         });
       }
-      await rewriteKept(kept, held, (places, swap, wheres) => {
+      await rewriteKept(kept, held, (places, swap, placed) => {
         this.#swapped(places, swap);
         this.#table = this.#newTable();
         this.#changes++;
         this.#liveRecords = this.#deadRecords = 0;
         let i = 0;
         for (const manifest of readManifests(kept)) {
-          this.#apply({ kind: "commit", manifest }, wheres[i++]);
+          const { where, dataAt } = placed[i++];
+          const record: LogRecord = { kind: "commit", manifest };
+          this.#apply(record, where);
+          if (dataAt >= 0) this.#chunks.placed(record, where, dataAt, manifest.chunks[0].size);
         }
       });
     } finally {
@@ -494,33 +513,19 @@ export class DataNode {
   #swapped(places: LogPlaces, swap: LogSwap): void {
     this.#swaps++;
     this.#records.close();
-    places.takeTail(this.#inLog, swap.tailFrom, swap.shift);
-    this.#inLog = places;
+    this.#chunks.swapped(places, swap);
   }
 
-  /** Reads a chunk kept in the log (a synchronous read: a log rewrite cannot move it meanwhile). */
-  async #readFromLog(id: string, size: number): Promise<Uint8Array<ArrayBuffer>> {
-    const place = this.#inLog.get(id);
-    if (!place) return await this.#store.read(id, size); // released meanwhile: NOT_FOUND
-    if (place.size !== size) {
-      throw new DfsError(
-        "CORRUPTED",
-        `Cannot read chunk ${id}: expected ${size} bytes, found ${place.size}`,
-      );
-    }
-    return await this.#log.read(place.offset, size);
-  }
-
-  /** A chunk's bytes are no longer kept in the log (released, or left out of a compose). */
-  #notInLog(id: string): void {
-    this.#inLog.delete(id);
-    this.#compacting?.delete(id);
-  }
-
-  /** Notes where the bytes a record carries are in the log file. */
-  #placeInLog(record: LogRecord, offset: number, size: number): void {
-    const id = carriedChunkId(record);
-    if (id !== undefined) this.#inLog.set(id, { offset, size });
+  /**
+   * Reads a chunk: kept in the log (found by its id, or through the file the call names), else
+   * from its blob.
+   */
+  async #read(call: Extract<NodeCall, { op: "read" }>): Promise<Uint8Array<ArrayBuffer>> {
+    const { id, size } = call;
+    const inLog = await this.#chunks.read(id, size, call);
+    if (inLog !== undefined) return inLog;
+    const into = call.into instanceof ArrayBuffer ? new Uint8Array(call.into) : call.into;
+    return await this.#store.read(id, size, { into });
   }
 
   /**
@@ -541,7 +546,9 @@ export class DataNode {
       // The reader may hold what was at the offset before the record (zeros): it forgets that.
       this.#records.forget();
       this.#table.placed(record, offset);
-      if (data) this.#placeInLog(record, offset + bytes.length - data.length, data.length);
+      if (data) {
+        this.#chunks.placed(record, offset, offset + bytes.length - data.length, data.length);
+      }
     } catch (error) {
       // Where the records undone are may have moved with a compaction, running or done since:
       // they are then held whole (the log holds them where it moved them).
@@ -556,25 +563,18 @@ export class DataNode {
 
   /** A table of no manifest, reading its records back from this node's log. */
   #newTable(): ManifestTable {
-    return new ManifestTable((where) => decodeRecord(this.#records.readSync(where)));
+    return new ManifestTable(
+      (where) => decodeRecord(this.#records.readSync(where)),
+      (_name, _version, where, how) => this.#chunks.evicted(where, how),
+    );
   }
 
   /** Applies `record`, whose body is at `where` in the log if it is there already. */
   #apply(record: LogRecord, where?: number): void {
-    if (record.kind === "release") {
-      const released = this.#table.get(record.name, record.version);
-      for (const id of released ? chunkIdsOn(released, this.rank) : []) this.#notInLog(id);
-    } else if (record.kind === "compose") {
-      // A source's chunk kept in the log that the composed file leaves out (an empty one) is dead.
-      const kept = new Set(chunkIdsOn(record.manifest, this.rank));
-      for (const source of record.sources) {
-        const m = this.#table.get(source.name, source.version);
-        for (const id of m ? chunkIdsOn(m, this.rank) : []) {
-          if (!kept.has(id)) this.#notInLog(id);
-        }
-      }
-    }
+    // Once it is applied, which finds by their id those its slots carried.
+    const leaving = this.#chunks.leavingWith(record);
     this.#table.apply(record, where);
+    for (const id of leaving) this.#chunks.gone(id);
     this.#changes++;
     const [live, dead] = recordCounts(record);
     this.#liveRecords += live;

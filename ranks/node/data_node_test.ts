@@ -9,7 +9,7 @@ import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { type DataNode, LOG_FILE } from "./data_node.ts";
 import { openDataNode } from "./open_node.ts";
 import { parseRecords } from "./record_frame.ts";
-import type { Manifest } from "../common/manifest.ts";
+import { type Manifest, tombstoneOf } from "../common/manifest.ts";
 import { TEST_FILE_SYSTEMS } from "./_test_fs.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import { SUMMARY_PAGE_BYTES } from "../common/node_protocol.ts";
@@ -50,6 +50,8 @@ function smallFile(name: string, version: number, bytes: Uint8Array): Manifest {
 }
 
 const bytesOf = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * seed) & 0xff);
+/** The file a read names, through which the node finds a small file's chunk. */
+const fileOf = (m: Manifest) => ({ name: m.name, version: m.version });
 
 for (const testFs of TEST_FILE_SYSTEMS) {
   Deno.test(`DataNode keeps a small file's chunk in its log, through reopen, repair and restore${testFs.suffix}`, async () => {
@@ -59,7 +61,7 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     const m = smallFile("a", 1, first);
     const [chunk] = m.chunks;
     const read = (node: DataNode) =>
-      node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
+      node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32, ...fileOf(m) });
     {
       await using opened = await openNode(dir, { fs });
       const { node } = opened;
@@ -93,7 +95,10 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       const { node } = opened;
       assert.deepEqual(await read(node), first, "replayed after the repair and the restore");
       const b = other.chunks[0];
-      assert.deepEqual(await node.handle({ op: "read", id: b.id, size: 100 }), bytesOf(100, 3));
+      assert.deepEqual(
+        await node.handle({ op: "read", id: b.id, size: 100, ...fileOf(other) }),
+        bytesOf(100, 3),
+      );
       assert.deepEqual(await blobsOf(node), [], "still no blob");
       await node.handle({ op: "release", name: "a", version: 1 });
       await assert.rejects(read(node), { code: "NOT_FOUND" });
@@ -140,7 +145,7 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     const [chunk] = m.chunks;
     const after = smallFile("after", 2, bytesOf(50, 13));
     const read = (node: DataNode) =>
-      node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
+      node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32, ...fileOf(m) });
     {
       await using opened = await openNode(dir, { fs });
       const { node } = opened;
@@ -169,7 +174,7 @@ for (const testFs of TEST_FILE_SYSTEMS) {
       assert.deepEqual(await read(opened.node), good);
       const [b] = after.chunks;
       assert.deepEqual(
-        await opened.node.handle({ op: "read", id: b.id, size: 50 }),
+        await opened.node.handle({ op: "read", id: b.id, size: 50, ...fileOf(after) }),
         bytesOf(50, 13),
       );
     }
@@ -184,7 +189,8 @@ for (const testFs of TEST_FILE_SYSTEMS) {
     const latest = new Map<string, Manifest>();
     const read = (node: DataNode, m: Manifest) => {
       const [chunk] = m.chunks;
-      return node.handle({ op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32 });
+      const { id, size, crc32 } = chunk;
+      return node.handle({ op: "read", id, size, crc32, ...fileOf(m) });
     };
     {
       // Compacting from 16 KiB on: every round of overwrites rewrites the log while commits of the
@@ -284,7 +290,7 @@ Deno.test("DataNode after a crash holds every commit that was answered", async (
     bytesOf(100_000, 5),
   );
   assert.deepEqual(
-    await node.handle({ op: "read", id: small.chunks[0].id, size: 100 }),
+    await node.handle({ op: "read", id: small.chunks[0].id, size: 100, ...fileOf(small) }),
     bytesOf(100, 3),
   );
 });
@@ -382,3 +388,99 @@ Deno.test("DataNode sends a scan larger than a piece in pieces that join up, and
     await node.close();
   }
 });
+
+for (const testFs of TEST_FILE_SYSTEMS) {
+  Deno.test(`DataNode finds a small file's chunk through its commit record, and by its id once another version, a rename or a compose leaves it there${testFs.suffix}`, async () => {
+    await using root = await testFs.newRoot();
+    const { fs, dir } = root;
+    const bytes = new Map<string, Uint8Array>();
+    const commit = async (node: DataNode, name: string, version: number) => {
+      const data = bytesOf(100 + version, name.length + version);
+      const m = smallFile(name, version, data);
+      bytes.set(m.chunks[0].id, data);
+      await node.handle({ op: "commit", manifest: m, data: data.slice() });
+      return m;
+    };
+    const read = (node: DataNode, m: Manifest, file = fileOf(m)) => {
+      const [{ id, size, crc32 }] = m.chunks;
+      return node.handle({ op: "read", id, size, crc32, ...file });
+    };
+    const assertReads = async (node: DataNode, m: Manifest, file = fileOf(m)) =>
+      assert.deepEqual(await read(node, m, file), bytes.get(m.chunks[0].id), m.name);
+    let [a1, a2, b, c, d] = [] as Manifest[];
+    {
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      a1 = await commit(node, "a", 1);
+      b = await commit(node, "b", 1);
+      c = await commit(node, "c", 1);
+      d = await commit(node, "d", 1);
+      assert.equal(node.chunksPlacedById, 0, "each found through its commit record");
+      await assertReads(node, a1);
+      // Named by its id alone, such a chunk is not found: reads name the file.
+      await assert.rejects(
+        node.handle({ op: "read", id: a1.chunks[0].id, size: a1.size }),
+        { code: "NOT_FOUND" },
+      );
+      // A newer version: the older one's chunk is found by its id, until released.
+      a2 = await commit(node, "a", 2);
+      assert.equal(node.chunksPlacedById, 1);
+      await assertReads(node, a1);
+      await assertReads(node, a2);
+      // Renamed: the chunk stays in b's commit record, found by its id under the new name.
+      const renamed = { ...b, name: "b2", version: 3 };
+      await node.handle({
+        op: "rename",
+        fromVersion: 1,
+        tombstone: tombstoneOf("b", 3, 9),
+        manifest: renamed,
+      });
+      await assertReads(node, b, fileOf(renamed));
+      // Composed: the parts' chunks are found by their ids under the composed file.
+      const composed = {
+        ...c,
+        name: "cd",
+        version: 4,
+        size: c.size + d.size,
+        chunks: [...c.chunks, ...d.chunks],
+      };
+      await node.handle({ op: "compose", sources: [fileOf(c), fileOf(d)], manifest: composed });
+      await assertReads(node, c, fileOf(composed));
+      await assertReads(node, d, fileOf(composed));
+      assert.equal(node.chunksPlacedById, 4);
+      // Every chunk is counted present, by a scan and by a summary.
+      const scan = await node.scan();
+      const ids = ChunkIdSet.decode(scan.inLog);
+      for (const m of [a1, a2, b, c, d]) assert.ok(ids.has(m.chunks[0].id), m.name);
+      assert.equal(ids.size, 5);
+      const pages = [await node.summary(7)];
+      while (!pages.at(-1)!.totals) pages.push(node.summaryPage());
+      const totals = pages.at(-1)!.totals!;
+      assert.equal(totals.allPresent, true);
+      assert.equal(totals.bytesHeld, [a1, a2, b, c, d].reduce((n, m) => n + m.size, 0));
+      await node.handle({ op: "release", name: "a", version: 1 });
+      await assert.rejects(read(node, a1), { code: "NOT_FOUND" });
+      assert.equal(node.chunksPlacedById, 3);
+    }
+    {
+      // Replayed, then compacted.
+      await using opened = await openNode(dir, { fs });
+      const { node } = opened;
+      assert.equal(node.chunksPlacedById, 3);
+      await assertReads(node, a2);
+      await node.handle({
+        op: "repair",
+        repair: { drop: [{ name: "zz", version: 1 }], deleteBlobs: [], bytesHeld: 0 },
+      });
+      // The renamed file's commit record now carries its chunk: only the composed file's are
+      // found by their ids.
+      assert.equal(node.chunksPlacedById, 2);
+      await assertReads(node, a2);
+      await assertReads(node, b, { name: "b2", version: 3 });
+      await assertReads(node, c, { name: "cd", version: 4 });
+      await node.handle({ op: "release", name: "a", version: 2 });
+      await assert.rejects(read(node, a2), { code: "NOT_FOUND" });
+      assert.equal(node.chunksPlacedById, 2);
+    }
+  });
+}

@@ -35,15 +35,15 @@ export interface KeptChunks {
   /** True if the chunk's bytes are kept in the log. */
   has(id: string): boolean;
   /** The chunk's bytes, or undefined if they are no longer there. */
-  bytesOf(id: string): Promise<Uint8Array | undefined>;
+  bytesOf(id: string, m?: Manifest): Promise<Uint8Array | undefined>;
 }
 
 /**
  * The records of a log holding exactly the manifests `kept` yields (with their one chunk's bytes
  * when it has them at hand; else they come from `chunks`), made as they are taken. The new log
  * holds them from its start, one after another (`[header][body]`, `record_frame.ts`): `placed` is
- * told where each manifest's commit record's body goes as it is made, and `places` says where
- * each chunk carried goes. Take them all before using those, and `check()` them against the
+ * told where each manifest's commit record's body goes as it is made, and where the bytes it
+ * carries go, if any; `places` says where each chunk carried goes, but those `placed` took. Take them all before using those, and `check()` them against the
  * offsets the log reports.
  */
 export class RewrittenRecords implements AsyncIterable<Uint8Array> {
@@ -51,7 +51,7 @@ export class RewrittenRecords implements AsyncIterable<Uint8Array> {
   readonly places: LogPlaces = new LogPlaces();
   #kept: Iterable<KeptManifest> | AsyncIterable<KeptManifest>;
   #chunks: KeptChunks;
-  #placed: (where: number) => void;
+  #placed: (where: number, dataAt?: number) => boolean;
   #records = 0;
   /** Bytes of the new log so far: where the next record's header goes. */
   #end = 0;
@@ -61,7 +61,7 @@ export class RewrittenRecords implements AsyncIterable<Uint8Array> {
   constructor(
     kept: Iterable<KeptManifest> | AsyncIterable<KeptManifest>,
     chunks: KeptChunks,
-    placed: (where: number) => void,
+    placed: (where: number, dataAt?: number) => boolean,
   ) {
     this.#kept = kept;
     this.#chunks = chunks;
@@ -89,10 +89,13 @@ export class RewrittenRecords implements AsyncIterable<Uint8Array> {
     for await (const { manifest, data: given, record } of this.#kept) {
       const [first] = manifest.chunks;
       const single = manifest.chunks.length === 1;
-      const data = single && !record ? given ?? await this.#chunks.bytesOf(first.id) : given;
+      const data = single && !record
+        ? given ?? await this.#chunks.bytesOf(first.id, manifest)
+        : given;
       const bytes = record ?? encodeRecord({ kind: "commit", manifest }, data);
-      this.#placed(this.#next(bytes));
-      if (data) this.#carried(first.id, bytes, data);
+      const at = this.#next(bytes);
+      const dataAt = data ? at + bytes.length - data.length : undefined;
+      if (!this.#placed(at, dataAt) && data) this.#carried(first.id, bytes, data);
       yield bytes;
       if (single) continue;
       // A file of several chunks (a composed one) may hold chunks kept in the log: their bytes

@@ -6,7 +6,8 @@
  */
 
 import { type ListingPage, listingPageOf, type Manifest } from "../common/manifest.ts";
-import { ManifestColumns } from "../common/manifest_columns.ts";
+import { MANIFEST_SLOTS_MIN, ManifestColumns } from "../common/manifest_columns.ts";
+import { PagedColumn } from "../common/paged_column.ts";
 import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import { composeTombstones, type LogRecord, renamedFrom } from "./log_record.ts";
@@ -48,6 +49,22 @@ export function manifestIn(
 /** Reads the record whose body is at `where` in the log (`RecordReader`). */
 export type RecordAt = (where: number) => LogRecord;
 
+/** Bytes of a record's body before the chunk bytes it carries, under which its slot says where. */
+export const CARRIED_OFFSET_LIMIT = 2 ** 16;
+
+/**
+ * Told when a slot whose record carries its one chunk's bytes changes (see `ManifestTable`):
+ * version `version` of `name`, at `where`, no longer says where those bytes are, which the owner
+ * must now find by the chunk's id (`carried`). `newDataAt`: where a compaction running wrote
+ * them in its new log from this slot, which no longer says so either.
+ */
+export type Evicted = (
+  name: string,
+  version: number,
+  where: number,
+  how: { carried: boolean; newDataAt: number | undefined },
+) => void;
+
 /** A change to the table, and where its record is in the log if it is there. */
 export interface TableStep {
   record: LogRecord;
@@ -62,6 +79,12 @@ export interface TableStep {
  * the rest (`RecordAt`). Those whose record is not in the log yet (applied before their append
  * resolves, `placed()`), and the older versions, few and short-lived, are held whole as objects.
  * Manifests handed out are copies.
+ *
+ * A small file's one chunk is kept in the log, most often in its commit record: a slot whose
+ * record carries its chunk's bytes says where in it (`carry()`, 2 bytes a slot), and the owner then keeps
+ * no place of that chunk by its id (~34 bytes a chunk): it finds the bytes through the file
+ * (`carriedAt()`). Once the slot changes, `Evicted` is told, and the bytes are found by the
+ * chunk's id again.
  */
 export class ManifestTable {
   /** Each name's newest version held. */
@@ -73,9 +96,18 @@ export class ManifestTable {
   #recordAt: RecordAt;
   /** The snapshot being written by a compaction, told of every change to a slot. */
   #frozen: TableSnapshot | undefined;
+  /**
+   * For a slot whose record carries its chunk's bytes, where they start in the record's body
+   * (never 0: the manifest comes first); else 0 (see the class).
+   */
+  #carries = new PagedColumn((n) => new Uint16Array(n), { width: 1, slots: MANIFEST_SLOTS_MIN });
+  #evicted: Evicted;
+  /** Set while a compaction's new log is placed: nothing is evicted meanwhile. */
+  #thawing = false;
 
-  constructor(recordAt: RecordAt) {
+  constructor(recordAt: RecordAt, evicted: Evicted = () => {}) {
     this.#recordAt = recordAt;
+    this.#evicted = evicted;
   }
 
   /** Newest versions held whole rather than by where their record is, and older versions held. */
@@ -94,7 +126,8 @@ export class ManifestTable {
       case "commit":
         return this.#add(record.manifest, where);
       case "release":
-        return this.#remove(record.name, record.version);
+        // The chunk bytes a released version's record carries die with it.
+        return this.#remove(record.name, record.version, { bytesLive: false });
       case "rename":
         this.#remove(renamedFrom(record), record.fromVersion);
         if (record.tombstone) this.#add(record.tombstone, where);
@@ -117,9 +150,54 @@ export class ManifestTable {
   place(name: string, version: number, where: number): void {
     const slot = this.#newest.slotOf(name);
     if (slot < 0 || this.#newest.versionAt(slot) !== version) return;
-    this.#frozen?.changing(slot, name);
+    this.#changing(slot, name);
     this.#newest.setWhere(slot, where);
     this.#whole.delete(name);
+  }
+
+  /**
+   * The record at `where` of version `version` of `name` carries its one chunk's bytes, from
+   * `dataAt` on (in the log file): true if that version is the newest held, placed there, and the
+   * bytes start within `CARRIED_OFFSET_LIMIT` of the record's body; its slot then says so.
+   */
+  carry(name: string, version: number, where: number, dataAt: number): boolean {
+    const slot = this.#newest.slotOf(name);
+    if (slot < 0 || this.#newest.versionAt(slot) !== version) return false;
+    const offset = dataAt - where;
+    if (this.#newest.whereAt(slot) !== where || offset <= 0 || offset >= CARRIED_OFFSET_LIMIT) {
+      return false;
+    }
+    this.#setCarries(slot, offset);
+    return true;
+  }
+
+  /**
+   * Where (in the log file) the bytes of version `version` of `name`'s one chunk start, if its
+   * record carries them.
+   */
+  carriedAt(name: string, version: number): number | undefined {
+    const slot = this.#newest.slotOf(name);
+    if (slot < 0 || this.#newest.versionAt(slot) !== version) return undefined;
+    const offset = this.#carriesAt(slot);
+    return offset === 0 ? undefined : this.#newest.whereAt(slot) + offset;
+  }
+
+  /**
+   * The id of each chunk whose bytes a slot's record carries (read back from the records), a slot
+   * at a time; a slot changed meanwhile may be missed.
+   */
+  *carriedChunkIds(): Generator<string> {
+    for (let slot = 0; slot < this.#newest.slotsUsed; slot++) {
+      if (this.#carriesAt(slot) === 0) continue;
+      const place = this.#newest.placeAt(slot);
+      if (place === undefined || place.where < 0) continue;
+      try {
+        yield this.#read(place.name, place.version, place.where).chunks[0].id;
+      } catch (error) {
+        // A damaged record: its chunk is not counted present (the other replicas make up for it).
+        if (!(error instanceof DfsError && error.code === "CORRUPTED")) throw error;
+      }
+    }
   }
 
   /**
@@ -131,7 +209,7 @@ export class ManifestTable {
     assert(this.#frozen === undefined, "one snapshot at a time");
     const whole = [...this.#whole.values()];
     for (const versions of this.#older.values()) whole.push(...versions);
-    this.#frozen = new TableSnapshot(this.#newest, whole);
+    this.#frozen = new TableSnapshot(this.#newest, whole, (slot) => this.#carriesAt(slot) !== 0);
     return this.#frozen;
   }
 
@@ -144,7 +222,18 @@ export class ManifestTable {
   thaw(snapshot: TableSnapshot, moved?: { tailFrom: number; shift: number }): void {
     assert(this.#frozen === snapshot, "the snapshot thawed is the one frozen");
     this.#frozen = undefined;
-    if (moved) snapshot.placeAll((name, version, where) => this.place(name, version, where), moved);
+    if (!moved) return;
+    // A manifest written by name has its chunk's place in the new log's places already.
+    this.#thawing = true;
+    try {
+      snapshot.placeAll({
+        place: (name, version, where) => this.place(name, version, where),
+        carries: (slot, offset) =>
+          this.#setCarries(slot, offset < CARRIED_OFFSET_LIMIT ? offset : 0),
+      }, moved);
+    } finally {
+      this.#thawing = false;
+    }
   }
 
   /** Whether a snapshot is frozen (a compaction runs): see `thaw()`. */
@@ -158,7 +247,7 @@ export class ManifestTable {
    */
   dropDamaged(name: string, version: number, where: number): boolean {
     if (this.#whereOf(name, version) !== where) return false;
-    this.#remove(name, version);
+    this.#remove(name, version, { bytesLive: false });
     return true;
   }
 
@@ -167,18 +256,42 @@ export class ManifestTable {
     let slot = this.#newest.insert(manifest);
     if (slot >= 0) {
       this.#frozen?.filled(slot);
+      this.#setCarries(slot, 0);
     } else {
       const { name, version } = manifest;
       slot = this.#newest.slotOf(name);
       const newest = this.#newest.versionAt(slot);
       if (version < newest) return this.#keepOlder(structuredClone(manifest));
-      this.#frozen?.changing(slot, name);
+      this.#changing(slot, name);
       if (version > newest) this.#keepOlder(this.#newestAt(slot, name)); // a copy
       this.#newest.set(manifest);
     }
     this.#newest.setWhere(slot, where ?? -1);
     if (where === undefined) this.#whole.set(manifest.name, manifest);
     else this.#whole.delete(manifest.name);
+  }
+
+  /**
+   * `slot`, live, is about to change: tells the snapshot, and `Evicted` if its record carried its
+   * chunk's bytes or a compaction running wrote them from it.
+   */
+  #changing(slot: number, name: string, bytesLive = true): void {
+    const newDataAt = this.#frozen?.changing(slot, name);
+    const carried = this.#carriesAt(slot) !== 0;
+    if (!carried && newDataAt === undefined) return;
+    this.#setCarries(slot, 0);
+    if (this.#thawing || !bytesLive) return;
+    const [version, where] = [this.#newest.versionAt(slot), this.#newest.whereAt(slot)];
+    this.#evicted(name, version, where, { carried, newDataAt });
+  }
+
+  #carriesAt(slot: number): number {
+    return slot < this.#carries.slots ? this.#carries.get(slot) : 0;
+  }
+
+  #setCarries(slot: number, value: number): void {
+    while (slot >= this.#carries.slots) this.#carries.grow();
+    this.#carries.set(slot, value);
   }
 
   /** Holds `m` (which it takes) among its name's older versions, replacing the same version. */
@@ -188,10 +301,14 @@ export class ManifestTable {
     this.#older.set(m.name, versions);
   }
 
-  #remove(name: string, version: number): void {
+  /**
+   * Drops version `version` of `name`; `bytesLive: false` if the chunk bytes its record carries
+   * die with it (a release: `Evicted` is not told).
+   */
+  #remove(name: string, version: number, options = { bytesLive: true }): void {
     const slot = this.#newest.slotOf(name);
     if (slot >= 0 && this.#newest.versionAt(slot) === version) {
-      this.#frozen?.changing(slot, name);
+      this.#changing(slot, name, options.bytesLive);
       this.#newest.delete(name);
       this.#whole.delete(name);
       const older = this.#older.get(name);

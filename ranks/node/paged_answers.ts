@@ -138,14 +138,14 @@ export class PagedAnswers {
   }
 
   /**
-   * Begins sending a scan's pieces, of the node as it is after `changes()` changes now: the
-   * first piece.
+   * Begins sending a scan's pieces, of the node as it was after `at` changes (by default
+   * `changes()` now): the first piece.
    *
    * @throws {DfsError} `NOT_FOUND` if the node changed while the piece was made.
    */
-  beginScan(pieces: ScanPieces, changes: () => number): Promise<ScanPiece> {
+  beginScan(pieces: ScanPieces, changes: () => number, at = changes()): Promise<ScanPiece> {
     this.#summary = undefined; // rank 0 reads everything instead
-    this.#scan = { pieces, at: changes() };
+    this.#scan = { pieces, at };
     return this.nextScanPiece(changes);
   }
 

@@ -21,8 +21,8 @@ export interface Held {
   rank: number;
   /** Every manifest, every version. */
   manifests: Iterable<Manifest>;
-  /** The chunks kept in its log. */
-  inLog: { has(id: string): boolean };
+  /** The chunks kept in its log (of `m`: a small file's is found through its commit record). */
+  inLog: { has(id: string, m: Manifest): boolean };
   /** Every blob file, with its size. */
   blobs: ReadonlyMap<string, number>;
   opened: LogOpened;
@@ -92,7 +92,7 @@ export class Summarizer {
     for (const c of m.chunks) {
       for (const r of c.ranks) first = Math.min(first, r);
       if (!c.ranks.includes(rank)) continue;
-      if (inLog.has(c.id)) {
+      if (inLog.has(c.id, m)) {
         this.#bytesHeld += c.size;
         continue;
       }

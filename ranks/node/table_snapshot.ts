@@ -28,11 +28,17 @@ export const TABLE_STEP_MANIFESTS = 8192;
 
 /**
  * Reads version `version` of `name` back from its record at `where`, with its chunk's bytes if
- * that record holds the ones the node keeps (a view that holds until the next read).
+ * that record holds the ones the node keeps (a view that holds until the next read); `carried`:
+ * read from a slot that says its record carries them (`ManifestTable.carry()`).
  *
  * @throws {DfsError} `CORRUPTED` if the record is damaged or holds no such manifest.
  */
-export type ReadKept = (name: string, version: number, where: number) => KeptManifest;
+export type ReadKept = (
+  name: string,
+  version: number,
+  where: number,
+  carried: boolean,
+) => KeptManifest;
 
 /** A slot's state in the walk. Pending: not reached yet, and unchanged since the freeze. */
 const PENDING = 0;
@@ -65,6 +71,10 @@ export class TableSnapshot {
   #state: Uint8Array;
   /** Where each slot's manifest went in the new log (valid for `WRITTEN` slots). */
   #placed: Float64Array;
+  /** Where the chunk bytes its record carries went in the new log, or -1 (`WRITTEN` slots). */
+  #placedData: Float64Array;
+  /** Whether a slot's record carries its chunk's bytes (`ManifestTable.carry()`). */
+  #carried: (slot: number) => boolean;
   /** Manifests handed over by slots that changed before the walk reached them, not yet read. */
   #handedOver: Named[] = [];
   /** Manifests written by name (frozen whole, handed over). */
@@ -73,29 +83,41 @@ export class TableSnapshot {
   #current: number | Named | undefined;
   #walked = false;
 
-  /** The columns of the newest versions as they are now, and every manifest held whole. */
-  constructor(columns: ManifestColumns, whole: Manifest[]) {
+  /**
+   * The columns of the newest versions as they are now, every manifest held whole, and which
+   * slots' records carry their chunk's bytes.
+   */
+  constructor(columns: ManifestColumns, whole: Manifest[], carried: (slot: number) => boolean) {
     this.#columns = columns;
     this.#whole = whole;
+    this.#carried = carried;
     this.#end = columns.slotsUsed;
     this.#state = new Uint8Array(this.#end);
     this.#placed = new Float64Array(this.#end);
+    this.#placedData = new Float64Array(this.#end);
   }
 
   /**
    * `slot`, live, is about to change (replaced, placed, or freed); `name` is its name. Before
-   * the walk reaches it, it hands over what it held if that was in the log.
+   * the walk reaches it, it hands over what it held if that was in the log. Written already,
+   * it returns where the chunk bytes its record carries went in the new log, if they did: the
+   * slot will not say so once the new log is the log.
    */
-  changing(slot: number, name: string): void {
-    if (slot >= this.#end) return;
+  changing(slot: number, name: string): number | undefined {
+    if (slot >= this.#end) return undefined;
     const state = this.#state[slot];
-    if (state === WRITTEN) this.#state[slot] = CHANGED;
-    if (state !== PENDING) return;
+    if (state === WRITTEN) {
+      this.#state[slot] = CHANGED;
+      const dataAt = this.#placedData[slot];
+      return dataAt >= 0 ? dataAt : undefined;
+    }
+    if (state !== PENDING) return undefined;
     this.#state[slot] = SKIPPED;
     const where = this.#columns.whereAt(slot);
     // Held whole at the freeze: among the manifests frozen whole.
-    if (where < 0) return;
+    if (where < 0) return undefined;
     this.#handedOver.push({ name, version: this.#columns.versionAt(slot), where });
+    return undefined;
   }
 
   /** `slot`, free, was just filled: the walk leaves it out. */
@@ -140,7 +162,9 @@ export class TableSnapshot {
       } else {
         // Written before it is read: dropping a damaged one changes it, and must not hand it over.
         this.#state[slot] = WRITTEN;
-        const kept = this.#read(read, place.name, place.version, place.where, options.damaged);
+        const carried = this.#carried(slot);
+        const { name, version, where } = place;
+        const kept = this.#read(read, name, version, where, carried, options.damaged);
         if (kept === undefined) {
           this.#state[slot] = SKIPPED;
         } else {
@@ -155,12 +179,21 @@ export class TableSnapshot {
     this.#current = undefined;
   }
 
-  /** The manifest taken last goes at `where` in the new log. */
-  placed(where: number): void {
+  /**
+   * The manifest taken last goes at `where` in the new log, with the bytes of its one chunk at
+   * `dataAt` if its record carries them. True if its slot will say so once the new log is the
+   * log (it was taken from a slot): the owner then need not keep their place by the chunk's id.
+   */
+  placed(where: number, dataAt?: number): boolean {
     const current = this.#current;
     assert(current !== undefined, "a manifest was taken");
-    if (typeof current === "number") this.#placed[current] = where;
-    else current.placed = where;
+    if (typeof current !== "number") {
+      current.placed = where;
+      return false;
+    }
+    this.#placed[current] = where;
+    this.#placedData[current] = dataAt ?? -1;
+    return dataAt !== undefined;
   }
 
   /**
@@ -172,7 +205,11 @@ export class TableSnapshot {
    * placed in the new log.
    */
   placeAll(
-    place: (name: string, version: number, where: number) => void,
+    table: {
+      place: (name: string, version: number, where: number) => void;
+      /** Where in `slot`'s record its chunk's bytes start, if it carries them; else 0. */
+      carries: (slot: number, offset: number) => void;
+    },
     moved: { tailFrom: number; shift: number },
   ): void {
     const [columns, state, placed] = [this.#columns, this.#state, this.#placed];
@@ -181,6 +218,8 @@ export class TableSnapshot {
     for (let slot = 0; slot < end; slot++) {
       if (slot < this.#end && state[slot] === WRITTEN) {
         columns.setWhere(slot, placed[slot]);
+        const dataAt = this.#placedData[slot];
+        table.carries(slot, dataAt >= 0 ? dataAt - placed[slot] : 0);
       } else {
         // Held whole (-1), free (whatever it says), or in the tail; nothing else is in the old log.
         const where = columns.whereAt(slot);
@@ -188,7 +227,7 @@ export class TableSnapshot {
       }
     }
     for (const { name, version, placed } of this.#named) {
-      if (placed !== undefined) place(name, version, placed);
+      if (placed !== undefined) table.place(name, version, placed);
     }
   }
 
@@ -199,7 +238,7 @@ export class TableSnapshot {
   ): Generator<KeptManifest> {
     while (this.#handedOver.length > 0) {
       const named = this.#handedOver.pop()!;
-      const kept = this.#read(read, named.name, named.version, named.where, damaged);
+      const kept = this.#read(read, named.name, named.version, named.where, false, damaged);
       if (kept === undefined) continue;
       this.#current = this.#addNamed(named);
       yield kept;
@@ -211,10 +250,11 @@ export class TableSnapshot {
     name: string,
     version: number,
     where: number,
+    carried: boolean,
     damaged: (name: string, version: number, where: number) => void,
   ): KeptManifest | undefined {
     try {
-      return read(name, version, where);
+      return read(name, version, where, carried);
     } catch (error) {
       if (!(error instanceof DfsError && error.code === "CORRUPTED")) throw error;
       damaged(name, version, where);

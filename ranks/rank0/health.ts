@@ -227,7 +227,7 @@ export class Health {
     const sources = chunk.ranks.filter((r) => !ranks.has(r) && !membership.isLost(r));
     const pin = this.#releases.pin(m); // keep the version's chunks while we copy
     try {
-      if (!await this.#replicas.copy(chunk, sources, targets)) {
+      if (!await this.#replicas.copy(chunk, m, sources, targets)) {
         this.lostFiles.add(name);
         this.#log.error(`dfs: chunk ${id} of "${name}" has no good replica left to restore from`);
       }

@@ -294,7 +294,7 @@ export class Integrity {
     try {
       for (const chunk of m.chunks) {
         counts.chunks++;
-        const { good, damaged, unreachable } = await this.#replicas.check(chunk, counts);
+        const { good, damaged, unreachable } = await this.#replicas.check(chunk, m, counts);
         if (!good) {
           worse("lost");
           continue;

@@ -117,12 +117,24 @@ export class NodeClient {
     await this.#call(rank, call, this.#transferOf(bytes), options);
   }
 
-  /** Reads a replica; the node checks it against its CRC32. The caller recycles the bytes. */
-  read(rank: number, chunk: ChunkRef, options: CallOptions = {}): Promise<Uint8Array> {
+  /**
+   * Reads a replica of a chunk of version `file.version` of `file.name` (through which the node
+   * finds a small file's, in its commit record; undefined for a file not committed yet); the
+   * node checks it against its CRC32. The caller recycles the bytes.
+   */
+  read(
+    rank: number,
+    chunk: ChunkRef,
+    file: { name: string; version: number } | undefined,
+    options: CallOptions = {},
+  ): Promise<Uint8Array> {
     const lend = this.#comm.movesBuffersTo(rank) && chunk.size > SMALL_READ_BYTES_MAX &&
       chunk.size <= this.pool.bufferBytes;
     const into = lend ? this.pool.take().buffer : undefined;
-    const call: NodeCall = { op: "read", id: chunk.id, size: chunk.size, crc32: chunk.crc32, into };
+    const { id, size, crc32 } = chunk;
+    const call: NodeCall = file
+      ? { op: "read", id, size, crc32, into, name: file.name, version: file.version }
+      : { op: "read", id, size, crc32, into };
     return this.#call<Uint8Array>(rank, call, into && [into], options);
   }
 

@@ -352,8 +352,11 @@ function ranksOf(bits: Uint32Array, slot: number): number[] {
 export interface ReconcilePlan {
   /** Exactly the manifests it keeps, the blobs it deletes, and the bytes it then holds. */
   repair: RankRepair;
-  /** Chunks it should hold but lacks: each is copied to it from a good replica. */
-  restore: ChunkRef[];
+  /**
+   * Chunks it should hold but lacks, each with a file it belongs to (through which a node finds a
+   * small file's): each is copied to it from a good replica.
+   */
+  restore: { chunk: ChunkRef; file: { name: string; version: number } }[];
 }
 
 /**
@@ -376,7 +379,7 @@ export class ReconcilePlanner {
    * cost tens of bytes a small file).
    */
   #shared = new Set<string>();
-  #restore = new Map<string, ChunkRef>();
+  #restore = new Map<string, { chunk: ChunkRef; file: { name: string; version: number } }>();
   #bytesHeld = 0;
 
   /** A plan for the node whose scan is `scan`. */
@@ -396,7 +399,8 @@ export class ReconcilePlanner {
       if (this.#shared.has(c.id)) continue;
       if (m.chunks.length > 1) this.#shared.add(c.id);
       this.#bytesHeld += c.size;
-      if (!isPresent(c, this.#holdings)) this.#restore.set(c.id, c);
+      if (isPresent(c, this.#holdings)) continue;
+      this.#restore.set(c.id, { chunk: c, file: { name: m.name, version: m.version } });
     }
     if (holds) this.#keep.add(m);
   }

@@ -147,7 +147,7 @@ Deno.test("planReconcile() keeps the node's files, drops stray blobs, restores w
   assert.deepEqual(plan.repair.keep.map((m) => m.name), ["kept", "small"]);
   assert.deepEqual(plan.repair.deleteBlobs, [blob(9)]);
   assert.equal(plan.repair.bytesHeld, 10 + 5 + 7);
-  assert.deepEqual(plan.restore.map((c) => c.id), [chunk(1, 10)]);
+  assert.deepEqual(plan.restore.map((r) => r.chunk.id), [chunk(1, 10)]);
 });
 
 Deno.test("planReconcile() of a node that holds nothing any more deletes every blob", () => {

@@ -10,7 +10,7 @@
 
 import { DfsError } from "../../protocol/errors.ts";
 import { type ByteRange, type FileReader, READ_CHUNKS_INFLIGHT_MAX } from "../common/file_store.ts";
-import { type ChunkRef, fileMetaOf, type Manifest } from "../common/manifest.ts";
+import { fileMetaOf, type Manifest } from "../common/manifest.ts";
 import { isDamaged } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import type { ChunkCache } from "./chunk_cache.ts";
@@ -152,7 +152,7 @@ export class Reads {
           if (reads.length === 0) await permits.acquire();
           else if (!permits.tryAcquire()) break;
           const { index, from, to } = wanted[next++];
-          const read = this.#readChunk(m.chunks[index], index).then((b) => b.subarray(from, to));
+          const read = this.#readChunk(m, index).then((b) => b.subarray(from, to));
           read.catch(() => {}); // awaited below in order; avoid an unhandled rejection meanwhile
           reads.push(read);
         }
@@ -169,23 +169,25 @@ export class Reads {
     }
   }
 
-  /** Reads one chunk, from the cache or from one of its replicas. */
-  async #readChunk(chunk: ChunkRef, index: number): Promise<Uint8Array> {
+  /** Reads chunk `index` of `m`, from the cache or from one of its replicas. */
+  async #readChunk(m: Manifest, index: number): Promise<Uint8Array> {
+    const chunk = m.chunks[index];
     const cached = this.#cache?.get(chunk.id);
     if (cached !== undefined) return cached;
-    const bytes = await this.#readReplica(chunk, index);
+    const bytes = await this.#readReplica(m, index);
     this.#cache?.put(chunk.id, bytes);
     return bytes;
   }
 
-  /** Reads one chunk from one of its replicas, failing over to the others; repairs damage. */
-  async #readReplica(chunk: ChunkRef, index: number): Promise<Uint8Array> {
+  /** Reads chunk `index` of `m` from one of its replicas, failing over to the others; repairs damage. */
+  async #readReplica(m: Manifest, index: number): Promise<Uint8Array> {
+    const chunk = m.chunks[index];
     let lastError: unknown;
     const damaged: number[] = [];
     for (let i = 0; i < chunk.ranks.length; i++) {
       const rank = chunk.ranks[(index + i) % chunk.ranks.length];
       try {
-        const bytes = await this.#nodes.read(rank, chunk);
+        const bytes = await this.#nodes.read(rank, chunk, m);
         if (damaged.length > 0) this.#replicas.repairInBackground(chunk, bytes, damaged);
         return bytes;
       } catch (error) {

@@ -131,9 +131,9 @@ export class Recovery {
     await this.#nodes.repair(rank, repair, WHILE_DOWN);
     this.#loads.set(rank, repair.bytesHeld);
     let restored = 0;
-    for (const chunk of restore) {
+    for (const { chunk, file } of restore) {
       const others = chunk.ranks.filter((r) => r !== rank);
-      if (await this.#replicas.copy(chunk, others, [rank], WHILE_DOWN)) {
+      if (await this.#replicas.copy(chunk, file, others, [rank], WHILE_DOWN)) {
         restored++;
       } else {
         this.#log.error(
@@ -235,7 +235,7 @@ export class Recovery {
       const plan = planRereplication(current, rank, placement);
       for (const { chunk, sources, target } of plan.copies) {
         const live = sources.filter((r) => !membership.isLost(r));
-        if (!await this.#replicas.copy(chunk, live, [target])) {
+        if (!await this.#replicas.copy(chunk, current, live, [target])) {
           throw new DfsError("UNAVAILABLE", `No good replica of chunk ${chunk.id} is left`);
         }
         this.#loads.add(target, chunk.size);

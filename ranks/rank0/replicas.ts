@@ -41,12 +41,19 @@ export class Replicas {
     this.damagedFound++;
   }
 
-  /** Reads `chunk` from each of its ranks; returns good bytes (if any) and which failed how. */
-  async check(chunk: ChunkRef, counts: { bytesChecked: number }): Promise<ChunkCheck> {
+  /**
+   * Reads `chunk` of `file` from each of its ranks; returns good bytes (if any) and which failed
+   * how.
+   */
+  async check(
+    chunk: ChunkRef,
+    file: { name: string; version: number } | undefined,
+    counts: { bytesChecked: number },
+  ): Promise<ChunkCheck> {
     const result: ChunkCheck = { damaged: [], unreachable: [] };
     for (const rank of chunk.ranks) {
       try {
-        const bytes = await this.#nodes.read(rank, chunk);
+        const bytes = await this.#nodes.read(rank, chunk, file);
         counts.bytesChecked += bytes.length;
         if (result.good) this.#nodes.recycle(bytes);
         else result.good = bytes;
@@ -85,18 +92,21 @@ export class Replicas {
   }
 
   /**
-   * Copies `chunk` from a good replica among `sources` to `targets`: the one way a replica is
-   * made anew (reconcile, re-replication). False if no source has a good replica.
+   * Copies `chunk` of `file` (undefined for one not committed yet: a node finds a small file's
+   * chunk through its commit record) from a good replica among `sources` to `targets`: the one
+   * way a replica is made anew (reconcile, re-replication). False if no source has a good replica.
    *
    * @throws {DfsError} `UNAVAILABLE` if a target cannot take it.
    */
   async copy(
     chunk: ChunkRef,
+    file: { name: string; version: number } | undefined,
     sources: readonly number[],
     targets: readonly number[],
     options: CallOptions = {},
   ): Promise<boolean> {
-    const { good } = await this.check({ ...chunk, ranks: [...sources] }, { bytesChecked: 0 });
+    const from = { ...chunk, ranks: [...sources] };
+    const { good } = await this.check(from, file, { bytesChecked: 0 });
     if (!good) return false;
     try {
       if (await this.restore(chunk, good, targets, options)) return true;

@@ -210,7 +210,8 @@ export class Uploads {
     const holders = ref.ranks.filter((rank) => rank !== from && !membership.isDown(rank));
     const zoneOf = (rank: number) => membership.zoneOf(rank);
     const [target] = chooseRanks(this.#loads.bytesHeld, 1, { exclude, holders, zoneOf });
-    if (!await this.#copies.copy(ref, sources, [target])) {
+    // Not committed yet: its chunks are found by their ids.
+    if (!await this.#copies.copy(ref, undefined, sources, [target])) {
       throw new DfsError("UNAVAILABLE", `Cannot store chunk ${ref.id}: rank ${from} went down`);
     }
     this.#loads.add(target, ref.size);
