@@ -176,3 +176,21 @@ Deno.test("RecordLog: a folder that cannot be fsynced after the swap fails the l
   await assert.rejects(log.append(encoder.encode("lost")), failed);
   await log.close();
 });
+
+Deno.test("RecordLog: a log that fails for good while a rewrite is built is not swapped, and the new file goes", async () => {
+  await using temp = await tempLogPath(MEMORY_TEST_FS);
+  const fs = temp.memory!;
+  const { log } = await openRecordLog(temp.path, { fs });
+  await appendAll(log, ["old"]);
+  const gate = Promise.withResolvers<void>();
+  let told = false;
+  const rewrite = log.rewrite(gated(["new"], gate.promise, []), { swapped: () => (told = true) });
+  await fs.remove(temp.path); // removed under the node
+  const removed = { name: "DfsError", code: "UNAVAILABLE", message: /was removed under the node/ };
+  await assert.rejects(log.append(encoder.encode("lost")), removed);
+  gate.resolve();
+  await assert.rejects(rewrite, removed);
+  assert.equal(told, false);
+  assert.throws(() => fs.statSync(`${temp.path}.tmp`), Deno.errors.NotFound);
+  await log.close();
+});

@@ -518,7 +518,10 @@ export class RecordLog {
   async #swap(running: Running): Promise<void> {
     const { call, job, done } = running;
     try {
-      if (this.#failure) throw this.#failure;
+      if (this.#failure) {
+        await job.abort();
+        throw this.#failure;
+      }
       // An extension opens the file by its path: it must not open the new one.
       await this.#space.settled();
       // Reads go on through the old file until the caller knows the new offsets.
