@@ -52,7 +52,8 @@ export class LogChunks {
 
   /** Whether the bytes of chunk `id` of `m` are kept in the log. */
   has(m: FileVersion, id: string): boolean {
-    return this.#byId.has(id) || this.#owner.table().carriedAt(m.name, m.version) !== undefined;
+    // Most are carried: that lookup first.
+    return this.#owner.table().carriedAt(m.name, m.version) !== undefined || this.#byId.has(id);
   }
 
   /**
