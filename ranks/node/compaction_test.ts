@@ -171,6 +171,7 @@ Deno.test("DataNode: a compaction of several steps gives way, and writes exactly
         release(`f/${FILES - 1}`, 1), // not reached yet: handed over, written, then released
         commit(`f/${FILES - 2}`, 2), // not reached yet: version 1 handed over, kept as older
         commit("x/during", 1),
+        commit("x/tail", 1), // carried by its record in the old log's tail
         release("x/older", 1), // an older version, held whole
       );
     } else if (step === 2) {
@@ -179,6 +180,9 @@ Deno.test("DataNode: a compaction of several steps gives way, and writes exactly
         // Written already, carrying its bytes: version 2 is kept as older, found by its chunk's
         // id where the new log holds it.
         commit("x/older", 3),
+        // Version 1, in the old log's tail, is kept as older: found by its chunk's id, which moves
+        // with the tail.
+        commit("x/tail", 2),
         release("x/ab", 3), // its chunks carried in data records already: they leave the new places
         commit("x/late", 1),
         release("x/during", 1),
@@ -194,13 +198,13 @@ Deno.test("DataNode: a compaction of several steps gives way, and writes exactly
   held.delete("f/2@1");
   // Commits and releases are appended to the old log, reads are answered from it, while the
   // compaction runs: none waits for it.
-  await compaction.then(() => assert.equal(finished, 12, "every call meanwhile finished first"));
+  await compaction.then(() => assert.equal(finished, 14, "every call meanwhile finished first"));
   compacting = false;
   await Promise.all(meanwhile);
   const steps = watch.gaveWay - at;
   assert.ok(steps >= 3, `gave way ${steps} times over ${FILES} files`);
   assert.equal(pings, steps);
-  assert.equal(meanwhile.length, 12);
+  assert.equal(meanwhile.length, 14);
   await assertHolds(node, held, bytes, "after the compaction");
   await assert.rejects(
     () => node.handle({ op: "read", id: composed.chunks[0].id, size: composed.chunks[0].size }),
