@@ -8,7 +8,7 @@
  */
 
 import type { Manifest } from "../common/manifest.ts";
-import type { FileHandle, FileSystem } from "../env/env.ts";
+import type { FileHandle, FileSystem, Random } from "../env/env.ts";
 import { RecordReader } from "./_log_reader.ts";
 import { type KeptManifest, keptOf, RewrittenRecords } from "./log_rewrite.ts";
 import { readManifests } from "../common/manifest_codec.ts";
@@ -114,6 +114,44 @@ export function readKept(
     const bytes = body.subarray(data.offset, data.offset + data.size);
     return same ? { manifest, data: bytes, record: body.slice() } : { manifest, data: bytes };
   };
+}
+
+/**
+ * The most by which a node's dead records must outnumber its live ones before it compacts, as a
+ * fraction of the live ones, drawn once per node between 0 and this: replicas given the same
+ * overwrites otherwise all compact at once, their walks sharing the cores (three nodes compacting
+ * together on 2 cores held a prober's put and get up to 1.2-1.4 s).
+ */
+export const COMPACT_SLACK_MAX = 0.5;
+
+/**
+ * When a node compacts its log: once it holds at least `bytesMin` of records and its dead records
+ * outnumber its live ones by a slack drawn from `random` (a fraction of them, up to
+ * `COMPACT_SLACK_MAX`); after a compaction failed (a full disk), not before the log has grown by
+ * `bytesMin` more. Pure.
+ */
+export class CompactionTrigger {
+  readonly slack: number;
+  #bytesMin: number;
+  #retryAtBytes = 0;
+
+  constructor(bytesMin: number, random: Random) {
+    this.#bytesMin = bytesMin;
+    const bytes = new Uint8Array(4);
+    random.fill(bytes);
+    this.slack = COMPACT_SLACK_MAX * new DataView(bytes.buffer).getUint32(0) / 2 ** 32;
+  }
+
+  /** Whether a log of `sizeBytes` holding `live` and `dead` records is due. */
+  due(sizeBytes: number, live: number, dead: number): boolean {
+    return sizeBytes >= this.#bytesMin && sizeBytes >= this.#retryAtBytes &&
+      dead > live * (1 + this.slack);
+  }
+
+  /** A compaction of a log of `sizeBytes` failed. */
+  failed(sizeBytes: number): void {
+    this.#retryAtBytes = sizeBytes + this.#bytesMin;
+  }
 }
 
 /** How a compaction reaches the node. */

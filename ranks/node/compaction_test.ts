@@ -4,12 +4,13 @@ import { DfsError } from "../../protocol/errors.ts";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { type Manifest, tombstoneOf } from "../common/manifest.ts";
 import { denoEnv } from "../env/deno_env.ts";
-import type { Clock } from "../env/env.ts";
+import type { Clock, Random } from "../env/env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
 import { manifestsIn } from "../testing/manifests.ts";
 import type { DataNode } from "./data_node.ts";
 import { openDataNode } from "./open_node.ts";
 import { TABLE_STEP_MANIFESTS } from "./table_snapshot.ts";
+import { COMPACT_SLACK_MAX, CompactionTrigger } from "./compaction.ts";
 
 const RANK = 1;
 /** Files held: several steps' worth. */
@@ -248,4 +249,22 @@ Deno.test("DataNode: a scan of several steps gives way while it makes a piece, a
   } finally {
     await node.close();
   }
+});
+
+Deno.test("CompactionTrigger: a large log whose dead records outnumber its live ones by the node's slack; after a failure, once it grew", () => {
+  const random = (byte: number): Random => ({
+    fill: <T extends Uint8Array>(bytes: T) => bytes.fill(byte),
+  });
+  const none = new CompactionTrigger(1000, random(0));
+  assert.equal(none.slack, 0);
+  assert.equal(none.due(999, 10, 100), false, "too small");
+  assert.equal(none.due(1000, 10, 10), false, "as many dead as live");
+  assert.equal(none.due(1000, 10, 11), true);
+  const most = new CompactionTrigger(1000, random(0xff));
+  assert.ok(most.slack > 0.49 && most.slack < COMPACT_SLACK_MAX, `${most.slack}`);
+  assert.equal(most.due(1000, 100, 149), false);
+  assert.equal(most.due(1000, 100, 151), true);
+  none.failed(5000);
+  assert.equal(none.due(5999, 10, 100), false, "not again before the log grew");
+  assert.equal(none.due(6000, 10, 100), true);
 });

@@ -32,7 +32,7 @@ import type { LogPlaces } from "./log_places.ts";
 import { type FileVersion, LogChunks } from "./log_chunks.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
-import { compactTable, rewriteKept } from "./compaction.ts";
+import { CompactionTrigger, compactTable, rewriteKept } from "./compaction.ts";
 import { reasonOf } from "./_fs.ts";
 import { RecordReader } from "./_log_reader.ts";
 import { Summarizer } from "./summary.ts";
@@ -98,14 +98,12 @@ export class DataNode {
   #swaps = 0;
   /** The compaction running in the background, started by `#compactIfWorthIt()`. */
   #compaction: Promise<void> | undefined;
-  /** After a compaction failed: none starts before the log's records reach this. */
-  #compactRetryAtBytes = 0;
   /**
    * The bytes of records carrying data whose append has not resolved yet, by chunk id: a compaction
    * that starts meanwhile includes their manifests, and takes their bytes from here.
    */
   #appending = new Map<string, Uint8Array>();
-  #compactBytesMin: number;
+  #compactWhen: CompactionTrigger;
   #scanPageBytes: number | undefined;
   /** Whether the node's disk has failed, and why. */
   #disk: DiskWatch;
@@ -139,7 +137,8 @@ export class DataNode {
   private constructor(rank: number, storage: NodeStorage) {
     this.rank = rank;
     this.#env = storage.env;
-    this.#compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
+    const compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
+    this.#compactWhen = new CompactionTrigger(compactBytesMin, storage.env.random);
     this.#paged = new PagedAnswers(rank);
     this.#scanPageBytes = storage.scanPageBytes;
     this.#dir = storage.dir;
@@ -582,18 +581,14 @@ export class DataNode {
   }
 
   /**
-   * Starts a compaction once dead records outnumber live ones and the log has grown large, one at
-   * a time, in the background: appends and reads go on meanwhile. One that fails (a full disk) is
-   * said to the log and not tried again before the log has grown by the least size compacted.
+   * Starts a compaction when due (`CompactionTrigger`), one at a time, in the background: appends
+   * and reads go on meanwhile. One that fails (a full disk) is said to the log.
    */
   #compactIfWorthIt(): void {
-    const size = this.#log.sizeBytes;
-    if (this.#compaction || size < this.#compactBytesMin || size < this.#compactRetryAtBytes) {
-      return;
-    }
-    if (this.#deadRecords <= this.#liveRecords) return;
+    const due = this.#compactWhen.due(this.#log.sizeBytes, this.#liveRecords, this.#deadRecords);
+    if (this.#compaction || !due) return;
     this.#compaction = this.#rewriteLog("table").catch((error) => {
-      this.#compactRetryAtBytes = this.#log.sizeBytes + this.#compactBytesMin;
+      this.#compactWhen.failed(this.#log.sizeBytes);
       this.#env.log.error(`dfs: rank ${this.rank}: cannot compact the log: ${reasonOf(error)}`);
     }).finally(() => (this.#compaction = undefined));
   }
