@@ -13,6 +13,12 @@
 import { assert, DfsError } from "../../protocol/errors.ts";
 import type { FileMeta, ListEntry } from "../../protocol/messages.ts";
 
+/** A version of a file, by name. */
+export interface FileVersion {
+  name: string;
+  version: number;
+}
+
 /** One chunk of a file: its id (`<blob>-<offset>`), size in bytes, and the ranks holding a replica. */
 export interface ChunkRef {
   id: string;

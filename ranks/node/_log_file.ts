@@ -212,10 +212,10 @@ export async function writeZeros(file: FileHandle, bytes: number): Promise<void>
 export type Records = readonly Uint8Array[] | AsyncIterable<Uint8Array>;
 
 /**
- * Writes a new log file of `records` at `path`, then `zeroBytes` zeros after them (none if they
- * do not fit on the disk), and fdatasyncs it; returns it open for writing, with the file offset
- * of each record's body, where the records end and where the zeros end. Frames are written
- * `batchBytes` at a time (at least one). On failure the file is removed.
+ * Writes a new log file of `records` at `path` (not synced: the caller writes on after them and
+ * syncs it all); returns it open for writing at their end, with the file offset of each record's
+ * body and where they end. Frames are written `batchBytes` at a time (at least one). On failure
+ * the file is removed.
  *
  * @throws {DfsError} TOO_LARGE for a record over `RECORD_SIZE_BYTES_MAX`; UNAVAILABLE if writing
  * fails.
@@ -223,8 +223,8 @@ export type Records = readonly Uint8Array[] | AsyncIterable<Uint8Array>;
 export async function writeLogFile(
   path: string,
   records: Records,
-  { fs, batchBytes, zeroBytes }: { fs: FileSystem; batchBytes: number; zeroBytes: number },
-): Promise<{ file: FileHandle; sizeBytes: number; zeroedBytes: number; offsets: number[] }> {
+  { fs, batchBytes }: { fs: FileSystem; batchBytes: number },
+): Promise<{ file: FileHandle; sizeBytes: number; offsets: number[] }> {
   let file: FileHandle | undefined;
   try {
     await removeIfExists(fs, path);
@@ -246,15 +246,7 @@ export async function writeLogFile(
       bytes += frame.length;
     }
     if (frames.length > 0) await writeAll(file, concatBytes(frames));
-    let zeroedBytes = sizeBytes;
-    try {
-      await writeZeros(file, zeroBytes);
-      zeroedBytes += zeroBytes;
-    } catch {
-      await file.truncate(sizeBytes); // the log works without them
-    }
-    await file.syncData();
-    return { file, sizeBytes, zeroedBytes, offsets };
+    return { file, sizeBytes, offsets };
   } catch (error) {
     file?.close();
     await removeIfExists(fs, path).catch(() => {});

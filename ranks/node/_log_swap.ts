@@ -94,7 +94,6 @@ export class LogRewrite {
       const written = await writeLogFile(`${this.#path}.tmp`, records, {
         fs: this.#fs,
         batchBytes: REWRITE_COPY_BYTES,
-        zeroBytes: 0,
       });
       this.#file = written.file;
       this.#offsets = written.offsets;

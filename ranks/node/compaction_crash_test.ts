@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
-import { crc32 } from "node:zlib";
 import { Prng } from "../../tests/_bytes.ts";
-import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import type { Manifest } from "../common/manifest.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
-import { manifestsIn } from "../testing/manifests.ts";
+import { manifestsIn, smallFile } from "../testing/manifests.ts";
 import type { DataNode } from "./data_node.ts";
 import { openDataNode } from "./open_node.ts";
 import { parseRecords } from "./record_frame.ts";
@@ -23,19 +21,10 @@ interface Version {
   bytes: Uint8Array;
 }
 
-function smallFile(name: string, version: number, prng: Prng): Version {
+function randomSmallFile(name: string, version: number, prng: Prng): Version {
   const bytes = new Uint8Array(100 + prng.int(900));
   for (let i = 0; i < bytes.length; i++) bytes[i] = prng.int(256);
-  const chunk = { id: chunkIdOf(newBlobId(), 0), size: bytes.length, ranks: [RANK, 2] };
-  const manifest = {
-    name,
-    version,
-    size: bytes.length,
-    sha256: "0".repeat(64),
-    modified: 1,
-    chunks: [{ ...chunk, crc32: crc32(bytes) }],
-  };
-  return { manifest, bytes };
+  return { manifest: smallFile(name, version, bytes, [RANK, 2]), bytes };
 }
 
 async function open(fs: MemoryFileSystem): Promise<DataNode> {
@@ -72,7 +61,7 @@ class Acknowledged {
   async overwrite(node: DataNode, name: string, prng: Prng): Promise<void> {
     const v = (this.nextVersion.get(name) ?? 0) + 1;
     this.nextVersion.set(name, v);
-    const next = smallFile(name, v, prng);
+    const next = randomSmallFile(name, v, prng);
     this.bytesCommitted += next.bytes.length;
     await node.handle({ op: "commit", manifest: next.manifest, data: next.bytes.slice() });
     const before = this.newest.get(name);

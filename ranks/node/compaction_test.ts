@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { crc32 } from "node:zlib";
 import { DfsError } from "../../protocol/errors.ts";
-import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { type Manifest, tombstoneOf } from "../common/manifest.ts";
 import { denoEnv } from "../env/deno_env.ts";
 import type { Clock, Random } from "../env/env.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
-import { manifestsIn } from "../testing/manifests.ts";
+import { manifestsIn, smallFile } from "../testing/manifests.ts";
 import type { DataNode } from "./data_node.ts";
 import { openDataNode } from "./open_node.ts";
 import { TABLE_STEP_MANIFESTS } from "./table_snapshot.ts";
@@ -47,18 +45,9 @@ async function steppedNode(fs: MemoryFileSystem) {
   /** Commits a small file (kept in the log), noting it held. */
   const commit = (name: string, version: number) => {
     const data = bytesOf(8 + version % 7 + name.length, name.length * 31 + version);
-    const id = chunkIdOf(newBlobId(), 0);
-    const chunk = { id, size: data.length, ranks: [RANK, 2], crc32: crc32(data) };
-    const m = {
-      name,
-      version,
-      size: data.length,
-      sha256: "0".repeat(64),
-      modified: 1,
-      chunks: [chunk],
-    };
+    const m = smallFile(name, version, data, [RANK, 2]);
     held.set(keyOf(m), m);
-    bytes.set(id, data);
+    bytes.set(m.chunks[0].id, data);
     return node.handle({ op: "commit", manifest: m, data: data.slice() });
   };
   const release = (name: string, version: number) => {

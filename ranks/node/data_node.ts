@@ -29,7 +29,7 @@ import {
   recordCounts,
 } from "./log_record.ts";
 import type { LogPlaces } from "./log_places.ts";
-import { type FileVersion, LogChunks } from "./log_chunks.ts";
+import { LogChunks } from "./log_chunks.ts";
 import { readManifests } from "../common/manifest_codec.ts";
 import { ManifestTable } from "./manifest_table.ts";
 import { CompactionTrigger, compactTable, rewriteKept } from "./compaction.ts";
@@ -147,7 +147,6 @@ export class DataNode {
     this.#chunks = new LogChunks({
       table: () => this.#table,
       log: () => this.#log,
-      records: this.#records,
       rank,
     });
     this.#table = this.#newTable();
@@ -332,7 +331,7 @@ export class DataNode {
   async summary(seed: number): Promise<SummaryPage> {
     const blobs = await this.#blobs();
     const manifests = this.#table.all();
-    const inLog = { has: (id: string, m: FileVersion) => this.#chunks.has(m, id) };
+    const inLog = this.#chunks;
     const held = { rank: this.rank, manifests, inLog, blobs, opened: this.#opened() };
     return this.#paged.beginSummary(new Summarizer(held, seed), this.#changes);
   }
@@ -423,7 +422,7 @@ export class DataNode {
     const manifest = this.#table.get(name, version);
     if (!manifest) return false;
     // Chunks kept in the log go with the release record; only the others have blob files.
-    const inBlobs = chunkIdsOn(manifest, this.rank).filter((id) => !this.#chunks.has(manifest, id));
+    const inBlobs = chunkIdsOn(manifest, this.rank).filter((id) => !this.#chunks.has(id, manifest));
     // Log first: a crash before the chunks go leaves only orphans, which start-up removes.
     await this.#append({ kind: "release", name, version });
     if (inBlobs.length > 0) await this.#store.delete(inBlobs);
@@ -564,7 +563,7 @@ export class DataNode {
   #newTable(): ManifestTable {
     return new ManifestTable(
       (where) => decodeRecord(this.#records.readSync(where)),
-      (_name, _version, where, how) => this.#chunks.evicted(where, how),
+      (m, where) => this.#chunks.evicted(m, where),
     );
   }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChunkIdSet } from "../common/chunk_id_set.ts";
-import { manifestBytes, manifestsIn } from "../testing/manifests.ts";
+import { manifestBytes, manifestsIn, smallFile } from "../testing/manifests.ts";
 import { crc32 } from "node:zlib";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { denoEnv } from "../env/deno_env.ts";
@@ -34,19 +34,6 @@ async function openNode(
 /** The blobs a node holds (chunks kept in its log are not among them). */
 async function blobsOf(node: DataNode): Promise<[string, number][]> {
   return (await node.scan()).blobs;
-}
-
-/** A one-chunk manifest of `bytes` on ranks 1 and 2. */
-function smallFile(name: string, version: number, bytes: Uint8Array): Manifest {
-  const chunk = { id: chunkIdOf(newBlobId(), 0), size: bytes.length, ranks: [1, 2] };
-  return {
-    name,
-    version,
-    size: bytes.length,
-    sha256: "0".repeat(64),
-    modified: 1,
-    chunks: [{ ...chunk, crc32: crc32(bytes) }],
-  };
 }
 
 const bytesOf = (n: number, seed: number) => new Uint8Array(n).map((_, i) => (i * seed) & 0xff);

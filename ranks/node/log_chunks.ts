@@ -1,7 +1,7 @@
 /**
  * Where a data node finds the bytes of the chunks kept in its log (small files' and restored
  * small chunks'): most in the commit record of their file, which the node's table says carries
- * them (`ManifestTable.carry()`, a byte a file), the rest by the chunk's id (`LogPlaces`, ~34
+ * them (`ManifestTable.carry()`, 2 bytes a file), the rest by the chunk's id (`LogPlaces`, ~34
  * bytes a chunk): a version pushed out by a newer one, a renamed or composed file's, a chunk
  * restored in a data record. A reader names the file (`NodeCall` `read`). The table tells
  * (`Evicted`) when a slot that carried its chunk changes: the chunk is then found by its id.
@@ -10,25 +10,17 @@
  */
 
 import { DfsError } from "../../protocol/errors.ts";
-import type { RecordReader } from "./_log_reader.ts";
-import { carriedChunkId, decodeRecordWithData, type LogRecord } from "./log_record.ts";
+import { carriedChunkId, type LogRecord } from "./log_record.ts";
 import { type LogPlace, LogPlaces } from "./log_places.ts";
 import type { ManifestTable } from "./manifest_table.ts";
 import type { LogSwap, RecordLog } from "./record_log.ts";
 import { TABLE_STEP_MANIFESTS } from "./table_snapshot.ts";
-import { chunkIdsOn, type Manifest } from "../common/manifest.ts";
+import { chunkIdsOn, type FileVersion, type Manifest } from "../common/manifest.ts";
 
-/** A version of a file. */
-export interface FileVersion {
-  name: string;
-  version: number;
-}
-
-/** What the chunks' places are read through: the node's table, log and reader, as they stand. */
+/** What the chunks' places are read through: the node's table and log, as they stand. */
 export interface LogChunksOwner {
   table(): ManifestTable;
   log(): RecordLog;
-  records: RecordReader;
   /** The node's rank: the chunks placed on it are its. */
   rank: number;
 }
@@ -50,8 +42,8 @@ export class LogChunks {
     return this.#byId;
   }
 
-  /** Whether the bytes of chunk `id` of `m` are kept in the log. */
-  has(m: FileVersion, id: string): boolean {
+  /** Whether the bytes of chunk `id` of `m` are kept in the log (as a summary asks). */
+  has(id: string, m: FileVersion): boolean {
     // Most are carried: that lookup first.
     return this.#owner.table().carriedAt(m.name, m.version) !== undefined || this.#byId.has(id);
   }
@@ -137,24 +129,15 @@ export class LogChunks {
   }
 
   /**
-   * A slot whose record carried its chunk's bytes changed (`Evicted`): they are found by the
-   * chunk's id again, and those a compaction running wrote from the slot too.
+   * The slot of `m`, whose record carried its one chunk's bytes, changed (`Evicted`): they are
+   * found by the chunk's id again, and those a compaction running wrote from the slot too.
    */
-  evicted(where: number, how: { carried: boolean; newDataAt: number | undefined }): void {
-    let place: LogPlace | undefined;
-    let id: string | undefined;
-    try {
-      const { record, data } = decodeRecordWithData(this.#owner.records.readSync(where));
-      id = carriedChunkId(record);
-      place = data && { offset: where + data.offset, size: data.size };
-    } catch {
-      return; // a damaged record: the other replicas make up for its chunk
+  evicted(m: Manifest, where: { dataAt: number | undefined; newDataAt: number | undefined }): void {
+    const [{ id, size }] = m.chunks;
+    if (where.dataAt !== undefined && !this.#byId.has(id)) {
+      this.#byId.set(id, { offset: where.dataAt, size });
     }
-    if (id === undefined || place === undefined) return;
-    if (how.carried && !this.#byId.has(id)) this.#byId.set(id, place);
-    if (how.newDataAt !== undefined) {
-      this.#compacting?.set(id, { offset: how.newDataAt, size: place.size });
-    }
+    if (where.newDataAt !== undefined) this.#compacting?.set(id, { offset: where.newDataAt, size });
   }
 
   /** A chunk's bytes are no longer kept in the log (released, or left out of a compose). */

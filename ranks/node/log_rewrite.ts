@@ -43,8 +43,8 @@ export interface KeptChunks {
  * when it has them at hand; else they come from `chunks`), made as they are taken. The new log
  * holds them from its start, one after another (`[header][body]`, `record_frame.ts`): `placed` is
  * told where each manifest's commit record's body goes as it is made, and where the bytes it
- * carries go, if any; `places` says where each chunk carried goes, but those `placed` took. Take them all before using those, and `check()` them against the
- * offsets the log reports.
+ * carries go, if any; `places` says where each chunk carried goes, but those `placed` took. Take
+ * them all before using those, and `check()` them against the offsets the log reports.
  */
 export class RewrittenRecords implements AsyncIterable<Uint8Array> {
   /** Where the bytes of each chunk carried are in the new log. */

@@ -53,16 +53,14 @@ export type RecordAt = (where: number) => LogRecord;
 export const CARRIED_OFFSET_LIMIT = 2 ** 16;
 
 /**
- * Told when a slot whose record carries its one chunk's bytes changes (see `ManifestTable`):
- * version `version` of `name`, at `where`, no longer says where those bytes are, which the owner
- * must now find by the chunk's id (`carried`). `newDataAt`: where a compaction running wrote
- * them in its new log from this slot, which no longer says so either.
+ * Told when a slot whose record carries its one chunk's bytes changes (see `ManifestTable`): the
+ * manifest `m` it held no longer says where they are (`dataAt`, in the log file), which the owner
+ * must now find by the chunk's id. `newDataAt`: where a compaction running wrote them in its new
+ * log from this slot, which no longer says so either.
  */
 export type Evicted = (
-  name: string,
-  version: number,
-  where: number,
-  how: { carried: boolean; newDataAt: number | undefined },
+  m: Manifest,
+  where: { dataAt: number | undefined; newDataAt: number | undefined },
 ) => void;
 
 /** A change to the table, and where its record is in the log if it is there. */
@@ -81,9 +79,9 @@ export interface TableStep {
  * Manifests handed out are copies.
  *
  * A small file's one chunk is kept in the log, most often in its commit record: a slot whose
- * record carries its chunk's bytes says where in it (`carry()`, 2 bytes a slot), and the owner then keeps
- * no place of that chunk by its id (~34 bytes a chunk): it finds the bytes through the file
- * (`carriedAt()`). Once the slot changes, `Evicted` is told, and the bytes are found by the
+ * record carries its chunk's bytes says where in it (`carry()`, 2 bytes a slot), and the owner
+ * then keeps no place of that chunk by its id (~34 bytes a chunk): it finds the bytes through the
+ * file (`carriedAt()`). Once the slot changes, `Evicted` is told, and the bytes are found by the
  * chunk's id again.
  */
 export class ManifestTable {
@@ -262,8 +260,10 @@ export class ManifestTable {
       slot = this.#newest.slotOf(name);
       const newest = this.#newest.versionAt(slot);
       if (version < newest) return this.#keepOlder(structuredClone(manifest));
-      this.#changing(slot, name);
-      if (version > newest) this.#keepOlder(this.#newestAt(slot, name)); // a copy
+      // The version pushed out, read back once for both.
+      const older = version > newest ? this.#newestAt(slot, name) : undefined; // a copy
+      this.#changing(slot, name, { bytesLive: true, held: older });
+      if (older) this.#keepOlder(older);
       this.#newest.set(manifest);
     }
     this.#newest.setWhere(slot, where ?? -1);
@@ -273,16 +273,29 @@ export class ManifestTable {
 
   /**
    * `slot`, live, is about to change: tells the snapshot, and `Evicted` if its record carried its
-   * chunk's bytes or a compaction running wrote them from it.
+   * chunk's bytes or a compaction running wrote them from it, unless they die with it (not
+   * `bytesLive`). `held`: what the slot holds, if the caller read it already.
    */
-  #changing(slot: number, name: string, bytesLive = true): void {
+  #changing(
+    slot: number,
+    name: string,
+    options: { bytesLive: boolean; held?: Manifest } = { bytesLive: true },
+  ): void {
     const newDataAt = this.#frozen?.changing(slot, name);
-    const carried = this.#carriesAt(slot) !== 0;
-    if (!carried && newDataAt === undefined) return;
+    const offset = this.#carriesAt(slot);
+    if (offset === 0 && newDataAt === undefined) return;
     this.#setCarries(slot, 0);
-    if (this.#thawing || !bytesLive) return;
-    const [version, where] = [this.#newest.versionAt(slot), this.#newest.whereAt(slot)];
-    this.#evicted(name, version, where, { carried, newDataAt });
+    if (this.#thawing || !options.bytesLive) return;
+    const where = this.#newest.whereAt(slot);
+    let held = options.held;
+    try {
+      held ??= this.#newestAt(slot, name);
+    } catch (error) {
+      // A damaged record: the other replicas make up for its chunk.
+      if (error instanceof DfsError && error.code === "CORRUPTED") return;
+      throw error;
+    }
+    this.#evicted(held, { dataAt: offset === 0 ? undefined : where + offset, newDataAt });
   }
 
   #carriesAt(slot: number): number {
@@ -308,7 +321,7 @@ export class ManifestTable {
   #remove(name: string, version: number, options = { bytesLive: true }): void {
     const slot = this.#newest.slotOf(name);
     if (slot >= 0 && this.#newest.versionAt(slot) === version) {
-      this.#changing(slot, name, options.bytesLive);
+      this.#changing(slot, name, options);
       this.#newest.delete(name);
       this.#whole.delete(name);
       const older = this.#older.get(name);

@@ -15,7 +15,7 @@ import { concatBytes } from "../../protocol/bytes.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import type { Comm } from "../comm/comm.ts";
-import type { ChunkRef, Manifest, RankRepair } from "../common/manifest.ts";
+import type { ChunkRef, FileVersion, Manifest, RankRepair } from "../common/manifest.ts";
 import type {
   ListAnswer,
   LogCheck,
@@ -125,7 +125,7 @@ export class NodeClient {
   read(
     rank: number,
     chunk: ChunkRef,
-    file: { name: string; version: number } | undefined,
+    file: FileVersion | undefined,
     options: CallOptions = {},
   ): Promise<Uint8Array> {
     const lend = this.#comm.movesBuffersTo(rank) && chunk.size > SMALL_READ_BYTES_MAX &&

@@ -9,6 +9,7 @@ import { assert } from "../../protocol/errors.ts";
 import { blobOf, offsetOf } from "../common/chunk_id.ts";
 import {
   type ChunkRef,
+  type FileVersion,
   holdersOf,
   type LogOpened,
   type Manifest,
@@ -356,7 +357,7 @@ export interface ReconcilePlan {
    * Chunks it should hold but lacks, each with a file it belongs to (through which a node finds a
    * small file's): each is copied to it from a good replica.
    */
-  restore: { chunk: ChunkRef; file: { name: string; version: number } }[];
+  restore: { chunk: ChunkRef; file: FileVersion }[];
 }
 
 /**
@@ -379,7 +380,7 @@ export class ReconcilePlanner {
    * cost tens of bytes a small file).
    */
   #shared = new Set<string>();
-  #restore = new Map<string, { chunk: ChunkRef; file: { name: string; version: number } }>();
+  #restore = new Map<string, { chunk: ChunkRef; file: FileVersion }>();
   #bytesHeld = 0;
 
   /** A plan for the node whose scan is `scan`. */

@@ -7,7 +7,7 @@
  */
 
 import { DfsError } from "../../protocol/errors.ts";
-import type { ChunkRef } from "../common/manifest.ts";
+import type { ChunkRef, FileVersion } from "../common/manifest.ts";
 import { isDamaged } from "../common/replication.ts";
 import type { Log } from "../env/env.ts";
 import type { CallOptions, NodeClient } from "./node_client.ts";
@@ -47,7 +47,7 @@ export class Replicas {
    */
   async check(
     chunk: ChunkRef,
-    file: { name: string; version: number } | undefined,
+    file: FileVersion | undefined,
     counts: { bytesChecked: number },
   ): Promise<ChunkCheck> {
     const result: ChunkCheck = { damaged: [], unreachable: [] };
@@ -100,7 +100,7 @@ export class Replicas {
    */
   async copy(
     chunk: ChunkRef,
-    file: { name: string; version: number } | undefined,
+    file: FileVersion | undefined,
     sources: readonly number[],
     targets: readonly number[],
     options: CallOptions = {},

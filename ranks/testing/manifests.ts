@@ -5,7 +5,8 @@
  * @module
  */
 
-import { chunkIdOf } from "../common/chunk_id.ts";
+import { crc32 } from "node:zlib";
+import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { encodeChunkIdList } from "../common/chunk_id_set.ts";
 import type { Manifest, RankRepair, RankScan } from "../common/manifest.ts";
 import { ManifestWriter, readManifests } from "../common/manifest_codec.ts";
@@ -28,6 +29,27 @@ export function manifest(
     sha256: "0".repeat(64),
     modified: 1000 + version,
     chunks: chunks.map(([id, size, ranks]) => ({ id, size, ranks })),
+  };
+}
+
+/**
+ * A small file of `bytes` at `version` (modified at 1): one chunk of a new blob, with its CRC32,
+ * on `ranks` (1 and 2 by default), as a data node keeps in its log.
+ */
+export function smallFile(
+  name: string,
+  version: number,
+  bytes: Uint8Array,
+  ranks: number[] = [1, 2],
+): Manifest {
+  const id = chunkIdOf(newBlobId(), 0);
+  return {
+    name,
+    version,
+    size: bytes.length,
+    sha256: "0".repeat(64),
+    modified: 1,
+    chunks: [{ id, size: bytes.length, ranks, crc32: crc32(bytes) }],
   };
 }
 
