@@ -93,11 +93,13 @@ export class Recovery {
     const planner = new FastPlanner(firsts.map((page) => page.rank), seed);
     const totals = new Map<number, SummaryTotals>();
     const readAll = async (first: SummaryPage) => {
-      let page = first;
-      while (planner.add(page.rank, page.manifests)) {
-        if (page.totals) return void totals.set(page.rank, page.totals);
-        page = await this.#nodes.summaryPage(page.rank);
-      }
+      const { rank } = first;
+      const read = await readSummary(
+        first,
+        () => this.#nodes.summaryPage(rank),
+        (manifests) => planner.add(rank, manifests),
+      );
+      if (read) totals.set(rank, read);
     };
     try {
       await Promise.all(firsts.map(readAll));
@@ -158,14 +160,11 @@ export class Recovery {
     const missed = membership.missedBy(rank);
     let totals: SummaryTotals | undefined;
     try {
-      let page = await this.#nodes.summarize(rank, seed, WHILE_DOWN);
-      while (check.add(page.manifests)) {
-        if (page.totals) {
-          totals = page.totals;
-          break;
-        }
-        page = await this.#nodes.summaryPage(rank, WHILE_DOWN);
-      }
+      totals = await readSummary(
+        await this.#nodes.summarize(rank, seed, WHILE_DOWN),
+        () => this.#nodes.summaryPage(rank, WHILE_DOWN),
+        (manifests) => check.add(manifests),
+      );
     } catch (error) {
       const why = error instanceof Error ? error.message : String(error);
       this.#log.error(`dfs: rank ${rank}'s summary stopped short (${why}); reading it whole`);
@@ -245,5 +244,31 @@ export class Recovery {
       await this.#namespace.replace(current, next); // the same data: nothing is released
       return plan.copies.length;
     });
+  }
+}
+
+/**
+ * Reads a node's summary from its `first` page on, each page's manifests into `add` (false: stop
+ * there), asking for the next page (`next`) before reading the one in hand, so that the node makes
+ * it meanwhile: rank 0 reading a page and a node making one took turns, and took most of a
+ * restart's time. Resolves with the totals the last page carries; undefined if `add` stopped.
+ *
+ * @throws what `next` throws.
+ */
+export async function readSummary(
+  first: SummaryPage,
+  next: () => Promise<SummaryPage>,
+  add: (manifests: Uint8Array) => boolean,
+): Promise<SummaryTotals | undefined> {
+  for (let page = first;;) {
+    const coming = page.totals === undefined ? next() : undefined;
+    // Left unread if `add` stops: its failure then says nothing more.
+    coming?.catch(() => {});
+    // The request leaves with this turn's messages (`comm/port_transport.ts`), before the page
+    // in hand is read.
+    await null;
+    if (!add(page.manifests)) return undefined;
+    if (coming === undefined) return page.totals;
+    page = await coming;
   }
 }

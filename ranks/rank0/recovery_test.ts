@@ -9,6 +9,8 @@ import { manifestsIn } from "../testing/manifests.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { RESTART_BACKOFF_MS } from "./supervisor.ts";
+import { readSummary } from "./recovery.ts";
+import type { SummaryPage } from "../common/node_protocol.ts";
 
 Deno.test("a node down while files are overwritten and removed is reconciled: nothing stale comes back", async () => {
   await using cluster = await MemoryCluster.start();
@@ -192,4 +194,43 @@ Deno.test("a restart that reads every manifest joins scans sent in pieces", asyn
     [...files.keys()].sort(),
   );
   for (const [name, data] of files) assert.deepEqual(await readAll(again.store, name), data);
+});
+
+Deno.test("a summary's next page is asked for before the page in hand is read; reading stops where add() says", async () => {
+  const totals = {
+    count: 3,
+    others: 0,
+    othersSum: 0,
+    allPresent: true,
+    strayBlobs: [],
+    bytesHeld: 0,
+    opened: { damagedRegions: 0, damagedBytes: 0, tailCutBytes: 0, created: false },
+  };
+  const pages: SummaryPage[] = [0, 1, 2].map((i) => ({
+    rank: 1,
+    manifests: new Uint8Array([i]),
+    ...(i === 2 ? { totals } : {}),
+  }));
+  const events: string[] = [];
+  let asked = 0;
+  const next = () => {
+    events.push(`ask ${++asked}`);
+    return Promise.resolve(pages[asked]);
+  };
+  const add = (manifests: Uint8Array) => (events.push(`read ${manifests[0]}`), true);
+  assert.deepEqual(await readSummary(pages[0], next, add), totals);
+  assert.deepEqual(events, ["ask 1", "read 0", "ask 2", "read 1", "read 2"]);
+
+  // add() stops at the second page: its totals are not reached, the page asked for is left.
+  events.length = asked = 0;
+  const stopAt1 = (
+    manifests: Uint8Array,
+  ) => (events.push(`read ${manifests[0]}`), manifests[0] < 1);
+  assert.equal(await readSummary(pages[0], next, stopAt1), undefined);
+  assert.deepEqual(events, ["ask 1", "read 0", "ask 2", "read 1"]);
+
+  // A page that fails to come fails the read; one left unread fails nothing.
+  const failing = () => Promise.reject(new Error("node gone"));
+  await assert.rejects(readSummary(pages[0], failing, () => true), /node gone/);
+  assert.equal(await readSummary(pages[0], failing, () => false), undefined);
 });
