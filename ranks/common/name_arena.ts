@@ -7,7 +7,7 @@
  */
 
 import { DfsError } from "../../protocol/errors.ts";
-import { grown } from "./slot_table.ts";
+import { freeNow, grown } from "./slot_table.ts";
 import { compareUtf8AsUtf16 } from "./sorted_slots.ts";
 
 /** Bytes of one slab of the name arena; the first slab doubles up to this, then slabs are added. */
@@ -58,6 +58,7 @@ export class NameArena {
       let bytes = last.length * 2;
       while (bytes < this.#slabUsed + length) bytes *= 2;
       this.#slabs[this.#slabs.length - 1] = grown(last, new Uint8Array(bytes));
+      freeNow(last);
       return;
     }
     if (this.#slabs.length === NAMES_SLABS_MAX) {

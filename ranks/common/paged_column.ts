@@ -14,7 +14,7 @@
  */
 
 import { assert } from "../../protocol/errors.ts";
-import { grown } from "./slot_table.ts";
+import { freeNow, grown } from "./slot_table.ts";
 
 /** Slots of a whole page (a power of two): a sha256 column's page is 512 KiB. */
 export const PAGE_SLOTS = 2 ** 14;
@@ -63,7 +63,9 @@ export class PagedColumn<T extends ColumnArray> {
   /** Makes room for more slots: the first page doubles up to `PAGE_SLOTS`, then a page is added. */
   grow(): void {
     if (this.#slots < PAGE_SLOTS) {
-      this.#pages[0] = grown(this.#pages[0], this.#make(2 * this.#slots * this.width));
+      const old = this.#pages[0];
+      this.#pages[0] = grown(old, this.#make(2 * this.#slots * this.width));
+      freeNow(old);
       this.#slots *= 2;
       return;
     }
@@ -71,7 +73,7 @@ export class PagedColumn<T extends ColumnArray> {
     this.#slots += PAGE_SLOTS;
   }
 
-  /** The page holding `slot`'s values. */
+  /** The page holding `slot`'s values (until the column grows: the first page is then freed). */
   page(slot: number): T {
     return this.#pages[slot >>> PAGE_SHIFT];
   }

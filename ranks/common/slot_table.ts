@@ -102,6 +102,7 @@ export class SlotTable {
       while (resized[bucket] !== 0) bucket = (bucket + 1) & mask;
       resized[bucket] = entry;
     }
+    freeNow(this.#buckets);
     this.#buckets = resized;
   }
 
@@ -118,6 +119,36 @@ export function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64
 ): T {
   to.set(old);
   return to;
+}
+
+/**
+ * Frees the memory of `array`, an array nothing will read again that has its buffer to itself, now
+ * rather than when V8 next collects it: the buffer is detached (a view of it then reads as empty).
+ * For the arrays a store drops as it grows: a start-up that fills tables of a million slots
+ * replaces tens of MiB of them, which would otherwise stay resident until a full collection
+ * (V8 runs none once the process goes idle, until its memory reducer starts, ~8 s on).
+ */
+export function freeNow(array: Uint8Array | Uint16Array | Uint32Array | Float64Array): void {
+  const { buffer } = array;
+  assert(
+    buffer instanceof ArrayBuffer && array.byteOffset === 0 &&
+      array.byteLength === buffer.byteLength,
+    "an array freed at once has its buffer to itself",
+  );
+  buffer.transfer(0);
+}
+
+/**
+ * Frees `array`'s memory now (`freeNow`) if it views the whole of its buffer, as bytes a Worker
+ * posted do; a view into a larger buffer (bytes decoded out of a frame read from a socket) is left
+ * to the collector. For an array read once that nothing else holds: a page of a node's summary
+ * (1 MiB) waits in rank 0's mailbox while it reads another node's page, so the collector takes it
+ * for long-lived and frees it only at a full collection.
+ */
+export function freeIfWhole(array: Uint8Array): void {
+  const { buffer } = array;
+  const whole = array.byteOffset === 0 && array.byteLength === buffer.byteLength;
+  if (whole && buffer instanceof ArrayBuffer) freeNow(array);
 }
 
 function isPowerOfTwo(n: number): boolean {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Prng } from "../../tests/_bytes.ts";
-import { SlotTable } from "./slot_table.ts";
+import { freeNow, SlotTable } from "./slot_table.ts";
 
 /** A table of integer keys, one per slot, with the slot lookups a store makes through it. */
 function integerStore(buckets: number, hashOf: (key: number) => number) {
@@ -59,4 +59,16 @@ for (
 
 Deno.test("SlotTable wants a power of two of buckets", () => {
   assert.throws(() => new SlotTable({ hashAt: () => 0, holdsSought: () => true }, 48), /power/);
+});
+
+Deno.test("freeNow() frees an array's memory at once, and refuses a view of a larger buffer", () => {
+  const array = new Float64Array(1024).fill(1);
+  const { buffer } = array;
+  freeNow(array);
+  assert.equal(buffer.detached, true);
+  assert.equal(array.length, 0);
+  const whole = new Uint8Array(64);
+  assert.throws(() => freeNow(whole.subarray(8)), /its buffer to itself/);
+  assert.throws(() => freeNow(whole.subarray(0, 8)), /its buffer to itself/);
+  assert.equal(whole.buffer.detached, false);
 });

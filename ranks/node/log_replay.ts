@@ -11,6 +11,7 @@ import { dirname } from "node:path";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import type { FileHandle, FileSystem, Log } from "../env/env.ts";
 import { reasonOf, removeIfExists, syncDirectory } from "./_fs.ts";
+import { freeNow } from "../common/slot_table.ts";
 import { type Preallocation, writeZerosAt } from "./_log_file.ts";
 import {
   DAMAGED_REGIONS_LISTED_MAX,
@@ -197,7 +198,8 @@ export function verifyReportOf(report: ScanReport, missingBytes: number): LogVer
  *
  * The buffer starts at `readBytes` and grows only while one record, or a candidate record in a
  * damaged region, does not fit: it never exceeds `SCAN_WINDOW_BYTES_MAX + readBytes`. Bytes
- * before the scanner's position are dropped.
+ * before the scanner's position are dropped. Its memory is freed as it is outgrown and as the scan
+ * returns (`freeNow`).
  *
  * @throws whatever the file's reads throw.
  */
@@ -225,6 +227,7 @@ export async function scanLogFile(
           assert(buffer.length < bufferBytesMax, "the scan buffer stays within its bound");
           const bigger = new Uint8Array(Math.min(2 * buffer.length, bufferBytesMax));
           bigger.set(buffer.subarray(start, end));
+          freeNow(buffer);
           buffer = bigger;
         }
         [base, end, start] = [base + start, end - start, 0];
@@ -237,7 +240,10 @@ export async function scanLogFile(
     }
     scanner.scan(buffer.subarray(start, end), final, onRecord);
     start = scanner.position - base;
-    if (final) return { report: scanner.report, bytesRead: base + end };
+    if (final) {
+      freeNow(buffer); // at once: a replay goes on to fill the table, which needs the room
+      return { report: scanner.report, bytesRead: base + end };
+    }
   }
 }
 

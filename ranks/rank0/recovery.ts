@@ -9,6 +9,7 @@
 import { DfsError } from "../../protocol/errors.ts";
 import type { Manifest, RankRepair } from "../common/manifest.ts";
 import { holdersOf } from "../common/manifest.ts";
+import { freeIfWhole } from "../common/slot_table.ts";
 import type { Log, Random } from "../env/env.ts";
 import { forEachInSteps, INDEX_STEP_FILES } from "./give_way.ts";
 import type { Health } from "./health.ts";
@@ -268,6 +269,8 @@ export async function readSummary(
     // in hand is read.
     await null;
     if (!add(page.manifests)) return undefined;
+    // Read: it goes now rather than at the collector's next full collection (`freeIfWhole`).
+    freeIfWhole(page.manifests);
     if (coming === undefined) return page.totals;
     page = await coming;
   }

@@ -206,11 +206,14 @@ Deno.test("a summary's next page is asked for before the page in hand is read; r
     bytesHeld: 0,
     opened: { damagedRegions: 0, damagedBytes: 0, tailCutBytes: 0, created: false },
   };
-  const pages: SummaryPage[] = [0, 1, 2].map((i) => ({
-    rank: 1,
-    manifests: new Uint8Array([i]),
-    ...(i === 2 ? { totals } : {}),
-  }));
+  // Pages read are freed (their buffers detached): each read gets pages of its own.
+  let pages: SummaryPage[] = [];
+  const newPages = () =>
+    pages = [0, 1, 2].map((i) => ({
+      rank: 1,
+      manifests: new Uint8Array([i]),
+      ...(i === 2 ? { totals } : {}),
+    }));
   const events: string[] = [];
   let asked = 0;
   const next = () => {
@@ -218,19 +221,20 @@ Deno.test("a summary's next page is asked for before the page in hand is read; r
     return Promise.resolve(pages[asked]);
   };
   const add = (manifests: Uint8Array) => (events.push(`read ${manifests[0]}`), true);
-  assert.deepEqual(await readSummary(pages[0], next, add), totals);
+  assert.deepEqual(await readSummary(newPages()[0], next, add), totals);
   assert.deepEqual(events, ["ask 1", "read 0", "ask 2", "read 1", "read 2"]);
+  assert.deepEqual(pages.map((page) => page.manifests.length), [0, 0, 0]);
 
   // add() stops at the second page: its totals are not reached, the page asked for is left.
   events.length = asked = 0;
   const stopAt1 = (
     manifests: Uint8Array,
   ) => (events.push(`read ${manifests[0]}`), manifests[0] < 1);
-  assert.equal(await readSummary(pages[0], next, stopAt1), undefined);
+  assert.equal(await readSummary(newPages()[0], next, stopAt1), undefined);
   assert.deepEqual(events, ["ask 1", "read 0", "ask 2", "read 1"]);
 
   // A page that fails to come fails the read; one left unread fails nothing.
   const failing = () => Promise.reject(new Error("node gone"));
-  await assert.rejects(readSummary(pages[0], failing, () => true), /node gone/);
-  assert.equal(await readSummary(pages[0], failing, () => false), undefined);
+  await assert.rejects(readSummary(newPages()[0], failing, () => true), /node gone/);
+  assert.equal(await readSummary(newPages()[0], failing, () => false), undefined);
 });
