@@ -187,6 +187,17 @@ export class ByteWriter {
     this.#length += bytes.length;
   }
 
+  /**
+   * Appends `bytes` as they are.
+   *
+   * @throws {DfsError} `TOO_LARGE` past `BYTE_WRITER_BYTES_MAX`.
+   */
+  addBytes(bytes: Uint8Array): void {
+    this.#reserve(bytes.length);
+    this.#buffer.set(bytes, this.#length);
+    this.#length += bytes.length;
+  }
+
   /** Makes room for `bytes` more, doubling the buffer as often as needed. */
   #reserve(bytes: number): void {
     const needed = this.#length + bytes;

@@ -102,6 +102,17 @@ export class ManifestWriter extends ByteWriter {
     this.#count++;
   }
 
+  /**
+   * Appends a manifest's encoding as a `ManifestWriter` wrote it (read back from elsewhere: a log
+   * record), unchecked: its reader checks it.
+   *
+   * @throws {DfsError} `TOO_LARGE` past `BYTE_WRITER_BYTES_MAX`.
+   */
+  addEncoded(encoded: Uint8Array): void {
+    this.addBytes(encoded);
+    this.#count++;
+  }
+
   #manifest(m: Manifest): void {
     const float = !wholeNumbers(m);
     const flagsAt = this.byteLength;

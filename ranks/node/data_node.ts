@@ -22,7 +22,6 @@ import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type LogOpened, type Manifest, type RankRepair } from "../common/manifest.ts";
 import {
   carriedChunkId,
-  decodeRecord,
   decodeRecordWithData,
   encodeRecord,
   type LogRecord,
@@ -330,7 +329,7 @@ export class DataNode {
    */
   async summary(seed: number): Promise<SummaryPage> {
     const blobs = await this.#blobs();
-    const manifests = this.#table.all();
+    const manifests = this.#table.allEncoded();
     const inLog = this.#chunks;
     const held = { rank: this.rank, manifests, inLog, blobs, opened: this.#opened() };
     return this.#paged.beginSummary(new Summarizer(held, seed), this.#changes);
@@ -562,7 +561,7 @@ export class DataNode {
   /** A table of no manifest, reading its records back from this node's log. */
   #newTable(): ManifestTable {
     return new ManifestTable(
-      (where) => decodeRecord(this.#records.readSync(where)),
+      (where) => this.#records.readSync(where),
       (m, where) => this.#chunks.evicted(m, where),
     );
   }

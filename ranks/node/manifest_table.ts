@@ -10,7 +10,13 @@ import { MANIFEST_SLOTS_MIN, ManifestColumns } from "../common/manifest_columns.
 import { PagedColumn } from "../common/paged_column.ts";
 import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
-import { composeTombstones, type LogRecord, renamedFrom } from "./log_record.ts";
+import {
+  composeTombstones,
+  decodeRecordWithData,
+  isBinaryCommit,
+  type LogRecord,
+  renamedFrom,
+} from "./log_record.ts";
 import { TableSnapshot } from "./table_snapshot.ts";
 
 /** The manifests a record commits (tombstones included), in the order it applies them. */
@@ -46,8 +52,20 @@ export function manifestIn(
   );
 }
 
-/** Reads the record whose body is at `where` in the log (`RecordReader`). */
-export type RecordAt = (where: number) => LogRecord;
+/**
+ * The body of the record at `where` in the log (`RecordReader.readSync`): a view that need hold
+ * only until the next call.
+ */
+export type RecordAt = (where: number) => Uint8Array;
+
+/**
+ * A manifest with its encoding as a `ManifestWriter` writes it (a copy), taken from a commit
+ * record that holds it alone: a summary copies it rather than encoding the manifest again.
+ */
+export interface EncodedManifest {
+  manifest: Manifest;
+  encoded: Uint8Array;
+}
 
 /** Bytes of a record's body before the chunk bytes it carries, under which its slot says where. */
 export const CARRIED_OFFSET_LIMIT = 2 ** 16;
@@ -403,7 +421,21 @@ export class ManifestTable {
 
   /** Version `version` of `name`, from its record at `where`. */
   #read(name: string, version: number, where: number): Manifest {
-    return manifestIn(this.#recordAt(where), name, version, where);
+    return this.#readEncoded(name, version, where).manifest;
+  }
+
+  /** The same, with its encoding if the record is a commit in the binary form. */
+  #readEncoded(
+    name: string,
+    version: number,
+    where: number,
+  ): { manifest: Manifest; encoded?: Uint8Array } {
+    const bytes = this.#recordAt(where);
+    const { record, data } = decodeRecordWithData(bytes);
+    const manifest = manifestIn(record, name, version, where);
+    if (!isBinaryCommit(bytes)) return { manifest };
+    // The kind's byte, then the manifest, then the chunk bytes it may carry.
+    return { manifest, encoded: bytes.slice(1, data?.offset ?? bytes.length) };
   }
 
   /**
@@ -414,20 +446,31 @@ export class ManifestTable {
    *   `damaged`).
    */
   *all(damaged?: (name: string, version: number, where: number) => void): Iterable<Manifest> {
+    for (const held of this.allEncoded(damaged)) yield "encoded" in held ? held.manifest : held;
+  }
+
+  /**
+   * The same, each with its encoding (`EncodedManifest`) where its record has it: a commit in the
+   * binary form, holding it alone.
+   */
+  *allEncoded(
+    damaged?: (name: string, version: number, where: number) => void,
+  ): Iterable<Manifest | EncodedManifest> {
     for (const { name, version, where } of this.#newest.places()) {
       if (where < 0) {
         yield structuredClone(this.#whole.get(name)!);
         continue;
       }
-      let m: Manifest;
+      let read: { manifest: Manifest; encoded?: Uint8Array };
       try {
-        m = this.#read(name, version, where);
+        read = this.#readEncoded(name, version, where);
       } catch (error) {
         if (!(damaged && error instanceof DfsError && error.code === "CORRUPTED")) throw error;
         damaged(name, version, where);
         continue;
       }
-      yield m;
+      const { manifest, encoded } = read;
+      yield encoded === undefined ? manifest : { manifest, encoded };
     }
     for (const versions of this.#older.values()) {
       for (const m of versions) yield structuredClone(m);

@@ -10,6 +10,7 @@ import { blobOf, offsetOf } from "../common/chunk_id.ts";
 import { addPrint, printOf } from "../common/fingerprint.ts";
 import type { LogOpened, Manifest } from "../common/manifest.ts";
 import { ManifestWriter } from "../common/manifest_codec.ts";
+import type { EncodedManifest } from "./manifest_table.ts";
 import {
   SUMMARY_PAGE_BYTES,
   type SummaryPage,
@@ -19,8 +20,11 @@ import {
 /** What a node holds, as its summary is made of it. */
 export interface Held {
   rank: number;
-  /** Every manifest, every version. */
-  manifests: Iterable<Manifest>;
+  /**
+   * Every manifest, every version; with its encoding where the node has it at hand (copied into a
+   * page as it is, not encoded again).
+   */
+  manifests: Iterable<Manifest | EncodedManifest>;
   /** The chunks kept in its log (of `m`: a small file's is found through its commit record). */
   inLog: { has(id: string, m: Manifest): boolean };
   /** Every blob file, with its size. */
@@ -39,7 +43,7 @@ export interface Held {
 export class Summarizer {
   #held: Held;
   #seed: number;
-  #manifests: Iterator<Manifest>;
+  #manifests: Iterator<Manifest | EncodedManifest>;
   #count = 0;
   #others = 0;
   #othersSum = 0;
@@ -50,7 +54,7 @@ export class Summarizer {
   #page = new ManifestWriter(SUMMARY_PAGE_BYTES + 1024);
   #done = false;
   /** The manifest read ahead, not yet counted. */
-  #ahead: IteratorResult<Manifest> | undefined;
+  #ahead: IteratorResult<Manifest | EncodedManifest> | undefined;
 
   constructor(held: Held, seed: number) {
     this.#held = held;
@@ -74,7 +78,10 @@ export class Summarizer {
     // One manifest is read ahead, so that the page holding the last one has the totals.
     let next = this.#ahead ?? this.#manifests.next();
     while (!next.done) {
-      if (this.#sumUp(next.value)) page.add(next.value);
+      const held = next.value;
+      if (!("encoded" in held)) {
+        if (this.#sumUp(held)) page.add(held);
+      } else if (this.#sumUp(held.manifest)) page.addEncoded(held.encoded);
       next = this.#manifests.next();
       if (page.byteLength >= pageBytes) break;
     }
