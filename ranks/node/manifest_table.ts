@@ -12,6 +12,7 @@ import { NODE_LIST_ENTRIES_MAX } from "../common/node_protocol.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
 import {
   composeTombstones,
+  decodeRecord,
   decodeRecordWithData,
   isBinaryCommit,
   type LogRecord,
@@ -421,7 +422,7 @@ export class ManifestTable {
 
   /** Version `version` of `name`, from its record at `where`. */
   #read(name: string, version: number, where: number): Manifest {
-    return this.#readEncoded(name, version, where).manifest;
+    return manifestIn(decodeRecord(this.#recordAt(where)), name, version, where);
   }
 
   /** The same, with its encoding if the record is a commit in the binary form. */
