@@ -145,7 +145,7 @@ export function freeNow(array: Uint8Array | Uint16Array | Uint32Array | Float64A
  * (1 MiB) waits in rank 0's mailbox while it reads another node's page, so the collector takes it
  * for long-lived and frees it only at a full collection.
  */
-export function freeIfWhole(array: Uint8Array): void {
+export function freeIfWhole(array: Uint8Array | Float64Array): void {
   const { buffer } = array;
   const whole = array.byteOffset === 0 && array.byteLength === buffer.byteLength;
   if (whole && buffer instanceof ArrayBuffer) freeNow(array);

@@ -151,3 +151,30 @@ Deno.test("mergePages() fails with a node's error and leaves no rejection unhand
   }
   await new Promise((resolve) => setTimeout(resolve, 10));
 });
+
+Deno.test("mergePages() frees each source page once merged, and a page it does not own is left", async () => {
+  const numbersSeen: Float64Array[] = [];
+  const source = sourceOf(HELD[0]);
+  const seen: ListSource = async (after, limit) => {
+    const answer = await source(after, limit);
+    numbersSeen.push(answer.listing.numbers);
+    return answer;
+  };
+  // Pages whose numbers view a larger buffer (as decoded from a socket's frame) are not freed.
+  const views: Float64Array[] = [];
+  const viewing: ListSource = async (after, limit) => {
+    const { listing, more } = await sourceOf(HELD[1])(after, limit);
+    const length = listing.numbers.length;
+    const numbers = new Float64Array(length + 16).subarray(8, 8 + length);
+    numbers.set(listing.numbers);
+    views.push(numbers);
+    return { listing: { names: listing.names, numbers }, more };
+  };
+  const options = { fetchEntries: 2, pageEntries: 3 };
+  const pages = await pagesOf([seen, viewing], options);
+  assert.deepEqual(pages.flat(), expected([HELD[0], HELD[1]], options));
+  assert.ok(numbersSeen.length >= 4, `${numbersSeen.length} pages`);
+  // Every page but the last was used up and freed (its buffer detached).
+  for (const numbers of numbersSeen.slice(0, -1)) assert.equal(numbers.length, 0);
+  assert.ok(views.length >= 4 && views.every((numbers) => numbers.buffer.byteLength > 0));
+});
