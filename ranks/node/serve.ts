@@ -8,13 +8,7 @@
 
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
 import { LOG_FILE_BYTES_MAX, SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
-import type {
-  ListAnswer,
-  NodeCall,
-  NodeCollective,
-  ScanAnswer,
-  SummaryPage,
-} from "../common/node_protocol.ts";
+import type { NodeCall, NodeCollective, ScanAnswer, SummaryPage } from "../common/node_protocol.ts";
 import type { Comm } from "../comm/comm.ts";
 import { reply } from "../comm/reply.ts";
 import { HEADROOM_BYTES } from "../comm/tcp_transport.ts";
@@ -85,11 +79,6 @@ async function answerCall(
   }
   const result = await node.handle(call);
   if (!moves) return result;
-  if (call.op === "list") {
-    // A page's numbers are moved, not copied (a listing of a million names makes ~40 MB of them).
-    const { listing } = result as ListAnswer;
-    return reply(result, [listing.numbers.buffer as ArrayBuffer]);
-  }
   // Buffers go back to rank 0 (moved, not copied): a written chunk's buffer for reuse, a read
   // chunk's bytes as the answer. Bytes of a small read in a buffer of their own (none was lent)
   // are copied: cheaper than a transfer, which also posts at once instead of with the turn's
