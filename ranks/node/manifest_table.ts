@@ -60,8 +60,9 @@ export function manifestIn(
 export type RecordAt = (where: number) => Uint8Array;
 
 /**
- * A manifest with its encoding as a `ManifestWriter` writes it (a copy), taken from a commit
- * record that holds it alone: a summary copies it rather than encoding the manifest again.
+ * A manifest with its encoding as a `ManifestWriter` writes it, taken from a commit record that
+ * holds it alone: a summary copies it rather than encoding the manifest again. The encoding is a
+ * view of the record read back, which holds until the table's next read (slice it to keep it).
  */
 export interface EncodedManifest {
   manifest: Manifest;
@@ -425,7 +426,10 @@ export class ManifestTable {
     return manifestIn(decodeRecord(this.#recordAt(where)), name, version, where);
   }
 
-  /** The same, with its encoding if the record is a commit in the binary form. */
+  /**
+   * The same, with its encoding if the record is a commit in the binary form (a view that holds
+   * until the next read).
+   */
   #readEncoded(
     name: string,
     version: number,
@@ -436,7 +440,7 @@ export class ManifestTable {
     const manifest = manifestIn(record, name, version, where);
     if (!isBinaryCommit(bytes)) return { manifest };
     // The kind's byte, then the manifest, then the chunk bytes it may carry.
-    return { manifest, encoded: bytes.slice(1, data?.offset ?? bytes.length) };
+    return { manifest, encoded: bytes.subarray(1, data?.offset ?? bytes.length) };
   }
 
   /**
@@ -451,8 +455,8 @@ export class ManifestTable {
   }
 
   /**
-   * The same, each with its encoding (`EncodedManifest`) where its record has it: a commit in the
-   * binary form, holding it alone.
+   * The same, each with its encoding (`EncodedManifest`, a view that holds until the next read)
+   * where its record has it: a commit in the binary form, holding it alone.
    */
   *allEncoded(
     damaged?: (name: string, version: number, where: number) => void,

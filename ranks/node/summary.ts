@@ -79,13 +79,16 @@ export class Summarizer {
     let next = this.#ahead ?? this.#manifests.next();
     while (!next.done) {
       const held = next.value;
-      if (!("encoded" in held)) {
-        if (this.#sumUp(held)) page.add(held);
-      } else if (this.#sumUp(held.manifest)) page.addEncoded(held.encoded);
+      if ("encoded" in held) {
+        if (this.#sumUp(held.manifest)) page.addEncoded(held.encoded);
+      } else if (this.#sumUp(held)) page.add(held);
       next = this.#manifests.next();
       if (page.byteLength >= pageBytes) break;
     }
-    this.#ahead = next;
+    // Kept for the next page: its encoding, a view of a record read back, is copied.
+    this.#ahead = next.done || !("encoded" in next.value)
+      ? next
+      : { value: { ...next.value, encoded: next.value.encoded.slice() } };
     if (!next.done) return { rank, manifests: page.bytes() };
     this.#done = true;
     return { rank, manifests: page.bytes(), totals: this.#totals() };
