@@ -20,17 +20,15 @@
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/auth.ts";
-import { ChunkChecker } from "./protocol/checksums.ts";
+import { readChecker } from "./protocol/checksums.ts";
+import { dataBytesFor, rechunk } from "./protocol/pieces.ts";
 import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts";
 import { cannotConnect, looksLikeTlsRecord, openSocket } from "./protocol/connect.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
-import {
-  CHUNK_SIZE_BYTES,
-  DATA_FRAME_OVERHEAD_BYTES,
-  FRAME_HEADER_BYTES,
-  PROTOCOL_VERSION,
-} from "./protocol/limits.ts";
+import { parseRoute } from "./protocol/direct.ts";
+import { DataLinks, readDirect } from "./protocol/direct_reader.ts";
+import { CHUNK_SIZE_BYTES, FRAME_HEADER_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
 import type {
   DoctorReport,
   FileMeta,
@@ -73,6 +71,11 @@ export interface ClientOptions {
   token?: Uint8Array;
   /** PEM certificates to trust: the connection uses TLS and checks the server against them. */
   tlsCaCerts?: string[];
+  /**
+   * Read large files from the data nodes themselves when the server offers it
+   * (`protocol/direct.ts`), rather than through the server. Default true.
+   */
+  direct?: boolean;
 }
 
 /** Bytes to upload: a whole buffer, a stream, or any (async) iterable of byte arrays. */
@@ -104,6 +107,8 @@ export class DfsClient implements FileStore {
   #address: { hostname: string; port: number };
   #options: Required<Pick<ClientOptions, "verify" | "connectTimeoutMs">> & ClientOptions;
   #link: Link | null = null;
+  /** Connections to the data nodes' data ports, for direct reads. */
+  #dataLinks: DataLinks | undefined;
   #busy: Promise<void> = Promise.resolve();
   #nextId = 1;
   #closed = false;
@@ -327,22 +332,20 @@ export class DfsClient implements FileStore {
     const held = new Promise<void>((resolve) => release = resolve);
     let link!: Link;
     // The connection stays ours until the stream is read to the end, fails or is cancelled.
-    const meta = await this.#exclusive(async () => {
+    const { meta, pieces } = await this.#exclusive(async () => {
       link = await this.#connected();
-      await link.writer.send({ op: "get", id: this.#id(), name, ...range });
-      return resultOf<FileMeta>(await this.#readReply(link.reader));
+      return await this.#get(link, name, range);
     }, held);
-    const { check, finish } = this.#checker(name, meta, range);
+    const { check, finish } = readChecker(name, meta, range, this.#options.verify);
     const stream = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         try {
-          const reply = await this.#readReply(link.reader);
-          if (reply.op === "data") {
-            check(reply.bytes);
-            controller.enqueue(reply.bytes);
+          const piece = await pieces.next();
+          if (!piece.done) {
+            check(piece.value);
+            controller.enqueue(piece.value);
             return;
           }
-          if (reply.op !== "end") throw expectOk(reply) && unexpected(reply);
           finish();
           controller.close();
           release();
@@ -354,6 +357,7 @@ export class DfsClient implements FileStore {
       },
       cancel: () => {
         this.#drop(link); // unread frames are in flight: this connection cannot be reused
+        void pieces.return(undefined);
         release();
       },
     }, { highWaterMark: 0 });
@@ -375,20 +379,16 @@ export class DfsClient implements FileStore {
   getBytes(name: string, range: ByteRange = {}): Promise<Uint8Array> {
     return this.#exclusive(async () => {
       const link = await this.#connected();
-      await link.writer.send({ op: "get", id: this.#id(), name, ...range });
-      const meta = resultOf<FileMeta>(await this.#readReply(link.reader));
+      const { meta, pieces } = await this.#get(link, name, range);
       try {
-        const { check, finish } = this.#checker(name, meta, range);
+        const { check, finish } = readChecker(name, meta, range, this.#options.verify);
         const out = new Uint8Array((range.end ?? meta.size) - (range.start ?? 0));
         let at = 0;
-        while (true) {
-          const reply = await this.#readReply(link.reader);
-          if (reply.op === "end") break;
-          if (reply.op !== "data") throw expectOk(reply) && unexpected(reply);
-          check(reply.bytes);
-          if (at + reply.bytes.length > out.length) throw unexpected(reply);
-          out.set(reply.bytes, at);
-          at += reply.bytes.length;
+        for await (const piece of pieces) {
+          check(piece);
+          if (at + piece.length > out.length) throw new DfsError("INTERNAL", "Too many bytes");
+          out.set(piece, at);
+          at += piece.length;
         }
         finish();
         return out;
@@ -400,36 +400,58 @@ export class DfsClient implements FileStore {
   }
 
   /**
-   * How a read of `name` is checked when `verify` is on: each chunk the range covers whole against
-   * its CRC32 or, for a whole file stored without CRC32s, the file against its SHA-256.
+   * Asks for `name` on `link`: its metadata, and its bytes as they come, from the server's data
+   * frames or, when the server offers a direct route, from the data nodes
+   * (`protocol/direct_reader.ts`); then tells the server the read is done.
    */
-  #checker(
+  async #get(
+    link: Link,
     name: string,
-    meta: FileMeta,
     range: ByteRange,
-  ): { check: (bytes: Uint8Array) => void; finish: () => void } {
-    if (!this.#options.verify) return { check: () => {}, finish: () => {} };
-    const whole = range.start === undefined && range.end === undefined;
-    const span = { start: range.start ?? 0, end: range.end ?? meta.size };
-    const checker = new ChunkChecker(name, meta.chunks, span);
-    const hash = whole && !checker.coversEveryByte ? createHash("sha256") : null;
-    return {
-      check: (bytes) => {
-        checker.update(bytes);
-        hash?.update(bytes);
-      },
-      finish: () => {
-        checker.finish();
-        if (hash && hash.digest("hex") !== meta.sha256) {
-          throw new DfsError("CORRUPTED", `Content of "${name}" does not match its SHA-256`);
-        }
-      },
+  ): Promise<{ meta: FileMeta; pieces: AsyncGenerator<Uint8Array> }> {
+    const id = this.#id();
+    const direct = this.#options.direct !== false ? { direct: true } : {};
+    await link.writer.send({ op: "get", id, name, ...range, ...direct });
+    const reply = expectOk(await this.#readReply(link.reader));
+    const meta = reply.result as FileMeta;
+    if (reply.direct === undefined) return { meta, pieces: this.#frames(link) };
+    const route = parseRoute(reply.direct, meta.chunks.length);
+    let fetching = Promise.resolve<unknown>(undefined);
+    const fetch = (index: number) => {
+      const fetched = fetching.then(async () => {
+        await link.writer.send({ op: "fetch", id, index });
+        const reply = await this.#readReply(link.reader);
+        if (reply.op !== "data") throw expectOk(reply) && unexpected(reply);
+        return reply.bytes;
+      });
+      fetching = fetched.catch(() => {});
+      return fetched;
     };
+    const span = { start: range.start ?? 0, end: range.end ?? meta.size };
+    this.#dataLinks ??= new DataLinks({ connectTimeoutMs: this.#options.connectTimeoutMs });
+    const chunks = readDirect(meta, route, span, this.#dataLinks, fetch);
+    const pieces = async function* () {
+      yield* chunks;
+      await fetching;
+      await link.writer.send({ op: "done", id });
+    };
+    return { meta, pieces: pieces() };
+  }
+
+  /** The bytes of a get's `data` frames until its `end`. */
+  async *#frames(link: Link): AsyncGenerator<Uint8Array> {
+    while (true) {
+      const reply = await this.#readReply(link.reader);
+      if (reply.op === "end") return;
+      if (reply.op !== "data") throw expectOk(reply) && unexpected(reply);
+      yield reply.bytes;
+    }
   }
 
   /** Closes the connection; later calls fail. */
   close(): void {
     this.#closed = true;
+    this.#dataLinks?.close();
     if (this.#link) this.#drop(this.#link);
   }
 
@@ -558,43 +580,4 @@ function unexpected(reply: Reply): DfsError {
     "INTERNAL",
     `Unexpected reply "${String(reply.op).slice(0, 40)}" from the server`,
   );
-}
-
-/**
- * The data payload that fits a server's frame limit: a whole chunk normally; less for a server
- * started with a smaller `--frame-size-bytes-max` (it joins the pieces back into chunks).
- */
-function dataBytesFor(frameSizeBytesMax: number | undefined): number {
-  if (typeof frameSizeBytesMax !== "number") return CHUNK_SIZE_BYTES;
-  return Math.max(1, Math.min(CHUNK_SIZE_BYTES, frameSizeBytesMax - DATA_FRAME_OVERHEAD_BYTES));
-}
-
-/** Turns any source into pieces of exactly `size` bytes (the last one shorter). */
-async function* rechunk(source: PutSource, size: number): AsyncIterable<Uint8Array> {
-  if (source instanceof Uint8Array) {
-    for (let at = 0; at < source.length; at += size) yield source.subarray(at, at + size);
-    return;
-  }
-  let buffer = new Uint8Array(size);
-  let filled = 0;
-  for await (const piece of source as AsyncIterable<Uint8Array>) {
-    if (filled === 0 && piece.length === size) {
-      yield piece; // already a whole piece: no copy
-      continue;
-    }
-    let at = 0;
-    while (at < piece.length) {
-      const n = Math.min(piece.length - at, size - filled);
-      buffer.set(piece.subarray(at, at + n), filled);
-      filled += n;
-      at += n;
-      if (filled === size) {
-        yield buffer;
-        // The writer has written it by the time we resume, but a new buffer keeps that obvious.
-        buffer = new Uint8Array(size);
-        filled = 0;
-      }
-    }
-  }
-  if (filled > 0) yield buffer.subarray(0, filled);
 }

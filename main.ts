@@ -30,7 +30,7 @@ import {
   clientSettings,
   clusterSecret,
   given,
-  nodeTlsCa,
+  nodeSettings,
   s3Settings,
   serveSecurity,
   uiSettings,
@@ -38,7 +38,6 @@ import {
   type Values,
 } from "./cli/settings.ts";
 import { DATA_BYTES_MAX, FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
-import { ZONE_PATTERN } from "./ranks/common/join.ts";
 import { runRemoteNode } from "./ranks/node/remote_node.ts";
 import { SERVE_DEFAULTS } from "./ranks/config.ts";
 import { startServer } from "./ranks/server.ts";
@@ -133,8 +132,7 @@ const RUNNERS: Record<CommandName, (values: Values, positionals: string[]) => Pr
 async function serve(values: Values): Promise<void> {
   const ranks = integer(values.ranks, "--ranks", "serve");
   const replicas = integer(values.replicas, "--replicas", "serve");
-  const port = integer(values.port, "--port", "serve");
-  if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`, "serve");
+  const port = portOf(values.port, "--port", "serve");
   const optional = (name: string) =>
     values[name] === undefined ? undefined : integer(values[name], `--${name}`, "serve");
   const { secret, tls } = await serveSecurity(values);
@@ -151,10 +149,7 @@ async function serve(values: Values): Promise<void> {
   }
   const nodePort = values["node-port"] === undefined
     ? SERVE_DEFAULTS.nodePort
-    : integer(values["node-port"], "--node-port", "serve");
-  if (nodePort > 65535) {
-    throw new UsageError(`--node-port must be at most 65535, got ${nodePort}`, "serve");
-  }
+    : portOf(values["node-port"], "--node-port", "serve");
   const nodeHost = values["node-host"] === undefined
     ? String(values.host)
     : given(values["node-host"], { source: "--node-host", wants: "HOST", command: "serve" });
@@ -248,41 +243,14 @@ function forgetNodesOf(value: string | boolean | undefined): number[] | undefine
 
 /** `dfs node`: one data node as a process of its own, joined to a server's node port. */
 async function node(values: Values): Promise<void> {
-  const required = (name: string, wants: string) => {
-    const value = given(values[name], { source: `--${name}`, wants, command: "node" });
-    if (value === undefined) throw new UsageError(`node needs --${name} ${wants}`, "node");
-    return value;
-  };
-  const joinAddress = required("join", "HOST:PORT");
-  const dataDir = required("data", "DIR");
-  const secret = await clusterSecret(values, "node");
-  if (secret === undefined) {
-    throw new UsageError("node needs --cluster-secret-file F, the server's cluster secret", "node");
-  }
-  const join = parseHostPort(joinAddress, "--join");
-  const zone = given(values.zone, { source: "--zone", wants: "a zone name", command: "node" });
-  const host = given(values.host, { source: "--host", wants: "a host name", command: "node" });
-  for (const [option, value] of [["--zone", zone], ["--host", host]] as const) {
-    if (value !== undefined && !ZONE_PATTERN.test(value)) {
-      throw new UsageError(
-        `${option} takes 1 to 128 letters, digits or .-_:, got "${value}"`,
-        "node",
-      );
-    }
-  }
-  const tlsCaCerts = await nodeTlsCa(values);
+  const { joinAddress, ...settings } = await nodeSettings(values);
   const stopping = new AbortController();
   const stop = () => stopping.abort();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   try {
     await runRemoteNode({
-      join,
-      dataDir,
-      secret,
-      zone,
-      host,
-      tlsCaCerts,
+      ...settings,
       signal: stopping.signal,
       onJoined: (rank) => console.log(`dfs: joined ${joinAddress} as rank ${rank}`),
     });
@@ -291,16 +259,6 @@ async function node(values: Values): Promise<void> {
     Deno.removeSignalListener("SIGTERM", stop);
   }
   console.error("dfs: node stopped");
-}
-
-/** `HOST:PORT` (IPv6 in brackets) as a hostname and port; a usage error otherwise. */
-function parseHostPort(text: string, option: string): { hostname: string; port: number } {
-  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
-  const port = Number(match?.[2]);
-  if (!match || port < 1 || port > 65535) {
-    throw new UsageError(`${option} takes HOST:PORT, got "${text}"`, "node");
-  }
-  return { hostname: match[1].replace(/^\[|\]$/g, ""), port };
 }
 
 /**
@@ -582,6 +540,13 @@ function integer(text: string | boolean | undefined, option: string, command: st
     throw new UsageError(`${option} must be a whole number, got "${text}"`, command);
   }
   return Number(text);
+}
+
+/** A port number option (0 to 65535); a usage error otherwise. */
+function portOf(text: string | boolean | undefined, option: string, command: string): number {
+  const port = integer(text, option, command);
+  if (port > 65535) throw new UsageError(`${option} must be at most 65535, got ${port}`, command);
+  return port;
 }
 
 /** A failure reported by the operating system (missing file, closed pipe, a directory in the way). */

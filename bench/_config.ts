@@ -47,13 +47,15 @@ export interface BenchConfig {
   scalingClients: number[];
   /** Node hosts of each `--multi-host` setup. */
   hosts: number[];
+  /** `--multi-host` with nodes that have no data port: every read goes through rank 0. */
+  throughRank0: boolean;
 }
 
 export const USAGE =
   `deno task bench [--scaling | --remote-nodes | --multi-host | --s3] [--quick] [--json] [--runs N]
        [--ranks N] [--size-mib N] [--files N] [--clients N] [--list-files N] [--fill-clients N]
        [--scaling-size-mib N] [--scaling-ranks 2,4,8,16] [--scaling-clients 1,4,16,64]
-       [--hosts 2,4,8]`;
+       [--hosts 2,4,8] [--through-rank0]`;
 
 /** What every measurement gets: the configuration, and notes for the reader of the figures. */
 export interface BenchContext {
@@ -89,6 +91,7 @@ export function parseConfig(args: string[]): BenchConfig {
       "scaling-ranks": { type: "string" },
       "scaling-clients": { type: "string" },
       hosts: { type: "string" },
+      "through-rank0": { type: "boolean", default: false },
     },
   });
   const quick = values.quick;
@@ -122,6 +125,7 @@ export function parseConfig(args: string[]): BenchConfig {
     scalingRanks: list("scaling-ranks", "2,4,8,16", BENCH_RANKS_MAX),
     scalingClients: list("scaling-clients", "1,4,16,64", CLIENTS_MAX),
     hosts: list("hosts", "2,4,8", MULTI_HOST_NODES_MAX),
+    throughRank0: values["through-rank0"],
   };
 }
 

@@ -41,6 +41,8 @@ const REPLICAS = 2;
 const RANK0_HOST = "r0";
 /** Client processes, each in a host of its own, sharing the `--clients` connections. */
 export const CLIENT_HOSTS_MAX = 2;
+/** Each node's data port, where clients read directly (unless `--through-rank0`). */
+const DATA_PORT = 7073;
 /** Port of the bare TCP receivers (each host is a namespace of its own: a fixed port is safe). */
 const SINK_PORT = 7099;
 /** How long rank 0 may take to print its ready line, a node to join, a script to connect. */
@@ -94,6 +96,10 @@ export async function runMultiHost(bench: BenchContext): Promise<Figure[]> {
     "the bare rows are one TCP stream from a client host, through one limiter and through none: " +
       "what the network itself gives, one sample per run of every setup",
     "the scrubber is off (--scrub-bytes-per-sec 0), so it takes nothing from the links",
+    config.throughRank0
+      ? "the nodes have no data port: every byte read passes through rank 0 (--through-rank0)"
+      : "each node has a data port: clients read chunks from the nodes directly; writes go " +
+        "through rank 0",
   );
   const samples = new Map<string, number[]>();
   const add = (key: string, value: number) =>
@@ -273,6 +279,7 @@ async function startCluster(
         ...dfs,
         ...["node", "--join", join, "--data", `${dir}/${host}`],
         ...["--cluster-secret-file", secretFile, "--zone", `z${i + 1}`, "--host", host],
+        ...(config.throughRank0 ? [] : ["--data-port", String(DATA_PORT)]),
       ],
     });
     nodes.push(node);

@@ -62,6 +62,20 @@ const NODE_OPTIONS: OptionSpec[] = [
     defaultText: "the system's host name",
     help: "this host's name, as the server shows it",
   },
+  {
+    name: "data-port",
+    type: "string",
+    value: "PORT",
+    defaultText: "none: clients read through the server",
+    help: "serve clients' reads of large files here directly (0: any free port)",
+  },
+  {
+    name: "data-host",
+    type: "string",
+    value: "H",
+    defaultText: "listen on all; tell clients the address the node reaches the server from",
+    help: "the address the data port listens on and clients reach it at",
+  },
 ];
 
 export interface CommandSpec {

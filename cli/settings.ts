@@ -10,6 +10,7 @@
 import { DfsError } from "../protocol/errors.ts";
 import { TOKEN_BYTES_MAX, tokenFromText } from "../protocol/auth.ts";
 import { CREDENTIALS_FILE_BYTES_MAX, parseCredentials } from "../ranks/s3/credentials.ts";
+import { ZONE_PATTERN } from "../ranks/common/join.ts";
 
 /** A mistake in how the command was called (exit 2); `command` names the help to point to. */
 export class UsageError extends Error {
@@ -344,4 +345,76 @@ function usageOnError<T>(check: () => T, command?: string): T {
     if (error instanceof DfsError) throw new UsageError(error.message, command);
     throw error;
   }
+}
+
+/** What `dfs node` runs with (`runRemoteNode`'s options), from its command line. */
+export interface NodeSettings {
+  /** `--join` as given. */
+  joinAddress: string;
+  join: { hostname: string; port: number };
+  dataDir: string;
+  secret: Uint8Array;
+  zone?: string;
+  host?: string;
+  tlsCaCerts?: string[];
+  dataPort?: number;
+  dataHost?: string;
+}
+
+/**
+ * Reads `dfs node`'s options.
+ *
+ * @throws {UsageError} for a missing or malformed one.
+ */
+export async function nodeSettings(values: Values): Promise<NodeSettings> {
+  const command = "node";
+  const required = (name: string, wants: string) => {
+    const value = given(values[name], { source: `--${name}`, wants, command });
+    if (value === undefined) throw new UsageError(`node needs --${name} ${wants}`, command);
+    return value;
+  };
+  const joinAddress = required("join", "HOST:PORT");
+  const dataDir = required("data", "DIR");
+  const secret = await clusterSecret(values, command);
+  if (secret === undefined) {
+    throw new UsageError(
+      "node needs --cluster-secret-file F, the server's cluster secret",
+      command,
+    );
+  }
+  const zone = given(values.zone, { source: "--zone", wants: "a zone name", command });
+  const host = given(values.host, { source: "--host", wants: "a host name", command });
+  for (const [option, value] of [["--zone", zone], ["--host", host]] as const) {
+    if (value !== undefined && !ZONE_PATTERN.test(value)) {
+      throw new UsageError(
+        `${option} takes 1 to 128 letters, digits or .-_:, got "${value}"`,
+        command,
+      );
+    }
+  }
+  const port = given(values["data-port"], { source: "--data-port", wants: "PORT", command });
+  if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) <= 65535)) {
+    throw new UsageError(`--data-port takes a port from 0 to 65535, got "${port}"`, command);
+  }
+  return {
+    joinAddress,
+    join: parseHostPort(joinAddress, "--join"),
+    dataDir,
+    secret,
+    zone,
+    host,
+    tlsCaCerts: await nodeTlsCa(values),
+    dataPort: port === undefined ? undefined : Number(port),
+    dataHost: given(values["data-host"], { source: "--data-host", wants: "H", command }),
+  };
+}
+
+/** `HOST:PORT` (IPv6 in brackets) as a hostname and port; a usage error otherwise. */
+function parseHostPort(text: string, option: string): { hostname: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) {
+    throw new UsageError(`${option} takes HOST:PORT, got "${text}"`, "node");
+  }
+  return { hostname: match[1].replace(/^\[|\]$/g, ""), port };
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { DfsError } from "./errors.ts";
 
@@ -98,4 +99,35 @@ export class ChunkChecker {
   #corrupted(what: string): DfsError {
     return new DfsError("CORRUPTED", `Content of "${this.#name}" is damaged: ${what}`);
   }
+}
+
+/**
+ * How a read of `name` (a `range` of it, or all) is checked when `verify` is on: each chunk the
+ * range covers whole against its CRC32 or, for a whole file stored without CRC32s, the file
+ * against its SHA-256. `check` takes the bytes in order; `finish` throws `CORRUPTED` if they
+ * did not match.
+ */
+export function readChecker(
+  name: string,
+  meta: { size: number; sha256: string; chunks: readonly { size: number; crc32?: number }[] },
+  range: { start?: number; end?: number },
+  verify: boolean,
+): { check: (bytes: Uint8Array) => void; finish: () => void } {
+  if (!verify) return { check: () => {}, finish: () => {} };
+  const whole = range.start === undefined && range.end === undefined;
+  const span = { start: range.start ?? 0, end: range.end ?? meta.size };
+  const checker = new ChunkChecker(name, meta.chunks, span);
+  const hash = whole && !checker.coversEveryByte ? createHash("sha256") : null;
+  return {
+    check: (bytes) => {
+      checker.update(bytes);
+      hash?.update(bytes);
+    },
+    finish: () => {
+      checker.finish();
+      if (hash && hash.digest("hex") !== meta.sha256) {
+        throw new DfsError("CORRUPTED", `Content of "${name}" does not match its SHA-256`);
+      }
+    },
+  };
 }

@@ -32,6 +32,7 @@
  * @module
  */
 
+import type { DirectRoute } from "./direct.ts";
 import { DfsError, type WireError } from "./errors.ts";
 import {
   DATA_BYTES_MAX,
@@ -200,7 +201,11 @@ export type Request =
   | { op: "data"; id: number; bytes: Uint8Array; crc32?: number }
   | { op: "end"; id: number; sha256?: string }
   | { op: "abort"; id: number }
-  | { op: "get"; id: number; name: string; start?: number; end?: number }
+  | { op: "get"; id: number; name: string; start?: number; end?: number; direct?: boolean }
+  /** During a direct read (see `protocol/direct.ts`): chunk `index` through rank 0. */
+  | { op: "fetch"; id: number; index: number }
+  /** A direct read is over: rank 0 lets its version go. */
+  | { op: "done"; id: number }
   | { op: "meta"; id: number; name: string }
   | { op: "list"; id: number; prefix: string; after?: string; limit?: number }
   | { op: "rm"; id: number; name: string }
@@ -239,7 +244,7 @@ export type Reply =
     challenge?: Uint8Array;
   }
   | { op: "auth"; proof: Uint8Array }
-  | { op: "ok"; id: number; result?: unknown }
+  | { op: "ok"; id: number; result?: unknown; direct?: DirectRoute }
   | { op: "data"; id: number; bytes: Uint8Array }
   | { op: "entries"; id: number; entries: ListEntry[] }
   | { op: "end"; id: number }
@@ -303,8 +308,13 @@ export function parseRequest(value: unknown): Request {
       const request: Request = { op, id, name: validateName(m.name) };
       if (m.start !== undefined && m.start !== null) request.start = checkSize(m.start, "start");
       if (m.end !== undefined && m.end !== null) request.end = checkSize(m.end, "end");
+      if (m.direct === true) request.direct = true;
       return request;
     }
+    case "fetch":
+      return { op, id, index: checkCount(m.index, "index", { min: 0 }) };
+    case "done":
+      return { op, id };
     case "meta":
       return { op, id, name: validateName(m.name) };
     case "list": {
@@ -374,9 +384,9 @@ function checkSize(size: unknown, what = "size"): number {
   return size;
 }
 
-function checkCount(value: unknown, what: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
-    throw invalid(`${what} must be a positive integer`);
+function checkCount(value: unknown, what: string, options = { min: 1 }): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < options.min) {
+    throw invalid(`${what} must be ${options.min === 0 ? "a whole number" : "a positive integer"}`);
   }
   return value;
 }

@@ -46,7 +46,11 @@ export interface Server extends AsyncDisposable {
  * @throws {DfsError} as `startCluster` and `serveClients` do; nothing keeps running then.
  */
 export async function startServer(options: ServerOptions): Promise<Server> {
-  const cluster = await startCluster(options);
+  // Data ports do not speak TLS: clients that do read through rank 0.
+  const cluster = await startCluster({
+    ...options,
+    directReads: options.directReads ?? !options.tls,
+  });
   let gateway: ClientServer | undefined;
   let s3: S3Server | undefined;
   let ui: UiServer | undefined;

@@ -12,6 +12,7 @@
  */
 
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
+import type { DirectRoute } from "../../protocol/direct.ts";
 import type {
   DoctorReport,
   FileMeta,
@@ -115,6 +116,18 @@ export interface FileReader {
   chunks(): AsyncIterable<Uint8Array>;
   /** Hands a chunk's buffer back once it has been written out. */
   recycle(chunk: Uint8Array): void;
+  /**
+   * Opened with `direct`: where the client may read the chunks from the data nodes themselves
+   * (`protocol/direct.ts`), when the store offers it; `chunks()` is then not called.
+   */
+  readonly route?: DirectRoute;
+  /**
+   * Reads chunk `index` of the version opened, whole, and hands it to `send` (its buffer is
+   * reused once `send` resolves): a chunk a direct reader could get from no node.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for an index out of the file.
+   */
+  fetch?(index: number, send: (bytes: Uint8Array) => Promise<void>): Promise<void>;
   close(): void;
 }
 
@@ -147,7 +160,11 @@ export interface StreamingFileStore extends FileStore {
    * Opens the current version of `name`; its chunks are read ahead within `budget` (shared by
    * the caller's reads, e.g. one connection's) and the server-wide read-ahead.
    */
-  openRead(name: string, range?: ByteRange, options?: { budget?: Semaphore }): FileReader;
+  openRead(
+    name: string,
+    range?: ByteRange,
+    options?: { budget?: Semaphore; direct?: boolean },
+  ): FileReader;
   /**
    * The names `list` gives, in order, as pages of at most `LIST_PAGE_ENTRIES_MAX` made as they
    * are asked for: a listing of any length is streamed in bounded memory. Stopping the iteration

@@ -17,6 +17,7 @@
  */
 
 import { AUTH_NONCE_BYTES, AUTH_PROOF_BYTES } from "../../protocol/auth.ts";
+import { DATA_ADDRESS_PATTERN } from "../../protocol/direct.ts";
 import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
 
 /**
@@ -55,6 +56,8 @@ export interface JoinRequest {
   zone: string;
   /** The host name the node runs on, as it says (shown in `status`). */
   host: string;
+  /** `HOST:PORT` of its data port, where clients read chunks directly (`node/data_port.ts`). */
+  data?: string;
   nonce: Uint8Array;
   proof: Uint8Array;
 }
@@ -91,6 +94,13 @@ function isObject(value: unknown): value is Record<string, unknown> {
 function bytesOf(value: unknown, length: number, what: string): Uint8Array {
   if (!(value instanceof Uint8Array) || value.length !== length) {
     invalid(`${what} is not ${length} bytes`);
+  }
+  return value;
+}
+
+function dataAddressOf(value: unknown): string {
+  if (typeof value !== "string" || !DATA_ADDRESS_PATTERN.test(value)) {
+    invalid("data is not HOST:PORT");
   }
   return value;
 }
@@ -141,6 +151,7 @@ export function parseJoin(value: unknown): JoinRequest {
     rank: rank as number | null,
     zone: value.zone as string,
     host: value.host as string,
+    ...(value.data === undefined || value.data === null ? {} : { data: dataAddressOf(value.data) }),
     nonce: bytesOf(value.nonce, AUTH_NONCE_BYTES, "nonce"),
     proof: bytesOf(value.proof, AUTH_PROOF_BYTES, "proof"),
   };

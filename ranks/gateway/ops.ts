@@ -27,12 +27,14 @@ export type RequestOf<O extends Request["op"]> = Extract<Request, { op: O }>;
  * - `call`: one `ok {result}`; runs alongside the connection's other requests.
  * - `list`: the store's pages as `entries` frames paged by count and bytes, each sent (to the
  *   socket) before the next page is asked for, then `end`.
- * - `read`: `ok {result: meta}`, the bytes in `data` frames, then `end`.
+ * - `read`: `ok {result: meta}`, the bytes in `data` frames, then `end`; or, when the reader has a
+ *   route, `ok {result: meta, direct: route}` and the reader held until the client is done.
  * - `upload`: starts an upload under the request's id; nothing is answered until its `end`.
  * - `write`, `commit`, `abort`: the next step of the upload the id names. `write` is not
  *   answered (`drop` recycles a data frame of an upload that already failed); `commit` is
  *   answered `ok {result: meta}`; `abort` with an `INVALID_REQUEST` error.
- * - `now`: done before the next frame is read, answered `ok` with no result; claims no id.
+ * - `fetch`, `done`: the next step of the direct read the id names (`direct_reads.ts`): a chunk
+ *   through rank 0 (answered by a `data` or an `error` frame), or the read's end (not answered).
  */
 export type Op<R extends Request> =
   | { kind: "call"; call(request: R, context: OpContext): Promise<unknown> }
@@ -45,7 +47,9 @@ export type Op<R extends Request> =
     drop(request: R, context: OpContext): void;
   }
   | { kind: "commit"; commit(request: R, upload: Upload): Promise<FileMeta> }
-  | { kind: "abort"; abort(request: R, upload: Upload): Promise<void> };
+  | { kind: "abort"; abort(request: R, upload: Upload): Promise<void> }
+  | { kind: "fetch" }
+  | { kind: "done" };
 
 /** The CBOR protocol's table: one entry for every request op of `protocol/messages.ts`. */
 export const CBOR_OPS: { readonly [O in Request["op"]]: Op<RequestOf<O>> } = {
@@ -64,8 +68,13 @@ export const CBOR_OPS: { readonly [O in Request["op"]]: Op<RequestOf<O>> } = {
   get: {
     kind: "read",
     open: (r, { store, readBudget }) =>
-      store.openRead(r.name, { start: r.start, end: r.end }, { budget: readBudget }),
+      store.openRead(r.name, { start: r.start, end: r.end }, {
+        budget: readBudget,
+        ...(r.direct ? { direct: true } : {}),
+      }),
   },
+  fetch: { kind: "fetch" },
+  done: { kind: "done" },
   meta: { kind: "call", call: (r, { store }) => store.meta(r.name) },
   list: {
     kind: "list",

@@ -89,6 +89,11 @@ Deno.test("opOf() opens a read within the connection's budget and begins an uplo
   const read = await serve({ op: "get", name: "a", start: 1, end: 5 });
   assert.equal(read.kind, "read");
   assert.deepEqual(read.calls, [["openRead", "a", { start: 1, end: 5 }, { budget: read.budget }]]);
+  const direct = await serve({ op: "get", name: "a", direct: true });
+  assert.deepEqual(direct.calls, [["openRead", "a", { start: undefined, end: undefined }, {
+    budget: direct.budget,
+    direct: true,
+  }]]);
   const put = await serve({ op: "put", name: "a", size: 5, replicas: 2, checksums: true });
   assert.equal(put.kind, "upload");
   assert.deepEqual(put.calls, [["beginUpload", "a", { size: 5, replicas: 2, checksums: true }]]);

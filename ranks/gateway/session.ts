@@ -38,7 +38,8 @@ import type { ServerLimits } from "../config.ts";
 import { systemClock } from "../env/system.ts";
 import type { Clock, TimerHandle } from "../env/env.ts";
 import { FAILED_UPLOADS_PER_REQUEST_MAX, SERVER_NAME } from "./limits.ts";
-import { type Op, type OpContext, opOf } from "./ops.ts";
+import { type Op, type OpContext, opOf, type RequestOf } from "./ops.ts";
+import { DirectReads } from "./direct_reads.ts";
 
 /** What a session needs of its socket: a `Deno.Conn`, or any byte stream in a test. */
 export type SessionStream = ByteStream & { close(): void };
@@ -87,6 +88,7 @@ export class Session {
   #failedUploads = new Set<number>();
   #tasks = new Map<number, Promise<void>>();
   #readers = new Set<{ close(): void }>();
+  #direct: DirectReads;
   #closed = false;
   #finished: Promise<void> | null = null;
   #clock: Clock;
@@ -117,6 +119,7 @@ export class Session {
       stallTimeoutMs: this.#limits.writeTimeoutMs,
       onStall: () => this.#shut(),
     });
+    this.#direct = new DirectReads(this.#writer, this.#clock);
   }
 
   run(): Promise<void> {
@@ -245,6 +248,7 @@ export class Session {
     this.#clock.clearTimeout(this.#stallTimer);
     this.#stallTimer = undefined;
     this.#abandonWait?.();
+    this.#direct.close();
     if (this.#closed) return;
     this.#closed = true;
     this.#writer.close();
@@ -306,6 +310,10 @@ export class Session {
         return this.#end(id, (upload) => op.commit(request, upload));
       case "abort":
         return this.#abort(id, (upload) => op.abort(request, upload));
+      case "fetch":
+        return this.#direct.fetch(id, (request as RequestOf<"fetch">).index);
+      case "done":
+        return this.#direct.done(id);
       case "call":
         this.#checkFreeId(id);
         return this.#spawn(
@@ -326,7 +334,8 @@ export class Session {
           const reader = op.open(request, context);
           this.#readers.add(reader);
           try {
-            await sendRead(this.#writer, id, reader, () => this.#closed);
+            if (reader.route) await this.#direct.serve(id, reader);
+            else await sendRead(this.#writer, id, reader, () => this.#closed);
           } finally {
             reader.close();
             this.#readers.delete(reader);

@@ -38,6 +38,8 @@ import type { DataNode } from "./data_node.ts";
 import { openDataNode } from "./open_node.ts";
 import { lockDataDir } from "./data_dir.ts";
 import { serveNode } from "./serve.ts";
+import { type DataPort, serveDataPort } from "./data_port.ts";
+import { grantKey } from "../../protocol/direct.ts";
 
 /** The file in a node's folder that holds its identity. */
 export const NODE_FILE = "node.json";
@@ -82,6 +84,16 @@ export interface RemoteNodeOptions {
   zone?: string;
   /** Trust these certificates and speak TLS to rank 0. */
   tlsCaCerts?: string[];
+  /**
+   * Serve clients' direct reads on this port (`data_port.ts`; 0 picks a free one). Without it,
+   * clients read this node's chunks through rank 0.
+   */
+  dataPort?: number;
+  /**
+   * The address the data port listens on and clients are told to reach it at (default: it listens
+   * on every address, and clients are told the address this node reaches rank 0 from).
+   */
+  dataHost?: string;
   /** Told each time the node has joined (and said it is ready). */
   onJoined?: (rank: number) => void;
   /** Stops the node: it finishes what it was doing and returns. */
@@ -103,6 +115,7 @@ export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
   await env.fs.mkdir(options.dataDir, { recursive: true });
   const lock = await lockDataDir(options.dataDir, env);
   let node: DataNode | undefined;
+  let dataPort: DataPort | undefined;
   try {
     let identity = await readIdentity(options, env);
     /** The device the store was on when first opened; a store opened again must be on it. */
@@ -112,9 +125,10 @@ export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
     // The buffers large reads go into, reused once their bytes are on the socket: a fresh 1 MiB
     // buffer per read cost the node much of its time in page faults.
     const readBuffers = new BufferPool(FRAME_SIZE_BYTES_MAX, { buffersMax: NODE_READ_BUFFERS_MAX });
+    dataPort = openDataPort(options, env, () => node);
     while (!options.signal?.aborted) {
       try {
-        const joined = await joinOnce(options, { identity, host, zone });
+        const joined = await joinOnce(options, { identity, host, zone, dataPort: dataPort?.port });
         if (identity.clusterId === null || identity.rank === null) {
           identity = { ...identity, clusterId: joined.clusterId, rank: joined.rank };
           await writeIdentity(options.dataDir, identity, env);
@@ -146,9 +160,27 @@ export async function runRemoteNode(options: RemoteNodeOptions): Promise<void> {
       await sleep(env, waitMs, options.signal);
     }
   } finally {
+    await dataPort?.close();
     await node?.close().catch(() => {});
     lock.close();
   }
+}
+
+/**
+ * Opens the data port when `dataPort` is given (`data_port.ts`).
+ *
+ * @throws the listen error (address in use, no permission).
+ */
+function openDataPort(
+  options: RemoteNodeOptions,
+  env: Env,
+  node: () => DataNode | undefined,
+): DataPort | undefined {
+  if (options.dataPort === undefined) return undefined;
+  const listener = Deno.listen({ hostname: options.dataHost ?? "0.0.0.0", port: options.dataPort });
+  const pool = new BufferPool(FRAME_SIZE_BYTES_MAX, { buffersMax: NODE_READ_BUFFERS_MAX });
+  const key = grantKey(options.secret);
+  return serveDataPort(listener, { node, key, pool, clock: env.clock, log: env.log });
 }
 
 /** A link to rank 0 that passed the join handshake. */
@@ -162,7 +194,7 @@ interface Joined {
 /** Connects to rank 0 and runs the handshake. Throws rank 0's refusal as a DfsError. */
 async function joinOnce(
   options: RemoteNodeOptions,
-  me: { identity: NodeIdentity; host: string; zone: string },
+  me: { identity: NodeIdentity; host: string; zone: string; dataPort?: number },
 ): Promise<Joined> {
   const { hostname, port } = options.join;
   const conn = await openSocket(hostname, port, {
@@ -197,6 +229,9 @@ async function joinOnce(
       rank: identity.rank,
       zone: me.zone,
       host: me.host,
+      data: me.dataPort === undefined
+        ? undefined
+        : dataAddress(options.dataHost ?? (conn.localAddr as Deno.NetAddr).hostname, me.dataPort),
       nonce,
       proof: nodeProof(options.secret, hello.nonce, nonce),
     });
@@ -355,6 +390,11 @@ async function holdsAnything(env: Env, dir: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** `HOST:PORT` for a client to reach the data port at (IPv6 in brackets). */
+function dataAddress(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }
 
 function address(options: RemoteNodeOptions): string {

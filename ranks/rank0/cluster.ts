@@ -10,6 +10,7 @@
  * @module
  */
 
+import { grantKey } from "../../protocol/direct.ts";
 import { join } from "node:path";
 import { DfsError } from "../../protocol/errors.ts";
 import { Comm } from "../comm/comm.ts";
@@ -58,6 +59,11 @@ export interface ClusterOptions {
   };
   /** The zone of the Worker data nodes (default: this host's name). */
   zone?: string;
+  /**
+   * Offer clients routes to read large files from the remote nodes that have a data port
+   * (`protocol/direct.ts`; default: whenever there is a node port).
+   */
+  directReads?: boolean;
   /**
    * Remote nodes to forget before start-up (`--forget-node`): a host that is gone for good, which
    * start-up would otherwise wait for. What only it held is lost; the rest is re-replicated.
@@ -154,6 +160,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       env,
       dataNodesMax: options.nodePort ? RANKS_MAX - 1 : undefined,
       cacheBytes: options.cacheBytes,
+      grantKey: options.nodePort && options.directReads !== false
+        ? grantKey(options.nodePort.secret)
+        : undefined,
     });
     remotes.store = store;
     tcp.pool = store.pool; // a chunk read from a remote node arrives in one of rank 0's buffers

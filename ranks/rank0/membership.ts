@@ -37,6 +37,8 @@ export interface NodeInfo {
   zone: string;
   /** `HOST:PORT` it connects from (remote nodes, once connected). */
   address?: string;
+  /** `HOST:PORT` of its data port, where clients read chunks directly (when it has one). */
+  dataAddress?: string;
 }
 
 /** Why a node is down, and since when (monotonic ms). */

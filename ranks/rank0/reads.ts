@@ -14,6 +14,7 @@ import { fileMetaOf, type Manifest } from "../common/manifest.ts";
 import { isDamaged } from "../common/replication.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import type { ChunkCache } from "./chunk_cache.ts";
+import type { DirectRoutes } from "./direct_routes.ts";
 import type { Namespace } from "./namespace.ts";
 import type { NodeClient } from "./node_client.ts";
 import type { Releases } from "./releases.ts";
@@ -44,6 +45,7 @@ export class Reads {
   #replicas: Replicas;
   #throughput: Throughput;
   #cache: ChunkCache | undefined;
+  #routes: DirectRoutes | undefined;
 
   constructor(
     parts: {
@@ -55,8 +57,11 @@ export class Reads {
       cache?: ChunkCache;
       /** Counts each read opened (a `get`) and the bytes handed out. */
       throughput: Throughput;
+      /** Signs routes for reads from the data nodes themselves; without it, none is offered. */
+      routes?: DirectRoutes;
     },
   ) {
+    this.#routes = parts.routes;
     this.#nodes = parts.nodes;
     this.#namespace = parts.namespace;
     this.#releases = parts.releases;
@@ -77,7 +82,7 @@ export class Reads {
   open(
     name: string,
     range: ByteRange = {},
-    options: { budget?: Semaphore; counted?: boolean } = {},
+    options: { budget?: Semaphore; counted?: boolean; direct?: boolean } = {},
   ): FileReader {
     const m = this.#namespace.lookup(name);
     const start = range.start ?? 0;
@@ -123,7 +128,22 @@ export class Reads {
     const throughput = options.counted === false ? undefined : this.#throughput;
     throughput?.op("get");
     const chunks = () => this.#readChunks(m, start, end, permits, throughput);
-    return { meta: fileMetaOf(m, this.#zoneOf), start, end, chunks, recycle, close };
+    const route = options.direct ? this.#routes?.routeOf(m, start, end) : undefined;
+    const fetch = async (index: number, send: (bytes: Uint8Array) => Promise<void>) => {
+      if (!open) throw new DfsError("UNAVAILABLE", `The read of "${name}" is closed`);
+      if (!(Number.isSafeInteger(index) && index >= 0 && index < m.chunks.length)) {
+        throw new DfsError("INVALID_REQUEST", `"${name}" has no chunk ${index}`);
+      }
+      const bytes = await this.#readChunk(m, index);
+      try {
+        throughput?.read(bytes.length);
+        await send(bytes);
+      } finally {
+        this.#nodes.recycle(bytes);
+      }
+    };
+    const meta = fileMetaOf(m, this.#zoneOf);
+    return { meta, start, end, chunks, recycle, close, route, fetch };
   }
 
   /** The bytes `start` to `end` of `m`, reading only the chunks that hold them. */

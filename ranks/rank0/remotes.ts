@@ -126,6 +126,7 @@ export class Remotes {
       this.#reserved.delete(join.nodeId);
       await awaitReady(comm, rank);
       const info: NodeInfo = { kind: "remote", zone: join.zone, address };
+      if (join.data !== undefined) info.dataAddress = join.data;
       if (membership.infoOf(rank) === undefined) store.addNode(rank, info);
       else membership.setInfo(rank, info);
       if (!this.#started) {

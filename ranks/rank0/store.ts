@@ -47,6 +47,7 @@ import { NodeClient } from "./node_client.ts";
 import { LoadTracker } from "./placement.ts";
 import type { RecoveryPlan } from "./plans.ts";
 import { Reads } from "./reads.ts";
+import { DirectRoutes } from "./direct_routes.ts";
 import { Recovery } from "./recovery.ts";
 import { Releases } from "./releases.ts";
 import { Replicas } from "./replicas.ts";
@@ -80,6 +81,11 @@ export interface StoreOptions {
    * nodes there are now (puts answer `UNAVAILABLE` until enough are up). Default: none may.
    */
   dataNodesMax?: number;
+  /**
+   * The key to sign read grants with (`grantKey` of the cluster secret): reads of large files
+   * whose chunks are on nodes with a data port are then offered a direct route. Default: none.
+   */
+  grantKey?: Uint8Array;
 }
 
 /** The store rank 0 serves. Call `recover()` once before serving. */
@@ -143,6 +149,9 @@ export class DfsStore implements StreamingFileStore {
       replicas: replicaCopies,
       throughput: this.throughput,
       cache,
+      routes: options.grantKey === undefined
+        ? undefined
+        : new DirectRoutes({ membership, key: options.grantKey, clock }),
     });
     this.health = new Health({
       index: this.#index,
@@ -246,7 +255,11 @@ export class DfsStore implements StreamingFileStore {
     return await this.#namespace.compose({ name, sha256, ...attrs }, sources);
   }
 
-  openRead(name: string, range?: ByteRange, options?: { budget?: Semaphore }): FileReader {
+  openRead(
+    name: string,
+    range?: ByteRange,
+    options?: { budget?: Semaphore; direct?: boolean },
+  ): FileReader {
     return this.#reads.open(name, range, options);
   }
 

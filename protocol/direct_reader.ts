@@ -1,0 +1,200 @@
+/**
+ * The client's side of direct reads (`direct.ts`): connections to the data nodes' data ports, one
+ * per node, each with several reads in flight; and a read of a file's range from them, chunk by
+ * chunk in order, each chunk from one replica (spread by chunk index) and failing over to the
+ * others, and through rank 0 when no node gives it.
+ *
+ * @module
+ */
+
+import { FrameReader, FrameWriter, setNoDelay } from "./conn.ts";
+import { openSocket } from "./connect.ts";
+import { DIRECT_PROTOCOL_VERSION, type DirectRoute, idsOf } from "./direct.ts";
+import { DfsError, type WireError } from "./errors.ts";
+import { decodeFrameBody } from "./frame.ts";
+import type { FileMeta } from "./messages.ts";
+
+/** Chunks one direct read has in flight (over all the nodes it reads from). */
+export const DIRECT_CHUNKS_INFLIGHT_MAX = 8;
+/** Data ports a client keeps connections to; the least recently used is closed beyond this. */
+export const DATA_LINKS_MAX = 64;
+
+type Pending = { resolve: (bytes: Uint8Array) => void; reject: (error: unknown) => void };
+
+/** One connection to a data port. */
+class DataLink {
+  #conn: Deno.Conn;
+  #writer: FrameWriter;
+  #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #failure: DfsError | undefined;
+
+  private constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    this.#writer = new FrameWriter(conn);
+  }
+
+  /** Connects and greets. @throws {DfsError} `UNAVAILABLE`, `VERSION_MISMATCH`. */
+  static async open(address: string, connectTimeoutMs: number): Promise<DataLink> {
+    const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+    if (match === null) throw new DfsError("INVALID_REQUEST", `Bad data port "${address}"`);
+    const conn = await openSocket(match[1] ?? match[2], Number(match[3]), { connectTimeoutMs });
+    setNoDelay(conn);
+    const link = new DataLink(conn);
+    const reader = new FrameReader(conn);
+    try {
+      await link.#writer.send({ op: "hello", version: DIRECT_PROTOCOL_VERSION });
+      const body = await reader.read();
+      const hello = body === null ? null : decodeFrameBody(body) as { op?: string };
+      if (hello?.op === "error") throw DfsError.fromWire(hello as unknown as WireError);
+      if (hello?.op !== "hello") throw new DfsError("UNAVAILABLE", `${address} sent no hello`);
+    } catch (error) {
+      link.close();
+      throw error;
+    }
+    void link.#receive(reader, address);
+    return link;
+  }
+
+  get broken(): boolean {
+    return this.#failure !== undefined;
+  }
+
+  /** Reads a chunk; resolves with its bytes. @throws {DfsError} the node's error. */
+  read(request: Record<string, unknown>): Promise<Uint8Array> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const id = this.#nextId;
+    this.#nextId = id >= 0xffff_ffff ? 1 : id + 1;
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    this.#pending.set(id, { resolve, reject });
+    this.#writer.send({ op: "read", id, ...request }).catch((error) => this.#fail(error));
+    return promise;
+  }
+
+  close(): void {
+    this.#fail(new DfsError("UNAVAILABLE", "Data port connection closed"));
+  }
+
+  async #receive(reader: FrameReader, address: string): Promise<void> {
+    try {
+      while (true) {
+        const body = await reader.read();
+        if (body === null) throw new DfsError("UNAVAILABLE", `${address} closed the connection`);
+        const reply = decodeFrameBody(body) as { op: string; id: number; bytes?: Uint8Array };
+        const pending = this.#pending.get(reply.id);
+        if (reply.op === "error" && (reply.id === 0 || pending === undefined)) {
+          throw DfsError.fromWire(reply as unknown as WireError);
+        }
+        if (pending === undefined) throw new DfsError("INTERNAL", `${address} sent a stray reply`);
+        this.#pending.delete(reply.id);
+        if (reply.op === "data" && reply.bytes instanceof Uint8Array) pending.resolve(reply.bytes);
+        else if (reply.op === "error") {
+          pending.reject(DfsError.fromWire(reply as unknown as WireError));
+        } else pending.reject(new DfsError("INTERNAL", `${address} sent "${reply.op}"`));
+      }
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #fail(error: unknown): void {
+    this.#failure ??= error instanceof DfsError
+      ? error
+      : new DfsError("UNAVAILABLE", `Data port failed: ${(error as Error).message}`);
+    try {
+      this.#conn.close();
+    } catch { /* closed already */ }
+    for (const pending of this.#pending.values()) pending.reject(this.#failure);
+    this.#pending.clear();
+  }
+}
+
+/** A client's connections to data ports, opened as needed and kept for the next reads. */
+export class DataLinks {
+  #links = new Map<string, Promise<DataLink>>();
+  #connectTimeoutMs: number;
+
+  constructor(options: { connectTimeoutMs: number }) {
+    this.#connectTimeoutMs = options.connectTimeoutMs;
+  }
+
+  /** Reads a chunk from the data port at `address`. @throws {DfsError} as the node answers. */
+  async read(address: string, request: Record<string, unknown>): Promise<Uint8Array> {
+    return (await this.#linkTo(address)).read(request);
+  }
+
+  close(): void {
+    for (const link of this.#links.values()) link.then((l) => l.close(), () => {});
+    this.#links.clear();
+  }
+
+  async #linkTo(address: string): Promise<DataLink> {
+    let link = this.#links.get(address);
+    if (link !== undefined) {
+      this.#links.delete(address); // to the end: the map's order is by last use
+      const open = await link.catch(() => undefined);
+      if (open !== undefined && !open.broken) {
+        this.#links.set(address, link);
+        return open;
+      }
+    }
+    link = DataLink.open(address, this.#connectTimeoutMs);
+    this.#links.set(address, link);
+    if (this.#links.size > DATA_LINKS_MAX) {
+      const [oldest, opening] = this.#links.entries().next().value!;
+      this.#links.delete(oldest);
+      opening.then((l) => l.close(), () => {});
+    }
+    return await link;
+  }
+}
+
+/**
+ * The bytes `start` to `end` of the file `meta` describes, read from the data nodes along
+ * `route`, in order, a piece per chunk; a chunk no node gives comes from `fetch` (through rank 0).
+ */
+export async function* readDirect(
+  meta: FileMeta,
+  route: DirectRoute,
+  range: { start: number; end: number },
+  links: DataLinks,
+  fetch: (index: number) => Promise<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  const ids = idsOf(route.runs, meta.chunks.map((chunk) => chunk.size));
+  const wanted: { index: number; from: number; to: number }[] = [];
+  let offset = 0;
+  meta.chunks.forEach((chunk, index) => {
+    const from = Math.max(range.start - offset, 0);
+    const to = Math.min(range.end - offset, chunk.size);
+    if (from < to) wanted.push({ index, from, to });
+    offset += chunk.size;
+  });
+  const readChunk = async (index: number): Promise<Uint8Array> => {
+    const { size, ranks, crc32 } = meta.chunks[index];
+    const request = { chunk: ids[index], size, crc32, grant: route.grant };
+    for (let i = 0; i < ranks.length; i++) {
+      const address = route.nodes[ranks[(index + i) % ranks.length]];
+      if (address === undefined) continue;
+      try {
+        const bytes = await links.read(address, request);
+        if (bytes.length === size) return bytes;
+      } catch { /* the next replica, then rank 0 */ }
+    }
+    return await fetch(index);
+  };
+  const reads: Promise<Uint8Array>[] = [];
+  let next = 0;
+  try {
+    while (next < wanted.length || reads.length > 0) {
+      while (next < wanted.length && reads.length < DIRECT_CHUNKS_INFLIGHT_MAX) {
+        const { index, from, to } = wanted[next++];
+        const read = readChunk(index).then((bytes) => bytes.subarray(from, to));
+        read.catch(() => {}); // awaited in order below
+        reads.push(read);
+      }
+      yield await reads.shift()!;
+    }
+  } finally {
+    await Promise.allSettled(reads);
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * A data node's data port (`dfs node --data-port`): clients read chunks here directly, each read
+ * carrying a grant rank 0 signed (`protocol/direct.ts`), so that a large file's bytes do not pass
+ * through rank 0. Read-only: writes still go through rank 0.
+ *
+ * Every connection starts with a hello (within `DATA_PORT_HANDSHAKE_TIMEOUT_MS`), then sends
+ * `read` requests, each answered by a `data` frame or an `error` frame with the request's id, in
+ * the order they finish. Limits: request frames of at most `DATA_REQUEST_BYTES_MAX`;
+ * `DIRECT_READS_INFLIGHT_MAX` reads in flight per connection (beyond that the connection is not
+ * read, so TCP pushes back on the client) and `DATA_PORT_READS_MAX` for the whole port, each
+ * holding one pooled buffer; `DATA_PORT_CONNECTIONS_MAX` connections (more are closed at once);
+ * a connection quiet for `DATA_PORT_IDLE_TIMEOUT_MS` with nothing in flight is closed, and one
+ * whose client stops reading is closed after `DATA_PORT_WRITE_TIMEOUT_MS`. A malformed frame gets
+ * an error and closes its connection; nothing else is disturbed.
+ *
+ * @module
+ */
+
+import type { BufferPool } from "../../protocol/buffer_pool.ts";
+import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "../../protocol/conn.ts";
+import {
+  checkGrant,
+  DATA_REQUEST_BYTES_MAX,
+  type DataRequest,
+  DIRECT_PROTOCOL_VERSION,
+  DIRECT_READS_INFLIGHT_MAX,
+  parseDataRequest,
+} from "../../protocol/direct.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { decodeFrameBody } from "../../protocol/frame.ts";
+import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
+import { Semaphore } from "../common/semaphore.ts";
+import type { Clock, Log } from "../env/env.ts";
+import type { DataNode } from "./data_node.ts";
+
+/** Client connections a data port serves at once; more are closed as they come. */
+export const DATA_PORT_CONNECTIONS_MAX = 256;
+/** Chunk reads in flight on one data port, all connections together (each holds a buffer). */
+export const DATA_PORT_READS_MAX = 32;
+/** How long a client has to send its hello. */
+export const DATA_PORT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A connection with nothing in flight that sends nothing for this long is closed. */
+export const DATA_PORT_IDLE_TIMEOUT_MS = 60_000;
+/** A write to a client that makes no progress for this long closes its connection. */
+export const DATA_PORT_WRITE_TIMEOUT_MS = 30_000;
+
+/** What a data port serves from. */
+export interface DataPortOptions {
+  /** The node now (a node whose disk failed is opened again: the port follows it). */
+  node: () => DataNode | undefined;
+  /** The key grants are signed with (`grantKey` of the cluster secret). */
+  key: Uint8Array;
+  /** Buffers chunks are read into; each goes back once its bytes are on the socket. */
+  pool: BufferPool;
+  clock: Clock;
+  log: Log;
+}
+
+/** A data port being served; `close()` stops it and closes its connections. */
+export interface DataPort {
+  /** The port it listens on. */
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Serves `listener` as a data port until closed. */
+export function serveDataPort(listener: Deno.Listener, options: DataPortOptions): DataPort {
+  const conns = new Set<Deno.Conn>();
+  const reads = new Semaphore(DATA_PORT_READS_MAX);
+  const served = new Set<Promise<void>>();
+  let closed = false;
+  const accepting = (async () => {
+    while (!closed) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (closed || error instanceof Deno.errors.BadResource) return;
+        options.log.error(`dfs: data port: ${(error as Error).message}`);
+        continue;
+      }
+      if (conns.size >= DATA_PORT_CONNECTIONS_MAX) {
+        closeQuietly(conn);
+        continue;
+      }
+      conns.add(conn);
+      const serving = serveConnection(conn, reads, options).finally(() => {
+        conns.delete(conn);
+        closeQuietly(conn);
+      });
+      served.add(serving);
+      serving.then(() => served.delete(serving));
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    async close() {
+      closed = true;
+      closeQuietly(listener);
+      for (const conn of conns) closeQuietly(conn);
+      await accepting;
+      await Promise.allSettled(served);
+    },
+  };
+}
+
+/** Serves one client connection until it leaves, misbehaves or goes quiet. */
+async function serveConnection(
+  conn: Deno.Conn,
+  reads: Semaphore,
+  options: DataPortOptions,
+): Promise<void> {
+  setNoDelay(conn);
+  const { clock } = options;
+  const reader = new FrameReader(conn, { frameSizeBytesMax: DATA_REQUEST_BYTES_MAX });
+  const writer = new FrameWriter(conn, {
+    stallTimeoutMs: DATA_PORT_WRITE_TIMEOUT_MS,
+    onStall: () => closeQuietly(conn),
+  });
+  const mine = new Semaphore(DIRECT_READS_INFLIGHT_MAX);
+  const inflight = new Set<Promise<void>>();
+  let activeAt = clock.monotonic();
+  let timeoutMs = DATA_PORT_HANDSHAKE_TIMEOUT_MS;
+  let timer: unknown;
+  const watch = () => {
+    timer = clock.setTimeout(() => {
+      const quiet = clock.monotonic() - activeAt;
+      if (inflight.size === 0 && quiet >= timeoutMs) return closeQuietly(conn);
+      watch();
+    }, Math.max(timeoutMs - (clock.monotonic() - activeAt), 1));
+  };
+  watch();
+  try {
+    const hello = await reader.read();
+    if (hello === null) return;
+    parseHello(hello);
+    const node = options.node();
+    await writer.send({ op: "hello", version: DIRECT_PROTOCOL_VERSION, rank: node?.rank ?? 0 });
+    timeoutMs = DATA_PORT_IDLE_TIMEOUT_MS;
+    while (true) {
+      activeAt = clock.monotonic();
+      await mine.acquire();
+      const body = await reader.read();
+      if (body === null) break;
+      activeAt = clock.monotonic();
+      const request = parseDataRequest(decodeFrameBody(body));
+      if (request.op !== "read") throw new DfsError("INVALID_REQUEST", "A second hello");
+      await reads.acquire();
+      const read = answerRead(request, writer, options).finally(() => {
+        reads.release();
+        mine.release();
+      });
+      inflight.add(read);
+      read.then(() => inflight.delete(read));
+    }
+  } catch (error) {
+    if (!isConnectionError(error)) {
+      const wire = error instanceof DfsError ? error : new DfsError("INTERNAL", String(error));
+      await writer.send({ op: "error", id: 0, ...wire.toWire() }).catch(() => {});
+    }
+  } finally {
+    clock.clearTimeout(timer);
+    await Promise.allSettled(inflight);
+    writer.close();
+  }
+}
+
+function parseHello(body: Uint8Array): void {
+  const hello = parseDataRequest(decodeFrameBody(body));
+  if (hello.op !== "hello") throw new DfsError("INVALID_REQUEST", "Expected a hello first");
+}
+
+/** Reads one chunk and sends it, or sends the reason it cannot; never throws. */
+async function answerRead(
+  request: Extract<DataRequest, { op: "read" }>,
+  writer: FrameWriter,
+  options: DataPortOptions,
+): Promise<void> {
+  const { id, chunk, size, crc32 } = request;
+  const into = size > SMALL_READ_BYTES_MAX && size <= options.pool.bufferBytes
+    ? options.pool.take()
+    : undefined;
+  try {
+    checkGrant(options.key, request.grant, chunk, options.clock.now());
+    const node = options.node();
+    if (node === undefined) throw new DfsError("UNAVAILABLE", "This data node is not open");
+    const bytes = await node.handle({ op: "read", id: chunk, size, crc32, into });
+    if (!(bytes instanceof Uint8Array)) throw new DfsError("INTERNAL", "A read gave no bytes");
+    await writer.sendData(id, bytes);
+  } catch (error) {
+    const wire = error instanceof DfsError ? error : new DfsError("INTERNAL", String(error));
+    // A node whose disk failed tells clients what rank 0 would: try another replica.
+    const code = wire.code === "NODE_FAILED" ? "UNAVAILABLE" : wire.code;
+    await writer.send({ op: "error", id, code, message: wire.message }).catch(() => {});
+  } finally {
+    options.pool.give(into?.buffer);
+  }
+}
+
+function closeQuietly(closer: { close(): void }): void {
+  try {
+    closer.close();
+  } catch { /* already closed */ }
+}
