@@ -332,11 +332,11 @@ export class DfsClient implements FileStore {
     const held = new Promise<void>((resolve) => release = resolve);
     let link!: Link;
     // The connection stays ours until the stream is read to the end, fails or is cancelled.
-    const { meta, pieces } = await this.#exclusive(async () => {
+    const { meta, pieces, checked } = await this.#exclusive(async () => {
       link = await this.#connected();
       return await this.#get(link, name, range);
     }, held);
-    const { check, finish } = readChecker(name, meta, range, this.#options.verify);
+    const { check, finish } = readChecker(name, meta, range, this.#options.verify && !checked);
     const stream = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         try {
@@ -379,9 +379,10 @@ export class DfsClient implements FileStore {
   getBytes(name: string, range: ByteRange = {}): Promise<Uint8Array> {
     return this.#exclusive(async () => {
       const link = await this.#connected();
-      const { meta, pieces } = await this.#get(link, name, range);
+      const { meta, pieces, checked } = await this.#get(link, name, range);
       try {
-        const { check, finish } = readChecker(name, meta, range, this.#options.verify);
+        const verify = this.#options.verify && !checked;
+        const { check, finish } = readChecker(name, meta, range, verify);
         const out = new Uint8Array((range.end ?? meta.size) - (range.start ?? 0));
         let at = 0;
         for await (const piece of pieces) {
@@ -408,13 +409,13 @@ export class DfsClient implements FileStore {
     link: Link,
     name: string,
     range: ByteRange,
-  ): Promise<{ meta: FileMeta; pieces: AsyncGenerator<Uint8Array> }> {
+  ): Promise<{ meta: FileMeta; pieces: AsyncGenerator<Uint8Array>; checked: boolean }> {
     const id = this.#id();
     const direct = this.#options.direct !== false ? { direct: true } : {};
     await link.writer.send({ op: "get", id, name, ...range, ...direct });
     const reply = expectOk(await this.#readReply(link.reader));
     const meta = reply.result as FileMeta;
-    if (reply.direct === undefined) return { meta, pieces: this.#frames(link) };
+    if (reply.direct === undefined) return { meta, pieces: this.#frames(link), checked: false };
     const route = parseRoute(reply.direct, meta.chunks.length);
     let fetching = Promise.resolve<unknown>(undefined);
     const fetch = (index: number) => {
@@ -429,13 +430,15 @@ export class DfsClient implements FileStore {
     };
     const span = { start: range.start ?? 0, end: range.end ?? meta.size };
     this.#dataLinks ??= new DataLinks({ connectTimeoutMs: this.#options.connectTimeoutMs });
-    const chunks = readDirect(meta, route, span, this.#dataLinks, fetch);
+    // Each chunk is checked whole as it comes, and a damaged replica failed over.
+    const verify = this.#options.verify && meta.chunks.every((c) => c.crc32 !== undefined);
+    const chunks = readDirect(meta, route, span, this.#dataLinks, fetch, { verify });
     const pieces = async function* () {
       yield* chunks;
       await fetching;
       await link.writer.send({ op: "done", id });
     };
-    return { meta, pieces: pieces() };
+    return { meta, pieces: pieces(), checked: verify };
   }
 
   /** The bytes of a get's `data` frames until its `end`. */

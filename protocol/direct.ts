@@ -24,6 +24,7 @@
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { DfsError } from "./errors.ts";
+import { CHUNK_SIZE_BYTES } from "./limits.ts";
 
 /** Version of the data port's handshake; each side sends it in its hello. */
 export const DIRECT_PROTOCOL_VERSION = 1;
@@ -140,9 +141,11 @@ export function parseDataRequest(value: unknown): DataRequest {
   if (typeof m.chunk !== "string" || !CHUNK_PATTERN.test(m.chunk)) {
     throw invalid(`chunk ${describe(m.chunk)} is not a chunk id`);
   }
+  // No chunk is larger than CHUNK_SIZE_BYTES; a larger size would have the node read (and hold)
+  // that many bytes of the blob at once, past the chunk's end.
   const size = m.size;
-  if (typeof size !== "number" || !Number.isInteger(size) || size < 0 || size > 0xffff_ffff) {
-    throw invalid("size must be an integer from 0 to 4294967295");
+  if (typeof size !== "number" || !Number.isInteger(size) || size < 0 || size > CHUNK_SIZE_BYTES) {
+    throw invalid(`size must be an integer from 0 to ${CHUNK_SIZE_BYTES}`);
   }
   const request: DataRequest = { op: "read", id, chunk: m.chunk, size, grant: parseGrant(m.grant) };
   if (m.crc32 !== undefined && m.crc32 !== null) request.crc32 = u32(m.crc32, "crc32");

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { crc32 } from "node:zlib";
 import { FrameReader, FrameWriter, setNoDelay } from "./conn.ts";
 import { openSocket } from "./connect.ts";
 import { DIRECT_PROTOCOL_VERSION, type DirectRoute, idsOf } from "./direct.ts";
@@ -152,6 +153,10 @@ export class DataLinks {
 /**
  * The bytes `start` to `end` of the file `meta` describes, read from the data nodes along
  * `route`, in order, a piece per chunk; a chunk no node gives comes from `fetch` (through rank 0).
+ * With `verify`, each chunk is checked whole against its CRC32 here (every chunk must have one),
+ * and a damaged replica is failed over like a missing one; the nodes then do not check it again.
+ *
+ * @throws {DfsError} `CORRUPTED` when, with `verify`, a chunk comes damaged from rank 0 too.
  */
 export async function* readDirect(
   meta: FileMeta,
@@ -159,6 +164,7 @@ export async function* readDirect(
   range: { start: number; end: number },
   links: DataLinks,
   fetch: (index: number) => Promise<Uint8Array>,
+  options: { verify: boolean },
 ): AsyncGenerator<Uint8Array> {
   const ids = idsOf(route.runs, meta.chunks.map((chunk) => chunk.size));
   const wanted: { index: number; from: number; to: number }[] = [];
@@ -169,18 +175,31 @@ export async function* readDirect(
     if (from < to) wanted.push({ index, from, to });
     offset += chunk.size;
   });
+  const { verify } = options;
+  const intact = (bytes: Uint8Array, size: number, expected: number | undefined) =>
+    bytes.length === size && (!verify || crc32(bytes) === expected);
   const readChunk = async (index: number): Promise<Uint8Array> => {
-    const { size, ranks, crc32 } = meta.chunks[index];
-    const request = { chunk: ids[index], size, crc32, grant: route.grant };
+    const { size, ranks, crc32: expected } = meta.chunks[index];
+    const request = {
+      chunk: ids[index],
+      size,
+      grant: route.grant,
+      crc32: verify ? undefined : expected,
+    };
     for (let i = 0; i < ranks.length; i++) {
       const address = route.nodes[ranks[(index + i) % ranks.length]];
       if (address === undefined) continue;
       try {
         const bytes = await links.read(address, request);
-        if (bytes.length === size) return bytes;
+        if (intact(bytes, size, expected)) return bytes;
       } catch { /* the next replica, then rank 0 */ }
     }
-    return await fetch(index);
+    const bytes = await fetch(index);
+    if (intact(bytes, size, expected)) return bytes;
+    throw new DfsError(
+      "CORRUPTED",
+      `Chunk ${index} of "${meta.name}" came damaged from every replica`,
+    );
   };
   const reads: Promise<Uint8Array>[] = [];
   let next = 0;

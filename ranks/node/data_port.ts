@@ -27,7 +27,8 @@ import {
   parseDataRequest,
 } from "../../protocol/direct.ts";
 import { DfsError } from "../../protocol/errors.ts";
-import { decodeFrameBody } from "../../protocol/frame.ts";
+import { decodeFrameBody, encodeDataHeader } from "../../protocol/frame.ts";
+import { HEADROOM_BYTES } from "../comm/tcp_transport.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
 import { Semaphore } from "../common/semaphore.ts";
 import type { Clock, Log } from "../env/env.ts";
@@ -170,30 +171,40 @@ function parseHello(body: Uint8Array): void {
   if (hello.op !== "hello") throw new DfsError("INVALID_REQUEST", "Expected a hello first");
 }
 
-/** Reads one chunk and sends it, or sends the reason it cannot; never throws. */
+/**
+ * Reads one chunk and sends it, or sends the reason it cannot; never throws. A large chunk is read
+ * into a pooled buffer past `HEADROOM_BYTES`, where its frame's header then goes, so that the
+ * frame leaves in one write.
+ */
 async function answerRead(
   request: Extract<DataRequest, { op: "read" }>,
   writer: FrameWriter,
   options: DataPortOptions,
 ): Promise<void> {
   const { id, chunk, size, crc32 } = request;
-  const into = size > SMALL_READ_BYTES_MAX && size <= options.pool.bufferBytes
-    ? options.pool.take()
-    : undefined;
+  const fits = size > SMALL_READ_BYTES_MAX && HEADROOM_BYTES + size <= options.pool.bufferBytes;
+  const buffer = fits ? options.pool.take() : undefined;
   try {
     checkGrant(options.key, request.grant, chunk, options.clock.now());
     const node = options.node();
     if (node === undefined) throw new DfsError("UNAVAILABLE", "This data node is not open");
+    const into = buffer?.subarray(HEADROOM_BYTES, HEADROOM_BYTES + size);
     const bytes = await node.handle({ op: "read", id: chunk, size, crc32, into });
     if (!(bytes instanceof Uint8Array)) throw new DfsError("INTERNAL", "A read gave no bytes");
-    await writer.sendData(id, bytes);
+    if (into === undefined || bytes.buffer !== into.buffer || bytes.byteOffset !== HEADROOM_BYTES) {
+      return await writer.sendData(id, bytes);
+    }
+    const header = encodeDataHeader(id, bytes.length);
+    const at = HEADROOM_BYTES - header.length;
+    buffer!.set(header, at);
+    await writer.sendFrame(buffer!.subarray(at, HEADROOM_BYTES + bytes.length));
   } catch (error) {
     const wire = error instanceof DfsError ? error : new DfsError("INTERNAL", String(error));
     // A node whose disk failed tells clients what rank 0 would: try another replica.
     const code = wire.code === "NODE_FAILED" ? "UNAVAILABLE" : wire.code;
     await writer.send({ op: "error", id, code, message: wire.message }).catch(() => {});
   } finally {
-    options.pool.give(into?.buffer);
+    options.pool.give(buffer?.buffer);
   }
 }
 
