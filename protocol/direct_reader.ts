@@ -132,12 +132,15 @@ export class DataLinks {
   async #linkTo(address: string): Promise<DataLink> {
     let link = this.#links.get(address);
     if (link !== undefined) {
-      this.#links.delete(address); // to the end: the map's order is by last use
+      // To the end (the map's order is by last use) before awaiting: a read that finds the
+      // address missing meanwhile would open a second link, one the map then loses and `close()`
+      // never closes.
+      this.#links.delete(address);
+      this.#links.set(address, link);
       const open = await link.catch(() => undefined);
-      if (open !== undefined && !open.broken) {
-        this.#links.set(address, link);
-        return open;
-      }
+      if (open !== undefined && !open.broken) return open;
+      const now = this.#links.get(address);
+      if (now !== undefined && now !== link) return await this.#linkTo(address); // replaced
     }
     link = DataLink.open(address, this.#connectTimeoutMs);
     this.#links.set(address, link);

@@ -22,6 +22,7 @@ import {
   signGrant,
 } from "./direct.ts";
 import { DfsError, type ErrorCode } from "./errors.ts";
+import { CHUNK_SIZE_BYTES } from "./limits.ts";
 
 const utf8 = new TextEncoder();
 const key = grantKey(utf8.encode("the cluster secret"));
@@ -161,6 +162,7 @@ Deno.test("parseDataRequest() checks a read's id, chunk, size, crc32 and grant s
     ["upper-case chunk", { chunk: `${blobA.toUpperCase()}-0` }],
     ["a path for a chunk", { chunk: `../../etc/passwd` }],
     ["negative size", { size: -1 }],
+    ["size over a chunk", { size: CHUNK_SIZE_BYTES + 1 }],
     ["size over 32 bits", { size: 2 ** 32 }],
     ["fractional size", { size: 10.5 }],
     ["text size", { size: "1048576" }],
@@ -185,6 +187,8 @@ Deno.test("parseDataRequest() checks a read's id, chunk, size, crc32 and grant s
   for (const [why, change] of bad) {
     assert.throws(() => parseDataRequest({ ...good, ...change }), fails("INVALID_REQUEST"), why);
   }
+  const whole = { ...good, size: CHUNK_SIZE_BYTES };
+  assert.deepEqual(parseDataRequest(whole), whole, "a whole chunk is the largest read");
   // The largest grant a node takes is fine.
   const widest = signGrant(key, Array(GRANT_BLOBS_MAX).fill(blobA), NOW);
   assert.equal(parseGrant(widest).blobs.length, GRANT_BLOBS_MAX);

@@ -101,7 +101,7 @@ async function rawConn(port: number) {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const reader = new FrameReader(conn, { frameSizeBytesMax: 4 * MiB });
   const writer = new FrameWriter(conn);
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const next = async () => {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error("no reply from the data port")), REPLY_TIMEOUT_MS);
@@ -191,8 +191,15 @@ Deno.test("a data port serves a node's chunks to DataLinks with a grant, and not
       links.read(p.address, { ...readOf(big, p.grant), crc32: (big.crc32 ^ 1) >>> 0 }),
       fails("CORRUPTED"),
     );
-    const missing = { ...readOf(big, p.grant), chunk: chunkIdOf(p.blob, 8 * MiB) };
-    await assert.rejects(links.read(p.address, missing), fails("NOT_FOUND"));
+    // A chunk past the end of the node's blob reads short; a blob the node lacks is not found.
+    const past = { ...readOf(big, p.grant), chunk: chunkIdOf(p.blob, 8 * MiB) };
+    await assert.rejects(links.read(p.address, past), fails("CORRUPTED"));
+    const elsewhere = newBlobId();
+    const lacking = {
+      ...readOf(big, signGrant(key, [elsewhere], Date.now() + 60_000)),
+      chunk: chunkIdOf(elsewhere, 0),
+    };
+    await assert.rejects(links.read(p.address, lacking), fails("NOT_FOUND"));
     // A node that is not open (its disk failed, say) sends clients to another replica.
     p.takeNode();
     await assert.rejects(links.read(p.address, readOf(big, p.grant)), fails("UNAVAILABLE"));
@@ -201,6 +208,36 @@ Deno.test("a data port serves a node's chunks to DataLinks with a grant, and not
     assert.deepEqual(await links.read(p.address, readOf(big, p.grant)), big.bytes);
   } finally {
     links.close();
+  }
+});
+
+/** Established TCP connections to port `port` on this host from a client (from `ss`). */
+async function connectionsTo(port: number): Promise<number> {
+  const { stdout, success } = await new Deno.Command("ss", {
+    args: ["-Htn", "state", "established", "dport", "=", `:${port}`],
+  }).output();
+  assert.ok(success, "ss runs");
+  return new TextDecoder().decode(stdout).split("\n").filter((line) => line.trim()).length;
+}
+
+Deno.test("DataLinks reads many chunks at once over one connection per data port, closed with it", async () => {
+  await using p = await startPort();
+  const links = new DataLinks({ connectTimeoutMs: 5_000 });
+  try {
+    // Every read starts before the first link is open, then again once it is.
+    for (let round = 0; round < 2; round++) {
+      const reads = Array.from({ length: 16 }, (_, i) => p.chunks[i % 2]);
+      const got = await Promise.all(reads.map((c) => links.read(p.address, readOf(c, p.grant))));
+      got.forEach((bytes, i) => assert.deepEqual(bytes, reads[i].bytes));
+      assert.equal(await connectionsTo(p.port.port), 1, `one connection (round ${round})`);
+    }
+  } finally {
+    links.close();
+  }
+  const deadline = Date.now() + 5_000;
+  while (await connectionsTo(p.port.port) > 0) {
+    assert.ok(Date.now() < deadline, "close() closed every connection it opened");
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 });
 
@@ -321,9 +358,10 @@ Deno.test("a data port refuses a read larger than a chunk: no client makes a nod
   const c = await rawConn(p.port.port);
   try {
     await c.hello();
-    // A read of chunk 0 sized past its end would take the next chunk's bytes along (and a
-    // size of 4 GiB would have the node allocate that much): only a chunk's size is served.
-    await c.writer.send({ ...readOf(big, p.grant, 1), size: 2 * MiB, crc32: undefined });
+    // A read of chunk 0 sized to the whole blob would have the node read both chunks at once
+    // (and one of 4 GiB have it allocate that much): no read is larger than a chunk can be.
+    const blobBytes = p.chunks.reduce((n, c) => n + c.bytes.length, 0);
+    await c.writer.send({ ...readOf(big, p.grant, 1), size: blobBytes, crc32: undefined });
     await c.error(0, "INVALID_REQUEST");
     await c.closed();
   } finally {

@@ -1,0 +1,277 @@
+/**
+ * Direct reads end to end (`protocol/direct.ts`): a server with `--ranks 1` and `dfs node`
+ * processes with data ports (`--data-port 0`) on 127.0.0.1. A client reads large files from the
+ * nodes, which is seen from outside: rank 0's count of bytes read (the dashboard's
+ * `/api/throughput`) does not move, and the client holds connections to the data ports. A damaged
+ * replica on the only node with a data port is failed over through rank 0; a version stays
+ * pinned while a direct read is open; a client with `direct: false` reads through rank 0.
+ */
+
+import assert from "node:assert/strict";
+import { DfsClient } from "../client.ts";
+import type { DirectRoute } from "../protocol/direct.ts";
+import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
+import { rawConnection } from "./_frames.ts";
+import { TestNode, writeSecret } from "./_nodes.ts";
+import { TestServer } from "./_server.ts";
+import { sleep, withTimeout } from "./_wait.ts";
+
+const MiB = 1024 * 1024;
+/** How long a test waits for the nodes to reach a state. */
+const STATE_TIMEOUT_MS = 30_000;
+
+/**
+ * A server with only remote nodes, one per entry of `dataPorts` (with a data port where true),
+ * keeping 2 replicas, with a dashboard (for its throughput counters).
+ */
+async function directCluster(dataPorts: boolean[]) {
+  const dir = await Deno.makeTempDir({ prefix: "dfs-direct-" });
+  const secretFile = await writeSecret(dir);
+  const server = await TestServer.start({
+    ranks: 1,
+    replicas: 2,
+    dataDir: `${dir}/rank0`,
+    extraArgs: ["--node-port", "0", "--cluster-secret-file", secretFile, "--ui-port", "0"],
+  });
+  const nodes: TestNode[] = [];
+  const clients: DfsClient[] = [];
+  const cluster = {
+    dir,
+    server,
+    nodes,
+    /** A client, closed with the cluster. */
+    async client(options: { direct?: boolean; verify?: boolean } = {}) {
+      const client = await DfsClient.connect(server.address, options);
+      clients.push(client);
+      return client;
+    },
+    /** Bytes rank 0 has handed to readers since it started. */
+    async readBytes(): Promise<number> {
+      const response = await fetch(`http://${ui}/api/throughput`);
+      assert.equal(response.status, 200);
+      return (await response.json()).totals.readBytes;
+    },
+    async [Symbol.asyncDispose]() {
+      for (const client of clients) client.close();
+      await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
+      await server.stop("SIGKILL");
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+  const ui = /; ui on ([\d.]+:\d+)/.exec(server.readyLine)?.[1];
+  try {
+    assert.ok(server.nodeAddress && ui, `the ready line names both ports: ${server.readyLine}`);
+    for (const [i, dataPort] of dataPorts.entries()) {
+      const node = await TestNode.start(server.nodeAddress!, {
+        dataDir: `${dir}/node${i + 1}`,
+        secretFile,
+        args: dataPort ? ["--data-port", "0"] : [],
+      });
+      nodes.push(node);
+    }
+    const client = await cluster.client();
+    const want = Object.fromEntries(nodes.map((n) => [n.rank, "up"]));
+    await waitForStates(client, want);
+  } catch (error) {
+    await cluster[Symbol.asyncDispose]();
+    throw error;
+  }
+  return cluster;
+}
+
+async function waitForStates(client: DfsClient, want: Record<number, string>): Promise<void> {
+  const deadline = Date.now() + STATE_TIMEOUT_MS;
+  let last = "";
+  while (Date.now() < deadline) {
+    const status = await client.status();
+    const states = Object.fromEntries(status.ranks.map((r) => [r.rank, r.state]));
+    last = JSON.stringify(states);
+    if (Object.entries(want).every(([rank, state]) => states[Number(rank)] === state)) return;
+    await sleep(100);
+  }
+  assert.fail(`nodes did not reach ${JSON.stringify(want)} in time: ${last}`);
+}
+
+/** The route rank 0 offers for a direct get of `name`, asked on a bare connection (then done). */
+async function routeOf(server: TestServer, name: string): Promise<DirectRoute | undefined> {
+  using raw = await rawConnection(server.address, { hello: true });
+  await raw.send({ op: "get", id: 1, name, direct: true });
+  const ok = await withTimeout(raw.next(), { timeoutMs: 10_000, what: "the get's answer" });
+  assert.equal(ok.op, "ok", JSON.stringify(ok));
+  if (ok.direct === undefined) {
+    // Read through rank 0: its data frames and end follow.
+    while ((await raw.next()).op !== "end") { /* data */ }
+    return undefined;
+  }
+  await raw.send({ op: "done", id: 1 });
+  return ok.direct as DirectRoute;
+}
+
+/** Established TCP connections to port `port` on this host (from `ss`). */
+async function connectionsTo(port: number): Promise<number> {
+  const { stdout, success } = await new Deno.Command("ss", {
+    args: ["-Htn", "state", "established", "dport", "=", `:${port}`],
+  }).output();
+  assert.ok(success, "ss runs");
+  return new TextDecoder().decode(stdout).split("\n").filter((line) => line.trim()).length;
+}
+
+/** Waits (at most 5 s: a data port closes an idle link after 60) until `port` has no clients. */
+async function noConnectionsTo(port: number): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (await connectionsTo(port) > 0) {
+    assert.ok(Date.now() < deadline, `the links to :${port} were closed with their client`);
+    await sleep(50);
+  }
+}
+
+const portOf = (address: string) => Number(address.slice(address.lastIndexOf(":") + 1));
+
+Deno.test("a client reads a large file from the nodes' data ports, not through rank 0", async () => {
+  await using cluster = await directCluster([true, true]);
+  const data = pseudoRandomBytes(5 * MiB + 17, 11);
+  const writer = await cluster.client();
+  await writer.put("big.bin", data);
+
+  const route = await routeOf(cluster.server, "big.bin");
+  assert.ok(route, "rank 0 offers a route");
+  const ranks = cluster.nodes.map((n) => String(n.rank)).sort();
+  assert.deepEqual(Object.keys(route.nodes).sort(), ranks, "both nodes serve it");
+  for (const address of Object.values(route.nodes)) assert.match(address, /^127\.0\.0\.1:\d+$/);
+  const ports = Object.values(route.nodes).map(portOf);
+  assert.equal(new Set(ports).size, 2);
+  assert.deepEqual(route.runs.map((run) => run.chunks), [6], "one run of the file's 6 chunks");
+
+  const before = await cluster.readBytes();
+  const reader = await cluster.client();
+  for (const port of ports) assert.equal(await connectionsTo(port), 0, "no client reads yet");
+  assert.equal(sha256(await reader.getBytes("big.bin")), sha256(data));
+  const range = { start: MiB + MiB / 2 + 3, end: 4 * MiB + 11 };
+  assert.equal(
+    sha256(await reader.getBytes("big.bin", range)),
+    sha256(data.subarray(range.start, range.end)),
+  );
+  const { stream } = await reader.open("big.bin", { start: 7, end: data.length });
+  const streamed = new Uint8Array(await new Response(stream).arrayBuffer());
+  assert.equal(sha256(streamed), sha256(data.subarray(7)));
+  // Chunks are spread over the replicas: the client holds one connection to each data port (for
+  // all its reads, several at once), and rank 0 handed none of the bytes to a reader.
+  for (const port of ports) assert.equal(await connectionsTo(port), 1, `one link to :${port}`);
+  assert.equal(await cluster.readBytes(), before, "no byte was read through rank 0");
+
+  // A read below a chunk is answered by rank 0 itself.
+  const small = await reader.getBytes("big.bin", { start: 10, end: 1000 });
+  assert.deepEqual(small, data.subarray(10, 1000));
+  assert.equal(await cluster.readBytes(), before + 990);
+  // Closing the client closes its links to the data ports (they would hold a process open).
+  reader.close();
+  for (const port of ports) await noConnectionsTo(port);
+});
+
+Deno.test("a client with direct: false reads through rank 0, the same bytes", async () => {
+  await using cluster = await directCluster([true, true]);
+  const data = pseudoRandomBytes(5 * MiB + 17, 12);
+  await (await cluster.client()).put("big.bin", data);
+  const route = await routeOf(cluster.server, "big.bin");
+  const ports = Object.values(route!.nodes).map(portOf);
+  const before = await cluster.readBytes();
+  const client = await cluster.client({ direct: false });
+  assert.equal(sha256(await client.getBytes("big.bin")), sha256(data));
+  const range = { start: 3 * MiB - 1, end: 5 * MiB };
+  assert.equal(
+    sha256(await client.getBytes("big.bin", range)),
+    sha256(data.subarray(range.start, range.end)),
+  );
+  assert.equal(await cluster.readBytes(), before + data.length + (range.end - range.start));
+  for (const port of ports) assert.equal(await connectionsTo(port), 0, "no data port was used");
+});
+
+Deno.test("a direct read fails over through rank 0 when the only node with a data port has damaged chunks", async () => {
+  await using cluster = await directCluster([true, false]);
+  const data = pseudoRandomBytes(4 * MiB + 500, 13);
+  await (await cluster.client()).put("big.bin", data);
+  const route = await routeOf(cluster.server, "big.bin");
+  assert.ok(route, "rank 0 offers a route");
+  const served = cluster.nodes[0];
+  assert.deepEqual(Object.keys(route.nodes), [String(served.rank)], "only node 1 has a port");
+
+  // Damage every chunk of node 1's replica on disk (the file's one blob there).
+  const chunks = `${served.dataDir}/store/chunks`;
+  const blobs: string[] = [];
+  for await (const entry of Deno.readDir(chunks)) {
+    if (/^[0-9a-f]{32}$/.test(entry.name)) blobs.push(entry.name);
+  }
+  assert.deepEqual(blobs, [route.runs[0].blob], "node 1 holds the file's blob");
+  const damage = async () => {
+    using file = await Deno.open(`${chunks}/${blobs[0]}`, { read: true, write: true });
+    for (let offset = 100; offset < data.length; offset += MiB) {
+      await file.seek(offset, Deno.SeekMode.Start);
+      await file.write(new Uint8Array([data[offset] ^ 0xff]));
+    }
+    await file.syncData();
+  };
+
+  // The client checks each chunk itself (verify) or has the node check it: either way every
+  // chunk is fetched through rank 0, which reads node 2's good replica. (Damaged again for the
+  // second client: rank 0 may have repaired node 1's replica meanwhile.)
+  const port = portOf(route.nodes[String(served.rank)]);
+  for (const verify of [true, false]) {
+    await damage();
+    const before = await cluster.readBytes();
+    const client = await cluster.client({ verify });
+    assert.equal(sha256(await client.getBytes("big.bin")), sha256(data), `verify: ${verify}`);
+    assert.equal(await connectionsTo(port), 1, "the client went to the data port first");
+    assert.equal(await cluster.readBytes(), before + data.length, "then through rank 0");
+    client.close();
+    await noConnectionsTo(port);
+  }
+});
+
+Deno.test("a direct read keeps the version it opened while the name is overwritten", async () => {
+  await using cluster = await directCluster([true, true]);
+  // More chunks than a direct read has in flight, so most are read after the overwrite.
+  const old = pseudoRandomBytes(24 * MiB + 3, 14);
+  const writer = await cluster.client();
+  await writer.put("f", old);
+  const oldBlob = (await routeOf(cluster.server, "f"))!.runs[0].blob;
+  const blobFiles = async () => {
+    const names: string[] = [];
+    for (const node of cluster.nodes) {
+      for await (const e of Deno.readDir(`${node.dataDir}/store/chunks`)) names.push(e.name);
+    }
+    return names.filter((name) => name === oldBlob).length;
+  };
+  assert.equal(await blobFiles(), 2, "both nodes hold the old version's blob");
+
+  const before = await cluster.readBytes();
+  const reader = await cluster.client();
+  const { meta, stream } = await reader.open("f");
+  assert.equal(meta.size, old.length);
+  const pieces = stream.getReader();
+  const first = await pieces.read();
+  assert.ok(!first.done && first.value.length > 0);
+  const newer = pseudoRandomBytes(3 * MiB, 15);
+  const overwritten = await writer.put("f", newer);
+  assert.ok(overwritten.version > meta.version);
+  assert.equal(sha256(await writer.getBytes("f")), sha256(newer), "the name is the new file");
+  await sleep(500); // time for rank 0 to release the old version, were it not pinned
+  assert.equal(await blobFiles(), 2, "the old version is kept while it is read");
+
+  const parts = [first.value];
+  while (true) {
+    const { done, value } = await pieces.read();
+    if (done) break;
+    parts.push(value);
+  }
+  const got = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  parts.reduce((at, part) => (got.set(part, at), at + part.length), 0);
+  assert.equal(got.length, old.length);
+  assert.equal(sha256(got), sha256(old), "the old content, intact");
+  assert.equal(await cluster.readBytes() - before, 0, "all of it from the nodes");
+  // Done: rank 0 lets the old version go.
+  const deadline = Date.now() + STATE_TIMEOUT_MS;
+  while (await blobFiles() > 0) {
+    assert.ok(Date.now() < deadline, "the old version was released once the read was done");
+    await sleep(100);
+  }
+});
