@@ -21,13 +21,14 @@ import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/auth.ts";
 import { readChecker } from "./protocol/checksums.ts";
-import { dataBytesFor, rechunk } from "./protocol/pieces.ts";
+import { dataBytesFor, sendPieces } from "./protocol/pieces.ts";
 import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts";
 import { cannotConnect, looksLikeTlsRecord, openSocket } from "./protocol/connect.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
-import { parseRoute } from "./protocol/direct.ts";
-import { DataLinks, readDirect } from "./protocol/direct_reader.ts";
+import { type Rank0Link, readRoute, writePlan } from "./protocol/direct_client.ts";
+import type { WritePlan } from "./protocol/direct.ts";
+import { DataLinks } from "./protocol/direct_reader.ts";
 import { CHUNK_SIZE_BYTES, FRAME_HEADER_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
 import type {
   DoctorReport,
@@ -143,7 +144,8 @@ export class DfsClient implements FileStore {
     options: { size?: number; replicas?: number } = {},
   ): Promise<FileMeta> {
     return this.#exclusive(async () => {
-      const { reader, writer, dataBytesMax } = await this.#connected();
+      const link = await this.#connected();
+      const { reader, writer, dataBytesMax } = link;
       const id = this.#id();
       const size = source instanceof Uint8Array ? source.length : options.size;
       const checksums = this.#options.verify;
@@ -164,25 +166,40 @@ export class DfsClient implements FileStore {
         await Promise.all(sent);
         return resultOf<FileMeta>(await answer);
       }
+      if (this.#options.direct !== false && checksums && size !== undefined) {
+        // A plan to write the chunks to the data nodes, or none (then the bytes come here).
+        await writer.send({ ...put, direct: true });
+        const reply = await this.#readReply(reader);
+        const { plan } = reply as { plan?: WritePlan };
+        if (plan) return await this.#writePlan(link, id, { plan, source, size });
+        if (reply.op === "ok") return await this.#sendBytes(link, id, source);
+        if (reply.op !== "error" || reply.code !== "UNAVAILABLE") throw expectOk(reply);
+        put.id = this.#id(); // the nodes could not take the upload: through the server
+      }
       await writer.send(put);
-      // An early refusal (bad name, full disk) arrives while we send: watch for it.
-      let answer: Reply | null = null;
-      const watching = this.#readReply(reader).then((r) => answer = r);
-      watching.catch(() => {});
-      const hash = this.#options.verify ? createHash("sha256") : null;
-      for await (const piece of rechunk(source, dataBytesMax)) {
-        if (answer) break;
-        hash?.update(piece);
-        await writer.sendData(id, piece, checksums ? crc32(piece) : undefined);
-      }
-      if (answer) {
-        // Refused early: the server drops the rest of this upload and answers nothing more for it.
-        await writer.send({ op: "abort", id });
-        throw expectOk(answer);
-      }
-      await writer.send({ op: "end", id, sha256: hash?.digest("hex") });
-      return resultOf<FileMeta>(await watching);
+      return await this.#sendBytes(link, put.id, source);
     });
+  }
+
+  /** Sends an upload's bytes in data frames, then its end; resolves with the server's answer. */
+  async #sendBytes(link: Link, id: number, source: PutSource): Promise<FileMeta> {
+    const reply = () => this.#readReply(link.reader);
+    const verify = this.#options.verify;
+    return resultOf<FileMeta>(await sendPieces(link, reply, { id, source, verify }));
+  }
+
+  /** Writes a put's chunks to the data nodes along `plan`, then ends it. */
+  async #writePlan(
+    link: Link,
+    id: number,
+    upload: { plan: WritePlan; source: PutSource; size: number },
+  ): Promise<FileMeta> {
+    try {
+      return await writePlan(this.#rank0(link), id, upload, this.#links());
+    } catch (error) {
+      this.#drop(link); // the server aborts the upload as the connection closes
+      throw error;
+    }
   }
 
   /** Metadata of the current version of `name`. @throws {DfsError} `NOT_FOUND`. */
@@ -416,29 +433,25 @@ export class DfsClient implements FileStore {
     const reply = expectOk(await this.#readReply(link.reader));
     const meta = reply.result as FileMeta;
     if (reply.direct === undefined) return { meta, pieces: this.#frames(link), checked: false };
-    const route = parseRoute(reply.direct, meta.chunks.length);
-    let fetching = Promise.resolve<unknown>(undefined);
-    const fetch = (index: number) => {
-      const fetched = fetching.then(async () => {
-        await link.writer.send({ op: "fetch", id, index });
-        const reply = await this.#readReply(link.reader);
-        if (reply.op !== "data") throw expectOk(reply) && unexpected(reply);
-        return reply.bytes;
-      });
-      fetching = fetched.catch(() => {});
-      return fetched;
-    };
     const span = { start: range.start ?? 0, end: range.end ?? meta.size };
-    this.#dataLinks ??= new DataLinks({ connectTimeoutMs: this.#options.connectTimeoutMs });
     // Each chunk is checked whole as it comes, and a damaged replica failed over.
     const verify = this.#options.verify && meta.chunks.every((c) => c.crc32 !== undefined);
-    const chunks = readDirect(meta, route, span, this.#dataLinks, fetch, { verify });
-    const pieces = async function* () {
-      yield* chunks;
-      await fetching;
-      await link.writer.send({ op: "done", id });
+    const read = { meta, route: reply.direct, range: span };
+    const pieces = readRoute(this.#rank0(link), id, read, this.#links(), { verify });
+    return { meta, pieces, checked: verify };
+  }
+
+  /** The connections to data ports, for the direct path. */
+  #links(): DataLinks {
+    return this.#dataLinks ??= new DataLinks({ connectTimeoutMs: this.#options.connectTimeoutMs });
+  }
+
+  /** `link` as the direct path asks rank 0 things (`protocol/direct_client.ts`). */
+  #rank0(link: Link): Rank0Link {
+    return {
+      send: (message) => link.writer.send(message),
+      reply: () => this.#readReply(link.reader),
     };
-    return { meta, pieces: pieces(), checked: verify };
   }
 
   /** The bytes of a get's `data` frames until its `end`. */

@@ -7,7 +7,7 @@
  * 1. The client asks rank 0 for the file (`get` with `direct: true`). When the file's chunks are
  *    in blob files on nodes that serve clients (`dfs node --data-port`), rank 0 pins the version
  *    and answers its metadata with a `DirectRoute`: each chunk's id, each node's data address,
- *    and a `ReadGrant`, signed by rank 0, that lets the holder read the chunks of the blobs it
+ *    and a `Grant`, signed by rank 0, that lets the holder read the chunks of the blobs it
  *    names until it expires.
  * 2. The client reads the chunks from the nodes (`DataRequest` `read`, answered by a `data` frame),
  *    a few at a time, each from one replica and failing over to the others, and checks each
@@ -48,8 +48,11 @@ const CHUNK_PATTERN = /^([0-9a-f]{32})-(?:0|[1-9a-f][0-9a-f]{0,12})$/;
 /** A data port's address: `HOST:PORT`, an IPv6 address in brackets. */
 export const DATA_ADDRESS_PATTERN = /^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,64}\]):\d{1,5}$/;
 
-/** Lets its holder read the chunks of `blobs` from the data nodes until `expires`. */
-export interface ReadGrant {
+/** Lets its holder read (or write) the chunks of `blobs` on the data nodes until `expires`. */
+
+export interface Grant {
+  /** What it lets its holder do: read the blobs' chunks, or write them (absent: read). */
+  mode?: GrantMode;
   blobs: string[];
   /** Milliseconds since the Unix epoch, by rank 0's clock. */
   expires: number;
@@ -62,7 +65,7 @@ export interface DirectRoute {
   runs: ChunkRun[];
   /** `HOST:PORT` of each data node's data port, by rank; a rank missing here has none. */
   nodes: Record<string, string>;
-  grant: ReadGrant;
+  grant: Grant;
 }
 
 /**
@@ -76,10 +79,32 @@ export interface ChunkRun {
   chunks: number;
 }
 
+/** What a grant lets its holder do. */
+export type GrantMode = "read" | "write";
+
+/**
+ * What rank 0 answers a direct put with: where each chunk goes. Chunk `k` is the bytes at
+ * `k * CHUNK_SIZE_BYTES` of the file (all whole chunks but the last), with id
+ * `<blob>-<offset in hex>`, written to every rank of `ranks[k]`.
+ */
+export interface WritePlan {
+  blob: string;
+  ranks: number[][];
+  /** `HOST:PORT` of each rank's data port. */
+  nodes: Record<string, string>;
+  grant: Grant;
+}
+
 /** A request on a node's data port. */
 export type DataRequest =
   | { op: "hello"; version: number }
-  | { op: "read"; id: number; chunk: string; size: number; crc32?: number; grant: ReadGrant };
+  | { op: "read"; id: number; chunk: string; size: number; crc32?: number; grant: Grant }
+  /**
+   * Write a chunk of an upload rank 0 planned (`WritePlan`): its bytes follow in the next frame,
+   * a `data` frame with the same id; answered `written` once in the node's blob (the commit makes
+   * it durable).
+   */
+  | { op: "write"; id: number; chunk: string; crc32: number; grant: Grant };
 
 /** The key grants are signed with, derived from the cluster secret (never the secret itself). */
 export function grantKey(secret: Uint8Array): Uint8Array {
@@ -87,8 +112,15 @@ export function grantKey(secret: Uint8Array): Uint8Array {
 }
 
 /** Signs a grant to read `blobs` until `expires`. */
-export function signGrant(key: Uint8Array, blobs: readonly string[], expires: number): ReadGrant {
-  return { blobs: [...blobs], expires, mac: macOf(key, blobs, expires) };
+export function signGrant(
+  key: Uint8Array,
+  blobs: readonly string[],
+  expires: number,
+  mode: GrantMode = "read",
+): Grant {
+  const grant: Grant = { blobs: [...blobs], expires, mac: macOf(key, blobs, expires, mode) };
+  if (mode === "write") grant.mode = mode;
+  return grant;
 }
 
 /**
@@ -97,9 +129,18 @@ export function signGrant(key: Uint8Array, blobs: readonly string[], expires: nu
  *
  * @throws {DfsError} `UNAUTHORIZED` naming what is wrong.
  */
-export function checkGrant(key: Uint8Array, grant: ReadGrant, chunk: string, nowMs: number): void {
-  if (!timingSafeEqual(grant.mac, macOf(key, grant.blobs, grant.expires))) {
+export function checkGrant(
+  key: Uint8Array,
+  grant: Grant,
+  chunk: string,
+  nowMs: number,
+  mode: GrantMode = "read",
+): void {
+  if (!timingSafeEqual(grant.mac, macOf(key, grant.blobs, grant.expires, grant.mode ?? "read"))) {
     throw new DfsError("UNAUTHORIZED", "Read grant is not signed by this cluster");
+  }
+  if ((grant.mode ?? "read") !== mode) {
+    throw new DfsError("UNAUTHORIZED", `The grant does not let its holder ${mode}`);
   }
   if (nowMs > grant.expires + GRANT_CLOCK_SKEW_MS) {
     throw new DfsError("UNAUTHORIZED", "Read grant has expired; ask rank 0 again");
@@ -136,8 +177,20 @@ export function parseDataRequest(value: unknown): DataRequest {
     }
     return { op: "hello", version: DIRECT_PROTOCOL_VERSION };
   }
-  if (m.op !== "read") throw invalid(`unknown operation ${describe(m.op)}`);
+  if (m.op !== "read" && m.op !== "write") throw invalid(`unknown operation ${describe(m.op)}`);
   const id = u32(m.id, "id");
+  if (m.op === "write") {
+    if (typeof m.chunk !== "string" || !CHUNK_PATTERN.test(m.chunk)) {
+      throw invalid(`chunk ${describe(m.chunk)} is not a chunk id`);
+    }
+    return {
+      op: "write",
+      id,
+      chunk: m.chunk,
+      crc32: u32(m.crc32, "crc32"),
+      grant: parseGrant(m.grant),
+    };
+  }
   if (typeof m.chunk !== "string" || !CHUNK_PATTERN.test(m.chunk)) {
     throw invalid(`chunk ${describe(m.chunk)} is not a chunk id`);
   }
@@ -157,7 +210,7 @@ export function parseDataRequest(value: unknown): DataRequest {
  *
  * @throws {DfsError} `INVALID_REQUEST` naming the first problem.
  */
-export function parseGrant(value: unknown): ReadGrant {
+export function parseGrant(value: unknown): Grant {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw invalid("grant is not a map");
   }
@@ -178,7 +231,12 @@ export function parseGrant(value: unknown): ReadGrant {
   if (!(g.mac instanceof Uint8Array) || g.mac.length !== GRANT_MAC_BYTES) {
     throw invalid(`grant mac must be ${GRANT_MAC_BYTES} bytes`);
   }
-  return { blobs: blobs as string[], expires, mac: g.mac };
+  const grant: Grant = { blobs: blobs as string[], expires, mac: g.mac };
+  if (g.mode !== undefined && g.mode !== null) {
+    if (g.mode !== "read" && g.mode !== "write") throw invalid("grant mode is read or write");
+    grant.mode = g.mode;
+  }
+  return grant;
 }
 
 /**
@@ -209,19 +267,10 @@ export function parseRoute(value: unknown, chunks: number): DirectRoute {
     total += count;
   }
   if (total !== chunks) throw invalid(`route runs name ${total} chunks, not ${chunks}`);
-  const nodes = r.nodes;
-  if (typeof nodes !== "object" || nodes === null || Array.isArray(nodes)) {
-    throw invalid("route nodes is not a map");
-  }
-  for (const [rank, address] of Object.entries(nodes)) {
-    if (!/^[1-9]\d{0,8}$/.test(rank)) throw invalid(`route rank ${describe(rank)} is not a rank`);
-    if (typeof address !== "string" || !DATA_ADDRESS_PATTERN.test(address)) {
-      throw invalid(`route address ${describe(address)} is not HOST:PORT`);
-    }
-  }
+  const nodes = parseNodes(r.nodes);
   return {
     runs: r.runs as ChunkRun[],
-    nodes: nodes as Record<string, string>,
+    nodes,
     grant: parseGrant(r.grant),
   };
 }
@@ -246,6 +295,33 @@ export function runsOf(ids: readonly string[], sizes: readonly number[]): ChunkR
   return runs;
 }
 
+/**
+ * Checks a write plan as a client receives it, against the chunks its file has.
+ *
+ * @throws {DfsError} `INVALID_REQUEST` naming the first problem.
+ */
+export function parsePlan(value: unknown, chunks: number): WritePlan {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalid("plan is not a map");
+  }
+  const p = value as Record<string, unknown>;
+  if (typeof p.blob !== "string" || !BLOB_PATTERN.test(p.blob)) {
+    throw invalid("plan blob is not a blob id");
+  }
+  if (!Array.isArray(p.ranks) || p.ranks.length !== chunks) {
+    throw invalid(
+      `plan places ${describe((p.ranks as unknown[] | undefined)?.length)} chunks, not ${chunks}`,
+    );
+  }
+  const nodes = parseNodes(p.nodes);
+  for (const ranks of p.ranks as unknown[]) {
+    if (!Array.isArray(ranks) || ranks.length === 0 || ranks.some((r) => nodes[r] === undefined)) {
+      throw invalid("a chunk's ranks in the plan are not ranks with a data port");
+    }
+  }
+  return { blob: p.blob, ranks: p.ranks as number[][], nodes, grant: parseGrant(p.grant) };
+}
+
 /** The chunk ids `runs` stand for, given the chunks' sizes in file order (`runsOf` undone). */
 export function idsOf(runs: readonly ChunkRun[], sizes: readonly number[]): string[] {
   const ids: string[] = [];
@@ -262,9 +338,28 @@ export function idsOf(runs: readonly ChunkRun[], sizes: readonly number[]): stri
   return ids;
 }
 
-function macOf(key: Uint8Array, blobs: readonly string[], expires: number): Uint8Array {
+/** Data port addresses by rank, as a route or plan gives them. */
+function parseNodes(value: unknown): Record<string, string> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalid("nodes is not a map");
+  }
+  for (const [rank, address] of Object.entries(value)) {
+    if (!/^[1-9]\d{0,8}$/.test(rank)) throw invalid(`node rank ${describe(rank)} is not a rank`);
+    if (typeof address !== "string" || !DATA_ADDRESS_PATTERN.test(address)) {
+      throw invalid(`node address ${describe(address)} is not HOST:PORT`);
+    }
+  }
+  return value as Record<string, string>;
+}
+
+function macOf(
+  key: Uint8Array,
+  blobs: readonly string[],
+  expires: number,
+  mode: GrantMode,
+): Uint8Array {
   const hmac = createHmac("sha256", key);
-  hmac.update(`dfs-grant-v1 read\n${expires}\n${blobs.join(",")}`);
+  hmac.update(`dfs-grant-v1 ${mode}\n${expires}\n${blobs.join(",")}`);
   return new Uint8Array(hmac.digest());
 }
 

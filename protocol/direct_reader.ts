@@ -1,6 +1,6 @@
 /**
  * The client's side of direct reads (`direct.ts`): connections to the data nodes' data ports, one
- * per node, each with several reads in flight; and a read of a file's range from them, chunk by
+ * per node, each with several requests in flight (writes too: `direct_writer.ts`); and a read of a file's range from them, chunk by
  * chunk in order, each chunk from one replica (spread by chunk index) and failing over to the
  * others, and through rank 0 when no node gives it.
  *
@@ -61,14 +61,18 @@ class DataLink {
     return this.#failure !== undefined;
   }
 
-  /** Reads a chunk; resolves with its bytes. @throws {DfsError} the node's error. */
-  read(request: Record<string, unknown>): Promise<Uint8Array> {
+  /**
+   * Sends a request (a write's `bytes` in a data frame right after it); resolves with the bytes
+   * read, or empty bytes once written. @throws {DfsError} the node's error.
+   */
+  request(request: Record<string, unknown>, bytes?: Uint8Array): Promise<Uint8Array> {
     if (this.#failure) return Promise.reject(this.#failure);
     const id = this.#nextId;
     this.#nextId = id >= 0xffff_ffff ? 1 : id + 1;
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
     this.#pending.set(id, { resolve, reject });
-    this.#writer.send({ op: "read", id, ...request }).catch((error) => this.#fail(error));
+    this.#writer.send({ id, ...request }).catch((error) => this.#fail(error));
+    if (bytes) this.#writer.sendData(id, bytes).catch((error) => this.#fail(error));
     return promise;
   }
 
@@ -89,6 +93,7 @@ class DataLink {
         if (pending === undefined) throw new DfsError("INTERNAL", `${address} sent a stray reply`);
         this.#pending.delete(reply.id);
         if (reply.op === "data" && reply.bytes instanceof Uint8Array) pending.resolve(reply.bytes);
+        else if (reply.op === "written") pending.resolve(new Uint8Array(0));
         else if (reply.op === "error") {
           pending.reject(DfsError.fromWire(reply as unknown as WireError));
         } else pending.reject(new DfsError("INTERNAL", `${address} sent "${reply.op}"`));
@@ -121,7 +126,12 @@ export class DataLinks {
 
   /** Reads a chunk from the data port at `address`. @throws {DfsError} as the node answers. */
   async read(address: string, request: Record<string, unknown>): Promise<Uint8Array> {
-    return (await this.#linkTo(address)).read(request);
+    return (await this.#linkTo(address)).request({ op: "read", ...request });
+  }
+
+  /** Writes a chunk to the data port at `address`. @throws {DfsError} as the node answers. */
+  async write(address: string, request: Record<string, unknown>, bytes: Uint8Array): Promise<void> {
+    await (await this.#linkTo(address)).request({ op: "write", ...request }, bytes);
   }
 
   close(): void {

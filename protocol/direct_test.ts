@@ -143,7 +143,11 @@ Deno.test("parseDataRequest() takes a hello of this version only", () => {
   for (const value of [null, 7, "hello", [], [{ op: "hello" }]]) {
     assert.throws(() => parseDataRequest(value), fails("INVALID_REQUEST"), String(value));
   }
-  assert.throws(() => parseDataRequest({ op: "write", id: 1 }), fails("INVALID_REQUEST", /write/));
+  assert.throws(
+    () => parseDataRequest({ op: "delete", id: 1 }),
+    fails("INVALID_REQUEST", /delete/),
+  );
+  assert.throws(() => parseDataRequest({ op: "write", id: 1 }), fails("INVALID_REQUEST", /chunk/));
 });
 
 Deno.test("parseDataRequest() checks a read's id, chunk, size, crc32 and grant shape", () => {

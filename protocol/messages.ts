@@ -32,9 +32,10 @@
  * @module
  */
 
-import type { DirectRoute } from "./direct.ts";
+import type { DirectRoute, WritePlan } from "./direct.ts";
 import { DfsError, type WireError } from "./errors.ts";
 import {
+  CHUNK_SIZE_BYTES,
   DATA_BYTES_MAX,
   DOCTOR_TARGET_BYTES_MAX,
   FILE_SIZE_BYTES_MAX,
@@ -197,9 +198,22 @@ export interface HelloRequest {
 }
 
 export type Request =
-  | { op: "put"; id: number; name: string; size?: number; replicas?: number; checksums?: boolean }
+  | {
+    op: "put";
+    id: number;
+    name: string;
+    size?: number;
+    replicas?: number;
+    checksums?: boolean;
+    /** Asks for a plan to write the chunks to the data nodes directly (`protocol/direct.ts`). */
+    direct?: boolean;
+  }
   | { op: "data"; id: number; bytes: Uint8Array; crc32?: number }
-  | { op: "end"; id: number; sha256?: string }
+  | { op: "end"; id: number; sha256?: string; crc32s?: number[] }
+  /** During a direct upload: chunk `index` could not be written to `rank`; where instead? */
+  | { op: "replace"; id: number; index: number; rank: number }
+  /** During a direct upload: the client is still writing (keeps the upload from stalling). */
+  | { op: "progress"; id: number }
   | { op: "abort"; id: number }
   | { op: "get"; id: number; name: string; start?: number; end?: number; direct?: boolean }
   /** During a direct read (see `protocol/direct.ts`): chunk `index` through rank 0. */
@@ -244,7 +258,7 @@ export type Reply =
     challenge?: Uint8Array;
   }
   | { op: "auth"; proof: Uint8Array }
-  | { op: "ok"; id: number; result?: unknown; direct?: DirectRoute }
+  | { op: "ok"; id: number; result?: unknown; direct?: DirectRoute; plan?: WritePlan }
   | { op: "data"; id: number; bytes: Uint8Array }
   | { op: "entries"; id: number; entries: ListEntry[] }
   | { op: "end"; id: number }
@@ -276,6 +290,7 @@ export function parseRequest(value: unknown): Request {
         if (typeof m.checksums !== "boolean") throw invalid("checksums must be true or false");
         request.checksums = m.checksums;
       }
+      if (m.direct === true) request.direct = true;
       return request;
     }
     case "data": {
@@ -296,12 +311,25 @@ export function parseRequest(value: unknown): Request {
       return { op, id, bytes: m.bytes, crc32 };
     }
     case "end": {
-      if (m.sha256 === undefined || m.sha256 === null) return { op, id };
-      if (typeof m.sha256 !== "string" || !SHA256_HEX_PATTERN.test(m.sha256)) {
-        throw invalid("sha256 must be 64 lowercase hex digits");
+      const request: Request = { op, id };
+      if (m.sha256 !== undefined && m.sha256 !== null) {
+        if (typeof m.sha256 !== "string" || !SHA256_HEX_PATTERN.test(m.sha256)) {
+          throw invalid("sha256 must be 64 lowercase hex digits");
+        }
+        request.sha256 = m.sha256;
       }
-      return { op, id, sha256: m.sha256 };
+      if (m.crc32s !== undefined && m.crc32s !== null) request.crc32s = checkCrc32s(m.crc32s);
+      return request;
     }
+    case "replace":
+      return {
+        op,
+        id,
+        index: checkCount(m.index, "index", { min: 0 }),
+        rank: checkCount(m.rank, "rank"),
+      };
+    case "progress":
+      return { op, id };
     case "abort":
       return { op, id };
     case "get": {
@@ -389,6 +417,19 @@ function checkCount(value: unknown, what: string, options = { min: 1 }): number 
     throw invalid(`${what} must be ${options.min === 0 ? "a whole number" : "a positive integer"}`);
   }
   return value;
+}
+
+/** A direct upload's CRC32 of each chunk, in order: at most a file's largest number of chunks. */
+function checkCrc32s(value: unknown): number[] {
+  if (!Array.isArray(value) || value.length > FILE_SIZE_BYTES_MAX / CHUNK_SIZE_BYTES) {
+    throw invalid("crc32s must be a list of a CRC32 per chunk");
+  }
+  for (const crc of value) {
+    if (typeof crc !== "number" || !Number.isInteger(crc) || crc < 0 || crc > 0xffff_ffff) {
+      throw invalid("each of crc32s must be an integer from 0 to 4294967295");
+    }
+  }
+  return value as number[];
 }
 
 /** A `list` cursor: any string a name could be (the last name of the previous page, say). */

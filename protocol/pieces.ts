@@ -1,11 +1,15 @@
 /**
  * How a client cuts what it uploads into data frames: the payload a server's frame limit allows,
- * and any source turned into pieces of that size. Pure: no I/O.
+ * any source turned into pieces of that size, and those pieces sent as an upload's data frames.
  *
  * @module
  */
 
+import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
+import type { FrameWriter } from "./conn.ts";
 import { CHUNK_SIZE_BYTES, DATA_FRAME_OVERHEAD_BYTES } from "./limits.ts";
+import type { Reply } from "./messages.ts";
 import type { ByteSource } from "../ranks/common/file_store.ts";
 
 /**
@@ -45,4 +49,35 @@ export async function* rechunk(source: ByteSource, size: number): AsyncIterable<
     }
   }
   if (filled > 0) yield buffer.subarray(0, filled);
+}
+
+/**
+ * Sends upload `id`'s bytes from `source` in data frames of at most `dataBytesMax`, each with its
+ * CRC32 (with `verify`), then its end (with the SHA-256); resolves with the server's answer. An
+ * early refusal (a bad name, a full disk), which arrives while the bytes go, stops the sending
+ * and is the answer: the upload is then aborted.
+ */
+export async function sendPieces(
+  link: { writer: FrameWriter; dataBytesMax: number },
+  reply: () => Promise<Reply>,
+  upload: { id: number; source: ByteSource; verify: boolean },
+): Promise<Reply> {
+  const { writer, dataBytesMax } = link;
+  const { id, source, verify } = upload;
+  let answer: Reply | null = null;
+  const watching = reply().then((r) => answer = r);
+  watching.catch(() => {});
+  const hash = verify ? createHash("sha256") : null;
+  for await (const piece of rechunk(source, dataBytesMax)) {
+    if (answer) break;
+    hash?.update(piece);
+    await writer.sendData(id, piece, verify ? crc32(piece) : undefined);
+  }
+  if (answer) {
+    // Refused early: the server drops the rest of this upload and answers nothing more for it.
+    await writer.send({ op: "abort", id });
+    return answer;
+  }
+  await writer.send({ op: "end", id, sha256: hash?.digest("hex") });
+  return await watching;
 }

@@ -12,7 +12,7 @@
  */
 
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
-import type { DirectRoute } from "../../protocol/direct.ts";
+import type { DirectRoute, WritePlan } from "../../protocol/direct.ts";
 import type {
   DoctorReport,
   FileMeta,
@@ -92,6 +92,17 @@ export interface FileStore {
 export interface Upload {
   readonly receivedBytes: number;
   /**
+   * Begun with `direct`: where the client writes the chunks itself (`protocol/direct.ts`), once
+   * the data nodes have opened the upload; absent when the store offers no such plan (the bytes
+   * then come through `write()`), rejected when the nodes could not open it.
+   */
+  readonly plan?: Promise<WritePlan>;
+  /**
+   * A direct upload's chunk `index` could not be written on `rank`: another live node to write it
+   * to instead.
+   */
+  replace?(index: number, rank: number): Promise<{ rank: number; address: string }>;
+  /**
    * Takes the next bytes, with the CRC32 the sender computed (required when the upload promised
    * checksums). Takes ownership of `bytes`. Waits while the upload's window is full.
    */
@@ -99,9 +110,12 @@ export interface Upload {
   /**
    * Waits for every chunk to be written and commits the file. With `ifAbsent`, fails with
    * `ALREADY_EXISTS` (and aborts) if the name has a current version when the commit is decided:
-   * of two such uploads of one name, one wins.
+   * of two such uploads of one name, one wins. A direct upload's commit names each chunk's CRC32
+   * (`crc32s`), which every node that holds it must have seen.
    */
-  commit(options?: { sha256?: string; attrs?: FileAttrs; ifAbsent?: boolean }): Promise<FileMeta>;
+  commit(
+    options?: { sha256?: string; attrs?: FileAttrs; ifAbsent?: boolean; crc32s?: number[] },
+  ): Promise<FileMeta>;
   /** Drops the upload and whatever it stored; safe to call more than once. */
   abort(): Promise<void>;
 }
@@ -137,11 +151,13 @@ export interface StreamingFileStore extends FileStore {
   readonly pool: BufferPool;
   /**
    * Starts an upload. With `checksums`, every write must carry its CRC32 and the commit the
-   * sender's SHA-256, which is recorded instead of hashing the bytes again.
+   * sender's SHA-256, which is recorded instead of hashing the bytes again. With `direct` (and
+   * `checksums` and `size`), the store may give the upload a `plan` for the sender to write the
+   * chunks to the data nodes itself.
    */
   beginUpload(
     name: string,
-    options?: { size?: number; replicas?: number; checksums?: boolean },
+    options?: { size?: number; replicas?: number; checksums?: boolean; direct?: boolean },
   ): Upload;
   /**
    * Makes `name` a file of the `sources`' bytes in order, each the given version of a file,

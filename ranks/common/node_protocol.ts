@@ -41,6 +41,10 @@ export const NODE_LIST_ENTRIES_MAX = 1024;
 
 /** A request rank 0 sends to one data node. */
 export type NodeCall =
+  /** Open a blob for an upload's chunks written by a client directly (`node/direct_writes.ts`). */
+  | { op: "expect"; blob: string; bytes: number }
+  /** Close it once every chunk the commit will name was written as it says. */
+  | { op: "seal"; blob: string; chunks: { id: string; size: number; crc32: number }[] }
   /** Write a chunk into its blob (made durable by the commit that names it). */
   | { op: "write"; id: string; bytes: Uint8Array; crc32?: number }
   /** Rewrite a damaged or missing replica from a good one (read repair), atomically. */

@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { WritePlan } from "../../protocol/direct.ts";
+import { DfsError } from "../../protocol/errors.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
 import type { Upload } from "../common/file_store.ts";
 
@@ -34,7 +36,18 @@ export class SharedUpload implements Upload {
     return this.#upload.write(bytes, crc32);
   }
 
-  async commit(options?: { sha256?: string }): Promise<FileMeta> {
+  get plan(): Promise<WritePlan> | undefined {
+    return this.#upload.plan;
+  }
+
+  replace(index: number, rank: number): Promise<{ rank: number; address: string }> {
+    if (!this.#upload.replace) {
+      return Promise.reject(new DfsError("INVALID_REQUEST", "The upload is not a direct one"));
+    }
+    return this.#upload.replace(index, rank);
+  }
+
+  async commit(options?: { sha256?: string; crc32s?: number[] }): Promise<FileMeta> {
     try {
       return await this.#upload.commit(options);
     } finally {

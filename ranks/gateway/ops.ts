@@ -33,6 +33,10 @@ export type RequestOf<O extends Request["op"]> = Extract<Request, { op: O }>;
  * - `write`, `commit`, `abort`: the next step of the upload the id names. `write` is not
  *   answered (`drop` recycles a data frame of an upload that already failed); `commit` is
  *   answered `ok {result: meta}`; `abort` with an `INVALID_REQUEST` error.
+ * - `upload` with `direct`: answered at once, `ok {plan}` when the store gives the upload a plan
+ *   (the client writes the chunks to the nodes itself), else `ok` (the client sends data frames).
+ * - `replace`, `progress`: a direct upload's steps: another node for a chunk (`ok {result}`), and
+ *   word that the client is still writing (not answered).
  * - `fetch`, `done`: the next step of the direct read the id names (`direct_reads.ts`): a chunk
  *   through rank 0 (answered by a `data` or an `error` frame), or the read's end (not answered).
  */
@@ -49,21 +53,34 @@ export type Op<R extends Request> =
   | { kind: "commit"; commit(request: R, upload: Upload): Promise<FileMeta> }
   | { kind: "abort"; abort(request: R, upload: Upload): Promise<void> }
   | { kind: "fetch" }
-  | { kind: "done" };
+  | { kind: "done" }
+  | { kind: "replace" }
+  | { kind: "progress" };
 
 /** The CBOR protocol's table: one entry for every request op of `protocol/messages.ts`. */
 export const CBOR_OPS: { readonly [O in Request["op"]]: Op<RequestOf<O>> } = {
   put: {
     kind: "upload",
     begin: (r, { store }) =>
-      store.beginUpload(r.name, { size: r.size, replicas: r.replicas, checksums: r.checksums }),
+      store.beginUpload(r.name, {
+        size: r.size,
+        replicas: r.replicas,
+        checksums: r.checksums,
+        ...(r.direct ? { direct: true } : {}),
+      }),
   },
   data: {
     kind: "write",
     write: (r, upload) => upload.write(r.bytes, r.crc32),
     drop: (r, { store }) => store.pool.give(r.bytes.buffer),
   },
-  end: { kind: "commit", commit: (r, upload) => upload.commit({ sha256: r.sha256 }) },
+  end: {
+    kind: "commit",
+    commit: (r, upload) =>
+      upload.commit({ sha256: r.sha256, ...(r.crc32s ? { crc32s: r.crc32s } : {}) }),
+  },
+  replace: { kind: "replace" },
+  progress: { kind: "progress" },
   abort: { kind: "abort", abort: (_, upload) => upload.abort() },
   get: {
     kind: "read",

@@ -40,6 +40,7 @@ import type { Clock, TimerHandle } from "../env/env.ts";
 import { FAILED_UPLOADS_PER_REQUEST_MAX, SERVER_NAME } from "./limits.ts";
 import { type Op, type OpContext, opOf, type RequestOf } from "./ops.ts";
 import { DirectReads } from "./direct_reads.ts";
+import { answerPlan, answerReplace } from "./direct_uploads.ts";
 
 /** What a session needs of its socket: a `Deno.Conn`, or any byte stream in a test. */
 export type SessionStream = ByteStream & { close(): void };
@@ -55,6 +56,13 @@ export interface SessionOptions {
    * address's other connections; none: only the connection's own share applies.
    */
   addressUploadShare?: Semaphore;
+}
+
+/** An upload to start: its name, how, and whether its client asked for a direct plan. */
+interface UploadStart {
+  name: string;
+  begin: () => Upload;
+  direct?: boolean;
 }
 
 /** One client connection, served from `run()` until the client leaves or `close()`. */
@@ -302,6 +310,7 @@ export class Session {
         return this.#beginUpload(id, {
           name: "name" in request ? request.name : "",
           begin: () => op.begin(request, context),
+          direct: request.op === "put" && request.direct === true,
         });
       case "write":
         if (this.#failedUploads.has(id)) return op.drop(request, context);
@@ -310,6 +319,14 @@ export class Session {
         return this.#end(id, (upload) => op.commit(request, upload));
       case "abort":
         return this.#abort(id, (upload) => op.abort(request, upload));
+      case "replace": {
+        const upload = this.#uploadOf(id);
+        upload.activeAt = this.#clientNow();
+        return answerReplace(this.#writer, request as RequestOf<"replace">, upload, this.#failed);
+      }
+      case "progress":
+        this.#uploadOf(id).activeAt = this.#clientNow();
+        return;
       case "fetch":
         return this.#direct.fetch(id, (request as RequestOf<"fetch">).index);
       case "done":
@@ -349,7 +366,7 @@ export class Session {
    * While either share is full, the returned promise holds the frame loop until a slot is free:
    * a client over its share slows only itself, and its data frames wait in the socket.
    */
-  #beginUpload(id: number, upload: { name: string; begin: () => Upload }): Promise<void> | void {
+  #beginUpload(id: number, upload: UploadStart): Promise<void> | void {
     if (this.#uploadShare.tryAcquire()) {
       if (this.#addressUploadShare?.tryAcquire() ?? true) return this.#startUpload(id, upload);
       this.#uploadShare.release();
@@ -359,7 +376,7 @@ export class Session {
 
   async #beginUploadWhenShared(
     id: number,
-    upload: { name: string; begin: () => Upload },
+    upload: UploadStart,
   ): Promise<void> {
     this.#waitingForShare = true;
     try {
@@ -373,7 +390,7 @@ export class Session {
   }
 
   /** Begins upload `id`, which holds a slot of both shares; they go back if it cannot begin. */
-  #startUpload(id: number, upload: { name: string; begin: () => Upload }): void {
+  #startUpload(id: number, upload: UploadStart): void {
     const release = () => {
       this.#uploadShare.release();
       this.#addressUploadShare?.release();
@@ -386,8 +403,14 @@ export class Session {
       throw error;
     }
     const activeAt = this.#clientNow();
-    this.#uploads.set(id, new SharedUpload(begun, { name: upload.name, release, activeAt }));
+    const shared = new SharedUpload(begun, { name: upload.name, release, activeAt });
+    this.#uploads.set(id, shared);
     this.#watchStalls(this.#limits.uploadStallTimeoutMs);
+    if (!upload.direct) return;
+    answerPlan(this.#writer, id, shared, async (error) => {
+      if (this.#uploads.get(id) === shared) this.#uploads.delete(id);
+      await this.#failed(id, error);
+    });
   }
 
   /** Waits for a permit of `share`; false, with no permit, if the connection closes first. */
@@ -542,6 +565,8 @@ export class Session {
       .finally(() => this.#tasks.delete(id));
     this.#tasks.set(id, task);
   }
+
+  #failed = (id: number, error: unknown) => this.#sendError(id, error);
 
   async #sendError(id: number, error: unknown): Promise<void> {
     // A client that went away mid-request is no fault of the server's.

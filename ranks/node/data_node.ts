@@ -17,6 +17,7 @@ import { releaseDecodeInput } from "../../protocol/cbor.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { type Env, giveWay } from "../env/env.ts";
 import { DiskWatch } from "./disk_health.ts";
+import { DirectWrites } from "./direct_writes.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import { chunkIdsOn, type LogOpened, type Manifest, type RankRepair } from "../common/manifest.ts";
@@ -53,11 +54,7 @@ export const LOG_COMPACT_BYTES_MIN = 64 * 1024 * 1024;
 export const CHUNKS_DIR = "chunks";
 /** The node's log, in its folder. */
 export const LOG_FILE = "meta.log";
-/**
- * The file a node writes, syncs and removes in its chunk folder as it opens: a disk that no
- * longer takes writes (I/O errors, read-only) keeps the node from starting rather than failing
- * the first put placed on it.
- */
+/** Written, synced and removed in the chunk folder at open: a failed disk stops the start. */
 export const PROBE_FILE = ".probe";
 
 /** Where a data node keeps its data, and how. */
@@ -75,6 +72,8 @@ interface NodeStorage {
 /** A data node's state and its answers to rank 0 (see the module doc). */
 export class DataNode {
   readonly rank: number;
+  /** Uploads whose chunks clients write here directly (`direct_writes.ts`). */
+  readonly direct: DirectWrites;
   #env: Env;
   #store: ChunkStore;
   #dir: string;
@@ -136,6 +135,7 @@ export class DataNode {
   private constructor(rank: number, storage: NodeStorage) {
     this.rank = rank;
     this.#env = storage.env;
+    this.direct = new DirectWrites(storage.env.clock);
     const compactBytesMin = storage.compactBytesMin ?? LOG_COMPACT_BYTES_MIN;
     this.#compactWhen = new CompactionTrigger(compactBytesMin, storage.env.random);
     this.#paged = new PagedAnswers(rank);
@@ -242,8 +242,13 @@ export class DataNode {
       case "release":
         return await this.#release(call.name, call.version);
       case "discard":
+        this.direct.forget(call.ids);
         await this.#store.delete(call.ids);
         return true;
+      case "expect":
+        return this.direct.expect(call.blob, call.bytes);
+      case "seal":
+        return this.direct.seal(call.blob, call.chunks);
       case "statfs":
         return await this.#env.fs.statfs(this.#dir);
       case "repair":

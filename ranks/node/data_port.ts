@@ -1,17 +1,19 @@
 /**
- * A data node's data port (`dfs node --data-port`): clients read chunks here directly, each read
- * carrying a grant rank 0 signed (`protocol/direct.ts`), so that a large file's bytes do not pass
- * through rank 0. Read-only: writes still go through rank 0.
+ * A data node's data port (`dfs node --data-port`): clients read chunks here directly, and write
+ * the chunks of uploads rank 0 planned, each request carrying a grant rank 0 signed
+ * (`protocol/direct.ts`), so that a large file's bytes do not pass through rank 0.
  *
  * Every connection starts with a hello (within `DATA_PORT_HANDSHAKE_TIMEOUT_MS`), then sends
- * `read` requests, each answered by a `data` frame or an `error` frame with the request's id, in
- * the order they finish. Limits: request frames of at most `DATA_REQUEST_BYTES_MAX`;
- * `DIRECT_READS_INFLIGHT_MAX` reads in flight per connection (beyond that the connection is not
- * read, so TCP pushes back on the client) and `DATA_PORT_READS_MAX` for the whole port, each
- * holding one pooled buffer; `DATA_PORT_CONNECTIONS_MAX` connections (more are closed at once);
- * a connection quiet for `DATA_PORT_IDLE_TIMEOUT_MS` with nothing in flight is closed, and one
- * whose client stops reading is closed after `DATA_PORT_WRITE_TIMEOUT_MS`. A malformed frame gets
- * an error and closes its connection; nothing else is disturbed.
+ * requests: a `read`, answered by a `data` frame; a `write`, its bytes in the `data` frame right
+ * after it, answered `written` once in the blob (the upload must be open here: see
+ * `direct_writes.ts`); any of them by an `error` frame with the request's id; in the order they
+ * finish. Limits: request frames of at most `DATA_REQUEST_BYTES_MAX` (a write's bytes, one chunk);
+ * `DIRECT_READS_INFLIGHT_MAX` requests in flight per connection (beyond that the connection is
+ * not read, so TCP pushes back on the client) and `DATA_PORT_TRANSFERS_MAX` for the whole port,
+ * each holding one pooled buffer; `DATA_PORT_CONNECTIONS_MAX` connections (more are closed at
+ * once); a connection quiet for `DATA_PORT_IDLE_TIMEOUT_MS` with nothing in flight is closed, and
+ * one whose client stops reading is closed after `DATA_PORT_WRITE_TIMEOUT_MS`. A malformed frame
+ * gets an error and closes its connection; nothing else is disturbed.
  *
  * @module
  */
@@ -27,6 +29,7 @@ import {
   parseDataRequest,
 } from "../../protocol/direct.ts";
 import { DfsError } from "../../protocol/errors.ts";
+import { FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import { decodeFrameBody, encodeDataHeader } from "../../protocol/frame.ts";
 import { HEADROOM_BYTES } from "../comm/tcp_transport.ts";
 import { SMALL_READ_BYTES_MAX } from "../common/chunk_id.ts";
@@ -36,8 +39,8 @@ import type { DataNode } from "./data_node.ts";
 
 /** Client connections a data port serves at once; more are closed as they come. */
 export const DATA_PORT_CONNECTIONS_MAX = 256;
-/** Chunk reads in flight on one data port, all connections together (each holds a buffer). */
-export const DATA_PORT_READS_MAX = 32;
+/** Chunk reads and writes in flight on one data port, all connections together (each holds a buffer). */
+export const DATA_PORT_TRANSFERS_MAX = 32;
 /** How long a client has to send its hello. */
 export const DATA_PORT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** A connection with nothing in flight that sends nothing for this long is closed. */
@@ -67,7 +70,7 @@ export interface DataPort {
 /** Serves `listener` as a data port until closed. */
 export function serveDataPort(listener: Deno.Listener, options: DataPortOptions): DataPort {
   const conns = new Set<Deno.Conn>();
-  const reads = new Semaphore(DATA_PORT_READS_MAX);
+  const transfers = new Semaphore(DATA_PORT_TRANSFERS_MAX);
   const served = new Set<Promise<void>>();
   let closed = false;
   const accepting = (async () => {
@@ -85,7 +88,7 @@ export function serveDataPort(listener: Deno.Listener, options: DataPortOptions)
         continue;
       }
       conns.add(conn);
-      const serving = serveConnection(conn, reads, options).finally(() => {
+      const serving = serveConnection(conn, transfers, options).finally(() => {
         conns.delete(conn);
         closeQuietly(conn);
       });
@@ -108,7 +111,7 @@ export function serveDataPort(listener: Deno.Listener, options: DataPortOptions)
 /** Serves one client connection until it leaves, misbehaves or goes quiet. */
 async function serveConnection(
   conn: Deno.Conn,
-  reads: Semaphore,
+  transfers: Semaphore,
   options: DataPortOptions,
 ): Promise<void> {
   setNoDelay(conn);
@@ -138,21 +141,38 @@ async function serveConnection(
     const node = options.node();
     await writer.send({ op: "hello", version: DIRECT_PROTOCOL_VERSION, rank: node?.rank ?? 0 });
     timeoutMs = DATA_PORT_IDLE_TIMEOUT_MS;
+    // From here on a frame may be a write's bytes: read into pooled buffers.
+    reader.frameSizeBytesMax = FRAME_SIZE_BYTES_MAX;
+    reader.pool = options.pool;
     while (true) {
       activeAt = clock.monotonic();
       await mine.acquire();
       const body = await reader.read();
       if (body === null) break;
       activeAt = clock.monotonic();
+      if (body.length > DATA_REQUEST_BYTES_MAX) {
+        options.pool.give(body.buffer);
+        throw new DfsError("TOO_LARGE", `A request over ${DATA_REQUEST_BYTES_MAX} bytes`);
+      }
       const request = parseDataRequest(decodeFrameBody(body));
-      if (request.op !== "read") throw new DfsError("INVALID_REQUEST", "A second hello");
-      await reads.acquire();
-      const read = answerRead(request, writer, options).finally(() => {
-        reads.release();
+      if (request.op === "hello") throw new DfsError("INVALID_REQUEST", "A second hello");
+      // A slot of the port's before a write's bytes are read: at most that many in memory.
+      await transfers.acquire();
+      let answer: Promise<void>;
+      if (request.op === "read") answer = answerRead(request, writer, options);
+      else {
+        const bytes = await readPayload(reader, request.id).catch((error) => {
+          transfers.release();
+          throw error;
+        });
+        answer = answerWrite(request, bytes, writer, options);
+      }
+      const done = answer.finally(() => {
+        transfers.release();
         mine.release();
       });
-      inflight.add(read);
-      read.then(() => inflight.delete(read));
+      inflight.add(done);
+      done.then(() => inflight.delete(done));
     }
   } catch (error) {
     if (!isConnectionError(error)) {
@@ -164,6 +184,61 @@ async function serveConnection(
     await Promise.allSettled(inflight);
     writer.close();
   }
+}
+
+/**
+ * The bytes of write `id`: the next frame, a `data` frame of that id (a view of a pooled buffer).
+ *
+ * @throws {DfsError} `INVALID_REQUEST` for anything else (the connection is then out of step).
+ */
+async function readPayload(reader: FrameReader, id: number): Promise<Uint8Array> {
+  const body = await reader.read();
+  if (body === null) {
+    throw new DfsError("INVALID_REQUEST", "Connection ended before a write's bytes");
+  }
+  const frame = decodeFrameBody(body) as { op?: unknown; id?: unknown; bytes?: unknown };
+  if (frame?.op !== "data" || frame.id !== id || !(frame.bytes instanceof Uint8Array)) {
+    throw new DfsError("INVALID_REQUEST", `Write ${id}'s bytes must follow it in a data frame`);
+  }
+  return frame.bytes;
+}
+
+/**
+ * Writes one chunk of an upload open here (`direct_writes.ts`) and answers `written`, or sends
+ * the reason it cannot; never throws. Gives the bytes' buffer back to the pool.
+ */
+async function answerWrite(
+  request: Extract<DataRequest, { op: "write" }>,
+  bytes: Uint8Array,
+  writer: FrameWriter,
+  options: DataPortOptions,
+): Promise<void> {
+  const { id, chunk, crc32 } = request;
+  try {
+    checkGrant(options.key, request.grant, chunk, options.clock.now(), "write");
+    const node = options.node();
+    if (node === undefined) throw new DfsError("UNAVAILABLE", "This data node is not open");
+    node.direct.admit(chunk, bytes.length);
+    let written = false;
+    try {
+      await node.handle({ op: "write", id: chunk, bytes, crc32 });
+      written = true;
+    } finally {
+      node.direct.finish(chunk, written ? { size: bytes.length, crc32 } : undefined);
+    }
+    await writer.send({ op: "written", id });
+  } catch (error) {
+    await sendError(writer, id, error);
+  } finally {
+    options.pool.give(bytes.buffer);
+  }
+}
+
+/** Tells the client why request `id` failed (a failed disk as rank 0 would: try elsewhere). */
+async function sendError(writer: FrameWriter, id: number, error: unknown): Promise<void> {
+  const wire = error instanceof DfsError ? error : new DfsError("INTERNAL", String(error));
+  const code = wire.code === "NODE_FAILED" ? "UNAVAILABLE" : wire.code;
+  await writer.send({ op: "error", id, code, message: wire.message }).catch(() => {});
 }
 
 function parseHello(body: Uint8Array): void {
@@ -199,10 +274,7 @@ async function answerRead(
     buffer!.set(header, at);
     await writer.sendFrame(buffer!.subarray(at, HEADROOM_BYTES + bytes.length));
   } catch (error) {
-    const wire = error instanceof DfsError ? error : new DfsError("INTERNAL", String(error));
-    // A node whose disk failed tells clients what rank 0 would: try another replica.
-    const code = wire.code === "NODE_FAILED" ? "UNAVAILABLE" : wire.code;
-    await writer.send({ op: "error", id, code, message: wire.message }).catch(() => {});
+    await sendError(writer, id, error);
   } finally {
     options.pool.give(buffer?.buffer);
   }

@@ -11,8 +11,8 @@ import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import {
   DATA_REQUEST_BYTES_MAX,
   DIRECT_PROTOCOL_VERSION,
+  type Grant,
   grantKey,
-  type ReadGrant,
   signGrant,
 } from "../../protocol/direct.ts";
 import { DataLinks } from "../../protocol/direct_reader.ts";
@@ -150,7 +150,7 @@ async function rawConn(port: number) {
 }
 
 /** A read request of chunk `c` with `grant`. */
-const readOf = (c: Held, grant: ReadGrant, id?: number) => ({
+const readOf = (c: Held, grant: Grant, id?: number) => ({
   ...(id === undefined ? {} : { op: "read", id }),
   chunk: c.id,
   size: c.bytes.length,
@@ -247,7 +247,7 @@ Deno.test("a data port answers a forged grant with an error and serves the same 
   try {
     await c.hello();
     const [big, small] = p.chunks;
-    const forged: ReadGrant = { ...p.grant, mac: p.grant.mac.map((b) => b ^ 0xff) };
+    const forged: Grant = { ...p.grant, mac: p.grant.mac.map((b) => b ^ 0xff) };
     await c.writer.send(readOf(big, forged, 1));
     assert.match(await c.error(1, "UNAUTHORIZED"), /not signed/);
     // A grant for this blob with its expiry pushed back, under the old mac: refused too.

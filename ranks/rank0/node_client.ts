@@ -170,6 +170,20 @@ export class NodeClient {
   }
 
   /** Removes chunks of an upload that will never commit. */
+  /** Opens `blob` on the node for an upload of `bytes` a client writes directly. */
+  async expect(rank: number, blob: string, bytes: number): Promise<void> {
+    await this.#call(rank, { op: "expect", blob, bytes });
+  }
+
+  /** Closes `blob` on the node once `chunks` were written there as they say. */
+  async seal(
+    rank: number,
+    blob: string,
+    chunks: { id: string; size: number; crc32: number }[],
+  ): Promise<void> {
+    await this.#call(rank, { op: "seal", blob, chunks });
+  }
+
   async discard(rank: number, ids: string[]): Promise<void> {
     await this.#call(rank, { op: "discard", ids });
   }

@@ -20,6 +20,7 @@ import type {
   RankCapacity,
   StatusReport,
   StreamingFileStore,
+  Upload,
   Usage,
 } from "../common/file_store.ts";
 import { createHash } from "node:crypto";
@@ -52,7 +53,7 @@ import { Recovery } from "./recovery.ts";
 import { Releases } from "./releases.ts";
 import { Replicas } from "./replicas.ts";
 import { Throughput } from "./throughput.ts";
-import { type Upload, Uploads } from "./uploads.ts";
+import { Uploads } from "./uploads.ts";
 
 /** How long `status` waits for a data node before calling it down. */
 export const STATUS_TIMEOUT_MS = 2_000;
@@ -141,6 +142,7 @@ export class DfsStore implements StreamingFileStore {
       dataNodesMax: options.dataNodesMax,
       throughput: this.throughput,
       cache,
+      direct: options.grantKey === undefined ? undefined : { key: options.grantKey, clock },
     });
     this.#reads = new Reads({
       nodes,
@@ -209,7 +211,7 @@ export class DfsStore implements StreamingFileStore {
 
   beginUpload(
     name: string,
-    options: { size?: number; replicas?: number; checksums?: boolean } = {},
+    options: { size?: number; replicas?: number; checksums?: boolean; direct?: boolean } = {},
   ): Upload {
     return this.#uploads.begin(name, options);
   }

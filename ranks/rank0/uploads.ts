@@ -32,6 +32,8 @@ import { chooseRanks, type LoadTracker } from "./placement.ts";
 import type { Replicas } from "./replicas.ts";
 import type { SharedSlot } from "./shared_slots.ts";
 import type { Throughput } from "./throughput.ts";
+import type { Clock } from "../env/env.ts";
+import { DIRECT_WRITE_BYTES_MIN, directRanks, DirectUpload } from "./direct_uploads.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
@@ -61,6 +63,7 @@ export class Uploads {
   /** Data nodes there may be (more than now, when remote nodes may join): bounds `replicas`. */
   #dataNodesMax: number;
   #cache: ChunkCache | undefined;
+  #direct: { key: Uint8Array; clock: Pick<Clock, "now"> } | undefined;
   readonly throughput: Throughput;
 
   constructor(
@@ -78,8 +81,11 @@ export class Uploads {
       throughput: Throughput;
       /** Takes a small file's bytes at its commit (`chunk_cache.ts`). */
       cache?: ChunkCache;
+      /** Signs write grants for direct uploads (`direct_uploads.ts`); without it, none is. */
+      direct?: { key: Uint8Array; clock: Pick<Clock, "now"> };
     },
   ) {
+    this.#direct = parts.direct;
     this.#nodes = parts.nodes;
     this.#loads = parts.loads;
     this.#namespace = parts.namespace;
@@ -103,8 +109,8 @@ export class Uploads {
    */
   begin(
     name: string,
-    options: { size?: number; replicas?: number; checksums?: boolean } = {},
-  ): Upload {
+    options: { size?: number; replicas?: number; checksums?: boolean; direct?: boolean } = {},
+  ): Upload | DirectUpload {
     if (this.#uploads >= this.#uploadsMax) {
       throw new DfsError(
         "UNAVAILABLE",
@@ -128,6 +134,30 @@ export class Uploads {
       if (!ended) this.#uploads--;
       ended = true;
     };
+    const { size } = options;
+    const direct = this.#direct;
+    const ranks = direct && options.direct && options.checksums && size !== undefined &&
+        size >= DIRECT_WRITE_BYTES_MIN
+      ? directRanks(this.#nodes, replicas)
+      : undefined;
+    if (direct && ranks && size !== undefined) {
+      const parts = {
+        nodes: this.#nodes,
+        loads: this.#loads,
+        ...direct,
+        throughput: this.throughput,
+        commit: (draft: Parameters<Uploads["commit"]>[0], o: { ifAbsent?: boolean }) =>
+          this.commit(draft, undefined, o),
+        discard: (refs: readonly ChunkRef[]) => this.discard(refs),
+      };
+      return new DirectUpload(parts, name, {
+        blob: this.#blobIds.next(),
+        size,
+        replicas,
+        ranks,
+        onEnd,
+      });
+    }
     return new Upload(this, name, {
       blob: this.#blobIds.next(),
       declaredSize: options.size,

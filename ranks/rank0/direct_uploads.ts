@@ -1,0 +1,222 @@
+/**
+ * Direct uploads (`protocol/direct.ts`): for a put of a declared size of at least
+ * `DIRECT_WRITE_BYTES_MIN` with checksums, rank 0 places every chunk up front on the least loaded
+ * live nodes that have a data port (their replicas in different zones when they can be), opens
+ * the upload's blob on each of them (`expect`), and hands the client the plan and a write grant;
+ * the client writes each chunk to its nodes itself, so the bytes cross the network once per
+ * replica and never pass through rank 0. A node that fails a write is replaced on the client's
+ * word (`replace`). At the commit each node must have seen every chunk it holds with the CRC32
+ * the client names (`seal`, which also closes the blob for writes); then the file is committed
+ * as any other. An upload that never commits has its chunks discarded.
+ *
+ * @module
+ */
+
+import { GRANT_TTL_MS, signGrant, type WritePlan } from "../../protocol/direct.ts";
+import { DfsError } from "../../protocol/errors.ts";
+import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
+import type { FileMeta } from "../../protocol/messages.ts";
+import { chunkIdOf } from "../common/chunk_id.ts";
+import type { Upload } from "../common/file_store.ts";
+import { checkAttrs, type ChunkRef, type FileAttrs } from "../common/manifest.ts";
+import type { Clock } from "../env/env.ts";
+import type { NodeClient } from "./node_client.ts";
+import type { LoadTracker } from "./placement.ts";
+import type { Throughput } from "./throughput.ts";
+
+/** Smallest upload given a direct plan: below it, rank 0 relays the bytes. */
+export const DIRECT_WRITE_BYTES_MIN = CHUNK_SIZE_BYTES;
+
+/** What a direct upload needs of the store. */
+export interface DirectUploadParts {
+  nodes: NodeClient;
+  loads: LoadTracker;
+  /** The key write grants are signed with. */
+  key: Uint8Array;
+  clock: Pick<Clock, "now">;
+  throughput: Throughput;
+  /** Commits a written upload (the namespace's commit). */
+  commit(
+    draft: { name: string; size: number; sha256: string; chunks: ChunkRef[]; attrs?: FileAttrs },
+    options: { ifAbsent?: boolean },
+  ): Promise<FileMeta>;
+  /** Removes chunks that will never commit, and takes their bytes off the loads. */
+  discard(refs: readonly ChunkRef[]): Promise<void>;
+}
+
+/**
+ * The ranks a direct upload's chunks may go to: live data nodes with a data port. Undefined when
+ * fewer than `replicas` are.
+ */
+export function directRanks(nodes: NodeClient, replicas: number): number[] | undefined {
+  const { membership } = nodes;
+  const ranks = membership.dataRanks.filter((rank) =>
+    !membership.isDown(rank) && membership.infoOf(rank)?.dataAddress !== undefined
+  );
+  return ranks.length >= replicas ? ranks : undefined;
+}
+
+/** One direct upload: its plan, then `commit()` or `abort()`. */
+export class DirectUpload implements Upload {
+  readonly plan: Promise<WritePlan>;
+  #parts: DirectUploadParts;
+  #name: string;
+  #blob: string;
+  #size: number;
+  /** Each chunk's ranks, as placed (and replaced). */
+  #ranks: number[][];
+  #onEnd: () => void;
+  #done = false;
+
+  constructor(
+    parts: DirectUploadParts,
+    name: string,
+    options: { blob: string; size: number; replicas: number; ranks: number[]; onEnd: () => void },
+  ) {
+    this.#parts = parts;
+    this.#name = name;
+    this.#blob = options.blob;
+    this.#size = options.size;
+    this.#onEnd = options.onEnd;
+    const { membership } = parts.nodes;
+    const exclude = new Set(membership.dataRanks.filter((rank) => !options.ranks.includes(rank)));
+    const count = Math.ceil(options.size / CHUNK_SIZE_BYTES);
+    this.#ranks = Array.from(
+      { length: count },
+      (_, k) => parts.loads.place(this.#sizeOf(k), options.replicas, exclude),
+    );
+    this.plan = this.#open();
+    this.plan.catch(() => {}); // the session awaits it; an abort follows a failure
+  }
+
+  get receivedBytes(): number {
+    return 0;
+  }
+
+  write(): Promise<void> {
+    return Promise.reject(
+      new DfsError("INVALID_REQUEST", `Upload of "${this.#name}" goes to the data nodes directly`),
+    );
+  }
+
+  /**
+   * Another node for chunk `index`, whose write to `rank` failed: the least loaded live node with
+   * a data port that holds no replica of it, opened for the upload.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` for a chunk or rank not in the plan; `UNAVAILABLE` if no
+   *   node can take it.
+   */
+  async replace(index: number, rank: number): Promise<{ rank: number; address: string }> {
+    const ranks = this.#ranks[index];
+    if (this.#done || ranks === undefined || !ranks.includes(rank)) {
+      throw new DfsError("INVALID_REQUEST", `Chunk ${index} of this upload is not on rank ${rank}`);
+    }
+    const { nodes, loads } = this.#parts;
+    const usable = directRanks(nodes, 1) ?? [];
+    const exclude = new Set([...nodes.membership.dataRanks.filter((r) => !usable.includes(r))]);
+    for (const held of ranks) exclude.add(held);
+    if (usable.every((r) => exclude.has(r))) {
+      throw new DfsError("UNAVAILABLE", `No other data node can take chunk ${index}`);
+    }
+    const size = this.#sizeOf(index);
+    const [target] = loads.place(size, 1, exclude);
+    loads.add(rank, -size);
+    this.#ranks[index] = ranks.map((r) => r === rank ? target : r);
+    void nodes.discard(rank, [this.#idOf(index)]).catch(() => {});
+    await nodes.expect(target, this.#blob, this.#size);
+    return { rank: target, address: this.#addressOf(target) };
+  }
+
+  /**
+   * Seals the upload on every node (each must have seen its chunks with the CRC32s `crc32s` names)
+   * and commits it.
+   *
+   * @throws {DfsError} `INVALID_REQUEST` without a SHA-256 or a CRC32 for each chunk; `CORRUPTED`
+   *   if a node did not get a chunk as named.
+   */
+  async commit(
+    options: { sha256?: string; attrs?: FileAttrs; ifAbsent?: boolean; crc32s?: number[] } = {},
+  ): Promise<FileMeta> {
+    if (this.#done) throw new DfsError("INVALID_REQUEST", "The upload is over");
+    try {
+      await this.plan;
+      if (options.attrs !== undefined) checkAttrs(options.attrs);
+      const { sha256, crc32s } = options;
+      if (sha256 === undefined || crc32s?.length !== this.#ranks.length) {
+        throw new DfsError(
+          "INVALID_REQUEST",
+          `Upload of "${this.#name}" ended without its SHA-256 and a CRC32 for each of its ` +
+            `${this.#ranks.length} chunks`,
+        );
+      }
+      const refs = this.#refs(crc32s);
+      const byRank = new Map<number, { id: string; size: number; crc32: number }[]>();
+      for (const { id, size, ranks, crc32 } of refs) {
+        for (const rank of ranks) {
+          const chunks = byRank.get(rank) ?? [];
+          chunks.push({ id, size, crc32: crc32! });
+          byRank.set(rank, chunks);
+        }
+      }
+      const { nodes } = this.#parts;
+      await Promise.all([...byRank].map(([rank, chunks]) => nodes.seal(rank, this.#blob, chunks)));
+      const attrs = options.attrs === undefined ? {} : { attrs: { ...options.attrs } };
+      const draft = { name: this.#name, size: this.#size, sha256, chunks: refs, ...attrs };
+      const meta = await this.#parts.commit(draft, { ifAbsent: options.ifAbsent });
+      this.#done = true;
+      this.#ranks = []; // committed: the chunks are the file's now
+      this.#parts.throughput.written(this.#size);
+      this.#parts.throughput.op("put");
+      this.#onEnd();
+      return meta;
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+  }
+
+  /** Drops the upload and whatever its chunks wrote. Safe to call more than once. */
+  async abort(): Promise<void> {
+    this.#onEnd();
+    if (this.#done) return;
+    this.#done = true;
+    const refs = this.#refs(this.#ranks.map(() => 0));
+    this.#ranks = [];
+    await this.#parts.discard(refs);
+  }
+
+  /** Opens the blob on every node of the plan, then signs the grant. */
+  async #open(): Promise<WritePlan> {
+    const ranks = [...new Set(this.#ranks.flat())];
+    const { nodes, key, clock } = this.#parts;
+    await Promise.all(ranks.map((rank) => nodes.expect(rank, this.#blob, this.#size)));
+    const addresses: Record<string, string> = {};
+    for (const rank of ranks) addresses[rank] = this.#addressOf(rank);
+    const expires = clock.now() + GRANT_TTL_MS;
+    const grant = signGrant(key, [this.#blob], expires, "write");
+    return { blob: this.#blob, ranks: this.#ranks.map((r) => [...r]), nodes: addresses, grant };
+  }
+
+  #refs(crc32s: readonly number[]): ChunkRef[] {
+    return this.#ranks.map((ranks, k) => ({
+      id: this.#idOf(k),
+      size: this.#sizeOf(k),
+      ranks: [...ranks],
+      crc32: crc32s[k],
+    }));
+  }
+
+  #idOf(index: number): string {
+    return chunkIdOf(this.#blob, index * CHUNK_SIZE_BYTES);
+  }
+
+  #sizeOf(index: number): number {
+    return Math.min(CHUNK_SIZE_BYTES, this.#size - index * CHUNK_SIZE_BYTES);
+  }
+
+  #addressOf(rank: number): string {
+    const address = this.#parts.nodes.membership.infoOf(rank)?.dataAddress;
+    if (address === undefined) throw new DfsError("UNAVAILABLE", `Rank ${rank} has no data port`);
+    return address;
+  }
+}
