@@ -52,7 +52,12 @@ export async function putConcurrently(
   const { prefix, sizeBytes } = files;
   const { seconds } = await timed(() =>
     withTimeout(
-      Promise.all(clients.map((client, i) => client.put(`${prefix}${i}`, source(sizeBytes)))),
+      // With the size declared, as `dfs put FILE` does: a server may then plan a direct upload.
+      Promise.all(
+        clients.map((client, i) =>
+          client.put(`${prefix}${i}`, source(sizeBytes), { size: sizeBytes })
+        ),
+      ),
       { timeoutMs: TRANSFER_TIMEOUT_MS, what: `put of ${clients.length} x ${sizeBytes} bytes` },
     )
   );
