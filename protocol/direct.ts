@@ -151,6 +151,17 @@ export function checkGrant(
   }
 }
 
+/**
+ * Which replica of a chunk a reader tries first: spread by a hash of the chunk's id, so that
+ * reads of files whose chunks were placed in a regular pattern (a direct upload places all its
+ * chunks at once, round the nodes in turn) still fall on every node alike.
+ */
+export function firstReplica(chunk: string, replicas: number): number {
+  let hash = 0x811c9dc5; // FNV-1a
+  for (let i = 0; i < chunk.length; i++) hash = Math.imul(hash ^ chunk.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % replicas;
+}
+
 /** The blob a chunk id belongs to. @throws {DfsError} `INVALID_REQUEST` for a malformed id. */
 export function blobOfChunk(chunk: string): string {
   const blob = CHUNK_PATTERN.exec(chunk)?.[1];

@@ -1,7 +1,7 @@
 /**
  * The client's side of direct reads (`direct.ts`): connections to the data nodes' data ports, one
  * per node, each with several requests in flight (writes too: `direct_writer.ts`); and a read of a file's range from them, chunk by
- * chunk in order, each chunk from one replica (spread by chunk index) and failing over to the
+ * chunk in order, each chunk from one replica (spread by a hash of its id) and failing over to the
  * others, and through rank 0 when no node gives it.
  *
  * @module
@@ -10,7 +10,7 @@
 import { crc32 } from "node:zlib";
 import { FrameReader, FrameWriter, setNoDelay } from "./conn.ts";
 import { openSocket } from "./connect.ts";
-import { DIRECT_PROTOCOL_VERSION, type DirectRoute, idsOf } from "./direct.ts";
+import { DIRECT_PROTOCOL_VERSION, type DirectRoute, firstReplica, idsOf } from "./direct.ts";
 import { DfsError, type WireError } from "./errors.ts";
 import { decodeFrameBody } from "./frame.ts";
 import type { FileMeta } from "./messages.ts";
@@ -199,8 +199,9 @@ export async function* readDirect(
       grant: route.grant,
       crc32: verify ? undefined : expected,
     };
+    const first = firstReplica(ids[index], ranks.length);
     for (let i = 0; i < ranks.length; i++) {
-      const address = route.nodes[ranks[(index + i) % ranks.length]];
+      const address = route.nodes[ranks[(first + i) % ranks.length]];
       if (address === undefined) continue;
       try {
         const bytes = await links.read(address, request);

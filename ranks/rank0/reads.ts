@@ -1,13 +1,14 @@
 /**
  * Reads: a read pins the version it opened, so a later overwrite does not disturb it, and keeps
  * a few chunk reads in flight ahead of the socket, bounded by the caller's budget and a
- * server-wide read-ahead. Each chunk is read from one replica (spread by chunk index), failing
+ * server-wide read-ahead. Each chunk is read from one replica (spread by a hash of its id), failing
  * over to the others; a replica found damaged is rewritten from the good bytes in the background
  * (read repair).
  *
  * @module
  */
 
+import { firstReplica } from "../../protocol/direct.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { type ByteRange, type FileReader, READ_CHUNKS_INFLIGHT_MAX } from "../common/file_store.ts";
 import { fileMetaOf, type Manifest } from "../common/manifest.ts";
@@ -204,8 +205,9 @@ export class Reads {
     const chunk = m.chunks[index];
     let lastError: unknown;
     const damaged: number[] = [];
+    const first = firstReplica(chunk.id, chunk.ranks.length);
     for (let i = 0; i < chunk.ranks.length; i++) {
-      const rank = chunk.ranks[(index + i) % chunk.ranks.length];
+      const rank = chunk.ranks[(first + i) % chunk.ranks.length];
       try {
         const bytes = await this.#nodes.read(rank, chunk, m);
         if (damaged.length > 0) this.#replicas.repairInBackground(chunk, bytes, damaged);
