@@ -24,6 +24,12 @@ import type { NodeClient } from "./node_client.ts";
 import type { LoadTracker } from "./placement.ts";
 import type { Throughput } from "./throughput.ts";
 
+type PlannedChunk = { id: string; size: number; crc32: number };
+
+function isCorrupted(error: unknown): boolean {
+  return error instanceof DfsError && error.code === "CORRUPTED";
+}
+
 /** Smallest upload given a direct plan: below it, rank 0 relays the bytes. */
 export const DIRECT_WRITE_BYTES_MIN = CHUNK_SIZE_BYTES;
 
@@ -42,6 +48,11 @@ export interface DirectUploadParts {
   ): Promise<FileMeta>;
   /** Removes chunks that will never commit, and takes their bytes off the loads. */
   discard(refs: readonly ChunkRef[]): Promise<void>;
+  /**
+   * Copies `ref`'s replica meant for `from` from one of `sources` to another live node, and says
+   * so in `ref.ranks` (`Uploads.moveReplica`).
+   */
+  move(ref: ChunkRef, from: number, sources: readonly number[]): Promise<void>;
 }
 
 /**
@@ -67,6 +78,8 @@ export class DirectUpload implements Upload {
   #ranks: number[][];
   #onEnd: () => void;
   #done = false;
+  /** Every node the upload was opened on (replaced ones too): an abort removes it from each. */
+  #opened = new Set<number>();
 
   constructor(
     parts: DirectUploadParts,
@@ -122,7 +135,7 @@ export class DirectUpload implements Upload {
     const [target] = loads.place(size, 1, exclude);
     loads.add(rank, -size);
     this.#ranks[index] = ranks.map((r) => r === rank ? target : r);
-    void nodes.discard(rank, [this.#idOf(index)]).catch(() => {});
+    this.#opened.add(target);
     await nodes.expect(target, this.#blob, this.#size);
     return { rank: target, address: this.#addressOf(target) };
   }
@@ -150,7 +163,7 @@ export class DirectUpload implements Upload {
         );
       }
       const refs = this.#refs(crc32s);
-      const byRank = new Map<number, { id: string; size: number; crc32: number }[]>();
+      const byRank = new Map<number, PlannedChunk[]>();
       for (const { id, size, ranks, crc32 } of refs) {
         for (const rank of ranks) {
           const chunks = byRank.get(rank) ?? [];
@@ -158,12 +171,17 @@ export class DirectUpload implements Upload {
           byRank.set(rank, chunks);
         }
       }
-      const { nodes } = this.#parts;
-      await Promise.all([...byRank].map(([rank, chunks]) => nodes.seal(rank, this.#blob, chunks)));
+      await this.#seal(refs, byRank);
       const attrs = options.attrs === undefined ? {} : { attrs: { ...options.attrs } };
       const draft = { name: this.#name, size: this.#size, sha256, chunks: refs, ...attrs };
       const meta = await this.#parts.commit(draft, { ifAbsent: options.ifAbsent });
       this.#done = true;
+      // A node replaced out of the plan holds at most a failed chunk's bytes: they go.
+      const { nodes } = this.#parts;
+      for (const rank of this.#opened) {
+        if (refs.some((r) => r.ranks.includes(rank))) continue;
+        void nodes.discard(rank, [this.#idOf(0)]).catch(() => {});
+      }
       this.#ranks = []; // committed: the chunks are the file's now
       this.#parts.throughput.written(this.#size);
       this.#parts.throughput.op("put");
@@ -182,12 +200,48 @@ export class DirectUpload implements Upload {
     this.#done = true;
     const refs = this.#refs(this.#ranks.map(() => 0));
     this.#ranks = [];
+    // A node replaced out of the plan may hold part of the blob: it goes too.
+    const others = [...this.#opened].filter((rank) => !refs.some((r) => r.ranks.includes(rank)));
+    const { nodes } = this.#parts;
+    await Promise.allSettled(others.map((rank) => nodes.discard(rank, [this.#idOf(0)])));
     await this.#parts.discard(refs);
+  }
+
+  /**
+   * Has every node confirm its chunks (`seal`). A node that cannot (it went down, or restarted and
+   * forgot the upload) has its replicas copied by rank 0 from nodes that did, as an upload through
+   * rank 0 does for a node lost under it; a node that got a chunk otherwise than the client says
+   * fails the upload.
+   *
+   * @throws {DfsError} `CORRUPTED` for such a chunk; `UNAVAILABLE` if a replica cannot be moved.
+   */
+  async #seal(refs: ChunkRef[], byRank: Map<number, PlannedChunk[]>): Promise<void> {
+    const { nodes, move } = this.#parts;
+    const ranks = [...byRank.keys()];
+    const sealed = await Promise.allSettled(
+      ranks.map((rank) => nodes.seal(rank, this.#blob, byRank.get(rank)!)),
+    );
+    const failed = ranks.filter((_, i) => sealed[i].status === "rejected");
+    for (const [i, result] of sealed.entries()) {
+      if (result.status === "rejected" && isCorrupted(result.reason)) {
+        throw new DfsError("CORRUPTED", `Rank ${ranks[i]}: ${(result.reason as Error).message}`);
+      }
+    }
+    for (const from of failed) {
+      for (const ref of refs.filter((r) => r.ranks.includes(from))) {
+        const sources = ref.ranks.filter((rank) => !failed.includes(rank));
+        if (sources.length === 0) {
+          throw new DfsError("UNAVAILABLE", `No node confirmed chunk ${ref.id} of the upload`);
+        }
+        await move(ref, from, sources);
+      }
+    }
   }
 
   /** Opens the blob on every node of the plan, then signs the grant. */
   async #open(): Promise<WritePlan> {
     const ranks = [...new Set(this.#ranks.flat())];
+    for (const rank of ranks) this.#opened.add(rank);
     const { nodes, key, clock } = this.#parts;
     await Promise.all(ranks.map((rank) => nodes.expect(rank, this.#blob, this.#size)));
     const addresses: Record<string, string> = {};

@@ -149,6 +149,8 @@ export class Uploads {
         commit: (draft: Parameters<Uploads["commit"]>[0], o: { ifAbsent?: boolean }) =>
           this.commit(draft, undefined, o),
         discard: (refs: readonly ChunkRef[]) => this.discard(refs),
+        move: (ref: ChunkRef, from: number, sources: readonly number[]) =>
+          this.moveReplica(ref, from, sources),
       };
       return new DirectUpload(parts, name, {
         blob: this.#blobIds.next(),
@@ -205,7 +207,7 @@ export class Uploads {
       if (written.length === 0 || failed.some((f) => !membership.isDown(f.rank))) {
         throw failed[0].error;
       }
-      for (const { rank } of failed) await this.#moveReplica(ref, rank, written);
+      for (const { rank } of failed) await this.moveReplica(ref, rank, written);
     });
     return { ref, written };
   }
@@ -233,7 +235,8 @@ export class Uploads {
    *
    * @throws {DfsError} `UNAVAILABLE` if no live node can take it or no source can give it.
    */
-  async #moveReplica(ref: ChunkRef, from: number, sources: readonly number[]): Promise<void> {
+  async moveReplica(ref: ChunkRef, from: number, sources: readonly number[]): Promise<void> {
+    // (Also for a direct upload whose node could not confirm its chunks: `direct_uploads.ts`.)
     const membership = this.#nodes.membership;
     const exclude = new Set([...membership.down, ...ref.ranks]);
     // Replicas meant for other nodes that went down are being moved too: their zones are free.
