@@ -1,6 +1,7 @@
 /**
- * The direct data path's pure parts: read grants (signed, checked, expiring), the shapes a data
- * port and a client accept, and chunk ids compressed into runs and back.
+ * The direct data path's pure parts: read and write grants (signed, checked, expiring), the
+ * shapes a data port and a client accept (reads, writes, routes, write plans), and chunk ids
+ * compressed into runs and back.
  */
 
 import assert from "node:assert/strict";
@@ -16,6 +17,7 @@ import {
   idsOf,
   parseDataRequest,
   parseGrant,
+  parsePlan,
   parseRoute,
   ROUTE_RUNS_MAX,
   runsOf,
@@ -279,4 +281,117 @@ Deno.test("runsOf() gives undefined when an id is no chunk id; idsOf() refuses a
   const runs = [{ blob: blobA, offset: 0, chunks: 2 }];
   assert.throws(() => idsOf(runs, [MiB]), fails("INVALID_REQUEST", /2 chunks, not 1/));
   assert.throws(() => idsOf(runs, [MiB, MiB, MiB]), fails("INVALID_REQUEST", /2 chunks, not 3/));
+});
+
+Deno.test("a write grant writes and does not read; a read grant reads and does not write", () => {
+  const write = signGrant(key, [blobA], NOW + 60_000, "write");
+  const read = signGrant(key, [blobA], NOW + 60_000);
+  const chunk = `${blobA}-100000`;
+  assert.equal(write.mode, "write");
+  assert.ok(!("mode" in read), "a read grant has no mode: as grants were before writes");
+  checkGrant(key, write, chunk, NOW, "write");
+  checkGrant(key, read, chunk, NOW, "read");
+  checkGrant(key, read, chunk, NOW); // read by default
+  checkGrant(key, { ...read, mode: "read" }, chunk, NOW); // "read" said aloud is the same grant
+  assert.throws(() => checkGrant(key, write, chunk, NOW), fails("UNAUTHORIZED", /read/));
+  assert.throws(
+    () => checkGrant(key, read, chunk, NOW, "write"),
+    fails("UNAUTHORIZED", /not let its holder write/),
+  );
+  // The mode is under the mac: a read grant cannot be made a write grant, nor the other way.
+  assert.throws(
+    () => checkGrant(key, { ...read, mode: "write" }, chunk, NOW, "write"),
+    fails("UNAUTHORIZED", /not signed/),
+  );
+  assert.throws(
+    () => checkGrant(key, { ...write, mode: undefined }, chunk, NOW),
+    fails("UNAUTHORIZED", /not signed/),
+  );
+  assert.notDeepEqual(write.mac, read.mac);
+  // A write grant expires, and covers its blobs only, as a read grant does.
+  assert.throws(
+    () => checkGrant(key, write, chunk, NOW + 60_000 + GRANT_CLOCK_SKEW_MS + 1, "write"),
+    fails("UNAUTHORIZED", /expired/),
+  );
+  assert.throws(
+    () => checkGrant(key, write, `${blobB}-0`, NOW, "write"),
+    fails("UNAUTHORIZED", /does not cover/),
+  );
+  assert.throws(
+    () => checkGrant(otherKey, write, chunk, NOW, "write"),
+    fails("UNAUTHORIZED", /not signed/),
+  );
+});
+
+Deno.test("parseGrant() keeps a grant's mode, leaves out a null one and refuses others", () => {
+  const write = signGrant(key, [blobA], NOW, "write");
+  assert.equal(parseGrant(write).mode, "write");
+  assert.equal(parseGrant({ ...write, mode: "read" }).mode, "read");
+  assert.ok(!("mode" in parseGrant({ ...write, mode: null })));
+  for (const mode of ["admin", "WRITE", 1, true, ["write"]]) {
+    assert.throws(
+      () => parseGrant({ ...write, mode }),
+      fails("INVALID_REQUEST", /mode/),
+      String(mode),
+    );
+  }
+});
+
+Deno.test("parseDataRequest() checks a write's id, chunk, crc32 and grant shape", () => {
+  const grant = signGrant(key, [blobA], NOW, "write");
+  const good = { op: "write", id: 9, chunk: `${blobA}-200000`, crc32: 0xffff_ffff, grant };
+  assert.deepEqual(parseDataRequest(good), good);
+  assert.deepEqual(parseDataRequest({ ...good, crc32: 0, id: 0 }), { ...good, crc32: 0, id: 0 });
+  // A write says no size (its bytes do) and carries nothing else.
+  const extra = parseDataRequest({ ...good, size: 5, bytes: new Uint8Array(5), path: "/x" });
+  assert.deepEqual(extra, good);
+  const bad: [string, Record<string, unknown>][] = [
+    ["negative id", { id: -1 }],
+    ["id over 32 bits", { id: 2 ** 32 }],
+    ["no chunk", { chunk: undefined }],
+    ["a blob id for a chunk", { chunk: blobA }],
+    ["a path for a chunk", { chunk: `../${blobA}-0` }],
+    ["a chunk offset with a leading zero", { chunk: `${blobA}-0100000` }],
+    ["no crc32: a write always has one", { crc32: undefined }],
+    ["a null crc32", { crc32: null }],
+    ["negative crc32", { crc32: -1 }],
+    ["crc32 over 32 bits", { crc32: 2 ** 32 }],
+    ["text crc32", { crc32: "12" }],
+    ["no grant", { grant: undefined }],
+    ["a grant of a bad mode", { grant: { ...grant, mode: "all" } }],
+    ["a grant with a short mac", { grant: { ...grant, mac: grant.mac.subarray(2) } }],
+  ];
+  for (const [why, change] of bad) {
+    assert.throws(() => parseDataRequest({ ...good, ...change }), fails("INVALID_REQUEST"), why);
+  }
+});
+
+Deno.test("parsePlan() takes a plan that places each of the file's chunks on ranks with a data port", () => {
+  const grant = signGrant(key, [blobA], NOW, "write");
+  const nodes = { "1": "127.0.0.1:4001", "2": "[::1]:4002", "3": "node-3.example:80" };
+  const plan = { blob: blobA, ranks: [[1, 2], [2, 3], [3]], nodes, grant };
+  assert.deepEqual(parsePlan(plan, 3), plan);
+  assert.throws(() => parsePlan(plan, 2), fails("INVALID_REQUEST", /3 chunks, not 2/));
+  assert.throws(() => parsePlan(plan, 4), fails("INVALID_REQUEST", /3 chunks, not 4/));
+  const bad: [string, unknown][] = [
+    ["not a map", [plan]],
+    ["null", null],
+    ["no blob", { ...plan, blob: undefined }],
+    ["a chunk id for the blob", { ...plan, blob: `${blobA}-0` }],
+    ["an upper-case blob", { ...plan, blob: blobA.toUpperCase() }],
+    ["ranks not a list", { ...plan, ranks: { 0: [1] } }],
+    ["no ranks", { ...plan, ranks: undefined }],
+    ["a chunk on no rank", { ...plan, ranks: [[1, 2], [], [3]] }],
+    ["a chunk's ranks not a list", { ...plan, ranks: [[1, 2], 2, [3]] }],
+    ["a rank without a data port", { ...plan, ranks: [[1, 2], [2, 4], [3]] }],
+    ["rank 0", { ...plan, ranks: [[0], [2], [3]] }],
+    ["nodes not a map", { ...plan, nodes: ["127.0.0.1:4001"] }],
+    ["a bad node address", { ...plan, nodes: { ...nodes, "2": "http://x:1" } }],
+    ["a bad node rank", { ...plan, nodes: { ...nodes, "0": "127.0.0.1:4000" } }],
+    ["no grant", { ...plan, grant: undefined }],
+    ["a grant of no blobs", { ...plan, grant: { ...grant, blobs: [] } }],
+  ];
+  for (const [why, value] of bad) {
+    assert.throws(() => parsePlan(value, 3), fails("INVALID_REQUEST"), why);
+  }
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { DfsError } from "./errors.ts";
 import {
+  CHUNK_SIZE_BYTES,
   DATA_BYTES_MAX,
   DOCTOR_TARGET_BYTES_MAX,
   FILE_SIZE_BYTES_MAX,
@@ -322,4 +323,102 @@ Deno.test("parseRequest() applies the NFC and control-character rules to every n
     assertRefused({ op, id: 1, prefix: "logs/\u001b" }, "INVALID_REQUEST", prefixWhy);
     assert.deepEqual(parseRequest({ op, id: 1, prefix: nfd }), { op, id: 1, prefix: nfd });
   }
+});
+
+Deno.test("parseRequest() takes a put's ask for a direct plan, and only a true one", () => {
+  assert.deepEqual(
+    parseRequest({
+      op: "put",
+      id: 1,
+      name: "a",
+      size: 5 * 1024 * 1024,
+      checksums: true,
+      direct: true,
+    }),
+    { op: "put", id: 1, name: "a", size: 5 * 1024 * 1024, checksums: true, direct: true },
+  );
+  // Anything but true asks for none (a client that does not know the field sends nothing).
+  for (const direct of [false, null, undefined, 1, "true"]) {
+    const parsed = parseRequest({ op: "put", id: 1, name: "a", direct });
+    assert.deepEqual(parsed, { op: "put", id: 1, name: "a" }, String(direct));
+  }
+});
+
+Deno.test("parseRequest() takes a direct upload's end with a CRC32 per chunk", () => {
+  const sha256 = "ab".repeat(32);
+  const crc32s = [0, 1, 0xffff_ffff, 12345];
+  assert.deepEqual(parseRequest({ op: "end", id: 3, sha256, crc32s }), {
+    op: "end",
+    id: 3,
+    sha256,
+    crc32s,
+  });
+  assert.deepEqual(parseRequest({ op: "end", id: 3, crc32s: [] }), {
+    op: "end",
+    id: 3,
+    crc32s: [],
+  });
+  assert.deepEqual(parseRequest({ op: "end", id: 3, sha256, crc32s: null }), {
+    op: "end",
+    id: 3,
+    sha256,
+  });
+  for (const crc32s of [[-1], [2 ** 32], [1.5], ["5"], [null], [[1]], [1, 2, undefined]]) {
+    assertRefused({ op: "end", id: 3, sha256, crc32s }, "INVALID_REQUEST", /each of crc32s/);
+  }
+  for (const crc32s of [5, "1,2", { 0: 1 }, new Uint8Array(4)]) {
+    assertRefused({ op: "end", id: 3, sha256, crc32s }, "INVALID_REQUEST", /crc32s must be a list/);
+  }
+  // No more CRC32s than the largest file has chunks.
+  const most = FILE_SIZE_BYTES_MAX / CHUNK_SIZE_BYTES;
+  assertRefused(
+    { op: "end", id: 3, sha256, crc32s: new Array(most + 1).fill(0) },
+    "INVALID_REQUEST",
+    /crc32s must be a list/,
+  );
+  assert.equal(
+    (parseRequest({ op: "end", id: 3, crc32s: new Array(most).fill(7) }) as {
+      crc32s: number[];
+    }).crc32s.length,
+    most,
+  );
+  assertRefused({ op: "end", id: 3, sha256: "AB".repeat(32), crc32s }, "INVALID_REQUEST", /sha256/);
+});
+
+Deno.test("parseRequest() takes a direct upload's replace and progress", () => {
+  assert.deepEqual(parseRequest({ op: "replace", id: 4, index: 0, rank: 3 }), {
+    op: "replace",
+    id: 4,
+    index: 0,
+    rank: 3,
+  });
+  assert.deepEqual(parseRequest({ op: "replace", id: 4, index: 1023, rank: 1, extra: "x" }), {
+    op: "replace",
+    id: 4,
+    index: 1023,
+    rank: 1,
+  });
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ index: -1 }, /index must be a whole number/],
+    [{ index: 1.5 }, /index/],
+    [{ index: "0" }, /index/],
+    [{ index: undefined }, /index/],
+    [{ index: 2 ** 53 }, /index/],
+    [{ rank: 0 }, /rank must be a positive integer/],
+    [{ rank: -2 }, /rank/],
+    [{ rank: 2.5 }, /rank/],
+    [{ rank: null }, /rank/],
+    [{ id: -1 }, /id must be/],
+  ];
+  for (const [change, pattern] of bad) {
+    assertRefused(
+      { op: "replace", id: 4, index: 0, rank: 3, ...change },
+      "INVALID_REQUEST",
+      pattern,
+    );
+  }
+  assert.deepEqual(parseRequest({ op: "progress", id: 5 }), { op: "progress", id: 5 });
+  assert.deepEqual(parseRequest({ op: "progress", id: 5, bytes: 10 }), { op: "progress", id: 5 });
+  assertRefused({ op: "progress" }, "INVALID_REQUEST", /id must be/);
+  assertRefused({ op: "progress", id: "5" }, "INVALID_REQUEST", /id must be/);
 });

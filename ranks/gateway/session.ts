@@ -407,7 +407,7 @@ export class Session {
     this.#uploads.set(id, shared);
     this.#watchStalls(this.#limits.uploadStallTimeoutMs);
     if (!upload.direct) return;
-    answerPlan(this.#writer, id, shared, async (error) => {
+    answerPlan(this.#writer, id, shared, async (_id, error) => {
       if (this.#uploads.get(id) === shared) this.#uploads.delete(id);
       await this.#failed(id, error);
     });

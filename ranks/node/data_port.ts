@@ -219,12 +219,23 @@ async function answerWrite(
     const node = options.node();
     if (node === undefined) throw new DfsError("UNAVAILABLE", "This data node is not open");
     node.direct.admit(chunk, bytes.length);
-    let written = false;
+    let written: { size: number; crc32: number } | undefined;
     try {
       await node.handle({ op: "write", id: chunk, bytes, crc32 });
-      written = true;
+      written = { size: bytes.length, crc32 };
     } finally {
-      node.direct.finish(chunk, written ? { size: bytes.length, crc32 } : undefined);
+      if (!node.direct.finish(chunk, written)) {
+        // Discarded (or expired) while this write was on its way to the disk, which may have made
+        // the blob again after the discard removed it: it goes for good.
+        written = undefined;
+        await node.handle({ op: "discard", ids: [chunk] }).catch(() => {});
+      }
+    }
+    if (written === undefined) {
+      throw new DfsError(
+        "UNAUTHORIZED",
+        `Upload of chunk ${chunk} was closed while it was written`,
+      );
     }
     await writer.send({ op: "written", id });
   } catch (error) {

@@ -92,13 +92,15 @@ export class DirectWrites {
 
   /**
    * Ends a write `admit()` let through; with `crc32`, notes that chunk `chunk` was written with
-   * `size` bytes and that CRC32.
+   * `size` bytes and that CRC32. False when the blob is no longer open (discarded or expired while
+   * the write was on its way: the caller removes what it wrote).
    */
-  finish(chunk: string, written?: { size: number; crc32: number }): void {
+  finish(chunk: string, written?: { size: number; crc32: number }): boolean {
     const open = this.#open.get(blobOf(chunk));
-    if (open === undefined) return;
+    if (open === undefined) return false;
     open.inflight--;
     if (written) open.written.set(offsetOf(chunk), written);
+    return true;
   }
 
   /**

@@ -25,6 +25,7 @@ import type { DataNode } from "../node/data_node.ts";
 import { openDataNode } from "../node/open_node.ts";
 import { serveNode } from "../node/serve.ts";
 import type { LaunchedRank } from "../rank0/launch.ts";
+import type { NodeInfo } from "../rank0/membership.ts";
 import type { RecoveryPlan } from "../rank0/plans.ts";
 import { DfsStore } from "../rank0/store.ts";
 import { awaitReady, REREPLICATE_AFTER_MS, Supervisor } from "../rank0/supervisor.ts";
@@ -51,6 +52,10 @@ export interface MemoryClusterOptions {
   listFetchEntries?: number;
   /** Bytes of manifests in each piece of a node's scan (`DataNodeOptions.scanPageBytes`). */
   scanPageBytes?: number;
+  /** What each data node is (`StoreOptions.info`): a data port's address, say. */
+  info?: ReadonlyMap<number, NodeInfo>;
+  /** The key rank 0 signs grants with (`StoreOptions.grantKey`): direct reads and writes. */
+  grantKey?: Uint8Array;
 }
 
 /** One running incarnation of a data node. */
@@ -151,6 +156,8 @@ export class MemoryCluster implements AsyncDisposable {
       replicas: options.replicas ?? 2,
       env,
       listFetchEntries: options.listFetchEntries,
+      info: options.info,
+      grantKey: options.grantKey,
     });
     const recovery = await store.recover();
     const supervisor = watch.supervisor = new Supervisor({
