@@ -161,7 +161,7 @@ async function serveConnection(
       let answer: Promise<void>;
       if (request.op === "read") answer = answerRead(request, writer, options);
       else {
-        const bytes = await readPayload(reader, request.id).catch((error) => {
+        const bytes = await readPayload(reader, request.id, options.pool).catch((error) => {
           transfers.release();
           throw error;
         });
@@ -191,13 +191,18 @@ async function serveConnection(
  *
  * @throws {DfsError} `INVALID_REQUEST` for anything else (the connection is then out of step).
  */
-async function readPayload(reader: FrameReader, id: number): Promise<Uint8Array> {
+async function readPayload(
+  reader: FrameReader,
+  id: number,
+  pool: BufferPool,
+): Promise<Uint8Array> {
   const body = await reader.read();
   if (body === null) {
     throw new DfsError("INVALID_REQUEST", "Connection ended before a write's bytes");
   }
-  const frame = decodeFrameBody(body) as { op?: unknown; id?: unknown; bytes?: unknown };
+  const frame = decodeFrameBody(body) as { op?: unknown; id?: unknown; bytes?: unknown } | null;
   if (frame?.op !== "data" || frame.id !== id || !(frame.bytes instanceof Uint8Array)) {
+    pool.give(body.buffer);
     throw new DfsError("INVALID_REQUEST", `Write ${id}'s bytes must follow it in a data frame`);
   }
   return frame.bytes;

@@ -18,7 +18,10 @@ import type { Clock } from "../env/env.ts";
 
 /** Blobs open for direct writes on one node at once (rank 0 uploads through itself beyond). */
 export const DIRECT_BLOBS_OPEN_MAX = 256;
-/** How long a blob stays open without a seal or discard: its write grant's life and skew. */
+/**
+ * How long a blob stays open with no write, seal or discard: a grant's shortest life and skew.
+ * Each write admitted keeps it open that much longer, so an upload that goes on never lapses.
+ */
 export const DIRECT_BLOB_OPEN_MS = GRANT_TTL_MS + GRANT_CLOCK_SKEW_MS;
 
 interface OpenBlob {
@@ -88,6 +91,7 @@ export class DirectWrites {
       );
     }
     open.inflight++;
+    open.untilMs = this.#clock.monotonic() + DIRECT_BLOB_OPEN_MS;
   }
 
   /**
@@ -111,7 +115,7 @@ export class DirectWrites {
    */
   seal(blob: string, chunks: readonly PlannedChunk[]): true {
     const open = this.#open.get(blob);
-    if (open === undefined) {
+    if (open === undefined || open.untilMs < this.#clock.monotonic()) {
       throw new DfsError("UNAVAILABLE", `Upload ${blob} is not open on this node any more`);
     }
     if (open.inflight > 0) {

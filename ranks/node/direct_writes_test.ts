@@ -194,7 +194,7 @@ Deno.test("DirectWrites: expect() again keeps what was written and extends the b
   assert.equal(direct.seal(blob, chunks), true, "chunk 0, written before, still counts");
 });
 
-Deno.test("DirectWrites: a blob left open for DIRECT_BLOB_OPEN_MS closes: no write, no seal", async () => {
+Deno.test("DirectWrites: a blob DIRECT_BLOB_OPEN_MS past its last write closes: no write, no seal", async () => {
   const clock = new FakeClock();
   const direct = new DirectWrites(clock);
   const blob = newBlobId();
@@ -204,7 +204,11 @@ Deno.test("DirectWrites: a blob left open for DIRECT_BLOB_OPEN_MS closes: no wri
   await clock.advance(DIRECT_BLOB_OPEN_MS);
   direct.admit(chunks[2].id, 1234); // at the very limit it is open still
   direct.finish(chunks[2].id, { size: 1234, crc32: 102 });
-  await clock.advance(1);
+  // That write kept it open for as long again: an upload that goes on never lapses.
+  await clock.advance(DIRECT_BLOB_OPEN_MS);
+  direct.admit(chunks[2].id, 1234);
+  direct.finish(chunks[2].id, { size: 1234, crc32: 102 });
+  await clock.advance(DIRECT_BLOB_OPEN_MS + 1);
   assert.throws(() => direct.admit(chunks[2].id, 1234), fails("UNAUTHORIZED", /not open/));
   assert.equal(direct.size, 0, "the refused write closed it");
   assert.throws(() => direct.seal(blob, chunks), fails("UNAVAILABLE"));

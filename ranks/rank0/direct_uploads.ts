@@ -32,6 +32,12 @@ function isCorrupted(error: unknown): boolean {
 
 /** Smallest upload given a direct plan: below it, rank 0 relays the bytes. */
 export const DIRECT_WRITE_BYTES_MIN = CHUNK_SIZE_BYTES;
+/**
+ * The slowest pace a write grant allows for: it holds `GRANT_TTL_MS` plus the time the upload
+ * takes at this many bytes a second (a 1 TiB file, ~29 hours). The blob open on each node is what
+ * keeps a grant from reaching a committed file; the grant only has to outlast the upload.
+ */
+export const DIRECT_WRITE_BYTES_PER_SEC_MIN = 10 * 1000 * 1000;
 
 /** What a direct upload needs of the store. */
 export interface DirectUploadParts {
@@ -246,7 +252,8 @@ export class DirectUpload implements Upload {
     await Promise.all(ranks.map((rank) => nodes.expect(rank, this.#blob, this.#size)));
     const addresses: Record<string, string> = {};
     for (const rank of ranks) addresses[rank] = this.#addressOf(rank);
-    const expires = clock.now() + GRANT_TTL_MS;
+    const expires = clock.now() + GRANT_TTL_MS +
+      Math.ceil(this.#size / DIRECT_WRITE_BYTES_PER_SEC_MIN * 1000);
     const grant = signGrant(key, [this.#blob], expires, "write");
     return { blob: this.#blob, ranks: this.#ranks.map((r) => [...r]), nodes: addresses, grant };
   }

@@ -28,7 +28,7 @@ import { systemClock } from "../env/system.ts";
 import { type DataPort, serveDataPort } from "../node/data_port.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { DIRECT_WRITE_BYTES_MIN } from "./direct_uploads.ts";
+import { DIRECT_WRITE_BYTES_MIN, DIRECT_WRITE_BYTES_PER_SEC_MIN } from "./direct_uploads.ts";
 import { DEFAULT_ZONE, type NodeInfo } from "./membership.ts";
 
 const key = grantKey(new TextEncoder().encode("the cluster secret"));
@@ -163,10 +163,12 @@ Deno.test("a direct upload is planned on nodes with a data port, written there a
   const used = [...new Set(plan.ranks.flat())].sort();
   assert.deepEqual(Object.keys(plan.nodes).map(Number).sort(), used, "the address of each");
   for (const rank of used) assert.match(plan.nodes[rank], /^127\.0\.0\.1:\d+$/);
-  // The grant writes the upload's blob and nothing else, until it expires.
+  // The grant writes the upload's blob and nothing else, until it expires: the grant's life and
+  // the time the upload takes at the slowest pace allowed for.
   assert.deepEqual(plan.grant.blobs, [plan.blob]);
   assert.equal(plan.grant.mode, "write");
-  assert.equal(plan.grant.expires, d.cluster.clock.now() + GRANT_TTL_MS);
+  const pace = Math.ceil(data.length / DIRECT_WRITE_BYTES_PER_SEC_MIN * 1000);
+  assert.equal(plan.grant.expires, d.cluster.clock.now() + GRANT_TTL_MS + pace);
   checkGrant(key, plan.grant, chunkIdOf(plan.blob, 5 * MiB), d.cluster.clock.now(), "write");
   assert.throws(() => checkGrant(key, plan.grant, chunkIdOf(plan.blob, 0), 0), DfsError);
   // The blob was opened on every node of the plan before the plan was given.

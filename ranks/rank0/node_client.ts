@@ -169,7 +169,6 @@ export class NodeClient {
     await this.#call(rank, { op: "release", name: m.name, version: m.version });
   }
 
-  /** Removes chunks of an upload that will never commit. */
   /** Opens `blob` on the node for an upload of `bytes` a client writes directly. */
   async expect(rank: number, blob: string, bytes: number): Promise<void> {
     await this.#call(rank, { op: "expect", blob, bytes });
@@ -184,6 +183,7 @@ export class NodeClient {
     await this.#call(rank, { op: "seal", blob, chunks });
   }
 
+  /** Removes chunks of an upload that will never commit. */
   async discard(rank: number, ids: string[]): Promise<void> {
     await this.#call(rank, { op: "discard", ids });
   }
