@@ -23,8 +23,8 @@ import {
   runsOf,
   signGrant,
 } from "./direct.ts";
-import { DfsError, type ErrorCode } from "./errors.ts";
 import { CHUNK_SIZE_BYTES } from "./limits.ts";
+import { fails } from "../ranks/testing/fails.ts";
 
 const utf8 = new TextEncoder();
 const key = grantKey(utf8.encode("the cluster secret"));
@@ -34,16 +34,6 @@ const blobB = "fedcba9876543210fedcba9876543210";
 const blobC = "00000000000000000000000000000abc";
 const NOW = 1_700_000_000_000;
 const MiB = 1024 * 1024;
-
-/** A thrown `DfsError` with `code` (and, if given, a message matching `message`). */
-function fails(code: ErrorCode, message?: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (message) assert.match(error.message, message);
-    return true;
-  };
-}
 
 Deno.test("grantKey() is derived from the secret: not the secret, the same for the same secret", () => {
   const secret = utf8.encode("the cluster secret");

@@ -8,124 +8,18 @@
  */
 
 import assert from "node:assert/strict";
-import { DfsClient } from "../client.ts";
-import type { DirectRoute } from "../protocol/direct.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
-import { rawConnection } from "./_frames.ts";
-import { TestNode, writeSecret } from "./_nodes.ts";
-import { TestServer } from "./_server.ts";
-import { sleep, withTimeout } from "./_wait.ts";
+import {
+  connectionsTo,
+  directCluster,
+  noConnectionsTo,
+  portOf,
+  routeOf,
+  STATE_TIMEOUT_MS,
+} from "./_direct_cluster.ts";
+import { sleep } from "./_wait.ts";
 
 const MiB = 1024 * 1024;
-/** How long a test waits for the nodes to reach a state. */
-const STATE_TIMEOUT_MS = 30_000;
-
-/**
- * A server with only remote nodes, one per entry of `dataPorts` (with a data port where true),
- * keeping 2 replicas, with a dashboard (for its throughput counters).
- */
-async function directCluster(dataPorts: boolean[]) {
-  const dir = await Deno.makeTempDir({ prefix: "dfs-direct-" });
-  const secretFile = await writeSecret(dir);
-  const server = await TestServer.start({
-    ranks: 1,
-    replicas: 2,
-    dataDir: `${dir}/rank0`,
-    extraArgs: ["--node-port", "0", "--cluster-secret-file", secretFile, "--ui-port", "0"],
-  });
-  const nodes: TestNode[] = [];
-  const clients: DfsClient[] = [];
-  const cluster = {
-    dir,
-    server,
-    nodes,
-    /** A client, closed with the cluster. */
-    async client(options: { direct?: boolean; verify?: boolean } = {}) {
-      const client = await DfsClient.connect(server.address, options);
-      clients.push(client);
-      return client;
-    },
-    /** Bytes rank 0 has handed to readers since it started. */
-    async readBytes(): Promise<number> {
-      const response = await fetch(`http://${ui}/api/throughput`);
-      assert.equal(response.status, 200);
-      return (await response.json()).totals.readBytes;
-    },
-    async [Symbol.asyncDispose]() {
-      for (const client of clients) client.close();
-      await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
-      await server.stop("SIGKILL");
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
-  const ui = /; ui on ([\d.]+:\d+)/.exec(server.readyLine)?.[1];
-  try {
-    assert.ok(server.nodeAddress && ui, `the ready line names both ports: ${server.readyLine}`);
-    for (const [i, dataPort] of dataPorts.entries()) {
-      const node = await TestNode.start(server.nodeAddress!, {
-        dataDir: `${dir}/node${i + 1}`,
-        secretFile,
-        args: dataPort ? ["--data-port", "0"] : [],
-      });
-      nodes.push(node);
-    }
-    const client = await cluster.client();
-    const want = Object.fromEntries(nodes.map((n) => [n.rank, "up"]));
-    await waitForStates(client, want);
-  } catch (error) {
-    await cluster[Symbol.asyncDispose]();
-    throw error;
-  }
-  return cluster;
-}
-
-async function waitForStates(client: DfsClient, want: Record<number, string>): Promise<void> {
-  const deadline = Date.now() + STATE_TIMEOUT_MS;
-  let last = "";
-  while (Date.now() < deadline) {
-    const status = await client.status();
-    const states = Object.fromEntries(status.ranks.map((r) => [r.rank, r.state]));
-    last = JSON.stringify(states);
-    if (Object.entries(want).every(([rank, state]) => states[Number(rank)] === state)) return;
-    await sleep(100);
-  }
-  assert.fail(`nodes did not reach ${JSON.stringify(want)} in time: ${last}`);
-}
-
-/** The route rank 0 offers for a direct get of `name`, asked on a bare connection (then done). */
-async function routeOf(server: TestServer, name: string): Promise<DirectRoute | undefined> {
-  using raw = await rawConnection(server.address, { hello: true });
-  await raw.send({ op: "get", id: 1, name, direct: true });
-  const ok = await withTimeout(raw.next(), { timeoutMs: 10_000, what: "the get's answer" });
-  assert.equal(ok.op, "ok", JSON.stringify(ok));
-  if (ok.direct === undefined) {
-    // Read through rank 0: its data frames and end follow.
-    while ((await raw.next()).op !== "end") { /* data */ }
-    return undefined;
-  }
-  await raw.send({ op: "done", id: 1 });
-  return ok.direct as DirectRoute;
-}
-
-/** Established TCP connections to port `port` on this host (from `ss`). */
-async function connectionsTo(port: number): Promise<number> {
-  const { stdout, success } = await new Deno.Command("ss", {
-    args: ["-Htn", "state", "established", "dport", "=", `:${port}`],
-  }).output();
-  assert.ok(success, "ss runs");
-  return new TextDecoder().decode(stdout).split("\n").filter((line) => line.trim()).length;
-}
-
-/** Waits (at most 5 s: a data port closes an idle link after 60) until `port` has no clients. */
-async function noConnectionsTo(port: number): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (await connectionsTo(port) > 0) {
-    assert.ok(Date.now() < deadline, `the links to :${port} were closed with their client`);
-    await sleep(50);
-  }
-}
-
-const portOf = (address: string) => Number(address.slice(address.lastIndexOf(":") + 1));
 
 Deno.test("a client reads a large file from the nodes' data ports, not through rank 0", async () => {
   await using cluster = await directCluster([true, true]);

@@ -18,124 +18,25 @@ import { DfsError } from "../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { rawConnection } from "./_frames.ts";
-import { TestNode, writeSecret } from "./_nodes.ts";
-import { DENO, ROOT, TestServer } from "./_server.ts";
+import { TestNode } from "./_nodes.ts";
+import { DENO, ROOT, type TestServer } from "./_server.ts";
+import {
+  connectionsTo,
+  directCluster,
+  portOf,
+  STATE_TIMEOUT_MS,
+  waitForBlobs,
+  waitForStates,
+} from "./_direct_cluster.ts";
 import { sleep, withTimeout } from "./_wait.ts";
 import { crc32 } from "node:zlib";
 
 const MiB = CHUNK_SIZE_BYTES;
-/** How long a test waits for the nodes or the disks to reach a state. */
-const STATE_TIMEOUT_MS = 30_000;
 /**
  * Bytes rank 0's sockets may carry around a direct put: requests and answers, heartbeats, calls to
  * the nodes. A put through rank 0 carries the file's bytes from the client once and to each node.
  */
 const RANK0_TRAFFIC_BYTES_MAX = 256 * 1024;
-
-/**
- * A server with only remote nodes, one per entry of `dataPorts` (with a data port where true),
- * keeping `replicas` replicas, with a dashboard (for its throughput counters).
- */
-async function directCluster(dataPorts: boolean[], replicas = 2) {
-  const dir = await Deno.makeTempDir({ prefix: "dfs-direct-writes-" });
-  const secretFile = await writeSecret(dir);
-  const server = await TestServer.start({
-    ranks: 1,
-    replicas,
-    dataDir: `${dir}/rank0`,
-    extraArgs: ["--node-port", "0", "--cluster-secret-file", secretFile, "--ui-port", "0"],
-  });
-  const nodes: TestNode[] = [];
-  const clients: DfsClient[] = [];
-  const ui = /; ui on ([\d.]+:\d+)/.exec(server.readyLine)?.[1];
-  const cluster = {
-    dir,
-    server,
-    nodes,
-    /** A client, closed with the cluster. */
-    async client(options: { direct?: boolean } = {}) {
-      const client = await DfsClient.connect(server.address, options);
-      clients.push(client);
-      return client;
-    },
-    /** Bytes rank 0 counted as written since it started. */
-    async writtenBytes(): Promise<number> {
-      const response = await fetch(`http://${ui}/api/throughput`);
-      assert.equal(response.status, 200);
-      return (await response.json()).totals.writtenBytes;
-    },
-    /**
-     * Bytes rank 0 has received from clients and sent to nodes over the connections open now (the
-     * clients' to its client port, the nodes' to its node port), as the kernel counts them.
-     */
-    async rank0Traffic(): Promise<number> {
-      const fromClients = await socketBytes(portOf(server.address), "bytes_received");
-      const toNodes = await socketBytes(portOf(server.nodeAddress!), "bytes_sent");
-      return fromClients + toNodes;
-    },
-    /** Every blob file on the nodes (alive or not), as `rank/blob`. */
-    async blobs(): Promise<string[]> {
-      const names: string[] = [];
-      for (const node of nodes) {
-        try {
-          for await (const e of Deno.readDir(`${node.dataDir}/store/chunks`)) {
-            if (/^[0-9a-f]{32}$/.test(e.name)) names.push(`${node.rank}/${e.name}`);
-          }
-        } catch { /* no chunk folder yet */ }
-      }
-      return names.sort();
-    },
-    async [Symbol.asyncDispose]() {
-      for (const client of clients) client.close();
-      await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
-      await server.stop("SIGKILL");
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
-  try {
-    assert.ok(server.nodeAddress && ui, `the ready line names both ports: ${server.readyLine}`);
-    for (const [i, dataPort] of dataPorts.entries()) {
-      const node = await TestNode.start(server.nodeAddress!, {
-        dataDir: `${dir}/node${i + 1}`,
-        secretFile,
-        args: dataPort ? ["--data-port", "0"] : [],
-      });
-      nodes.push(node);
-    }
-    const client = await cluster.client();
-    await waitForStates(client, Object.fromEntries(nodes.map((n) => [n.rank, "up"])));
-  } catch (error) {
-    await cluster[Symbol.asyncDispose]();
-    throw error;
-  }
-  return cluster;
-}
-
-type Cluster = Awaited<ReturnType<typeof directCluster>>;
-
-async function waitForStates(client: DfsClient, want: Record<number, string>): Promise<void> {
-  const deadline = Date.now() + STATE_TIMEOUT_MS;
-  let last = "";
-  while (Date.now() < deadline) {
-    const status = await client.status();
-    const states = Object.fromEntries(status.ranks.map((r) => [r.rank, r.state]));
-    last = JSON.stringify(states);
-    if (Object.entries(want).every(([rank, state]) => states[Number(rank)] === state)) return;
-    await sleep(100);
-  }
-  assert.fail(`nodes did not reach ${JSON.stringify(want)} in time: ${last}`);
-}
-
-/** Waits until the nodes' blob files are `want` (releases and discards are asynchronous). */
-async function waitForBlobs(cluster: Cluster, want: string[], what: string): Promise<void> {
-  const deadline = Date.now() + STATE_TIMEOUT_MS;
-  let blobs = await cluster.blobs();
-  while (JSON.stringify(blobs) !== JSON.stringify(want)) {
-    if (Date.now() > deadline) assert.deepEqual(blobs, want, what);
-    await sleep(100);
-    blobs = await cluster.blobs();
-  }
-}
 
 /** The data ports rank 0 routes a direct get of `name` to, by rank (asked on a bare connection). */
 async function dataPortsOf(server: TestServer, name: string): Promise<Record<string, number>> {
@@ -149,22 +50,6 @@ async function dataPortsOf(server: TestServer, name: string): Promise<Record<str
   return Object.fromEntries(Object.entries(nodes).map(([rank, a]) => [rank, portOf(a)]));
 }
 
-const portOf = (address: string) => Number(address.slice(address.lastIndexOf(":") + 1));
-
-/** The sum of a `ss -i` counter (`bytes_received`, `bytes_sent`) over connections of local port `port`. */
-async function socketBytes(port: number, counter: string): Promise<number> {
-  const { stdout, success } = await new Deno.Command("ss", {
-    args: ["-Htin", "state", "established", "sport", "=", `:${port}`],
-  }).output();
-  assert.ok(success, "ss runs");
-  const text = new TextDecoder().decode(stdout);
-  let total = 0;
-  for (const match of text.matchAll(new RegExp(`\\b${counter}:(\\d+)`, "g"))) {
-    total += Number(match[1]);
-  }
-  return total;
-}
-
 /** Bytes of disk the files in folder `dir` take (a blob written in part takes that part). */
 async function allocatedBytes(dir: string): Promise<number> {
   let total = 0;
@@ -172,15 +57,6 @@ async function allocatedBytes(dir: string): Promise<number> {
     total += ((await Deno.stat(`${dir}/${entry.name}`)).blocks ?? 0) * 512;
   }
   return total;
-}
-
-/** Established TCP connections to port `port` on this host (from `ss`). */
-async function connectionsTo(port: number): Promise<number> {
-  const { stdout, success } = await new Deno.Command("ss", {
-    args: ["-Htn", "state", "established", "dport", "=", `:${port}`],
-  }).output();
-  assert.ok(success, "ss runs");
-  return new TextDecoder().decode(stdout).split("\n").filter((line) => line.trim()).length;
 }
 
 /** `data` as a stream of pieces of odd sizes (none a whole chunk). */

@@ -16,7 +16,7 @@ import {
   signGrant,
 } from "../../protocol/direct.ts";
 import { DataLinks } from "../../protocol/direct_reader.ts";
-import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
+import type { ErrorCode } from "../../protocol/errors.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
@@ -27,6 +27,7 @@ import { manifest } from "../testing/manifests.ts";
 import type { DataNode } from "./data_node.ts";
 import { type DataPort, serveDataPort } from "./data_port.ts";
 import { openDataNode } from "./open_node.ts";
+import { fails } from "../testing/fails.ts";
 
 const MiB = CHUNK_SIZE_BYTES;
 const RANK = 3;
@@ -157,15 +158,6 @@ const readOf = (c: Held, grant: Grant, id?: number) => ({
   crc32: c.crc32,
   grant,
 });
-
-/** Rejects with a `DfsError` of `code`. */
-function fails(code: ErrorCode) {
-  return (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, code, error.message);
-    return true;
-  };
-}
 
 Deno.test("a data port serves a node's chunks to DataLinks with a grant, and nothing without", async () => {
   await using p = await startPort();

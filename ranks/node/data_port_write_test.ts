@@ -12,7 +12,6 @@ import { BufferPool } from "../../protocol/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { DIRECT_PROTOCOL_VERSION, type Grant, grantKey, signGrant } from "../../protocol/direct.ts";
 import { DataLinks } from "../../protocol/direct_reader.ts";
-import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
@@ -23,6 +22,7 @@ import { manifest } from "../testing/manifests.ts";
 import type { DataNode } from "./data_node.ts";
 import { type DataPort, serveDataPort } from "./data_port.ts";
 import { openDataNode } from "./open_node.ts";
+import { fails } from "../testing/fails.ts";
 
 const MiB = CHUNK_SIZE_BYTES;
 const RANK = 4;
@@ -102,16 +102,6 @@ async function startPort() {
       await node.close();
       await Deno.remove(dir, { recursive: true });
     },
-  };
-}
-
-/** Rejects with a `DfsError` of `code` (and a message matching `message`, if given). */
-function fails(code: ErrorCode, message?: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (message) assert.match(error.message, message);
-    return true;
   };
 }
 

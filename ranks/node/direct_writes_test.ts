@@ -5,7 +5,6 @@
  */
 
 import assert from "node:assert/strict";
-import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { FakeClock } from "../env/fake_clock.ts";
@@ -15,21 +14,12 @@ import {
   DirectWrites,
   type PlannedChunk,
 } from "./direct_writes.ts";
+import { fails } from "../testing/fails.ts";
 
 const MiB = CHUNK_SIZE_BYTES;
 /** An upload of two whole chunks and a 1234-byte tail. */
 const SIZE = 2 * MiB + 1234;
 const SIZES = [MiB, MiB, 1234];
-
-/** A thrown `DfsError` with `code` (and a message matching `message`, if given). */
-function fails(code: ErrorCode, message?: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (message) assert.match(error.message, message);
-    return true;
-  };
-}
 
 /** The planned chunks of blob `blob` of `SIZE` bytes, with CRC32 `100 + k` for chunk k. */
 function planOf(blob: string): PlannedChunk[] {

@@ -20,7 +20,7 @@ import {
 } from "../../protocol/direct.ts";
 import { DataLinks } from "../../protocol/direct_reader.ts";
 import { writeDirect } from "../../protocol/direct_writer.ts";
-import { DfsError, type ErrorCode } from "../../protocol/errors.ts";
+import { DfsError } from "../../protocol/errors.ts";
 import { FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import { chunkIdOf } from "../common/chunk_id.ts";
 import type { ByteSource, Upload } from "../common/file_store.ts";
@@ -30,18 +30,9 @@ import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpe
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { DIRECT_WRITE_BYTES_MIN, DIRECT_WRITE_BYTES_PER_SEC_MIN } from "./direct_uploads.ts";
 import { DEFAULT_ZONE, type NodeInfo } from "./membership.ts";
+import { fails } from "../testing/fails.ts";
 
 const key = grantKey(new TextEncoder().encode("the cluster secret"));
-
-/** Rejects or throws a `DfsError` of `code`. */
-function fails(code: ErrorCode, message?: RegExp) {
-  return (error: unknown) => {
-    assert.ok(error instanceof DfsError, `a DfsError, not ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (message) assert.match(error.message, message);
-    return true;
-  };
-}
 
 /**
  * A memory cluster of `nodes` data nodes (ranks 1 to `nodes`) keeping `replicas` copies, with a
