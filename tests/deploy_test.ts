@@ -38,7 +38,16 @@ const OPTIONS: Record<Command, ReadonlySet<string>> = {
     "tls-key",
     "rereplicate-after-ms",
   ]),
-  node: new Set(["join", "data", "zone", "cluster-secret-file", "tls-ca", "host"]),
+  node: new Set([
+    "join",
+    "data",
+    "zone",
+    "cluster-secret-file",
+    "tls-ca",
+    "host",
+    "data-port",
+    "data-host",
+  ]),
 };
 
 /** The units, the command each runs and the example of the settings file it reads. */

@@ -4,6 +4,8 @@
  * one (read repair). With every replica of a chunk bad, the client gets CORRUPTED, never bad bytes.
  */
 
+import { basename } from "node:path";
+import { firstReplica } from "../protocol/direct.ts";
 import assert from "node:assert/strict";
 import { DfsClient, type FileMeta } from "../client.ts";
 import { pseudoRandomBytes } from "./_bytes.ts";
@@ -89,8 +91,12 @@ Deno.test("damaged replicas never reach a client and are repaired from a good on
   const meta = await client.put("victim.bin", data);
   const files = await chunkFiles(server.dataDir, data, meta);
   const chunk = (i: number) => data.subarray(i * MiB, (i + 1) * MiB);
-  // Reads of chunk i start at replica i % 2, so damage that one to be sure it is read.
-  const firstRead = (i: number) => files[i][i % files[i].length];
+  // Reads of a chunk start at the replica a hash of its id picks (`firstReplica`), so damage that
+  // one to be sure it is read. The id is the blob's (its file's name) and the chunk's offset.
+  const firstRead = (i: number) => {
+    const id = `${basename(files[i][0].path)}-${files[i][0].offset.toString(16)}`;
+    return files[i][firstReplica(id, files[i].length)];
+  };
   /** Has fsck restore every replica, and checks that nothing was lost. */
   const healed = async () => {
     const report = await client.fsck();
