@@ -14,6 +14,7 @@
  * @module
  */
 
+import { firstReplica } from "../protocol/direct.ts";
 import assert from "node:assert/strict";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { createNetwork, netnsAvailable, type Network } from "./_netns.ts";
@@ -708,15 +709,27 @@ async function joinAndServe(cluster: Cluster): Promise<void> {
 async function getAcrossCut(cluster: Cluster): Promise<void> {
   const { client } = cluster;
   const file = testFile("mh/read.bin", 24 * MiB, 4);
+  const blobsBefore = new Set(
+    (await Promise.all(NODE_HOSTS.map((h) => blobFiles(cluster, h)))).flat(),
+  );
   const meta = await putFile(client, file);
-  // A chunk is read first from replica `index % replicas`: count, per zone-b host, the chunks in
-  // the second half (past the read-ahead of 8 chunks and what the sockets hold when the client
-  // pauses) that it is read from first. With placement by load that may be only one of h2 and h3.
+  // The upload's blob: the one blob file the put added (its chunks' ids are `<blob>-<offset>`).
+  const added = new Set(
+    (await Promise.all(NODE_HOSTS.map((h) => blobFiles(cluster, h)))).flat()
+      .filter((name) => !blobsBefore.has(name)),
+  );
+  assert.equal(added.size, 1, "the put wrote one blob");
+  const [blob] = added;
+  // A chunk is read first from the replica a hash of its id picks (`firstReplica`): count, per
+  // zone-b host, the chunks in the second half (past the read-ahead of 8 chunks and what the
+  // sockets hold when the client pauses) that it is read from first. With placement by load that
+  // may be only one of h2 and h3.
   const lateFirst = (host: NodeHost) =>
-    meta.chunks.filter((chunk, index) =>
-      index >= meta.chunks.length / 2 &&
-      chunk.ranks[index % chunk.ranks.length] === cluster.rankOf(host)
-    ).length;
+    meta.chunks.filter((chunk, index) => {
+      const id = `${blob}-${(index * MiB).toString(16)}`;
+      return index >= meta.chunks.length / 2 &&
+        chunk.ranks[firstReplica(id, chunk.ranks.length)] === cluster.rankOf(host);
+    }).length;
   const victim: NodeHost = lateFirst("h2") > 0 ? "h2" : "h3";
   assert.ok(lateFirst(victim) > 0, "some chunk of the second half is read from h2 or h3 first");
 
