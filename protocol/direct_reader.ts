@@ -19,6 +19,11 @@ import type { FileMeta } from "./messages.ts";
 export const DIRECT_CHUNKS_INFLIGHT_MAX = 8;
 /** Data ports a client keeps connections to; the least recently used is closed beyond this. */
 export const DATA_LINKS_MAX = 64;
+/**
+ * A connection to a data port with requests waiting that brings nothing for this long is taken
+ * for dead (a host cut off or hung shows as silence, not as an error): its requests fail over.
+ */
+export const DATA_LINK_SILENCE_MS = 30_000;
 
 type Pending = { resolve: (bytes: Uint8Array) => void; reject: (error: unknown) => void };
 
@@ -29,19 +34,29 @@ class DataLink {
   #pending = new Map<number, Pending>();
   #nextId = 1;
   #failure: DfsError | undefined;
+  /** When a frame last came (or requests began to wait), and the timer that watches for silence. */
+  #heardAt = 0;
+  #watch: ReturnType<typeof setTimeout> | undefined;
 
-  private constructor(conn: Deno.Conn) {
+  #silenceMs: number;
+
+  private constructor(conn: Deno.Conn, silenceMs: number) {
+    this.#silenceMs = silenceMs;
     this.#conn = conn;
     this.#writer = new FrameWriter(conn);
   }
 
   /** Connects and greets. @throws {DfsError} `UNAVAILABLE`, `VERSION_MISMATCH`. */
-  static async open(address: string, connectTimeoutMs: number): Promise<DataLink> {
+  static async open(
+    address: string,
+    options: { connectTimeoutMs: number; silenceMs: number },
+  ): Promise<DataLink> {
+    const { connectTimeoutMs } = options;
     const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
     if (match === null) throw new DfsError("INVALID_REQUEST", `Bad data port "${address}"`);
     const conn = await openSocket(match[1] ?? match[2], Number(match[3]), { connectTimeoutMs });
     setNoDelay(conn);
-    const link = new DataLink(conn);
+    const link = new DataLink(conn, options.silenceMs);
     const reader = new FrameReader(conn);
     try {
       await link.#writer.send({ op: "hello", version: DIRECT_PROTOCOL_VERSION });
@@ -70,7 +85,9 @@ class DataLink {
     const id = this.#nextId;
     this.#nextId = id >= 0xffff_ffff ? 1 : id + 1;
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    if (this.#pending.size === 0) this.#heardAt = performance.now();
     this.#pending.set(id, { resolve, reject });
+    if (this.#watch === undefined) this.#watchSilence(this.#silenceMs);
     this.#writer.send({ id, ...request }).catch((error) => this.#fail(error));
     if (bytes) this.#writer.sendData(id, bytes).catch((error) => this.#fail(error));
     return promise;
@@ -85,6 +102,7 @@ class DataLink {
       while (true) {
         const body = await reader.read();
         if (body === null) throw new DfsError("UNAVAILABLE", `${address} closed the connection`);
+        this.#heardAt = performance.now();
         const reply = decodeFrameBody(body) as { op: string; id: number; bytes?: Uint8Array };
         const pending = this.#pending.get(reply.id);
         if (reply.op === "error" && (reply.id === 0 || pending === undefined)) {
@@ -103,7 +121,24 @@ class DataLink {
     }
   }
 
+  /** Fails the link once requests have waited its silence limit with nothing heard. */
+  #watchSilence(ms: number): void {
+    const timer = setTimeout(() => {
+      this.#watch = undefined;
+      if (this.#pending.size === 0 || this.#failure) return;
+      const quiet = performance.now() - this.#heardAt;
+      if (quiet < this.#silenceMs) return this.#watchSilence(this.#silenceMs - quiet);
+      this.#fail(
+        new DfsError("UNAVAILABLE", `No answer from a data port in ${this.#silenceMs} ms`),
+      );
+    }, ms);
+    Deno.unrefTimer(timer); // the requests waiting keep the process alive by themselves
+    this.#watch = timer;
+  }
+
   #fail(error: unknown): void {
+    clearTimeout(this.#watch);
+    this.#watch = undefined;
     this.#failure ??= error instanceof DfsError
       ? error
       : new DfsError("UNAVAILABLE", `Data port failed: ${(error as Error).message}`);
@@ -118,10 +153,11 @@ class DataLink {
 /** A client's connections to data ports, opened as needed and kept for the next reads. */
 export class DataLinks {
   #links = new Map<string, Promise<DataLink>>();
-  #connectTimeoutMs: number;
+  #options: { connectTimeoutMs: number; silenceMs: number };
 
-  constructor(options: { connectTimeoutMs: number }) {
-    this.#connectTimeoutMs = options.connectTimeoutMs;
+  /** `silenceMs`: `DATA_LINK_SILENCE_MS` unless told (tests make it short). */
+  constructor(options: { connectTimeoutMs: number; silenceMs?: number }) {
+    this.#options = { silenceMs: DATA_LINK_SILENCE_MS, ...options };
   }
 
   /** Reads a chunk from the data port at `address`. @throws {DfsError} as the node answers. */
@@ -152,7 +188,7 @@ export class DataLinks {
       const now = this.#links.get(address);
       if (now !== undefined && now !== link) return await this.#linkTo(address); // replaced
     }
-    link = DataLink.open(address, this.#connectTimeoutMs);
+    link = DataLink.open(address, this.#options);
     this.#links.set(address, link);
     if (this.#links.size > DATA_LINKS_MAX) {
       const [oldest, opening] = this.#links.entries().next().value!;

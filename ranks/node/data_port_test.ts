@@ -368,3 +368,43 @@ Deno.test("a data port refuses a read larger than a chunk: no client makes a nod
     again.close();
   }
 });
+
+Deno.test("DataLinks fails a request over a link silent for its limit: a hung node is failed over", async () => {
+  // A "data port" that greets and then never answers: a node that hangs, or a host cut off.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      accepted.push(conn);
+      const reader = new FrameReader(conn);
+      await reader.read(); // the hello
+      await new FrameWriter(conn).send({ op: "hello", version: DIRECT_PROTOCOL_VERSION, rank: 1 });
+      void (async () => { // reads every request and answers none
+        try {
+          while (await reader.read() !== null) { /* silence */ }
+        } catch { /* closed */ }
+      })();
+    }
+  })();
+  const links = new DataLinks({ connectTimeoutMs: 5_000, silenceMs: 300 });
+  try {
+    const address = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    const grant = signGrant(new Uint8Array(32), ["0".repeat(32)], Date.now() + 60_000);
+    const started = performance.now();
+    const read = links.read(address, { chunk: `${"0".repeat(32)}-0`, size: 10, grant });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the read hangs on the silent link")), 5_000);
+    });
+    await assert.rejects(Promise.race([read, hung]), fails("UNAVAILABLE")).finally(() =>
+      clearTimeout(timer)
+    );
+    const waited = performance.now() - started;
+    assert.ok(waited >= 300 && waited < 5_000, `failed after ${waited} ms of silence`);
+  } finally {
+    links.close();
+    listener.close();
+    for (const conn of accepted) conn.close();
+    await serving.catch(() => {});
+  }
+});
