@@ -21,9 +21,11 @@ export const DIRECT_CHUNKS_INFLIGHT_MAX = 8;
 export const DATA_LINKS_MAX = 64;
 /**
  * A connection to a data port with requests waiting that brings nothing for this long is taken
- * for dead (a host cut off or hung shows as silence, not as an error): its requests fail over.
+ * for dead (a host cut off or hung shows as silence, not as an error): its requests fail over. As
+ * long as a node's link to rank 0 may be silent (`NODE_SILENCE_TIMEOUT_MS`); a chunk's frame
+ * takes under a second even at 10 Mbit/s.
  */
-export const DATA_LINK_SILENCE_MS = 30_000;
+export const DATA_LINK_SILENCE_MS = 10_000;
 
 type Pending = { resolve: (bytes: Uint8Array) => void; reject: (error: unknown) => void };
 
