@@ -191,15 +191,21 @@ function count(n: number, thing: string): string {
   return `${n} ${thing}${n === 1 ? "" : "s"}`;
 }
 
-/** `dfs status`: one row per rank, then the store-wide counters. */
+/**
+ * `dfs status`: one row per rank (with a `data` column, each node's data port, when some node
+ * has one), then the store-wide counters.
+ */
 export function formatStatus(s: StatusReport): string {
-  const rows = [["rank", "kind", "zone", "address", "state", "held", "chunks", "missing", "heard"]];
+  const data = s.ranks.some((r) => r.dataAddress !== undefined);
+  const rows = [["rank", "kind", "zone", "address", ...(data ? ["data"] : []), "state"]];
+  rows[0].push("held", "chunks", "missing", "heard");
   for (const r of s.ranks) {
     rows.push([
       String(r.rank),
       r.kind ?? "worker",
       r.zone ?? "-",
       r.address ?? "-",
+      ...(data ? [r.dataAddress ?? "-"] : []),
       r.state,
       formatBytes(r.bytesHeld),
       String(r.chunks),
@@ -207,7 +213,8 @@ export function formatStatus(s: StatusReport): string {
       r.heartbeatAgeMs === undefined ? "-" : `${(r.heartbeatAgeMs / 1000).toFixed(1)}s ago`,
     ]);
   }
-  const lines = [table(rows, new Set([5, 6, 7, 8]))];
+  const right = data ? [6, 7, 8, 9] : [5, 6, 7, 8];
+  const lines = [table(rows, new Set(right))];
   for (const r of s.ranks) if (r.reason) lines.push(`rank ${r.rank} ${r.state}: ${r.reason}`);
   lines.push(
     `${s.files} files; chunks under-replicated: ${s.underReplicatedChunks}; corrupt replicas ` +

@@ -164,6 +164,32 @@ Deno.test("formatStatus() shows each data node's kind, zone, address, state and 
   assert.match(text, /rank 4 down: Lost the link to rank 4/);
 });
 
+Deno.test("formatStatus() shows a data column, each node's data port, when some node has one", () => {
+  const node = {
+    kind: "remote" as const,
+    zone: "b",
+    state: "up" as const,
+    bytesHeld: 0,
+    chunks: 0,
+  };
+  const text = formatStatus({
+    files: 0,
+    ranks: [
+      { rank: 1, ...node, address: "10.0.0.2:40000", dataAddress: "10.0.0.2:7081" },
+      { rank: 2, ...node, address: "10.0.0.3:40001" },
+    ],
+    repairs: 0,
+    scrub: { passes: 0, bytes: 0 },
+    underReplicatedChunks: 0,
+    corruptReplicasFound: 0,
+    lostFiles: 0,
+  });
+  const [header, one, two] = text.split("\n");
+  assert.match(header, /^rank +kind +zone +address +data +state +held +chunks +missing +heard$/);
+  assert.match(one, /^1 +remote +b +10\.0\.0\.2:40000 +10\.0\.0\.2:7081 +up +0 B +0 +0 +-$/);
+  assert.match(two, /^2 +remote +b +10\.0\.0\.3:40001 +- +up +0 B +0 +0 +-$/);
+});
+
 Deno.test("formatMeta() names each replica's rank and its zone", () => {
   const text = formatMeta({
     name: "a",

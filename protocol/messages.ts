@@ -113,6 +113,8 @@ export interface StatusReport {
     zone?: string;
     /** `HOST:PORT` a remote node connects from, once it has connected. */
     address?: string;
+    /** `HOST:PORT` of its data port, where clients read and write directly (when it has one). */
+    dataAddress?: string;
     /** Milliseconds since the node last answered a heartbeat (absent before its first). */
     heartbeatAgeMs?: number;
     bytesHeld: number;

@@ -438,6 +438,7 @@ export class DfsStore implements StreamingFileStore {
         kind: info?.kind ?? "worker",
         zone: membership.zoneOf(rank),
         ...(info?.address === undefined ? {} : { address: info.address }),
+        ...(info?.dataAddress === undefined ? {} : { dataAddress: info.dataAddress }),
         ...(heardAt === undefined
           ? {}
           : { heartbeatAgeMs: Math.max(0, Math.round(this.#env.clock.monotonic() - heardAt)) }),
