@@ -26,6 +26,24 @@ export const DATA_LINKS_MAX = 64;
  * takes under a second even at 10 Mbit/s.
  */
 export const DATA_LINK_SILENCE_MS = 10_000;
+/**
+ * How long a data port that went silent, or could not be reached or greeted in time, is skipped
+ * (its requests fail at once, to the next replica or another node) before it is tried again:
+ * otherwise every later request to a hung node would wait out a time limit of its own, while a
+ * route or plan in hand still names it.
+ */
+export const DATA_LINK_RETRY_MS = 30_000;
+
+/** What a `DataLink` is opened with. */
+interface LinkOptions {
+  connectTimeoutMs: number;
+  silenceMs: number;
+  /**
+   * Told when the node is silent: it did not accept the connection and greet within
+   * `connectTimeoutMs`, or the link failed for `silenceMs` without a frame.
+   */
+  onSilent?: () => void;
+}
 
 type Pending = { resolve: (bytes: Uint8Array) => void; reject: (error: unknown) => void };
 
@@ -41,25 +59,39 @@ class DataLink {
   #watch: ReturnType<typeof setTimeout> | undefined;
 
   #silenceMs: number;
+  #onSilent: (() => void) | undefined;
 
-  private constructor(conn: Deno.Conn, silenceMs: number) {
-    this.#silenceMs = silenceMs;
+  private constructor(conn: Deno.Conn, options: LinkOptions) {
+    this.#silenceMs = options.silenceMs;
+    this.#onSilent = options.onSilent;
     this.#conn = conn;
     this.#writer = new FrameWriter(conn);
   }
 
-  /** Connects and greets. @throws {DfsError} `UNAVAILABLE`, `VERSION_MISMATCH`. */
-  static async open(
-    address: string,
-    options: { connectTimeoutMs: number; silenceMs: number },
-  ): Promise<DataLink> {
+  /**
+   * Connects and greets, both within `connectTimeoutMs` (a hung node's kernel still accepts the
+   * connection; only its hello never comes). @throws {DfsError} `UNAVAILABLE`, `VERSION_MISMATCH`.
+   */
+  static async open(address: string, options: LinkOptions): Promise<DataLink> {
     const { connectTimeoutMs } = options;
+    const deadline = performance.now() + connectTimeoutMs;
     const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
     if (match === null) throw new DfsError("INVALID_REQUEST", `Bad data port "${address}"`);
-    const conn = await openSocket(match[1] ?? match[2], Number(match[3]), { connectTimeoutMs });
+    let conn: Deno.Conn;
+    try {
+      conn = await openSocket(match[1] ?? match[2], Number(match[3]), { connectTimeoutMs });
+    } catch (error) {
+      if (performance.now() >= deadline) options.onSilent?.(); // timed out, not refused
+      throw error;
+    }
     setNoDelay(conn);
-    const link = new DataLink(conn, options.silenceMs);
+    const link = new DataLink(conn, options);
     const reader = new FrameReader(conn);
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      link.close(); // the hello's read and send fail
+    }, Math.max(0, deadline - performance.now()));
     try {
       await link.#writer.send({ op: "hello", version: DIRECT_PROTOCOL_VERSION });
       const body = await reader.read();
@@ -68,7 +100,13 @@ class DataLink {
       if (hello?.op !== "hello") throw new DfsError("UNAVAILABLE", `${address} sent no hello`);
     } catch (error) {
       link.close();
+      if (late) {
+        options.onSilent?.();
+        throw new DfsError("UNAVAILABLE", `No hello from ${address} in ${connectTimeoutMs} ms`);
+      }
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
     void link.#receive(reader, address);
     return link;
@@ -133,6 +171,7 @@ class DataLink {
       this.#fail(
         new DfsError("UNAVAILABLE", `No answer from a data port in ${this.#silenceMs} ms`),
       );
+      this.#onSilent?.();
     }, ms);
     Deno.unrefTimer(timer); // the requests waiting keep the process alive by themselves
     this.#watch = timer;
@@ -155,11 +194,16 @@ class DataLink {
 /** A client's connections to data ports, opened as needed and kept for the next reads. */
 export class DataLinks {
   #links = new Map<string, Promise<DataLink>>();
-  #options: { connectTimeoutMs: number; silenceMs: number };
+  #options: { connectTimeoutMs: number; silenceMs: number; retryMs: number };
+  /** Data ports found silent, each skipped until its time (`DATA_LINK_RETRY_MS`), at most `DATA_LINKS_MAX`. */
+  #silent = new Map<string, { until: number; error: DfsError }>();
 
-  /** `silenceMs`: `DATA_LINK_SILENCE_MS` unless told (tests make it short). */
-  constructor(options: { connectTimeoutMs: number; silenceMs?: number }) {
-    this.#options = { silenceMs: DATA_LINK_SILENCE_MS, ...options };
+  /**
+   * `silenceMs`, `retryMs`: `DATA_LINK_SILENCE_MS`, `DATA_LINK_RETRY_MS` unless told (tests make
+   * them short).
+   */
+  constructor(options: { connectTimeoutMs: number; silenceMs?: number; retryMs?: number }) {
+    this.#options = { silenceMs: DATA_LINK_SILENCE_MS, retryMs: DATA_LINK_RETRY_MS, ...options };
   }
 
   /** Reads a chunk from the data port at `address`. @throws {DfsError} as the node answers. */
@@ -190,7 +234,24 @@ export class DataLinks {
       const now = this.#links.get(address);
       if (now !== undefined && now !== link) return await this.#linkTo(address); // replaced
     }
-    link = DataLink.open(address, this.#options);
+    const silent = this.#silent.get(address);
+    if (silent !== undefined && performance.now() < silent.until) throw silent.error;
+    this.#silent.delete(address);
+    const { connectTimeoutMs, silenceMs, retryMs } = this.#options;
+    const onSilent = () => {
+      const now = performance.now();
+      for (const [other, { until }] of this.#silent) if (until <= now) this.#silent.delete(other);
+      // At most as many as the links kept: the one found silent longest ago goes first.
+      if (this.#silent.size >= DATA_LINKS_MAX) {
+        this.#silent.delete(this.#silent.keys().next().value!);
+      }
+      const error = new DfsError(
+        "UNAVAILABLE",
+        `Data port ${address} went silent: not tried again for ${retryMs} ms`,
+      );
+      this.#silent.set(address, { until: now + retryMs, error });
+    };
+    link = DataLink.open(address, { connectTimeoutMs, silenceMs, onSilent });
     this.#links.set(address, link);
     if (this.#links.size > DATA_LINKS_MAX) {
       const [oldest, opening] = this.#links.entries().next().value!;

@@ -4,10 +4,14 @@
  * nodes, which is seen from outside: rank 0's count of bytes read (the dashboard's
  * `/api/throughput`) does not move, and the client holds connections to the data ports. A damaged
  * replica on the only node with a data port is failed over through rank 0; a version stays
- * pinned while a direct read is open; a client with `direct: false` reads through rank 0.
+ * pinned while a direct read is open; a client with `direct: false` reads through rank 0. A node
+ * that hangs (stopped: its sockets open, nothing answered) under a read is failed over to the other
+ * replica once its silence limit is up.
  */
 
 import assert from "node:assert/strict";
+import { firstReplica, idsOf } from "../protocol/direct.ts";
+import { DATA_LINK_SILENCE_MS, DIRECT_CHUNKS_INFLIGHT_MAX } from "../protocol/direct_reader.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import {
   connectionsTo,
@@ -16,8 +20,9 @@ import {
   portOf,
   routeOf,
   STATE_TIMEOUT_MS,
+  waitForStates,
 } from "./_direct_cluster.ts";
-import { sleep } from "./_wait.ts";
+import { sleep, withTimeout } from "./_wait.ts";
 
 const MiB = 1024 * 1024;
 
@@ -173,3 +178,74 @@ Deno.test("a direct read keeps the version it opened while the name is overwritt
     await sleep(100);
   }
 });
+
+/**
+ * How long a direct read may take with a node hung under it: one wait of the data link's silence
+ * limit (or of the client's connect timeout, as long, for a link opened to the hung node), the
+ * chunks that waited then read from their other replica, and a margin for a loaded test host.
+ */
+const HUNG_READ_MS_MAX = DATA_LINK_SILENCE_MS + 8_000;
+
+for (const when of ["before the read", "after the first piece"]) {
+  Deno.test(`a direct read with a node hung ${when} fails over to the other replicas`, async () => {
+    await using cluster = await directCluster([true, true, true]);
+    const data = pseudoRandomBytes(12 * MiB + 5, 16);
+    const writer = await cluster.client();
+    await writer.put("big.bin", data);
+    writer.close();
+    const meta = await (await cluster.client()).meta("big.bin");
+    const route = await routeOf(cluster.server, "big.bin");
+    assert.ok(route, "rank 0 offers a route");
+    assert.equal(Object.keys(route.nodes).length, 3, "every node serves part of it");
+    // The node a chunk is read from first (as `readDirect` picks it): the victim is the one of
+    // the first chunk read after it hangs (before the read: the first; after the first piece:
+    // the first the read asks for only then, once the first piece is taken).
+    const ids = idsOf(route.runs, meta.chunks.map((c) => c.size));
+    const firstRank = (k: number) =>
+      meta.chunks[k].ranks[firstReplica(ids[k], meta.chunks[k].ranks.length)];
+    const waiting = when === "before the read" ? 0 : DIRECT_CHUNKS_INFLIGHT_MAX;
+    const victim = cluster.nodes.find((n) => n.rank === firstRank(waiting))!;
+
+    const reader = await cluster.client();
+    const before = await cluster.readBytes();
+    let stoppedAt = 0;
+    const stop = () => {
+      victim.process.kill("SIGSTOP");
+      stoppedAt = performance.now();
+    };
+    let got: Uint8Array;
+    try {
+      if (when === "before the read") stop(); // rank 0 takes a few seconds to notice
+      const { stream } = await reader.open("big.bin");
+      const pieces = stream.getReader();
+      const parts: Uint8Array[] = [];
+      const read = (async () => {
+        while (true) {
+          const { done, value } = await pieces.read();
+          if (done) break;
+          parts.push(value);
+          if (stoppedAt === 0) stop();
+        }
+      })();
+      await withTimeout(read, { timeoutMs: 2 * HUNG_READ_MS_MAX, what: "the read" });
+      got = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+      parts.reduce((at, part) => (got.set(part, at), at + part.length), 0);
+      await waitForStates(reader, { [victim.rank]: "down" }); // rank 0 noticed, meanwhile
+    } finally {
+      victim.process.kill("SIGCONT");
+    }
+    const elapsed = performance.now() - stoppedAt;
+    assert.equal(sha256(got), sha256(data), "the whole file, intact");
+    // The chunks the victim was to give waited out its silence (or its hello), then came from
+    // their other replica: none through rank 0.
+    assert.ok(elapsed >= DATA_LINK_SILENCE_MS - 1_000, `waited for the hung node: ${elapsed} ms`);
+    assert.ok(elapsed < HUNG_READ_MS_MAX, `failed over in time: ${elapsed} ms`);
+    assert.equal(await cluster.readBytes(), before, "no byte was read through rank 0");
+
+    // Woken, the node is back and nothing was lost.
+    await waitForStates(reader, { [victim.rank]: "up" });
+    const fsck = await reader.fsck();
+    assert.deepEqual([fsck.files, fsck.healthy, fsck.lost, fsck.underReplicated], [1, 1, [], []]);
+    assert.equal(sha256(await reader.getBytes("big.bin")), sha256(data), "read again");
+  });
+}

@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { DfsClient } from "../client.ts";
 import { type DirectRoute, parsePlan } from "../protocol/direct.ts";
-import { DataLinks } from "../protocol/direct_reader.ts";
+import { DATA_LINK_SILENCE_MS, DataLinks } from "../protocol/direct_reader.ts";
 import { DfsError } from "../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES } from "../protocol/limits.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
@@ -366,5 +366,100 @@ for (const when of ["before", "while"]) {
     await waitForStates(client, { [victim.rank]: "up" });
     await waitForBlobs(cluster, kept, "the restarted node dropped its part of the blob");
     assert.equal(sha256(await reader.getBytes("big.bin")), sha256(data));
+  });
+}
+
+/**
+ * How long a direct put may take with a node hung under it: one wait of the data link's silence
+ * limit (or of the client's connect timeout, as long, for a link opened to the hung node), the
+ * chunks that waited then written to the nodes rank 0 names instead, and a margin for a loaded
+ * test host.
+ */
+const HUNG_PUT_MS_MAX = DATA_LINK_SILENCE_MS + 8_000;
+
+for (
+  const when of ["before rank 0 plans the put", "as the put starts writing", "while the put writes"]
+) {
+  Deno.test(`with 3 data ports and 2 replicas, a node hung ${when}: the put succeeds`, async () => {
+    await using cluster = await directCluster([true, true, true]);
+    const client = await cluster.client();
+    const data = pseudoRandomBytes(12 * MiB + 7, 30);
+    const [victim, ...alive] = cluster.nodes;
+    let stoppedAt = 0;
+    const stop = () => {
+      victim.process.kill("SIGSTOP");
+      stoppedAt = performance.now();
+    };
+    // The source is read once rank 0's plan is in hand: a node hung then is in the plan.
+    async function* source() {
+      for (let at = 0; at < data.length; at += MiB) {
+        if (when === "as the put starts writing" && at === 0) stop();
+        if (when === "while the put writes" && at === 4 * MiB) {
+          // A third of the file written: once 2 chunks are in the victim's blob (and answered
+          // written, most likely), it hangs.
+          const deadline = Date.now() + STATE_TIMEOUT_MS;
+          while (await allocatedBytes(`${victim.dataDir}/store/chunks`) < 2 * MiB) {
+            assert.ok(Date.now() < deadline, "the put wrote to the victim");
+            await sleep(10);
+          }
+          await sleep(100);
+          stop();
+        }
+        yield data.slice(at, at + MiB);
+      }
+    }
+    assert.deepEqual(await cluster.blobs(), [], "no blob yet");
+    const trafficBefore = await cluster.rank0Traffic();
+    let meta;
+    try {
+      // Hung just before the put: rank 0 has not noticed yet (its heartbeat waits 5 s).
+      if (when === "before rank 0 plans the put") stop();
+      meta = await withTimeout(client.put("big.bin", source(), { size: data.length }), {
+        timeoutMs: 2 * HUNG_PUT_MS_MAX,
+        what: "the put",
+      });
+      if (when === "while the put writes") {
+        const victimBlobs = (await cluster.blobs()).filter((b) => b.startsWith(`${victim.rank}/`));
+        assert.equal(victimBlobs.length, 1, "the victim held part of the upload's blob");
+      }
+      await waitForStates(client, { [victim.rank]: "down" }); // rank 0 noticed, meanwhile
+    } finally {
+      victim.process.kill("SIGCONT");
+    }
+    const elapsed = performance.now() - stoppedAt;
+    assert.ok(elapsed < HUNG_PUT_MS_MAX, `the put got past the hung node in ${elapsed} ms`);
+    assert.equal(meta.sha256, sha256(data));
+    for (const chunk of meta.chunks) {
+      assert.equal(new Set(chunk.ranks).size, 2, "2 replicas of every chunk");
+      assert.ok(!chunk.ranks.includes(victim.rank), "none on the hung node");
+    }
+    const moved = await cluster.rank0Traffic() - trafficBefore;
+    if (when === "before rank 0 plans the put") {
+      // Rank 0 could not open the upload on the victim until it took it for down (a heartbeat
+      // unanswered): the client was told so and put through rank 0.
+      assert.ok(moved > 2.5 * data.length, `through rank 0: ${moved} bytes`);
+    } else {
+      // Written directly: the victim's writes waited out its silence and went to the nodes rank 0
+      // named instead; rank 0 carried only the replicas the victim had confirmed before it hung,
+      // copied at the commit from their other node to the third (the victim's seal failing).
+      assert.ok(elapsed >= DATA_LINK_SILENCE_MS - 1_000, `waited for the victim: ${elapsed} ms`);
+      if (when === "as the put starts writing") {
+        assert.ok(moved < RANK0_TRAFFIC_BYTES_MAX, `rank 0 moved ${moved}`);
+      } else assert.ok(moved > MiB && moved < 4 * MiB + RANK0_TRAFFIC_BYTES_MAX, `${moved}`);
+    }
+    assert.equal(sha256(await client.getBytes("big.bin")), sha256(data));
+
+    // Woken, the victim is back; what it holds of the upload is no file's, and goes; nothing is
+    // lost.
+    await waitForStates(client, { [victim.rank]: "up" });
+    const ports = await dataPortsOf(cluster.server, "big.bin");
+    assert.deepEqual(Object.keys(ports).sort(), alive.map((n) => String(n.rank)).sort());
+    const ours = (b: string) => b.startsWith(`${victim.rank}/`);
+    const others = (await cluster.blobs()).filter((b) => !ours(b));
+    assert.equal(others.length, 2, "the file's blob on each of the other nodes");
+    await waitForBlobs(cluster, others, "the victim dropped its part of the upload");
+    await assertHealthy(client, 1);
+    const reader = await cluster.client();
+    assert.equal(sha256(await reader.getBytes("big.bin")), sha256(data), "read by another client");
   });
 }

@@ -408,3 +408,62 @@ Deno.test("DataLinks fails a request over a link silent for its limit: a hung no
     await serving.catch(() => {});
   }
 });
+
+for (const greets of [false, true]) {
+  const how = greets ? "greets and then answers nothing" : "accepts and never greets";
+  Deno.test(`DataLinks gives up on a data port that ${how}, and skips it for a while`, async () => {
+    // A hung node: its kernel accepts the connection, and nothing more comes (or only a hello).
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const accepted: Deno.Conn[] = [];
+    const serving = (async () => {
+      for await (const conn of listener) {
+        accepted.push(conn);
+        if (!greets) continue;
+        const reader = new FrameReader(conn);
+        await reader.read(); // the hello
+        await new FrameWriter(conn).send({ op: "hello", version: DIRECT_PROTOCOL_VERSION });
+        void (async () => { // reads every request and answers none
+          try {
+            while (await reader.read() !== null) { /* silence */ }
+          } catch { /* closed */ }
+        })();
+      }
+    })();
+    const limitMs = 300;
+    const retryMs = 1_500;
+    const links = new DataLinks({ connectTimeoutMs: limitMs, silenceMs: limitMs, retryMs });
+    const address = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    const grant = signGrant(new Uint8Array(32), ["0".repeat(32)], Date.now() + 60_000);
+    const read = () => {
+      const started = performance.now();
+      const reading = links.read(address, { chunk: `${"0".repeat(32)}-0`, size: 10, grant });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const hung = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("the read hangs")), 5_000);
+      });
+      return assert.rejects(Promise.race([reading, hung]), fails("UNAVAILABLE"))
+        .then(() => performance.now() - started)
+        .finally(() => clearTimeout(timer));
+    };
+    try {
+      // Several reads at once wait out one limit together, on one connection.
+      const waited = await Promise.all([read(), read(), read()]);
+      for (const ms of waited) assert.ok(ms >= limitMs - 10 && ms < 5_000, `waited ${ms} ms`);
+      assert.equal(accepted.length, 1);
+      // Then the port is skipped: a read fails at once, without a connection.
+      const started = performance.now();
+      const skipped = await read();
+      assert.ok(skipped < limitMs, `failed at once: ${skipped} ms`);
+      assert.equal(accepted.length, 1, "no new connection to the silent port");
+      // Its time up, the port is tried again (and still silent).
+      await new Promise((resolve) => setTimeout(resolve, retryMs - (performance.now() - started)));
+      assert.ok(await read() >= limitMs - 10, "tried again");
+      assert.equal(accepted.length, 2, "a new connection");
+    } finally {
+      links.close();
+      listener.close();
+      for (const conn of accepted) conn.close();
+      await serving.catch(() => {});
+    }
+  });
+}
