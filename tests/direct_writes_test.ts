@@ -10,6 +10,7 @@
  * puts through rank 0.
  */
 
+import { DIRECT_EXPECT_TIMEOUT_MS } from "../ranks/rank0/direct_uploads.ts";
 import assert from "node:assert/strict";
 import { DfsClient } from "../client.ts";
 import { type DirectRoute, parsePlan } from "../protocol/direct.ts";
@@ -435,9 +436,10 @@ for (
     }
     const moved = await cluster.rank0Traffic() - trafficBefore;
     if (when === "before rank 0 plans the put") {
-      // Rank 0 could not open the upload on the victim until it took it for down (a heartbeat
-      // unanswered): the client was told so and put through rank 0.
-      assert.ok(moved > 2.5 * data.length, `through rank 0: ${moved} bytes`);
+      // Rank 0 could not open the upload on the victim within DIRECT_EXPECT_TIMEOUT_MS: it placed
+      // the victim's chunks on the two others, and the client wrote them there directly.
+      assert.ok(elapsed >= DIRECT_EXPECT_TIMEOUT_MS - 100, `waited for the victim: ${elapsed} ms`);
+      assert.ok(moved < RANK0_TRAFFIC_BYTES_MAX, `rank 0 moved ${moved}`);
     } else {
       // Written directly: the victim's writes waited out its silence and went to the nodes rank 0
       // named instead; rank 0 carried only the replicas the victim had confirmed before it hung,

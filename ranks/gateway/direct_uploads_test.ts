@@ -247,9 +247,10 @@ Deno.test("a client whose plan fails UNAVAILABLE puts through rank 0 instead", a
   })();
   const client = await DfsClient.connect(`127.0.0.1:${listener.addr.port}`);
   try {
-    cluster.hang(3); // node 3 never opens the upload
+    // Node 3 never opens the upload, and a plan for 3 replicas cannot leave it out.
+    cluster.hang(3);
     const data = bytesOf(3 * MiB + 1, 6);
-    const putting = client.put("f", data);
+    const putting = client.put("f", data, { replicas: 3 });
     const [node1, node2] = [await cluster.node(1), await cluster.node(2)];
     for (const deadline = Date.now() + 5_000; node1.direct.size + node2.direct.size === 0;) {
       assert.ok(Date.now() < deadline, "the plan is being opened");
@@ -260,7 +261,7 @@ Deno.test("a client whose plan fails UNAVAILABLE puts through rank 0 instead", a
     // Put through rank 0: the nodes' data ports are nowhere to be reached.
     const meta = await putting;
     assert.equal(meta.size, data.length);
-    for (const chunk of meta.chunks) assert.equal(new Set(chunk.ranks).size, 2);
+    for (const chunk of meta.chunks) assert.equal(new Set(chunk.ranks).size, 3);
     assert.deepEqual(await readAll(cluster.store, "f"), data);
     assert.deepEqual([node1.direct.size, node2.direct.size], [0, 0], "the plan's upload dropped");
   } finally {

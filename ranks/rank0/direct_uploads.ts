@@ -38,6 +38,8 @@ export const DIRECT_WRITE_BYTES_MIN = CHUNK_SIZE_BYTES;
  * keeps a grant from reaching a committed file; the grant only has to outlast the upload.
  */
 export const DIRECT_WRITE_BYTES_PER_SEC_MIN = 10 * 1000 * 1000;
+/** How long a node has to open an upload; one slower is left out of the plan. */
+export const DIRECT_EXPECT_TIMEOUT_MS = 2_000;
 
 /** What a direct upload needs of the store. */
 export interface DirectUploadParts {
@@ -83,6 +85,7 @@ export class DirectUpload implements Upload {
   /** Each chunk's ranks, as placed (and replaced). */
   #ranks: number[][];
   #onEnd: () => void;
+  #replicas: number;
   #done = false;
   /** Every node the upload was opened on (replaced ones too): an abort removes it from each. */
   #opened = new Set<number>();
@@ -97,6 +100,7 @@ export class DirectUpload implements Upload {
     this.#blob = options.blob;
     this.#size = options.size;
     this.#onEnd = options.onEnd;
+    this.#replicas = options.replicas;
     const { membership } = parts.nodes;
     const exclude = new Set(membership.dataRanks.filter((rank) => !options.ranks.includes(rank)));
     const count = Math.ceil(options.size / CHUNK_SIZE_BYTES);
@@ -246,10 +250,36 @@ export class DirectUpload implements Upload {
 
   /** Opens the blob on every node of the plan, then signs the grant. */
   async #open(): Promise<WritePlan> {
-    const ranks = [...new Set(this.#ranks.flat())];
-    for (const rank of ranks) this.#opened.add(rank);
-    const { nodes, key, clock } = this.#parts;
-    await Promise.all(ranks.map((rank) => nodes.expect(rank, this.#blob, this.#size)));
+    const { nodes, key, clock, loads } = this.#parts;
+    const refused = new Set<number>();
+    let ranks = [...new Set(this.#ranks.flat())];
+    // A node that does not take the upload in time (hung, or at its limit of open uploads) has
+    // its chunks placed on the others, which are asked in turn.
+    for (let ask = ranks; ask.length > 0;) {
+      for (const rank of ask) this.#opened.add(rank);
+      const answers = await Promise.allSettled(
+        ask.map((rank) => nodes.expect(rank, this.#blob, this.#size, DIRECT_EXPECT_TIMEOUT_MS)),
+      );
+      const failed = ask.filter((_, i) => answers[i].status === "rejected");
+      if (failed.length === 0) break;
+      for (const rank of failed) refused.add(rank);
+      const usable = (directRanks(nodes, 1) ?? []).filter((rank) => !refused.has(rank));
+      if (usable.length < this.#replicas) {
+        throw (answers.find((a) => a.status === "rejected") as PromiseRejectedResult).reason;
+      }
+      const exclude = new Set(nodes.membership.dataRanks.filter((r) => !usable.includes(r)));
+      this.#ranks = this.#ranks.map((held, k) => {
+        if (!held.some((rank) => refused.has(rank))) return held;
+        const size = this.#sizeOf(k);
+        const keep = held.filter((rank) => !refused.has(rank));
+        for (const rank of held) if (refused.has(rank)) loads.add(rank, -size);
+        const more = held.length - keep.length;
+        return [...keep, ...loads.place(size, more, new Set([...exclude, ...keep]))];
+      });
+      const next = new Set(this.#ranks.flat());
+      ranks = [...next];
+      ask = ranks.filter((rank) => !this.#opened.has(rank));
+    }
     const addresses: Record<string, string> = {};
     for (const rank of ranks) addresses[rank] = this.#addressOf(rank);
     const expires = clock.now() + GRANT_TTL_MS +

@@ -28,7 +28,11 @@ import { systemClock } from "../env/system.ts";
 import { type DataPort, serveDataPort } from "../node/data_port.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { DIRECT_WRITE_BYTES_MIN, DIRECT_WRITE_BYTES_PER_SEC_MIN } from "./direct_uploads.ts";
+import {
+  DIRECT_EXPECT_TIMEOUT_MS,
+  DIRECT_WRITE_BYTES_MIN,
+  DIRECT_WRITE_BYTES_PER_SEC_MIN,
+} from "./direct_uploads.ts";
 import { DEFAULT_ZONE, type NodeInfo } from "./membership.ts";
 import { fails } from "../testing/fails.ts";
 
@@ -418,4 +422,27 @@ Deno.test("a plan whose node does not answer fails UNAVAILABLE, and the upload i
   await settle(d.cluster);
   assert.deepEqual(await blobsOn(d.cluster, 1), []);
   assert.equal((await d.cluster.node(1)).direct.size, 0, "closed on the node that answered");
+});
+
+Deno.test("a node that does not open the upload in time is left out of the plan, its chunks placed on the others", async () => {
+  await using d = await directCluster({ nodes: 3 });
+  d.cluster.hang(3);
+  const data = bytesOf(6 * MiB, 9);
+  const upload = begin(d, "around", data.length);
+  let planned: WritePlan | undefined;
+  void upload.plan!.then((plan) => planned = plan);
+  await d.cluster.clock.advance(DIRECT_EXPECT_TIMEOUT_MS - 1);
+  assert.equal(planned, undefined, "still waiting for node 3");
+  await d.cluster.clock.advance(2);
+  const plan = await upload.plan!;
+  for (const ranks of plan.ranks) {
+    assert.deepEqual([...ranks].sort(), [1, 2], "every chunk on the two nodes that answered");
+  }
+  assert.deepEqual(Object.keys(plan.nodes).sort(), ["1", "2"]);
+  // The abort removes the upload from node 3 too (it was asked): that call waits for its timeout.
+  const aborted = upload.abort();
+  await d.cluster.clock.advance(60_000 + 1);
+  await aborted;
+  await settle(d.cluster);
+  for (const rank of [1, 2]) assert.deepEqual(await blobsOn(d.cluster, rank), []);
 });

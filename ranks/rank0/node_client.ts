@@ -48,6 +48,8 @@ export const SHARED_CHUNK_SLOTS = 32;
 export interface CallOptions {
   /** Send even though the node is marked down (reconciling it after a restart). */
   whileDown?: boolean;
+  /** How long the call may take (default: the client's `timeoutMs`). */
+  timeoutMs?: number;
 }
 
 /** One method per node operation; see the module comment. */
@@ -169,9 +171,12 @@ export class NodeClient {
     await this.#call(rank, { op: "release", name: m.name, version: m.version });
   }
 
-  /** Opens `blob` on the node for an upload of `bytes` a client writes directly. */
-  async expect(rank: number, blob: string, bytes: number): Promise<void> {
-    await this.#call(rank, { op: "expect", blob, bytes });
+  /**
+   * Opens `blob` on the node for an upload of `bytes` a client writes directly, within
+   * `timeoutMs` (a node slow to answer so little is better left out of the upload).
+   */
+  async expect(rank: number, blob: string, bytes: number, timeoutMs?: number): Promise<void> {
+    await this.#call(rank, { op: "expect", blob, bytes }, undefined, { timeoutMs });
   }
 
   /** Closes `blob` on the node once `chunks` were written there as they say. */
@@ -342,7 +347,8 @@ export class NodeClient {
     if (!options.whileDown && this.membership.isDown(rank)) {
       return Promise.reject(new DfsError("UNAVAILABLE", `Rank ${rank} is down`));
     }
-    return this.#comm.call<T>(rank, call, { transfer, timeoutMs: this.#timeoutMs }).catch(
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    return this.#comm.call<T>(rank, call, { transfer, timeoutMs }).catch(
       (error) => {
         throw this.#failedOr(rank, error);
       },
