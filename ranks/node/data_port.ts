@@ -11,9 +11,11 @@
  * `DIRECT_READS_INFLIGHT_MAX` requests in flight per connection (beyond that the connection is
  * not read, so TCP pushes back on the client) and `DATA_PORT_TRANSFERS_MAX` for the whole port,
  * each holding one pooled buffer; `DATA_PORT_CONNECTIONS_MAX` connections (more are closed at
- * once); a connection quiet for `DATA_PORT_IDLE_TIMEOUT_MS` with nothing in flight is closed, and
- * one whose client stops reading is closed after `DATA_PORT_WRITE_TIMEOUT_MS`. A malformed frame
- * gets an error and closes its connection; nothing else is disturbed.
+ * once, and at most `DATA_PORT_CONNECTIONS_PER_ADDRESS_MAX` from one address); a write's grant is
+ * checked before its bytes are read (without one the connection closes); a connection quiet for
+ * `DATA_PORT_IDLE_TIMEOUT_MS` with nothing in flight is closed, and one whose client stops reading
+ * is closed after `DATA_PORT_WRITE_TIMEOUT_MS`. A malformed frame gets an error and closes its
+ * connection; nothing else is disturbed.
  *
  * @module
  */
@@ -39,6 +41,8 @@ import type { DataNode } from "./data_node.ts";
 
 /** Client connections a data port serves at once; more are closed as they come. */
 export const DATA_PORT_CONNECTIONS_MAX = 256;
+/** Connections from one address at once (a client host); more are closed as they come. */
+export const DATA_PORT_CONNECTIONS_PER_ADDRESS_MAX = 64;
 /** Chunk reads and writes in flight on one data port, all connections together (each holds a buffer). */
 export const DATA_PORT_TRANSFERS_MAX = 32;
 /** How long a client has to send its hello. */
@@ -70,6 +74,8 @@ export interface DataPort {
 /** Serves `listener` as a data port until closed. */
 export function serveDataPort(listener: Deno.Listener, options: DataPortOptions): DataPort {
   const conns = new Set<Deno.Conn>();
+  /** Connections open by client address (`DATA_PORT_CONNECTIONS_PER_ADDRESS_MAX`). */
+  const perAddress = new Map<string, number>();
   const transfers = new Semaphore(DATA_PORT_TRANSFERS_MAX);
   const served = new Set<Promise<void>>();
   let closed = false;
@@ -83,13 +89,21 @@ export function serveDataPort(listener: Deno.Listener, options: DataPortOptions)
         options.log.error(`dfs: data port: ${(error as Error).message}`);
         continue;
       }
-      if (conns.size >= DATA_PORT_CONNECTIONS_MAX) {
+      const from = (conn.remoteAddr as Deno.NetAddr).hostname;
+      const fromHere = perAddress.get(from) ?? 0;
+      if (
+        conns.size >= DATA_PORT_CONNECTIONS_MAX || fromHere >= DATA_PORT_CONNECTIONS_PER_ADDRESS_MAX
+      ) {
         closeQuietly(conn);
         continue;
       }
       conns.add(conn);
+      perAddress.set(from, fromHere + 1);
       const serving = serveConnection(conn, transfers, options).finally(() => {
         conns.delete(conn);
+        const left = (perAddress.get(from) ?? 1) - 1;
+        if (left > 0) perAddress.set(from, left);
+        else perAddress.delete(from);
         closeQuietly(conn);
       });
       served.add(serving);
@@ -141,30 +155,29 @@ async function serveConnection(
     const node = options.node();
     await writer.send({ op: "hello", version: DIRECT_PROTOCOL_VERSION, rank: node?.rank ?? 0 });
     timeoutMs = DATA_PORT_IDLE_TIMEOUT_MS;
-    // From here on a frame may be a write's bytes: read into pooled buffers.
-    reader.frameSizeBytesMax = FRAME_SIZE_BYTES_MAX;
-    reader.pool = options.pool;
+    reader.pool = options.pool; // a write's bytes go into pooled buffers
     while (true) {
       activeAt = clock.monotonic();
       await mine.acquire();
       const body = await reader.read();
       if (body === null) break;
       activeAt = clock.monotonic();
-      if (body.length > DATA_REQUEST_BYTES_MAX) {
-        options.pool.give(body.buffer);
-        throw new DfsError("TOO_LARGE", `A request over ${DATA_REQUEST_BYTES_MAX} bytes`);
-      }
       const request = parseDataRequest(decodeFrameBody(body));
       if (request.op === "hello") throw new DfsError("INVALID_REQUEST", "A second hello");
-      // A slot of the port's before a write's bytes are read: at most that many in memory.
-      await transfers.acquire();
       let answer: Promise<void>;
-      if (request.op === "read") answer = answerRead(request, writer, options);
-      else {
+      if (request.op === "read") {
+        await transfers.acquire();
+        answer = answerRead(request, writer, options);
+      } else {
+        // Only a write with a grant has its bytes taken in, and in a slot of the port's: a client
+        // without one holds no buffer and no slot (the connection closes: its bytes would follow).
+        checkGrant(options.key, request.grant, request.chunk, clock.now(), "write");
+        await transfers.acquire();
+        reader.frameSizeBytesMax = FRAME_SIZE_BYTES_MAX;
         const bytes = await readPayload(reader, request.id, options.pool).catch((error) => {
           transfers.release();
           throw error;
-        });
+        }).finally(() => reader.frameSizeBytesMax = DATA_REQUEST_BYTES_MAX);
         answer = answerWrite(request, bytes, writer, options);
       }
       const done = answer.finally(() => {

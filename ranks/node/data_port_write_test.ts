@@ -20,7 +20,7 @@ import type { Log } from "../env/env.ts";
 import { systemClock } from "../env/system.ts";
 import { manifest } from "../testing/manifests.ts";
 import type { DataNode } from "./data_node.ts";
-import { type DataPort, serveDataPort } from "./data_port.ts";
+import { DATA_PORT_TRANSFERS_MAX, type DataPort, serveDataPort } from "./data_port.ts";
 import { openDataNode } from "./open_node.ts";
 import { fails } from "../testing/fails.ts";
 
@@ -376,4 +376,34 @@ Deno.test("a discard while writes are in flight leaves no blob behind, however t
     assert.equal(p.node.direct.size, 0);
   }
   assert.equal(p.pool.idle, p.pool.allocated, "every write's buffer went back to the pool");
+});
+
+Deno.test("writes without a valid grant hold no slot of the port's: a client with one is served", async () => {
+  await using p = await startPort();
+  const { blob, grant } = await p.expect();
+  const pieces = piecesOf(blob, 7);
+  const forged = signGrant(
+    grantKey(utf8.encode("not the cluster's secret")),
+    [blob],
+    Date.now() + 60_000,
+    "write",
+  );
+  // More writes with a forged grant than the port has slots, their bytes never sent: each gets
+  // UNAUTHORIZED and its connection closed, without waiting for the bytes.
+  const conns = await Promise.all(
+    Array.from({ length: DATA_PORT_TRANSFERS_MAX + 8 }, () => rawConn(p.port.port)),
+  );
+  try {
+    await Promise.all(conns.map(async (c, i) => {
+      await c.writer.send(writeOf(i + 1, pieces[0], forged));
+      const refused = await c.next();
+      assert.deepEqual([refused?.op, refused?.code], ["error", "UNAUTHORIZED"]);
+      assert.equal(await c.next(), null, "closed");
+    }));
+    // Meanwhile, and after, a client with a grant writes and reads at once.
+    await p.write(pieces[0], grant);
+    assert.deepEqual(await p.read(pieces[0]), pieces[0].bytes);
+  } finally {
+    for (const c of conns) c.close();
+  }
 });
