@@ -28,8 +28,15 @@ import { CHUNK_SIZE_BYTES } from "./limits.ts";
 
 /** Version of the data port's handshake; each side sends it in its hello. */
 export const DIRECT_PROTOCOL_VERSION = 1;
-/** How long a read grant holds after rank 0 signs it. */
+/** How long a grant holds after rank 0 signs it, besides the time its bytes take (`grantLifeMs`). */
 export const GRANT_TTL_MS = 10 * 60_000;
+/**
+ * The slowest pace a grant allows for: it holds `GRANT_TTL_MS` plus the time its bytes take at
+ * this many bytes a second (1 GiB, 18 minutes more; 1 TiB, 12 days). A read or upload slower than
+ * that fails; a grant outliving its transfer reads or writes nothing more (a version released,
+ * a blob sealed).
+ */
+export const GRANT_BYTES_PER_SEC_MIN = 1_000_000;
 /** How far a node's clock may be ahead of rank 0's for a grant to still hold until it expires. */
 export const GRANT_CLOCK_SKEW_MS = 60_000;
 /** Runs one route may have (see `ChunkRun`); a file of more is read through rank 0. */
@@ -105,6 +112,11 @@ export type DataRequest =
    * it durable).
    */
   | { op: "write"; id: number; chunk: string; crc32: number; grant: Grant };
+
+/** How long a grant for a transfer of `bytes` holds (`GRANT_BYTES_PER_SEC_MIN`). */
+export function grantLifeMs(bytes: number): number {
+  return GRANT_TTL_MS + Math.ceil(bytes / GRANT_BYTES_PER_SEC_MIN * 1000);
+}
 
 /** The key grants are signed with, derived from the cluster secret (never the secret itself). */
 export function grantKey(secret: Uint8Array): Uint8Array {

@@ -2,19 +2,24 @@
  * A connection's direct reads (`protocol/direct.ts`): a get answered with a route holds its
  * reader, and so the version it opened, while the client reads the chunks from the data nodes;
  * it serves the client's `fetch` of a chunk no node gave, and lets go at `done`, when the
- * connection closes, or after `DIRECT_READ_HOLD_MS` (the grant has expired by then).
+ * connection closes, or once its grant has expired (`holdMsOf`).
  *
  * @module
  */
 
 import type { FrameWriter } from "../../protocol/conn.ts";
-import { GRANT_CLOCK_SKEW_MS, GRANT_TTL_MS } from "../../protocol/direct.ts";
+import { type Grant, GRANT_CLOCK_SKEW_MS } from "../../protocol/direct.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import type { FileReader } from "../common/file_store.ts";
 import type { Clock } from "../env/env.ts";
 
-/** Longest a direct read holds its version: its grant's life and the clock skew allowed. */
-export const DIRECT_READ_HOLD_MS = GRANT_TTL_MS + GRANT_CLOCK_SKEW_MS;
+/**
+ * How long a direct read holds its version past `nowMs`: while its grant holds, with the clock
+ * skew a node allows (a grant lives `grantLifeMs` of the read's bytes).
+ */
+export function holdMsOf(grant: Grant, nowMs: number): number {
+  return Math.max(0, grant.expires - nowMs) + GRANT_CLOCK_SKEW_MS;
+}
 
 interface Held {
   reader: FileReader;
@@ -41,7 +46,8 @@ export class DirectReads {
   async serve(id: number, reader: FileReader): Promise<void> {
     const { promise, resolve } = Promise.withResolvers<void>();
     if (this.#closed) return;
-    const timer = this.#clock.setTimeout(resolve, DIRECT_READ_HOLD_MS);
+    const holdMs = holdMsOf(reader.route!.grant, this.#clock.now());
+    const timer = this.#clock.setTimeout(resolve, holdMs);
     this.#held.set(id, { reader, finish: resolve, fetching: false });
     try {
       await this.#writer.send({ op: "ok", id, result: reader.meta, direct: reader.route });

@@ -2,12 +2,18 @@
  * A session's direct reads (`direct_reads.ts`) on a real socket over the in-process cluster's
  * store, whose readers are given a route (the in-process nodes have no data port): the get's
  * answer, `fetch` of the pinned version's chunks, and the reader let go at `done`, when the
- * connection closes, or after `DIRECT_READ_HOLD_MS`; `done` and `fetch` of no direct read refused.
+ * connection closes, or after `its grant's life; `done` and `fetch` of no direct read refused.
  */
 
 import assert from "node:assert/strict";
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
-import { type DirectRoute, grantKey, signGrant } from "../../protocol/direct.ts";
+import {
+  type DirectRoute,
+  GRANT_CLOCK_SKEW_MS,
+  GRANT_TTL_MS,
+  grantKey,
+  signGrant,
+} from "../../protocol/direct.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../../protocol/limits.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
@@ -15,20 +21,20 @@ import type { FileReader, StreamingFileStore } from "../common/file_store.ts";
 import { DEFAULT_LIMITS } from "../config.ts";
 import { bytesOf, MiB } from "../testing/cluster_helpers.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { DIRECT_READ_HOLD_MS } from "./direct_reads.ts";
 import { Session } from "./session.ts";
 
 const REPLY_TIMEOUT_MS = 10_000;
 const BLOB = "ab".repeat(16);
 /** The route every direct reader is given (its contents are the client's business, not rank 0's). */
-const ROUTE: DirectRoute = {
+/** The route readers get: a grant for `GRANT_TTL_MS` from `nowMs`. */
+const routeAt = (nowMs: number): DirectRoute => ({
   runs: [{ blob: BLOB, offset: 0, chunks: 3 }],
   nodes: { "1": "127.0.0.1:9", "2": "[::1]:9" },
-  grant: signGrant(grantKey(new TextEncoder().encode("secret")), [BLOB], 1_700_000_000_000),
-};
+  grant: signGrant(grantKey(new TextEncoder().encode("secret")), [BLOB], nowMs + GRANT_TTL_MS),
+});
 
 /**
- * The cluster's store, whose readers opened with `direct` have `ROUTE`; counts the direct readers
+ * The cluster's store, whose readers opened with `direct` have `routeAt()` now; counts the direct readers
  * opened and closed.
  */
 function routedStore(cluster: MemoryCluster) {
@@ -44,7 +50,7 @@ function routedStore(cluster: MemoryCluster) {
       open = false;
       reader.close();
     };
-    return { ...reader, route: ROUTE, close };
+    return { ...reader, route: routeAt(cluster.clock.now()), close };
   };
   const store = new Proxy(target, {
     get: (_, key) => {
@@ -133,7 +139,11 @@ async function heldThenOverwritten(
   const ok = await c.next();
   assert.equal(ok?.op, "ok");
   assert.equal(ok?.id, id);
-  assert.deepEqual(ok?.direct, ROUTE, "the answer carries the reader's route");
+  assert.deepEqual(
+    ok?.direct,
+    routeAt(cluster.clock.now()),
+    "the answer carries the reader's route",
+  );
   const meta = ok?.result as FileMeta;
   assert.equal(meta.size, v1.length);
   assert.deepEqual(meta.chunks.map((chunk) => chunk.size), [MiB, MiB, MiB - 100]);
@@ -219,13 +229,14 @@ Deno.test("a connection closing lets go of the direct reads it held", async () =
   assert.equal(readers.opened, 1);
 });
 
-Deno.test("a direct read not done is let go after DIRECT_READ_HOLD_MS", async () => {
+Deno.test("a direct read not done is let go once its grant has expired", async () => {
   await using cluster = await MemoryCluster.start();
   const { store, readers } = routedStore(cluster);
   const c = await connect(cluster, store);
   try {
     const { v1, released } = await heldThenOverwritten(cluster, c, 2);
-    await cluster.clock.advance(DIRECT_READ_HOLD_MS - 1);
+    // The grant holds GRANT_TTL_MS from the get, and a node allows GRANT_CLOCK_SKEW_MS more.
+    await cluster.clock.advance(GRANT_TTL_MS + GRANT_CLOCK_SKEW_MS - 1);
     await c.writer.send({ op: "fetch", id: 2, index: 1 });
     assert.deepEqual((await c.next())?.bytes, v1.subarray(MiB, 2 * MiB), "held until then");
     assert.equal(readers.closed, 0);

@@ -10,7 +10,7 @@
 import {
   type DirectRoute,
   GRANT_BLOBS_MAX,
-  GRANT_TTL_MS,
+  grantLifeMs,
   ROUTE_RUNS_MAX,
   runsOf,
   signGrant,
@@ -62,7 +62,7 @@ export class DirectRoutes {
     if (runs === undefined || runs.length > ROUTE_RUNS_MAX) return undefined;
     const blobs = [...new Set(runs.map((run) => run.blob))];
     if (blobs.length > GRANT_BLOBS_MAX) return undefined;
-    const grant = signGrant(this.#key, blobs, this.#clock.now() + GRANT_TTL_MS);
+    const grant = signGrant(this.#key, blobs, this.#clock.now() + grantLifeMs(end - start));
     return { runs, nodes, grant };
   }
 }

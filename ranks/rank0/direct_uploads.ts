@@ -12,7 +12,7 @@
  * @module
  */
 
-import { GRANT_TTL_MS, signGrant, type WritePlan } from "../../protocol/direct.ts";
+import { grantLifeMs, signGrant, type WritePlan } from "../../protocol/direct.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
@@ -32,12 +32,6 @@ function isCorrupted(error: unknown): boolean {
 
 /** Smallest upload given a direct plan: below it, rank 0 relays the bytes. */
 export const DIRECT_WRITE_BYTES_MIN = CHUNK_SIZE_BYTES;
-/**
- * The slowest pace a write grant allows for: it holds `GRANT_TTL_MS` plus the time the upload
- * takes at this many bytes a second (a 1 TiB file, ~29 hours). The blob open on each node is what
- * keeps a grant from reaching a committed file; the grant only has to outlast the upload.
- */
-export const DIRECT_WRITE_BYTES_PER_SEC_MIN = 10 * 1000 * 1000;
 /** How long a node has to open an upload; one slower is left out of the plan. */
 export const DIRECT_EXPECT_TIMEOUT_MS = 2_000;
 
@@ -282,8 +276,9 @@ export class DirectUpload implements Upload {
     }
     const addresses: Record<string, string> = {};
     for (const rank of ranks) addresses[rank] = this.#addressOf(rank);
-    const expires = clock.now() + GRANT_TTL_MS +
-      Math.ceil(this.#size / DIRECT_WRITE_BYTES_PER_SEC_MIN * 1000);
+    // The blob open on each node keeps the grant from a committed file: it need only outlast the
+    // upload.
+    const expires = clock.now() + grantLifeMs(this.#size);
     const grant = signGrant(key, [this.#blob], expires, "write");
     return { blob: this.#blob, ranks: this.#ranks.map((r) => [...r]), nodes: addresses, grant };
   }
