@@ -197,12 +197,18 @@ export class DiskChunkStore implements ChunkStore {
     const fresh = !this.#unsynced.has(blob) && offset === 0;
     this.#unsynced.set(blob, this.#unsynced.get(blob) ?? 0);
     try {
-      const turn = this.#writes.then(() => this.#writeAt(id, bytes));
+      // A full disk must not leave a partial blob behind. It is removed in the write's own turn:
+      // a write queued behind it (a client's direct writes come in any order) then starts a blob
+      // anew, rather than having its bytes removed under it.
+      const turn = this.#writes.then(() =>
+        this.#writeAt(id, bytes).catch(async (error) => {
+          if (fresh) await removeIfExists(this.#fs, this.#path(blob)).catch(() => {});
+          throw error;
+        })
+      );
       this.#writes = turn.catch(() => {});
       await turn;
     } catch (error) {
-      // A full disk must not leave a partial blob behind.
-      if (fresh) await removeIfExists(this.#fs, this.#path(blob)).catch(() => {});
       throw storeError(id, error);
     }
     const unsynced = (this.#unsynced.get(blob) ?? 0) + bytes.length;
