@@ -99,8 +99,9 @@ interface Link {
   conn: Deno.Conn;
   reader: FrameReader;
   writer: FrameWriter;
-  /** Largest data payload the server accepts in one frame (from its hello). */
+  /** From the server's hello: the largest data payload of a frame; whether it answers plans. */
   dataBytesMax: number;
+  plans?: boolean;
 }
 
 /** A connection to a dfs server, speaking the CBOR protocol; a `FileStore` over the socket. */
@@ -166,7 +167,7 @@ export class DfsClient implements FileStore {
         await Promise.all(sent);
         return resultOf<FileMeta>(await answer);
       }
-      if (this.#options.direct !== false && checksums && size !== undefined) {
+      if (this.#options.direct !== false && link.plans && checksums && size !== undefined) {
         // A plan to write the chunks to the data nodes, or none (then the bytes come here).
         await writer.send({ ...put, direct: true });
         const reply = await this.#readReply(reader);
@@ -204,11 +205,7 @@ export class DfsClient implements FileStore {
 
   /** Metadata of the current version of `name`. @throws {DfsError} `NOT_FOUND`. */
   meta(name: string): Promise<FileMeta> {
-    return this.#exclusive(async () => {
-      const { reader, writer } = await this.#connected();
-      await writer.send({ op: "meta", id: this.#id(), name });
-      return resultOf<FileMeta>(await this.#readReply(reader));
-    });
+    return this.#request<FileMeta>({ op: "meta", name });
   }
 
   /** Removes `name` everywhere. @throws {DfsError} `NOT_FOUND`. */
@@ -525,6 +522,7 @@ export class DfsClient implements FileStore {
       const reply = await this.#readReply(link.reader);
       if (reply.op !== "hello") throw expectOk(reply) && unexpected(reply);
       link.dataBytesMax = dataBytesFor(reply.frameSizeBytesMax);
+      link.plans = reply.plans === true;
       if (reply.challenge) await this.#authenticate(link, reply.challenge);
     } catch (error) {
       conn.close();

@@ -258,6 +258,8 @@ export type Reply =
     chunkSizeBytes: number;
     frameSizeBytesMax?: number;
     challenge?: Uint8Array;
+    /** The server answers a put that asks for a direct plan (`direct: true`) at once. */
+    plans?: boolean;
   }
   | { op: "auth"; proof: Uint8Array }
   | { op: "ok"; id: number; result?: unknown; direct?: DirectRoute; plan?: WritePlan }

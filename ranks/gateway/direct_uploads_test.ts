@@ -271,3 +271,53 @@ Deno.test("a client whose plan fails UNAVAILABLE puts through rank 0 instead", a
     await Promise.allSettled(sessions);
   }
 });
+
+Deno.test("a client asks for a direct plan only of a server whose hello says it answers plans", async () => {
+  // A server of before direct uploads: its hello has no `plans`, and it answers a put only at its
+  // end. A client asking it for a plan would wait for an answer that never comes.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const puts: Record<string, unknown>[] = [];
+  const serving = (async () => {
+    const conn = await listener.accept();
+    const reader = new FrameReader(conn);
+    const writer = new FrameWriter(conn);
+    await reader.read(); // the hello
+    await writer.send({
+      op: "hello",
+      version: PROTOCOL_VERSION,
+      server: "old",
+      chunkSizeBytes: MiB,
+    });
+    while (true) {
+      const body = await reader.read();
+      if (body === null) break;
+      const frame = decodeFrameBody(body) as Record<string, unknown>;
+      if (frame.op === "put") puts.push(frame);
+      if (frame.op === "end") {
+        const result = { name: "f", size: 2 * MiB, sha256: frame.sha256, modified: 0, version: 1 };
+        await writer.send({
+          op: "ok",
+          id: frame.id,
+          result: { ...result, replicas: 1, chunks: [] },
+        });
+      }
+    }
+    conn.close();
+  })();
+  const client = await DfsClient.connect(`127.0.0.1:${listener.addr.port}`);
+  try {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the put waits for a plan")), 10_000);
+    });
+    const meta = await Promise.race([client.put("f", bytesOf(2 * MiB, 7)), stuck])
+      .finally(() => clearTimeout(timer));
+    assert.equal(meta.version, 1);
+    assert.equal(puts.length, 1);
+    assert.equal(puts[0].direct, undefined, "no plan asked of it");
+  } finally {
+    client.close();
+    listener.close();
+    await serving.catch(() => {});
+  }
+});

@@ -180,6 +180,7 @@ export class Session {
         chunkSizeBytes: CHUNK_SIZE_BYTES,
         frameSizeBytesMax: this.#limits.frameSizeBytesMax,
         challenge,
+        plans: true,
       });
       if (challenge && !await this.#authenticate(this.#secret!, challenge)) return;
       this.#greeted = true;
@@ -325,8 +326,7 @@ export class Session {
         return answerReplace(this.#writer, request as RequestOf<"replace">, upload, this.#failed);
       }
       case "progress":
-        this.#uploadOf(id).activeAt = this.#clientNow();
-        return;
+        return void (this.#uploadOf(id).activeAt = this.#clientNow());
       case "fetch":
         return this.#direct.fetch(id, (request as RequestOf<"fetch">).index);
       case "done":

@@ -83,6 +83,8 @@ export class DirectUpload implements Upload {
   #done = false;
   /** Every node the upload was opened on (replaced ones too): an abort removes it from each. */
   #opened = new Set<number>();
+  /** Nodes that confirmed their chunks and closed the blob (`#seal`). */
+  #sealed = new Set<number>();
 
   constructor(
     parts: DirectUploadParts,
@@ -180,11 +182,14 @@ export class DirectUpload implements Upload {
       const draft = { name: this.#name, size: this.#size, sha256, chunks: refs, ...attrs };
       const meta = await this.#parts.commit(draft, { ifAbsent: options.ifAbsent });
       this.#done = true;
-      // A node replaced out of the plan holds at most a failed chunk's bytes: they go.
+      // A node replaced out of the plan holds at most a failed chunk's bytes: they go. A node
+      // that did not seal but holds a chunk now (rank 0 copied one there) has the blob closed.
       const { nodes } = this.#parts;
       for (const rank of this.#opened) {
-        if (refs.some((r) => r.ranks.includes(rank))) continue;
-        void nodes.discard(rank, [this.#idOf(0)]).catch(() => {});
+        if (this.#sealed.has(rank)) continue;
+        if (!refs.some((r) => r.ranks.includes(rank))) {
+          void nodes.discard(rank, [this.#idOf(0)]).catch(() => {});
+        } else void nodes.seal(rank, this.#blob, []).catch(() => {});
       }
       this.#ranks = []; // committed: the chunks are the file's now
       this.#parts.throughput.written(this.#size);
@@ -226,6 +231,7 @@ export class DirectUpload implements Upload {
       ranks.map((rank) => nodes.seal(rank, this.#blob, byRank.get(rank)!)),
     );
     const failed = ranks.filter((_, i) => sealed[i].status === "rejected");
+    for (const rank of ranks) if (!failed.includes(rank)) this.#sealed.add(rank);
     for (const [i, result] of sealed.entries()) {
       if (result.status === "rejected" && isCorrupted(result.reason)) {
         throw new DfsError("CORRUPTED", `Rank ${ranks[i]}: ${(result.reason as Error).message}`);
