@@ -32,6 +32,11 @@ function isCorrupted(error: unknown): boolean {
 
 /** Smallest upload given a direct plan: below it, rank 0 relays the bytes. */
 export const DIRECT_WRITE_BYTES_MIN = CHUNK_SIZE_BYTES;
+/**
+ * Largest upload given a direct plan: every chunk is placed at once, on rank 0's one thread, and
+ * the plan and the commit's CRC32s travel in one frame each. Larger ones go through rank 0.
+ */
+export const DIRECT_WRITE_BYTES_MAX = 16 * 1024 * CHUNK_SIZE_BYTES;
 /** How long a node has to open an upload; one slower is left out of the plan. */
 export const DIRECT_EXPECT_TIMEOUT_MS = 2_000;
 
@@ -85,6 +90,11 @@ export class DirectUpload implements Upload {
   #opened = new Set<number>();
   /** Nodes that confirmed their chunks and closed the blob (`#seal`). */
   #sealed = new Set<number>();
+  /** Nodes that did not open the upload or that a client could not write to: not used again. */
+  #refused = new Set<number>();
+  /** Replaces, one after the other, and how many so far (at most one per chunk replica). */
+  #replacing: Promise<unknown> = Promise.resolve();
+  #replaces = 0;
 
   constructor(
     parts: DirectUploadParts,
@@ -125,14 +135,34 @@ export class DirectUpload implements Upload {
    * @throws {DfsError} `INVALID_REQUEST` for a chunk or rank not in the plan; `UNAVAILABLE` if no
    *   node can take it.
    */
-  async replace(index: number, rank: number): Promise<{ rank: number; address: string }> {
+  replace(index: number, rank: number): Promise<{ rank: number; address: string }> {
+    if (this.#done || !this.#ranks[index]?.includes(rank)) {
+      const error = new DfsError(
+        "INVALID_REQUEST",
+        `Chunk ${index} of this upload is not on rank ${rank}`,
+      );
+      return Promise.reject(error);
+    }
+    if (++this.#replaces > this.#ranks.length * this.#replicas) {
+      return Promise.reject(
+        new DfsError("UNAVAILABLE", "This upload's nodes were replaced once per replica already"),
+      );
+    }
+    // One at a time (each places against the loads and plan the one before left).
+    const replaced = this.#replacing.then(() => this.#replace(index, rank));
+    this.#replacing = replaced.catch(() => {});
+    return replaced;
+  }
+
+  async #replace(index: number, rank: number): Promise<{ rank: number; address: string }> {
     const ranks = this.#ranks[index];
     if (this.#done || ranks === undefined || !ranks.includes(rank)) {
       throw new DfsError("INVALID_REQUEST", `Chunk ${index} of this upload is not on rank ${rank}`);
     }
     const { nodes, loads } = this.#parts;
-    const usable = directRanks(nodes, 1) ?? [];
-    const exclude = new Set([...nodes.membership.dataRanks.filter((r) => !usable.includes(r))]);
+    this.#refused.add(rank); // the client could not write there: not again for this upload
+    const usable = (directRanks(nodes, 1) ?? []).filter((r) => !this.#refused.has(r));
+    const exclude = new Set(nodes.membership.dataRanks.filter((r) => !usable.includes(r)));
     for (const held of ranks) exclude.add(held);
     if (usable.every((r) => exclude.has(r))) {
       throw new DfsError("UNAVAILABLE", `No other data node can take chunk ${index}`);
@@ -142,7 +172,7 @@ export class DirectUpload implements Upload {
     loads.add(rank, -size);
     this.#ranks[index] = ranks.map((r) => r === rank ? target : r);
     this.#opened.add(target);
-    await nodes.expect(target, this.#blob, this.#size);
+    await nodes.expect(target, this.#blob, this.#size, DIRECT_EXPECT_TIMEOUT_MS);
     return { rank: target, address: this.#addressOf(target) };
   }
 
@@ -251,7 +281,7 @@ export class DirectUpload implements Upload {
   /** Opens the blob on every node of the plan, then signs the grant. */
   async #open(): Promise<WritePlan> {
     const { nodes, key, clock, loads } = this.#parts;
-    const refused = new Set<number>();
+    const refused = this.#refused;
     let ranks = [...new Set(this.#ranks.flat())];
     // A node that does not take the upload in time (hung, or at its limit of open uploads) has
     // its chunks placed on the others, which are asked in turn.

@@ -29,7 +29,11 @@ import { systemClock } from "../env/system.ts";
 import { type DataPort, serveDataPort } from "../node/data_port.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { DIRECT_EXPECT_TIMEOUT_MS, DIRECT_WRITE_BYTES_MIN } from "./direct_uploads.ts";
+import {
+  DIRECT_EXPECT_TIMEOUT_MS,
+  DIRECT_WRITE_BYTES_MAX,
+  DIRECT_WRITE_BYTES_MIN,
+} from "./direct_uploads.ts";
 import { DEFAULT_ZONE, type NodeInfo } from "./membership.ts";
 import { fails } from "../testing/fails.ts";
 
@@ -182,11 +186,12 @@ Deno.test("a direct upload is planned on nodes with a data port, written there a
   assert.deepEqual([fsck.healthy, fsck.lost, fsck.underReplicated], [1, [], []]);
 });
 
-Deno.test("a put gets no plan below DIRECT_WRITE_BYTES_MIN, without checksums, a size or the ask", async () => {
+Deno.test("a put gets no plan below DIRECT_WRITE_BYTES_MIN or above DIRECT_WRITE_BYTES_MAX, without checksums, a size or the ask", async () => {
   await using d = await directCluster({ nodes: 3 });
   assert.equal(DIRECT_WRITE_BYTES_MIN, MiB);
   const uploads: [string, Upload][] = [
     ["below the minimum", begin(d, "a", DIRECT_WRITE_BYTES_MIN - 1)],
+    ["above the most one plan takes", begin(d, "z", DIRECT_WRITE_BYTES_MAX + 1)],
     ["no checksums", d.store.beginUpload("b", { size: 4 * MiB, direct: true })],
     ["no size", d.store.beginUpload("c", { checksums: true, direct: true })],
     ["not asked", d.store.beginUpload("d", { size: 4 * MiB, checksums: true })],
@@ -442,4 +447,20 @@ Deno.test("a node that does not open the upload in time is left out of the plan,
   await aborted;
   await settle(d.cluster);
   for (const rank of [1, 2]) assert.deepEqual(await blobsOn(d.cluster, rank), []);
+});
+
+Deno.test("replace() never hands back a node a client could not write to, and stops at one per chunk replica", async () => {
+  await using d = await directCluster({ nodes: 6 });
+  // Chunk 0 of an upload of one chunk, 2 replicas: its first node replaced, then each node
+  // named instead, until the cap of one replace per chunk replica.
+  const upload = begin(d, "r", MiB);
+  const [[first, other]] = (await upload.plan!).ranks;
+  const refused = [first];
+  const next = await upload.replace!(0, first);
+  assert.ok(![...refused, other].includes(next.rank), `rank ${next.rank} is new`);
+  refused.push(next.rank);
+  const again = await upload.replace!(0, next.rank);
+  assert.ok(![...refused, other].includes(again.rank), `rank ${again.rank} is new`);
+  await assert.rejects(upload.replace!(0, again.rank), fails("UNAVAILABLE", /once per replica/));
+  await upload.abort();
 });

@@ -33,7 +33,12 @@ import type { Replicas } from "./replicas.ts";
 import type { SharedSlot } from "./shared_slots.ts";
 import type { Throughput } from "./throughput.ts";
 import type { Clock } from "../env/env.ts";
-import { DIRECT_WRITE_BYTES_MIN, directRanks, DirectUpload } from "./direct_uploads.ts";
+import {
+  DIRECT_WRITE_BYTES_MAX,
+  DIRECT_WRITE_BYTES_MIN,
+  directRanks,
+  DirectUpload,
+} from "./direct_uploads.ts";
 
 /** Chunks of one upload sent to data nodes and not yet acknowledged as written. */
 export const UPLOAD_CHUNKS_INFLIGHT_MAX = 8;
@@ -137,7 +142,7 @@ export class Uploads {
     const { size } = options;
     const direct = this.#direct;
     const ranks = direct && options.direct && options.checksums && size !== undefined &&
-        size >= DIRECT_WRITE_BYTES_MIN
+        size >= DIRECT_WRITE_BYTES_MIN && size <= DIRECT_WRITE_BYTES_MAX
       ? directRanks(this.#nodes, replicas)
       : undefined;
     if (direct && ranks && size !== undefined) {
