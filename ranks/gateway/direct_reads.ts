@@ -12,6 +12,7 @@ import { type Grant, GRANT_CLOCK_SKEW_MS } from "../../protocol/direct.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import type { FileReader } from "../common/file_store.ts";
 import type { Clock } from "../env/env.ts";
+import type { Semaphore } from "../common/semaphore.ts";
 
 /**
  * How long a direct read holds its version past `nowMs`: while its grant holds, with the clock
@@ -31,12 +32,18 @@ interface Held {
 export class DirectReads {
   #writer: FrameWriter;
   #clock: Clock;
+  #budget: Semaphore;
   #held = new Map<number, Held>();
   #closed = false;
 
-  constructor(writer: FrameWriter, clock: Clock) {
+  /**
+   * `budget` bounds the chunks the connection's reads hold at once: a fetch takes one of its
+   * permits while it reads and sends its chunk, as a get through rank 0 does.
+   */
+  constructor(writer: FrameWriter, clock: Clock, budget: Semaphore) {
     this.#writer = writer;
     this.#clock = clock;
+    this.#budget = budget;
   }
 
   /**
@@ -72,7 +79,13 @@ export class DirectReads {
     const { reader } = held;
     if (reader.fetch === undefined) throw new DfsError("INVALID_REQUEST", "No chunk to fetch");
     held.fetching = true;
-    reader.fetch(index, (bytes) => this.#writer.sendData(id, bytes))
+    const fetch = reader.fetch;
+    this.#budget.acquire()
+      .then(() =>
+        fetch(index, (bytes) => this.#writer.sendData(id, bytes)).finally(() =>
+          this.#budget.release()
+        )
+      )
       .catch((error) => {
         if (this.#closed) return;
         return this.#writer.send({ op: "error", id, ...DfsError.wireOf(error) });

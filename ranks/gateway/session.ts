@@ -127,7 +127,7 @@ export class Session {
       stallTimeoutMs: this.#limits.writeTimeoutMs,
       onStall: () => this.#shut(),
     });
-    this.#direct = new DirectReads(this.#writer, this.#clock);
+    this.#direct = new DirectReads(this.#writer, this.#clock, this.#context.readBudget);
   }
 
   run(): Promise<void> {
