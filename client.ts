@@ -23,7 +23,7 @@ import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/aut
 import { readChecker } from "./protocol/checksums.ts";
 import { dataBytesFor, sendPieces } from "./protocol/pieces.ts";
 import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts";
-import { cannotConnect, looksLikeTlsRecord, openSocket } from "./protocol/connect.ts";
+import { cannotConnect, looksLikeTlsRecord, openSocket, parseAddress } from "./protocol/connect.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { decodeFrameBody } from "./protocol/frame.ts";
 import { type Rank0Link, readRoute, writePlan } from "./protocol/direct_client.ts";
@@ -43,6 +43,7 @@ import type {
 import type { ByteRange, ByteSource, FileStore, ListOptions } from "./ranks/common/file_store.ts";
 
 export { DfsError } from "./protocol/errors.ts";
+export { parseAddress } from "./protocol/connect.ts";
 export type { ErrorCode } from "./protocol/errors.ts";
 export type {
   DoctorReport,
@@ -81,19 +82,6 @@ export interface ClientOptions {
 
 /** Bytes to upload: a whole buffer, a stream, or any (async) iterable of byte arrays. */
 export type PutSource = ByteSource;
-
-/** Parses `HOST:PORT` (IPv6 as `[::1]:7070`). */
-export function parseAddress(address: string): { hostname: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) {
-    throw new DfsError(
-      "INVALID_REQUEST",
-      `Invalid server address "${address}": expected HOST:PORT`,
-    );
-  }
-  return { hostname: match[1] ?? match[2], port };
-}
 
 interface Link {
   conn: Deno.Conn;
@@ -136,8 +124,11 @@ export class DfsClient implements FileStore {
 
   /**
    * Uploads `source` as `name`, replacing any previous version atomically. Streams: memory use does
-   * not grow with the file. Pass `size` to have the server enforce it, `replicas` to keep another
-   * number of copies than the server's default (1 up to the number of data nodes).
+   * not grow with the file. Pass `size` to have the server enforce it (and, with remote nodes that
+   * have data ports, to let the client write to them directly), `replicas` to keep another number
+   * of copies than the server's default (1 up to the number of data nodes). A piece the source
+   * gives is the client's from then on, as a stream's chunk is its reader's: several may be in
+   * flight at once, so a source must not reuse a piece's buffer.
    */
   put(
     name: string,
@@ -172,7 +163,7 @@ export class DfsClient implements FileStore {
         await writer.send({ ...put, direct: true });
         const reply = await this.#readReply(reader);
         const { plan } = reply as { plan?: WritePlan };
-        if (plan) return await this.#writePlan(link, id, { plan, source, size });
+        if (plan) return await this.#writePlan(link, put, { plan, source, size });
         if (reply.op === "ok") return await this.#sendBytes(link, id, source);
         if (reply.op !== "error" || reply.code !== "UNAVAILABLE") throw expectOk(reply);
         put.id = this.#id(); // the nodes could not take the upload: through the server
@@ -189,17 +180,26 @@ export class DfsClient implements FileStore {
     return resultOf<FileMeta>(await sendPieces(link, reply, { id, source, verify }));
   }
 
-  /** Writes a put's chunks to the data nodes along `plan`, then ends it. */
+  /**
+   * Writes a put's chunks to the data nodes along `plan`, then ends it. Bytes in memory that the
+   * nodes could not take (their data ports unreachable from here, say) go again, through rank 0.
+   */
   async #writePlan(
     link: Link,
-    id: number,
+    put: { id: number } & Record<string, unknown>,
     upload: { plan: WritePlan; source: PutSource; size: number },
   ): Promise<FileMeta> {
     try {
-      return await writePlan(this.#rank0(link), id, upload, this.#links());
+      return await writePlan(this.#rank0(link), put.id, upload, this.#links());
     } catch (error) {
       this.#drop(link); // the server aborts the upload as the connection closes
-      throw error;
+      const { source } = upload;
+      if (!(source instanceof Uint8Array) || (error as DfsError).code !== "UNAVAILABLE") {
+        throw error;
+      }
+      const again = { ...put, id: this.#id() };
+      await (await this.#connected()).writer.send(again);
+      return await this.#sendBytes(this.#link!, again.id, source);
     }
   }
 
@@ -379,10 +379,7 @@ export class DfsClient implements FileStore {
   }
 
   /** The bytes of `name` (or of a range of it) as a stream. @throws {DfsError} `NOT_FOUND`. */
-  async get(
-    name: string,
-    range: ByteRange = {},
-  ): Promise<ReadableStream<Uint8Array>> {
+  async get(name: string, range: ByteRange = {}): Promise<ReadableStream<Uint8Array>> {
     return (await this.open(name, range)).stream;
   }
 

@@ -93,3 +93,16 @@ export function looksLikeTlsRecord(header: Uint8Array): boolean {
 function isPlainReply(error: unknown): error is Error {
   return error instanceof Deno.errors.InvalidData && /InvalidContentType/.test(error.message);
 }
+
+/** Parses `HOST:PORT` (IPv6 as `[::1]:7070`). */
+export function parseAddress(address: string): { hostname: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new DfsError(
+      "INVALID_REQUEST",
+      `Invalid server address "${address}": expected HOST:PORT`,
+    );
+  }
+  return { hostname: match[1] ?? match[2], port };
+}

@@ -9,7 +9,7 @@
 
 import { crc32 } from "node:zlib";
 import { FrameReader, FrameWriter, setNoDelay } from "./conn.ts";
-import { openSocket } from "./connect.ts";
+import { openSocket, parseAddress } from "./connect.ts";
 import { DIRECT_PROTOCOL_VERSION, type DirectRoute, firstReplica, idsOf } from "./direct.ts";
 import { DfsError, type WireError } from "./errors.ts";
 import { decodeFrameBody } from "./frame.ts";
@@ -75,11 +75,10 @@ class DataLink {
   static async open(address: string, options: LinkOptions): Promise<DataLink> {
     const { connectTimeoutMs } = options;
     const deadline = performance.now() + connectTimeoutMs;
-    const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(address);
-    if (match === null) throw new DfsError("INVALID_REQUEST", `Bad data port "${address}"`);
+    const { hostname, port } = parseAddress(address);
     let conn: Deno.Conn;
     try {
-      conn = await openSocket(match[1] ?? match[2], Number(match[3]), { connectTimeoutMs });
+      conn = await openSocket(hostname, port, { connectTimeoutMs });
     } catch (error) {
       if (performance.now() >= deadline) options.onSilent?.(); // timed out, not refused
       throw error;

@@ -321,3 +321,33 @@ Deno.test("a client asks for a direct plan only of a server whose hello says it 
     await serving.catch(() => {});
   }
 });
+
+Deno.test("a client that cannot reach the data ports its plan names puts bytes in memory through rank 0", async () => {
+  // Every node's data port is unreachable from the client (nothing listens at its address): each
+  // write fails, its replacements too, and the client sends the bytes through rank 0 instead.
+  await using cluster = await directCluster(3);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sessions: Promise<void>[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      sessions.push(
+        new Session(conn, cluster.store, { limits: DEFAULT_LIMITS, clock: cluster.clock }).run(),
+      );
+    }
+  })();
+  const client = await DfsClient.connect(`127.0.0.1:${listener.addr.port}`);
+  try {
+    const data = bytesOf(2 * MiB + 3, 8);
+    const meta = await client.put("in-memory", data);
+    assert.equal(meta.size, data.length);
+    assert.deepEqual(await readAll(cluster.store, "in-memory"), data);
+    for (const rank of [1, 2, 3]) {
+      assert.equal((await cluster.node(rank)).direct.size, 0, "the plan's upload dropped");
+    }
+  } finally {
+    client.close();
+    listener.close();
+    await serving.catch(() => {});
+    await Promise.allSettled(sessions);
+  }
+});
