@@ -2,19 +2,17 @@
  * `deno task bench --multi-host`: aggregate put and get throughput across hosts whose links are
  * limited. For each count N of node hosts (`--hosts 2,4,8`), a network of Linux namespaces
  * (`tests/_netns.ts`): rank 0 in host `r0`, one `dfs node` in each of `h1`..`hN` (zone `z1` to
- * `zN`), client processes in `c1` and `c2`. Every node host's link is limited to 1 Gbit/s each
- * way with `tc`; rank 0's and the clients' are not, so the limit under test is the N node links
- * (and the relay through rank 0, which every byte crosses). Concurrent clients put `--size-mib`
+ * `zN`, each with a data port: clients read and write chunks there directly; with
+ * `--through-rank0`, none, and every byte crosses rank 0), client processes in `c1` and `c2`.
+ * Every node host's link is limited to 1 Gbit/s each way with `tc`; rank 0's and the clients' are
+ * not, so the limit under test is the N node links. Concurrent clients put `--size-mib`
  * in all, then get it back; each figure comes with its ideal (N x 125 MB/s for a get, half that
  * for a put, whose bytes cross two node links for 2 replicas), and with the CPU of rank 0 (its
  * process and its main thread), of the nodes, of the clients and of the whole machine (and the
  * machine's share in the kernel: socket copies, veth, bridge, tc) over the phase. One TCP stream
  * into a limited host and one into rank 0's host are the bare limits of the same network.
  *
- * Run as a program, this module is the client side inside a host (the benchmark's own process, in
- * the root namespace, cannot reach the hosts): `client SERVER CONNECTIONS` answers one JSON line
- * per request line on stdin (`put`, `get`, `rm`, `status`, `send`); `sink PORT` drains each TCP
- * connection it accepts and prints one JSON line for it.
+ * The processes inside the hosts run `_multi_host_host.ts`.
  *
  * Skipped, with a note and no figures, when namespaces cannot be built (not root, no `ip`) or `tc`
  * is missing.
@@ -22,13 +20,12 @@
  * @module
  */
 
-import { DfsClient, parseAddress } from "../client.ts";
 import { createNetwork, netnsAvailable, type Network, tcAvailable } from "../tests/_netns.ts";
 import { writeSecret } from "../tests/_nodes.ts";
 import { DENO, ROOT, SERVER_V8_FLAGS } from "../tests/_server.ts";
 import { sleep } from "../tests/_wait.ts";
 import type { BenchContext } from "./_config.ts";
-import { getConcurrently, putConcurrently, source, TRANSFER_TIMEOUT_MS } from "./_large_file.ts";
+import { TRANSFER_TIMEOUT_MS } from "./_large_file.ts";
 import { type Figure, figureOf } from "./_stats.ts";
 import { CLOCK_TICKS_PER_SECOND, cpuSeconds, progress } from "./_timing.ts";
 
@@ -41,7 +38,7 @@ const REPLICAS = 2;
 const RANK0_HOST = "r0";
 /** Client processes, each in a host of its own, sharing the `--clients` connections. */
 export const CLIENT_HOSTS_MAX = 2;
-/** Each node's data port, where clients read directly (unless `--through-rank0`). */
+/** Each node's data port (unless `--through-rank0`). */
 const DATA_PORT = 7073;
 /** Port of the bare TCP receivers (each host is a namespace of its own: a fixed port is safe). */
 const SINK_PORT = 7099;
@@ -57,8 +54,6 @@ const OUTPUT_CHARS_MAX = 16_000;
 const ERROR_TAIL_CHARS_MAX = 2_000;
 /** Most bytes of one bare stream (half of `--size-mib` otherwise): 2 s through a limiter. */
 const BARE_BYTES_MAX = 256 * MiB;
-/** Bytes the bare receiver reads at once. */
-const SINK_READ_BYTES = MiB;
 /** Data folders go to this tmpfs when it exists (see `dataRoot`). */
 const TMPFS = "/dev/shm";
 
@@ -97,9 +92,8 @@ export async function runMultiHost(bench: BenchContext): Promise<Figure[]> {
       "what the network itself gives, one sample per run of every setup",
     "the scrubber is off (--scrub-bytes-per-sec 0), so it takes nothing from the links",
     config.throughRank0
-      ? "the nodes have no data port: every byte read passes through rank 0 (--through-rank0)"
-      : "each node has a data port: clients read chunks from the nodes directly; writes go " +
-        "through rank 0",
+      ? "the nodes have no data port: every byte passes through rank 0 (--through-rank0)"
+      : "each node has a data port: clients read and write chunks on the nodes directly",
   );
   const samples = new Map<string, number[]>();
   const add = (key: string, value: number) =>
@@ -255,7 +249,7 @@ async function startCluster(
   });
   const ready = await rank0.waitFor(/listening on (\S+) .*nodes on (\S+)/, START_TIMEOUT_MS);
   const [server, join] = [ready[1], ready[2]];
-  const script = [DENO, "run", "-A", "--quiet", `${ROOT}bench/_multi_host.ts`];
+  const script = [DENO, "run", "-A", "--quiet", `${ROOT}bench/_multi_host_host.ts`];
   const clients = clientHosts.map((host, i) =>
     spawn(host, {
       name: `client ${host}`,
@@ -536,89 +530,5 @@ class HostProcess {
       }
       this.#wake();
     }
-  }
-}
-
-// --- The side that runs inside the hosts -------------------------------------------------------
-
-/** Answers requests on stdin over `connections` connections to `server` (see the module doc). */
-async function clientMain(server: string, connections: number): Promise<void> {
-  const clients = await Promise.all(
-    Array.from({ length: connections }, () => DfsClient.connect(server)),
-  );
-  say({ ok: true, result: "connected" });
-  try {
-    for await (const line of linesOf(Deno.stdin.readable)) {
-      try {
-        say({ ok: true, result: await answer(clients, JSON.parse(line)) });
-      } catch (error) {
-        say({ ok: false, error: (error as Error).message ?? String(error) });
-      }
-    }
-  } finally {
-    for (const client of clients) client.close();
-  }
-}
-
-async function answer(clients: DfsClient[], request: Record<string, unknown>): Promise<unknown> {
-  const files = { prefix: String(request.prefix), sizeBytes: Number(request.sizeBytes) };
-  switch (request.op) {
-    case "put":
-      await putConcurrently(clients, files);
-      return { files: clients.length };
-    case "get":
-      await getConcurrently(clients, files);
-      return { files: clients.length };
-    case "rm":
-      return { removed: await clients[0].removePrefix(String(request.prefix)) };
-    case "status":
-      return (await clients[0].status()).ranks.map((rank) => rank.state);
-    case "send": {
-      const conn = await Deno.connect(parseAddress(String(request.address)));
-      await source(Number(request.bytes)).pipeTo(conn.writable);
-      return {};
-    }
-  }
-  throw new Error(`Unknown request "${request.op}"`);
-}
-
-/** Drains every TCP connection to `port`; prints its bytes and seconds from first byte to EOF. */
-async function sinkMain(port: number): Promise<void> {
-  const listener = Deno.listen({ hostname: "0.0.0.0", port });
-  say({ ok: true, result: "listening" });
-  const buffer = new Uint8Array(SINK_READ_BYTES);
-  for await (const conn of listener) {
-    let [bytes, firstMs] = [0, 0];
-    for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
-      if (bytes === 0) firstMs = performance.now();
-      bytes += n;
-    }
-    conn.close();
-    say({ bytes, seconds: (performance.now() - firstMs) / 1000 });
-  }
-}
-
-function say(message: unknown): void {
-  console.log(JSON.stringify(message));
-}
-
-async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buffered = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    buffered += text;
-    for (let at = buffered.indexOf("\n"); at >= 0; at = buffered.indexOf("\n")) {
-      yield buffered.slice(0, at);
-      buffered = buffered.slice(at + 1);
-    }
-  }
-}
-
-if (import.meta.main) {
-  const [role, first, second] = Deno.args;
-  if (role === "client") await clientMain(first, Number(second));
-  else if (role === "sink") await sinkMain(Number(first));
-  else {
-    console.error("usage: _multi_host.ts client SERVER CONNECTIONS | sink PORT");
-    Deno.exit(2);
   }
 }
