@@ -437,7 +437,8 @@ export class DfsClient implements FileStore {
 
   /** The connections to data ports, for the direct path. */
   #links(): DataLinks {
-    return this.#dataLinks ??= new DataLinks({ connectTimeoutMs: this.#options.connectTimeoutMs });
+    const { connectTimeoutMs, tlsCaCerts } = this.#options; // TLS to the nodes as to rank 0
+    return this.#dataLinks ??= new DataLinks({ connectTimeoutMs, tlsCaCerts });
   }
 
   /** `link` as the direct path asks rank 0 things (`protocol/direct_client.ts`). */

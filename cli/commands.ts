@@ -76,6 +76,19 @@ const NODE_OPTIONS: OptionSpec[] = [
     defaultText: "listen on all; tell clients the address the node reaches the server from",
     help: "the address the data port listens on and clients reach it at",
   },
+  {
+    name: "data-tls-cert",
+    type: "string",
+    value: "F",
+    defaultText: "none: plain TCP",
+    help: "the data port speaks TLS with this PEM certificate (with --data-tls-key)",
+  },
+  {
+    name: "data-tls-key",
+    type: "string",
+    value: "F",
+    help: "the data port's PEM private key",
+  },
 ];
 
 export interface CommandSpec {

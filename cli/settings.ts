@@ -359,6 +359,7 @@ export interface NodeSettings {
   tlsCaCerts?: string[];
   dataPort?: number;
   dataHost?: string;
+  dataTls?: { cert: string; key: string };
 }
 
 /**
@@ -406,6 +407,22 @@ export async function nodeSettings(values: Values): Promise<NodeSettings> {
     tlsCaCerts: await nodeTlsCa(values),
     dataPort: port === undefined ? undefined : Number(port),
     dataHost: given(values["data-host"], { source: "--data-host", wants: "H", command }),
+    dataTls: await dataTls(values),
+  };
+}
+
+/** `dfs node`'s `--data-tls-cert` and `--data-tls-key` (both or neither), read. */
+async function dataTls(values: Values): Promise<{ cert: string; key: string } | undefined> {
+  const command = "node";
+  const cert = given(values["data-tls-cert"], { source: "--data-tls-cert", wants: "F", command });
+  const key = given(values["data-tls-key"], { source: "--data-tls-key", wants: "F", command });
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("--data-tls-cert and --data-tls-key go together", command);
+  }
+  if (cert === undefined || key === undefined) return undefined;
+  return {
+    cert: await readPem(cert, { source: "--data-tls-cert", holds: "certificate", command }),
+    key: await readPem(key, { source: "--data-tls-key", holds: "private key", command }),
   };
 }
 

@@ -37,6 +37,8 @@ export const DATA_LINK_RETRY_MS = 30_000;
 /** What a `DataLink` is opened with. */
 interface LinkOptions {
   connectTimeoutMs: number;
+  /** Speak TLS, trusting these certificates (as the client does to rank 0). */
+  tlsCaCerts?: string[];
   silenceMs: number;
   /**
    * Told when the node is silent: it did not accept the connection and greet within
@@ -78,7 +80,7 @@ class DataLink {
     const { hostname, port } = parseAddress(address);
     let conn: Deno.Conn;
     try {
-      conn = await openSocket(hostname, port, { connectTimeoutMs });
+      conn = await openSocket(hostname, port, { connectTimeoutMs, tlsCaCerts: options.tlsCaCerts });
     } catch (error) {
       if (performance.now() >= deadline) options.onSilent?.(); // timed out, not refused
       throw error;
@@ -193,7 +195,7 @@ class DataLink {
 /** A client's connections to data ports, opened as needed and kept for the next reads. */
 export class DataLinks {
   #links = new Map<string, Promise<DataLink>>();
-  #options: { connectTimeoutMs: number; silenceMs: number; retryMs: number };
+  #options: { connectTimeoutMs: number; silenceMs: number; retryMs: number; tlsCaCerts?: string[] };
   /** Data ports found silent, each skipped until its time (`DATA_LINK_RETRY_MS`), at most `DATA_LINKS_MAX`. */
   #silent = new Map<string, { until: number; error: DfsError }>();
 
@@ -201,7 +203,14 @@ export class DataLinks {
    * `silenceMs`, `retryMs`: `DATA_LINK_SILENCE_MS`, `DATA_LINK_RETRY_MS` unless told (tests make
    * them short).
    */
-  constructor(options: { connectTimeoutMs: number; silenceMs?: number; retryMs?: number }) {
+  constructor(
+    options: {
+      connectTimeoutMs: number;
+      silenceMs?: number;
+      retryMs?: number;
+      tlsCaCerts?: string[];
+    },
+  ) {
     this.#options = { silenceMs: DATA_LINK_SILENCE_MS, retryMs: DATA_LINK_RETRY_MS, ...options };
   }
 
@@ -236,7 +245,7 @@ export class DataLinks {
     const silent = this.#silent.get(address);
     if (silent !== undefined && performance.now() < silent.until) throw silent.error;
     this.#silent.delete(address);
-    const { connectTimeoutMs, silenceMs, retryMs } = this.#options;
+    const { connectTimeoutMs, silenceMs, retryMs, tlsCaCerts } = this.#options;
     const onSilent = () => {
       const now = performance.now();
       for (const [other, { until }] of this.#silent) if (until <= now) this.#silent.delete(other);
@@ -250,7 +259,7 @@ export class DataLinks {
       );
       this.#silent.set(address, { until: now + retryMs, error });
     };
-    link = DataLink.open(address, { connectTimeoutMs, silenceMs, onSilent });
+    link = DataLink.open(address, { connectTimeoutMs, silenceMs, onSilent, tlsCaCerts });
     this.#links.set(address, link);
     if (this.#links.size > DATA_LINKS_MAX) {
       const [oldest, opening] = this.#links.entries().next().value!;

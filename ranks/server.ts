@@ -46,11 +46,8 @@ export interface Server extends AsyncDisposable {
  * @throws {DfsError} as `startCluster` and `serveClients` do; nothing keeps running then.
  */
 export async function startServer(options: ServerOptions): Promise<Server> {
-  // Data ports do not speak TLS: clients that do read through rank 0.
-  const cluster = await startCluster({
-    ...options,
-    directReads: options.directReads ?? !options.tls,
-  });
+  // Clients that speak TLS are offered only data ports that do too.
+  const cluster = await startCluster({ ...options, directTls: options.tls !== undefined });
   let gateway: ClientServer | undefined;
   let s3: S3Server | undefined;
   let ui: UiServer | undefined;

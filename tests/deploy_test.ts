@@ -47,6 +47,8 @@ const OPTIONS: Record<Command, ReadonlySet<string>> = {
     "host",
     "data-port",
     "data-host",
+    "data-tls-cert",
+    "data-tls-key",
   ]),
 };
 

@@ -58,6 +58,8 @@ export interface JoinRequest {
   host: string;
   /** `HOST:PORT` of its data port, where clients read chunks directly (`node/data_port.ts`). */
   data?: string;
+  /** Its data port speaks TLS. */
+  dataTls?: boolean;
   nonce: Uint8Array;
   proof: Uint8Array;
 }
@@ -152,6 +154,7 @@ export function parseJoin(value: unknown): JoinRequest {
     zone: value.zone as string,
     host: value.host as string,
     ...(value.data === undefined || value.data === null ? {} : { data: dataAddressOf(value.data) }),
+    ...(value.dataTls === true ? { dataTls: true } : {}),
     nonce: bytesOf(value.nonce, AUTH_NONCE_BYTES, "nonce"),
     proof: bytesOf(value.proof, AUTH_PROOF_BYTES, "proof"),
   };

@@ -94,6 +94,8 @@ export interface RemoteNodeOptions {
    * on every address, and clients are told the address this node reaches rank 0 from).
    */
   dataHost?: string;
+  /** The data port speaks TLS with this certificate and key (PEM). */
+  dataTls?: { cert: string; key: string };
   /** Told each time the node has joined (and said it is ready). */
   onJoined?: (rank: number) => void;
   /** Stops the node: it finishes what it was doing and returns. */
@@ -177,7 +179,10 @@ function openDataPort(
   node: () => DataNode | undefined,
 ): DataPort | undefined {
   if (options.dataPort === undefined) return undefined;
-  const listener = Deno.listen({ hostname: options.dataHost ?? "0.0.0.0", port: options.dataPort });
+  const address = { hostname: options.dataHost ?? "0.0.0.0", port: options.dataPort };
+  const listener = options.dataTls
+    ? Deno.listenTls({ ...address, ...options.dataTls })
+    : Deno.listen(address);
   const pool = new BufferPool(FRAME_SIZE_BYTES_MAX, { buffersMax: NODE_READ_BUFFERS_MAX });
   const key = grantKey(options.secret);
   return serveDataPort(listener, { node, key, pool, clock: env.clock, log: env.log });
@@ -232,6 +237,7 @@ async function joinOnce(
       data: me.dataPort === undefined
         ? undefined
         : dataAddress(options.dataHost ?? (conn.localAddr as Deno.NetAddr).hostname, me.dataPort),
+      dataTls: options.dataTls !== undefined && me.dataPort !== undefined ? true : undefined,
       nonce,
       proof: nodeProof(options.secret, hello.nonce, nonce),
     });

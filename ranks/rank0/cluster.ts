@@ -60,10 +60,12 @@ export interface ClusterOptions {
   /** The zone of the Worker data nodes (default: this host's name). */
   zone?: string;
   /**
-   * Offer clients routes to read large files from the remote nodes that have a data port
-   * (`protocol/direct.ts`; default: whenever there is a node port).
+   * Offer clients routes and plans to read and write large files on the remote nodes that have a
+   * data port (`protocol/direct.ts`; default: whenever there is a node port).
    */
   directReads?: boolean;
+  /** Clients speak TLS: only data ports that do too are offered. */
+  directTls?: boolean;
   /**
    * Remote nodes to forget before start-up (`--forget-node`): a host that is gone for good, which
    * start-up would otherwise wait for. What only it held is lost; the rest is re-replicated.
@@ -163,6 +165,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       grantKey: options.nodePort && options.directReads !== false
         ? grantKey(options.nodePort.secret)
         : undefined,
+      directTls: options.directTls,
     });
     remotes.store = store;
     tcp.pool = store.pool; // a chunk read from a remote node arrives in one of rank 0's buffers

@@ -51,7 +51,7 @@ export class DirectRoutes {
       if (isKeptInLog(chunk.id, chunk.size)) return undefined;
       let reachable = false;
       for (const rank of chunk.ranks) {
-        const address = this.#membership.infoOf(rank)?.dataAddress;
+        const address = this.#membership.dataPortOf(rank);
         if (address === undefined || this.#membership.isDown(rank)) continue;
         nodes[rank] = address;
         reachable = true;

@@ -69,7 +69,7 @@ export interface DirectUploadParts {
 export function directRanks(nodes: NodeClient, replicas: number): number[] | undefined {
   const { membership } = nodes;
   const ranks = membership.dataRanks.filter((rank) =>
-    !membership.isDown(rank) && membership.infoOf(rank)?.dataAddress !== undefined
+    !membership.isDown(rank) && membership.dataPortOf(rank) !== undefined
   );
   return ranks.length >= replicas ? ranks : undefined;
 }
@@ -337,7 +337,7 @@ export class DirectUpload implements Upload {
   }
 
   #addressOf(rank: number): string {
-    const address = this.#parts.nodes.membership.infoOf(rank)?.dataAddress;
+    const address = this.#parts.nodes.membership.dataPortOf(rank);
     if (address === undefined) throw new DfsError("UNAVAILABLE", `Rank ${rank} has no data port`);
     return address;
   }

@@ -39,6 +39,8 @@ export interface NodeInfo {
   address?: string;
   /** `HOST:PORT` of its data port, where clients read chunks directly (when it has one). */
   dataAddress?: string;
+  /** Its data port speaks TLS. */
+  dataTls?: boolean;
 }
 
 /** Why a node is down, and since when (monotonic ms). */
@@ -108,6 +110,18 @@ export class Membership {
   /** What the node is (kind, zone, address). */
   infoOf(rank: number): NodeInfo | undefined {
     return this.#info.get(rank);
+  }
+
+  /**
+   * Clients speak TLS to rank 0: the direct path then takes only data ports that speak TLS, and
+   * otherwise only those that do not (`dataPortOf`).
+   */
+  dataTls = false;
+
+  /** `HOST:PORT` of the node's data port, if it has one the direct path may use (`dataTls`). */
+  dataPortOf(rank: number): string | undefined {
+    const info = this.#info.get(rank);
+    return (info?.dataTls === true) === this.dataTls ? info?.dataAddress : undefined;
   }
 
   /** The node's zone (`DEFAULT_ZONE` for a rank that is not a data node). */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { manifest } from "../testing/manifests.ts";
-import { Membership } from "./membership.ts";
+import { Membership, type NodeInfo } from "./membership.ts";
 
 Deno.test("Membership marks a node down once and hands back the releases it missed", () => {
   const members = new Membership([1, 2, 3]);
@@ -49,4 +49,24 @@ Deno.test("Membership takes a rank outside the data ranks for gone, and gone for
   assert.ok(!members.isLost(2));
   members.markDown(2);
   assert.ok(members.isLost(2));
+});
+
+Deno.test("dataPortOf() gives a node's data port only if it speaks TLS exactly when clients do", () => {
+  const info = new Map<number, NodeInfo>([
+    [1, { kind: "remote", zone: "a", dataAddress: "10.0.0.1:7081" }],
+    [2, { kind: "remote", zone: "b", dataAddress: "10.0.0.2:7081", dataTls: true }],
+    [3, { kind: "remote", zone: "c" }],
+  ]);
+  const membership = new Membership([1, 2, 3], { info });
+  assert.deepEqual([1, 2, 3].map((r) => membership.dataPortOf(r)), [
+    "10.0.0.1:7081",
+    undefined,
+    undefined,
+  ]);
+  membership.dataTls = true; // clients speak TLS to rank 0: never a plain data port
+  assert.deepEqual([1, 2, 3].map((r) => membership.dataPortOf(r)), [
+    undefined,
+    "10.0.0.2:7081",
+    undefined,
+  ]);
 });

@@ -127,6 +127,7 @@ export class Remotes {
       await awaitReady(comm, rank);
       const info: NodeInfo = { kind: "remote", zone: join.zone, address };
       if (join.data !== undefined) info.dataAddress = join.data;
+      if (join.dataTls) info.dataTls = true;
       if (membership.infoOf(rank) === undefined) store.addNode(rank, info);
       else membership.setInfo(rank, info);
       if (!this.#started) {

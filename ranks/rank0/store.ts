@@ -87,6 +87,8 @@ export interface StoreOptions {
    * whose chunks are on nodes with a data port are then offered a direct route. Default: none.
    */
   grantKey?: Uint8Array;
+  /** Clients speak TLS: direct routes and plans take only data ports that do too. */
+  directTls?: boolean;
 }
 
 /** The store rank 0 serves. Call `recover()` once before serving. */
@@ -121,6 +123,7 @@ export class DfsStore implements StreamingFileStore {
     const { clock, log } = env;
     this.throughput = new Throughput(clock);
     const membership = new Membership(dataRanks, { info: options.info });
+    membership.dataTls = options.directTls === true;
     const nodes = new NodeClient(comm, { membership, clock, timeoutMs: options.nodeCallTimeoutMs });
     const loads = new LoadTracker(dataRanks, { zoneOf: (rank) => membership.zoneOf(rank) });
     const releases = new Releases({ nodes, loads, log });
