@@ -1,23 +1,31 @@
 /**
- * The direct data path: a client reads a large file's chunks from the data nodes themselves
- * instead of through rank 0, as HDFS, MooseFS and SeaweedFS clients do, so that the bytes cross
- * the network once and not twice, and rank 0's one thread and link carry only metadata.
+ * The direct data path: a client reads and writes a large file's chunks on the data nodes
+ * themselves instead of through rank 0, as HDFS, MooseFS and SeaweedFS clients do, so that the
+ * bytes cross the network once per copy, and rank 0's one thread and link carry only metadata.
  *
  * How a read goes:
  * 1. The client asks rank 0 for the file (`get` with `direct: true`). When the file's chunks are
  *    in blob files on nodes that serve clients (`dfs node --data-port`), rank 0 pins the version
- *    and answers its metadata with a `DirectRoute`: each chunk's id, each node's data address,
- *    and a `Grant`, signed by rank 0, that lets the holder read the chunks of the blobs it
- *    names until it expires.
+ *    and answers its metadata with a `DirectRoute`: the chunks' ids (as runs), each node's data
+ *    address, and a read `Grant`, signed by rank 0, for the blobs it names until it expires.
  * 2. The client reads the chunks from the nodes (`DataRequest` `read`, answered by a `data` frame),
  *    a few at a time, each from one replica and failing over to the others, and checks each
  *    chunk's CRC32. A chunk no node gives is fetched through rank 0 (`fetch`), which reads it
  *    from the version it pinned.
  * 3. `done` tells rank 0 to let the version go (closing the connection does too).
  *
+ * How a write goes:
+ * 1. The client asks for a plan (`put` with `direct: true` and its size, to a server whose hello
+ *    says `plans`). Rank 0 places every chunk, has each node open the upload's blob, and answers
+ *    a `WritePlan` with a write grant (or a plain `ok`: the bytes then go through rank 0).
+ * 2. The client writes every replica of each chunk (`write`, its bytes in the next frame,
+ *    answered `written`), asking rank 0 for another node when one fails (`replace`).
+ * 3. `end` names the SHA-256 and each chunk's CRC32; rank 0 has each node confirm its chunks and
+ *    close the blob (`seal`), then commits.
+ *
  * A node checks the grant's signature with a key derived from the cluster secret, which every node
- * holds (`grantKey`): a client never learns the secret, and a grant reads nothing but the blobs
- * it names. Pure: no I/O.
+ * holds (`grantKey`): a client never learns the secret, and a grant reaches nothing but the blobs
+ * it names, in its mode. Pure: no I/O.
  *
  * @module
  */
