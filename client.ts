@@ -30,15 +30,18 @@ import { type Rank0Link, readRoute, writePlan } from "./protocol/direct_client.t
 import type { WritePlan } from "./protocol/direct.ts";
 import { DataLinks } from "./protocol/direct_reader.ts";
 import { CHUNK_SIZE_BYTES, FRAME_HEADER_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
-import type {
-  DoctorReport,
-  FileMeta,
-  FsckReport,
-  ListEntry,
-  RankCapacity,
-  Reply,
-  StatusReport,
-  Usage,
+import {
+  type DoctorReport,
+  expectOk,
+  type FileMeta,
+  type FsckReport,
+  type ListEntry,
+  type RankCapacity,
+  type Reply,
+  resultOf,
+  type StatusReport,
+  unexpected,
+  type Usage,
 } from "./protocol/messages.ts";
 import type { ByteRange, ByteSource, FileStore, ListOptions } from "./ranks/common/file_store.ts";
 
@@ -573,23 +576,4 @@ export class DfsClient implements FileStore {
       link.conn.close();
     } catch { /* already closed */ }
   }
-}
-
-/** Returns an `ok` reply; throws the error a reply carries, or a protocol error. */
-function expectOk(reply: Reply): Extract<Reply, { op: "ok" }> {
-  if (reply.op === "ok") return reply;
-  if (reply.op === "error") throw DfsError.fromWire(reply);
-  throw unexpected(reply);
-}
-
-/** The result an `ok` reply carries, as the request's caller expects it. */
-function resultOf<T>(reply: Reply): T {
-  return expectOk(reply).result as T;
-}
-
-function unexpected(reply: Reply): DfsError {
-  return new DfsError(
-    "INTERNAL",
-    `Unexpected reply "${String(reply.op).slice(0, 40)}" from the server`,
-  );
 }

@@ -30,7 +30,9 @@ import {
   clientSettings,
   clusterSecret,
   given,
+  integer,
   nodeSettings,
+  portOf,
   s3Settings,
   serveSecurity,
   uiSettings,
@@ -533,20 +535,6 @@ function nfc(text: string): string {
 /** Progress goes to stderr when it is a terminal and --quiet was not given. */
 function showProgress(values: Values): boolean {
   return !values.quiet && Deno.stderr.isTerminal();
-}
-
-function integer(text: string | boolean | undefined, option: string, command: string): number {
-  if (typeof text !== "string" || !/^\d+$/.test(text)) {
-    throw new UsageError(`${option} must be a whole number, got "${text}"`, command);
-  }
-  return Number(text);
-}
-
-/** A port number option (0 to 65535); a usage error otherwise. */
-function portOf(text: string | boolean | undefined, option: string, command: string): number {
-  const port = integer(text, option, command);
-  if (port > 65535) throw new UsageError(`${option} must be at most 65535, got ${port}`, command);
-  return port;
 }
 
 /** A failure reported by the operating system (missing file, closed pipe, a directory in the way). */

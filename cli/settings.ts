@@ -393,10 +393,9 @@ export async function nodeSettings(values: Values): Promise<NodeSettings> {
       );
     }
   }
-  const port = given(values["data-port"], { source: "--data-port", wants: "PORT", command });
-  if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) <= 65535)) {
-    throw new UsageError(`--data-port takes a port from 0 to 65535, got "${port}"`, command);
-  }
+  const port = values["data-port"] === undefined
+    ? undefined
+    : portOf(values["data-port"], "--data-port", command);
   return {
     joinAddress,
     join: parseHostPort(joinAddress, "--join"),
@@ -405,7 +404,7 @@ export async function nodeSettings(values: Values): Promise<NodeSettings> {
     zone,
     host,
     tlsCaCerts: await nodeTlsCa(values),
-    dataPort: port === undefined ? undefined : Number(port),
+    dataPort: port,
     dataHost: given(values["data-host"], { source: "--data-host", wants: "H", command }),
     dataTls: await dataTls(values),
   };
@@ -424,6 +423,29 @@ async function dataTls(values: Values): Promise<{ cert: string; key: string } | 
     cert: await readPem(cert, { source: "--data-tls-cert", holds: "certificate", command }),
     key: await readPem(key, { source: "--data-tls-key", holds: "private key", command }),
   };
+}
+
+/** A whole-number option; a usage error otherwise. */
+export function integer(
+  text: string | boolean | undefined,
+  option: string,
+  command: string,
+): number {
+  if (typeof text !== "string" || !/^\d+$/.test(text)) {
+    throw new UsageError(`${option} must be a whole number, got "${text}"`, command);
+  }
+  return Number(text);
+}
+
+/** A port number option (0 to 65535); a usage error otherwise. */
+export function portOf(
+  text: string | boolean | undefined,
+  option: string,
+  command: string,
+): number {
+  const port = integer(text, option, command);
+  if (port > 65535) throw new UsageError(`${option} must be at most 65535, got ${port}`, command);
+  return port;
 }
 
 /** `HOST:PORT` (IPv6 in brackets) as a hostname and port; a usage error otherwise. */

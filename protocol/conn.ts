@@ -240,3 +240,10 @@ export function setNoDelay(conn: Deno.Conn): void {
     (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
   } catch { /* not TCP, or already closed */ }
 }
+
+/** Closes a socket (or listener) that may already be closed. */
+export function closeQuietly(conn: { close(): void }): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}

@@ -33,6 +33,13 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { DfsError } from "./errors.ts";
 import { CHUNK_SIZE_BYTES } from "./limits.ts";
+import {
+  BLOB_ID_PATTERN,
+  blobOf,
+  chunkIdOf,
+  isChunkId,
+  offsetOf,
+} from "../ranks/common/chunk_id.ts";
 
 /** Version of the data port's handshake; each side sends it in its hello. */
 export const DIRECT_PROTOCOL_VERSION = 1;
@@ -58,8 +65,6 @@ export const DATA_REQUEST_BYTES_MAX = 16 * 1024;
 /** Chunk reads one client connection to a node may have in flight. */
 export const DIRECT_READS_INFLIGHT_MAX = 8;
 
-const BLOB_PATTERN = /^[0-9a-f]{32}$/;
-const CHUNK_PATTERN = /^([0-9a-f]{32})-(?:0|[1-9a-f][0-9a-f]{0,12})$/;
 /** A data port's address: `HOST:PORT`, an IPv6 address in brackets. */
 export const DATA_ADDRESS_PATTERN = /^(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,64}\]):\d{1,5}$/;
 
@@ -165,8 +170,7 @@ export function checkGrant(
   if (nowMs > grant.expires + GRANT_CLOCK_SKEW_MS) {
     throw new DfsError("UNAUTHORIZED", "Read grant has expired; ask rank 0 again");
   }
-  const blob = CHUNK_PATTERN.exec(chunk)?.[1];
-  if (blob === undefined || !grant.blobs.includes(blob)) {
+  if (!isChunkId(chunk) || !grant.blobs.includes(blobOf(chunk))) {
     throw new DfsError("UNAUTHORIZED", `Read grant does not cover chunk ${chunk}`);
   }
 }
@@ -180,13 +184,6 @@ export function firstReplica(chunk: string, replicas: number): number {
   let hash = 0x811c9dc5; // FNV-1a
   for (let i = 0; i < chunk.length; i++) hash = Math.imul(hash ^ chunk.charCodeAt(i), 0x01000193);
   return (hash >>> 0) % replicas;
-}
-
-/** The blob a chunk id belongs to. @throws {DfsError} `INVALID_REQUEST` for a malformed id. */
-export function blobOfChunk(chunk: string): string {
-  const blob = CHUNK_PATTERN.exec(chunk)?.[1];
-  if (blob === undefined) throw invalid(`chunk ${describe(chunk)} is not a chunk id`);
-  return blob;
 }
 
 /**
@@ -210,10 +207,10 @@ export function parseDataRequest(value: unknown): DataRequest {
   }
   if (m.op !== "read" && m.op !== "write") throw invalid(`unknown operation ${describe(m.op)}`);
   const id = u32(m.id, "id");
+  if (typeof m.chunk !== "string" || !isChunkId(m.chunk)) {
+    throw invalid(`chunk ${describe(m.chunk)} is not a chunk id`);
+  }
   if (m.op === "write") {
-    if (typeof m.chunk !== "string" || !CHUNK_PATTERN.test(m.chunk)) {
-      throw invalid(`chunk ${describe(m.chunk)} is not a chunk id`);
-    }
     return {
       op: "write",
       id,
@@ -221,9 +218,6 @@ export function parseDataRequest(value: unknown): DataRequest {
       crc32: u32(m.crc32, "crc32"),
       grant: parseGrant(m.grant),
     };
-  }
-  if (typeof m.chunk !== "string" || !CHUNK_PATTERN.test(m.chunk)) {
-    throw invalid(`chunk ${describe(m.chunk)} is not a chunk id`);
   }
   // No chunk is larger than CHUNK_SIZE_BYTES; a larger size would have the node read (and hold)
   // that many bytes of the blob at once, past the chunk's end.
@@ -251,7 +245,7 @@ export function parseGrant(value: unknown): Grant {
     throw invalid(`grant names 1 to ${GRANT_BLOBS_MAX} blobs`);
   }
   for (const blob of blobs) {
-    if (typeof blob !== "string" || !BLOB_PATTERN.test(blob)) {
+    if (typeof blob !== "string" || !BLOB_ID_PATTERN.test(blob)) {
       throw invalid(`grant blob ${describe(blob)} is not a blob id`);
     }
   }
@@ -286,7 +280,7 @@ export function parseRoute(value: unknown, chunks: number): DirectRoute {
   let total = 0;
   for (const run of r.runs as unknown[]) {
     const { blob, offset, chunks: count } = (run ?? {}) as Record<string, unknown>;
-    if (typeof blob !== "string" || !BLOB_PATTERN.test(blob)) {
+    if (typeof blob !== "string" || !BLOB_ID_PATTERN.test(blob)) {
       throw invalid("run blob is not a blob id");
     }
     if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) {
@@ -315,10 +309,9 @@ export function runsOf(ids: readonly string[], sizes: readonly number[]): ChunkR
   let last: ChunkRun | undefined;
   let next = -1;
   for (let i = 0; i < ids.length; i++) {
-    const match = CHUNK_PATTERN.exec(ids[i]);
-    if (match === null) return undefined;
-    const blob = match[1];
-    const offset = parseInt(ids[i].slice(blob.length + 1), 16);
+    if (!isChunkId(ids[i])) return undefined;
+    const blob = blobOf(ids[i]);
+    const offset = offsetOf(ids[i]);
     if (last !== undefined && last.blob === blob && offset === next) last.chunks++;
     else runs.push(last = { blob, offset, chunks: 1 });
     next = offset + sizes[i];
@@ -336,7 +329,7 @@ export function parsePlan(value: unknown, chunks: number): WritePlan {
     throw invalid("plan is not a map");
   }
   const p = value as Record<string, unknown>;
-  if (typeof p.blob !== "string" || !BLOB_PATTERN.test(p.blob)) {
+  if (typeof p.blob !== "string" || !BLOB_ID_PATTERN.test(p.blob)) {
     throw invalid("plan blob is not a blob id");
   }
   if (!Array.isArray(p.ranks) || p.ranks.length !== chunks) {
@@ -359,7 +352,7 @@ export function idsOf(runs: readonly ChunkRun[], sizes: readonly number[]): stri
   for (const run of runs) {
     let offset = run.offset;
     for (let k = 0; k < run.chunks; k++) {
-      ids.push(`${run.blob}-${offset.toString(16)}`);
+      ids.push(chunkIdOf(run.blob, offset));
       offset += sizes[ids.length - 1];
     }
   }

@@ -11,8 +11,7 @@ import { CHUNK_SIZE_BYTES } from "./limits.ts";
 import { type DirectRoute, parsePlan, parseRoute, type WritePlan } from "./direct.ts";
 import { type DataLinks, readDirect } from "./direct_reader.ts";
 import { writeDirect } from "./direct_writer.ts";
-import { DfsError, type WireError } from "./errors.ts";
-import type { FileMeta, Reply } from "./messages.ts";
+import { expectOk, type FileMeta, type Reply, resultOf, unexpected } from "./messages.ts";
 import type { ByteSource } from "../ranks/common/file_store.ts";
 
 /** The connection to rank 0, as an operation holds it. */
@@ -34,19 +33,14 @@ export async function* readRoute(
 ): AsyncGenerator<Uint8Array> {
   const { meta, range } = read;
   const route = parseRoute(read.route, meta.chunks.length);
-  let fetching = Promise.resolve<unknown>(undefined);
-  const fetch = (index: number) => {
-    const fetched = fetching.then(async () => {
-      await rank0.send({ op: "fetch", id, index });
-      const reply = await rank0.reply();
-      if (reply.op !== "data") throw failureOf(reply);
+  const asking = inTurn(rank0);
+  const fetch = (index: number) =>
+    asking.ask({ op: "fetch", id, index }).then((reply) => {
+      if (reply.op !== "data") throw expectOk(reply) && unexpected(reply);
       return reply.bytes;
     });
-    fetching = fetched.catch(() => {});
-    return fetched;
-  };
   yield* readDirect(meta, route, range, links, fetch, options);
-  await fetching;
+  await asking.idle();
   await rank0.send({ op: "done", id });
 }
 
@@ -62,28 +56,36 @@ export async function writePlan(
 ): Promise<FileMeta> {
   const { source, size } = upload;
   const plan = parsePlan(upload.plan, Math.ceil(size / CHUNK_SIZE_BYTES));
-  let asking = Promise.resolve<unknown>(undefined);
-  const replace = (index: number, rank: number) => {
-    const asked = asking.then(async () => {
-      await rank0.send({ op: "replace", id, index, rank });
-      const reply = await rank0.reply();
-      if (reply.op !== "ok") throw failureOf(reply);
-      return reply.result as { rank: number; address: string };
-    });
-    asking = asked.catch(() => {});
-    return asked;
-  };
+  const asking = inTurn(rank0);
+  const replace = (index: number, rank: number) =>
+    asking.ask({ op: "replace", id, index, rank })
+      .then((reply) => resultOf<{ rank: number; address: string }>(reply));
   const progress = () => rank0.send({ op: "progress", id });
   const end = await writeDirect(source, size, plan, links, { replace, progress });
-  await asking;
+  await asking.idle();
   await rank0.send({ op: "end", id, ...end });
-  const reply = await rank0.reply();
-  if (reply.op !== "ok") throw failureOf(reply);
-  return reply.result as FileMeta;
+  return resultOf<FileMeta>(await rank0.reply());
 }
 
-/** The error a reply carries, or a protocol error for an unexpected one. */
-function failureOf(reply: Reply): DfsError {
-  if (reply.op === "error") return DfsError.fromWire(reply as WireError);
-  return new DfsError("INTERNAL", `Unexpected reply "${String(reply.op).slice(0, 40)}"`);
+/**
+ * Requests to rank 0 that each get one answer, asked one at a time: the answers come in order on
+ * the connection, so each is read right after its request.
+ */
+function inTurn(rank0: Rank0Link): {
+  ask(message: Record<string, unknown>): Promise<Reply>;
+  /** Resolves once no request is waiting for its answer. */
+  idle(): Promise<unknown>;
+} {
+  let last = Promise.resolve<unknown>(undefined);
+  return {
+    ask(message) {
+      const asked = last.then(async () => {
+        await rank0.send(message);
+        return await rank0.reply();
+      });
+      last = asked.catch(() => {});
+      return asked;
+    },
+    idle: () => last,
+  };
 }

@@ -8,12 +8,13 @@
  */
 
 import { crc32 } from "node:zlib";
-import { FrameReader, FrameWriter, setNoDelay } from "./conn.ts";
+import { closeQuietly, FrameReader, FrameWriter, setNoDelay } from "./conn.ts";
 import { openSocket, parseAddress } from "./connect.ts";
 import { DIRECT_PROTOCOL_VERSION, type DirectRoute, firstReplica, idsOf } from "./direct.ts";
 import { DfsError, type WireError } from "./errors.ts";
 import { decodeFrameBody } from "./frame.ts";
 import type { FileMeta } from "./messages.ts";
+import { chunkSpans } from "./spans.ts";
 
 /** Chunks one direct read has in flight (over all the nodes it reads from). */
 export const DIRECT_CHUNKS_INFLIGHT_MAX = 8;
@@ -184,9 +185,7 @@ class DataLink {
     this.#failure ??= error instanceof DfsError
       ? error
       : new DfsError("UNAVAILABLE", `Data port failed: ${(error as Error).message}`);
-    try {
-      this.#conn.close();
-    } catch { /* closed already */ }
+    closeQuietly(this.#conn);
     for (const pending of this.#pending.values()) pending.reject(this.#failure);
     this.#pending.clear();
   }
@@ -287,14 +286,7 @@ export async function* readDirect(
   options: { verify: boolean },
 ): AsyncGenerator<Uint8Array> {
   const ids = idsOf(route.runs, meta.chunks.map((chunk) => chunk.size));
-  const wanted: { index: number; from: number; to: number }[] = [];
-  let offset = 0;
-  meta.chunks.forEach((chunk, index) => {
-    const from = Math.max(range.start - offset, 0);
-    const to = Math.min(range.end - offset, chunk.size);
-    if (from < to) wanted.push({ index, from, to });
-    offset += chunk.size;
-  });
+  const wanted = chunkSpans(meta.chunks, range.start, range.end);
   const { verify } = options;
   const intact = (bytes: Uint8Array, size: number, expected: number | undefined) =>
     bytes.length === size && (!verify || crc32(bytes) === expected);

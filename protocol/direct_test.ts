@@ -6,7 +6,6 @@
 
 import assert from "node:assert/strict";
 import {
-  blobOfChunk,
   checkGrant,
   type ChunkRun,
   DIRECT_PROTOCOL_VERSION,
@@ -112,12 +111,6 @@ Deno.test("checkGrant() holds a grant until its expiry plus the clock skew, not 
     () => checkGrant(key, grant, chunk, expires + 24 * 3_600_000),
     fails("UNAUTHORIZED", /expired/),
   );
-});
-
-Deno.test("blobOfChunk() gives a chunk's blob and refuses what is no chunk id", () => {
-  assert.equal(blobOfChunk(`${blobA}-1f00000`), blobA);
-  assert.throws(() => blobOfChunk(blobA), fails("INVALID_REQUEST"));
-  assert.throws(() => blobOfChunk(`${blobA.toUpperCase()}-0`), fails("INVALID_REQUEST"));
 });
 
 Deno.test("parseDataRequest() takes a hello of this version only", () => {

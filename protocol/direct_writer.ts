@@ -16,6 +16,7 @@ import { DfsError } from "./errors.ts";
 import { CHUNK_SIZE_BYTES } from "./limits.ts";
 import { rechunk } from "./pieces.ts";
 import type { ByteSource } from "../ranks/common/file_store.ts";
+import { chunkIdOf } from "../ranks/common/chunk_id.ts";
 
 /** Nodes tried for one replica of a chunk (the first, then the ones rank 0 names instead). */
 export const DIRECT_WRITE_ATTEMPTS_MAX = 3;
@@ -54,7 +55,7 @@ export async function writeDirect(
     DIRECT_PROGRESS_INTERVAL_MS,
   );
   const writeReplica = async (index: number, rank: number, bytes: Uint8Array, crc: number) => {
-    const chunk = `${plan.blob}-${(index * CHUNK_SIZE_BYTES).toString(16)}`;
+    const chunk = chunkIdOf(plan.blob, index * CHUNK_SIZE_BYTES);
     let address = plan.nodes[rank];
     for (let attempt = 1;; attempt++) {
       try {

@@ -270,6 +270,26 @@ export type Reply =
 
 const SHA256_HEX_PATTERN = /^[0-9a-f]{64}$/;
 
+/** Returns an `ok` reply; throws the error a reply carries, or a protocol error. */
+export function expectOk(reply: Reply): Extract<Reply, { op: "ok" }> {
+  if (reply.op === "ok") return reply;
+  if (reply.op === "error") throw DfsError.fromWire(reply);
+  throw unexpected(reply);
+}
+
+/** The result an `ok` reply carries, as the request's caller expects it. */
+export function resultOf<T>(reply: Reply): T {
+  return expectOk(reply).result as T;
+}
+
+/** A protocol error for a reply of a kind the request does not get. */
+export function unexpected(reply: Reply): DfsError {
+  return new DfsError(
+    "INTERNAL",
+    `Unexpected reply "${String(reply.op).slice(0, 40)}" from the server`,
+  );
+}
+
 /**
  * Checks that a decoded frame is a well-formed request and returns it typed.
  *

@@ -7,14 +7,14 @@
  * @module
  */
 
-import { FrameWriter, setNoDelay } from "../../protocol/conn.ts";
+import { closeQuietly, FrameWriter, setNoDelay } from "../../protocol/conn.ts";
 import type { DfsError } from "../../protocol/errors.ts";
 import type { StreamingFileStore } from "../common/file_store.ts";
 import type { ServerLimits } from "../config.ts";
 import type { Clock } from "../env/env.ts";
 import { ConnectionTable } from "./connection_table.ts";
 import { resolveLimits } from "./limits.ts";
-import { closeQuietly, Session } from "./session.ts";
+import { Session } from "./session.ts";
 
 /** A running client listener. */
 export interface ClientServer {

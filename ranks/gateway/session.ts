@@ -18,6 +18,7 @@ import {
 } from "../../protocol/auth.ts";
 import {
   type ByteStream,
+  closeQuietly,
   FrameReader,
   FrameWriter,
   isConnectionError,
@@ -576,13 +577,6 @@ export class Session {
       await this.#writer.send({ op: "error", id, ...DfsError.wireOf(error) });
     } catch { /* the client is gone */ }
   }
-}
-
-/** Closes a socket that may already be closed. */
-export function closeQuietly(conn: { close(): void }): void {
-  try {
-    conn.close();
-  } catch { /* already closed */ }
 }
 
 /**

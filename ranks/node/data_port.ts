@@ -21,7 +21,13 @@
  */
 
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
-import { FrameReader, FrameWriter, isConnectionError, setNoDelay } from "../../protocol/conn.ts";
+import {
+  closeQuietly,
+  FrameReader,
+  FrameWriter,
+  isConnectionError,
+  setNoDelay,
+} from "../../protocol/conn.ts";
 import {
   checkGrant,
   DATA_REQUEST_BYTES_MAX,
@@ -222,8 +228,9 @@ async function readPayload(
 }
 
 /**
- * Writes one chunk of an upload open here (`direct_writes.ts`) and answers `written`, or sends
- * the reason it cannot; never throws. Gives the bytes' buffer back to the pool.
+ * Writes one chunk of an upload open here (`direct_writes.ts`), its grant checked before its
+ * bytes were read, and answers `written`, or sends the reason it cannot; never throws. Gives the
+ * bytes' buffer back to the pool.
  */
 async function answerWrite(
   request: Extract<DataRequest, { op: "write" }>,
@@ -233,7 +240,6 @@ async function answerWrite(
 ): Promise<void> {
   const { id, chunk, crc32 } = request;
   try {
-    checkGrant(options.key, request.grant, chunk, options.clock.now(), "write");
     const node = options.node();
     if (node === undefined) throw new DfsError("UNAVAILABLE", "This data node is not open");
     node.direct.admit(chunk, bytes.length);
@@ -307,10 +313,4 @@ async function answerRead(
   } finally {
     options.pool.give(buffer?.buffer);
   }
-}
-
-function closeQuietly(closer: { close(): void }): void {
-  try {
-    closer.close();
-  } catch { /* already closed */ }
 }

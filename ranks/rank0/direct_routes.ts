@@ -16,6 +16,7 @@ import {
   signGrant,
 } from "../../protocol/direct.ts";
 import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
+import { chunkSpans } from "../../protocol/spans.ts";
 import { isKeptInLog } from "../common/chunk_id.ts";
 import type { Manifest } from "../common/manifest.ts";
 import type { Clock } from "../env/env.ts";
@@ -43,11 +44,8 @@ export class DirectRoutes {
   routeOf(m: Manifest, start: number, end: number): DirectRoute | undefined {
     if (end - start < DIRECT_READ_BYTES_MIN) return undefined;
     const nodes: Record<string, string> = {};
-    let offset = 0;
-    for (const chunk of m.chunks) {
-      const covered = offset < end && offset + chunk.size > start;
-      offset += chunk.size;
-      if (!covered) continue;
+    for (const { index } of chunkSpans(m.chunks, start, end)) {
+      const chunk = m.chunks[index];
       if (isKeptInLog(chunk.id, chunk.size)) return undefined;
       let reachable = false;
       for (const rank of chunk.ranks) {

@@ -74,6 +74,11 @@ export function directRanks(nodes: NodeClient, replicas: number): number[] | und
   return ranks.length >= replicas ? ranks : undefined;
 }
 
+/** The data ranks other than `ranks`: what placement must leave out to use only those. */
+function allBut(nodes: NodeClient, ranks: readonly number[]): Set<number> {
+  return new Set(nodes.membership.dataRanks.filter((rank) => !ranks.includes(rank)));
+}
+
 /** One direct upload: its plan, then `commit()` or `abort()`. */
 export class DirectUpload implements Upload {
   readonly plan: Promise<WritePlan>;
@@ -107,8 +112,7 @@ export class DirectUpload implements Upload {
     this.#size = options.size;
     this.#onEnd = options.onEnd;
     this.#replicas = options.replicas;
-    const { membership } = parts.nodes;
-    const exclude = new Set(membership.dataRanks.filter((rank) => !options.ranks.includes(rank)));
+    const exclude = allBut(parts.nodes, options.ranks);
     const count = Math.ceil(options.size / CHUNK_SIZE_BYTES);
     this.#ranks = Array.from(
       { length: count },
@@ -162,7 +166,7 @@ export class DirectUpload implements Upload {
     const { nodes, loads } = this.#parts;
     this.#refused.add(rank); // the client could not write there: not again for this upload
     const usable = (directRanks(nodes, 1) ?? []).filter((r) => !this.#refused.has(r));
-    const exclude = new Set(nodes.membership.dataRanks.filter((r) => !usable.includes(r)));
+    const exclude = allBut(nodes, usable);
     for (const held of ranks) exclude.add(held);
     if (usable.every((r) => exclude.has(r))) {
       throw new DfsError("UNAVAILABLE", `No other data node can take chunk ${index}`);
@@ -199,27 +203,18 @@ export class DirectUpload implements Upload {
         );
       }
       const refs = this.#refs(crc32s);
-      const byRank = new Map<number, PlannedChunk[]>();
-      for (const { id, size, ranks, crc32 } of refs) {
-        for (const rank of ranks) {
-          const chunks = byRank.get(rank) ?? [];
-          chunks.push({ id, size, crc32: crc32! });
-          byRank.set(rank, chunks);
-        }
-      }
-      await this.#seal(refs, byRank);
+      await this.#seal(refs);
       const attrs = options.attrs === undefined ? {} : { attrs: { ...options.attrs } };
       const draft = { name: this.#name, size: this.#size, sha256, chunks: refs, ...attrs };
       const meta = await this.#parts.commit(draft, { ifAbsent: options.ifAbsent });
       this.#done = true;
       // A node replaced out of the plan holds at most a failed chunk's bytes: they go. A node
       // that did not seal but holds a chunk now (rank 0 copied one there) has the blob closed.
+      void this.#dropReplacedOut(refs);
       const { nodes } = this.#parts;
       for (const rank of this.#opened) {
-        if (this.#sealed.has(rank)) continue;
-        if (!refs.some((r) => r.ranks.includes(rank))) {
-          void nodes.discard(rank, [this.#idOf(0)]).catch(() => {});
-        } else void nodes.seal(rank, this.#blob, []).catch(() => {});
+        if (this.#sealed.has(rank) || !refs.some((r) => r.ranks.includes(rank))) continue;
+        void nodes.seal(rank, this.#blob, []).catch(() => {});
       }
       this.#ranks = []; // committed: the chunks are the file's now
       this.#parts.throughput.written(this.#size);
@@ -239,11 +234,15 @@ export class DirectUpload implements Upload {
     this.#done = true;
     const refs = this.#refs(this.#ranks.map(() => 0));
     this.#ranks = [];
-    // A node replaced out of the plan may hold part of the blob: it goes too.
-    const others = [...this.#opened].filter((rank) => !refs.some((r) => r.ranks.includes(rank)));
-    const { nodes } = this.#parts;
-    await Promise.allSettled(others.map((rank) => nodes.discard(rank, [this.#idOf(0)])));
+    await this.#dropReplacedOut(refs); // such a node may hold part of the blob too
     await this.#parts.discard(refs);
+  }
+
+  /** Removes the blob from the nodes it was opened on that hold none of `refs` (replaced out). */
+  #dropReplacedOut(refs: readonly ChunkRef[]): Promise<unknown> {
+    const { nodes } = this.#parts;
+    const others = [...this.#opened].filter((rank) => !refs.some((r) => r.ranks.includes(rank)));
+    return Promise.allSettled(others.map((rank) => nodes.discard(rank, [this.#idOf(0)])));
   }
 
   /**
@@ -254,8 +253,14 @@ export class DirectUpload implements Upload {
    *
    * @throws {DfsError} `CORRUPTED` for such a chunk; `UNAVAILABLE` if a replica cannot be moved.
    */
-  async #seal(refs: ChunkRef[], byRank: Map<number, PlannedChunk[]>): Promise<void> {
+  async #seal(refs: ChunkRef[]): Promise<void> {
     const { nodes, move } = this.#parts;
+    const byRank = new Map<number, PlannedChunk[]>();
+    for (const { id, size, ranks, crc32 } of refs) {
+      for (const rank of ranks) {
+        byRank.set(rank, [...byRank.get(rank) ?? [], { id, size, crc32: crc32! }]);
+      }
+    }
     const ranks = [...byRank.keys()];
     const sealed = await Promise.allSettled(
       ranks.map((rank) => nodes.seal(rank, this.#blob, byRank.get(rank)!)),
@@ -297,7 +302,7 @@ export class DirectUpload implements Upload {
       if (usable.length < this.#replicas) {
         throw (answers.find((a) => a.status === "rejected") as PromiseRejectedResult).reason;
       }
-      const exclude = new Set(nodes.membership.dataRanks.filter((r) => !usable.includes(r)));
+      const exclude = allBut(nodes, usable);
       this.#ranks = this.#ranks.map((held, k) => {
         if (!held.some((rank) => refused.has(rank))) return held;
         const size = this.#sizeOf(k);
@@ -306,8 +311,7 @@ export class DirectUpload implements Upload {
         const more = held.length - keep.length;
         return [...keep, ...loads.place(size, more, new Set([...exclude, ...keep]))];
       });
-      const next = new Set(this.#ranks.flat());
-      ranks = [...next];
+      ranks = [...new Set(this.#ranks.flat())];
       ask = ranks.filter((rank) => !this.#opened.has(rank));
     }
     const addresses: Record<string, string> = {};

@@ -9,6 +9,7 @@
  */
 
 import { firstReplica } from "../../protocol/direct.ts";
+import { chunkSpans } from "../../protocol/spans.ts";
 import { DfsError } from "../../protocol/errors.ts";
 import { type ByteRange, type FileReader, READ_CHUNKS_INFLIGHT_MAX } from "../common/file_store.ts";
 import { fileMetaOf, type Manifest } from "../common/manifest.ts";
@@ -156,14 +157,7 @@ export class Reads {
     throughput: Throughput | undefined,
   ): AsyncIterable<Uint8Array> {
     // Each wanted chunk with the part of it to send.
-    const wanted: { index: number; from: number; to: number }[] = [];
-    let offset = 0;
-    m.chunks.forEach((chunk, index) => {
-      const from = Math.max(start - offset, 0);
-      const to = Math.min(end - offset, chunk.size);
-      if (from < to) wanted.push({ index, from, to });
-      offset += chunk.size;
-    });
+    const wanted = chunkSpans(m.chunks, start, end);
     const reads: Promise<Uint8Array>[] = [];
     let next = 0;
     try {
