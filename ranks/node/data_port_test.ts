@@ -17,7 +17,6 @@ import {
 } from "../../protocol/direct.ts";
 import { DataLinks } from "../../protocol/direct_reader.ts";
 import type { ErrorCode } from "../../protocol/errors.ts";
-import { decodeFrameBody } from "../../protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { denoEnv } from "../env/deno_env.ts";
@@ -28,10 +27,10 @@ import type { DataNode } from "./data_node.ts";
 import { type DataPort, serveDataPort } from "./data_port.ts";
 import { openDataNode } from "./open_node.ts";
 import { fails } from "../testing/fails.ts";
+import { rawDataConn } from "./_data_port_conn.ts";
 
 const MiB = CHUNK_SIZE_BYTES;
 const RANK = 3;
-const REPLY_TIMEOUT_MS = 10_000;
 const utf8 = new TextEncoder();
 const secret = utf8.encode("the cluster's secret");
 const key = grantKey(secret);
@@ -99,21 +98,7 @@ async function startPort() {
 
 /** A bare connection to a data port that sends and reads frames as the test says. */
 async function rawConn(port: number) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const reader = new FrameReader(conn, { frameSizeBytesMax: 4 * MiB });
-  const writer = new FrameWriter(conn);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const next = async () => {
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("no reply from the data port")), REPLY_TIMEOUT_MS);
-    });
-    try {
-      const body = await Promise.race([reader.read(), timeout]);
-      return body === null ? null : decodeFrameBody(body) as Record<string, unknown>;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const { conn, writer, next } = await rawDataConn(port);
   return {
     conn,
     writer,

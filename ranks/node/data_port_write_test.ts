@@ -9,10 +9,8 @@
 import assert from "node:assert/strict";
 import { crc32 } from "node:zlib";
 import { BufferPool } from "../../protocol/buffer_pool.ts";
-import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { DIRECT_PROTOCOL_VERSION, type Grant, grantKey, signGrant } from "../../protocol/direct.ts";
 import { DataLinks } from "../../protocol/direct_reader.ts";
-import { decodeFrameBody } from "../../protocol/frame.ts";
 import { CHUNK_SIZE_BYTES, FRAME_SIZE_BYTES_MAX } from "../../protocol/limits.ts";
 import { chunkIdOf, newBlobId } from "../common/chunk_id.ts";
 import { denoEnv } from "../env/deno_env.ts";
@@ -23,10 +21,10 @@ import type { DataNode } from "./data_node.ts";
 import { DATA_PORT_TRANSFERS_MAX, type DataPort, serveDataPort } from "./data_port.ts";
 import { openDataNode } from "./open_node.ts";
 import { fails } from "../testing/fails.ts";
+import { rawDataConn } from "./_data_port_conn.ts";
 
 const MiB = CHUNK_SIZE_BYTES;
 const RANK = 4;
-const REPLY_TIMEOUT_MS = 10_000;
 const utf8 = new TextEncoder();
 const key = grantKey(utf8.encode("the cluster's secret"));
 /** An upload of two whole chunks and a tail. */
@@ -237,21 +235,7 @@ Deno.test("a write whose bytes do not match its CRC32 gets CORRUPTED and counts 
 
 /** A bare connection to a data port that sends and reads frames as the test says. */
 async function rawConn(port: number) {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const reader = new FrameReader(conn, { frameSizeBytesMax: 4 * MiB });
-  const writer = new FrameWriter(conn);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const next = async () => {
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("no reply from the data port")), REPLY_TIMEOUT_MS);
-    });
-    try {
-      const body = await Promise.race([reader.read(), timeout]);
-      return body === null ? null : decodeFrameBody(body) as Record<string, unknown>;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const { conn, writer, next } = await rawDataConn(port);
   await writer.send({ op: "hello", version: DIRECT_PROTOCOL_VERSION });
   assert.equal((await next())?.op, "hello");
   return {
