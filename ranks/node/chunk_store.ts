@@ -68,6 +68,14 @@ export const DIRECT_BUFFERS_PER_THREAD = 6;
 export const DIRECT_IO_ENABLED = true;
 
 /**
+ * Blobs a store keeps open for direct writes between chunks, the least recently opened closed
+ * first: an upload's blob is opened once, not once per chunk (an open took ~0.3 ms of a 1 MiB
+ * chunk's ~1.8 ms here, and a node writes its chunks one at a time). Each holds a file descriptor
+ * until its blob is synced or deleted.
+ */
+export const OPEN_BLOB_WRITERS_MAX = 8;
+
+/**
  * Stores chunks by id (`<blob>-<offset>`). Ids are checked with assertions: a bad id is a bug of
  * the caller.
  */
@@ -159,6 +167,8 @@ export class DiskChunkStore implements ChunkStore {
   #entries: GroupSync;
   /** Blobs written since their last fdatasync, with the bytes written. */
   #unsynced = new Map<string, number>();
+  /** Blobs open for direct writes (`OPEN_BLOB_WRITERS_MAX`), the oldest first. */
+  #writers = new Map<string, DirectFile>();
   #blobSyncs = 0;
   /**
    * Chunk writes run one at a time: concurrent writes into one blob spin on its inode lock, and
@@ -202,6 +212,7 @@ export class DiskChunkStore implements ChunkStore {
       // anew, rather than having its bytes removed under it.
       const turn = this.#writes.then(() =>
         this.#writeAt(id, bytes).catch(async (error) => {
+          this.#dropWriter(blob);
           if (fresh) await removeIfExists(this.#fs, this.#path(blob)).catch(() => {});
           throw error;
         })
@@ -269,6 +280,7 @@ export class DiskChunkStore implements ChunkStore {
     await forEachParallel(blobs, async (blob) => {
       try {
         this.#unsynced.delete(blob);
+        this.#dropWriter(blob);
         await removeIfExists(this.#fs, this.#path(blob));
       } catch (error) {
         throw new DfsError("UNAVAILABLE", `Cannot delete blob ${blob}: ${reasonOf(error)}`, {
@@ -319,6 +331,8 @@ export class DiskChunkStore implements ChunkStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const blob of [...this.#writers.keys()]) this.#dropWriter(blob);
+    await this.#writes;
     await this.#entries.settled();
     this.#handle.close();
   }
@@ -326,6 +340,7 @@ export class DiskChunkStore implements ChunkStore {
   /** fdatasyncs a blob; writes that land meanwhile stay counted as unsynced. */
   async #syncBlob(blob: string, id: string): Promise<void> {
     const before = this.#unsynced.get(blob) ?? 0;
+    this.#dropWriter(blob); // synced at its commit: no more writes come
     this.#blobSyncs++;
     try {
       using file = await this.#fs.open(this.#path(blob), { write: true });
@@ -431,6 +446,10 @@ export class DiskChunkStore implements ChunkStore {
     const buffer = options.staged ? directBuffers.take() : undefined;
     if (options.staged && buffer === undefined) return undefined;
     try {
+      if (options.write) {
+        const file = await this.#writerOf(blobOf(id));
+        return file === null ? undefined : await io(file, buffer!);
+      }
       const file = await this.#openDirect(blobOf(id), options);
       if (file === null) return undefined;
       using _ = file;
@@ -442,6 +461,38 @@ export class DiskChunkStore implements ChunkStore {
     } finally {
       if (buffer) directBuffers.give(buffer);
     }
+  }
+
+  /**
+   * Blob `blob` open for direct writes, from `#writers` or opened (and created) now; null if the
+   * file system refuses direct I/O. Called only in a write's turn, so the writer it closes to stay
+   * within `OPEN_BLOB_WRITERS_MAX` has no write in flight.
+   */
+  async #writerOf(blob: string): Promise<DirectFile | null> {
+    const open = this.#writers.get(blob);
+    if (open) return open;
+    const file = await this.#openDirect(blob, { write: true });
+    if (file === null) return null;
+    this.#writers.set(blob, file);
+    if (this.#writers.size > OPEN_BLOB_WRITERS_MAX) {
+      const [oldest, writer] = this.#writers.entries().next().value!;
+      this.#writers.delete(oldest);
+      writer.close();
+    }
+    return file;
+  }
+
+  /**
+   * Forgets blob `blob`'s writer and closes it once the writes queued before now are done: a
+   * descriptor closed under a write in flight could be reused by another open meanwhile, and the
+   * write land in another file. A write queued later opens the blob again.
+   */
+  #dropWriter(blob: string): void {
+    const writer = this.#writers.get(blob);
+    if (writer === undefined) return;
+    this.#writers.delete(blob);
+    // (A close that fails loses nothing: a blob is made durable by its fdatasync, not its close.)
+    this.#writes = this.#writes.then(() => writer.close()).catch(() => {});
   }
 
   /** Opens a blob for direct I/O; null (and no more tries) if the file system refuses it. */

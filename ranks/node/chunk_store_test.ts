@@ -11,7 +11,11 @@ import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
 import type { DirectFile, DirectOpenOptions } from "../env/env.ts";
 import { FakeClock } from "../env/fake_clock.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
-import { openDiskChunkStore, SCAN_STATS_PER_TURN_MAX } from "./chunk_store.ts";
+import {
+  OPEN_BLOB_WRITERS_MAX,
+  openDiskChunkStore,
+  SCAN_STATS_PER_TURN_MAX,
+} from "./chunk_store.ts";
 import { randomBytes, runChunkStoreSuite } from "./chunk_store_suite.ts";
 import { DENO_TEST_FS, MEMORY_TEST_FS } from "./_test_fs.ts";
 import { canMountTmpfs, mountTmpfs } from "./_tmpfs_test_util.ts";
@@ -108,9 +112,34 @@ class DirectCountingFs extends MemoryFileSystem {
     this.#refuse = options.refuse === true;
   }
 
-  override openDirect(path: string, options: DirectOpenOptions): Promise<DirectFile | null> {
+  /** Direct files open now; writes started on a file already closed (a bug: its fd is reused). */
+  live = 0;
+  writesAfterClose = 0;
+
+  override async openDirect(path: string, options: DirectOpenOptions): Promise<DirectFile | null> {
     this.opens[options.write ? "write" : "read"]++;
-    return this.#refuse ? Promise.resolve(null) : super.openDirect(path, options);
+    if (this.#refuse) return null;
+    const file = await super.openDirect(path, options);
+    if (file === null) return null;
+    this.live++;
+    let closed = false;
+    const close = () => {
+      if (!closed) this.live--;
+      closed = true;
+      file.close();
+    };
+    return {
+      readAt: (into, position) => file.readAt(into, position),
+      writeAt: async (bytes, position) => {
+        if (closed) this.writesAfterClose++;
+        await file.writeAt(bytes, position);
+        // A write's bytes reach the file a turn later, as a thread pool's do.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (closed) this.writesAfterClose++;
+      },
+      close,
+      [Symbol.dispose]: close,
+    };
   }
 }
 
@@ -140,6 +169,51 @@ Deno.test("DiskChunkStore writes whole-page chunks and reads large ones with dir
   assert.equal((await store.read(small, 8192)).length, 8192);
   assert.deepEqual(opens, { write: 2, read: 3 });
   await store.close();
+});
+
+Deno.test("DiskChunkStore opens a blob once for its direct writes, and closes it at sync, delete and close, never under a write", async () => {
+  const fs = new DirectCountingFs();
+  const store = await openDiskChunkStore("/chunks", { fs });
+  const page = 4096;
+  const blob = newBlobId();
+  const chunks = [0, 1, 2].map(() => randomBytes(page));
+  for (const [i, bytes] of chunks.entries()) await store.write(chunkIdOf(blob, i * page), bytes);
+  assert.deepEqual(fs.opens, { write: 1, read: 0 }, "one open for the blob's three chunks");
+  assert.equal(fs.live, 1);
+  await store.sync([chunkIdOf(blob, 0)]);
+  assert.equal(fs.live, 0, "synced at its commit: closed");
+  for (const [i, bytes] of chunks.entries()) {
+    assert.deepEqual(await store.read(chunkIdOf(blob, i * page), page), bytes);
+  }
+
+  // More blobs than the store keeps open: the oldest are closed, every chunk still lands.
+  const blobs = Array.from({ length: OPEN_BLOB_WRITERS_MAX + 3 }, () => newBlobId());
+  for (const [i, b] of blobs.entries()) await store.write(chunkIdOf(b, 0), chunks[i % 3]);
+  assert.equal(fs.live, OPEN_BLOB_WRITERS_MAX);
+  for (const [i, b] of blobs.entries()) {
+    await store.write(chunkIdOf(b, page), chunks[(i + 1) % 3]);
+  }
+  assert.equal(fs.live, OPEN_BLOB_WRITERS_MAX);
+  for (const [i, b] of blobs.entries()) {
+    assert.deepEqual(await store.read(chunkIdOf(b, page), page), chunks[(i + 1) % 3]);
+  }
+
+  // A delete while the blob's write is in flight: its file closes after the write, not under it.
+  const doomed = newBlobId();
+  await store.write(chunkIdOf(doomed, 0), chunks[0]);
+  const inFlight = store.write(chunkIdOf(doomed, page), chunks[1]);
+  await new Promise((resolve) => setTimeout(resolve, 0)); // the write waits for its bytes to land
+  await store.delete([doomed]);
+  await inFlight;
+  assert.equal(fs.writesAfterClose, 0);
+  assert.equal((await store.scan()).has(doomed), false);
+  // A write after the delete opens the blob anew.
+  await store.write(chunkIdOf(doomed, 0), chunks[2]);
+  assert.deepEqual(await store.read(chunkIdOf(doomed, 0), page), chunks[2]);
+
+  await store.close();
+  assert.equal(fs.live, 0, "the store's close closes every blob it held open");
+  assert.equal(fs.writesAfterClose, 0);
 });
 
 Deno.test("DiskChunkStore: a chunk written direct and not synced is lost in a crash", async () => {
