@@ -12,8 +12,10 @@ const MiB = 1024 * 1024;
 const KEY_ID = "AKIADFSTESTKEY";
 const SECRET = "dfs-test-secret-of-some-length";
 
-const aws = await new Deno.Command("aws", { args: ["--version"], stdout: "null", stderr: "null" })
-  .output().then((out) => out.success, () => false);
+// (A missing program makes `output()` throw at once, not reject: hence `Promise.try`.)
+const aws = await Promise.try(() =>
+  new Deno.Command("aws", { args: ["--version"], stdout: "null", stderr: "null" }).output()
+).then((out) => out.success, () => false);
 if (!aws) console.log("Skipping the AWS CLI tests: `aws` is not installed");
 
 /** Runs `aws ARGS` against the gateway; returns its exit code and output. */

@@ -11,11 +11,11 @@ import { TestServer } from "./_server.ts";
 const KEY_ID = "AKIADFSBOTO3";
 const SECRET = "boto3-test-secret-value";
 
-const boto3 = await new Deno.Command("python3", {
-  args: ["-c", "import boto3"],
-  stdout: "null",
-  stderr: "null",
-}).output().then((out) => out.success, () => false);
+// (A missing program makes `output()` throw at once, not reject: hence `Promise.try`.)
+const boto3 = await Promise.try(() =>
+  new Deno.Command("python3", { args: ["-c", "import boto3"], stdout: "null", stderr: "null" })
+    .output()
+).then((out) => out.success, () => false);
 if (!boto3) console.log("Skipping the boto3 tests: python3 with boto3 is not installed");
 
 /** Puts every file of `dir` as its name, reads each back, and prints what it saw as JSON. */

@@ -22,8 +22,10 @@ const FILES: [string, Uint8Array][] = [
 
 async function installed(tool: string): Promise<boolean> {
   const args = [tool === "restic" ? "version" : "--version"];
-  const ok = await new Deno.Command(tool, { args, stdout: "null", stderr: "null" })
-    .output().then((out) => out.success, () => false);
+  // A missing program makes `output()` throw at once, not reject: hence `Promise.try`.
+  const ok = await Promise.try(() =>
+    new Deno.Command(tool, { args, stdout: "null", stderr: "null" }).output()
+  ).then((out) => out.success, () => false);
   if (!ok) console.log(`Skipping the ${tool} test: ${tool} is not installed`);
   return ok;
 }
