@@ -81,6 +81,13 @@ async function openDirect(path: string, options: DirectOpenOptions): Promise<Dir
         done += written;
       }
     },
+    linked: () => {
+      try {
+        return nodeFs.fstatSync(fd).nlink > 0;
+      } catch {
+        return false; // closed: no name to read by either
+      }
+    },
     close,
     [Symbol.dispose]: close,
   };

@@ -144,6 +144,11 @@ export interface DirectFile extends Disposable {
   readAt(into: Uint8Array, position: number): Promise<number>;
   /** Writes all of `bytes` at `position`. */
   writeAt(bytes: Uint8Array, position: number): Promise<void>;
+  /**
+   * Whether the file still has a name: false once it was removed or another file renamed over
+   * it (a file kept open reads what it held, not what its path now holds). One `fstat`.
+   */
+  linked(): boolean;
   close(): void;
 }
 

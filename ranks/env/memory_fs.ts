@@ -152,22 +152,34 @@ export class MemoryFileSystem implements FileSystem {
           );
         }
       };
+      // Each call seeks and moves its bytes in one synchronous step, as pread and pwrite do: calls
+      // in flight at once on one file (a chunk store shares a blob's) never move each other's
+      // position.
       return {
-        readAt: async (into, position) => {
-          aligned(into, position);
-          await handle.seek(position, Deno.SeekMode.Start);
-          let filled = 0;
-          while (filled < into.length) {
-            const read = await handle.read(into.subarray(filled));
-            if (read === null) break;
-            filled += read;
+        readAt: (into, position) =>
+          Promise.try(() => {
+            aligned(into, position);
+            handle.seekSync(position, Deno.SeekMode.Start);
+            let filled = 0;
+            while (filled < into.length) {
+              const read = handle.readSync(into.subarray(filled));
+              if (read === null) break;
+              filled += read;
+            }
+            return filled;
+          }),
+        writeAt: (bytes, position) =>
+          Promise.try(() => {
+            aligned(bytes, position);
+            handle.seekSync(position, Deno.SeekMode.Start);
+            for (let done = 0; done < bytes.length;) done += handle.writeSync(bytes.subarray(done));
+          }),
+        linked: () => {
+          try {
+            return (handle.statSync().nlink ?? 1) > 0;
+          } catch {
+            return false;
           }
-          return filled;
-        },
-        writeAt: async (bytes, position) => {
-          aligned(bytes, position);
-          await handle.seek(position, Deno.SeekMode.Start);
-          for (let done = 0; done < bytes.length;) done += await handle.write(bytes.subarray(done));
         },
         close: () => handle[Symbol.dispose](),
         [Symbol.dispose]: () => handle[Symbol.dispose](),

@@ -47,3 +47,48 @@ export async function syncDirectory(fs: FileSystem, path: string): Promise<void>
 export function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Runs `sync` so that concurrent callers share it: a call while no sync runs starts one; a call
+ * while one runs waits for the next one, which every such caller shares.
+ */
+export class GroupSync {
+  #sync: () => Promise<void>;
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+  #count = 0;
+
+  constructor(sync: () => Promise<void>) {
+    this.#sync = sync;
+  }
+
+  /** How many syncs were started. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Runs a sync, or joins the next one if one is running. */
+  run(): Promise<void> {
+    if (this.#next) return this.#next;
+    if (!this.#running) return this.#start();
+    this.#next = this.#running.catch(() => {}).then(() => {
+      this.#next = undefined;
+      return this.#start();
+    });
+    return this.#next;
+  }
+
+  /** Resolves once no sync is running or waiting to run. */
+  async settled(): Promise<void> {
+    while (this.#next ?? this.#running) await (this.#next ?? this.#running)!.catch(() => {});
+  }
+
+  #start(): Promise<void> {
+    this.#count++;
+    const running = this.#sync().finally(() => {
+      this.#running = undefined;
+    });
+    this.#running = running;
+    return running;
+  }
+}

@@ -23,7 +23,7 @@ import {
   type FileSystem,
   giveWay,
 } from "../env/env.ts";
-import { reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
+import { GroupSync, reasonOf, removeIfExists, syncDirectory, writeAll } from "./_fs.ts";
 import {
   BLOB_ID_PATTERN,
   blobOf,
@@ -32,6 +32,7 @@ import {
   SMALL_READ_BYTES_MAX,
 } from "../common/chunk_id.ts";
 import { forEachParallel as forEachBounded } from "../common/parallel.ts";
+import { BlobReaders, BlobWriters } from "./open_blobs.ts";
 
 /**
  * Bytes of one blob written and not yet fdatasynced after which a `write()` waits for an
@@ -66,14 +67,6 @@ export const DIRECT_BUFFERS_PER_THREAD = 6;
  * blob that is not whole pages go through the page cache.
  */
 export const DIRECT_IO_ENABLED = true;
-
-/**
- * Blobs a store keeps open for direct writes between chunks, the least recently opened closed
- * first: an upload's blob is opened once, not once per chunk (an open took ~0.3 ms of a 1 MiB
- * chunk's ~1.8 ms here, and a node writes its chunks one at a time). Each holds a file descriptor
- * until its blob is synced or deleted.
- */
-export const OPEN_BLOB_WRITERS_MAX = 8;
 
 /**
  * Stores chunks by id (`<blob>-<offset>`). Ids are checked with assertions: a bad id is a bug of
@@ -167,8 +160,9 @@ export class DiskChunkStore implements ChunkStore {
   #entries: GroupSync;
   /** Blobs written since their last fdatasync, with the bytes written. */
   #unsynced = new Map<string, number>();
-  /** Blobs open for direct writes (`OPEN_BLOB_WRITERS_MAX`), the oldest first. */
-  #writers = new Map<string, DirectFile>();
+  /** Blobs kept open for direct writes and reads (`open_blobs.ts`). */
+  #writers = new BlobWriters((blob) => this.#openDirect(blob, { write: true }));
+  #readers = new BlobReaders((blob) => this.#openDirect(blob, { write: false }));
   #blobSyncs = 0;
   /**
    * Chunk writes run one at a time: concurrent writes into one blob spin on its inode lock, and
@@ -212,7 +206,7 @@ export class DiskChunkStore implements ChunkStore {
       // anew, rather than having its bytes removed under it.
       const turn = this.#writes.then(() =>
         this.#writeAt(id, bytes).catch(async (error) => {
-          this.#dropWriter(blob);
+          this.#forget(blob);
           if (fresh) await removeIfExists(this.#fs, this.#path(blob)).catch(() => {});
           throw error;
         })
@@ -280,7 +274,7 @@ export class DiskChunkStore implements ChunkStore {
     await forEachParallel(blobs, async (blob) => {
       try {
         this.#unsynced.delete(blob);
-        this.#dropWriter(blob);
+        this.#forget(blob);
         await removeIfExists(this.#fs, this.#path(blob));
       } catch (error) {
         throw new DfsError("UNAVAILABLE", `Cannot delete blob ${blob}: ${reasonOf(error)}`, {
@@ -331,7 +325,8 @@ export class DiskChunkStore implements ChunkStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const blob of [...this.#writers.keys()]) this.#dropWriter(blob);
+    this.#readers.dropAll();
+    for (const writer of this.#writers.takeAll()) this.#closeWriter(writer);
     await this.#writes;
     await this.#entries.settled();
     this.#handle.close();
@@ -340,7 +335,8 @@ export class DiskChunkStore implements ChunkStore {
   /** fdatasyncs a blob; writes that land meanwhile stay counted as unsynced. */
   async #syncBlob(blob: string, id: string): Promise<void> {
     const before = this.#unsynced.get(blob) ?? 0;
-    this.#dropWriter(blob); // synced at its commit: no more writes come
+    const writer = this.#writers.take(blob); // synced at its commit: no more writes come
+    if (writer) this.#closeWriter(writer);
     this.#blobSyncs++;
     try {
       using file = await this.#fs.open(this.#path(blob), { write: true });
@@ -447,13 +443,11 @@ export class DiskChunkStore implements ChunkStore {
     if (options.staged && buffer === undefined) return undefined;
     try {
       if (options.write) {
-        const file = await this.#writerOf(blobOf(id));
+        // Only in a write's turn (see `BlobWriters`).
+        const file = await this.#writers.get(blobOf(id));
         return file === null ? undefined : await io(file, buffer!);
       }
-      const file = await this.#openDirect(blobOf(id), options);
-      if (file === null) return undefined;
-      using _ = file;
-      return await io(file, buffer!);
+      return await this.#readers.use(blobOf(id), (file) => io(file, buffer!));
     } catch (error) {
       if (!(error instanceof Deno.errors.InvalidData)) throw error;
       if (options.staged) this.#direct = false;
@@ -463,34 +457,15 @@ export class DiskChunkStore implements ChunkStore {
     }
   }
 
-  /**
-   * Blob `blob` open for direct writes, from `#writers` or opened (and created) now; null if the
-   * file system refuses direct I/O. Called only in a write's turn, so the writer it closes to stay
-   * within `OPEN_BLOB_WRITERS_MAX` has no write in flight.
-   */
-  async #writerOf(blob: string): Promise<DirectFile | null> {
-    const open = this.#writers.get(blob);
-    if (open) return open;
-    const file = await this.#openDirect(blob, { write: true });
-    if (file === null) return null;
-    this.#writers.set(blob, file);
-    if (this.#writers.size > OPEN_BLOB_WRITERS_MAX) {
-      const [oldest, writer] = this.#writers.entries().next().value!;
-      this.#writers.delete(oldest);
-      writer.close();
-    }
-    return file;
+  /** Blob `blob` is gone or rewritten: neither its writer nor its reader is kept. */
+  #forget(blob: string): void {
+    this.#readers.drop(blob);
+    const writer = this.#writers.take(blob);
+    if (writer) this.#closeWriter(writer);
   }
 
-  /**
-   * Forgets blob `blob`'s writer and closes it once the writes queued before now are done: a
-   * descriptor closed under a write in flight could be reused by another open meanwhile, and the
-   * write land in another file. A write queued later opens the blob again.
-   */
-  #dropWriter(blob: string): void {
-    const writer = this.#writers.get(blob);
-    if (writer === undefined) return;
-    this.#writers.delete(blob);
+  /** Closes a writer once the writes queued before now are done (see `BlobWriters.take`). */
+  #closeWriter(writer: DirectFile): void {
     // (A close that fails loses nothing: a blob is made durable by its fdatasync, not its close.)
     this.#writes = this.#writes.then(() => writer.close()).catch(() => {});
   }
@@ -552,51 +527,6 @@ function checkId(id: string, options: { chunkOnly?: boolean }): void {
     CHUNK_ID_PATTERN.test(id) || (!options.chunkOnly && BLOB_ID_PATTERN.test(id)),
     `chunk id ${JSON.stringify(id)} is a blob id (32 lower-case hex digits), a dash and an offset`,
   );
-}
-
-/**
- * Runs `sync` so that concurrent callers share it: a call while no sync runs starts one; a call
- * while one runs waits for the next one, which every such caller shares.
- */
-class GroupSync {
-  #sync: () => Promise<void>;
-  #running: Promise<void> | undefined;
-  #next: Promise<void> | undefined;
-  #count = 0;
-
-  constructor(sync: () => Promise<void>) {
-    this.#sync = sync;
-  }
-
-  /** How many syncs were started. */
-  get count(): number {
-    return this.#count;
-  }
-
-  /** Runs a sync, or joins the next one if one is running. */
-  run(): Promise<void> {
-    if (this.#next) return this.#next;
-    if (!this.#running) return this.#start();
-    this.#next = this.#running.catch(() => {}).then(() => {
-      this.#next = undefined;
-      return this.#start();
-    });
-    return this.#next;
-  }
-
-  /** Resolves once no sync is running or waiting to run. */
-  async settled(): Promise<void> {
-    while (this.#next ?? this.#running) await (this.#next ?? this.#running)!.catch(() => {});
-  }
-
-  #start(): Promise<void> {
-    this.#count++;
-    const running = this.#sync().finally(() => {
-      this.#running = undefined;
-    });
-    this.#running = running;
-    return running;
-  }
 }
 
 /** `bytes` itself if it owns its whole ArrayBuffer, else a copy that does. */

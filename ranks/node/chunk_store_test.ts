@@ -11,11 +11,8 @@ import { CHUNK_SIZE_BYTES } from "../../protocol/limits.ts";
 import type { DirectFile, DirectOpenOptions } from "../env/env.ts";
 import { FakeClock } from "../env/fake_clock.ts";
 import { MemoryFileSystem } from "../env/memory_fs.ts";
-import {
-  OPEN_BLOB_WRITERS_MAX,
-  openDiskChunkStore,
-  SCAN_STATS_PER_TURN_MAX,
-} from "./chunk_store.ts";
+import { openDiskChunkStore, SCAN_STATS_PER_TURN_MAX } from "./chunk_store.ts";
+import { OPEN_BLOB_READERS_MAX, OPEN_BLOB_WRITERS_MAX } from "./open_blobs.ts";
 import { randomBytes, runChunkStoreSuite } from "./chunk_store_suite.ts";
 import { DENO_TEST_FS, MEMORY_TEST_FS } from "./_test_fs.ts";
 import { canMountTmpfs, mountTmpfs } from "./_tmpfs_test_util.ts";
@@ -112,31 +109,39 @@ class DirectCountingFs extends MemoryFileSystem {
     this.#refuse = options.refuse === true;
   }
 
-  /** Direct files open now; writes started on a file already closed (a bug: its fd is reused). */
-  live = 0;
-  writesAfterClose = 0;
+  /** Direct files open now; I/O started or ending on a file closed (a bug: its fd is reused). */
+  readonly live = { write: 0, read: 0 };
+  ioAfterClose = 0;
 
   override async openDirect(path: string, options: DirectOpenOptions): Promise<DirectFile | null> {
     this.opens[options.write ? "write" : "read"]++;
     if (this.#refuse) return null;
     const file = await super.openDirect(path, options);
     if (file === null) return null;
-    this.live++;
+    const mode = options.write ? "write" : "read";
+    this.live[mode]++;
     let closed = false;
     const close = () => {
-      if (!closed) this.live--;
+      if (!closed) this.live[mode]--;
       closed = true;
       file.close();
     };
     return {
-      readAt: (into, position) => file.readAt(into, position),
-      writeAt: async (bytes, position) => {
-        if (closed) this.writesAfterClose++;
-        await file.writeAt(bytes, position);
-        // A write's bytes reach the file a turn later, as a thread pool's do.
+      // The bytes reach the file or the caller a turn later, as a thread pool's do.
+      readAt: async (into, position) => {
+        if (closed) this.ioAfterClose++;
+        const read = await file.readAt(into, position);
         await new Promise((resolve) => setTimeout(resolve, 0));
-        if (closed) this.writesAfterClose++;
+        if (closed) this.ioAfterClose++;
+        return read;
       },
+      writeAt: async (bytes, position) => {
+        if (closed) this.ioAfterClose++;
+        await file.writeAt(bytes, position);
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (closed) this.ioAfterClose++;
+      },
+      linked: () => file.linked(),
       close,
       [Symbol.dispose]: close,
     };
@@ -161,17 +166,17 @@ Deno.test("DiskChunkStore writes whole-page chunks and reads large ones with dir
   assert.deepEqual(await store.read(chunkIdOf(blob, 0), CHUNK_SIZE_BYTES), whole);
   // Rounded up to whole pages, the read runs past the end of the blob and ends short.
   assert.deepEqual(await store.read(chunkIdOf(blob, CHUNK_SIZE_BYTES), 5000), tail);
-  assert.deepEqual(opens, { write: 1, read: 2 });
+  assert.deepEqual(opens, { write: 1, read: 1 }, "the blob is kept open for reads");
   await assert.rejects(store.read(chunkIdOf(blob, CHUNK_SIZE_BYTES), 6000), { code: "CORRUPTED" });
   // A small chunk at the start of its blob is read whole through the page cache.
   const small = chunkIdOf(newBlobId(), 0);
   await store.write(small, randomBytes(8192));
   assert.equal((await store.read(small, 8192)).length, 8192);
-  assert.deepEqual(opens, { write: 2, read: 3 });
+  assert.deepEqual(opens, { write: 2, read: 1 });
   await store.close();
 });
 
-Deno.test("DiskChunkStore opens a blob once for its direct writes, and closes it at sync, delete and close, never under a write", async () => {
+Deno.test("DiskChunkStore opens a blob once for its direct writes and once for its reads, and closes it when synced, deleted and closed, never under I/O", async () => {
   const fs = new DirectCountingFs();
   const store = await openDiskChunkStore("/chunks", { fs });
   const page = 4096;
@@ -179,41 +184,49 @@ Deno.test("DiskChunkStore opens a blob once for its direct writes, and closes it
   const chunks = [0, 1, 2].map(() => randomBytes(page));
   for (const [i, bytes] of chunks.entries()) await store.write(chunkIdOf(blob, i * page), bytes);
   assert.deepEqual(fs.opens, { write: 1, read: 0 }, "one open for the blob's three chunks");
-  assert.equal(fs.live, 1);
+  assert.equal(fs.live.write, 1);
   await store.sync([chunkIdOf(blob, 0)]);
-  assert.equal(fs.live, 0, "synced at its commit: closed");
-  for (const [i, bytes] of chunks.entries()) {
-    assert.deepEqual(await store.read(chunkIdOf(blob, i * page), page), bytes);
-  }
+  assert.equal(fs.live.write, 0, "synced at its commit: closed");
+  // Reads at once share one file, and later reads too.
+  const reads = chunks.map((_, i) => store.read(chunkIdOf(blob, i * page), page));
+  assert.deepEqual(await Promise.all(reads), chunks);
+  assert.deepEqual(await store.read(chunkIdOf(blob, page), page), chunks[1]);
+  assert.equal(fs.opens.read, 1, "one open for the blob's reads");
+  assert.equal(fs.live.read, 1);
 
   // More blobs than the store keeps open: the oldest are closed, every chunk still lands.
-  const blobs = Array.from({ length: OPEN_BLOB_WRITERS_MAX + 3 }, () => newBlobId());
+  const many = Math.max(OPEN_BLOB_WRITERS_MAX, OPEN_BLOB_READERS_MAX) + 3;
+  const blobs = Array.from({ length: many }, () => newBlobId());
   for (const [i, b] of blobs.entries()) await store.write(chunkIdOf(b, 0), chunks[i % 3]);
-  assert.equal(fs.live, OPEN_BLOB_WRITERS_MAX);
+  assert.equal(fs.live.write, OPEN_BLOB_WRITERS_MAX);
   for (const [i, b] of blobs.entries()) {
     await store.write(chunkIdOf(b, page), chunks[(i + 1) % 3]);
   }
-  assert.equal(fs.live, OPEN_BLOB_WRITERS_MAX);
+  assert.equal(fs.live.write, OPEN_BLOB_WRITERS_MAX);
   for (const [i, b] of blobs.entries()) {
     assert.deepEqual(await store.read(chunkIdOf(b, page), page), chunks[(i + 1) % 3]);
   }
+  assert.equal(fs.live.read, OPEN_BLOB_READERS_MAX, "the least recently read are closed");
 
-  // A delete while the blob's write is in flight: its file closes after the write, not under it.
+  // A delete while the blob's write and read are in flight: its files close after them.
   const doomed = newBlobId();
   await store.write(chunkIdOf(doomed, 0), chunks[0]);
-  const inFlight = store.write(chunkIdOf(doomed, page), chunks[1]);
-  await new Promise((resolve) => setTimeout(resolve, 0)); // the write waits for its bytes to land
+  const writing = store.write(chunkIdOf(doomed, page), chunks[1]);
+  const reading = store.read(chunkIdOf(doomed, 0), page);
+  await new Promise((resolve) => setTimeout(resolve, 0)); // both wait for their bytes to move
   await store.delete([doomed]);
-  await inFlight;
-  assert.equal(fs.writesAfterClose, 0);
+  await writing;
+  assert.deepEqual(await reading, chunks[0]);
+  assert.equal(fs.ioAfterClose, 0);
   assert.equal((await store.scan()).has(doomed), false);
-  // A write after the delete opens the blob anew.
+  await assert.rejects(store.read(chunkIdOf(doomed, 0), page), { code: "NOT_FOUND" });
+  // A write after the delete opens the blob anew, and so does a read.
   await store.write(chunkIdOf(doomed, 0), chunks[2]);
   assert.deepEqual(await store.read(chunkIdOf(doomed, 0), page), chunks[2]);
 
   await store.close();
-  assert.equal(fs.live, 0, "the store's close closes every blob it held open");
-  assert.equal(fs.writesAfterClose, 0);
+  assert.deepEqual(fs.live, { write: 0, read: 0 }, "the store's close closes every blob it held");
+  assert.equal(fs.ioAfterClose, 0);
 });
 
 Deno.test("DiskChunkStore: a chunk written direct and not synced is lost in a crash", async () => {

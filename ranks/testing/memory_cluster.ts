@@ -361,6 +361,7 @@ class MortalFileSystem implements FileSystem {
     return {
       readAt: (into, position) => (check(), file.readAt(into, position)),
       writeAt: (bytes, position) => (check(), file.writeAt(bytes, position)),
+      linked: () => (check(), file.linked()),
       close: () => file.close(),
       [Symbol.dispose]: () => file.close(),
     };
