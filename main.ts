@@ -268,10 +268,16 @@ async function node(values: Values): Promise<void> {
  * read is sent as it is (a file's own `readable` gives 64 KiB pieces, which the client must join).
  */
 const FILE_READ_BYTES = DATA_BYTES_MAX;
+/**
+ * Pieces `put` reads ahead of the sending: the next piece is read (on Deno's I/O thread) while the
+ * one before is hashed and sent. A 1 GiB `dfs put` measured ~815 against ~745 MB/s without
+ * (medians of 6), for 2 MiB of memory.
+ */
+const FILE_READ_AHEAD_PIECES = 2;
 
 /**
- * A file's bytes in pieces of `FILE_READ_BYTES` (the last one shorter), each a fresh buffer. The
- * stream owns the file: it closes it at the end, on an error, or when cancelled (as a file's own
+ * A file's bytes in pieces of `FILE_READ_BYTES` (the last one shorter), each a fresh buffer, up to
+ * `FILE_READ_AHEAD_PIECES` read ahead. The stream owns the file: it closes it at the end, on an error, or when cancelled (as a file's own
  * `readable` does).
  */
 function pieces(file: Deno.FsFile): ReadableStream<Uint8Array> {
@@ -296,7 +302,7 @@ function pieces(file: Deno.FsFile): ReadableStream<Uint8Array> {
       }
     },
     cancel: () => file.close(),
-  }, { highWaterMark: 0 });
+  }, { highWaterMark: FILE_READ_AHEAD_PIECES });
 }
 
 async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
@@ -354,7 +360,12 @@ async function get(values: Values, [nameArg, localArg]: string[]): Promise<void>
   const progress = showProgress(values) ? new Progress(total, { out: Deno.stderr }) : undefined;
   const counted = progress ? stream.pipeThrough(progress.counter()) : stream;
   if (localArg === "-") {
-    await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
+    try {
+      await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
+    } catch (error) {
+      // A reader that stops (`dfs get big - | head -c 100`) ends the get quietly, as `cat` does.
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    }
   } else {
     await saveAtomically(localArg ?? basename(name), counted);
   }
