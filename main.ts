@@ -360,12 +360,7 @@ async function get(values: Values, [nameArg, localArg]: string[]): Promise<void>
   const progress = showProgress(values) ? new Progress(total, { out: Deno.stderr }) : undefined;
   const counted = progress ? stream.pipeThrough(progress.counter()) : stream;
   if (localArg === "-") {
-    try {
-      await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
-    } catch (error) {
-      // A reader that stops (`dfs get big - | head -c 100`) ends the get quietly, as `cat` does.
-      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
-    }
+    await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
   } else {
     await saveAtomically(localArg ?? basename(name), counted);
   }

@@ -5,10 +5,13 @@
  * never stale; a released file's chunks just age out. Pure: no I/O.
  *
  * Memory. The bytes are copied into slabs (`CHUNK_CACHE_SLAB_BYTES` each), and an entry is a slot
- * in typed-array columns (its slab, offset, length and its links in two lists) plus its id in a
- * `Map` from id to slot. A Uint8Array of its own per entry cost ~700-900 B of resident memory
- * for a 64-byte chunk (the view, its ArrayBuffer, malloc's block for the bytes); here an entry
- * costs its bytes in a slab and `CHUNK_CACHE_ENTRY_OVERHEAD_BYTES`.
+ * in typed-array columns (its slab, offset, length, its links in two lists, and its id as bytes:
+ * the blob's 16 and the offset) found through a `SlotTable`. A Uint8Array of its own per entry
+ * cost ~700-900 B of resident memory for a 64-byte chunk (the view, its ArrayBuffer, malloc's
+ * block for the bytes); here an entry costs its bytes in a slab and
+ * `CHUNK_CACHE_ENTRY_OVERHEAD_BYTES`. Nor does an entry leave garbage: with its id as a string in
+ * a `Map`, every chunk that aged out left a string and a map entry behind in the old generation
+ * (each lives seconds), ~22 MB of rank 0's heap right after a million tiny puts.
  *
  * Eviction is least recently used, exactly: a doubly linked list through the slots, a get moves
  * its entry to the newest end. An evicted or deleted entry leaves a hole in its slab. When the
@@ -26,6 +29,9 @@
  */
 
 import { assert } from "../../protocol/errors.ts";
+import { CHUNK_ID_PATTERN, offsetOf } from "../common/chunk_id.ts";
+import { hashOf, parseHex } from "../common/hex_bytes.ts";
+import { SlotTable } from "../common/slot_table.ts";
 
 /** Bytes the cache holds at most: its slabs' and `CHUNK_CACHE_ENTRY_OVERHEAD_BYTES` per entry. */
 export const CHUNK_CACHE_BYTES_MAX = 64 * 1024 * 1024;
@@ -38,16 +44,15 @@ export const CHUNK_CACHE_ENTRY_BYTES_MAX = 64 * 1024;
  */
 export const CHUNK_CACHE_SLAB_BYTES = 1024 * 1024;
 /**
- * Bytes each entry costs beyond its chunk's, counted against `bytesMax`: its id string and its
- * share of the `Map` from id to slot (123 B of heap measured, the cache alone holding 32,768 ids
- * of 34 characters) and of the columns (28 B).
+ * Bytes each entry costs beyond its chunk's, counted against `bytesMax`: its columns (28 B), its
+ * id's key and hash (28 B) and two buckets of the table (8 B).
  */
-export const CHUNK_CACHE_ENTRY_OVERHEAD_BYTES = 160;
-/**
- * Chunks the cache holds at most, whatever their size: each id is a string for the garbage
- * collector to walk at every full collection, and the columns are allocated for this many.
- */
+export const CHUNK_CACHE_ENTRY_OVERHEAD_BYTES = 64;
+/** Chunks the cache holds at most, whatever their size: the columns are allocated for this many. */
 export const CHUNK_CACHE_ENTRIES_MAX = 32 * 1024;
+/** Bytes of an entry's key: its blob id's 16, then its offset as a float64. */
+const KEY_BYTES = 24;
+const BLOB_BYTES = 16;
 
 const NONE = -1;
 
@@ -56,9 +61,15 @@ export class ChunkCache {
   readonly bytesMax: number;
   readonly slabBytes: number;
   readonly entriesMax: number;
-  /** Id to slot; each slot's id, to forget it on eviction. */
-  #slots = new Map<string, number>();
-  #ids: (string | undefined)[] = [];
+  /** Id to slot: each slot's key (`KEY_BYTES`) and its hash, and the table over them. */
+  #keys: Uint8Array;
+  #hashes: Uint32Array;
+  #table: SlotTable;
+  /** The key being looked up, and its offset's view; its hash. */
+  #sought = new Uint8Array(KEY_BYTES);
+  #soughtOffset = new Float64Array(this.#sought.buffer, BLOB_BYTES, 1);
+  #soughtHash = 0;
+  #size = 0;
   /** Slots never used start at `#slotsUsed`; freed ones wait in `#freeSlots`. */
   #slotsUsed = 0;
   #freeSlots: number[] = [];
@@ -101,16 +112,28 @@ export class ChunkCache {
     this.#older = column();
     this.#nextInSlab = column();
     this.#prevInSlab = column();
+    this.#keys = new Uint8Array(this.entriesMax * KEY_BYTES);
+    this.#hashes = new Uint32Array(this.entriesMax);
+    const keys = this.#keys;
+    const sought = this.#sought;
+    this.#table = new SlotTable({
+      hashAt: (slot) => this.#hashes[slot],
+      holdsSought: (slot) => {
+        const at = slot * KEY_BYTES;
+        for (let i = 0; i < KEY_BYTES; i++) if (keys[at + i] !== sought[i]) return false;
+        return true;
+      },
+    }, 2 ** Math.ceil(Math.log2(2 * Math.max(1, this.entriesMax))));
   }
 
   /** Bytes held: the slabs allocated, and `CHUNK_CACHE_ENTRY_OVERHEAD_BYTES` per entry. */
   get bytes(): number {
-    return this.#slabCount * this.slabBytes + this.#slots.size * CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
+    return this.#slabCount * this.slabBytes + this.#size * CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
   }
 
   /** Chunks held. */
   get size(): number {
-    return this.#slots.size;
+    return this.#size;
   }
 
   /** Lookups that found their chunk, and those that did not. */
@@ -123,8 +146,8 @@ export class ChunkCache {
    * and the cache may reuse its slab's room at once.
    */
   get(id: string): Uint8Array | undefined {
-    const slot = this.#slots.get(id);
-    if (slot === undefined) {
+    const slot = this.#slotOf(id);
+    if (slot === NONE) {
       this.#misses++;
       return undefined;
     }
@@ -145,9 +168,10 @@ export class ChunkCache {
     if (this.slabBytes + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES > this.bytesMax) return;
     if (this.slabBytes === 0 || this.entriesMax === 0) return;
     this.delete(id);
-    while (this.#slots.size >= this.entriesMax) this.#remove(this.#oldest);
+    if (!this.#seek(id)) return;
+    while (this.#size >= this.entriesMax) this.#remove(this.#oldest);
     while (
-      this.#slabCount * this.slabBytes + (this.#slots.size + 1) * CHUNK_CACHE_ENTRY_OVERHEAD_BYTES >
+      this.#slabCount * this.slabBytes + (this.#size + 1) * CHUNK_CACHE_ENTRY_OVERHEAD_BYTES >
         this.bytesMax
     ) {
       if (!this.#releaseEmptySlab()) this.#remove(this.#oldest);
@@ -163,14 +187,35 @@ export class ChunkCache {
     this.#lengthOf[slot] = length;
     this.#linkInSlab(slot, slab);
     this.#linkNewest(slot);
-    this.#ids[slot] = id;
-    this.#slots.set(id, slot);
+    // Evictions and compactions above look keys up too: the sought key is set again.
+    this.#seek(id);
+    this.#keys.set(this.#sought, slot * KEY_BYTES);
+    this.#hashes[slot] = this.#soughtHash;
+    this.#table.put(this.#table.find(this.#soughtHash), slot, this.#soughtHash);
+    this.#size++;
   }
 
   /** Forgets a chunk (its file was released). */
   delete(id: string): void {
-    const slot = this.#slots.get(id);
-    if (slot !== undefined) this.#remove(slot);
+    const slot = this.#slotOf(id);
+    if (slot !== NONE) this.#remove(slot);
+  }
+
+  /** The slot holding chunk `id`, or `NONE`. */
+  #slotOf(id: string): number {
+    if (!this.#seek(id)) return NONE;
+    return this.#table.slotIn(this.#table.find(this.#soughtHash));
+  }
+
+  /**
+   * Makes `id` the key sought: its blob's bytes and its offset, and their hash; false if it is
+   * not a chunk id (no such chunk is cached).
+   */
+  #seek(id: string): boolean {
+    if (!CHUNK_ID_PATTERN.test(id) || !parseHex(id, BLOB_BYTES, this.#sought, 0)) return false;
+    this.#soughtOffset[0] = offsetOf(id);
+    this.#soughtHash = hashOf(this.#sought, KEY_BYTES);
+    return true;
   }
 
   /**
@@ -188,7 +233,7 @@ export class ChunkCache {
       const sparsest = this.#sparsestSlab();
       const room = sparsest === NONE ? 0 : this.slabBytes - this.#slabLive[sparsest];
       const slabBudget = this.bytesMax -
-        (this.#slots.size + 1) * CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
+        (this.#size + 1) * CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
       if (sparsest !== NONE && room >= half) {
         this.#compact(sparsest);
       } else if ((this.#slabCount + 1) * this.slabBytes <= slabBudget) {
@@ -256,8 +301,11 @@ export class ChunkCache {
     this.#unlinkInSlab(slot, slab);
     this.#slabLive[slab] -= this.#lengthOf[slot];
     if (this.#slabFirst[slab] === NONE) this.#slabEnd[slab] = 0;
-    this.#slots.delete(this.#ids[slot]!);
-    this.#ids[slot] = undefined;
+    // Its bucket: found by its own key, which becomes the one sought.
+    this.#sought.set(this.#keys.subarray(slot * KEY_BYTES, (slot + 1) * KEY_BYTES));
+    this.#soughtHash = this.#hashes[slot];
+    this.#table.remove(this.#table.find(this.#soughtHash));
+    this.#size--;
     this.#freeSlots.push(slot);
   }
 

@@ -11,69 +11,75 @@ import { SeededRandom } from "../env/seeded_random.ts";
 
 const OVERHEAD = CHUNK_CACHE_ENTRY_OVERHEAD_BYTES;
 
+/** A chunk id named by `name` (up to 16 bytes): its UTF-8 in hex as the blob, at offset 0. */
+function cid(name: string): string {
+  const hex = [...new TextEncoder().encode(name)].map((b) => b.toString(16).padStart(2, "0"));
+  return `${hex.join("").padStart(32, "0")}-0`;
+}
+
 Deno.test("ChunkCache gives back a copy of what it holds, and counts hits and misses", () => {
   const cache = new ChunkCache();
   const bytes = Uint8Array.of(1, 2, 3);
-  cache.put("a-0", bytes);
+  cache.put(cid("a"), bytes);
   bytes[0] = 9;
-  const got = cache.get("a-0")!;
+  const got = cache.get(cid("a"))!;
   assert.deepEqual(got, Uint8Array.of(1, 2, 3), "kept a copy");
   got[1] = 9;
-  assert.deepEqual(cache.get("a-0"), Uint8Array.of(1, 2, 3), "handed out a copy");
+  assert.deepEqual(cache.get(cid("a")), Uint8Array.of(1, 2, 3), "handed out a copy");
   assert.equal(got.byteOffset, 0);
   assert.equal(got.buffer.byteLength, 3, "a buffer of its own, to transfer");
-  assert.equal(cache.get("b-0"), undefined);
+  assert.equal(cache.get(cid("b")), undefined);
   assert.deepEqual(cache.stats, { hits: 2, misses: 1 });
 });
 
 Deno.test("ChunkCache evicts the least recently used chunks beyond entriesMax", () => {
   const cache = new ChunkCache({ entriesMax: 2 });
-  cache.put("a-0", new Uint8Array(4));
-  cache.put("b-0", new Uint8Array(4));
-  assert.ok(cache.get("a-0"), "a is now the most recently used");
-  cache.put("c-0", new Uint8Array(4));
-  assert.equal(cache.get("b-0"), undefined, "b went first");
-  assert.ok(cache.get("a-0") && cache.get("c-0"));
-  cache.put("a-0", Uint8Array.of(7, 7));
-  assert.deepEqual(cache.get("a-0"), Uint8Array.of(7, 7), "replaced");
-  assert.ok(cache.get("c-0"), "replacing an entry evicts nothing");
-  cache.delete("c-0");
+  cache.put(cid("a"), new Uint8Array(4));
+  cache.put(cid("b"), new Uint8Array(4));
+  assert.ok(cache.get(cid("a")), "a is now the most recently used");
+  cache.put(cid("c"), new Uint8Array(4));
+  assert.equal(cache.get(cid("b")), undefined, "b went first");
+  assert.ok(cache.get(cid("a")) && cache.get(cid("c")));
+  cache.put(cid("a"), Uint8Array.of(7, 7));
+  assert.deepEqual(cache.get(cid("a")), Uint8Array.of(7, 7), "replaced");
+  assert.ok(cache.get(cid("c")), "replacing an entry evicts nothing");
+  cache.delete(cid("c"));
   assert.equal(cache.size, 1);
-  assert.equal(cache.get("c-0"), undefined);
+  assert.equal(cache.get(cid("c")), undefined);
 });
 
 Deno.test("ChunkCache counts its slabs and each entry's overhead, within bytesMax", () => {
   const cache = new ChunkCache({ bytesMax: 2 * 16 + 3 * OVERHEAD, slabBytes: 16 });
   assert.equal(cache.bytes, 0, "no slab until a chunk comes");
-  cache.put("a-0", new Uint8Array(10));
+  cache.put(cid("a"), new Uint8Array(10));
   assert.equal(cache.bytes, 16 + OVERHEAD);
-  cache.put("b-0", new Uint8Array(10));
+  cache.put(cid("b"), new Uint8Array(10));
   assert.equal(cache.bytes, 2 * 16 + 2 * OVERHEAD, "b took a second slab");
-  cache.put("c-0", new Uint8Array(6));
+  cache.put(cid("c"), new Uint8Array(6));
   assert.equal(cache.size, 3, "c fitted beside b");
-  cache.put("d-0", new Uint8Array(6));
+  cache.put(cid("d"), new Uint8Array(6));
   assert.equal(cache.size, 3, "no room for a fourth entry's overhead");
-  assert.equal(cache.get("a-0"), undefined, "a went");
+  assert.equal(cache.get(cid("a")), undefined, "a went");
   assert.ok(cache.bytes <= cache.bytesMax);
-  cache.put("e-0", new Uint8Array(16));
-  assert.deepEqual(cache.get("e-0"), new Uint8Array(16));
+  cache.put(cid("e"), new Uint8Array(16));
+  assert.deepEqual(cache.get(cid("e")), new Uint8Array(16));
   assert.ok(cache.bytes <= cache.bytesMax);
 });
 
 Deno.test("ChunkCache holds at most CHUNK_CACHE_ENTRIES_MAX chunks, however small", () => {
   const cache = new ChunkCache();
-  for (let i = 0; i <= CHUNK_CACHE_ENTRIES_MAX; i++) cache.put(`c${i}-0`, new Uint8Array(1));
+  for (let i = 0; i <= CHUNK_CACHE_ENTRIES_MAX; i++) cache.put(cid(`c${i}`), new Uint8Array(1));
   assert.equal(cache.size, CHUNK_CACHE_ENTRIES_MAX);
-  assert.equal(cache.get("c0-0"), undefined, "the oldest went");
-  assert.ok(cache.get(`c${CHUNK_CACHE_ENTRIES_MAX}-0`));
+  assert.equal(cache.get(cid("c0")), undefined, "the oldest went");
+  assert.ok(cache.get(cid(`c${CHUNK_CACHE_ENTRIES_MAX}`)));
 });
 
 Deno.test("ChunkCache full of tiny chunks takes slabs for about twice their bytes at most", () => {
   const cache = new ChunkCache();
   const chunkBytes = 64;
   for (let i = 0; i < 8 * CHUNK_CACHE_ENTRIES_MAX; i++) {
-    cache.put(`t${i}-0`, new Uint8Array(chunkBytes).fill(i & 0xff));
-    if (i % 3 === 0) cache.get(`t${i >> 1}-0`);
+    cache.put(cid(`t${i}`), new Uint8Array(chunkBytes).fill(i & 0xff));
+    if (i % 3 === 0) cache.get(cid(`t${i >> 1}`));
   }
   assert.equal(cache.size, CHUNK_CACHE_ENTRIES_MAX);
   const slabBytes = cache.bytes - cache.size * OVERHEAD;
@@ -82,18 +88,18 @@ Deno.test("ChunkCache full of tiny chunks takes slabs for about twice their byte
     `${slabBytes} bytes of slabs`,
   );
   const last = 8 * CHUNK_CACHE_ENTRIES_MAX - 1;
-  assert.deepEqual(cache.get(`t${last}-0`), new Uint8Array(chunkBytes).fill(last & 0xff));
+  assert.deepEqual(cache.get(cid(`t${last}`)), new Uint8Array(chunkBytes).fill(last & 0xff));
 });
 
 Deno.test("ChunkCache keeps nothing larger than an entry may be, or with bytesMax 0", () => {
   const cache = new ChunkCache();
-  cache.put("big-0", new Uint8Array(CHUNK_CACHE_ENTRY_BYTES_MAX + 1));
+  cache.put(cid("big"), new Uint8Array(CHUNK_CACHE_ENTRY_BYTES_MAX + 1));
   assert.equal(cache.size, 0);
   const off = new ChunkCache({ bytesMax: 0 });
-  off.put("a-0", new Uint8Array(1));
-  assert.equal(off.get("a-0"), undefined);
+  off.put(cid("a"), new Uint8Array(1));
+  assert.equal(off.get(cid("a")), undefined);
   const small = new ChunkCache({ bytesMax: 8 * 1024 + OVERHEAD, slabBytes: 1024 });
-  small.put("b-0", new Uint8Array(1025));
+  small.put(cid("b"), new Uint8Array(1025));
   assert.equal(small.size, 0, "nothing larger than a slab");
   assert.equal(
     new ChunkCache({ bytesMax: CHUNK_CACHE_BYTES_MAX }).slabBytes,
@@ -118,7 +124,7 @@ function checkAgainstModel(
   const content = new Map<string, Uint8Array>();
   let trimmed = 0;
   for (let step = 0; step < 20_000; step++) {
-    const id = `c${pick(80)}-0`;
+    const id = cid(`c${pick(80)}`);
     const op = pick(7);
     if (op < 3) {
       const bytes = random.fill(new Uint8Array(pick(options.lengthMax + 1)));
@@ -156,4 +162,22 @@ Deno.test("ChunkCache evicts in least-recently-used order through any mix of put
     const { trimmed } = checkAgainstModel(seed, { ...slabBound, lengthMax: 120 });
     assert.ok(trimmed > 100, `slabs bound the cache (${trimmed} steps)`);
   }
+});
+
+Deno.test("ChunkCache tells chunks of one blob apart by offset, and caches nothing under an id that is not a chunk id", () => {
+  const cache = new ChunkCache();
+  const blob = "0123456789abcdef0123456789abcdef";
+  cache.put(`${blob}-0`, Uint8Array.of(1));
+  cache.put(`${blob}-100000`, Uint8Array.of(2));
+  assert.deepEqual(cache.get(`${blob}-0`), Uint8Array.of(1));
+  assert.deepEqual(cache.get(`${blob}-100000`), Uint8Array.of(2));
+  assert.equal(cache.get(`${blob}-1`), undefined);
+  cache.put("not-a-chunk", Uint8Array.of(3));
+  cache.put(`${blob.toUpperCase()}-0`, Uint8Array.of(4));
+  assert.equal(cache.get("not-a-chunk"), undefined);
+  assert.equal(cache.size, 2);
+  cache.delete(`${blob}-0`);
+  assert.equal(cache.get(`${blob}-0`), undefined);
+  assert.deepEqual(cache.get(`${blob}-100000`), Uint8Array.of(2));
+  assert.equal(cache.size, 1);
 });
