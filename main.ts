@@ -25,6 +25,7 @@ import {
   formatUsage,
   parseRange,
 } from "./cli/format.ts";
+import { filePieces } from "./cli/file_pieces.ts";
 import { Progress } from "./cli/progress.ts";
 import {
   clientSettings,
@@ -39,7 +40,7 @@ import {
   UsageError,
   type Values,
 } from "./cli/settings.ts";
-import { DATA_BYTES_MAX, FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
+import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
 import { runRemoteNode } from "./ranks/node/remote_node.ts";
 import { SERVE_DEFAULTS } from "./ranks/config.ts";
 import { startServer } from "./ranks/server.ts";
@@ -263,48 +264,6 @@ async function node(values: Values): Promise<void> {
   console.error("dfs: node stopped");
 }
 
-/**
- * Bytes `put` reads from a local file at a time: the protocol's largest data frame, so that each
- * read is sent as it is (a file's own `readable` gives 64 KiB pieces, which the client must join).
- */
-const FILE_READ_BYTES = DATA_BYTES_MAX;
-/**
- * Pieces `put` reads ahead of the sending: the next piece is read (on Deno's I/O thread) while the
- * one before is hashed and sent. A 1 GiB `dfs put` measured ~815 against ~745 MB/s without
- * (medians of 6), for 2 MiB of memory.
- */
-const FILE_READ_AHEAD_PIECES = 2;
-
-/**
- * A file's bytes in pieces of `FILE_READ_BYTES` (the last one shorter), each a fresh buffer, up to
- * `FILE_READ_AHEAD_PIECES` read ahead. The stream owns the file: it closes it at the end, on an error, or when cancelled (as a file's own
- * `readable` does).
- */
-function pieces(file: Deno.FsFile): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    async pull(controller) {
-      const piece = new Uint8Array(FILE_READ_BYTES);
-      let filled = 0;
-      try {
-        while (filled < piece.length) {
-          const read = await file.read(piece.subarray(filled));
-          if (read === null) break;
-          filled += read;
-        }
-      } catch (error) {
-        file.close();
-        throw error;
-      }
-      if (filled > 0) controller.enqueue(piece.subarray(0, filled));
-      if (filled < piece.length) {
-        file.close();
-        controller.close();
-      }
-    },
-    cancel: () => file.close(),
-  }, { highWaterMark: FILE_READ_AHEAD_PIECES });
-}
-
 async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
   if (local === "-" && nameArg === undefined) throw new UsageError("put - needs a NAME", "put");
   const name = nfc(nameArg ?? basename(local));
@@ -325,7 +284,7 @@ async function put(values: Values, [local, nameArg]: string[]): Promise<void> {
       throw new DfsError("INVALID_REQUEST", `Cannot put "${local}": not a regular file`);
     }
     size = info.size;
-    source = pieces(file);
+    source = filePieces(file);
   }
   const progress = showProgress(values) ? new Progress(size, { out: Deno.stderr }) : undefined;
   const result = await client.put(

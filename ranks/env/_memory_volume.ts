@@ -319,6 +319,16 @@ export class MemoryFileHandle implements FileHandle {
     return this.sync();
   }
 
+  /**
+   * Folder entries naming the file (0 once removed; a folder has one), with no fault injected
+   * here: `DirectFile.linked()` asks before every kept read, and must not take a fault meant for
+   * a stat.
+   */
+  links(): number {
+    this.#alive();
+    return this.#node.kind === "file" ? this.#node.links : 1;
+  }
+
   /** The file's size and its folder entries (0 once removed); a folder has one. */
   statSync(): { size: number; nlink: number } {
     this.#alive();

@@ -176,9 +176,9 @@ export class MemoryFileSystem implements FileSystem {
           }),
         linked: () => {
           try {
-            return (handle.statSync().nlink ?? 1) > 0;
+            return (handle as MemoryFileHandle).links() > 0;
           } catch {
-            return false;
+            return false; // closed
           }
         },
         close: () => handle[Symbol.dispose](),

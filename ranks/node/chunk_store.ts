@@ -326,8 +326,11 @@ export class DiskChunkStore implements ChunkStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#readers.dropAll();
-    for (const writer of this.#writers.takeAll()) this.#closeWriter(writer);
-    await this.#writes;
+    // Writes queued before the close may still open their blob: close until none is left.
+    do {
+      for (const writer of this.#writers.takeAll()) this.#closeWriter(writer);
+      await this.#writes;
+    } while (this.#writers.size > 0);
     await this.#entries.settled();
     this.#handle.close();
   }

@@ -229,6 +229,28 @@ Deno.test("DiskChunkStore opens a blob once for its direct writes and once for i
   assert.equal(fs.ioAfterClose, 0);
 });
 
+Deno.test("DiskChunkStore: writes queued before close() leave no blob open, and a stat fault still reaches scan()", async () => {
+  const fs = new DirectCountingFs();
+  const store = await openDiskChunkStore("/chunks", { fs });
+  const page = randomBytes(4096);
+  const writes = [0, 1].map(() => store.write(chunkIdOf(newBlobId(), 0), page));
+  await store.close();
+  await Promise.allSettled(writes);
+  assert.deepEqual(fs.live, { write: 0, read: 0 });
+
+  // A kept reader's check before each read takes no fault meant for a stat.
+  const memory = new MemoryFileSystem();
+  const reopened = await openDiskChunkStore("/chunks", { fs: memory });
+  const blob = newBlobId();
+  await reopened.write(chunkIdOf(blob, 4096), page);
+  await reopened.sync([chunkIdOf(blob, 4096)]);
+  await reopened.read(chunkIdOf(blob, 4096), 4096);
+  memory.failNext(`/chunks/${blob}`, "stat");
+  assert.deepEqual(await reopened.read(chunkIdOf(blob, 4096), 4096), page);
+  await assert.rejects(reopened.scan(), { code: "UNAVAILABLE" });
+  await reopened.close();
+});
+
 Deno.test("DiskChunkStore: a chunk written direct and not synced is lost in a crash", async () => {
   const { fs, memory } = directCounting();
   await memory.mkdir("/data", { recursive: true });

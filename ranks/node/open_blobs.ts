@@ -111,6 +111,8 @@ export class BlobReaders {
    * @throws whatever `open` or `io` throws (a missing blob: `Deno.errors.NotFound`).
    */
   async use<T>(blob: string, io: (file: DirectFile) => Promise<T>): Promise<T | undefined> {
+    // A reader is counted in the same step it is found or opened: a drop in between would close
+    // it under the read (and its descriptor could be another file's by then).
     let reader = this.#files.get(blob);
     if (reader && !reader.file.linked()) {
       // Removed or replaced behind the store's back: read what the path holds now, as a read
@@ -121,12 +123,12 @@ export class BlobReaders {
     if (reader) {
       this.#files.delete(blob); // the most recently used last
       this.#files.set(blob, reader);
+      reader.users++;
     } else {
       const opened = await this.#opened(blob);
       if (opened === null) return undefined;
       reader = opened;
     }
-    reader.users++;
     try {
       return await io(reader.file);
     } finally {
@@ -136,15 +138,19 @@ export class BlobReaders {
   }
 
   /**
-   * `blob` opened, or the file an open already in progress kept. Kept unless a drop came while
-   * it opened: the blob it opened may be gone, so it serves one read and closes.
+   * `blob` opened, or the file an open already in progress kept, with this read counted in. Kept
+   * unless a drop came while it opened: the blob it opened may be gone, so it serves one read and
+   * closes.
    */
   async #opened(blob: string): Promise<Reader | null> {
     const pending = this.#opening.get(blob);
     if (pending) {
       await pending.catch(() => {});
       const kept = this.#files.get(blob);
-      if (kept) return kept;
+      if (kept) {
+        kept.users++;
+        return kept;
+      }
     }
     const drops = this.#drops;
     const opening = this.#open(blob);
@@ -156,7 +162,7 @@ export class BlobReaders {
       if (this.#opening.get(blob) === opening) this.#opening.delete(blob);
     }
     if (file === null) return null;
-    const reader = { file, users: 0, kept: false };
+    const reader = { file, users: 1, kept: false };
     if (drops === this.#drops && !this.#files.has(blob)) {
       reader.kept = true;
       this.#files.set(blob, reader);

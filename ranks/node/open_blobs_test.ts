@@ -158,3 +158,24 @@ Deno.test("BlobWriters: a blob opened once, the oldest closed past the limit, ta
   assert.equal(await writers.get("d"), null);
   assert.equal(writers.size, 0);
 });
+
+Deno.test("BlobReaders: a drop just after an open resolves never closes the file under its read", async () => {
+  // The read is counted in the same step its file is kept: a drop queued any number of turns
+  // after the open resolves finds it in use.
+  for (let turns = 0; turns < 8; turns++) {
+    const files = new Files();
+    const gate = Promise.withResolvers<void>();
+    files.gate = gate.promise;
+    const readers = new BlobReaders((blob) => files.openFile(blob));
+    const reads = [0, 1].map(() => readers.use("b", (file) => file.readAt(new Uint8Array(0), 0)));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    gate.resolve();
+    let later = Promise.resolve();
+    for (let i = 0; i < turns; i++) later = later.then(() => {});
+    const dropped = later.then(() => readers.drop("b"));
+    await Promise.all([...reads, dropped]);
+    assert.equal(files.misuse, 0, `a drop ${turns} turns after the open`);
+    readers.dropAll(); // a read that opened the blob again after the drop may keep it
+    assert.equal(files.openNow(), 0);
+  }
+});
