@@ -41,9 +41,7 @@ import {
   type Values,
 } from "./cli/settings.ts";
 import { FRAME_SIZE_BYTES_MAX, FRAME_SIZE_BYTES_MIN } from "./protocol/limits.ts";
-import { runRemoteNode } from "./ranks/node/remote_node.ts";
 import { SERVE_DEFAULTS } from "./ranks/config.ts";
-import { startServer } from "./ranks/server.ts";
 
 export const VERSION = "0.2.0";
 
@@ -169,6 +167,9 @@ async function serve(values: Values): Promise<void> {
   const dataDir = String(values.data);
   let server;
   try {
+    // The server's and the node's code load only for them: a client command starts in ~48 ms
+    // instead of ~71 (`deno compile` includes imports of literal paths).
+    const { startServer } = await import("./ranks/server.ts");
     server = await startServer({
       ranks,
       replicas,
@@ -252,6 +253,7 @@ async function node(values: Values): Promise<void> {
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   try {
+    const { runRemoteNode } = await import("./ranks/node/remote_node.ts");
     await runRemoteNode({
       ...settings,
       signal: stopping.signal,
