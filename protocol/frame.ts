@@ -35,16 +35,21 @@ export function encodeFrame(message: unknown): Uint8Array {
 }
 
 /**
- * Reads a frame's length prefix and checks it against the limit before the caller allocates.
+ * Reads a frame's length prefix (at `at` in `header`) and checks it against the limit before the
+ * caller allocates.
  *
  * @throws {DfsError} `TOO_LARGE` for a length over `frameSizeBytesMax`.
  */
 export function readFrameLength(
   header: Uint8Array,
   frameSizeBytesMax: number = FRAME_SIZE_BYTES_MAX,
+  at = 0,
 ): number {
-  assert(header.length >= FRAME_HEADER_BYTES, "frame header has 4 bytes");
-  const length = new DataView(header.buffer, header.byteOffset, FRAME_HEADER_BYTES).getUint32(0);
+  assert(header.length >= at + FRAME_HEADER_BYTES, "frame header has 4 bytes");
+  // Big-endian, by hand: no view made per frame.
+  const length =
+    (header[at] << 24 | header[at + 1] << 16 | header[at + 2] << 8 | header[at + 3]) >>>
+    0;
   if (length > frameSizeBytesMax) {
     throw new DfsError(
       "TOO_LARGE",
