@@ -15,6 +15,14 @@ export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();
 /** The V8 flags `./dfs serve` and `deno task serve` run the server with (young generation 2 MiB). */
 export const SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=2";
+/**
+ * The malloc settings `./dfs`, `deno task serve` and the deployment files run the server with
+ * (see the README, Measured): blocks of 128 KiB and more mapped apart and given back when freed.
+ */
+export const SERVER_MALLOC_ENV = {
+  MALLOC_MMAP_THRESHOLD_: "131072",
+  MALLOC_TRIM_THRESHOLD_: "1048576",
+};
 /** How long a server may take to print its ready line. */
 export const SERVER_START_TIMEOUT_MS = 60_000;
 
@@ -79,8 +87,13 @@ export class TestServer implements AsyncDisposable {
       String(options.replicas ?? 2),
       ...(options.extraArgs ?? []),
     ];
-    const process = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
-      .spawn();
+    const process = new Deno.Command(command, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+      cwd: ROOT,
+      env: SERVER_MALLOC_ENV,
+    }).spawn();
     const stderrSeen = { text: "" };
     const stderr = (async () => {
       for await (const piece of process.stderr.pipeThrough(new TextDecoderStream())) {

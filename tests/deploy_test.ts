@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { COMMANDS, type OptionSpec } from "../cli/commands.ts";
+import { SERVER_MALLOC_ENV } from "./_server.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
@@ -236,6 +237,18 @@ Deno.test("the units run dfs with options dfs takes, and the settings add only s
   assert.deepEqual((await unitCommandLines()).mistakes, []);
 });
 
+Deno.test("the launcher and deno task serve run the server with the units' malloc settings", async () => {
+  const launcher = await read("dfs");
+  const tasks = JSON.parse(await read("deno.json")).tasks;
+  for (const [name, value] of Object.entries(SERVER_MALLOC_ENV)) {
+    assert.ok(launcher.includes(`export ${name}="\${${name}:-${value}}"`), `dfs exports ${name}`);
+    assert.ok(tasks.serve.includes(`${name}=${value} `), `deno task serve sets ${name}`);
+  }
+});
+
+/** Variables a unit sets for the process's own environment, not for its command line. */
+const PROCESS_ENV = new Set(Object.keys(SERVER_MALLOC_ENV));
+
 Deno.test("every variable a unit expands has a value, and every setting is one it reads", async () => {
   for (const { file, example, unit, execStart, defaults, exampleText } of await loadUnits()) {
     const settings = parseEnv(exampleText, { examples: true });
@@ -248,7 +261,12 @@ Deno.test("every variable a unit expands has a value, and every setting is one i
       );
     }
     for (const name of [...settings.keys(), ...defaults.keys()]) {
+      if (PROCESS_ENV.has(name)) continue;
       assert.ok(used.has(name), `${example}/${file}: ${name} is set but ExecStart never reads it`);
+    }
+    // What the process itself reads from its environment (glibc's malloc), as the launcher sets.
+    for (const [name, value] of Object.entries(SERVER_MALLOC_ENV)) {
+      assert.equal(defaults.get(name), value, `${file}: Environment=${name}=${value}`);
     }
     // A one-word variable must hold one word: "${X}" with spaces would be one odd argument.
     for (const name of braced) {
