@@ -6,7 +6,6 @@
  */
 
 import assert from "node:assert/strict";
-import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import {
   type DirectRoute,
   GRANT_CLOCK_SKEW_MS,
@@ -14,14 +13,11 @@ import {
   grantKey,
   signGrant,
 } from "../../protocol/direct.ts";
-import { decodeFrameBody } from "../../protocol/frame.ts";
-import { PROTOCOL_VERSION } from "../../protocol/limits.ts";
 import type { FileMeta } from "../../protocol/messages.ts";
 import type { FileReader, StreamingFileStore } from "../common/file_store.ts";
-import { DEFAULT_LIMITS } from "../config.ts";
 import { bytesOf, MiB } from "../testing/cluster_helpers.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
-import { Session } from "./session.ts";
+import { sessionOnSocket } from "./_session_socket.ts";
 
 const REPLY_TIMEOUT_MS = 10_000;
 const BLOB = "ab".repeat(16);
@@ -64,49 +60,20 @@ function routedStore(cluster: MemoryCluster) {
 
 /** A client on a real socket to a session over `store`, greeted. */
 async function connect(cluster: MemoryCluster, store: StreamingFileStore) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  const [client, server] = await Promise.all([
-    Deno.connect({ hostname: "127.0.0.1", port }),
-    listener.accept(),
-  ]);
-  listener.close();
-  const session = new Session(server, store, { limits: DEFAULT_LIMITS, clock: cluster.clock });
-  const running = session.run();
-  const reader = new FrameReader(client);
-  const writer = new FrameWriter(client);
-  const next = async () => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("no reply from the session")), REPLY_TIMEOUT_MS);
-    });
-    try {
-      const body = await Promise.race([reader.read(), timeout]);
-      return body === null ? null : decodeFrameBody(body) as Record<string, unknown>;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-  await writer.send({ op: "hello", version: PROTOCOL_VERSION });
-  assert.equal((await next())?.op, "hello");
-  let closed = false;
+  const c = await sessionOnSocket(store, {
+    clock: cluster.clock,
+    replyTimeoutMs: REPLY_TIMEOUT_MS,
+  });
   return {
-    writer,
-    next,
-    running,
+    ...c,
     /** The next frame, which must be an error for `id` with code `code`. */
     async refused(id: number, code: string) {
-      const reply = await next();
+      const reply = await c.next();
       assert.deepEqual(
         [reply?.op, reply?.id, reply?.code],
         ["error", id, code],
         `${reply?.message}`,
       );
-    },
-    async close() {
-      if (!closed) client.close();
-      closed = true;
-      await running;
     },
   };
 }

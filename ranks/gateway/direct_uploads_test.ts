@@ -19,6 +19,7 @@ import { DEFAULT_ZONE, type NodeInfo } from "../rank0/membership.ts";
 import { blobsOn, bytesOf, MiB, readAll, settle } from "../testing/cluster_helpers.ts";
 import { MemoryCluster } from "../testing/memory_cluster.ts";
 import { Session } from "./session.ts";
+import { sessionOnSocket } from "./_session_socket.ts";
 import { DfsClient } from "../../client.ts";
 
 const STALL_MS = 60_000;
@@ -35,32 +36,8 @@ function directCluster(nodes = 3): Promise<MemoryCluster> {
 }
 
 /** A session serving the cluster's store on one end of a loopback connection; the other end. */
-async function connect(cluster: MemoryCluster, limits: Partial<ServerLimits> = {}) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-  const server = await listener.accept();
-  listener.close();
-  const session = new Session(server, cluster.store, {
-    limits: { ...DEFAULT_LIMITS, ...limits },
-    clock: cluster.clock,
-  });
-  const running = session.run();
-  const reader = new FrameReader(client);
-  const writer = new FrameWriter(client);
-  const next = async () => {
-    const body = await reader.read();
-    return body === null ? null : decodeFrameBody(body) as Record<string, unknown>;
-  };
-  await writer.send({ op: "hello", version: PROTOCOL_VERSION });
-  assert.equal((await next())?.op, "hello");
-  return {
-    writer,
-    next,
-    async [Symbol.asyncDispose]() {
-      client.close();
-      await running;
-    },
-  };
+function connect(cluster: MemoryCluster, limits: Partial<ServerLimits> = {}) {
+  return sessionOnSocket(cluster.store, { clock: cluster.clock, limits });
 }
 
 /**

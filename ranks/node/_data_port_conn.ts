@@ -8,6 +8,13 @@
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { decodeFrameBody } from "../../protocol/frame.ts";
 
+/** A chunk a test writes to or reads from a data port: its id, bytes and CRC32. */
+export interface DataChunk {
+  id: string;
+  bytes: Uint8Array;
+  crc32: number;
+}
+
 /** How long a test waits for a data port's reply. */
 export const REPLY_TIMEOUT_MS = 10_000;
 

@@ -27,7 +27,8 @@ import type { DataNode } from "./data_node.ts";
 import { type DataPort, serveDataPort } from "./data_port.ts";
 import { openDataNode } from "./open_node.ts";
 import { fails } from "../testing/fails.ts";
-import { rawDataConn } from "./_data_port_conn.ts";
+import { bytesOf } from "../testing/cluster_helpers.ts";
+import { type DataChunk, rawDataConn } from "./_data_port_conn.ts";
 
 const MiB = CHUNK_SIZE_BYTES;
 const RANK = 3;
@@ -35,15 +36,8 @@ const utf8 = new TextEncoder();
 const secret = utf8.encode("the cluster's secret");
 const key = grantKey(secret);
 
-const bytesOf = (n: number, seed: number) =>
-  new Uint8Array(n).map((_, i) => (i * seed + (i >> 8)) & 0xff);
-
-/** A chunk the node holds: its id, bytes and CRC32. */
-interface Held {
-  id: string;
-  bytes: Uint8Array;
-  crc32: number;
-}
+/** A chunk the node holds. */
+type Held = DataChunk;
 
 /**
  * A data node of `RANK` in a temp folder holding one committed blob of a 1 MiB chunk and a

@@ -21,7 +21,8 @@ import type { DataNode } from "./data_node.ts";
 import { DATA_PORT_TRANSFERS_MAX, type DataPort, serveDataPort } from "./data_port.ts";
 import { openDataNode } from "./open_node.ts";
 import { fails } from "../testing/fails.ts";
-import { rawDataConn } from "./_data_port_conn.ts";
+import { bytesOf } from "../testing/cluster_helpers.ts";
+import { type DataChunk, rawDataConn } from "./_data_port_conn.ts";
 
 const MiB = CHUNK_SIZE_BYTES;
 const RANK = 4;
@@ -31,15 +32,8 @@ const key = grantKey(utf8.encode("the cluster's secret"));
 const SIZES = [MiB, MiB, 70_000];
 const SIZE = SIZES.reduce((a, b) => a + b);
 
-const bytesOf = (n: number, seed: number) =>
-  new Uint8Array(n).map((_, i) => (i * seed + (i >> 9)) & 0xff);
-
-/** A chunk of an upload: its id, bytes and CRC32. */
-interface Piece {
-  id: string;
-  bytes: Uint8Array;
-  crc32: number;
-}
+/** A chunk of an upload. */
+type Piece = DataChunk;
 
 /** The chunks of an upload of `SIZES` into `blob`, their bytes made from `seed`. */
 function piecesOf(blob: string, seed: number): Piece[] {

@@ -69,6 +69,8 @@ export class ChunkCache {
   #sought = new Uint8Array(KEY_BYTES);
   #soughtOffset = new Float64Array(this.#sought.buffer, BLOB_BYTES, 1);
   #soughtHash = 0;
+  /** The key `put` inserts, kept while its evictions look up theirs. */
+  #inserting = new Uint8Array(KEY_BYTES);
   #size = 0;
   /** Slots never used start at `#slotsUsed`; freed ones wait in `#freeSlots`. */
   #slotsUsed = 0;
@@ -167,8 +169,13 @@ export class ChunkCache {
     if (length > CHUNK_CACHE_ENTRY_BYTES_MAX || length > this.slabBytes) return;
     if (this.slabBytes + CHUNK_CACHE_ENTRY_OVERHEAD_BYTES > this.bytesMax) return;
     if (this.slabBytes === 0 || this.entriesMax === 0) return;
-    this.delete(id);
     if (!this.#seek(id)) return;
+    // Kept aside: evictions below look their own keys up, which overwrites the one sought.
+    const hash = this.#soughtHash;
+    const key = this.#inserting;
+    key.set(this.#sought);
+    const held = this.#table.slotIn(this.#table.find(hash));
+    if (held !== NONE) this.#remove(held);
     while (this.#size >= this.entriesMax) this.#remove(this.#oldest);
     while (
       this.#slabCount * this.slabBytes + (this.#size + 1) * CHUNK_CACHE_ENTRY_OVERHEAD_BYTES >
@@ -187,11 +194,10 @@ export class ChunkCache {
     this.#lengthOf[slot] = length;
     this.#linkInSlab(slot, slab);
     this.#linkNewest(slot);
-    // Evictions and compactions above look keys up too: the sought key is set again.
-    this.#seek(id);
-    this.#keys.set(this.#sought, slot * KEY_BYTES);
-    this.#hashes[slot] = this.#soughtHash;
-    this.#table.put(this.#table.find(this.#soughtHash), slot, this.#soughtHash);
+    this.#sought.set(key);
+    this.#keys.set(key, slot * KEY_BYTES);
+    this.#hashes[slot] = hash;
+    this.#table.put(this.#table.find(hash), slot, hash);
     this.#size++;
   }
 
