@@ -69,7 +69,7 @@ export class ChunkIdSet {
     this.#hashes = new Uint32Array(slots);
     this.#table = new SlotTable({
       hashAt: (slot) => this.#hashes[slot],
-      holdsSought: (slot) => this.#keyIsScratch(slot),
+      holdsSought: (slot, hash) => this.#hashes[slot] === hash && this.#keyIsScratch(slot),
     }, bucketsFor(slots));
   }
 

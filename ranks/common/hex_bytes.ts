@@ -10,10 +10,10 @@ export const HEX_BYTES_MAX = 32;
 
 const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
 
-/** FNV-1a of `length` bytes, then MurmurHash3's finalizer so that the low bits mix well. */
-export function hashOf(bytes: Uint8Array, length: number): number {
+/** FNV-1a of `length` bytes from `at`, then MurmurHash3's finalizer so that the low bits mix well. */
+export function hashOf(bytes: Uint8Array, length: number, at = 0): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  for (let i = at; i < at + length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;

@@ -3,7 +3,7 @@
  * In a `Map<string, Manifest>` a small file's manifest costs ~510 bytes of heap (the object, its
  * name, its sha256 in hex, an array of one chunk object with its id string and an array of ranks);
  * here ~125 (`bench/_manifest_memory.ts`, 1,000,000 files): its name as UTF-8 in a shared arena,
- * one entry in an open-addressing hash table, and one slot of typed-array columns (~91 bytes, of
+ * one entry in an open-addressing hash table, and one slot of typed-array columns (~87 bytes, of
  * which 32 are the sha256 and 16 the blob id). Pure: no I/O.
  *
  * A store holds the rest of each manifest (its sha256, chunks and attributes) in one of two ways:
@@ -111,8 +111,8 @@ export class ManifestColumns {
   /** The head of the free slot list, plus one (0: empty); the list runs through `#nameAt`. */
   #freeHead = 0;
 
-  // Per slot (all made by `#reset()`).
-  #hashes!: PagedColumn<Uint32Array>;
+  // Per slot (all made by `#reset()`). No hash: the table asks for one only when it moves an
+  // entry, and hashing the name then costs less than 4 bytes a slot (`SlotKeys`).
   /** Arena address of the name (`NameArena`); for a free slot, the next free one. */
   #nameAt!: PagedColumn<Uint32Array>;
   /** UTF-8 bytes of the name; 0 for a free slot (names are never empty). */
@@ -222,7 +222,6 @@ export class ManifestColumns {
     if (slot < 0) {
       this.#names.makeRoom(length, m.name); // first: what may throw comes before any change
       slot = this.#newSlot(m.name);
-      this.#hashes.set(slot, hash);
       this.#writeName(slot, length);
       this.#table.put(bucket, slot, hash);
       this.#sorted.added(slot);
@@ -466,7 +465,7 @@ export class ManifestColumns {
 
   /** Every column of the slots. */
   #columns(): PagedColumn<ColumnArray>[] {
-    const own = [this.#hashes, this.#nameAt, this.#nameBytes, this.#numbers, this.#flags];
+    const own = [this.#nameAt, this.#nameBytes, this.#numbers, this.#flags];
     return [...own, ...this.#details?.columns ?? [this.#where!]];
   }
 
@@ -493,7 +492,6 @@ export class ManifestColumns {
     this.#slotsUsed = 0;
     this.#freeHead = 0;
     const slots = MANIFEST_SLOTS_MIN;
-    this.#hashes = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots });
     this.#nameAt = new PagedColumn((n) => new Uint32Array(n), { width: 1, slots });
     this.#nameBytes = new PagedColumn((n) => new Uint16Array(n), { width: 1, slots });
     this.#numbers = new PagedColumn((n) => new Float64Array(n), { width: NUMBERS_PER_SLOT, slots });
@@ -503,7 +501,7 @@ export class ManifestColumns {
       ? undefined
       : new PagedColumn((n) => new Float64Array(n).fill(-1), { width: 1, slots });
     this.#table = new SlotTable({
-      hashAt: (slot) => this.#hashes.get(slot),
+      hashAt: (slot) => this.#names.hash(this.#nameAt.get(slot), this.#nameBytes.get(slot)),
       holdsSought: (slot) =>
         this.#nameBytes.get(slot) === this.#scratchLength &&
         this.#nameIsScratch(slot, this.#scratchLength),

@@ -7,6 +7,7 @@
  */
 
 import { DfsError } from "../../protocol/errors.ts";
+import { hashOf } from "./hex_bytes.ts";
 import { freeNow, grown } from "./slot_table.ts";
 import { compareUtf8AsUtf16 } from "./sorted_slots.ts";
 
@@ -91,6 +92,11 @@ export class NameArena {
     const offset = address % NAMES_SLAB_BYTES;
     for (let i = 0; i < length; i++) if (slab[offset + i] !== bytes[i]) return false;
     return true;
+  }
+
+  /** The hash of the name of `length` bytes at `address` (`hashOf` of its bytes). */
+  hash(address: number, length: number): number {
+    return hashOf(this.#slabOf(address), length, address % NAMES_SLAB_BYTES);
   }
 
   /** Whether the name of `length` bytes at `address` starts with `prefix`. */

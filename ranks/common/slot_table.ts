@@ -2,9 +2,9 @@
  * The open-addressing hash table under the column stores (`ManifestColumns`, a data node's
  * `LogPlaces`): buckets of slot numbers in one `Uint32Array`, linear probing, and deletion by
  * moving the rest of a probe run back into the gap (no tombstones). The store keeps each slot's key
- * and its hash in columns of its own and answers the table's two questions (`SlotKeys`). Each
- * bucket also holds the top `TAG_BITS` of its slot's hash: a probe past another key then reads
- * only the bucket, not the store's hash column (a cache miss each, ~8 per insert at the fullest).
+ * (and its hash, if it keeps a column of them) and answers the table's two questions (`SlotKeys`).
+ * Each bucket also holds the top `TAG_BITS` of its slot's hash: a probe past another key then
+ * reads only the bucket, not the store's keys (a cache miss each, ~8 per insert at the fullest).
  * Pure.
  *
  * @module
@@ -14,10 +14,16 @@ import { assert } from "../../protocol/errors.ts";
 
 /** What a table asks of the store whose slots it holds. */
 export interface SlotKeys {
-  /** The hash of the key held in `slot`. */
+  /**
+   * The hash of the key held in `slot`: asked only when entries move (`remove()`, `resize()`), so
+   * a store may work it out from the key rather than keep a column of hashes.
+   */
   hashAt(slot: number): number;
-  /** Whether `slot` holds the key being looked up now (its hash already matched). */
-  holdsSought(slot: number): boolean;
+  /**
+   * Whether `slot` holds the key being looked up now, whose hash is `hash` (the bucket's tag
+   * matched it already; a store with a column of hashes compares them before the keys).
+   */
+  holdsSought(slot: number, hash: number): boolean;
 }
 
 /** Slots a table holds at most: a bucket keeps the slot plus one below its tag bits. */
@@ -60,7 +66,7 @@ export class SlotTable {
       if (entry === 0) return bucket;
       if (entry >>> SLOT_BITS !== tag) continue;
       const slot = (entry & SLOT_MASK) - 1;
-      if (this.#keys.hashAt(slot) === hash && this.#keys.holdsSought(slot)) return bucket;
+      if (this.#keys.holdsSought(slot, hash)) return bucket;
     }
   }
 

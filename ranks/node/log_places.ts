@@ -53,7 +53,7 @@ export class LogPlaces {
   /** Blob id to slot; at most `LOG_PLACES_LOAD_MAX` full. */
   #table = new SlotTable({
     hashAt: (slot) => this.#hashes.get(slot),
-    holdsSought: (slot) => this.#keyIsScratch(slot),
+    holdsSought: (slot, hash) => this.#hashes.get(slot) === hash && this.#keyIsScratch(slot),
   }, 2 * LOG_PLACES_SLOTS_MIN);
   /** Ids not of the form `<blob>-0`. */
   #others = new Map<string, number>();

@@ -120,7 +120,8 @@ export class ChunkCache {
     const sought = this.#sought;
     this.#table = new SlotTable({
       hashAt: (slot) => this.#hashes[slot],
-      holdsSought: (slot) => {
+      holdsSought: (slot, hash) => {
+        if (this.#hashes[slot] !== hash) return false;
         const at = slot * KEY_BYTES;
         for (let i = 0; i < KEY_BYTES; i++) if (keys[at + i] !== sought[i]) return false;
         return true;
