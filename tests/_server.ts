@@ -13,15 +13,21 @@ import { sleep } from "./_wait.ts";
 
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 export const DENO = Deno.execPath();
-/** The V8 flags `./dfs serve` and `deno task serve` run the server with (young generation 2 MiB). */
-export const SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=2";
+/**
+ * The V8 flags `./dfs`, `deno task serve` and `deno task compile` run the server with (see the
+ * README, Measured): a young generation of 2 MiB, and an old generation collected once it has
+ * grown by half since the last collection (V8 lets a small heap grow up to 4 times).
+ */
+export const SERVER_V8_FLAGS = "--v8-flags=--max-semi-space-size=2,--heap-growing-percent=50";
 /**
  * The malloc settings `./dfs`, `deno task serve` and the deployment files run the server with
- * (see the README, Measured): blocks of 128 KiB and more mapped apart and given back when freed.
+ * (see the README, Measured): blocks of 128 KiB and more mapped apart and given back when freed,
+ * and two arenas for all of the process's threads, not eight per core.
  */
 export const SERVER_MALLOC_ENV = {
   MALLOC_MMAP_THRESHOLD_: "131072",
   MALLOC_TRIM_THRESHOLD_: "1048576",
+  MALLOC_ARENA_MAX: "2",
 };
 /** How long a server may take to print its ready line. */
 export const SERVER_START_TIMEOUT_MS = 60_000;

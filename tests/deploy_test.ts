@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { COMMANDS, type OptionSpec } from "../cli/commands.ts";
-import { SERVER_MALLOC_ENV } from "./_server.ts";
+import { SERVER_MALLOC_ENV, SERVER_V8_FLAGS } from "./_server.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
@@ -237,12 +237,27 @@ Deno.test("the units run dfs with options dfs takes, and the settings add only s
   assert.deepEqual((await unitCommandLines()).mistakes, []);
 });
 
-Deno.test("the launcher and deno task serve run the server with the units' malloc settings", async () => {
+Deno.test("the launcher, deno task serve and the image run the server with the units' malloc settings", async () => {
   const launcher = await read("dfs");
   const tasks = JSON.parse(await read("deno.json")).tasks;
+  const dockerEnv = (await read("deploy/Dockerfile")).split("\n").filter((l) =>
+    l.startsWith("ENV ")
+  );
   for (const [name, value] of Object.entries(SERVER_MALLOC_ENV)) {
     assert.ok(launcher.includes(`export ${name}="\${${name}:-${value}}"`), `dfs exports ${name}`);
     assert.ok(tasks.serve.includes(`${name}=${value} `), `deno task serve sets ${name}`);
+    assert.ok(dockerEnv.some((l) => l.split(/\s+/).includes(`${name}=${value}`)), `ENV ${name}`);
+  }
+});
+
+Deno.test("the launcher, deno task serve and deno task compile give the tests' V8 flags", async () => {
+  const launcher = await read("dfs");
+  const tasks = JSON.parse(await read("deno.json")).tasks;
+  const runs = launcher.split("\n").filter((line) => line.includes("--v8-flags="));
+  assert.equal(runs.length, 2, "dfs gives V8 flags to the server and the node");
+  for (const line of [...runs, tasks.serve, tasks.compile]) {
+    const flags = line.split(/\s+/).filter((word: string) => word.startsWith("--v8-flags="));
+    assert.deepEqual(flags, [SERVER_V8_FLAGS], line);
   }
 });
 
