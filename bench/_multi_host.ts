@@ -22,7 +22,7 @@
 
 import { createNetwork, netnsAvailable, type Network, tcAvailable } from "../tests/_netns.ts";
 import { writeSecret } from "../tests/_nodes.ts";
-import { DENO, ROOT, SERVER_V8_FLAGS } from "../tests/_server.ts";
+import { DENO, ROOT, SERVER_MALLOC_ENV, SERVER_V8_FLAGS } from "../tests/_server.ts";
 import { sleep } from "../tests/_wait.ts";
 import type { BenchContext } from "./_config.ts";
 import { TRANSFER_TIMEOUT_MS } from "./_large_file.ts";
@@ -436,6 +436,7 @@ class HostProcess {
     this.network = network;
     this.#process = network.spawn(host, options.cmd, {
       cwd: ROOT,
+      env: SERVER_MALLOC_ENV,
       stdin: options.stdin ? "piped" : "null",
     });
     this.pid = this.#process.pid;

@@ -5,7 +5,13 @@
  * @module
  */
 
-import { DENO, ROOT, SERVER_START_TIMEOUT_MS, SERVER_V8_FLAGS } from "./_server.ts";
+import {
+  DENO,
+  ROOT,
+  SERVER_MALLOC_ENV,
+  SERVER_START_TIMEOUT_MS,
+  SERVER_V8_FLAGS,
+} from "./_server.ts";
 
 /** A `dfs node` process. */
 export class TestNode implements AsyncDisposable {
@@ -71,8 +77,13 @@ export class TestNode implements AsyncDisposable {
       options.secretFile,
       ...(options.args ?? []),
     ];
-    const process = new Deno.Command(command, { args, stdout: "piped", stderr: "piped", cwd: ROOT })
-      .spawn();
+    const process = new Deno.Command(command, {
+      args,
+      env: SERVER_MALLOC_ENV,
+      stdout: "piped",
+      stderr: "piped",
+      cwd: ROOT,
+    }).spawn();
     const output = { text: "", exited: false };
     const drain = async (stream: ReadableStream<Uint8Array>) => {
       for await (const piece of stream.pipeThrough(new TextDecoderStream())) output.text += piece;

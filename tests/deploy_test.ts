@@ -240,11 +240,12 @@ Deno.test("the units run dfs with options dfs takes, and the settings add only s
 Deno.test("the launcher, deno task serve and the image run the server with the units' malloc settings", async () => {
   const launcher = await read("dfs");
   const tasks = JSON.parse(await read("deno.json")).tasks;
-  const dockerEnv = (await read("deploy/Dockerfile")).split("\n").filter((l) =>
-    l.startsWith("ENV ")
-  );
+  // The image's ENV: the stage after the last FROM (what runs), not the build stage.
+  const stages = (await read("deploy/Dockerfile")).split(/^FROM /m);
+  const dockerEnv = stages[stages.length - 1].split("\n").filter((l) => l.startsWith("ENV "));
+  const lines = launcher.split("\n");
   for (const [name, value] of Object.entries(SERVER_MALLOC_ENV)) {
-    assert.ok(launcher.includes(`export ${name}="\${${name}:-${value}}"`), `dfs exports ${name}`);
+    assert.ok(lines.includes(`export ${name}="\${${name}:-${value}}"`), `dfs exports ${name}`);
     assert.ok(tasks.serve.includes(`${name}=${value} `), `deno task serve sets ${name}`);
     assert.ok(dockerEnv.some((l) => l.split(/\s+/).includes(`${name}=${value}`)), `ENV ${name}`);
   }

@@ -19,7 +19,7 @@ import assert from "node:assert/strict";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import { createNetwork, netnsAvailable, type Network } from "./_netns.ts";
 import { writeSecret } from "./_nodes.ts";
-import { DENO, ROOT, SERVER_V8_FLAGS } from "./_server.ts";
+import { DENO, ROOT, SERVER_MALLOC_ENV, SERVER_V8_FLAGS } from "./_server.ts";
 import { sleep, withTimeout } from "./_wait.ts";
 
 const available = await netnsAvailable();
@@ -256,7 +256,7 @@ class HostProcess {
   ) {
     this.name = options.name;
     this.#log = options.log;
-    this.process = network.spawn(host, options.cmd, { cwd: ROOT });
+    this.process = network.spawn(host, options.cmd, { cwd: ROOT, env: SERVER_MALLOC_ENV });
     void this.#drain(this.process.stdout).catch(() => {});
     void this.#drain(this.process.stderr).catch(() => {});
     void this.process.status.then(() => this.exited = true);

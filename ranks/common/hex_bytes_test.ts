@@ -19,3 +19,11 @@ Deno.test("hashOf() depends on every byte and only on the first `length`", () =>
   assert.equal(hashOf(a, 3), hashOf(b, 3));
   assert.ok(Number.isInteger(hashOf(a, 5)) && hashOf(a, 5) >= 0 && hashOf(a, 5) < 2 ** 32);
 });
+
+Deno.test("hashOf() from `at` hashes the `length` bytes there as if they began the array", () => {
+  const name = new TextEncoder().encode("photos/2026/é/IMG_0001.jpg");
+  const within = new Uint8Array(7 + name.length + 5).fill(0xaa);
+  within.set(name, 7);
+  assert.equal(hashOf(within, name.length, 7), hashOf(name, name.length));
+  assert.notEqual(hashOf(within, name.length, 6), hashOf(name, name.length));
+});

@@ -42,8 +42,8 @@ export const MANIFEST_SLOTS_MAX = 2 ** 26;
 export const TABLE_BUCKETS_MIN = 2 * MANIFEST_SLOTS_MIN;
 /**
  * Fullest the hash table gets, in entries per bucket, before it doubles. At 0.75 a lookup probes
- * a few buckets more than at 0.5 (each bucket a slot number; the slot's hash is compared before
- * its name), and a million names take 2^21 buckets (8 MiB) instead of 2^22.
+ * a few buckets more than at 0.5 (each bucket a slot number and 5 bits of its hash, compared
+ * before the name), and a million names take 2^21 buckets (8 MiB) instead of 2^22.
  */
 export const TABLE_LOAD_MAX = 0.75;
 /** Emptiest the hash table gets, in entries per bucket, before it halves. */
