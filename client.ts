@@ -19,17 +19,17 @@
 
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
-import { clientProof, newNonce, proofMatches, serverProof } from "./protocol/auth.ts";
 import { readChecker } from "./protocol/checksums.ts";
-import { dataBytesFor, sendPieces } from "./protocol/pieces.ts";
-import { FrameReader, FrameWriter, isConnectionError } from "./protocol/conn.ts";
-import { cannotConnect, looksLikeTlsRecord, openSocket, parseAddress } from "./protocol/connect.ts";
+import { sendPieces } from "./protocol/pieces.ts";
+import { type FrameReader, isConnectionError } from "./protocol/conn.ts";
+import { parseAddress } from "./protocol/connect.ts";
 import { DfsError } from "./protocol/errors.ts";
-import { decodeFrameBody } from "./protocol/frame.ts";
+import { type Link, openLink, readReply } from "./protocol/client_link.ts";
 import { type Rank0Link, readRoute, writePlan } from "./protocol/direct_client.ts";
 import type { WritePlan } from "./protocol/direct.ts";
-import { DataLinks } from "./protocol/direct_reader.ts";
-import { CHUNK_SIZE_BYTES, FRAME_HEADER_BYTES, PROTOCOL_VERSION } from "./protocol/limits.ts";
+import { DataLinks, DIRECT_CHUNKS_INFLIGHT_MAX } from "./protocol/direct_reader.ts";
+import { BufferPool } from "./protocol/buffer_pool.ts";
+import { FRAME_SIZE_BYTES_MAX } from "./protocol/limits.ts";
 import {
   type DoctorReport,
   expectOk,
@@ -86,13 +86,15 @@ export interface ClientOptions {
 /** Bytes to upload: a whole buffer, a stream, or any (async) iterable of byte arrays. */
 export type PutSource = ByteSource;
 
-interface Link {
-  conn: Deno.Conn;
-  reader: FrameReader;
-  writer: FrameWriter;
-  /** From the server's hello: the largest data payload of a frame; whether it answers plans. */
-  dataBytesMax: number;
-  plans?: boolean;
+/** A sink's write that failed under `getInto`, carried out past the connection's error handling. */
+class SinkFailure {
+  constructor(readonly error: unknown) {}
+}
+
+/** Where `getInto` writes: a `Deno.FsFile` or `Deno.stdout`. */
+export interface ByteSink {
+  /** Writes some of `bytes`; resolves with how many. */
+  write(bytes: Uint8Array): Promise<number>;
 }
 
 /** A connection to a dfs server, speaking the CBOR protocol; a `FileStore` over the socket. */
@@ -103,6 +105,8 @@ export class DfsClient implements FileStore {
   /** Connections to the data nodes' data ports, for direct reads. */
   #dataLinks: DataLinks | undefined;
   #busy: Promise<void> = Promise.resolve();
+  /** Chunk buffers `getInto` reads into again (a direct read's window and one being written). */
+  #pool = new BufferPool(FRAME_SIZE_BYTES_MAX, { buffersMax: DIRECT_CHUNKS_INFLIGHT_MAX + 2 });
   #nextId = 1;
   #closed = false;
 
@@ -390,26 +394,77 @@ export class DfsClient implements FileStore {
    * The content of `name` (or a range of it) in memory (for small files), checked like `open()`'s
    * stream. Reads the frames straight off the connection, without a stream in between.
    */
-  getBytes(name: string, range: ByteRange = {}): Promise<Uint8Array> {
+  async getBytes(name: string, range: ByteRange = {}): Promise<Uint8Array> {
+    let out = new Uint8Array(0);
+    let at = 0;
+    await this.#read(name, range, (meta) => {
+      out = new Uint8Array((range.end ?? meta.size) - (range.start ?? 0));
+      return (piece) => {
+        if (at + piece.length > out.length) throw new DfsError("INTERNAL", "Too many bytes");
+        out.set(piece, at);
+        at += piece.length;
+      };
+    });
+    return out;
+  }
+
+  /**
+   * Writes `name` (or a range of it) to `sink`, checked like `open()`'s stream, a piece at a time:
+   * each piece is written whole, and its buffer then read into again, so a large get allocates
+   * nothing per chunk (`dfs get`: a new process otherwise reads its first ~128 MiB into memory
+   * the kernel must fault in page by page). The sink must be done with the bytes it is given when
+   * its write resolves, as a file's or stdout's is. `opened` is told the file's metadata first.
+   */
+  getInto(
+    name: string,
+    sink: ByteSink,
+    options: ByteRange & { opened?: (meta: FileMeta) => void } = {},
+  ): Promise<FileMeta> {
+    const { opened, ...range } = options;
+    const pool = this.#pool;
+    return this.#read(name, range, (meta, link) => {
+      opened?.(meta);
+      link.reader.pool = pool; // until the read ends: other replies are read as they come
+      return async (piece) => {
+        try {
+          for (let at = 0; at < piece.length;) at += await sink.write(piece.subarray(at));
+        } catch (error) {
+          throw new SinkFailure(error); // not the server's connection failing
+        }
+        pool.give(piece.buffer);
+      };
+    }).catch((error) => {
+      throw error instanceof SinkFailure ? error.error : error;
+    });
+  }
+
+  /**
+   * Reads `name` (or a range) on the connection, each piece checked and handed to what `opened`
+   * returns, awaited before the next; resolves with the file's metadata.
+   */
+  #read(
+    name: string,
+    range: ByteRange,
+    opened: (meta: FileMeta, link: Link) => (piece: Uint8Array) => void | Promise<void>,
+  ): Promise<FileMeta> {
     return this.#exclusive(async () => {
       const link = await this.#connected();
       const { meta, pieces, checked } = await this.#get(link, name, range);
       try {
         const verify = this.#options.verify && !checked;
         const { check, finish } = readChecker(name, meta, range, verify);
-        const out = new Uint8Array((range.end ?? meta.size) - (range.start ?? 0));
-        let at = 0;
+        const take = opened(meta, link);
         for await (const piece of pieces) {
           check(piece);
-          if (at + piece.length > out.length) throw new DfsError("INTERNAL", "Too many bytes");
-          out.set(piece, at);
-          at += piece.length;
+          await take(piece);
         }
         finish();
-        return out;
+        return meta;
       } catch (error) {
         this.#drop(link); // frames of this get may still be in flight
         throw error;
+      } finally {
+        link.reader.pool = undefined;
       }
     });
   }
@@ -441,7 +496,8 @@ export class DfsClient implements FileStore {
   /** The connections to data ports, for the direct path. */
   #links(): DataLinks {
     const { connectTimeoutMs, tlsCaCerts } = this.#options; // TLS to the nodes as to rank 0
-    return this.#dataLinks ??= new DataLinks({ connectTimeoutMs, tlsCaCerts });
+    // Their chunk frames are read into the pool that `getInto` gives its buffers back to.
+    return this.#dataLinks ??= new DataLinks({ connectTimeoutMs, tlsCaCerts, pool: this.#pool });
   }
 
   /** `link` as the direct path asks rank 0 things (`protocol/direct_client.ts`). */
@@ -503,67 +559,12 @@ export class DfsClient implements FileStore {
   async #connected(): Promise<Link> {
     if (this.#link) return this.#link;
     const { hostname, port } = this.#address;
-    const { tlsCaCerts, connectTimeoutMs } = this.#options;
-    const conn = await openSocket(hostname, port, { tlsCaCerts, connectTimeoutMs });
-    const link: Link = {
-      conn,
-      reader: new FrameReader(conn),
-      writer: new FrameWriter(conn),
-      dataBytesMax: CHUNK_SIZE_BYTES,
-    };
-    try {
-      await link.writer.send({ op: "hello", version: PROTOCOL_VERSION });
-      if (!tlsCaCerts && looksLikeTlsRecord(await link.reader.peek(FRAME_HEADER_BYTES))) {
-        throw cannotConnect(
-          hostname,
-          port,
-          "the server seems to speak TLS; pass --tls-ca (or DFS_TLS_CA) to connect over TLS",
-        );
-      }
-      const reply = await this.#readReply(link.reader);
-      if (reply.op !== "hello") throw expectOk(reply) && unexpected(reply);
-      link.dataBytesMax = dataBytesFor(reply.frameSizeBytesMax);
-      link.plans = reply.plans === true;
-      if (reply.challenge) await this.#authenticate(link, reply.challenge);
-    } catch (error) {
-      conn.close();
-      throw error instanceof DfsError ? error : cannotConnect(hostname, port, error);
-    }
-    this.#link = link;
-    return link;
+    this.#link = await openLink(hostname, port, this.#options);
+    return this.#link;
   }
 
-  /** Answers the server's challenge and checks that the server holds the secret too. */
-  async #authenticate(link: Link, challenge: Uint8Array): Promise<void> {
-    const { token } = this.#options;
-    if (!token) {
-      throw new DfsError(
-        "UNAUTHORIZED",
-        "Server requires a token: set DFS_TOKEN or pass --token-file",
-      );
-    }
-    const nonce = newNonce();
-    await link.writer.send({ op: "auth", nonce, proof: clientProof(token, challenge, nonce) });
-    const reply = await this.#readReply(link.reader);
-    if (reply.op === "error") throw DfsError.fromWire(reply);
-    if (reply.op !== "auth" || !proofMatches(reply.proof, serverProof(token, challenge, nonce))) {
-      throw new DfsError("UNAUTHORIZED", "Server could not prove that it holds the token");
-    }
-  }
-
-  async #readReply(reader: FrameReader): Promise<Reply> {
-    let body: Uint8Array | null;
-    try {
-      body = await reader.read();
-    } catch (error) {
-      if (error instanceof DfsError) throw error;
-      throw new DfsError(
-        "UNAVAILABLE",
-        `Connection to the server failed: ${(error as Error).message}`,
-      );
-    }
-    if (body === null) throw new DfsError("UNAVAILABLE", "Server closed the connection");
-    return decodeFrameBody(body) as Reply;
+  #readReply(reader: FrameReader): Promise<Reply> {
+    return readReply(reader);
   }
 
   #dropCurrent(): void {

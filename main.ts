@@ -7,7 +7,7 @@
 
 import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_SERVER, DfsClient, DfsError, type FileMeta } from "./client.ts";
+import { type ByteSink, DEFAULT_SERVER, DfsClient, DfsError, type FileMeta } from "./client.ts";
 import {
   commandHelp,
   type CommandName,
@@ -316,25 +316,34 @@ async function get(values: Values, [nameArg, localArg]: string[]): Promise<void>
     }
   }
   await using client = await connect(values, "get");
-  const { meta, stream } = await client.open(name, range ?? {});
-  const total = (range?.end ?? meta.size) - (range?.start ?? 0);
-  const progress = showProgress(values) ? new Progress(total, { out: Deno.stderr }) : undefined;
-  const counted = progress ? stream.pipeThrough(progress.counter()) : stream;
-  if (localArg === "-") {
-    await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
-  } else {
-    await saveAtomically(localArg ?? basename(name), counted);
-  }
+  let progress: Progress | undefined;
+  const opened = (meta: FileMeta) => {
+    const total = (range?.end ?? meta.size) - (range?.start ?? 0);
+    if (showProgress(values)) progress = new Progress(total, { out: Deno.stderr });
+  };
+  // Each piece written before its buffer is read into again (`DfsClient.getInto`).
+  const into = (sink: ByteSink) => {
+    const count = (n: number) => (progress?.add(n), n);
+    const counted = { write: (bytes: Uint8Array) => sink.write(bytes).then(count) };
+    return client.getInto(name, counted, { ...range, opened });
+  };
+  if (localArg === "-") await into(Deno.stdout);
+  else await saveAtomically(localArg ?? basename(name), into);
   progress?.finish();
 }
 
 /** Writes to a temporary file beside `path` and renames it into place: a failed get leaves nothing. */
-async function saveAtomically(path: string, stream: ReadableStream<Uint8Array>): Promise<void> {
+async function saveAtomically(
+  path: string,
+  write: (file: Deno.FsFile) => Promise<unknown>,
+): Promise<void> {
   const random = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
   const partial = join(dirname(path), `.${basename(path)}.${random}.dfs-partial`);
   try {
-    const file = await Deno.open(partial, { write: true, createNew: true });
-    await stream.pipeTo(file.writable); // closes the file
+    {
+      using file = await Deno.open(partial, { write: true, createNew: true });
+      await write(file);
+    }
     await Deno.rename(partial, path);
   } catch (error) {
     await Deno.remove(partial).catch(() => {});

@@ -8,6 +8,7 @@
  */
 
 import { crc32 } from "node:zlib";
+import type { BufferPool } from "./buffer_pool.ts";
 import { closeQuietly, FrameReader, FrameWriter, setNoDelay } from "./conn.ts";
 import { openSocket, parseAddress } from "./connect.ts";
 import { DIRECT_PROTOCOL_VERSION, type DirectRoute, firstReplica, idsOf } from "./direct.ts";
@@ -41,6 +42,8 @@ interface LinkOptions {
   /** Speak TLS, trusting these certificates (as the client does to rank 0). */
   tlsCaCerts?: string[];
   silenceMs: number;
+  /** Where chunk frames are read into (`FrameReader`'s pool). */
+  pool?: BufferPool;
   /**
    * Told when the node is silent: it did not accept the connection and greet within
    * `connectTimeoutMs`, or the link failed for `silenceMs` without a frame.
@@ -88,7 +91,7 @@ class DataLink {
     }
     setNoDelay(conn);
     const link = new DataLink(conn, options);
-    const reader = new FrameReader(conn);
+    const reader = new FrameReader(conn, { pool: options.pool });
     let late = false;
     const timer = setTimeout(() => {
       late = true;
@@ -194,13 +197,19 @@ class DataLink {
 /** A client's connections to data ports, opened as needed and kept for the next reads. */
 export class DataLinks {
   #links = new Map<string, Promise<DataLink>>();
-  #options: { connectTimeoutMs: number; silenceMs: number; retryMs: number; tlsCaCerts?: string[] };
+  #options: {
+    connectTimeoutMs: number;
+    silenceMs: number;
+    retryMs: number;
+    tlsCaCerts?: string[];
+    pool?: BufferPool;
+  };
   /** Data ports found silent, each skipped until its time (`DATA_LINK_RETRY_MS`), at most `DATA_LINKS_MAX`. */
   #silent = new Map<string, { until: number; error: DfsError }>();
 
   /**
    * `silenceMs`, `retryMs`: `DATA_LINK_SILENCE_MS`, `DATA_LINK_RETRY_MS` unless told (tests make
-   * them short).
+   * them short). `pool`: where the links read chunks into (see `DfsClient.getInto`).
    */
   constructor(
     options: {
@@ -208,6 +217,7 @@ export class DataLinks {
       silenceMs?: number;
       retryMs?: number;
       tlsCaCerts?: string[];
+      pool?: BufferPool;
     },
   ) {
     this.#options = { silenceMs: DATA_LINK_SILENCE_MS, retryMs: DATA_LINK_RETRY_MS, ...options };
@@ -244,7 +254,7 @@ export class DataLinks {
     const silent = this.#silent.get(address);
     if (silent !== undefined && performance.now() < silent.until) throw silent.error;
     this.#silent.delete(address);
-    const { connectTimeoutMs, silenceMs, retryMs, tlsCaCerts } = this.#options;
+    const { connectTimeoutMs, silenceMs, retryMs, tlsCaCerts, pool } = this.#options;
     const onSilent = () => {
       const now = performance.now();
       for (const [other, { until }] of this.#silent) if (until <= now) this.#silent.delete(other);
@@ -258,7 +268,7 @@ export class DataLinks {
       );
       this.#silent.set(address, { until: now + retryMs, error });
     };
-    link = DataLink.open(address, { connectTimeoutMs, silenceMs, onSilent, tlsCaCerts });
+    link = DataLink.open(address, { connectTimeoutMs, silenceMs, onSilent, tlsCaCerts, pool });
     this.#links.set(address, link);
     if (this.#links.size > DATA_LINKS_MAX) {
       const [oldest, opening] = this.#links.entries().next().value!;

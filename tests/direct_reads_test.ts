@@ -89,6 +89,46 @@ Deno.test("a client with direct: false reads through rank 0, the same bytes", as
   for (const port of ports) assert.equal(await connectionsTo(port), 0, "no data port was used");
 });
 
+Deno.test("getInto writes a file through the sink a piece at a time, reading into the same few buffers", async () => {
+  await using cluster = await directCluster([true, true]);
+  const data = pseudoRandomBytes(24 * MiB + 17, 14);
+  const writer = await cluster.client();
+  await writer.put("big.bin", data);
+  writer.close();
+  for (const direct of [true, false]) {
+    const client = await cluster.client({ direct });
+    const start = 5;
+    const read = new Uint8Array(data.length - start);
+    const buffers = new Set<ArrayBufferLike>();
+    let at = 0;
+    let told = -1;
+    const sink = {
+      write: async (bytes: Uint8Array) => {
+        await sleep(0); // a write that resolves later, as a file's does
+        const n = Math.min(bytes.length, 300_000); // and may take part of the bytes
+        buffers.add(bytes.buffer);
+        read.set(bytes.subarray(0, n), at);
+        at += n;
+        return n;
+      },
+    };
+    const meta = await client.getInto("big.bin", sink, { start, opened: (m) => told = m.size });
+    assert.equal(told, data.length, "told the metadata first");
+    assert.equal(meta.size, data.length);
+    assert.equal(at, read.length);
+    assert.equal(sha256(read), sha256(data.subarray(start)), `direct: ${direct}`);
+    // 25 chunks, read into the window's buffers and one being written, not 25 new ones.
+    assert.ok(buffers.size <= DIRECT_CHUNKS_INFLIGHT_MAX + 3, `direct: ${direct}: ${buffers.size}`);
+
+    // A sink that fails: its own error, not the server's connection's; the client goes on.
+    const broken = new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    const failing = { write: () => Promise.reject(broken) };
+    await assert.rejects(client.getInto("big.bin", failing), (error) => error === broken);
+    assert.equal(sha256(await client.getBytes("big.bin")), sha256(data));
+    client.close();
+  }
+});
+
 Deno.test("a direct read fails over through rank 0 when the only node with a data port has damaged chunks", async () => {
   await using cluster = await directCluster([true, false]);
   const data = pseudoRandomBytes(4 * MiB + 500, 13);
