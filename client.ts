@@ -414,6 +414,10 @@ export class DfsClient implements FileStore {
    * nothing per chunk (`dfs get`: a new process otherwise reads its first ~128 MiB into memory
    * the kernel must fault in page by page). The sink must be done with the bytes it is given when
    * its write resolves, as a file's or stdout's is. `opened` is told the file's metadata first.
+   * The client keeps the buffers (`DIRECT_CHUNKS_INFLIGHT_MAX` + 2 chunks) for its next read.
+   *
+   * @throws what the sink's write throws, as it is; `INTERNAL` for a write that says it took no
+   *   bytes, or more than it was given.
    */
   getInto(
     name: string,
@@ -427,7 +431,13 @@ export class DfsClient implements FileStore {
       link.reader.pool = pool; // until the read ends: other replies are read as they come
       return async (piece) => {
         try {
-          for (let at = 0; at < piece.length;) at += await sink.write(piece.subarray(at));
+          for (let at = 0; at < piece.length;) {
+            const n = await sink.write(piece.subarray(at));
+            if (!Number.isInteger(n) || n < 1 || n > piece.length - at) {
+              throw new DfsError("INTERNAL", `A sink wrote ${n} of ${piece.length - at} bytes`);
+            }
+            at += n;
+          }
         } catch (error) {
           throw new SinkFailure(error); // not the server's connection failing
         }
@@ -454,13 +464,16 @@ export class DfsClient implements FileStore {
         const verify = this.#options.verify && !checked;
         const { check, finish } = readChecker(name, meta, range, verify);
         const take = opened(meta, link);
-        for await (const piece of pieces) {
-          check(piece);
-          await take(piece);
+        for (let next = await pieces.next(); !next.done; next = await pieces.next()) {
+          check(next.value);
+          await take(next.value);
         }
         finish();
         return meta;
       } catch (error) {
+        // Not awaited, as `open()`'s cancel: reads still in flight settle on their own, and one
+        // from a node that hangs must not hold the error back until its silence limit.
+        pieces.return(undefined).catch(() => {});
         this.#drop(link); // frames of this get may still be in flight
         throw error;
       } finally {

@@ -12,6 +12,8 @@
 import assert from "node:assert/strict";
 import { firstReplica, idsOf } from "../protocol/direct.ts";
 import { DATA_LINK_SILENCE_MS, DIRECT_CHUNKS_INFLIGHT_MAX } from "../protocol/direct_reader.ts";
+import { FRAME_SIZE_BYTES_MAX } from "../protocol/limits.ts";
+import { concatBytes } from "../protocol/bytes.ts";
 import { pseudoRandomBytes, sha256 } from "./_bytes.ts";
 import {
   connectionsTo,
@@ -94,6 +96,7 @@ Deno.test("getInto writes a file through the sink a piece at a time, reading int
   const data = pseudoRandomBytes(24 * MiB + 17, 14);
   const writer = await cluster.client();
   await writer.put("big.bin", data);
+  await writer.put("small.bin", data.subarray(0, 100));
   writer.close();
   for (const direct of [true, false]) {
     const client = await cluster.client({ direct });
@@ -120,10 +123,33 @@ Deno.test("getInto writes a file through the sink a piece at a time, reading int
     // 25 chunks, read into the window's buffers and one being written, not 25 new ones.
     assert.ok(buffers.size <= DIRECT_CHUNKS_INFLIGHT_MAX + 3, `direct: ${direct}: ${buffers.size}`);
 
+    // A range with an end, and a small file (its one frame under the pool's size).
+    const parts: Uint8Array[] = [];
+    const keep = {
+      write: (bytes: Uint8Array) => (parts.push(bytes.slice()), Promise.resolve(bytes.length)),
+    };
+    await client.getInto("big.bin", keep, { start: MiB - 3, end: 3 * MiB + 7 });
+    await client.getInto("small.bin", keep);
+    const joined = concatBytes(parts);
+    const want = [data.subarray(MiB - 3, 3 * MiB + 7), data.subarray(0, 100)];
+    assert.equal(sha256(joined), sha256(concatBytes(want)));
+
+    // Once a read is over, the connection's reader (not the data links') reads into buffers of
+    // their own again.
+    const { stream } = await client.open("big.bin");
+    for await (const piece of stream) {
+      if (!direct) assert.notEqual(piece.buffer.byteLength, FRAME_SIZE_BYTES_MAX);
+    }
+
     // A sink that fails: its own error, not the server's connection's; the client goes on.
     const broken = new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
     const failing = { write: () => Promise.reject(broken) };
     await assert.rejects(client.getInto("big.bin", failing), (error) => error === broken);
+    // A sink that says it took nothing (or more than it was given) is an error, not a loop.
+    for (const n of [0, undefined, MiB + 1]) {
+      const odd = { write: () => Promise.resolve(n as number) };
+      await assert.rejects(client.getInto("big.bin", odd), /A sink wrote/);
+    }
     assert.equal(sha256(await client.getBytes("big.bin")), sha256(data));
     client.close();
   }
@@ -225,6 +251,41 @@ Deno.test("a direct read keeps the version it opened while the name is overwritt
  * chunks that waited then read from their other replica, and a margin for a loaded test host.
  */
 const HUNG_READ_MS_MAX = DATA_LINK_SILENCE_MS + 8_000;
+
+Deno.test("getInto's sink failing says so at once, not after reads in flight to a hung node", async () => {
+  await using cluster = await directCluster([true, true]);
+  const data = pseudoRandomBytes(30 * MiB, 17);
+  const reader = await cluster.client();
+  // The victim: the node the first chunk is not read from (its piece comes, and the sink fails
+  // on it), but some of the chunks read along with it are; a new version until that holds.
+  let victim: (typeof cluster.nodes)[number] | undefined;
+  for (let put = 0; victim === undefined; put++) {
+    assert.ok(put < 8, "a version whose first chunks are read from both nodes");
+    await reader.put("big.bin", data);
+    const meta = await reader.meta("big.bin");
+    const route = await routeOf(cluster.server, "big.bin");
+    const ids = idsOf(route!.runs, meta.chunks.map((c) => c.size));
+    const firstRank = (k: number) =>
+      meta.chunks[k].ranks[firstReplica(ids[k], meta.chunks[k].ranks.length)];
+    const other = cluster.nodes.find((n) => n.rank !== firstRank(0))!;
+    const window = Array.from({ length: DIRECT_CHUNKS_INFLIGHT_MAX }, (_, k) => firstRank(k));
+    if (window.includes(other.rank)) victim = other;
+  }
+  await reader.getBytes("big.bin", { start: 0, end: 2 * MiB + 5 }); // links to both data ports
+  victim.process.kill("SIGSTOP");
+  try {
+    const broken = new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    const failing = { write: () => Promise.reject(broken) };
+    const started = performance.now();
+    await assert.rejects(reader.getInto("big.bin", failing), (error) => error === broken);
+    const elapsed = performance.now() - started;
+    // Its reads to the hung node are left to fail over on their own (they did hold it ~10 s).
+    assert.ok(elapsed < DATA_LINK_SILENCE_MS / 2, `the sink's error after ${elapsed} ms`);
+  } finally {
+    victim.process.kill("SIGCONT");
+  }
+  assert.equal(sha256(await reader.getBytes("big.bin")), sha256(data), "read again");
+});
 
 for (const when of ["before the read", "after the first piece"]) {
   Deno.test(`a direct read with a node hung ${when} fails over to the other replicas`, async () => {
