@@ -47,6 +47,13 @@ export const FILL_TIMEOUT_MS = 600_000;
  * clients, minutes apart.
  */
 export const FILL_SLICE_FRACTION = 0.1;
+/**
+ * `meta`s per round of the latency comparison (`metaFigures`), whatever the store's size: with
+ * 10,000 (0.2 s at ~60,000/s) a round's p99 was its 100 slowest, and whichever collection or
+ * scheduling pause landed in its window set it: the ratio of two stores' p99s swung from 64% to
+ * 191% within one run.
+ */
+export const META_LATENCY_SAMPLES = 60_000;
 /** Longest one `list` may take. */
 export const LIST_TIMEOUT_MS = 120_000;
 /** Longest a bare `deno` process may take to start and exit. */
@@ -433,8 +440,8 @@ function fillSliceFigures(fill: PhaseResult): Figure[] {
  * `meta` latency in a store of `names` tiny files, set beside a store of `config.files` tiny
  * files (the small-file runs' size) measured in the same window the same way: both servers up,
  * `config.clients` clients connected to each once, one round on each to warm up (not counted),
- * then `config.runs` rounds of `config.files` metas on each, taking turns. The metas of the large
- * store are of names spread over all of it.
+ * then `config.runs` rounds of `META_LATENCY_SAMPLES` metas on each (`small` with `--quick`),
+ * taking turns, over the names of the small store and as many spread over all of the large one.
  */
 async function metaFigures(
   server: TestServer,
@@ -466,8 +473,8 @@ async function metaFigures(
         const { server, names } = stores[i];
         const stride = Math.max(1, Math.floor(names / small));
         return runPhase(clients[i], "meta", {
-          nameOf: (k) => manyName(k * stride),
-          files: small,
+          nameOf: (k) => manyName((k % small) * stride),
+          files: config.quick ? small : META_LATENCY_SAMPLES,
           sizeBytes: TINY_FILE_SIZE_BYTES,
           serverPid: server.process.pid,
         });
