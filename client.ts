@@ -21,7 +21,7 @@ import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { readChecker } from "./protocol/checksums.ts";
 import { sendPieces } from "./protocol/pieces.ts";
-import { type FrameReader, isConnectionError } from "./protocol/conn.ts";
+import { isConnectionError } from "./protocol/conn.ts";
 import { parseAddress } from "./protocol/connect.ts";
 import { DfsError } from "./protocol/errors.ts";
 import { type Link, openLink, readReply } from "./protocol/client_link.ts";
@@ -37,7 +37,6 @@ import {
   type FsckReport,
   type ListEntry,
   type RankCapacity,
-  type Reply,
   resultOf,
   type StatusReport,
   unexpected,
@@ -160,7 +159,7 @@ export class DfsClient implements FileStore {
           sent.push(writer.sendData(id, source, checksums ? crc32(source) : undefined));
         }
         sent.push(writer.send({ op: "end", id, sha256 }));
-        const answer = this.#readReply(reader);
+        const answer = readReply(reader);
         answer.catch(() => {});
         await Promise.all(sent);
         return resultOf<FileMeta>(await answer);
@@ -168,7 +167,7 @@ export class DfsClient implements FileStore {
       if (this.#options.direct !== false && link.plans && checksums && size !== undefined) {
         // A plan to write the chunks to the data nodes, or none (then the bytes come here).
         await writer.send({ ...put, direct: true });
-        const reply = await this.#readReply(reader);
+        const reply = await readReply(reader);
         const { plan } = reply as { plan?: WritePlan };
         if (plan) return await this.#writePlan(link, put, { plan, source, size });
         if (reply.op === "ok") return await this.#sendBytes(link, id, source);
@@ -182,7 +181,7 @@ export class DfsClient implements FileStore {
 
   /** Sends an upload's bytes in data frames, then its end; resolves with the server's answer. */
   async #sendBytes(link: Link, id: number, source: PutSource): Promise<FileMeta> {
-    const reply = () => this.#readReply(link.reader);
+    const reply = () => readReply(link.reader);
     const verify = this.#options.verify;
     return resultOf<FileMeta>(await sendPieces(link, reply, { id, source, verify }));
   }
@@ -275,7 +274,7 @@ export class DfsClient implements FileStore {
     return this.#exclusive(async () => {
       const { reader, writer } = await this.#connected();
       await writer.send({ ...message, id: this.#id() });
-      return resultOf<T>(await this.#readReply(reader));
+      return resultOf<T>(await readReply(reader));
     });
   }
 
@@ -319,7 +318,7 @@ export class DfsClient implements FileStore {
         return link;
       }, held);
       while (true) {
-        const reply = await this.#readReply(link.reader);
+        const reply = await readReply(link.reader);
         if (reply.op === "entries") {
           yield reply.entries;
         } else if (reply.op === "end") {
@@ -426,9 +425,8 @@ export class DfsClient implements FileStore {
   ): Promise<FileMeta> {
     const { opened, ...range } = options;
     const pool = this.#pool;
-    return this.#read(name, range, (meta, link) => {
+    return this.#read(name, range, (meta) => {
       opened?.(meta);
-      link.reader.pool = pool; // until the read ends: other replies are read as they come
       return async (piece) => {
         try {
           for (let at = 0; at < piece.length;) {
@@ -443,27 +441,31 @@ export class DfsClient implements FileStore {
         }
         pool.give(piece.buffer);
       };
-    }).catch((error) => {
+    }, pool).catch((error) => {
       throw error instanceof SinkFailure ? error.error : error;
     });
   }
 
   /**
    * Reads `name` (or a range) on the connection, each piece checked and handed to what `opened`
-   * returns, awaited before the next; resolves with the file's metadata.
+   * returns, awaited before the next; resolves with the file's metadata. With `pool`, the
+   * connection reads its chunk frames into it while the read lasts (other replies are read as
+   * they come).
    */
   #read(
     name: string,
     range: ByteRange,
-    opened: (meta: FileMeta, link: Link) => (piece: Uint8Array) => void | Promise<void>,
+    opened: (meta: FileMeta) => (piece: Uint8Array) => void | Promise<void>,
+    pool?: BufferPool,
   ): Promise<FileMeta> {
     return this.#exclusive(async () => {
       const link = await this.#connected();
       const { meta, pieces, checked } = await this.#get(link, name, range);
+      link.reader.pool = pool;
       try {
         const verify = this.#options.verify && !checked;
         const { check, finish } = readChecker(name, meta, range, verify);
-        const take = opened(meta, link);
+        const take = opened(meta);
         for (let next = await pieces.next(); !next.done; next = await pieces.next()) {
           check(next.value);
           await take(next.value);
@@ -495,7 +497,7 @@ export class DfsClient implements FileStore {
     const id = this.#id();
     const direct = this.#options.direct !== false ? { direct: true } : {};
     await link.writer.send({ op: "get", id, name, ...range, ...direct });
-    const reply = expectOk(await this.#readReply(link.reader));
+    const reply = expectOk(await readReply(link.reader));
     const meta = reply.result as FileMeta;
     if (reply.direct === undefined) return { meta, pieces: this.#frames(link), checked: false };
     const span = { start: range.start ?? 0, end: range.end ?? meta.size };
@@ -517,14 +519,14 @@ export class DfsClient implements FileStore {
   #rank0(link: Link): Rank0Link {
     return {
       send: (message) => link.writer.send(message),
-      reply: () => this.#readReply(link.reader),
+      reply: () => readReply(link.reader),
     };
   }
 
   /** The bytes of a get's `data` frames until its `end`. */
   async *#frames(link: Link): AsyncGenerator<Uint8Array> {
     while (true) {
-      const reply = await this.#readReply(link.reader);
+      const reply = await readReply(link.reader);
       if (reply.op === "end") return;
       if (reply.op !== "data") throw expectOk(reply) && unexpected(reply);
       yield reply.bytes;
@@ -574,10 +576,6 @@ export class DfsClient implements FileStore {
     const { hostname, port } = this.#address;
     this.#link = await openLink(hostname, port, this.#options);
     return this.#link;
-  }
-
-  #readReply(reader: FrameReader): Promise<Reply> {
-    return readReply(reader);
   }
 
   #dropCurrent(): void {

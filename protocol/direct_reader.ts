@@ -194,16 +194,19 @@ class DataLink {
   }
 }
 
+/** What `DataLinks` opens its links with. */
+interface DataLinksOptions {
+  connectTimeoutMs: number;
+  silenceMs?: number;
+  retryMs?: number;
+  tlsCaCerts?: string[];
+  pool?: BufferPool;
+}
+
 /** A client's connections to data ports, opened as needed and kept for the next reads. */
 export class DataLinks {
   #links = new Map<string, Promise<DataLink>>();
-  #options: {
-    connectTimeoutMs: number;
-    silenceMs: number;
-    retryMs: number;
-    tlsCaCerts?: string[];
-    pool?: BufferPool;
-  };
+  #options: DataLinksOptions & { silenceMs: number; retryMs: number };
   /** Data ports found silent, each skipped until its time (`DATA_LINK_RETRY_MS`), at most `DATA_LINKS_MAX`. */
   #silent = new Map<string, { until: number; error: DfsError }>();
 
@@ -211,15 +214,7 @@ export class DataLinks {
    * `silenceMs`, `retryMs`: `DATA_LINK_SILENCE_MS`, `DATA_LINK_RETRY_MS` unless told (tests make
    * them short). `pool`: where the links read chunks into (see `DfsClient.getInto`).
    */
-  constructor(
-    options: {
-      connectTimeoutMs: number;
-      silenceMs?: number;
-      retryMs?: number;
-      tlsCaCerts?: string[];
-      pool?: BufferPool;
-    },
-  ) {
+  constructor(options: DataLinksOptions) {
     this.#options = { silenceMs: DATA_LINK_SILENCE_MS, retryMs: DATA_LINK_RETRY_MS, ...options };
   }
 

@@ -96,6 +96,18 @@ export interface FileHandle extends Disposable {
   close(): void;
 }
 
+/** Reads `into` from byte `at` of `file`, until it is full or the file ends; the bytes read. */
+export function readAtSync(file: FileHandle, into: Uint8Array, at: number): number {
+  file.seekSync(at, Deno.SeekMode.Start);
+  let filled = 0;
+  while (filled < into.length) {
+    const read = file.readSync(into.subarray(filled));
+    if (read === null) break;
+    filled += read;
+  }
+  return filled;
+}
+
 /**
  * The file system: the subset of Deno's file API that the data node's log, chunk store and data
  * folder use. Errors are Deno's (`Deno.errors.NotFound`, `AlreadyExists`, ...), in every

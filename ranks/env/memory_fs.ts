@@ -19,6 +19,7 @@ import {
   type FileSystem,
   type FsStats,
   type OpenOptions,
+  readAtSync,
 } from "./env.ts";
 import {
   DirNode,
@@ -115,7 +116,7 @@ export class MemoryFileSystem implements FileSystem {
     return Promise.try(() => this.openSync(path, options));
   }
 
-  openSync(path: string, options: OpenOptions): FileHandle {
+  openSync(path: string, options: OpenOptions): MemoryFileHandle {
     checkOpenOptions(options);
     const absolute = resolve(path);
     this.#volume.checkFault("open", absolute);
@@ -159,14 +160,7 @@ export class MemoryFileSystem implements FileSystem {
         readAt: (into, position) =>
           Promise.try(() => {
             aligned(into, position);
-            handle.seekSync(position, Deno.SeekMode.Start);
-            let filled = 0;
-            while (filled < into.length) {
-              const read = handle.readSync(into.subarray(filled));
-              if (read === null) break;
-              filled += read;
-            }
-            return filled;
+            return readAtSync(handle, into, position);
           }),
         writeAt: (bytes, position) =>
           Promise.try(() => {
@@ -176,7 +170,7 @@ export class MemoryFileSystem implements FileSystem {
           }),
         linked: () => {
           try {
-            return (handle as MemoryFileHandle).links() > 0;
+            return handle.links() > 0;
           } catch {
             return false; // closed
           }

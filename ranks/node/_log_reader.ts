@@ -9,7 +9,7 @@
 
 import { crc32 } from "node:zlib";
 import { DfsError } from "../../protocol/errors.ts";
-import type { FileHandle, FileSystem } from "../env/env.ts";
+import { type FileHandle, type FileSystem, readAtSync } from "../env/env.ts";
 import { reasonOf } from "./_fs.ts";
 import { RECORD_HEADER_SIZE_BYTES, RECORD_SIZE_BYTES_MAX } from "./record_frame.ts";
 
@@ -193,16 +193,4 @@ export class RecordReader {
       cause: error,
     });
   }
-}
-
-/** Reads `into` from byte `at` of `file`, until it is full or the file ends; the bytes read. */
-function readAtSync(file: FileHandle, into: Uint8Array, at: number): number {
-  file.seekSync(at, Deno.SeekMode.Start);
-  let filled = 0;
-  while (filled < into.length) {
-    const read = file.readSync(into.subarray(filled));
-    if (read === null) break;
-    filled += read;
-  }
-  return filled;
 }

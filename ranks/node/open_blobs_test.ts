@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import type { DirectFile } from "../env/env.ts";
+import { sleep } from "../../tests/_wait.ts";
 import { BlobReaders, BlobWriters } from "./open_blobs.ts";
 
 /** Files opened by name, each knowing whether it is closed, and I/O on a closed one counted. */
@@ -45,31 +46,36 @@ class Files {
   }
 }
 
-/** A read that holds its file until `release` is called. */
-function held(readers: BlobReaders, blob: string) {
+/** A read of `blob` that reads nothing. */
+function read(readers: BlobReaders, blob: string): Promise<number | undefined> {
+  return readers.use(blob, (file) => file.readAt(new Uint8Array(0), 0));
+}
+
+/** A read that holds its file (opened by the time this resolves) until `release` is called. */
+async function held(readers: BlobReaders, blob: string) {
   const { promise, resolve } = Promise.withResolvers<void>();
   const done = readers.use(blob, async (file) => {
     await promise;
     await file.readAt(new Uint8Array(0), 0);
     return blob;
   });
+  await sleep(0);
   return { done, release: () => resolve() };
 }
 
 Deno.test("BlobReaders: reads of a blob share one file, kept up to the limit, least recently used closed first", async () => {
   const files = new Files();
   const readers = new BlobReaders((blob) => files.openFile(blob), 2);
-  const read = (blob: string) => readers.use(blob, (file) => file.readAt(new Uint8Array(0), 0));
-  await Promise.all([read("a"), read("a"), read("a")]);
+  await Promise.all([read(readers, "a"), read(readers, "a"), read(readers, "a")]);
   assert.deepEqual(files.opened, ["a"], "reads at once wait for the one open");
-  await read("b");
-  await read("a"); // a is now the most recently used
-  await read("c");
+  await read(readers, "b");
+  await read(readers, "a"); // a is now the most recently used
+  await read(readers, "c");
   assert.deepEqual(files.opened, ["a", "b", "c"]);
   assert.equal(files.open.get("b"), 0, "the least recently used closes");
   assert.equal(files.openNow(), 2);
   assert.equal(readers.size, 2);
-  await read("a");
+  await read(readers, "a");
   assert.deepEqual(files.opened, ["a", "b", "c"], "a was kept");
   readers.dropAll();
   assert.equal(files.openNow(), 0);
@@ -79,16 +85,14 @@ Deno.test("BlobReaders: reads of a blob share one file, kept up to the limit, le
 Deno.test("BlobReaders: a file dropped or pushed out while a read uses it closes once the read is done", async () => {
   const files = new Files();
   const readers = new BlobReaders((blob) => files.openFile(blob), 1);
-  const a = held(readers, "a");
-  await new Promise((resolve) => setTimeout(resolve, 0));
+  const a = await held(readers, "a");
   readers.drop("a");
   assert.equal(files.open.get("a"), 1, "still in use");
   a.release();
   assert.equal(await a.done, "a");
   assert.equal(files.open.get("a"), 0);
 
-  const b = held(readers, "b");
-  await new Promise((resolve) => setTimeout(resolve, 0));
+  const b = await held(readers, "b");
   await readers.use("c", () => Promise.resolve()); // pushes b out
   assert.equal(files.open.get("b"), 1, "still in use");
   b.release();
@@ -103,7 +107,7 @@ Deno.test("BlobReaders: a file opened across a drop serves its read and is not k
   const gate = Promise.withResolvers<void>();
   files.gate = gate.promise;
   const reading = readers.use("a", () => Promise.resolve("read"));
-  await new Promise((resolve) => setTimeout(resolve, 0));
+  await sleep(0);
   readers.drop("a"); // deleted while it opened: the file may be of the blob before
   gate.resolve();
   files.gate = undefined;
@@ -124,12 +128,10 @@ Deno.test("BlobReaders: a file opened across a drop serves its read and is not k
 Deno.test("BlobReaders: a blob removed behind their back is opened again, and its old file closes after the read using it", async () => {
   const files = new Files();
   const readers = new BlobReaders((blob) => files.openFile(blob));
-  const read = (blob: string) => readers.use(blob, (file) => file.readAt(new Uint8Array(0), 0));
-  await read("a");
-  const a = held(readers, "a");
-  await new Promise((resolve) => setTimeout(resolve, 0));
+  await read(readers, "a");
+  const a = await held(readers, "a");
   files.unlinked.add("a"); // removed, then a new "a" made
-  await read("a");
+  await read(readers, "a");
   assert.deepEqual(files.opened, ["a", "a"]);
   assert.equal(files.open.get("a"), 2, "the old file is still in use");
   a.release();
@@ -167,8 +169,8 @@ Deno.test("BlobReaders: a drop just after an open resolves never closes the file
     const gate = Promise.withResolvers<void>();
     files.gate = gate.promise;
     const readers = new BlobReaders((blob) => files.openFile(blob));
-    const reads = [0, 1].map(() => readers.use("b", (file) => file.readAt(new Uint8Array(0), 0)));
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    const reads = [0, 1].map(() => read(readers, "b"));
+    await sleep(0);
     gate.resolve();
     let later = Promise.resolve();
     for (let i = 0; i < turns; i++) later = later.then(() => {});
