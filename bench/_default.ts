@@ -8,7 +8,7 @@
 
 import type { DfsClient } from "../client.ts";
 import { DENO, type TestServer } from "../tests/_server.ts";
-import { withTimeout } from "../tests/_wait.ts";
+import { sleep, withTimeout } from "../tests/_wait.ts";
 import {
   bareGet,
   bareSmallGet,
@@ -54,6 +54,15 @@ export const FILL_SLICE_FRACTION = 0.1;
  * 191% within one run.
  */
 export const META_LATENCY_SAMPLES = 60_000;
+/**
+ * Pause before each measured large transfer. On this VM a read right after a large write runs
+ * ~30% slower for up to ~0.5 s, whatever reads: a dfs get of the file just put (1,231-1,288
+ * against 1,700-1,960 MB/s a moment later), and a bare `dd iflag=direct` of an unrelated file
+ * (954-1,300 MB/s against 1,300-2,600), while the server used no CPU and the guest's disk had no
+ * write in flight: the host is still writing back. Without the pause, `dfs get`, which ran right
+ * after `dfs put`, paid it and the library's get, which ran after memory-only work, did not.
+ */
+export const DISK_SETTLE_MS = 2_000;
 /** Longest one `list` may take. */
 export const LIST_TIMEOUT_MS = 120_000;
 /** Longest a bare `deno` process may take to start and exit. */
@@ -117,26 +126,32 @@ async function largeFiles(server: TestServer, config: BenchConfig): Promise<Figu
     const local = `${dir}/file.bin`;
     await writeSourceFile(local, config.sizeBytes);
     const mbps = (seconds: number) => config.sizeBytes / 1e6 / seconds;
-    const limit = (work: Promise<number>) =>
-      withTimeout(work, { timeoutMs: TRANSFER_TIMEOUT_MS, what: "bare limit" });
+    // Each transfer starts on a settled disk (`DISK_SETTLE_MS`), so none pays for the one before.
+    const settled = async <T>(work: () => Promise<T>) => {
+      await sleep(DISK_SETTLE_MS);
+      return await work();
+    };
+    const limit = (work: () => Promise<number>) =>
+      settled(() => withTimeout(work(), { timeoutMs: TRANSFER_TIMEOUT_MS, what: "bare limit" }));
     const samples = await repeat(config.runs, async (run) => {
       progress(`large file, run ${run + 1}: library, bare limits, CLI`);
-      const put = await putConcurrently(clients, files);
-      const twoCopies = await limit(bareTwoCopies(config.sizeBytes, dir));
-      const twoDirect = await limit(bareTwoCopies(config.sizeBytes, dir, { direct: true }));
-      const dd = await limit(ddTwoCopies(config.sizeBytes, dir).then((mbps) => mbps ?? 0));
+      const put = await settled(() => putConcurrently(clients, files));
+      const twoCopies = await limit(() => bareTwoCopies(config.sizeBytes, dir));
+      const twoDirect = await limit(() => bareTwoCopies(config.sizeBytes, dir, { direct: true }));
+      const dd = await limit(() => ddTwoCopies(config.sizeBytes, dir).then((mbps) => mbps ?? 0));
       // The disk's limit is the most any of the three measures got out of it.
       const barePutMbps = Math.max(twoCopies, twoDirect, dd);
-      const tcp = await limit(bareTcp(config.sizeBytes));
-      const get = await getConcurrently(clients, files);
-      const bareGetMbps = await limit(bareGet(config.sizeBytes, local, dir));
-      const bareGetToFile = await limit(bareGet(config.sizeBytes, local, dir, { toFile: true }));
-      const cliPut = mbps(await cli(server.address, ["put", local, "bench/cli.bin"]));
-      // `-` writes stdout, which the bench sends to /dev/null: the same work as the library's get.
-      const cliGet = mbps(await cli(server.address, ["get", "bench/cli.bin", "-"]));
-      const cliGetFile = mbps(
-        await cli(server.address, ["get", "bench/cli.bin", `${dir}/back.bin`]),
+      const tcp = await limit(() => bareTcp(config.sizeBytes));
+      const get = await settled(() => getConcurrently(clients, files));
+      const bareGetMbps = await limit(() => bareGet(config.sizeBytes, local, dir));
+      const bareGetToFile = await limit(() =>
+        bareGet(config.sizeBytes, local, dir, { toFile: true })
       );
+      const dfs = (args: string[]) => settled(() => cli(server.address, args)).then(mbps);
+      const cliPut = await dfs(["put", local, "bench/cli.bin"]);
+      // `-` writes stdout, which the bench sends to /dev/null: the same work as the library's get.
+      const cliGet = await dfs(["get", "bench/cli.bin", "-"]);
+      const cliGetFile = await dfs(["get", "bench/cli.bin", `${dir}/back.bin`]);
       await Deno.remove(`${dir}/back.bin`);
       return {
         put,
@@ -581,7 +596,7 @@ async function startFigure(
 
 /** The server's resident memory once it has been idle `SETTLE_MS`. */
 async function settledRss(server: TestServer): Promise<number> {
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  await sleep(SETTLE_MS);
   return await server.rssBytes();
 }
 
