@@ -76,7 +76,7 @@ export interface ClientOptions {
   /** PEM certificates to trust: the connection uses TLS and checks the server against them. */
   tlsCaCerts?: string[];
   /**
-   * Read large files from the data nodes themselves when the server offers it
+   * Read and write large files on the data nodes themselves when the server offers it
    * (`protocol/direct.ts`), rather than through the server. Default true.
    */
   direct?: boolean;

@@ -22,6 +22,7 @@ import {
   cli,
   getConcurrently,
   putConcurrently,
+  settled,
   TRANSFER_TIMEOUT_MS,
   writeSourceFile,
 } from "./_large_file.ts";
@@ -54,15 +55,6 @@ export const FILL_SLICE_FRACTION = 0.1;
  * 191% within one run.
  */
 export const META_LATENCY_SAMPLES = 60_000;
-/**
- * Pause before each measured large transfer. On this VM a read right after a large write runs
- * ~30% slower for up to ~0.5 s, whatever reads: a dfs get of the file just put (1,231-1,288
- * against 1,700-1,960 MB/s a moment later), and a bare `dd iflag=direct` of an unrelated file
- * (954-1,300 MB/s against 1,300-2,600), while the server used no CPU and the guest's disk had no
- * write in flight: the host is still writing back. Without the pause, `dfs get`, which ran right
- * after `dfs put`, paid it and the library's get, which ran after memory-only work, did not.
- */
-export const DISK_SETTLE_MS = 2_000;
 /** Longest one `list` may take. */
 export const LIST_TIMEOUT_MS = 120_000;
 /** Longest a bare `deno` process may take to start and exit. */
@@ -126,11 +118,7 @@ async function largeFiles(server: TestServer, config: BenchConfig): Promise<Figu
     const local = `${dir}/file.bin`;
     await writeSourceFile(local, config.sizeBytes);
     const mbps = (seconds: number) => config.sizeBytes / 1e6 / seconds;
-    // Each transfer starts on a settled disk (`DISK_SETTLE_MS`), so none pays for the one before.
-    const settled = async <T>(work: () => Promise<T>) => {
-      await sleep(DISK_SETTLE_MS);
-      return await work();
-    };
+    // Each transfer starts on a settled disk, so none pays for the one before.
     const limit = (work: () => Promise<number>) =>
       settled(() => withTimeout(work(), { timeoutMs: TRANSFER_TIMEOUT_MS, what: "bare limit" }));
     const samples = await repeat(config.runs, async (run) => {
@@ -364,12 +352,12 @@ export async function manyFiles(bench: BenchContext): Promise<Figure[]> {
       figures.push(await listFigure(server, { runs: config.runs, names: files }));
       figures.push(await peakMemory(server, `server peak resident memory, ${files} files`));
       const rss = "server resident memory above the empty server's";
-      const settled = `idle ${SETTLE_MS / 1000} s`;
+      const idle = `idle ${SETTLE_MS / 1000} s`;
       figures.push(
         figureOf(`${rss}, after the puts`, perFile(afterPuts, files), bytesPerFile),
         figureOf(`${rss}, after the lists`, perFile(await server.rssBytes(), files), bytesPerFile),
         figureOf(
-          `${rss}, after the lists, ${settled}`,
+          `${rss}, after the lists, ${idle}`,
           perFile(await settledRss(server), files),
           bytesPerFile,
         ),

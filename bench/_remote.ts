@@ -1,8 +1,10 @@
 /**
  * `deno task bench --remote-nodes`: the same store twice in one run, once with Worker data nodes
  * (`--ranks N`) and once with the same number of `dfs node` processes joined over TCP on loopback
- * (`--ranks 1`), measured turn by turn: a large file put and got through the library, and 4 KiB
- * files put and got by concurrent clients. The ratios say what the TCP transport costs.
+ * (`--ranks 1`), each with a data port as a deployment for speed has, measured turn by turn: a
+ * large file put and got through the library (to the TCP nodes both through rank 0, as without
+ * data ports, and directly to their data ports), and 4 KiB files put and got by concurrent clients
+ * (which go through rank 0 either way). The ratios say what the TCP transport costs.
  *
  * @module
  */
@@ -10,7 +12,7 @@
 import { TestNode, writeSecret } from "../tests/_nodes.ts";
 import type { TestServer } from "../tests/_server.ts";
 import type { BenchContext } from "./_config.ts";
-import { getConcurrently, putConcurrently } from "./_large_file.ts";
+import { getConcurrently, putConcurrently, settled } from "./_large_file.ts";
 import { connectClients, runPhase } from "./_small_files.ts";
 import { type Figure, figureOf } from "./_stats.ts";
 import { progress } from "./_timing.ts";
@@ -33,7 +35,11 @@ export async function runRemote(bench: BenchContext): Promise<Figure[]> {
       }, async (remote) => {
         for (let i = 0; i < dataNodes; i++) {
           nodes.push(
-            await TestNode.start(remote.nodeAddress!, { dataDir: `${dir}/node${i}`, secretFile }),
+            await TestNode.start(remote.nodeAddress!, {
+              dataDir: `${dir}/node${i}`,
+              secretFile,
+              args: ["--data-port", "0"],
+            }),
           );
         }
         await allUp(remote.address, dataNodes);
@@ -57,11 +63,11 @@ async function compare(
     const figures: Record<string, Record<string, number>> = {};
     for (const [kind, server] of Object.entries(servers)) {
       progress(`run ${run + 1}: ${kind} nodes, large file and 4 KiB files`);
-      figures[kind] = await measure(server, bench, run);
+      figures[kind] = await measure(server, bench, run, kind === "remote");
       for (const [key, value] of Object.entries(figures[kind])) add(`${kind} ${key}`, value);
     }
-    for (const key of Object.keys(figures.workers)) {
-      add(`ratio ${key}`, 100 * figures.remote[key] / figures.workers[key]);
+    for (const key of Object.keys(figures.remote)) {
+      add(`ratio ${key}`, 100 * figures.remote[key] / figures.workers[key.replace(/ direct$/, "")]);
     }
   }
   const size = `${config.sizeBytes / MiB} MiB`;
@@ -71,28 +77,51 @@ async function compare(
     ["small put", `4 KiB put, ${config.clients} clients`, "files/s"],
     ["small get", `4 KiB get, ${config.clients} clients`, "files/s"],
   ];
-  return rows.flatMap(([key, name, unit]) => [
-    figureOf(`${name}, Worker nodes`, samples.get(`workers ${key}`)!, { unit }),
-    figureOf(`${name}, TCP nodes on loopback`, samples.get(`remote ${key}`)!, { unit }),
-    figureOf(`${name}, TCP / Worker of the same run`, samples.get(`ratio ${key}`)!, { unit: "%" }),
-  ]);
+  const ratio = (key: string, name: string, to: string) =>
+    figureOf(`${name}, ${to} / Worker of the same run`, samples.get(`ratio ${key}`)!, {
+      unit: "%",
+    });
+  return rows.flatMap(([key, name, unit]) => {
+    const large = key === "put" || key === "get";
+    const tcp = large ? "TCP nodes on loopback, through rank 0" : "TCP nodes on loopback";
+    return [
+      figureOf(`${name}, Worker nodes`, samples.get(`workers ${key}`)!, { unit }),
+      figureOf(`${name}, ${tcp}`, samples.get(`remote ${key}`)!, { unit }),
+      ...large
+        ? [
+          figureOf(`${name}, TCP nodes, data ports`, samples.get(`remote ${key} direct`)!, {
+            unit,
+          }),
+        ]
+        : [],
+      ratio(key, name, large ? "TCP through rank 0" : "TCP"),
+      ...large ? [ratio(`${key} direct`, name, "TCP data ports")] : [],
+    ];
+  });
 }
 
 async function measure(
   server: TestServer,
   bench: BenchContext,
   run: number,
+  dataPorts: boolean,
 ): Promise<Record<string, number>> {
   const { config, notes } = bench;
-  const large = await connectClients(server.address, 1);
-  const files = { prefix: `bench/r${run}-`, sizeBytes: config.sizeBytes };
-  let put: number, get: number;
-  try {
-    put = await putConcurrently(large, files);
-    get = await getConcurrently(large, files);
-  } finally {
-    for (const c of large) c.close();
-  }
+  // Worker nodes have no data ports: there the client's `direct` changes nothing.
+  const largeFile = async (direct: boolean) => {
+    const large = await connectClients(server.address, 1, { direct });
+    const files = { prefix: `bench/r${run}-${direct ? "d" : "r"}`, sizeBytes: config.sizeBytes };
+    try {
+      return {
+        put: await settled(() => putConcurrently(large, files)),
+        get: await settled(() => getConcurrently(large, files)),
+      };
+    } finally {
+      for (const c of large) c.close();
+    }
+  };
+  const { put, get } = await largeFile(false);
+  const direct = dataPorts ? await largeFile(true) : undefined;
   const clients = await connectClients(server.address, config.clients);
   try {
     const options = {
@@ -110,6 +139,7 @@ async function measure(
     return {
       put,
       get,
+      ...direct ? { "put direct": direct.put, "get direct": direct.get } : {},
       "small put": smallPut.files / smallPut.seconds,
       "small get": smallGet.files / smallGet.seconds,
     };

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { DfsClient } from "../client.ts";
+import { type ClientOptions, DfsClient } from "../client.ts";
 import { pseudoRandomBytes } from "../tests/_bytes.ts";
 import { CLIENTS_MAX } from "./_config.ts";
 import { cpuSeconds } from "./_timing.ts";
@@ -53,12 +53,16 @@ export interface PhaseOptions {
  *
  * @throws {RangeError} over `CLIENTS_MAX`; `DfsError` if the server cannot be reached.
  */
-export async function connectClients(address: string, count: number): Promise<DfsClient[]> {
+export async function connectClients(
+  address: string,
+  count: number,
+  options: ClientOptions = {},
+): Promise<DfsClient[]> {
   if (!(count >= 1 && count <= CLIENTS_MAX)) {
     throw new RangeError(`Clients must be from 1 to ${CLIENTS_MAX}, got ${count}`);
   }
   const clients = await Promise.allSettled(
-    Array.from({ length: count }, () => DfsClient.connect(address)),
+    Array.from({ length: count }, () => DfsClient.connect(address, options)),
   );
   const failed = clients.find((c) => c.status === "rejected");
   if (failed) {
