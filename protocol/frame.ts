@@ -8,11 +8,11 @@
  * @module
  */
 
-import { decode, Encoder } from "./cbor.ts";
+import { decode, messageEncoder } from "./cbor.ts";
 import { assert, DfsError } from "./errors.ts";
 import { FRAME_HEADER_BYTES, FRAME_SIZE_BYTES_MAX } from "./limits.ts";
 
-const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
+const encoder = messageEncoder();
 
 /**
  * Encodes a message as one frame (length prefix included) in a fresh buffer.

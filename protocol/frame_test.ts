@@ -15,6 +15,30 @@ Deno.test("encodeFrame() prefixes the CBOR body with its u32 length", () => {
   });
 });
 
+Deno.test("encodeFrame() writes each map with a header of its own size, nested ones too", () => {
+  const wide = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, i]));
+  const message = { op: "meta", id: 7, inner: { a: 1 }, wide };
+  const body = encodeFrame(message).subarray(FRAME_HEADER_BYTES);
+  assert.equal(body[0], 0xa4); // a map of 4 entries, not cbor-x's default map16 (0xb9 0x00 0x04)
+  const utf8 = new TextEncoder();
+  const after = (key: string) => {
+    const at = indexOf(body, utf8.encode(key));
+    assert.ok(at > 0, `${key} is in the frame`);
+    return body[at + key.length];
+  };
+  assert.equal(after("inner"), 0xa1);
+  assert.equal(after("wide"), 0xb8); // map8: 30 entries
+  assert.deepEqual(decodeFrameBody(body), message);
+});
+
+function indexOf(bytes: Uint8Array, sought: Uint8Array): number {
+  outer: for (let at = 0; at + sought.length <= bytes.length; at++) {
+    for (let i = 0; i < sought.length; i++) if (bytes[at + i] !== sought[i]) continue outer;
+    return at;
+  }
+  return -1;
+}
+
 Deno.test("encodeFrame() returns independent buffers across calls", () => {
   const a = encodeFrame({ op: "a" });
   const b = encodeFrame({ op: "b" });

@@ -22,7 +22,7 @@
  */
 
 import { concatBytes } from "../../protocol/bytes.ts";
-import { addExtension, Encoder } from "../../protocol/cbor.ts";
+import { addExtension, messageEncoder } from "../../protocol/cbor.ts";
 import type { BufferPool } from "../../protocol/buffer_pool.ts";
 import { FrameReader, FrameWriter } from "../../protocol/conn.ts";
 import { assert, DfsError } from "../../protocol/errors.ts";
@@ -83,7 +83,7 @@ interface Link {
   closed: boolean;
 }
 
-const encoder = new Encoder({ useRecords: false, mapsAsObjects: true });
+const encoder = messageEncoder();
 
 /**
  * Byte strings at least this long travel after a packet's CBOR header rather than inside it: they
