@@ -38,7 +38,8 @@ export async function writeSourceFile(path: string, size: number): Promise<void>
 }
 
 /**
- * Pause before each measured large transfer. On this VM a read right after a large write runs
+ * Pause before each measured large transfer (of the default, scaling and remote-nodes suites; the
+ * multi-host suite's data is on tmpfs). On this VM a read right after a large write runs
  * ~30% slower for up to ~0.5 s, whatever reads: a dfs get of the file just put (1,231-1,288
  * against 1,700-1,960 MB/s a moment later), and a bare `dd iflag=direct` of an unrelated file
  * (954-1,300 MB/s against 1,300-2,600), while the server used no CPU and the guest's disk had no

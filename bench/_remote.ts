@@ -89,9 +89,13 @@ async function compare(
       figureOf(`${name}, ${tcp}`, samples.get(`remote ${key}`)!, { unit }),
       ...large
         ? [
-          figureOf(`${name}, TCP nodes, data ports`, samples.get(`remote ${key} direct`)!, {
-            unit,
-          }),
+          figureOf(
+            `${name}, TCP nodes on loopback, data ports`,
+            samples.get(`remote ${key} direct`)!,
+            {
+              unit,
+            },
+          ),
         ]
         : [],
       ratio(key, name, large ? "TCP through rank 0" : "TCP"),
@@ -110,12 +114,14 @@ async function measure(
   // Worker nodes have no data ports: there the client's `direct` changes nothing.
   const largeFile = async (direct: boolean) => {
     const large = await connectClients(server.address, 1, { direct });
-    const files = { prefix: `bench/r${run}-${direct ? "d" : "r"}`, sizeBytes: config.sizeBytes };
+    const path = direct ? "direct" : "rank0";
+    const files = { prefix: `bench/run${run}-${path}-`, sizeBytes: config.sizeBytes };
     try {
-      return {
-        put: await settled(() => putConcurrently(large, files)),
-        get: await settled(() => getConcurrently(large, files)),
-      };
+      const put = await settled(() => putConcurrently(large, files));
+      const get = await settled(() => getConcurrently(large, files));
+      // Gone before the next: 3 runs would otherwise keep 12 GiB on the one disk.
+      await Promise.all(large.map((c, i) => c.remove(`${files.prefix}${i}`)));
+      return { put, get };
     } finally {
       for (const c of large) c.close();
     }

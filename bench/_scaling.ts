@@ -9,7 +9,7 @@
 
 import type { TestServer } from "../tests/_server.ts";
 import type { BenchContext } from "./_config.ts";
-import { getConcurrently, putConcurrently } from "./_large_file.ts";
+import { getConcurrently, putConcurrently, settled } from "./_large_file.ts";
 import { connectClients, runPhase } from "./_small_files.ts";
 import { type Figure, figureOf, percentile } from "./_stats.ts";
 import { progress } from "./_timing.ts";
@@ -81,8 +81,8 @@ async function measure(
   try {
     for (let run = 0; run < config.runs; run++) {
       const files = { prefix: `scale/r${run}/c`, sizeBytes: eachBytes };
-      put.push(await putConcurrently(large, files));
-      get.push(await getConcurrently(large, files));
+      put.push(await settled(() => putConcurrently(large, files)));
+      get.push(await settled(() => getConcurrently(large, files)));
       const nameOf = (i: number) => `small/r${run}/d${i % 100}/f${i}`;
       const phase = { nameOf, serverPid: server.process.pid, timeoutMs: SCALING_PHASE_TIMEOUT_MS };
       const result = await runPhase(small, "put", { ...phase, files: config.files });
