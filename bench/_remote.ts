@@ -77,29 +77,25 @@ async function compare(
     ["small put", `4 KiB put, ${config.clients} clients`, "files/s"],
     ["small get", `4 KiB get, ${config.clients} clients`, "files/s"],
   ];
-  const ratio = (key: string, name: string, to: string) =>
-    figureOf(`${name}, ${to} / Worker of the same run`, samples.get(`ratio ${key}`)!, {
-      unit: "%",
-    });
   return rows.flatMap(([key, name, unit]) => {
-    const large = key === "put" || key === "get";
-    const tcp = large ? "TCP nodes on loopback, through rank 0" : "TCP nodes on loopback";
+    const figure = (sample: string, what: string, unitOf = unit) =>
+      figureOf(`${name}, ${what}`, samples.get(sample)!, { unit: unitOf });
+    const ratio = (of: string, to: string) =>
+      figure(`ratio ${of}`, `${to} / Worker of the same run`, "%");
+    if (key === "small put" || key === "small get") {
+      // Through rank 0 either way.
+      return [
+        figure(`workers ${key}`, "Worker nodes"),
+        figure(`remote ${key}`, "TCP nodes on loopback"),
+        ratio(key, "TCP"),
+      ];
+    }
     return [
-      figureOf(`${name}, Worker nodes`, samples.get(`workers ${key}`)!, { unit }),
-      figureOf(`${name}, ${tcp}`, samples.get(`remote ${key}`)!, { unit }),
-      ...large
-        ? [
-          figureOf(
-            `${name}, TCP nodes on loopback, data ports`,
-            samples.get(`remote ${key} direct`)!,
-            {
-              unit,
-            },
-          ),
-        ]
-        : [],
-      ratio(key, name, large ? "TCP through rank 0" : "TCP"),
-      ...large ? [ratio(`${key} direct`, name, "TCP data ports")] : [],
+      figure(`workers ${key}`, "Worker nodes"),
+      figure(`remote ${key}`, "TCP nodes on loopback, through rank 0"),
+      figure(`remote ${key} direct`, "TCP nodes on loopback, data ports"),
+      ratio(key, "TCP through rank 0"),
+      ratio(`${key} direct`, "TCP data ports"),
     ];
   });
 }
